@@ -1,0 +1,20 @@
+//! tapedeck's domain core.
+//!
+//! Invariants: this crate does no IO. It never reads the clock, a socket or a
+//! file; every state machine takes the current time as an input and returns
+//! what the driver around it must do. That keeps it testable with synthetic
+//! time and lets the same logic replay a spool after a crash.
+
+pub mod error;
+pub mod event;
+pub mod frame_message;
+pub mod id;
+pub mod recording;
+pub mod request;
+pub mod settings;
+pub mod timeline;
+
+pub use error::ErrorCode;
+pub use id::RecordingId;
+pub use recording::{Action, EndReason, Recording, SourceKind, SourceSpec, Stats, Status};
+pub use settings::{Format, Preset, VideoSettings};

@@ -1,0 +1,419 @@
+//! The recording and its lifecycle, one state machine for every source kind.
+
+use serde::{Deserialize, Serialize};
+
+use crate::settings::{Format, Preset, VideoSettings};
+use crate::RecordingId;
+
+/// Where a recording is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, waiting for its source.
+    Pending,
+    /// Media is arriving and being written.
+    Recording,
+    /// Media is ignored until resume; the output has no gap.
+    Paused,
+    /// Finalizing: encode flush, thumbnails, probe, upload.
+    Processing,
+    /// Media and thumbnails are stored.
+    Completed,
+    /// Ended without usable media; `error` says why.
+    Failed,
+    /// Discarded by the user; media removed.
+    Cancelled,
+}
+
+impl Status {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Status; 7] = [
+        Status::Pending,
+        Status::Recording,
+        Status::Paused,
+        Status::Processing,
+        Status::Completed,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    /// The lowercase name used in the API and the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Recording => "recording",
+            Status::Paused => "paused",
+            Status::Processing => "processing",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a name produced by [`Status::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Ended for good: nothing can happen to it any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Completed | Status::Failed | Status::Cancelled)
+    }
+
+    /// Counts against concurrency limits (holds a slot on this node).
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Pending | Status::Recording | Status::Paused | Status::Processing)
+    }
+
+    /// The status after `action`, or the refusal.
+    pub fn apply(self, action: Action) -> Result<Status, InvalidTransition> {
+        use Action as A;
+        use Status as S;
+        let next = match (self, action) {
+            (S::Pending, A::Start) => S::Recording,
+            (S::Recording, A::Pause) => S::Paused,
+            (S::Paused, A::Resume) => S::Recording,
+            (S::Recording | S::Paused, A::Stop) => S::Processing,
+            (S::Pending | S::Recording | S::Paused, A::Cancel) => S::Cancelled,
+            (S::Processing, A::Complete) => S::Completed,
+            (s, A::Fail) if !s.is_terminal() => S::Failed,
+            (from, action) => return Err(InvalidTransition { from, action }),
+        };
+        Ok(next)
+    }
+}
+
+/// What can happen to a recording. The first four are the user's; the rest the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// The source connected.
+    Start,
+    /// The user paused.
+    Pause,
+    /// The user resumed.
+    Resume,
+    /// The user stopped, or a limit ended the recording.
+    Stop,
+    /// The user discarded it.
+    Cancel,
+    /// Processing finished.
+    Complete,
+    /// Something went wrong for good.
+    Fail,
+}
+
+impl Action {
+    /// Parses a user action from a URL segment.
+    pub fn parse_user(s: &str) -> Option<Self> {
+        match s {
+            "pause" => Some(Action::Pause),
+            "resume" => Some(Action::Resume),
+            "stop" => Some(Action::Stop),
+            "cancel" => Some(Action::Cancel),
+            _ => None,
+        }
+    }
+
+    /// The event name that this action's transition emits.
+    pub fn event_name(self) -> &'static str {
+        match self {
+            Action::Start => "recording.started",
+            Action::Pause => "recording.paused",
+            Action::Resume => "recording.resumed",
+            Action::Stop => "recording.stopped",
+            Action::Cancel => "recording.cancelled",
+            Action::Complete => "recording.completed",
+            Action::Fail => "recording.failed",
+        }
+    }
+}
+
+/// An action the current status does not allow.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("cannot {action:?} a recording that is {from:?}")]
+pub struct InvalidTransition {
+    /// The status the recording was in.
+    pub from: Status,
+    /// The refused action.
+    pub action: Action,
+}
+
+impl crate::ErrorCode for InvalidTransition {
+    fn code(&self) -> &'static str {
+        "invalid_transition"
+    }
+    fn status(&self) -> u16 {
+        409
+    }
+}
+
+/// Why recording ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The user (or the client) stopped it.
+    Stopped,
+    /// `max_duration_s` was reached.
+    MaxDuration,
+    /// The per-user storage quota was reached.
+    Quota,
+    /// The source sent nothing for too long.
+    Idle,
+    /// The source finished by itself (end of script, end of upload).
+    SourceEnded,
+    /// The user cancelled it.
+    Cancelled,
+    /// The server stopped mid-recording and finalized it from the spool at the next start.
+    Recovered,
+    /// It failed; see `error`.
+    Error,
+}
+
+/// The source a recording records from. New kinds are new variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceSpec {
+    /// Frames pushed over a WebSocket.
+    Frames {},
+}
+
+impl SourceSpec {
+    /// The kind without its parameters.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            SourceSpec::Frames {} => SourceKind::Frames,
+        }
+    }
+}
+
+/// The kinds of source, for filters and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// Frames pushed over a WebSocket.
+    Frames,
+    /// A web page in headless Chromium.
+    Web,
+    /// A WebRTC room.
+    Room,
+    /// A file uploaded in chunks.
+    Upload,
+}
+
+impl SourceKind {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Frames => "frames",
+            SourceKind::Web => "web",
+            SourceKind::Room => "room",
+            SourceKind::Upload => "upload",
+        }
+    }
+    /// Parses a name produced by [`SourceKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        [SourceKind::Frames, SourceKind::Web, SourceKind::Room, SourceKind::Upload]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+/// Session statistics of one recording.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Frames (or media units) received from the source.
+    pub frames_in: u64,
+    /// Frames written to the output (held frames included in CFR).
+    pub frames_written: u64,
+    /// Input frames not used: corrupt, oversized, paused, out of order, superseded, queue full.
+    pub frames_dropped: u64,
+    /// Of the dropped, those that were not a valid image or were too large.
+    pub frames_invalid: u64,
+    /// Distinct input frames per second of output.
+    pub achieved_fps: f64,
+    /// CPU seconds spent by the encoder processes.
+    pub cpu_s: f64,
+    /// Wall seconds from stop to completed.
+    pub processing_s: f64,
+}
+
+/// What ffprobe found in the output file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    /// Container format name.
+    pub container: String,
+    /// Video codec name (`h264`, `vp9`, ...).
+    pub video_codec: String,
+    /// Frame width.
+    pub width: u32,
+    /// Frame height.
+    pub height: u32,
+    /// Average frame rate.
+    pub fps: f64,
+    /// Number of video frames, when known.
+    pub frames: Option<u64>,
+    /// Duration in seconds.
+    pub duration_s: f64,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+}
+
+/// One recording as the API shows it and the repository stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// Its id.
+    pub id: RecordingId,
+    /// The user that owns it.
+    pub owner: String,
+    /// Lifecycle status.
+    pub status: Status,
+    /// Why recording ended, once it has.
+    pub end_reason: Option<EndReason>,
+    /// The source and its parameters.
+    pub source: SourceSpec,
+    /// Output container.
+    pub format: Format,
+    /// The preset the settings started from.
+    pub preset: Preset,
+    /// Resolved video settings.
+    pub video: VideoSettings,
+    /// Longest recording time before it is finalized, seconds.
+    pub max_duration_s: u32,
+    /// A title for people.
+    pub title: Option<String>,
+    /// Free-form JSON object from the creator.
+    pub metadata: serde_json::Value,
+    /// Creation time.
+    #[serde(with = "crate::recording::time_ms")]
+    pub created_at: i64,
+    /// When the source started.
+    #[serde(with = "crate::recording::opt_time_ms")]
+    pub started_at: Option<i64>,
+    /// When recording stopped.
+    #[serde(with = "crate::recording::opt_time_ms")]
+    pub stopped_at: Option<i64>,
+    /// When processing finished (completed or failed).
+    #[serde(with = "crate::recording::opt_time_ms")]
+    pub completed_at: Option<i64>,
+    /// When the retention sweep deletes it.
+    #[serde(with = "crate::recording::opt_time_ms")]
+    pub expires_at: Option<i64>,
+    /// Output duration in seconds.
+    pub duration_s: Option<f64>,
+    /// Stored media size in bytes.
+    pub size_bytes: Option<u64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Session statistics.
+    pub stats: Stats,
+    /// Probe results of the stored media.
+    pub media: Option<MediaInfo>,
+}
+
+impl Recording {
+    /// Object key of the media file.
+    pub fn media_key(&self) -> String {
+        format!("recordings/{}/media.{}", self.id, self.format.extension())
+    }
+    /// Object key of the poster thumbnail.
+    pub fn poster_key(&self) -> String {
+        format!("recordings/{}/poster.jpg", self.id)
+    }
+    /// Object key of the thumbnail strip.
+    pub fn strip_key(&self) -> String {
+        format!("recordings/{}/strip.jpg", self.id)
+    }
+}
+
+/// RFC 3339 (UTC, milliseconds) for unix-millisecond timestamps.
+pub mod time_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Formats unix milliseconds as RFC 3339.
+    pub fn format(ms: i64) -> String {
+        let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        humantime::format_rfc3339_millis(t).to_string()
+    }
+    /// Parses RFC 3339 into unix milliseconds.
+    pub fn parse(s: &str) -> Option<i64> {
+        let t = humantime::parse_rfc3339_weak(s).ok()?;
+        Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
+    }
+    pub(crate) fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format(*ms))
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        let s = String::deserialize(d)?;
+        parse(&s).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
+    }
+}
+
+/// Optional variant of [`time_ms`].
+pub mod opt_time_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match ms {
+            Some(ms) => s.serialize_str(&super::time_ms::format(*ms)),
+            None => s.serialize_none(),
+        }
+    }
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| super::time_ms::parse(&s).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time")))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lifecycle_paths() {
+        let s = Status::Pending.apply(Action::Start).unwrap();
+        let s = s.apply(Action::Pause).unwrap();
+        assert_eq!(s, Status::Paused);
+        assert!(s.apply(Action::Pause).is_err());
+        let s = s.apply(Action::Resume).unwrap().apply(Action::Stop).unwrap();
+        assert_eq!(s, Status::Processing);
+        assert_eq!(s.apply(Action::Cancel).unwrap_err().from, Status::Processing);
+        assert_eq!(s.apply(Action::Complete).unwrap(), Status::Completed);
+    }
+
+    fn any_action() -> impl Strategy<Value = Action> {
+        prop_oneof![
+            Just(Action::Start),
+            Just(Action::Pause),
+            Just(Action::Resume),
+            Just(Action::Stop),
+            Just(Action::Cancel),
+            Just(Action::Complete),
+            Just(Action::Fail),
+        ]
+    }
+
+    proptest! {
+        /// Terminal states never change, and no sequence leaves the state graph.
+        #[test]
+        fn terminal_is_final(actions in proptest::collection::vec(any_action(), 0..40)) {
+            let mut s = Status::Pending;
+            for a in actions {
+                let was_terminal = s.is_terminal();
+                match s.apply(a) {
+                    Ok(next) => { prop_assert!(!was_terminal); s = next; }
+                    Err(e) => prop_assert_eq!(e.from, s),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn time_round_trip() {
+        let ms = 1_763_700_000_123;
+        assert_eq!(time_ms::parse(&time_ms::format(ms)), Some(ms));
+    }
+}

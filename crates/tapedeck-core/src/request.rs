@@ -1,0 +1,173 @@
+//! Parsing and validation of API request bodies (outside input).
+
+use serde::Deserialize;
+
+use crate::recording::SourceSpec;
+use crate::settings::{Format, InvalidSettings, Overrides, Preset, VideoSettings};
+
+/// A request body that cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not JSON at all.
+    #[error("request body is not valid JSON: {0}")]
+    Json(String),
+    /// JSON of the wrong shape: unknown field, wrong type, unknown preset.
+    #[error("invalid request: {0}")]
+    Shape(String),
+    /// A value out of range.
+    #[error(transparent)]
+    Settings(#[from] InvalidSettings),
+}
+
+impl crate::ErrorCode for RequestError {
+    fn code(&self) -> &'static str {
+        match self {
+            RequestError::Json(_) => "invalid_json",
+            RequestError::Shape(_) => "invalid_request",
+            RequestError::Settings(e) => e.code(),
+        }
+    }
+    fn status(&self) -> u16 {
+        match self {
+            RequestError::Json(_) | RequestError::Shape(_) => 400,
+            RequestError::Settings(e) => e.status(),
+        }
+    }
+}
+
+/// Parses JSON, telling syntax errors from shape errors.
+pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, RequestError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => RequestError::Shape(e.to_string()),
+        _ => RequestError::Json(e.to_string()),
+    })
+}
+
+/// `POST /v1/recordings` as sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRecording {
+    /// What to record.
+    pub source: SourceSpec,
+    /// Output container.
+    #[serde(default)]
+    pub format: Format,
+    /// Quality preset.
+    #[serde(default)]
+    pub preset: Preset,
+    /// Width override.
+    pub width: Option<u32>,
+    /// Height override.
+    pub height: Option<u32>,
+    /// Frame rate override.
+    pub fps: Option<u32>,
+    /// Video bitrate override.
+    pub video_bitrate_kbps: Option<u32>,
+    /// Constant (true) or variable frame rate.
+    pub cfr: Option<bool>,
+    /// Longest duration before the recording is finalized.
+    pub max_duration_s: Option<u32>,
+    /// A title.
+    pub title: Option<String>,
+    /// A JSON object kept with the recording.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// A create request that passed validation.
+#[derive(Debug, Clone)]
+pub struct ValidCreate {
+    /// What to record.
+    pub source: SourceSpec,
+    /// Output container.
+    pub format: Format,
+    /// The preset the settings came from.
+    pub preset: Preset,
+    /// Resolved settings.
+    pub video: VideoSettings,
+    /// Requested max duration (the server caps it).
+    pub max_duration_s: Option<u32>,
+    /// A title.
+    pub title: Option<String>,
+    /// A JSON object.
+    pub metadata: serde_json::Value,
+}
+
+/// Largest serialized `metadata` accepted.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+
+/// Parses and validates a create request body.
+pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
+    let r: CreateRecording = parse_json(body)?;
+    let video = VideoSettings::resolve(
+        r.preset,
+        Overrides {
+            width: r.width,
+            height: r.height,
+            fps: r.fps,
+            video_bitrate_kbps: r.video_bitrate_kbps,
+            cfr: r.cfr,
+        },
+    )?;
+    let bad = |field, message: &str| {
+        Err(RequestError::Settings(InvalidSettings { field, message: message.to_string() }))
+    };
+    if r.max_duration_s == Some(0) {
+        return bad("max_duration_s", "must be at least 1");
+    }
+    if let Some(t) = &r.title {
+        if t.chars().count() > 200 {
+            return bad("title", "must be at most 200 characters");
+        }
+    }
+    let metadata = r.metadata.unwrap_or(serde_json::Value::Object(Default::default()));
+    if !metadata.is_object() {
+        return bad("metadata", "must be a JSON object");
+    }
+    if metadata.to_string().len() > MAX_METADATA_BYTES {
+        return bad("metadata", "must be at most 16 KiB");
+    }
+    Ok(ValidCreate {
+        source: r.source,
+        format: r.format,
+        preset: r.preset,
+        video,
+        max_duration_s: r.max_duration_s,
+        title: r.title,
+        metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use proptest::prelude::*;
+
+    #[test]
+    fn good_request() {
+        let v = parse_create(br#"{"source":{"kind":"frames"},"format":"webm","preset":"low","fps":5}"#).unwrap();
+        assert_eq!((v.format, v.video.fps, v.video.width), (Format::Webm, 5, 854));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = parse_create(b"{nope").unwrap_err();
+        assert_eq!(e.code(), "invalid_json");
+        let e = parse_create(br#"{"source":{"kind":"frames"},"colour":1}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        assert!(e.to_string().contains("colour"), "{e}");
+        let e = parse_create(br#"{"source":{"kind":"frames"},"preset":"extreme"}"#).unwrap_err();
+        assert!(e.to_string().contains("extreme"), "{e}");
+        let e = parse_create(br#"{"source":{"kind":"tv"}}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+        let e = parse_create(br#"{"source":{"kind":"frames"},"height":721}"#).unwrap_err();
+        assert_eq!((e.code(), e.status()), ("invalid_settings", 422));
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_create(&body);
+        }
+    }
+}

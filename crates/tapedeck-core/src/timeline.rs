@@ -1,0 +1,389 @@
+//! Frame timeline: source timestamps in, output timestamps and write decisions out.
+//!
+//! Sans-IO: the driver pushes each decoded frame with its source timestamp and
+//! gets back what to write to the encoder. The timeline
+//! - starts output time at the first frame,
+//! - removes paused time so pause leaves no gap in the one output file,
+//! - drops frames that go backwards (and rebases after a clock reset),
+//! - in CFR mode snaps each frame to the first output tick at or after it; a
+//!   frame that is overtaken before its tick is superseded; the encoder holds
+//!   each written frame until the next (ffmpeg's cfr duplication),
+//! - at the end repeats the last frame so the output lasts until the last
+//!   frame's own display time is over.
+//!
+//! Replaying the accepted output timestamps through a fresh timeline gives the
+//! same writes, which is how a spool is finalized after a crash.
+
+/// Why an input frame was not written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The recording was paused.
+    Paused,
+    /// Its timestamp was not after the previous frame's.
+    OutOfOrder,
+    /// A later frame arrived before its output tick.
+    Superseded,
+}
+
+/// One thing the driver must do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Encode frame `seq` at output time `pts_us`.
+    Write {
+        /// The driver's sequence number of the frame.
+        seq: u64,
+        /// Output timestamp in microseconds.
+        pts_us: i64,
+    },
+    /// Encode the last written frame again at `pts_us` (end of output).
+    Repeat {
+        /// Output timestamp in microseconds.
+        pts_us: i64,
+    },
+    /// Forget frame `seq`; it is counted as dropped.
+    Discard {
+        /// The driver's sequence number of the frame.
+        seq: u64,
+        /// Why.
+        reason: DropReason,
+    },
+}
+
+/// Result of pushing one frame.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Push {
+    /// The frame's output time when it was accepted (to spool it), else `None`.
+    pub accepted_out_us: Option<i64>,
+    /// What to do now.
+    pub steps: Vec<Step>,
+}
+
+/// A source clock jump backwards larger than this is a reset, not disorder.
+const RESET_BACKWARDS_US: i64 = 1_000_000;
+/// The longest a single frame is assumed to last at the end or before a pause.
+const MAX_INTERVAL_US: i64 = 1_000_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    tick: i64,
+}
+
+/// The timeline of one recording's video.
+#[derive(Debug, Clone)]
+pub struct Timeline {
+    fps: i64,
+    cfr: bool,
+    origin_us: Option<i64>,
+    offset_us: i64,
+    last_out_us: Option<i64>,
+    last_interval_us: i64,
+    paused: bool,
+    rebase: bool,
+    pending: Option<Pending>,
+    last_written_tick: Option<i64>,
+    last_written_pts: Option<i64>,
+    writes: u64,
+    distinct: u64,
+    ended: bool,
+}
+
+impl Timeline {
+    /// A timeline for output at `fps`, constant (`cfr`) or variable frame rate.
+    pub fn new(fps: u32, cfr: bool) -> Self {
+        let fps = i64::from(fps.max(1));
+        Self {
+            fps,
+            cfr,
+            origin_us: None,
+            offset_us: 0,
+            last_out_us: None,
+            last_interval_us: 1_000_000 / fps,
+            paused: false,
+            rebase: false,
+            pending: None,
+            last_written_tick: None,
+            last_written_pts: None,
+            writes: 0,
+            distinct: 0,
+            ended: false,
+        }
+    }
+
+    fn frame_us(&self) -> i64 {
+        1_000_000 / self.fps
+    }
+
+    fn tick_pts(&self, tick: i64) -> i64 {
+        tick * 1_000_000 / self.fps
+    }
+
+    /// Output ticks are at `k / fps`; the first at or after `out_us`.
+    fn tick_at_or_after(&self, out_us: i64) -> i64 {
+        (out_us * self.fps + 999_999).div_euclid(1_000_000)
+    }
+
+    /// Pushes frame `seq` with source timestamp `src_us`.
+    pub fn push(&mut self, seq: u64, src_us: i64) -> Push {
+        let mut push = Push::default();
+        if self.paused || self.ended {
+            push.steps.push(Step::Discard { seq, reason: DropReason::Paused });
+            return push;
+        }
+        let origin = *self.origin_us.get_or_insert(src_us);
+        let mut out = src_us.saturating_sub(origin).saturating_sub(self.offset_us);
+        if let Some(last) = self.last_out_us {
+            if self.rebase || out < last - RESET_BACKWARDS_US {
+                // After a pause or a clock reset the next frame follows the last
+                // one after its usual interval: no gap, no overlap.
+                let target = last + self.last_interval_us;
+                self.offset_us = src_us.saturating_sub(origin).saturating_sub(target);
+                out = target;
+            } else if out <= last {
+                push.steps.push(Step::Discard { seq, reason: DropReason::OutOfOrder });
+                return push;
+            } else {
+                self.last_interval_us = (out - last).clamp(self.frame_us().min(1000), MAX_INTERVAL_US);
+            }
+        }
+        self.rebase = false;
+        self.last_out_us = Some(out);
+        push.accepted_out_us = Some(out);
+        if self.cfr {
+            let tick = self.tick_at_or_after(out);
+            let tick = match self.last_written_tick {
+                Some(w) => tick.max(w + 1),
+                None => tick,
+            };
+            match self.pending {
+                Some(p) if tick <= p.tick => {
+                    push.steps.push(Step::Discard { seq: p.seq, reason: DropReason::Superseded });
+                    self.pending = Some(Pending { seq, tick: p.tick });
+                }
+                Some(p) => {
+                    self.write(&mut push, p.seq, p.tick);
+                    self.pending = Some(Pending { seq, tick });
+                }
+                None => self.pending = Some(Pending { seq, tick }),
+            }
+        } else {
+            push.steps.push(Step::Write { seq, pts_us: out });
+            self.writes += 1;
+            self.distinct += 1;
+            self.last_written_pts = Some(out);
+        }
+        push
+    }
+
+    fn write(&mut self, push: &mut Push, seq: u64, tick: i64) {
+        let pts_us = self.tick_pts(tick);
+        push.steps.push(Step::Write { seq, pts_us });
+        self.writes += 1;
+        self.distinct += 1;
+        self.last_written_tick = Some(tick);
+        self.last_written_pts = Some(pts_us);
+    }
+
+    /// Pauses: frames are discarded until [`Timeline::resume`].
+    pub fn pause(&mut self) {
+        self.paused = true;
+    }
+
+    /// Resumes; the next frame follows the last without a gap.
+    pub fn resume(&mut self) {
+        if self.paused {
+            self.paused = false;
+            self.rebase = true;
+        }
+    }
+
+    /// The source reconnected or reset its clock: rebase like after a pause.
+    pub fn rebase(&mut self) {
+        if self.last_out_us.is_some() {
+            self.rebase = true;
+        }
+    }
+
+    /// Output duration so far, counting the last frame's display time.
+    pub fn duration_us(&self) -> i64 {
+        match self.last_out_us {
+            Some(last) => last + self.last_interval_us,
+            None => 0,
+        }
+    }
+
+    /// Ends the timeline: flushes the pending frame and repeats the last one
+    /// so the output lasts [`Timeline::duration_us`].
+    pub fn end(&mut self) -> Vec<Step> {
+        let mut push = Push::default();
+        if self.ended {
+            return push.steps;
+        }
+        self.ended = true;
+        if let Some(p) = self.pending.take() {
+            self.write(&mut push, p.seq, p.tick);
+        }
+        let Some(last_pts) = self.last_written_pts else {
+            return push.steps;
+        };
+        let end = self.duration_us();
+        if self.cfr {
+            let final_tick = self.tick_at_or_after(end) - 1;
+            if Some(final_tick) > self.last_written_tick {
+                push.steps.push(Step::Repeat { pts_us: self.tick_pts(final_tick) });
+                self.writes += 1;
+                self.last_written_tick = Some(final_tick);
+            }
+        } else {
+            let pts = end - self.frame_us().min(self.last_interval_us);
+            if pts > last_pts {
+                push.steps.push(Step::Repeat { pts_us: pts });
+                self.writes += 1;
+            }
+        }
+        push.steps
+    }
+
+    /// Output frames the encoder will produce (CFR: every tick; VFR: every write).
+    pub fn frames_out(&self) -> u64 {
+        match (self.cfr, self.last_written_tick) {
+            (true, Some(t)) => (t + 1) as u64,
+            (true, None) => 0,
+            (false, _) => self.writes,
+        }
+    }
+
+    /// Distinct input frames written.
+    pub fn distinct_frames(&self) -> u64 {
+        self.distinct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn writes(steps: &[Step]) -> Vec<(Option<u64>, i64)> {
+        steps
+            .iter()
+            .filter_map(|s| match *s {
+                Step::Write { seq, pts_us } => Some((Some(seq), pts_us)),
+                Step::Repeat { pts_us } => Some((None, pts_us)),
+                Step::Discard { .. } => None,
+            })
+            .collect()
+    }
+
+    fn run(t: &mut Timeline, frames: &[(u64, i64)]) -> Vec<Step> {
+        let mut all = vec![];
+        for &(seq, src) in frames {
+            all.extend(t.push(seq, src).steps);
+        }
+        all.extend(t.end());
+        all
+    }
+
+    #[test]
+    fn five_fps_into_thirty_holds_each_frame_six_ticks() {
+        let mut t = Timeline::new(30, true);
+        let frames: Vec<_> = (0..50).map(|i| (i, 1_000_000 + i as i64 * 200_000)).collect();
+        let steps = run(&mut t, &frames);
+        let w = writes(&steps);
+        assert_eq!(w.len(), 51, "50 frames plus the closing repeat");
+        assert_eq!(w[1], (Some(1), 200_000));
+        assert_eq!(w[49], (Some(49), 9_800_000));
+        assert_eq!(t.frames_out(), 300, "10 s at 30 fps");
+        assert_eq!(t.duration_us(), 10_000_000);
+    }
+
+    #[test]
+    fn faster_input_is_superseded_not_queued() {
+        let mut t = Timeline::new(30, true);
+        let frames: Vec<_> = (0..120).map(|i| (i, i as i64 * 1_000_000 / 120)).collect();
+        let steps = run(&mut t, &frames);
+        let superseded = steps
+            .iter()
+            .filter(|s| matches!(s, Step::Discard { reason: DropReason::Superseded, .. }))
+            .count();
+        assert_eq!(t.distinct_frames() + superseded as u64, 120);
+        // The last frame (at 991.7 ms) is due at the 1.0 s tick: within one frame of 1 s.
+        assert!((30..=31).contains(&t.frames_out()), "{}", t.frames_out());
+    }
+
+    #[test]
+    fn pause_removes_the_gap() {
+        let mut t = Timeline::new(10, true);
+        for i in 0..10 {
+            t.push(i, i as i64 * 100_000);
+        }
+        t.pause();
+        let p = t.push(10, 1_000_000);
+        assert_eq!(p.steps, vec![Step::Discard { seq: 10, reason: DropReason::Paused }]);
+        t.resume();
+        // The source resumes 60 s later; output continues 100 ms after the last frame.
+        let p = t.push(11, 61_000_000);
+        assert_eq!(p.accepted_out_us, Some(1_000_000));
+        let p = t.push(12, 61_100_000);
+        assert_eq!(p.accepted_out_us, Some(1_100_000));
+        t.end();
+        assert_eq!(t.frames_out(), 12);
+    }
+
+    #[test]
+    fn disorder_is_dropped_and_resets_are_rebased() {
+        let mut t = Timeline::new(30, false);
+        t.push(0, 5_000_000);
+        t.push(1, 5_100_000);
+        let p = t.push(2, 5_050_000);
+        assert_eq!(p.steps, vec![Step::Discard { seq: 2, reason: DropReason::OutOfOrder }]);
+        let p = t.push(3, 10_000);
+        assert_eq!(p.accepted_out_us, Some(200_000), "clock reset continues after the interval");
+    }
+
+    #[test]
+    fn vfr_writes_at_source_times() {
+        let mut t = Timeline::new(30, false);
+        let steps = run(&mut t, &[(0, 0), (1, 130_000), (2, 170_000)]);
+        let w = writes(&steps);
+        assert_eq!(&w[..3], &[(Some(0), 0), (Some(1), 130_000), (Some(2), 170_000)]);
+    }
+
+    proptest! {
+        /// Whatever the input, writes are strictly increasing in time, every frame is
+        /// either written or discarded exactly once, and a replay of the accepted
+        /// output times writes the same frames at the same times.
+        #[test]
+        fn invariants(deltas in proptest::collection::vec(-300_000i64..400_000, 1..200),
+                      fps in 1u32..=60, cfr: bool, pause_at in 0usize..200) {
+            let mut t = Timeline::new(fps, cfr);
+            let mut src = 0i64;
+            let mut steps = vec![];
+            let mut accepted = vec![];
+            for (i, d) in deltas.iter().enumerate() {
+                if i == pause_at { t.pause(); }
+                if i == pause_at + 3 { t.resume(); }
+                src += d;
+                let p = t.push(i as u64, src);
+                if let Some(out) = p.accepted_out_us { accepted.push((i as u64, out)); }
+                steps.extend(p.steps);
+            }
+            steps.extend(t.end());
+            let w = writes(&steps);
+            for pair in w.windows(2) { prop_assert!(pair[0].1 < pair[1].1); }
+            let mut seen = std::collections::HashSet::new();
+            for s in &steps {
+                match *s {
+                    Step::Write { seq, .. } | Step::Discard { seq, .. } => prop_assert!(seen.insert(seq)),
+                    Step::Repeat { .. } => {}
+                }
+            }
+            prop_assert_eq!(seen.len(), deltas.len());
+            let mut replay = Timeline::new(fps, cfr);
+            let mut rsteps = vec![];
+            for (seq, out) in &accepted { rsteps.extend(replay.push(*seq, *out).steps); }
+            rsteps.extend(replay.end());
+            prop_assert_eq!(writes(&rsteps), w);
+        }
+    }
+}
