@@ -39,7 +39,9 @@ impl fmt::Display for RecordingId {
 impl FromStr for RecordingId {
     type Err = InvalidId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let body = s.strip_prefix("rec_").ok_or_else(|| InvalidId(truncate(s)))?;
+        let body = s
+            .strip_prefix("rec_")
+            .ok_or_else(|| InvalidId(truncate(s)))?;
         if body.len() != 26 {
             return Err(InvalidId(truncate(s)));
         }
@@ -76,7 +78,13 @@ mod tests {
         let s = id.to_string();
         assert!(s.starts_with("rec_") && s.len() == 30);
         assert_eq!(s.parse::<RecordingId>().unwrap(), id);
-        for bad in ["", "rec_", "abc", "rec_../../etc/passwd", "rec_01ARZ3NDEKTSV4RRFFQ69G5FA!"] {
+        for bad in [
+            "",
+            "rec_",
+            "abc",
+            "rec_../../etc/passwd",
+            "rec_01ARZ3NDEKTSV4RRFFQ69G5FA!",
+        ] {
             assert!(bad.parse::<RecordingId>().is_err(), "{bad}");
         }
     }

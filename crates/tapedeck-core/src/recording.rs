@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::settings::{Format, Preset, VideoSettings};
 use crate::RecordingId;
+use crate::settings::{Format, Preset, VideoSettings};
 
 /// Where a recording is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,7 +62,10 @@ impl Status {
 
     /// Counts against concurrency limits (holds a slot on this node).
     pub fn is_active(self) -> bool {
-        matches!(self, Status::Pending | Status::Recording | Status::Paused | Status::Processing)
+        matches!(
+            self,
+            Status::Pending | Status::Recording | Status::Paused | Status::Processing
+        )
     }
 
     /// The status after `action`, or the refusal.
@@ -213,9 +216,14 @@ impl SourceKind {
     }
     /// Parses a name produced by [`SourceKind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [SourceKind::Frames, SourceKind::Web, SourceKind::Room, SourceKind::Upload]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [
+            SourceKind::Frames,
+            SourceKind::Web,
+            SourceKind::Room,
+            SourceKind::Upload,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 
@@ -362,8 +370,11 @@ pub mod opt_time_ms {
     }
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
         let s = Option::<String>::deserialize(d)?;
-        s.map(|s| super::time_ms::parse(&s).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time")))
-            .transpose()
+        s.map(|s| {
+            super::time_ms::parse(&s)
+                .ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
+        })
+        .transpose()
     }
 }
 
@@ -378,9 +389,16 @@ mod tests {
         let s = s.apply(Action::Pause).unwrap();
         assert_eq!(s, Status::Paused);
         assert!(s.apply(Action::Pause).is_err());
-        let s = s.apply(Action::Resume).unwrap().apply(Action::Stop).unwrap();
+        let s = s
+            .apply(Action::Resume)
+            .unwrap()
+            .apply(Action::Stop)
+            .unwrap();
         assert_eq!(s, Status::Processing);
-        assert_eq!(s.apply(Action::Cancel).unwrap_err().from, Status::Processing);
+        assert_eq!(
+            s.apply(Action::Cancel).unwrap_err().from,
+            Status::Processing
+        );
         assert_eq!(s.apply(Action::Complete).unwrap(), Status::Completed);
     }
 

@@ -109,7 +109,10 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
         },
     )?;
     let bad = |field, message: &str| {
-        Err(RequestError::Settings(InvalidSettings { field, message: message.to_string() }))
+        Err(RequestError::Settings(InvalidSettings {
+            field,
+            message: message.to_string(),
+        }))
     };
     if r.max_duration_s == Some(0) {
         return bad("max_duration_s", "must be at least 1");
@@ -119,7 +122,9 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
             return bad("title", "must be at most 200 characters");
         }
     }
-    let metadata = r.metadata.unwrap_or(serde_json::Value::Object(Default::default()));
+    let metadata = r
+        .metadata
+        .unwrap_or(serde_json::Value::Object(Default::default()));
     if !metadata.is_object() {
         return bad("metadata", "must be a JSON object");
     }
@@ -145,8 +150,13 @@ mod tests {
 
     #[test]
     fn good_request() {
-        let v = parse_create(br#"{"source":{"kind":"frames"},"format":"webm","preset":"low","fps":5}"#).unwrap();
-        assert_eq!((v.format, v.video.fps, v.video.width), (Format::Webm, 5, 854));
+        let v =
+            parse_create(br#"{"source":{"kind":"frames"},"format":"webm","preset":"low","fps":5}"#)
+                .unwrap();
+        assert_eq!(
+            (v.format, v.video.fps, v.video.width),
+            (Format::Webm, 5, 854)
+        );
     }
 
     #[test]

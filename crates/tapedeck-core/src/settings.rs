@@ -140,7 +140,10 @@ impl VideoSettings {
         }
         if let Some(h) = o.height {
             if !(16..=4320).contains(&h) || h % 2 != 0 {
-                return bad("height", format!("{h} must be even and between 16 and 4320"));
+                return bad(
+                    "height",
+                    format!("{h} must be even and between 16 and 4320"),
+                );
             }
             s.height = h;
         }
@@ -152,7 +155,10 @@ impl VideoSettings {
         }
         if let Some(b) = o.video_bitrate_kbps {
             if !(50..=100_000).contains(&b) {
-                return bad("video_bitrate_kbps", format!("{b} must be between 50 and 100000"));
+                return bad(
+                    "video_bitrate_kbps",
+                    format!("{b} must be between 50 and 100000"),
+                );
             }
             s.video_bitrate_kbps = b;
         }
@@ -175,16 +181,29 @@ mod tests {
     #[test]
     fn presets_match_the_product_table() {
         let m = Preset::Medium.settings();
-        assert_eq!((m.width, m.height, m.fps, m.video_bitrate_kbps), (1280, 720, 30, 2500));
+        assert_eq!(
+            (m.width, m.height, m.fps, m.video_bitrate_kbps),
+            (1280, 720, 30, 2500)
+        );
         let u = Preset::Ultra.settings();
         assert_eq!((u.width, u.height, u.fps), (3840, 2160, 60));
     }
 
     #[test]
     fn overrides_are_checked() {
-        let o = Overrides { width: Some(641), ..Default::default() };
-        assert_eq!(VideoSettings::resolve(Preset::Low, o).unwrap_err().field, "width");
-        let o = Overrides { fps: Some(5), cfr: Some(false), ..Default::default() };
+        let o = Overrides {
+            width: Some(641),
+            ..Default::default()
+        };
+        assert_eq!(
+            VideoSettings::resolve(Preset::Low, o).unwrap_err().field,
+            "width"
+        );
+        let o = Overrides {
+            fps: Some(5),
+            cfr: Some(false),
+            ..Default::default()
+        };
         let s = VideoSettings::resolve(Preset::Low, o).unwrap();
         assert_eq!((s.fps, s.cfr, s.width), (5, false, 854));
     }

@@ -6,8 +6,9 @@
 //! - removes paused time so pause leaves no gap in the one output file,
 //! - drops frames that go backwards (and rebases after a clock reset),
 //! - in CFR mode snaps each frame to the first output tick at or after it; a
-//!   frame that is overtaken before its tick is superseded; the encoder holds
-//!   each written frame until the next (ffmpeg's cfr duplication),
+//!   frame that is overtaken before its tick is superseded; every tick in
+//!   between repeats the last frame, so the encoder gets exactly one picture
+//!   per output frame and never has to guess,
 //! - at the end repeats the last frame so the output lasts until the last
 //!   frame's own display time is over.
 //!
@@ -127,7 +128,10 @@ impl Timeline {
     pub fn push(&mut self, seq: u64, src_us: i64) -> Push {
         let mut push = Push::default();
         if self.paused || self.ended {
-            push.steps.push(Step::Discard { seq, reason: DropReason::Paused });
+            push.steps.push(Step::Discard {
+                seq,
+                reason: DropReason::Paused,
+            });
             return push;
         }
         let origin = *self.origin_us.get_or_insert(src_us);
@@ -140,10 +144,14 @@ impl Timeline {
                 self.offset_us = src_us.saturating_sub(origin).saturating_sub(target);
                 out = target;
             } else if out <= last {
-                push.steps.push(Step::Discard { seq, reason: DropReason::OutOfOrder });
+                push.steps.push(Step::Discard {
+                    seq,
+                    reason: DropReason::OutOfOrder,
+                });
                 return push;
             } else {
-                self.last_interval_us = (out - last).clamp(self.frame_us().min(1000), MAX_INTERVAL_US);
+                self.last_interval_us =
+                    (out - last).clamp(self.frame_us().min(1000), MAX_INTERVAL_US);
             }
         }
         self.rebase = false;
@@ -157,7 +165,10 @@ impl Timeline {
             };
             match self.pending {
                 Some(p) if tick <= p.tick => {
-                    push.steps.push(Step::Discard { seq: p.seq, reason: DropReason::Superseded });
+                    push.steps.push(Step::Discard {
+                        seq: p.seq,
+                        reason: DropReason::Superseded,
+                    });
                     self.pending = Some(Pending { seq, tick: p.tick });
                 }
                 Some(p) => {
@@ -176,12 +187,26 @@ impl Timeline {
     }
 
     fn write(&mut self, push: &mut Push, seq: u64, tick: i64) {
+        self.hold_until(push, tick);
         let pts_us = self.tick_pts(tick);
         push.steps.push(Step::Write { seq, pts_us });
         self.writes += 1;
         self.distinct += 1;
         self.last_written_tick = Some(tick);
         self.last_written_pts = Some(pts_us);
+    }
+
+    /// Repeats the last written frame on every tick before `tick`.
+    fn hold_until(&mut self, push: &mut Push, tick: i64) {
+        if let Some(w) = self.last_written_tick {
+            for k in w + 1..tick {
+                push.steps.push(Step::Repeat {
+                    pts_us: self.tick_pts(k),
+                });
+                self.writes += 1;
+            }
+            self.last_written_tick = Some(tick - 1).max(self.last_written_tick);
+        }
     }
 
     /// Pauses: frames are discarded until [`Timeline::resume`].
@@ -229,11 +254,7 @@ impl Timeline {
         let end = self.duration_us();
         if self.cfr {
             let final_tick = self.tick_at_or_after(end) - 1;
-            if Some(final_tick) > self.last_written_tick {
-                push.steps.push(Step::Repeat { pts_us: self.tick_pts(final_tick) });
-                self.writes += 1;
-                self.last_written_tick = Some(final_tick);
-            }
+            self.hold_until(&mut push, final_tick + 1);
         } else {
             let pts = end - self.frame_us().min(self.last_interval_us);
             if pts > last_pts {
@@ -287,12 +308,16 @@ mod tests {
     #[test]
     fn five_fps_into_thirty_holds_each_frame_six_ticks() {
         let mut t = Timeline::new(30, true);
-        let frames: Vec<_> = (0..50).map(|i| (i, 1_000_000 + i as i64 * 200_000)).collect();
+        let frames: Vec<_> = (0..50)
+            .map(|i| (i, 1_000_000 + i as i64 * 200_000))
+            .collect();
         let steps = run(&mut t, &frames);
         let w = writes(&steps);
-        assert_eq!(w.len(), 51, "50 frames plus the closing repeat");
-        assert_eq!(w[1], (Some(1), 200_000));
-        assert_eq!(w[49], (Some(49), 9_800_000));
+        assert_eq!(w.len(), 300, "one picture per output frame");
+        assert_eq!(w[1], (None, 33_333), "held");
+        assert_eq!(w[6], (Some(1), 200_000));
+        assert_eq!(w[294], (Some(49), 9_800_000));
+        assert_eq!(w[299], (None, 9_966_666));
         assert_eq!(t.frames_out(), 300, "10 s at 30 fps");
         assert_eq!(t.duration_us(), 10_000_000);
     }
@@ -304,7 +329,15 @@ mod tests {
         let steps = run(&mut t, &frames);
         let superseded = steps
             .iter()
-            .filter(|s| matches!(s, Step::Discard { reason: DropReason::Superseded, .. }))
+            .filter(|s| {
+                matches!(
+                    s,
+                    Step::Discard {
+                        reason: DropReason::Superseded,
+                        ..
+                    }
+                )
+            })
             .count();
         assert_eq!(t.distinct_frames() + superseded as u64, 120);
         // The last frame (at 991.7 ms) is due at the 1.0 s tick: within one frame of 1 s.
@@ -319,7 +352,13 @@ mod tests {
         }
         t.pause();
         let p = t.push(10, 1_000_000);
-        assert_eq!(p.steps, vec![Step::Discard { seq: 10, reason: DropReason::Paused }]);
+        assert_eq!(
+            p.steps,
+            vec![Step::Discard {
+                seq: 10,
+                reason: DropReason::Paused
+            }]
+        );
         t.resume();
         // The source resumes 60 s later; output continues 100 ms after the last frame.
         let p = t.push(11, 61_000_000);
@@ -336,9 +375,19 @@ mod tests {
         t.push(0, 5_000_000);
         t.push(1, 5_100_000);
         let p = t.push(2, 5_050_000);
-        assert_eq!(p.steps, vec![Step::Discard { seq: 2, reason: DropReason::OutOfOrder }]);
+        assert_eq!(
+            p.steps,
+            vec![Step::Discard {
+                seq: 2,
+                reason: DropReason::OutOfOrder
+            }]
+        );
         let p = t.push(3, 10_000);
-        assert_eq!(p.accepted_out_us, Some(200_000), "clock reset continues after the interval");
+        assert_eq!(
+            p.accepted_out_us,
+            Some(200_000),
+            "clock reset continues after the interval"
+        );
     }
 
     #[test]
@@ -346,7 +395,10 @@ mod tests {
         let mut t = Timeline::new(30, false);
         let steps = run(&mut t, &[(0, 0), (1, 130_000), (2, 170_000)]);
         let w = writes(&steps);
-        assert_eq!(&w[..3], &[(Some(0), 0), (Some(1), 130_000), (Some(2), 170_000)]);
+        assert_eq!(
+            &w[..3],
+            &[(Some(0), 0), (Some(1), 130_000), (Some(2), 170_000)]
+        );
     }
 
     proptest! {

@@ -1,0 +1,624 @@
+//! The one wrapper around ffmpeg and ffprobe.
+//!
+//! Every child is killed when its handle drops, every run has a timeout, and
+//! the tail of stderr is kept for the error. Output is parsed by pure
+//! functions ([`parse_probe`], [`parse_bench`]) tested on fixtures.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tapedeck_core::Format;
+use tapedeck_core::recording::MediaInfo;
+
+use crate::mkv;
+
+/// Where the programs are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    /// The ffmpeg binary.
+    pub ffmpeg: PathBuf,
+    /// The ffprobe binary.
+    pub ffprobe: PathBuf,
+}
+
+impl Default for Tools {
+    fn default() -> Self {
+        Self {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+        }
+    }
+}
+
+/// What went wrong running ffmpeg or ffprobe.
+#[derive(Debug, thiserror::Error)]
+pub enum FfmpegError {
+    /// The program is not installed.
+    #[error("{program} was not found; install it (Debian: apt-get install ffmpeg)")]
+    NotFound {
+        /// Which program.
+        program: String,
+    },
+    /// It ran and failed.
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        /// Which program.
+        program: String,
+        /// Its exit status.
+        status: String,
+        /// The end of its stderr.
+        stderr: String,
+    },
+    /// It ran too long and was killed.
+    #[error("{program} did not finish within {seconds} s and was killed")]
+    Timeout {
+        /// Which program.
+        program: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// Its output could not be understood.
+    #[error("could not read {program} output: {message}")]
+    Output {
+        /// Which program.
+        program: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// Talking to it failed.
+    #[error("i/o with {program}: {source}")]
+    Io {
+        /// Which program.
+        program: String,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+fn spawn(cmd: &mut Command, program: &Path) -> Result<Child, FfmpegError> {
+    cmd.spawn().map_err(|e| {
+        let program = program.display().to_string();
+        if e.kind() == io::ErrorKind::NotFound {
+            FfmpegError::NotFound { program }
+        } else {
+            FfmpegError::Io { program, source: e }
+        }
+    })
+}
+
+/// A child process that is killed when dropped.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Keeps the last few KiB of a stream.
+#[derive(Default)]
+struct Tail(VecDeque<u8>);
+
+const TAIL_BYTES: usize = 8192;
+
+fn drain(mut from: impl Read + Send + 'static, tail: Arc<Mutex<Tail>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut t) = tail.lock() {
+                t.0.extend(&buf[..n]);
+                let extra = t.0.len().saturating_sub(TAIL_BYTES);
+                t.0.drain(..extra);
+            }
+        }
+    })
+}
+
+fn tail_text(tail: &Arc<Mutex<Tail>>) -> String {
+    tail.lock()
+        .map(|t| String::from_utf8_lossy(&t.0.iter().copied().collect::<Vec<_>>()).into_owned())
+        .unwrap_or_default()
+}
+
+/// The last meaningful lines of stderr, for error messages.
+fn error_lines(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("bench:") && !l.trim().is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(4)..].join(" | ")
+}
+
+fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        if start.elapsed() >= timeout {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs a program to completion with a timeout; stdout returned, stderr kept for errors.
+fn run(program: &Path, args: &[String], timeout: Duration) -> Result<Vec<u8>, FfmpegError> {
+    let name = program.display().to_string();
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut guard = Guard(Some(spawn(&mut cmd, program)?));
+    let child = guard.0.as_mut().ok_or_else(|| FfmpegError::Output {
+        program: name.clone(),
+        message: "no child".into(),
+    })?;
+    let err_tail = Arc::new(Mutex::new(Tail::default()));
+    let err_thread = drain(
+        child
+            .stderr
+            .take()
+            .ok_or_else(|| io_err(&name, "no stderr"))?,
+        err_tail.clone(),
+    );
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io_err(&name, "no stdout"))?;
+    let out_thread = std::thread::spawn(move || {
+        let mut v = vec![];
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let status = wait_timeout(child, timeout).map_err(|e| FfmpegError::Io {
+        program: name.clone(),
+        source: e,
+    })?;
+    let Some(status) = status else {
+        return Err(FfmpegError::Timeout {
+            program: name,
+            seconds: timeout.as_secs(),
+        });
+    };
+    guard.0 = None;
+    let out = out_thread.join().unwrap_or_default();
+    let _ = err_thread.join();
+    if !status.success() {
+        return Err(FfmpegError::Failed {
+            program: name,
+            status: status.to_string(),
+            stderr: error_lines(&tail_text(&err_tail)),
+        });
+    }
+    Ok(out)
+}
+
+fn io_err(program: &str, message: &str) -> FfmpegError {
+    FfmpegError::Io {
+        program: program.into(),
+        source: io::Error::other(message.to_string()),
+    }
+}
+
+/// What to encode: output size, rate, format and quality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeSpec {
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Output frame rate.
+    pub fps: u32,
+    /// Constant frame rate (hold frames) or variable.
+    pub cfr: bool,
+    /// Container and codecs.
+    pub format: Format,
+    /// Bitrate cap, kbit/s.
+    pub video_bitrate_kbps: u32,
+    /// x264 speed preset (`veryfast`, ...).
+    pub x264_preset: String,
+    /// x264 CRF / VP9 CRF quality.
+    pub crf: u32,
+}
+
+/// ffmpeg arguments to encode a Matroska stream of raw frames from stdin to `output`.
+pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-hide_banner",
+        "-nostats",
+        "-benchmark",
+        "-loglevel",
+        "info",
+        "-f",
+        "matroska",
+        "-i",
+        "pipe:0",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if spec.cfr {
+        a.extend([
+            "-fps_mode".into(),
+            "cfr".into(),
+            "-r".into(),
+            spec.fps.to_string(),
+        ]);
+    } else {
+        a.extend(["-fps_mode".into(), "vfr".into()]);
+    }
+    let br = spec.video_bitrate_kbps;
+    match spec.format {
+        Format::Mp4 | Format::Mkv => a.extend([
+            "-c:v".into(),
+            "libx264".into(),
+            "-preset".into(),
+            spec.x264_preset.clone(),
+            "-crf".into(),
+            spec.crf.to_string(),
+            "-maxrate".into(),
+            format!("{br}k"),
+            "-bufsize".into(),
+            format!("{}k", br * 2),
+            "-g".into(),
+            (spec.fps * 4).to_string(),
+        ]),
+        Format::Webm => a.extend([
+            "-c:v".into(),
+            "libvpx-vp9".into(),
+            "-deadline".into(),
+            "realtime".into(),
+            "-cpu-used".into(),
+            "8".into(),
+            "-row-mt".into(),
+            "1".into(),
+            "-threads".into(),
+            "2".into(),
+            "-crf".into(),
+            (spec.crf + 10).to_string(),
+            "-b:v".into(),
+            format!("{br}k"),
+            "-g".into(),
+            (spec.fps * 4).to_string(),
+        ]),
+    }
+    a.extend(["-pix_fmt".into(), "yuv420p".into(), "-an".into()]);
+    if spec.format == Format::Mp4 {
+        a.extend(["-movflags".into(), "+faststart".into()]);
+    }
+    a.extend([
+        "-f".into(),
+        match spec.format {
+            Format::Mp4 => "mp4",
+            Format::Webm => "webm",
+            Format::Mkv => "matroska",
+        }
+        .into(),
+    ]);
+    a.extend(["-y".into(), output.display().to_string()]);
+    a
+}
+
+/// A running encoder fed raw I420 frames with timestamps.
+pub struct Encoder {
+    child: Guard,
+    stdin: Option<ChildStdin>,
+    err_tail: Arc<Mutex<Tail>>,
+    err_thread: Option<JoinHandle<()>>,
+    frame_len: usize,
+    program: String,
+}
+
+/// What an encoder run cost.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct EncodeReport {
+    /// CPU seconds ffmpeg used (user + system), from `-benchmark`.
+    pub cpu_s: f64,
+}
+
+impl Encoder {
+    /// Starts ffmpeg writing `output`.
+    pub fn spawn(tools: &Tools, spec: &EncodeSpec, output: &Path) -> Result<Self, FfmpegError> {
+        let program = tools.ffmpeg.display().to_string();
+        let mut cmd = Command::new(&tools.ffmpeg);
+        cmd.args(encode_args(spec, output))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = spawn(&mut cmd, &tools.ffmpeg)?;
+        let err_tail = Arc::new(Mutex::new(Tail::default()));
+        let err_thread = child.stderr.take().map(|e| drain(e, err_tail.clone()));
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| io_err(&program, "no stdin"))?;
+        stdin
+            .write_all(&mkv::header(spec.width, spec.height))
+            .map_err(|e| FfmpegError::Io {
+                program: program.clone(),
+                source: e,
+            })?;
+        Ok(Self {
+            child: Guard(Some(child)),
+            stdin: Some(stdin),
+            err_tail,
+            err_thread,
+            frame_len: spec.width as usize * spec.height as usize * 3 / 2,
+            program,
+        })
+    }
+
+    /// Writes one I420 frame at `pts_us`; `duration_us` only for the last frame.
+    /// Blocks while ffmpeg is busy.
+    pub fn write_frame(
+        &mut self,
+        pts_us: i64,
+        i420: &[u8],
+        duration_us: Option<i64>,
+    ) -> Result<(), FfmpegError> {
+        if i420.len() != self.frame_len {
+            return Err(io_err(&self.program, "frame of the wrong size"));
+        }
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| io_err(&self.program, "encoder closed"))?;
+        let res = stdin
+            .write_all(&mkv::frame_prefix(pts_us, i420.len(), duration_us))
+            .and_then(|_| stdin.write_all(i420));
+        res.map_err(|e| {
+            // A broken pipe means ffmpeg died: its stderr says why.
+            let tail = error_lines(&tail_text(&self.err_tail));
+            if tail.is_empty() {
+                FfmpegError::Io {
+                    program: self.program.clone(),
+                    source: e,
+                }
+            } else {
+                FfmpegError::Failed {
+                    program: self.program.clone(),
+                    status: "exited early".into(),
+                    stderr: tail,
+                }
+            }
+        })
+    }
+
+    /// Closes the input and waits for ffmpeg to finish the file.
+    pub fn finish(mut self, timeout: Duration) -> Result<EncodeReport, FfmpegError> {
+        drop(self.stdin.take());
+        let program = self.program.clone();
+        let child = self
+            .child
+            .0
+            .as_mut()
+            .ok_or_else(|| io_err(&program, "no child"))?;
+        let status = wait_timeout(child, timeout).map_err(|e| FfmpegError::Io {
+            program: program.clone(),
+            source: e,
+        })?;
+        let Some(status) = status else {
+            return Err(FfmpegError::Timeout {
+                program,
+                seconds: timeout.as_secs(),
+            });
+        };
+        self.child.0 = None;
+        if let Some(t) = self.err_thread.take() {
+            let _ = t.join();
+        }
+        let stderr = tail_text(&self.err_tail);
+        if !status.success() {
+            return Err(FfmpegError::Failed {
+                program,
+                status: status.to_string(),
+                stderr: error_lines(&stderr),
+            });
+        }
+        Ok(EncodeReport {
+            cpu_s: parse_bench(&stderr).unwrap_or(0.0),
+        })
+    }
+}
+
+/// CPU seconds from ffmpeg's `-benchmark` line (`bench: utime=1.2s stime=0.3s rtime=...`).
+pub fn parse_bench(stderr: &str) -> Option<f64> {
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("bench: utime="))?;
+    let field = |name: &str| -> Option<f64> {
+        let rest = line.split(name).nth(1)?;
+        rest.split('s').next()?.parse().ok()
+    };
+    Some(field("utime=")? + field("stime=")?)
+}
+
+/// Probes a media file (demuxing only, no decoding) and hashes nothing: `sha256` is left empty.
+pub fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, FfmpegError> {
+    let args: Vec<String> = [
+        "-v",
+        "error",
+        "-count_packets",
+        "-print_format",
+        "json",
+        "-show_format",
+        "-show_streams",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([path.display().to_string()])
+    .collect();
+    let out = run(&tools.ffprobe, &args, Duration::from_secs(120))?;
+    parse_probe(&String::from_utf8_lossy(&out)).map_err(|message| FfmpegError::Output {
+        program: tools.ffprobe.display().to_string(),
+        message,
+    })
+}
+
+/// Reads ffprobe's JSON (`-show_format -show_streams -count_packets`).
+pub fn parse_probe(json: &str) -> Result<MediaInfo, String> {
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let streams = v["streams"].as_array().ok_or("no streams")?;
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .ok_or("no video stream")?;
+    let num = |x: &serde_json::Value| -> Option<f64> { x.as_str()?.parse().ok() };
+    let rate = |x: &serde_json::Value| -> Option<f64> {
+        let (n, d) = x.as_str()?.split_once('/')?;
+        let (n, d): (f64, f64) = (n.parse().ok()?, d.parse().ok()?);
+        (d > 0.0).then_some(n / d)
+    };
+    let duration_s = num(&v["format"]["duration"])
+        .or_else(|| num(&video["duration"]))
+        .ok_or("no duration")?;
+    let frames = num(&video["nb_read_packets"])
+        .or_else(|| num(&video["nb_frames"]))
+        .map(|f| f as u64);
+    let fps = rate(&video["avg_frame_rate"])
+        .filter(|f| *f > 0.0)
+        .or_else(|| frames.map(|f| f as f64 / duration_s.max(1e-9)))
+        .unwrap_or(0.0);
+    Ok(MediaInfo {
+        container: v["format"]["format_name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+        video_codec: video["codec_name"].as_str().unwrap_or("").to_string(),
+        width: video["width"].as_u64().unwrap_or(0) as u32,
+        height: video["height"].as_u64().unwrap_or(0) as u32,
+        fps,
+        frames,
+        duration_s,
+        sha256: String::new(),
+    })
+}
+
+/// Writes a JPEG poster of the frame at `at_s`, at most 640 pixels wide.
+pub fn poster(tools: &Tools, media: &Path, at_s: f64, out: &Path) -> Result<(), FfmpegError> {
+    let args: Vec<String> = vec![
+        "-v".into(),
+        "error".into(),
+        "-ss".into(),
+        format!("{at_s:.3}"),
+        "-i".into(),
+        media.display().to_string(),
+        "-frames:v".into(),
+        "1".into(),
+        "-vf".into(),
+        "scale='min(640,iw)':-2".into(),
+        "-q:v".into(),
+        "3".into(),
+        "-y".into(),
+        out.display().to_string(),
+    ];
+    run(&tools.ffmpeg, &args, Duration::from_secs(120)).map(|_| ())
+}
+
+/// Writes a strip of `count` small thumbnails spread over the video, side by side.
+pub fn strip(
+    tools: &Tools,
+    media: &Path,
+    duration_s: f64,
+    count: u32,
+    out: &Path,
+) -> Result<(), FfmpegError> {
+    let rate = f64::from(count) / duration_s.max(0.1);
+    let args: Vec<String> = vec![
+        "-v".into(),
+        "error".into(),
+        "-i".into(),
+        media.display().to_string(),
+        "-vf".into(),
+        format!("fps={rate:.6},scale=160:-2,tile={count}x1"),
+        "-frames:v".into(),
+        "1".into(),
+        "-q:v".into(),
+        "4".into(),
+        "-y".into(),
+        out.display().to_string(),
+    ];
+    run(&tools.ffmpeg, &args, Duration::from_secs(300)).map(|_| ())
+}
+
+/// `ffmpeg -version`'s first line, to check the install.
+pub fn version(program: &Path) -> Result<String, FfmpegError> {
+    let out = run(program, &["-version".to_string()], Duration::from_secs(20))?;
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bench_line() {
+        let s = "frame=1\nbench: utime=1.250s stime=0.250s rtime=3.000s\nbench: maxrss=7kB\n";
+        assert_eq!(parse_bench(s), Some(1.5));
+        assert_eq!(parse_bench("nothing"), None);
+    }
+
+    #[test]
+    fn probe_fixture() {
+        let j = r#"{"streams":[{"codec_type":"video","codec_name":"h264","width":1280,"height":720,
+            "avg_frame_rate":"30/1","nb_frames":"300","nb_read_packets":"300"}],
+            "format":{"format_name":"mov,mp4,m4a,3gp,3g2,mj2","duration":"10.000000"}}"#;
+        let m = parse_probe(j).unwrap();
+        assert_eq!(
+            (m.video_codec.as_str(), m.width, m.height, m.frames),
+            ("h264", 1280, 720, Some(300))
+        );
+        assert!((m.fps - 30.0).abs() < 1e-9 && (m.duration_s - 10.0).abs() < 1e-9);
+        assert!(parse_probe(r#"{"streams":[],"format":{}}"#).is_err());
+    }
+
+    #[test]
+    fn cfr_and_vfr_args() {
+        let spec = EncodeSpec {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            cfr: true,
+            format: Format::Mp4,
+            video_bitrate_kbps: 2500,
+            x264_preset: "veryfast".into(),
+            crf: 23,
+        };
+        let a = encode_args(&spec, Path::new("o.mp4")).join(" ");
+        assert!(
+            a.contains("-fps_mode cfr -r 30") && a.contains("libx264") && a.contains("+faststart"),
+            "{a}"
+        );
+        let a = encode_args(
+            &EncodeSpec {
+                cfr: false,
+                format: Format::Webm,
+                ..spec
+            },
+            Path::new("o.webm"),
+        )
+        .join(" ");
+        assert!(
+            a.contains("-fps_mode vfr") && a.contains("libvpx-vp9") && !a.contains("faststart"),
+            "{a}"
+        );
+    }
+}

@@ -1,0 +1,395 @@
+//! The frames source pipeline: encoded frames in, an encoded video out.
+//!
+//! Runs on one blocking thread per recording. Each frame is checked and
+//! decoded ([`Picture`]), placed on the [`Timeline`], appended to the spool
+//! when accepted, and written to the live encoder as the timeline decides. If
+//! the live encoder dies, the spool is still written and [`recover`] rebuilds
+//! the output from it; the same happens at the next start after a crash.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use tapedeck_core::timeline::{DropReason, Step, Timeline};
+
+use crate::ffmpeg::{EncodeSpec, Encoder, FfmpegError, Tools};
+use crate::picture::{FrameError, FrameLimits, Picture};
+use crate::spool::{SpoolReader, SpoolWriter};
+
+/// The spool file name inside a recording's work folder.
+pub const SPOOL_FILE: &str = "frames.spool";
+
+/// Counters of one pipeline.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Counters {
+    /// Frames received.
+    pub frames_in: u64,
+    /// Distinct frames written to the encoder.
+    pub frames_distinct: u64,
+    /// Output frames the video will have.
+    pub frames_out: u64,
+    /// Frames dropped for any reason.
+    pub frames_dropped: u64,
+    /// Of those, invalid or too large.
+    pub frames_invalid: u64,
+    /// Output duration so far.
+    pub duration_us: i64,
+    /// Bytes in the spool.
+    pub spool_bytes: u64,
+}
+
+/// What happened to one frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameOutcome {
+    /// Accepted onto the timeline (it may still be superseded).
+    Accepted,
+    /// Refused: not an image, too large, corrupt.
+    Invalid(FrameError),
+    /// Dropped by the timeline.
+    Dropped(DropReason),
+}
+
+/// The pipeline failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// ffmpeg could not start, or the output could not be made even from the spool.
+    #[error(transparent)]
+    Ffmpeg(#[from] FfmpegError),
+    /// The spool could not be written or read.
+    #[error("spool: {0}")]
+    Spool(#[from] std::io::Error),
+    /// Nothing was recorded.
+    #[error("no frames were recorded")]
+    Empty,
+}
+
+/// The result of a finished pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The encoded file.
+    pub output: PathBuf,
+    /// Final counters.
+    pub counters: Counters,
+    /// CPU seconds: ffmpeg plus this pipeline's thread.
+    pub cpu_s: f64,
+    /// The live encoder failed and the output was rebuilt from the spool.
+    pub rebuilt_from_spool: bool,
+}
+
+/// A live frames pipeline.
+pub struct FramePipeline {
+    tools: Tools,
+    spec: EncodeSpec,
+    work_dir: PathBuf,
+    picture: Picture,
+    timeline: Timeline,
+    spool: SpoolWriter,
+    encoder: Option<Encoder>,
+    encoder_error: Option<FfmpegError>,
+    held: HashMap<u64, Vec<u8>>,
+    last_written: Option<Vec<u8>>,
+    seq: u64,
+    counters: Counters,
+    last_sync: Instant,
+    cpu_at_start: f64,
+}
+
+/// The live output's file name.
+pub fn live_output(work_dir: &Path, spec: &EncodeSpec) -> PathBuf {
+    work_dir.join(format!("live.{}", spec.format.extension()))
+}
+
+impl FramePipeline {
+    /// Starts the encoder and opens the spool in `work_dir`.
+    pub fn start(
+        tools: Tools,
+        spec: EncodeSpec,
+        limits: FrameLimits,
+        work_dir: &Path,
+    ) -> Result<Self, PipelineError> {
+        std::fs::create_dir_all(work_dir)?;
+        let spool = SpoolWriter::open(&work_dir.join(SPOOL_FILE))?;
+        let encoder = Encoder::spawn(&tools, &spec, &live_output(work_dir, &spec))?;
+        Ok(Self {
+            picture: Picture::new(spec.width, spec.height, limits),
+            timeline: Timeline::new(spec.fps, spec.cfr),
+            tools,
+            spec,
+            work_dir: work_dir.to_path_buf(),
+            spool,
+            encoder: Some(encoder),
+            encoder_error: None,
+            held: HashMap::new(),
+            last_written: None,
+            seq: 0,
+            counters: Counters::default(),
+            last_sync: Instant::now(),
+            cpu_at_start: thread_cpu_s(),
+        })
+    }
+
+    /// Handles one frame with its source timestamp.
+    pub fn frame(&mut self, bytes: &[u8], src_us: i64) -> Result<FrameOutcome, PipelineError> {
+        self.counters.frames_in += 1;
+        let picture = match self.picture.convert(bytes) {
+            Ok(p) => p,
+            Err(e) => {
+                self.counters.frames_dropped += 1;
+                self.counters.frames_invalid += 1;
+                return Ok(FrameOutcome::Invalid(e));
+            }
+        };
+        let seq = self.seq;
+        self.seq += 1;
+        self.held.insert(seq, picture);
+        let push = self.timeline.push(seq, src_us);
+        if let Some(out) = push.accepted_out_us {
+            self.spool.append(out, bytes)?;
+        }
+        let mut outcome = FrameOutcome::Accepted;
+        for step in push.steps {
+            if let Step::Discard { seq: s, reason } = step {
+                if s == seq {
+                    outcome = FrameOutcome::Dropped(reason);
+                }
+            }
+            self.apply(step, None);
+        }
+        if self.last_sync.elapsed() >= Duration::from_millis(500) {
+            self.sync()?;
+        }
+        self.refresh();
+        Ok(outcome)
+    }
+
+    fn apply(&mut self, step: Step, duration_us: Option<i64>) {
+        match step {
+            Step::Write { seq, pts_us } => {
+                if let Some(p) = self.held.remove(&seq) {
+                    self.write(pts_us, &p, duration_us);
+                    self.last_written = Some(p);
+                }
+            }
+            Step::Repeat { pts_us } => {
+                if let Some(p) = self.last_written.take() {
+                    self.write(pts_us, &p, duration_us);
+                    self.last_written = Some(p);
+                }
+            }
+            Step::Discard { seq, .. } => {
+                self.held.remove(&seq);
+                self.counters.frames_dropped += 1;
+            }
+        }
+    }
+
+    fn write(&mut self, pts_us: i64, picture: &[u8], duration_us: Option<i64>) {
+        let Some(enc) = self.encoder.as_mut() else {
+            return;
+        };
+        if let Err(e) = enc.write_frame(pts_us, picture, duration_us) {
+            tracing::warn!(error = %e, "live encoder failed; the output will be rebuilt from the spool");
+            self.encoder_error = Some(e);
+            self.encoder = None;
+        }
+    }
+
+    fn refresh(&mut self) {
+        self.counters.frames_distinct = self.timeline.distinct_frames();
+        self.counters.frames_out = self.timeline.frames_out();
+        self.counters.duration_us = self.timeline.duration_us();
+        self.counters.spool_bytes = self.spool.len();
+    }
+
+    /// Flushes the spool to disk.
+    pub fn sync(&mut self) -> Result<(), PipelineError> {
+        self.spool.sync()?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    /// Pauses: frames are dropped until resumed; the output gets no gap.
+    pub fn pause(&mut self) {
+        self.timeline.pause();
+    }
+
+    /// Resumes after a pause.
+    pub fn resume(&mut self) {
+        self.timeline.resume();
+    }
+
+    /// The source reconnected: its clock may have restarted.
+    pub fn rebase(&mut self) {
+        self.timeline.rebase();
+    }
+
+    /// Current counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The live encoder's failure, if it failed.
+    pub fn encoder_failed(&self) -> Option<&FfmpegError> {
+        self.encoder_error.as_ref()
+    }
+
+    /// Ends the timeline and finishes the file (from the spool if the live encoder failed).
+    pub fn finish(mut self, timeout: Duration) -> Result<Finished, PipelineError> {
+        let steps = self.timeline.end();
+        let last = last_write_index(&steps);
+        let frame_us = end_frame_us(&self.spec);
+        for (i, step) in steps.into_iter().enumerate() {
+            self.apply(step, (Some(i) == last).then_some(frame_us));
+        }
+        self.sync()?;
+        self.refresh();
+        if self.timeline.distinct_frames() == 0 {
+            return Err(PipelineError::Empty);
+        }
+        let own_cpu = (thread_cpu_s() - self.cpu_at_start).max(0.0);
+        let live = match self.encoder.take() {
+            Some(enc) => enc.finish(timeout),
+            None => Err(self.encoder_error.take().unwrap_or(FfmpegError::Output {
+                program: "ffmpeg".into(),
+                message: "encoder stopped".into(),
+            })),
+        };
+        match live {
+            Ok(report) => Ok(Finished {
+                output: live_output(&self.work_dir, &self.spec),
+                counters: self.counters,
+                cpu_s: report.cpu_s + own_cpu,
+                rebuilt_from_spool: false,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "live encode failed; rebuilding from the spool");
+                let mut f = recover(&self.tools, &self.spec, &self.work_dir, timeout)?;
+                f.counters.frames_in = self.counters.frames_in;
+                f.counters.frames_invalid = self.counters.frames_invalid;
+                f.counters.frames_dropped = self.counters.frames_dropped;
+                f.cpu_s += own_cpu;
+                Ok(f)
+            }
+        }
+    }
+}
+
+/// Rebuilds the output from the spool in `work_dir` (after a crash or a failed
+/// live encode). Frames after a damaged record are lost; the rest are kept.
+pub fn recover(
+    tools: &Tools,
+    spec: &EncodeSpec,
+    work_dir: &Path,
+    timeout: Duration,
+) -> Result<Finished, PipelineError> {
+    let cpu_start = thread_cpu_s();
+    let reader = SpoolReader::open(&work_dir.join(SPOOL_FILE))?;
+    let output = work_dir.join(format!("recovered.{}", spec.format.extension()));
+    let mut encoder = Encoder::spawn(tools, spec, &output)?;
+    let mut picture = Picture::new(
+        spec.width,
+        spec.height,
+        FrameLimits {
+            max_bytes: usize::MAX,
+            ..Default::default()
+        },
+    );
+    let mut timeline = Timeline::new(spec.fps, spec.cfr);
+    let mut held: HashMap<u64, Vec<u8>> = HashMap::new();
+    let mut last: Option<Vec<u8>> = None;
+    let mut counters = Counters::default();
+    let frame_us = end_frame_us(spec);
+    let mut write = |steps: Vec<Step>,
+                     end: bool,
+                     held: &mut HashMap<u64, Vec<u8>>,
+                     counters: &mut Counters|
+     -> Result<(), FfmpegError> {
+        let last_i = if end { last_write_index(&steps) } else { None };
+        for (i, step) in steps.into_iter().enumerate() {
+            let dur = (Some(i) == last_i).then_some(frame_us);
+            match step {
+                Step::Write { seq, pts_us } => {
+                    if let Some(p) = held.remove(&seq) {
+                        encoder.write_frame(pts_us, &p, dur)?;
+                        last = Some(p);
+                    }
+                }
+                Step::Repeat { pts_us } => {
+                    if let Some(p) = &last {
+                        encoder.write_frame(pts_us, p, dur)?;
+                    }
+                }
+                Step::Discard { seq, .. } => {
+                    held.remove(&seq);
+                    counters.frames_dropped += 1;
+                }
+            }
+        }
+        Ok(())
+    };
+    for (seq, rec) in reader.enumerate() {
+        counters.frames_in += 1;
+        let Ok(p) = picture.convert(&rec.payload) else {
+            counters.frames_dropped += 1;
+            continue;
+        };
+        held.insert(seq as u64, p);
+        let push = timeline.push(seq as u64, rec.out_us);
+        write(push.steps, false, &mut held, &mut counters)?;
+    }
+    write(timeline.end(), true, &mut held, &mut counters)?;
+    if timeline.distinct_frames() == 0 {
+        return Err(PipelineError::Empty);
+    }
+    let report = encoder.finish(timeout)?;
+    counters.frames_distinct = timeline.distinct_frames();
+    counters.frames_out = timeline.frames_out();
+    counters.duration_us = timeline.duration_us();
+    Ok(Finished {
+        output,
+        counters,
+        cpu_s: report.cpu_s + (thread_cpu_s() - cpu_start).max(0.0),
+        rebuilt_from_spool: true,
+    })
+}
+
+/// The index of the last step that writes a frame.
+fn last_write_index(steps: &[Step]) -> Option<usize> {
+    steps
+        .iter()
+        .rposition(|s| matches!(s, Step::Write { .. } | Step::Repeat { .. }))
+}
+
+/// How long the final frame lasts: one output frame.
+fn end_frame_us(spec: &EncodeSpec) -> i64 {
+    1_000_000 / i64::from(spec.fps.max(1))
+}
+
+/// CPU seconds the calling thread has used (Linux; 0 elsewhere).
+pub fn thread_cpu_s() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/stat")
+        .ok()
+        .and_then(|s| parse_proc_stat_cpu(&s))
+        .unwrap_or(0.0)
+}
+
+/// utime + stime of a `/proc/*/stat` line, in seconds (USER_HZ = 100).
+pub fn parse_proc_stat_cpu(stat: &str) -> Option<f64> {
+    // The command name may hold spaces and parentheses; fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_stat() {
+        let s = "123 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0";
+        assert_eq!(parse_proc_stat_cpu(s), Some(3.0));
+    }
+}

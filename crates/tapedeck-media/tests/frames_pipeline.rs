@@ -1,0 +1,139 @@
+//! The frames pipeline against the real ffmpeg, checked with ffprobe.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::time::Duration;
+
+use tapedeck_core::Format;
+use tapedeck_media::ffmpeg::{self, EncodeSpec, Tools};
+use tapedeck_media::frames::{FrameOutcome, FramePipeline, recover};
+use tapedeck_media::picture::{FrameError, FrameLimits};
+
+fn jpeg(w: u32, h: u32, shade: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, _| {
+        image::Rgb([shade, (x % 256) as u8, 255 - shade])
+    });
+    let mut out = Cursor::new(vec![]);
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_pixel(w, h, image::Rgba([10, 200, 30, 255]));
+    let mut out = Cursor::new(vec![]);
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn spec(format: Format, cfr: bool) -> EncodeSpec {
+    EncodeSpec {
+        width: 320,
+        height: 240,
+        fps: 30,
+        cfr,
+        format,
+        video_bitrate_kbps: 800,
+        x264_preset: "veryfast".into(),
+        crf: 23,
+    }
+}
+
+fn probe(p: &Path) -> tapedeck_core::recording::MediaInfo {
+    ffmpeg::probe(&Tools::default(), p).unwrap()
+}
+
+#[test]
+fn five_fps_mixed_sizes_with_pause_and_a_corrupt_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = FramePipeline::start(
+        Tools::default(),
+        spec(Format::Mp4, true),
+        FrameLimits::default(),
+        dir.path(),
+    )
+    .unwrap();
+    // 2 s at 5 fps, sizes alternating (letterboxed), one PNG.
+    for i in 0..10u64 {
+        let f = match i % 3 {
+            0 => jpeg(320, 240, (i * 20) as u8),
+            1 => jpeg(640, 360, (i * 20) as u8),
+            _ => png(100, 200),
+        };
+        assert_eq!(
+            p.frame(&f, i as i64 * 200_000).unwrap(),
+            FrameOutcome::Accepted
+        );
+    }
+    let bad = p.frame(b"\xFF\xD8\xFFgarbage", 2_000_000).unwrap();
+    assert!(
+        matches!(bad, FrameOutcome::Invalid(FrameError::Corrupt { .. })),
+        "{bad:?}"
+    );
+    p.pause();
+    assert!(matches!(
+        p.frame(&jpeg(320, 240, 1), 2_100_000).unwrap(),
+        FrameOutcome::Dropped(_)
+    ));
+    p.resume();
+    // Resumed 30 s later on the source clock: no gap in the output.
+    for i in 0..5u64 {
+        p.frame(&jpeg(320, 240, 9), 32_000_000 + i as i64 * 200_000)
+            .unwrap();
+    }
+    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let c = done.counters;
+    assert_eq!(
+        (c.frames_in, c.frames_invalid, c.frames_dropped),
+        (17, 1, 2)
+    );
+    // 15 frames x 200 ms = 3 s at 30 fps.
+    assert_eq!(c.frames_out, 90);
+    let m = probe(&done.output);
+    assert_eq!(
+        (m.video_codec.as_str(), m.width, m.height),
+        ("h264", 320, 240)
+    );
+    assert_eq!(m.frames, Some(90));
+    assert!((m.fps - 30.0).abs() < 0.01, "{}", m.fps);
+    assert!(
+        (m.duration_s - 3.0).abs() <= 1.0 / 30.0 + 1e-6,
+        "{}",
+        m.duration_s
+    );
+    assert!(done.cpu_s > 0.0);
+
+    // The spool alone rebuilds the same video.
+    let rebuilt = recover(
+        &Tools::default(),
+        &spec(Format::Mp4, true),
+        dir.path(),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let r = probe(&rebuilt.output);
+    assert_eq!((r.frames, r.width), (Some(90), 320));
+}
+
+#[test]
+fn vfr_webm_keeps_source_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = FramePipeline::start(
+        Tools::default(),
+        spec(Format::Webm, false),
+        FrameLimits::default(),
+        dir.path(),
+    )
+    .unwrap();
+    for (i, t) in [0i64, 100_000, 450_000, 500_000, 1_300_000]
+        .into_iter()
+        .enumerate()
+    {
+        p.frame(&jpeg(320, 240, (i * 40) as u8), t).unwrap();
+    }
+    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let m = probe(&done.output);
+    assert_eq!(m.video_codec, "vp9");
+    // 5 frames plus the closing repeat; the last lasts its 800 ms interval.
+    assert_eq!(m.frames, Some(6));
+    assert!((m.duration_s - 2.1).abs() < 0.05, "{}", m.duration_s);
+}
