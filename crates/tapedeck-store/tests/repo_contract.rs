@@ -1,0 +1,176 @@
+//! One contract for the metadata repository, run on SQLite and on a real PostgreSQL.
+
+use tapedeck_core::recording::{Recording, SourceKind, SourceSpec, Stats, Status};
+use tapedeck_core::{Format, Preset, RecordingId};
+use tapedeck_store::repo::{ApiKey, ListFilter, Repo};
+
+fn recording(n: u64, owner: &str, status: Status) -> Recording {
+    Recording {
+        id: RecordingId::from_parts(1_700_000_000_000 + n, u128::from(n)),
+        owner: owner.into(),
+        status,
+        end_reason: None,
+        source: SourceSpec::Frames {},
+        format: Format::Mp4,
+        preset: Preset::Medium,
+        video: Preset::Medium.settings(),
+        max_duration_s: 60,
+        title: Some(format!("r{n}")),
+        metadata: serde_json::json!({"n": n}),
+        created_at: 1_700_000_000_000 + n as i64,
+        started_at: None,
+        stopped_at: None,
+        completed_at: None,
+        expires_at: Some(1_700_000_000_000 + n as i64 * 1000),
+        duration_s: None,
+        size_bytes: Some(n * 100),
+        error: None,
+        stats: Stats::default(),
+        media: None,
+    }
+}
+
+async fn contract(repo: Repo) {
+    for n in 1..=5 {
+        let owner = if n % 2 == 0 { "bob" } else { "alice" };
+        let status = if n == 5 {
+            Status::Recording
+        } else {
+            Status::Completed
+        };
+        repo.insert(&recording(n, owner, status)).await.unwrap();
+    }
+    // Round trip of the whole document.
+    let r3 = recording(3, "alice", Status::Completed);
+    assert_eq!(repo.get(r3.id).await.unwrap(), Some(r3.clone()));
+    assert_eq!(repo.get(RecordingId::from_parts(1, 1)).await.unwrap(), None);
+
+    // Own recordings, newest first, with a cursor.
+    let f = ListFilter {
+        owner: Some("alice".into()),
+        limit: 2,
+        ..Default::default()
+    };
+    let page1 = repo.list(&f).await.unwrap();
+    assert_eq!(
+        page1
+            .iter()
+            .map(|r| r.title.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["r5", "r3"]
+    );
+    let page2 = repo
+        .list(&ListFilter {
+            before: Some(page1[1].id),
+            ..f.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page2
+            .iter()
+            .map(|r| r.title.clone().unwrap())
+            .collect::<Vec<_>>(),
+        ["r1"]
+    );
+    let all = repo
+        .list(&ListFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    let rec = repo
+        .list(&ListFilter {
+            status: Some(Status::Recording),
+            kind: Some(SourceKind::Frames),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rec.len(), 1);
+    let none = repo
+        .list(&ListFilter {
+            kind: Some(SourceKind::Web),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    // Update, counts and usage.
+    let mut r5 = recording(5, "alice", Status::Recording);
+    assert_eq!(repo.count_active(Some("alice")).await.unwrap(), 1);
+    assert_eq!(repo.count_active(None).await.unwrap(), 1);
+    r5.status = Status::Processing;
+    r5.size_bytes = Some(10_000);
+    repo.update(&r5).await.unwrap();
+    assert_eq!(repo.count_active(None).await.unwrap(), 0);
+    assert_eq!(
+        repo.in_statuses(&[Status::Processing]).await.unwrap(),
+        vec![r5.clone()]
+    );
+    assert_eq!(repo.usage_bytes("alice").await.unwrap(), 100 + 300 + 10_000);
+    assert_eq!(repo.usage_bytes("nobody").await.unwrap(), 0);
+
+    // Retention and delete.
+    let expired = repo.expired(1_700_000_000_000 + 2500, 10).await.unwrap();
+    assert_eq!(expired.len(), 2);
+    assert!(repo.delete(expired[0].id).await.unwrap());
+    assert!(!repo.delete(expired[0].id).await.unwrap());
+    assert_eq!(repo.get(expired[0].id).await.unwrap(), None);
+
+    // Keys: found by hash, revoked keys are not.
+    let key = ApiKey {
+        id: "key_1".into(),
+        user: "alice".into(),
+        admin: true,
+        created_at: 5,
+        revoked: false,
+    };
+    repo.create_key(&key, "hash1").await.unwrap();
+    assert_eq!(repo.find_key("hash1").await.unwrap(), Some(key.clone()));
+    assert_eq!(repo.find_key("hash2").await.unwrap(), None);
+    assert!(repo.revoke_key("key_1").await.unwrap());
+    assert_eq!(repo.find_key("hash1").await.unwrap(), None);
+    assert!(repo.list_keys().await.unwrap()[0].revoked);
+}
+
+#[tokio::test]
+async fn sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let repo = Repo::connect(&url).await.unwrap();
+    assert_eq!(repo.backend(), "sqlite");
+    contract(repo).await;
+    // Reopening migrates idempotently and keeps the data.
+    let again = Repo::connect(&url).await.unwrap();
+    assert_eq!(
+        again
+            .list(&ListFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn postgres() {
+    let url = tapedeck_testkit::postgres_url();
+    let repo = Repo::connect(&url).await.unwrap();
+    assert_eq!(repo.backend(), "postgres");
+    contract(repo).await;
+}
+
+#[tokio::test]
+async fn bad_url_is_a_clear_error() {
+    let e = Repo::connect("mysql://x").await.unwrap_err();
+    assert!(e.to_string().contains("sqlite://"), "{e}");
+}

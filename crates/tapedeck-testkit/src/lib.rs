@@ -1,0 +1,302 @@
+//! Real servers for tests: PostgreSQL and an S3 server (s3s-fs), started once
+//! per test process, each watched by a shell loop that stops it when the test
+//! process exits, so nothing outlives the tests.
+//!
+//! `scripts/test.sh` installs the programs; a missing one fails the test with
+//! the command that installs it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+fn wait_port(port: u16, what: &str, log: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if start.elapsed() > Duration::from_secs(60) {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("{what} did not start on port {port}: {log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `cmd` (a shell command) in the background; it is killed when this process exits.
+fn spawn_watched(cmd: &str, log: &Path) {
+    let me = std::process::id();
+    let script = format!(
+        "{cmd} > '{}' 2>&1 & child=$!; while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; kill $child 2>/dev/null; sleep 2; kill -9 $child 2>/dev/null",
+        log.display()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn sh");
+}
+
+fn find(program: &str, extra: &[&str], install: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let home = std::env::var("HOME").unwrap_or_default();
+    let cargo_bin = format!("{home}/.cargo/bin");
+    for dir in path
+        .split(':')
+        .chain(extra.iter().copied())
+        .chain([cargo_bin.as_str()])
+    {
+        let p = Path::new(dir).join(program);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("{program} is not installed; run scripts/test.sh or: {install}");
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tapedeck-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+struct Pg {
+    port: u16,
+}
+
+static PG: OnceLock<Pg> = OnceLock::new();
+static DB_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A URL of a fresh, empty PostgreSQL database on a server started for this test process.
+/// `TAPEDECK_TEST_PG_URL` (an admin URL) uses an existing server instead.
+pub fn postgres_url() -> String {
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    if let Ok(admin) = std::env::var("TAPEDECK_TEST_PG_URL") {
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin
+            .rsplit_once('/')
+            .map(|(b, _)| b.to_string())
+            .unwrap_or(admin);
+        return format!("{base}/{name}");
+    }
+    let pg = PG.get_or_init(start_postgres);
+    let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", pg.port);
+    psql(&admin, &format!("CREATE DATABASE {name}"));
+    format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start_postgres() -> Pg {
+    let install = "apt-get install -y postgresql";
+    let pg_dirs = [
+        "/usr/lib/postgresql/17/bin",
+        "/usr/lib/postgresql/16/bin",
+        "/usr/lib/postgresql/15/bin",
+    ];
+    let initdb = find("initdb", &pg_dirs, install);
+    let postgres = initdb.with_file_name("postgres");
+    let dir = scratch("pg");
+    let data = dir.join("data");
+    let port = free_port();
+    let root = is_root();
+    let as_pg = |cmd: String| {
+        if root {
+            format!("setpriv --reuid=postgres --regid=postgres --clear-groups {cmd}")
+        } else {
+            cmd
+        }
+    };
+    if root {
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres", &dir.display().to_string()])
+            .status();
+    }
+    let init = as_pg(format!(
+        "{} -D {} -A trust -U postgres --no-sync -E UTF8",
+        initdb.display(),
+        data.display()
+    ));
+    let out = Command::new("sh")
+        .args(["-c", &init])
+        .output()
+        .expect("initdb");
+    assert!(
+        out.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = as_pg(format!(
+        "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        postgres.display(),
+        data.display(),
+        dir.display()
+    ));
+    let log = std::env::temp_dir().join(format!("tapedeck-test-{}-pg.log", std::process::id()));
+    spawn_watched(&run, &log);
+    wait_port(port, "PostgreSQL", &log);
+    // Accepting TCP is not yet accepting queries.
+    let start = Instant::now();
+    loop {
+        let ok = Command::new("psql")
+            .args([
+                &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+                "-qc",
+                "SELECT 1",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if ok || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Pg { port }
+}
+
+/// An S3 server (s3s-fs: real SigV4 and presigned URLs) with one empty bucket.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Bucket name (fresh per call).
+    pub bucket: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Secret key.
+    pub secret_key: String,
+    /// The folder holding the buckets.
+    pub root: PathBuf,
+}
+
+static S3_SERVER: OnceLock<(String, PathBuf)> = OnceLock::new();
+
+/// A fresh bucket on the S3 server started for this test process.
+pub fn s3() -> S3 {
+    let (endpoint, root) = S3_SERVER.get_or_init(|| {
+        let bin = find(
+            "s3s-fs",
+            &[],
+            "cargo install s3s-fs --version 0.14.1 --features binary --locked",
+        );
+        let root = scratch("s3");
+        let port = free_port();
+        let log = std::env::temp_dir().join(format!("tapedeck-test-{}-s3.log", std::process::id()));
+        spawn_watched(
+            &format!(
+                "{} --host 127.0.0.1 --port {port} --access-key testkey --secret-key testsecret {}",
+                bin.display(),
+                root.display()
+            ),
+            &log,
+        );
+        wait_port(port, "s3s-fs", &log);
+        (format!("http://127.0.0.1:{port}"), root)
+    });
+    let bucket = format!("bucket-{}", DB_COUNTER.fetch_add(1, Ordering::SeqCst));
+    std::fs::create_dir_all(root.join(&bucket)).expect("bucket dir");
+    S3 {
+        endpoint: endpoint.clone(),
+        bucket,
+        access_key: "testkey".into(),
+        secret_key: "testsecret".into(),
+        root: root.clone(),
+    }
+}
+
+/// What ffprobe says of a media file's first video stream (demux only).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probed {
+    /// Codec name.
+    pub codec: String,
+    /// Width.
+    pub width: u64,
+    /// Height.
+    pub height: u64,
+    /// Video packets (frames).
+    pub frames: u64,
+    /// Container duration, seconds.
+    pub duration_s: f64,
+    /// `r_frame_rate` as a number.
+    pub fps: f64,
+    /// Container format name.
+    pub container: String,
+}
+
+/// Runs ffprobe on `path`.
+pub fn ffprobe(path: &Path) -> Probed {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_packets",
+            "-print_format",
+            "json",
+            "-show_format",
+            "-show_streams",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe (apt-get install ffmpeg)");
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
+    let s = v["streams"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["codec_type"] == "video"))
+        .expect("a video stream")
+        .clone();
+    let rate = s["r_frame_rate"].as_str().unwrap_or("0/1");
+    let (n, d) = rate.split_once('/').unwrap_or(("0", "1"));
+    Probed {
+        codec: s["codec_name"].as_str().unwrap_or("").into(),
+        width: s["width"].as_u64().unwrap_or(0),
+        height: s["height"].as_u64().unwrap_or(0),
+        frames: s["nb_read_packets"]
+            .as_str()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0),
+        duration_s: v["format"]["duration"]
+            .as_str()
+            .and_then(|x| x.parse().ok())
+            .unwrap_or(0.0),
+        fps: n.parse::<f64>().unwrap_or(0.0) / d.parse::<f64>().unwrap_or(1.0).max(1e-9),
+        container: v["format"]["format_name"].as_str().unwrap_or("").into(),
+    }
+}
