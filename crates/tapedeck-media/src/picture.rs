@@ -194,6 +194,18 @@ pub fn check(bytes: &[u8], limits: &FrameLimits) -> Result<(ImageKind, u32, u32)
         });
     }
     let kind = sniff_image(bytes).ok_or(FrameError::UnknownFormat)?;
+    // Decoders fill a cut-off JPEG with grey instead of failing: a complete one
+    // ends with the EOI marker (sometimes followed by a little padding).
+    if kind == ImageKind::Jpeg
+        && !bytes[bytes.len().saturating_sub(64)..]
+            .windows(2)
+            .any(|w| w == [0xFF, 0xD9])
+    {
+        return Err(FrameError::Corrupt {
+            kind,
+            message: "truncated JPEG: no end-of-image marker".into(),
+        });
+    }
     let (width, height) =
         reader(bytes, kind)
             .into_dimensions()
@@ -280,7 +292,7 @@ mod tests {
             FrameError::TooManyPixels { .. }
         ));
         let mut cut = jpeg(32, 32, [9, 9, 9]);
-        cut.truncate(cut.len() / 3);
+        cut.truncate(cut.len() * 2 / 3);
         let mut p = Picture::new(32, 32, FrameLimits::default());
         assert!(
             matches!(p.convert(&cut), Err(FrameError::Corrupt { .. })),

@@ -1,0 +1,482 @@
+//! REST handlers under `/v1`. They validate, check ownership and talk to the
+//! supervisor; they never touch media processes directly.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use hmac::{Hmac, Mac};
+use serde_json::json;
+use sha2::Sha256;
+use tapedeck_core::RecordingId;
+use tapedeck_core::recording::{Action, Recording, SourceKind, Stats, Status};
+use tapedeck_core::request::parse_create;
+use tapedeck_store::repo::ListFilter;
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::now_ms;
+
+/// `GET /healthz`: the process answers.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: database, storage and ffmpeg work.
+pub async fn readyz(State(s): State<AppState>) -> Response {
+    let db = s
+        .repo
+        .ping()
+        .await
+        .map(|_| "ok".to_string())
+        .unwrap_or_else(|e| e.to_string());
+    let storage = s
+        .blobs
+        .check()
+        .await
+        .map(|_| "ok".to_string())
+        .unwrap_or_else(|e| e.to_string());
+    let ffmpeg_bin = s.config.encoder.ffmpeg.clone();
+    let ffmpeg = tokio::task::spawn_blocking(move || tapedeck_media::ffmpeg::version(&ffmpeg_bin))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()))
+        .map(|_| "ok".to_string())
+        .unwrap_or_else(|e| e);
+    let ok = db == "ok" && storage == "ok" && ffmpeg == "ok";
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({"ready": ok, "database": db, "storage": storage, "ffmpeg": ffmpeg})),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Unknown routes.
+pub async fn no_route() -> ApiError {
+    ApiError::new(404, "not_found", "no such route; see /v1/openapi.json")
+}
+
+/// `GET /v1/me`: who the token belongs to.
+pub async fn me(p: Principal) -> Json<serde_json::Value> {
+    Json(json!({"user": p.user, "admin": p.admin}))
+}
+
+/// Loads a recording the caller may see; others' are 404, like missing ones.
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<Recording, ApiError> {
+    let id: RecordingId = id.parse()?;
+    match s.repo.get(id).await? {
+        Some(r) if p.can_see(&r.owner) => Ok(r),
+        _ => Err(ApiError::not_found()),
+    }
+}
+
+/// `POST /v1/recordings`.
+pub async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let v = parse_create(&body)?;
+    let now = now_ms();
+    let rec = Recording {
+        id: RecordingId::from_parts(now as u64, rand::random()),
+        owner: p.user.clone(),
+        status: Status::Pending,
+        end_reason: None,
+        source: v.source,
+        format: v.format,
+        preset: v.preset,
+        video: v.video,
+        max_duration_s: v.max_duration_s.unwrap_or(s.config.limits.max_duration_s),
+        title: v.title,
+        metadata: v.metadata,
+        created_at: now,
+        started_at: None,
+        stopped_at: None,
+        completed_at: None,
+        expires_at: (s.config.retention.days > 0)
+            .then(|| now + i64::from(s.config.retention.days) * 86_400_000),
+        duration_s: None,
+        size_bytes: None,
+        error: None,
+        stats: Stats::default(),
+        media: None,
+    };
+    let rec = s.supervisor.create(rec).await?;
+    let loc = format!("/v1/recordings/{}", rec.id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, loc)], Json(rec)).into_response())
+}
+
+/// `GET /v1/recordings?status=&kind=&limit=&cursor=`.
+pub async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut f = ListFilter {
+        owner: (!p.admin).then(|| p.user.clone()),
+        limit: 50,
+        ..Default::default()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "status" => {
+                f.status = Some(Status::parse(v).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown status `{v}`"))
+                })?)
+            }
+            "kind" => {
+                f.kind = Some(SourceKind::parse(v).ok_or_else(|| {
+                    ApiError::bad_request("invalid_query", format!("unknown source kind `{v}`"))
+                })?)
+            }
+            "limit" => {
+                f.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|l| (1..=200).contains(l))
+                    .ok_or_else(|| {
+                        ApiError::bad_request("invalid_query", "limit must be 1 to 200")
+                    })?
+            }
+            "cursor" => f.before = Some(v.parse()?),
+            "owner" if p.admin => f.owner = Some(v.clone()),
+            "token" => {}
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown query parameter `{other}`"),
+                ));
+            }
+        }
+    }
+    let recs = s.repo.list(&f).await?;
+    let next = (recs.len() as u32 == f.limit)
+        .then(|| recs.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(json!({"recordings": recs, "next_cursor": next})))
+}
+
+/// `GET /v1/recordings/{id}`.
+pub async fn get_one(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Recording>, ApiError> {
+    Ok(Json(load(&s, &p, &id).await?))
+}
+
+/// `POST /v1/recordings/{id}/pause|resume|stop|cancel`.
+pub async fn action(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Json<Recording>, ApiError> {
+    let rec = load(&s, &p, &id).await?;
+    let a = Action::parse_user(&action).ok_or_else(|| {
+        ApiError::new(
+            404,
+            "not_found",
+            format!("unknown action `{action}`: use pause, resume, stop, cancel or share"),
+        )
+    })?;
+    Ok(Json(s.supervisor.act(rec, a).await?))
+}
+
+/// `DELETE /v1/recordings/{id}`.
+pub async fn delete(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let rec = load(&s, &p, &id).await?;
+    s.supervisor.delete(&rec).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Parses a single-range `Range` header against an object of `total` bytes.
+/// `Ok(None)`: no header (whole object); `Err`: unsatisfiable or malformed (416).
+pub fn parse_range(h: Option<&str>, total: u64) -> Result<Option<Range<u64>>, ()> {
+    let Some(h) = h else { return Ok(None) };
+    let spec = h.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(());
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let r = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 {
+            return Err(());
+        }
+        total.saturating_sub(n)..total
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end = if b.is_empty() {
+            total
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .saturating_add(1)
+                .min(total)
+        };
+        start..end
+    };
+    if r.start >= r.end || r.start >= total {
+        return Err(());
+    }
+    Ok(Some(r))
+}
+
+async fn stream_object(
+    s: &AppState,
+    key: &str,
+    mime: &str,
+    headers: &HeaderMap,
+    filename: Option<String>,
+) -> Result<Response, ApiError> {
+    let total = s.blobs.size(key).await?;
+    let range = match parse_range(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        total,
+    ) {
+        Ok(r) => r,
+        Err(()) => {
+            return Ok((
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+                ApiError::new(416, "range_not_satisfiable", "bad Range header").into_response(),
+            )
+                .into_response());
+        }
+    };
+    let partial = range.is_some();
+    let d = s.blobs.get(key, range).await?;
+    let len = d.range.end - d.range.start;
+    let body = Body::from_stream(d.stream.map(|c| c.map_err(std::io::Error::other)));
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if let Some(f) = filename {
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    if partial {
+        *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(v) = HeaderValue::from_str(&format!(
+            "bytes {}-{}/{}",
+            d.range.start,
+            d.range.end - 1,
+            d.total
+        )) {
+            resp.headers_mut().insert(header::CONTENT_RANGE, v);
+        }
+    }
+    Ok(resp)
+}
+
+fn ensure_completed(rec: &Recording) -> Result<(), ApiError> {
+    if rec.status == Status::Completed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            409,
+            "not_ready",
+            format!(
+                "the recording is {}; media exists once it is completed",
+                rec.status.as_str()
+            ),
+        ))
+    }
+}
+
+/// `GET /v1/recordings/{id}/media[?download=1]` with HTTP Range.
+pub async fn media(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rec = load(&s, &p, &id).await?;
+    ensure_completed(&rec)?;
+    let name = q
+        .contains_key("download")
+        .then(|| format!("{}.{}", rec.id, rec.format.extension()));
+    stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
+}
+
+/// `GET /v1/recordings/{id}/thumbnail`: the poster JPEG.
+pub async fn thumbnail(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rec = load(&s, &p, &id).await?;
+    ensure_completed(&rec)?;
+    stream_object(&s, &rec.poster_key(), "image/jpeg", &headers, None).await
+}
+
+/// `GET /v1/recordings/{id}/strip`: the thumbnail strip JPEG.
+pub async fn strip(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rec = load(&s, &p, &id).await?;
+    ensure_completed(&rec)?;
+    stream_object(&s, &rec.strip_key(), "image/jpeg", &headers, None).await
+}
+
+fn share_sig(key: &[u8], id: &str, exp: i64) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
+    mac.update(format!("{id}.{exp}").as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// `POST /v1/recordings/{id}/share` (body optional: `{"expires_in_s": N}`).
+pub async fn share(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct ShareReq {
+        expires_in_s: Option<u64>,
+    }
+    let req: ShareReq = if body.is_empty() {
+        ShareReq::default()
+    } else {
+        tapedeck_core::request::parse_json(&body)?
+    };
+    let rec = load(&s, &p, &id).await?;
+    ensure_completed(&rec)?;
+    let ttl = req
+        .expires_in_s
+        .unwrap_or(s.config.storage.share_ttl_s)
+        .clamp(1, 7 * 86_400);
+    let exp_ms = now_ms() + ttl as i64 * 1000;
+    let url = match s
+        .blobs
+        .presign_get(&rec.media_key(), Duration::from_secs(ttl))
+        .await?
+    {
+        Some(u) => u.to_string(),
+        None => {
+            let exp = exp_ms / 1000;
+            let id = rec.id.to_string();
+            format!(
+                "{}/v1/shared/{id}?exp={exp}&sig={}",
+                s.config.public_url(),
+                share_sig(&s.share_key, &id, exp)
+            )
+        }
+    };
+    Ok(Json(
+        json!({"url": url, "expires_at": tapedeck_core::recording::time_ms::format(exp_ms)}),
+    ))
+}
+
+/// `GET /v1/shared/{id}?exp=&sig=`: a signed, expiring download; no token needed.
+pub async fn shared(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rid: RecordingId = id.parse()?;
+    let exp: i64 = q
+        .get("exp")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing exp"))?;
+    let sig = q
+        .get("sig")
+        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing sig"))?;
+    let want = share_sig(&s.share_key, &rid.to_string(), exp);
+    // Compare in constant time.
+    let same = want.len() == sig.len()
+        && want
+            .bytes()
+            .zip(sig.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(ApiError::new(
+            403,
+            "invalid_signature",
+            "the link's signature is not valid",
+        ));
+    }
+    if exp * 1000 < now_ms() {
+        return Err(ApiError::new(403, "link_expired", "the link has expired"));
+    }
+    let rec = s.repo.get(rid).await?.ok_or_else(ApiError::not_found)?;
+    ensure_completed(&rec)?;
+    let name = Some(format!("{}.{}", rec.id, rec.format.extension()));
+    stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 100), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some(0..10)));
+        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some(90..100)));
+        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some(90..100)));
+        assert_eq!(parse_range(Some("bytes=95-200"), 100), Ok(Some(95..100)));
+        for bad in [
+            "bytes=100-",
+            "bytes=5-1",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=0-1,3-4",
+            "bytes=-0",
+        ] {
+            assert_eq!(parse_range(Some(bad), 100), Err(()), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn range_never_panics_and_stays_inside(h in ".{0,40}", total in 0u64..10_000) {
+            if let Ok(Some(r)) = parse_range(Some(&h), total) {
+                prop_assert!(r.start < r.end && r.end <= total);
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The app as a function: [`router`] builds the routes over an [`AppState`];
+//! [`serve`] runs them on a listener until `shutdown`, so tests start the real
+//! server on port 0.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use tapedeck_media::ffmpeg;
+use tapedeck_store::blob::{BlobConfig, Blobs};
+use tapedeck_store::repo::Repo;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::config::{Config, StorageKind};
+use crate::events::EventBus;
+use crate::metrics::Metrics;
+use crate::supervisor::Supervisor;
+use crate::{api, openapi, web, ws};
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Metadata.
+    pub repo: Repo,
+    /// Media.
+    pub blobs: Blobs,
+    /// Drivers and limits.
+    pub supervisor: Supervisor,
+    /// Events.
+    pub events: EventBus,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Key for local share links.
+    pub share_key: Arc<Vec<u8>>,
+}
+
+/// Every route.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(web::index))
+        .route("/app.js", get(web::script))
+        .route("/style.css", get(web::style))
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/me", get(api::me))
+        .route("/v1/recordings", post(api::create).get(api::list))
+        .route("/v1/recordings/{id}", get(api::get_one).delete(api::delete))
+        .route("/v1/recordings/{id}/share", post(api::share))
+        .route("/v1/recordings/{id}/media", get(api::media))
+        .route("/v1/recordings/{id}/thumbnail", get(api::thumbnail))
+        .route("/v1/recordings/{id}/strip", get(api::strip))
+        .route("/v1/recordings/{id}/frames", get(ws::frames))
+        .route("/v1/recordings/{id}/{action}", post(api::action))
+        .route("/v1/events", get(ws::events))
+        .route("/v1/shared/{id}", get(api::shared))
+        .fallback(api::no_route)
+        .with_state(state)
+}
+
+/// Opens storage and the database, recovers interrupted recordings, and builds the state.
+pub async fn build_state(config: Config) -> Result<AppState, String> {
+    let data = &config.server.data_dir;
+    std::fs::create_dir_all(data)
+        .map_err(|e| format!("cannot create the data folder {}: {e}", data.display()))?;
+    let repo = Repo::connect(&config.database_url())
+        .await
+        .map_err(|e| format!("database: {e}"))?;
+    let blobs = build_blobs(&config)?;
+    let share_key = share_key(&config, data)?;
+    let metrics = Metrics::new();
+    let hooks = if config.webhooks.urls.is_empty() {
+        None
+    } else {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(crate::webhooks::run(
+            config.webhooks.clone(),
+            rx,
+            metrics.clone(),
+        ));
+        Some(tx)
+    };
+    let events = EventBus::new(hooks);
+    let supervisor = Supervisor::new(
+        config.clone(),
+        repo.clone(),
+        blobs.clone(),
+        events.clone(),
+        metrics.clone(),
+    );
+    supervisor
+        .recover()
+        .await
+        .map_err(|e| format!("recovery: {e}"))?;
+    tokio::spawn(supervisor.clone().sweep_forever());
+    Ok(AppState {
+        config: Arc::new(config),
+        repo,
+        blobs,
+        supervisor,
+        events,
+        metrics,
+        share_key: Arc::new(share_key),
+    })
+}
+
+/// Opens the configured blob store.
+pub fn build_blobs(config: &Config) -> Result<Blobs, String> {
+    let blob_cfg = match config.storage.kind {
+        StorageKind::Local => BlobConfig::Local {
+            root: config.server.data_dir.join("media"),
+        },
+        StorageKind::S3 => BlobConfig::S3 {
+            bucket: config.storage.bucket.clone(),
+            endpoint: config.storage.endpoint.clone(),
+            region: config.storage.region.clone(),
+            access_key: config.storage.access_key.clone(),
+            secret_key: config.storage.secret_key.0.clone(),
+        },
+    };
+    Blobs::open(&blob_cfg).map_err(|e| format!("storage: {e}"))
+}
+
+fn share_key(config: &Config, data: &Path) -> Result<Vec<u8>, String> {
+    if !config.auth.share_secret.0.is_empty() {
+        return Ok(config.auth.share_secret.0.as_bytes().to_vec());
+    }
+    let path = data.join("share.key");
+    if let Ok(k) = std::fs::read(&path) {
+        if k.len() >= 32 {
+            return Ok(k);
+        }
+    }
+    let k = crate::auth::random_string(48).into_bytes();
+    std::fs::write(&path, &k).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(k)
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    if let Err(e) = ffmpeg::version(&config.encoder.ffmpeg) {
+        tracing::warn!(error = %e, "ffmpeg is not usable; recordings will fail (run `tapedeck doctor`)");
+    }
+    let state = build_state(config).await?;
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,142 @@
+//! Who is calling: API keys (hashed at rest) and HS256 JWTs.
+//!
+//! The token comes from `Authorization: Bearer ...` or, for browsers' media
+//! elements and WebSockets, from `?token=`. Every route but health, metrics,
+//! the web page and signed share links needs one.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use rand::Rng;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tapedeck_store::repo::{ApiKey, Repo};
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// User name.
+    pub user: String,
+    /// Sees and controls every user's recordings.
+    pub admin: bool,
+}
+
+impl Principal {
+    /// Whether this caller may see recordings owned by `owner`.
+    pub fn can_see(&self, owner: &str) -> bool {
+        self.admin || self.user == owner
+    }
+}
+
+/// Prefix of API key tokens.
+pub const KEY_PREFIX: &str = "tdk_";
+
+/// SHA-256 of a token, hex: what the database stores.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Creates an API key for `user`; returns the stored key and the token (shown once).
+pub async fn create_key(
+    repo: &Repo,
+    user: &str,
+    admin: bool,
+    now_ms: i64,
+) -> Result<(ApiKey, String), ApiError> {
+    if user.is_empty()
+        || user.len() > 64
+        || !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_user",
+            "user names are 1-64 characters: letters, digits, - _ . @",
+        ));
+    }
+    let token = format!("{KEY_PREFIX}{}", random_string(40));
+    let key = ApiKey {
+        id: format!("key_{}", random_string(12)),
+        user: user.into(),
+        admin,
+        created_at: now_ms,
+        revoked: false,
+    };
+    repo.create_key(&key, &hash_token(&token)).await?;
+    Ok((key, token))
+}
+
+/// A random alphanumeric string.
+pub fn random_string(len: usize) -> String {
+    rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default)]
+    admin: bool,
+}
+
+/// Checks a token and returns the caller.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    if token.starts_with(KEY_PREFIX) {
+        return match state.repo.find_key(&hash_token(token)).await? {
+            Some(k) => Ok(Principal {
+                user: k.user,
+                admin: k.admin,
+            }),
+            None => Err(ApiError::unauthorized("unknown or revoked API key")),
+        };
+    }
+    if token.matches('.').count() == 2 {
+        let secret = &state.config.auth.jwt_secret.0;
+        if secret.is_empty() {
+            return Err(ApiError::unauthorized(
+                "JWTs are not enabled on this server (auth.jwt_secret)",
+            ));
+        }
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+        return match jsonwebtoken::decode::<Claims>(token, &key, &v) {
+            Ok(d) if !d.claims.sub.is_empty() => Ok(Principal {
+                user: d.claims.sub,
+                admin: d.claims.admin,
+            }),
+            Ok(_) => Err(ApiError::unauthorized("JWT has an empty sub")),
+            Err(e) => Err(ApiError::unauthorized(format!("invalid JWT: {e}"))),
+        };
+    }
+    Err(ApiError::unauthorized("malformed token"))
+}
+
+/// The token of a request: bearer header first, then `?token=`.
+pub fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let h = h.to_str().ok()?;
+        return h.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    let q = parts.uri.query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token =
+            token_of(parts).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        authenticate(state, &token).await
+    }
+}

@@ -1,0 +1,382 @@
+//! Configuration: one typed tree. Defaults, then a TOML file, then
+//! `TAPEDECK_*` environment variables (`__` separates levels, e.g.
+//! `TAPEDECK_LIMITS__MAX_CONCURRENT=8`), then command-line flags.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// A secret string: never printed by `Debug`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "[redacted]"
+        })
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listening address and folders.
+    pub server: ServerConfig,
+    /// Metadata database.
+    pub database: DatabaseConfig,
+    /// Media storage.
+    pub storage: StorageConfig,
+    /// Tokens.
+    pub auth: AuthConfig,
+    /// Limits and quotas.
+    pub limits: LimitsConfig,
+    /// Retention.
+    pub retention: RetentionConfig,
+    /// Encoding.
+    pub encoder: EncoderConfig,
+    /// Webhooks.
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Folder for the SQLite database, local media and work files.
+    pub data_dir: PathBuf,
+    /// Base URL clients reach the server at (for share links); default from `listen`.
+    pub public_url: Option<String>,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`; default `sqlite://DATA_DIR/tapedeck.db`.
+    pub url: Option<Secret>,
+}
+
+/// Where media goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// `DATA_DIR/media`.
+    #[default]
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `local` or `s3`.
+    pub kind: StorageKind,
+    /// Bucket (s3).
+    pub bucket: String,
+    /// Endpoint URL for S3-compatible servers (s3).
+    pub endpoint: Option<String>,
+    /// Region (s3).
+    pub region: String,
+    /// Access key id (s3).
+    pub access_key: String,
+    /// Secret key (s3).
+    pub secret_key: Secret,
+    /// Lifetime of share links.
+    pub share_ttl_s: u64,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret for JWTs (`sub` = user, optional `admin: true`); empty disables JWTs.
+    pub jwt_secret: Secret,
+    /// Key for signing local share links; empty: generated once into the data folder.
+    pub share_secret: Secret,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Active (pending, recording, paused) recordings on the server.
+    pub max_concurrent: u32,
+    /// Active recordings per user.
+    pub max_concurrent_per_user: u32,
+    /// Longest recording, seconds (a request may ask for less).
+    pub max_duration_s: u32,
+    /// Largest frame, bytes.
+    pub max_frame_bytes: usize,
+    /// Widest frame.
+    pub max_frame_width: u32,
+    /// Tallest frame.
+    pub max_frame_height: u32,
+    /// Stored media per user, bytes (0: unlimited).
+    pub user_quota_bytes: u64,
+    /// A recording whose source sends nothing this long is finalized.
+    pub idle_timeout_s: u64,
+    /// A pending recording whose source never connects is cancelled after this.
+    pub pending_timeout_s: u64,
+}
+
+/// `[retention]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days a recording is kept (0: forever).
+    pub days: u32,
+    /// How often the sweep runs.
+    pub sweep_interval_s: u64,
+}
+
+/// `[encoder]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EncoderConfig {
+    /// The ffmpeg program.
+    pub ffmpeg: PathBuf,
+    /// The ffprobe program.
+    pub ffprobe: PathBuf,
+    /// x264 preset for MP4/MKV.
+    pub x264_preset: String,
+    /// Quality (x264 CRF; VP9 uses CRF + 10).
+    pub crf: u32,
+    /// Frames queued per recording before new ones are dropped.
+    pub queue_frames: usize,
+}
+
+/// `[webhooks]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// URLs that receive every event.
+    pub urls: Vec<String>,
+    /// HMAC-SHA256 key for the `Tapedeck-Signature` header.
+    pub secret: Secret,
+    /// Attempts per delivery.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each time.
+    pub retry_base_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            storage: StorageConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            retention: RetentionConfig::default(),
+            encoder: EncoderConfig::default(),
+            webhooks: WebhooksConfig::default(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            data_dir: PathBuf::from("data"),
+            public_url: None,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: StorageKind::Local,
+            bucket: String::new(),
+            endpoint: None,
+            region: "us-east-1".into(),
+            access_key: String::new(),
+            secret_key: Secret::default(),
+            share_ttl_s: 3600,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 32,
+            max_concurrent_per_user: 8,
+            max_duration_s: 4 * 3600,
+            max_frame_bytes: 8 * 1024 * 1024,
+            max_frame_width: 7680,
+            max_frame_height: 4320,
+            user_quota_bytes: 20 * 1024 * 1024 * 1024,
+            idle_timeout_s: 120,
+            pending_timeout_s: 3600,
+        }
+    }
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 30,
+            sweep_interval_s: 300,
+        }
+    }
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+            x264_preset: "veryfast".into(),
+            crf: 23,
+            queue_frames: 64,
+        }
+    }
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            urls: vec![],
+            secret: Secret::default(),
+            max_attempts: 6,
+            retry_base_ms: 1000,
+        }
+    }
+}
+
+/// The configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// File or environment did not parse.
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    /// Values that do not fit together.
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given or if `tapedeck.toml` exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                if !f.exists() {
+                    return Err(ConfigError::Invalid(format!(
+                        "config file {} does not exist",
+                        f.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file(f));
+            }
+            None => fig = fig.merge(Toml::file("tapedeck.toml")),
+        }
+        fig = fig.merge(
+            Env::prefixed("TAPEDECK_")
+                .split("__")
+                .ignore(&["token", "url", "config", "log"]),
+        );
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a TOML document over the defaults (no environment).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.storage.kind == StorageKind::S3 && self.storage.bucket.is_empty() {
+            return bad("storage.kind = \"s3\" needs storage.bucket");
+        }
+        if self.limits.max_concurrent == 0 || self.limits.max_concurrent_per_user == 0 {
+            return bad(
+                "limits.max_concurrent and limits.max_concurrent_per_user must be at least 1",
+            );
+        }
+        if self.limits.max_duration_s == 0 {
+            return bad("limits.max_duration_s must be at least 1");
+        }
+        if self.encoder.queue_frames == 0 {
+            return bad("encoder.queue_frames must be at least 1");
+        }
+        if let Some(u) = &self.database.url {
+            if !(u.0.starts_with("sqlite://")
+                || u.0.starts_with("postgres://")
+                || u.0.starts_with("postgresql://"))
+            {
+                return bad("database.url must start with sqlite:// or postgres://");
+            }
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data folder.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(u) => u.0.clone(),
+            None => format!(
+                "sqlite://{}",
+                self.server.data_dir.join("tapedeck.db").display()
+            ),
+        }
+    }
+
+    /// The base URL for links.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checked_in_default_toml_parses_to_the_defaults() {
+        let text = include_str!("../../../config/default.toml");
+        let cfg = Config::from_toml(text).unwrap();
+        assert_eq!(cfg, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::from_toml("[limits]\nmax_concurent = 3").is_err());
+        let e = Config::from_toml("[storage]\nkind = \"s3\"").unwrap_err();
+        assert!(e.to_string().contains("bucket"), "{e}");
+        assert!(Config::from_toml("[server]\nlisten = \"nope\"").is_err());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut c = Config::default();
+        c.auth.jwt_secret = Secret("hunter2".into());
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,132 @@
+//! Prometheus metrics at `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabel {
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+/// The server's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    created: Family<Kind, Counter>,
+    finished: Family<StatusLabel, Counter>,
+    active: Gauge,
+    frames_in: Counter,
+    frames_dropped: Counter,
+    webhooks: Family<ResultLabel, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric.
+    pub fn new() -> Self {
+        let mut r = Registry::with_prefix("tapedeck");
+        let created = Family::<Kind, Counter>::default();
+        let finished = Family::<StatusLabel, Counter>::default();
+        let active = Gauge::default();
+        let frames_in = Counter::default();
+        let frames_dropped = Counter::default();
+        let webhooks = Family::<ResultLabel, Counter>::default();
+        r.register(
+            "recordings_created",
+            "Recordings created, by source kind",
+            created.clone(),
+        );
+        r.register(
+            "recordings_finished",
+            "Recordings that reached a final status",
+            finished.clone(),
+        );
+        r.register(
+            "recordings_active",
+            "Recordings with a running driver",
+            active.clone(),
+        );
+        r.register(
+            "frames_received",
+            "Frames received on frames sockets",
+            frames_in.clone(),
+        );
+        r.register(
+            "frames_dropped",
+            "Frames dropped (invalid, paused, superseded, queue full)",
+            frames_dropped.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts by result",
+            webhooks.clone(),
+        );
+        Self {
+            registry: Arc::new(r),
+            created,
+            finished,
+            active,
+            frames_in,
+            frames_dropped,
+            webhooks,
+        }
+    }
+
+    /// A recording was created.
+    pub fn created(&self, kind: &str) {
+        self.created
+            .get_or_create(&Kind { kind: kind.into() })
+            .inc();
+    }
+    /// A recording reached a final status.
+    pub fn finished(&self, status: &str) {
+        self.finished
+            .get_or_create(&StatusLabel {
+                status: status.into(),
+            })
+            .inc();
+    }
+    /// A driver started (+1) or ended (-1).
+    pub fn active(&self, delta: i64) {
+        self.active.inc_by(delta);
+    }
+    /// Frames received and dropped.
+    pub fn frames(&self, received: u64, dropped: u64) {
+        self.frames_in.inc_by(received);
+        self.frames_dropped.inc_by(dropped);
+    }
+    /// A webhook attempt's result.
+    pub fn webhook(&self, result: &str) {
+        self.webhooks
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}

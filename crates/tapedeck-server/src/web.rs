@@ -1,0 +1,27 @@
+//! The web page: one HTML page and its script, embedded in the binary.
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+
+/// `GET /`.
+pub async fn index() -> Html<&'static str> {
+    Html(include_str!("../web/index.html"))
+}
+
+/// `GET /app.js`.
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../web/app.js"),
+    )
+        .into_response()
+}
+
+/// `GET /style.css`.
+pub async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../web/style.css"),
+    )
+        .into_response()
+}

@@ -1,0 +1,223 @@
+//! Shared helpers: the real server on port 0, keys, frames over a real WebSocket.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tapedeck_server::config::Config;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A server running in this test process.
+pub struct Server {
+    pub base: String,
+    pub data: PathBuf,
+    pub state: tapedeck_server::app::AppState,
+    _dir: Option<tempfile::TempDir>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+pub fn config(data: &std::path::Path) -> Config {
+    let mut c = Config::default();
+    c.server.data_dir = data.to_path_buf();
+    c.server.listen = "127.0.0.1:0".parse().unwrap();
+    c.encoder.x264_preset = "ultrafast".into();
+    c
+}
+
+/// Starts the app on port 0 with a fresh data folder; `tweak` edits the config.
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(dir.path());
+    tweak(&mut c);
+    let mut s = start_with(c).await;
+    s._dir = Some(dir);
+    s
+}
+
+pub async fn start_with(mut c: Config) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    c.server.public_url = Some(format!("http://{addr}"));
+    let data = c.server.data_dir.clone();
+    let state = tapedeck_server::app::build_state(c).await.unwrap();
+    let app = tapedeck_server::app::router(state.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    Server {
+        base: format!("http://{addr}"),
+        data,
+        state,
+        _dir: None,
+        stop: Some(tx),
+    }
+}
+
+impl Server {
+    /// A new API key's token.
+    pub async fn key(&self, user: &str, admin: bool) -> String {
+        tapedeck_server::auth::create_key(&self.state.repo, user, admin, 0)
+            .await
+            .unwrap()
+            .1
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(&self, token: &str, path: &str, body: &'static [u8]) -> (u16, Value) {
+        let r = self
+            .client()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .client()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn create(&self, token: &str, body: Value) -> Value {
+        let (s, v) = self.post(token, "/v1/recordings", body).await;
+        assert_eq!(s, 201, "{v}");
+        v
+    }
+
+    /// Waits until the recording reaches `status` (or any final status) and returns it.
+    pub async fn wait_status(&self, token: &str, id: &str, want: &str) -> Value {
+        let start = Instant::now();
+        loop {
+            let (_, v) = self.get(token, &format!("/v1/recordings/{id}")).await;
+            let st = v["status"].as_str().unwrap_or("").to_string();
+            if st == want {
+                return v;
+            }
+            if ["completed", "failed", "cancelled"].contains(&st.as_str())
+                || start.elapsed() > Duration::from_secs(120)
+            {
+                panic!("recording {id} is {st}, wanted {want}: {v}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn ws_url(&self, path: &str, token: &str) -> String {
+        format!(
+            "{}{path}?token={token}",
+            self.base.replace("http://", "ws://")
+        )
+    }
+
+    /// Downloads the media of a completed recording to a file.
+    pub async fn download(&self, token: &str, id: &str, ext: &str) -> PathBuf {
+        let r = self
+            .client()
+            .get(format!("{}/v1/recordings/{id}/media", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let bytes = r.bytes().await.unwrap();
+        let p = self.data.join(format!("download-{id}.{ext}"));
+        std::fs::write(&p, &bytes).unwrap();
+        p
+    }
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        .0
+}
+
+/// Sends one frame, with a timestamp when given.
+pub async fn send_frame(ws: &mut Ws, pts_ms: Option<f64>, bytes: Vec<u8>) {
+    if let Some(p) = pts_ms {
+        ws.send(Message::Text(json!({"pts_ms": p}).to_string().into()))
+            .await
+            .unwrap();
+    }
+    ws.send(Message::Binary(bytes.into())).await.unwrap();
+}
+
+/// Reads progress messages until one satisfies `pred`.
+pub async fn progress_until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .expect("progress in time")
+            .expect("socket open")
+            .unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if std::env::var("TD_DEBUG").is_ok() {
+                eprintln!("progress {v}");
+            }
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+}
+
+/// A JPEG of `w`x`h` whose colour encodes `n` (visible motion between frames).
+pub fn jpeg(w: u32, h: u32, n: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let band = ((x + n * 16) / 32 + y / 32) % 2;
+        image::Rgb([(n * 37 % 256) as u8, if band == 0 { 40 } else { 220 }, 128])
+    });
+    let mut out = Cursor::new(vec![]);
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
