@@ -1,0 +1,225 @@
+// tapedeck web page: sign in, recordings with live status, camera recorder.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let token = localStorage.getItem("tapedeck.token") || "";
+let events = null;
+const rows = new Map();
+
+async function api(method, path, body) {
+  const r = await fetch(path, {
+    method,
+    headers: { Authorization: "Bearer " + token, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new Error(data && data.error ? data.error.code + ": " + data.error.message : r.statusText);
+  return data;
+}
+
+function show(view) {
+  for (const v of ["signin-view", "recordings-view", "camera-view"]) $(v).hidden = v !== view;
+  $("tab-recordings").classList.toggle("active", view === "recordings-view");
+  $("tab-camera").classList.toggle("active", view === "camera-view");
+  if (view === "camera-view") startPreview();
+}
+
+async function signIn(t) {
+  token = t;
+  const me = await api("GET", "/v1/me");
+  localStorage.setItem("tapedeck.token", token);
+  $("user").textContent = me.user + (me.admin ? " (admin)" : "");
+  $("nav").hidden = false;
+  show("recordings-view");
+  await loadRecordings();
+  connectEvents();
+}
+
+function signOut() {
+  localStorage.removeItem("tapedeck.token");
+  token = "";
+  if (events) events.close();
+  location.reload();
+}
+
+function q(path) {
+  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+}
+
+function fmtDuration(s) {
+  if (s == null) return "";
+  const m = Math.floor(s / 60), r = Math.round(s % 60);
+  return m + ":" + String(r).padStart(2, "0");
+}
+
+function fmtSize(b) {
+  if (b == null) return "";
+  return b > 1e6 ? (b / 1e6).toFixed(1) + " MB" : (b / 1e3).toFixed(0) + " kB";
+}
+
+function render(rec) {
+  let li = rows.get(rec.id);
+  if (!li) {
+    li = document.createElement("li");
+    li.dataset.id = rec.id;
+    rows.set(rec.id, li);
+    $("rec-list").prepend(li);
+  }
+  li.dataset.status = rec.status;
+  const done = rec.status === "completed";
+  const when = new Date(rec.created_at).toLocaleString();
+  li.innerHTML = "";
+  const thumb = done ? document.createElement("img") : document.createElement("div");
+  if (done) { thumb.src = q("/v1/recordings/" + rec.id + "/thumbnail"); thumb.alt = "thumbnail"; thumb.className = "thumb"; }
+  else thumb.className = "thumb-empty";
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const title = document.createElement("div");
+  title.className = "title";
+  title.textContent = rec.title || rec.id;
+  const sub = document.createElement("div");
+  sub.className = "sub";
+  const st = document.createElement("span");
+  st.className = "status " + rec.status;
+  st.textContent = rec.status;
+  sub.append(st, " " + rec.source.kind + " · " + rec.format + " · " + when + " " + fmtDuration(rec.duration_s) + " " + fmtSize(rec.size_bytes));
+  if (rec.error) { const e = document.createElement("div"); e.className = "error"; e.textContent = rec.error; sub.append(e); }
+  meta.append(title, sub);
+  const actions = document.createElement("div");
+  actions.className = "actions";
+  if (done) {
+    const play = document.createElement("button");
+    play.textContent = "Play";
+    play.className = "play";
+    play.onclick = () => { $("player").hidden = false; $("player-video").src = q("/v1/recordings/" + rec.id + "/media"); $("player-video").play(); };
+    const dl = document.createElement("a");
+    dl.textContent = "Download";
+    dl.className = "download";
+    dl.href = q("/v1/recordings/" + rec.id + "/media?download=1");
+    actions.append(play, dl);
+  }
+  if (["completed", "failed", "cancelled", "pending"].includes(rec.status)) {
+    const del = document.createElement("button");
+    del.textContent = "Delete";
+    del.className = "danger delete";
+    del.onclick = async () => {
+      if (!confirm("Delete this recording?")) return;
+      try { await api("DELETE", "/v1/recordings/" + rec.id); } catch (e) { alert(e.message); }
+    };
+    actions.append(del);
+  }
+  li.append(thumb, meta, actions);
+  $("empty").hidden = rows.size > 0;
+}
+
+function remove(id) {
+  const li = rows.get(id);
+  if (li) { li.remove(); rows.delete(id); }
+  $("empty").hidden = rows.size > 0;
+}
+
+async function loadRecordings() {
+  const data = await api("GET", "/v1/recordings?limit=100");
+  for (const rec of data.recordings.reverse()) render(rec);
+  $("empty").hidden = rows.size > 0;
+}
+
+function connectEvents() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  events = new WebSocket(proto + "//" + location.host + q("/v1/events"));
+  events.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
+  events.onclose = () => {
+    $("live").textContent = "reconnecting…"; $("live").classList.remove("on");
+    if (token) setTimeout(connectEvents, 2000);
+  };
+  events.onmessage = (m) => {
+    const ev = JSON.parse(m.data);
+    if (!ev.recording) return;
+    if (ev.type === "recording.deleted") remove(ev.recording.id);
+    else render(ev.recording);
+  };
+}
+
+// Camera: frames at 5 fps over a WebSocket, each preceded by its timestamp.
+const FPS = 5;
+let stream = null, socket = null, timer = null, clock = null, startedAt = 0, recId = null;
+
+async function startPreview() {
+  if (stream) return;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: false });
+    $("camera-preview").srcObject = stream;
+    $("camera-status").textContent = "camera ready";
+  } catch (e) {
+    $("camera-status").textContent = "no camera: " + e.message;
+  }
+}
+
+async function startRecording() {
+  await startPreview();
+  if (!stream) return;
+  const rec = await api("POST", "/v1/recordings", { source: { kind: "frames" }, format: "mp4", preset: "medium", title: "Camera " + new Date().toLocaleString() });
+  recId = rec.id;
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  socket = new WebSocket(proto + "//" + location.host + q("/v1/recordings/" + rec.id + "/frames"));
+  socket.binaryType = "arraybuffer";
+  socket.onmessage = (m) => {
+    const p = JSON.parse(m.data);
+    if (p.frames_received !== undefined) $("camera-status").textContent = p.frames_received + " frames sent, " + p.frames_written + " written" + (p.last_error ? " — " + p.last_error : "");
+  };
+  await new Promise((ok, fail) => { socket.onopen = ok; socket.onerror = () => fail(new Error("frames socket failed")); });
+  const video = $("camera-preview");
+  const canvas = document.createElement("canvas");
+  startedAt = performance.now();
+  timer = setInterval(() => {
+    if (!video.videoWidth || socket.readyState !== 1) return;
+    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    const pts = performance.now() - startedAt;
+    canvas.toBlob(async (b) => {
+      if (!b || socket.readyState !== 1) return;
+      socket.send(JSON.stringify({ pts_ms: pts }));
+      socket.send(await b.arrayBuffer());
+    }, "image/jpeg", 0.85);
+  }, 1000 / FPS);
+  clock = setInterval(() => {
+    const s = Math.floor((performance.now() - startedAt) / 1000);
+    $("rec-timer").textContent = String(Math.floor(s / 60)).padStart(2, "0") + ":" + String(s % 60).padStart(2, "0");
+  }, 250);
+  $("rec-indicator").hidden = false;
+  $("record").textContent = "Stop";
+  $("record").classList.add("stop");
+}
+
+async function stopRecording() {
+  clearInterval(timer); clearInterval(clock);
+  // Let the last frames leave before stopping.
+  await new Promise((r) => setTimeout(r, 400));
+  try { await api("POST", "/v1/recordings/" + recId + "/stop"); } catch (e) { $("camera-status").textContent = e.message; }
+  if (socket) socket.close();
+  $("rec-indicator").hidden = true;
+  $("record").textContent = "Record";
+  $("record").classList.remove("stop");
+  $("camera-status").textContent = "saved; processing…";
+  show("recordings-view");
+}
+
+$("signin-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("signin-error").textContent = "";
+  try { await signIn($("token").value.trim()); } catch (err) { $("signin-error").textContent = "Sign in failed: " + err.message; }
+};
+$("signout").onclick = signOut;
+$("tab-recordings").onclick = () => show("recordings-view");
+$("tab-camera").onclick = () => show("camera-view");
+$("player-close").onclick = () => { $("player-video").pause(); $("player").hidden = true; };
+$("record").onclick = async () => {
+  $("record").disabled = true;
+  try { if (timer) { await stopRecording(); timer = null; } else await startRecording(); }
+  catch (e) { $("camera-status").textContent = e.message; }
+  $("record").disabled = false;
+};
+
+if (token) signIn(token).catch(() => { localStorage.removeItem("tapedeck.token"); show("signin-view"); });
+else show("signin-view");

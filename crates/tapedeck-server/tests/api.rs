@@ -1,0 +1,349 @@
+//! The REST contract: auth on every route, ownership, clear 4xx errors,
+//! listing with filters and cursors, OpenAPI, health and metrics.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_and_ownership() {
+    let s = start(|c| {
+        c.auth.jwt_secret = tapedeck_server::config::Secret("jwt-secret-for-tests".into())
+    })
+    .await;
+    let alice = s.key("alice", false).await;
+    let bob = s.key("bob", false).await;
+    let admin = s.key("root", true).await;
+    let rec = s
+        .create(&alice, json!({"source": {"kind": "frames"}}))
+        .await;
+    let id = rec["id"].as_str().unwrap();
+    assert_eq!(rec["owner"], "alice");
+
+    // Missing, malformed, unknown and revoked tokens: 401 on every route.
+    let paths = [
+        ("GET", "/v1/recordings".to_string()),
+        ("POST", "/v1/recordings".to_string()),
+        ("GET", format!("/v1/recordings/{id}")),
+        ("DELETE", format!("/v1/recordings/{id}")),
+        ("POST", format!("/v1/recordings/{id}/stop")),
+        ("POST", format!("/v1/recordings/{id}/share")),
+        ("GET", format!("/v1/recordings/{id}/media")),
+        ("GET", format!("/v1/recordings/{id}/thumbnail")),
+        ("GET", format!("/v1/recordings/{id}/frames")),
+        ("GET", "/v1/events".to_string()),
+        ("GET", "/v1/me".to_string()),
+    ];
+    for (m, p) in &paths {
+        for tok in [None, Some("garbage"), Some("tdk_unknownkey"), Some("a.b.c")] {
+            let mut r = s
+                .client()
+                .request(m.parse().unwrap(), format!("{}{p}", s.base));
+            if let Some(t) = tok {
+                r = r.bearer_auth(t);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{m} {p} with {tok:?}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+    }
+
+    // Another user's recording is a 404, everywhere; admins see it.
+    assert_eq!(s.get(&bob, &format!("/v1/recordings/{id}")).await.0, 404);
+    assert_eq!(
+        s.post(&bob, &format!("/v1/recordings/{id}/cancel"), json!({}))
+            .await
+            .0,
+        404
+    );
+    let r = s
+        .client()
+        .delete(format!("{}/v1/recordings/{id}", s.base))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        s.get(&bob, "/v1/recordings").await.1["recordings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(s.get(&admin, &format!("/v1/recordings/{id}")).await.0, 200);
+    assert_eq!(
+        s.get(&admin, "/v1/recordings").await.1["recordings"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let ws =
+        tokio_tungstenite::connect_async(s.ws_url(&format!("/v1/recordings/{id}/frames"), &bob))
+            .await;
+    assert!(ws.is_err(), "bob cannot attach to alice's recording");
+
+    // HS256 JWTs: sub is the user; expired or wrongly signed ones are refused.
+    let exp = (tapedeck_server::now_ms() / 1000 + 600) as u64;
+    let jwt = |secret: &str, exp: u64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"sub": "alice", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    };
+    let good = jwt("jwt-secret-for-tests", exp);
+    let (st, v) = s.get(&good, "/v1/me").await;
+    assert_eq!((st, v["user"].as_str()), (200, Some("alice")));
+    assert_eq!(s.get(&good, &format!("/v1/recordings/{id}")).await.0, 200);
+    assert_eq!(s.get(&jwt("other", exp), "/v1/me").await.0, 401);
+    assert_eq!(
+        s.get(&jwt("jwt-secret-for-tests", 1000), "/v1/me").await.0,
+        401
+    );
+
+    // Revoked keys stop working.
+    let keys = s.state.repo.list_keys().await.unwrap();
+    let bob_key = keys.iter().find(|k| k.user == "bob").unwrap();
+    s.state.repo.revoke_key(&bob_key.id).await.unwrap();
+    assert_eq!(s.get(&bob, "/v1/me").await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_clear_4xx() {
+    let s = start(|_| {}).await;
+    let t = s.key("alice", false).await;
+    let cases: [(&[u8], u16, &str, &str); 7] = [
+        (b"{not json", 400, "invalid_json", ""),
+        (
+            br#"{"source": {"kind": "frames"}, "colour": "red"}"#,
+            400,
+            "invalid_request",
+            "colour",
+        ),
+        (
+            br#"{"source": {"kind": "frames"}, "preset": "extreme"}"#,
+            400,
+            "invalid_request",
+            "extreme",
+        ),
+        (
+            br#"{"source": {"kind": "frames"}, "format": "avi"}"#,
+            400,
+            "invalid_request",
+            "avi",
+        ),
+        (
+            br#"{"source": {"kind": "television"}}"#,
+            400,
+            "invalid_request",
+            "television",
+        ),
+        (
+            br#"{"source": {"kind": "frames"}, "width": 1281}"#,
+            422,
+            "invalid_settings",
+            "width",
+        ),
+        (br#"{"format": "mp4"}"#, 400, "invalid_request", "source"),
+    ];
+    for (body, status, code, mentions) in cases {
+        let (st, v) = s.post_raw(&t, "/v1/recordings", body).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str().unwrap_or("")),
+            (status, code),
+            "{}: {v}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(mentions),
+            "{v}"
+        );
+    }
+    for bad in [
+        "nope",
+        "rec_123",
+        "rec_01ARZ3NDEKTSV4RRFFQ69G5FA%21",
+        "..%2F..%2Fetc",
+    ] {
+        let (st, v) = s.get(&t, &format!("/v1/recordings/{bad}")).await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (400, Some("invalid_id")),
+            "{bad}"
+        );
+    }
+    let (st, v) = s.get(&t, "/v1/recordings?status=sleeping").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (st, v) = s.get(&t, "/v1/recordings?limit=0").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
+    let (st, v) = s.get(&t, "/v1/nothing-here").await;
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")));
+
+    // Transitions the status does not allow: 409 invalid_transition.
+    let rec = s.create(&t, json!({"source": {"kind": "frames"}})).await;
+    let id = rec["id"].as_str().unwrap();
+    for a in ["pause", "resume", "stop"] {
+        let (st, v) = s
+            .post(&t, &format!("/v1/recordings/{id}/{a}"), json!({}))
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (409, Some("invalid_transition")),
+            "{a} on pending"
+        );
+    }
+    let (st, v) = s
+        .post(&t, &format!("/v1/recordings/{id}/explode"), json!({}))
+        .await;
+    assert_eq!((st, v["error"]["code"].as_str()), (404, Some("not_found")));
+    let (st, v) = s.get(&t, &format!("/v1/recordings/{id}/media")).await;
+    assert_eq!((st, v["error"]["code"].as_str()), (409, Some("not_ready")));
+    // Malformed control messages on the socket are answered, not fatal.
+    use futures::{SinkExt, StreamExt};
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        "{\"pts\": 3}".into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let m = ws.next().await.unwrap().unwrap();
+        let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        if v["error"]["code"] == "bad_control" {
+            break;
+        }
+    }
+    send_frame(&mut ws, Some(0.0), jpeg(64, 48, 1)).await;
+    progress_until(&mut ws, |v| {
+        v["frames_received"] == 1 && v["status"] == "recording"
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_filters_and_cursor() {
+    let s = start(|_| {}).await;
+    let t = s.key("alice", false).await;
+    let mut ids = vec![];
+    for i in 0..5 {
+        let r = s
+            .create(
+                &t,
+                json!({"source": {"kind": "frames"}, "title": format!("n{i}")}),
+            )
+            .await;
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    s.post(&t, &format!("/v1/recordings/{}/cancel", ids[1]), json!({}))
+        .await;
+    let (_, page) = s.get(&t, "/v1/recordings?limit=2").await;
+    let titles = |v: &Value| {
+        v["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["title"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(titles(&page), ["n4", "n3"]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page2) = s
+        .get(&t, &format!("/v1/recordings?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(titles(&page2), ["n2", "n1"]);
+    let (_, c) = s.get(&t, "/v1/recordings?status=cancelled").await;
+    assert_eq!(titles(&c), ["n1"]);
+    let (_, f) = s.get(&t, "/v1/recordings?kind=frames&status=pending").await;
+    assert_eq!(titles(&f).len(), 4);
+    let (_, w) = s.get(&t, "/v1/recordings?kind=web").await;
+    assert!(titles(&w).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_health_metrics() {
+    let s = start(|_| {}).await;
+    let t = s.key("alice", false).await;
+    let doc: Value = reqwest::get(format!("{}/v1/openapi.json", s.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 18, "{}", paths.len());
+    // Every documented path is served (none falls through to the 404 route).
+    let id = s.create(&t, json!({"source": {"kind": "frames"}})).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (path, ops) in paths {
+        let p = path.replace("{id}", &id);
+        for m in ops.as_object().unwrap().keys() {
+            let r = s
+                .client()
+                .request(m.to_uppercase().parse().unwrap(), format!("{}{p}", s.base))
+                .bearer_auth(&t)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(
+                v["error"]["message"] != "no such route; see /v1/openapi.json",
+                "{m} {path} is not routed"
+            );
+            assert!(st < 500 || path == "/readyz", "{m} {path}: {st}");
+        }
+    }
+    assert_eq!(
+        reqwest::get(format!("{}/healthz", s.base))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = reqwest::get(format!("{}/readyz", s.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            v["database"].as_str(),
+            v["storage"].as_str(),
+            v["ffmpeg"].as_str()
+        ),
+        (Some("ok"), Some("ok"), Some("ok"))
+    );
+    let m = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("tapedeck_recordings_created_total{kind=\"frames\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("tapedeck_recordings_finished_total{status=\"cancelled\"} 1"),
+        "{m}"
+    );
+    let page = reqwest::get(format!("{}/", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("tapedeck"));
+}

@@ -1,0 +1,91 @@
+//! The web page in real headless Chromium (Playwright's playwright-core with
+//! Debian's Chromium and its fake camera): sign in, record from the camera at
+//! 5 fps, watch it complete live, play, download, delete. The recording is
+//! checked with ffprobe before the page deletes it.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+use tapedeck_testkit::ffprobe;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn camera_page_records_a_playable_mp4() {
+    let s = start(|_| {}).await;
+    let token = s.key("camera-user", false).await;
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "run scripts/test.sh (npm ci in tests/e2e) first"
+    );
+
+    // Keep a copy of the media before the page deletes it: watch events.
+    let mut events = s.state.events.subscribe();
+    let keeper = {
+        let blobs = s.state.blobs.clone();
+        let out = s.data.join("e2e-copy.mp4");
+        tokio::spawn(async move {
+            while let Ok(ev) = events.recv().await {
+                if ev.kind == "recording.completed" {
+                    use futures::TryStreamExt;
+                    let d = blobs.get(&ev.recording.media_key(), None).await.unwrap();
+                    let bytes: Vec<u8> =
+                        d.stream.map_ok(|b| b.to_vec()).try_concat().await.unwrap();
+                    std::fs::write(&out, bytes).unwrap();
+                    return (ev.recording, out);
+                }
+            }
+            panic!("no completed event");
+        })
+    };
+
+    let base = s.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(e2e.join("camera.mjs"))
+            .arg(&base)
+            .arg(&token)
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "page test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["timer"], "00:03");
+    assert_eq!(r["thumbWidth"], 640);
+    assert_eq!(r["downloadStatus"], 200);
+    assert_eq!(r["deleted"], true);
+    assert_eq!(r["pageErrors"].as_array().unwrap().len(), 0, "{r}");
+    let played = r["playedDuration"].as_f64().unwrap();
+    assert!(played > 2.5, "{r}");
+
+    let (rec, file) = keeper.await.unwrap();
+    assert_eq!(rec.id.to_string(), r["id"].as_str().unwrap());
+    let m = ffprobe(&file);
+    assert_eq!((m.codec.as_str(), m.width, m.height), ("h264", 1280, 720));
+    assert!((m.fps - 30.0).abs() < 1e-6, "{m:?}");
+    assert!(m.duration_s > 2.5 && m.duration_s < 6.0, "{m:?}");
+    assert!((m.duration_s - played).abs() < 0.1, "{m:?} vs {played}");
+    assert!(
+        rec.stats.frames_in >= 12,
+        "about 5 fps for 3 s: {:?}",
+        rec.stats
+    );
+    assert_eq!(
+        s.get(
+            &s.key("camera-user", false).await,
+            &format!("/v1/recordings/{}", rec.id)
+        )
+        .await
+        .0,
+        404
+    );
+}

@@ -1,0 +1,64 @@
+// Drives the web page in real headless Chromium with its fake camera:
+// sign in, record ~3 s from the camera page, see the recording complete live,
+// play it, check the thumbnail and download, delete it.
+// Usage: node camera.mjs BASE_URL TOKEN  -> prints a JSON result line.
+import { chromium } from "playwright-core";
+
+const [base, token] = process.argv.slice(2);
+const executablePath = process.env.CHROMIUM || "/usr/lib/chromium/chromium";
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+  ],
+});
+const result = {};
+try {
+  const page = await browser.newPage();
+  page.on("dialog", (d) => d.accept());
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(base + "/");
+  // A wrong token is refused with a message.
+  await page.fill("#token", "tdk_wrong");
+  await page.click("#signin");
+  await page.waitForSelector("#signin-error:has-text('unauthorized')");
+  await page.fill("#token", token);
+  await page.click("#signin");
+  await page.waitForSelector("#recordings-view:not([hidden])");
+  await page.waitForSelector("#live.on");
+  await page.click("#tab-camera");
+  await page.waitForSelector("#camera-status:has-text('camera ready')", { timeout: 20000 });
+  await page.click("#record");
+  await page.waitForSelector("#rec-indicator:not([hidden])");
+  await page.waitForFunction(() => document.querySelector("#rec-timer").textContent === "00:03", null, { timeout: 20000 });
+  result.timer = await page.textContent("#rec-timer");
+  result.sent = await page.textContent("#camera-status");
+  await page.click("#record");
+  // The list updates live from /v1/events: processing, then completed.
+  const li = await page.waitForSelector("#rec-list li[data-status='completed']", { timeout: 60000 });
+  result.id = await li.getAttribute("data-id");
+  result.thumbWidth = await page.$eval(`li[data-id='${result.id}'] img.thumb`, async (img) => {
+    if (!img.complete) await new Promise((r) => (img.onload = r));
+    return img.naturalWidth;
+  });
+  await page.click(`li[data-id='${result.id}'] button.play`);
+  result.playedDuration = await page.$eval("#player-video", async (v) => {
+    if (v.readyState < 1) await new Promise((r) => v.addEventListener("loadedmetadata", r, { once: true }));
+    return v.duration;
+  });
+  const href = await page.$eval(`li[data-id='${result.id}'] a.download`, (a) => a.href);
+  result.downloadStatus = await page.evaluate(async (u) => (await fetch(u)).status, href);
+  await page.click(`li[data-id='${result.id}'] button.delete`);
+  await page.waitForSelector(`li[data-id='${result.id}']`, { state: "detached", timeout: 10000 });
+  result.deleted = true;
+  result.pageErrors = errors;
+  console.log(JSON.stringify(result));
+} catch (e) {
+  console.error("e2e failed:", e.message, JSON.stringify(result));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
