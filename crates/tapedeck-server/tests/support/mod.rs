@@ -189,6 +189,14 @@ pub async fn send_frame(ws: &mut Ws, pts_ms: Option<f64>, bytes: Vec<u8>) {
     ws.send(Message::Binary(bytes.into())).await.unwrap();
 }
 
+/// Sends one frame; false once the server has closed the socket.
+pub async fn try_send_frame(ws: &mut Ws, pts_ms: f64, bytes: Vec<u8>) -> bool {
+    ws.send(Message::Text(json!({"pts_ms": pts_ms}).to_string().into()))
+        .await
+        .is_ok()
+        && ws.send(Message::Binary(bytes.into())).await.is_ok()
+}
+
 /// Reads progress messages until one satisfies `pred`.
 pub async fn progress_until(ws: &mut Ws, pred: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -1,0 +1,316 @@
+//! The real `tapedeck` binary: keys, serve, kill -9 mid-recording and recover
+//! from the spool at the next start; the client commands and doctor.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::*;
+use tapedeck_testkit::{ffprobe, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tapedeck");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(data: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(child)
+}
+
+fn key(data: &std::path::Path, user: &str) -> String {
+    let out = Command::new(BIN)
+        .args(["keys", "create", "--user", user, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+async fn get(base: &str, token: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn post(base: &str, token: &str, path: &str, body: Value) -> Value {
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_final(base: &str, token: &str, id: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = get(base, token, &format!("/v1/recordings/{id}")).await;
+        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap_or("")) {
+            return v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "stuck: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_recording_then_recover() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = key(&data, "alice");
+    assert!(token.starts_with("tdk_"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(&data, port);
+
+    let rec = post(
+        &base,
+        &token,
+        "/v1/recordings",
+        json!({"source": {"kind": "frames"}, "preset": "low"}),
+    )
+    .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{port}/v1/recordings/{id}/frames?token={token}"
+    ))
+    .await;
+    // 4 s of frames at 5 fps.
+    for i in 0..20u32 {
+        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
+    }
+    progress_until(&mut ws, |v| {
+        v["frames_received"] == 20 && v["duration_s"].as_f64() >= Some(3.9)
+    })
+    .await;
+    // A second recording whose source connected but sent nothing, and a pending one.
+    let empty = post(
+        &base,
+        &token,
+        "/v1/recordings",
+        json!({"source": {"kind": "frames"}}),
+    )
+    .await;
+    let empty_id = empty["id"].as_str().unwrap().to_string();
+    let mut ws2 = connect(&format!(
+        "ws://127.0.0.1:{port}/v1/recordings/{empty_id}/frames?token={token}"
+    ))
+    .await;
+    progress_until(&mut ws2, |v| v["status"] == "recording").await;
+    let pending = post(
+        &base,
+        &token,
+        "/v1/recordings",
+        json!({"source": {"kind": "frames"}}),
+    )
+    .await;
+    let pending_id = pending["id"].as_str().unwrap().to_string();
+    // The spool is synced at least every half second.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let pid = server.0.id();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = server.0.wait();
+    drop(ws);
+    drop(ws2);
+
+    let _server = serve(&data, port);
+    let done = wait_final(&base, &token, &id).await;
+    assert_eq!(
+        (done["status"].as_str(), done["end_reason"].as_str()),
+        (Some("completed"), Some("recovered")),
+        "{done}"
+    );
+    let dur = done["duration_s"].as_f64().unwrap();
+    assert!(
+        dur >= 3.0 && dur <= 4.0 + 1e-3,
+        "at most about a second lost: {dur}"
+    );
+    let bytes = reqwest::Client::new()
+        .get(format!("{base}/v1/recordings/{id}/media"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let file = dir.path().join("recovered.mp4");
+    std::fs::write(&file, &bytes).unwrap();
+    let m = ffprobe(&file);
+    assert_eq!((m.codec.as_str(), m.width, m.height), ("h264", 854, 480));
+    assert!((m.fps - 24.0).abs() < 1e-6);
+
+    let failed = wait_final(&base, &token, &empty_id).await;
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("before any frame"),
+        "{failed}"
+    );
+
+    // Nothing is stuck, and the pending recording still takes frames.
+    let list = get(&base, &token, "/v1/recordings?status=recording").await;
+    assert_eq!(list["recordings"].as_array().unwrap().len(), 0);
+    let list = get(&base, &token, "/v1/recordings?status=processing").await;
+    assert_eq!(list["recordings"].as_array().unwrap().len(), 0);
+    let mut ws3 = connect(&format!(
+        "ws://127.0.0.1:{port}/v1/recordings/{pending_id}/frames?token={token}"
+    ))
+    .await;
+    send_frame(&mut ws3, Some(0.0), jpeg(320, 240, 1)).await;
+    progress_until(&mut ws3, |v| {
+        v["status"] == "recording" && v["frames_received"] == 1
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_client_commands_and_doctor() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = key(&data, "carol");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = serve(&data, port);
+    let rec = post(
+        &base,
+        &token,
+        "/v1/recordings",
+        json!({"source": {"kind": "frames"}, "preset": "low", "title": "cli"}),
+    )
+    .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{port}/v1/recordings/{id}/frames?token={token}"
+    ))
+    .await;
+    for i in 0..10u32 {
+        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("TAPEDECK_URL", &base)
+            .env("TAPEDECK_TOKEN", &token)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = cli(&["ls"]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&id) && out.contains("recording"), "{out}");
+    let (ok, out, _) = cli(&["stop", &id]);
+    assert!(ok && out.contains("processing"), "{out}");
+    wait_final(&base, &token, &id).await;
+    let (ok, out, _) = cli(&["get", &id]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["status"], "completed");
+    let (ok, out, err) = cli(&["download", &id, "-o", "cli.mp4"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("cli.mp4"), "{out}");
+    let m = ffprobe(&dir.path().join("cli.mp4"));
+    assert_eq!((m.width, m.frames), (854, 48), "2 s at 24 fps: {m:?}");
+    let (ok, _, err) = cli(&["get", "rec_nope"]);
+    assert!(!ok && err.contains("invalid_id"), "{err}");
+    let (ok, _, err) = Command::new(BIN)
+        .args(["ls", "--server", &base, "--token", "tdk_bad"])
+        .output()
+        .map(|o| {
+            (
+                o.status.success(),
+                (),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert!(!ok && err.contains("401"), "{err}");
+
+    let out = Command::new(BIN)
+        .args(["doctor", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for what in ["ffmpeg", "ffprobe", "data folder", "database", "storage"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ok") && l.contains(what)),
+            "{what}: {text}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args(["doctor", "--data-dir"])
+        .arg(&data)
+        .env("TAPEDECK_ENCODER__FFMPEG", "/nonexistent/ffmpeg")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("MISSING ffmpeg") && text.contains("apt-get install ffmpeg"),
+        "{text}"
+    );
+}
