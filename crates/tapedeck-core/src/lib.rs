@@ -9,6 +9,7 @@ pub mod error;
 pub mod event;
 pub mod frame_message;
 pub mod id;
+pub mod range;
 pub mod recording;
 pub mod request;
 pub mod settings;

@@ -117,10 +117,8 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
     if r.max_duration_s == Some(0) {
         return bad("max_duration_s", "must be at least 1");
     }
-    if let Some(t) = &r.title {
-        if t.chars().count() > 200 {
-            return bad("title", "must be at most 200 characters");
-        }
+    if r.title.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        return bad("title", "must be at most 200 characters");
     }
     let metadata = r
         .metadata

@@ -148,10 +148,10 @@ impl FramePipeline {
         }
         let mut outcome = FrameOutcome::Accepted;
         for step in push.steps {
-            if let Step::Discard { seq: s, reason } = step {
-                if s == seq {
-                    outcome = FrameOutcome::Dropped(reason);
-                }
+            if let Step::Discard { seq: s, reason } = step
+                && s == seq
+            {
+                outcome = FrameOutcome::Dropped(reason);
             }
             self.apply(step, None);
         }

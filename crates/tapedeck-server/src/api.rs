@@ -2,7 +2,6 @@
 //! supervisor; they never touch media processes directly.
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::time::Duration;
 
 use axum::Json;
@@ -15,6 +14,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 use tapedeck_core::RecordingId;
+use tapedeck_core::range::parse_range;
 use tapedeck_core::recording::{Action, Recording, SourceKind, Stats, Status};
 use tapedeck_core::request::parse_create;
 use tapedeck_store::repo::ListFilter;
@@ -215,40 +215,6 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Parses a single-range `Range` header against an object of `total` bytes.
-/// `Ok(None)`: no header (whole object); `Err`: unsatisfiable or malformed (416).
-pub fn parse_range(h: Option<&str>, total: u64) -> Result<Option<Range<u64>>, ()> {
-    let Some(h) = h else { return Ok(None) };
-    let spec = h.trim().strip_prefix("bytes=").ok_or(())?;
-    if spec.contains(',') {
-        return Err(());
-    }
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (a, b) = (a.trim(), b.trim());
-    let r = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
-        if n == 0 {
-            return Err(());
-        }
-        total.saturating_sub(n)..total
-    } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
-        let end = if b.is_empty() {
-            total
-        } else {
-            b.parse::<u64>()
-                .map_err(|_| ())?
-                .saturating_add(1)
-                .min(total)
-        };
-        start..end
-    };
-    if r.start >= r.end || r.start >= total {
-        return Err(());
-    }
-    Ok(Some(r))
-}
-
 async fn stream_object(
     s: &AppState,
     key: &str,
@@ -262,7 +228,7 @@ async fn stream_object(
         total,
     ) {
         Ok(r) => r,
-        Err(()) => {
+        Err(_) => {
             return Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{total}"))],
@@ -283,10 +249,10 @@ async fn stream_object(
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    if let Some(f) = filename {
-        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")) {
-            h.insert(header::CONTENT_DISPOSITION, v);
-        }
+    if let Some(v) =
+        filename.and_then(|f| HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok())
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
     if partial {
         *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
@@ -445,38 +411,4 @@ pub async fn shared(
     ensure_completed(&rec)?;
     let name = Some(format!("{}.{}", rec.id, rec.format.extension()));
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range(None, 100), Ok(None));
-        assert_eq!(parse_range(Some("bytes=0-9"), 100), Ok(Some(0..10)));
-        assert_eq!(parse_range(Some("bytes=90-"), 100), Ok(Some(90..100)));
-        assert_eq!(parse_range(Some("bytes=-10"), 100), Ok(Some(90..100)));
-        assert_eq!(parse_range(Some("bytes=95-200"), 100), Ok(Some(95..100)));
-        for bad in [
-            "bytes=100-",
-            "bytes=5-1",
-            "bytes=a-b",
-            "items=0-1",
-            "bytes=0-1,3-4",
-            "bytes=-0",
-        ] {
-            assert_eq!(parse_range(Some(bad), 100), Err(()), "{bad}");
-        }
-    }
-
-    proptest! {
-        #[test]
-        fn range_never_panics_and_stays_inside(h in ".{0,40}", total in 0u64..10_000) {
-            if let Ok(Some(r)) = parse_range(Some(&h), total) {
-                prop_assert!(r.start < r.end && r.end <= total);
-            }
-        }
-    }
 }

@@ -132,10 +132,10 @@ fn share_key(config: &Config, data: &Path) -> Result<Vec<u8>, String> {
         return Ok(config.auth.share_secret.0.as_bytes().to_vec());
     }
     let path = data.join("share.key");
-    if let Ok(k) = std::fs::read(&path) {
-        if k.len() >= 32 {
-            return Ok(k);
-        }
+    if let Ok(k) = std::fs::read(&path)
+        && k.len() >= 32
+    {
+        return Ok(k);
     }
     let k = crate::auth::random_string(48).into_bytes();
     std::fs::write(&path, &k).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

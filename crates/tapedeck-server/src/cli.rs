@@ -228,8 +228,8 @@ async fn execute(cli: Cli) -> Result<(), String> {
             let empty = vec![];
             let recs = v["recordings"].as_array().unwrap_or(&empty);
             println!(
-                "{:<30} {:<11} {:<7} {:>9} {:>12}  {}",
-                "ID", "STATUS", "KIND", "DURATION", "SIZE", "CREATED"
+                "{:<30} {:<11} {:<7} {:>9} {:>12}  CREATED",
+                "ID", "STATUS", "KIND", "DURATION", "SIZE"
             );
             for r in recs {
                 println!(

@@ -26,7 +26,7 @@ impl fmt::Debug for Secret {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// Listening address and folders.
@@ -172,21 +172,6 @@ pub struct WebhooksConfig {
     pub retry_base_ms: u64,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            storage: StorageConfig::default(),
-            auth: AuthConfig::default(),
-            limits: LimitsConfig::default(),
-            retention: RetentionConfig::default(),
-            encoder: EncoderConfig::default(),
-            webhooks: WebhooksConfig::default(),
-        }
-    }
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -323,13 +308,12 @@ impl Config {
         if self.encoder.queue_frames == 0 {
             return bad("encoder.queue_frames must be at least 1");
         }
-        if let Some(u) = &self.database.url {
-            if !(u.0.starts_with("sqlite://")
+        if let Some(u) = &self.database.url
+            && !(u.0.starts_with("sqlite://")
                 || u.0.starts_with("postgres://")
                 || u.0.starts_with("postgresql://"))
-            {
-                return bad("database.url must start with sqlite:// or postgres://");
-            }
+        {
+            return bad("database.url must start with sqlite:// or postgres://");
         }
         Ok(())
     }

@@ -771,7 +771,7 @@ impl Driver {
                 .unwrap_or(false)
         };
         let result = if sent {
-            rx.await.unwrap_or_else(|_| Err(PipelineError::Empty))
+            rx.await.unwrap_or(Err(PipelineError::Empty))
         } else {
             Err(PipelineError::Empty)
         };

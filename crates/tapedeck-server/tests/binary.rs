@@ -174,7 +174,7 @@ async fn kill_9_mid_recording_then_recover() {
     );
     let dur = done["duration_s"].as_f64().unwrap();
     assert!(
-        dur >= 3.0 && dur <= 4.0 + 1e-3,
+        (3.0..=4.0 + 1e-3).contains(&dur),
         "at most about a second lost: {dur}"
     );
     let bytes = reqwest::Client::new()

@@ -36,6 +36,8 @@ fn spawn_watched(cmd: &str, log: &Path) {
         "{cmd} > '{}' 2>&1 & child=$!; while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; kill $child 2>/dev/null; sleep 2; kill -9 $child 2>/dev/null",
         log.display()
     );
+    // The watcher outlives this process on purpose: it stops the server after us.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .args(["-c", &script])
         .stdin(Stdio::null())

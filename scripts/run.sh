@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Quick start: installs what is missing, builds, and runs the server on the
+# embedded default (SQLite + ./data) at http://127.0.0.1:8700.
+# On the first run it creates an admin API key and prints it.
+# Extra arguments go to `tapedeck serve` (e.g. --listen 0.0.0.0:8700).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+cargo build --release --locked
+bin=target/release/tapedeck
+data="${TAPEDECK_SERVER__DATA_DIR:-data}"
+if [ -z "$($bin keys list --data-dir "$data")" ]; then
+  token=$($bin keys create --user admin --admin --data-dir "$data" | tail -n 1)
+  echo
+  echo "  First run: an admin API key was created. Sign in at http://127.0.0.1:8700 with:"
+  echo "  $token"
+  echo
+fi
+exec "$bin" serve --data-dir "$data" "$@"

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what tapedeck needs on Debian, only what is missing.
+#   scripts/setup.sh          ffmpeg (to run the server)
+#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, s3s-fs and the e2e packages (to run the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pkgs=()
+command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || pkgs+=(ffmpeg)
+if [ $want_test = 1 ]; then
+  [ -x /usr/lib/chromium/chromium ] || pkgs+=(chromium)
+  command -v chromium-headless-shell >/dev/null || pkgs+=(chromium-headless-shell)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
+  command -v psql >/dev/null || pkgs+=(postgresql-client)
+  command -v node >/dev/null || pkgs+=(nodejs)
+  command -v npm >/dev/null || pkgs+=(npm)
+  command -v setpriv >/dev/null || pkgs+=(util-linux)
+fi
+if [ ${#pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${pkgs[*]}"
+  sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive sudo_ apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+if [ $want_test = 1 ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+  if ! command -v s3s-fs >/dev/null; then
+    echo "setup: building s3s-fs (a real S3 server for the tests; a few minutes once)"
+    cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+  fi
+  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
+    echo "setup: installing playwright-core for the browser tests"
+    (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+fi
