@@ -53,9 +53,9 @@ def main():
     work = tempfile.mkdtemp(prefix="tapedeck-bench-")
     frames = os.path.join(work, "frames")
     os.makedirs(frames)
-    # Camera-like content: moving test pattern with sensor noise, 720p, JPEG quality ~90.
+    # Camera-like content: moving test pattern with mild sensor noise, 720p, JPEG quality ~90.
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=30",
-                    "-vf", "noise=alls=6:allf=t", "-frames:v", str(args.frames), "-q:v", "3",
+                    "-vf", "noise=alls=2:allf=t", "-frames:v", str(args.frames), "-q:v", "3",
                     os.path.join(frames, "f%04d.jpg")], check=True)
     env = dict(os.environ, TAPEDECK_ENCODER__X264_PRESET=args.preset, TAPEDECK_ENCODER__CRF=str(args.crf))
     rows = []

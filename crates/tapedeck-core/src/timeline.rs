@@ -5,8 +5,9 @@
 //! - starts output time at the first frame,
 //! - removes paused time so pause leaves no gap in the one output file,
 //! - drops frames that go backwards (and rebases after a clock reset),
-//! - in CFR mode snaps each frame to the first output tick at or after it; a
-//!   frame that is overtaken before its tick is superseded; every tick in
+//! - in CFR mode snaps each frame to its nearest output tick (as ffmpeg's fps
+//!   filter does, so timestamp jitter and microsecond rounding never shift a
+//!   frame by a whole tick); a frame overtaken on its tick is superseded; every tick in
 //!   between repeats the last frame, so the encoder gets exactly one picture
 //!   per output frame and never has to guess,
 //! - at the end repeats the last frame so the output lasts until the last
@@ -119,9 +120,9 @@ impl Timeline {
         tick * 1_000_000 / self.fps
     }
 
-    /// Output ticks are at `k / fps`; the first at or after `out_us`.
-    fn tick_at_or_after(&self, out_us: i64) -> i64 {
-        (out_us * self.fps + 999_999).div_euclid(1_000_000)
+    /// The output tick nearest to `out_us` (halves round up).
+    fn nearest_tick(&self, out_us: i64) -> i64 {
+        (out_us * self.fps + 500_000).div_euclid(1_000_000)
     }
 
     /// Pushes frame `seq` with source timestamp `src_us`.
@@ -158,7 +159,7 @@ impl Timeline {
         self.last_out_us = Some(out);
         push.accepted_out_us = Some(out);
         if self.cfr {
-            let tick = self.tick_at_or_after(out);
+            let tick = self.nearest_tick(out);
             let tick = match self.last_written_tick {
                 Some(w) => tick.max(w + 1),
                 None => tick,
@@ -253,7 +254,7 @@ impl Timeline {
         };
         let end = self.duration_us();
         if self.cfr {
-            let final_tick = self.tick_at_or_after(end) - 1;
+            let final_tick = self.nearest_tick(end) - 1;
             self.hold_until(&mut push, final_tick + 1);
         } else {
             let pts = end - self.frame_us().min(self.last_interval_us);
@@ -340,8 +341,36 @@ mod tests {
             })
             .count();
         assert_eq!(t.distinct_frames() + superseded as u64, 120);
-        // The last frame (at 991.7 ms) is due at the 1.0 s tick: within one frame of 1 s.
+        // The last frame (991.7 ms) is nearest the 1.0 s tick: within one frame of 1 s.
         assert!((30..=31).contains(&t.frames_out()), "{}", t.frames_out());
+    }
+
+    #[test]
+    fn rounded_timestamps_keep_their_tick() {
+        // 30 fps input with microsecond-rounded times into 30 fps output: one frame per tick.
+        let mut t = Timeline::new(30, true);
+        let frames: Vec<_> = (0..600)
+            .map(|i| (i, (i as f64 * 1e6 / 30.0).round() as i64))
+            .collect();
+        let steps = run(&mut t, &frames);
+        assert_eq!(t.frames_out(), 600);
+        assert!(
+            steps
+                .iter()
+                .all(|s| !matches!(s, Step::Discard { .. } | Step::Repeat { .. }))
+        );
+        // Jitter of a few ms around 5 fps does not move frames off their ticks.
+        let mut t = Timeline::new(30, true);
+        let frames: Vec<_> = (0..50)
+            .map(|i| {
+                (
+                    i,
+                    i as i64 * 200_000 + if i % 2 == 0 { 4_000 } else { -3_000 },
+                )
+            })
+            .collect();
+        run(&mut t, &frames);
+        assert_eq!((t.distinct_frames(), t.frames_out()), (50, 300));
     }
 
     #[test]

@@ -312,11 +312,15 @@ impl Supervisor {
                 rx.await.map_err(|_| gone())?
             }
             // No driver: the recording is final (or processing after recovery).
-            None => Err(rec
-                .status
-                .apply(action)
-                .map(|_| ApiError::internal("recording has no driver"))
-                .unwrap_or_else(ApiError::from)),
+            None => Err(match rec.status.apply(action) {
+                Err(e) => e.into(),
+                // Between a restart and the end of its recovery a recording has no driver.
+                Ok(_) => ApiError::new(
+                    409,
+                    "invalid_transition",
+                    "the recording is being finalized after a restart; try again shortly",
+                ),
+            }),
         }
     }
 

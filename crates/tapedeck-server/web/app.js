@@ -83,7 +83,8 @@ function render(rec) {
   const st = document.createElement("span");
   st.className = "status " + rec.status;
   st.textContent = rec.status;
-  sub.append(st, " " + rec.source.kind + " · " + rec.format + " · " + when + " " + fmtDuration(rec.duration_s) + " " + fmtSize(rec.size_bytes));
+  const parts = [rec.source.kind, rec.format, when, fmtDuration(rec.duration_s), fmtSize(rec.size_bytes)].filter(Boolean);
+  sub.append(st, " " + parts.join(" · "));
   if (rec.error) { const e = document.createElement("div"); e.className = "error"; e.textContent = rec.error; sub.append(e); }
   meta.append(title, sub);
   const actions = document.createElement("div");
