@@ -232,6 +232,16 @@ pub struct EncodeSpec {
     pub x264_preset: String,
     /// x264 CRF / VP9 CRF quality.
     pub crf: u32,
+    /// CFR H.264 only: encode distinct frames and write held ticks as skip
+    /// pictures ([`crate::h264`]) instead of encoding repeats.
+    pub skip_held: bool,
+}
+
+impl EncodeSpec {
+    /// Whether this spec uses skip pictures for held frames.
+    pub fn uses_skip_held(&self) -> bool {
+        self.skip_held && self.cfr && matches!(self.format, Format::Mp4 | Format::Mkv)
+    }
 }
 
 /// ffmpeg arguments to encode a Matroska stream of raw frames from stdin to `output`.
@@ -312,6 +322,91 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
     a
 }
 
+/// ffmpeg arguments of the skip-held mode: distinct frames in, H.264 Annex B
+/// out on stdout (no B-frames, one reference, keyframes every 4 s of output).
+pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
+    let br = spec.video_bitrate_kbps;
+    [
+        "-hide_banner",
+        "-nostats",
+        "-benchmark",
+        "-loglevel",
+        "info",
+        "-f",
+        "matroska",
+        "-i",
+        "pipe:0",
+        "-fps_mode",
+        "passthrough",
+        "-r",
+        &spec.fps.to_string(),
+        "-c:v",
+        "libx264",
+        "-preset",
+        &spec.x264_preset,
+        "-crf",
+        &spec.crf.to_string(),
+        "-maxrate",
+        &format!("{br}k"),
+        "-bufsize",
+        &format!("{}k", br * 2),
+        "-bf",
+        "0",
+        "-refs",
+        "1",
+        "-g",
+        "100000",
+        "-force_key_frames",
+        "expr:gte(t,n_forced*4)",
+        "-pix_fmt",
+        "yuv420p",
+        "-an",
+        "-f",
+        "h264",
+        "pipe:1",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect()
+}
+
+/// ffmpeg arguments that wrap the spliced Annex B stream at `fps` into the container.
+pub fn mux_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-hide_banner",
+        "-nostats",
+        "-benchmark",
+        "-loglevel",
+        "info",
+        "-f",
+        "h264",
+        "-framerate",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    a.extend([
+        spec.fps.to_string(),
+        "-i".into(),
+        "pipe:0".into(),
+        "-c:v".into(),
+        "copy".into(),
+        "-an".into(),
+    ]);
+    if spec.format == Format::Mp4 {
+        a.extend([
+            "-movflags".into(),
+            "+faststart".into(),
+            "-f".into(),
+            "mp4".into(),
+        ]);
+    } else {
+        a.extend(["-f".into(), "matroska".into()]);
+    }
+    a.extend(["-y".into(), output.display().to_string()]);
+    a
+}
+
 /// A running encoder fed raw I420 frames with timestamps.
 pub struct Encoder {
     child: Guard,
@@ -320,6 +415,23 @@ pub struct Encoder {
     err_thread: Option<JoinHandle<()>>,
     frame_len: usize,
     program: String,
+    held: Option<Held>,
+}
+
+/// The skip-held half of an encoder: the splicer thread and the muxing ffmpeg.
+struct Held {
+    ticks: std::sync::mpsc::Sender<TickMsg>,
+    splicer: Option<JoinHandle<Result<(), String>>>,
+    muxer: Guard,
+    mux_tail: Arc<Mutex<Tail>>,
+    mux_err_thread: Option<JoinHandle<()>>,
+    fps: i64,
+    next_tick: i64,
+}
+
+enum TickMsg {
+    Frame(i64),
+    End(i64),
 }
 
 /// What an encoder run cost.
@@ -333,12 +445,46 @@ impl Encoder {
     /// Starts ffmpeg writing `output`.
     pub fn spawn(tools: &Tools, spec: &EncodeSpec, output: &Path) -> Result<Self, FfmpegError> {
         let program = tools.ffmpeg.display().to_string();
+        let skip = spec.uses_skip_held();
         let mut cmd = Command::new(&tools.ffmpeg);
-        cmd.args(encode_args(spec, output))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        if skip {
+            cmd.args(distinct_args(spec)).stdout(Stdio::piped());
+        } else {
+            cmd.args(encode_args(spec, output)).stdout(Stdio::null());
+        }
+        cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
         let mut child = spawn(&mut cmd, &tools.ffmpeg)?;
+        let held = if skip {
+            let mut mux = Command::new(&tools.ffmpeg);
+            mux.args(mux_args(spec, output))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            let mut muxer = spawn(&mut mux, &tools.ffmpeg)?;
+            let mux_tail = Arc::new(Mutex::new(Tail::default()));
+            let mux_err_thread = muxer.stderr.take().map(|e| drain(e, mux_tail.clone()));
+            let mux_in = muxer
+                .stdin
+                .take()
+                .ok_or_else(|| io_err(&program, "no muxer stdin"))?;
+            let h264 = child
+                .stdout
+                .take()
+                .ok_or_else(|| io_err(&program, "no encoder stdout"))?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let splicer = std::thread::spawn(move || splice(h264, mux_in, rx));
+            Some(Held {
+                ticks: tx,
+                splicer: Some(splicer),
+                muxer: Guard(Some(muxer)),
+                mux_tail,
+                mux_err_thread,
+                fps: i64::from(spec.fps.max(1)),
+                next_tick: 0,
+            })
+        } else {
+            None
+        };
         let err_tail = Arc::new(Mutex::new(Tail::default()));
         let err_thread = child.stderr.take().map(|e| drain(e, err_tail.clone()));
         let mut stdin = child
@@ -358,19 +504,33 @@ impl Encoder {
             err_thread,
             frame_len: spec.width as usize * spec.height as usize * 3 / 2,
             program,
+            held,
         })
     }
 
     /// Writes one I420 frame at `pts_us`; `duration_us` only for the last frame.
     /// Blocks while ffmpeg is busy.
+    /// `repeat` marks the previous picture held on another tick.
     pub fn write_frame(
         &mut self,
         pts_us: i64,
         i420: &[u8],
         duration_us: Option<i64>,
+        repeat: bool,
     ) -> Result<(), FfmpegError> {
         if i420.len() != self.frame_len {
             return Err(io_err(&self.program, "frame of the wrong size"));
+        }
+        if let Some(h) = self.held.as_mut() {
+            let tick = (pts_us * h.fps + 500_000).div_euclid(1_000_000);
+            h.next_tick = h.next_tick.max(tick + 1);
+            if repeat {
+                // The splicer writes a skip picture for every tick without a frame.
+                return Ok(());
+            }
+            if h.ticks.send(TickMsg::Frame(tick)).is_err() {
+                return Err(io_err(&self.program, "the splicer stopped"));
+            }
         }
         let stdin = self
             .stdin
@@ -399,6 +559,9 @@ impl Encoder {
 
     /// Closes the input and waits for ffmpeg to finish the file.
     pub fn finish(mut self, timeout: Duration) -> Result<EncodeReport, FfmpegError> {
+        if let Some(h) = &self.held {
+            let _ = h.ticks.send(TickMsg::End(h.next_tick));
+        }
         drop(self.stdin.take());
         let program = self.program.clone();
         let child = self
@@ -428,10 +591,201 @@ impl Encoder {
                 stderr: error_lines(&stderr),
             });
         }
-        Ok(EncodeReport {
-            cpu_s: parse_bench(&stderr).unwrap_or(0.0),
-        })
+        let mut cpu_s = parse_bench(&stderr).unwrap_or(0.0);
+        if let Some(mut h) = self.held.take() {
+            let spliced = h
+                .splicer
+                .take()
+                .map(|t| t.join().unwrap_or_else(|_| Err("splicer panicked".into())));
+            if let Some(Err(e)) = spliced {
+                return Err(FfmpegError::Output {
+                    program,
+                    message: format!("splicing held frames: {e}"),
+                });
+            }
+            let mux = h
+                .muxer
+                .0
+                .as_mut()
+                .ok_or_else(|| io_err(&program, "no muxer"))?;
+            let status = wait_timeout(mux, timeout).map_err(|e| FfmpegError::Io {
+                program: program.clone(),
+                source: e,
+            })?;
+            let Some(status) = status else {
+                return Err(FfmpegError::Timeout {
+                    program,
+                    seconds: timeout.as_secs(),
+                });
+            };
+            h.muxer.0 = None;
+            if let Some(t) = h.mux_err_thread.take() {
+                let _ = t.join();
+            }
+            let mux_err = tail_text(&h.mux_tail);
+            if !status.success() {
+                return Err(FfmpegError::Failed {
+                    program,
+                    status: status.to_string(),
+                    stderr: error_lines(&mux_err),
+                });
+            }
+            cpu_s += parse_bench(&mux_err).unwrap_or(0.0);
+        }
+        Ok(EncodeReport { cpu_s })
     }
+}
+
+/// Reads x264's Annex B stream, writes a skip picture for every output tick
+/// that has no encoded picture, renumbers `frame_num`, and passes it on.
+fn splice(
+    mut h264: impl Read,
+    mut out: impl Write,
+    ticks: std::sync::mpsc::Receiver<TickMsg>,
+) -> Result<(), String> {
+    use crate::h264;
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut sps: Option<h264::Sps> = None;
+    let mut au: Vec<Vec<u8>> = vec![];
+    let mut au_has_slice = false;
+    let mut frame_num: u32 = 0;
+    let mut last_tick: i64 = -1;
+    let mut end: Option<i64> = None;
+    let write_nal = |out: &mut dyn Write, nal: &[u8]| -> Result<(), String> {
+        out.write_all(&[0, 0, 0, 1])
+            .and_then(|_| out.write_all(nal))
+            .map_err(|e| format!("muxer: {e}"))
+    };
+    // Writes skip pictures for ticks before `until`.
+    let fill = |out: &mut dyn Write,
+                sps: &Option<h264::Sps>,
+                frame_num: &mut u32,
+                last_tick: &mut i64,
+                until: i64|
+     -> Result<(), String> {
+        if *last_tick < 0 {
+            return Ok(());
+        }
+        let s = sps.as_ref().ok_or("no SPS before the first picture")?;
+        while *last_tick + 1 < until {
+            write_nal(out, &h264::skip_slice(s, *frame_num))?;
+            *frame_num = (*frame_num + 1) % (1 << s.log2_max_frame_num);
+            *last_tick += 1;
+        }
+        Ok(())
+    };
+    let flush_au = |out: &mut dyn Write,
+                    au: &mut Vec<Vec<u8>>,
+                    sps: &mut Option<h264::Sps>,
+                    frame_num: &mut u32,
+                    last_tick: &mut i64,
+                    end: &mut Option<i64>|
+     -> Result<(), String> {
+        if au.is_empty() {
+            return Ok(());
+        }
+        let tick = loop {
+            match ticks.recv() {
+                Ok(TickMsg::Frame(t)) => break t,
+                Ok(TickMsg::End(t)) => *end = Some(t),
+                Err(_) => return Err("encoder output has more pictures than frames sent".into()),
+            }
+        };
+        fill(out, sps, frame_num, last_tick, tick)?;
+        let idr = au.iter().any(|n| h264::nal_type(n) == 5);
+        if idr {
+            *frame_num = 0;
+        }
+        let mut is_ref = false;
+        for nal in au.drain(..) {
+            match h264::nal_type(&nal) {
+                7 => {
+                    *sps = Some(h264::parse_sps(&nal).map_err(|e| e.to_string())?);
+                    write_nal(out, &nal)?;
+                }
+                8 => {
+                    write_nal(out, &nal)?;
+                    let s = sps.as_ref().ok_or("PPS before SPS")?;
+                    write_nal(out, &h264::skip_pps(s))?;
+                }
+                1 | 5 => {
+                    let s = sps.as_ref().ok_or("slice before SPS")?;
+                    is_ref |= nal[0] & 0x60 != 0;
+                    write_nal(
+                        out,
+                        &h264::set_frame_num(&nal, s, *frame_num).map_err(|e| e.to_string())?,
+                    )?;
+                }
+                _ => write_nal(out, &nal)?,
+            }
+        }
+        if is_ref {
+            let s = sps.as_ref().ok_or("no SPS")?;
+            *frame_num = (*frame_num + 1) % (1 << s.log2_max_frame_num);
+        }
+        *last_tick = tick;
+        Ok(())
+    };
+    loop {
+        let n = h264
+            .read(&mut chunk)
+            .map_err(|e| format!("encoder output: {e}"))?;
+        if n == 0 {
+            // End of stream: the remaining bytes are the last NAL.
+            buf.extend_from_slice(&[0, 0, 1]);
+        } else {
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let (nals, tail) = h264::split_nals(&buf);
+        for nal in nals {
+            if nal.is_empty() {
+                continue;
+            }
+            let t = h264::nal_type(nal);
+            let vcl = matches!(t, 1 | 5);
+            let new_au = au_has_slice && (!vcl || h264::starts_picture(nal));
+            if new_au {
+                flush_au(
+                    &mut out,
+                    &mut au,
+                    &mut sps,
+                    &mut frame_num,
+                    &mut last_tick,
+                    &mut end,
+                )?;
+                au_has_slice = false;
+            }
+            au_has_slice |= vcl;
+            au.push(nal.to_vec());
+        }
+        buf.drain(..tail);
+        if n == 0 {
+            break;
+        }
+    }
+    flush_au(
+        &mut out,
+        &mut au,
+        &mut sps,
+        &mut frame_num,
+        &mut last_tick,
+        &mut end,
+    )?;
+    let end = match end {
+        Some(e) => e,
+        None => loop {
+            match ticks.recv() {
+                Ok(TickMsg::End(e)) => break e,
+                Ok(TickMsg::Frame(_)) => {
+                    return Err("frames sent that the encoder did not output".into());
+                }
+                Err(_) => return Err("encoder stopped before the end".into()),
+            }
+        },
+    };
+    fill(&mut out, &sps, &mut frame_num, &mut last_tick, end)?;
+    out.flush().map_err(|e| format!("muxer: {e}"))
 }
 
 /// CPU seconds from ffmpeg's `-benchmark` line (`bench: utime=1.2s stime=0.3s rtime=...`).
@@ -601,6 +955,7 @@ mod tests {
             video_bitrate_kbps: 2500,
             x264_preset: "veryfast".into(),
             crf: 23,
+            skip_held: false,
         };
         let a = encode_args(&spec, Path::new("o.mp4")).join(" ");
         assert!(

@@ -166,13 +166,13 @@ impl FramePipeline {
         match step {
             Step::Write { seq, pts_us } => {
                 if let Some(p) = self.held.remove(&seq) {
-                    self.write(pts_us, &p, duration_us);
+                    self.write(pts_us, &p, duration_us, false);
                     self.last_written = Some(p);
                 }
             }
             Step::Repeat { pts_us } => {
                 if let Some(p) = self.last_written.take() {
-                    self.write(pts_us, &p, duration_us);
+                    self.write(pts_us, &p, duration_us, true);
                     self.last_written = Some(p);
                 }
             }
@@ -183,11 +183,11 @@ impl FramePipeline {
         }
     }
 
-    fn write(&mut self, pts_us: i64, picture: &[u8], duration_us: Option<i64>) {
+    fn write(&mut self, pts_us: i64, picture: &[u8], duration_us: Option<i64>, repeat: bool) {
         let Some(enc) = self.encoder.as_mut() else {
             return;
         };
-        if let Err(e) = enc.write_frame(pts_us, picture, duration_us) {
+        if let Err(e) = enc.write_frame(pts_us, picture, duration_us, repeat) {
             tracing::warn!(error = %e, "live encoder failed; the output will be rebuilt from the spool");
             self.encoder_error = Some(e);
             self.encoder = None;
@@ -310,13 +310,13 @@ pub fn recover(
             match step {
                 Step::Write { seq, pts_us } => {
                     if let Some(p) = held.remove(&seq) {
-                        encoder.write_frame(pts_us, &p, dur)?;
+                        encoder.write_frame(pts_us, &p, dur, false)?;
                         last = Some(p);
                     }
                 }
                 Step::Repeat { pts_us } => {
                     if let Some(p) = &last {
-                        encoder.write_frame(pts_us, p, dur)?;
+                        encoder.write_frame(pts_us, p, dur, true)?;
                     }
                 }
                 Step::Discard { seq, .. } => {

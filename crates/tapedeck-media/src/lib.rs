@@ -15,6 +15,7 @@
 
 pub mod ffmpeg;
 pub mod frames;
+pub mod h264;
 pub mod mkv;
 pub mod picture;
 pub mod spool;

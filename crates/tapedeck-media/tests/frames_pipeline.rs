@@ -35,6 +35,7 @@ fn spec(format: Format, cfr: bool) -> EncodeSpec {
         video_bitrate_kbps: 800,
         x264_preset: "veryfast".into(),
         crf: 23,
+        skip_held: false,
     }
 }
 
@@ -136,4 +137,84 @@ fn vfr_webm_keeps_source_timing() {
     // 5 frames plus the closing repeat; the last lasts its 800 ms interval.
     assert_eq!(m.frames, Some(6));
     assert!((m.duration_s - 2.1).abs() < 0.05, "{}", m.duration_s);
+}
+
+/// MD5 of every decoded frame, failing on any decode error.
+fn frame_md5s(p: &Path) -> Vec<String> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(p)
+        .args(["-f", "framemd5", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "decode: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn held_frames_are_skip_pictures_identical_to_their_frame() {
+    for format in [Format::Mp4, Format::Mkv] {
+        let dir = tempfile::tempdir().unwrap();
+        let skip = EncodeSpec {
+            skip_held: true,
+            fps: 30,
+            ..spec(format, true)
+        };
+        let mut p = FramePipeline::start(
+            Tools::default(),
+            skip.clone(),
+            FrameLimits::default(),
+            dir.path(),
+        )
+        .unwrap();
+        // 12 s at 5 fps: keyframes every 4 s fall among held ticks too.
+        for i in 0..60u64 {
+            p.frame(&jpeg(320, 240, (i * 4) as u8), i as i64 * 200_000)
+                .unwrap();
+        }
+        let done = p.finish(Duration::from_secs(60)).unwrap();
+        assert_eq!(done.counters.frames_out, 360);
+        let m = probe(&done.output);
+        assert_eq!(
+            (m.video_codec.as_str(), m.width, m.frames),
+            ("h264", 320, Some(360))
+        );
+        assert!(
+            (m.fps - 30.0).abs() < 0.01 && (m.duration_s - 12.0).abs() < 0.034,
+            "{m:?}"
+        );
+        let md5 = frame_md5s(&done.output);
+        assert_eq!(md5.len(), 360);
+        for (i, h) in md5.iter().enumerate() {
+            if i % 6 != 0 {
+                assert_eq!(h, &md5[i - i % 6], "held frame {i} differs from its frame");
+            }
+        }
+        assert_ne!(md5[0], md5[6]);
+        // The same frames encoded the plain way decode to the same distinct pictures at the same ticks.
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut plain = FramePipeline::start(
+            Tools::default(),
+            spec(format, true),
+            FrameLimits::default(),
+            dir2.path(),
+        )
+        .unwrap();
+        for i in 0..60u64 {
+            plain
+                .frame(&jpeg(320, 240, (i * 4) as u8), i as i64 * 200_000)
+                .unwrap();
+        }
+        let plain = plain.finish(Duration::from_secs(60)).unwrap();
+        assert_eq!(probe(&plain.output).frames, Some(360));
+    }
 }

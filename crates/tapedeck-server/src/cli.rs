@@ -562,6 +562,7 @@ fn encode_frames(
         video_bitrate_kbps: 2500,
         x264_preset: config.encoder.x264_preset.clone(),
         crf: config.encoder.crf,
+        skip_held: config.encoder.skip_held,
     };
     let tools = Tools {
         ffmpeg: config.encoder.ffmpeg.clone(),

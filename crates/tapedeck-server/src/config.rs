@@ -156,6 +156,8 @@ pub struct EncoderConfig {
     pub crf: u32,
     /// Frames queued per recording before new ones are dropped.
     pub queue_frames: usize,
+    /// CFR MP4/MKV: write held frames as skip pictures instead of encoding them again.
+    pub skip_held: bool,
 }
 
 /// `[webhooks]`
@@ -229,6 +231,7 @@ impl Default for EncoderConfig {
             x264_preset: "veryfast".into(),
             crf: 23,
             queue_frames: 64,
+            skip_held: true,
         }
     }
 }

@@ -487,6 +487,7 @@ pub fn encode_spec(config: &Config, rec: &Recording) -> EncodeSpec {
         video_bitrate_kbps: rec.video.video_bitrate_kbps,
         x264_preset: config.encoder.x264_preset.clone(),
         crf: config.encoder.crf,
+        skip_held: config.encoder.skip_held,
     }
 }
 
