@@ -774,14 +774,12 @@ fn splice(
     )?;
     let end = match end {
         Some(e) => e,
-        None => loop {
-            match ticks.recv() {
-                Ok(TickMsg::End(e)) => break e,
-                Ok(TickMsg::Frame(_)) => {
-                    return Err("frames sent that the encoder did not output".into());
-                }
-                Err(_) => return Err("encoder stopped before the end".into()),
+        None => match ticks.recv() {
+            Ok(TickMsg::End(e)) => e,
+            Ok(TickMsg::Frame(_)) => {
+                return Err("frames sent that the encoder did not output".into());
             }
+            Err(_) => return Err("encoder stopped before the end".into()),
         },
     };
     fill(&mut out, &sps, &mut frame_num, &mut last_tick, end)?;

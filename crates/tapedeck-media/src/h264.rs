@@ -116,7 +116,7 @@ pub struct BitWriter {
 impl BitWriter {
     /// One bit.
     pub fn bit(&mut self, b: u32) {
-        if self.bits % 8 == 0 {
+        if self.bits.is_multiple_of(8) {
             self.out.push(0);
         }
         if b & 1 == 1 {
