@@ -28,10 +28,11 @@ def run(cmd):
 
 
 def ssim(video, frames_dir, rate):
-    """SSIM of `video` against the source frames held to 30 fps."""
+    """SSIM of `video` against the source frames held to 30 fps, paired by frame index."""
     cmd = ["ffmpeg", "-v", "info", "-nostats", "-i", video, "-framerate", str(rate),
            "-i", os.path.join(frames_dir, "f%04d.jpg"),
-           "-lavfi", "[1:v]fps=30,format=yuv420p[ref];[0:v]format=yuv420p[v];[v][ref]ssim", "-f", "null", "-"]
+           "-lavfi", "[1:v]fps=30,format=yuv420p,setpts=N/(30*TB)[ref];[0:v]format=yuv420p,setpts=N/(30*TB)[v];[v][ref]ssim",
+           "-f", "null", "-"]
     err = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
     return float(re.search(r"All:([0-9.]+)", err).group(1))
 

@@ -394,7 +394,12 @@ pub fn mux_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
         "-an".into(),
     ]);
     if spec.format == Format::Mp4 {
+        // The raw H.264 demuxer counts in 1/1200000 s, which puts some frames a
+        // microsecond early; ffmpeg's usual track timescale rounds them back onto
+        // exact frame times.
         a.extend([
+            "-video_track_timescale".into(),
+            (spec.fps * 512).to_string(),
             "-movflags".into(),
             "+faststart".into(),
             "-f".into(),

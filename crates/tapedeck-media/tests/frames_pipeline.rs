@@ -218,3 +218,46 @@ fn held_frames_are_skip_pictures_identical_to_their_frame() {
         assert_eq!(probe(&plain.output).frames, Some(360));
     }
 }
+
+#[test]
+fn skip_mode_timestamps_are_exact_frame_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let skip = EncodeSpec {
+        skip_held: true,
+        ..spec(Format::Mp4, true)
+    };
+    let mut p =
+        FramePipeline::start(Tools::default(), skip, FrameLimits::default(), dir.path()).unwrap();
+    for i in 0..90u64 {
+        p.frame(
+            &jpeg(320, 240, (i * 2) as u8),
+            (i as f64 * 1e6 / 30.0).round() as i64,
+        )
+        .unwrap();
+    }
+    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let probe = |what: &str| {
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", what, "-of", "csv=p=0"])
+            .arg(&done.output)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let tb = probe("stream=time_base");
+    let (num, den) = tb.trim().split_once('/').unwrap();
+    let (num, den): (i64, i64) = (num.parse().unwrap(), den.parse().unwrap());
+    let pts: Vec<i64> = probe("packet=pts")
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    assert_eq!(pts.len(), 90);
+    for (i, p) in pts.iter().enumerate() {
+        // pts * num / den == i / 30 exactly.
+        assert_eq!(
+            p * num * 30,
+            i as i64 * den,
+            "frame {i} at {p} x {num}/{den}"
+        );
+    }
+}
