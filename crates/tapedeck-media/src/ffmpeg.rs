@@ -569,33 +569,13 @@ impl Encoder {
         }
         drop(self.stdin.take());
         let program = self.program.clone();
-        let child = self
-            .child
-            .0
-            .as_mut()
-            .ok_or_else(|| io_err(&program, "no child"))?;
-        let status = wait_timeout(child, timeout).map_err(|e| FfmpegError::Io {
-            program: program.clone(),
-            source: e,
-        })?;
-        let Some(status) = status else {
-            return Err(FfmpegError::Timeout {
-                program,
-                seconds: timeout.as_secs(),
-            });
-        };
-        self.child.0 = None;
-        if let Some(t) = self.err_thread.take() {
-            let _ = t.join();
-        }
-        let stderr = tail_text(&self.err_tail);
-        if !status.success() {
-            return Err(FfmpegError::Failed {
-                program,
-                status: status.to_string(),
-                stderr: error_lines(&stderr),
-            });
-        }
+        let stderr = reap(
+            &program,
+            &mut self.child,
+            &mut self.err_thread,
+            &self.err_tail,
+            timeout,
+        )?;
         let mut cpu_s = parse_bench(&stderr).unwrap_or(0.0);
         if let Some(mut h) = self.held.take() {
             let spliced = h
@@ -608,37 +588,54 @@ impl Encoder {
                     message: format!("splicing held frames: {e}"),
                 });
             }
-            let mux = h
-                .muxer
-                .0
-                .as_mut()
-                .ok_or_else(|| io_err(&program, "no muxer"))?;
-            let status = wait_timeout(mux, timeout).map_err(|e| FfmpegError::Io {
-                program: program.clone(),
-                source: e,
-            })?;
-            let Some(status) = status else {
-                return Err(FfmpegError::Timeout {
-                    program,
-                    seconds: timeout.as_secs(),
-                });
-            };
-            h.muxer.0 = None;
-            if let Some(t) = h.mux_err_thread.take() {
-                let _ = t.join();
-            }
-            let mux_err = tail_text(&h.mux_tail);
-            if !status.success() {
-                return Err(FfmpegError::Failed {
-                    program,
-                    status: status.to_string(),
-                    stderr: error_lines(&mux_err),
-                });
-            }
+            let mux_err = reap(
+                &program,
+                &mut h.muxer,
+                &mut h.mux_err_thread,
+                &h.mux_tail,
+                timeout,
+            )?;
             cpu_s += parse_bench(&mux_err).unwrap_or(0.0);
         }
         Ok(EncodeReport { cpu_s })
     }
+}
+
+/// Waits for a child with a timeout, collects its stderr, and turns a failure into an error.
+fn reap(
+    program: &str,
+    guard: &mut Guard,
+    err_thread: &mut Option<JoinHandle<()>>,
+    tail: &Arc<Mutex<Tail>>,
+    timeout: Duration,
+) -> Result<String, FfmpegError> {
+    let child = guard
+        .0
+        .as_mut()
+        .ok_or_else(|| io_err(program, "no child"))?;
+    let status = wait_timeout(child, timeout).map_err(|e| FfmpegError::Io {
+        program: program.to_string(),
+        source: e,
+    })?;
+    let Some(status) = status else {
+        return Err(FfmpegError::Timeout {
+            program: program.to_string(),
+            seconds: timeout.as_secs(),
+        });
+    };
+    guard.0 = None;
+    if let Some(t) = err_thread.take() {
+        let _ = t.join();
+    }
+    let stderr = tail_text(tail);
+    if !status.success() {
+        return Err(FfmpegError::Failed {
+            program: program.to_string(),
+            status: status.to_string(),
+            stderr: error_lines(&stderr),
+        });
+    }
+    Ok(stderr)
 }
 
 /// Reads x264's Annex B stream, writes a skip picture for every output tick

@@ -299,31 +299,31 @@ pub async fn media(
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
 }
 
-/// `GET /v1/recordings/{id}/thumbnail`: the poster JPEG.
-pub async fn thumbnail(
+/// `GET /v1/recordings/{id}/thumbnail` (the poster) and `/strip`: JPEGs.
+pub async fn image(
     State(s): State<AppState>,
     p: Principal,
-    Path(id): Path<String>,
+    Path((id, which)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rec = load(&s, &p, &id).await?;
+    let key = match which.as_str() {
+        "thumbnail" => rec.poster_key(),
+        "strip" => rec.strip_key(),
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "not_found",
+                "no such route; see /v1/openapi.json",
+            ));
+        }
+    };
     ensure_completed(&rec)?;
-    stream_object(&s, &rec.poster_key(), "image/jpeg", &headers, None).await
-}
-
-/// `GET /v1/recordings/{id}/strip`: the thumbnail strip JPEG.
-pub async fn strip(
-    State(s): State<AppState>,
-    p: Principal,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let rec = load(&s, &p, &id).await?;
-    ensure_completed(&rec)?;
-    stream_object(&s, &rec.strip_key(), "image/jpeg", &headers, None).await
+    stream_object(&s, &key, "image/jpeg", &headers, None).await
 }
 
 fn share_sig(key: &[u8], id: &str, exp: i64) -> String {
+    // HMAC takes keys of any length: this cannot fail.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
     mac.update(format!("{id}.{exp}").as_bytes());
     hex::encode(mac.finalize().into_bytes())

@@ -54,10 +54,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings/{id}", get(api::get_one).delete(api::delete))
         .route("/v1/recordings/{id}/share", post(api::share))
         .route("/v1/recordings/{id}/media", get(api::media))
-        .route("/v1/recordings/{id}/thumbnail", get(api::thumbnail))
-        .route("/v1/recordings/{id}/strip", get(api::strip))
         .route("/v1/recordings/{id}/frames", get(ws::frames))
-        .route("/v1/recordings/{id}/{action}", post(api::action))
+        .route(
+            "/v1/recordings/{id}/{action}",
+            post(api::action).get(api::image),
+        )
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)
