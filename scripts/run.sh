@@ -12,7 +12,7 @@ data="${TAPEDECK_SERVER__DATA_DIR:-data}"
 if [ -z "$($bin keys list --data-dir "$data")" ]; then
   token=$($bin keys create --user admin --admin --data-dir "$data" | tail -n 1)
   echo
-  echo "  First run: an admin API key was created. Sign in at http://127.0.0.1:8700 with:"
+  echo "  First run: an admin API key was created. Sign in on the web page (the address is printed below) with:"
   echo "  $token"
   echo
 fi
