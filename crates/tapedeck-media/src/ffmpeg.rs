@@ -244,89 +244,13 @@ impl EncodeSpec {
     }
 }
 
-/// ffmpeg arguments to encode a Matroska stream of raw frames from stdin to `output`.
-pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-hide_banner",
-        "-nostats",
-        "-benchmark",
-        "-loglevel",
-        "info",
-        "-f",
-        "matroska",
-        "-i",
-        "pipe:0",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    if spec.cfr {
-        a.extend([
-            "-fps_mode".into(),
-            "cfr".into(),
-            "-r".into(),
-            spec.fps.to_string(),
-        ]);
-    } else {
-        a.extend(["-fps_mode".into(), "vfr".into()]);
-    }
-    let br = spec.video_bitrate_kbps;
-    match spec.format {
-        Format::Mp4 | Format::Mkv => a.extend([
-            "-c:v".into(),
-            "libx264".into(),
-            "-preset".into(),
-            spec.x264_preset.clone(),
-            "-crf".into(),
-            spec.crf.to_string(),
-            "-maxrate".into(),
-            format!("{br}k"),
-            "-bufsize".into(),
-            format!("{}k", br * 2),
-            "-g".into(),
-            (spec.fps * 4).to_string(),
-        ]),
-        Format::Webm => a.extend([
-            "-c:v".into(),
-            "libvpx-vp9".into(),
-            "-deadline".into(),
-            "realtime".into(),
-            "-cpu-used".into(),
-            "8".into(),
-            "-row-mt".into(),
-            "1".into(),
-            "-threads".into(),
-            "2".into(),
-            "-crf".into(),
-            (spec.crf + 10).to_string(),
-            "-b:v".into(),
-            format!("{br}k"),
-            "-g".into(),
-            (spec.fps * 4).to_string(),
-        ]),
-    }
-    a.extend(["-pix_fmt".into(), "yuv420p".into(), "-an".into()]);
-    if spec.format == Format::Mp4 {
-        a.extend(["-movflags".into(), "+faststart".into()]);
-    }
-    a.extend([
-        "-f".into(),
-        match spec.format {
-            Format::Mp4 => "mp4",
-            Format::Webm => "webm",
-            Format::Mkv => "matroska",
-        }
-        .into(),
-    ]);
-    a.extend(["-y".into(), output.display().to_string()]);
-    a
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
 }
 
-/// ffmpeg arguments of the skip-held mode: distinct frames in, H.264 Annex B
-/// out on stdout (no B-frames, one reference, keyframes every 4 s of output).
-pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
-    let br = spec.video_bitrate_kbps;
-    [
+/// Raw frames in a Matroska stream on stdin, with `-benchmark` for the CPU figure.
+fn raw_input() -> Vec<String> {
+    strings(&[
         "-hide_banner",
         "-nostats",
         "-benchmark",
@@ -336,20 +260,87 @@ pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
         "matroska",
         "-i",
         "pipe:0",
-        "-fps_mode",
-        "passthrough",
-        "-r",
-        &spec.fps.to_string(),
+    ])
+}
+
+/// x264 at the spec's quality, capped at its bitrate.
+fn x264(spec: &EncodeSpec) -> Vec<String> {
+    let br = spec.video_bitrate_kbps;
+    let mut a = strings(&[
         "-c:v",
         "libx264",
         "-preset",
         &spec.x264_preset,
         "-crf",
         &spec.crf.to_string(),
+    ]);
+    a.extend(strings(&[
         "-maxrate",
         &format!("{br}k"),
         "-bufsize",
         &format!("{}k", br * 2),
+    ]));
+    a
+}
+
+/// ffmpeg arguments to encode a Matroska stream of raw frames from stdin to `output`.
+pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+    let mut a = raw_input();
+    if spec.cfr {
+        a.extend(strings(&["-fps_mode", "cfr", "-r", &spec.fps.to_string()]));
+    } else {
+        a.extend(strings(&["-fps_mode", "vfr"]));
+    }
+    let gop = (spec.fps * 4).to_string();
+    match spec.format {
+        Format::Mp4 | Format::Mkv => {
+            a.extend(x264(spec));
+            a.extend(strings(&["-g", &gop]));
+        }
+        Format::Webm => a.extend(strings(&[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-row-mt",
+            "1",
+            "-threads",
+            "2",
+            "-crf",
+            &(spec.crf + 10).to_string(),
+            "-b:v",
+            &format!("{}k", spec.video_bitrate_kbps),
+            "-g",
+            &gop,
+        ])),
+    }
+    a.extend(strings(&["-pix_fmt", "yuv420p", "-an"]));
+    let muxer = match spec.format {
+        Format::Mp4 => {
+            a.extend(strings(&["-movflags", "+faststart"]));
+            "mp4"
+        }
+        Format::Webm => "webm",
+        Format::Mkv => "matroska",
+    };
+    a.extend(strings(&["-f", muxer, "-y", &output.display().to_string()]));
+    a
+}
+
+/// ffmpeg arguments of the skip-held mode: distinct frames in, H.264 Annex B
+/// out on stdout (no B-frames, one reference, keyframes every 4 s of output).
+pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
+    let mut a = raw_input();
+    a.extend(strings(&[
+        "-fps_mode",
+        "passthrough",
+        "-r",
+        &spec.fps.to_string(),
+    ]));
+    a.extend(x264(spec));
+    a.extend(strings(&[
         "-bf",
         "0",
         "-refs",
@@ -358,16 +349,11 @@ pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
         "100000",
         "-force_key_frames",
         "expr:gte(t,n_forced*4)",
-        "-pix_fmt",
-        "yuv420p",
-        "-an",
-        "-f",
-        "h264",
-        "pipe:1",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect()
+    ]));
+    a.extend(strings(&[
+        "-pix_fmt", "yuv420p", "-an", "-f", "h264", "pipe:1",
+    ]));
+    a
 }
 
 /// ffmpeg arguments that wrap the spliced Annex B stream at `fps` into the container.
