@@ -160,6 +160,45 @@ fn frame_md5s(p: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Checks H.264 frame numbering slice by slice (ffmpeg's trace_headers): 0 at
+/// each IDR, then one more per picture, modulo 2^bits. Decoders that conceal
+/// errors play a misnumbered stream; strict ones do not.
+fn assert_frame_num_sequence(p: &Path) -> usize {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "verbose", "-i"])
+        .arg(p)
+        .args(["-c", "copy", "-bsf:v", "trace_headers", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let mut nal_type = 0;
+    let mut prev: Option<u32> = None;
+    let mut pictures = 0;
+    for line in text.lines() {
+        let field = |name: &str| -> Option<(usize, u32)> {
+            let rest = line.split(&format!(" {name} ")).nth(1)?;
+            let (bits, value) = rest.trim().split_once(" = ")?;
+            Some((bits.trim().len(), value.trim().parse().ok()?))
+        };
+        if let Some((_, t)) = field("nal_unit_type") {
+            nal_type = t;
+        } else if let Some((bits, n)) = field("frame_num") {
+            match (nal_type, prev) {
+                (5, _) => assert_eq!(n, 0, "IDR picture {pictures} has frame_num {n}"),
+                (_, Some(p)) => assert_eq!(
+                    n,
+                    (p + 1) % (1 << bits),
+                    "picture {pictures} after frame_num {p}"
+                ),
+                (_, None) => panic!("a non-IDR picture first"),
+            }
+            prev = Some(n);
+            pictures += 1;
+        }
+    }
+    pictures
+}
+
 #[test]
 fn held_frames_are_skip_pictures_identical_to_their_frame() {
     for format in [Format::Mp4, Format::Mkv] {
@@ -192,6 +231,7 @@ fn held_frames_are_skip_pictures_identical_to_their_frame() {
             (m.fps - 30.0).abs() < 0.01 && (m.duration_s - 12.0).abs() < 0.034,
             "{m:?}"
         );
+        assert_eq!(assert_frame_num_sequence(&done.output), 360);
         let md5 = frame_md5s(&done.output);
         assert_eq!(md5.len(), 360);
         for (i, h) in md5.iter().enumerate() {
