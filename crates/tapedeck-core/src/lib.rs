@@ -9,11 +9,16 @@ pub mod error;
 pub mod event;
 pub mod frame_message;
 pub mod id;
+pub mod netpolicy;
+pub mod player;
 pub mod range;
 pub mod recording;
 pub mod request;
+pub mod script;
 pub mod settings;
 pub mod timeline;
+pub mod tour;
+pub mod web;
 
 pub use error::ErrorCode;
 pub use id::RecordingId;

@@ -179,6 +179,8 @@ pub enum EndReason {
 pub enum SourceSpec {
     /// Frames pushed over a WebSocket.
     Frames {},
+    /// A web page played in headless Chromium.
+    Web(crate::web::WebSource),
 }
 
 impl SourceSpec {
@@ -186,6 +188,7 @@ impl SourceSpec {
     pub fn kind(&self) -> SourceKind {
         match self {
             SourceSpec::Frames {} => SourceKind::Frames,
+            SourceSpec::Web(_) => SourceKind::Web,
         }
     }
 }
@@ -244,6 +247,9 @@ pub struct Stats {
     pub cpu_s: f64,
     /// Wall seconds from stop to completed.
     pub processing_s: f64,
+    /// Seconds of video per second of wall-clock time while recording (web).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub realtime_factor: Option<f64>,
 }
 
 /// What ffprobe found in the output file.
@@ -317,6 +323,9 @@ pub struct Recording {
     pub stats: Stats,
     /// Probe results of the stored media.
     pub media: Option<MediaInfo>,
+    /// The recording this one re-records (`POST .../regenerate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regenerated_from: Option<RecordingId>,
 }
 
 impl Recording {

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use crate::recording::SourceSpec;
+use crate::script::{Script, ScriptError};
 use crate::settings::{Format, InvalidSettings, Overrides, Preset, VideoSettings};
 
 /// A request body that cannot be used.
@@ -17,6 +18,9 @@ pub enum RequestError {
     /// A value out of range.
     #[error(transparent)]
     Settings(#[from] InvalidSettings),
+    /// A web source or script that cannot be played.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
 }
 
 impl crate::ErrorCode for RequestError {
@@ -25,12 +29,14 @@ impl crate::ErrorCode for RequestError {
             RequestError::Json(_) => "invalid_json",
             RequestError::Shape(_) => "invalid_request",
             RequestError::Settings(e) => e.code(),
+            RequestError::Script(e) => e.code(),
         }
     }
     fn status(&self) -> u16 {
         match self {
             RequestError::Json(_) | RequestError::Shape(_) => 400,
             RequestError::Settings(e) => e.status(),
+            RequestError::Script(e) => e.status(),
         }
     }
 }
@@ -97,7 +103,28 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Parses and validates a create request body.
 pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
-    let r: CreateRecording = parse_json(body)?;
+    let mut value: serde_json::Value = parse_json(body)?;
+    // A web script is parsed on its own so its errors name the step and field.
+    let script = value
+        .get_mut("source")
+        .and_then(|s| s.as_object_mut())
+        .and_then(|s| s.remove("script"));
+    let mut r: CreateRecording =
+        serde_json::from_value(value).map_err(|e| RequestError::Shape(e.to_string()))?;
+    match (&mut r.source, script) {
+        (SourceSpec::Web(web), script) => {
+            if let Some(v) = script {
+                web.script = Some(Script::from_value(&v)?);
+            }
+            web.validate()?;
+        }
+        (_, Some(_)) => {
+            return Err(RequestError::Shape(
+                "unknown field `script` in source: only web sources take a script".into(),
+            ));
+        }
+        (_, None) => {}
+    }
     let video = VideoSettings::resolve(
         r.preset,
         Overrides {
@@ -170,6 +197,31 @@ mod tests {
         assert_eq!(e.code(), "invalid_request");
         let e = parse_create(br#"{"source":{"kind":"frames"},"height":721}"#).unwrap_err();
         assert_eq!((e.code(), e.status()), ("invalid_settings", 422));
+    }
+
+    #[test]
+    fn web_sources() {
+        let v = parse_create(
+            br##"{"source":{"kind":"web","url":"https://example.org","script":[{"type":"click","selector":"#a"}]}}"##,
+        )
+        .unwrap();
+        let SourceSpec::Web(w) = v.source else {
+            panic!("not web")
+        };
+        assert_eq!(w.script.unwrap().0.len(), 1);
+        let e = parse_create(
+            br#"{"source":{"kind":"web","url":"https://example.org","script":[{"type":"wait","duration_ms":1},{"type":"click","selectr":"a"}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!((e.code(), e.status()), ("invalid_script", 422));
+        assert!(e.to_string().contains("step 2 (click)"), "{e}");
+        assert!(e.to_string().contains("selectr"), "{e}");
+        let e =
+            parse_create(br#"{"source":{"kind":"web","url":"file:///etc/passwd"}}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_script");
+        assert!(e.to_string().contains("url"), "{e}");
+        let e = parse_create(br#"{"source":{"kind":"frames","script":[]}}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
     }
 
     proptest! {

@@ -139,6 +139,38 @@ impl FramePipeline {
                 return Ok(FrameOutcome::Invalid(e));
             }
         };
+        self.place(picture, bytes, src_us)
+    }
+
+    /// Handles one already decoded picture; `spool_bytes` is what the spool
+    /// keeps for it (an encoded image), `src_us` its source timestamp.
+    pub fn picture(
+        &mut self,
+        rgb: image::RgbImage,
+        spool_bytes: &[u8],
+        src_us: i64,
+    ) -> Result<FrameOutcome, PipelineError> {
+        self.counters.frames_in += 1;
+        let picture = match self.picture.convert_rgb(rgb) {
+            Ok(p) => p,
+            Err(message) => {
+                self.counters.frames_dropped += 1;
+                self.counters.frames_invalid += 1;
+                return Ok(FrameOutcome::Invalid(FrameError::Corrupt {
+                    kind: tapedeck_core::frame_message::ImageKind::Png,
+                    message,
+                }));
+            }
+        };
+        self.place(picture, spool_bytes, src_us)
+    }
+
+    fn place(
+        &mut self,
+        picture: Vec<u8>,
+        bytes: &[u8],
+        src_us: i64,
+    ) -> Result<FrameOutcome, PipelineError> {
         let seq = self.seq;
         self.seq += 1;
         self.held.insert(seq, picture);

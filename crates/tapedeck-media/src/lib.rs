@@ -8,14 +8,17 @@
 //!   thumbnails), with kill-on-drop and captured stderr.
 //! - [`frames`]: the frames source pipeline tying them together with the
 //!   core's timeline.
+//! - [`web`]: the web source (headless Chromium, CDP, overlays).
 //!
 //! Invariants: every child process is killed when its handle drops; nothing
 //! holds a whole video in memory; outside bytes are parsed only by functions
 //! that return errors, never panic.
 
+pub mod barcode;
 pub mod ffmpeg;
 pub mod frames;
 pub mod h264;
 pub mod mkv;
 pub mod picture;
 pub mod spool;
+pub mod web;

@@ -119,6 +119,11 @@ impl Picture {
     /// Checks and decodes one encoded frame into I420 at the output size.
     pub fn convert(&mut self, bytes: &[u8]) -> Result<Vec<u8>, FrameError> {
         let rgb = decode_rgb(bytes, &self.limits)?;
+        self.convert_rgb(rgb).map_err(|e| corrupt(bytes, e))
+    }
+
+    /// Letterboxes a decoded picture into I420 at the output size.
+    pub fn convert_rgb(&mut self, rgb: image::RgbImage) -> Result<Vec<u8>, String> {
         let (sw, sh) = rgb.dimensions();
         let mut out = vec![0u8; self.i420_len()];
         if (sw, sh) == (self.width, self.height) {
@@ -128,12 +133,12 @@ impl Picture {
         let rect = letterbox_rect(sw, sh, self.width, self.height);
         let (x, y, w, h) = rect;
         let src = Image::from_vec_u8(sw, sh, rgb.into_raw(), PixelType::U8x3)
-            .map_err(|e| corrupt(bytes, e))?;
+            .map_err(|e| e.to_string())?;
         let mut dst = Image::new(w, h, PixelType::U8x3);
         let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
         self.resizer
             .resize(&src, &mut dst, &opts)
-            .map_err(|e| corrupt(bytes, e))?;
+            .map_err(|e| e.to_string())?;
         if self.canvas_rect != Some(rect) {
             self.canvas.fill(0);
             self.canvas_rect = Some(rect);

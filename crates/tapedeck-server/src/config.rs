@@ -45,6 +45,42 @@ pub struct Config {
     pub encoder: EncoderConfig,
     /// Webhooks.
     pub webhooks: WebhooksConfig,
+    /// Web page recording.
+    pub web: WebConfig,
+}
+
+/// `[web]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// chromium-headless-shell, the real binary (not the /usr/bin wrapper script).
+    pub browser: PathBuf,
+    /// Let pages reach private, loopback and link-local addresses.
+    pub allow_private_networks: bool,
+    /// `host` or `host:port` entries pages may always reach.
+    pub allowed_hosts: Vec<String>,
+    /// Web recordings running at once (each runs a browser).
+    pub max_concurrent: u32,
+    /// Longest wait for a page to load.
+    pub load_timeout_s: u64,
+    /// Longest wait for one frame before the page counts as hung.
+    pub frame_timeout_s: u64,
+    /// JPEG quality of captured frames (1-100).
+    pub capture_quality: u8,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            browser: PathBuf::from("/usr/lib/chromium/chromium-headless-shell"),
+            allow_private_networks: false,
+            allowed_hosts: vec![],
+            max_concurrent: 2,
+            load_timeout_s: 30,
+            frame_timeout_s: 20,
+            capture_quality: 90,
+        }
+    }
 }
 
 /// `[server]`

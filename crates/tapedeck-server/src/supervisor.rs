@@ -20,6 +20,8 @@ use tapedeck_media::frames::{
     self, Counters, Finished, FrameOutcome, FramePipeline, PipelineError,
 };
 use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::web::recorder::FrameSink;
+use tapedeck_media::web::{Compositor, Control, WebError, WebFrame, WebOptions, WebReport};
 use tapedeck_store::blob::Blobs;
 use tapedeck_store::repo::Repo;
 use tokio::sync::{mpsc, oneshot};
@@ -48,6 +50,7 @@ pub struct Ctx {
     pub tools: Tools,
     drivers: Mutex<HashMap<RecordingId, DriverHandle>>,
     create_lock: tokio::sync::Mutex<()>,
+    web_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Ctx {
@@ -123,6 +126,7 @@ impl Live {
             },
             cpu_s: 0.0,
             processing_s: 0.0,
+            realtime_factor: None,
         }
     }
 
@@ -141,6 +145,8 @@ impl Live {
 
 /// A message to a pipeline thread.
 pub enum PipeMsg {
+    /// One web frame (screenshot and overlay).
+    Web(WebFrame),
     /// One encoded frame and its source time.
     Frame(Vec<u8>, i64),
     /// Pause.
@@ -174,6 +180,8 @@ enum Command {
     Action(Action, oneshot::Sender<Result<Recording, ApiError>>),
     Attach(oneshot::Sender<Result<Attachment, ApiError>>),
     Limit(EndReason),
+    /// The web source ended by itself (script over) or failed.
+    WebEnded(Result<(), String>),
 }
 
 #[derive(Clone, Debug)]
@@ -203,12 +211,15 @@ impl Supervisor {
         };
         Self {
             ctx: Arc::new(Ctx {
-                config,
                 repo,
                 blobs,
                 events,
                 metrics,
                 tools,
+                web_slots: Arc::new(tokio::sync::Semaphore::new(
+                    config.web.max_concurrent as usize,
+                )),
+                config,
                 drivers: Mutex::new(HashMap::new()),
                 create_lock: tokio::sync::Mutex::new(()),
             }),
@@ -264,15 +275,30 @@ impl Supervisor {
             }
         }
         rec.max_duration_s = rec.max_duration_s.min(lim.max_duration_s);
+        let web_slot = match rec.source {
+            SourceSpec::Web(_) => Some(self.ctx.web_slots.clone().try_acquire_owned().map_err(
+                |_| {
+                    ApiError::new(
+                        429,
+                        "too_many_web_recordings",
+                        format!(
+                            "the server already runs {} web recordings (web.max_concurrent)",
+                            self.ctx.config.web.max_concurrent
+                        ),
+                    )
+                },
+            )?),
+            _ => None,
+        };
         self.ctx.repo.insert(&rec).await?;
         drop(_guard);
         self.ctx.metrics.created(rec.source.kind().as_str());
         self.ctx.events.emit("recording.created", &rec, now_ms());
-        self.spawn_driver(rec.clone());
+        self.spawn_driver(rec.clone(), web_slot);
         Ok(rec)
     }
 
-    fn spawn_driver(&self, rec: Recording) {
+    fn spawn_driver(&self, rec: Recording, web_slot: Option<tokio::sync::OwnedSemaphorePermit>) {
         let (tx, rx) = mpsc::channel(64);
         self.ctx
             .drivers
@@ -289,6 +315,8 @@ impl Supervisor {
                 rx,
                 me: tx,
                 pipe: None,
+                web: None,
+                _web_slot: web_slot,
             }
             .run()
             .await;
@@ -362,7 +390,11 @@ impl Supervisor {
             .await?;
         for rec in stuck {
             if rec.status == Status::Pending {
-                self.spawn_driver(rec);
+                let slot = match rec.source {
+                    SourceSpec::Web(_) => self.ctx.web_slots.clone().try_acquire_owned().ok(),
+                    _ => None,
+                };
+                self.spawn_driver(rec, slot);
                 continue;
             }
             let ctx = self.ctx.clone();
@@ -505,13 +537,69 @@ struct Driver {
     rx: mpsc::Receiver<Command>,
     me: mpsc::Sender<Command>,
     pipe: Option<Pipe>,
+    web: Option<WebRun>,
+    _web_slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// A running web source.
+struct WebRun {
+    control: tokio::sync::watch::Sender<Control>,
+    task: tokio::task::JoinHandle<Result<WebReport, WebError>>,
+}
+
+/// Web frames into the pipeline queue; waits (deterministic) or drops (realtime) when full.
+struct PipeSink {
+    tx: std::sync::mpsc::SyncSender<PipeMsg>,
+    live: Arc<Live>,
+    closed: bool,
+}
+
+impl FrameSink for PipeSink {
+    fn offer(&mut self, f: WebFrame) -> Result<(), WebFrame> {
+        match self.tx.try_send(PipeMsg::Web(f)) {
+            Ok(()) => {
+                self.live.received.fetch_add(1, Ordering::Relaxed);
+                self.live.touch();
+                Ok(())
+            }
+            Err(std::sync::mpsc::TrySendError::Full(PipeMsg::Web(f))) => Err(f),
+            Err(_) => {
+                self.closed = true;
+                Ok(())
+            }
+        }
+    }
+    fn open(&self) -> bool {
+        !self.closed
+    }
+}
+
+/// Web recording settings from the configuration.
+pub fn web_options(config: &Config, work: &std::path::Path) -> WebOptions {
+    WebOptions {
+        browser: config.web.browser.clone(),
+        policy: tapedeck_core::netpolicy::NetPolicy {
+            allow_private: config.web.allow_private_networks,
+            allowed_hosts: config.web.allowed_hosts.clone(),
+        },
+        load_timeout: Duration::from_secs(config.web.load_timeout_s),
+        frame_timeout: Duration::from_secs(config.web.frame_timeout_s),
+        jpeg_quality: config.web.capture_quality.clamp(1, 100),
+        profile: work.join("browser"),
+    }
 }
 
 impl Driver {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let created = Instant::now();
+        if matches!(self.rec.source, SourceSpec::Web(_)) {
+            self.start_web().await;
+        }
         loop {
+            if self.rec.status.is_terminal() {
+                break;
+            }
             tokio::select! {
                 cmd = self.rx.recv() => match cmd {
                     Some(Command::Action(a, reply)) => {
@@ -525,6 +613,16 @@ impl Driver {
                     Some(Command::Limit(reason)) => {
                         if matches!(self.rec.status, Status::Recording | Status::Paused) {
                             let _ = self.action(Action::Stop, Some(reason)).await;
+                        }
+                    }
+                    Some(Command::WebEnded(Ok(()))) => {
+                        if matches!(self.rec.status, Status::Recording | Status::Paused) {
+                            let _ = self.action(Action::Stop, Some(EndReason::SourceEnded)).await;
+                        }
+                    }
+                    Some(Command::WebEnded(Err(message))) => {
+                        if !self.rec.status.is_terminal() {
+                            self.fail_now(message).await;
                         }
                     }
                     None => break,
@@ -554,7 +652,7 @@ impl Driver {
                 Command::Attach(reply) => {
                     let _ = reply.send(Err(gone()));
                 }
-                Command::Limit(_) => {}
+                Command::Limit(_) | Command::WebEnded(_) => {}
             }
         }
     }
@@ -679,6 +777,13 @@ impl Driver {
             i64::from(self.rec.max_duration_s) * 1_000_000,
             self.ctx.metrics.clone(),
         );
+        let web_scale = match &self.rec.source {
+            SourceSpec::Web(w) => Some(
+                w.viewport_for(self.rec.video.width, self.rec.video.height)
+                    .scale,
+            ),
+            _ => None,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("frames-{}", self.rec.id))
             .spawn(move || {
@@ -693,6 +798,7 @@ impl Driver {
                     me,
                     max_us,
                     metrics,
+                    web_scale,
                 )
             })
             .map_err(ApiError::internal)?;
@@ -726,6 +832,16 @@ impl Driver {
             self.rec.stats = p.live.stats();
         }
         match action {
+            Action::Pause | Action::Resume if self.web.is_some() => {
+                if let Some(w) = &self.web {
+                    // The page holds still (its virtual time stops); the timeline needs no gap.
+                    w.control.send_replace(if action == Action::Pause {
+                        Control::Pause
+                    } else {
+                        Control::Run
+                    });
+                }
+            }
             Action::Pause | Action::Resume => {
                 if let Some(p) = &self.pipe {
                     // Ordered with the frames already queued.
@@ -741,6 +857,11 @@ impl Driver {
             }
             Action::Stop => self.rec.end_reason = Some(reason.unwrap_or(EndReason::Stopped)),
             Action::Cancel => {
+                if let Some(w) = self.web.take() {
+                    w.control.send_replace(Control::Stop);
+                    w.task.abort();
+                    let _ = w.task.await;
+                }
                 if let Some(mut p) = self.pipe.take() {
                     let tx = p.tx.clone();
                     let _ = tokio::task::spawn_blocking(move || tx.send(PipeMsg::Cancel)).await;
@@ -760,9 +881,90 @@ impl Driver {
         Ok(())
     }
 
+    /// Starts the browser side of a web recording.
+    async fn start_web(&mut self) {
+        let SourceSpec::Web(src) = self.rec.source.clone() else {
+            return;
+        };
+        if self.start_pipe().await.is_err() {
+            return;
+        }
+        if self
+            .ctx
+            .transition(&mut self.rec, Action::Start)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let Some(pipe) = &self.pipe else { return };
+        let (control, ctl_rx) = tokio::sync::watch::channel(Control::Run);
+        let opts = web_options(&self.ctx.config, &self.ctx.work_dir(self.rec.id));
+        let mut sink = PipeSink {
+            tx: pipe.tx.clone(),
+            live: pipe.live.clone(),
+            closed: false,
+        };
+        let (me, v) = (self.me.clone(), self.rec.video);
+        let task = tokio::spawn(async move {
+            let r = tapedeck_media::web::record(
+                &opts,
+                &src,
+                v.width,
+                v.height,
+                v.fps,
+                ctl_rx,
+                &mut sink,
+                &mut |_| {},
+            )
+            .await;
+            let _ = me
+                .send(Command::WebEnded(
+                    r.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+                ))
+                .await;
+            r
+        });
+        self.web = Some(WebRun { control, task });
+    }
+
+    /// Fails the recording now: the source or the encoder cannot go on.
+    async fn fail_now(&mut self, message: String) {
+        if let Some(w) = self.web.take() {
+            w.control.send_replace(Control::Stop);
+            w.task.abort();
+            let _ = w.task.await;
+        }
+        if let Some(mut p) = self.pipe.take() {
+            self.rec.stats = p.live.stats();
+            let tx = p.tx.clone();
+            let _ = tokio::task::spawn_blocking(move || tx.send(PipeMsg::Cancel)).await;
+            drop(p.tx);
+            if let Some(t) = p.thread.take() {
+                let _ = tokio::task::spawn_blocking(move || t.join()).await;
+            }
+        }
+        tracing::warn!(id = %self.rec.id, %message, "recording failed");
+        self.rec.error = Some(message);
+        let _ = self.ctx.transition(&mut self.rec, Action::Fail).await;
+    }
+
     /// Processing: finish the encode, then thumbnails, probe, upload.
     async fn finish(&mut self) {
         let started = Instant::now();
+        let mut realtime_factor = None;
+        if let Some(w) = self.web.take() {
+            w.control.send_replace(Control::Stop);
+            match w.task.await {
+                Ok(Ok(report)) => realtime_factor = Some(report.realtime_factor),
+                Ok(Err(e)) => return self.fail_now(e.to_string()).await,
+                Err(e) => {
+                    return self
+                        .fail_now(format!("the web recorder stopped: {e}"))
+                        .await;
+                }
+            }
+        }
         let Some(mut pipe) = self.pipe.take() else {
             self.rec.error = Some("no source ever connected".into());
             let _ = self.ctx.transition(&mut self.rec, Action::Fail).await;
@@ -787,6 +989,7 @@ impl Driver {
         match result {
             Ok(f) => {
                 stats.frames_written = f.counters.frames_out;
+                stats.realtime_factor = realtime_factor;
                 self.rec.stats = stats;
                 processing::finish(&self.ctx, &mut self.rec, f, started).await;
             }
@@ -815,7 +1018,9 @@ fn pipeline_thread(
     driver: mpsc::Sender<Command>,
     max_us: i64,
     metrics: Metrics,
+    web_scale: Option<f64>,
 ) {
+    let mut compositor = web_scale.map(|s| Compositor::new(s, limits));
     let mut pipeline = match FramePipeline::start(tools, spec, limits, &work) {
         Ok(p) => {
             let _ = started.send(Ok(()));
@@ -843,6 +1048,30 @@ fn pipeline_thread(
                     }
                     Ok(FrameOutcome::Dropped(_)) => metrics.frames(0, 1),
                     Ok(FrameOutcome::Accepted) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "spool write failed");
+                        *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(format!("server could not store the frame: {e}"));
+                    }
+                }
+                let c = pipeline.counters();
+                *live.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                if c.duration_us >= max_us && !limit_sent {
+                    limit_sent = true;
+                    let _ = driver.blocking_send(Command::Limit(EndReason::MaxDuration));
+                }
+            }
+            Ok(PipeMsg::Web(frame)) => {
+                let Some(c) = compositor.as_mut() else {
+                    continue;
+                };
+                match c.frame(&mut pipeline, frame) {
+                    Ok(Some(FrameOutcome::Invalid(e))) => {
+                        *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(e.to_string());
+                        metrics.frames(0, 1);
+                    }
+                    Ok(_) => {}
                     Err(e) => {
                         tracing::error!(error = %e, "spool write failed");
                         *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -27,6 +27,7 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         error: None,
         stats: Stats::default(),
         media: None,
+        regenerated_from: None,
     }
 }
 

@@ -302,3 +302,87 @@ pub fn ffprobe(path: &Path) -> Probed {
         container: v["format"]["format_name"].as_str().unwrap_or("").into(),
     }
 }
+
+/// A tiny HTTP/1.1 server for pages a test records: fixed routes, every hit
+/// counted. Runs on its own threads until the test process ends.
+pub struct PageServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    hits: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+/// One route's answer.
+#[derive(Clone, Debug)]
+pub enum Page {
+    /// 200 with this content type and body.
+    Body(&'static str, String),
+    /// 302 to this location.
+    Redirect(String),
+    /// Never answers (the connection stays open).
+    Hang,
+}
+
+impl PageServer {
+    /// Serves `routes` (path -> page); other paths are 404.
+    pub fn start(routes: Vec<(&str, Page)>) -> PageServer {
+        use std::io::{BufRead, BufReader, Write};
+        let routes: std::collections::HashMap<String, Page> = routes
+            .into_iter()
+            .map(|(p, b)| (p.to_string(), b))
+            .collect();
+        let routes = std::sync::Arc::new(routes);
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let hits: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for stream in l.incoming().flatten() {
+                let (routes, hits) = (routes.clone(), h.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(&stream);
+                    let mut line = String::new();
+                    if r.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                            break;
+                        }
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    hits.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(path.clone());
+                    if let Some(Page::Hang) = routes.get(&path) {
+                        std::thread::sleep(Duration::from_secs(600));
+                        return;
+                    }
+                    let resp = match routes.get(&path) {
+                        Some(Page::Body(ct, body)) => format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        ),
+                        Some(Page::Redirect(to)) => format!(
+                            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        ),
+                        Some(Page::Hang) | None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                    };
+                    let mut w = &stream;
+                    let _ = w.write_all(resp.as_bytes());
+                });
+            }
+        });
+        PageServer { port, hits }
+    }
+
+    /// The URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Paths requested so far.
+    pub fn hits(&self) -> Vec<String> {
+        self.hits.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

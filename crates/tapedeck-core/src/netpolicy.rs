@@ -1,0 +1,274 @@
+//! Which addresses a recorded web page may reach.
+//!
+//! The browser's every request (page, redirect, sub-resource, navigation) is
+//! checked against this policy after its host is resolved: private, loopback,
+//! link-local and other special-purpose addresses are refused unless the
+//! configuration allows them, and only http(s), plus `data:`/`blob:`/`about:`
+//! which never leave the browser, are allowed.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The policy for one recording.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetPolicy {
+    /// Allow private, loopback and link-local addresses.
+    pub allow_private: bool,
+    /// `host` or `host:port` entries that are always allowed (e.g. a test server).
+    pub allowed_hosts: Vec<String>,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Blocked {
+    /// Not http(s).
+    #[error("`{0}:` URLs are not allowed")]
+    Scheme(String),
+    /// Unparsable.
+    #[error("not a URL")]
+    Malformed,
+    /// Resolves to a special-purpose address.
+    #[error(
+        "{host} resolves to {addr}, a {class} address; set web.allow_private_networks to allow it"
+    )]
+    Address {
+        /// The host as written.
+        host: String,
+        /// The refused address.
+        addr: IpAddr,
+        /// What kind of address it is.
+        class: &'static str,
+    },
+    /// The host did not resolve.
+    #[error("{0} does not resolve")]
+    Unresolved(String),
+}
+
+/// What the driver must do with a URL before it may be fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Allowed without a lookup (`data:`, `blob:`, an allowed host, or private networks allowed).
+    Allow,
+    /// Resolve this host (port for the lookup) and pass the addresses to [`NetPolicy::check_addrs`].
+    Resolve {
+        /// Host name or literal address.
+        host: String,
+        /// Port.
+        port: u16,
+    },
+    /// Refused.
+    Deny(Blocked),
+}
+
+/// The class of a special-purpose address, or `None` for a public one.
+pub fn special_class(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => v4_class(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return v4_class(v4);
+            }
+            let s = v6.segments();
+            if v6.is_loopback() {
+                Some("loopback")
+            } else if v6.is_unspecified() {
+                Some("unspecified")
+            } else if v6.is_multicast() {
+                Some("multicast")
+            } else if s[0] & 0xffc0 == 0xfe80 {
+                Some("link-local")
+            } else if s[0] & 0xfe00 == 0xfc00 {
+                Some("private (unique local)")
+            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+                Some("documentation")
+            } else if s[0] == 0x64 && s[1] == 0xff9b {
+                // NAT64 embeds an IPv4 address in the last 32 bits.
+                v4_class(Ipv4Addr::new(
+                    (s[6] >> 8) as u8,
+                    s[6] as u8,
+                    (s[7] >> 8) as u8,
+                    s[7] as u8,
+                ))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn v4_class(v4: Ipv4Addr) -> Option<&'static str> {
+    let o = v4.octets();
+    if v4.is_loopback() {
+        Some("loopback")
+    } else if v4.is_private() {
+        Some("private")
+    } else if v4.is_link_local() {
+        Some("link-local")
+    } else if v4.is_unspecified() || o[0] == 0 {
+        Some("unspecified")
+    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+        Some("shared (carrier-grade NAT)")
+    } else if v4.is_broadcast() || v4.is_multicast() || o[0] >= 240 {
+        Some("reserved")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        Some("protocol assignment")
+    } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+        Some("benchmarking")
+    } else {
+        None
+    }
+}
+
+impl NetPolicy {
+    fn host_allowed(&self, host: &str, port: u16) -> bool {
+        let with_port = format!("{host}:{port}");
+        self.allowed_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(host) || h.eq_ignore_ascii_case(&with_port))
+    }
+
+    /// First check of a URL, before any lookup.
+    pub fn check_url(&self, url: &str) -> Verdict {
+        let Ok(u) = url::Url::parse(url) else {
+            return Verdict::Deny(Blocked::Malformed);
+        };
+        match u.scheme() {
+            "http" | "https" | "ws" | "wss" => {}
+            "data" | "blob" | "about" => return Verdict::Allow,
+            s => return Verdict::Deny(Blocked::Scheme(s.to_string())),
+        }
+        let Some(host) = u.host() else {
+            return Verdict::Deny(Blocked::Malformed);
+        };
+        let port = u.port_or_known_default().unwrap_or(80);
+        let name = match &host {
+            url::Host::Domain(d) => d.to_string(),
+            url::Host::Ipv4(a) => a.to_string(),
+            url::Host::Ipv6(a) => a.to_string(),
+        };
+        if self.host_allowed(&name, port)
+            || self.host_allowed(&format!("[{name}]"), port)
+            || self.allow_private
+        {
+            return Verdict::Allow;
+        }
+        match host {
+            url::Host::Ipv4(a) => self.verdict_addr(&name, IpAddr::V4(a)),
+            url::Host::Ipv6(a) => self.verdict_addr(&name, IpAddr::V6(a)),
+            url::Host::Domain(d) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                if d == "localhost" || d.ends_with(".localhost") {
+                    return Verdict::Deny(Blocked::Address {
+                        host: name,
+                        addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+                        class: "loopback",
+                    });
+                }
+                Verdict::Resolve { host: name, port }
+            }
+        }
+    }
+
+    fn verdict_addr(&self, host: &str, addr: IpAddr) -> Verdict {
+        match special_class(addr) {
+            Some(class) => Verdict::Deny(Blocked::Address {
+                host: host.to_string(),
+                addr,
+                class,
+            }),
+            None => Verdict::Allow,
+        }
+    }
+
+    /// Second check: every address a host resolved to must be public.
+    pub fn check_addrs(&self, host: &str, addrs: &[IpAddr]) -> Result<(), Blocked> {
+        if addrs.is_empty() {
+            return Err(Blocked::Unresolved(host.to_string()));
+        }
+        if self.allow_private {
+            return Ok(());
+        }
+        for a in addrs {
+            if let Verdict::Deny(b) = self.verdict_addr(host, *a) {
+                return Err(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deny(p: &NetPolicy, url: &str) -> bool {
+        matches!(p.check_url(url), Verdict::Deny(_))
+    }
+
+    #[test]
+    fn refuses_special_addresses_by_default() {
+        let p = NetPolicy::default();
+        for url in [
+            "http://127.0.0.1/",
+            "http://127.8.9.1:8080/x",
+            "http://10.0.0.1/",
+            "http://172.16.5.4/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://0.0.0.0/",
+            "http://100.64.0.1/",
+            "http://[::1]/",
+            "http://[fe80::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://localhost:3000/",
+            "http://app.localhost/",
+            "file:///etc/passwd",
+            "ftp://example.org/",
+            "chrome://settings",
+            "javascript:alert(1)",
+        ] {
+            assert!(deny(&p, url), "{url} should be refused");
+        }
+        assert_eq!(p.check_url("data:text/html,hi"), Verdict::Allow);
+        assert_eq!(p.check_url("http://93.184.215.14/"), Verdict::Allow);
+        assert_eq!(
+            p.check_url("https://example.org/a"),
+            Verdict::Resolve {
+                host: "example.org".into(),
+                port: 443
+            }
+        );
+    }
+
+    #[test]
+    fn resolved_addresses_are_checked() {
+        let p = NetPolicy::default();
+        let public: IpAddr = "93.184.215.14".parse().unwrap();
+        let private: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(p.check_addrs("a.example", &[public]).is_ok());
+        let e = p.check_addrs("a.example", &[public, private]).unwrap_err();
+        assert!(e.to_string().contains("10.1.2.3"), "{e}");
+        assert!(e.to_string().contains("private"), "{e}");
+        assert!(matches!(
+            p.check_addrs("a.example", &[]),
+            Err(Blocked::Unresolved(_))
+        ));
+    }
+
+    #[test]
+    fn configuration_opens_private_networks_or_named_hosts() {
+        let open = NetPolicy {
+            allow_private: true,
+            allowed_hosts: vec![],
+        };
+        assert_eq!(open.check_url("http://127.0.0.1:9/"), Verdict::Allow);
+        assert!(deny(&open, "file:///etc/passwd"));
+        let one = NetPolicy {
+            allow_private: false,
+            allowed_hosts: vec!["127.0.0.1:8080".into()],
+        };
+        assert_eq!(one.check_url("http://127.0.0.1:8080/x"), Verdict::Allow);
+        assert!(deny(&one, "http://127.0.0.1:8081/x"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The `web` source's parameters and their validation.
+
+use serde::{Deserialize, Serialize};
+
+use crate::script::{Script, ScriptError, check_web_url};
+use crate::tour::Template;
+
+/// How the page's time runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WebMode {
+    /// Virtual time: every output frame is rendered for its own instant.
+    #[default]
+    Deterministic,
+    /// Wall-clock time, for pages that must run in real time.
+    Realtime,
+}
+
+/// `auto`: a tour of the page's key elements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoTour {
+    /// The video's length.
+    pub duration_s: u32,
+}
+
+/// Longest auto tour.
+pub const MAX_AUTO_S: u32 = 3600;
+/// Default auto tour when no script, template or auto is given.
+pub const DEFAULT_AUTO_S: u32 = 10;
+
+/// A web recording's source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSource {
+    /// The page (http or https).
+    pub url: String,
+    /// CSS viewport `WxH`; by default the output size (halved above 1920 wide, at 2x).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewport: Option<String>,
+    /// Virtual or wall-clock time.
+    #[serde(default)]
+    pub mode: WebMode,
+    /// Steps to play.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<Script>,
+    /// Or a named template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<Template>,
+    /// Or an automatic tour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<AutoTour>,
+}
+
+/// How the page is shown: CSS viewport and device pixel ratio.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Viewport {
+    /// CSS width.
+    pub width: u32,
+    /// CSS height.
+    pub height: u32,
+    /// Device pixels per CSS pixel.
+    pub scale: f64,
+}
+
+/// Parses `WxH`.
+pub fn parse_size(s: &str) -> Option<(u32, u32)> {
+    let (w, h) = s.trim().split_once(['x', 'X'])?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+impl WebSource {
+    /// Checks everything that can be checked before a browser starts.
+    pub fn validate(&self) -> Result<(), ScriptError> {
+        let field = |f: &str, m: String| ScriptError {
+            step: None,
+            step_type: None,
+            field: Some(f.to_string()),
+            message: m,
+        };
+        check_web_url(&self.url).map_err(|m| field("url", m))?;
+        if let Some(v) = &self.viewport {
+            match parse_size(v) {
+                Some((w, h)) if (200..=3840).contains(&w) && (200..=2160).contains(&h) => {}
+                _ => {
+                    return Err(field(
+                        "viewport",
+                        format!("`{v}` is not WxH within 200x200 to 3840x2160"),
+                    ));
+                }
+            }
+        }
+        let given = [
+            self.script.is_some(),
+            self.template.is_some(),
+            self.auto.is_some(),
+        ]
+        .iter()
+        .filter(|g| **g)
+        .count();
+        if given > 1 {
+            return Err(field(
+                "script",
+                "give one of `script`, `template` or `auto`".into(),
+            ));
+        }
+        if let Some(a) = self.auto
+            && !(1..=MAX_AUTO_S).contains(&a.duration_s)
+        {
+            return Err(field(
+                "auto.duration_s",
+                format!("must be 1 to {MAX_AUTO_S}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The viewport for an output of `out_w`x`out_h` device pixels.
+    pub fn viewport_for(&self, out_w: u32, out_h: u32) -> Viewport {
+        match self.viewport.as_deref().and_then(parse_size) {
+            Some((w, h)) => Viewport {
+                width: w,
+                height: h,
+                scale: (f64::from(out_w) / f64::from(w)).min(f64::from(out_h) / f64::from(h)),
+            },
+            None if out_w > 1920 => Viewport {
+                width: out_w / 2,
+                height: out_h / 2,
+                scale: 2.0,
+            },
+            None => Viewport {
+                width: out_w,
+                height: out_h,
+                scale: 1.0,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn src(v: serde_json::Value) -> WebSource {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn validation() {
+        assert!(
+            src(serde_json::json!({"url": "https://example.org"}))
+                .validate()
+                .is_ok()
+        );
+        let e = src(serde_json::json!({"url": "ftp://example.org"}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("url"));
+        let e = src(serde_json::json!({"url": "https://a.b", "viewport": "10x10"}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("viewport"));
+        let e = src(serde_json::json!({"url": "https://a.b", "template": "hero_showcase", "auto": {"duration_s": 3}}))
+            .validate()
+            .unwrap_err();
+        assert!(e.to_string().contains("one of"), "{e}");
+        assert!(
+            serde_json::from_value::<WebSource>(
+                serde_json::json!({"url": "https://a.b", "template": "nope"})
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn viewports() {
+        let s = src(serde_json::json!({"url": "https://example.org"}));
+        assert_eq!(
+            s.viewport_for(1280, 720),
+            Viewport {
+                width: 1280,
+                height: 720,
+                scale: 1.0
+            }
+        );
+        assert_eq!(
+            s.viewport_for(3840, 2160),
+            Viewport {
+                width: 1920,
+                height: 1080,
+                scale: 2.0
+            }
+        );
+        let s = src(serde_json::json!({"url": "https://example.org", "viewport": "1280x720"}));
+        assert_eq!(s.viewport_for(1920, 1080).scale, 1.5);
+    }
+}

@@ -1,0 +1,152 @@
+//! Web recordings in the real chromium-headless-shell, checked with ffprobe
+//! and by reading the page's own clock barcode back from the video.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::Duration;
+
+use tapedeck_core::Format;
+use tapedeck_core::netpolicy::NetPolicy;
+use tapedeck_core::web::WebSource;
+use tapedeck_media::barcode;
+use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
+use tapedeck_media::frames::FramePipeline;
+use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::web::recorder::FrameSink;
+use tapedeck_media::web::{Compositor, Control, WebError, WebFrame, WebOptions, WebReport, record};
+use tapedeck_testkit::{Page, PageServer, ffprobe};
+
+struct Chan(SyncSender<WebFrame>);
+
+impl FrameSink for Chan {
+    fn offer(&mut self, f: WebFrame) -> Result<(), WebFrame> {
+        match self.0.try_send(f) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(f)) | Err(TrySendError::Disconnected(f)) => Err(f),
+        }
+    }
+    fn open(&self) -> bool {
+        true
+    }
+}
+
+fn encoder_thread(
+    rx: Receiver<WebFrame>,
+    spec: EncodeSpec,
+    scale: f64,
+    dir: PathBuf,
+) -> std::thread::JoinHandle<PathBuf> {
+    std::thread::spawn(move || {
+        let mut p =
+            FramePipeline::start(Tools::default(), spec, FrameLimits::default(), &dir).unwrap();
+        let mut c = Compositor::new(scale, FrameLimits::default());
+        while let Ok(f) = rx.recv() {
+            c.frame(&mut p, f).unwrap();
+        }
+        p.finish(Duration::from_secs(600)).unwrap().output
+    })
+}
+
+fn options(dir: &std::path::Path) -> WebOptions {
+    WebOptions {
+        browser: "/usr/lib/chromium/chromium-headless-shell".into(),
+        policy: NetPolicy {
+            allow_private: true,
+            allowed_hosts: vec![],
+        },
+        load_timeout: Duration::from_secs(20),
+        frame_timeout: Duration::from_secs(20),
+        jpeg_quality: 90,
+        profile: dir.join("profile"),
+    }
+}
+
+async fn record_page(
+    src: WebSource,
+    w: u32,
+    h: u32,
+    fps: u32,
+    opts: WebOptions,
+    dir: &std::path::Path,
+) -> (Result<WebReport, WebError>, Option<PathBuf>) {
+    let spec = EncodeSpec {
+        width: w,
+        height: h,
+        fps,
+        cfr: true,
+        format: Format::Mp4,
+        video_bitrate_kbps: 4000,
+        x264_preset: "ultrafast".into(),
+        crf: 18,
+        skip_held: true,
+    };
+    let (tx, rx) = sync_channel(8);
+    let scale = src.viewport_for(w, h).scale;
+    let enc = encoder_thread(rx, spec, scale, dir.join("enc"));
+    let (_ctl_tx, ctl) = tokio::sync::watch::channel(Control::Run);
+    let mut sink = Chan(tx);
+    let r = record(&opts, &src, w, h, fps, ctl, &mut sink, &mut |_| {}).await;
+    drop(sink);
+    let out = if r.is_ok() {
+        Some(enc.join().unwrap())
+    } else {
+        None
+    };
+    (r, out)
+}
+
+fn clock_page() -> PageServer {
+    PageServer::start(vec![(
+        "/",
+        Page::Body(
+            "text/html",
+            include_str!("../../../bench/pages/clock.html").to_string(),
+        ),
+    )])
+}
+
+fn wait_script(ms: u32) -> WebSource {
+    serde_json::from_value(
+        serde_json::json!({"url": "http://x/", "script": [{"type": "wait", "duration_ms": ms}]}),
+    )
+    .unwrap()
+}
+
+async fn smooth_at(w: u32, h: u32, fps: u32, secs: u32) {
+    let site = clock_page();
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = wait_script(secs * 1000);
+    src.url = site.url("/");
+    let (r, out) = record_page(src, w, h, fps, options(dir.path()), dir.path()).await;
+    let report = r.unwrap();
+    let out = out.unwrap();
+    let p = ffprobe(&out);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height),
+        ("h264", u64::from(w), u64::from(h))
+    );
+    assert_eq!(p.frames, u64::from(secs * fps));
+    assert!((p.duration_s - f64::from(secs)).abs() < 0.01, "{p:?}");
+    let marks = barcode::decode_video(std::path::Path::new("ffmpeg"), &out, fps).unwrap();
+    let s = barcode::smoothness(&marks, fps);
+    eprintln!(
+        "{w}x{h}@{fps}: {s:?}, realtime factor {:.2}",
+        report.realtime_factor
+    );
+    assert_eq!(s.unreadable, 0, "{s:?}");
+    assert_eq!(s.holds, 0, "{s:?}");
+    assert_eq!(s.jerk, 0.0, "{s:?}");
+    assert!(s.max_clock_error_ms <= 1.0, "{s:?}");
+    assert!((s.delivered_fps - f64::from(fps)).abs() < 0.01, "{s:?}");
+    assert!(report.realtime_factor > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deterministic_720p30_every_frame_distinct_and_on_time() {
+    smooth_at(1280, 720, 30, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deterministic_1080p60_every_frame_distinct_and_on_time() {
+    smooth_at(1920, 1080, 60, 2).await;
+}

@@ -1,0 +1,381 @@
+//! Web recordings through the API in the real chromium-headless-shell: a
+//! script whose click visibly changes the page in the right frame, the
+//! address policy, failures with clear reasons, regenerate, limits, and a
+//! browser crash that harms nothing else.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::json;
+use support::*;
+use tapedeck_testkit::{Page, PageServer, ffprobe};
+
+const BUTTON_PAGE: &str = r##"<!doctype html><html><head><style>
+html, body { margin: 0; height: 100%; background: #dddddd; }
+#go { position: absolute; left: 560px; top: 330px; width: 160px; height: 60px; font-size: 20px; }
+#email { position: absolute; left: 40px; top: 40px; width: 300px; height: 30px; font-size: 20px; }
+</style></head><body>
+<input id="email"><button id="go">Go</button>
+<script>
+document.getElementById('go').addEventListener('click', () => {
+  document.body.style.background = document.getElementById('email').value === 'ok' ? '#ff0000' : '#0000ff';
+});
+</script></body></html>"##;
+
+/// RGB frames of a video at its own rate, scaled to `w`x`h`.
+fn frames(video: &Path, w: u32, h: u32) -> Vec<Vec<u8>> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(video)
+        .args([
+            "-vf",
+            &format!("scale={w}:{h}"),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+        .chunks_exact((w * h * 3) as usize)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn px(f: &[u8], w: u32, x: u32, y: u32) -> [u8; 3] {
+    let i = ((y * w + x) * 3) as usize;
+    [f[i], f[i + 1], f[i + 2]]
+}
+
+fn is_red(p: [u8; 3]) -> bool {
+    p[0] > 200 && p[1] < 60 && p[2] < 60
+}
+
+fn browsers_using(dir: &Path) -> usize {
+    let needle = dir.to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c).contains(&needle)
+                        && String::from_utf8_lossy(&c).contains("headless")
+                })
+                .unwrap_or(false)
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_typing_and_click_change_the_page_in_the_right_frame() {
+    let site = PageServer::start(vec![("/", Page::Body("text/html", BUTTON_PAGE.into()))]);
+    let port = site.port;
+    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let token = s.key("alice", false).await;
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": site.url("/"), "script": [
+                {"type": "wait", "duration_ms": 500},
+                {"type": "type", "selector": "#email", "text": "ok", "per_key_ms": 100},
+                {"type": "click", "selector": "#go"},
+                {"type": "hover", "selector": "#missing", "optional": true},
+                {"type": "wait", "duration_ms": 500}
+            ]}, "preset": "medium", "title": "button"}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap();
+    let done = s.wait_status(&token, id, "completed").await;
+    assert_eq!(done["end_reason"], "source_ended", "{done}");
+    assert!(
+        done["stats"]["realtime_factor"].as_f64().unwrap() > 0.0,
+        "{done}"
+    );
+    let video = s.download(&token, id, "mp4").await;
+    let p = ffprobe(&video);
+    // Frames: wait 15; type: move 21 + press/release 2 + keys 6 + settle 9;
+    // click: move 21 + 2 + settle 15; wait 15.
+    let total = 15 + 21 + 2 + 6 + 9 + 21 + 2 + 15 + 15;
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height, p.frames),
+        ("h264", 1280, 720, total),
+        "{p:?}"
+    );
+    assert!(
+        (p.duration_s - f64::from(total as u32) / 30.0).abs() < 0.01,
+        "{p:?}"
+    );
+    let f = frames(&video, 1280, 720);
+    assert_eq!(f.len() as u64, total);
+    // The mouse is released on frame 15+21+2+6+9+21+1 = 75; the page turns
+    // red in that very frame (input is handled before the frame renders).
+    let release = 75;
+    for (i, fr) in f.iter().enumerate() {
+        assert_eq!(
+            is_red(px(fr, 1280, 1200, 650)),
+            i >= release,
+            "frame {i}: {:?}",
+            px(fr, 1280, 1200, 650)
+        );
+    }
+    // The click ripple is drawn around the button's centre (640, 360): four
+    // frames after the click the ring (radius about 17 px) is much bluer than
+    // the same spot once the ripple is gone.
+    let (ripple, last) = (&f[release + 4], f.last().unwrap());
+    let blueness = |p: [u8; 3]| i32::from(p[2]) - i32::from(p[0]);
+    let bluer = (0..72u32)
+        .filter(|a| {
+            let t = f64::from(a * 5).to_radians();
+            let (x, y) = (
+                (640.0 + 17.0 * t.cos()) as u32,
+                (360.0 + 17.0 * t.sin()) as u32,
+            );
+            blueness(px(ripple, 1280, x, y)) > blueness(px(last, 1280, x, y)) + 40
+        })
+        .count();
+    assert!(bluer > 30, "no ripple drawn ({bluer} of 72 points)");
+    // The cursor is drawn: its black outline at the tip on the last frame.
+    let dark = (0..6u32)
+        .flat_map(|dy| (0..4u32).map(move |dx| (dx, dy)))
+        .filter(|(dx, dy)| {
+            let p = px(last, 1280, 640 + dx, 360 + dy);
+            p[0] < 90 && p[1] < 90 && p[2] < 90
+        });
+    assert!(dark.count() > 2, "no cursor drawn at the click point");
+    // Thumbnails exist like for any recording.
+    let (st, _) = s
+        .get(&token, &format!("/v1/recordings/{id}/thumbnail"))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        browsers_using(&s.data),
+        0,
+        "a browser outlived its recording"
+    );
+
+    // Regenerate at another preset: a new recording linked to the first.
+    let (st, again) = s
+        .post(
+            &token,
+            &format!("/v1/recordings/{id}/regenerate"),
+            json!({"preset": "low"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{again}");
+    assert_eq!(again["regenerated_from"], id);
+    assert_eq!(again["source"]["url"], site.url("/"));
+    let again_id = again["id"].as_str().unwrap();
+    s.wait_status(&token, again_id, "completed").await;
+    let p2 = ffprobe(&s.download(&token, again_id, "mp4").await);
+    assert_eq!((p2.width, p2.height), (854, 480));
+    // Regenerating a frames recording makes no sense.
+    let fr = s
+        .create(&token, json!({"source": {"kind": "frames"}}))
+        .await;
+    let (st, v) = s
+        .post(
+            &token,
+            &format!("/v1/recordings/{}/regenerate", fr["id"].as_str().unwrap()),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("not_regenerable"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_addresses_are_refused_on_every_request_and_redirect() {
+    let canary = PageServer::start(vec![("/secret", Page::Body("text/plain", "secret".into()))]);
+    let page = format!(
+        r#"<!doctype html><body style="background:#eee"><h1>Hi</h1>
+<img src="http://127.0.0.1:{c}/secret?img">
+<iframe src="http://127.0.0.1:{c}/secret?frame"></iframe>
+<script>fetch("http://localhost:{c}/secret?fetch").catch(() => {{}}); new Image().src = "http://[::1]:{c}/secret?v6";</script>
+</body>"#,
+        c = canary.port
+    );
+    let site = PageServer::start(vec![
+        ("/", Page::Body("text/html", page)),
+        ("/redirect", Page::Redirect(canary.url("/secret?redirect"))),
+    ]);
+    let port = site.port;
+    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let token = s.key("bob", false).await;
+    let script = json!([{"type": "wait", "duration_ms": 1000}]);
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": site.url("/"), "script": script}}),
+        )
+        .await;
+    s.wait_status(&token, rec["id"].as_str().unwrap(), "completed")
+        .await;
+    // A redirect to a private address fails the recording with the reason.
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": site.url("/redirect"), "script": script}}),
+        )
+        .await;
+    let failed = s
+        .wait_status(&token, rec["id"].as_str().unwrap(), "failed")
+        .await;
+    let err = failed["error"].as_str().unwrap();
+    assert!(err.contains("loopback"), "{err}");
+    // So does a link-local address given directly.
+    let rec = s.create(&token, json!({"source": {"kind": "web", "url": "http://169.254.169.254/latest/meta-data/", "script": script}})).await;
+    let failed = s
+        .wait_status(&token, rec["id"].as_str().unwrap(), "failed")
+        .await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("link-local"),
+        "{failed}"
+    );
+    // The canary server was never reached, by anything.
+    assert_eq!(canary.hits(), Vec::<String>::new());
+    // Non-http schemes are refused before anything starts.
+    let (st, v) = s
+        .post(
+            &token,
+            "/v1/recordings",
+            json!({"source": {"kind": "web", "url": "file:///etc/passwd"}}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_script"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_have_clear_reasons_and_harm_nothing_else() {
+    let site = PageServer::start(vec![
+        ("/", Page::Body("text/html", BUTTON_PAGE.into())),
+        ("/hang", Page::Hang),
+    ]);
+    let closed = tapedeck_testkit::free_port();
+    let s = start(|c| {
+        c.web.allow_private_networks = true;
+        c.web.load_timeout_s = 3;
+        c.web.max_concurrent = 2;
+    })
+    .await;
+    let token = s.key("carol", false).await;
+    let run = |url: String, script: serde_json::Value| json!({"source": {"kind": "web", "url": url, "script": script}});
+    let wait = json!([{"type": "wait", "duration_ms": 300}]);
+
+    // A selector that is not on the page names the step.
+    let r = s.create(&token, run(site.url("/"), json!([{"type": "wait", "duration_ms": 100}, {"type": "click", "selector": "#nope"}]))).await;
+    let f = s
+        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(
+        f["error"], "script step 2 (click): no element matches `#nope`",
+        "{f}"
+    );
+    // Unreachable host.
+    let r = s
+        .create(
+            &token,
+            run(format!("http://127.0.0.1:{closed}/"), wait.clone()),
+        )
+        .await;
+    let f = s
+        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
+        .await;
+    assert!(f["error"].as_str().unwrap().contains("unreachable"), "{f}");
+    // A page that never loads.
+    let r = s.create(&token, run(site.url("/hang"), wait.clone())).await;
+    let f = s
+        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
+        .await;
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not finish loading within 3 s"),
+        "{f}"
+    );
+    // A malformed script is refused before anything starts, naming step and field.
+    let (st, v) = s
+        .post(
+            &token,
+            "/v1/recordings",
+            run(site.url("/"), json!([{"type": "scroll", "by_px": "far"}])),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_script")),
+        "{v}"
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("step 1 (scroll)") && msg.contains("by_px"),
+        "{msg}"
+    );
+
+    // Two at once is the limit; a third is refused.
+    let long = json!([{"type": "wait", "duration_ms": 60000}]);
+    let a = s.create(&token, run(site.url("/"), long.clone())).await;
+    let b = s.create(&token, run(site.url("/"), long.clone())).await;
+    let (st, v) = s
+        .post(&token, "/v1/recordings", run(site.url("/"), long.clone()))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("too_many_web_recordings"))
+    );
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    s.wait_status(&token, a, "recording").await;
+    s.wait_status(&token, b, "recording").await;
+    // Kill a's browser: a fails, b goes on and completes when stopped.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let a_dir = s.data.join("work").join(a);
+    let needle = a_dir.to_string_lossy().to_string();
+    let mut killed = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd);
+        if cmd.contains(&needle) && cmd.contains("--remote-debugging-pipe") {
+            Command::new("kill")
+                .args(["-9", &e.file_name().to_string_lossy()])
+                .status()
+                .unwrap();
+            killed += 1;
+        }
+    }
+    assert_eq!(killed, 1, "exactly one browser per recording");
+    let f = s.wait_status(&token, a, "failed").await;
+    assert!(f["error"].as_str().unwrap().contains("browser"), "{f}");
+    let (st, v) = s
+        .post(&token, &format!("/v1/recordings/{b}/pause"), json!({}))
+        .await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("paused")));
+    s.post(&token, &format!("/v1/recordings/{b}/resume"), json!({}))
+        .await;
+    let (st, _) = s
+        .post(&token, &format!("/v1/recordings/{b}/stop"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let done = s.wait_status(&token, b, "completed").await;
+    assert_eq!(done["end_reason"], "stopped");
+    assert!(ffprobe(&s.download(&token, b, "mp4").await).frames > 30);
+    // A slot is free again.
+    let c = s.create(&token, run(site.url("/"), wait)).await;
+    s.wait_status(&token, c["id"].as_str().unwrap(), "completed")
+        .await;
+    assert_eq!(
+        browsers_using(&s.data),
+        0,
+        "a browser outlived its recording"
+    );
+}
