@@ -107,7 +107,8 @@ fn created(rec: Recording) -> Result<Response, ApiError> {
     Ok((StatusCode::CREATED, [(header::LOCATION, loc)], Json(rec)).into_response())
 }
 
-fn new_recording(
+/// A new pending recording of `p` from a validated request.
+pub fn new_recording(
     s: &AppState,
     p: &Principal,
     v: ValidCreate,

@@ -93,6 +93,8 @@ pub enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// Record a web page to a file, no server needed.
+    Record(RecordArgs),
     /// Encode a folder of images as a frames recording would (for benchmarks).
     #[command(hide = true)]
     EncodeFrames {
@@ -118,6 +120,46 @@ pub enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+}
+
+/// `tapedeck record`.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// The page (http or https).
+    pub url: String,
+    /// Output file; its extension picks the format unless --format is given.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// A script file (YAML or JSON list of steps).
+    #[arg(long, conflicts_with_all = ["template", "auto"])]
+    pub script: Option<PathBuf>,
+    /// A template: hero_showcase, features_tour or full_page_scroll.
+    #[arg(long, conflicts_with = "auto")]
+    pub template: Option<String>,
+    /// An automatic tour of this many seconds (the default is 10).
+    #[arg(long)]
+    pub auto: Option<u32>,
+    /// Quality preset: low, medium, high, ultra.
+    #[arg(long, default_value = "medium")]
+    pub preset: String,
+    /// Output size WxH.
+    #[arg(long)]
+    pub size: Option<String>,
+    /// Frame rate.
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Container: mp4, webm, mkv.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// deterministic (virtual time, the default) or realtime.
+    #[arg(long, default_value = "deterministic")]
+    pub mode: String,
+    /// CSS viewport WxH (default: the output size).
+    #[arg(long)]
+    pub viewport: Option<String>,
+    /// Let the page reach private, loopback and link-local addresses.
+    #[arg(long)]
+    pub allow_private: bool,
 }
 
 /// Key commands.
@@ -277,6 +319,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Download { client, id, output } => download(&client, &id, output).await,
+        Cmd::Record(args) => record(Config::load(file).map_err(|e| e.to_string())?, args).await,
         Cmd::EncodeFrames {
             dir,
             input_fps,
@@ -493,6 +536,59 @@ async fn doctor(config: Config) -> Result<(), String> {
             format!("{e}; it comes with ffmpeg: apt-get install ffmpeg"),
         ),
     }
+    for (what, path, package, required) in [
+        (
+            "chromium-headless-shell",
+            config.web.browser.clone(),
+            "chromium-headless-shell",
+            true,
+        ),
+        (
+            "chromium",
+            PathBuf::from("/usr/lib/chromium/chromium"),
+            "chromium",
+            false,
+        ),
+    ] {
+        let real = tapedeck_media::web::browser::resolve_binary(&path);
+        let version = std::process::Command::new(&real)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let (ok, detail) = match version {
+            _ if tapedeck_media::web::browser::is_script(&real) => (
+                false,
+                format!(
+                    "{} is a shell script; point web.browser at the real binary (/usr/lib/chromium/chromium-headless-shell)",
+                    real.display()
+                ),
+            ),
+            Some(v) if required => (true, format!("{v} at {} (web recordings)", real.display())),
+            Some(v) => (
+                true,
+                format!(
+                    "{v} at {} (the browser the end-to-end tests drive)",
+                    real.display()
+                ),
+            ),
+            None if required => (
+                false,
+                format!(
+                    "{} does not run; web recordings need it: apt-get install {package} (or set web.browser)",
+                    real.display()
+                ),
+            ),
+            None => (
+                true,
+                format!(
+                    "not installed (optional; apt-get install {package} for the end-to-end tests)"
+                ),
+            ),
+        };
+        line(ok, what, detail);
+    }
     let data = &config.server.data_dir;
     let probe = data.join(".doctor");
     let writable = std::fs::create_dir_all(data)
@@ -534,6 +630,157 @@ async fn doctor(config: Config) -> Result<(), String> {
     } else {
         Ok(())
     }
+}
+
+/// The create request `tapedeck record` sends to its embedded server.
+pub fn record_request(a: &RecordArgs) -> Result<serde_json::Value, String> {
+    let mut source = serde_json::json!({"kind": "web", "url": a.url, "mode": a.mode});
+    if let Some(f) = &a.script {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let script = tapedeck_core::script::Script::parse_text(&text)
+            .map_err(|e| format!("{}: {e}", f.display()))?;
+        source["script"] = serde_json::to_value(script).map_err(|e| e.to_string())?;
+    }
+    if let Some(t) = &a.template {
+        source["template"] = serde_json::json!(t);
+    }
+    if let Some(n) = a.auto {
+        source["auto"] = serde_json::json!({"duration_s": n});
+    }
+    if let Some(v) = &a.viewport {
+        source["viewport"] = serde_json::json!(v);
+    }
+    let format = match &a.format {
+        Some(f) => f.clone(),
+        None => a
+            .output
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("mp4")
+            .to_ascii_lowercase(),
+    };
+    let mut body = serde_json::json!({"source": source, "format": format, "preset": a.preset});
+    if let Some(size) = &a.size {
+        let (w, h) = tapedeck_core::web::parse_size(size)
+            .ok_or_else(|| format!("--size `{size}` is not WxH"))?;
+        body["width"] = w.into();
+        body["height"] = h.into();
+    }
+    if let Some(fps) = a.fps {
+        body["fps"] = fps.into();
+    }
+    Ok(body)
+}
+
+/// Records a web page with an embedded server in a temporary folder.
+async fn record(mut config: Config, a: RecordArgs) -> Result<(), String> {
+    let body = record_request(&a)?;
+    let v = tapedeck_core::request::parse_create(body.to_string().as_bytes())
+        .map_err(|e| e.to_string())?;
+    let out_dir = a
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let work = RemoveOnDrop(tempdir_in(out_dir)?);
+    config.server.data_dir = work.0.clone();
+    config.database.url = None;
+    config.storage.kind = crate::config::StorageKind::Local;
+    config.webhooks.urls.clear();
+    config.web.allow_private_networks |= a.allow_private;
+    let state = crate::app::build_state(config)
+        .await
+        .map_err(|e| e.to_string())?;
+    let who = crate::auth::Principal {
+        user: "cli".into(),
+        admin: true,
+    };
+    let fps = v.video.fps;
+    let rec = crate::api::new_recording(&state, &who, v, None);
+    let id = rec.id;
+    state
+        .supervisor
+        .create(rec)
+        .await
+        .map_err(|e| e.message.clone())?;
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let started = Instant::now();
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut stopping = false;
+    let rec = loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            _ = &mut ctrl_c, if !stopping => {
+                stopping = true;
+                bar.println("stopping: finishing the video recorded so far");
+                if let Ok(Some(r)) = state.repo.get(id).await {
+                    let _ = state.supervisor.act(r, tapedeck_core::recording::Action::Stop).await;
+                }
+            }
+        }
+        let Some(r) = state.repo.get(id).await.map_err(|e| e.to_string())? else {
+            return Err("the recording disappeared".into());
+        };
+        if let Some(p) = state.supervisor.progress(id) {
+            let video_s = p.frames_written as f64 / f64::from(fps.max(1));
+            let wall = started.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{}: {video_s:.1} s of video ({:.2}x real time)",
+                r.status.as_str(),
+                video_s / wall
+            ));
+        } else {
+            bar.set_message(format!("{}", r.status.as_str()));
+        }
+        if r.status.is_terminal() {
+            break r;
+        }
+    };
+    bar.finish_and_clear();
+    if rec.status != tapedeck_core::recording::Status::Completed {
+        return Err(format!(
+            "the recording {}: {}",
+            rec.status.as_str(),
+            rec.error.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    let mut dl = state
+        .blobs
+        .get(&rec.media_key(), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let part = a.output.with_extension("part");
+    let mut f = tokio::fs::File::create(&part)
+        .await
+        .map_err(|e| format!("{}: {e}", part.display()))?;
+    while let Some(chunk) = dl.stream.next().await {
+        f.write_all(&chunk.map_err(|e| e.to_string())?)
+            .await
+            .map_err(|e| format!("{}: {e}", part.display()))?;
+    }
+    f.sync_all().await.map_err(|e| e.to_string())?;
+    tokio::fs::rename(&part, &a.output)
+        .await
+        .map_err(|e| format!("{}: {e}", a.output.display()))?;
+    let m = rec.media.clone().unwrap_or_default();
+    eprintln!(
+        "wrote {} ({} {}x{}, {:.2} s, {} frames; recorded at {:.2}x real time)",
+        a.output.display(),
+        m.video_codec,
+        m.width,
+        m.height,
+        m.duration_s,
+        m.frames.unwrap_or(0),
+        rec.stats.realtime_factor.unwrap_or(0.0)
+    );
+    drop(state);
+    drop(work);
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -587,6 +834,15 @@ fn encode_frames(
             "cpu_s": done.cpu_s, "wall_s": start.elapsed().as_secs_f64(), "output": output})
     );
     Ok(())
+}
+
+/// Removes a temporary folder when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn tempdir_in(parent: &Path) -> Result<PathBuf, String> {

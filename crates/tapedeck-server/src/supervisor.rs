@@ -51,6 +51,7 @@ pub struct Ctx {
     drivers: Mutex<HashMap<RecordingId, DriverHandle>>,
     create_lock: tokio::sync::Mutex<()>,
     web_slots: Arc<tokio::sync::Semaphore>,
+    lives: Mutex<HashMap<RecordingId, Arc<Live>>>,
 }
 
 impl Ctx {
@@ -221,6 +222,7 @@ impl Supervisor {
                 )),
                 config,
                 drivers: Mutex::new(HashMap::new()),
+                lives: Mutex::new(HashMap::new()),
                 create_lock: tokio::sync::Mutex::new(()),
             }),
         }
@@ -324,8 +326,22 @@ impl Supervisor {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(&id);
+            ctx.lives
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
             ctx.metrics.active(-1);
         });
+    }
+
+    /// Live numbers of an active recording (frames, duration so far).
+    pub fn progress(&self, id: RecordingId) -> Option<Stats> {
+        self.ctx
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|l| l.stats())
     }
 
     /// A user action on a recording the caller may control.
@@ -816,6 +832,11 @@ impl Driver {
             Err(_) => return Err(ApiError::internal("pipeline thread died")),
         }
         let (status, _) = tokio::sync::watch::channel(self.rec.status);
+        self.ctx
+            .lives
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(self.rec.id, live.clone());
         self.pipe = Some(Pipe {
             tx,
             live,

@@ -294,7 +294,15 @@ async fn cli_client_commands_and_doctor() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    for what in ["ffmpeg", "ffprobe", "data folder", "database", "storage"] {
+    for what in [
+        "ffmpeg",
+        "ffprobe",
+        "chromium-headless-shell",
+        "chromium",
+        "data folder",
+        "database",
+        "storage",
+    ] {
         assert!(
             text.lines()
                 .any(|l| l.starts_with("ok") && l.contains(what)),
@@ -313,4 +321,110 @@ async fn cli_client_commands_and_doctor() {
         text.contains("MISSING ffmpeg") && text.contains("apt-get install ffmpeg"),
         "{text}"
     );
+    // A missing browser, and the shell wrapper instead of the real binary.
+    for (browser, says) in [
+        (
+            "/nonexistent/chromium-headless-shell",
+            "apt-get install chromium-headless-shell",
+        ),
+        ("/usr/bin/chromium-headless-shell", "shell script"),
+    ] {
+        let out = Command::new(BIN)
+            .args(["doctor", "--data-dir"])
+            .arg(&data)
+            .env("TAPEDECK_WEB__BROWSER", browser)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{text}");
+        assert!(
+            text.contains("MISSING chromium-headless-shell") && text.contains(says),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn record_command_writes_a_file_or_says_why_not() {
+    let page = tapedeck_testkit::PageServer::start(vec![(
+        "/",
+        tapedeck_testkit::Page::Body(
+            "text/html",
+            "<!doctype html><body style='background:#eee'><h1>Title</h1><a class='btn' href='#'>Start now</a><h2>One</h2><p style='height:1500px'>x</p><h2>Two</h2></body>".into(),
+        ),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tour.mp4");
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .arg("record")
+            .arg(page.url("/"))
+            .arg("-o")
+            .arg(&out)
+            .args(extra)
+            .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    // Loopback is refused unless allowed; nothing is written.
+    let o = run(&["--auto", "2"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("loopback"), "{err}");
+    assert!(!out.exists());
+    // A 3-second auto tour at 640x360.
+    let o = run(&["--auto", "3", "--size", "640x360", "--allow-private"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let p = ffprobe(&out);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height, p.frames),
+        ("h264", 640, 360, 90),
+        "{p:?}"
+    );
+    // A template into WebM.
+    let webm = dir.path().join("hero.webm");
+    let o = Command::new(BIN)
+        .arg("record")
+        .arg(page.url("/"))
+        .arg("-o")
+        .arg(&webm)
+        .args([
+            "--template",
+            "hero_showcase",
+            "--preset",
+            "low",
+            "--allow-private",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = ffprobe(&webm);
+    assert_eq!((p.codec.as_str(), p.width, p.height), ("vp9", 854, 480));
+    // A bad script file names the step and field; nothing is written.
+    let script = dir.path().join("bad.yaml");
+    std::fs::write(&script, "- type: click\n  selectr: '#go'\n").unwrap();
+    let bad = dir.path().join("bad.mp4");
+    let o = Command::new(BIN)
+        .arg("record")
+        .arg(page.url("/"))
+        .arg("-o")
+        .arg(&bad)
+        .arg("--script")
+        .arg(&script)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("step 1 (click)") && err.contains("selectr"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+    // No temporary folders are left behind.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".tapedeck"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
