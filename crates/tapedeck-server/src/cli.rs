@@ -735,7 +735,7 @@ async fn record(mut config: Config, a: RecordArgs) -> Result<(), String> {
                 video_s / wall
             ));
         } else {
-            bar.set_message(format!("{}", r.status.as_str()));
+            bar.set_message(r.status.as_str().to_string());
         }
         if r.status.is_terminal() {
             break r;
