@@ -150,3 +150,32 @@ async fn deterministic_720p30_every_frame_distinct_and_on_time() {
 async fn deterministic_1080p60_every_frame_distinct_and_on_time() {
     smooth_at(1920, 1080, 60, 2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deterministic_2160p60_every_frame_distinct_and_on_time() {
+    smooth_at(3840, 2160, 60, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_720p30_runs_on_the_wall_clock() {
+    let site = clock_page();
+    let dir = tempfile::tempdir().unwrap();
+    let mut src = wait_script(4000);
+    src.url = site.url("/");
+    src.mode = tapedeck_core::web::WebMode::Realtime;
+    let started = std::time::Instant::now();
+    let (r, out) = record_page(src, 1280, 720, 30, options(dir.path()), dir.path()).await;
+    let report = r.unwrap();
+    // Real time: the loop takes about as long as the video.
+    assert!(started.elapsed() >= Duration::from_secs(4));
+    let out = out.unwrap();
+    let p = ffprobe(&out);
+    assert_eq!((p.width, p.height, p.frames), (1280, 720, 120));
+    let marks = barcode::decode_video(std::path::Path::new("ffmpeg"), &out, 30).unwrap();
+    let s = barcode::smoothness(&marks, 30);
+    eprintln!("realtime 720p30: {s:?}, {report:?}");
+    assert_eq!(s.unreadable, 0, "{s:?}");
+    // Only frames the page really drew are in the video.
+    assert!(s.delivered_fps > 0.0);
+    assert_eq!(report.captured + report.missed, 120);
+}
