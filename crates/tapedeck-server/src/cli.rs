@@ -95,6 +95,15 @@ pub enum Cmd {
     },
     /// Record a web page to a file, no server needed.
     Record(RecordArgs),
+    /// Smoothness of a video of bench/pages/clock.html, as JSON (for benchmarks).
+    #[command(hide = true)]
+    ClockStats {
+        /// The video.
+        video: PathBuf,
+        /// The frame rate to judge it at.
+        #[arg(long)]
+        fps: u32,
+    },
     /// Encode a folder of images as a frames recording would (for benchmarks).
     #[command(hide = true)]
     EncodeFrames {
@@ -157,6 +166,9 @@ pub struct RecordArgs {
     /// CSS viewport WxH (default: the output size).
     #[arg(long)]
     pub viewport: Option<String>,
+    /// Video bitrate cap in kbit/s (default: the preset's).
+    #[arg(long)]
+    pub bitrate_kbps: Option<u32>,
     /// Let the page reach private, loopback and link-local addresses.
     #[arg(long)]
     pub allow_private: bool,
@@ -319,6 +331,26 @@ async fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Download { client, id, output } => download(&client, &id, output).await,
+        Cmd::ClockStats { video, fps } => {
+            let config = Config::load(file).map_err(|e| e.to_string())?;
+            let marks = tapedeck_media::barcode::decode_video(&config.encoder.ffmpeg, &video, fps)
+                .map_err(|e| e.to_string())?;
+            let s = tapedeck_media::barcode::smoothness(&marks, fps);
+            let samples: Vec<_> = marks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, m)| m.map(|m| serde_json::json!([i, m.clock_us, m.counter])))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({
+                    "frames": s.frames, "unreadable": s.unreadable,
+                    "delivered_fps": s.delivered_fps, "holds": s.holds, "jerk": s.jerk,
+                    "max_clock_error_ms": s.max_clock_error_ms, "marks": samples,
+                })
+            );
+            Ok(())
+        }
         Cmd::Record(args) => record(Config::load(file).map_err(|e| e.to_string())?, args).await,
         Cmd::EncodeFrames {
             dir,
@@ -668,6 +700,9 @@ pub fn record_request(a: &RecordArgs) -> Result<serde_json::Value, String> {
     }
     if let Some(fps) = a.fps {
         body["fps"] = fps.into();
+    }
+    if let Some(b) = a.bitrate_kbps {
+        body["video_bitrate_kbps"] = b.into();
     }
     Ok(body)
 }
