@@ -89,3 +89,54 @@ async fn camera_page_records_a_playable_mp4() {
         404
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_page_form_records_a_page() {
+    let site = tapedeck_testkit::PageServer::start(vec![(
+        "/",
+        tapedeck_testkit::Page::Body(
+            "text/html",
+            "<!doctype html><body style='background:#ddd'><button id='go' style='margin:200px'>Go</button><script>go.onclick=()=>document.body.style.background='#f00'</script></body>".into(),
+        ),
+    )]);
+    let port = site.port;
+    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let token = s.key("web-user", false).await;
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    let (base, page_url) = (s.base.clone(), site.url("/"));
+    let t = token.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(e2e.join("webform.mjs"))
+            .args([&base, &t, &page_url])
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "page test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert!(
+        r["scriptError"].as_str().unwrap().contains("selector"),
+        "{r}"
+    );
+    assert!(r["row"].as_str().unwrap().contains("web"), "{r}");
+    assert_eq!(r["pageErrors"].as_array().unwrap().len(), 0, "{r}");
+    let id = r["id"].as_str().unwrap();
+    let (_, rec) = s.get(&token, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(rec["source"]["kind"], "web");
+    assert_eq!(rec["end_reason"], "source_ended");
+    let m = ffprobe(&s.download(&token, id, "webm").await);
+    assert_eq!((m.codec.as_str(), m.width, m.height), ("vp9", 854, 480));
+    // 500 ms + move 700 ms + press/release + 500 ms settle + 500 ms at 24 fps.
+    assert!(
+        (m.duration_s - r["playedDuration"].as_f64().unwrap()).abs() < 0.1,
+        "{m:?} {r}"
+    );
+    assert!((m.duration_s - 2.25).abs() < 0.1, "{m:?}");
+}

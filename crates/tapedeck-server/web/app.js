@@ -1,4 +1,5 @@
-// tapedeck web page: sign in, recordings with live status, camera recorder.
+// tapedeck web page: sign in, recordings with live status, camera recorder,
+// web page recordings.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -19,9 +20,10 @@ async function api(method, path, body) {
 }
 
 function show(view) {
-  for (const v of ["signin-view", "recordings-view", "camera-view"]) $(v).hidden = v !== view;
+  for (const v of ["signin-view", "recordings-view", "camera-view", "web-view"]) $(v).hidden = v !== view;
   $("tab-recordings").classList.toggle("active", view === "recordings-view");
   $("tab-camera").classList.toggle("active", view === "camera-view");
+  $("tab-web").classList.toggle("active", view === "web-view");
   if (view === "camera-view") startPreview();
 }
 
@@ -214,6 +216,31 @@ $("signin-form").onsubmit = async (e) => {
 $("signout").onclick = signOut;
 $("tab-recordings").onclick = () => show("recordings-view");
 $("tab-camera").onclick = () => show("camera-view");
+$("tab-web").onclick = () => show("web-view");
+$("web-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("web-error").textContent = "";
+  const source = { kind: "web", url: $("web-url").value.trim(), mode: $("web-mode").value };
+  const what = document.querySelector("input[name=web-what]:checked").value;
+  try {
+    if (what === "auto") source.auto = { duration_s: Number($("web-auto").value) };
+    if (what === "template") source.template = $("web-template").value;
+    if (what === "script") {
+      try { source.script = JSON.parse($("web-script").value); }
+      catch (err) { throw new Error("the script is not valid JSON: " + err.message); }
+    }
+    $("web-submit").disabled = true;
+    const rec = await api("POST", "/v1/recordings", {
+      source, preset: $("web-preset").value, format: $("web-format").value, title: source.url,
+    });
+    render(rec);
+    show("recordings-view");
+  } catch (err) {
+    $("web-error").textContent = err.message;
+  } finally {
+    $("web-submit").disabled = false;
+  }
+};
 $("player-close").onclick = () => { $("player-video").pause(); $("player").hidden = true; };
 $("record").onclick = async () => {
   $("record").disabled = true;
