@@ -159,7 +159,7 @@ pub fn auto(s: &Survey, duration_s: u32) -> Script {
     }
     steps.push(Step::Scroll {
         selector: None,
-        by_px: Some(-(s.scroll_height as i32).clamp(0, 1_000_000)),
+        by_px: Some(-(s.scroll_height.clamp(0.0, 1e6) as i32)),
         duration_ms: Some(1500),
         easing: Easing::EaseInOut,
         optional: false,
@@ -168,7 +168,7 @@ pub fn auto(s: &Survey, duration_s: u32) -> Script {
 }
 
 fn full_page_scroll(s: &Survey, total_s: f64) -> Script {
-    let distance = (s.scroll_height - s.viewport_h).max(0.0);
+    let distance = (s.scroll_height - s.viewport_h).clamp(0.0, 1e6);
     let down_s = (total_s - 3.0).max(1.0) * 0.75;
     let up_s = (total_s - 3.0).max(1.0) * 0.25;
     Script(vec![
@@ -211,8 +211,8 @@ pub fn template(t: Template, s: &Survey) -> Script {
                 steps.push(highlight(c, 1500));
             }
             steps.push(Step::Move {
-                x: Some(s.viewport_w * 0.85),
-                y: Some(s.viewport_h * 0.85),
+                x: Some((s.viewport_w * 0.85).clamp(0.0, 100_000.0)),
+                y: Some((s.viewport_h * 0.85).clamp(0.0, 100_000.0)),
                 selector: None,
                 duration_ms: Some(1000),
                 easing: Easing::EaseInOut,
@@ -244,7 +244,7 @@ pub fn template(t: Template, s: &Survey) -> Script {
             }
             steps.push(Step::Scroll {
                 selector: None,
-                by_px: Some(-(s.scroll_height as i32).clamp(0, 1_000_000)),
+                by_px: Some(-(s.scroll_height.clamp(0.0, 1e6) as i32)),
                 duration_ms: Some(1500),
                 easing: Easing::EaseInOut,
                 optional: false,
@@ -342,5 +342,20 @@ mod tests {
             ..page()
         };
         assert_eq!(auto(&empty, 10).0[1].kind(), "scroll");
+        // Absurd pages (the survey comes from the page) still give valid scripts.
+        let huge = Survey {
+            viewport_w: 2.4e13,
+            viewport_h: -5.0,
+            scroll_height: -1e300,
+            ..page()
+        };
+        for t in [
+            Template::HeroShowcase,
+            Template::FeaturesTour,
+            Template::FullPageScroll,
+        ] {
+            Script::from_value(&serde_json::to_value(template(t, &huge)).unwrap()).unwrap();
+        }
+        Script::from_value(&serde_json::to_value(auto(&huge, 30)).unwrap()).unwrap();
     }
 }
