@@ -68,6 +68,11 @@ pub fn spec() -> Value {
             "/v1/recordings/{id}/cancel": {"post": action("cancel", "Cancel and discard")},
             "/v1/recordings/{id}/share": {"post": op("A signed, expiring download URL (presigned on S3)", "recordings", "200", json!({"parameters": id,
                 "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"expires_in_s": {"type": "integer"}}, "additionalProperties": false}}}}}))},
+            "/v1/recordings/{id}/regenerate": {"post": op("Record the same web page again as a new recording (regenerated_from links it); the body is a create request whose fields replace the original's, `source` fields merged into the original source", "recordings", "201", json!({"parameters": id,
+                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recording"}}}},
+                    "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"},
+                    "429": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}))},
             "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment", "media", "200", json!({"parameters": id}))},
             "/v1/recordings/{id}/thumbnail": {"get": op("Poster JPEG (frame at 25%)", "media", "200", json!({"parameters": id}))},
             "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails", "media", "200", json!({"parameters": id}))},
@@ -88,7 +93,9 @@ pub fn spec() -> Value {
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Status": {"type": "string", "enum": ["pending", "recording", "paused", "processing", "completed", "failed", "cancelled"]},
                 "CreateRecording": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": {
-                    "source": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["frames"]}}},
+                    "source": {"oneOf": [
+                        {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"}}},
+                        {"$ref": "#/components/schemas/WebSource"}]},
                     "format": {"type": "string", "enum": ["mp4", "webm", "mkv"], "default": "mp4"},
                     "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"], "default": "medium"},
                     "width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
@@ -106,8 +113,27 @@ pub fn spec() -> Value {
                     "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]},
                     "stats": {"type": "object", "properties": {"frames_in": {"type": "integer"}, "frames_written": {"type": "integer"},
                         "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
-                        "cpu_s": {"type": "number"}, "processing_s": {"type": "number"}}},
-                    "media": {"type": ["object", "null"]}}}
+                        "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
+                        "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"}}},
+                    "media": {"type": ["object", "null"]},
+                    "regenerated_from": {"type": "string", "description": "the recording this one re-records"}}},
+                "WebSource": {"type": "object", "required": ["kind", "url"], "additionalProperties": false,
+                    "description": "A page played in headless Chromium. Give one of script, template or auto (default: auto of 10 s). Script errors are 422 invalid_script naming the step and field.",
+                    "properties": {
+                        "kind": {"const": "web"},
+                        "url": {"type": "string", "format": "uri", "description": "http or https; private, loopback and link-local addresses are refused unless web.allow_private_networks"},
+                        "viewport": {"type": "string", "pattern": "^[0-9]+x[0-9]+$", "description": "CSS viewport; default the output size (halved at 2x above 1920 wide)"},
+                        "mode": {"type": "string", "enum": ["deterministic", "realtime"], "default": "deterministic"},
+                        "script": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}, "minItems": 1, "maxItems": 500},
+                        "template": {"type": "string", "enum": ["hero_showcase", "features_tour", "full_page_scroll"]},
+                        "auto": {"type": "object", "required": ["duration_s"], "properties": {"duration_s": {"type": "integer", "minimum": 1, "maximum": 3600}}}}},
+                "Step": {"type": "object", "required": ["type"], "description": "See docs/web-recording.md",
+                    "properties": {
+                        "type": {"type": "string", "enum": ["wait", "goto", "scroll", "hover", "click", "type", "highlight", "move"]},
+                        "duration_ms": {"type": "integer", "maximum": 600000}, "url": {"type": "string"}, "selector": {"type": "string"},
+                        "by_px": {"type": "integer"}, "text": {"type": "string", "maxLength": 2000}, "per_key_ms": {"type": "integer"},
+                        "color": {"type": "string", "pattern": "^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"}, "x": {"type": "number"}, "y": {"type": "number"},
+                        "easing": {"type": "string", "enum": ["linear", "ease-in", "ease-out", "ease-in-out"]}, "optional": {"type": "boolean"}}}
             }
         }
     })

@@ -428,3 +428,104 @@ fn record_command_writes_a_file_or_says_why_not() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_web_recording_takes_the_browser_down_too() {
+    let page = tapedeck_testkit::PageServer::start(vec![(
+        "/",
+        tapedeck_testkit::Page::Body(
+            "text/html",
+            include_str!("../../../bench/pages/clock.html").into(),
+        ),
+    )]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = key(&data, "dave");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = |data: &std::path::Path| {
+        Proc(
+            Command::new(BIN)
+                .args(["serve", "--data-dir"])
+                .arg(data)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+                .env("TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS", "true")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut server = start(&data);
+    let t0 = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rec = post(
+        &base,
+        &token,
+        "/v1/recordings",
+        json!({"source": {"kind": "web", "url": page.url("/"), "script": [{"type": "wait", "duration_ms": 120000}]}, "preset": "low"}),
+    )
+    .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    // Let it record a while (the spool syncs twice a second).
+    let t0 = Instant::now();
+    loop {
+        let r = get(&base, &token, &format!("/v1/recordings/{id}")).await;
+        assert_eq!(r["status"], "recording", "{r}");
+        let spool = data.join("work").join(&id).join("frames.spool");
+        if std::fs::metadata(&spool)
+            .map(|m| m.len() > 200_000)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no frames spooled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let browsers = || {
+        let needle = data.to_string_lossy().to_string();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let c = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let c = String::from_utf8_lossy(&c);
+                c.contains(&needle) && c.contains("headless")
+            })
+            .count()
+    };
+    assert!(browsers() >= 1, "the browser runs while recording");
+    Command::new("kill")
+        .args(["-9", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = server.0.wait();
+    // The browser's pipe closed: it exits by itself.
+    let t0 = Instant::now();
+    while browsers() > 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "the browser outlived the server"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // At the next start the recording is finalized from its spool.
+    let _server = start(&data);
+    let t0 = Instant::now();
+    while reqwest::get(format!("{base}/healthz")).await.is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = wait_final(&base, &token, &id).await;
+    assert_eq!(
+        (r["status"].as_str(), r["end_reason"].as_str()),
+        (Some("completed"), Some("recovered")),
+        "{r}"
+    );
+    assert!(r["duration_s"].as_f64().unwrap() > 0.5, "{r}");
+}
