@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Quick start: installs what is missing, builds, and runs the server on the
+# Quick start: installs what is missing (ffmpeg, chromium-headless-shell),
+# builds, and runs the server on the
 # embedded default (SQLite + ./data) at http://127.0.0.1:8700.
 # On the first run it creates an admin API key and prints it.
 # Extra arguments go to `tapedeck serve` (e.g. --listen 0.0.0.0:8700).

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
-#   scripts/setup.sh          ffmpeg (to run the server)
+#   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
 #   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, s3s-fs and the e2e packages (to run the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,9 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pkgs=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || pkgs+=(ffmpeg)
+[ -x /usr/lib/chromium/chromium-headless-shell ] || pkgs+=(chromium-headless-shell)
 if [ $want_test = 1 ]; then
   [ -x /usr/lib/chromium/chromium ] || pkgs+=(chromium)
-  command -v chromium-headless-shell >/dev/null || pkgs+=(chromium-headless-shell)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)
   command -v psql >/dev/null || pkgs+=(postgresql-client)
   command -v node >/dev/null || pkgs+=(nodejs)

@@ -379,3 +379,63 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
         "a browser outlived its recording"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn goto_and_scroll_reach_the_next_page_and_its_footer() {
+    let tall = r##"<!doctype html><html><body style="margin:0;background:#00c000">
+<div style="height:3000px"></div><footer id="end" style="height:200px;background:#ff0000"></footer></body></html>"##;
+    let site = PageServer::start(vec![
+        (
+            "/",
+            Page::Body(
+                "text/html",
+                "<!doctype html><body style='background:#ddd'>first</body>".into(),
+            ),
+        ),
+        ("/two", Page::Body("text/html", tall.into())),
+    ]);
+    let port = site.port;
+    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let token = s.key("erin", false).await;
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": site.url("/"), "script": [
+                {"type": "wait", "duration_ms": 300},
+                {"type": "goto", "url": site.url("/two")},
+                {"type": "wait", "duration_ms": 300},
+                {"type": "scroll", "selector": "#end", "duration_ms": 1000, "easing": "linear"},
+                {"type": "wait", "duration_ms": 300}
+            ]}, "preset": "low", "fps": 30}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap();
+    s.wait_status(&token, id, "completed").await;
+    let video = s.download(&token, id, "mp4").await;
+    let f = frames(&video, 854, 480);
+    // 9 frames of the first page, 9 of the second at the top, 30 scrolling, 9 at the footer.
+    assert_eq!(f.len(), 57);
+    let grey = |p: [u8; 3]| p.iter().all(|c| (200..=235).contains(c));
+    let green = |p: [u8; 3]| p[1] > 150 && p[0] < 60 && p[2] < 60;
+    for fr in &f[..9] {
+        assert!(grey(px(fr, 854, 400, 240)), "{:?}", px(fr, 854, 400, 240));
+    }
+    for fr in &f[9..18] {
+        assert!(green(px(fr, 854, 400, 240)));
+    }
+    // Linear scroll from 0 to the bottom (3200 - 480 = 2720) over 30 frames:
+    // frame 18 + i is at 2720 * (i + 1) / 30, so the footer (top at 3000)
+    // enters in frame 45 and stops 280 px from the top.
+    let footer_top = |fr: &[u8]| (0..480u32).find(|y| is_red(px(fr, 854, 400, *y)));
+    assert_eq!(footer_top(&f[44]), None);
+    for (k, want) in [(45usize, 461i64), (46, 371), (47, 280), (56, 280)] {
+        let got = i64::from(footer_top(&f[k]).unwrap());
+        assert!(
+            (got - want).abs() <= 2,
+            "frame {k}: footer at {got}, want {want}"
+        );
+    }
+    for fr in &f[48..] {
+        assert!(is_red(px(fr, 854, 400, 400)), "the footer ends in view");
+    }
+}
