@@ -1,13 +1,15 @@
 // Renders reference frames of bench/pages/clock.html losslessly (PNG), one
-// per line of a list "T_MS N OUT.png", at WIDTHxHEIGHT.
-// Usage: node bench/render_refs.mjs URL WIDTH HEIGHT LIST
+// per line of a list "T_MS N OUT.png", at WIDTHxHEIGHT, in the given browser
+// binary with the given flags (each recorder's frames are compared with
+// renders by the same browser, so only the recording is measured).
+// Usage: node bench/render_refs.mjs URL WIDTH HEIGHT LIST BROWSER [FLAGS...]
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 const require = createRequire(new URL('../tests/e2e/package.json', import.meta.url));
 const { chromium } = require('playwright-core');
 
-const [url, w, h, list] = process.argv.slice(2);
-const browser = await chromium.launch({ executablePath: '/usr/lib/chromium/chromium', args: ['--no-sandbox'] });
+const [url, w, h, list, executablePath, ...flags] = process.argv.slice(2);
+const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', ...flags] });
 const page = await browser.newPage({ viewport: { width: Number(w), height: Number(h) } });
 for (const line of readFileSync(list, 'utf8').split('\n').filter(Boolean)) {
   const [t, n, out] = line.split(' ');

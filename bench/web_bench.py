@@ -3,8 +3,9 @@
 
 Smoothness comes from the page's own barcode (`tapedeck clock-stats`).
 Quality: 20 frames of each video are compared (SSIM) with lossless
-re-renderings of the same page frames (same clock and counter), and divided
-by the video's bitrate. tapedeck is capped at Playwright's measured bitrate and run twice: with its
+re-renderings of the same page frames (same clock and counter, by the same
+browser binary and rendering flags the recorder used), and divided by the
+video's bitrate. tapedeck is capped at Playwright's measured bitrate and run twice: with its
 default CRF 23 (row "tapedeck") and with the CRF that spends about
 Playwright's bitrate (row "tapedeck=br", quality at equal bitrate).
 CPU: user+system seconds of each recorder and all its children.
@@ -44,7 +45,13 @@ def ssim(video, marks, fps, url, w, h, work, tag):
     with open(refs, "w") as f:
         for i, clock_us, counter in picks:
             f.write(f"{clock_us / 1000:.3f} {counter} {work}/{tag}-ref-{i}.png\n")
-    subprocess.run(["node", "bench/render_refs.mjs", url, str(w), str(h), refs], check=True)
+    if tag.startswith("tapedeck"):
+        # The browser and rendering flags tapedeck records with (media::web::browser).
+        renderer = ["/usr/lib/chromium/chromium-headless-shell", "--font-render-hinting=none",
+                    "--force-color-profile=srgb", "--hide-scrollbars"]
+    else:
+        renderer = ["/usr/lib/chromium/chromium"]
+    subprocess.run(["node", "bench/render_refs.mjs", url, str(w), str(h), refs, *renderer], check=True)
     sel = "+".join(f"eq(n\\,{i})" for i, _, _ in picks)
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", video, "-vf", f"fps={fps},select='{sel}'",
                     "-fps_mode", "passthrough", f"{work}/{tag}-got-%03d.png"], check=True)

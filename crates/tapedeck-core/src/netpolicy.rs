@@ -43,6 +43,15 @@ pub enum Blocked {
     Unresolved(String),
 }
 
+fn address_message(host: &str, addr: &IpAddr, class: &str) -> String {
+    let what = if host.trim_matches(['[', ']']) == addr.to_string() {
+        format!("{host} is a {class} address")
+    } else {
+        format!("{host} resolves to {addr}, a {class} address")
+    };
+    format!("{what}; set web.allow_private_networks to allow it")
+}
+
 /// What the driver must do with a URL before it may be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

@@ -56,7 +56,7 @@ fn options(dir: &std::path::Path) -> WebOptions {
         },
         load_timeout: Duration::from_secs(20),
         frame_timeout: Duration::from_secs(20),
-        jpeg_quality: 90,
+        capture: tapedeck_media::web::Capture::Png,
         profile: dir.join("profile"),
     }
 }

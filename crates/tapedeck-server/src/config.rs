@@ -65,8 +65,20 @@ pub struct WebConfig {
     pub load_timeout_s: u64,
     /// Longest wait for one frame before the page counts as hung.
     pub frame_timeout_s: u64,
+    /// How frames are captured: `png` (lossless, the default) or `jpeg` (smaller spool).
+    pub capture_format: CaptureFormat,
     /// JPEG quality of captured frames (1-100).
     pub capture_quality: u8,
+}
+
+/// The image format web frames are captured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureFormat {
+    /// Lossless.
+    Png,
+    /// Lossy, at `capture_quality`.
+    Jpeg,
 }
 
 impl Default for WebConfig {
@@ -78,6 +90,7 @@ impl Default for WebConfig {
             max_concurrent: 2,
             load_timeout_s: 30,
             frame_timeout_s: 20,
+            capture_format: CaptureFormat::Png,
             capture_quality: 90,
         }
     }

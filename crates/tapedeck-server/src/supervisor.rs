@@ -600,7 +600,12 @@ pub fn web_options(config: &Config, work: &std::path::Path) -> WebOptions {
         },
         load_timeout: Duration::from_secs(config.web.load_timeout_s),
         frame_timeout: Duration::from_secs(config.web.frame_timeout_s),
-        jpeg_quality: config.web.capture_quality.clamp(1, 100),
+        capture: match config.web.capture_format {
+            crate::config::CaptureFormat::Png => tapedeck_media::web::Capture::Png,
+            crate::config::CaptureFormat::Jpeg => {
+                tapedeck_media::web::Capture::Jpeg(config.web.capture_quality.clamp(1, 100))
+            }
+        },
         profile: work.join("browser"),
     }
 }

@@ -21,7 +21,7 @@ use tapedeck_core::player::Overlay;
 use crate::frames::{FrameOutcome, FramePipeline, PipelineError};
 use crate::picture::{FrameLimits, decode_rgb};
 
-pub use recorder::{Control, WebError, WebFrame, WebOptions, WebReport, record};
+pub use recorder::{Capture, Control, WebError, WebFrame, WebOptions, WebReport, record};
 
 /// Turns [`WebFrame`]s into pictures for the frames pipeline.
 pub struct Compositor {

@@ -64,6 +64,15 @@ pub trait FrameSink: Send {
     fn open(&self) -> bool;
 }
 
+/// The image format frames are captured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capture {
+    /// Lossless, slower to encode and decode.
+    Png,
+    /// Lossy at this quality (1-100), fast.
+    Jpeg(u8),
+}
+
 /// Settings for web recordings.
 #[derive(Debug, Clone)]
 pub struct WebOptions {
@@ -75,8 +84,8 @@ pub struct WebOptions {
     pub load_timeout: Duration,
     /// Longest wait for one frame.
     pub frame_timeout: Duration,
-    /// JPEG quality of captured frames.
-    pub jpeg_quality: u8,
+    /// How frames are taken from the browser.
+    pub capture: Capture,
     /// Browser profile folder (removed afterwards).
     pub profile: PathBuf,
 }
@@ -92,6 +101,8 @@ pub struct WebReport {
     pub changed: u64,
     /// Frames not captured in time (realtime).
     pub missed: u64,
+    /// Frames dropped because the encoder was behind (realtime).
+    pub dropped: u64,
     /// Video seconds.
     pub video_s: f64,
     /// Wall seconds spent in the frame loop.
@@ -270,14 +281,23 @@ impl Session {
         self.vt_base + self.vt_ms as f64
     }
 
-    async fn begin_frame(&mut self, screenshot: Option<u8>) -> Result<Option<Vec<u8>>, WebError> {
+    async fn begin_frame(
+        &mut self,
+        screenshot: Option<Capture>,
+    ) -> Result<Option<Vec<u8>>, WebError> {
         let interval = 1000.0 / f64::from(self.fps);
         let mut p = json!({"interval": interval, "noDisplayUpdates": false});
         if self.deterministic {
             p["frameTimeTicks"] = json!(self.frame_ticks());
         }
-        if let Some(q) = screenshot {
-            p["screenshot"] = json!({"format": "jpeg", "quality": q, "optimizeForSpeed": true});
+        match screenshot {
+            Some(Capture::Png) => {
+                p["screenshot"] = json!({"format": "png", "optimizeForSpeed": true})
+            }
+            Some(Capture::Jpeg(q)) => {
+                p["screenshot"] = json!({"format": "jpeg", "quality": q, "optimizeForSpeed": true})
+            }
+            None => {}
         }
         let r = match self
             .cdp
@@ -300,12 +320,13 @@ impl Session {
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()))
     }
 
-    fn blocked_reason(&self, url: &str) -> Option<String> {
-        let b = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
-        b.iter()
-            .rev()
-            .find(|m| m.starts_with(url) || url.starts_with(m.split(' ').next().unwrap_or("")))
-            .or(b.last())
+    /// The latest refusal (a navigation that failed as blocked was refused last,
+    /// possibly on a redirect hop to another address).
+    fn last_blocked(&self) -> Option<String> {
+        self.blocked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last()
             .cloned()
     }
 
@@ -334,7 +355,7 @@ impl Session {
         if let Some(err) = r.get("errorText").and_then(Value::as_str) {
             let reason = match err {
                 "net::ERR_BLOCKED_BY_CLIENT" => self
-                    .blocked_reason(url)
+                    .last_blocked()
                     .map(|b| format!("refused by the address policy: {b}"))
                     .unwrap_or_else(|| "refused by the address policy".into()),
                 "net::ERR_NAME_NOT_RESOLVED" => "the host name does not resolve".into(),
@@ -813,7 +834,7 @@ async fn run(
         }
         let shot = if capture {
             report.captured += 1;
-            s.begin_frame(Some(opts.jpeg_quality)).await?
+            s.begin_frame(Some(opts.capture)).await?
         } else {
             report.missed += 1;
             None
@@ -832,7 +853,12 @@ async fn run(
         };
         // Keep the previous frame back so the last one can be marked final.
         if let Some(prev) = last.replace(frame) {
-            offer(sink, prev, deterministic).await?;
+            // Realtime drops a frame when the encoder is behind, but never the
+            // first: the video starts at it.
+            let wait = deterministic || prev.pts_us == 0;
+            if !offer(sink, prev, wait).await? {
+                report.dropped += 1;
+            }
         }
         report.frames = plan.index + 1;
         report.video_s = report.frames as f64 / f64::from(fps);
@@ -853,18 +879,19 @@ async fn run(
     Ok(report)
 }
 
-async fn offer(sink: &mut dyn FrameSink, mut f: WebFrame, wait: bool) -> Result<(), WebError> {
+/// Hands a frame to the sink, waiting while it is full if `wait`; false if dropped.
+async fn offer(sink: &mut dyn FrameSink, mut f: WebFrame, wait: bool) -> Result<bool, WebError> {
     loop {
         if !sink.open() {
             return Err(WebError::SinkClosed);
         }
         match sink.offer(f) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(true),
             Err(back) if wait => {
                 f = back;
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(false),
         }
     }
 }
