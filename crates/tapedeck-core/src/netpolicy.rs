@@ -27,9 +27,7 @@ pub enum Blocked {
     #[error("not a URL")]
     Malformed,
     /// Resolves to a special-purpose address.
-    #[error(
-        "{host} resolves to {addr}, a {class} address; set web.allow_private_networks to allow it"
-    )]
+    #[error("{}", address_message(.host, .addr, .class))]
     Address {
         /// The host as written.
         host: String,
@@ -257,7 +255,17 @@ mod tests {
         let private: IpAddr = "10.1.2.3".parse().unwrap();
         assert!(p.check_addrs("a.example", &[public]).is_ok());
         let e = p.check_addrs("a.example", &[public, private]).unwrap_err();
-        assert!(e.to_string().contains("10.1.2.3"), "{e}");
+        assert!(
+            e.to_string().starts_with("a.example resolves to 10.1.2.3"),
+            "{e}"
+        );
+        let Verdict::Deny(e) = p.check_url("http://[::1]:8/") else {
+            panic!("loopback allowed")
+        };
+        assert!(
+            e.to_string().starts_with("::1 is a loopback address"),
+            "{e}"
+        );
         assert!(e.to_string().contains("private"), "{e}");
         assert!(matches!(
             p.check_addrs("a.example", &[]),
