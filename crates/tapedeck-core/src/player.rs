@@ -776,7 +776,10 @@ mod tests {
         );
         assert_eq!(down.overlay.ripples.len(), 1);
         assert_eq!(down.overlay.ripples[0].age, 0.0);
-        assert!(f.last().unwrap().overlay.ripples.is_empty() || f.len() < reveal + mv + 20);
+        // The ripple ages one frame at a time: 18 frames at 30 fps.
+        let last = &f[f.len() - 1].overlay.ripples;
+        assert_eq!(last.len(), 1);
+        assert!((last[0].age - 16.0 / 18.0).abs() < 1e-6, "{last:?}");
     }
 
     #[test]
