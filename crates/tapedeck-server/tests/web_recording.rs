@@ -194,19 +194,25 @@ async fn scripted_typing_and_click_change_the_page_in_the_right_frame() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_addresses_are_refused_on_every_request_and_redirect() {
     let canary = PageServer::start(vec![("/secret", Page::Body("text/plain", "secret".into()))]);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     let page = format!(
         r#"<!doctype html><body style="background:#eee"><h1>Hi</h1>
 <img src="http://127.0.0.1:{c}/secret?img">
 <iframe src="http://127.0.0.1:{c}/secret?frame"></iframe>
-<script>fetch("http://localhost:{c}/secret?fetch").catch(() => {{}}); new Image().src = "http://[::1]:{c}/secret?v6";</script>
+<script>fetch("http://localhost:{c}/secret?fetch").catch(() => {{}}); new Image().src = "http://[::1]:{c}/secret?v6";
+new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}/ws-probe");</script>
 </body>"#,
-        c = canary.port
+        c = canary.port,
+        s = port
     );
-    let site = PageServer::start(vec![
-        ("/", Page::Body("text/html", page)),
-        ("/redirect", Page::Redirect(canary.url("/secret?redirect"))),
-    ]);
-    let port = site.port;
+    let site = PageServer::start_on(
+        listener,
+        vec![
+            ("/", Page::Body("text/html", page)),
+            ("/redirect", Page::Redirect(canary.url("/secret?redirect"))),
+        ],
+    );
     let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
     let token = s.key("bob", false).await;
     let script = json!([{"type": "wait", "duration_ms": 1000}]);
@@ -239,8 +245,14 @@ async fn private_addresses_are_refused_on_every_request_and_redirect() {
         failed["error"].as_str().unwrap().contains("link-local"),
         "{failed}"
     );
-    // The canary server was never reached, by anything.
+    // The canary server was never reached, by anything, WebSockets included,
+    // while a WebSocket to the allowed site did get through.
     assert_eq!(canary.hits(), Vec::<String>::new());
+    assert!(
+        site.hits().contains(&"/ws-probe".to_string()),
+        "{:?}",
+        site.hits()
+    );
     // Non-http schemes are refused before anything starts.
     let (st, v) = s
         .post(

@@ -325,13 +325,17 @@ pub enum Page {
 impl PageServer {
     /// Serves `routes` (path -> page); other paths are 404.
     pub fn start(routes: Vec<(&str, Page)>) -> PageServer {
+        Self::start_on(TcpListener::bind("127.0.0.1:0").expect("bind"), routes)
+    }
+
+    /// Serves `routes` on a listener bound beforehand (so pages can name its port).
+    pub fn start_on(l: TcpListener, routes: Vec<(&str, Page)>) -> PageServer {
         use std::io::{BufRead, BufReader, Write};
         let routes: std::collections::HashMap<String, Page> = routes
             .into_iter()
             .map(|(p, b)| (p.to_string(), b))
             .collect();
         let routes = std::sync::Arc::new(routes);
-        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = l.local_addr().expect("addr").port();
         let hits: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
         let h = hits.clone();

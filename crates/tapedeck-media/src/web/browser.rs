@@ -72,6 +72,8 @@ pub struct LaunchOptions {
     pub scale: f64,
     /// Profile folder (created, and removed on drop).
     pub profile: PathBuf,
+    /// The filtering proxy every connection goes through.
+    pub proxy: Option<std::net::SocketAddr>,
 }
 
 /// The resolved real binary: `/usr/bin/...` entries that are shell scripts point elsewhere.
@@ -144,6 +146,11 @@ impl Browser {
                 "--disable-image-animation-resync",
                 "--disable-new-content-rendering-timeout",
             ]);
+        }
+        if let Some(p) = opts.proxy {
+            // Every scheme, loopback included (Chromium bypasses it by default).
+            cmd.arg(format!("--proxy-server=http://{p}"))
+                .arg("--proxy-bypass-list=<-loopback>");
         }
         cmd.arg(format!("--window-size={},{}", opts.width, opts.height))
             .arg(format!("--force-device-scale-factor={}", opts.scale))

@@ -7,12 +7,14 @@
 //!   script [`Player`](tapedeck_core::player::Player), every request checked
 //!   against the [`NetPolicy`](tapedeck_core::netpolicy::NetPolicy).
 //! - [`overlay`]: the cursor, ripples and highlights drawn over the page.
+//! - [`proxy`]: the browser's only way out, checking every connection.
 //! - [`Compositor`]: runs on the pipeline thread; decodes screenshots, draws
 //!   the overlay and feeds the frames pipeline.
 
 pub mod browser;
 pub mod cdp;
 pub mod overlay;
+pub mod proxy;
 pub mod recorder;
 
 use image::RgbImage;

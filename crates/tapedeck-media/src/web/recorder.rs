@@ -12,7 +12,10 @@
 //! clock and a frame is pulled at each wall-clock tick.
 //!
 //! Every request of every frame and worker goes through a browser-wide
-//! `Fetch` interception checked against the [`NetPolicy`] after DNS.
+//! `Fetch` interception checked against the [`NetPolicy`] after DNS (which
+//! gives navigations a clear reason), and every connection, WebSockets
+//! included, through the filtering [`proxy`](super::proxy), which connects
+//! only to the addresses it checked.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -333,6 +336,23 @@ impl Session {
     /// Navigates and waits until the page loaded.
     async fn navigate(&mut self, url: &str) -> Result<(), WebError> {
         check_policy(&self.policy, url).await?;
+        // Through the proxy a dead host would look like a (502) page: try it first.
+        if let Ok(u) = url::Url::parse(url)
+            && let (Some(host), Some(port)) = (u.host_str(), u.port_or_known_default())
+        {
+            let addrs = super::proxy::checked_addrs(&self.policy, host, port)
+                .await
+                .map_err(|reason| WebError::Blocked {
+                    url: url.into(),
+                    reason,
+                })?;
+            super::proxy::connect(&addrs)
+                .await
+                .map_err(|e| WebError::Load {
+                    url: url.into(),
+                    reason: format!("the host is unreachable ({e})"),
+                })?;
+        }
         self.load_fired = false;
         // Page.navigate answers once the response starts: a server that never
         // answers is a load timeout.
@@ -438,24 +458,10 @@ async fn check_policy(policy: &NetPolicy, url: &str) -> Result<(), WebError> {
     match policy.check_url(url) {
         Verdict::Allow => Ok(()),
         Verdict::Deny(b) => Err(blocked(b.to_string())),
-        Verdict::Resolve { host, port } => {
-            let addrs = resolve(&host, port).await;
-            policy
-                .check_addrs(&host, &addrs)
-                .map_err(|b| blocked(b.to_string()))
-        }
-    }
-}
-
-async fn resolve(host: &str, port: u16) -> Vec<std::net::IpAddr> {
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        tokio::net::lookup_host((host, port)),
-    )
-    .await
-    {
-        Ok(Ok(a)) => a.map(|s| s.ip()).collect(),
-        _ => Vec::new(),
+        Verdict::Resolve { host, port } => super::proxy::checked_addrs(policy, &host, port)
+            .await
+            .map(|_| ())
+            .map_err(blocked),
     }
 }
 
@@ -548,6 +554,10 @@ pub async fn record(
         )));
     }
     check_policy(&opts.policy, &src.url).await?;
+    let blocked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let proxy = super::proxy::start(opts.policy.clone(), blocked.clone())
+        .await
+        .map_err(|e| WebError::Browser(format!("could not start the request filter: {e}")))?;
     let (browser, cdp, events, fetch) = Browser::launch(&LaunchOptions {
         binary,
         begin_frame_control: true,
@@ -555,6 +565,7 @@ pub async fn record(
         height: vp.height,
         scale: vp.scale,
         profile: opts.profile.clone(),
+        proxy: Some(proxy.addr),
     })
     .await
     .map_err(|e| WebError::Browser(e.to_string()))?;
@@ -570,8 +581,10 @@ pub async fn record(
         cdp,
         events,
         fetch,
+        blocked,
     )
     .await;
+    drop(proxy);
     let crashed_tail = if matches!(result, Err(WebError::Crashed(_))) {
         Some(browser.stderr_tail())
     } else {
@@ -600,8 +613,8 @@ async fn run(
     cdp: Cdp,
     events: mpsc::UnboundedReceiver<Event>,
     fetch: mpsc::UnboundedReceiver<Event>,
+    blocked: Arc<Mutex<Vec<String>>>,
 ) -> Result<WebReport, WebError> {
-    let blocked: Arc<Mutex<Vec<String>>> = Arc::default();
     let guard = tokio::spawn(guard_requests(
         cdp.clone(),
         fetch,
@@ -771,7 +784,10 @@ async fn run(
             let now = Instant::now();
             if now < due {
                 tokio::time::sleep_until(due.into()).await;
-            } else if now - due > Duration::from_micros(500_000 / u64::from(fps)) {
+            } else if now - due > Duration::from_micros(500_000 / u64::from(fps))
+                && report.changed > 0
+            {
+                // Late: hold the last frame. The first is always taken, the video starts at it.
                 capture = false;
             }
         }
