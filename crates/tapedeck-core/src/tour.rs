@@ -157,14 +157,19 @@ pub fn auto(s: &Survey, duration_s: u32) -> Script {
             }
         }
     }
-    steps.push(Step::Scroll {
+    steps.push(back_to_top(s));
+    Script(steps)
+}
+
+/// A 1.5 s scroll back to the top of the page.
+fn back_to_top(s: &Survey) -> Step {
+    Step::Scroll {
         selector: None,
         by_px: Some(-(s.scroll_height.clamp(0.0, 1e6) as i32)),
         duration_ms: Some(1500),
         easing: Easing::EaseInOut,
         optional: false,
-    });
-    Script(steps)
+    }
 }
 
 fn full_page_scroll(s: &Survey, total_s: f64) -> Script {
@@ -242,13 +247,7 @@ pub fn template(t: Template, s: &Survey) -> Script {
                 });
                 steps.push(highlight(e, 1500));
             }
-            steps.push(Step::Scroll {
-                selector: None,
-                by_px: Some(-(s.scroll_height.clamp(0.0, 1e6) as i32)),
-                duration_ms: Some(1500),
-                easing: Easing::EaseInOut,
-                optional: false,
-            });
+            steps.push(back_to_top(s));
             Script(steps)
         }
         Template::FullPageScroll => {

@@ -1060,44 +1060,28 @@ fn pipeline_thread(
     let mut limit_sent = false;
     loop {
         match rx.recv_timeout(Duration::from_millis(500)) {
-            Ok(PipeMsg::Frame(bytes, src_us)) => {
+            Ok(msg @ (PipeMsg::Frame(..) | PipeMsg::Web(_))) => {
                 if limit_sent {
                     live.refused.fetch_add(1, Ordering::Relaxed);
                     metrics.frames(0, 1);
                     continue;
                 }
-                match pipeline.frame(&bytes, src_us) {
-                    Ok(FrameOutcome::Invalid(e)) => {
-                        *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(e.to_string());
-                        metrics.frames(0, 1);
-                    }
-                    Ok(FrameOutcome::Dropped(_)) => metrics.frames(0, 1),
-                    Ok(FrameOutcome::Accepted) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "spool write failed");
-                        *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
-                            Some(format!("server could not store the frame: {e}"));
-                    }
-                }
-                let c = pipeline.counters();
-                *live.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
-                if c.duration_us >= max_us && !limit_sent {
-                    limit_sent = true;
-                    let _ = driver.blocking_send(Command::Limit(EndReason::MaxDuration));
-                }
-            }
-            Ok(PipeMsg::Web(frame)) => {
-                let Some(c) = compositor.as_mut() else {
-                    continue;
+                let outcome = match msg {
+                    PipeMsg::Frame(bytes, src_us) => pipeline.frame(&bytes, src_us).map(Some),
+                    PipeMsg::Web(frame) => match compositor.as_mut() {
+                        Some(c) => c.frame(&mut pipeline, frame),
+                        None => continue,
+                    },
+                    _ => continue,
                 };
-                match c.frame(&mut pipeline, frame) {
+                match outcome {
                     Ok(Some(FrameOutcome::Invalid(e))) => {
                         *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some(e.to_string());
                         metrics.frames(0, 1);
                     }
-                    Ok(_) => {}
+                    Ok(Some(FrameOutcome::Dropped(_))) => metrics.frames(0, 1),
+                    Ok(Some(FrameOutcome::Accepted) | None) => {}
                     Err(e) => {
                         tracing::error!(error = %e, "spool write failed");
                         *live.last_error.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -11,6 +11,27 @@ use std::process::Command;
 use support::*;
 use tapedeck_testkit::ffprobe;
 
+/// Runs a Playwright script from tests/e2e and returns its last line as JSON.
+async fn run_page_script(e2e: &Path, script: &str, args: Vec<String>) -> serde_json::Value {
+    let path = e2e.join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "page test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_page_records_a_playable_mp4() {
     let s = start(|_| {}).await;
@@ -41,24 +62,7 @@ async fn camera_page_records_a_playable_mp4() {
         })
     };
 
-    let base = s.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(e2e.join("camera.mjs"))
-            .arg(&base)
-            .arg(&token)
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "page test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let r = run_page_script(&e2e, "camera.mjs", vec![s.base.clone(), token.clone()]).await;
     assert_eq!(r["timer"], "00:03");
     assert_eq!(r["thumbWidth"], 640);
     assert_eq!(r["downloadStatus"], 200);
@@ -103,24 +107,12 @@ async fn web_page_form_records_a_page() {
     let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
     let token = s.key("web-user", false).await;
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    let (base, page_url) = (s.base.clone(), site.url("/"));
-    let t = token.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(e2e.join("webform.mjs"))
-            .args([&base, &t, &page_url])
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "page test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let r = run_page_script(
+        &e2e,
+        "webform.mjs",
+        vec![s.base.clone(), token.clone(), site.url("/")],
+    )
+    .await;
     assert!(
         r["scriptError"].as_str().unwrap().contains("selector"),
         "{r}"
