@@ -2,24 +2,11 @@
 // sign in, record ~3 s from the camera page, see the recording complete live,
 // play it, check the thumbnail and download, delete it.
 // Usage: node camera.mjs BASE_URL TOKEN  -> prints a JSON result line.
-import { chromium } from "playwright-core";
+import { drive } from "./harness.mjs";
 
 const [base, token] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/lib/chromium/chromium";
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-  ],
-});
-const result = {};
-try {
-  const page = await browser.newPage();
+await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"], async (page, result) => {
   page.on("dialog", (d) => d.accept());
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
   await page.goto(base + "/");
   // A wrong token is refused with a message.
   await page.fill("#token", "tdk_wrong");
@@ -54,11 +41,4 @@ try {
   await page.click(`li[data-id='${result.id}'] button.delete`);
   await page.waitForSelector(`li[data-id='${result.id}']`, { state: "detached", timeout: 10000 });
   result.deleted = true;
-  result.pageErrors = errors;
-  console.log(JSON.stringify(result));
-} catch (e) {
-  console.error("e2e failed:", e.message, JSON.stringify(result));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

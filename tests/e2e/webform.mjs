@@ -2,19 +2,10 @@
 // refused with the step named, then a scripted recording of PAGE_URL is made
 // and appears in the list as completed, playable.
 // Usage: node webform.mjs BASE_URL TOKEN PAGE_URL  -> prints a JSON result line.
-import { chromium } from "playwright-core";
+import { drive } from "./harness.mjs";
 
 const [base, token, pageUrl] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-});
-const result = {};
-try {
-  const page = await browser.newPage();
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
+await drive([], async (page, result) => {
   await page.goto(base + "/");
   await page.fill("#token", token);
   await page.click("#signin");
@@ -39,11 +30,4 @@ try {
     if (v.readyState < 1) await new Promise((r) => v.addEventListener("loadedmetadata", r, { once: true }));
     return v.duration;
   });
-  result.pageErrors = errors;
-  console.log(JSON.stringify(result));
-} catch (e) {
-  console.error("e2e failed:", e.message, JSON.stringify(result));
-  process.exitCode = 1;
-} finally {
-  await browser.close();
-}
+});

@@ -22,11 +22,17 @@ impl Drop for Proc {
 }
 
 fn serve(data: &std::path::Path, port: u16) -> Proc {
+    serve_with(data, port, &[])
+}
+
+/// `tapedeck serve` with extra environment, once it accepts connections.
+fn serve_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Proc {
     let child = Command::new(BIN)
         .args(["serve", "--data-dir"])
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -443,26 +449,8 @@ async fn kill_9_during_a_web_recording_takes_the_browser_down_too() {
     let token = key(&data, "dave");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = |data: &std::path::Path| {
-        Proc(
-            Command::new(BIN)
-                .args(["serve", "--data-dir"])
-                .arg(data)
-                .args(["--listen", &format!("127.0.0.1:{port}")])
-                .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
-                .env("TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS", "true")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
-    let mut server = start(&data);
-    let t0 = Instant::now();
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let open = [("TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS", "true")];
+    let mut server = serve_with(&data, port, &open);
     let rec = post(
         &base,
         &token,
@@ -515,12 +503,7 @@ async fn kill_9_during_a_web_recording_takes_the_browser_down_too() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // At the next start the recording is finalized from its spool.
-    let _server = start(&data);
-    let t0 = Instant::now();
-    while reqwest::get(format!("{base}/healthz")).await.is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(30));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _server = serve_with(&data, port, &open);
     let r = wait_final(&base, &token, &id).await;
     assert_eq!(
         (r["status"].as_str(), r["end_reason"].as_str()),
