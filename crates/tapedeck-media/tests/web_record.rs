@@ -37,9 +37,9 @@ fn encoder_thread(
     dir: PathBuf,
 ) -> std::thread::JoinHandle<PathBuf> {
     std::thread::spawn(move || {
+        let mut c = Compositor::new(scale, spec.fps, FrameLimits::default());
         let mut p =
             FramePipeline::start(Tools::default(), spec, FrameLimits::default(), &dir).unwrap();
-        let mut c = Compositor::new(scale, FrameLimits::default());
         while let Ok(f) = rx.recv() {
             c.frame(&mut p, f).unwrap();
         }
@@ -168,12 +168,14 @@ async fn realtime_720p30_runs_on_the_wall_clock() {
     let report = r.unwrap();
     // Real time: the loop takes about as long as the video.
     assert!(started.elapsed() >= Duration::from_secs(4));
+    eprintln!("realtime 720p30: {report:?}");
     let out = out.unwrap();
     let p = ffprobe(&out);
+    // Frames missed or dropped under load are holds: the video still has every frame.
     assert_eq!((p.width, p.height, p.frames), (1280, 720, 120));
     let marks = barcode::decode_video(std::path::Path::new("ffmpeg"), &out, 30).unwrap();
     let s = barcode::smoothness(&marks, 30);
-    eprintln!("realtime 720p30: {s:?}, {report:?}");
+    eprintln!("realtime 720p30: {s:?}");
     assert_eq!(s.unreadable, 0, "{s:?}");
     // Only frames the page really drew are in the video.
     assert!(s.delivered_fps > 0.0);

@@ -1046,7 +1046,8 @@ fn pipeline_thread(
     metrics: Metrics,
     web_scale: Option<f64>,
 ) {
-    let mut compositor = web_scale.map(|s| Compositor::new(s, limits));
+    let fps = spec.fps;
+    let mut compositor = web_scale.map(|s| Compositor::new(s, fps, limits));
     let mut pipeline = match FramePipeline::start(tools, spec, limits, &work) {
         Ok(p) => {
             let _ = started.send(Ok(()));

@@ -32,27 +32,55 @@ pub struct Compositor {
     page: Option<RgbImage>,
     page_bytes: Vec<u8>,
     last_overlay: Option<Overlay>,
+    frame_us: i64,
+    /// Output time of the last picture pushed.
+    last_pts: Option<i64>,
+    /// Output time of the first frame, while no page picture has arrived yet.
+    start_pts: Option<i64>,
 }
 
 impl Compositor {
-    /// A compositor for frames at `scale` device pixels per CSS pixel.
-    pub fn new(scale: f64, limits: FrameLimits) -> Self {
+    /// A compositor for frames at `scale` device pixels per CSS pixel and
+    /// `fps` frames per second.
+    pub fn new(scale: f64, fps: u32, limits: FrameLimits) -> Self {
         Self {
             painter: overlay::Painter::new(scale),
             limits,
             page: None,
             page_bytes: Vec::new(),
             last_overlay: None,
+            frame_us: 1_000_000 / i64::from(fps.max(1)),
+            last_pts: None,
+            start_pts: None,
         }
     }
 
     /// Handles one web frame. A frame where neither the page nor the overlay
     /// changed is not pushed: the timeline holds the previous picture.
+    ///
+    /// The video always spans every frame the recorder produced:
+    /// - the first page picture is shown from the first frame's time, even if
+    ///   that frame came without one (the browser had nothing drawn yet);
+    /// - before the final (`force`) frame, the picture on screen is pushed
+    ///   again one frame earlier if it was not pushed there, so frames skipped
+    ///   or dropped just before the end cannot stretch the last interval.
     pub fn frame(
         &mut self,
         pipeline: &mut FramePipeline,
         f: WebFrame,
     ) -> Result<Option<FrameOutcome>, PipelineError> {
+        if f.force
+            && let (Some(page), Some(last), Some(overlay)) =
+                (&self.page, self.last_pts, &self.last_overlay)
+        {
+            let before = f.pts_us - self.frame_us;
+            if before > last {
+                let mut img = page.clone();
+                self.painter.paint(&mut img, overlay);
+                pipeline.picture(img, &self.page_bytes, before)?;
+                self.last_pts = Some(before);
+            }
+        }
         let page_changed = f.shot.is_some();
         if let Some(shot) = f.shot {
             match decode_rgb(&shot, &self.limits) {
@@ -68,11 +96,17 @@ impl Compositor {
             return Ok(None);
         }
         let Some(page) = &self.page else {
+            self.start_pts.get_or_insert(f.pts_us);
             return Ok(None);
+        };
+        let pts = match self.last_pts {
+            None => self.start_pts.take().unwrap_or(f.pts_us).min(f.pts_us),
+            Some(_) => f.pts_us,
         };
         let mut img = page.clone();
         self.painter.paint(&mut img, &f.overlay);
         self.last_overlay = Some(f.overlay);
-        pipeline.picture(img, &self.page_bytes, f.pts_us).map(Some)
+        self.last_pts = Some(pts);
+        pipeline.picture(img, &self.page_bytes, pts).map(Some)
     }
 }

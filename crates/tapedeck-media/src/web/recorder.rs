@@ -850,7 +850,15 @@ async fn run(
         }
         let shot = if capture {
             report.captured += 1;
-            s.begin_frame(Some(opts.capture)).await?
+            let mut shot = s.begin_frame(Some(opts.capture)).await?;
+            // Realtime: a busy renderer may have nothing drawn for the first
+            // frame yet; ask again, the video starts with a picture.
+            let mut tries = 0;
+            while shot.is_none() && report.changed == 0 && !deterministic && tries < 10 {
+                tries += 1;
+                shot = s.begin_frame(Some(opts.capture)).await?;
+            }
+            shot
         } else {
             report.missed += 1;
             None

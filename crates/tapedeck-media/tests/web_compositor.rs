@@ -1,0 +1,127 @@
+//! The web compositor against the real ffmpeg: whatever the recorder could
+//! not deliver (frames dropped or missed in realtime, a first frame without a
+//! picture), the video spans exactly the frames the recorder produced.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use tapedeck_core::Format;
+use tapedeck_core::player::Overlay;
+use tapedeck_media::ffmpeg::{self, EncodeSpec, Tools};
+use tapedeck_media::frames::FramePipeline;
+use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::web::{Compositor, WebFrame};
+
+const FPS: u32 = 30;
+const FRAMES: u64 = 60;
+
+fn png(shade: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(160, 120, |x, _| {
+        image::Rgb([shade, (x % 256) as u8, 255 - shade])
+    });
+    let mut out = Cursor::new(vec![]);
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Fate {
+    /// Delivered with a new page picture.
+    Shot,
+    /// Delivered, but the page had not changed (or was not captured in time).
+    NoShot,
+    /// Never reached the compositor (the encoder was behind).
+    Dropped,
+}
+
+/// Feeds `FRAMES` frames at the recorder's timestamps; returns (frames, duration) by ffprobe.
+fn encode(fate: impl Fn(u64) -> Fate) -> (Option<u64>, f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EncodeSpec {
+        width: 160,
+        height: 120,
+        fps: FPS,
+        cfr: true,
+        format: Format::Mp4,
+        video_bitrate_kbps: 500,
+        x264_preset: "ultrafast".into(),
+        crf: 23,
+        skip_held: true,
+    };
+    let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
+    let mut p =
+        FramePipeline::start(Tools::default(), spec, FrameLimits::default(), dir.path()).unwrap();
+    for k in 0..FRAMES {
+        let last = k + 1 == FRAMES;
+        let shot = match fate(k) {
+            Fate::Dropped if !last => continue,
+            Fate::Shot => Some(png(k as u8)),
+            _ => None,
+        };
+        let f = WebFrame {
+            shot,
+            overlay: Overlay::default(),
+            pts_us: (k * 1_000_000 / u64::from(FPS)) as i64,
+            force: last,
+        };
+        c.frame(&mut p, f).unwrap();
+    }
+    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let m = ffmpeg::probe(&Tools::default(), &done.output).unwrap();
+    (m.frames, m.duration_s)
+}
+
+fn assert_full_length(name: &str, got: (Option<u64>, f64)) {
+    assert_eq!(got.0, Some(FRAMES), "{name}: {got:?}");
+    assert!((got.1 - 2.0).abs() < 0.01, "{name}: {got:?}");
+}
+
+#[test]
+fn every_frame_delivered() {
+    assert_full_length("all", encode(|_| Fate::Shot));
+}
+
+#[test]
+fn frames_dropped_or_missed_anywhere_keep_the_length() {
+    for k in [1, 2, 30, FRAMES - 3, FRAMES - 2] {
+        assert_full_length(
+            &format!("dropped {k}"),
+            encode(|i| if i == k { Fate::Dropped } else { Fate::Shot }),
+        );
+        assert_full_length(
+            &format!("missed {k}"),
+            encode(|i| if i == k { Fate::NoShot } else { Fate::Shot }),
+        );
+    }
+    // Several in a row just before the end, and the end itself unchanged.
+    assert_full_length(
+        "tail",
+        encode(|i| {
+            if i + 5 >= FRAMES {
+                Fate::NoShot
+            } else {
+                Fate::Shot
+            }
+        }),
+    );
+    assert_full_length(
+        "tail dropped",
+        encode(|i| {
+            if i + 5 >= FRAMES {
+                Fate::Dropped
+            } else {
+                Fate::Shot
+            }
+        }),
+    );
+}
+
+#[test]
+fn the_first_picture_is_shown_from_the_first_frame() {
+    for lead in [1, 3] {
+        assert_full_length(
+            &format!("no picture in the first {lead}"),
+            encode(|i| if i < lead { Fate::NoShot } else { Fate::Shot }),
+        );
+    }
+}
