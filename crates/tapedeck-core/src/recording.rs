@@ -259,6 +259,9 @@ pub struct MediaInfo {
     pub container: String,
     /// Video codec name (`h264`, `vp9`, ...).
     pub video_codec: String,
+    /// Audio codec name (`aac`, `opus`), if the file has sound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
     /// Frame width.
     pub width: u32,
     /// Frame height.

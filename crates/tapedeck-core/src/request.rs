@@ -220,6 +220,11 @@ mod tests {
             parse_create(br#"{"source":{"kind":"web","url":"file:///etc/passwd"}}"#).unwrap_err();
         assert_eq!(e.code(), "invalid_script");
         assert!(e.to_string().contains("url"), "{e}");
+        let e = parse_create(br#"{"source":{"kind":"web","url":"https://a.b","audio":true}}"#)
+            .unwrap_err();
+        assert_eq!((e.code(), e.status()), ("invalid_script", 422));
+        assert!(e.to_string().contains("`audio`"), "{e}");
+        assert!(e.to_string().contains("realtime"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"frames","script":[]}}"#).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
     }

@@ -50,6 +50,9 @@ pub struct WebSource {
     /// Or an automatic tour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto: Option<AutoTour>,
+    /// Record the page's audio: realtime only, where it is on unless `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<bool>,
 }
 
 /// How the page is shown: CSS viewport and device pixel ratio.
@@ -104,6 +107,12 @@ impl WebSource {
                 "give one of `script`, `template` or `auto`".into(),
             ));
         }
+        if self.audio == Some(true) && self.mode == WebMode::Deterministic {
+            return Err(field(
+                "audio",
+                "needs `mode: realtime`: a page on virtual time makes no sound".into(),
+            ));
+        }
         if let Some(a) = self.auto
             && !(1..=MAX_AUTO_S).contains(&a.duration_s)
         {
@@ -113,6 +122,11 @@ impl WebSource {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the page's audio is recorded.
+    pub fn wants_audio(&self) -> bool {
+        self.mode == WebMode::Realtime && self.audio != Some(false)
     }
 
     /// The viewport for an output of `out_w`x`out_h` device pixels.
@@ -164,6 +178,17 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(e.to_string().contains("one of"), "{e}");
+        let e = src(serde_json::json!({"url": "https://a.b", "audio": true}))
+            .validate()
+            .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("audio"));
+        assert!(e.to_string().contains("realtime"), "{e}");
+        let rt = src(serde_json::json!({"url": "https://a.b", "mode": "realtime"}));
+        assert!(rt.validate().is_ok() && rt.wants_audio());
+        let quiet =
+            src(serde_json::json!({"url": "https://a.b", "mode": "realtime", "audio": false}));
+        assert!(!quiet.wants_audio());
+        assert!(!src(serde_json::json!({"url": "https://a.b"})).wants_audio());
         assert!(
             serde_json::from_value::<WebSource>(
                 serde_json::json!({"url": "https://a.b", "template": "nope"})

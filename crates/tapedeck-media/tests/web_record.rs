@@ -58,6 +58,7 @@ fn options(dir: &std::path::Path) -> WebOptions {
         frame_timeout: Duration::from_secs(20),
         capture: tapedeck_media::web::Capture::Png,
         profile: dir.join("profile"),
+        audio_path: dir.join("audio.mp4"),
     }
 }
 
@@ -180,4 +181,19 @@ async fn realtime_720p30_runs_on_the_wall_clock() {
     // Only frames the page really drew are in the video.
     assert!(s.delivered_fps > 0.0);
     assert_eq!(report.captured + report.missed, 120);
+    // The tab's sound was recorded alongside (this page is silent), from
+    // before the first frame to past the last.
+    let audio = report.audio.expect("no audio track in realtime mode");
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a", "-show_entries"])
+        .args(["stream=codec_name:format=duration", "-of", "csv=p=0"])
+        .arg(&audio.path)
+        .output()
+        .unwrap();
+    let a = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = a.lines();
+    assert_eq!(lines.next(), Some("opus"), "{a}");
+    let secs: f64 = lines.next().unwrap().trim().parse().unwrap();
+    assert!(secs >= 4.0 + audio.lead_s, "{a} {audio:?}");
+    assert!((0.0..0.5).contains(&audio.lead_s), "{audio:?}");
 }

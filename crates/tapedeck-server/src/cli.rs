@@ -172,6 +172,9 @@ pub struct RecordArgs {
     /// Let the page reach private, loopback and link-local addresses.
     #[arg(long)]
     pub allow_private: bool,
+    /// Realtime mode: leave out the page's audio.
+    #[arg(long)]
+    pub no_audio: bool,
 }
 
 /// Key commands.
@@ -667,6 +670,9 @@ async fn doctor(config: Config) -> Result<(), String> {
 /// The create request `tapedeck record` sends to its embedded server.
 pub fn record_request(a: &RecordArgs) -> Result<serde_json::Value, String> {
     let mut source = serde_json::json!({"kind": "web", "url": a.url, "mode": a.mode});
+    if a.no_audio {
+        source["audio"] = false.into();
+    }
     if let Some(f) = &a.script {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let script = tapedeck_core::script::Script::parse_text(&text)
@@ -804,9 +810,13 @@ async fn record(mut config: Config, a: RecordArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", a.output.display()))?;
     let m = rec.media.clone().unwrap_or_default();
     eprintln!(
-        "wrote {} ({} {}x{}, {:.2} s, {} frames; recorded at {:.2}x real time)",
+        "wrote {} ({}{} {}x{}, {:.2} s, {} frames; recorded at {:.2}x real time)",
         a.output.display(),
         m.video_codec,
+        m.audio_codec
+            .as_deref()
+            .map(|c| format!(" + {c}"))
+            .unwrap_or_default(),
         m.width,
         m.height,
         m.duration_s,

@@ -115,7 +115,7 @@ pub fn spec() -> Value {
                         "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
                         "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
                         "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"}}},
-                    "media": {"type": ["object", "null"]},
+                    "media": {"type": ["object", "null"], "description": "container, video_codec, audio_codec (absent without sound), width, height, fps, frames, duration_s, sha256"},
                     "regenerated_from": {"type": "string", "description": "the recording this one re-records"}}},
                 "WebSource": {"type": "object", "required": ["kind", "url"], "additionalProperties": false,
                     "description": "A page played in headless Chromium. Give one of script, template or auto (default: auto of 10 s). Script errors are 422 invalid_script naming the step and field.",
@@ -126,7 +126,8 @@ pub fn spec() -> Value {
                         "mode": {"type": "string", "enum": ["deterministic", "realtime"], "default": "deterministic"},
                         "script": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}, "minItems": 1, "maxItems": 500},
                         "template": {"type": "string", "enum": ["hero_showcase", "features_tour", "full_page_scroll"]},
-                        "auto": {"type": "object", "required": ["duration_s"], "properties": {"duration_s": {"type": "integer", "minimum": 1, "maximum": 3600}}}}},
+                        "auto": {"type": "object", "required": ["duration_s"], "properties": {"duration_s": {"type": "integer", "minimum": 1, "maximum": 3600}}},
+                        "audio": {"type": "boolean", "description": "Record the page's sound (AAC in MP4, Opus otherwise). Realtime only, where it is on unless false; true with deterministic mode is 422."}}},
                 "Step": {"type": "object", "required": ["type"], "description": "See docs/web-recording.md",
                     "properties": {
                         "type": {"type": "string", "enum": ["wait", "goto", "scroll", "hover", "click", "type", "highlight", "move"]},

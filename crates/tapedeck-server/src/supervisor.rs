@@ -607,6 +607,7 @@ pub fn web_options(config: &Config, work: &std::path::Path) -> WebOptions {
             }
         },
         profile: work.join("browser"),
+        audio_path: work.join("page-audio.mp4"),
     }
 }
 
@@ -975,14 +976,50 @@ impl Driver {
         let _ = self.ctx.transition(&mut self.rec, Action::Fail).await;
     }
 
+    /// Lays the page's audio under the finished video; on failure the video
+    /// stays as it is (without sound) and the reason is logged.
+    async fn with_audio(
+        &self,
+        video: PathBuf,
+        track: tapedeck_media::ffmpeg::AudioTrack,
+    ) -> PathBuf {
+        let tools = self.ctx.tools.clone();
+        let (format, kbps) = (self.rec.format, self.rec.video.audio_bitrate_kbps);
+        let out = video.with_file_name(format!("with-audio.{}", format.extension()));
+        let (v, o) = (video.clone(), out.clone());
+        let r = tokio::task::spawn_blocking(move || {
+            let duration = tapedeck_media::ffmpeg::probe(&tools, &v)?.duration_s;
+            tapedeck_media::ffmpeg::add_audio(&tools, &v, &track, format, kbps, duration, &o)
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => {
+                let _ = tokio::fs::remove_file(&video).await;
+                out
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(id = %self.rec.id, error = %e, "the page's audio could not be added");
+                video
+            }
+            Err(e) => {
+                tracing::warn!(id = %self.rec.id, error = %e, "the page's audio could not be added");
+                video
+            }
+        }
+    }
+
     /// Processing: finish the encode, then thumbnails, probe, upload.
     async fn finish(&mut self) {
         let started = Instant::now();
         let mut realtime_factor = None;
+        let mut audio = None;
         if let Some(w) = self.web.take() {
             w.control.send_replace(Control::Stop);
             match w.task.await {
-                Ok(Ok(report)) => realtime_factor = Some(report.realtime_factor),
+                Ok(Ok(report)) => {
+                    realtime_factor = Some(report.realtime_factor);
+                    audio = report.audio;
+                }
                 Ok(Err(e)) => return self.fail_now(e.to_string()).await,
                 Err(e) => {
                     return self
@@ -1013,7 +1050,10 @@ impl Driver {
         }
         let mut stats = pipe.live.stats();
         match result {
-            Ok(f) => {
+            Ok(mut f) => {
+                if let Some(track) = audio {
+                    f.output = self.with_audio(f.output, track).await;
+                }
                 stats.frames_written = f.counters.frames_out;
                 stats.realtime_factor = realtime_factor;
                 self.rec.stats = stats;

@@ -74,6 +74,8 @@ pub struct LaunchOptions {
     pub profile: PathBuf,
     /// The filtering proxy every connection goes through.
     pub proxy: Option<std::net::SocketAddr>,
+    /// Let the page make sound, to record it (never played on the host).
+    pub audio: bool,
 }
 
 /// The resolved real binary: `/usr/bin/...` entries that are shell scripts point elsewhere.
@@ -124,7 +126,8 @@ impl Browser {
             "--disable-client-side-phishing-detection",
             "--no-first-run",
             "--no-default-browser-check",
-            "--mute-audio",
+            // Media plays as it would for a visitor who clicked.
+            "--autoplay-policy=no-user-gesture-required",
             "--hide-scrollbars",
             "--disable-smooth-scrolling",
             "--force-color-profile=srgb",
@@ -146,6 +149,15 @@ impl Browser {
                 "--disable-image-animation-resync",
                 "--disable-new-content-rendering-timeout",
             ]);
+        }
+        if opts.audio {
+            // Tab capture records the page's sound; the host must not hear it:
+            // no PulseAudio and an ALSA device that does not exist leave
+            // Chromium on its silent fake output, which still runs the page's audio.
+            cmd.env("PULSE_SERVER", "unix:/nonexistent/tapedeck")
+                .arg("--alsa-output-device=tapedeck-no-output");
+        } else {
+            cmd.arg("--mute-audio");
         }
         if let Some(p) = opts.proxy {
             // Every scheme, loopback included (Chromium bypasses it by default).

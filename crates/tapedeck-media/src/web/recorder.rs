@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::browser::{Browser, LaunchOptions, is_script, resolve_binary};
 use super::cdp::{Cdp, CdpError, Event};
+use crate::ffmpeg::AudioTrack;
 
 /// What the recording's owner wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +92,8 @@ pub struct WebOptions {
     pub capture: Capture,
     /// Browser profile folder (removed afterwards).
     pub profile: PathBuf,
+    /// Where the page's audio goes when the source records it (realtime).
+    pub audio_path: PathBuf,
 }
 
 /// How a web recording went.
@@ -116,6 +119,8 @@ pub struct WebReport {
     pub blocked: Vec<String>,
     /// Ended by a stop, not by the script.
     pub stopped: bool,
+    /// The page's audio, to be muxed with the video (realtime mode).
+    pub audio: Option<AudioTrack>,
 }
 
 /// A web recording that failed, with a reason a person can act on.
@@ -566,6 +571,7 @@ pub async fn record(
         scale: vp.scale,
         profile: opts.profile.clone(),
         proxy: Some(proxy.addr),
+        audio: src.wants_audio(),
     })
     .await
     .map_err(|e| WebError::Browser(e.to_string()))?;
@@ -719,11 +725,18 @@ async fn run(
     }
 
     let mut report = WebReport::default();
+    let audio = if src.wants_audio() {
+        start_audio(&s).await
+    } else {
+        None
+    };
     let started = Instant::now();
     let mut paused_for = Duration::ZERO;
+    let mut pauses: Vec<(Instant, Instant)> = Vec::new();
     let vt_start = s.vt_ms;
     let mut buttons = 0u32;
     let mut last: Option<WebFrame> = None;
+    let mut unacked = Vec::new();
     loop {
         s.drain_events()?;
         // Control: stop, or wait out a pause.
@@ -738,6 +751,7 @@ async fn run(
                 c = *control.borrow();
             }
             paused_for += paused_at.elapsed();
+            pauses.push((paused_at, Instant::now()));
         }
         if c == Control::Stop {
             report.stopped = true;
@@ -863,7 +877,12 @@ async fn run(
             report.missed += 1;
             None
         };
-        for r in replies {
+        // Input is acknowledged once the renderer has handled it, which for
+        // rAF-aligned mouse moves is in the next main frame: wait for the
+        // previous frame's input now, after this frame began. Waiting for this
+        // frame's own input before the next frame would stall on Chromium's
+        // input timeout in realtime mode.
+        for r in std::mem::replace(&mut unacked, replies) {
             r.wait(opts.frame_timeout).await?;
         }
         if shot.is_some() {
@@ -900,7 +919,83 @@ async fn run(
         0.0
     };
     report.blocked = blocked.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if let Some(began) = audio {
+        let secs = |t: Instant| t.saturating_duration_since(began).as_secs_f64();
+        match save_audio(&s, &opts.audio_path).await {
+            Ok(()) => {
+                report.audio = Some(AudioTrack {
+                    path: opts.audio_path.clone(),
+                    lead_s: secs(started),
+                    cuts: pauses.iter().map(|(a, b)| (secs(*a), secs(*b))).collect(),
+                })
+            }
+            // The video is whole; say what is missing.
+            Err(e) => tracing::warn!(error = %e, "the page's audio could not be saved"),
+        }
+    }
     Ok(report)
+}
+
+/// How long the tab recording runs on after the last frame.
+const AUDIO_TAIL: Duration = Duration::from_millis(250);
+
+/// Starts the browser's tab recording for its audio; the returned instant is
+/// the best estimate of the audio's time zero. `None` where the browser has no
+/// such recording (the video goes on without sound).
+async fn start_audio(s: &Session) -> Option<Instant> {
+    let before = Instant::now();
+    // The video track of this recording is thrown away: keep it tiny.
+    let r = s
+        .call(
+            "Page.startScreenRecording",
+            json!({"audio": true, "maxWidth": 32, "maxHeight": 32, "frameRate": 1}),
+        )
+        .await;
+    let after = Instant::now();
+    match r {
+        Ok(_) => Some(before + (after - before) / 2),
+        Err(e) => {
+            tracing::warn!(error = %e, "this browser cannot record the page's audio");
+            None
+        }
+    }
+}
+
+/// Stops the tab recording and writes it (MP4 with Opus audio) to `path`.
+async fn save_audio(s: &Session, path: &std::path::Path) -> Result<(), WebError> {
+    use tokio::io::AsyncWriteExt;
+    // Sound reaches the recording after the browser's output latency (about
+    // 40-130 ms on its silent output): let the end of the video's audio arrive.
+    tokio::time::sleep(AUDIO_TAIL).await;
+    let r = s.call("Page.stopScreenRecording", json!({})).await?;
+    let handle = r
+        .get("stream")
+        .and_then(Value::as_str)
+        .ok_or_else(|| WebError::Browser("the screen recording gave no stream".into()))?
+        .to_string();
+    let io =
+        |e: std::io::Error| WebError::Browser(format!("could not write the page's audio: {e}"));
+    let mut file = tokio::fs::File::create(path).await.map_err(io)?;
+    loop {
+        let chunk = s
+            .call("IO.read", json!({"handle": handle, "size": 1 << 20}))
+            .await?;
+        let data = chunk.get("data").and_then(Value::as_str).unwrap_or("");
+        let bytes = if chunk.get("base64Encoded").and_then(Value::as_bool) == Some(true) {
+            base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| WebError::Browser(format!("bad audio chunk: {e}")))?
+        } else {
+            data.as_bytes().to_vec()
+        };
+        file.write_all(&bytes).await.map_err(io)?;
+        if chunk.get("eof").and_then(Value::as_bool) != Some(false) {
+            break;
+        }
+    }
+    file.flush().await.map_err(io)?;
+    let _ = s.call("IO.close", json!({"handle": handle})).await;
+    Ok(())
 }
 
 /// Hands a frame to the sink, waiting while it is full if `wait`; false if dropped.
