@@ -1,4 +1,4 @@
-// Renders reference frames of bench/pages/clock.html losslessly (PNG), one
+// Renders reference frames of bench/pages/clock.html (any of its modes) losslessly (PNG), one
 // per line of a list "T_MS N OUT.png", at WIDTHxHEIGHT, in the given browser
 // binary with the given flags (each recorder's frames are compared with
 // renders by the same browser, so only the recording is measured).
@@ -13,7 +13,10 @@ const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', .
 const page = await browser.newPage({ viewport: { width: Number(w), height: Number(h) } });
 for (const line of readFileSync(list, 'utf8').split('\n').filter(Boolean)) {
   const [t, n, out] = line.split(' ');
-  await page.goto(`${url}?t=${t}&n=${n}`);
+  const u = new URL(url);
+  u.searchParams.set('t', t);
+  u.searchParams.set('n', n);
+  await page.goto(u.href);
   await page.waitForFunction(() => document.title === 'ready');
   await page.screenshot({ path: out });
 }

@@ -86,6 +86,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tapedeck", required=True)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--pages", default="plain,rich",
+                    help="clock page variants: plain (flat, as in the tests) and/or rich (detailed, panning)")
     a = ap.parse_args()
     tapedeck = os.path.abspath(a.tapedeck)
     work = tempfile.mkdtemp(prefix="tapedeck-web-bench-")
@@ -97,12 +99,16 @@ def main():
     handler = functools.partial(Quiet, directory=pages)
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{srv.server_address[1]}/clock.html"
+    base = f"http://127.0.0.1:{srv.server_address[1]}/clock.html"
     script = os.path.join(work, "wait.json")
     with open(script, "w") as f:
         json.dump([{"type": "wait", "duration_ms": a.seconds * 1000}], f)
     rows = []
-    for w, h, fps in [(1280, 720, 30), (1920, 1080, 60)]:
+    cases = [(page, w, h, fps) for page in a.pages.split(",")
+             for w, h, fps in [(1280, 720, 30), (1920, 1080, 60)]]
+    for page, w, h, fps in cases:
+        url = base + ("?rich=1" if page == "rich" else "")
+        size = f"{h}p{fps}" + ("" if page == "plain" else f"-{page}")
         res = {}
         cpu, out = cpu_run(["node", "bench/playwright_record.mjs", url, work, str(w), str(h), str(a.seconds)],
                            env=playwright_env())
@@ -113,7 +119,7 @@ def main():
         env = dict(os.environ, TAPEDECK_LOG="error")
 
         def tapedeck_run(tag, crf):
-            out = os.path.join(work, f"{tag}-{h}p{fps}.mp4")
+            out = os.path.join(work, f"{tag}-{size}.mp4")
             cpu, _ = cpu_run([tapedeck, "record", url, "-o", out, "--script", script, "--size", f"{w}x{h}",
                               "--fps", str(fps), "--allow-private", "--bitrate-kbps", str(int(pw_kbps))],
                              env=dict(env, TAPEDECK_ENCODER__CRF=str(crf)))
@@ -131,16 +137,16 @@ def main():
         for name, (path, cpu, dur, size) in res.items():
             s = stats(tapedeck, path, fps)
             mbps = size * 8 / dur / 1e6
-            q = ssim(path, s["marks"], fps, url, w, h, work, f"{name}-{h}")
-            rows.append({"size": f"{h}p{fps}", "recorder": name, "fps": s["delivered_fps"], "holds": s["holds"],
+            q = ssim(path, s["marks"], fps, url, w, h, work, f"{name}-{size}")
+            rows.append({"size": size, "recorder": name, "fps": s["delivered_fps"], "holds": s["holds"],
                          "jerk": s["jerk"], "unreadable": s["unreadable"], "ssim": q, "mbps": mbps,
                          "ssim_per_mbps": q / mbps, "cpu_s": cpu, "video_s": dur})
-    print(f"{'size':8} {'recorder':11} {'fps':>6} {'holds':>6} {'jerk':>6} {'unread':>6} {'SSIM':>7} {'Mbit/s':>7} {'SSIM/Mb':>8} {'CPU s':>7}")
+    print(f"{'size':13} {'recorder':11} {'fps':>6} {'holds':>6} {'jerk':>6} {'unread':>6} {'SSIM':>7} {'Mbit/s':>7} {'SSIM/Mb':>8} {'CPU s':>7}")
     for r in rows:
-        print(f"{r['size']:8} {r['recorder']:11} {r['fps']:6.1f} {r['holds']:6d} {r['jerk']:6.1%} {r['unreadable']:6d} "
+        print(f"{r['size']:13} {r['recorder']:11} {r['fps']:6.1f} {r['holds']:6d} {r['jerk']:6.1%} {r['unreadable']:6d} "
               f"{r['ssim']:7.4f} {r['mbps']:7.2f} {r['ssim_per_mbps']:8.3f} {r['cpu_s']:7.1f}")
     ratios = []
-    for size in ("720p30", "1080p60"):
+    for size in dict.fromkeys(r["size"] for r in rows):
         t = next(r for r in rows if r["size"] == size and r["recorder"] == "tapedeck")
         e = next(r for r in rows if r["size"] == size and r["recorder"] == "tapedeck=br")
         p = next(r for r in rows if r["size"] == size and r["recorder"] == "playwright")

@@ -107,7 +107,7 @@ pub enum Input {
 }
 
 /// An expanding ring where a click happened.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Ripple {
     /// Viewport x.
     pub x: f32,
@@ -118,7 +118,7 @@ pub struct Ripple {
 }
 
 /// A box drawn around an element.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct HighlightBox {
     /// Viewport box.
     pub x: f32,
@@ -135,7 +135,7 @@ pub struct HighlightBox {
 }
 
 /// What the recorder draws over one frame.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Overlay {
     /// Cursor tip in viewport CSS pixels.
     pub cursor: Option<(f32, f32)>,

@@ -359,9 +359,16 @@ pub fn recover(
         }
         Ok(())
     };
+    let mut web = crate::web::spooled::Replay::default();
     for (seq, rec) in reader.enumerate() {
         counters.frames_in += 1;
-        let Ok(p) = picture.convert(&rec.payload) else {
+        let converted = if crate::web::spooled::is_web_record(&rec.payload) {
+            web.picture(&rec.payload)
+                .and_then(|img| picture.convert_rgb(img))
+        } else {
+            picture.convert(&rec.payload).map_err(|e| e.to_string())
+        };
+        let Ok(p) = converted else {
             counters.frames_dropped += 1;
             continue;
         };

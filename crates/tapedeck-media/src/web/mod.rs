@@ -10,12 +10,15 @@
 //! - [`proxy`]: the browser's only way out, checking every connection.
 //! - [`Compositor`]: runs on the pipeline thread; decodes screenshots, draws
 //!   the overlay and feeds the frames pipeline.
+//! - [`spooled`]: how a web frame is kept in the spool (the overlay always,
+//!   the page only when it changed), so recovery redraws the overlay.
 
 pub mod browser;
 pub mod cdp;
 pub mod overlay;
 pub mod proxy;
 pub mod recorder;
+pub mod spooled;
 
 use image::RgbImage;
 use tapedeck_core::player::Overlay;
@@ -29,8 +32,11 @@ pub use recorder::{Capture, Control, WebError, WebFrame, WebOptions, WebReport, 
 pub struct Compositor {
     painter: overlay::Painter,
     limits: FrameLimits,
+    scale: f64,
     page: Option<RgbImage>,
     page_bytes: Vec<u8>,
+    /// The page's bytes are not in the spool yet.
+    page_unspooled: bool,
     last_overlay: Option<Overlay>,
     frame_us: i64,
     /// Output time of the last picture pushed.
@@ -46,8 +52,10 @@ impl Compositor {
         Self {
             painter: overlay::Painter::new(scale),
             limits,
+            scale,
             page: None,
             page_bytes: Vec::new(),
+            page_unspooled: false,
             last_overlay: None,
             frame_us: 1_000_000 / i64::from(fps.max(1)),
             last_pts: None,
@@ -77,7 +85,14 @@ impl Compositor {
             if before > last {
                 let mut img = page.clone();
                 self.painter.paint(&mut img, overlay);
-                pipeline.picture(img, &self.page_bytes, before)?;
+                let record = spooled::encode(
+                    self.scale,
+                    overlay,
+                    self.page_unspooled.then_some(self.page_bytes.as_slice()),
+                );
+                if pipeline.picture(img, &record, before)? == FrameOutcome::Accepted {
+                    self.page_unspooled = false;
+                }
                 self.last_pts = Some(before);
             }
         }
@@ -87,6 +102,7 @@ impl Compositor {
                 Ok(img) => {
                     self.page = Some(img);
                     self.page_bytes = shot;
+                    self.page_unspooled = true;
                 }
                 Err(e) => return Ok(Some(FrameOutcome::Invalid(e))),
             }
@@ -105,8 +121,18 @@ impl Compositor {
         };
         let mut img = page.clone();
         self.painter.paint(&mut img, &f.overlay);
+        let record = spooled::encode(
+            self.scale,
+            &f.overlay,
+            self.page_unspooled.then_some(self.page_bytes.as_slice()),
+        );
         self.last_overlay = Some(f.overlay);
         self.last_pts = Some(pts);
-        pipeline.picture(img, &self.page_bytes, pts).map(Some)
+        let outcome = pipeline.picture(img, &record, pts)?;
+        // Only an accepted frame reached the spool.
+        if outcome == FrameOutcome::Accepted {
+            self.page_unspooled = false;
+        }
+        Ok(Some(outcome))
     }
 }

@@ -921,7 +921,7 @@ async fn run(
     report.blocked = blocked.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(began) = audio {
         let secs = |t: Instant| t.saturating_duration_since(began).as_secs_f64();
-        match save_audio(&s, &opts.audio_path).await {
+        match save_audio(&mut s, &opts.audio_path).await {
             Ok(()) => {
                 report.audio = Some(AudioTrack {
                     path: opts.audio_path.clone(),
@@ -962,11 +962,16 @@ async fn start_audio(s: &Session) -> Option<Instant> {
 }
 
 /// Stops the tab recording and writes it (MP4 with Opus audio) to `path`.
-async fn save_audio(s: &Session, path: &std::path::Path) -> Result<(), WebError> {
+async fn save_audio(s: &mut Session, path: &std::path::Path) -> Result<(), WebError> {
     use tokio::io::AsyncWriteExt;
     // Sound reaches the recording after the browser's output latency (about
     // 40-130 ms on its silent output): let the end of the video's audio arrive.
-    tokio::time::sleep(AUDIO_TAIL).await;
+    // Frames keep coming meanwhile, as they do for the recording's video track.
+    let until = Instant::now() + AUDIO_TAIL;
+    while Instant::now() < until {
+        s.begin_frame(None).await?;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
     let r = s.call("Page.stopScreenRecording", json!({})).await?;
     let handle = r
         .get("stream")

@@ -229,3 +229,31 @@ pub fn jpeg(w: u32, h: u32, n: u32) -> Vec<u8> {
     img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
     out.into_inner()
 }
+
+/// RGB frames of a video at its own rate, scaled to `w`x`h`.
+pub fn frames(video: &std::path::Path, w: u32, h: u32) -> Vec<Vec<u8>> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(video)
+        .args([
+            "-vf",
+            &format!("scale={w}:{h}"),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+        .chunks_exact((w * h * 3) as usize)
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+pub fn px(f: &[u8], w: u32, x: u32, y: u32) -> [u8; 3] {
+    let i = ((y * w + x) * 3) as usize;
+    [f[i], f[i + 1], f[i + 2]]
+}
