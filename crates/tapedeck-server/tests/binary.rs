@@ -463,7 +463,11 @@ async fn kill_9_during_a_web_recording_takes_the_browser_down_too() {
     let t0 = Instant::now();
     loop {
         let r = get(&base, &token, &format!("/v1/recordings/{id}")).await;
-        assert_eq!(r["status"], "recording", "{r}");
+        // It starts a moment after it is created.
+        assert!(
+            r["status"] == "recording" || r["status"] == "pending",
+            "{r}"
+        );
         let spool = data.join("work").join(&id).join("frames.spool");
         if std::fs::metadata(&spool)
             .map(|m| m.len() > 200_000)
