@@ -108,7 +108,7 @@ def main():
              for w, h, fps in [(1280, 720, 30), (1920, 1080, 60)]]
     for page, w, h, fps in cases:
         url = base + ("?rich=1" if page == "rich" else "")
-        size = f"{h}p{fps}" + ("" if page == "plain" else f"-{page}")
+        label = f"{h}p{fps}" + ("" if page == "plain" else f"-{page}")
         res = {}
         cpu, out = cpu_run(["node", "bench/playwright_record.mjs", url, work, str(w), str(h), str(a.seconds)],
                            env=playwright_env())
@@ -119,7 +119,7 @@ def main():
         env = dict(os.environ, TAPEDECK_LOG="error")
 
         def tapedeck_run(tag, crf):
-            out = os.path.join(work, f"{tag}-{size}.mp4")
+            out = os.path.join(work, f"{tag}-{label}.mp4")
             cpu, _ = cpu_run([tapedeck, "record", url, "-o", out, "--script", script, "--size", f"{w}x{h}",
                               "--fps", str(fps), "--allow-private", "--bitrate-kbps", str(int(pw_kbps))],
                              env=dict(env, TAPEDECK_ENCODER__CRF=str(crf)))
@@ -137,8 +137,8 @@ def main():
         for name, (path, cpu, dur, size) in res.items():
             s = stats(tapedeck, path, fps)
             mbps = size * 8 / dur / 1e6
-            q = ssim(path, s["marks"], fps, url, w, h, work, f"{name}-{size}")
-            rows.append({"size": size, "recorder": name, "fps": s["delivered_fps"], "holds": s["holds"],
+            q = ssim(path, s["marks"], fps, url, w, h, work, f"{name}-{label}")
+            rows.append({"size": label, "recorder": name, "fps": s["delivered_fps"], "holds": s["holds"],
                          "jerk": s["jerk"], "unreadable": s["unreadable"], "ssim": q, "mbps": mbps,
                          "ssim_per_mbps": q / mbps, "cpu_s": cpu, "video_s": dur})
     print(f"{'size':13} {'recorder':11} {'fps':>6} {'holds':>6} {'jerk':>6} {'unread':>6} {'SSIM':>7} {'Mbit/s':>7} {'SSIM/Mb':>8} {'CPU s':>7}")
