@@ -15,6 +15,21 @@ use tapedeck_media::web::{Compositor, WebFrame};
 const FPS: u32 = 30;
 const FRAMES: u64 = 60;
 
+/// 160x120 at `FPS`, MP4 with skip pictures, as the server encodes web recordings.
+fn spec() -> EncodeSpec {
+    EncodeSpec {
+        width: 160,
+        height: 120,
+        fps: FPS,
+        cfr: true,
+        format: Format::Mp4,
+        video_bitrate_kbps: 500,
+        x264_preset: "ultrafast".into(),
+        crf: 23,
+        skip_held: true,
+    }
+}
+
 fn png(shade: u8) -> Vec<u8> {
     let img = image::RgbImage::from_fn(160, 120, |x, _| {
         image::Rgb([shade, (x % 256) as u8, 255 - shade])
@@ -37,17 +52,7 @@ enum Fate {
 /// Feeds `FRAMES` frames at the recorder's timestamps; returns (frames, duration) by ffprobe.
 fn encode(fate: impl Fn(u64) -> Fate) -> (Option<u64>, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let spec = EncodeSpec {
-        width: 160,
-        height: 120,
-        fps: FPS,
-        cfr: true,
-        format: Format::Mp4,
-        video_bitrate_kbps: 500,
-        x264_preset: "ultrafast".into(),
-        crf: 23,
-        skip_held: true,
-    };
+    let spec = spec();
     let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
     let mut p =
         FramePipeline::start(Tools::default(), spec, FrameLimits::default(), dir.path()).unwrap();
@@ -144,17 +149,7 @@ fn decoded(video: &std::path::Path) -> Vec<Vec<u8>> {
 #[test]
 fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = EncodeSpec {
-        width: 160,
-        height: 120,
-        fps: FPS,
-        cfr: true,
-        format: Format::Mp4,
-        video_bitrate_kbps: 500,
-        x264_preset: "ultrafast".into(),
-        crf: 23,
-        skip_held: true,
-    };
+    let spec = spec();
     let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
     let mut p = FramePipeline::start(
         Tools::default(),
