@@ -30,11 +30,15 @@ fn wait_port(port: u16, what: &str, log: &Path) {
 }
 
 /// Runs `cmd` (a shell command) in the background; it is killed when this process exits.
-fn spawn_watched(cmd: &str, log: &Path) {
+/// Runs `cmd` in the background, logging to `log`, until this process exits;
+/// then stops it and removes `scratch` and the log, so test runs leave nothing
+/// in the temp folder.
+fn spawn_watched(cmd: &str, log: &Path, scratch: &Path) {
     let me = std::process::id();
     let script = format!(
-        "{cmd} > '{}' 2>&1 & child=$!; while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; kill $child 2>/dev/null; sleep 2; kill -9 $child 2>/dev/null",
-        log.display()
+        "{cmd} > '{log}' 2>&1 & child=$!; while kill -0 {me} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done; kill $child 2>/dev/null; sleep 2; kill -9 $child 2>/dev/null; rm -rf '{scratch}' '{log}'",
+        log = log.display(),
+        scratch = scratch.display(),
     );
     // The watcher outlives this process on purpose: it stops the server after us.
     #[allow(clippy::zombie_processes)]
@@ -166,7 +170,7 @@ fn start_postgres() -> Pg {
         dir.display()
     ));
     let log = std::env::temp_dir().join(format!("tapedeck-test-{}-pg.log", std::process::id()));
-    spawn_watched(&run, &log);
+    spawn_watched(&run, &log, &dir);
     wait_port(port, "PostgreSQL", &log);
     // Accepting TCP is not yet accepting queries.
     let start = Instant::now();
@@ -223,6 +227,7 @@ pub fn s3() -> S3 {
                 root.display()
             ),
             &log,
+            &root,
         );
         wait_port(port, "s3s-fs", &log);
         (format!("http://127.0.0.1:{port}"), root)
