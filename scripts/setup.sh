@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
-#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, s3s-fs and the e2e packages (to run the tests)
+#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, s3s-fs and the e2e packages (to run the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -19,6 +19,7 @@ if [ $want_test = 1 ]; then
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)
   command -v setpriv >/dev/null || pkgs+=(util-linux)
+  command -v openssl >/dev/null || pkgs+=(openssl)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"

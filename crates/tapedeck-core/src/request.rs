@@ -5,6 +5,7 @@ use serde::Deserialize;
 use crate::recording::SourceSpec;
 use crate::script::{Script, ScriptError};
 use crate::settings::{Format, InvalidSettings, Overrides, Preset, VideoSettings};
+use crate::web::InvalidSource;
 
 /// A request body that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -18,9 +19,12 @@ pub enum RequestError {
     /// A value out of range.
     #[error(transparent)]
     Settings(#[from] InvalidSettings),
-    /// A web source or script that cannot be played.
+    /// A web script that cannot be played.
     #[error(transparent)]
     Script(#[from] ScriptError),
+    /// A web source field (url, viewport, audio, ...) that cannot be used.
+    #[error(transparent)]
+    Source(#[from] InvalidSource),
 }
 
 impl crate::ErrorCode for RequestError {
@@ -30,6 +34,7 @@ impl crate::ErrorCode for RequestError {
             RequestError::Shape(_) => "invalid_request",
             RequestError::Settings(e) => e.code(),
             RequestError::Script(e) => e.code(),
+            RequestError::Source(e) => e.code(),
         }
     }
     fn status(&self) -> u16 {
@@ -37,6 +42,7 @@ impl crate::ErrorCode for RequestError {
             RequestError::Json(_) | RequestError::Shape(_) => 400,
             RequestError::Settings(e) => e.status(),
             RequestError::Script(e) => e.status(),
+            RequestError::Source(e) => e.status(),
         }
     }
 }
@@ -218,11 +224,11 @@ mod tests {
         assert!(e.to_string().contains("selectr"), "{e}");
         let e =
             parse_create(br#"{"source":{"kind":"web","url":"file:///etc/passwd"}}"#).unwrap_err();
-        assert_eq!(e.code(), "invalid_script");
-        assert!(e.to_string().contains("url"), "{e}");
+        assert_eq!((e.code(), e.status()), ("invalid_source", 422));
+        assert!(e.to_string().contains("`url`"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"web","url":"https://a.b","audio":true}}"#)
             .unwrap_err();
-        assert_eq!((e.code(), e.status()), ("invalid_script", 422));
+        assert_eq!((e.code(), e.status()), ("invalid_source", 422));
         assert!(e.to_string().contains("`audio`"), "{e}");
         assert!(e.to_string().contains("realtime"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"frames","script":[]}}"#).unwrap_err();

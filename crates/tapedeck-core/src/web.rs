@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::script::{Script, ScriptError, check_web_url};
+use crate::script::{Script, check_web_url};
 use crate::tour::Template;
 
 /// How the page's time runs.
@@ -55,6 +55,26 @@ pub struct WebSource {
     pub audio: Option<bool>,
 }
 
+/// A web source field that cannot be used (the script has its own error,
+/// [`crate::script::ScriptError`], naming the step).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("source field `{field}`: {message}")]
+pub struct InvalidSource {
+    /// The offending field, e.g. `url` or `auto.duration_s`.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl crate::ErrorCode for InvalidSource {
+    fn code(&self) -> &'static str {
+        "invalid_source"
+    }
+    fn status(&self) -> u16 {
+        422
+    }
+}
+
 /// How the page is shown: CSS viewport and device pixel ratio.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Viewport {
@@ -74,13 +94,8 @@ pub fn parse_size(s: &str) -> Option<(u32, u32)> {
 
 impl WebSource {
     /// Checks everything that can be checked before a browser starts.
-    pub fn validate(&self) -> Result<(), ScriptError> {
-        let field = |f: &str, m: String| ScriptError {
-            step: None,
-            step_type: None,
-            field: Some(f.to_string()),
-            message: m,
-        };
+    pub fn validate(&self) -> Result<(), InvalidSource> {
+        let field = |field: &'static str, message: String| InvalidSource { field, message };
         check_web_url(&self.url).map_err(|m| field("url", m))?;
         if let Some(v) = &self.viewport {
             match parse_size(v) {
@@ -169,11 +184,11 @@ mod tests {
         let e = src(serde_json::json!({"url": "ftp://example.org"}))
             .validate()
             .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("url"));
+        assert_eq!(e.field, "url");
         let e = src(serde_json::json!({"url": "https://a.b", "viewport": "10x10"}))
             .validate()
             .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("viewport"));
+        assert_eq!(e.field, "viewport");
         let e = src(serde_json::json!({"url": "https://a.b", "template": "hero_showcase", "auto": {"duration_s": 3}}))
             .validate()
             .unwrap_err();
@@ -181,7 +196,7 @@ mod tests {
         let e = src(serde_json::json!({"url": "https://a.b", "audio": true}))
             .validate()
             .unwrap_err();
-        assert_eq!(e.field.as_deref(), Some("audio"));
+        assert_eq!(e.field, "audio");
         assert!(e.to_string().contains("realtime"), "{e}");
         let rt = src(serde_json::json!({"url": "https://a.b", "mode": "realtime"}));
         assert!(rt.validate().is_ok() && rt.wants_audio());

@@ -118,7 +118,7 @@ pub fn spec() -> Value {
                     "media": {"type": ["object", "null"], "description": "container, video_codec, audio_codec (absent without sound), width, height, fps, frames, duration_s, sha256"},
                     "regenerated_from": {"type": "string", "description": "the recording this one re-records"}}},
                 "WebSource": {"type": "object", "required": ["kind", "url"], "additionalProperties": false,
-                    "description": "A page played in headless Chromium. Give one of script, template or auto (default: auto of 10 s). Script errors are 422 invalid_script naming the step and field.",
+                    "description": "A page played in headless Chromium. Give one of script, template or auto (default: auto of 10 s). Script errors are 422 invalid_script naming the step and field; other bad source fields are 422 invalid_source naming the field.",
                     "properties": {
                         "kind": {"const": "web"},
                         "url": {"type": "string", "format": "uri", "description": "http or https; private, loopback and link-local addresses are refused unless web.allow_private_networks"},

@@ -235,7 +235,11 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
         .await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
-        (422, Some("invalid_script"))
+        (422, Some("invalid_source"))
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`url`"),
+        "{v}"
     );
 }
 
@@ -276,6 +280,23 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
         .wait_status(&token, r["id"].as_str().unwrap(), "failed")
         .await;
     assert!(f["error"].as_str().unwrap().contains("unreachable"), "{f}");
+    // A certificate the browser does not trust.
+    let r = s
+        .create(
+            &token,
+            run(tapedeck_testkit::untrusted_https(), wait.clone()),
+        )
+        .await;
+    let f = s
+        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
+        .await;
+    assert!(
+        f["error"]
+            .as_str()
+            .unwrap()
+            .contains("TLS error (net::ERR_CERT_AUTHORITY_INVALID)"),
+        "{f}"
+    );
     // A page that never loads.
     let r = s.create(&token, run(site.url("/hang"), wait.clone())).await;
     let f = s

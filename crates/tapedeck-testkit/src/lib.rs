@@ -29,7 +29,6 @@ fn wait_port(port: u16, what: &str, log: &Path) {
     }
 }
 
-/// Runs `cmd` (a shell command) in the background; it is killed when this process exits.
 /// Runs `cmd` in the background, logging to `log`, until this process exits;
 /// then stops it and removes `scratch` and the log, so test runs leave nothing
 /// in the temp folder.
@@ -241,6 +240,49 @@ pub fn s3() -> S3 {
         secret_key: "testsecret".into(),
         root: root.clone(),
     }
+}
+
+/// An HTTPS server whose certificate no browser trusts (self-signed, made
+/// here), for TLS error tests. Returns its `https://127.0.0.1:PORT/` URL.
+pub fn untrusted_https() -> String {
+    let openssl = find("openssl", &[], "apt-get install -y openssl");
+    let dir = scratch(&format!("tls{}", DB_COUNTER.fetch_add(1, Ordering::SeqCst)));
+    let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
+    let out = Command::new(&openssl)
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl req");
+    assert!(
+        out.status.success(),
+        "openssl req: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port = free_port();
+    let log = dir.join("server.log");
+    spawn_watched(
+        &format!(
+            "{} s_server -quiet -www -accept 127.0.0.1:{port} -cert {} -key {}",
+            openssl.display(),
+            cert.display(),
+            key.display()
+        ),
+        &log,
+        &dir,
+    );
+    wait_port(port, "openssl s_server", &log);
+    format!("https://127.0.0.1:{port}/")
 }
 
 /// What ffprobe says of a media file's first video stream (demux only).
