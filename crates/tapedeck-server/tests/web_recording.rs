@@ -248,11 +248,19 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
     let site = PageServer::start(vec![
         ("/", Page::Body("text/html", BUTTON_PAGE.into())),
         ("/hang", Page::Hang),
+        (
+            "/busy",
+            Page::Body(
+                "text/html",
+                "<p>spins</p><script>setTimeout(() => { for (;;) {} }, 300)</script>".into(),
+            ),
+        ),
     ]);
     let closed = tapedeck_testkit::free_port();
     let s = start(|c| {
         c.web.allow_private_networks = true;
         c.web.load_timeout_s = 3;
+        c.web.frame_timeout_s = 3;
         c.web.max_concurrent = 2;
     })
     .await;
@@ -297,6 +305,22 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
             .contains("TLS error (net::ERR_CERT_AUTHORITY_INVALID)"),
         "{f}"
     );
+    // A page that loads, then never yields its thread again, in both modes.
+    for mode in ["deterministic", "realtime"] {
+        let mut body = run(
+            site.url("/busy"),
+            json!([{"type": "wait", "duration_ms": 8000}]),
+        );
+        body["source"]["mode"] = json!(mode);
+        let r = s.create(&token, body).await;
+        let f = s
+            .wait_status(&token, r["id"].as_str().unwrap(), "failed")
+            .await;
+        assert_eq!(
+            f["error"], "the page stopped responding (no frame within 3 s)",
+            "{mode}: {f}"
+        );
+    }
     // A page that never loads.
     let r = s.create(&token, run(site.url("/hang"), wait.clone())).await;
     let f = s

@@ -71,6 +71,15 @@ impl Reply {
             Err(_) => Err(CdpError::Timeout(self.method)),
         }
     }
+
+    /// The answer if it has come, `None` while it has not.
+    pub fn try_take(&mut self) -> Option<Result<Value, CdpError>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(CdpError::Closed)),
+        }
+    }
 }
 
 impl Cdp {

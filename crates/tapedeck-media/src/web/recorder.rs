@@ -31,7 +31,7 @@ use tapedeck_core::web::{DEFAULT_AUTO_S, WebMode, WebSource};
 use tokio::sync::{mpsc, watch};
 
 use super::browser::{Browser, LaunchOptions, is_script, resolve_binary};
-use super::cdp::{Cdp, CdpError, Event};
+use super::cdp::{Cdp, CdpError, Event, Reply};
 use crate::ffmpeg::AudioTrack;
 
 /// What the recording's owner wants.
@@ -204,7 +204,22 @@ struct Session {
 }
 
 impl Session {
+    /// A call the page's renderer must answer: a page that does not answer
+    /// within the frame timeout (a script that never yields, say) has stopped
+    /// responding.
     async fn call(&self, method: &str, params: Value) -> Result<Value, WebError> {
+        match self
+            .cdp
+            .call(Some(&self.sid), method, params, self.frame_timeout)
+            .await
+        {
+            Err(CdpError::Timeout(_)) => Err(WebError::Unresponsive(self.frame_timeout.as_secs())),
+            r => Ok(r?),
+        }
+    }
+
+    /// A call the browser answers on its own time (files, recordings).
+    async fn call_browser(&self, method: &str, params: Value) -> Result<Value, WebError> {
         Ok(self.cdp.call(Some(&self.sid), method, params, CMD).await?)
     }
 
@@ -737,6 +752,7 @@ async fn run(
     let mut buttons = 0u32;
     let mut last: Option<WebFrame> = None;
     let mut unacked = Vec::new();
+    let mut heartbeat = Heartbeat::default();
     loop {
         s.drain_events()?;
         // Control: stop, or wait out a pause.
@@ -883,7 +899,13 @@ async fn run(
         // frame's own input before the next frame would stall on Chromium's
         // input timeout in realtime mode.
         for r in std::mem::replace(&mut unacked, replies) {
-            r.wait(opts.frame_timeout).await?;
+            r.wait(opts.frame_timeout).await.map_err(|e| match e {
+                CdpError::Timeout(_) => WebError::Unresponsive(opts.frame_timeout.as_secs()),
+                e => e.into(),
+            })?;
+        }
+        if !deterministic {
+            heartbeat.beat(&s)?;
         }
         if shot.is_some() {
             report.changed += 1;
@@ -937,6 +959,45 @@ async fn run(
 }
 
 /// How long the tab recording runs on after the last frame.
+/// Realtime mode's check that the page's main thread still runs: the
+/// compositor goes on drawing the last picture of a page stuck in a script,
+/// so frames alone do not show it.
+#[derive(Default)]
+struct Heartbeat {
+    sent_at: Option<Instant>,
+    pending: Option<Reply>,
+}
+
+impl Heartbeat {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Fails when the last question went unanswered for the frame timeout;
+    /// asks again once it was answered and a second has passed.
+    fn beat(&mut self, s: &Session) -> Result<(), WebError> {
+        if let Some(reply) = &mut self.pending {
+            match reply.try_take() {
+                None if self.sent_at.is_some_and(|t| t.elapsed() > s.frame_timeout) => {
+                    return Err(WebError::Unresponsive(s.frame_timeout.as_secs()));
+                }
+                None => return Ok(()),
+                // An error answer (a page between documents) is still an answer.
+                Some(Err(CdpError::Closed)) => return Err(CdpError::Closed.into()),
+                Some(_) => self.pending = None,
+            }
+        }
+        if self.sent_at.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            return Ok(());
+        }
+        self.pending = Some(s.cdp.send(
+            Some(&s.sid),
+            "Runtime.evaluate",
+            json!({"expression": "0", "returnByValue": true}),
+        ));
+        self.sent_at = Some(Instant::now());
+        Ok(())
+    }
+}
+
 const AUDIO_TAIL: Duration = Duration::from_millis(250);
 
 /// Starts the browser's tab recording for its audio; the returned instant is
@@ -972,7 +1033,9 @@ async fn save_audio(s: &mut Session, path: &std::path::Path) -> Result<(), WebEr
         s.begin_frame(None).await?;
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
-    let r = s.call("Page.stopScreenRecording", json!({})).await?;
+    let r = s
+        .call_browser("Page.stopScreenRecording", json!({}))
+        .await?;
     let handle = r
         .get("stream")
         .and_then(Value::as_str)
@@ -983,7 +1046,7 @@ async fn save_audio(s: &mut Session, path: &std::path::Path) -> Result<(), WebEr
     let mut file = tokio::fs::File::create(path).await.map_err(io)?;
     loop {
         let chunk = s
-            .call("IO.read", json!({"handle": handle, "size": 1 << 20}))
+            .call_browser("IO.read", json!({"handle": handle, "size": 1 << 20}))
             .await?;
         let data = chunk.get("data").and_then(Value::as_str).unwrap_or("");
         let bytes = if chunk.get("base64Encoded").and_then(Value::as_bool) == Some(true) {
@@ -999,7 +1062,7 @@ async fn save_audio(s: &mut Session, path: &std::path::Path) -> Result<(), WebEr
         }
     }
     file.flush().await.map_err(io)?;
-    let _ = s.call("IO.close", json!({"handle": handle})).await;
+    let _ = s.call_browser("IO.close", json!({"handle": handle})).await;
     Ok(())
 }
 
