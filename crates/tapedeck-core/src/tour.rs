@@ -95,7 +95,14 @@ pub fn score(e: &Element, s: &Survey) -> f64 {
     } else {
         0.0
     };
-    base + above_fold + label + tiny
+    // A big button is the page's main call to action; a form's small submit
+    // button is not.
+    let prominence = if e.kind == ElementKind::Cta {
+        10.0 * (e.rect.w * e.rect.h / 8000.0).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    base + above_fold + label + tiny + prominence
 }
 
 fn ms(s: f64) -> u32 {
@@ -203,8 +210,10 @@ pub fn template(t: Template, s: &Survey) -> Script {
         Template::HeroShowcase => {
             let mut steps = vec![Step::Wait { duration_ms: 1000 }];
             let top = |k: ElementKind| {
+                // Reversed: of equal scores, the first on the page wins.
                 s.elements
                     .iter()
+                    .rev()
                     .filter(|e| e.kind == k && e.rect.y < s.viewport_h * 1.5)
                     .max_by(|a, b| score(a, s).total_cmp(&score(b, s)))
             };
@@ -305,6 +314,23 @@ mod tests {
         assert_eq!(by[0].1, "h1");
         assert_eq!(by[1].1, "#start");
         assert_eq!(by.last().unwrap().1, "#tiny");
+    }
+
+    #[test]
+    fn the_hero_showcase_hovers_the_big_call_to_action() {
+        let mut s = page();
+        // A form's small submit button further down, with as short a label.
+        let mut small = el(ElementKind::Cta, 0, "#signup", 500.0, "Sign up");
+        small.rect.w = 60.0;
+        small.rect.h = 20.0;
+        s.elements.push(small);
+        let hero = template(Template::HeroShowcase, &s);
+        assert_eq!(hero.0[2].selector(), Some("#start"), "{hero:?}");
+        // Of two equal ones, the first on the page.
+        s.elements
+            .push(el(ElementKind::Cta, 0, "#again", 600.0, "Get started"));
+        let hero = template(Template::HeroShowcase, &s);
+        assert_eq!(hero.0[2].selector(), Some("#start"), "{hero:?}");
     }
 
     #[test]

@@ -468,3 +468,49 @@ async fn goto_and_scroll_reach_the_next_page_and_its_footer() {
         assert!(is_red(px(fr, 854, 400, 400)), "the footer ends in view");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn highlights_box_a_heading_s_text_and_a_button_s_whole_box() {
+    let page = r##"<!doctype html><html><body style="margin:0;background:#ffffff;font:48px sans-serif">
+<h1 id="title" style="margin:40px;font-size:48px">Short</h1>
+<button id="wide" style="position:absolute;left:400px;top:250px;width:300px;height:100px">Go</button>
+</body></html>"##;
+    let site = PageServer::start(vec![("/", Page::Body("text/html", page.into()))]);
+    let port = site.port;
+    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let token = s.key("frank", false).await;
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": site.url("/"), "viewport": "854x480", "script": [
+                {"type": "highlight", "selector": "#title", "duration_ms": 1000, "color": "#00ff00"},
+                {"type": "highlight", "selector": "#wide", "duration_ms": 1000, "color": "#00ff00"}
+            ]}, "preset": "low", "fps": 30}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap();
+    s.wait_status(&token, id, "completed").await;
+    let f = frames(&s.download(&token, id, "mp4").await, 854, 480);
+    assert_eq!(f.len(), 60);
+    // The horizontal extent of the green border in a frame at full strength.
+    let green = |p: [u8; 3]| p[1] > 150 && p[0] < 110 && p[2] < 110;
+    let extent = |fr: &[u8]| {
+        let xs: Vec<u32> = (0..480u32)
+            .flat_map(|y| (0..854u32).map(move |x| (x, y)))
+            .filter(|(x, y)| green(px(fr, 854, *x, *y)))
+            .map(|(x, _)| x)
+            .collect();
+        (xs.iter().min().copied(), xs.iter().max().copied())
+    };
+    // "Short" at 48 px is about 130 px wide from x = 40: the box hugs it
+    // rather than the heading's block, which spans the page (40..814).
+    let (l, r) = extent(&f[15]);
+    let (l, r) = (l.expect("no highlight drawn"), r.unwrap_or(0));
+    assert!((25..=45).contains(&l), "heading box from x = {l}");
+    assert!((150..=260).contains(&r), "heading box to x = {r}");
+    // A button keeps its whole box (400..700).
+    let (l, r) = extent(&f[45]);
+    let (l, r) = (l.expect("no highlight drawn"), r.unwrap_or(0));
+    assert!((385..=402).contains(&l), "button box from x = {l}");
+    assert!((698..=715).contains(&r), "button box to x = {r}");
+}

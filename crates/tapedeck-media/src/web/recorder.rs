@@ -530,10 +530,18 @@ async fn guard_requests(
 }
 
 const SURVEY_JS: &str = include_str!("survey.js");
+const VISUAL_BOX_JS: &str = include_str!("visual_box.js");
+
+/// `expr` (an expression) evaluated with `visualBox` defined.
+fn with_visual_box(expr: &str) -> String {
+    // `return (` on one line: a comment at the start of `expr` must not end
+    // the statement.
+    format!("(() => {{\n{VISUAL_BOX_JS}\nreturn (\n{expr}\n);\n}})()")
+}
 
 fn inspect_js(selector: Option<&str>) -> String {
     let sel = serde_json::to_string(&selector).unwrap_or_else(|_| "null".into());
-    format!(
+    with_visual_box(&format!(
         r#"(() => {{
   const sel = {sel};
   const se = document.scrollingElement || document.documentElement;
@@ -541,11 +549,11 @@ fn inspect_js(selector: Option<&str>) -> String {
   if (sel !== null) {{
     let el;
     try {{ el = document.querySelector(sel); }} catch (e) {{ out.error = String(e.message); return out; }}
-    if (el) {{ const r = el.getBoundingClientRect(); out.rect = {{ x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height }}; }}
+    if (el) {{ const r = visualBox(el); out.rect = {{ x: r.left + scrollX, y: r.top + scrollY, w: r.width, h: r.height }}; }}
   }}
   return out;
 }})()"#
-    )
+    ))
 }
 
 fn mouse(kind: &str, x: f64, y: f64, button: &str, buttons: u32) -> Value {
@@ -1092,7 +1100,9 @@ async fn resolve_script(
     if let Some(script) = &src.script {
         return Ok(script.clone());
     }
-    let v = s.eval(SURVEY_JS).await?;
+    let v = s
+        .eval(&with_visual_box(SURVEY_JS.trim_end().trim_end_matches(';')))
+        .await?;
     let survey: Survey = serde_json::from_value(v).unwrap_or(Survey {
         viewport_w: f64::from(width),
         viewport_h: f64::from(height),

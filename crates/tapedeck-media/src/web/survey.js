@@ -1,5 +1,6 @@
 // Finds a page's key elements for auto tours and templates. Runs in the page;
-// returns plain data (tapedeck_core::tour::Survey).
+// returns plain data (tapedeck_core::tour::Survey). Uses `visualBox`
+// (visual_box.js), put in front of it by the recorder.
 (() => {
   const se = document.scrollingElement || document.documentElement;
   const out = {
@@ -32,8 +33,8 @@
   };
   const add = (el, kind, level) => {
     if (seen.has(el) || out.elements.length >= 200) return;
-    const r = el.getBoundingClientRect();
-    if (!visible(el, r)) return;
+    if (!visible(el, el.getBoundingClientRect())) return;
+    const r = visualBox(el);
     seen.add(el);
     out.elements.push({
       kind, level: level || 0,
