@@ -6,19 +6,25 @@
 //! host itself, checks every address against the [`NetPolicy`] and connects
 //! to the address it checked, so a name cannot resolve to a public address
 //! for the check and a private one for the connection (DNS rebinding).
-//! Written here because no proxy crate offers a per-connection policy hook
-//! with this little code; it only routes bytes, it never parses bodies.
+//! HTTP/1.1 framing is hyper's; the policy hook, routing and tunnels are
+//! here, since no proxy crate offers a per-connection policy hook. Plain
+//! `http://` requests keep their connections alive on both sides.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
 use tapedeck_core::netpolicy::{NetPolicy, Verdict};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// Longest request head accepted.
-const MAX_HEAD: usize = 64 * 1024;
+type Body = BoxBody<Bytes, hyper::Error>;
+type Blocked = Arc<Mutex<Vec<String>>>;
 
 /// A running proxy; stops when dropped.
 pub struct Proxy {
@@ -34,7 +40,7 @@ impl Drop for Proxy {
 }
 
 /// Starts a proxy enforcing `policy`; refusals are appended to `blocked`.
-pub async fn start(policy: NetPolicy, blocked: Arc<Mutex<Vec<String>>>) -> std::io::Result<Proxy> {
+pub async fn start(policy: NetPolicy, blocked: Blocked) -> std::io::Result<Proxy> {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -43,21 +49,184 @@ pub async fn start(policy: NetPolicy, blocked: Arc<Mutex<Vec<String>>>) -> std::
             let Ok((client, _)) = listener.accept().await else {
                 break;
             };
-            let (policy, blocked) = (policy.clone(), blocked.clone());
-            conns.spawn(async move {
-                if let Err(reason) = serve(client, &policy).await {
-                    tracing::info!(%reason, "proxy refused a connection");
-                    blocked
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(reason);
-                }
-            });
-            // Reap finished connections; aborting the proxy aborts the rest.
+            conns.spawn(serve(client, policy.clone(), blocked.clone()));
+            // Reap finished connections; aborting the proxy aborts the rest
+            // (tunnels run in their own tasks, which end with their sockets).
             while conns.try_join_next().is_some() {}
         }
     });
     Ok(Proxy { addr, task })
+}
+
+/// One connection from the browser: any number of requests, in turn.
+async fn serve(client: TcpStream, policy: NetPolicy, blocked: Blocked) {
+    // The upstream connection of the last plain request, kept for the next
+    // one to the same host and port.
+    let upstream: Arc<tokio::sync::Mutex<Option<Upstream>>> = Arc::default();
+    let service = hyper::service::service_fn(move |req| {
+        let (policy, blocked, upstream) = (policy.clone(), blocked.clone(), upstream.clone());
+        async move { Ok::<_, std::convert::Infallible>(handle(req, &policy, &blocked, &upstream).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .preserve_header_case(true)
+        .serve_connection(TokioIo::new(client), service)
+        .with_upgrades()
+        .await;
+}
+
+struct Upstream {
+    host: String,
+    port: u16,
+    sender: SendRequest<Incoming>,
+}
+
+fn status(code: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
+    *r.status_mut() = code;
+    r
+}
+
+/// A refusal that also ends the browser's connection.
+fn refuse(code: StatusCode) -> Response<Body> {
+    let mut r = status(code);
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+async fn handle(
+    mut req: Request<Incoming>,
+    policy: &NetPolicy,
+    blocked: &Blocked,
+    upstream: &tokio::sync::Mutex<Option<Upstream>>,
+) -> Response<Body> {
+    let Ok(route) = route(req.method(), req.uri()) else {
+        return refuse(StatusCode::BAD_REQUEST);
+    };
+    let (host, port) = match &route {
+        Route::Tunnel { host, port } | Route::Forward { host, port, .. } => (host.clone(), *port),
+    };
+    let mut cached = upstream.lock().await;
+    let reuse = matches!(route, Route::Forward { .. })
+        && cached
+            .as_ref()
+            .is_some_and(|u| u.host == host && u.port == port && !u.sender.is_closed());
+    if !reuse {
+        *cached = None;
+        let addrs = match checked_addrs(policy, &host, port).await {
+            Ok(a) => a,
+            Err(reason) => {
+                tracing::info!(%reason, "proxy refused a connection");
+                blocked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(reason);
+                return refuse(StatusCode::FORBIDDEN);
+            }
+        };
+        let Ok(stream) = connect(&addrs).await else {
+            return refuse(StatusCode::BAD_GATEWAY);
+        };
+        if let Route::Tunnel { .. } = route {
+            // The browser speaks TLS (or anything) through the tunnel.
+            let up = hyper::upgrade::on(req);
+            tokio::spawn(async move {
+                if let Ok(up) = up.await {
+                    let mut stream = stream;
+                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(up), &mut stream).await;
+                }
+            });
+            return status(StatusCode::OK);
+        }
+        let Ok((sender, conn)) = hyper::client::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .handshake(TokioIo::new(stream))
+            .await
+        else {
+            return refuse(StatusCode::BAD_GATEWAY);
+        };
+        tokio::spawn(conn.with_upgrades());
+        *cached = Some(Upstream {
+            host: host.clone(),
+            port,
+            sender,
+        });
+    }
+    let Route::Forward { path, .. } = route else {
+        return refuse(StatusCode::BAD_REQUEST);
+    };
+    let Some(up) = cached.as_mut() else {
+        return refuse(StatusCode::BAD_GATEWAY);
+    };
+    let wants_upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_upgrade = wants_upgrade.then(|| hyper::upgrade::on(&mut req));
+    let Ok(path) = path.parse::<Uri>() else {
+        return refuse(StatusCode::BAD_REQUEST);
+    };
+    *req.uri_mut() = path;
+    strip_hop_headers(req.headers_mut(), wants_upgrade);
+    if up.sender.ready().await.is_err() {
+        *cached = None;
+        return refuse(StatusCode::BAD_GATEWAY);
+    }
+    let resp = match up.sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream request failed");
+            *cached = None;
+            return refuse(StatusCode::BAD_GATEWAY);
+        }
+    };
+    let mut resp = resp;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // A WebSocket (or other upgrade) asked for in plain form: join both
+        // upgraded connections. This upstream connection is spent.
+        *cached = None;
+        if let Some(client_upgrade) = client_upgrade {
+            let server_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                if let (Ok(c), Ok(s)) = tokio::join!(client_upgrade, server_upgrade) {
+                    let _ =
+                        tokio::io::copy_bidirectional(&mut TokioIo::new(c), &mut TokioIo::new(s))
+                            .await;
+                }
+            });
+        }
+    }
+    resp.map(|b| b.boxed())
+}
+
+/// Drops what belongs to the browser's hop only: proxy headers, and the
+/// connection headers (hyper keeps each side's connection itself).
+fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<String> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !(keep_upgrade && n == "upgrade"))
+        .collect();
+    for n in named {
+        h.remove(n.as_str());
+    }
+    for n in [
+        "proxy-connection",
+        "proxy-authorization",
+        "keep-alive",
+        "te",
+        "trailer",
+    ] {
+        h.remove(n);
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
 }
 
 /// Resolves `host` and returns the addresses the policy allows connecting to.
@@ -111,9 +280,9 @@ pub async fn connect(addrs: &[SocketAddr]) -> std::io::Result<TcpStream> {
     Err(last)
 }
 
-/// The parts of a proxy request head this proxy needs.
+/// Where a request to the proxy goes.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Target {
+pub enum Route {
     /// `CONNECT host:port`: a tunnel.
     Tunnel {
         /// Host.
@@ -127,191 +296,150 @@ pub enum Target {
         host: String,
         /// Port.
         port: u16,
-        /// The head to send upstream.
-        head: Vec<u8>,
+        /// Path and query as sent, for the upstream request line.
+        path: String,
     },
 }
 
-/// Parses a request head sent to a proxy.
-pub fn parse_head(head: &[u8]) -> Result<Target, String> {
-    let text = std::str::from_utf8(head).map_err(|_| "request head is not UTF-8".to_string())?;
-    let mut lines = text.split("\r\n");
-    let first = lines.next().unwrap_or_default();
-    let mut parts = first.split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(format!("bad request line `{first}`"));
+/// Routes a request the browser sent to the proxy (request target as parsed
+/// by hyper).
+pub fn route(method: &Method, uri: &Uri) -> Result<Route, String> {
+    let authority = uri
+        .authority()
+        .ok_or_else(|| format!("`{uri}` has no host"))?;
+    let host = authority.host().to_string();
+    if host.is_empty() {
+        return Err(format!("`{uri}` has no host"));
+    }
+    if method == Method::CONNECT {
+        let port = authority
+            .port_u16()
+            .ok_or_else(|| format!("CONNECT target `{uri}` has no port"))?;
+        return Ok(Route::Tunnel { host, port });
+    }
+    let port = match uri.scheme_str() {
+        Some("http" | "ws") => authority.port_u16().unwrap_or(80),
+        Some(s) => return Err(format!("`{s}:` is not proxied")),
+        None => return Err(format!("`{uri}` is not an absolute URL")),
     };
-    if method == "CONNECT" {
-        let (host, port) = target
-            .rsplit_once(':')
-            .ok_or_else(|| format!("CONNECT target `{target}` has no port"))?;
-        let port = port
-            .parse()
-            .map_err(|_| format!("bad port in `{target}`"))?;
-        return Ok(Target::Tunnel {
-            host: host.to_string(),
-            port,
-        });
-    }
-    let url = url::Url::parse(target).map_err(|_| format!("`{target}` is not an absolute URL"))?;
-    if !matches!(url.scheme(), "http" | "ws") {
-        return Err(format!("`{}:` is not proxied", url.scheme()));
-    }
-    let host = url.host_str().ok_or("no host")?.to_string();
-    let port = url.port_or_known_default().unwrap_or(80);
-    // The path and query exactly as sent: what follows the authority.
-    let after_scheme = target.split_once("://").map(|(_, r)| r).unwrap_or("");
-    let path = after_scheme
-        .find(['/', '?'])
-        .map(|i| &after_scheme[i..])
-        .unwrap_or("/");
-    let path = if path.starts_with('?') {
-        format!("/{path}")
-    } else {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = if path.starts_with('/') {
         path.to_string()
+    } else {
+        format!("/{path}")
     };
-    let mut out = format!("{method} {path} {version}\r\n");
-    for line in lines.take_while(|l| !l.is_empty()) {
-        let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
-        if name == "proxy-connection" || name == "connection" || name == "proxy-authorization" {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    // One request per connection: the browser may send the next one to another host.
-    out.push_str("Connection: close\r\n\r\n");
-    Ok(Target::Forward {
-        host,
-        port,
-        head: out.into_bytes(),
-    })
-}
-
-async fn serve(mut client: TcpStream, policy: &NetPolicy) -> Result<(), String> {
-    let mut buf = Vec::with_capacity(4096);
-    let head_end = loop {
-        let mut chunk = [0u8; 4096];
-        let n = client.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            let _ = client
-                .write_all(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n\r\n",
-                )
-                .await;
-            return Ok(());
-        }
-    };
-    let target = match parse_head(&buf[..head_end]) {
-        Ok(t) => t,
-        Err(_) => {
-            let _ = client
-                .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                .await;
-            return Ok(());
-        }
-    };
-    let (host, port) = match &target {
-        Target::Tunnel { host, port } | Target::Forward { host, port, .. } => (host.clone(), *port),
-    };
-    let addrs = match checked_addrs(policy, &host, port).await {
-        Ok(a) => a,
-        Err(reason) => {
-            let _ = client
-                .write_all(
-                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                )
-                .await;
-            return Err(reason);
-        }
-    };
-    let Ok(mut upstream) = connect(&addrs).await else {
-        let _ = client
-            .write_all(
-                b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )
-            .await;
-        return Ok(());
-    };
-    match target {
-        Target::Tunnel { .. } => {
-            client
-                .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-                .await
-                .map_err(|e| e.to_string())?;
-            upstream
-                .write_all(&buf[head_end..])
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Target::Forward { head, .. } => {
-            upstream.write_all(&head).await.map_err(|e| e.to_string())?;
-            upstream
-                .write_all(&buf[head_end..])
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
-    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-    Ok(())
+    Ok(Route::Forward { host, port, path })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn routed(method: &str, target: &str) -> Result<Route, String> {
+        let uri: Uri = target.parse().map_err(|e| format!("{e}"))?;
+        route(&Method::from_bytes(method.as_bytes()).unwrap(), &uri)
+    }
 
     #[test]
-    fn heads() {
+    fn routes() {
         assert_eq!(
-            parse_head(b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n")
-                .unwrap(),
-            Target::Tunnel {
+            routed("CONNECT", "example.org:443").unwrap(),
+            Route::Tunnel {
                 host: "example.org".into(),
                 port: 443
             }
         );
-        let Target::Forward { host, port, head } = parse_head(
-            b"GET http://a.example:8080/x/y?z=1 HTTP/1.1\r\nHost: a.example:8080\r\nProxy-Connection: keep-alive\r\nAccept: */*\r\n\r\n",
-        )
-        .unwrap() else {
-            panic!("not forward")
-        };
-        assert_eq!((host.as_str(), port), ("a.example", 8080));
         assert_eq!(
-            String::from_utf8(head).unwrap(),
-            "GET /x/y?z=1 HTTP/1.1\r\nHost: a.example:8080\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+            routed("GET", "http://a.example:8080/x/y?z=1").unwrap(),
+            Route::Forward {
+                host: "a.example".into(),
+                port: 8080,
+                path: "/x/y?z=1".into()
+            }
         );
         for (target, path) in [
             ("http://h/", "/"),
             ("http://h:81", "/"),
             ("http://h?q=1", "/?q=1"),
             ("http://h/a//b?c=/d", "/a//b?c=/d"),
+            ("ws://h/socket", "/socket"),
         ] {
-            let Ok(Target::Forward { head, .. }) =
-                parse_head(format!("GET {target} HTTP/1.1\r\n\r\n").as_bytes())
-            else {
+            let Ok(Route::Forward { path: got, .. }) = routed("GET", target) else {
                 panic!("{target}")
             };
-            assert!(
-                String::from_utf8(head)
-                    .unwrap()
-                    .starts_with(&format!("GET {path} HTTP/1.1\r\n")),
-                "{target}"
-            );
+            assert_eq!(got, path, "{target}");
         }
-        assert!(parse_head(b"GET /relative HTTP/1.1\r\n\r\n").is_err());
-        assert!(parse_head(b"GET ftp://x/ HTTP/1.1\r\n\r\n").is_err());
-        assert!(parse_head(b"CONNECT nohost HTTP/1.1\r\n\r\n").is_err());
-        assert!(parse_head(b"\xff\xfe").is_err());
+        assert!(routed("GET", "/relative").is_err());
+        assert!(routed("GET", "ftp://x/").is_err());
+        assert!(routed("GET", "https://x/").is_err());
+        assert!(routed("CONNECT", "nohost").is_err());
+    }
+
+    /// An HTTP/1.1 server that keeps connections alive, answering each
+    /// request with its path and body; counts the connections it accepted.
+    async fn keep_alive_server() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                        let path = req.uri().path().to_string();
+                        let body = req.collect().await?.to_bytes();
+                        let text = format!("{path} {}", String::from_utf8_lossy(&body));
+                        Ok::<_, hyper::Error>(Response::new(http_body_util::Full::new(
+                            Bytes::from(text),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn plain_requests_share_one_upstream_connection() {
+        let (up, accepted) = keep_alive_server().await;
+        let policy = NetPolicy {
+            allow_private: false,
+            allowed_hosts: vec![format!("127.0.0.1:{}", up.port())],
+        };
+        let p = start(policy, Arc::default()).await.unwrap();
+        let mut c = TcpStream::connect(p.addr).await.unwrap();
+        // Three requests on one browser connection, one with a body.
+        let mut got = String::new();
+        for (i, body) in ["", "hello", ""].iter().enumerate() {
+            c.write_all(
+                format!(
+                    "POST http://127.0.0.1:{}/r{i} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nProxy-Connection: keep-alive\r\nContent-Length: {}\r\n\r\n{body}",
+                    up.port(),
+                    up.port(),
+                    body.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = c.read(&mut buf).await.unwrap();
+            let resp = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+            got.push_str(resp.rsplit("\r\n\r\n").next().unwrap());
+            got.push('|');
+        }
+        assert_eq!(got, "/r0 |/r1 hello|/r2 |");
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "each request opened its own upstream connection"
+        );
     }
 
     #[tokio::test]
@@ -336,8 +464,15 @@ mod tests {
         let mut resp = String::new();
         c.read_to_string(&mut resp).await.unwrap();
         assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(blocked.lock().unwrap()[0].contains("loopback"));
+        // A plain request to a private address is refused the same way.
+        let mut c = TcpStream::connect(strict.addr).await.unwrap();
+        c.write_all(b"GET http://10.1.2.3/ HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n")
+            .await
+            .unwrap();
+        let mut resp = String::new();
+        c.read_to_string(&mut resp).await.unwrap();
+        assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
 
         let open = NetPolicy {
             allow_private: false,
@@ -348,9 +483,16 @@ mod tests {
         c.write_all(format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\nping", up.port()).as_bytes())
             .await
             .unwrap();
-        let mut got = vec![0u8; 43];
-        c.read_exact(&mut got).await.unwrap();
-        assert_eq!(&got[..39], b"HTTP/1.1 200 Connection Established\r\n\r\n");
-        assert_eq!(&got[39..], b"ping");
+        // The 200 head, then the echo of what followed the request head.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 256];
+        while !got.ends_with(b"ping") {
+            let n = c.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("\r\n\r\nping"), "{text}");
     }
 }
