@@ -787,6 +787,9 @@ async fn run(
                 let answer = match need {
                     Need::Navigate { url, .. } => {
                         s.navigate(&url).await?;
+                        // A question to the old document may go unanswered
+                        // when the new one runs in another process.
+                        heartbeat = Heartbeat::default();
                         Answer::Navigated
                     }
                     Need::Inspect { step, selector } => {
