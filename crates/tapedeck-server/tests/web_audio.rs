@@ -46,8 +46,7 @@ fn samples(video: &Path) -> Vec<i16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_records_the_page_audio_in_sync_across_a_pause() {
     let site = PageServer::start(vec![("/", Page::Body("text/html", TONE_PAGE.into()))]);
-    let port = site.port;
-    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let s = start_for_site(site.port).await;
     let token = s.key("alice", false).await;
     let rec = s
         .create(

@@ -103,8 +103,7 @@ async fn web_page_form_records_a_page() {
             "<!doctype html><body style='background:#ddd'><button id='go' style='margin:200px'>Go</button><script>go.onclick=()=>document.body.style.background='#f00'</script></body>".into(),
         ),
     )]);
-    let port = site.port;
-    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let s = start_for_site(site.port).await;
     let token = s.key("web-user", false).await;
     let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
     let r = run_page_script(

@@ -47,8 +47,7 @@ fn browsers_using(dir: &Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_typing_and_click_change_the_page_in_the_right_frame() {
     let site = PageServer::start(vec![("/", Page::Body("text/html", BUTTON_PAGE.into()))]);
-    let port = site.port;
-    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let s = start_for_site(site.port).await;
     let token = s.key("alice", false).await;
     let rec = s
         .create(
@@ -185,7 +184,7 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
             ("/redirect", Page::Redirect(canary.url("/secret?redirect"))),
         ],
     );
-    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let s = start_for_site(port).await;
     let token = s.key("bob", false).await;
     let script = json!([{"type": "wait", "duration_ms": 1000}]);
     let rec = s
@@ -243,6 +242,15 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
     );
 }
 
+/// Creates a recording that must fail, and returns its error.
+async fn failure(s: &Server, token: &str, body: serde_json::Value) -> String {
+    let r = s.create(token, body).await;
+    let f = s
+        .wait_status(token, r["id"].as_str().unwrap(), "failed")
+        .await;
+    f["error"].as_str().unwrap_or_default().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_have_clear_reasons_and_harm_nothing_else() {
     let site = PageServer::start(vec![
@@ -269,41 +277,34 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
     let wait = json!([{"type": "wait", "duration_ms": 300}]);
 
     // A selector that is not on the page names the step.
-    let r = s.create(&token, run(site.url("/"), json!([{"type": "wait", "duration_ms": 100}, {"type": "click", "selector": "#nope"}]))).await;
-    let f = s
-        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
-        .await;
-    assert_eq!(
-        f["error"], "script step 2 (click): no element matches `#nope`",
-        "{f}"
-    );
+    let e = failure(
+        &s,
+        &token,
+        run(
+            site.url("/"),
+            json!([{"type": "wait", "duration_ms": 100}, {"type": "click", "selector": "#nope"}]),
+        ),
+    )
+    .await;
+    assert_eq!(e, "script step 2 (click): no element matches `#nope`");
     // Unreachable host.
-    let r = s
-        .create(
-            &token,
-            run(format!("http://127.0.0.1:{closed}/"), wait.clone()),
-        )
-        .await;
-    let f = s
-        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
-        .await;
-    assert!(f["error"].as_str().unwrap().contains("unreachable"), "{f}");
+    let e = failure(
+        &s,
+        &token,
+        run(format!("http://127.0.0.1:{closed}/"), wait.clone()),
+    )
+    .await;
+    assert!(e.contains("unreachable"), "{e}");
     // A certificate the browser does not trust.
-    let r = s
-        .create(
-            &token,
-            run(tapedeck_testkit::untrusted_https(), wait.clone()),
-        )
-        .await;
-    let f = s
-        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
-        .await;
+    let e = failure(
+        &s,
+        &token,
+        run(tapedeck_testkit::untrusted_https(), wait.clone()),
+    )
+    .await;
     assert!(
-        f["error"]
-            .as_str()
-            .unwrap()
-            .contains("TLS error (net::ERR_CERT_AUTHORITY_INVALID)"),
-        "{f}"
+        e.contains("TLS error (net::ERR_CERT_AUTHORITY_INVALID)"),
+        "{e}"
     );
     // A page that loads, then never yields its thread again, in both modes.
     for mode in ["deterministic", "realtime"] {
@@ -312,27 +313,15 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
             json!([{"type": "wait", "duration_ms": 8000}]),
         );
         body["source"]["mode"] = json!(mode);
-        let r = s.create(&token, body).await;
-        let f = s
-            .wait_status(&token, r["id"].as_str().unwrap(), "failed")
-            .await;
+        let e = failure(&s, &token, body).await;
         assert_eq!(
-            f["error"], "the page stopped responding (no frame within 3 s)",
-            "{mode}: {f}"
+            e, "the page stopped responding (no frame within 3 s)",
+            "{mode}"
         );
     }
     // A page that never loads.
-    let r = s.create(&token, run(site.url("/hang"), wait.clone())).await;
-    let f = s
-        .wait_status(&token, r["id"].as_str().unwrap(), "failed")
-        .await;
-    assert!(
-        f["error"]
-            .as_str()
-            .unwrap()
-            .contains("did not finish loading within 3 s"),
-        "{f}"
-    );
+    let e = failure(&s, &token, run(site.url("/hang"), wait.clone())).await;
+    assert!(e.contains("did not finish loading within 3 s"), "{e}");
     // A malformed script is refused before anything starts, naming step and field.
     let (st, v) = s
         .post(
@@ -423,8 +412,7 @@ async fn goto_and_scroll_reach_the_next_page_and_its_footer() {
         ),
         ("/two", Page::Body("text/html", tall.into())),
     ]);
-    let port = site.port;
-    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let s = start_for_site(site.port).await;
     let token = s.key("erin", false).await;
     let rec = s
         .create(
@@ -476,8 +464,7 @@ async fn highlights_box_a_heading_s_text_and_a_button_s_whole_box() {
 <button id="wide" style="position:absolute;left:400px;top:250px;width:300px;height:100px">Go</button>
 </body></html>"##;
     let site = PageServer::start(vec![("/", Page::Body("text/html", page.into()))]);
-    let port = site.port;
-    let s = start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await;
+    let s = start_for_site(site.port).await;
     let token = s.key("frank", false).await;
     let rec = s
         .create(

@@ -80,6 +80,15 @@ struct Upstream {
     sender: SendRequest<Incoming>,
 }
 
+/// Logs a refused request and keeps its reason for the recording's error.
+pub fn note_refusal(blocked: &Mutex<Vec<String>>, reason: String) {
+    tracing::info!(%reason, "request refused");
+    blocked
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(reason);
+}
+
 fn status(code: StatusCode) -> Response<Body> {
     let mut r = Response::new(Empty::new().map_err(|never| match never {}).boxed());
     *r.status_mut() = code;
@@ -118,11 +127,7 @@ async fn handle(
         let addrs = match checked_addrs(policy, &host, port).await {
             Ok(a) => a,
             Err(reason) => {
-                tracing::info!(%reason, "proxy refused a connection");
-                blocked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(reason);
+                note_refusal(blocked, reason);
                 return refuse(StatusCode::FORBIDDEN);
             }
         };

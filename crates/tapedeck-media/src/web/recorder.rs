@@ -513,11 +513,7 @@ async fn guard_requests(
                     let _ = cdp.send(session, "Fetch.continueRequest", json!({"requestId": id}));
                 }
                 Some(reason) => {
-                    tracing::info!(%reason, "request refused");
-                    blocked
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push(reason);
+                    super::proxy::note_refusal(&blocked, reason);
                     let _ = cdp.send(
                         session,
                         "Fetch.failRequest",

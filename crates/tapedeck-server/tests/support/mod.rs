@@ -45,6 +45,12 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     s
 }
 
+/// A server whose web recordings may reach the test's page server at `port`
+/// on loopback (and nothing else private).
+pub async fn start_for_site(port: u16) -> Server {
+    start(|c| c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")]).await
+}
+
 pub async fn start_with(mut c: Config) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
