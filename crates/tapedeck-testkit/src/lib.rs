@@ -111,15 +111,24 @@ pub fn postgres_url() -> String {
     format!("postgres://postgres@127.0.0.1:{}/{name}", pg.port)
 }
 
-fn psql(url: &str, sql: &str) {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+/// Runs `cmd` to the end; a program that cannot start or fails stops the
+/// test with `what` and its stderr.
+fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd
         .output()
-        .expect("psql");
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
     assert!(
         out.status.success(),
-        "psql {sql}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn psql(url: &str, sql: &str) {
+    run_ok(
+        Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql]),
+        &format!("psql {sql}"),
     );
 }
 
@@ -153,15 +162,7 @@ fn start_postgres() -> Pg {
         initdb.display(),
         data.display()
     ));
-    let out = Command::new("sh")
-        .args(["-c", &init])
-        .output()
-        .expect("initdb");
-    assert!(
-        out.status.success(),
-        "initdb: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new("sh").args(["-c", &init]), "initdb");
     let run = as_pg(format!(
         "{} -D {} -p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
         postgres.display(),
@@ -248,26 +249,22 @@ pub fn untrusted_https() -> String {
     let openssl = find("openssl", &[], "apt-get install -y openssl");
     let dir = scratch(&format!("tls{}", DB_COUNTER.fetch_add(1, Ordering::SeqCst)));
     let (key, cert) = (dir.join("key.pem"), dir.join("cert.pem"));
-    let out = Command::new(&openssl)
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl req");
-    assert!(
-        out.status.success(),
-        "openssl req: {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(&openssl)
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        "openssl req",
     );
     let port = free_port();
     let log = dir.join("server.log");
@@ -306,24 +303,19 @@ pub struct Probed {
 
 /// Runs ffprobe on `path`.
 pub fn ffprobe(path: &Path) -> Probed {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_packets",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe (apt-get install ffmpeg)");
-    assert!(
-        out.status.success(),
-        "ffprobe {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-count_packets",
+                "-print_format",
+                "json",
+                "-show_format",
+                "-show_streams",
+            ])
+            .arg(path),
+        &format!("ffprobe {} (apt-get install ffmpeg)", path.display()),
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("ffprobe json");
     let s = v["streams"]
