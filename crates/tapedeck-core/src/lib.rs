@@ -5,10 +5,12 @@
 //! what the driver around it must do. That keeps it testable with synthetic
 //! time and lets the same logic replay a spool after a crash.
 
+pub mod codes;
 pub mod error;
 pub mod event;
 pub mod frame_message;
 pub mod id;
+pub mod lifecycle;
 pub mod netpolicy;
 pub mod player;
 pub mod range;
@@ -20,6 +22,7 @@ pub mod timeline;
 pub mod tour;
 pub mod web;
 
+pub use codes::Failure;
 pub use error::ErrorCode;
 pub use id::RecordingId;
 pub use recording::{Action, EndReason, Recording, SourceKind, SourceSpec, Stats, Status};

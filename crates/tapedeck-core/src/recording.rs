@@ -161,6 +161,8 @@ pub enum EndReason {
     MaxDuration,
     /// The per-user storage quota was reached.
     Quota,
+    /// The output reached `limits.max_size_bytes`.
+    MaxSize,
     /// The source sent nothing for too long.
     Idle,
     /// The source finished by itself (end of script, end of upload).
@@ -320,8 +322,8 @@ pub struct Recording {
     pub duration_s: Option<f64>,
     /// Stored media size in bytes.
     pub size_bytes: Option<u64>,
-    /// Why it failed.
-    pub error: Option<String>,
+    /// Why it failed: a stable code and a message.
+    pub error: Option<crate::codes::Failure>,
     /// Session statistics.
     pub stats: Stats,
     /// Probe results of the stored media.

@@ -6,8 +6,8 @@
 //! - [`spool`]: the crash-safe append-only log of accepted frames.
 //! - [`ffmpeg`]: the one wrapper around ffmpeg and ffprobe (encode, probe,
 //!   thumbnails), with kill-on-drop and captured stderr.
-//! - [`frames`]: the frames source pipeline tying them together with the
-//!   core's timeline.
+//! - [`sink`]: where media goes; [`sink::encoding`] turns pictures into an
+//!   encoded video through the core's timeline.
 //! - [`web`]: the web source (headless Chromium, CDP, overlays).
 //!
 //! Invariants: every child process is killed when its handle drops; nothing
@@ -16,9 +16,9 @@
 
 pub mod barcode;
 pub mod ffmpeg;
-pub mod frames;
 pub mod h264;
 pub mod mkv;
 pub mod picture;
+pub mod sink;
 pub mod spool;
 pub mod web;

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tapedeck_core::Format;
 use tapedeck_media::ffmpeg::{self, EncodeSpec, Tools};
-use tapedeck_media::frames::{FrameOutcome, FramePipeline, recover};
 use tapedeck_media::picture::{FrameError, FrameLimits};
+use tapedeck_media::sink::encoding::{EncodingSink, FrameOutcome, recover};
 
 fn jpeg(w: u32, h: u32, shade: u8) -> Vec<u8> {
     let img = image::RgbImage::from_fn(w, h, |x, _| {
@@ -46,7 +46,7 @@ fn probe(p: &Path) -> tapedeck_core::recording::MediaInfo {
 #[test]
 fn five_fps_mixed_sizes_with_pause_and_a_corrupt_frame() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = FramePipeline::start(
+    let mut p = EncodingSink::start(
         Tools::default(),
         spec(Format::Mp4, true),
         FrameLimits::default(),
@@ -118,7 +118,7 @@ fn five_fps_mixed_sizes_with_pause_and_a_corrupt_frame() {
 #[test]
 fn vfr_webm_keeps_source_timing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut p = FramePipeline::start(
+    let mut p = EncodingSink::start(
         Tools::default(),
         spec(Format::Webm, false),
         FrameLimits::default(),
@@ -208,7 +208,7 @@ fn held_frames_are_skip_pictures_identical_to_their_frame() {
             fps: 30,
             ..spec(format, true)
         };
-        let mut p = FramePipeline::start(
+        let mut p = EncodingSink::start(
             Tools::default(),
             skip.clone(),
             FrameLimits::default(),
@@ -242,7 +242,7 @@ fn held_frames_are_skip_pictures_identical_to_their_frame() {
         assert_ne!(md5[0], md5[6]);
         // The same frames encoded the plain way decode to the same distinct pictures at the same ticks.
         let dir2 = tempfile::tempdir().unwrap();
-        let mut plain = FramePipeline::start(
+        let mut plain = EncodingSink::start(
             Tools::default(),
             spec(format, true),
             FrameLimits::default(),
@@ -267,7 +267,7 @@ fn skip_mode_timestamps_are_exact_frame_times() {
         ..spec(Format::Mp4, true)
     };
     let mut p =
-        FramePipeline::start(Tools::default(), skip, FrameLimits::default(), dir.path()).unwrap();
+        EncodingSink::start(Tools::default(), skip, FrameLimits::default(), dir.path()).unwrap();
     for i in 0..90u64 {
         p.frame(
             &jpeg(320, 240, (i * 2) as u8),

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tapedeck_core::Format;
 use tapedeck_core::player::Overlay;
 use tapedeck_media::ffmpeg::{self, EncodeSpec, Tools};
-use tapedeck_media::frames::FramePipeline;
 use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::sink::encoding::EncodingSink;
 use tapedeck_media::web::{Compositor, WebFrame};
 
 const FPS: u32 = 30;
@@ -55,7 +55,7 @@ fn encode(fate: impl Fn(u64) -> Fate) -> (Option<u64>, f64) {
     let spec = spec();
     let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
     let mut p =
-        FramePipeline::start(Tools::default(), spec, FrameLimits::default(), dir.path()).unwrap();
+        EncodingSink::start(Tools::default(), spec, FrameLimits::default(), dir.path()).unwrap();
     for k in 0..FRAMES {
         let last = k + 1 == FRAMES;
         let shot = match fate(k) {
@@ -151,7 +151,7 @@ fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec();
     let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
-    let mut p = FramePipeline::start(
+    let mut p = EncodingSink::start(
         Tools::default(),
         spec.clone(),
         FrameLimits::default(),
@@ -175,7 +175,7 @@ fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
         c.frame(&mut p, f).unwrap();
     }
     let live = p.finish(Duration::from_secs(60)).unwrap();
-    let spool = std::fs::metadata(dir.path().join(tapedeck_media::frames::SPOOL_FILE))
+    let spool = std::fs::metadata(dir.path().join(tapedeck_media::sink::encoding::SPOOL_FILE))
         .unwrap()
         .len() as usize;
     // Each page once, plus a small record per frame.
@@ -184,7 +184,7 @@ fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
         "spool {spool} bytes for {page_bytes} bytes of pages"
     );
     let live_frames = decoded(&live.output);
-    let back = tapedeck_media::frames::recover(
+    let back = tapedeck_media::sink::encoding::recover(
         &Tools::default(),
         &spec,
         dir.path(),

@@ -2,36 +2,44 @@
 //! and by reading the page's own clock barcode back from the video.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::Duration;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{Receiver, Sender, channel};
 
 use tapedeck_core::Format;
 use tapedeck_core::netpolicy::NetPolicy;
 use tapedeck_core::web::WebSource;
 use tapedeck_media::barcode;
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
-use tapedeck_media::frames::FramePipeline;
 use tapedeck_media::picture::FrameLimits;
-use tapedeck_media::web::recorder::FrameSink;
+use tapedeck_media::sink::encoding::EncodingSink;
 use tapedeck_media::web::{Compositor, Control, WebError, WebFrame, WebOptions, WebReport, record};
+use tapedeck_media::web::{FrameSink, SinkClosed};
 use tapedeck_testkit::{Page, PageServer, ffprobe};
 
-struct Chan(SyncSender<WebFrame>);
+struct Chan(Sender<WebFrame>);
 
 impl FrameSink for Chan {
-    fn offer(&mut self, f: WebFrame) -> Result<(), WebFrame> {
-        match self.0.try_send(f) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(f)) | Err(TrySendError::Disconnected(f)) => Err(f),
-        }
-    }
-    fn open(&self) -> bool {
-        true
+    fn send(
+        &mut self,
+        f: WebFrame,
+        wait: bool,
+    ) -> futures::future::BoxFuture<'_, Result<bool, SinkClosed>> {
+        Box::pin(async move {
+            if wait {
+                return self.0.send(f).await.map(|()| true).map_err(|_| SinkClosed);
+            }
+            match self.0.try_send(f) {
+                Ok(()) => Ok(true),
+                Err(TrySendError::Full(_)) => Ok(false),
+                Err(TrySendError::Closed(_)) => Err(SinkClosed),
+            }
+        })
     }
 }
 
 fn encoder_thread(
-    rx: Receiver<WebFrame>,
+    mut rx: Receiver<WebFrame>,
     spec: EncodeSpec,
     scale: f64,
     dir: PathBuf,
@@ -39,8 +47,8 @@ fn encoder_thread(
     std::thread::spawn(move || {
         let mut c = Compositor::new(scale, spec.fps, FrameLimits::default());
         let mut p =
-            FramePipeline::start(Tools::default(), spec, FrameLimits::default(), &dir).unwrap();
-        while let Ok(f) = rx.recv() {
+            EncodingSink::start(Tools::default(), spec, FrameLimits::default(), &dir).unwrap();
+        while let Some(f) = rx.blocking_recv() {
             c.frame(&mut p, f).unwrap();
         }
         p.finish(Duration::from_secs(600)).unwrap().output
@@ -81,7 +89,7 @@ async fn record_page(
         crf: 18,
         skip_held: true,
     };
-    let (tx, rx) = sync_channel(8);
+    let (tx, rx) = channel(8);
     let scale = src.viewport_for(w, h).scale;
     let enc = encoder_thread(rx, spec, scale, dir.join("enc"));
     let (_ctl_tx, ctl) = tokio::sync::watch::channel(Control::Run);

@@ -17,8 +17,9 @@ use tokio::sync::mpsc;
 use crate::config::{Config, StorageKind};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
+use crate::source::frames::socket as frames_socket;
 use crate::supervisor::Supervisor;
-use crate::{api, openapi, web, ws};
+use crate::{api, openapi, ui, ws};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -42,9 +43,9 @@ pub struct AppState {
 /// Every route.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(web::index))
-        .route("/app.js", get(web::script))
-        .route("/style.css", get(web::style))
+        .route("/", get(ui::index))
+        .route("/app.js", get(ui::script))
+        .route("/style.css", get(ui::style))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -55,7 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings/{id}/share", post(api::share))
         .route("/v1/recordings/{id}/regenerate", post(api::regenerate))
         .route("/v1/recordings/{id}/media", get(api::media))
-        .route("/v1/recordings/{id}/frames", get(ws::frames))
+        .route("/v1/recordings/{id}/frames", get(frames_socket::frames))
         .route(
             "/v1/recordings/{id}/{action}",
             post(api::action).get(api::image),

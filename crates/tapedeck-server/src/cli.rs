@@ -8,8 +8,8 @@ use clap::{Args, Parser, Subcommand};
 use futures::StreamExt;
 use tapedeck_core::Format;
 use tapedeck_media::ffmpeg::{self, EncodeSpec, Tools};
-use tapedeck_media::frames::FramePipeline;
 use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::sink::encoding::EncodingSink;
 use tapedeck_store::repo::Repo;
 use tokio::io::AsyncWriteExt;
 
@@ -285,12 +285,12 @@ async fn execute(cli: Cli) -> Result<(), String> {
             let empty = vec![];
             let recs = v["recordings"].as_array().unwrap_or(&empty);
             println!(
-                "{:<30} {:<11} {:<7} {:>9} {:>12}  CREATED",
-                "ID", "STATUS", "KIND", "DURATION", "SIZE"
+                "{:<30} {:<11} {:<7} {:>9} {:>12}  {:<24}  ERROR",
+                "ID", "STATUS", "KIND", "DURATION", "SIZE", "CREATED"
             );
             for r in recs {
                 println!(
-                    "{:<30} {:<11} {:<7} {:>9} {:>12}  {}",
+                    "{:<30} {:<11} {:<7} {:>9} {:>12}  {:<24}  {}",
                     r["id"].as_str().unwrap_or(""),
                     r["status"].as_str().unwrap_or(""),
                     r["source"]["kind"].as_str().unwrap_or(""),
@@ -302,7 +302,8 @@ async fn execute(cli: Cli) -> Result<(), String> {
                         .as_u64()
                         .map(|s| s.to_string())
                         .unwrap_or_else(|| "-".into()),
-                    r["created_at"].as_str().unwrap_or("")
+                    r["created_at"].as_str().unwrap_or(""),
+                    r["error"]["code"].as_str().unwrap_or("")
                 );
             }
             Ok(())
@@ -787,7 +788,10 @@ async fn record(mut config: Config, a: RecordArgs) -> Result<(), String> {
         return Err(format!(
             "the recording {}: {}",
             rec.status.as_str(),
-            rec.error.as_deref().unwrap_or("no reason given")
+            rec.error
+                .as_ref()
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "no reason given".into())
         ));
     }
     let mut dl = state
@@ -861,7 +865,7 @@ fn encode_frames(
         ffprobe: config.encoder.ffprobe.clone(),
     };
     let start = Instant::now();
-    let mut p = FramePipeline::start(tools, spec, FrameLimits::default(), &work)
+    let mut p = EncodingSink::start(tools, spec, FrameLimits::default(), &work)
         .map_err(|e| e.to_string())?;
     for (i, f) in files.iter().enumerate() {
         let bytes = std::fs::read(f).map_err(|e| e.to_string())?;

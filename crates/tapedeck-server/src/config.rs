@@ -175,6 +175,8 @@ pub struct LimitsConfig {
     pub max_frame_height: u32,
     /// Stored media per user, bytes (0: unlimited).
     pub user_quota_bytes: u64,
+    /// Largest output of one recording, bytes (0: unlimited); reaching it stops the recording.
+    pub max_size_bytes: u64,
     /// A recording whose source sends nothing this long is finalized.
     pub idle_timeout_s: u64,
     /// A pending recording whose source never connects is cancelled after this.
@@ -257,6 +259,7 @@ impl Default for LimitsConfig {
             max_frame_width: 7680,
             max_frame_height: 4320,
             user_quota_bytes: 20 * 1024 * 1024 * 1024,
+            max_size_bytes: 0,
             idle_timeout_s: 120,
             pending_timeout_s: 3600,
         }

@@ -21,6 +21,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with any status.
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        debug_assert!(
+            tapedeck_core::codes::API.iter().any(|c| c.code == code),
+            "{code} is not in the catalogue (tapedeck_core::codes::API)"
+        );
         Self {
             status,
             code,

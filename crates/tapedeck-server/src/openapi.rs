@@ -26,6 +26,26 @@ fn id_param() -> Value {
     json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^rec_[0-9a-z]{26}$"}}])
 }
 
+fn codes(list: &[tapedeck_core::codes::Code]) -> Vec<&'static str> {
+    list.iter().map(|c| c.code).collect()
+}
+
+/// The catalogue as a Markdown table, for the schema's description.
+fn catalogue(list: &[tapedeck_core::codes::Code]) -> String {
+    let mut s = String::from("| code | status | whose | meaning |\n|---|---|---|---|\n");
+    for c in list {
+        let whose = match c.blame {
+            tapedeck_core::codes::Blame::Client => "client",
+            tapedeck_core::codes::Blame::Server => "server",
+        };
+        s.push_str(&format!(
+            "| `{}` | {} | {whose} | {} |\n",
+            c.code, c.status, c.meaning
+        ));
+    }
+    s
+}
+
 /// The document.
 pub fn spec() -> Value {
     let id = id_param();
@@ -76,7 +96,7 @@ pub fn spec() -> Value {
             "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment", "media", "200", json!({"parameters": id}))},
             "/v1/recordings/{id}/thumbnail": {"get": op("Poster JPEG (frame at 25%)", "media", "200", json!({"parameters": id}))},
             "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails", "media", "200", json!({"parameters": id}))},
-            "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; the server sends progress JSON", "sources", "101", json!({"parameters": id}))},
+            "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; text {\"pts_ms\": N, \"image\": \"data:image/jpeg;base64,...\"} or a bare data:image/... URL is a frame as canvas.toDataURL gives it; the server sends progress JSON", "sources", "101", json!({"parameters": id}))},
             "/v1/events": {"get": op("WebSocket of the caller's recording events", "events", "101", json!({}))},
             "/v1/me": {"get": op("The caller", "auth", "200", json!({}))},
             "/v1/shared/{id}": {"get": op("Download through a share link (exp and sig query parameters; no token)", "media", "200", json!({"parameters": id, "security": []}))},
@@ -90,7 +110,10 @@ pub fn spec() -> Value {
             "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": {
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                    "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::API)}, "message": {"type": "string"}}}},
+                    "description": catalogue(tapedeck_core::codes::API)},
+                "Failure": {"type": "object", "required": ["code", "message"], "description": catalogue(tapedeck_core::codes::FAILURES),
+                    "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::FAILURES)}, "message": {"type": "string"}}},
                 "Status": {"type": "string", "enum": ["pending", "recording", "paused", "processing", "completed", "failed", "cancelled"]},
                 "CreateRecording": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": {
                     "source": {"oneOf": [
@@ -103,14 +126,14 @@ pub fn spec() -> Value {
                     "max_duration_s": {"type": "integer"}, "title": {"type": "string"}, "metadata": {"type": "object"}}},
                 "Recording": {"type": "object", "properties": {
                     "id": {"type": "string"}, "owner": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
-                    "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "quota", "idle", "source_ended", "cancelled", "recovered", "error", null]},
+                    "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", null]},
                     "source": {"type": "object"}, "format": {"type": "string"}, "preset": {"type": "string"},
                     "video": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
                         "video_bitrate_kbps": {"type": "integer"}, "audio_bitrate_kbps": {"type": "integer"}, "cfr": {"type": "boolean"}}},
                     "max_duration_s": {"type": "integer"}, "title": {"type": ["string", "null"]}, "metadata": {"type": "object"},
                     "created_at": {"type": "string", "format": "date-time"}, "started_at": {"type": ["string", "null"]},
                     "stopped_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]}, "expires_at": {"type": ["string", "null"]},
-                    "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]},
+                    "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Failure"}]},
                     "stats": {"type": "object", "properties": {"frames_in": {"type": "integer"}, "frames_written": {"type": "integer"},
                         "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
                         "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},

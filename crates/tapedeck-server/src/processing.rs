@@ -1,43 +1,41 @@
-//! Processing after the encode: probe, thumbnails, upload, completed.
+//! Processing after the sink finished: probe, thumbnails, upload. The driver
+//! turns the result into `completed` or `failed`.
 
 use std::path::Path;
 use std::time::Instant;
 
-use tapedeck_core::recording::{Action, Recording};
+use tapedeck_core::Failure;
+use tapedeck_core::recording::Recording;
 use tapedeck_media::ffmpeg;
-use tapedeck_media::frames::Finished;
 
-use crate::supervisor::Ctx;
+use crate::services::Services;
+use crate::source::Take;
 
 /// Thumbnails in the strip.
 pub const STRIP_COUNT: u32 = 10;
 
-/// Finishes `rec` from an encoded file: completed, or failed with the reason.
-/// The work folder (with the spool) is removed only once the media is stored.
-pub async fn finish(ctx: &Ctx, rec: &mut Recording, f: Finished, started: Instant) {
-    match store(ctx, rec, &f).await {
-        Ok(()) => {
-            rec.stats.processing_s = started.elapsed().as_secs_f64();
-            rec.stats.cpu_s = f.cpu_s;
-            match ctx.transition(rec, Action::Complete).await {
-                Ok(()) => {
-                    let _ = tokio::fs::remove_dir_all(ctx.work_dir(rec.id)).await;
-                }
-                Err(e) => tracing::error!(id = %rec.id, error = %e, "could not complete"),
-            }
-        }
-        Err(e) => {
-            tracing::error!(id = %rec.id, error = %e, "processing failed");
-            rec.error = Some(e);
-            let _ = ctx.transition(rec, Action::Fail).await;
-        }
-    }
+/// Probes `take`, makes the poster and strip, stores all three and fills in
+/// `rec`'s media, size, duration and stats.
+pub async fn process(
+    services: &Services,
+    rec: &mut Recording,
+    take: Take,
+    started: Instant,
+) -> Result<(), Failure> {
+    let c = take.counters;
+    rec.stats.frames_in = rec.stats.frames_in.max(c.frames_in);
+    rec.stats.frames_written = c.frames_out;
+    rec.stats.realtime_factor = take.realtime_factor;
+    store(services, rec, &take).await?;
+    rec.stats.processing_s = started.elapsed().as_secs_f64();
+    rec.stats.cpu_s = take.cpu_s;
+    Ok(())
 }
 
-async fn store(ctx: &Ctx, rec: &mut Recording, f: &Finished) -> Result<(), String> {
-    let tools = ctx.tools.clone();
-    let output = f.output.clone();
-    let work = ctx.work_dir(rec.id);
+async fn store(services: &Services, rec: &mut Recording, take: &Take) -> Result<(), Failure> {
+    let tools = services.tools.clone();
+    let output = take.output.clone();
+    let work = services.work_dir(rec.id);
     let (poster, strip) = (work.join("poster.jpg"), work.join("strip.jpg"));
     let (p2, s2) = (poster.clone(), strip.clone());
     let info = tokio::task::spawn_blocking(move || -> Result<_, ffmpeg::FfmpegError> {
@@ -47,33 +45,39 @@ async fn store(ctx: &Ctx, rec: &mut Recording, f: &Finished) -> Result<(), Strin
         Ok(info)
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("processing the video failed: {e}"))?;
-    let stored = ctx
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map_err(|e| {
+        Failure::new(
+            "encoder_failed",
+            format!("processing the video failed: {e}"),
+        )
+    })?;
+    let stored = services
         .blobs
-        .put_file(&rec.media_key(), &f.output)
+        .put_file(&rec.media_key(), &take.output)
         .await
-        .map_err(|e| format!("storing the media failed: {e}"))?;
+        .map_err(|e| Failure::new("storage_failed", format!("storing the media failed: {e}")))?;
     for (key, file) in [(rec.poster_key(), &poster), (rec.strip_key(), &strip)] {
-        upload_small(ctx, &key, file).await?;
+        upload_small(services, &key, file).await?;
     }
     let mut info = info;
     info.sha256 = stored.sha256;
     rec.duration_s = Some(info.duration_s);
     rec.size_bytes = Some(stored.size);
     if rec.stats.achieved_fps == 0.0 && info.duration_s > 0.0 {
-        rec.stats.achieved_fps = f.counters.frames_distinct as f64 / info.duration_s;
+        rec.stats.achieved_fps = take.counters.frames_distinct as f64 / info.duration_s;
     }
     rec.media = Some(info);
     Ok(())
 }
 
-async fn upload_small(ctx: &Ctx, key: &str, file: &Path) -> Result<(), String> {
+async fn upload_small(services: &Services, key: &str, file: &Path) -> Result<(), Failure> {
     let bytes = tokio::fs::read(file)
         .await
-        .map_err(|e| format!("reading {}: {e}", file.display()))?;
-    ctx.blobs
+        .map_err(|e| Failure::new("storage_failed", format!("reading {}: {e}", file.display())))?;
+    services
+        .blobs
         .put_bytes(key, bytes)
         .await
-        .map_err(|e| format!("storing {key} failed: {e}"))
+        .map_err(|e| Failure::new("storage_failed", format!("storing {key} failed: {e}")))
 }

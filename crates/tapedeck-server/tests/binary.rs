@@ -201,12 +201,13 @@ async fn kill_9_mid_recording_then_recover() {
     let failed = wait_final(&base, &token, &empty_id).await;
     assert_eq!(failed["status"], "failed");
     assert!(
-        failed["error"]
+        failed["error"]["message"]
             .as_str()
             .unwrap()
             .contains("before any frame"),
         "{failed}"
     );
+    assert_eq!(failed["error"]["code"], "recovery_failed", "{failed}");
 
     // Nothing is stuck, and the pending recording still takes frames.
     let list = get(&base, &token, "/v1/recordings?status=recording").await;

@@ -205,15 +205,19 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
     let failed = s
         .wait_status(&token, rec["id"].as_str().unwrap(), "failed")
         .await;
-    let err = failed["error"].as_str().unwrap();
+    let err = failed["error"]["message"].as_str().unwrap();
     assert!(err.contains("loopback"), "{err}");
+    assert_eq!(failed["error"]["code"], "source_blocked", "{failed}");
     // So does a link-local address given directly.
     let rec = s.create(&token, json!({"source": {"kind": "web", "url": "http://169.254.169.254/latest/meta-data/", "script": script}})).await;
     let failed = s
         .wait_status(&token, rec["id"].as_str().unwrap(), "failed")
         .await;
     assert!(
-        failed["error"].as_str().unwrap().contains("link-local"),
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("link-local"),
         "{failed}"
     );
     // The canary server was never reached, by anything, WebSockets included,
@@ -242,13 +246,17 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
     );
 }
 
-/// Creates a recording that must fail, and returns its error.
-async fn failure(s: &Server, token: &str, body: serde_json::Value) -> String {
+/// Creates a recording that must fail, checks its error code, and returns its message.
+async fn failure(s: &Server, token: &str, code: &str, body: serde_json::Value) -> String {
     let r = s.create(token, body).await;
     let f = s
         .wait_status(token, r["id"].as_str().unwrap(), "failed")
         .await;
-    f["error"].as_str().unwrap_or_default().to_string()
+    assert_eq!(f["error"]["code"], code, "{f}");
+    f["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +288,7 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
     let e = failure(
         &s,
         &token,
+        "selector_not_found",
         run(
             site.url("/"),
             json!([{"type": "wait", "duration_ms": 100}, {"type": "click", "selector": "#nope"}]),
@@ -291,6 +300,7 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
     let e = failure(
         &s,
         &token,
+        "source_unreachable",
         run(format!("http://127.0.0.1:{closed}/"), wait.clone()),
     )
     .await;
@@ -299,6 +309,7 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
     let e = failure(
         &s,
         &token,
+        "tls_error",
         run(tapedeck_testkit::untrusted_https(), wait.clone()),
     )
     .await;
@@ -313,14 +324,20 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
             json!([{"type": "wait", "duration_ms": 8000}]),
         );
         body["source"]["mode"] = json!(mode);
-        let e = failure(&s, &token, body).await;
+        let e = failure(&s, &token, "page_unresponsive", body).await;
         assert_eq!(
             e, "the page stopped responding (no frame within 3 s)",
             "{mode}"
         );
     }
     // A page that never loads.
-    let e = failure(&s, &token, run(site.url("/hang"), wait.clone())).await;
+    let e = failure(
+        &s,
+        &token,
+        "page_load_timeout",
+        run(site.url("/hang"), wait.clone()),
+    )
+    .await;
     assert!(e.contains("did not finish loading within 3 s"), "{e}");
     // A malformed script is refused before anything starts, naming step and field.
     let (st, v) = s
@@ -373,7 +390,11 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
     }
     assert_eq!(killed, 1, "exactly one browser per recording");
     let f = s.wait_status(&token, a, "failed").await;
-    assert!(f["error"].as_str().unwrap().contains("browser"), "{f}");
+    assert!(
+        f["error"]["message"].as_str().unwrap().contains("browser"),
+        "{f}"
+    );
+    assert_eq!(f["error"]["code"], "browser_crashed", "{f}");
     let (st, v) = s
         .post(&token, &format!("/v1/recordings/{b}/pause"), json!({}))
         .await;

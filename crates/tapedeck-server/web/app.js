@@ -87,7 +87,7 @@ function render(rec) {
   st.textContent = rec.status;
   const parts = [rec.source.kind, rec.format, when, fmtDuration(rec.duration_s), fmtSize(rec.size_bytes)].filter(Boolean);
   sub.append(st, " " + parts.join(" · "));
-  if (rec.error) { const e = document.createElement("div"); e.className = "error"; e.textContent = rec.error; sub.append(e); }
+  if (rec.error) { const e = document.createElement("div"); e.className = "error"; e.textContent = typeof rec.error === "string" ? rec.error : rec.error.message + " (" + rec.error.code + ")"; sub.append(e); }
   meta.append(title, sub);
   const actions = document.createElement("div");
   actions.className = "actions";

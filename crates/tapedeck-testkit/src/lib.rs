@@ -113,7 +113,7 @@ pub fn postgres_url() -> String {
 
 /// Runs `cmd` to the end; a program that cannot start or fails stops the
 /// test with `what` and its stderr.
-fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));

@@ -23,10 +23,12 @@ pub mod spooled;
 use image::RgbImage;
 use tapedeck_core::player::Overlay;
 
-use crate::frames::{FrameOutcome, FramePipeline, PipelineError};
 use crate::picture::{FrameLimits, decode_rgb};
+use crate::sink::encoding::{EncodingSink, FrameOutcome, PipelineError};
 
-pub use recorder::{Capture, Control, WebError, WebFrame, WebOptions, WebReport, record};
+pub use recorder::{
+    Capture, Control, FrameSink, SinkClosed, WebError, WebFrame, WebOptions, WebReport, record,
+};
 
 /// Turns [`WebFrame`]s into pictures for the frames pipeline.
 pub struct Compositor {
@@ -74,7 +76,7 @@ impl Compositor {
     ///   or dropped just before the end cannot stretch the last interval.
     pub fn frame(
         &mut self,
-        pipeline: &mut FramePipeline,
+        pipeline: &mut EncodingSink,
         f: WebFrame,
     ) -> Result<Option<FrameOutcome>, PipelineError> {
         if f.force

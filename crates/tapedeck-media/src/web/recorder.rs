@@ -58,15 +58,21 @@ pub struct WebFrame {
     pub force: bool,
 }
 
-/// Where frames go; `Err(frame)` when full (the recorder waits in
-/// deterministic mode and drops in realtime mode), `Err(None)`-like closure is
-/// reported by returning `false` from [`FrameSink::open`].
+/// Where frames go. The recorder waits for room in deterministic mode and
+/// drops in realtime mode; either way it never spins or blocks a thread.
 pub trait FrameSink: Send {
-    /// Offers a frame; gives it back if the queue is full.
-    fn offer(&mut self, frame: WebFrame) -> Result<(), WebFrame>;
-    /// False once the consumer is gone.
-    fn open(&self) -> bool;
+    /// Hands `frame` over: with `wait`, waits until there is room; without,
+    /// gives up at once when full. `Ok(false)`: dropped; `Err`: the consumer is gone.
+    fn send(
+        &mut self,
+        frame: WebFrame,
+        wait: bool,
+    ) -> futures::future::BoxFuture<'_, Result<bool, SinkClosed>>;
 }
+
+/// The frames consumer went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkClosed;
 
 /// The image format frames are captured in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +179,26 @@ pub enum WebError {
     /// The frames consumer went away.
     #[error("the encoder stopped")]
     SinkClosed,
+}
+
+impl WebError {
+    /// The recording failure this is, with a code from the catalogue.
+    pub fn failure(&self) -> tapedeck_core::Failure {
+        let code = match self {
+            WebError::Browser(_) | WebError::Crashed(_) => "browser_crashed",
+            WebError::Blocked { .. } => "source_blocked",
+            WebError::Load { reason, .. } if reason.starts_with("TLS error") => "tls_error",
+            WebError::Load { .. } => "source_unreachable",
+            WebError::LoadTimeout { .. } => "page_load_timeout",
+            WebError::Unresponsive(_) => "page_unresponsive",
+            WebError::Script(PlayError::NotFound { .. }) | WebError::Selector { .. } => {
+                "selector_not_found"
+            }
+            WebError::Script(_) => "script_error",
+            WebError::SinkClosed => "encoder_failed",
+        };
+        tapedeck_core::Failure::new(code, self.to_string())
+    }
 }
 
 impl From<CdpError> for WebError {
@@ -393,11 +419,17 @@ impl Session {
             Err(e) => return Err(e.into()),
         };
         if let Some(err) = r.get("errorText").and_then(Value::as_str) {
+            if err == "net::ERR_BLOCKED_BY_CLIENT" {
+                // The page or a redirect went where the policy does not allow.
+                return Err(WebError::Blocked {
+                    url: url.into(),
+                    reason: self
+                        .last_blocked()
+                        .map(|b| format!("refused by the address policy: {b}"))
+                        .unwrap_or_else(|| "refused by the address policy".into()),
+                });
+            }
             let reason = match err {
-                "net::ERR_BLOCKED_BY_CLIENT" => self
-                    .last_blocked()
-                    .map(|b| format!("refused by the address policy: {b}"))
-                    .unwrap_or_else(|| "refused by the address policy".into()),
                 "net::ERR_NAME_NOT_RESOLVED" => "the host name does not resolve".into(),
                 e if e.starts_with("net::ERR_CERT") || e.contains("SSL") => {
                     format!("TLS error ({e})")
@@ -1073,21 +1105,11 @@ async fn save_audio(s: &mut Session, path: &std::path::Path) -> Result<(), WebEr
     Ok(())
 }
 
-/// Hands a frame to the sink, waiting while it is full if `wait`; false if dropped.
-async fn offer(sink: &mut dyn FrameSink, mut f: WebFrame, wait: bool) -> Result<bool, WebError> {
-    loop {
-        if !sink.open() {
-            return Err(WebError::SinkClosed);
-        }
-        match sink.offer(f) {
-            Ok(()) => return Ok(true),
-            Err(back) if wait => {
-                f = back;
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-            Err(_) => return Ok(false),
-        }
-    }
+/// Hands a frame to the sink, waiting for room if `wait`; false if dropped.
+async fn offer(sink: &mut dyn FrameSink, f: WebFrame, wait: bool) -> Result<bool, WebError> {
+    sink.send(f, wait)
+        .await
+        .map_err(|SinkClosed| WebError::SinkClosed)
 }
 
 async fn resolve_script(

@@ -1,47 +1,63 @@
-//! A minimal Matroska writer: one video track of raw I420 frames with
-//! microsecond timestamps, streamed (unknown-size segment), for ffmpeg's stdin.
+//! Matroska (EBML) by hand: the element writers, a streaming reader
+//! ([`read`]), and the raw-frames stream the encoding sink pipes into
+//! ffmpeg (one track of I420 frames with microsecond timestamps, unknown-size
+//! segment). The passthrough sink (`sink::passthrough`) writes its files
+//! with the same element writers.
 //!
-//! Written by hand because it is ~100 lines and the crates that write Matroska
-//! either buffer whole clusters or lack `V_UNCOMPRESSED`; ffmpeg reads the
+//! Written by hand because it is small and the crates that write Matroska
+//! either buffer whole clusters, lack `V_UNCOMPRESSED`, or cannot reserve
+//! space for a duration and seek head to fill in at the end; ffmpeg reads the
 //! colour space FourCC (`I420`) from the track header.
 
+pub mod read;
+
 /// EBML element with a known-size body.
-fn element(out: &mut Vec<u8>, id: u32, body: &[u8]) {
+pub(crate) fn element(out: &mut Vec<u8>, id: u32, body: &[u8]) {
     put_id(out, id);
     put_size(out, body.len() as u64);
     out.extend_from_slice(body);
 }
 
-fn put_id(out: &mut Vec<u8>, id: u32) {
+pub(crate) fn put_id(out: &mut Vec<u8>, id: u32) {
     let bytes = id.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count();
     out.extend_from_slice(&bytes[skip..]);
 }
 
 /// Sizes are written in 8 bytes: simple and always valid.
-fn put_size(out: &mut Vec<u8>, size: u64) {
+pub(crate) fn put_size(out: &mut Vec<u8>, size: u64) {
     let v = (1u64 << 56) | size;
     out.extend_from_slice(&v.to_be_bytes());
 }
 
-fn uint(out: &mut Vec<u8>, id: u32, v: u64) {
+pub(crate) fn uint(out: &mut Vec<u8>, id: u32, v: u64) {
     let bytes = v.to_be_bytes();
     let skip = bytes.iter().take_while(|b| **b == 0).count().min(7);
     element(out, id, &bytes[skip..]);
 }
 
-/// The header: EBML, segment of unknown size, info, the one track.
-pub fn header(width: u32, height: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+/// A float element (8 bytes).
+pub(crate) fn float(out: &mut Vec<u8>, id: u32, v: f64) {
+    element(out, id, &v.to_be_bytes());
+}
+
+/// The EBML header for `doc_type` (`matroska` or `webm`).
+pub(crate) fn ebml_header(out: &mut Vec<u8>, doc_type: &[u8]) {
     let mut ebml = vec![];
     uint(&mut ebml, 0x4286, 1); // EBMLVersion
     uint(&mut ebml, 0x42F7, 1); // EBMLReadVersion
     uint(&mut ebml, 0x42F2, 4); // EBMLMaxIDLength
     uint(&mut ebml, 0x42F3, 8); // EBMLMaxSizeLength
-    element(&mut ebml, 0x4282, b"matroska"); // DocType
+    element(&mut ebml, 0x4282, doc_type); // DocType
     uint(&mut ebml, 0x4287, 4); // DocTypeVersion
     uint(&mut ebml, 0x4285, 2); // DocTypeReadVersion
-    element(&mut out, 0x1A45_DFA3, &ebml);
+    element(out, 0x1A45_DFA3, &ebml);
+}
+
+/// The header: EBML, segment of unknown size, info, the one track.
+pub fn header(width: u32, height: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    ebml_header(&mut out, b"matroska");
 
     put_id(&mut out, 0x1853_8067); // Segment
     out.extend_from_slice(&[0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]); // unknown size

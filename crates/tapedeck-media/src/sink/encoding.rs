@@ -1,4 +1,4 @@
-//! The frames source pipeline: encoded frames in, an encoded video out.
+//! The encoding sink: pictures in, an encoded video out.
 //!
 //! Runs on one blocking thread per recording. Each frame is checked and
 //! decoded ([`Picture`]), placed on the [`Timeline`], appended to the spool
@@ -63,6 +63,24 @@ pub enum PipelineError {
     Empty,
 }
 
+impl PipelineError {
+    /// The recording failure this is, with a code from the catalogue.
+    pub fn failure(&self) -> tapedeck_core::Failure {
+        use tapedeck_core::Failure;
+        match self {
+            PipelineError::Empty => Failure::new("invalid_frames", "no valid frames were received"),
+            PipelineError::Ffmpeg(e) => Failure::new("encoder_failed", e.to_string()),
+            PipelineError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                Failure::new("storage_failed", format!("the work folder is full: {e}"))
+            }
+            PipelineError::Spool(e) => Failure::new(
+                "storage_failed",
+                format!("the work folder could not be written: {e}"),
+            ),
+        }
+    }
+}
+
 /// The result of a finished pipeline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -77,7 +95,7 @@ pub struct Finished {
 }
 
 /// A live frames pipeline.
-pub struct FramePipeline {
+pub struct EncodingSink {
     tools: Tools,
     spec: EncodeSpec,
     work_dir: PathBuf,
@@ -99,7 +117,7 @@ pub fn live_output(work_dir: &Path, spec: &EncodeSpec) -> PathBuf {
     work_dir.join(format!("live.{}", spec.format.extension()))
 }
 
-impl FramePipeline {
+impl EncodingSink {
     /// Starts the encoder and opens the spool in `work_dir`.
     pub fn start(
         tools: Tools,

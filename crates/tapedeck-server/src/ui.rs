@@ -1,4 +1,4 @@
-//! The web page: one HTML page and its script, embedded in the binary.
+//! The UI: the web page (one HTML page, its script and style), embedded in the binary.
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};

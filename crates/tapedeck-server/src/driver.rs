@@ -1,0 +1,259 @@
+//! The driver: one task per active recording, a thin loop around the core's
+//! [`Lifecycle`]. It moves commands, source events, counts and ticks into the
+//! state machine and carries out what it returns (save, emit, control the
+//! source, finalize, discard). It knows no source kind.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tapedeck_core::lifecycle::{Input, Lifecycle, Limits, Output};
+use tapedeck_core::recording::{Action, Recording, Status};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::error::ApiError;
+use crate::now_ms;
+use crate::processing;
+use crate::services::Services;
+use crate::source::{Meter, Source, SourceEvent};
+
+/// What handlers send a driver.
+pub enum Command {
+    /// A user's action; the reply is the recording afterwards.
+    Act(Action, oneshot::Sender<Result<Recording, ApiError>>),
+}
+
+/// How often limits are looked at.
+const TICK: Duration = Duration::from_millis(250);
+/// Quota usage is read from the repository every this many ticks.
+const QUOTA_EVERY: u32 = 8;
+
+/// One recording's driver.
+pub struct Driver {
+    services: Arc<Services>,
+    lc: Lifecycle,
+    source: Option<Box<dyn Source>>,
+    meter: Arc<Meter>,
+    commands: mpsc::Receiver<Command>,
+    events: mpsc::Receiver<SourceEvent>,
+    status: watch::Sender<Status>,
+    finalize_due: bool,
+}
+
+/// The limits of `rec` under `services`' configuration.
+pub fn limits(services: &Services, rec: &Recording) -> Limits {
+    let l = &services.config.limits;
+    Limits {
+        pending_timeout_ms: (l.pending_timeout_s as i64).saturating_mul(1000),
+        idle_timeout_ms: (l.idle_timeout_s as i64).saturating_mul(1000),
+        max_duration_us: i64::from(rec.max_duration_s) * 1_000_000,
+        max_bytes: l.max_size_bytes,
+        quota_bytes: l.user_quota_bytes,
+    }
+}
+
+impl Driver {
+    /// A driver for `rec`; the source comes with [`Driver::run`].
+    pub fn new(
+        services: Arc<Services>,
+        rec: Recording,
+        meter: Arc<Meter>,
+        commands: mpsc::Receiver<Command>,
+        events: mpsc::Receiver<SourceEvent>,
+        status: watch::Sender<Status>,
+    ) -> Self {
+        let limits = limits(&services, &rec);
+        Self {
+            services,
+            lc: Lifecycle::new(rec, limits, now_ms()),
+            source: None,
+            meter,
+            commands,
+            events,
+            status,
+            finalize_due: false,
+        }
+    }
+
+    /// Runs until the recording is final: `source` is what was opened (or
+    /// why it could not be), `first` an input to begin with (a restart).
+    pub async fn run(
+        mut self,
+        source: Result<Box<dyn Source>, tapedeck_core::Failure>,
+        first: Option<Input>,
+    ) {
+        match source {
+            Ok(s) => self.source = Some(s),
+            Err(f) => {
+                let _ = self.feed(Input::Failed(f)).await;
+            }
+        }
+        if let Some(i) = first {
+            let _ = self.feed(i).await;
+        }
+        let mut tick = tokio::time::interval(TICK);
+        let mut ticks: u32 = 0;
+        let mut events_open = true;
+        loop {
+            if std::mem::take(&mut self.finalize_due) {
+                self.finalize().await;
+            }
+            if self.lc.status().is_terminal() {
+                break;
+            }
+            tokio::select! {
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Act(a, reply)) => {
+                        let r = self.feed(Input::Command(a)).await;
+                        let _ = reply.send(r.map(|_| self.lc.recording().clone()));
+                    }
+                    None => break,
+                },
+                ev = self.events.recv(), if events_open => match ev {
+                    Some(SourceEvent::Started(reply)) => {
+                        let _ = self.feed(Input::Started).await;
+                        if let Some(r) = reply {
+                            let _ = r.send(self.lc.status());
+                        }
+                    }
+                    Some(SourceEvent::Ended) => { let _ = self.feed(Input::Ended).await; }
+                    Some(SourceEvent::Failed(f)) => { let _ = self.feed(Input::Failed(f)).await; }
+                    Some(SourceEvent::Wake) => {
+                        let _ = self.feed(Input::Progress(self.meter.progress())).await;
+                    }
+                    None => events_open = false,
+                },
+                _ = tick.tick() => {
+                    ticks = ticks.wrapping_add(1);
+                    if self.lc.status() == Status::Recording
+                        && self.services.config.limits.user_quota_bytes > 0
+                        && ticks % QUOTA_EVERY == 1
+                    {
+                        let owner = self.lc.recording().owner.clone();
+                        if let Ok(used) = self.services.repo.usage_bytes(&owner).await {
+                            let _ = self.feed(Input::QuotaUsed(used)).await;
+                        }
+                    }
+                    let _ = self.feed(Input::Progress(self.meter.progress())).await;
+                    let _ = self.feed(Input::Tick).await;
+                }
+            }
+        }
+        self.close().await;
+    }
+
+    /// Feeds one input and carries out the outputs, in order.
+    async fn feed(&mut self, input: Input) -> Result<(), ApiError> {
+        let outputs = self.lc.handle(input, now_ms())?;
+        let mut result = Ok(());
+        for o in outputs {
+            match o {
+                Output::Save => {
+                    if self.source.is_some() {
+                        // Live numbers until the sink has finished; processing sets the final ones.
+                        let (old, new) = (&self.lc.recording().stats, self.meter.stats());
+                        // A recovered recording's meter starts at zero: keep what was saved.
+                        let merged = tapedeck_core::recording::Stats {
+                            frames_in: old.frames_in.max(new.frames_in),
+                            frames_dropped: old.frames_dropped.max(new.frames_dropped),
+                            frames_invalid: old.frames_invalid.max(new.frames_invalid),
+                            ..new
+                        };
+                        self.lc.recording_mut().stats = merged;
+                    }
+                    if let Err(e) = self.services.repo.update(self.lc.recording()).await {
+                        tracing::error!(id = %self.lc.recording().id, error = %e, "saving the recording");
+                        result = Err(e.into());
+                    }
+                }
+                Output::Emit(a) => {
+                    self.services
+                        .events
+                        .emit(a.event_name(), self.lc.recording(), now_ms());
+                }
+                Output::Source(c) => {
+                    if let Some(s) = self.source.as_mut() {
+                        s.control(c).await;
+                    }
+                }
+                Output::Finalize => self.finalize_due = true,
+                Output::Abort => {
+                    if let Some(s) = self.source.take() {
+                        s.abort().await;
+                    }
+                }
+                Output::Discard => {
+                    if let Some(s) = self.source.take() {
+                        s.abort().await;
+                    }
+                    let work = self.services.work_dir(self.lc.recording().id);
+                    let _ = tokio::fs::remove_dir_all(work).await;
+                }
+            }
+        }
+        let status = self.lc.status();
+        self.status
+            .send_if_modified(|s| std::mem::replace(s, status) != status);
+        if status.is_terminal() {
+            self.services.metrics.finished(status.as_str());
+            if let Some(f) = &self.lc.recording().error {
+                tracing::warn!(id = %self.lc.recording().id, code = %f.code, message = %f.message, "recording failed");
+            }
+        }
+        result
+    }
+
+    /// Finishes the sink, processes and stores the file, and completes or fails.
+    async fn finalize(&mut self) {
+        let started = Instant::now();
+        let result = match self.source.take() {
+            Some(s) => match s.finish().await {
+                Ok(take) => {
+                    // The sink's final counts (the last frame is counted only when it finishes).
+                    *self
+                        .meter
+                        .counters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()) = take.counters;
+                    let (old, new) = (&self.lc.recording().stats, self.meter.stats());
+                    // A recovered recording's meter starts at zero: keep what was saved.
+                    let merged = tapedeck_core::recording::Stats {
+                        frames_in: old.frames_in.max(new.frames_in),
+                        frames_dropped: old.frames_dropped.max(new.frames_dropped),
+                        frames_invalid: old.frames_invalid.max(new.frames_invalid),
+                        ..new
+                    };
+                    self.lc.recording_mut().stats = merged;
+                    let rec = self.lc.recording_mut();
+                    processing::process(&self.services, rec, take, started).await
+                }
+                Err(f) => Err(f),
+            },
+            None => Err(tapedeck_core::Failure::new(
+                "no_source",
+                "no source ever connected",
+            )),
+        };
+        let ok = result.is_ok();
+        let _ = self.feed(Input::Finalized(result)).await;
+        if ok && self.lc.status() == Status::Completed {
+            let work = self.services.work_dir(self.lc.recording().id);
+            let _ = tokio::fs::remove_dir_all(work).await;
+        }
+    }
+
+    /// Stops anything left running and answers late commands with the final state.
+    async fn close(&mut self) {
+        if let Some(s) = self.source.take() {
+            s.abort().await;
+        }
+        self.commands.close();
+        while let Ok(Command::Act(a, reply)) = self.commands.try_recv() {
+            let status = self.lc.status();
+            let _ = reply.send(Err(status
+                .apply(a)
+                .err()
+                .map(ApiError::from)
+                .unwrap_or_else(crate::supervisor::gone)));
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Recovery at start: every recording the last run left active gets a
+//! driver again. Pending ones wait for their source as before; recording,
+//! paused and processing ones are finalized from what was spooled, each on
+//! its own (one that cannot be rebuilt fails with a reason; the server
+//! starts regardless).
+
+use tapedeck_core::recording::Status;
+
+use crate::error::ApiError;
+use crate::source;
+use crate::supervisor::{Start, Supervisor};
+
+/// Restarts drivers for what a crash or a stop left active.
+pub async fn recover(sup: &Supervisor) -> Result<(), ApiError> {
+    let s = &sup.services;
+    let stuck = s
+        .repo
+        .in_statuses(&[
+            Status::Pending,
+            Status::Recording,
+            Status::Paused,
+            Status::Processing,
+        ])
+        .await?;
+    for rec in stuck {
+        let start = if rec.status == Status::Pending {
+            // A slot if one is free; a restart does not refuse what was admitted.
+            Start::Open(source::admit(&s.sources, &s.config, &rec.source).unwrap_or_default())
+        } else {
+            Start::Recover
+        };
+        sup.spawn_driver(rec, start);
+    }
+    Ok(())
+}

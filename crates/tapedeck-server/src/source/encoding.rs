@@ -1,0 +1,346 @@
+//! The encoding sink's thread, shared by the sources that deliver pictures
+//! (frames, web), and the source that rebuilds a recording from its spool.
+//!
+//! The sink runs on one blocking thread per recording, fed through a bounded
+//! queue. Senders either wait for room asynchronously (web, deterministic)
+//! or give up at once and count the drop (frames socket, web realtime):
+//! nothing spins and no runtime thread blocks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tapedeck_core::Failure;
+use tapedeck_core::lifecycle::SourceControl;
+use tapedeck_core::recording::Recording;
+use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
+use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::sink::encoding::{
+    self, EncodingSink, Finished, FrameOutcome, PipelineError, live_output,
+};
+use tapedeck_media::web::{Compositor, WebFrame};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Meter, Source, SourceEvent, Take};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::services::Services;
+
+/// How long the sink may take to finish a file.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// A message to the sink thread.
+pub enum SinkMsg {
+    /// One encoded image and its source time, µs.
+    Frame(Vec<u8>, i64),
+    /// One web frame (screenshot and overlay).
+    Web(WebFrame),
+    /// Pause: frames are dropped until resumed; the output gets no gap.
+    Pause,
+    /// Resume.
+    Resume,
+    /// The source reconnected: its clock may have restarted.
+    Rebase,
+    /// Finish the file and report.
+    Finish(oneshot::Sender<Result<Finished, PipelineError>>),
+}
+
+/// The encoder settings of a recording.
+pub fn encode_spec(config: &Config, rec: &Recording) -> EncodeSpec {
+    EncodeSpec {
+        width: rec.video.width,
+        height: rec.video.height,
+        fps: rec.video.fps,
+        cfr: rec.video.cfr,
+        format: rec.format,
+        video_bitrate_kbps: rec.video.video_bitrate_kbps,
+        x264_preset: config.encoder.x264_preset.clone(),
+        crf: config.encoder.crf,
+        skip_held: config.encoder.skip_held,
+    }
+}
+
+/// The frame limits of the configuration.
+pub fn frame_limits(config: &Config) -> FrameLimits {
+    let l = &config.limits;
+    FrameLimits {
+        max_bytes: l.max_frame_bytes,
+        max_width: l.max_frame_width,
+        max_height: l.max_frame_height,
+    }
+}
+
+/// A running encoding sink.
+pub struct EncodingRun {
+    queue: flume::Sender<SinkMsg>,
+    cancelled: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Where the sink thread reports.
+struct Wiring {
+    meter: Arc<Meter>,
+    events: mpsc::Sender<SourceEvent>,
+    metrics: Metrics,
+    max_us: i64,
+    cancelled: Arc<AtomicBool>,
+    work: PathBuf,
+    spec: EncodeSpec,
+}
+
+impl EncodingRun {
+    /// Starts the encoder for `rec`; web frames are composed at `web_scale`.
+    pub async fn start(
+        services: &Services,
+        rec: &Recording,
+        meter: Arc<Meter>,
+        events: mpsc::Sender<SourceEvent>,
+        web_scale: Option<f64>,
+    ) -> Result<Self, Failure> {
+        let (queue, rx) = flume::bounded(services.config.encoder.queue_frames);
+        let (started_tx, started_rx) = oneshot::channel();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let spec = encode_spec(&services.config, rec);
+        let wiring = Wiring {
+            meter,
+            events,
+            metrics: services.metrics.clone(),
+            max_us: i64::from(rec.max_duration_s) * 1_000_000,
+            cancelled: cancelled.clone(),
+            work: services.work_dir(rec.id),
+            spec: spec.clone(),
+        };
+        let (tools, limits) = (services.tools.clone(), frame_limits(&services.config));
+        let thread = std::thread::Builder::new()
+            .name(format!("encode-{}", rec.id))
+            .spawn(move || sink_thread(tools, spec, limits, rx, started_tx, wiring, web_scale))
+            .map_err(|e| Failure::internal(format!("could not start the encoder thread: {e}")))?;
+        match started_rx.await {
+            Ok(Ok(())) => Ok(Self {
+                queue,
+                cancelled,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e.failure()),
+            Err(_) => Err(Failure::internal("the encoder thread died")),
+        }
+    }
+
+    /// The sink's queue, for the source's ingest.
+    pub fn queue(&self) -> flume::Sender<SinkMsg> {
+        self.queue.clone()
+    }
+
+    /// Pause or resume, in order with the frames already queued.
+    pub async fn control(&self, c: SourceControl) {
+        let msg = match c {
+            SourceControl::Pause => SinkMsg::Pause,
+            SourceControl::Resume => SinkMsg::Resume,
+        };
+        let _ = self.queue.send_async(msg).await;
+    }
+
+    /// Ends the timeline and finishes the file.
+    pub async fn finish(mut self) -> Result<Finished, Failure> {
+        let (tx, rx) = oneshot::channel();
+        let result = match self.queue.send_async(SinkMsg::Finish(tx)).await {
+            Ok(()) => rx.await.unwrap_or_else(|_| {
+                Err(PipelineError::Spool(std::io::Error::other(
+                    "the encoder thread died",
+                )))
+            }),
+            Err(_) => Err(PipelineError::Spool(std::io::Error::other(
+                "the encoder thread ended early",
+            ))),
+        };
+        self.join().await;
+        result.map_err(|e| e.failure())
+    }
+
+    /// Stops the sink without finishing: the encoder is killed, the spool stays.
+    pub async fn abort(mut self) {
+        self.cancelled.store(true, Ordering::Relaxed);
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
+}
+
+impl Drop for EncodingRun {
+    fn drop(&mut self) {
+        // A run dropped without finish or abort must not leave its thread encoding.
+        self.cancelled.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sink_thread(
+    tools: Tools,
+    spec: EncodeSpec,
+    limits: FrameLimits,
+    rx: flume::Receiver<SinkMsg>,
+    started: oneshot::Sender<Result<(), PipelineError>>,
+    w: Wiring,
+    web_scale: Option<f64>,
+) {
+    let mut compositor = web_scale.map(|s| Compositor::new(s, spec.fps, limits));
+    let live_file = live_output(&w.work, &w.spec);
+    let mut sink = match EncodingSink::start(tools, spec, limits, &w.work) {
+        Ok(p) => {
+            let _ = started.send(Ok(()));
+            p
+        }
+        Err(e) => {
+            let _ = started.send(Err(e));
+            return;
+        }
+    };
+    let mut over_limit = false;
+    let mut last_size = Instant::now();
+    loop {
+        if w.cancelled.load(Ordering::Relaxed) {
+            // Dropping the sink kills the encoder; the spool stays for recovery.
+            return;
+        }
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(msg @ (SinkMsg::Frame(..) | SinkMsg::Web(_))) => {
+                if over_limit {
+                    w.meter.refused.fetch_add(1, Ordering::Relaxed);
+                    w.metrics.frames(0, 1);
+                    continue;
+                }
+                let outcome = match msg {
+                    SinkMsg::Frame(bytes, src_us) => sink.frame(&bytes, src_us).map(Some),
+                    SinkMsg::Web(frame) => match compositor.as_mut() {
+                        Some(c) => c.frame(&mut sink, frame),
+                        None => continue,
+                    },
+                    _ => continue,
+                };
+                match outcome {
+                    Ok(Some(FrameOutcome::Invalid(e))) => {
+                        w.meter.set_error(e.to_string());
+                        w.metrics.frames(0, 1);
+                    }
+                    Ok(Some(FrameOutcome::Dropped(_))) => w.metrics.frames(0, 1),
+                    Ok(Some(FrameOutcome::Accepted) | None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "spool write failed");
+                        w.meter
+                            .set_error(format!("server could not store the frame: {e}"));
+                    }
+                }
+                let c = sink.counters();
+                *w.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                if c.duration_us >= w.max_us && !over_limit {
+                    // The lifecycle stops the recording; until then nothing more is taken.
+                    over_limit = true;
+                    let _ = w.events.try_send(SourceEvent::Wake);
+                }
+            }
+            Ok(SinkMsg::Pause) => sink.pause(),
+            Ok(SinkMsg::Resume) => sink.resume(),
+            Ok(SinkMsg::Rebase) => sink.rebase(),
+            Ok(SinkMsg::Finish(reply)) => {
+                let r = sink.finish(FINISH_TIMEOUT);
+                if let Ok(f) = &r {
+                    *w.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = f.counters;
+                }
+                let _ = reply.send(r);
+                return;
+            }
+            Err(flume::RecvTimeoutError::Timeout) => {
+                if let Err(e) = sink.sync() {
+                    tracing::error!(error = %e, "spool sync failed");
+                }
+            }
+            Err(flume::RecvTimeoutError::Disconnected) => return,
+        }
+        if last_size.elapsed() >= Duration::from_millis(500) {
+            last_size = Instant::now();
+            if let Ok(m) = std::fs::metadata(&live_file) {
+                w.meter.bytes.store(m.len(), Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A recording the server was recording or processing when it stopped:
+/// finishing it rebuilds the output from its spool.
+pub struct FromSpool {
+    services: Arc<Services>,
+    rec: Recording,
+}
+
+impl FromSpool {
+    /// The source for `rec`.
+    pub fn new(services: Arc<Services>, rec: &Recording) -> Self {
+        Self {
+            services,
+            rec: rec.clone(),
+        }
+    }
+}
+
+impl Source for FromSpool {
+    fn control(&mut self, _: SourceControl) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        Box::pin(async move {
+            let (tools, spec) = (
+                self.services.tools.clone(),
+                encode_spec(&self.services.config, &self.rec),
+            );
+            let work = self.services.work_dir(self.rec.id);
+            tracing::info!(id = %self.rec.id, "recovering from the spool");
+            let result = tokio::task::spawn_blocking(move || {
+                encoding::recover(&tools, &spec, &work, FINISH_TIMEOUT)
+            })
+            .await
+            .unwrap_or_else(|e| Err(PipelineError::Spool(std::io::Error::other(e.to_string()))));
+            match result {
+                Ok(f) => Ok(Take {
+                    output: f.output,
+                    counters: f.counters,
+                    cpu_s: f.cpu_s,
+                    realtime_factor: None,
+                }),
+                Err(PipelineError::Empty) => Err(Failure::new(
+                    "recovery_failed",
+                    "the server stopped before any frame was spooled",
+                )),
+                Err(PipelineError::Spool(io)) if io.kind() == std::io::ErrorKind::NotFound => {
+                    Err(Failure::new(
+                        "recovery_failed",
+                        "the server stopped before any frame was spooled",
+                    ))
+                }
+                Err(e) => Err(Failure::new(
+                    "recovery_failed",
+                    format!("could not rebuild the recording from its spool: {e}"),
+                )),
+            }
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Turns a finished sink into a take.
+pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
+    Take {
+        output: f.output,
+        counters: f.counters,
+        cpu_s: f.cpu_s,
+        realtime_factor,
+    }
+}

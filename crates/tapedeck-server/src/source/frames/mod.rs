@@ -1,0 +1,210 @@
+//! The `frames` source: images pushed over a WebSocket at any rate.
+//!
+//! Opening the source starts nothing; it publishes an [`Endpoint`]. The first
+//! socket that attaches starts the encoding sink and the recording
+//! (pending → recording); later sockets (a reconnect) rebase the timeline.
+//! The socket ([`socket`]) checks each image cheaply and hands it to the
+//! sink's queue; when the queue is full the image is dropped and counted.
+
+pub mod socket;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::future::BoxFuture;
+use tapedeck_core::lifecycle::SourceControl;
+use tapedeck_core::recording::{Recording, Status};
+use tapedeck_core::{Failure, RecordingId};
+use tapedeck_media::picture::FrameLimits;
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
+
+use super::encoding::{EncodingRun, SinkMsg, frame_limits};
+use super::{Meter, OpenCtx, Source, SourceEvent, Take};
+use crate::error::ApiError;
+use crate::services::Services;
+
+/// A frames recording's source.
+pub struct FramesSource {
+    inner: Arc<Endpoint>,
+}
+
+/// What the frames socket of one recording talks to.
+pub struct Endpoint {
+    services: Arc<Services>,
+    rec: Recording,
+    meter: Arc<Meter>,
+    events: mpsc::Sender<SourceEvent>,
+    status: watch::Receiver<Status>,
+    run: Mutex<Option<EncodingRun>>,
+    closed: AtomicBool,
+    epoch: Instant,
+}
+
+/// What a socket gets when it attaches.
+#[derive(Clone)]
+pub struct Attachment {
+    /// The sink's queue.
+    pub queue: flume::Sender<SinkMsg>,
+    /// Shared numbers.
+    pub meter: Arc<Meter>,
+    /// The recording's clock for frames without timestamps.
+    pub epoch: Instant,
+    /// Frame limits.
+    pub limits: FrameLimits,
+    /// Status changes.
+    pub status: watch::Receiver<Status>,
+}
+
+impl FramesSource {
+    /// Publishes the endpoint; the sink starts when a socket attaches.
+    pub fn open(ctx: OpenCtx) -> Self {
+        let inner = Arc::new(Endpoint {
+            services: ctx.services.clone(),
+            rec: ctx.rec,
+            meter: ctx.meter,
+            events: ctx.events,
+            status: ctx.status,
+            run: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            epoch: Instant::now(),
+        });
+        ctx.services.sources.register(inner.rec.id, inner.clone());
+        Self { inner }
+    }
+}
+
+fn gone(status: Status) -> ApiError {
+    ApiError::new(
+        409,
+        "invalid_transition",
+        format!(
+            "the recording is {}; it takes no more frames",
+            status.as_str()
+        ),
+    )
+}
+
+impl Endpoint {
+    /// The endpoint of recording `rec`, or why a frames socket cannot attach to it.
+    pub async fn of(services: &Services, rec: &Recording) -> Result<Arc<Endpoint>, ApiError> {
+        if rec.source.kind() != tapedeck_core::SourceKind::Frames {
+            return Err(ApiError::new(
+                409,
+                "wrong_source",
+                "this recording does not take frames",
+            ));
+        }
+        let endpoint = if rec.status == Status::Pending {
+            // Its driver may not have opened the source yet.
+            services
+                .sources
+                .endpoint_soon::<Endpoint>(rec.id, std::time::Duration::from_secs(5))
+                .await
+        } else {
+            services.sources.endpoint::<Endpoint>(rec.id)
+        };
+        endpoint.ok_or_else(|| gone(rec.status))
+    }
+
+    /// The recording's id.
+    pub fn id(&self) -> RecordingId {
+        self.rec.id
+    }
+
+    /// Attaches a socket: the first one starts the sink and the recording.
+    pub async fn attach(&self) -> Result<Attachment, ApiError> {
+        let first = {
+            let mut run = self.run.lock().await;
+            let status = *self.status.borrow();
+            if self.closed.load(Ordering::Relaxed)
+                || !matches!(status, Status::Pending | Status::Recording | Status::Paused)
+            {
+                return Err(gone(status));
+            }
+            match run.as_ref() {
+                Some(r) => {
+                    let _ = r.queue().try_send(SinkMsg::Rebase);
+                    false
+                }
+                None => {
+                    let started = EncodingRun::start(
+                        &self.services,
+                        &self.rec,
+                        self.meter.clone(),
+                        self.events.clone(),
+                        None,
+                    )
+                    .await;
+                    match started {
+                        Ok(r) => *run = Some(r),
+                        Err(f) => {
+                            drop(run);
+                            let message = format!("the encoder could not start: {}", f.message);
+                            let _ = self
+                                .events
+                                .send(SourceEvent::Failed(Failure::new(
+                                    "encoder_failed",
+                                    &message,
+                                )))
+                                .await;
+                            return Err(ApiError::new(503, "encoder_unavailable", message));
+                        }
+                    }
+                    true
+                }
+            }
+        };
+        // Not under the lock: the driver may abort the source meanwhile.
+        if first {
+            let (tx, rx) = oneshot::channel();
+            let now = match self.events.send(SourceEvent::Started(Some(tx))).await {
+                Ok(()) => rx.await.unwrap_or(Status::Failed),
+                Err(_) => Status::Failed,
+            };
+            if now != Status::Recording {
+                return Err(gone(now));
+            }
+        }
+        let queue = self.run.lock().await.as_ref().map(|r| r.queue());
+        let queue = queue.ok_or_else(|| gone(*self.status.borrow()))?;
+        Ok(Attachment {
+            queue,
+            meter: self.meter.clone(),
+            epoch: self.epoch,
+            limits: frame_limits(&self.services.config),
+            status: self.status.clone(),
+        })
+    }
+}
+
+impl Source for FramesSource {
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(r) = self.inner.run.lock().await.as_ref() {
+                r.control(c).await;
+            }
+        })
+    }
+
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        Box::pin(async move {
+            self.inner.closed.store(true, Ordering::Relaxed);
+            let run = self.inner.run.lock().await.take();
+            match run {
+                Some(r) => r.finish().await.map(|f| super::encoding::take(f, None)),
+                None => Err(Failure::new("no_source", "no source ever connected")),
+            }
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            self.inner.closed.store(true, Ordering::Relaxed);
+            let run = self.inner.run.lock().await.take();
+            if let Some(r) = run {
+                r.abort().await;
+            }
+        })
+    }
+}

@@ -1,0 +1,260 @@
+//! The seam between a recording's driver and its source.
+//!
+//! A source is a module (one folder per kind) that owns its ingest, its
+//! options and its wiring, and turns what comes in into media for a sink:
+//! pictures for the encoding sink ([`encoding`]) or, later, encoded media
+//! units for the passthrough sink. The driver sees every source through
+//! [`Source`] and hears from it through [`SourceEvent`]s; it has no field or
+//! branch per kind. The kind is matched here, in [`open`], [`admit`] and
+//! [`recovered`], and nowhere else outside the source modules.
+//!
+//! Adding a source: its folder here, an arm in [`open`] (and in [`admit`] if
+//! it has a slot limit, in [`recovered`] if it spools differently), and its
+//! HTTP routes in `app.rs`.
+
+pub mod encoding;
+pub mod frames;
+pub mod web;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use tapedeck_core::lifecycle::{Progress, SourceControl};
+use tapedeck_core::recording::{Recording, SourceSpec, Stats, Status};
+use tapedeck_core::{Failure, RecordingId};
+use tapedeck_media::sink::encoding::Counters;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::services::Services;
+
+/// A running source, as the driver sees it.
+pub trait Source: Send {
+    /// Pause or resume delivery; ordered with the media already delivered.
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()>;
+    /// Stops delivery and finishes the sink: the file to process.
+    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>>;
+    /// Stops delivery and the sink without finishing; the work files stay.
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// What a source tells its driver.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Media started flowing; the reply carries the status afterwards.
+    Started(Option<oneshot::Sender<Status>>),
+    /// The source ended by itself.
+    Ended,
+    /// The source or its sink failed for good.
+    Failed(Failure),
+    /// A count crossed a limit: look at the meter now, not at the next tick.
+    Wake,
+}
+
+/// What a finished sink produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Take {
+    /// The file to process and store.
+    pub output: PathBuf,
+    /// The sink's final counts.
+    pub counters: Counters,
+    /// CPU seconds spent encoding.
+    pub cpu_s: f64,
+    /// Seconds of video per wall second while recording (web).
+    pub realtime_factor: Option<f64>,
+}
+
+/// Live numbers of one recording, shared by its source, its sink and the driver.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Media units received from the source.
+    pub received: AtomicU64,
+    /// Units refused before the sink (not an image, too large) or dropped because its queue was full.
+    pub refused: AtomicU64,
+    /// Of `refused`, invalid units.
+    pub refused_invalid: AtomicU64,
+    /// Output bytes so far.
+    pub bytes: AtomicU64,
+    /// The sink's counters.
+    pub counters: Mutex<Counters>,
+    /// The last problem with a unit.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Meter {
+    /// Stats as the recording shows them.
+    pub fn stats(&self) -> Stats {
+        let c = self.counters();
+        let refused = self.refused.load(Ordering::Relaxed);
+        let dur = c.duration_us as f64 / 1e6;
+        Stats {
+            frames_in: self.received.load(Ordering::Relaxed),
+            frames_written: c.frames_out,
+            frames_dropped: c.frames_dropped + refused,
+            frames_invalid: c.frames_invalid + self.refused_invalid.load(Ordering::Relaxed),
+            achieved_fps: if dur > 0.0 {
+                c.frames_distinct as f64 / dur
+            } else {
+                0.0
+            },
+            cpu_s: 0.0,
+            processing_s: 0.0,
+            realtime_factor: None,
+        }
+    }
+
+    /// What the lifecycle decides limits on.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            units_in: self.received.load(Ordering::Relaxed),
+            recorded_us: self.counters().duration_us,
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The sink's counters now.
+    pub fn counters(&self) -> Counters {
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the last problem with a unit.
+    pub fn set_error(&self, message: impl Into<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.into());
+    }
+
+    /// The last problem with a unit.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What a source gets when it is opened.
+pub struct OpenCtx {
+    /// Shared services.
+    pub services: Arc<Services>,
+    /// The recording as created.
+    pub rec: Recording,
+    /// Where to tell the driver.
+    pub events: mpsc::Sender<SourceEvent>,
+    /// The recording's status as the driver sets it.
+    pub status: watch::Receiver<Status>,
+    /// The recording's live numbers.
+    pub meter: Arc<Meter>,
+    /// The slot [`admit`] reserved.
+    pub admission: Admission,
+}
+
+/// Opens the source of `ctx.rec`: the one place that matches on the kind to start one.
+pub async fn open(ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
+    match &ctx.rec.source {
+        SourceSpec::Frames {} => Ok(Box::new(frames::FramesSource::open(ctx))),
+        SourceSpec::Web(_) => Ok(Box::new(web::WebRecording::open(ctx).await?)),
+    }
+}
+
+/// A source for a recording the server was recording or processing when it
+/// stopped: finishing it rebuilds the output from what was spooled.
+pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
+    match &rec.source {
+        SourceSpec::Frames {} | SourceSpec::Web(_) => {
+            Box::new(encoding::FromSpool::new(services, rec))
+        }
+    }
+}
+
+/// A slot a source holds while it runs (web recordings are limited to
+/// `web.max_concurrent`); released when dropped.
+#[derive(Debug, Default)]
+pub struct Admission {
+    /// Held for its drop.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Reserves what a new recording of this source needs, or says why not.
+pub fn admit(shared: &Shared, config: &Config, spec: &SourceSpec) -> Result<Admission, ApiError> {
+    match spec {
+        SourceSpec::Web(_) => web::admit(shared, config).map(|p| Admission { _slot: Some(p) }),
+        SourceSpec::Frames {} => Ok(Admission::default()),
+    }
+}
+
+/// What the source modules share across recordings.
+#[derive(Debug)]
+pub struct Shared {
+    /// Web recordings running now.
+    pub(crate) web_slots: Arc<tokio::sync::Semaphore>,
+    endpoints: Mutex<HashMap<RecordingId, Arc<dyn Any + Send + Sync>>>,
+    /// Woken when an endpoint is published or removed.
+    changed: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Empty, with slots as configured.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            web_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.web.max_concurrent as usize,
+            )),
+            endpoints: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Publishes a source's endpoint (what its HTTP routes talk to) for `id`.
+    pub fn register<T: Any + Send + Sync>(&self, id: RecordingId, endpoint: Arc<T>) {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, endpoint);
+        self.changed.notify_waiters();
+    }
+
+    /// The endpoint of `id`, if its source published one of this type.
+    pub fn endpoint<T: Any + Send + Sync>(&self, id: RecordingId) -> Option<Arc<T>> {
+        let e = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()?;
+        e.downcast::<T>().ok()
+    }
+
+    /// Removes the endpoint of `id` (its driver ended).
+    pub fn unregister(&self, id: RecordingId) {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.changed.notify_waiters();
+    }
+
+    /// The endpoint of `id`, waiting up to `timeout` for its driver to
+    /// publish it (a socket may connect before the new driver has run).
+    pub async fn endpoint_soon<T: Any + Send + Sync>(
+        &self,
+        id: RecordingId,
+        timeout: std::time::Duration,
+    ) -> Option<Arc<T>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(e) = self.endpoint::<T>(id) {
+                return Some(e);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
