@@ -7,4 +7,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
 cargo build --release --locked --quiet
+cargo build --release --locked --quiet -p tapedeck-testkit --bin tapedeck-clock-stats
 exec python3 bench/web_bench.py --tapedeck target/release/tapedeck "$@"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tapedeck vs Playwright recordVideo on the clock page (see bench/web.sh).
 
-Smoothness comes from the page's own barcode (`tapedeck clock-stats`).
+Smoothness comes from the page's own barcode (`tapedeck-clock-stats`, built from crates/tapedeck-testkit).
 Quality: 20 frames of each video are compared (SSIM) with lossless
 re-renderings of the same page frames (same clock and counter, by the same
 browser binary and rendering flags the recorder used), and divided by the
@@ -65,7 +65,8 @@ def ssim(video, marks, fps, url, w, h, work, tag):
 
 
 def stats(tapedeck, video, fps):
-    return json.loads(subprocess.run([tapedeck, "clock-stats", video, "--fps", str(fps)],
+    reader = os.path.join(os.path.dirname(tapedeck), "tapedeck-clock-stats")
+    return json.loads(subprocess.run([reader, video, "--fps", str(fps)],
                                      check=True, capture_output=True, text=True).stdout)
 
 

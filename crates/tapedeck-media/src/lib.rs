@@ -4,8 +4,10 @@
 //!   size, convert to I420.
 //! - [`mkv`]: a minimal Matroska writer (timestamped raw frames into ffmpeg).
 //! - [`spool`]: the crash-safe append-only log of accepted frames.
-//! - [`ffmpeg`]: the one wrapper around ffmpeg and ffprobe (encode, probe,
-//!   thumbnails), with kill-on-drop and captured stderr.
+//! - [`process`]: the one wrapper that starts programs (ffmpeg, ffprobe, the
+//!   browser): kill on drop, timeouts, stderr tail, counts per program.
+//! - [`ffmpeg`]: ffmpeg and ffprobe by job (encoder arguments, the running
+//!   encoder and its splicer, probe, audio, thumbnails).
 //! - [`sink`]: where media goes; [`sink::encoding`] turns pictures into an
 //!   encoded video through the core's timeline.
 //! - [`web`]: the web source (headless Chromium, CDP, overlays).
@@ -14,11 +16,11 @@
 //! holds a whole video in memory; outside bytes are parsed only by functions
 //! that return errors, never panic.
 
-pub mod barcode;
 pub mod ffmpeg;
 pub mod h264;
 pub mod mkv;
 pub mod picture;
+pub mod process;
 pub mod sink;
 pub mod spool;
 pub mod web;

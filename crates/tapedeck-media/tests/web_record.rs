@@ -9,12 +9,12 @@ use tokio::sync::mpsc::{Receiver, Sender, channel};
 use tapedeck_core::Format;
 use tapedeck_core::netpolicy::NetPolicy;
 use tapedeck_core::web::WebSource;
-use tapedeck_media::barcode;
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
 use tapedeck_media::picture::FrameLimits;
 use tapedeck_media::sink::encoding::EncodingSink;
 use tapedeck_media::web::{Compositor, Control, WebError, WebFrame, WebOptions, WebReport, record};
 use tapedeck_media::web::{FrameSink, SinkClosed};
+use tapedeck_testkit::barcode;
 use tapedeck_testkit::{Page, PageServer, ffprobe};
 
 struct Chan(Sender<WebFrame>);

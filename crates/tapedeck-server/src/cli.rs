@@ -95,15 +95,6 @@ pub enum Cmd {
     },
     /// Record a web page to a file, no server needed.
     Record(RecordArgs),
-    /// Smoothness of a video of bench/pages/clock.html, as JSON (for benchmarks).
-    #[command(hide = true)]
-    ClockStats {
-        /// The video.
-        video: PathBuf,
-        /// The frame rate to judge it at.
-        #[arg(long)]
-        fps: u32,
-    },
     /// Encode a folder of images as a frames recording would (for benchmarks).
     #[command(hide = true)]
     EncodeFrames {
@@ -335,26 +326,6 @@ async fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Cmd::Download { client, id, output } => download(&client, &id, output).await,
-        Cmd::ClockStats { video, fps } => {
-            let config = Config::load(file).map_err(|e| e.to_string())?;
-            let marks = tapedeck_media::barcode::decode_video(&config.encoder.ffmpeg, &video, fps)
-                .map_err(|e| e.to_string())?;
-            let s = tapedeck_media::barcode::smoothness(&marks, fps);
-            let samples: Vec<_> = marks
-                .iter()
-                .enumerate()
-                .filter_map(|(i, m)| m.map(|m| serde_json::json!([i, m.clock_us, m.counter])))
-                .collect();
-            println!(
-                "{}",
-                serde_json::json!({
-                    "frames": s.frames, "unreadable": s.unreadable,
-                    "delivered_fps": s.delivered_fps, "holds": s.holds, "jerk": s.jerk,
-                    "max_clock_error_ms": s.max_clock_error_ms, "marks": samples,
-                })
-            );
-            Ok(())
-        }
         Cmd::Record(args) => record(Config::load(file).map_err(|e| e.to_string())?, args).await,
         Cmd::EncodeFrames {
             dir,
@@ -538,12 +509,14 @@ async fn doctor(config: Config) -> Result<(), String> {
     };
     match ffmpeg::version(&config.encoder.ffmpeg) {
         Ok(v) => {
-            let enc = std::process::Command::new(&config.encoder.ffmpeg)
-                .args(["-hide_banner", "-encoders"])
-                .output();
-            let list = enc
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
+            let list = tapedeck_media::process::run(
+                "ffmpeg",
+                &config.encoder.ffmpeg,
+                &["-hide_banner".into(), "-encoders".into()],
+                std::time::Duration::from_secs(20),
+            )
+            .map(|o| String::from_utf8_lossy(&o).into_owned())
+            .unwrap_or_default();
             let need = ["libx264", "libvpx-vp9"];
             let missing: Vec<_> = need.iter().filter(|e| !list.contains(*e)).collect();
             line(
@@ -587,12 +560,14 @@ async fn doctor(config: Config) -> Result<(), String> {
         ),
     ] {
         let real = tapedeck_media::web::browser::resolve_binary(&path);
-        let version = std::process::Command::new(&real)
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        let version = tapedeck_media::process::run(
+            "browser",
+            &real,
+            &["--version".into()],
+            std::time::Duration::from_secs(20),
+        )
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o).trim().to_string());
         let (ok, detail) = match version {
             _ if tapedeck_media::web::browser::is_script(&real) => (
                 false,

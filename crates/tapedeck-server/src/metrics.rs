@@ -23,6 +23,12 @@ struct ResultLabel {
     result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabel {
+    program: String,
+    outcome: String,
+}
+
 /// The server's metrics.
 #[derive(Clone, Debug)]
 pub struct Metrics {
@@ -33,6 +39,7 @@ pub struct Metrics {
     frames_in: Counter,
     frames_dropped: Counter,
     webhooks: Family<ResultLabel, Counter>,
+    programs: Family<ProgramLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -81,6 +88,12 @@ impl Metrics {
             "Webhook delivery attempts by result",
             webhooks.clone(),
         );
+        let programs = Family::<ProgramLabel, Gauge>::default();
+        r.register(
+            "program_runs",
+            "Runs of ffmpeg, ffprobe and the browser since the start, by outcome (started, failed, timed_out)",
+            programs.clone(),
+        );
         Self {
             registry: Arc::new(r),
             created,
@@ -89,6 +102,7 @@ impl Metrics {
             frames_in,
             frames_dropped,
             webhooks,
+            programs,
         }
     }
 
@@ -125,6 +139,20 @@ impl Metrics {
     }
     /// The text exposition.
     pub fn render(&self) -> String {
+        for (program, st) in tapedeck_media::process::stats() {
+            for (outcome, n) in [
+                ("started", st.started),
+                ("failed", st.failed),
+                ("timed_out", st.timed_out),
+            ] {
+                self.programs
+                    .get_or_create(&ProgramLabel {
+                        program: program.into(),
+                        outcome: outcome.into(),
+                    })
+                    .set(n as i64);
+            }
+        }
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s

@@ -162,4 +162,16 @@ async fn events_and_signed_webhooks() {
         m.contains("tapedeck_webhook_attempts_total{result=\"retried\"} 1"),
         "{m}"
     );
+    // Every program run is counted: the recording started ffmpeg and ffprobe.
+    for program in ["ffmpeg", "ffprobe"] {
+        let started = m
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "tapedeck_program_runs{{program=\"{program}\",outcome=\"started\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+        assert!(started.is_some_and(|n| n >= 1), "{program}: {m}");
+    }
 }

@@ -5,6 +5,8 @@
 //! `scripts/test.sh` installs the programs; a missing one fails the test with
 //! the command that installs it.
 
+pub mod barcode;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

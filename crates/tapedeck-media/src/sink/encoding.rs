@@ -298,7 +298,7 @@ impl EncodingSink {
         }
         let own_cpu = (thread_cpu_s() - self.cpu_at_start).max(0.0);
         let live = match self.encoder.take() {
-            Some(enc) => enc.finish(timeout),
+            Some(enc) => enc.end_input_and_wait(timeout),
             None => Err(self.encoder_error.take().unwrap_or(FfmpegError::Output {
                 program: "ffmpeg".into(),
                 message: "encoder stopped".into(),
@@ -398,7 +398,7 @@ pub fn recover(
     if timeline.distinct_frames() == 0 {
         return Err(PipelineError::Empty);
     }
-    let report = encoder.finish(timeout)?;
+    let report = encoder.end_input_and_wait(timeout)?;
     counters.frames_distinct = timeline.distinct_frames();
     counters.frames_out = timeline.frames_out();
     counters.duration_us = timeline.duration_us();

@@ -109,7 +109,8 @@ impl Browser {
         std::fs::create_dir_all(&opts.profile)?;
         let (to_browser_r, to_browser_w) = std::io::pipe()?;
         let (from_browser_r, from_browser_w) = std::io::pipe()?;
-        let mut cmd = tokio::process::Command::new(&opts.binary);
+        // Killed when dropped (the process wrapper sets it).
+        let mut cmd = crate::process::async_command(&opts.binary);
         cmd.args([
             "--remote-debugging-pipe",
             "--no-sandbox",
@@ -170,8 +171,7 @@ impl Browser {
             .arg("about:blank")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .stderr(Stdio::piped());
         cmd.fd_mappings(vec![
             FdMapping {
                 parent_fd: to_browser_r.into(),
@@ -187,6 +187,7 @@ impl Browser {
             path: opts.binary.clone(),
             source,
         })?;
+        crate::process::note_started("browser");
         // The child's ends must close here so a dead browser reads as EOF.
         drop(cmd);
         let pid = child.id();

@@ -13,11 +13,14 @@
 //! - [`spooled`]: how a web frame is kept in the spool (the overlay always,
 //!   the page only when it changed), so recovery redraws the overlay.
 
+mod audio;
 pub mod browser;
 pub mod cdp;
+mod input;
 pub mod overlay;
 pub mod proxy;
 pub mod recorder;
+mod session;
 pub mod spooled;
 
 use image::RgbImage;

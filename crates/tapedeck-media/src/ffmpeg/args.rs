@@ -1,0 +1,228 @@
+//! ffmpeg's arguments for the encoding sink: raw frames in a Matroska
+//! stream on stdin, encoded by x264 or VP9; in skip-held mode, distinct
+//! frames to an Annex B stream and a second ffmpeg that wraps it.
+
+use std::path::Path;
+
+use tapedeck_core::Format;
+
+use super::strings;
+
+/// What to encode: output size, rate, format and quality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodeSpec {
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Output frame rate.
+    pub fps: u32,
+    /// Constant frame rate (hold frames) or variable.
+    pub cfr: bool,
+    /// Container and codecs.
+    pub format: Format,
+    /// Bitrate cap, kbit/s.
+    pub video_bitrate_kbps: u32,
+    /// x264 speed preset (`veryfast`, ...).
+    pub x264_preset: String,
+    /// x264 CRF / VP9 CRF quality.
+    pub crf: u32,
+    /// CFR H.264 only: encode distinct frames and write held ticks as skip
+    /// pictures ([`crate::h264`]) instead of encoding repeats.
+    pub skip_held: bool,
+}
+
+impl EncodeSpec {
+    /// Whether this spec uses skip pictures for held frames.
+    pub fn uses_skip_held(&self) -> bool {
+        self.skip_held && self.cfr && matches!(self.format, Format::Mp4 | Format::Mkv)
+    }
+}
+
+/// Raw frames in a Matroska stream on stdin, with `-benchmark` for the CPU figure.
+fn raw_input() -> Vec<String> {
+    strings(&[
+        "-hide_banner",
+        "-nostats",
+        "-benchmark",
+        "-loglevel",
+        "info",
+        "-f",
+        "matroska",
+        "-i",
+        "pipe:0",
+    ])
+}
+
+/// x264 at the spec's quality, capped at its bitrate.
+fn x264(spec: &EncodeSpec) -> Vec<String> {
+    let br = spec.video_bitrate_kbps;
+    let mut a = strings(&[
+        "-c:v",
+        "libx264",
+        "-preset",
+        &spec.x264_preset,
+        "-crf",
+        &spec.crf.to_string(),
+    ]);
+    a.extend(strings(&[
+        "-maxrate",
+        &format!("{br}k"),
+        "-bufsize",
+        &format!("{}k", br * 2),
+    ]));
+    a
+}
+
+/// ffmpeg arguments to encode a Matroska stream of raw frames from stdin to `output`.
+pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+    let mut a = raw_input();
+    if spec.cfr {
+        a.extend(strings(&["-fps_mode", "cfr", "-r", &spec.fps.to_string()]));
+    } else {
+        a.extend(strings(&["-fps_mode", "vfr"]));
+    }
+    let gop = (spec.fps * 4).to_string();
+    match spec.format {
+        Format::Mp4 | Format::Mkv => {
+            a.extend(x264(spec));
+            a.extend(strings(&["-g", &gop]));
+        }
+        Format::Webm => a.extend(strings(&[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-row-mt",
+            "1",
+            "-threads",
+            "2",
+            "-crf",
+            &(spec.crf + 10).to_string(),
+            "-b:v",
+            &format!("{}k", spec.video_bitrate_kbps),
+            "-g",
+            &gop,
+        ])),
+    }
+    a.extend(strings(&["-pix_fmt", "yuv420p", "-an"]));
+    let muxer = match spec.format {
+        Format::Mp4 => {
+            a.extend(strings(&["-movflags", "+faststart"]));
+            "mp4"
+        }
+        Format::Webm => "webm",
+        Format::Mkv => "matroska",
+    };
+    a.extend(strings(&["-f", muxer, "-y", &output.display().to_string()]));
+    a
+}
+
+/// ffmpeg arguments of the skip-held mode: distinct frames in, H.264 Annex B
+/// out on stdout (no B-frames, one reference, keyframes every 4 s of output).
+pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
+    let mut a = raw_input();
+    a.extend(strings(&[
+        "-fps_mode",
+        "passthrough",
+        "-r",
+        &spec.fps.to_string(),
+    ]));
+    a.extend(x264(spec));
+    a.extend(strings(&[
+        "-bf",
+        "0",
+        "-refs",
+        "1",
+        "-g",
+        "100000",
+        "-force_key_frames",
+        "expr:gte(t,n_forced*4)",
+    ]));
+    a.extend(strings(&[
+        "-pix_fmt", "yuv420p", "-an", "-f", "h264", "pipe:1",
+    ]));
+    a
+}
+
+/// ffmpeg arguments that wrap the spliced Annex B stream at `fps` into the container.
+pub fn mux_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-hide_banner",
+        "-nostats",
+        "-benchmark",
+        "-loglevel",
+        "info",
+        "-f",
+        "h264",
+        "-framerate",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    a.extend([
+        spec.fps.to_string(),
+        "-i".into(),
+        "pipe:0".into(),
+        "-c:v".into(),
+        "copy".into(),
+        "-an".into(),
+    ]);
+    if spec.format == Format::Mp4 {
+        // The raw H.264 demuxer counts in 1/1200000 s, which puts some frames a
+        // microsecond early; ffmpeg's usual track timescale rounds them back onto
+        // exact frame times.
+        a.extend([
+            "-video_track_timescale".into(),
+            (spec.fps * 512).to_string(),
+            "-movflags".into(),
+            "+faststart".into(),
+            "-f".into(),
+            "mp4".into(),
+        ]);
+    } else {
+        a.extend(["-f".into(), "matroska".into()]);
+    }
+    a.extend(["-y".into(), output.display().to_string()]);
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cfr_and_vfr_args() {
+        let spec = EncodeSpec {
+            width: 1280,
+            height: 720,
+            fps: 30,
+            cfr: true,
+            format: Format::Mp4,
+            video_bitrate_kbps: 2500,
+            x264_preset: "veryfast".into(),
+            crf: 23,
+            skip_held: false,
+        };
+        let a = encode_args(&spec, Path::new("o.mp4")).join(" ");
+        assert!(
+            a.contains("-fps_mode cfr -r 30") && a.contains("libx264") && a.contains("+faststart"),
+            "{a}"
+        );
+        let a = encode_args(
+            &EncodeSpec {
+                cfr: false,
+                format: Format::Webm,
+                ..spec
+            },
+            Path::new("o.webm"),
+        )
+        .join(" ");
+        assert!(
+            a.contains("-fps_mode vfr") && a.contains("libvpx-vp9") && !a.contains("faststart"),
+            "{a}"
+        );
+    }
+}

@@ -1,0 +1,173 @@
+//! The skip-held splicer: reads x264's Annex B stream, writes a skip
+//! picture for every output tick that has no encoded picture, renumbers
+//! `frame_num`, and passes it on to the muxing ffmpeg.
+
+use std::io::{Read, Write};
+
+/// What the encoder tells the splicer: a picture's output tick, or the end.
+pub(super) enum TickMsg {
+    /// The next encoded picture belongs on this tick.
+    Frame(i64),
+    /// The video ends before this tick.
+    End(i64),
+}
+
+/// Reads x264's Annex B stream, writes a skip picture for every output tick
+/// that has no encoded picture, renumbers `frame_num`, and passes it on.
+pub(super) fn splice(
+    mut h264: impl Read,
+    out: impl Write,
+    ticks: std::sync::mpsc::Receiver<TickMsg>,
+) -> Result<(), String> {
+    let mut s = Splicer {
+        out,
+        ticks,
+        sps: None,
+        au: vec![],
+        au_has_slice: false,
+        frame_num: 0,
+        last_tick: -1,
+        end: None,
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let mut chunk = vec![0u8; 256 * 1024];
+    loop {
+        let n = h264
+            .read(&mut chunk)
+            .map_err(|e| format!("encoder output: {e}"))?;
+        if n == 0 {
+            // End of stream: a start code after the rest makes it the last NAL.
+            buf.extend_from_slice(&[0, 0, 1]);
+        } else {
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let (nals, tail) = crate::h264::split_nals(&buf);
+        for nal in nals.into_iter().filter(|n| !n.is_empty()) {
+            s.push(nal)?;
+        }
+        buf.drain(..tail);
+        if n == 0 {
+            break;
+        }
+    }
+    s.write_tail()
+}
+
+/// State of [`splice`]: the access unit being gathered and the numbering.
+struct Splicer<W: Write> {
+    out: W,
+    ticks: std::sync::mpsc::Receiver<TickMsg>,
+    sps: Option<crate::h264::Sps>,
+    au: Vec<Vec<u8>>,
+    au_has_slice: bool,
+    frame_num: u32,
+    last_tick: i64,
+    end: Option<i64>,
+}
+
+impl<W: Write> Splicer<W> {
+    fn write(&mut self, nal: &[u8]) -> Result<(), String> {
+        self.out
+            .write_all(&[0, 0, 0, 1])
+            .and_then(|_| self.out.write_all(nal))
+            .map_err(|e| format!("muxer: {e}"))
+    }
+
+    fn sps(&self) -> Result<crate::h264::Sps, String> {
+        self.sps
+            .ok_or_else(|| "no SPS before the first picture".to_string())
+    }
+
+    fn next_frame_num(&mut self, sps: &crate::h264::Sps) {
+        self.frame_num = (self.frame_num + 1) % (1 << sps.log2_max_frame_num);
+    }
+
+    /// Gathers NALs into access units; a new picture or header flushes the previous one.
+    fn push(&mut self, nal: &[u8]) -> Result<(), String> {
+        let vcl = matches!(crate::h264::nal_type(nal), 1 | 5);
+        if self.au_has_slice && (!vcl || crate::h264::starts_picture(nal)) {
+            self.flush_au()?;
+        }
+        self.au_has_slice |= vcl;
+        self.au.push(nal.to_vec());
+        Ok(())
+    }
+
+    /// Skip pictures for every tick before `until`.
+    fn fill(&mut self, until: i64) -> Result<(), String> {
+        if self.last_tick < 0 {
+            return Ok(());
+        }
+        let sps = self.sps()?;
+        while self.last_tick + 1 < until {
+            self.write(&crate::h264::skip_slice(&sps, self.frame_num))?;
+            self.next_frame_num(&sps);
+            self.last_tick += 1;
+        }
+        Ok(())
+    }
+
+    /// Writes the gathered access unit at its tick, after the skips before it.
+    fn flush_au(&mut self) -> Result<(), String> {
+        use crate::h264;
+        if self.au.is_empty() {
+            return Ok(());
+        }
+        let tick = loop {
+            match self.ticks.recv() {
+                Ok(TickMsg::Frame(t)) => break t,
+                Ok(TickMsg::End(t)) => self.end = Some(t),
+                Err(_) => return Err("encoder output has more pictures than frames sent".into()),
+            }
+        };
+        self.fill(tick)?;
+        if self.au.iter().any(|n| h264::nal_type(n) == 5) {
+            self.frame_num = 0;
+        }
+        let mut is_ref = false;
+        for nal in std::mem::take(&mut self.au) {
+            match h264::nal_type(&nal) {
+                7 => {
+                    self.sps = Some(h264::parse_sps(&nal).map_err(|e| e.to_string())?);
+                    self.write(&nal)?;
+                }
+                8 => {
+                    self.write(&nal)?;
+                    let pps = h264::skip_pps(&self.sps()?);
+                    self.write(&pps)?;
+                }
+                1 | 5 => {
+                    is_ref |= nal[0] & 0x60 != 0;
+                    let renumbered = h264::set_frame_num(&nal, &self.sps()?, self.frame_num)
+                        .map_err(|e| e.to_string())?;
+                    self.write(&renumbered)?;
+                }
+                _ => self.write(&nal)?,
+            }
+        }
+        if is_ref {
+            let sps = self.sps()?;
+            self.next_frame_num(&sps);
+        }
+        self.au_has_slice = false;
+        self.last_tick = tick;
+        Ok(())
+    }
+
+    /// Flushes the last picture and fills the held ticks up to the end.
+    fn write_tail(mut self) -> Result<(), String> {
+        self.flush_au()?;
+        let end = match self.end {
+            Some(e) => e,
+            None => match self.ticks.recv() {
+                Ok(TickMsg::End(e)) => e,
+                Ok(TickMsg::Frame(_)) => {
+                    return Err("frames sent that the encoder did not output".into());
+                }
+                Err(_) => return Err("encoder stopped before the end".into()),
+            },
+        };
+        self.fill(end)?;
+        self.out.flush().map_err(|e| format!("muxer: {e}"))
+    }
+}
