@@ -8,6 +8,9 @@
 //! (one mouse move per frame along an eased path), the scroll position, and
 //! the overlay (cursor, click ripples, highlight box) the recorder draws over
 //! the page pixels. Time is the frame index: frame `k` is at `k / fps`.
+//!
+//! Over 600 lines: 683 of code and its inline tests, which read best beside
+//! the planner they check.
 
 use std::collections::VecDeque;
 

@@ -1,5 +1,8 @@
 //! Web interaction scripts: the step model, parsing (JSON or YAML values) and
 //! validation. Every error names the step (1-based, with its type) and the field.
+//!
+//! Over 600 lines: 544 of code and its inline tests, which read best beside
+//! the planner they check.
 
 use serde::{Deserialize, Serialize};
 

@@ -81,7 +81,7 @@ fn five_fps_mixed_sizes_with_pause_and_a_corrupt_frame() {
         p.frame(&jpeg(320, 240, 9), 32_000_000 + i as i64 * 200_000)
             .unwrap();
     }
-    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let done = p.finish_video(Duration::from_secs(60)).unwrap();
     let c = done.counters;
     assert_eq!(
         (c.frames_in, c.frames_invalid, c.frames_dropped),
@@ -131,7 +131,7 @@ fn vfr_webm_keeps_source_timing() {
     {
         p.frame(&jpeg(320, 240, (i * 40) as u8), t).unwrap();
     }
-    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let done = p.finish_video(Duration::from_secs(60)).unwrap();
     let m = probe(&done.output);
     assert_eq!(m.video_codec, "vp9");
     // 5 frames plus the closing repeat; the last lasts its 800 ms interval.
@@ -220,7 +220,7 @@ fn held_frames_are_skip_pictures_identical_to_their_frame() {
             p.frame(&jpeg(320, 240, (i * 4) as u8), i as i64 * 200_000)
                 .unwrap();
         }
-        let done = p.finish(Duration::from_secs(60)).unwrap();
+        let done = p.finish_video(Duration::from_secs(60)).unwrap();
         assert_eq!(done.counters.frames_out, 360);
         let m = probe(&done.output);
         assert_eq!(
@@ -254,7 +254,7 @@ fn held_frames_are_skip_pictures_identical_to_their_frame() {
                 .frame(&jpeg(320, 240, (i * 4) as u8), i as i64 * 200_000)
                 .unwrap();
         }
-        let plain = plain.finish(Duration::from_secs(60)).unwrap();
+        let plain = plain.finish_video(Duration::from_secs(60)).unwrap();
         assert_eq!(probe(&plain.output).frames, Some(360));
     }
 }
@@ -275,7 +275,7 @@ fn skip_mode_timestamps_are_exact_frame_times() {
         )
         .unwrap();
     }
-    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let done = p.finish_video(Duration::from_secs(60)).unwrap();
     let probe = |what: &str| {
         let out = std::process::Command::new("ffprobe")
             .args(["-v", "error", "-show_entries", what, "-of", "csv=p=0"])

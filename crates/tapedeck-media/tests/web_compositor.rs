@@ -71,7 +71,7 @@ fn encode(fate: impl Fn(u64) -> Fate) -> (Option<u64>, f64) {
         };
         c.frame(&mut p, f).unwrap();
     }
-    let done = p.finish(Duration::from_secs(60)).unwrap();
+    let done = p.finish_video(Duration::from_secs(60)).unwrap();
     let m = ffmpeg::probe(&Tools::default(), &done.output).unwrap();
     (m.frames, m.duration_s)
 }
@@ -174,7 +174,7 @@ fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
         };
         c.frame(&mut p, f).unwrap();
     }
-    let live = p.finish(Duration::from_secs(60)).unwrap();
+    let live = p.finish_video(Duration::from_secs(60)).unwrap();
     let spool = std::fs::metadata(dir.path().join(tapedeck_media::sink::encoding::SPOOL_FILE))
         .unwrap()
         .len() as usize;

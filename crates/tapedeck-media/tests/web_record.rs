@@ -51,7 +51,7 @@ fn encoder_thread(
         while let Some(f) = rx.blocking_recv() {
             c.frame(&mut p, f).unwrap();
         }
-        p.finish(Duration::from_secs(600)).unwrap().output
+        p.finish_video(Duration::from_secs(600)).unwrap().output
     })
 }
 

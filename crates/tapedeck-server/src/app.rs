@@ -54,7 +54,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings", post(api::create).get(api::list))
         .route("/v1/recordings/{id}", get(api::get_one).delete(api::delete))
         .route("/v1/recordings/{id}/share", post(api::share))
-        .route("/v1/recordings/{id}/regenerate", post(api::regenerate))
+        .route(
+            "/v1/recordings/{id}/regenerate",
+            post(crate::source::web::regenerate::regenerate),
+        )
         .route("/v1/recordings/{id}/media", get(api::media))
         .route("/v1/recordings/{id}/frames", get(frames_socket::frames))
         .route(

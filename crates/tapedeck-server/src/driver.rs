@@ -206,7 +206,7 @@ impl Driver {
     async fn finalize(&mut self) {
         let started = Instant::now();
         let result = match self.source.take() {
-            Some(s) => match s.finish().await {
+            Some(s) => match s.close().await {
                 Ok(take) => {
                     // The sink's final counts (the last frame is counted only when it finishes).
                     *self

@@ -262,3 +262,111 @@ async fn vfr_webm_and_cancel() {
     let (st, _) = s.get(&token, &format!("/v1/recordings/{id}/media")).await;
     assert_eq!(st, 409);
 }
+
+/// Browser apps built on `canvas.toDataURL` send text: a JSON object with a
+/// data URL, or the bare data URL. Both are frames, counted and limited like
+/// binary ones; a broken one is invalid and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_url_frames_in_text_messages() {
+    use base64::Engine;
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start(|_| {}).await;
+    let t = s.key("alice", false).await;
+    let rec = s
+        .create(
+            &t,
+            json!({"source": {"kind": "frames"}, "format": "mp4", "preset": "low"}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
+    let data_url = |n: u32| {
+        format!(
+            "data:image/jpeg;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(jpeg(854, 480, n))
+        )
+    };
+    // 1 s at 5 fps as JSON with a timestamp, then 5 bare data URLs.
+    for i in 0..5u32 {
+        let m = json!({"pts_ms": f64::from(i) * 200.0, "image": data_url(i)});
+        ws.send(Message::Text(m.to_string().into())).await.unwrap();
+    }
+    for i in 5..10u32 {
+        ws.send(Message::Text(
+            json!({"pts_ms": f64::from(i) * 200.0}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        ws.send(Message::Text(data_url(i).into())).await.unwrap();
+    }
+    // Not base64, and base64 that is not an image.
+    ws.send(Message::Text("data:image/jpeg;base64,@@@@".into()))
+        .await
+        .unwrap();
+    let not_image = base64::engine::general_purpose::STANDARD.encode(b"plain text");
+    ws.send(Message::Text(
+        json!({"image": format!("data:image/png;base64,{not_image}")})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    let p = progress_until(&mut ws, |v| v["frames_invalid"] == 2).await;
+    assert!(
+        p["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{p}"
+    );
+    assert_eq!(p["frames_received"], 12, "{p}");
+    s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&t, &id, "completed").await;
+    assert_eq!(done["stats"]["frames_invalid"], 2, "{done}");
+    let m = ffprobe(&s.download(&t, &id, "mp4").await);
+    // 10 frames 200 ms apart: 2 s at the preset's rate.
+    let fps = rec["video"]["fps"].as_u64().unwrap();
+    assert_eq!((m.codec.as_str(), m.frames), ("h264", 2 * fps), "{m:?}");
+    assert!((m.duration_s - 2.0).abs() <= 1.0 / fps as f64 + 1e-3, "{m:?}");
+}
+
+/// A store that cannot take the media fails the recording with
+/// `storage_failed` and the store's reason; the next recording is unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_storage_write_says_storage_failed() {
+    let s = start(|_| {}).await;
+    let t = s.key("alice", false).await;
+    let record = |blocked: bool| {
+        let (s, t) = (&s, &t);
+        async move {
+            let rec = s
+                .create(t, json!({"source": {"kind": "frames"}, "preset": "low"}))
+                .await;
+            let id = rec["id"].as_str().unwrap().to_string();
+            if blocked {
+                // A file where the recording's folder in the store should go.
+                let dir = s.data.join("media").join("recordings");
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join(&id), b"in the way").unwrap();
+            }
+            let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), t)).await;
+            for i in 0..5u32 {
+                send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
+            }
+            progress_until(&mut ws, |v| v["frames_received"] == 5).await;
+            s.post(t, &format!("/v1/recordings/{id}/stop"), json!({}))
+                .await;
+            id
+        }
+    };
+    let id = record(true).await;
+    let failed = s.wait_status(&t, &id, "failed").await;
+    assert_eq!(failed["error"]["code"], "storage_failed", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("storing the media failed")),
+        "{failed}"
+    );
+    let id = record(false).await;
+    s.wait_status(&t, &id, "completed").await;
+}

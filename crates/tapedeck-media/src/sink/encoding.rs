@@ -284,7 +284,7 @@ impl EncodingSink {
     }
 
     /// Ends the timeline and finishes the file (from the spool if the live encoder failed).
-    pub fn finish(mut self, timeout: Duration) -> Result<Finished, PipelineError> {
+    pub fn finish_video(mut self, timeout: Duration) -> Result<Finished, PipelineError> {
         let steps = self.timeline.end();
         let last = last_write_index(&steps);
         let frame_us = end_frame_us(&self.spec);

@@ -143,7 +143,7 @@ impl EncodingRun {
     }
 
     /// Ends the timeline and finishes the file.
-    pub async fn finish(mut self) -> Result<Finished, Failure> {
+    pub async fn close(mut self) -> Result<Finished, Failure> {
         let (tx, rx) = oneshot::channel();
         let result = match self.queue.send_async(SinkMsg::Finish(tx)).await {
             Ok(()) => rx.await.unwrap_or_else(|_| {
@@ -247,7 +247,7 @@ fn sink_thread(
             Ok(SinkMsg::Resume) => sink.resume(),
             Ok(SinkMsg::Rebase) => sink.rebase(),
             Ok(SinkMsg::Finish(reply)) => {
-                let r = sink.finish(FINISH_TIMEOUT);
+                let r = sink.finish_video(FINISH_TIMEOUT);
                 if let Ok(f) = &r {
                     *w.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = f.counters;
                 }
@@ -292,7 +292,7 @@ impl Source for FromSpool {
         Box::pin(async {})
     }
 
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
         Box::pin(async move {
             let (tools, spec) = (
                 self.services.tools.clone(),

@@ -38,7 +38,7 @@ pub trait Source: Send {
     /// Pause or resume delivery; ordered with the media already delivered.
     fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()>;
     /// Stops delivery and finishes the sink: the file to process.
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>>;
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>>;
     /// Stops delivery and the sink without finishing; the work files stay.
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
 }

@@ -187,12 +187,12 @@ impl Source for FramesSource {
         })
     }
 
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
         Box::pin(async move {
             self.inner.closed.store(true, Ordering::Relaxed);
             let run = self.inner.run.lock().await.take();
             match run {
-                Some(r) => r.finish().await.map(|f| super::encoding::take(f, None)),
+                Some(r) => r.close().await.map(|f| super::encoding::take(f, None)),
                 None => Err(Failure::new("no_source", "no source ever connected")),
             }
         })

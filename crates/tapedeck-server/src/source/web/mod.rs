@@ -3,6 +3,8 @@
 //! encoding sink. It starts as soon as it is opened and ends with its
 //! script; in realtime mode the page's sound is laid under the video.
 
+pub mod regenerate;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -132,7 +134,7 @@ impl Source for WebRecording {
         Box::pin(async {})
     }
 
-    fn finish(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
         Box::pin(async move {
             let this = *self;
             this.control.send_replace(Control::Stop);
@@ -150,7 +152,7 @@ impl Source for WebRecording {
                     ));
                 }
             };
-            let mut f = this.run.finish().await?;
+            let mut f = this.run.close().await?;
             if let Some(track) = report.audio {
                 let r = &this.rec;
                 f.output = with_audio(
