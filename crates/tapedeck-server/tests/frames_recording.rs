@@ -326,7 +326,10 @@ async fn data_url_frames_in_text_messages() {
     // 10 frames 200 ms apart: 2 s at the preset's rate.
     let fps = rec["video"]["fps"].as_u64().unwrap();
     assert_eq!((m.codec.as_str(), m.frames), ("h264", 2 * fps), "{m:?}");
-    assert!((m.duration_s - 2.0).abs() <= 1.0 / fps as f64 + 1e-3, "{m:?}");
+    assert!(
+        (m.duration_s - 2.0).abs() <= 1.0 / fps as f64 + 1e-3,
+        "{m:?}"
+    );
 }
 
 /// A store that cannot take the media fails the recording with

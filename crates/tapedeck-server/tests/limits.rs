@@ -115,27 +115,7 @@ async fn quota_stops_and_refuses() {
         )
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
-    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
-    // Noisy frames so the encoder writes bytes quickly; stop sending when the server stops us.
-    for i in 0..300u32 {
-        let img = image::RgbImage::from_fn(854, 480, |x, y| {
-            image::Rgb([
-                ((x * 7 + y * 13 + i * 101) % 251) as u8,
-                ((x ^ y ^ i) % 255) as u8,
-                ((x * y + i) % 253) as u8,
-            ])
-        });
-        let mut buf = std::io::Cursor::new(vec![]);
-        img.write_to(&mut buf, image::ImageFormat::Jpeg).unwrap();
-        if !try_send_frame(&mut ws, f64::from(i) * 100.0, buf.into_inner()).await {
-            break;
-        }
-        let (_, v) = s.get(&t, &format!("/v1/recordings/{id}")).await;
-        if v["status"] != "recording" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    noisy_until_stopped(&s, &t, &id).await;
     let done = s.wait_status(&t, &id, "completed").await;
     assert_eq!(done["end_reason"], "quota", "{done}");
     let (st, v) = s
@@ -200,5 +180,57 @@ async fn expired_recordings_are_swept() {
         .await
         .0,
         200
+    );
+}
+
+/// Sends noisy frames (the encoder writes bytes quickly) until the server
+/// stops the recording or closes the socket.
+async fn noisy_until_stopped(s: &Server, t: &str, id: &str) -> u32 {
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), t)).await;
+    for i in 0..300u32 {
+        let img = image::RgbImage::from_fn(854, 480, |x, y| {
+            image::Rgb([
+                ((x * 7 + y * 13 + i * 101) % 251) as u8,
+                ((x ^ y ^ i) % 255) as u8,
+                ((x * y + i) % 253) as u8,
+            ])
+        });
+        let mut buf = std::io::Cursor::new(vec![]);
+        img.write_to(&mut buf, image::ImageFormat::Jpeg).unwrap();
+        if !try_send_frame(&mut ws, f64::from(i) * 100.0, buf.into_inner()).await {
+            return i;
+        }
+        let (_, v) = s.get(t, &format!("/v1/recordings/{id}")).await;
+        if v["status"] != "recording" {
+            return i + 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    300
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_size_stops_with_its_reason() {
+    let s = start(|c| c.limits.max_size_bytes = 60_000).await;
+    let t = s.key("alice", false).await;
+    let rec = s
+        .create(
+            &t,
+            json!({"source": {"kind": "frames"}, "preset": "low", "video_bitrate_kbps": 4000}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let sent = noisy_until_stopped(&s, &t, &id).await;
+    let done = s.wait_status(&t, &id, "completed").await;
+    assert_eq!(done["end_reason"], "max_size", "{done}");
+    // Stopped at the limit: past it by no more than what the encoder held
+    // (x264's lookahead, about 15 frames), and well before the client stopped.
+    let size = done["size_bytes"].as_u64().unwrap();
+    assert!(size >= 60_000, "{size} bytes");
+    let m = tapedeck_testkit::ffprobe(&s.download(&t, &id, "mp4").await);
+    assert!(sent < 300, "the server stopped taking frames after {sent}");
+    assert!(
+        m.duration_s > 0.0 && m.duration_s <= f64::from(sent) * 0.1,
+        "{m:?} after {sent} frames 100 ms apart"
     );
 }

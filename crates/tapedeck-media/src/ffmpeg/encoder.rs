@@ -5,6 +5,8 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{ChildStdin, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub struct Encoder {
     frame_len: usize,
     program: String,
     held: Option<Held>,
+    /// Encoded bytes passed to the muxer so far (skip-held mode).
+    written: Arc<AtomicU64>,
 }
 
 /// The skip-held half of an encoder: the splicer thread and the muxing ffmpeg.
@@ -43,6 +47,7 @@ impl Encoder {
     pub fn spawn(tools: &Tools, spec: &EncodeSpec, output: &Path) -> Result<Self, FfmpegError> {
         let program = tools.ffmpeg.display().to_string();
         let skip = spec.uses_skip_held();
+        let written = Arc::new(AtomicU64::new(0));
         let mut cmd = process::command(&tools.ffmpeg);
         if skip {
             cmd.args(distinct_args(spec)).stdout(Stdio::piped());
@@ -69,7 +74,8 @@ impl Encoder {
                 .take()
                 .ok_or_else(|| io_err(&program, "no encoder stdout"))?;
             let (tx, rx) = std::sync::mpsc::channel();
-            let splicer = std::thread::spawn(move || splice(h264, mux_in, rx));
+            let count = written.clone();
+            let splicer = std::thread::spawn(move || splice(h264, mux_in, rx, count));
             Some(Held {
                 ticks: tx,
                 splicer: Some(splicer),
@@ -97,7 +103,17 @@ impl Encoder {
             frame_len: spec.width as usize * spec.height as usize * 3 / 2,
             program,
             held,
+            written,
         })
+    }
+
+    /// Encoded bytes handed to the muxer so far, where the encoder is two
+    /// programs (skip-held mode); the muxer writes nothing to the file until
+    /// it has probed its input, so the file's size lags far behind.
+    pub fn encoded_bytes(&self) -> Option<u64> {
+        self.held
+            .as_ref()
+            .map(|_| self.written.load(Ordering::Relaxed))
     }
 
     /// Writes one I420 frame at `pts_us`; `duration_us` only for the last frame.

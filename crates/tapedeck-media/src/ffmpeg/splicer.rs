@@ -18,10 +18,12 @@ pub(super) fn splice(
     mut h264: impl Read,
     out: impl Write,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), String> {
     let mut s = Splicer {
         out,
         ticks,
+        written,
         sps: None,
         au: vec![],
         au_has_slice: false,
@@ -56,6 +58,8 @@ pub(super) fn splice(
 /// State of [`splice`]: the access unit being gathered and the numbering.
 struct Splicer<W: Write> {
     out: W,
+    /// Bytes passed on to the muxer.
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
     sps: Option<crate::h264::Sps>,
     au: Vec<Vec<u8>>,
@@ -67,6 +71,8 @@ struct Splicer<W: Write> {
 
 impl<W: Write> Splicer<W> {
     fn write(&mut self, nal: &[u8]) -> Result<(), String> {
+        self.written
+            .fetch_add(4 + nal.len() as u64, std::sync::atomic::Ordering::Relaxed);
         self.out
             .write_all(&[0, 0, 0, 1])
             .and_then(|_| self.out.write_all(nal))

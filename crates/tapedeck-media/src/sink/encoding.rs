@@ -278,6 +278,12 @@ impl EncodingSink {
         self.counters
     }
 
+    /// Encoded bytes so far where the file's size lags behind them (see
+    /// [`Encoder::encoded_bytes`]); `None` where the file's size is the measure.
+    pub fn encoded_bytes(&self) -> Option<u64> {
+        self.encoder.as_ref().and_then(Encoder::encoded_bytes)
+    }
+
     /// The live encoder's failure, if it failed.
     pub fn encoder_failed(&self) -> Option<&FfmpegError> {
         self.encoder_error.as_ref()

@@ -85,6 +85,8 @@ struct Wiring {
     events: mpsc::Sender<SourceEvent>,
     metrics: Metrics,
     max_us: i64,
+    /// Output bytes at which nothing more is taken (0: no limit).
+    max_bytes: u64,
     cancelled: Arc<AtomicBool>,
     work: PathBuf,
     spec: EncodeSpec,
@@ -108,6 +110,7 @@ impl EncodingRun {
             events,
             metrics: services.metrics.clone(),
             max_us: i64::from(rec.max_duration_s) * 1_000_000,
+            max_bytes: services.config.limits.max_size_bytes,
             cancelled: cancelled.clone(),
             work: services.work_dir(rec.id),
             spec: spec.clone(),
@@ -261,10 +264,17 @@ fn sink_thread(
             }
             Err(flume::RecvTimeoutError::Disconnected) => return,
         }
-        if last_size.elapsed() >= Duration::from_millis(500) {
+        if last_size.elapsed() >= Duration::from_millis(100) {
             last_size = Instant::now();
-            if let Ok(m) = std::fs::metadata(&live_file) {
-                w.meter.bytes.store(m.len(), Ordering::Relaxed);
+            let file = std::fs::metadata(&live_file).map(|m| m.len()).unwrap_or(0);
+            let bytes = file.max(sink.encoded_bytes().unwrap_or(0));
+            {
+                w.meter.bytes.store(bytes, Ordering::Relaxed);
+                if w.max_bytes > 0 && bytes >= w.max_bytes && !over_limit {
+                    // As for max duration: the lifecycle stops the recording.
+                    over_limit = true;
+                    let _ = w.events.try_send(SourceEvent::Wake);
+                }
             }
         }
     }
