@@ -9,8 +9,8 @@
 //! the overlay (cursor, click ripples, highlight box) the recorder draws over
 //! the page pixels. Time is the frame index: frame `k` is at `k / fps`.
 //!
-//! Over 600 lines: 683 of code and its inline tests, which read best beside
-//! the planner they check.
+//! Over 600 lines: 683 of code, one planner (steps, eased paths, overlay
+//! timing) that reads best in one piece, then its inline tests.
 
 use std::collections::VecDeque;
 

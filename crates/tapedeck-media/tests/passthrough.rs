@@ -1,6 +1,6 @@
 //! The passthrough sink against ffmpeg: units taken from clips ffmpeg makes
-//! (VP8 + Opus, H.264 + Opus) are written without re-encoding, and ffprobe
-//! and a full decode check the result.
+//! (VP8, VP9 or AV1 + Opus in WebM, H.264 + Opus in Matroska) are written
+//! without re-encoding, and ffprobe and a full decode check the result.
 
 use std::path::Path;
 use std::process::Command;
@@ -73,6 +73,8 @@ fn clip(dir: &Path, name: &str, video: &[&str]) -> (Vec<Track>, Vec<Packet>) {
             let private = s["extradata"].as_str().map(unhex);
             let t = match s["codec_name"].as_str().unwrap() {
                 "vp8" => Track::video(Codec::Vp8, 320, 240),
+                "vp9" => Track::video(Codec::Vp9, 320, 240),
+                "av1" => Track::video(Codec::Av1, 320, 240),
                 "h264" => Track::video(Codec::H264, 320, 240),
                 "opus" => Track::opus(48_000, 1),
                 other => panic!("unexpected codec {other}"),
@@ -224,6 +226,42 @@ fn round_trip(video: &[&str], container: Container, codec: &str) {
 #[test]
 fn vp8_and_opus_round_trip_into_webm() {
     round_trip(&["-c:v", "libvpx", "-b:v", "300k"], Container::Webm, "vp8");
+}
+
+#[test]
+fn vp9_and_opus_round_trip_into_webm() {
+    round_trip(
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "300k",
+        ],
+        Container::Webm,
+        "vp9",
+    );
+}
+
+#[test]
+fn av1_and_opus_round_trip_into_webm() {
+    round_trip(
+        &[
+            "-c:v",
+            "libaom-av1",
+            "-usage",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "300k",
+        ],
+        Container::Webm,
+        "av1",
+    );
 }
 
 #[test]

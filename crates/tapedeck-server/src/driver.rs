@@ -150,15 +150,7 @@ impl Driver {
                 Output::Save => {
                     if self.source.is_some() {
                         // Live numbers until the sink has finished; processing sets the final ones.
-                        let (old, new) = (&self.lc.recording().stats, self.meter.stats());
-                        // A recovered recording's meter starts at zero: keep what was saved.
-                        let merged = tapedeck_core::recording::Stats {
-                            frames_in: old.frames_in.max(new.frames_in),
-                            frames_dropped: old.frames_dropped.max(new.frames_dropped),
-                            frames_invalid: old.frames_invalid.max(new.frames_invalid),
-                            ..new
-                        };
-                        self.lc.recording_mut().stats = merged;
+                        self.note_stats();
                     }
                     if let Err(e) = self.services.repo.update(self.lc.recording()).await {
                         tracing::error!(id = %self.lc.recording().id, error = %e, "saving the recording");
@@ -202,6 +194,19 @@ impl Driver {
         result
     }
 
+    /// Puts the meter's numbers in the recording. A recovered recording's
+    /// meter starts at zero: counts saved before the restart are kept.
+    fn note_stats(&mut self) {
+        let (old, new) = (&self.lc.recording().stats, self.meter.stats());
+        let merged = tapedeck_core::recording::Stats {
+            frames_in: old.frames_in.max(new.frames_in),
+            frames_dropped: old.frames_dropped.max(new.frames_dropped),
+            frames_invalid: old.frames_invalid.max(new.frames_invalid),
+            ..new
+        };
+        self.lc.recording_mut().stats = merged;
+    }
+
     /// Finishes the sink, processes and stores the file, and completes or fails.
     async fn finalize(&mut self) {
         let started = Instant::now();
@@ -214,15 +219,7 @@ impl Driver {
                         .counters
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()) = take.counters;
-                    let (old, new) = (&self.lc.recording().stats, self.meter.stats());
-                    // A recovered recording's meter starts at zero: keep what was saved.
-                    let merged = tapedeck_core::recording::Stats {
-                        frames_in: old.frames_in.max(new.frames_in),
-                        frames_dropped: old.frames_dropped.max(new.frames_dropped),
-                        frames_invalid: old.frames_invalid.max(new.frames_invalid),
-                        ..new
-                    };
-                    self.lc.recording_mut().stats = merged;
+                    self.note_stats();
                     let rec = self.lc.recording_mut();
                     processing::process(&self.services, rec, take, started).await
                 }
