@@ -3,25 +3,28 @@
 //! Opening the source starts nothing; it publishes an [`Endpoint`]. The first
 //! socket that attaches starts the encoding sink and the recording
 //! (pending → recording); later sockets (a reconnect) rebase the timeline.
-//! The socket ([`socket`]) checks each image cheaply and hands it to the
-//! sink's queue; when the queue is full the image is dropped and counted.
+//! The socket ([`socket`]) is transport only: it hands each image to its
+//! [`Attachment`], which checks it cheaply, counts it and queues it for the
+//! sink; when the queue is full the image is dropped and counted.
 
 pub mod socket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::time::Instant;
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
 use tapedeck_core::recording::{Recording, Status};
 use tapedeck_core::{Failure, RecordingId};
-use tapedeck_media::picture::FrameLimits;
+use tapedeck_media::picture::{self, FrameLimits};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::encoding::{EncodingRun, SinkMsg, frame_limits};
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::services::Services;
 
 /// A frames recording's source.
@@ -45,7 +48,7 @@ pub struct Endpoint {
 #[derive(Clone)]
 pub struct Attachment {
     /// The sink's queue.
-    pub queue: flume::Sender<SinkMsg>,
+    queue: flume::Sender<SinkMsg>,
     /// Shared numbers.
     pub meter: Arc<Meter>,
     /// The recording's clock for frames without timestamps.
@@ -54,6 +57,59 @@ pub struct Attachment {
     pub limits: FrameLimits,
     /// Status changes.
     pub status: watch::Receiver<Status>,
+    /// Server-wide counts.
+    metrics: Metrics,
+}
+
+/// What became of one image.
+pub enum Taken {
+    /// Queued, or dropped because the queue was full (counted; no reply, or a
+    /// slow encoder would flood the socket).
+    Queued,
+    /// Not a usable image: the client hears at once.
+    Refused,
+    /// The sink is gone: the recording ended.
+    Closed,
+}
+
+impl Attachment {
+    /// Takes one image from the socket: checks it cheaply and queues it for
+    /// the sink (a full queue drops it); counts it either way.
+    pub fn offer(&self, bytes: Vec<u8>, src_us: i64) -> Taken {
+        let att = self;
+        att.meter.received.fetch_add(1, Ordering::Relaxed);
+        att.metrics.frames(1, 0);
+        if let Err(e) = picture::check(&bytes, &att.limits) {
+            att.count_invalid(e.to_string());
+            return Taken::Refused;
+        }
+        match att.queue.try_send(SinkMsg::Frame(bytes, src_us)) {
+            Ok(()) => Taken::Queued,
+            Err(flume::TrySendError::Full(_)) => {
+                att.meter.refused.fetch_add(1, Ordering::Relaxed);
+                att.metrics.frames(0, 1);
+                att.meter
+                    .set_error("frame dropped: the encoder is behind (queue full)");
+                Taken::Queued
+            }
+            Err(flume::TrySendError::Disconnected(_)) => Taken::Closed,
+        }
+    }
+
+    /// Counts an image that could not even be read from its message.
+    pub fn refuse(&self, message: String) -> Taken {
+        self.meter.received.fetch_add(1, Ordering::Relaxed);
+        self.metrics.frames(1, 0);
+        self.count_invalid(message);
+        Taken::Refused
+    }
+
+    fn count_invalid(&self, message: String) {
+        self.meter.refused.fetch_add(1, Ordering::Relaxed);
+        self.meter.refused_invalid.fetch_add(1, Ordering::Relaxed);
+        self.metrics.frames(0, 1);
+        self.meter.set_error(message);
+    }
 }
 
 impl FramesSource {
@@ -174,6 +230,7 @@ impl Endpoint {
             epoch: self.epoch,
             limits: frame_limits(&self.services.config),
             status: self.status.clone(),
+            metrics: self.services.metrics.clone(),
         })
     }
 }

@@ -6,7 +6,6 @@
 //! either way are checked, limited and counted alike. The server answers
 //! with progress JSON; bad frames are counted and reported, never fatal.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -15,15 +14,12 @@ use axum::response::Response;
 use serde_json::json;
 use tapedeck_core::frame_message::{Progress, TextError, TextMessage, parse_text};
 use tapedeck_core::recording::Status;
-use tapedeck_media::picture;
 
-use super::{Attachment, Endpoint};
+use super::{Attachment, Endpoint, Taken};
 use crate::api::load;
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
-use crate::metrics::Metrics;
-use crate::source::encoding::SinkMsg;
 
 /// The socket route.
 pub async fn frames(
@@ -44,11 +40,10 @@ pub async fn frames(
         .max_bytes
         .saturating_mul(4)
         .clamp(1 << 20, 256 << 20);
-    let metrics = s.metrics.clone();
     Ok(ws
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| frames_loop(socket, att, metrics)))
+        .on_upgrade(move |socket| frames_loop(socket, att)))
 }
 
 fn progress(att: &Attachment, status: Status) -> Message {
@@ -67,46 +62,7 @@ fn progress(att: &Attachment, status: Status) -> Message {
     ))
 }
 
-/// What became of one image.
-enum Taken {
-    /// Queued, or dropped because the queue was full (counted; no reply, or a
-    /// slow encoder would flood the socket).
-    Queued,
-    /// Not a usable image: the client hears at once.
-    Refused,
-    /// The sink is gone: the recording ended.
-    Closed,
-}
-
-/// Checks one image and queues it; counts it either way.
-fn take_image(att: &Attachment, metrics: &Metrics, bytes: Vec<u8>, src_us: i64) -> Taken {
-    att.meter.received.fetch_add(1, Ordering::Relaxed);
-    metrics.frames(1, 0);
-    if let Err(e) = picture::check(&bytes, &att.limits) {
-        refuse_invalid(att, metrics, e.to_string());
-        return Taken::Refused;
-    }
-    match att.queue.try_send(SinkMsg::Frame(bytes, src_us)) {
-        Ok(()) => Taken::Queued,
-        Err(flume::TrySendError::Full(_)) => {
-            att.meter.refused.fetch_add(1, Ordering::Relaxed);
-            metrics.frames(0, 1);
-            att.meter
-                .set_error("frame dropped: the encoder is behind (queue full)");
-            Taken::Queued
-        }
-        Err(flume::TrySendError::Disconnected(_)) => Taken::Closed,
-    }
-}
-
-fn refuse_invalid(att: &Attachment, metrics: &Metrics, message: String) {
-    att.meter.refused.fetch_add(1, Ordering::Relaxed);
-    att.meter.refused_invalid.fetch_add(1, Ordering::Relaxed);
-    metrics.frames(0, 1);
-    att.meter.set_error(message);
-}
-
-async fn frames_loop(mut socket: WebSocket, mut att: Attachment, metrics: Metrics) {
+async fn frames_loop(mut socket: WebSocket, mut att: Attachment) {
     let mut next_pts: Option<i64> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut status = *att.status.borrow();
@@ -118,7 +74,7 @@ async fn frames_loop(mut socket: WebSocket, mut att: Attachment, metrics: Metric
                     let src_us = next_pts
                         .take()
                         .unwrap_or_else(|| att.epoch.elapsed().as_micros() as i64);
-                    Some(take_image(&att, &metrics, bytes.to_vec(), src_us))
+                    Some(att.offer(bytes.to_vec(), src_us))
                 }
                 Some(Ok(Message::Text(t))) => match parse_text(&t, att.limits.max_bytes) {
                     Ok(TextMessage::Control(c)) => {
@@ -130,13 +86,10 @@ async fn frames_loop(mut socket: WebSocket, mut att: Attachment, metrics: Metric
                             .map(to_us)
                             .or_else(|| next_pts.take())
                             .unwrap_or_else(|| att.epoch.elapsed().as_micros() as i64);
-                        Some(take_image(&att, &metrics, bytes, src_us))
+                        Some(att.offer(bytes, src_us))
                     }
                     Err(TextError::Image(message)) => {
-                        att.meter.received.fetch_add(1, Ordering::Relaxed);
-                        metrics.frames(1, 0);
-                        refuse_invalid(&att, &metrics, message);
-                        Some(Taken::Refused)
+                        Some(att.refuse(message))
                     }
                     Err(TextError::Control(e)) => {
                         let m = json!({"error": {"code": "bad_control", "message": e.to_string()}}).to_string();
