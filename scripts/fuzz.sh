@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target for FUZZ_SECONDS (default 15) each; a crash fails.
+# Runs every fuzz target for FUZZ_SECONDS (default 15) each, under a 1 GB
+# memory limit; a crash or running out of it fails.
 # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
@@ -9,7 +10,7 @@ target_dir="${CARGO_TARGET_DIR:-../target}/fuzz"
 log=$(mktemp)
 for t in $(cargo fuzz list); do
   if ! cargo fuzz run --sanitizer none -O --target-dir "$target_dir" "$t" -- \
-      -max_total_time="${FUZZ_SECONDS:-15}" > "$log" 2>&1; then
+      -max_total_time="${FUZZ_SECONDS:-15}" -rss_limit_mb=1024 > "$log" 2>&1; then
     tail -n 40 "$log"
     echo "fuzz: $t FAILED"
     exit 1

@@ -15,6 +15,12 @@
 //!
 //! Replaying the accepted output timestamps through a fresh timeline gives the
 //! same writes, which is how a spool is finalized after a crash.
+//!
+//! Output is bounded whatever the timestamps: held ticks are one
+//! [`Step::Hold`] (a count, not a list), a frame at or past
+//! [`TimelineLimits::max_out_us`] is refused, and so is a frame whose
+//! timestamp runs ahead of the wall clock since the last frame by more than
+//! [`TimelineLimits::max_ahead_us`].
 
 /// Why an input frame was not written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +31,39 @@ pub enum DropReason {
     OutOfOrder,
     /// A later frame arrived before its output tick.
     Superseded,
+    /// Its output time is at or past the recording's longest output.
+    BeyondLimit,
+    /// Its timestamp ran ahead of the wall clock since the last frame by
+    /// more than the limit.
+    TooFarAhead,
+}
+
+impl DropReason {
+    /// Whether the frame was refused for its timestamp (counted as invalid).
+    pub fn is_bad_timestamp(self) -> bool {
+        matches!(self, DropReason::BeyondLimit | DropReason::TooFarAhead)
+    }
+}
+
+/// What bounds a timeline's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimelineLimits {
+    /// No frame is placed at or after this output time (the recording's
+    /// max duration).
+    pub max_out_us: i64,
+    /// A frame whose timestamp advanced more than this beyond the wall clock
+    /// since the previous frame is refused (live input only).
+    pub max_ahead_us: i64,
+}
+
+impl Default for TimelineLimits {
+    /// 24 hours of output; 60 s ahead of the wall clock.
+    fn default() -> Self {
+        Self {
+            max_out_us: 24 * 3_600_000_000,
+            max_ahead_us: 60_000_000,
+        }
+    }
 }
 
 /// One thing the driver must do.
@@ -37,7 +76,17 @@ pub enum Step {
         /// Output timestamp in microseconds.
         pts_us: i64,
     },
-    /// Encode the last written frame again at `pts_us` (end of output).
+    /// CFR: encode the last written frame again on `ticks` consecutive
+    /// output ticks from `first_tick` ([`Step::repeats`] gives their times).
+    Hold {
+        /// The first held tick.
+        first_tick: i64,
+        /// How many ticks.
+        ticks: u64,
+        /// Output frame rate (ticks per second).
+        fps: u32,
+    },
+    /// VFR: encode the last written frame again at `pts_us` (end of output).
     Repeat {
         /// Output timestamp in microseconds.
         pts_us: i64,
@@ -49,6 +98,25 @@ pub enum Step {
         /// Why.
         reason: DropReason,
     },
+}
+
+impl Step {
+    /// The output times at which the last frame is encoded again (empty for
+    /// writes and discards).
+    pub fn repeats(&self) -> impl Iterator<Item = i64> + use<> {
+        let (first, n, fps, single) = match *self {
+            Step::Hold {
+                first_tick,
+                ticks,
+                fps,
+            } => (first_tick, ticks, i64::from(fps.max(1)), None),
+            Step::Repeat { pts_us } => (0, 0, 1, Some(pts_us)),
+            _ => (0, 0, 1, None),
+        };
+        single
+            .into_iter()
+            .chain((0..n).map(move |k| (first + k as i64) * 1_000_000 / fps))
+    }
 }
 
 /// Result of pushing one frame.
@@ -76,6 +144,9 @@ struct Pending {
 pub struct Timeline {
     fps: i64,
     cfr: bool,
+    limits: TimelineLimits,
+    /// The last accepted frame's source time and wall time.
+    last_seen: Option<(i64, i64)>,
     origin_us: Option<i64>,
     offset_us: i64,
     last_out_us: Option<i64>,
@@ -97,6 +168,8 @@ impl Timeline {
         Self {
             fps,
             cfr,
+            limits: TimelineLimits::default(),
+            last_seen: None,
             origin_us: None,
             offset_us: 0,
             last_out_us: None,
@@ -112,6 +185,12 @@ impl Timeline {
         }
     }
 
+    /// The same timeline with other limits.
+    pub fn with_limits(mut self, limits: TimelineLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     fn frame_us(&self) -> i64 {
         1_000_000 / self.fps
     }
@@ -125,14 +204,20 @@ impl Timeline {
         (out_us * self.fps + 500_000).div_euclid(1_000_000)
     }
 
-    /// Pushes frame `seq` with source timestamp `src_us`.
+    /// Pushes frame `seq` with source timestamp `src_us` (a replay: no wall clock).
     pub fn push(&mut self, seq: u64, src_us: i64) -> Push {
+        self.push_at(seq, src_us, None)
+    }
+
+    /// Pushes frame `seq` with source timestamp `src_us`, received at
+    /// `wall_us` on the receiver's clock (live input).
+    pub fn push_at(&mut self, seq: u64, src_us: i64, wall_us: Option<i64>) -> Push {
         let mut push = Push::default();
+        let discard = |push: &mut Push, reason| {
+            push.steps.push(Step::Discard { seq, reason });
+        };
         if self.paused || self.ended {
-            push.steps.push(Step::Discard {
-                seq,
-                reason: DropReason::Paused,
-            });
+            discard(&mut push, DropReason::Paused);
             return push;
         }
         let origin = *self.origin_us.get_or_insert(src_us);
@@ -145,15 +230,30 @@ impl Timeline {
                 self.offset_us = src_us.saturating_sub(origin).saturating_sub(target);
                 out = target;
             } else if out <= last {
-                push.steps.push(Step::Discard {
-                    seq,
-                    reason: DropReason::OutOfOrder,
-                });
+                discard(&mut push, DropReason::OutOfOrder);
                 return push;
-            } else {
-                self.last_interval_us =
-                    (out - last).clamp(self.frame_us().min(1000), MAX_INTERVAL_US);
+            } else if let (Some(wall), Some((last_src, last_wall))) = (wall_us, self.last_seen)
+                && src_us.saturating_sub(last_src)
+                    > wall
+                        .saturating_sub(last_wall)
+                        .saturating_add(self.limits.max_ahead_us)
+            {
+                discard(&mut push, DropReason::TooFarAhead);
+                return push;
             }
+        }
+        if out >= self.limits.max_out_us {
+            discard(&mut push, DropReason::BeyondLimit);
+            return push;
+        }
+        if let Some(last) = self.last_out_us
+            && !self.rebase
+            && out > last
+        {
+            self.last_interval_us = (out - last).clamp(self.frame_us().min(1000), MAX_INTERVAL_US);
+        }
+        if let Some(wall) = wall_us {
+            self.last_seen = Some((src_us, wall));
         }
         self.rebase = false;
         self.last_out_us = Some(out);
@@ -197,14 +297,17 @@ impl Timeline {
         self.last_written_pts = Some(pts_us);
     }
 
-    /// Repeats the last written frame on every tick before `tick`.
+    /// Repeats the last written frame on every tick before `tick`: one step.
     fn hold_until(&mut self, push: &mut Push, tick: i64) {
         if let Some(w) = self.last_written_tick {
-            for k in w + 1..tick {
-                push.steps.push(Step::Repeat {
-                    pts_us: self.tick_pts(k),
+            if tick > w + 1 {
+                let ticks = (tick - w - 1) as u64;
+                push.steps.push(Step::Hold {
+                    first_tick: w + 1,
+                    ticks,
+                    fps: self.fps as u32,
                 });
-                self.writes += 1;
+                self.writes += ticks;
             }
             self.last_written_tick = Some(tick - 1).max(self.last_written_tick);
         }
@@ -289,10 +392,10 @@ mod tests {
     fn writes(steps: &[Step]) -> Vec<(Option<u64>, i64)> {
         steps
             .iter()
-            .filter_map(|s| match *s {
-                Step::Write { seq, pts_us } => Some((Some(seq), pts_us)),
-                Step::Repeat { pts_us } => Some((None, pts_us)),
-                Step::Discard { .. } => None,
+            .flat_map(|s| match *s {
+                Step::Write { seq, pts_us } => vec![(Some(seq), pts_us)],
+                Step::Hold { .. } | Step::Repeat { .. } => s.repeats().map(|p| (None, p)).collect(),
+                Step::Discard { .. } => vec![],
             })
             .collect()
     }
@@ -357,7 +460,7 @@ mod tests {
         assert!(
             steps
                 .iter()
-                .all(|s| !matches!(s, Step::Discard { .. } | Step::Repeat { .. }))
+                .all(|s| !matches!(s, Step::Discard { .. } | Step::Hold { .. }))
         );
         // Jitter of a few ms around 5 fps does not move frames off their ticks.
         let mut t = Timeline::new(30, true);
@@ -430,7 +533,116 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_long_hold_is_one_step() {
+        let mut t = Timeline::new(30, true);
+        t.push(0, 0);
+        // An hour later on the source's clock, an hour later on the wall clock.
+        let p = t.push_at(1, 3_600_000_000, Some(3_600_000_000));
+        assert_eq!(p.steps, vec![Step::Write { seq: 0, pts_us: 0 }]);
+        // Frame 1 is written at the end, after one step holding frame 0 for an
+        // hour of ticks, and held itself for its last interval (1 s at most).
+        let end = t.end();
+        assert_eq!(
+            end,
+            vec![
+                Step::Hold {
+                    first_tick: 1,
+                    ticks: 107_999,
+                    fps: 30
+                },
+                Step::Write {
+                    seq: 1,
+                    pts_us: 3_600_000_000
+                },
+                Step::Hold {
+                    first_tick: 108_001,
+                    ticks: 29,
+                    fps: 30
+                },
+            ]
+        );
+        assert_eq!(t.frames_out(), 108_030);
+        assert_eq!(end[0].repeats().nth(1), Some(66_666));
+    }
+
+    #[test]
+    fn hostile_timestamps_are_refused() {
+        // The outside check: 0, then 10^12 ms right after.
+        let mut t = Timeline::new(30, true);
+        t.push_at(0, 0, Some(0));
+        let p = t.push_at(1, 1_000_000_000_000_000, Some(40_000));
+        assert_eq!(p.accepted_out_us, None);
+        assert_eq!(
+            p.steps,
+            vec![Step::Discard {
+                seq: 1,
+                reason: DropReason::TooFarAhead
+            }]
+        );
+        // 59 s ahead of the wall clock is a client's own timing; 61 s is not.
+        assert!(
+            t.push_at(2, 59_000_000, Some(100_000))
+                .accepted_out_us
+                .is_some()
+        );
+        assert_eq!(
+            t.push_at(3, 121_000_000, Some(200_000)).steps,
+            vec![Step::Discard {
+                seq: 3,
+                reason: DropReason::TooFarAhead
+            }]
+        );
+        // A limit of 10 s: a frame 3600 s in (on a slow wall clock too) is refused,
+        // and the output never passes 10 s.
+        let mut t = Timeline::new(30, true).with_limits(TimelineLimits {
+            max_out_us: 10_000_000,
+            max_ahead_us: i64::MAX,
+        });
+        t.push(0, 0);
+        t.push(1, 1_000_000);
+        let p = t.push(2, 3_600_000_000);
+        assert_eq!(
+            p.steps,
+            vec![Step::Discard {
+                seq: 2,
+                reason: DropReason::BeyondLimit
+            }]
+        );
+        t.end();
+        assert!(t.frames_out() <= 300 && t.duration_us() <= 10_000_000);
+        // After a pause the source's clock may be anywhere: the frame is rebased.
+        let mut t = Timeline::new(30, true);
+        t.push_at(0, 0, Some(0));
+        t.pause();
+        t.resume();
+        assert_eq!(
+            t.push_at(1, 900_000_000_000, Some(1_000)).accepted_out_us,
+            Some(33_333)
+        );
+    }
+
     proptest! {
+        /// Any timestamps, any wall clock: no push returns more than a few
+        /// steps, and the output never reaches past the limit.
+        #[test]
+        fn output_is_bounded(frames in proptest::collection::vec((any::<i64>(), 0i64..10_000_000), 1..100),
+                             max_s in 1i64..100_000) {
+            let mut t = Timeline::new(60, true).with_limits(TimelineLimits {
+                max_out_us: max_s * 1_000_000,
+                max_ahead_us: 60_000_000,
+            });
+            let mut wall = 0i64;
+            for (i, (src, dw)) in frames.iter().enumerate() {
+                wall += dw;
+                let p = t.push_at(i as u64, *src, Some(wall));
+                prop_assert!(p.steps.len() <= 3, "{:?}", p.steps);
+            }
+            let end = t.end();
+            prop_assert!(end.len() <= 3);
+            prop_assert!(t.frames_out() as i64 <= max_s * 60 + 60);
+        }
+
         /// Whatever the input, writes are strictly increasing in time, every frame is
         /// either written or discarded exactly once, and a replay of the accepted
         /// output times writes the same frames at the same times.
@@ -456,7 +668,7 @@ mod tests {
             for s in &steps {
                 match *s {
                     Step::Write { seq, .. } | Step::Discard { seq, .. } => prop_assert!(seen.insert(seq)),
-                    Step::Repeat { .. } => {}
+                    Step::Hold { .. } | Step::Repeat { .. } => {}
                 }
             }
             prop_assert_eq!(seen.len(), deltas.len());

@@ -58,6 +58,10 @@ pub enum FrameError {
     /// Not JPEG, PNG or WebP.
     #[error("frame is not a JPEG, PNG or WebP image")]
     UnknownFormat,
+    /// Its timestamp cannot be placed: past the recording's longest output,
+    /// or far ahead of the time that passed since the previous frame.
+    #[error("frame refused: {0}")]
+    Timestamp(String),
     /// Looked like an image but did not decode.
     #[error("corrupt {kind:?} frame: {message}")]
     Corrupt {

@@ -108,6 +108,7 @@ fn five_fps_mixed_sizes_with_pause_and_a_corrupt_frame() {
         &Tools::default(),
         &spec(Format::Mp4, true),
         dir.path(),
+        Default::default(),
         Duration::from_secs(60),
     )
     .unwrap();
@@ -300,4 +301,73 @@ fn skip_mode_timestamps_are_exact_frame_times() {
             "frame {i} at {p} x {num}/{den}"
         );
     }
+}
+
+/// The outside check's crash loop: a frame at 0 and one at 10^12 ms. The
+/// second is refused with a reason and the video stays within the
+/// recording's limit; a spool that already holds such a frame (written by an
+/// older version) recovers within the limit too, instead of running out of
+/// memory.
+#[test]
+fn hostile_timestamps_cannot_make_an_endless_video() {
+    use tapedeck_core::timeline::TimelineLimits;
+    let limits = TimelineLimits {
+        max_out_us: 10_000_000,
+        max_ahead_us: 60_000_000,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = EncodingSink::start(
+        Tools::default(),
+        spec(Format::Mp4, true),
+        FrameLimits::default(),
+        dir.path(),
+    )
+    .unwrap();
+    p.set_limits(limits);
+    assert_eq!(
+        p.frame(&jpeg(320, 240, 10), 0).unwrap(),
+        FrameOutcome::Accepted
+    );
+    let hostile = p.frame(&jpeg(320, 240, 20), 1_000_000_000_000_000).unwrap();
+    match hostile {
+        FrameOutcome::Invalid(FrameError::Timestamp(m)) => assert!(m.contains("ahead"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    // 3601 s in, on a clock that did not jump: past the 10 s limit.
+    let past = p.frame(&jpeg(320, 240, 30), 3_601_000_000).unwrap();
+    assert!(
+        matches!(past, FrameOutcome::Invalid(FrameError::Timestamp(_))),
+        "{past:?}"
+    );
+    assert_eq!(
+        p.frame(&jpeg(320, 240, 40), 1_000_000).unwrap(),
+        FrameOutcome::Accepted
+    );
+    let done = p.finish_video(Duration::from_secs(60)).unwrap();
+    assert_eq!(done.counters.frames_invalid, 2);
+    let m = probe(&done.output);
+    assert_eq!(m.frames, Some(60), "two frames, 1 s each, at 30 fps: {m:?}");
+
+    // A spool from before the fix, holding 0 and 3600 s: recovered under the limit.
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = tapedeck_media::spool::SpoolWriter::open(
+        &dir.path().join(tapedeck_media::sink::encoding::SPOOL_FILE),
+    )
+    .unwrap();
+    spool.append(0, &jpeg(320, 240, 10)).unwrap();
+    spool.append(1_000_000, &jpeg(320, 240, 20)).unwrap();
+    spool.append(3_600_000_000, &jpeg(320, 240, 30)).unwrap();
+    spool.sync().unwrap();
+    drop(spool);
+    let back = recover(
+        &Tools::default(),
+        &spec(Format::Mp4, true),
+        dir.path(),
+        limits,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    let m = probe(&back.output);
+    assert_eq!(m.frames, Some(60), "{m:?}");
+    assert!(m.duration_s <= 10.0, "{m:?}");
 }

@@ -188,6 +188,7 @@ fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
         &Tools::default(),
         &spec,
         dir.path(),
+        Default::default(),
         Duration::from_secs(60),
     )
     .unwrap();

@@ -177,6 +177,9 @@ pub struct LimitsConfig {
     pub user_quota_bytes: u64,
     /// Largest output of one recording, bytes (0: unlimited); reaching it stops the recording.
     pub max_size_bytes: u64,
+    /// A frame whose timestamp runs this far ahead of the wall clock since
+    /// the previous frame is refused as invalid (seconds).
+    pub max_timestamp_lead_s: u32,
     /// A recording whose source sends nothing this long is finalized.
     pub idle_timeout_s: u64,
     /// A pending recording whose source never connects is cancelled after this.
@@ -260,6 +263,7 @@ impl Default for LimitsConfig {
             max_frame_height: 4320,
             user_quota_bytes: 20 * 1024 * 1024 * 1024,
             max_size_bytes: 0,
+            max_timestamp_lead_s: 60,
             idle_timeout_s: 120,
             pending_timeout_s: 3600,
         }

@@ -170,6 +170,16 @@ async fn kill_9_mid_recording_then_recover() {
     let _ = server.0.wait();
     drop(ws);
     drop(ws2);
+    // A hostile timestamp already in the spool (as an older version let in)
+    // must not turn recovery into an endless video or a crash loop.
+    let mut spool =
+        tapedeck_media::spool::SpoolWriter::open(&data.join("work").join(&id).join("frames.spool"))
+            .unwrap();
+    spool
+        .append(1_000_000_000_000_000, &jpeg(854, 480, 99))
+        .unwrap();
+    spool.sync().unwrap();
+    drop(spool);
 
     let _server = serve(&data, port);
     let done = wait_final(&base, &token, &id).await;

@@ -373,3 +373,46 @@ async fn a_failed_storage_write_says_storage_failed() {
     let id = record(false).await;
     s.wait_status(&t, &id, "completed").await;
 }
+
+/// One hostile `pts_ms` once made the server allocate gigabytes and crash
+/// (and crash again on every restart, in recovery). Now the frame is refused
+/// as invalid with a reason, the recording goes on, and its video stays
+/// within its max duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_timestamp_is_refused_and_harms_nothing() {
+    let s = start(|_| {}).await;
+    let t = s.key("alice", false).await;
+    let rec = s
+        .create(
+            &t,
+            json!({"source": {"kind": "frames"}, "preset": "low", "max_duration_s": 10}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
+    send_frame(&mut ws, Some(0.0), jpeg(854, 480, 0)).await;
+    send_frame(&mut ws, Some(1e12), jpeg(854, 480, 1)).await;
+    // Within the lead the client may have, but past the 10 s limit.
+    send_frame(&mut ws, Some(30_000.0), jpeg(854, 480, 2)).await;
+    send_frame(&mut ws, Some(1_000.0), jpeg(854, 480, 3)).await;
+    let p = progress_until(&mut ws, |v| v["frames_invalid"] == 2).await;
+    assert!(
+        p["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("timestamp")),
+        "{p}"
+    );
+    progress_until(&mut ws, |v| v["frames_received"] == 4).await;
+    s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&t, &id, "completed").await;
+    assert_eq!(done["stats"]["frames_invalid"], 2, "{done}");
+    let m = ffprobe(&s.download(&t, &id, "mp4").await);
+    let fps = rec["video"]["fps"].as_u64().unwrap();
+    assert_eq!(m.frames, 2 * fps, "two frames of 1 s: {m:?}");
+    // The server is fine: another recording works.
+    let (st, _) = s
+        .post(&t, "/v1/recordings", json!({"source": {"kind": "frames"}}))
+        .await;
+    assert_eq!(st, 201);
+}

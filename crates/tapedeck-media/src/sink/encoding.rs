@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tapedeck_core::timeline::{DropReason, Step, Timeline};
+use tapedeck_core::timeline::{DropReason, Step, Timeline, TimelineLimits};
 
 use crate::ffmpeg::{EncodeSpec, Encoder, FfmpegError, Tools};
 use crate::picture::{FrameError, FrameLimits, Picture};
@@ -110,6 +110,9 @@ pub struct EncodingSink {
     counters: Counters,
     last_sync: Instant,
     cpu_at_start: f64,
+    /// The receiver's clock for the timeline's check of source timestamps.
+    epoch: Instant,
+    limits: TimelineLimits,
 }
 
 /// The live output's file name.
@@ -143,7 +146,17 @@ impl EncodingSink {
             counters: Counters::default(),
             last_sync: Instant::now(),
             cpu_at_start: thread_cpu_s(),
+            epoch: Instant::now(),
+            limits: TimelineLimits::default(),
         })
+    }
+
+    /// Bounds the output (the recording's max duration) and how far a
+    /// frame's timestamp may run ahead of the wall clock.
+    pub fn set_limits(&mut self, limits: TimelineLimits) {
+        self.limits = limits;
+        self.timeline =
+            std::mem::replace(&mut self.timeline, Timeline::new(1, true)).with_limits(limits);
     }
 
     /// Handles one frame with its source timestamp.
@@ -192,7 +205,8 @@ impl EncodingSink {
         let seq = self.seq;
         self.seq += 1;
         self.held.insert(seq, picture);
-        let push = self.timeline.push(seq, src_us);
+        let wall_us = self.epoch.elapsed().as_micros() as i64;
+        let push = self.timeline.push_at(seq, src_us, Some(wall_us));
         if let Some(out) = push.accepted_out_us {
             self.spool.append(out, bytes)?;
         }
@@ -201,7 +215,12 @@ impl EncodingSink {
             if let Step::Discard { seq: s, reason } = step
                 && s == seq
             {
-                outcome = FrameOutcome::Dropped(reason);
+                outcome = if reason.is_bad_timestamp() {
+                    self.counters.frames_invalid += 1;
+                    FrameOutcome::Invalid(FrameError::Timestamp(timestamp_reason(reason)))
+                } else {
+                    FrameOutcome::Dropped(reason)
+                };
             }
             self.apply(step, None);
         }
@@ -220,9 +239,13 @@ impl EncodingSink {
                     self.last_written = Some(p);
                 }
             }
-            Step::Repeat { pts_us } => {
+            Step::Hold { .. } | Step::Repeat { .. } => {
                 if let Some(p) = self.last_written.take() {
-                    self.write(pts_us, &p, duration_us, true);
+                    let mut times = step.repeats().peekable();
+                    while let Some(pts_us) = times.next() {
+                        let last = times.peek().is_none();
+                        self.write(pts_us, &p, duration_us.filter(|_| last), true);
+                    }
                     self.last_written = Some(p);
                 }
             }
@@ -319,7 +342,13 @@ impl EncodingSink {
             }),
             Err(e) => {
                 tracing::warn!(error = %e, "live encode failed; rebuilding from the spool");
-                let mut f = recover(&self.tools, &self.spec, &self.work_dir, timeout)?;
+                let mut f = recover(
+                    &self.tools,
+                    &self.spec,
+                    &self.work_dir,
+                    self.limits,
+                    timeout,
+                )?;
                 f.counters.frames_in = self.counters.frames_in;
                 f.counters.frames_invalid = self.counters.frames_invalid;
                 f.counters.frames_dropped = self.counters.frames_dropped;
@@ -332,10 +361,15 @@ impl EncodingSink {
 
 /// Rebuilds the output from the spool in `work_dir` (after a crash or a failed
 /// live encode). Frames after a damaged record are lost; the rest are kept.
+///
+/// The spool is replayed under `limits` like the live timeline: frames past
+/// the longest output are dropped, so a spool holding a hostile timestamp
+/// cannot make an endless video.
 pub fn recover(
     tools: &Tools,
     spec: &EncodeSpec,
     work_dir: &Path,
+    limits: TimelineLimits,
     timeout: Duration,
 ) -> Result<Finished, PipelineError> {
     let cpu_start = thread_cpu_s();
@@ -350,7 +384,7 @@ pub fn recover(
             ..Default::default()
         },
     );
-    let mut timeline = Timeline::new(spec.fps, spec.cfr);
+    let mut timeline = Timeline::new(spec.fps, spec.cfr).with_limits(limits);
     let mut held: HashMap<u64, Vec<u8>> = HashMap::new();
     let mut last: Option<Vec<u8>> = None;
     let mut counters = Counters::default();
@@ -370,9 +404,13 @@ pub fn recover(
                         last = Some(p);
                     }
                 }
-                Step::Repeat { pts_us } => {
+                Step::Hold { .. } | Step::Repeat { .. } => {
                     if let Some(p) = &last {
-                        encoder.write_frame(pts_us, p, dur, true)?;
+                        let mut times = step.repeats().peekable();
+                        while let Some(pts_us) = times.next() {
+                            let d = dur.filter(|_| times.peek().is_none());
+                            encoder.write_frame(pts_us, p, d, true)?;
+                        }
                     }
                 }
                 Step::Discard { seq, .. } => {
@@ -418,9 +456,22 @@ pub fn recover(
 
 /// The index of the last step that writes a frame.
 fn last_write_index(steps: &[Step]) -> Option<usize> {
-    steps
-        .iter()
-        .rposition(|s| matches!(s, Step::Write { .. } | Step::Repeat { .. }))
+    steps.iter().rposition(|s| {
+        matches!(
+            s,
+            Step::Write { .. } | Step::Hold { .. } | Step::Repeat { .. }
+        )
+    })
+}
+
+/// Why the timeline refused a frame for its timestamp, for `last_error`.
+fn timestamp_reason(reason: DropReason) -> String {
+    match reason {
+        DropReason::BeyondLimit => "its timestamp is past the recording's max duration".to_string(),
+        _ => "its timestamp jumped far ahead of the time since the previous frame \
+              (more than the allowed lead; check pts_ms)"
+            .to_string(),
+    }
 }
 
 /// How long the final frame lasts: one output frame.

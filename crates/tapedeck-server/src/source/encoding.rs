@@ -15,6 +15,7 @@ use futures::future::BoxFuture;
 use tapedeck_core::Failure;
 use tapedeck_core::lifecycle::SourceControl;
 use tapedeck_core::recording::Recording;
+use tapedeck_core::timeline::TimelineLimits;
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
 use tapedeck_media::picture::FrameLimits;
 use tapedeck_media::sink::encoding::{
@@ -62,6 +63,15 @@ pub fn encode_spec(config: &Config, rec: &Recording) -> EncodeSpec {
     }
 }
 
+/// How far `rec`'s timeline may reach: its max duration, and how far a
+/// frame's timestamp may run ahead of the wall clock.
+pub fn timeline_limits(config: &Config, rec: &Recording) -> TimelineLimits {
+    TimelineLimits {
+        max_out_us: i64::from(rec.max_duration_s) * 1_000_000,
+        max_ahead_us: i64::from(config.limits.max_timestamp_lead_s) * 1_000_000,
+    }
+}
+
 /// The frame limits of the configuration.
 pub fn frame_limits(config: &Config) -> FrameLimits {
     let l = &config.limits;
@@ -87,6 +97,8 @@ struct Wiring {
     max_us: i64,
     /// Output bytes at which nothing more is taken (0: no limit).
     max_bytes: u64,
+    /// What the timeline may place.
+    timeline: TimelineLimits,
     cancelled: Arc<AtomicBool>,
     work: PathBuf,
     spec: EncodeSpec,
@@ -111,6 +123,7 @@ impl EncodingRun {
             metrics: services.metrics.clone(),
             max_us: i64::from(rec.max_duration_s) * 1_000_000,
             max_bytes: services.config.limits.max_size_bytes,
+            timeline: timeline_limits(&services.config, rec),
             cancelled: cancelled.clone(),
             work: services.work_dir(rec.id),
             spec: spec.clone(),
@@ -194,7 +207,8 @@ fn sink_thread(
     let mut compositor = web_scale.map(|s| Compositor::new(s, spec.fps, limits));
     let live_file = live_output(&w.work, &w.spec);
     let mut sink = match EncodingSink::start(tools, spec, limits, &w.work) {
-        Ok(p) => {
+        Ok(mut p) => {
+            p.set_limits(w.timeline);
             let _ = started.send(Ok(()));
             p
         }
@@ -309,9 +323,10 @@ impl Source for FromSpool {
                 encode_spec(&self.services.config, &self.rec),
             );
             let work = self.services.work_dir(self.rec.id);
+            let limits = timeline_limits(&self.services.config, &self.rec);
             tracing::info!(id = %self.rec.id, "recovering from the spool");
             let result = tokio::task::spawn_blocking(move || {
-                encoding::recover(&tools, &spec, &work, FINISH_TIMEOUT)
+                encoding::recover(&tools, &spec, &work, limits, FINISH_TIMEOUT)
             })
             .await
             .unwrap_or_else(|e| Err(PipelineError::Spool(std::io::Error::other(e.to_string()))));
