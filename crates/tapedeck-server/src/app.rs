@@ -38,7 +38,12 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Key for local share links.
     pub share_key: Arc<Vec<u8>>,
+    /// The last encoder check (`/readyz`): when, and what failed.
+    pub encoder_check: Arc<tokio::sync::Mutex<Option<EncoderCheck>>>,
 }
+
+/// When the encoders were last checked, and what failed.
+pub type EncoderCheck = (std::time::Instant, Result<(), String>);
 
 /// Every route.
 pub fn router(state: AppState) -> Router {
@@ -113,6 +118,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         events,
         metrics,
         share_key: Arc::new(share_key),
+        encoder_check: Arc::default(),
     })
 }
 

@@ -325,6 +325,17 @@ async fn openapi_health_metrics() {
         ),
         (Some("ok"), Some("ok"), Some("ok"))
     );
+    // Encoder arguments this ffmpeg refuses make the server not ready.
+    let broken = start(|c| c.encoder.x264_preset = "no-such-preset".into()).await;
+    let r = reqwest::get(format!("{}/readyz", broken.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["ffmpeg"].as_str().is_some_and(|e| e.starts_with("mp4:")),
+        "{v}"
+    );
     let m = reqwest::get(format!("{}/metrics", s.base))
         .await
         .unwrap()

@@ -319,6 +319,8 @@ async fn cli_client_commands_and_doctor() {
         "data folder",
         "database",
         "storage",
+        "encode mp4",
+        "encode webm",
     ] {
         assert!(
             text.lines()
@@ -336,6 +338,23 @@ async fn cli_client_commands_and_doctor() {
     assert!(!out.status.success());
     assert!(
         text.contains("MISSING ffmpeg") && text.contains("apt-get install ffmpeg"),
+        "{text}"
+    );
+    // ffmpeg runs and lists its encoders, but the configured arguments fail:
+    // doctor says so (it makes a real two-frame file per path).
+    let out = Command::new(BIN)
+        .args(["doctor", "--data-dir"])
+        .arg(&data)
+        .env("TAPEDECK_ENCODER__X264_PRESET", "no-such-preset")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("ok") && l.contains("ffmpeg"))
+            && text.contains("MISSING encode mp4")
+            && !text.contains("MISSING encode webm"),
         "{text}"
     );
     // A missing browser, and the shell wrapper instead of the real binary.

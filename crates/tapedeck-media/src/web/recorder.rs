@@ -127,6 +127,8 @@ pub struct WebReport {
     pub stopped: bool,
     /// The page's audio, to be muxed with the video (realtime mode).
     pub audio: Option<AudioTrack>,
+    /// Why the page's audio is missing when it was asked for.
+    pub audio_error: Option<String>,
 }
 
 /// A web recording that failed, with a reason a person can act on.
@@ -314,7 +316,13 @@ async fn run(
 
     let mut report = WebReport::default();
     let audio = if src.wants_audio() {
-        start_audio(&s).await
+        match start_audio(&s).await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                report.audio_error = Some(e.to_string());
+                None
+            }
+        }
     } else {
         None
     };
@@ -464,7 +472,10 @@ async fn run(
                 })
             }
             // The video is whole; say what is missing.
-            Err(e) => tracing::warn!(error = %e, "the page's audio could not be saved"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the page's audio could not be saved");
+                report.audio_error = Some(format!("the page's audio could not be saved: {e}"));
+            }
         }
     }
     Ok(report)

@@ -48,6 +48,14 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
             format!("{e}; install it: apt-get install ffmpeg (or set encoder.ffmpeg)"),
         ),
     }
+    // Listed encoders are not enough: the arguments must work on this ffmpeg.
+    for (format, r) in crate::source::encoding::check_encoders(&config) {
+        let what = format!("encode {}", format.extension());
+        match r {
+            Ok(()) => line(true, &what, "a two-frame test encode works".into()),
+            Err(e) => line(false, &what, e),
+        }
+    }
     match ffmpeg::version(&config.encoder.ffprobe) {
         Ok(v) => line(true, "ffprobe", v),
         Err(e) => line(

@@ -12,10 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use tapedeck_core::Failure;
 use tapedeck_core::lifecycle::SourceControl;
 use tapedeck_core::recording::Recording;
 use tapedeck_core::timeline::TimelineLimits;
+use tapedeck_core::{Failure, Format};
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
 use tapedeck_media::picture::FrameLimits;
 use tapedeck_media::sink::encoding::{
@@ -61,6 +61,34 @@ pub fn encode_spec(config: &Config, rec: &Recording) -> EncodeSpec {
         crf: config.encoder.crf,
         skip_held: config.encoder.skip_held,
     }
+}
+
+/// A real two-frame encode with the configured encoder settings, for each
+/// output path (MP4 as configured, with skip pictures when on; WebM): what
+/// `doctor` and `/readyz` check.
+pub fn check_encoders(config: &Config) -> Vec<(Format, Result<(), String>)> {
+    let tools = Tools {
+        ffmpeg: config.encoder.ffmpeg.clone(),
+        ffprobe: config.encoder.ffprobe.clone(),
+    };
+    [Format::Mp4, Format::Webm]
+        .into_iter()
+        .map(|format| {
+            let spec = EncodeSpec {
+                width: 64,
+                height: 64,
+                fps: 30,
+                cfr: true,
+                format,
+                video_bitrate_kbps: 1000,
+                x264_preset: config.encoder.x264_preset.clone(),
+                crf: config.encoder.crf,
+                skip_held: config.encoder.skip_held,
+            };
+            let r = tapedeck_media::ffmpeg::check_encode(&tools, &spec).map_err(|e| e.to_string());
+            (format, r)
+        })
+        .collect()
 }
 
 /// How far `rec`'s timeline may reach: its max duration, and how far a
