@@ -87,19 +87,34 @@ pub fn special_class(ip: IpAddr) -> Option<&'static str> {
                 Some("private (unique local)")
             } else if s[0] == 0x2001 && s[1] == 0x0db8 {
                 Some("documentation")
+            } else if s[0] & 0xffc0 == 0xfec0 {
+                Some("site-local")
+            } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+                Some("NAT64 local use")
             } else if s[0] == 0x64 && s[1] == 0xff9b {
                 // NAT64 embeds an IPv4 address in the last 32 bits.
-                v4_class(Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                ))
+                v4_class(v4_at(s[6], s[7]))
+            } else if s[..6] == [0; 6] || s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                // IPv4-compatible (::a.b.c.d, deprecated) and IPv4-translated
+                // (::ffff:0:a.b.c.d): the last 32 bits are the address.
+                v4_class(v4_at(s[6], s[7]))
+            } else if s[0] == 0x2002 {
+                // 6to4: the IPv4 address follows the prefix.
+                v4_class(v4_at(s[1], s[2]))
+            } else if s[0] == 0x2001 && s[1] == 0 {
+                // Teredo: the server's IPv4 address, and the client's inverted
+                // in the last 32 bits.
+                v4_class(v4_at(s[2], s[3])).or(v4_class(v4_at(!s[6], !s[7])))
             } else {
                 None
             }
         }
     }
+}
+
+/// The IPv4 address in two 16-bit groups.
+fn v4_at(hi: u16, lo: u16) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo))
 }
 
 fn v4_class(v4: Ipv4Addr) -> Option<&'static str> {
@@ -206,6 +221,7 @@ impl NetPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     fn deny(p: &NetPolicy, url: &str) -> bool {
         matches!(p.check_url(url), Verdict::Deny(_))
@@ -228,6 +244,14 @@ mod tests {
             "http://[fd00::1]/",
             "http://[::ffff:127.0.0.1]/",
             "http://[64:ff9b::a9fe:a9fe]/",
+            "http://[::127.0.0.1]/",
+            "http://[::ffff:0:a00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2002:a9fe:a9fe::1]/",
+            "http://[2001:0:7f00:1::]/",
+            "http://[2001:0:5db8:d70e::f5ff:fffe]/",
+            "http://[fec0::1]/",
+            "http://[64:ff9b:1::5db8:d70e]/",
             "http://localhost:3000/",
             "http://app.localhost/",
             "file:///etc/passwd",
@@ -287,5 +311,39 @@ mod tests {
         };
         assert_eq!(one.check_url("http://127.0.0.1:8080/x"), Verdict::Allow);
         assert!(deny(&one, "http://127.0.0.1:8081/x"));
+    }
+
+    proptest::proptest! {
+        /// Every way IPv6 carries an IPv4 address is refused exactly when
+        /// that IPv4 address is.
+        #[test]
+        fn embedded_ipv4_follows_the_ipv4_rules(a: u32) {
+            let v4 = Ipv4Addr::from(a);
+            let refused = v4_class(v4).is_some();
+            let (hi, lo) = ((a >> 16) as u16, a as u16);
+            let public = (0x5db8u16, 0xd70eu16); // 93.184.215.14
+            let forms = [
+                v4.to_ipv6_mapped(),
+                Ipv6Addr::new(0, 0, 0, 0, 0, 0, hi, lo),
+                Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, hi, lo),
+                Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, hi, lo),
+                Ipv6Addr::new(0x2002, hi, lo, 0, 0, 0, 0, 1),
+                // Teredo with this address as the client behind a public server.
+                Ipv6Addr::new(0x2001, 0, public.0, public.1, 0, 0, !hi, !lo),
+                // Teredo with this address as the server of a private client
+                // (10.0.0.1, inverted): refused whatever the server.
+                Ipv6Addr::new(0x2001, 0, hi, lo, 0, 0, 0xf5ff, 0xfffe),
+            ];
+            for (i, v6) in forms.iter().enumerate() {
+                let got = special_class(IpAddr::V6(*v6)).is_some();
+                if i == 6 {
+                    proptest::prop_assert!(got, "{v6}");
+                } else if *v6 == Ipv6Addr::UNSPECIFIED || *v6 == Ipv6Addr::LOCALHOST {
+                    proptest::prop_assert!(got, "{v6}");
+                } else {
+                    proptest::prop_assert_eq!(got, refused, "{} for {}", v6, v4);
+                }
+            }
+        }
     }
 }
