@@ -54,6 +54,12 @@ pub const API: &[Code] = &[
     c("invalid_query", 400, C, "a query parameter is not valid"),
     c("invalid_id", 400, C, "the id is not a recording id"),
     c(
+        "invalid_user",
+        400,
+        C,
+        "a user name is not 1-64 letters, digits, - _ . @",
+    ),
+    c(
         "bad_control",
         400,
         C,

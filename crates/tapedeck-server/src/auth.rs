@@ -38,6 +38,16 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Whether `user` is a user name: 1-64 characters, letters, digits and `- _ . @`
+/// (API keys and JWT `sub` alike).
+pub fn valid_user_name(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= 64
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+}
+
 /// Creates an API key for `user`; returns the stored key and the token (shown once).
 pub async fn create_key(
     repo: &Repo,
@@ -45,12 +55,7 @@ pub async fn create_key(
     admin: bool,
     now_ms: i64,
 ) -> Result<(ApiKey, String), ApiError> {
-    if user.is_empty()
-        || user.len() > 64
-        || !user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-    {
+    if !valid_user_name(user) {
         return Err(ApiError::bad_request(
             "invalid_user",
             "user names are 1-64 characters: letters, digits, - _ . @",
@@ -104,13 +109,17 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
         }
         let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
         v.set_required_spec_claims(&["exp", "sub"]);
+        // `exp` and `nbf` both, with the library's 60 s leeway for clock skew.
+        v.validate_nbf = true;
         let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
         return match jsonwebtoken::decode::<Claims>(token, &key, &v) {
-            Ok(d) if !d.claims.sub.is_empty() => Ok(Principal {
+            Ok(d) if valid_user_name(&d.claims.sub) => Ok(Principal {
                 user: d.claims.sub,
                 admin: d.claims.admin,
             }),
-            Ok(_) => Err(ApiError::unauthorized("JWT has an empty sub")),
+            Ok(_) => Err(ApiError::unauthorized(
+                "JWT sub is not a user name (1-64 characters: letters, digits, - _ . @)",
+            )),
             Err(e) => Err(ApiError::unauthorized(format!("invalid JWT: {e}"))),
         };
     }

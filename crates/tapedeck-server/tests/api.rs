@@ -105,6 +105,30 @@ async fn auth_and_ownership() {
         s.get(&jwt("jwt-secret-for-tests", 1000), "/v1/me").await.0,
         401
     );
+    // Not valid yet (past the 60 s leeway), and a sub that is no user name.
+    let signed = |claims: serde_json::Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(b"jwt-secret-for-tests"),
+        )
+        .unwrap()
+    };
+    let now_s = (tapedeck_server::now_ms() / 1000) as u64;
+    let early = signed(json!({"sub": "alice", "exp": exp, "nbf": now_s + 600}));
+    let (st, v) = s.get(&early, "/v1/me").await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{v}"
+    );
+    let skewed = signed(json!({"sub": "alice", "exp": exp, "nbf": now_s + 30}));
+    assert_eq!(s.get(&skewed, "/v1/me").await.0, 200, "within the leeway");
+    for sub in ["../../x\u{0}", "", "a b", &"x".repeat(65)] {
+        let bad = signed(json!({"sub": sub, "exp": exp}));
+        let (st, v) = s.get(&bad, "/v1/me").await;
+        assert_eq!(st, 401, "{sub:?}: {v}");
+    }
 
     // Revoked keys stop working.
     let keys = s.state.repo.list_keys().await.unwrap();

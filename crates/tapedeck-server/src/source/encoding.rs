@@ -369,7 +369,13 @@ impl Source for FromSpool {
                     "recovery_failed",
                     "the server stopped before any frame was spooled",
                 )),
-                Err(PipelineError::Spool(io)) if io.kind() == std::io::ErrorKind::NotFound => {
+                // No spool, or one cut before its header was written.
+                Err(PipelineError::Spool(io))
+                    if matches!(
+                        io.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::UnexpectedEof
+                    ) =>
+                {
                     Err(Failure::new(
                         "recovery_failed",
                         "the server stopped before any frame was spooled",
