@@ -180,6 +180,14 @@ async fn kill_9_mid_recording_then_recover() {
         .unwrap();
     spool.sync().unwrap();
     drop(spool);
+    // The empty recording's spool cut inside its header (a crash before the
+    // first flush): a clear reason, not an I/O error.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(data.join("work").join(&empty_id).join("frames.spool"))
+        .unwrap()
+        .set_len(3)
+        .unwrap();
 
     let _server = serve(&data, port);
     let done = wait_final(&base, &token, &id).await;
