@@ -19,9 +19,10 @@ use crate::recording::{Action, EndReason, InvalidTransition, Recording, Status};
 pub struct Limits {
     /// A recording no source starts within this is cancelled, ms.
     pub pending_timeout_ms: i64,
-    /// A recording whose source delivers nothing this long is stopped (`idle`), ms;
-    /// a paused one is stopped after `pending_timeout_ms` paused.
+    /// A recording whose source delivers nothing this long is stopped (`idle`), ms.
     pub idle_timeout_ms: i64,
+    /// A recording paused this long is stopped (`idle`), ms.
+    pub paused_timeout_ms: i64,
     /// Recorded time (pauses excluded) at which it is stopped (`max_duration`), µs.
     pub max_duration_us: i64,
     /// Output bytes at which it is stopped (`max_size`); 0: no limit.
@@ -259,7 +260,7 @@ impl Lifecycle {
             Status::Pending if now_ms - self.since_ms >= l.pending_timeout_ms => {
                 self.cancel(now_ms)
             }
-            Status::Paused if now_ms - self.paused_at_ms >= l.pending_timeout_ms => {
+            Status::Paused if now_ms - self.paused_at_ms >= l.paused_timeout_ms => {
                 self.stop(EndReason::Idle, now_ms)
             }
             Status::Recording => {
@@ -291,6 +292,7 @@ mod tests {
     const LIMITS: Limits = Limits {
         pending_timeout_ms: 60_000,
         idle_timeout_ms: 10_000,
+        paused_timeout_ms: 120_000,
         max_duration_us: 30_000_000,
         max_bytes: 1_000_000,
         quota_bytes: 5_000_000,
@@ -411,9 +413,10 @@ mod tests {
     fn paused_too_long_stops_idle() {
         let mut lc = started();
         lc.handle(Input::Command(Action::Pause), 2_000).unwrap();
-        // Paused time is not idle time.
-        assert!(lc.handle(Input::Tick, 61_999).unwrap().is_empty());
-        lc.handle(Input::Tick, 62_000).unwrap();
+        // Paused time is not idle time, and a pause has its own timeout
+        // (longer than the pending one).
+        assert!(lc.handle(Input::Tick, 121_999).unwrap().is_empty());
+        lc.handle(Input::Tick, 122_000).unwrap();
         assert_eq!(
             (lc.status(), lc.recording().end_reason),
             (Status::Processing, Some(EndReason::Idle))

@@ -223,7 +223,14 @@ pub async fn get_one(
     p: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<Recording>, ApiError> {
-    Ok(Json(load(&s, &p, &id).await?))
+    let mut rec = load(&s, &p, &id).await?;
+    // While it records, the numbers are the driver's, not the last saved ones.
+    if !rec.status.is_terminal()
+        && let Some(live) = s.supervisor.progress(rec.id)
+    {
+        rec.stats = live;
+    }
+    Ok(Json(rec))
 }
 
 /// `POST /v1/recordings/{id}/pause|resume|stop|cancel`.

@@ -126,11 +126,31 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
     Err(ApiError::unauthorized("malformed token"))
 }
 
-/// The token of a request: bearer header first, then `?token=`.
+/// Whether `path` may carry its token as `?token=`: what a browser loads
+/// without headers (media, thumbnail, strip in `<video>`/`<img>`) and the
+/// WebSockets. Anywhere else a token in a URL would only leak into logs.
+pub fn query_token_allowed(path: &str) -> bool {
+    if path == "/v1/events" {
+        return true;
+    }
+    let Some(rest) = path.strip_prefix("/v1/recordings/") else {
+        return false;
+    };
+    matches!(
+        rest.split_once('/').map(|(_, tail)| tail),
+        Some("media" | "thumbnail" | "strip" | "frames")
+    )
+}
+
+/// The token of a request: bearer header first, then `?token=` where
+/// [`query_token_allowed`].
 pub fn token_of(parts: &Parts) -> Option<String> {
     if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let h = h.to_str().ok()?;
         return h.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    if !query_token_allowed(parts.uri.path()) {
+        return None;
     }
     let q = parts.uri.query()?;
     url::form_urlencoded::parse(q.as_bytes())
@@ -145,7 +165,11 @@ impl FromRequestParts<AppState> for Principal {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token =
-            token_of(parts).ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+            token_of(parts).ok_or_else(|| {
+                ApiError::unauthorized(
+                    "missing bearer token (?token= is taken only on media, thumbnail, strip and WebSocket routes)",
+                )
+            })?;
         authenticate(state, &token).await
     }
 }

@@ -182,8 +182,11 @@ pub struct LimitsConfig {
     pub max_timestamp_lead_s: u32,
     /// A recording whose source sends nothing this long is finalized.
     pub idle_timeout_s: u64,
-    /// A pending recording whose source never connects is cancelled after this.
+    /// A pending recording whose source never connects is cancelled after this
+    /// (and stops holding a concurrency slot).
     pub pending_timeout_s: u64,
+    /// A recording paused this long is finalized (`end_reason: idle`).
+    pub paused_timeout_s: u64,
 }
 
 /// `[retention]`
@@ -265,7 +268,8 @@ impl Default for LimitsConfig {
             max_size_bytes: 0,
             max_timestamp_lead_s: 60,
             idle_timeout_s: 120,
-            pending_timeout_s: 3600,
+            pending_timeout_s: 300,
+            paused_timeout_s: 3600,
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn limits(services: &Services, rec: &Recording) -> Limits {
     Limits {
         pending_timeout_ms: (l.pending_timeout_s as i64).saturating_mul(1000),
         idle_timeout_ms: (l.idle_timeout_s as i64).saturating_mul(1000),
+        paused_timeout_ms: (l.paused_timeout_s as i64).saturating_mul(1000),
         max_duration_us: i64::from(rec.max_duration_s) * 1_000_000,
         max_bytes: l.max_size_bytes,
         quota_bytes: l.user_quota_bytes,

@@ -105,6 +105,19 @@ async fn auth_and_ownership() {
         s.get(&jwt("jwt-secret-for-tests", 1000), "/v1/me").await.0,
         401
     );
+    // `?token=` only where a browser cannot send a header.
+    let r = s
+        .client()
+        .get(format!("{}/v1/recordings/{id}?token={good}", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("?token="),
+        "{v}"
+    );
     // Not valid yet (past the 60 s leeway), and a sub that is no user name.
     let signed = |claims: serde_json::Value| {
         jsonwebtoken::encode(

@@ -318,6 +318,17 @@ async fn data_url_frames_in_text_messages() {
         "{p}"
     );
     assert_eq!(p["frames_received"], 12, "{p}");
+    // The recording shows the live numbers while it records.
+    let (_, live) = s.get(&t, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(live["status"], "recording", "{live}");
+    assert_eq!(
+        (
+            live["stats"]["frames_in"].as_u64(),
+            live["stats"]["frames_invalid"].as_u64()
+        ),
+        (Some(12), Some(2)),
+        "{live}"
+    );
     s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&t, &id, "completed").await;

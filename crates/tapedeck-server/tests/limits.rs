@@ -234,3 +234,26 @@ async fn max_size_stops_with_its_reason() {
         "{m:?} after {sent} frames 100 ms apart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_recording_nobody_starts_frees_its_slot() {
+    let s = start(|c| {
+        c.limits.max_concurrent_per_user = 1;
+        c.limits.pending_timeout_s = 1;
+    })
+    .await;
+    let t = s.key("alice", false).await;
+    let first = s.create(&t, json!({"source": {"kind": "frames"}})).await;
+    let (st, v) = s
+        .post(&t, "/v1/recordings", json!({"source": {"kind": "frames"}}))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("too_many_recordings"))
+    );
+    let gone = s
+        .wait_status(&t, first["id"].as_str().unwrap(), "cancelled")
+        .await;
+    assert_eq!(gone["end_reason"], "cancelled", "{gone}");
+    s.create(&t, json!({"source": {"kind": "frames"}})).await;
+}
