@@ -38,6 +38,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Key for local share links.
     pub share_key: Arc<Vec<u8>>,
+    /// An identity provider's keys (`auth.jwks_url`).
+    pub jwks: Option<Arc<crate::jwks::Jwks>>,
     /// The last encoder check (`/readyz`): when, and what failed.
     pub encoder_check: Arc<tokio::sync::Mutex<Option<EncoderCheck>>>,
 }
@@ -110,6 +112,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .await
         .map_err(|e| format!("recovery: {e}"))?;
     tokio::spawn(supervisor.clone().sweep_forever());
+    let config_auth = config.auth.clone();
     Ok(AppState {
         config: Arc::new(config),
         repo,
@@ -119,6 +122,13 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         metrics,
         share_key: Arc::new(share_key),
         encoder_check: Arc::default(),
+        jwks: (!config_auth.jwks_url.is_empty()).then(|| {
+            Arc::new(crate::jwks::Jwks::new(
+                &config_auth.jwks_url,
+                &config_auth.jwt_issuer,
+                &config_auth.jwt_audience,
+            ))
+        }),
     })
 }
 

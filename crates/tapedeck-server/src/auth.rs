@@ -101,27 +101,42 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
         };
     }
     if token.matches('.').count() == 2 {
-        let secret = &state.config.auth.jwt_secret.0;
-        if secret.is_empty() {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| ApiError::unauthorized(format!("invalid JWT: {e}")))?;
+        let claims: Claims = if crate::jwks::asymmetric(header.alg) {
+            let Some(jwks) = &state.jwks else {
+                return Err(ApiError::unauthorized(format!(
+                    "{:?} JWTs are not enabled on this server (auth.jwks_url)",
+                    header.alg
+                )));
+            };
+            jwks.verify(token, header.alg, header.kid.as_deref())
+                .await?
+        } else {
+            let secret = &state.config.auth.jwt_secret.0;
+            if secret.is_empty() {
+                return Err(ApiError::unauthorized(
+                    "JWTs are not enabled on this server (auth.jwt_secret)",
+                ));
+            }
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+            v.set_required_spec_claims(&["exp", "sub"]);
+            // `exp` and `nbf` both, with the library's 60 s leeway for clock skew.
+            v.validate_nbf = true;
+            let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
+            jsonwebtoken::decode::<Claims>(token, &key, &v)
+                .map_err(|e| ApiError::unauthorized(format!("invalid JWT: {e}")))?
+                .claims
+        };
+        if !valid_user_name(&claims.sub) {
             return Err(ApiError::unauthorized(
-                "JWTs are not enabled on this server (auth.jwt_secret)",
+                "JWT sub is not a user name (1-64 characters: letters, digits, - _ . @)",
             ));
         }
-        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
-        v.set_required_spec_claims(&["exp", "sub"]);
-        // `exp` and `nbf` both, with the library's 60 s leeway for clock skew.
-        v.validate_nbf = true;
-        let key = jsonwebtoken::DecodingKey::from_secret(secret.as_bytes());
-        return match jsonwebtoken::decode::<Claims>(token, &key, &v) {
-            Ok(d) if valid_user_name(&d.claims.sub) => Ok(Principal {
-                user: d.claims.sub,
-                admin: d.claims.admin,
-            }),
-            Ok(_) => Err(ApiError::unauthorized(
-                "JWT sub is not a user name (1-64 characters: letters, digits, - _ . @)",
-            )),
-            Err(e) => Err(ApiError::unauthorized(format!("invalid JWT: {e}"))),
-        };
+        return Ok(Principal {
+            user: claims.sub,
+            admin: claims.admin,
+        });
     }
     Err(ApiError::unauthorized("malformed token"))
 }

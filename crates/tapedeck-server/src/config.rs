@@ -155,6 +155,13 @@ pub struct AuthConfig {
     pub jwt_secret: Secret,
     /// Key for signing local share links; empty: generated once into the data folder.
     pub share_secret: Secret,
+    /// An identity provider's JWKS URL: JWTs signed with its keys (RS256,
+    /// ES256, ...) are accepted; empty disables them.
+    pub jwks_url: String,
+    /// With `jwks_url`: the `iss` tokens must carry (empty: not checked).
+    pub jwt_issuer: String,
+    /// With `jwks_url`: the `aud` tokens must carry (empty: not checked).
+    pub jwt_audience: String,
 }
 
 /// `[limits]`

@@ -13,6 +13,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod jwks;
 pub mod metrics;
 pub mod openapi;
 pub mod processing;
