@@ -272,13 +272,25 @@ fn tail_text(tail: &Arc<Mutex<Tail>>) -> String {
     String::from_utf8_lossy(&t.0.iter().copied().collect::<Vec<_>>()).into_owned()
 }
 
-/// The last meaningful lines of stderr, for error messages.
+/// The last meaningful lines of stderr, for error messages: the lines that
+/// say what went wrong when there are some (a full disk, a refused write),
+/// not x264's closing statistics or ffmpeg's "Conversion failed!".
 pub fn error_lines(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .filter(|l| !l.starts_with("bench:") && !l.trim().is_empty())
         .collect();
-    lines[lines.len().saturating_sub(4)..].join(" | ")
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| {
+            let l = l.to_ascii_lowercase();
+            (l.contains("error") || l.contains("denied") || l.contains("no space"))
+                && !l.contains("conversion failed")
+        })
+        .collect();
+    let pick = if errors.is_empty() { &lines } else { &errors };
+    pick[pick.len().saturating_sub(4)..].join(" | ")
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
@@ -297,6 +309,23 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitS
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cause_comes_before_the_statistics() {
+        let stderr = "Input #0, matroska\n\
+            [out#0/mp4 @ 0x1] Error opening output /data/work/x/live.mp4: Permission denied\n\
+            Error opening output file /data/work/x/live.mp4.\n\
+            [libx264 @ 0x2] frame I:1 Avg QP:20.00 size: 1234\n\
+            [libx264 @ 0x2] kb/s:123.45\n\
+            Conversion failed!\n";
+        let e = error_lines(stderr);
+        assert!(e.contains("Permission denied"), "{e}");
+        assert!(
+            !e.contains("kb/s") && !e.contains("Conversion failed"),
+            "{e}"
+        );
+        assert_eq!(error_lines("a\nb\n\nbench: utime=1s\nc\n"), "a | b | c");
+    }
 
     #[test]
     fn runs_counts_and_keeps_stderr() {

@@ -47,7 +47,11 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
         .await
         .map(|_| "ok".to_string())
         .unwrap_or_else(|e| e);
-    let ok = db == "ok" && storage == "ok" && ffmpeg == "ok";
+    let work = work_check(&s.config.server.data_dir.join("work"))
+        .await
+        .map(|_| "ok".to_string())
+        .unwrap_or_else(|e| e);
+    let ok = db == "ok" && storage == "ok" && ffmpeg == "ok" && work == "ok";
     let status = if ok {
         StatusCode::OK
     } else {
@@ -55,9 +59,27 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     };
     (
         status,
-        Json(json!({"ready": ok, "database": db, "storage": storage, "ffmpeg": ffmpeg})),
+        Json(
+            json!({"ready": ok, "database": db, "storage": storage, "ffmpeg": ffmpeg, "work": work}),
+        ),
     )
         .into_response()
+}
+
+/// Whether recordings can write their work files (spool, live output,
+/// thumbnails) under `work`: a file is made, written, synced and removed.
+async fn work_check(work: &std::path::Path) -> Result<(), String> {
+    use tokio::io::AsyncWriteExt;
+    let probe = work.join(format!(".readyz-{}", std::process::id()));
+    let r = async {
+        tokio::fs::create_dir_all(work).await?;
+        let mut f = tokio::fs::File::create(&probe).await?;
+        f.write_all(b"ok").await?;
+        f.sync_all().await?;
+        tokio::fs::remove_file(&probe).await
+    }
+    .await;
+    r.map_err(|e| format!("{}: {e}", work.display()))
 }
 
 /// A real two-frame encode per output path, at most every five minutes

@@ -362,6 +362,26 @@ async fn openapi_health_metrics() {
         ),
         (Some("ok"), Some("ok"), Some("ok"))
     );
+    assert_eq!(v["work"], "ok", "{v}");
+    // The folders recordings write to are what readiness checks: a file
+    // where the work folder or the store's recordings folder should be.
+    let blocked = start(|_| {}).await;
+    let _ = std::fs::remove_dir_all(blocked.data.join("work"));
+    std::fs::write(blocked.data.join("work"), b"in the way").unwrap();
+    std::fs::create_dir_all(blocked.data.join("media")).unwrap();
+    let _ = std::fs::remove_dir_all(blocked.data.join("media/recordings"));
+    std::fs::write(blocked.data.join("media/recordings"), b"in the way").unwrap();
+    let r = reqwest::get(format!("{}/readyz", blocked.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["work"].as_str().is_some_and(|e| e.contains("work")),
+        "{v}"
+    );
+    assert_ne!(v["storage"], "ok", "{v}");
+    assert_eq!(v["database"], "ok", "{v}");
     // Encoder arguments this ffmpeg refuses make the server not ready.
     let broken = start(|c| c.encoder.x264_preset = "no-such-preset".into()).await;
     let r = reqwest::get(format!("{}/readyz", broken.base))

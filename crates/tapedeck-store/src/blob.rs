@@ -274,7 +274,9 @@ impl Blobs {
 
     /// Checks the store accepts writes and reads (readiness).
     pub async fn check(&self) -> Result<(), BlobError> {
-        let key = "_tapedeck/readyz";
+        // Under the prefix recordings are stored at: a writable root with a
+        // read-only `recordings/` would otherwise pass.
+        let key = "recordings/_readyz";
         self.put_bytes(key, b"ok".to_vec()).await?;
         self.size(key).await?;
         self.delete(key).await
