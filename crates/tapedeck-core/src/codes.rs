@@ -71,6 +71,7 @@ pub const API: &[Code] = &[
         C,
         "no token, or a token that is not valid",
     ),
+    c("not_admin", 403, C, "the route is for admins"),
     c(
         "invalid_signature",
         403,
@@ -198,6 +199,12 @@ pub const FAILURES: &[Code] = &[
         500,
         S,
         "the media could not be written to the store",
+    ),
+    c(
+        "storage_retry",
+        503,
+        S,
+        "a note, not a failure: the store refused the finished file, which is kept and stored again with backoff",
     ),
     c(
         "browser_crashed",

@@ -319,6 +319,7 @@ mod tests {
             duration_s: None,
             size_bytes: None,
             error: None,
+            note: None,
             stats: Stats::default(),
             media: None,
             regenerated_from: None,

@@ -324,6 +324,10 @@ pub struct Recording {
     pub size_bytes: Option<u64>,
     /// Why it failed: a stable code and a message.
     pub error: Option<crate::codes::Failure>,
+    /// Something the recording is waiting out (`storage_retry`: the store
+    /// refused the finished file; it is kept and stored again with backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<crate::codes::Failure>,
     /// Session statistics.
     pub stats: Stats,
     /// Probe results of the stored media.

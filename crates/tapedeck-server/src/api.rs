@@ -183,10 +183,37 @@ pub fn new_recording(
         duration_s: None,
         size_bytes: None,
         error: None,
+        note: None,
         stats: Stats::default(),
         media: None,
         regenerated_from,
     }
+}
+
+/// `POST /v1/admin/recordings/{id}/retry`: an admin's "store it now" for a
+/// recording waiting out a storage retry (`note.code == "storage_retry"`).
+pub async fn retry_store(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !p.admin {
+        return Err(ApiError::new(
+            403,
+            "not_admin",
+            "only an admin may requeue a recording's storage",
+        ));
+    }
+    let rec = load(&s, &p, &id).await?;
+    let waiting = rec.note.as_ref().is_some_and(|n| n.code == "storage_retry");
+    if !waiting || !s.supervisor.retry_store(rec.id).await {
+        return Err(ApiError::new(
+            409,
+            "invalid_transition",
+            "the recording is not waiting for the store",
+        ));
+    }
+    Ok(Json(json!({"id": rec.id, "retrying": true})))
 }
 
 /// `GET /v1/recordings?status=&kind=&limit=&cursor=`.

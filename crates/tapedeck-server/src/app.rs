@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings", post(api::create).get(api::list))
         .route("/v1/recordings/{id}", get(api::get_one).delete(api::delete))
         .route("/v1/recordings/{id}/share", post(api::share))
+        .route("/v1/admin/recordings/{id}/retry", post(api::retry_store))
         .route(
             "/v1/recordings/{id}/regenerate",
             post(crate::source::web::regenerate::regenerate),

@@ -145,6 +145,9 @@ pub struct StorageConfig {
     pub secret_key: Secret,
     /// Lifetime of share links.
     pub share_ttl_s: u64,
+    /// How long a finished recording the store refuses is stored again
+    /// (with backoff from 1 s to 5 min) before it fails; its files are kept.
+    pub retry_for_s: u64,
 }
 
 /// `[auth]`
@@ -258,6 +261,7 @@ impl Default for StorageConfig {
             access_key: String::new(),
             secret_key: Secret::default(),
             share_ttl_s: 3600,
+            retry_for_s: 86_400,
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tapedeck_core::Failure;
 use tapedeck_core::lifecycle::{Input, Lifecycle, Limits, Output};
 use tapedeck_core::recording::{Action, Recording, Status};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -20,6 +21,8 @@ use crate::source::{Meter, Source, SourceEvent};
 pub enum Command {
     /// A user's action; the reply is the recording afterwards.
     Act(Action, oneshot::Sender<Result<Recording, ApiError>>),
+    /// An operator's "store it now" for a recording waiting out a storage retry.
+    RetryNow,
 }
 
 /// How often limits are looked at.
@@ -107,6 +110,8 @@ impl Driver {
                         let r = self.feed(Input::Command(a)).await;
                         let _ = reply.send(r.map(|_| self.lc.recording().clone()));
                     }
+                    // Nothing is waiting to be stored outside a finalize.
+                    Some(Command::RetryNow) => {}
                     None => break,
                 },
                 ev = self.events.recv(), if events_open => match ev {
@@ -222,7 +227,10 @@ impl Driver {
                         .unwrap_or_else(|e| e.into_inner()) = take.counters;
                     self.note_stats();
                     let rec = self.lc.recording_mut();
-                    processing::process(&self.services, rec, take, started).await
+                    match processing::prepare(&self.services, rec, take, started).await {
+                        Ok(p) => self.store_with_retry(&p).await,
+                        Err(f) => Err(f),
+                    }
                 }
                 Err(f) => Err(f),
             },
@@ -239,13 +247,75 @@ impl Driver {
         }
     }
 
+    /// Stores the prepared files; while the store refuses them, the recording
+    /// stays `processing` with a `storage_retry` note, the files are kept,
+    /// and the store is tried again with backoff (or at once on
+    /// [`Command::RetryNow`]) for `storage.retry_for_s`.
+    async fn store_with_retry(&mut self, p: &processing::Prepared) -> Result<(), Failure> {
+        let give_up =
+            Instant::now() + Duration::from_secs(self.services.config.storage.retry_for_s);
+        let mut delay = Duration::from_secs(1);
+        let mut attempt = 0u32;
+        loop {
+            let r = processing::store(&self.services, self.lc.recording_mut(), p).await;
+            match r {
+                Err(f) if f.code == "storage_failed" && Instant::now() + delay < give_up => {
+                    attempt += 1;
+                    tracing::warn!(id = %self.lc.recording().id, attempt, error = %f.message, "storing failed; retrying");
+                    self.lc.recording_mut().note = Some(Failure::new(
+                        "storage_retry",
+                        format!(
+                            "{} (attempt {attempt}; next in {} s; the file is kept)",
+                            f.message,
+                            delay.as_secs()
+                        ),
+                    ));
+                    if let Err(e) = self.services.repo.update(self.lc.recording()).await {
+                        tracing::error!(error = %e, "saving the recording");
+                    }
+                    self.wait_answering(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(300));
+                }
+                r => {
+                    self.lc.recording_mut().note = None;
+                    return r;
+                }
+            }
+        }
+    }
+
+    /// Waits `delay` (or until [`Command::RetryNow`]), answering user actions
+    /// meanwhile: none applies while processing.
+    async fn wait_answering(&mut self, delay: Duration) {
+        let until = tokio::time::Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Act(a, reply)) => {
+                        let status = self.lc.status();
+                        let _ = reply.send(Err(status
+                            .apply(a)
+                            .err()
+                            .map(ApiError::from)
+                            .unwrap_or_else(crate::supervisor::gone)));
+                    }
+                    Some(Command::RetryNow) | None => return,
+                },
+            }
+        }
+    }
+
     /// Stops anything left running and answers late commands with the final state.
     async fn close(&mut self) {
         if let Some(s) = self.source.take() {
             s.abort().await;
         }
         self.commands.close();
-        while let Ok(Command::Act(a, reply)) = self.commands.try_recv() {
+        while let Ok(cmd) = self.commands.try_recv() {
+            let Command::Act(a, reply) = cmd else {
+                continue;
+            };
             let status = self.lc.status();
             let _ = reply.send(Err(status
                 .apply(a)

@@ -1,11 +1,14 @@
-//! Processing after the sink finished: probe, thumbnails, upload. The driver
-//! turns the result into `completed` or `failed`.
+//! Processing after the sink finished: [`prepare`] probes the file and makes
+//! the poster and strip in the work folder; [`store`] puts all three in the
+//! media store (the driver retries it with backoff while the store fails,
+//! the local files kept). The driver turns the result into `completed` or
+//! `failed`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tapedeck_core::Failure;
-use tapedeck_core::recording::Recording;
+use tapedeck_core::recording::{MediaInfo, Recording};
 use tapedeck_media::ffmpeg;
 
 use crate::services::Services;
@@ -14,34 +17,40 @@ use crate::source::Take;
 /// Thumbnails in the strip.
 pub const STRIP_COUNT: u32 = 10;
 
-/// Probes `take`, makes the poster and strip, stores all three and fills in
-/// `rec`'s media, size, duration and stats.
-pub async fn process(
+/// A processed file ready to store.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The media file.
+    pub media: PathBuf,
+    /// The poster.
+    pub poster: PathBuf,
+    /// The strip.
+    pub strip: PathBuf,
+    /// What ffprobe says of the media.
+    pub info: MediaInfo,
+}
+
+/// Probes `take` and makes the poster and strip; fills in `rec`'s stats.
+pub async fn prepare(
     services: &Services,
     rec: &mut Recording,
     take: Take,
     started: Instant,
-) -> Result<(), Failure> {
+) -> Result<Prepared, Failure> {
     let c = take.counters;
     rec.stats.frames_in = rec.stats.frames_in.max(c.frames_in);
     rec.stats.frames_written = c.frames_out;
     rec.stats.realtime_factor = take.realtime_factor;
-    store(services, rec, &take).await?;
-    rec.stats.processing_s = started.elapsed().as_secs_f64();
     rec.stats.cpu_s = take.cpu_s;
-    Ok(())
-}
-
-async fn store(services: &Services, rec: &mut Recording, take: &Take) -> Result<(), Failure> {
     let tools = services.tools.clone();
-    let output = take.output.clone();
+    let media = take.output.clone();
     let work = services.work_dir(rec.id);
     let (poster, strip) = (work.join("poster.jpg"), work.join("strip.jpg"));
-    let (p2, s2) = (poster.clone(), strip.clone());
+    let (m2, p2, s2) = (media.clone(), poster.clone(), strip.clone());
     let info = tokio::task::spawn_blocking(move || -> Result<_, ffmpeg::FfmpegError> {
-        let info = ffmpeg::probe(&tools, &output)?;
-        ffmpeg::poster(&tools, &output, info.duration_s * 0.25, &p2)?;
-        ffmpeg::strip(&tools, &output, info.duration_s, STRIP_COUNT, &s2)?;
+        let info = ffmpeg::probe(&tools, &m2)?;
+        ffmpeg::poster(&tools, &m2, info.duration_s * 0.25, &p2)?;
+        ffmpeg::strip(&tools, &m2, info.duration_s, STRIP_COUNT, &s2)?;
         Ok(info)
     })
     .await
@@ -52,21 +61,34 @@ async fn store(services: &Services, rec: &mut Recording, take: &Take) -> Result<
             format!("processing the video failed: {e}"),
         )
     })?;
+    if rec.stats.achieved_fps == 0.0 && info.duration_s > 0.0 {
+        rec.stats.achieved_fps = c.frames_distinct as f64 / info.duration_s;
+    }
+    rec.stats.processing_s = started.elapsed().as_secs_f64();
+    Ok(Prepared {
+        media,
+        poster,
+        strip,
+        info,
+    })
+}
+
+/// Puts the prepared files in the store and fills in `rec`'s media, size
+/// and duration. A failure is `storage_failed` with the store's reason; the
+/// files stay where they are.
+pub async fn store(services: &Services, rec: &mut Recording, p: &Prepared) -> Result<(), Failure> {
     let stored = services
         .blobs
-        .put_file(&rec.media_key(), &take.output)
+        .put_file(&rec.media_key(), &p.media)
         .await
         .map_err(|e| Failure::new("storage_failed", format!("storing the media failed: {e}")))?;
-    for (key, file) in [(rec.poster_key(), &poster), (rec.strip_key(), &strip)] {
+    for (key, file) in [(rec.poster_key(), &p.poster), (rec.strip_key(), &p.strip)] {
         upload_small(services, &key, file).await?;
     }
-    let mut info = info;
+    let mut info = p.info.clone();
     info.sha256 = stored.sha256;
     rec.duration_s = Some(info.duration_s);
     rec.size_bytes = Some(stored.size);
-    if rec.stats.achieved_fps == 0.0 && info.duration_s > 0.0 {
-        rec.stats.achieved_fps = take.counters.frames_distinct as f64 / info.duration_s;
-    }
     rec.media = Some(info);
     Ok(())
 }

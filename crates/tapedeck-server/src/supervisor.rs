@@ -205,6 +205,15 @@ impl Supervisor {
         }
     }
 
+    /// Tells the driver of `id` to store its finished file now, if it is
+    /// waiting out a storage retry; false if `id` has no driver.
+    pub async fn retry_store(&self, id: RecordingId) -> bool {
+        match self.handle(id) {
+            Some(h) => h.cmd.send(Command::RetryNow).await.is_ok(),
+            None => false,
+        }
+    }
+
     /// Restarts drivers for what the last run left active (`recovery.rs`).
     pub async fn recover(&self) -> Result<(), ApiError> {
         crate::recovery::recover(self).await

@@ -343,11 +343,13 @@ async fn data_url_frames_in_text_messages() {
     );
 }
 
-/// A store that cannot take the media fails the recording with
+/// A store that cannot take the media, past the time it is retried
+/// (`storage.retry_for_s`, here none), fails the recording with
 /// `storage_failed` and the store's reason; the next recording is unharmed.
+/// (Within that time it waits instead: `tests/storage_outage.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_storage_write_says_storage_failed() {
-    let s = start(|_| {}).await;
+    let s = start(|c| c.storage.retry_for_s = 0).await;
     let t = s.key("alice", false).await;
     let record = |blocked: bool| {
         let (s, t) = (&s, &t);

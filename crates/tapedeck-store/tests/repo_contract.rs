@@ -25,6 +25,7 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         duration_s: None,
         size_bytes: Some(n * 100),
         error: None,
+        note: None,
         stats: Stats::default(),
         media: None,
         regenerated_from: None,

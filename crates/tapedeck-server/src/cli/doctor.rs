@@ -141,6 +141,32 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
             Err(e) => format!("{e}; check database.url (TAPEDECK_DATABASE__URL)"),
         },
     );
+    // Finished recordings the store refused: they wait in `processing`,
+    // their files kept; `POST /v1/admin/recordings/ID/retry` hurries one.
+    if let Ok(repo) = &db {
+        let filter = tapedeck_store::repo::ListFilter {
+            status: Some(tapedeck_core::recording::Status::Processing),
+            limit: 1000,
+            ..Default::default()
+        };
+        let waiting: Vec<String> = repo
+            .list(&filter)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| {
+                let n = r.note.filter(|n| n.code == "storage_retry")?;
+                Some(format!("{} ({})", r.id, n.message))
+            })
+            .collect();
+        if !waiting.is_empty() {
+            println!(
+                "waiting storage: {} recording(s) wait for the store (requeue: POST /v1/admin/recordings/ID/retry): {}",
+                waiting.len(),
+                waiting.join("; ")
+            );
+        }
+    }
     match crate::app::build_blobs(&config) {
         Ok(b) => {
             let r = b.check().await;

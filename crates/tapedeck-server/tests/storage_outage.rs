@@ -1,0 +1,147 @@
+//! A storage outage delays a recording, it does not destroy it: with the S3
+//! server (s3s-fs) down when the recording finishes, the recording waits in
+//! `processing` with a `storage_retry` note and its files kept; once the
+//! store is back it completes, and the stored file's SHA-256 is the one
+//! reported.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sha2::Digest;
+use support::*;
+use tapedeck_server::config::{Secret, StorageKind};
+use tapedeck_testkit::free_port;
+
+/// One s3s-fs process of this test's own, to stop and start again.
+struct S3Process(Child);
+
+impl S3Process {
+    fn start(root: &std::path::Path, port: u16) -> Self {
+        let child = Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", "testkey", "--secret-key", "testsecret"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "s3s-fs did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for S3Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_down_delays_the_recording_and_loses_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("media")).unwrap();
+    let port = free_port();
+    let s3 = S3Process::start(root.path(), port);
+    let s = start(move |c| {
+        c.storage.kind = StorageKind::S3;
+        c.storage.bucket = "media".into();
+        c.storage.endpoint = Some(format!("http://127.0.0.1:{port}"));
+        c.storage.access_key = "testkey".into();
+        c.storage.secret_key = Secret("testsecret".into());
+    })
+    .await;
+    let t = s.key("alice", false).await;
+    let admin = s.key("root", true).await;
+    let rec = s
+        .create(&t, json!({"source": {"kind": "frames"}, "preset": "low"}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
+    for i in 0..10u32 {
+        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+
+    // The store goes down; the recording finishes.
+    drop(s3);
+    s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let start_wait = Instant::now();
+    let waiting = loop {
+        let (_, v) = s.get(&t, &format!("/v1/recordings/{id}")).await;
+        if v["note"]["code"] == "storage_retry" {
+            break v;
+        }
+        assert_ne!(v["status"], "failed", "{v}");
+        assert!(start_wait.elapsed() < Duration::from_secs(60), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(waiting["status"], "processing", "{waiting}");
+    assert!(
+        waiting["note"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("storing the media failed")),
+        "the store's own reason: {waiting}"
+    );
+    // Its files are kept meanwhile.
+    let work = s.data.join("work").join(&id);
+    assert!(work.join("poster.jpg").is_file() && work.join("frames.spool").is_file());
+    // An operator sees it with doctor.
+    let out = Command::new(env!("CARGO_BIN_EXE_tapedeck"))
+        .args(["doctor", "--data-dir"])
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("waiting storage: 1 recording") && text.contains(&id),
+        "{text}"
+    );
+    // Only an admin may hurry it.
+    let (st, _) = s
+        .post(&t, &format!("/v1/admin/recordings/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(st, 403);
+
+    // The store comes back (same port, same folder); the operator requeues.
+    let _s3 = S3Process::start(root.path(), port);
+    let (st, v) = s
+        .post(
+            &admin,
+            &format!("/v1/admin/recordings/{id}/retry"),
+            json!({}),
+        )
+        .await;
+    // It may already have been retried on its own schedule.
+    assert!(st == 200 || st == 409, "{st} {v}");
+    let done = s.wait_status(&t, &id, "completed").await;
+    assert!(done["note"].is_null(), "{done}");
+    let object = std::fs::read(
+        root.path()
+            .join("media/recordings")
+            .join(&id)
+            .join("media.mp4"),
+    )
+    .unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&object));
+    assert_eq!(
+        done["media"]["sha256"].as_str(),
+        Some(sha.as_str()),
+        "{done}"
+    );
+    let downloaded = std::fs::read(s.download(&t, &id, "mp4").await).unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&downloaded)), sha);
+    // The work files go once the store has the file.
+    assert!(!work.exists());
+}
