@@ -201,6 +201,12 @@ pub const FAILURES: &[Code] = &[
         "the media could not be written to the store",
     ),
     c(
+        "disk_full",
+        507,
+        S,
+        "the work folder's disk is full; what was spooled before is kept",
+    ),
+    c(
         "storage_retry",
         503,
         S,

@@ -70,9 +70,10 @@ impl PipelineError {
         match self {
             PipelineError::Empty => Failure::new("invalid_frames", "no valid frames were received"),
             PipelineError::Ffmpeg(e) => Failure::new("encoder_failed", e.to_string()),
-            PipelineError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => {
-                Failure::new("storage_failed", format!("the work folder is full: {e}"))
-            }
+            PipelineError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => Failure::new(
+                "disk_full",
+                format!("the work folder's disk is full: {e}; what was spooled before is kept"),
+            ),
             PipelineError::Spool(e) => Failure::new(
                 "storage_failed",
                 format!("the work folder could not be written: {e}"),

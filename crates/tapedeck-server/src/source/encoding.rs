@@ -278,6 +278,14 @@ fn sink_thread(
                         tracing::error!(error = %e, "spool write failed");
                         w.meter
                             .set_error(format!("server could not store the frame: {e}"));
+                        if matches!(&e, PipelineError::Spool(io) if io.kind() == std::io::ErrorKind::StorageFull)
+                            && !over_limit
+                        {
+                            // A full disk: take nothing more, keep what was
+                            // spooled, and fail this recording (others go on).
+                            over_limit = true;
+                            let _ = w.events.try_send(SourceEvent::Failed(e.failure()));
+                        }
                     }
                 }
                 let c = sink.counters();
