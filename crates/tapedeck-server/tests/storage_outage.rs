@@ -145,3 +145,137 @@ async fn a_store_that_is_down_delays_the_recording_and_loses_nothing() {
     // The work files go once the store has the file.
     assert!(!work.exists());
 }
+
+/// The real binary, the store down when a recording finishes, then the
+/// server killed while it waits: at the next start the recording is rebuilt
+/// from its spool and stored once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_while_waiting_for_the_store_still_completes() {
+    let bin = env!("CARGO_BIN_EXE_tapedeck");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let root = dir.path().join("s3");
+    std::fs::create_dir_all(root.join("media")).unwrap();
+    let (s3_port, port) = (free_port(), free_port());
+    let serve = || {
+        let child = Command::new(bin)
+            .args(["serve", "--data-dir"])
+            .arg(&data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+            .env("TAPEDECK_STORAGE__KIND", "s3")
+            .env("TAPEDECK_STORAGE__BUCKET", "media")
+            .env(
+                "TAPEDECK_STORAGE__ENDPOINT",
+                format!("http://127.0.0.1:{s3_port}"),
+            )
+            .env("TAPEDECK_STORAGE__ACCESS_KEY", "testkey")
+            .env("TAPEDECK_STORAGE__SECRET_KEY", "testsecret")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        S3Process(child)
+    };
+    let out = Command::new(bin)
+        .args(["keys", "create", "--user", "alice", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let get = |id: String| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            http.get(format!("{base}/v1/recordings/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // No store at all while the recording finishes.
+    let server = serve();
+    let rec: serde_json::Value = http
+        .post(format!("{base}/v1/recordings"))
+        .bearer_auth(&token)
+        .json(&json!({"source": {"kind": "frames"}, "preset": "low"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{port}/v1/recordings/{id}/frames?token={token}"
+    ))
+    .await;
+    for i in 0..10u32 {
+        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+    http.post(format!("{base}/v1/recordings/{id}/stop"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        let v = get(id.clone()).await;
+        if v["note"]["code"] == "storage_retry" {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(ws);
+    drop(server); // killed while it waits
+
+    // The store is up at the next start.
+    let _s3 = S3Process::start(&root, s3_port);
+    let _server = serve();
+    let start = Instant::now();
+    let done = loop {
+        let v = get(id.clone()).await;
+        if v["status"] == "completed" {
+            break v;
+        }
+        assert_ne!(v["status"], "failed", "{v}");
+        assert!(start.elapsed() < Duration::from_secs(90), "{v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // It keeps the reason it ended with (the user stopped it).
+    assert_eq!(done["end_reason"], "stopped", "{done}");
+    let object = std::fs::read(root.join("media/recordings").join(&id).join("media.mp4")).unwrap();
+    let sha = hex::encode(sha2::Sha256::digest(&object));
+    assert_eq!(
+        done["media"]["sha256"].as_str(),
+        Some(sha.as_str()),
+        "{done}"
+    );
+    assert!(
+        (done["duration_s"].as_f64().unwrap() - 2.0).abs() < 0.05,
+        "{done}"
+    );
+}
