@@ -3,69 +3,23 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::*;
 use tapedeck_testkit::{ffprobe, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tapedeck");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(data: &std::path::Path, port: u16) -> Proc {
-    serve_with(data, port, &[])
+    serve_binary(data, port, &[])
 }
 
-/// `tapedeck serve` with extra environment, once it accepts connections.
 fn serve_with(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Proc {
-    let child = Command::new(BIN)
-        .args(["serve", "--data-dir"])
-        .arg(data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Proc(child)
+    serve_binary(data, port, env)
 }
 
 fn key(data: &std::path::Path, user: &str) -> String {
-    let out = Command::new(BIN)
-        .args(["keys", "create", "--user", user, "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string()
+    binary_key(data, user)
 }
 
 async fn get(base: &str, token: &str, path: &str) -> Value {

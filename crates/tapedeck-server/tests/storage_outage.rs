@@ -151,52 +151,21 @@ async fn a_store_that_is_down_delays_the_recording_and_loses_nothing() {
 /// from its spool and stored once the store is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_while_waiting_for_the_store_still_completes() {
-    let bin = env!("CARGO_BIN_EXE_tapedeck");
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let root = dir.path().join("s3");
     std::fs::create_dir_all(root.join("media")).unwrap();
     let (s3_port, port) = (free_port(), free_port());
-    let serve = || {
-        let child = Command::new(bin)
-            .args(["serve", "--data-dir"])
-            .arg(&data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
-            .env("TAPEDECK_STORAGE__KIND", "s3")
-            .env("TAPEDECK_STORAGE__BUCKET", "media")
-            .env(
-                "TAPEDECK_STORAGE__ENDPOINT",
-                format!("http://127.0.0.1:{s3_port}"),
-            )
-            .env("TAPEDECK_STORAGE__ACCESS_KEY", "testkey")
-            .env("TAPEDECK_STORAGE__SECRET_KEY", "testsecret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        S3Process(child)
-    };
-    let out = Command::new(bin)
-        .args(["keys", "create", "--user", "alice", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    let token = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string();
+    let endpoint = format!("http://127.0.0.1:{s3_port}");
+    let env = [
+        ("TAPEDECK_STORAGE__KIND", "s3"),
+        ("TAPEDECK_STORAGE__BUCKET", "media"),
+        ("TAPEDECK_STORAGE__ENDPOINT", endpoint.as_str()),
+        ("TAPEDECK_STORAGE__ACCESS_KEY", "testkey"),
+        ("TAPEDECK_STORAGE__SECRET_KEY", "testsecret"),
+    ];
+    let serve = || serve_binary(&data, port, &env);
+    let token = binary_key(&data, "alice");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let get = |id: String| {

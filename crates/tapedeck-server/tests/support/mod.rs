@@ -263,3 +263,61 @@ pub fn px(f: &[u8], w: u32, x: u32, y: u32) -> [u8; 3] {
     let i = ((y * w + x) * 3) as usize;
     [f[i], f[i + 1], f[i + 2]]
 }
+
+/// The `tapedeck` binary of this build.
+pub const BIN: &str = env!("CARGO_BIN_EXE_tapedeck");
+
+/// A child process killed (and reaped) when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `tapedeck serve` of the real binary with extra environment, once it
+/// accepts connections.
+pub fn serve_binary(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> Proc {
+    let child = std::process::Command::new(BIN)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc(child)
+}
+
+/// An API key for `user`, made with `tapedeck keys create`.
+pub fn binary_key(data: &std::path::Path, user: &str) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(["keys", "create", "--user", user, "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
