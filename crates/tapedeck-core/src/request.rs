@@ -47,12 +47,31 @@ impl crate::ErrorCode for RequestError {
     }
 }
 
-/// Parses JSON, telling syntax errors from shape errors.
+/// Parses JSON, telling syntax errors from shape errors. A number written
+/// with a zero fraction (`720.0`) is the integer it equals, as JSON Schema
+/// says: it fills integer fields.
 pub fn parse_json<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, RequestError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => RequestError::Shape(e.to_string()),
-        _ => RequestError::Json(e.to_string()),
-    })
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| RequestError::Json(e.to_string()))?;
+    integral_floats_to_integers(&mut value);
+    serde_json::from_value(value).map_err(|e| RequestError::Shape(e.to_string()))
+}
+
+/// Rewrites every float with no fraction that fits an `i64` as that integer.
+fn integral_floats_to_integers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && (-9.0e18..=9.0e18).contains(&f)
+            {
+                *v = serde_json::Value::from(f as i64);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
+    }
 }
 
 /// `POST /v1/recordings` as sent.
@@ -194,6 +213,11 @@ mod tests {
     fn errors_name_the_problem() {
         let e = parse_create(b"{nope").unwrap_err();
         assert_eq!(e.code(), "invalid_json");
+        // 720.0 is the integer 720; 720.5 is not.
+        let v = parse_create(br#"{"source": {"kind": "frames"}, "width": 720.0}"#).unwrap();
+        assert_eq!(v.video.width, 720);
+        let e = parse_create(br#"{"source": {"kind": "frames"}, "width": 720.5}"#).unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
         let e = parse_create(br#"{"source":{"kind":"frames"},"colour":1}"#).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
         assert!(e.to_string().contains("colour"), "{e}");

@@ -60,6 +60,10 @@ impl Color {
     /// Parses `#rgb` or `#rrggbb`.
     pub fn parse(s: &str) -> Option<Color> {
         let hex = s.strip_prefix('#')?;
+        // from_str_radix would take a sign.
+        if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
         let digit = |i: usize| u8::from_str_radix(hex.get(i..i + 1)?, 16).ok();
         match hex.len() {
             3 => Some(Color([digit(0)? * 17, digit(1)? * 17, digit(2)? * 17])),
@@ -435,8 +439,25 @@ pub const PER_KEY_MS: u32 = 80;
 /// Default highlight time.
 pub const HIGHLIGHT_MS: u32 = 1500;
 
+/// A web URL as the OpenAPI document describes it ([`check_web_url`] checks
+/// the same, and more).
+pub const WEB_URL_PATTERN: &str = "^[hH][tT][tT][pP][sS]?://[^\\x00-\\x20\\x7f]+$";
+
 /// Checks a web URL's shape: http or https with a host.
 pub fn check_web_url(url: &str) -> Result<url::Url, String> {
+    // The URL parser would quietly drop spaces, tabs and control characters
+    // and take `http:host` without slashes: what it records must be what
+    // was asked.
+    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err("the URL must not contain spaces or control characters".into());
+    }
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(format!(
+            "`{}` does not start with http:// or https://",
+            url.chars().take(64).collect::<String>()
+        ));
+    }
     let u = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!(

@@ -88,9 +88,21 @@ pub struct Viewport {
 
 /// Parses `WxH`.
 pub fn parse_size(s: &str) -> Option<(u32, u32)> {
-    let (w, h) = s.trim().split_once(['x', 'X'])?;
-    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+    let (w, h) = s.split_once('x')?;
+    // Exactly `WxH` in plain digits, as the API documents: no sign, space
+    // or leading zero that `str::parse` would let through.
+    let num = |n: &str| {
+        (n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'))
+            .then(|| n.parse().ok())
+            .flatten()
+    };
+    Some((num(w)?, num(h)?))
 }
+
+/// A viewport the API takes: `WxH` within 200x200 to 3840x2160, as a
+/// JSON-schema pattern (the OpenAPI document's; [`WebSource::validate`]
+/// checks the same).
+pub const VIEWPORT_PATTERN: &str = "^([2-9][0-9]{2}|[12][0-9]{3}|3[0-7][0-9]{2}|38[0-3][0-9]|3840)x([2-9][0-9]{2}|1[0-9]{3}|20[0-9]{2}|21[0-5][0-9]|2160)$";
 
 impl WebSource {
     /// Checks everything that can be checked before a browser starts.

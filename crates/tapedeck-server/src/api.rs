@@ -282,21 +282,26 @@ pub async fn get_one(
     Ok(Json(rec))
 }
 
-/// `POST /v1/recordings/{id}/pause|resume|stop|cancel`.
+/// `POST /v1/recordings/{id}/pause|resume|stop|cancel`: one route each (so
+/// `Allow` names only POST), all here.
 pub async fn action(
     State(s): State<AppState>,
     p: Principal,
-    Path((id, action)): Path<(String, String)>,
+    Path(id): Path<String>,
+    a: Action,
 ) -> Result<Json<Recording>, ApiError> {
     let rec = load(&s, &p, &id).await?;
-    let a = Action::parse_user(&action).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "not_found",
-            format!("unknown action `{action}`: use pause, resume, stop, cancel or share"),
-        )
-    })?;
     Ok(Json(s.supervisor.act(rec, a).await?))
+}
+
+/// A route's method is not one it takes: the API's error body, with axum's
+/// `Allow` header kept.
+pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
+    ApiError::new(
+        405,
+        "method_not_allowed",
+        format!("this route does not take {method}; the Allow header lists what it takes"),
+    )
 }
 
 /// `DELETE /v1/recordings/{id}`.
@@ -394,24 +399,27 @@ pub async fn media(
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
 }
 
+/// Which JPEG of a recording.
+#[derive(Debug, Clone, Copy)]
+pub enum Image {
+    /// The poster (`/thumbnail`).
+    Poster,
+    /// The strip of small thumbnails (`/strip`).
+    Strip,
+}
+
 /// `GET /v1/recordings/{id}/thumbnail` (the poster) and `/strip`: JPEGs.
 pub async fn image(
     State(s): State<AppState>,
     p: Principal,
-    Path((id, which)): Path<(String, String)>,
+    Path(id): Path<String>,
     headers: HeaderMap,
+    which: Image,
 ) -> Result<Response, ApiError> {
     let rec = load(&s, &p, &id).await?;
-    let key = match which.as_str() {
-        "thumbnail" => rec.poster_key(),
-        "strip" => rec.strip_key(),
-        _ => {
-            return Err(ApiError::new(
-                404,
-                "not_found",
-                "no such route; see /v1/openapi.json",
-            ));
-        }
+    let key = match which {
+        Image::Poster => rec.poster_key(),
+        Image::Strip => rec.strip_key(),
     };
     ensure_completed(&rec)?;
     stream_object(&s, &key, "image/jpeg", &headers, None).await
@@ -423,6 +431,9 @@ fn share_sig(key: &[u8], id: &str, exp: i64) -> String {
     mac.update(format!("{id}.{exp}").as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
+
+/// The longest a share link lives.
+pub const MAX_SHARE_S: u64 = 7 * 86_400;
 
 /// `POST /v1/recordings/{id}/share` (body optional: `{"expires_in_s": N}`).
 pub async fn share(
@@ -443,10 +454,16 @@ pub async fn share(
     };
     let rec = load(&s, &p, &id).await?;
     ensure_completed(&rec)?;
-    let ttl = req
-        .expires_in_s
-        .unwrap_or(s.config.storage.share_ttl_s)
-        .clamp(1, 7 * 86_400);
+    let ttl = match req.expires_in_s {
+        Some(t) if !(1..=MAX_SHARE_S).contains(&t) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("expires_in_s: {t} must be 1 to {MAX_SHARE_S} (7 days)"),
+            ));
+        }
+        Some(t) => t,
+        None => s.config.storage.share_ttl_s.clamp(1, MAX_SHARE_S),
+    };
     let exp_ms = now_ms() + ttl as i64 * 1000;
     let url = match s
         .blobs

@@ -7,13 +7,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::extract::{Path as UrlPath, State};
+use axum::http::HeaderMap;
+use axum::routing::{MethodRouter, get, post};
+use tapedeck_core::recording::Action;
 use tapedeck_media::ffmpeg;
 use tapedeck_store::blob::{BlobConfig, Blobs};
 use tapedeck_store::repo::Repo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::auth::Principal;
 use crate::config::{Config, StorageKind};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
@@ -68,14 +72,29 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/recordings/{id}/media", get(api::media))
         .route("/v1/recordings/{id}/frames", get(frames_socket::frames))
-        .route(
-            "/v1/recordings/{id}/{action}",
-            post(api::action).get(api::image),
-        )
+        .route("/v1/recordings/{id}/pause", action(Action::Pause))
+        .route("/v1/recordings/{id}/resume", action(Action::Resume))
+        .route("/v1/recordings/{id}/stop", action(Action::Stop))
+        .route("/v1/recordings/{id}/cancel", action(Action::Cancel))
+        .route("/v1/recordings/{id}/thumbnail", image(api::Image::Poster))
+        .route("/v1/recordings/{id}/strip", image(api::Image::Strip))
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(state)
+}
+
+fn action(a: Action) -> MethodRouter<AppState> {
+    post(move |s: State<AppState>, p: Principal, id: UrlPath<String>| api::action(s, p, id, a))
+}
+
+fn image(which: api::Image) -> MethodRouter<AppState> {
+    get(
+        move |s: State<AppState>, p: Principal, id: UrlPath<String>, h: HeaderMap| {
+            api::image(s, p, id, h, which)
+        },
+    )
 }
 
 /// Opens storage and the database, recovers interrupted recordings, and builds the state.

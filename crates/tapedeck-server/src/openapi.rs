@@ -4,27 +4,101 @@
 use axum::Json;
 use serde_json::{Value, json};
 
-fn op(summary: &str, tag: &str, ok: &str, extra: Value) -> Value {
-    let mut o = json!({
-        "summary": summary,
-        "tags": [tag],
-        "responses": {
-            ok: {"description": "success"},
-            "401": {"$ref": "#/components/responses/Error"},
-            "404": {"$ref": "#/components/responses/Error"}
-        }
-    });
+/// An operation: `ok` is its success response; `errors` the statuses it
+/// answers with the API's error body (401 on every route with security).
+fn op(summary: &str, tag: &str, ok: (&str, Value), errors: &[u16], extra: Value) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert(ok.0.into(), ok.1);
+    let secured = extra.get("security").is_none();
+    for status in errors.iter().chain(secured.then_some(&401)) {
+        responses.insert(
+            status.to_string(),
+            json!({"$ref": "#/components/responses/Error"}),
+        );
+    }
+    let mut o = json!({"summary": summary, "tags": [tag]});
     if let (Some(o), Some(e)) = (o.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
-            o.insert(k.clone(), v.clone());
+            match (k.as_str(), v.as_object()) {
+                // More success responses (206, 503, ...).
+                ("responses", Some(more)) => responses.extend(more.clone()),
+                _ => {
+                    o.insert(k.clone(), v.clone());
+                }
+            }
         }
+        o.insert("responses".into(), Value::Object(responses));
     }
     o
 }
 
-fn id_param() -> Value {
-    json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^rec_[0-9a-z]{26}$"}}])
+/// A success response with a JSON body of `schema`.
+fn json_ok(status: &'static str, what: &str, schema: Value) -> (&'static str, Value) {
+    (
+        status,
+        json!({"description": what, "content": {"application/json": {"schema": schema}}}),
+    )
 }
+
+/// A success response with a body of one of `types`.
+fn typed_ok(status: &'static str, what: &str, types: &[&str]) -> (&'static str, Value) {
+    let content: serde_json::Map<String, Value> =
+        types.iter().map(|t| (t.to_string(), json!({}))).collect();
+    (status, json!({"description": what, "content": content}))
+}
+
+/// `v` or null: optional fields take an explicit null as "not given".
+fn nullable(v: Value) -> Value {
+    match v.get("type").and_then(Value::as_str) {
+        Some(t) => {
+            let mut v = v.clone();
+            v["type"] = json!([t, "null"]);
+            v
+        }
+        None => json!({"anyOf": [{"type": "null"}, v]}),
+    }
+}
+
+/// Makes every property of an object schema's `properties` nullable, but
+/// those in `not_null`.
+fn nullable_props(props: Value, not_null: &[&str]) -> Value {
+    match props {
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let v = if not_null.contains(&k.as_str()) {
+                        v
+                    } else {
+                        nullable(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        v => v,
+    }
+}
+
+fn recording() -> Value {
+    json!({"$ref": "#/components/schemas/Recording"})
+}
+
+fn id_param() -> Value {
+    json!([{"name": "id", "in": "path", "required": true,
+            "schema": {"type": "string", "pattern": tapedeck_core::id::ID_PATTERN}}])
+}
+
+/// A download: the whole file, a Range of it (206), or 416 for a Range
+/// outside it.
+fn download_params(extra: Value) -> Value {
+    let mut p = id_param();
+    if let (Some(list), Some(more)) = (p.as_array_mut(), extra.as_array()) {
+        list.extend(more.iter().cloned());
+    }
+    p
+}
+
+const MEDIA_TYPES: &[&str] = &["video/mp4", "video/webm", "video/x-matroska"];
 
 fn codes(list: &[tapedeck_core::codes::Code]) -> Vec<&'static str> {
     list.iter().map(|c| c.code).collect()
@@ -46,121 +120,217 @@ fn catalogue(list: &[tapedeck_core::codes::Code]) -> String {
     s
 }
 
+/// Every step of a web script, one schema per `type`.
+fn step_schemas() -> Value {
+    let dur = |min: u32| json!({"type": "integer", "minimum": min, "maximum": tapedeck_core::script::MAX_STEP_MS});
+    let selector = json!({"type": "string", "minLength": 1, "maxLength": tapedeck_core::script::MAX_SELECTOR_CHARS});
+    let easing =
+        json!({"type": "string", "enum": ["linear", "ease-in", "ease-out", "ease-in-out"]});
+    let optional = json!({"type": "boolean", "description": "a missing element skips the step instead of failing the recording"});
+    let step = |ty: &str, what: &str, required: &[&str], props: Value| {
+        let mut keep = vec!["optional", "easing"];
+        keep.extend_from_slice(required);
+        let mut p = nullable_props(props, &keep)
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        p.insert("type".into(), json!({"const": ty}));
+        let mut req = vec!["type".to_string()];
+        req.extend(required.iter().map(|r| r.to_string()));
+        json!({"type": "object", "description": what, "required": req, "additionalProperties": false, "properties": p})
+    };
+    json!({
+        "WaitStep": step("wait", "Hold still", &["duration_ms"], json!({"duration_ms": dur(1)})),
+        "GotoStep": step("goto", "Navigate to another page", &["url"], json!({"url": {"type": "string", "pattern": tapedeck_core::script::WEB_URL_PATTERN, "format": "uri"}})),
+        "ScrollStep": step("scroll", "Smooth scroll to an element or by a distance; give `selector` or `by_px`", &[], json!({
+            "selector": selector, "by_px": {"type": "integer", "minimum": -1_000_000, "maximum": 1_000_000},
+            "duration_ms": dur(0), "easing": easing, "optional": optional})),
+        "HoverStep": step("hover", "Move onto an element and rest there", &["selector"], json!({"selector": selector, "duration_ms": dur(0), "optional": optional})),
+        "ClickStep": step("click", "Move onto an element and click it", &["selector"], json!({"selector": selector, "optional": optional})),
+        "TypeStep": step("type", "Click a field and type into it (no control characters but newline and tab)", &["selector", "text"], json!({
+            "selector": selector, "text": {"type": "string", "maxLength": tapedeck_core::script::MAX_TEXT_CHARS},
+            "per_key_ms": {"type": "integer", "minimum": 0, "maximum": 5000}, "optional": optional})),
+        "HighlightStep": step("highlight", "Draw a box around an element", &["selector"], json!({
+            "selector": selector, "duration_ms": dur(0), "color": {"type": "string", "pattern": "^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"}, "optional": optional})),
+        "MoveStep": step("move", "Move the cursor to a point (`x` and `y`, viewport CSS pixels) or to an element (`selector`)", &[], json!({
+            "x": {"type": "number", "minimum": -100_000, "maximum": 100_000}, "y": {"type": "number", "minimum": -100_000, "maximum": 100_000},
+            "selector": selector, "duration_ms": dur(0), "easing": easing, "optional": optional}))
+    })
+}
+
+/// The fields of a create request (all optional for regenerate).
+fn create_properties() -> Value {
+    nullable_props(
+        json!({
+        "format": {"type": "string", "enum": ["mp4", "webm", "mkv"], "default": "mp4"},
+        "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"], "default": "medium"},
+        "width": {"type": "integer", "minimum": 16, "maximum": 7680, "multipleOf": 2},
+        "height": {"type": "integer", "minimum": 16, "maximum": 4320, "multipleOf": 2},
+        "fps": {"type": "integer", "minimum": 1, "maximum": 120},
+        "video_bitrate_kbps": {"type": "integer", "minimum": 50, "maximum": 100_000},
+        "cfr": {"type": "boolean", "default": true},
+        "max_duration_s": {"type": "integer", "minimum": 1, "maximum": u32::MAX, "description": "capped at limits.max_duration_s"},
+        "title": {"type": "string", "maxLength": 200},
+        "metadata": {"type": "object", "description": "any JSON object of at most 16 KiB"}}),
+        &["format", "preset"],
+    )
+}
+
 /// The document.
 pub fn spec() -> Value {
     let id = id_param();
-    let action = |name: &str, what: &str| {
+    let action = |what: &str, after: &str| {
         op(
             what,
             "recordings",
-            "200",
-            json!({"parameters": id, "responses": {
-        "200": {"description": format!("the recording after {name}"), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recording"}}}},
-        "409": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}),
+            json_ok("200", &format!("the recording after {after}"), recording()),
+            &[400, 404, 409],
+            json!({"parameters": id}),
         )
     };
+    let mut create = create_properties();
+    create["source"] = json!({"oneOf": [
+        {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"}}},
+        {"$ref": "#/components/schemas/WebSource"}]});
+    let mut regenerate = create_properties();
+    regenerate["source"] = json!({"type": "object", "additionalProperties": false,
+        "description": "fields merged into the original web source",
+        "properties": nullable_props(json!({"kind": {"const": "web"}, "url": {"$ref": "#/components/schemas/WebUrl"},
+            "viewport": {"$ref": "#/components/schemas/Viewport"}, "mode": {"type": "string", "enum": ["deterministic", "realtime"]},
+            "script": {"$ref": "#/components/schemas/Script"}, "template": {"$ref": "#/components/schemas/Template"},
+            "auto": {"$ref": "#/components/schemas/Auto"}, "audio": {"type": "boolean"}}), &["kind", "url", "mode", "script"])});
+    let range = json!([{"name": "Range", "in": "header", "required": false, "schema": {"type": "string"},
+        "description": "one range, `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`: 206; one starting past the end is 416; any other value is ignored (200, the whole file), as RFC 9110 allows"}]);
+    let partial = |types: &[&str]| json!({"206": typed_ok("206", "the range asked for", types).1});
+    let media_ok = typed_ok("200", "the whole file", MEDIA_TYPES);
+    let mut schemas = json!({
+        "Id": {"type": "string", "pattern": tapedeck_core::id::ID_PATTERN},
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::API)}, "message": {"type": "string"}}}},
+            "description": catalogue(tapedeck_core::codes::API)},
+        "Failure": {"type": "object", "required": ["code", "message"], "description": catalogue(tapedeck_core::codes::FAILURES),
+            "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::FAILURES)}, "message": {"type": "string"}}},
+        "Status": {"type": "string", "enum": ["pending", "recording", "paused", "processing", "completed", "failed", "cancelled"]},
+        "CreateRecording": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": create,
+            "description": "Cross-field rules the schema does not say: a web source takes one of script, template or auto; `audio: true` needs realtime mode; page addresses must pass the network policy. They are 422 with the field named."},
+        "RegenerateRecording": {"type": "object", "additionalProperties": false, "properties": regenerate},
+        "Recording": {"type": "object", "required": ["id", "owner", "status", "source", "format", "preset", "video", "created_at", "stats"], "properties": {
+            "id": {"$ref": "#/components/schemas/Id"}, "owner": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
+            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", null]},
+            "source": {"type": "object", "required": ["kind"]}, "format": {"type": "string", "enum": ["mp4", "webm", "mkv"]},
+            "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"]},
+            "video": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
+                "video_bitrate_kbps": {"type": "integer"}, "audio_bitrate_kbps": {"type": "integer"}, "cfr": {"type": "boolean"}}},
+            "max_duration_s": {"type": "integer"}, "title": {"type": ["string", "null"]}, "metadata": {"type": "object"},
+            "created_at": {"type": "string", "format": "date-time"}, "started_at": {"type": ["string", "null"]},
+            "stopped_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]}, "expires_at": {"type": ["string", "null"]},
+            "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Failure"}]},
+            "note": {"allOf": [{"$ref": "#/components/schemas/Failure"}], "description": "present while the recording waits something out: `storage_retry` means the store refused the finished file, which is kept and stored again with backoff (status stays processing)"},
+            "stats": {"type": "object", "properties": {"frames_in": {"type": "integer"}, "frames_written": {"type": "integer"},
+                "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
+                "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
+                "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"}}},
+            "media": {"type": ["object", "null"], "properties": {"container": {"type": "string"}, "video_codec": {"type": "string"},
+                "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+                "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
+            "regenerated_from": {"$ref": "#/components/schemas/Id"}}},
+        "RecordingList": {"type": "object", "required": ["recordings", "next_cursor"], "properties": {
+            "recordings": {"type": "array", "items": recording()},
+            "next_cursor": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Id"}]}}},
+        "WebUrl": {"type": "string", "format": "uri", "pattern": tapedeck_core::script::WEB_URL_PATTERN,
+            "description": "http or https; private, loopback and link-local addresses are refused unless web.allow_private_networks"},
+        "Viewport": {"type": "string", "pattern": tapedeck_core::web::VIEWPORT_PATTERN, "description": "CSS viewport WxH, 200x200 to 3840x2160; default the output size (halved at 2x above 1920 wide)"},
+        "Template": {"type": "string", "enum": ["hero_showcase", "features_tour", "full_page_scroll"]},
+        "Auto": {"type": "object", "required": ["duration_s"], "additionalProperties": false,
+            "properties": {"duration_s": {"type": "integer", "minimum": 1, "maximum": tapedeck_core::web::MAX_AUTO_S}}},
+        "Script": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}, "minItems": 1, "maxItems": tapedeck_core::script::MAX_STEPS},
+        "WebSource": {"type": "object", "required": ["kind", "url"], "additionalProperties": false,
+            "description": "A page played in headless Chromium. Give one of script, template or auto (default: auto of 10 s). Script errors are 422 invalid_script naming the step and field; other bad source fields are 422 invalid_source naming the field.",
+            "properties": nullable_props(json!({
+                "kind": {"const": "web"},
+                "url": {"$ref": "#/components/schemas/WebUrl"},
+                "viewport": {"$ref": "#/components/schemas/Viewport"},
+                "mode": {"type": "string", "enum": ["deterministic", "realtime"], "default": "deterministic"},
+                "script": {"$ref": "#/components/schemas/Script"},
+                "template": {"$ref": "#/components/schemas/Template"},
+                "auto": {"$ref": "#/components/schemas/Auto"},
+                "audio": {"type": "boolean", "description": "Record the page's sound (AAC in MP4, Opus otherwise). Realtime only, where it is on unless false; true with deterministic mode is 422."}}),
+                &["kind", "url", "mode", "script"])}
+    });
+    let steps = step_schemas();
+    let names: Vec<Value> = steps
+        .as_object()
+        .map(|m| {
+            m.keys()
+                .map(|k| json!({"$ref": format!("#/components/schemas/{k}")}))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let (Some(all), Some(each)) = (schemas.as_object_mut(), steps.as_object()) {
+        all.extend(each.clone());
+        all.insert(
+            "Step".into(),
+            json!({"oneOf": names, "description": "See docs/web-recording.md"}),
+        );
+    }
     json!({
         "openapi": "3.1.0",
         "info": {"title": "tapedeck", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Self-hosted recording server. Bearer auth (API key or HS256 JWT); `?token=` is accepted for media, thumbnails and WebSockets. Errors are {\"error\": {\"code\", \"message\"}}."},
+                 "description": "Self-hosted recording server. Bearer auth (API key or JWT); `?token=` is accepted only for media, thumbnails, strips and WebSockets. Errors are {\"error\": {\"code\", \"message\"}}; a method a route does not take is 405 `method_not_allowed` with `Allow`."},
         "security": [{"bearer": []}],
         "paths": {
             "/v1/recordings": {
-                "post": op("Create a recording", "recordings", "201", json!({
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRecording"}}}},
-                    "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recording"}}}},
-                                  "400": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"},
-                                  "403": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"},
-                                  "429": {"$ref": "#/components/responses/Error"}}})),
-                "get": op("List own recordings, newest first", "recordings", "200", json!({"parameters": [
+                "post": op("Create a recording", "recordings", json_ok("201", "created", recording()), &[400, 403, 422, 429], json!({
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRecording"}}}}})),
+                "get": op("List own recordings, newest first", "recordings", json_ok("200", "a page of recordings", json!({"$ref": "#/components/schemas/RecordingList"})), &[400], json!({"parameters": [
                     {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
                     {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["frames", "web", "room", "upload"]}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-                    {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"}]}))
+                    {"name": "cursor", "in": "query", "schema": {"$ref": "#/components/schemas/Id"}, "description": "next_cursor of the previous page"}]}))
             },
             "/v1/recordings/{id}": {
-                "get": op("Get a recording", "recordings", "200", json!({"parameters": id})),
-                "delete": op("Delete a recording, its media and thumbnails", "recordings", "204", json!({"parameters": id}))
+                "get": op("Get a recording (live stats while it records)", "recordings", json_ok("200", "the recording", recording()), &[400, 404], json!({"parameters": id})),
+                "delete": op("Delete a recording, its media and thumbnails (not while it records: 409)", "recordings", ("204", json!({"description": "deleted"})), &[400, 404, 409], json!({"parameters": id}))
             },
-            "/v1/recordings/{id}/pause": {"post": action("pause", "Pause (no gap in the output)")},
-            "/v1/recordings/{id}/resume": {"post": action("resume", "Resume")},
-            "/v1/recordings/{id}/stop": {"post": action("stop", "Stop and process")},
-            "/v1/recordings/{id}/cancel": {"post": action("cancel", "Cancel and discard")},
-            "/v1/recordings/{id}/share": {"post": op("A signed, expiring download URL (presigned on S3)", "recordings", "200", json!({"parameters": id,
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object", "properties": {"expires_in_s": {"type": "integer"}}, "additionalProperties": false}}}}}))},
-            "/v1/admin/recordings/{id}/retry": {"post": op("Admins: store now a recording waiting out a storage retry (note storage_retry); 409 when it is not waiting", "admin", "200", json!({"parameters": id}))},
-            "/v1/recordings/{id}/regenerate": {"post": op("Record the same web page again as a new recording (regenerated_from links it); the body is a create request whose fields replace the original's, `source` fields merged into the original source", "recordings", "201", json!({"parameters": id,
-                "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
-                "responses": {"201": {"description": "created", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Recording"}}}},
-                    "409": {"$ref": "#/components/responses/Error"}, "422": {"$ref": "#/components/responses/Error"},
-                    "429": {"$ref": "#/components/responses/Error"}, "401": {"$ref": "#/components/responses/Error"}, "404": {"$ref": "#/components/responses/Error"}}}))},
-            "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment", "media", "200", json!({"parameters": id}))},
-            "/v1/recordings/{id}/thumbnail": {"get": op("Poster JPEG (frame at 25%)", "media", "200", json!({"parameters": id}))},
-            "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails", "media", "200", json!({"parameters": id}))},
-            "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; text {\"pts_ms\": N, \"image\": \"data:image/jpeg;base64,...\"} or a bare data:image/... URL is a frame as canvas.toDataURL gives it; the server sends progress JSON", "sources", "101", json!({"parameters": id}))},
-            "/v1/events": {"get": op("WebSocket of the caller's recording events", "events", "101", json!({}))},
-            "/v1/me": {"get": op("The caller", "auth", "200", json!({}))},
-            "/v1/shared/{id}": {"get": op("Download through a share link (exp and sig query parameters; no token)", "media", "200", json!({"parameters": id, "security": []}))},
-            "/v1/openapi.json": {"get": op("This document", "meta", "200", json!({"security": []}))},
-            "/healthz": {"get": op("Liveness", "meta", "200", json!({"security": []}))},
-            "/readyz": {"get": op("Readiness: database, storage, ffmpeg", "meta", "200", json!({"security": []}))},
-            "/metrics": {"get": op("Prometheus metrics", "meta", "200", json!({"security": []}))}
+            "/v1/recordings/{id}/pause": {"post": action("Pause (no gap in the output)", "pause")},
+            "/v1/recordings/{id}/resume": {"post": action("Resume", "resume")},
+            "/v1/recordings/{id}/stop": {"post": action("Stop and process", "stop")},
+            "/v1/recordings/{id}/cancel": {"post": action("Cancel and discard", "cancel")},
+            "/v1/recordings/{id}/share": {"post": op("A signed, expiring download URL (presigned on S3); 409 until the recording is completed", "recordings",
+                json_ok("200", "the link", json!({"type": "object", "required": ["url", "expires_at"], "properties": {"url": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}})),
+                &[400, 404, 409], json!({"parameters": id,
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
+                    "properties": {"expires_in_s": {"type": ["integer", "null"], "minimum": 1, "maximum": crate::api::MAX_SHARE_S, "description": "default storage.share_ttl_s"}}}}}}}))},
+            "/v1/admin/recordings/{id}/retry": {"post": op("Admins: store now a recording waiting out a storage retry (note storage_retry); 409 when it is not waiting", "admin",
+                json_ok("200", "requeued", json!({"type": "object", "properties": {"id": {"$ref": "#/components/schemas/Id"}, "retrying": {"type": "boolean"}}})),
+                &[400, 403, 404, 409], json!({"parameters": id}))},
+            "/v1/recordings/{id}/regenerate": {"post": op("Record the same web page again as a new recording (regenerated_from links it); the body is a create request whose fields replace the original's, `source` fields merged into the original source; 409 for a recording that is not a web recording", "recordings",
+                json_ok("201", "created", recording()), &[400, 403, 404, 409, 422, 429], json!({"parameters": id,
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RegenerateRecording"}}}}}))},
+            "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment; 409 until completed", "media", media_ok.clone(), &[400, 404, 409, 416],
+                json!({"parameters": download_params(json!([{"name": "download", "in": "query", "schema": {"type": "string"}}, range[0]])),
+                       "responses": partial(MEDIA_TYPES)}))},
+            "/v1/recordings/{id}/thumbnail": {"get": op("Poster JPEG (frame at 25%); 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
+            "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails; 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
+            "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; text {\"pts_ms\": N, \"image\": \"data:image/jpeg;base64,...\"} or a bare data:image/... URL is a frame as canvas.toDataURL gives it; the server sends progress JSON. 400 not_websocket without an upgrade; 409 when the recording takes no frames", "sources",
+                ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 404, 409], json!({"parameters": id}))},
+            "/v1/events": {"get": op("WebSocket of the caller's recording events; 400 not_websocket without an upgrade", "events", ("101", json!({"description": "switching to the WebSocket protocol"})), &[400], json!({}))},
+            "/v1/me": {"get": op("The caller", "auth", json_ok("200", "who the token belongs to", json!({"type": "object", "required": ["user", "admin"], "properties": {"user": {"type": "string"}, "admin": {"type": "boolean"}}})), &[], json!({}))},
+            "/v1/shared/{id}": {"get": op("Download through a share link; no token", "media", media_ok, &[400, 403, 404, 409, 416], json!({"security": [],
+                "parameters": download_params(json!([
+                    {"name": "exp", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}, "description": "expiry, Unix seconds"},
+                    {"name": "sig", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "description": "HMAC-SHA256 of the id and exp"},
+                    range[0]])), "responses": partial(MEDIA_TYPES)}))},
+            "/v1/openapi.json": {"get": op("This document", "meta", typed_ok("200", "OpenAPI 3.1", &["application/json"]), &[], json!({"security": []}))},
+            "/healthz": {"get": op("Liveness", "meta", typed_ok("200", "ok", &["text/plain"]), &[], json!({"security": []}))},
+            "/readyz": {"get": op("Readiness: database, storage (the paths recordings write), work folder, a real encode", "meta", typed_ok("200", "ready", &["application/json"]), &[], json!({"security": [],
+                "responses": {"503": typed_ok("503", "not ready: what failed", &["application/json"]).1}}))},
+            "/metrics": {"get": op("Prometheus metrics", "meta", typed_ok("200", "text exposition format", &["text/plain"]), &[], json!({"security": []}))}
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::API)}, "message": {"type": "string"}}}},
-                    "description": catalogue(tapedeck_core::codes::API)},
-                "Failure": {"type": "object", "required": ["code", "message"], "description": catalogue(tapedeck_core::codes::FAILURES),
-                    "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::FAILURES)}, "message": {"type": "string"}}},
-                "Status": {"type": "string", "enum": ["pending", "recording", "paused", "processing", "completed", "failed", "cancelled"]},
-                "CreateRecording": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": {
-                    "source": {"oneOf": [
-                        {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"}}},
-                        {"$ref": "#/components/schemas/WebSource"}]},
-                    "format": {"type": "string", "enum": ["mp4", "webm", "mkv"], "default": "mp4"},
-                    "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"], "default": "medium"},
-                    "width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
-                    "video_bitrate_kbps": {"type": "integer"}, "cfr": {"type": "boolean", "default": true},
-                    "max_duration_s": {"type": "integer"}, "title": {"type": "string"}, "metadata": {"type": "object"}}},
-                "Recording": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "owner": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
-                    "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", null]},
-                    "source": {"type": "object"}, "format": {"type": "string"}, "preset": {"type": "string"},
-                    "video": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
-                        "video_bitrate_kbps": {"type": "integer"}, "audio_bitrate_kbps": {"type": "integer"}, "cfr": {"type": "boolean"}}},
-                    "max_duration_s": {"type": "integer"}, "title": {"type": ["string", "null"]}, "metadata": {"type": "object"},
-                    "created_at": {"type": "string", "format": "date-time"}, "started_at": {"type": ["string", "null"]},
-                    "stopped_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]}, "expires_at": {"type": ["string", "null"]},
-                    "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Failure"}]},
-                    "note": {"allOf": [{"$ref": "#/components/schemas/Failure"}], "description": "present while the recording waits something out: `storage_retry` means the store refused the finished file, which is kept and stored again with backoff (status stays processing)"},
-                    "stats": {"type": "object", "properties": {"frames_in": {"type": "integer"}, "frames_written": {"type": "integer"},
-                        "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
-                        "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
-                        "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"}}},
-                    "media": {"type": ["object", "null"], "description": "container, video_codec, audio_codec (absent without sound), width, height, fps, frames, duration_s, sha256"},
-                    "regenerated_from": {"type": "string", "description": "the recording this one re-records"}}},
-                "WebSource": {"type": "object", "required": ["kind", "url"], "additionalProperties": false,
-                    "description": "A page played in headless Chromium. Give one of script, template or auto (default: auto of 10 s). Script errors are 422 invalid_script naming the step and field; other bad source fields are 422 invalid_source naming the field.",
-                    "properties": {
-                        "kind": {"const": "web"},
-                        "url": {"type": "string", "format": "uri", "description": "http or https; private, loopback and link-local addresses are refused unless web.allow_private_networks"},
-                        "viewport": {"type": "string", "pattern": "^[0-9]+x[0-9]+$", "description": "CSS viewport; default the output size (halved at 2x above 1920 wide)"},
-                        "mode": {"type": "string", "enum": ["deterministic", "realtime"], "default": "deterministic"},
-                        "script": {"type": "array", "items": {"$ref": "#/components/schemas/Step"}, "minItems": 1, "maxItems": 500},
-                        "template": {"type": "string", "enum": ["hero_showcase", "features_tour", "full_page_scroll"]},
-                        "auto": {"type": "object", "required": ["duration_s"], "properties": {"duration_s": {"type": "integer", "minimum": 1, "maximum": 3600}}},
-                        "audio": {"type": "boolean", "description": "Record the page's sound (AAC in MP4, Opus otherwise). Realtime only, where it is on unless false; true with deterministic mode is 422."}}},
-                "Step": {"type": "object", "required": ["type"], "description": "See docs/web-recording.md",
-                    "properties": {
-                        "type": {"type": "string", "enum": ["wait", "goto", "scroll", "hover", "click", "type", "highlight", "move"]},
-                        "duration_ms": {"type": "integer", "maximum": 600000}, "url": {"type": "string"}, "selector": {"type": "string"},
-                        "by_px": {"type": "integer"}, "text": {"type": "string", "maxLength": 2000}, "per_key_ms": {"type": "integer"},
-                        "color": {"type": "string", "pattern": "^#([0-9a-fA-F]{3}|[0-9a-fA-F]{6})$"}, "x": {"type": "number"}, "y": {"type": "number"},
-                        "easing": {"type": "string", "enum": ["linear", "ease-in", "ease-out", "ease-in-out"]}, "optional": {"type": "boolean"}}}
-            }
+            "schemas": schemas
         }
     })
 }

@@ -7,7 +7,11 @@
 mod support;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use serde_json::json;
 use sha2::Digest;
@@ -247,4 +251,180 @@ async fn a_restart_while_waiting_for_the_store_still_completes() {
         (done["duration_s"].as_f64().unwrap() - 2.0).abs() < 0.05,
         "{done}"
     );
+}
+
+/// A TCP relay between the server and s3s-fs that lets everything through
+/// until it sees a multipart part upload (`partNumber=` in a request); after
+/// `stall_after` bytes of that request it stops relaying and says so, so the
+/// test can stop the store with the part half sent.
+struct StallingRelay {
+    port: u16,
+    stalled: Arc<tokio::sync::Notify>,
+    seen: Arc<AtomicU64>,
+}
+
+impl StallingRelay {
+    async fn start(backend: u16, stall_after: u64) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(tokio::sync::Notify::new());
+        let seen = Arc::new(AtomicU64::new(0));
+        let armed = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (stalled2, seen2) = (stalled.clone(), seen.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                else {
+                    continue; // the store is down: the client sees the connection close
+                };
+                let (stalled, seen, armed) = (stalled2.clone(), seen2.clone(), armed.clone());
+                tokio::spawn(async move {
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let down = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut buf = vec![0u8; 16 * 1024];
+                    let mut in_part: Option<u64> = None;
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if in_part.is_none()
+                            && chunk.windows(11).any(|w| w == b"partNumber=")
+                            && armed.load(Ordering::SeqCst)
+                        {
+                            in_part = Some(0);
+                        }
+                        if let Some(sent) = in_part.as_mut() {
+                            let take = (stall_after - *sent).min(n as u64) as usize;
+                            if sw.write_all(&chunk[..take]).await.is_err() {
+                                break;
+                            }
+                            *sent += take as u64;
+                            seen.fetch_add(take as u64, Ordering::SeqCst);
+                            if *sent >= stall_after {
+                                // Half a part is with the store; hold the rest.
+                                armed.store(false, Ordering::SeqCst);
+                                stalled.notify_one();
+                                let _ = down.await;
+                                break;
+                            }
+                        } else if sw.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            stalled,
+            seen,
+        }
+    }
+}
+
+/// Noise, so the video is large enough that its upload is under way when the
+/// store stops.
+fn noise_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let img = image::RgbImage::from_fn(w, h, |_, _| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        image::Rgb([x as u8, (x >> 8) as u8, (x >> 16) as u8])
+    });
+    let mut out = std::io::Cursor::new(vec![]);
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// The store stops in the middle of the media file's upload (half a part
+/// sent) and comes back a few seconds later: the recording completes, and
+/// the stored file is whole (its SHA-256 is the one reported and the one
+/// downloaded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_stopped_mid_upload_and_restarted_loses_nothing() {
+    const STALL_AFTER: u64 = 64 * 1024;
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("media")).unwrap();
+    let s3_port = free_port();
+    let s3 = S3Process::start(root.path(), s3_port);
+    let relay = StallingRelay::start(s3_port, STALL_AFTER).await;
+    let relay_port = relay.port;
+    let s = start(move |c| {
+        c.storage.kind = StorageKind::S3;
+        c.storage.bucket = "media".into();
+        c.storage.endpoint = Some(format!("http://127.0.0.1:{relay_port}"));
+        c.storage.access_key = "testkey".into();
+        c.storage.secret_key = Secret("testsecret".into());
+    })
+    .await;
+    let t = s.key("alice", false).await;
+    let rec = s
+        .create(
+            &t,
+            json!({"source": {"kind": "frames"}, "preset": "medium"}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
+    for i in 0..30u32 {
+        send_frame(&mut ws, Some(f64::from(i) * 66.0), noise_jpeg(640, 360, i)).await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 30).await;
+    s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+
+    // Half a part is sent: the store goes down there, and comes back.
+    tokio::time::timeout(Duration::from_secs(120), relay.stalled.notified())
+        .await
+        .expect("the media upload reached the store");
+    drop(s3);
+    assert_eq!(relay.seen.load(Ordering::SeqCst), STALL_AFTER);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _s3 = S3Process::start(root.path(), s3_port);
+    let back = Instant::now();
+
+    let done = s.wait_status(&t, &id, "completed").await;
+    println!(
+        "stored {:.1} s after the store came back: {}",
+        back.elapsed().as_secs_f64(),
+        done["size_bytes"]
+    );
+    assert!(
+        done["size_bytes"].as_u64().unwrap() > 2 * STALL_AFTER,
+        "the file is larger than what was sent before the stop: {done}"
+    );
+    let object = std::fs::read(
+        root.path()
+            .join("media/recordings")
+            .join(&id)
+            .join("media.mp4"),
+    )
+    .unwrap();
+    assert_eq!(object.len() as u64, done["size_bytes"].as_u64().unwrap());
+    let sha = hex::encode(sha2::Sha256::digest(&object));
+    assert_eq!(
+        done["media"]["sha256"].as_str(),
+        Some(sha.as_str()),
+        "{done}"
+    );
+    let downloaded = std::fs::read(s.download(&t, &id, "mp4").await).unwrap();
+    assert_eq!(hex::encode(sha2::Sha256::digest(&downloaded)), sha);
+    // And it plays: ffprobe counts every frame.
+    let path = s.data.join("check.mp4");
+    std::fs::write(&path, &object).unwrap();
+    let frames = tapedeck_testkit::run_ok(
+        std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args(["-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"])
+            .arg(&path),
+        "ffprobe",
+    );
+    let frames = String::from_utf8_lossy(&frames.stdout);
+    assert!(frames.trim().parse::<u32>().unwrap() >= 59, "{frames}");
 }

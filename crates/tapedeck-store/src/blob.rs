@@ -182,15 +182,26 @@ impl Blobs {
         let mut hash = Sha256::new();
         let mut size = 0u64;
         let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = f.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                break;
+        let sent: Result<(), BlobError> = async {
+            loop {
+                let n = f.read(&mut buf).await.map_err(io)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                hash.update(&buf[..n]);
+                size += n as u64;
+                w.wait_for_capacity(4).await.map_err(|e| map_err(key, e))?;
+                w.write(&buf[..n]);
             }
-            hash.update(&buf[..n]);
-            size += n as u64;
-            w.wait_for_capacity(4).await.map_err(|e| map_err(key, e))?;
-            w.write(&buf[..n]);
+        }
+        .await;
+        if let Err(e) = sent {
+            // Parts already with the store would otherwise stay there,
+            // unseen and billed, until a lifecycle rule removes them.
+            if let Err(abort) = w.abort().await {
+                tracing::warn!(key, error = %abort, "aborting a failed multipart upload failed");
+            }
+            return Err(e);
         }
         w.finish().await.map_err(|e| map_err(key, e))?;
         Ok(Stored {

@@ -443,15 +443,34 @@ pub struct FfmpegBuild {
     pub ffprobe: PathBuf,
 }
 
+/// Where `scripts/setup.sh --test` puts the test tools that are not Debian
+/// packages: `$XDG_CACHE_HOME/tapedeck` or `~/.cache/tapedeck`.
+pub fn tools_cache() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .expect("HOME is set")
+        .join("tapedeck")
+}
+
+/// The schemathesis CLI (`st`) that `scripts/setup.sh --test` installs in
+/// its own virtualenv; a missing one fails the test with the command that
+/// installs it.
+pub fn schemathesis() -> PathBuf {
+    let st = tools_cache().join("schemathesis/bin/st");
+    assert!(
+        st.is_file(),
+        "{} is missing: run scripts/setup.sh --test",
+        st.display()
+    );
+    st
+}
+
 /// Debian's ffmpeg and the current static builds `scripts/setup.sh --test`
 /// installs (7.0.2 and 8.0, from PyPI wheels). A missing build fails the
 /// test with the command that installs it.
 pub fn ffmpeg_builds() -> Vec<FfmpegBuild> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .expect("HOME is set")
-        .join("tapedeck/ffmpeg-builds");
+    let cache = tools_cache().join("ffmpeg-builds");
     let builds = vec![
         FfmpegBuild {
             label: "debian",

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::json;
@@ -26,7 +26,7 @@ pub async fn frames(
     State(s): State<AppState>,
     p: Principal,
     Path(id): Path<String>,
-    ws: WebSocketUpgrade,
+    crate::ws::Upgrade(ws): crate::ws::Upgrade,
 ) -> Result<Response, ApiError> {
     let rec = load(&s, &p, &id).await?;
     let att = Endpoint::of(&s.supervisor.services, &rec)
