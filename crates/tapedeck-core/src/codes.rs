@@ -85,6 +85,13 @@ pub const API: &[Code] = &[
         "a share link's signature does not match",
     ),
     c("link_expired", 403, C, "a share link has expired"),
+    c("not_room_host", 403, C, "only the room's host may do that"),
+    c(
+        "room_full",
+        403,
+        C,
+        "the room has its max_participants in the call",
+    ),
     c(
         "quota_exceeded",
         403,
@@ -116,6 +123,7 @@ pub const API: &[Code] = &[
         "the recording's source does not take that",
     ),
     c("not_ready", 409, C, "the recording has no media yet"),
+    c("room_closed", 409, C, "the room was closed by its host"),
     c(
         "not_regenerable",
         409,
@@ -147,6 +155,7 @@ pub const API: &[Code] = &[
         C,
         "a concurrency limit is reached",
     ),
+    c("too_many_peers", 429, C, "rtc.max_peers are connected"),
     c(
         "too_many_web_recordings",
         429,

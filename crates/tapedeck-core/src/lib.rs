@@ -16,6 +16,7 @@ pub mod player;
 pub mod range;
 pub mod recording;
 pub mod request;
+pub mod room;
 pub mod script;
 pub mod settings;
 pub mod timeline;
@@ -24,6 +25,6 @@ pub mod web;
 
 pub use codes::Failure;
 pub use error::ErrorCode;
-pub use id::RecordingId;
+pub use id::{RecordingId, RoomId};
 pub use recording::{Action, EndReason, Recording, SourceKind, SourceSpec, Stats, Status};
 pub use settings::{Format, Preset, VideoSettings};

@@ -502,14 +502,7 @@ pub async fn shared(
         .get("sig")
         .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing sig"))?;
     let want = share_sig(&s.share_key, &rid.to_string(), exp);
-    // Compare in constant time.
-    let same = want.len() == sig.len()
-        && want
-            .bytes()
-            .zip(sig.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
+    if !crate::auth::ct_eq(want.as_bytes(), sig.as_bytes()) {
         return Err(ApiError::new(
             403,
             "invalid_signature",

@@ -23,7 +23,7 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::source::frames::socket as frames_socket;
 use crate::supervisor::Supervisor;
-use crate::{api, openapi, ui, ws};
+use crate::{api, openapi, room, ui, ws};
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
@@ -78,6 +78,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/recordings/{id}/cancel", action(Action::Cancel))
         .route("/v1/recordings/{id}/thumbnail", image(api::Image::Poster))
         .route("/v1/recordings/{id}/strip", image(api::Image::Strip))
+        .route("/v1/rooms", post(room::create).get(room::list))
+        .route("/v1/rooms/{id}", get(room::get_one).delete(room::close))
+        .route("/v1/rooms/{id}/invites", post(room::invite))
+        .route("/v1/rooms/{id}/recordings", get(room::recordings))
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)

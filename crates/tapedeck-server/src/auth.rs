@@ -48,6 +48,11 @@ pub fn valid_user_name(user: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 
+/// Compares two secrets in time that does not depend on where they differ.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Creates an API key for `user`; returns the stored key and the token (shown once).
 pub async fn create_key(
     repo: &Repo,

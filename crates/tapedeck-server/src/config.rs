@@ -47,6 +47,34 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Web page recording.
     pub web: WebConfig,
+    /// WebRTC rooms.
+    pub rtc: RtcConfig,
+}
+
+/// `[rtc]`: WebRTC rooms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcConfig {
+    /// The one UDP port every peer's media uses (open it in the firewall).
+    pub udp_port: u16,
+    /// The address put in ICE candidates, where peers reach the UDP port
+    /// (None: the listen address, or this host's own when that is 0.0.0.0).
+    pub public_ip: Option<std::net::IpAddr>,
+    /// Largest `max_participants` a room may ask for.
+    pub max_participants: u32,
+    /// Peers connected at once across all rooms.
+    pub max_peers: u32,
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        Self {
+            udp_port: 8700,
+            public_ip: None,
+            max_participants: 50,
+            max_peers: 500,
+        }
+    }
 }
 
 /// `[web]`

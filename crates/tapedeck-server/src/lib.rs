@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod processing;
 pub mod recovery;
 pub mod retention;
+pub mod room;
 pub mod services;
 pub mod source;
 pub mod supervisor;

@@ -178,6 +178,56 @@ fn create_properties() -> Value {
 
 /// The document.
 pub fn spec() -> Value {
+    spec_for(&crate::config::RtcConfig::default())
+}
+
+/// A name people see (rooms, participants): not blank, no control characters.
+const NAME_PATTERN: &str =
+    "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$";
+
+/// The room routes and their schemas.
+fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
+    use tapedeck_core::room::{MAX_INVITE_S, MAX_NAME_CHARS};
+    let room_id = json!([{"name": "id", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}}]);
+    let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": NAME_PATTERN});
+    let room = json!({"$ref": "#/components/schemas/Room"});
+    let paths = json!({
+        "/v1/rooms": {
+            "post": op("Create a room; the caller is its host", "rooms", json_ok("201", "created", room.clone()), &[400, 422], json!({
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "additionalProperties": false,
+                    "properties": {"name": name, "max_participants": {"type": ["integer", "null"], "minimum": 2, "maximum": rtc.max_participants,
+                        "description": format!("default {}", rtc.max_participants.min(16))}}}}}}})),
+            "get": op("Rooms the caller hosts or joined, newest first", "rooms",
+                json_ok("200", "rooms", json!({"type": "object", "required": ["rooms"], "properties": {"rooms": {"type": "array", "items": room}}})), &[], json!({}))
+        },
+        "/v1/rooms/{id}": {
+            "get": op("A room the caller hosts or joined (others: 404)", "rooms", json_ok("200", "the room", room), &[400, 404], json!({"parameters": room_id})),
+            "delete": op("Close a room (its host; a participant gets 403 not_room_host); it takes no one after", "rooms",
+                ("204", json!({"description": "closed"})), &[400, 403, 404], json!({"parameters": room_id}))
+        },
+        "/v1/rooms/{id}/invites": {"post": op("A join token for a guest without an API key, for this room only (its host)", "rooms",
+            json_ok("201", "the invite", json!({"type": "object", "required": ["room", "name", "token", "expires_at", "join_url"], "properties": {
+                "room": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}, "name": {"type": "string"}, "token": {"type": "string"},
+                "expires_at": {"type": "string", "format": "date-time"}, "join_url": {"type": "string"}}})),
+            &[400, 403, 404, 409, 422], json!({"parameters": room_id,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "additionalProperties": false,
+                    "properties": {"name": name, "expires_in_s": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_INVITE_S, "description": "default a day"}}}}}}}))},
+        "/v1/rooms/{id}/recordings": {"get": op("The room's recordings, newest first", "rooms",
+            json_ok("200", "recordings", json!({"type": "object", "required": ["recordings"], "properties": {"recordings": {"type": "array", "items": recording()}}})),
+            &[400, 404], json!({"parameters": room_id}))}
+    });
+    let schemas = json!({
+        "Room": {"type": "object", "required": ["id", "name", "host", "max_participants", "created_at", "join_url"], "properties": {
+            "id": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}, "name": {"type": "string"}, "host": {"type": "string"},
+            "max_participants": {"type": "integer"}, "created_at": {"type": "string", "format": "date-time"},
+            "closed_at": {"type": ["string", "null"], "format": "date-time"}, "join_url": {"type": "string", "description": "the call page"}}}
+    });
+    (paths, schemas)
+}
+
+/// The document, for a server with `rtc`'s room limits.
+pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
     let id = id_param();
     let action = |what: &str, after: &str| {
         op(
@@ -273,7 +323,11 @@ pub fn spec() -> Value {
             json!({"oneOf": names, "description": "See docs/web-recording.md"}),
         );
     }
-    json!({
+    let (rooms, room_schemas) = room_paths(rtc);
+    if let (Some(all), Some(more)) = (schemas.as_object_mut(), room_schemas.as_object()) {
+        all.extend(more.clone());
+    }
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "tapedeck", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Self-hosted recording server. Bearer auth (API key or JWT); `?token=` is accepted only for media, thumbnails, strips and WebSockets. Errors are {\"error\": {\"code\", \"message\"}}; a method a route does not take is 405 `method_not_allowed` with `Allow`."},
@@ -332,10 +386,16 @@ pub fn spec() -> Value {
             "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": schemas
         }
-    })
+    });
+    if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), rooms.as_object()) {
+        paths.extend(more.clone());
+    }
+    doc
 }
 
 /// `GET /v1/openapi.json`.
-pub async fn document() -> Json<Value> {
-    Json(spec())
+pub async fn document(
+    axum::extract::State(s): axum::extract::State<crate::app::AppState>,
+) -> Json<Value> {
+    Json(spec_for(&s.config.rtc))
 }

@@ -1,6 +1,6 @@
 //! tapedeck's storage, behind two narrow types.
 //!
-//! - [`repo::Repo`]: recordings and API keys in SQL. One implementation over
+//! - [`repo::Repo`]: recordings, API keys and rooms in SQL. One implementation over
 //!   sqlx's `Any` driver serves SQLite (the embedded default) and PostgreSQL;
 //!   the same contract test runs on both.
 //! - [`blob::Blobs`]: media and thumbnails as objects, on local disk or in an
@@ -12,3 +12,4 @@
 
 pub mod blob;
 pub mod repo;
+pub mod rooms;

@@ -1,4 +1,4 @@
-//! The metadata repository: recordings and API keys.
+//! The metadata repository: recordings and API keys (rooms: `rooms.rs`).
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -128,7 +128,7 @@ impl Repo {
                 .execute(&pool)
                 .await?;
         }
-        for m in MIGRATIONS {
+        for m in MIGRATIONS.iter().chain(crate::rooms::MIGRATIONS) {
             sqlx::query(*m).execute(&pool).await?;
         }
         Ok(Self { pool, backend })
@@ -137,6 +137,10 @@ impl Repo {
     /// `sqlite` or `postgres`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
     }
 
     /// Checks the database answers.

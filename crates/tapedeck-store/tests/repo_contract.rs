@@ -1,7 +1,8 @@
 //! One contract for the metadata repository, run on SQLite and on a real PostgreSQL.
 
 use tapedeck_core::recording::{Recording, SourceKind, SourceSpec, Stats, Status};
-use tapedeck_core::{Format, Preset, RecordingId};
+use tapedeck_core::room::Room;
+use tapedeck_core::{Format, Preset, RecordingId, RoomId};
 use tapedeck_store::repo::{ApiKey, ListFilter, Repo};
 
 fn recording(n: u64, owner: &str, status: Status) -> Recording {
@@ -32,7 +33,52 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
     }
 }
 
+async fn rooms_contract(repo: &Repo) {
+    let room = |n: u64, host: &str| Room {
+        id: RoomId::from_parts(1_700_000_000_000 + n, u128::from(n)),
+        name: format!("room {n}"),
+        host: host.into(),
+        max_participants: 4,
+        created_at: 1_700_000_000_000 + n as i64,
+        closed_at: None,
+    };
+    let (a, b) = (room(1, "alice"), room(2, "bob"));
+    repo.insert_room(&a).await.unwrap();
+    repo.insert_room(&b).await.unwrap();
+    assert_eq!(repo.room(a.id).await.unwrap(), Some(a.clone()));
+    // Alice sees the room she hosts; after joining Bob's, both, newest first.
+    let names = |rs: Vec<Room>| rs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(names(repo.rooms_of("alice").await.unwrap()), ["room 1"]);
+    assert!(!repo.is_member(&b, "alice").await.unwrap());
+    repo.add_member(b.id, "alice", 5).await.unwrap();
+    repo.add_member(b.id, "alice", 6).await.unwrap(); // again: no-op
+    assert!(repo.is_member(&b, "alice").await.unwrap());
+    assert!(repo.is_member(&b, "bob").await.unwrap()); // the host
+    assert_eq!(
+        names(repo.rooms_of("alice").await.unwrap()),
+        ["room 2", "room 1"]
+    );
+    assert!(repo.rooms_of("carol").await.unwrap().is_empty());
+    // Closing is an update of the document.
+    let closed = Room {
+        closed_at: Some(9),
+        ..b.clone()
+    };
+    repo.update_room(&closed).await.unwrap();
+    assert_eq!(repo.room(b.id).await.unwrap(), Some(closed));
+    // A room's recordings, newest first.
+    let (r1, r2) = (
+        recording(11, "bob", Status::Completed),
+        recording(12, "bob", Status::Completed),
+    );
+    repo.add_room_recording(b.id, r1.id).await.unwrap();
+    repo.add_room_recording(b.id, r2.id).await.unwrap();
+    assert_eq!(repo.room_recordings(b.id).await.unwrap(), [r2.id, r1.id]);
+    assert!(repo.room_recordings(a.id).await.unwrap().is_empty());
+}
+
 async fn contract(repo: Repo) {
+    rooms_contract(&repo).await;
     for n in 1..=5 {
         let owner = if n % 2 == 0 { "bob" } else { "alice" };
         let status = if n == 5 {

@@ -1,0 +1,163 @@
+//! Rooms: the API around calls (create, list, close, invite). Who sees a
+//! room: its host, whoever joined it, admins; to everyone else it is 404
+//! like a room that does not exist. Only the host (or an admin) closes it,
+//! invites to it and controls its recordings: a participant gets 403
+//! `not_room_host`.
+
+pub mod token;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tapedeck_core::RoomId;
+use tapedeck_core::room::{Room, parse_create_room, parse_invite};
+
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::now_ms;
+
+/// A room as the API shows it: the stored room and the link to its call.
+fn view(s: &AppState, r: &Room) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    v["join_url"] = json!(format!("{}/call/{}", s.config.public_url(), r.id));
+    v
+}
+
+/// A room the caller may see, and whether the caller may control it.
+pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<(Room, bool), ApiError> {
+    let id: RoomId = id.parse()?;
+    let room = s
+        .repo
+        .room(id)
+        .await?
+        .ok_or_else(|| ApiError::new(404, "not_found", "no such room"))?;
+    let controls = p.admin || room.host == p.user;
+    if controls || s.repo.is_member(&room, &p.user).await? {
+        Ok((room, controls))
+    } else {
+        Err(ApiError::new(404, "not_found", "no such room"))
+    }
+}
+
+/// 403 unless the caller controls the room.
+pub fn host_only(controls: bool, what: &str) -> Result<(), ApiError> {
+    if controls {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "not_room_host",
+            format!("only the room's host may {what}"),
+        ))
+    }
+}
+
+/// `POST /v1/rooms`.
+pub async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let v = parse_create_room(&body, s.config.rtc.max_participants)?;
+    let now = now_ms();
+    let room = Room {
+        id: RoomId::from_parts(now as u64, rand::random()),
+        name: v.name,
+        host: p.user.clone(),
+        max_participants: v.max_participants,
+        created_at: now,
+        closed_at: None,
+    };
+    s.repo.insert_room(&room).await?;
+    let loc = format!("/v1/rooms/{}", room.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, loc)],
+        Json(view(&s, &room)),
+    )
+        .into_response())
+}
+
+/// `GET /v1/rooms`: rooms the caller hosts or joined, newest first.
+pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
+    let rooms = s.repo.rooms_of(&p.user).await?;
+    Ok(Json(
+        json!({"rooms": rooms.iter().map(|r| view(&s, r)).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `GET /v1/rooms/{id}`.
+pub async fn get_one(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (room, _) = load(&s, &p, &id).await?;
+    Ok(Json(view(&s, &room)))
+}
+
+/// `DELETE /v1/rooms/{id}`: the host closes the room; it takes no one after.
+pub async fn close(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (mut room, controls) = load(&s, &p, &id).await?;
+    host_only(controls, "close the room")?;
+    if room.closed_at.is_none() {
+        room.closed_at = Some(now_ms());
+        s.repo.update_room(&room).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/rooms/{id}/invites` `{"name", "expires_in_s"}`: a join token
+/// for a guest, for this room only.
+pub async fn invite(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let (room, controls) = load(&s, &p, &id).await?;
+    host_only(controls, "invite")?;
+    if room.closed_at.is_some() {
+        return Err(ApiError::new(409, "room_closed", "the room is closed"));
+    }
+    let inv = parse_invite(&body)?;
+    let exp_ms = now_ms() + inv.expires_in_s as i64 * 1000;
+    let claims = token::JoinClaims {
+        room: room.id,
+        name: inv.name.clone(),
+        exp: exp_ms / 1000,
+    };
+    let t = token::sign(&s.share_key, &claims);
+    let body = json!({
+        "room": room.id,
+        "name": inv.name,
+        "token": t,
+        "expires_at": tapedeck_core::recording::time_ms::format(exp_ms),
+        "join_url": format!("{}/call/{}?token={t}", s.config.public_url(), room.id),
+    });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// `GET /v1/rooms/{id}/recordings`: the room's recordings, newest first.
+pub async fn recordings(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (room, _) = load(&s, &p, &id).await?;
+    let mut recs = vec![];
+    for rid in s.repo.room_recordings(room.id).await? {
+        if let Some(r) = s.repo.get(rid).await? {
+            recs.push(r);
+        }
+    }
+    Ok(Json(json!({"recordings": recs})))
+}

@@ -1,0 +1,155 @@
+//! Rooms through the real API: create, list, see, close, invite; who may do
+//! what (host, participant, outsider, admin).
+
+mod support;
+
+use serde_json::json;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_belong_to_their_host_and_participants() {
+    let s = start(|_| {}).await;
+    let alice = s.key("alice", false).await;
+    let bob = s.key("bob", false).await;
+    let carol = s.key("carol", false).await;
+    let admin = s.key("root", true).await;
+
+    // Alice creates a room and is its host.
+    let (st, room) = s
+        .post(
+            &alice,
+            "/v1/rooms",
+            json!({"name": "Standup", "max_participants": 4}),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let id = room["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("room_"), "{room}");
+    assert_eq!(room["host"], "alice");
+    assert_eq!(room["max_participants"], 4);
+    assert_eq!(room["join_url"], format!("{}/call/{id}", s.base));
+    assert!(room["closed_at"].is_null());
+    let (_, mine) = s.get(&alice, "/v1/rooms").await;
+    assert_eq!(mine["rooms"][0]["id"], id.as_str());
+
+    // Outsiders see nothing: 404 as for a room that does not exist.
+    for path in [
+        format!("/v1/rooms/{id}"),
+        format!("/v1/rooms/{id}/recordings"),
+    ] {
+        assert_eq!(s.get(&bob, &path).await.0, 404, "{path}");
+    }
+    assert!(
+        s.get(&bob, "/v1/rooms").await.1["rooms"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (st, _) = s
+        .post(
+            &bob,
+            &format!("/v1/rooms/{id}/invites"),
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!(st, 404);
+
+    // A participant (one who joined) sees it but may not control it.
+    s.state
+        .repo
+        .add_member(id.parse().unwrap(), "carol", 0)
+        .await
+        .unwrap();
+    let (st, seen) = s.get(&carol, &format!("/v1/rooms/{id}")).await;
+    assert_eq!((st, &seen["name"]), (200, &json!("Standup")));
+    assert_eq!(
+        s.get(&carol, "/v1/rooms").await.1["rooms"][0]["id"],
+        id.as_str()
+    );
+    let (st, e) = s
+        .post(
+            &carol,
+            &format!("/v1/rooms/{id}/invites"),
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!((st, &e["error"]["code"]), (403, &json!("not_room_host")));
+    let r = s
+        .client()
+        .delete(format!("{}/v1/rooms/{id}", s.base))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        s.get(&carol, &format!("/v1/rooms/{id}/recordings")).await.1["recordings"],
+        json!([])
+    );
+
+    // The host invites a guest: a join token for this room, with a link.
+    let (st, inv) = s
+        .post(
+            &alice,
+            &format!("/v1/rooms/{id}/invites"),
+            json!({"name": "Bob B.", "expires_in_s": 3600}),
+        )
+        .await;
+    assert_eq!(st, 201, "{inv}");
+    let token = inv["token"].as_str().unwrap();
+    let claims = tapedeck_server::room::token::verify(&s.state.share_key, token, 0).unwrap();
+    assert_eq!(claims.room.to_string(), id);
+    assert_eq!(claims.name, "Bob B.");
+    assert!(
+        inv["join_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/call/{id}?token={token}"))
+    );
+    // A join token is not an API key: it opens nothing else.
+    assert_eq!(s.get(token, "/v1/recordings").await.0, 401);
+
+    // Bad input names the field.
+    for (body, field) in [
+        (json!({"name": ""}), "name"),
+        (
+            json!({"name": "x", "max_participants": 1}),
+            "max_participants",
+        ),
+        (
+            json!({"name": "x", "max_participants": 51}),
+            "max_participants",
+        ),
+    ] {
+        let (st, e) = s.post(&alice, "/v1/rooms", body.clone()).await;
+        assert_eq!(st, 422, "{body}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().starts_with(field),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        s.get(&alice, "/v1/rooms/room_nope").await.1["error"]["code"],
+        "invalid_id"
+    );
+
+    // An admin may close any room; closed rooms take no invites.
+    let r = s
+        .client()
+        .delete(format!("{}/v1/rooms/{id}", s.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (_, closed) = s.get(&alice, &format!("/v1/rooms/{id}")).await;
+    assert!(closed["closed_at"].is_string(), "{closed}");
+    let (st, e) = s
+        .post(
+            &alice,
+            &format!("/v1/rooms/{id}/invites"),
+            json!({"name": "x"}),
+        )
+        .await;
+    assert_eq!((st, &e["error"]["code"]), (409, &json!("room_closed")));
+}
