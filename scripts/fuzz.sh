@@ -9,7 +9,10 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --
 target_dir="${CARGO_TARGET_DIR:-../target}/fuzz"
 log=$(mktemp)
 for t in $(cargo fuzz list); do
-  if ! cargo fuzz run --sanitizer none -O --target-dir "$target_dir" "$t" -- \
+  # Committed seeds (fuzz/seeds/TARGET) start the search from real inputs.
+  corpus=()
+  [ -d "seeds/$t" ] && mkdir -p "corpus/$t" && corpus=("corpus/$t" "seeds/$t")
+  if ! cargo fuzz run --sanitizer none -O --target-dir "$target_dir" "$t" "${corpus[@]}" -- \
       -max_total_time="${FUZZ_SECONDS:-15}" -rss_limit_mb=1024 > "$log" 2>&1; then
     tail -n 40 "$log"
     echo "fuzz: $t FAILED"

@@ -60,6 +60,12 @@ pub const API: &[Code] = &[
         "a user name is not 1-64 letters, digits, - _ . @",
     ),
     c(
+        "invalid_sdp",
+        400,
+        C,
+        "an SDP offer that cannot be parsed or answered",
+    ),
+    c(
         "not_websocket",
         400,
         C,
@@ -129,6 +135,18 @@ pub const API: &[Code] = &[
         409,
         C,
         "only web recordings can be regenerated",
+    ),
+    c(
+        "too_large",
+        413,
+        C,
+        "the body is larger than the route takes",
+    ),
+    c(
+        "unsupported_media_type",
+        415,
+        C,
+        "the body's Content-Type is not one the route takes",
     ),
     c(
         "range_not_satisfiable",

@@ -11,6 +11,7 @@
 //! - [`sink`]: where media goes; [`sink::encoding`] turns pictures into an
 //!   encoded video through the core's timeline.
 //! - [`web`]: the web source (headless Chromium, CDP, overlays).
+//! - [`rtc`]: answering WebRTC offers, telling keyframes (outside input).
 //!
 //! Invariants: every child process is killed when its handle drops; nothing
 //! holds a whole video in memory; outside bytes are parsed only by functions
@@ -21,6 +22,7 @@ pub mod h264;
 pub mod mkv;
 pub mod picture;
 pub mod process;
+pub mod rtc;
 pub mod sink;
 pub mod spool;
 pub mod web;

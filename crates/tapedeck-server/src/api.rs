@@ -114,7 +114,7 @@ async fn encoder_check(s: &AppState) -> Result<(), String> {
 pub async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        s.metrics.render(&s.rtc.stats),
     )
         .into_response()
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub share_key: Arc<Vec<u8>>,
     /// An identity provider's keys (`auth.jwks_url`).
     pub jwks: Option<Arc<crate::jwks::Jwks>>,
+    /// The media server of rooms.
+    pub rtc: crate::rtc::Rtc,
     /// The last encoder check (`/readyz`): when, and what failed.
     pub encoder_check: Arc<tokio::sync::Mutex<Option<EncoderCheck>>>,
 }
@@ -81,6 +83,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rooms", post(room::create).get(room::list))
         .route("/v1/rooms/{id}", get(room::get_one).delete(room::close))
         .route("/v1/rooms/{id}/invites", post(room::invite))
+        .route("/v1/rooms/{id}/whip", post(room::whip::publish))
+        .route(
+            "/v1/rooms/{id}/whip/{peer}",
+            axum::routing::delete(room::whip::leave),
+        )
         .route("/v1/rooms/{id}/recordings", get(room::recordings))
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
@@ -137,7 +144,14 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .map_err(|e| format!("recovery: {e}"))?;
     tokio::spawn(supervisor.clone().sweep_forever());
     let config_auth = config.auth.clone();
+    let rtc = crate::rtc::Rtc::start(
+        config.rtc.udp_port,
+        candidate_ip(&config),
+        config.rtc.max_peers,
+    )
+    .await?;
     Ok(AppState {
+        rtc,
         config: Arc::new(config),
         repo,
         blobs,
@@ -154,6 +168,25 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
             ))
         }),
     })
+}
+
+/// The address peers are told to send media to: `rtc.public_ip`, else the
+/// listen address, else (listening on every address) the one this host
+/// would use to reach the internet.
+fn candidate_ip(config: &Config) -> std::net::IpAddr {
+    if let Some(ip) = config.rtc.public_ip {
+        return ip;
+    }
+    let listen = config.server.listen.ip();
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    // Connecting a UDP socket sends nothing; it only picks the route.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .unwrap_or(listen)
 }
 
 /// Opens the configured blob store.

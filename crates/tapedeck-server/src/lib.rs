@@ -20,6 +20,7 @@ pub mod processing;
 pub mod recovery;
 pub mod retention;
 pub mod room;
+pub mod rtc;
 pub mod services;
 pub mod source;
 pub mod supervisor;

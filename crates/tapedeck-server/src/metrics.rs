@@ -24,6 +24,11 @@ struct ResultLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CounterLabel {
+    counter: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProgramLabel {
     program: String,
     outcome: String,
@@ -40,6 +45,7 @@ pub struct Metrics {
     frames_dropped: Counter,
     webhooks: Family<ResultLabel, Counter>,
     programs: Family<ProgramLabel, Gauge>,
+    rtc: Family<CounterLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -94,7 +100,14 @@ impl Metrics {
             "Runs of ffmpeg, ffprobe and the browser since the start, by outcome (started, failed, timed_out)",
             programs.clone(),
         );
+        let rtc = Family::<CounterLabel, Gauge>::default();
+        r.register(
+            "rtc",
+            "The media server of rooms: peers now, and since the start datagrams_in, datagrams_stray, peers_dropped, send_dropped, frames_out",
+            rtc.clone(),
+        );
         Self {
+            rtc,
             registry: Arc::new(r),
             created,
             finished,
@@ -138,7 +151,22 @@ impl Metrics {
             .inc();
     }
     /// The text exposition.
-    pub fn render(&self) -> String {
+    pub fn render(&self, rtc: &crate::rtc::RtcStats) -> String {
+        use crate::rtc::RtcStats as R;
+        for (name, n) in [
+            ("peers", R::get(&rtc.peers)),
+            ("datagrams_in", R::get(&rtc.datagrams_in)),
+            ("datagrams_stray", R::get(&rtc.datagrams_stray)),
+            ("peers_dropped", R::get(&rtc.peers_dropped)),
+            ("send_dropped", R::get(&rtc.send_dropped)),
+            ("frames_out", R::get(&rtc.frames_out)),
+        ] {
+            self.rtc
+                .get_or_create(&CounterLabel {
+                    counter: name.into(),
+                })
+                .set(n as i64);
+        }
         for (program, st) in tapedeck_media::process::stats() {
             for (outcome, n) in [
                 ("started", st.started),

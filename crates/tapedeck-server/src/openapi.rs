@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 fn op(summary: &str, tag: &str, ok: (&str, Value), errors: &[u16], extra: Value) -> Value {
     let mut responses = serde_json::Map::new();
     responses.insert(ok.0.into(), ok.1);
-    let secured = extra.get("security").is_none();
+    let secured = extra
+        .get("security")
+        .is_none_or(|s| s.as_array().is_some_and(|a| !a.is_empty()));
     for status in errors.iter().chain(secured.then_some(&401)) {
         responses.insert(
             status.to_string(),
@@ -213,6 +215,14 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
             &[400, 403, 404, 409, 422], json!({"parameters": room_id,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "additionalProperties": false,
                     "properties": {"name": name, "expires_in_s": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_INVITE_S, "description": "default a day"}}}}}}}))},
+        "/v1/rooms/{id}/whip": {"post": op("WHIP (RFC 9725): publish into the call. Bearer: a join token for this room, or an API key (the user joins the room). The answer's candidate is the one UDP port (rtc.udp_port); the server is ICE lite, so no trickle.", "rooms",
+            ("201", json!({"description": "the SDP answer; Location is the session", "headers": {"Location": {"schema": {"type": "string"}}},
+                "content": {"application/sdp": {"schema": {"type": "string"}}}})),
+            &[400, 403, 404, 409, 413, 415, 429], json!({"parameters": room_id, "security": [{"bearer": []}],
+                "requestBody": {"required": true, "content": {"application/sdp": {"schema": {"type": "string", "description": "an SDP offer (at most 64 KiB)"}}}}}))},
+        "/v1/rooms/{id}/whip/{peer}": {"delete": op("Leave: end a WHIP session (its own caller, the host or an admin)", "rooms",
+            ("204", json!({"description": "left"})), &[400, 404], json!({"parameters": [room_id[0].clone(),
+                {"name": "peer", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^peer_[0-9]+$"}}]}))},
         "/v1/rooms/{id}/recordings": {"get": op("The room's recordings, newest first", "rooms",
             json_ok("200", "recordings", json!({"type": "object", "required": ["recordings"], "properties": {"recordings": {"type": "array", "items": recording()}}})),
             &[400, 404], json!({"parameters": room_id}))}

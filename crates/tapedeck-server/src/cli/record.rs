@@ -76,6 +76,9 @@ pub(super) async fn record(mut config: Config, a: RecordArgs) -> Result<(), Stri
     config.storage.kind = crate::config::StorageKind::Local;
     config.webhooks.urls.clear();
     config.web.allow_private_networks |= a.allow_private;
+    // No calls here: any free port, on loopback only.
+    config.rtc.udp_port = 0;
+    config.rtc.public_ip = Some(std::net::Ipv4Addr::LOCALHOST.into());
     let state = crate::app::build_state(config)
         .await
         .map_err(|e| e.to_string())?;

@@ -5,6 +5,7 @@
 //! `not_room_host`.
 
 pub mod token;
+pub mod whip;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -97,7 +98,9 @@ pub async fn get_one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (room, _) = load(&s, &p, &id).await?;
-    Ok(Json(view(&s, &room)))
+    let mut v = view(&s, &room);
+    v["participants"] = json!(s.rtc.participants(room.id).await);
+    Ok(Json(v))
 }
 
 /// `DELETE /v1/rooms/{id}`: the host closes the room; it takes no one after.
@@ -112,6 +115,8 @@ pub async fn close(
         room.closed_at = Some(now_ms());
         s.repo.update_room(&room).await?;
     }
+    // Everyone in the call is disconnected.
+    s.rtc.close_room(room.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

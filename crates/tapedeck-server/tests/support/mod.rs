@@ -32,6 +32,8 @@ pub fn config(data: &std::path::Path) -> Config {
     c.server.data_dir = data.to_path_buf();
     c.server.listen = "127.0.0.1:0".parse().unwrap();
     c.encoder.x264_preset = "ultrafast".into();
+    // Tests run side by side: each media server on a port of its own.
+    c.rtc.udp_port = 0;
     c
 }
 
@@ -285,6 +287,7 @@ pub fn serve_binary(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> 
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("TAPEDECK_ENCODER__X264_PRESET", "ultrafast")
+        .env("TAPEDECK_RTC__UDP_PORT", "0")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

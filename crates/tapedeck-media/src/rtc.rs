@@ -1,0 +1,126 @@
+//! WebRTC pieces that read outside input, kept apart from the server so the
+//! fuzzers reach them: answering an SDP offer with the server's codecs, and
+//! telling a keyframe from the bytes of a depacketized frame.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::{Candidate, Rtc, RtcConfig};
+
+/// A peer's `Rtc` answering `offer` from `candidate`, and the SDP answer.
+/// ICE lite: the server has a reachable address and never starts checks.
+/// Codecs: Opus; VP8, VP9, AV1, H.264 (what the passthrough sink writes).
+pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, String), String> {
+    let offer = SdpOffer::from_sdp_string(offer).map_err(|e| format!("the SDP offer: {e}"))?;
+    let mut rtc = RtcConfig::new()
+        .set_ice_lite(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_vp9(true)
+        .enable_av1(true)
+        .enable_h264(true)
+        .build(now);
+    let host = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;
+    rtc.add_local_candidate(host);
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| format!("the SDP offer cannot be answered: {e}"))?;
+    Ok((rtc, answer.to_sdp_string()))
+}
+
+/// Whether a depacketized frame starts a picture a decoder can begin at
+/// (audio: always).
+pub fn is_keyframe(codec: Codec, data: &[u8]) -> bool {
+    match codec {
+        // RFC 6386 §9.1: bit 0 of the frame tag is 0 for a key frame.
+        Codec::Vp8 => data.first().is_some_and(|b| b & 1 == 0),
+        // VP9 uncompressed header: frame marker (2 bits), profile (2 bits,
+        // a third reserved bit at profile 3), show_existing_frame, then
+        // frame_type (0 = key frame).
+        Codec::Vp9 => data.first().is_some_and(|&b| {
+            let profile = ((b >> 5) & 1) | (((b >> 4) & 1) << 1);
+            let shift = if profile == 3 { 2 } else { 1 };
+            let show_existing = (b >> (3 - shift + 1)) & 1;
+            let frame_type = (b >> (3 - shift)) & 1;
+            b >> 6 == 0b10 && show_existing == 0 && frame_type == 0
+        }),
+        // Annex B: an IDR slice (type 5) anywhere in the access unit.
+        Codec::H264 => annexb_nal_types(data).any(|t| t == 5),
+        // AV1: a sequence header OBU (type 1) comes with every key frame.
+        Codec::Av1 => av1_obu_types(data).any(|t| t == 1),
+        _ => true,
+    }
+}
+
+/// The OBU types of an AV1 temporal unit (low-overhead format, each OBU
+/// with its size; a unit without a size ends the walk).
+fn av1_obu_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    let mut at = 0usize;
+    std::iter::from_fn(move || {
+        let header = *data.get(at)?;
+        let ty = (header >> 3) & 0x0f;
+        let has_ext = (header >> 2) & 1 == 1;
+        let has_size = (header >> 1) & 1 == 1;
+        at += 1 + usize::from(has_ext);
+        if has_size {
+            let mut size = 0usize;
+            for i in 0..8 {
+                let b = *data.get(at)?;
+                at += 1;
+                size |= usize::from(b & 0x7f) << (7 * i);
+                if b & 0x80 == 0 {
+                    break;
+                }
+            }
+            at = at.saturating_add(size);
+        } else {
+            at = data.len();
+        }
+        Some(ty)
+    })
+}
+
+fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    data.windows(4).enumerate().filter_map(move |(i, w)| {
+        let start = if w[..3] == [0, 0, 1] {
+            i + 3
+        } else if w == [0, 0, 0, 1] {
+            i + 4
+        } else {
+            return None;
+        };
+        data.get(start).map(|b| b & 0x1f)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframes_are_told_from_other_frames() {
+        assert!(is_keyframe(
+            Codec::Vp8,
+            &[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a]
+        ));
+        assert!(!is_keyframe(Codec::Vp8, &[0x31, 0x02, 0x00]));
+        assert!(!is_keyframe(Codec::Vp8, &[]));
+        assert!(is_keyframe(
+            Codec::H264,
+            &[0, 0, 0, 1, 0x67, 0, 0, 1, 0x68, 0, 0, 1, 0x65]
+        ));
+        assert!(!is_keyframe(Codec::H264, &[0, 0, 0, 1, 0x41, 0x9a]));
+        // VP9 profile 0: 10 0 0 0 ... key frame; 10 0 0 1 ... inter frame.
+        assert!(is_keyframe(Codec::Vp9, &[0b1000_0010]));
+        assert!(!is_keyframe(Codec::Vp9, &[0b1000_0110]));
+        assert!(is_keyframe(Codec::Opus, &[1, 2, 3]));
+        // AV1: temporal delimiter (type 2, size 0), then a sequence header
+        // (type 1): key; temporal delimiter then a frame (type 6): not.
+        assert!(is_keyframe(Codec::Av1, &[0x12, 0x00, 0x0a, 0x01, 0xff]));
+        assert!(!is_keyframe(Codec::Av1, &[0x12, 0x00, 0x32, 0x01, 0xff]));
+    }
+}

@@ -1,0 +1,159 @@
+//! WHIP (RFC 9725): publishing into a room with one HTTP request.
+//! `POST /v1/rooms/{id}/whip` with `Authorization: Bearer TOKEN` (a join
+//! token for this room, or an API key) and an SDP offer as
+//! `application/sdp` → `201 Created`, the SDP answer, and the session's
+//! `Location`; `DELETE` on the `Location` leaves. The answer names the one
+//! UDP port every peer uses (`rtc.udp_port`); the server is ICE lite, so the
+//! client needs no trickle (`PATCH` is 405).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tapedeck_core::RoomId;
+use tapedeck_core::room::Room;
+
+use super::token;
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::now_ms;
+use crate::rtc::{Joiner, PeerId, RoomLimits};
+
+/// Largest SDP offer taken.
+const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+/// Who is calling a room route: a guest with a join token, or an API user.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// A join token's guest.
+    Guest(String),
+    /// An API key's (or JWT's) user.
+    User(crate::auth::Principal),
+}
+
+/// The caller of `room`'s call routes, from the bearer token.
+pub async fn caller(s: &AppState, headers: &HeaderMap, room: RoomId) -> Result<Caller, ApiError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            ApiError::unauthorized("missing bearer token (a join token or an API key)")
+        })?;
+    if token::is_join_token(bearer) {
+        let claims = token::verify(&s.share_key, bearer, now_ms() / 1000)
+            .filter(|c| c.room == room)
+            .ok_or_else(|| {
+                ApiError::unauthorized("the join token is not valid for this room, or has expired")
+            })?;
+        return Ok(Caller::Guest(claims.name));
+    }
+    Ok(Caller::User(crate::auth::authenticate(s, bearer).await?))
+}
+
+/// The room, if it exists and takes people.
+async fn open_room(s: &AppState, id: &str) -> Result<Room, ApiError> {
+    let id: RoomId = id.parse()?;
+    let room = s
+        .repo
+        .room(id)
+        .await?
+        .ok_or_else(|| ApiError::new(404, "not_found", "no such room"))?;
+    if room.closed_at.is_some() {
+        return Err(ApiError::new(409, "room_closed", "the room is closed"));
+    }
+    Ok(room)
+}
+
+/// `POST /v1/rooms/{id}/whip`.
+pub async fn publish(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let room_id: RoomId = id.parse()?;
+    let who = caller(&s, &headers, room_id).await?;
+    let room = open_room(&s, &id).await?;
+    let is_sdp = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().starts_with("application/sdp"));
+    if !is_sdp {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "a WHIP offer is Content-Type: application/sdp",
+        ));
+    }
+    if body.len() > MAX_OFFER_BYTES {
+        return Err(ApiError::new(
+            413,
+            "too_large",
+            format!("an SDP offer is at most {MAX_OFFER_BYTES} bytes"),
+        ));
+    }
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_sdp", "the SDP offer is not UTF-8 text"))?;
+    let joiner = match &who {
+        Caller::Guest(name) => Joiner {
+            name: name.clone(),
+            user: None,
+        },
+        Caller::User(p) => {
+            s.repo.add_member(room.id, &p.user, now_ms()).await?;
+            Joiner {
+                name: p.user.clone(),
+                user: Some(p.user.clone()),
+            }
+        }
+    };
+    let limits = RoomLimits {
+        max_participants: room.max_participants,
+    };
+    let (peer, answer) = s
+        .rtc
+        .join(room.id, limits, joiner, offer.to_string())
+        .await?;
+    let location = format!("/v1/rooms/{}/whip/{peer}", room.id);
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_string()),
+            (header::LOCATION, location),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// `DELETE /v1/rooms/{id}/whip/{peer}`: the peer leaves. Its own caller
+/// (same user, or same guest name), the host or an admin may end it.
+pub async fn leave(
+    State(s): State<AppState>,
+    Path((id, peer)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let room_id: RoomId = id.parse()?;
+    let who = caller(&s, &headers, room_id).await?;
+    let gone = || ApiError::new(404, "not_found", "no such session in this room");
+    let peer: PeerId = peer.parse().map_err(|()| gone())?;
+    let room = s.repo.room(room_id).await?.ok_or_else(gone)?;
+    let p = s
+        .rtc
+        .participants(room.id)
+        .await
+        .into_iter()
+        .find(|p| p.peer == peer)
+        .ok_or_else(gone)?;
+    let allowed = match &who {
+        Caller::Guest(name) => p.user.is_none() && &p.name == name,
+        Caller::User(u) => u.admin || room.host == u.user || p.user.as_ref() == Some(&u.user),
+    };
+    if !allowed {
+        return Err(gone());
+    }
+    s.rtc.leave(room.id, peer).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,302 @@
+//! WebRTC: the media server of rooms. One UDP socket and one task serve
+//! every peer of every room ([`sfu`]); each peer is a str0m `Rtc` (sans-IO),
+//! driven only when a datagram for it arrives, a command touches it, or its
+//! own timer is due. This module is the handle the rest of the server uses:
+//! join with an SDP offer, leave, list who is in a room, and subscribe to a
+//! room's media (what room recordings write).
+
+mod peer;
+mod sfu;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use tapedeck_core::RoomId;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+
+/// One peer connection, unique for the life of the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct PeerId(pub u64);
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer_{}", self.0)
+    }
+}
+
+impl std::str::FromStr for PeerId {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        s.strip_prefix("peer_")
+            .and_then(|n| n.parse().ok())
+            .map(PeerId)
+            .ok_or(())
+    }
+}
+
+/// Who is joining.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joiner {
+    /// The name shown in the call and on the tracks.
+    pub name: String,
+    /// The API user, None for a guest with a join token.
+    pub user: Option<String>,
+}
+
+/// A room's limits at the time of joining.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomLimits {
+    /// Most peers in the room at once.
+    pub max_participants: u32,
+}
+
+/// A track as the room's subscribers learn of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrackInfo {
+    /// The peer it comes from.
+    pub peer: PeerId,
+    /// Its participant's name.
+    pub participant: String,
+    /// `audio` or `video`.
+    pub kind: &'static str,
+    /// The codec as negotiated (`opus`, `vp8`, `vp9`, `av1`, `h264`).
+    pub codec: String,
+    /// The track within the peer (its SDP mid).
+    pub mid: String,
+}
+
+/// One depacketized frame of a track.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Whose.
+    pub peer: PeerId,
+    /// Which track of theirs.
+    pub mid: String,
+    /// Its RTP time in microseconds (continuous within the track).
+    pub rtp_us: i64,
+    /// When it arrived.
+    pub arrived: std::time::Instant,
+    /// Whether a decoder can start here.
+    pub keyframe: bool,
+    /// False when packets before it were lost.
+    pub contiguous: bool,
+    /// The encoded frame.
+    pub data: Arc<[u8]>,
+}
+
+/// What a room's subscribers receive.
+#[derive(Debug, Clone)]
+pub enum RoomMedia {
+    /// A track began (also sent, for every live track, on subscribing).
+    Track(TrackInfo),
+    /// A frame of a track.
+    Frame(Frame),
+    /// A peer left or was dropped: its tracks end.
+    Left(PeerId),
+}
+
+/// A participant in a call, as `GET /v1/rooms/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Participant {
+    /// The peer connection.
+    pub peer: PeerId,
+    /// Name in the call.
+    pub name: String,
+    /// The API user (absent for guests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Whether ICE and DTLS are up.
+    pub connected: bool,
+    /// What it sends.
+    pub tracks: Vec<TrackInfo>,
+    /// Frames received from it.
+    pub frames_in: u64,
+}
+
+/// Counters across all peers (for `/metrics` and the benchmarks).
+#[derive(Debug, Default)]
+pub struct RtcStats {
+    /// Peers now connected or connecting.
+    pub peers: AtomicU64,
+    /// Datagrams received.
+    pub datagrams_in: AtomicU64,
+    /// Datagrams no peer accepted (strays, garbage).
+    pub datagrams_stray: AtomicU64,
+    /// Peers dropped for misbehaving (input str0m refused).
+    pub peers_dropped: AtomicU64,
+    /// Datagrams the socket could not take (send buffer full).
+    pub send_dropped: AtomicU64,
+    /// Frames handed to subscribers.
+    pub frames_out: AtomicU64,
+}
+
+impl RtcStats {
+    /// A snapshot of one counter.
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+pub(crate) enum Command {
+    Join {
+        room: RoomId,
+        limits: RoomLimits,
+        joiner: Joiner,
+        offer: String,
+        reply: oneshot::Sender<Result<(PeerId, String), ApiError>>,
+    },
+    Leave {
+        room: RoomId,
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    Participants {
+        room: RoomId,
+        reply: oneshot::Sender<Vec<Participant>>,
+    },
+    Subscribe {
+        room: RoomId,
+        tx: mpsc::Sender<RoomMedia>,
+    },
+    RequestKeyframes {
+        room: RoomId,
+    },
+    CloseRoom {
+        room: RoomId,
+    },
+}
+
+/// The handle to the media server task.
+#[derive(Clone, Debug)]
+pub struct Rtc {
+    tx: mpsc::Sender<Command>,
+    /// Where peers send media.
+    pub addr: SocketAddr,
+    /// Counters.
+    pub stats: Arc<RtcStats>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("rtc command")
+    }
+}
+
+/// The media socket, with buffers for many peers' bursts: every call's
+/// packets queue here while the task works. The kernel caps the size at
+/// `net.core.rmem_max`/`wmem_max` (raise them for hundreds of peers).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(BUFFER_BYTES);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+/// Socket buffer asked for, each way.
+const BUFFER_BYTES: usize = 4 << 20;
+
+fn gone() -> ApiError {
+    ApiError::internal("the media server task has stopped")
+}
+
+impl Rtc {
+    /// Binds the UDP port (`0.0.0.0:udp_port`) and starts the task; peers
+    /// are told `candidate_ip` (the public address) and the bound port.
+    pub async fn start(
+        udp_port: u16,
+        candidate_ip: IpAddr,
+        max_peers: u32,
+    ) -> Result<Self, String> {
+        let bind = SocketAddr::new(
+            if candidate_ip.is_loopback() {
+                candidate_ip
+            } else {
+                IpAddr::from([0, 0, 0, 0])
+            },
+            udp_port,
+        );
+        let socket = bind_udp(bind)
+            .map_err(|e| format!("rtc: cannot bind UDP {bind}: {e} (set rtc.udp_port)"))?;
+        let port = socket.local_addr().map_err(|e| e.to_string())?.port();
+        let addr = SocketAddr::new(candidate_ip, port);
+        let stats = Arc::new(RtcStats::default());
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(sfu::run(socket, addr, max_peers, rx, stats.clone()));
+        Ok(Self { tx, addr, stats })
+    }
+
+    /// Joins `room` with an SDP offer; returns the peer and the SDP answer.
+    pub async fn join(
+        &self,
+        room: RoomId,
+        limits: RoomLimits,
+        joiner: Joiner,
+        offer: String,
+    ) -> Result<(PeerId, String), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Join {
+                room,
+                limits,
+                joiner,
+                offer,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Ends a peer; false if it was not in `room`.
+    pub async fn leave(&self, room: RoomId, peer: PeerId) -> bool {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Leave { room, peer, reply })
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        rx.await.unwrap_or(false)
+    }
+
+    /// Who is in `room` now.
+    pub async fn participants(&self, room: RoomId) -> Vec<Participant> {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Participants { room, reply })
+            .await
+            .is_err()
+        {
+            return vec![];
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Receives `room`'s media from now on (first the tracks already live).
+    pub async fn subscribe(&self, room: RoomId, capacity: usize) -> mpsc::Receiver<RoomMedia> {
+        let (tx, rx) = mpsc::channel(capacity);
+        let _ = self.tx.send(Command::Subscribe { room, tx }).await;
+        rx
+    }
+
+    /// Asks every sender in `room` for a keyframe (a recording starts or resumes).
+    pub async fn request_keyframes(&self, room: RoomId) {
+        let _ = self.tx.send(Command::RequestKeyframes { room }).await;
+    }
+
+    /// Ends every peer of `room`.
+    pub async fn close_room(&self, room: RoomId) {
+        let _ = self.tx.send(Command::CloseRoom { room }).await;
+    }
+}

@@ -1,0 +1,270 @@
+//! WebRTC into a room with a real client: Debian's Chromium publishes its
+//! fake camera and microphone over WHIP from a page on the server's origin
+//! (tests/e2e/whip.mjs). The server answers, ICE and DTLS come up on the
+//! one UDP port, and the room's subscribers (what room recordings read)
+//! receive VP8 and Opus frames, starting with a keyframe.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use tapedeck_server::rtc::RoomMedia;
+
+async fn node(script: &str, args: Vec<String>) -> serde_json::Value {
+    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "run scripts/test.sh (npm ci in tests/e2e) first"
+    );
+    let path = e2e.join(script);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_publishes_over_whip_and_the_room_receives_its_media() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
+    let room_id = room["id"].as_str().unwrap().to_string();
+    let (_, inv) = s
+        .post(
+            &host,
+            &format!("/v1/rooms/{room_id}/invites"),
+            json!({"name": "Guest G."}),
+        )
+        .await;
+    let guest = inv["token"].as_str().unwrap().to_string();
+
+    // What a recording of the room would read.
+    let mut media = s.state.rtc.subscribe(room_id.parse().unwrap(), 4096).await;
+    let counter = tokio::spawn(async move {
+        let mut tracks = vec![];
+        let (mut audio, mut video, mut first_video_key) = (0u32, 0u32, None);
+        let mut left = false;
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(60), media.recv()).await {
+            match m {
+                RoomMedia::Track(t) => tracks.push((t.participant, t.kind, t.mid)),
+                RoomMedia::Frame(f) => {
+                    let kind = tracks
+                        .iter()
+                        .find(|(_, _, mid)| *mid == f.mid)
+                        .map(|t| t.1)
+                        .unwrap_or("?");
+                    if kind == "video" {
+                        first_video_key.get_or_insert(f.keyframe);
+                        video += 1;
+                    } else {
+                        audio += 1;
+                    }
+                }
+                RoomMedia::Left(_) => {
+                    left = true;
+                    break;
+                }
+            }
+        }
+        (tracks, audio, video, first_video_key, left)
+    });
+
+    // While the guest publishes, the room shows them with their tracks.
+    let base = s.base.clone();
+    let publisher = tokio::spawn(node(
+        "whip.mjs",
+        vec![base, room_id.clone(), guest.clone(), "4".into()],
+    ));
+    let mut seen = json!(null);
+    for _ in 0..200 {
+        let (_, r) = s.get(&host, &format!("/v1/rooms/{room_id}")).await;
+        let p = &r["participants"][0];
+        if p["connected"] == true && p["frames_in"].as_u64().unwrap_or(0) > 30 {
+            seen = r;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Garbage at the media port from elsewhere (random bytes, fake STUN,
+    // fake RTP) is counted as stray and harms no one: the call goes on.
+    let junk = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut x = 0x2545_f491_u32;
+    for i in 0..1000u32 {
+        let mut d = vec![0u8; 20 + (i as usize % 1200)];
+        for b in d.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        match i % 3 {
+            0 => d[0] = 0x00, // looks like STUN
+            1 => d[0] = 0x80, // looks like RTP
+            _ => {}
+        }
+        junk.send_to(&d, s.state.rtc.addr).unwrap();
+        if i % 100 == 99 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let p = &seen["participants"][0];
+    assert_eq!(p["name"], "Guest G.", "{seen}");
+    assert!(p.get("user").is_none(), "a guest has no API user: {seen}");
+    let mut kinds: Vec<(String, String)> = p["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap().into(),
+                t["codec"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            ("audio".into(), "opus".into()),
+            ("video".into(), "vp8".into())
+        ],
+        "{seen}"
+    );
+
+    let out = publisher.await.unwrap();
+    assert_eq!(out["status"], 201, "{out}");
+    assert_eq!(out["deleteStatus"], 204, "{out}");
+    assert!(
+        out["location"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("/v1/rooms/{room_id}/whip/peer_")),
+        "{out}"
+    );
+    let (tracks, audio, video, first_video_key, left) = counter.await.unwrap();
+    println!("subscriber: {tracks:?} audio {audio} video {video} frames; publisher {out}");
+    assert_eq!(tracks.len(), 2, "{tracks:?}");
+    assert!(tracks.iter().all(|t| t.0 == "Guest G."));
+    // About 4 s at 30 fps and 50 Opus packets/s were sent; most must arrive.
+    let sent_video = out["sent"]["video"]["frames"].as_u64().unwrap() as u32;
+    assert!(
+        video > sent_video / 2 && video > 60,
+        "video {video} of {sent_video}"
+    );
+    assert!(audio > 100, "audio {audio}");
+    assert_eq!(first_video_key, Some(true), "video starts with a keyframe");
+    assert!(left, "DELETE on the Location ends the peer");
+    let (_, after) = s.get(&host, &format!("/v1/rooms/{room_id}")).await;
+    assert_eq!(after["participants"], json!([]), "{after}");
+    // /metrics counts the media server's work.
+    let m = s
+        .client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |name: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(&format!("tapedeck_rtc{{counter=\"{name}\"}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics:\n{m}"))
+    };
+    // Loopback UDP may drop some of the burst before the server reads it.
+    assert!(count("datagrams_stray") >= 900, "{m}");
+    assert!(
+        count("datagrams_in") >= count("datagrams_stray") + 300,
+        "{m}"
+    );
+    assert_eq!(count("peers"), 0);
+    assert!(count("frames_out") >= u64::from(audio + video));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whip_refuses_what_it_cannot_use() {
+    let s = start(|c| c.rtc.max_participants = 2).await;
+    let host = s.key("alice", false).await;
+    let (_, room) = s
+        .post(
+            &host,
+            "/v1/rooms",
+            json!({"name": "call", "max_participants": 2}),
+        )
+        .await;
+    let id = room["id"].as_str().unwrap().to_string();
+    let whip = |token: String, ctype: &'static str, body: &'static str| {
+        let (c, url) = (s.client(), format!("{}/v1/rooms/{id}/whip", s.base));
+        async move {
+            let r = c
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", ctype)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let st = r.status().as_u16();
+            (st, r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+    let (st, e) = whip(host.clone(), "application/sdp", "v=0\r\nnot sdp").await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (400, &json!("invalid_sdp")),
+        "{e}"
+    );
+    let (st, e) = whip(host.clone(), "application/json", "{}").await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (415, &json!("unsupported_media_type"))
+    );
+    let (st, _) = whip("jt_forged.1.x.y".into(), "application/sdp", "v=0").await;
+    assert_eq!(st, 401);
+    // A join token for another room opens nothing here.
+    let (_, other) = s.post(&host, "/v1/rooms", json!({"name": "other"})).await;
+    let (_, inv) = s
+        .post(
+            &host,
+            &format!("/v1/rooms/{}/invites", other["id"].as_str().unwrap()),
+            json!({"name": "x"}),
+        )
+        .await;
+    let (st, _) = whip(
+        inv["token"].as_str().unwrap().into(),
+        "application/sdp",
+        "v=0",
+    )
+    .await;
+    assert_eq!(st, 401);
+    // The server keeps serving: the room is still there and empty.
+    let (st, r) = s.get(&host, &format!("/v1/rooms/{id}")).await;
+    assert_eq!((st, &r["participants"]), (200, &json!([])));
+    // A closed room takes no one.
+    s.client()
+        .delete(format!("{}/v1/rooms/{id}", s.base))
+        .bearer_auth(&host)
+        .send()
+        .await
+        .unwrap();
+    let (st, e) = whip(host, "application/sdp", "v=0").await;
+    assert_eq!((st, &e["error"]["code"]), (409, &json!("room_closed")));
+}

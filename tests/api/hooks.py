@@ -1,0 +1,16 @@
+"""schemathesis hooks for tapedeck's API test (loaded by schemathesis.toml).
+
+WHIP bodies are SDP text (`application/sdp`), a media type schemathesis has
+no serializer for: send the generated string as UTF-8, as a WHIP client does.
+"""
+
+import schemathesis
+
+
+@schemathesis.serializer("application/sdp")
+def sdp(ctx, value):
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode("utf-8", "surrogatepass")

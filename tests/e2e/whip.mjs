@@ -1,0 +1,73 @@
+// Publishes Chromium's fake camera and microphone into a room over WHIP
+// (RFC 9725) from a page on the server's own origin, for SECONDS, then
+// leaves with DELETE on the session's Location.
+//   node whip.mjs BASE ROOM TOKEN SECONDS
+// Prints the sender's own counts (RTCPeerConnection stats) as JSON.
+import { drive } from "./harness.mjs";
+
+const [base, room, token, seconds] = process.argv.slice(2);
+
+await drive(
+  [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+  ],
+  async (page, result) => {
+    await page.goto(`${base}/healthz`);
+    Object.assign(
+      result,
+      await page.evaluate(
+        async ({ room, token, seconds }) => {
+          const stream = await navigator.mediaDevices.getUserMedia({
+            audio: true,
+            video: { width: 640, height: 360, frameRate: 30 },
+          });
+          const pc = new RTCPeerConnection();
+          for (const track of stream.getTracks()) {
+            pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+          }
+          await pc.setLocalDescription(await pc.createOffer());
+          // Non-trickle: wait for the host candidates.
+          await new Promise((done) => {
+            if (pc.iceGatheringState === "complete") return done();
+            pc.addEventListener("icegatheringstatechange", () => {
+              if (pc.iceGatheringState === "complete") done();
+            });
+            setTimeout(done, 2000);
+          });
+          const r = await fetch(`/v1/rooms/${room}/whip`, {
+            method: "POST",
+            headers: { "Content-Type": "application/sdp", Authorization: `Bearer ${token}` },
+            body: pc.localDescription.sdp,
+          });
+          const answer = await r.text();
+          if (r.status !== 201) throw new Error(`WHIP POST ${r.status}: ${answer}`);
+          const location = r.headers.get("Location");
+          await pc.setRemoteDescription({ type: "answer", sdp: answer });
+          const t0 = Date.now();
+          while (pc.connectionState !== "connected") {
+            if (Date.now() - t0 > 15000) throw new Error(`not connected: ${pc.connectionState}`);
+            await new Promise((r) => setTimeout(r, 50));
+          }
+          const connectedMs = Date.now() - t0;
+          await new Promise((r) => setTimeout(r, seconds * 1000));
+          const sent = {};
+          (await pc.getStats()).forEach((s) => {
+            if (s.type === "outbound-rtp") {
+              sent[s.kind] = { packets: s.packetsSent, frames: s.framesEncoded, keyFrames: s.keyFramesEncoded };
+            }
+          });
+          const del = await fetch(location, {
+            method: "DELETE",
+            headers: { Authorization: `Bearer ${token}` },
+          });
+          pc.close();
+          return { status: r.status, location, connectedMs, sent, deleteStatus: del.status };
+        },
+        { room, token, seconds: Number(seconds) },
+      ),
+    );
+  },
+);
