@@ -323,6 +323,7 @@ mod tests {
             stats: Stats::default(),
             media: None,
             regenerated_from: None,
+            tracks: vec![],
         }
     }
 

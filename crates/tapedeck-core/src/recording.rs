@@ -183,6 +183,8 @@ pub enum SourceSpec {
     Frames {},
     /// A web page played in headless Chromium.
     Web(crate::web::WebSource),
+    /// A WebRTC room's call.
+    Room(RoomSource),
 }
 
 impl SourceSpec {
@@ -191,8 +193,53 @@ impl SourceSpec {
         match self {
             SourceSpec::Frames {} => SourceKind::Frames,
             SourceSpec::Web(_) => SourceKind::Web,
+            SourceSpec::Room(_) => SourceKind::Room,
         }
     }
+}
+
+/// What a room recording records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomSource {
+    /// The room.
+    pub room: crate::RoomId,
+    /// How the call is written.
+    #[serde(default)]
+    pub layout: RoomLayout,
+}
+
+/// How a room recording is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoomLayout {
+    /// One file per participant track as it arrived, and one Matroska/WebM
+    /// holding them all.
+    #[default]
+    Tracks,
+    /// Also a composed grid of every participant (not yet available).
+    Grid,
+}
+
+/// One track file of a room recording.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackFile {
+    /// `t1`, `t2`, ... in the order tracks began.
+    pub id: String,
+    /// Whose.
+    pub participant: String,
+    /// `audio` or `video`.
+    pub kind: String,
+    /// As received (`opus`, `vp8`, `vp9`, `av1`, `h264`).
+    pub codec: String,
+    /// Where it starts on the recording's timeline, seconds.
+    pub start_s: f64,
+    /// Its length, seconds (gaps included).
+    pub duration_s: f64,
+    /// File size.
+    pub size_bytes: u64,
+    /// `webm` or `mkv`.
+    pub container: String,
 }
 
 /// The kinds of source, for filters and metrics.
@@ -335,12 +382,19 @@ pub struct Recording {
     /// The recording this one re-records (`POST .../regenerate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regenerated_from: Option<RecordingId>,
+    /// A room recording's track files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<TrackFile>,
 }
 
 impl Recording {
     /// Object key of the media file.
     pub fn media_key(&self) -> String {
         format!("recordings/{}/media.{}", self.id, self.format.extension())
+    }
+    /// Object key of one track file.
+    pub fn track_key(&self, t: &TrackFile) -> String {
+        format!("recordings/{}/tracks/{}.{}", self.id, t.id, t.container)
     }
     /// Object key of the poster thumbnail.
     pub fn poster_key(&self) -> String {

@@ -230,6 +230,38 @@ mod tests {
     }
 
     #[test]
+    fn room_sources() {
+        let id = crate::RoomId::from_parts(1_700_000_000_000, 1);
+        let v =
+            parse_create(format!(r#"{{"source": {{"kind": "room", "room": "{id}"}}}}"#).as_bytes())
+                .unwrap();
+        let SourceSpec::Room(r) = v.source else {
+            panic!("a room source")
+        };
+        assert_eq!(
+            (r.room, r.layout),
+            (id, crate::recording::RoomLayout::Tracks)
+        );
+        for bad in [
+            r#"{"source": {"kind": "room"}}"#,
+            r#"{"source": {"kind": "room", "room": "rec_01ARZ3NDEKTSV4RRFFQ69G5FAV"}}"#,
+            r#"{"source": {"kind": "room", "room": "x", "layout": "tracks"}}"#,
+        ] {
+            assert_eq!(
+                parse_create(bad.as_bytes()).unwrap_err().code(),
+                "invalid_request",
+                "{bad}"
+            );
+        }
+        let e = parse_create(
+            format!(r#"{{"source": {{"kind": "room", "room": "{id}", "layout": "mosaic"}}}}"#)
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), "invalid_request");
+    }
+
+    #[test]
     fn web_sources() {
         let v = parse_create(
             br##"{"source":{"kind":"web","url":"https://example.org","script":[{"type":"click","selector":"#a"}]}}"##,

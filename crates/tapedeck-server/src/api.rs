@@ -144,8 +144,10 @@ pub async fn create(
     p: Principal,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let v = parse_create(&body)?;
+    let mut v = parse_create(&body)?;
+    crate::source::authorize(&s, &p, &mut v).await?;
     let rec = s.supervisor.create(new_recording(&s, &p, v, None)).await?;
+    crate::source::created(&s, &rec).await?;
     created(rec)
 }
 
@@ -187,6 +189,7 @@ pub fn new_recording(
         stats: Stats::default(),
         media: None,
         regenerated_from,
+        tracks: vec![],
     }
 }
 
@@ -397,6 +400,30 @@ pub async fn media(
         .contains_key("download")
         .then(|| format!("{}.{}", rec.id, rec.format.extension()));
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
+}
+
+/// `GET /v1/recordings/{id}/tracks/{track}/media` with HTTP Range: one
+/// track file of a room recording.
+pub async fn track_media(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((id, track)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let rec = load(&s, &p, &id).await?;
+    ensure_completed(&rec)?;
+    let t = rec
+        .tracks
+        .iter()
+        .find(|t| t.id == track)
+        .ok_or_else(|| ApiError::new(404, "not_found", "no such track in this recording"))?;
+    let mime = if t.kind == "audio" {
+        "audio/webm"
+    } else {
+        "video/webm"
+    };
+    let name = Some(format!("{}-{}.{}", rec.id, t.id, t.container));
+    stream_object(&s, &rec.track_key(t), mime, &headers, name).await
 }
 
 /// Which JPEG of a recording.

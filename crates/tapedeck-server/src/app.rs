@@ -73,6 +73,10 @@ pub fn router(state: AppState) -> Router {
             post(crate::source::web::regenerate::regenerate),
         )
         .route("/v1/recordings/{id}/media", get(api::media))
+        .route(
+            "/v1/recordings/{id}/tracks/{track}/media",
+            get(api::track_media),
+        )
         .route("/v1/recordings/{id}/frames", get(frames_socket::frames))
         .route("/v1/recordings/{id}/pause", action(Action::Pause))
         .route("/v1/recordings/{id}/resume", action(Action::Resume))
@@ -131,12 +135,19 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         Some(tx)
     };
     let events = EventBus::new(hooks);
+    let rtc = crate::rtc::Rtc::start(
+        config.rtc.udp_port,
+        candidate_ip(&config),
+        config.rtc.max_peers,
+    )
+    .await?;
     let supervisor = Supervisor::new(
         config.clone(),
         repo.clone(),
         blobs.clone(),
         events.clone(),
         metrics.clone(),
+        rtc.clone(),
     );
     supervisor
         .recover()
@@ -144,12 +155,6 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .map_err(|e| format!("recovery: {e}"))?;
     tokio::spawn(supervisor.clone().sweep_forever());
     let config_auth = config.auth.clone();
-    let rtc = crate::rtc::Rtc::start(
-        config.rtc.udp_port,
-        candidate_ip(&config),
-        config.rtc.max_peers,
-    )
-    .await?;
     Ok(AppState {
         rtc,
         config: Arc::new(config),

@@ -156,10 +156,15 @@ pub fn query_token_allowed(path: &str) -> bool {
     let Some(rest) = path.strip_prefix("/v1/recordings/") else {
         return false;
     };
-    matches!(
-        rest.split_once('/').map(|(_, tail)| tail),
-        Some("media" | "thumbnail" | "strip" | "frames")
-    )
+    match rest.split_once('/').map(|(_, tail)| tail) {
+        Some("media" | "thumbnail" | "strip" | "frames") => true,
+        // A room recording's track file: tracks/{track}/media.
+        Some(tail) => tail
+            .strip_prefix("tracks/")
+            .and_then(|t| t.split_once('/'))
+            .is_some_and(|(track, end)| !track.is_empty() && end == "media"),
+        None => false,
+    }
 }
 
 /// The token of a request: bearer header first, then `?token=` where

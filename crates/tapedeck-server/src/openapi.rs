@@ -251,7 +251,11 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
     let mut create = create_properties();
     create["source"] = json!({"oneOf": [
         {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"}}},
-        {"$ref": "#/components/schemas/WebSource"}]});
+        {"$ref": "#/components/schemas/WebSource"},
+        {"type": "object", "required": ["kind", "room"], "additionalProperties": false,
+         "description": "A room's call: only its host records it; the recording is WebM (each track as it arrived, VP8 and Opus)",
+         "properties": {"kind": {"const": "room"}, "room": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN},
+            "layout": {"type": "string", "enum": ["tracks", "grid"], "default": "tracks", "description": "`grid` is not available yet (422)"}}}]});
     let mut regenerate = create_properties();
     regenerate["source"] = json!({"type": "object", "additionalProperties": false,
         "description": "fields merged into the original web source",
@@ -293,7 +297,12 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "media": {"type": ["object", "null"], "properties": {"container": {"type": "string"}, "video_codec": {"type": "string"},
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
-            "regenerated_from": {"$ref": "#/components/schemas/Id"}}},
+            "regenerated_from": {"$ref": "#/components/schemas/Id"},
+            "tracks": {"type": "array", "description": "a room recording's track files; each at /v1/recordings/{id}/tracks/{track}/media",
+                "items": {"type": "object", "required": ["id", "participant", "kind", "codec", "start_s", "duration_s", "size_bytes", "container"], "properties": {
+                    "id": {"type": "string"}, "participant": {"type": "string"}, "kind": {"type": "string", "enum": ["audio", "video"]},
+                    "codec": {"type": "string"}, "start_s": {"type": "number", "description": "where it starts on the recording's timeline"},
+                    "duration_s": {"type": "number"}, "size_bytes": {"type": "integer"}, "container": {"type": "string"}}}}}},
         "RecordingList": {"type": "object", "required": ["recordings", "next_cursor"], "properties": {
             "recordings": {"type": "array", "items": recording()},
             "next_cursor": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Id"}]}}},
@@ -344,7 +353,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         "security": [{"bearer": []}],
         "paths": {
             "/v1/recordings": {
-                "post": op("Create a recording", "recordings", json_ok("201", "created", recording()), &[400, 403, 422, 429], json!({
+                "post": op("Create a recording (a room's: 404 for a room the caller is not in, 403 not_room_host for a participant, 409 room_closed)", "recordings", json_ok("201", "created", recording()), &[400, 403, 404, 409, 422, 429], json!({
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRecording"}}}}})),
                 "get": op("List own recordings, newest first", "recordings", json_ok("200", "a page of recordings", json!({"$ref": "#/components/schemas/RecordingList"})), &[400], json!({"parameters": [
                     {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
@@ -374,6 +383,10 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment; 409 until completed", "media", media_ok.clone(), &[400, 404, 409, 416],
                 json!({"parameters": download_params(json!([{"name": "download", "in": "query", "schema": {"type": "string"}}, range[0]])),
                        "responses": partial(MEDIA_TYPES)}))},
+            "/v1/recordings/{id}/tracks/{track}/media": {"get": op("One track file of a room recording, as it arrived; HTTP Range supported; 409 until completed", "media",
+                typed_ok("200", "the track (WebM)", &["video/webm", "audio/webm"]), &[400, 404, 409, 416],
+                json!({"parameters": download_params(json!([{"name": "track", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^t[0-9]+$"}}, range[0]])),
+                       "responses": partial(&["video/webm", "audio/webm"])}))},
             "/v1/recordings/{id}/thumbnail": {"get": op("Poster JPEG (frame at 25%); 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
             "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails; 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
             "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; text {\"pts_ms\": N, \"image\": \"data:image/jpeg;base64,...\"} or a bare data:image/... URL is a frame as canvas.toDataURL gives it; the server sends progress JSON. 400 not_websocket without an upgrade; 409 when the recording takes no frames", "sources",

@@ -28,6 +28,8 @@ pub struct Prepared {
     pub strip: PathBuf,
     /// What ffprobe says of the media.
     pub info: MediaInfo,
+    /// A room recording's track files, in the order of `rec.tracks`.
+    pub tracks: Vec<PathBuf>,
 }
 
 /// Probes `take` and makes the poster and strip; fills in `rec`'s stats.
@@ -42,6 +44,8 @@ pub async fn prepare(
     rec.stats.frames_written = c.frames_out;
     rec.stats.realtime_factor = take.realtime_factor;
     rec.stats.cpu_s = take.cpu_s;
+    rec.tracks = take.tracks.iter().map(|(t, _)| t.clone()).collect();
+    let tracks: Vec<PathBuf> = take.tracks.iter().map(|(_, p)| p.clone()).collect();
     let tools = services.tools.clone();
     let media = take.output.clone();
     let work = services.work_dir(rec.id);
@@ -70,6 +74,7 @@ pub async fn prepare(
         poster,
         strip,
         info,
+        tracks,
     })
 }
 
@@ -84,6 +89,18 @@ pub async fn store(services: &Services, rec: &mut Recording, p: &Prepared) -> Re
         .map_err(|e| Failure::new("storage_failed", format!("storing the media failed: {e}")))?;
     for (key, file) in [(rec.poster_key(), &p.poster), (rec.strip_key(), &p.strip)] {
         upload_small(services, &key, file).await?;
+    }
+    for (t, file) in rec.tracks.iter().zip(&p.tracks) {
+        services
+            .blobs
+            .put_file(&rec.track_key(t), file)
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    "storage_failed",
+                    format!("storing track {} failed: {e}", t.id),
+                )
+            })?;
     }
     let mut info = p.info.clone();
     info.sha256 = stored.sha256;

@@ -31,6 +31,8 @@ pub struct Services {
     pub tools: Tools,
     /// What the source modules share (their endpoints and slots).
     pub sources: source::Shared,
+    /// The media server of rooms.
+    pub rtc: crate::rtc::Rtc,
 }
 
 impl Services {
@@ -41,6 +43,7 @@ impl Services {
         blobs: Blobs,
         events: EventBus,
         metrics: Metrics,
+        rtc: crate::rtc::Rtc,
     ) -> Self {
         let tools = Tools {
             ffmpeg: config.encoder.ffmpeg.clone(),
@@ -54,6 +57,7 @@ impl Services {
             events,
             metrics,
             tools,
+            rtc,
         }
     }
 

@@ -55,9 +55,10 @@ impl Supervisor {
         blobs: Blobs,
         events: EventBus,
         metrics: Metrics,
+        rtc: crate::rtc::Rtc,
     ) -> Self {
         Self {
-            services: Arc::new(Services::new(config, repo, blobs, events, metrics)),
+            services: Arc::new(Services::new(config, repo, blobs, events, metrics, rtc)),
             drivers: Arc::default(),
             create_lock: Arc::default(),
         }

@@ -268,3 +268,215 @@ async fn whip_refuses_what_it_cannot_use() {
     let (st, e) = whip(host, "application/sdp", "v=0").await;
     assert_eq!((st, &e["error"]["code"]), (409, &json!("room_closed")));
 }
+
+/// `ffmpeg -v error` decoding every frame of `path`: what it printed.
+fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg decode of {}", path.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Codec names of every stream of `path`, audio and video.
+fn codecs(path: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    let mut c: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    c.sort();
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_recording_writes_each_track_as_it_arrived() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let member = s.key("bob", false).await;
+    let outsider = s.key("carol", false).await;
+    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
+    let room_id = room["id"].as_str().unwrap().to_string();
+    s.state
+        .repo
+        .add_member(room_id.parse().unwrap(), "bob", 0)
+        .await
+        .unwrap();
+    let (_, inv) = s
+        .post(
+            &host,
+            &format!("/v1/rooms/{room_id}/invites"),
+            json!({"name": "Guest G."}),
+        )
+        .await;
+    let guest = inv["token"].as_str().unwrap().to_string();
+    let body = json!({"source": {"kind": "room", "room": room_id}});
+
+    // Only the host records: a participant gets 403, anyone else 404.
+    let (st, e) = s.post(&member, "/v1/recordings", body.clone()).await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (403, &json!("not_room_host")),
+        "{e}"
+    );
+    let (st, _) = s.post(&outsider, "/v1/recordings", body.clone()).await;
+    assert_eq!(st, 404);
+    let (st, e) = s
+        .post(
+            &host,
+            "/v1/recordings",
+            json!({"source": {"kind": "room", "room": room_id, "layout": "grid"}}),
+        )
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (422, &json!("invalid_source")),
+        "{e}"
+    );
+
+    let rec = s.create(&host, body).await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["format"], "webm");
+    let (_, listed) = s
+        .get(&host, &format!("/v1/rooms/{room_id}/recordings"))
+        .await;
+    assert_eq!(listed["recordings"][0]["id"], id.as_str());
+
+    // The guest publishes for 5 s; the host stops after.
+    let out = node(
+        "whip.mjs",
+        vec![s.base.clone(), room_id.clone(), guest.clone(), "5".into()],
+    )
+    .await;
+    assert_eq!(out["status"], 201, "{out}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    println!("{}", serde_json::to_string_pretty(&done["tracks"]).unwrap());
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{done}");
+    let sent_video = out["sent"]["video"]["frames"].as_u64().unwrap();
+    for t in tracks {
+        assert_eq!(t["participant"], "Guest G.", "{t}");
+        let tid = t["id"].as_str().unwrap();
+        let r = s
+            .client()
+            .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
+            .bearer_auth(&host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let file = s.data.join(format!("{tid}.webm"));
+        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().len(),
+            t["size_bytes"].as_u64().unwrap()
+        );
+        // Every frame decodes.
+        assert_eq!(decode_errors(&file), "", "{tid} decodes cleanly");
+        // Published for 5 s after connecting: the track holds that, within 0.5 s.
+        let dur = t["duration_s"].as_f64().unwrap();
+        assert!((dur - 5.0).abs() < 0.5, "{tid} lasts {dur} s: {t}");
+        if t["kind"] == "video" {
+            assert_eq!(codecs(&file), ["vp8"]);
+            let p = tapedeck_testkit::ffprobe(&file);
+            assert!((p.duration_s - dur).abs() < 0.1, "{p:?} vs {t}");
+            // Every frame the browser sent after the first keyframe.
+            assert!(
+                p.frames + 5 >= sent_video && p.frames > 60,
+                "{} of {sent_video} frames",
+                p.frames
+            );
+            assert_eq!((p.width, p.height), (640, 360), "{p:?}");
+        } else {
+            assert_eq!(codecs(&file), ["opus"]);
+        }
+    }
+    // /media holds both tracks side by side, as received.
+    let media = s.download(&host, &id, "webm").await;
+    assert_eq!(codecs(&media), ["opus", "vp8"]);
+    assert_eq!(decode_errors(&media), "");
+    assert_eq!(done["media"]["video_codec"], "vp8", "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_room_recording_has_no_gap() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
+    let room_id = room["id"].as_str().unwrap().to_string();
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    // The host publishes with their own API key for 6 s.
+    let publisher = tokio::spawn(node(
+        "whip.mjs",
+        vec![s.base.clone(), room_id.clone(), host.clone(), "6".into()],
+    ));
+    for _ in 0..200 {
+        let (_, r) = s.get(&host, &format!("/v1/rooms/{room_id}")).await;
+        if r["participants"][0]["frames_in"].as_u64().unwrap_or(0) > 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (st, v) = s
+        .post(&host, &format!("/v1/recordings/{id}/pause"), json!({}))
+        .await;
+    assert_eq!((st, &v["status"]), (200, &json!("paused")), "{v}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (st, _) = s
+        .post(&host, &format!("/v1/recordings/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    let out = publisher.await.unwrap();
+    assert_eq!(out["status"], 201, "{out}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{done}");
+    for t in tracks {
+        // An API user's tracks carry their user name.
+        assert_eq!(t["participant"], "alice");
+        let tid = t["id"].as_str().unwrap();
+        let r = s
+            .client()
+            .get(format!(
+                "{}/v1/recordings/{id}/tracks/{tid}/media?token={host}",
+                s.base
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let file = s.data.join(format!("{tid}.webm"));
+        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        assert_eq!(decode_errors(&file), "", "{tid}");
+        // 6 s published, 2 s of it paused: about 4 s, without a gap.
+        let dur = t["duration_s"].as_f64().unwrap();
+        println!("paused recording: {tid} {} {dur} s", t["kind"]);
+        assert!((dur - 4.0).abs() < 0.5, "{tid} lasts {dur} s: {t}");
+        if t["kind"] == "video" {
+            let p = tapedeck_testkit::ffprobe(&file);
+            assert!((p.duration_s - dur).abs() < 0.1, "{p:?} vs {t}");
+        }
+    }
+}

@@ -30,6 +30,7 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         stats: Stats::default(),
         media: None,
         regenerated_from: None,
+        tracks: vec![],
     }
 }
 

@@ -367,12 +367,7 @@ impl Source for FromSpool {
             .await
             .unwrap_or_else(|e| Err(PipelineError::Spool(std::io::Error::other(e.to_string()))));
             match result {
-                Ok(f) => Ok(Take {
-                    output: f.output,
-                    counters: f.counters,
-                    cpu_s: f.cpu_s,
-                    realtime_factor: None,
-                }),
+                Ok(f) => Ok(take(f, None)),
                 Err(PipelineError::Empty) => Err(Failure::new(
                     "recovery_failed",
                     "the server stopped before any frame was spooled",
@@ -409,5 +404,6 @@ pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
         counters: f.counters,
         cpu_s: f.cpu_s,
         realtime_factor,
+        tracks: vec![],
     }
 }

@@ -14,6 +14,7 @@
 
 pub mod encoding;
 pub mod frames;
+pub mod room;
 pub mod web;
 
 use std::any::Any;
@@ -67,6 +68,8 @@ pub struct Take {
     pub cpu_s: f64,
     /// Seconds of video per wall second while recording (web).
     pub realtime_factor: Option<f64>,
+    /// A room recording's track files, each with where it lies.
+    pub tracks: Vec<(tapedeck_core::recording::TrackFile, PathBuf)>,
 }
 
 /// Live numbers of one recording, shared by its source, its sink and the driver.
@@ -157,6 +160,34 @@ pub async fn open(ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
     match &ctx.rec.source {
         SourceSpec::Frames {} => Ok(Box::new(frames::FramesSource::open(ctx))),
         SourceSpec::Web(_) => Ok(Box::new(web::WebRecording::open(ctx).await?)),
+        SourceSpec::Room(r) => {
+            let r = r.clone();
+            Ok(Box::new(room::RoomRecording::open(ctx, r).await?))
+        }
+    }
+}
+
+/// Checks that the caller may record this source, and settles what the
+/// source decides (a room recording's format); before the recording exists.
+pub async fn authorize(
+    state: &crate::app::AppState,
+    p: &crate::auth::Principal,
+    v: &mut tapedeck_core::request::ValidCreate,
+) -> Result<(), ApiError> {
+    match &v.source {
+        SourceSpec::Room(r) => {
+            let r = r.clone();
+            room::authorize(state, p, &r, v).await
+        }
+        SourceSpec::Frames {} | SourceSpec::Web(_) => Ok(()),
+    }
+}
+
+/// Notes a new recording where its source keeps track (a room's list).
+pub async fn created(state: &crate::app::AppState, rec: &Recording) -> Result<(), ApiError> {
+    match &rec.source {
+        SourceSpec::Room(r) => Ok(state.repo.add_room_recording(r.room, rec.id).await?),
+        SourceSpec::Frames {} | SourceSpec::Web(_) => Ok(()),
     }
 }
 
@@ -167,6 +198,9 @@ pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
         SourceSpec::Frames {} | SourceSpec::Web(_) => {
             Box::new(encoding::FromSpool::new(services, rec))
         }
+        // Track files cut by a crash are not recovered yet: the recording
+        // fails with that reason (its files stay in the work folder).
+        SourceSpec::Room(_) => Box::new(room::Unrecovered),
     }
 }
 
@@ -182,7 +216,7 @@ pub struct Admission {
 pub fn admit(shared: &Shared, config: &Config, spec: &SourceSpec) -> Result<Admission, ApiError> {
     match spec {
         SourceSpec::Web(_) => web::admit(shared, config).map(|p| Admission { _slot: Some(p) }),
-        SourceSpec::Frames {} => Ok(Admission::default()),
+        SourceSpec::Frames {} | SourceSpec::Room(_) => Ok(Admission::default()),
     }
 }
 

@@ -1,0 +1,446 @@
+//! The `room` source: a call's tracks written as they arrive, without
+//! transcoding. It subscribes to the room's media at the media server
+//! ([`crate::rtc`]) and gives every participant track a passthrough file of
+//! its own (`work/ID/tracks/tN.webm`); at stop the track files are put
+//! side by side, each at its start, in one WebM with ffmpeg's stream copy
+//! (`/media`).
+//!
+//! Time: every track is placed on the recording's timeline. A track starts
+//! where its first frame arrived; within a session its frames follow their
+//! RTP times. A participant who drops and comes back (same name, same kind
+//! of track) continues in the same file from where the new session's first
+//! frame arrives, leaving the gap. Pauses are cut out of every track alike
+//! (no gap in the files), and video resumes at a keyframe, asked for at
+//! start, at resume and after loss.
+//!
+//! Written now: VP8 video and Opus audio, what browsers send by default.
+//! Other codecs are counted and named in `last_error`, not written yet.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use tapedeck_core::Failure;
+use tapedeck_core::lifecycle::SourceControl;
+use tapedeck_core::recording::{RoomSource, TrackFile};
+use tapedeck_media::sink::passthrough::{
+    Codec, Container, PassthroughSink, Placed, Track as SinkTrack, Unit,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Meter, OpenCtx, Source, SourceEvent, Take};
+use crate::rtc::{Frame, PeerId, RoomMedia, TrackInfo};
+use crate::services::Services;
+
+/// A room recording's source.
+pub struct RoomRecording {
+    ctl: mpsc::Sender<Ctl>,
+    services: Arc<Services>,
+    work: PathBuf,
+}
+
+enum Ctl {
+    Control(SourceControl),
+    Close(oneshot::Sender<Vec<(TrackFile, PathBuf)>>),
+}
+
+/// One track file being written.
+struct TrackWriter {
+    file: TrackFile,
+    path: PathBuf,
+    sink: Option<PassthroughSink>,
+    /// Where the file's 0 is on the recording's timeline (µs).
+    start_us: i64,
+    /// The session feeding it: its peer, and an RTP time with its place.
+    anchor: Option<(PeerId, i64, i64)>,
+    /// Video waits for a keyframe (at the start, after a resume).
+    need_key: bool,
+}
+
+impl TrackWriter {
+    fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<(), String> {
+        let video = self.file.kind == "video";
+        if video && self.need_key && !f.keyframe {
+            return Ok(());
+        }
+        if self.sink.is_none() {
+            let track = if video {
+                let Some((w, h)) = vp8_size(&f.data) else {
+                    return Ok(());
+                };
+                SinkTrack::video(Codec::Vp8, w, h)
+            } else {
+                SinkTrack::opus(48_000, 2)
+            };
+            let sink = PassthroughSink::create(&self.path, Container::Webm, vec![track])
+                .map_err(|e| e.to_string())?;
+            self.sink = Some(sink);
+            self.start_us = at_us;
+        }
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        let placed = sink
+            .write(Unit {
+                track: 0,
+                pts_us: at_us - self.start_us,
+                keyframe: f.keyframe || !video,
+                data: &f.data,
+            })
+            .map_err(|e| e.to_string())?;
+        if placed == Placed::Written {
+            self.need_key = false;
+            meter
+                .bytes
+                .fetch_add(f.data.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// Width and height from a VP8 key frame (RFC 6386 §9.1).
+fn vp8_size(d: &[u8]) -> Option<(u32, u32)> {
+    if d.len() < 10 || d[0] & 1 != 0 || d[3..6] != [0x9d, 0x01, 0x2a] {
+        return None;
+    }
+    let w = u32::from(u16::from_le_bytes([d[6], d[7]]) & 0x3fff);
+    let h = u32::from(u16::from_le_bytes([d[8], d[9]]) & 0x3fff);
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+struct Writer {
+    room: tapedeck_core::RoomId,
+    dir: PathBuf,
+    t0: Instant,
+    paused_us: i64,
+    paused_at: Option<Instant>,
+    /// (peer, mid) → index in `tracks`.
+    live: HashMap<(PeerId, String), usize>,
+    tracks: Vec<TrackWriter>,
+    meter: Arc<Meter>,
+}
+
+impl Writer {
+    fn track(&mut self, t: TrackInfo) {
+        let supported = matches!(t.codec.as_str(), "vp8" | "opus" | "");
+        if !supported {
+            self.meter.set_error(format!(
+                "{}'s {} track is {}: only VP8 and Opus are recorded yet",
+                t.participant, t.kind, t.codec
+            ));
+            return;
+        }
+        // A participant who comes back continues their own track.
+        let again = self
+            .tracks
+            .iter()
+            .position(|w| w.file.participant == t.participant && w.file.kind == t.kind);
+        let idx = again.unwrap_or_else(|| {
+            let n = self.tracks.len() + 1;
+            let id = format!("t{n}");
+            self.tracks.push(TrackWriter {
+                path: self.dir.join(format!("{id}.webm")),
+                file: TrackFile {
+                    id,
+                    participant: t.participant.clone(),
+                    kind: t.kind.to_string(),
+                    codec: if t.kind == "video" { "vp8" } else { "opus" }.into(),
+                    start_s: 0.0,
+                    duration_s: 0.0,
+                    size_bytes: 0,
+                    container: "webm".into(),
+                },
+                sink: None,
+                start_us: 0,
+                anchor: None,
+                need_key: t.kind == "video",
+            });
+            n - 1
+        });
+        self.live.insert((t.peer, t.mid), idx);
+    }
+
+    fn frame(&mut self, f: Frame) {
+        self.meter.received.fetch_add(1, Ordering::Relaxed);
+        if self.paused_at.is_some() {
+            return;
+        }
+        let Some(&idx) = self.live.get(&(f.peer, f.mid.clone())) else {
+            return;
+        };
+        let now_us =
+            f.arrived.saturating_duration_since(self.t0).as_micros() as i64 - self.paused_us;
+        let w = &mut self.tracks[idx];
+        // A new session (first frame, or the participant came back) is
+        // placed where it arrives; within it, frames follow RTP time.
+        let anchor = match w.anchor {
+            Some((peer, rtp, at)) if peer == f.peer => (rtp, at),
+            _ => {
+                let at = now_us.max(w.last_end_us());
+                w.anchor = Some((f.peer, f.rtp_us, at));
+                (f.rtp_us, at)
+            }
+        };
+        let at_us = anchor.1 + (f.rtp_us - anchor.0);
+        if let Err(e) = w.write(&f, at_us, &self.meter) {
+            self.meter.set_error(format!("track {}: {e}", w.file.id));
+        }
+    }
+
+    fn control(&mut self, c: SourceControl) {
+        match c {
+            SourceControl::Pause => {
+                self.paused_at.get_or_insert(Instant::now());
+            }
+            SourceControl::Resume => {
+                if let Some(at) = self.paused_at.take() {
+                    self.paused_us += at.elapsed().as_micros() as i64;
+                    for w in &mut self.tracks {
+                        // Sessions re-anchor where they resume; video at a keyframe.
+                        w.anchor = None;
+                        w.need_key = w.file.kind == "video";
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<(TrackFile, PathBuf)> {
+        let mut out = vec![];
+        for w in self.tracks {
+            let Some(sink) = w.sink else { continue };
+            match sink.finalize() {
+                Ok(sum) if sum.units > 0 => {
+                    let mut f = w.file;
+                    f.start_s = w.start_us as f64 / 1e6;
+                    f.duration_s = sum.duration_ms / 1e3;
+                    f.size_bytes = sum.bytes;
+                    out.push((f, w.path));
+                }
+                Ok(_) => {}
+                Err(e) => self.meter.set_error(format!("track {}: {e}", w.file.id)),
+            }
+        }
+        out
+    }
+}
+
+impl TrackWriter {
+    /// Where what is written so far ends on the recording's timeline.
+    fn last_end_us(&self) -> i64 {
+        self.sink
+            .as_ref()
+            .map(|s| self.start_us + (s.summary().duration_ms * 1000.0) as i64)
+            .unwrap_or(0)
+    }
+}
+
+impl RoomRecording {
+    /// Subscribes to the room and starts recording at once.
+    pub async fn open(ctx: OpenCtx, src: RoomSource) -> Result<Self, Failure> {
+        let work = ctx.services.work_dir(ctx.rec.id);
+        let dir = work.join("tracks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Failure::internal(format!("{}: {e}", dir.display())))?;
+        let rtc = ctx.services.rtc.clone();
+        let mut media = rtc.subscribe(src.room, 8192).await;
+        let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(16);
+        let mut writer = Writer {
+            room: src.room,
+            dir,
+            t0: Instant::now(),
+            paused_us: 0,
+            paused_at: None,
+            live: HashMap::new(),
+            tracks: vec![],
+            meter: ctx.meter.clone(),
+        };
+        let events = ctx.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(SourceEvent::Started(None)).await;
+            writer.t0 = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut in_call = true;
+            loop {
+                tokio::select! {
+                    c = ctl_rx.recv() => match c {
+                        Some(Ctl::Control(c)) => {
+                            writer.control(c);
+                            if c == SourceControl::Resume {
+                                rtc.request_keyframes(writer.room).await;
+                            }
+                        }
+                        Some(Ctl::Close(reply)) => {
+                            let done = tokio::task::spawn_blocking(move || writer.finish()).await;
+                            let _ = reply.send(done.unwrap_or_default());
+                            return;
+                        }
+                        None => return,
+                    },
+                    m = media.recv(), if in_call => match m {
+                        Some(RoomMedia::Track(t)) => writer.track(t),
+                        Some(RoomMedia::Frame(f)) => writer.frame(f),
+                        Some(RoomMedia::Left(_)) => {}
+                        None => {
+                            // The room was closed: the call is over.
+                            in_call = false;
+                            let _ = events.send(SourceEvent::Ended).await;
+                        }
+                    },
+                    _ = tick.tick() => {
+                        let end = writer.tracks.iter().map(TrackWriter::last_end_us).max().unwrap_or(0);
+                        let mut c = writer.meter.counters();
+                        c.duration_us = end;
+                        *writer.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            ctl,
+            services: ctx.services,
+            work,
+        })
+    }
+}
+
+/// Puts every track file at its start in one WebM, by stream copy.
+async fn side_by_side(
+    services: &Services,
+    tracks: &[(TrackFile, PathBuf)],
+    out: &Path,
+) -> Result<(), Failure> {
+    let mut args: Vec<String> = vec!["-y".into(), "-v".into(), "error".into()];
+    for (t, path) in tracks {
+        args.extend([
+            "-itsoffset".into(),
+            format!("{:.6}", t.start_s),
+            "-i".into(),
+            path.display().to_string(),
+        ]);
+    }
+    for i in 0..tracks.len() {
+        args.extend(["-map".into(), format!("{i}:0")]);
+    }
+    args.extend(["-c".into(), "copy".into(), out.display().to_string()]);
+    let tools = services.tools.clone();
+    tokio::task::spawn_blocking(move || {
+        tapedeck_media::process::run("ffmpeg", &tools.ffmpeg, &args, Duration::from_secs(600))
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map(|_| ())
+    .map_err(|e| {
+        Failure::new(
+            "encoder_failed",
+            format!("putting the tracks together failed: {e}"),
+        )
+    })
+}
+
+impl Source for RoomRecording {
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.ctl.send(Ctl::Control(c)).await;
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            if self.ctl.send(Ctl::Close(tx)).await.is_err() {
+                return Err(Failure::internal("the room recorder stopped"));
+            }
+            let tracks = rx
+                .await
+                .map_err(|_| Failure::internal("the room recorder stopped"))?;
+            if !tracks.iter().any(|(t, _)| t.kind == "video") {
+                return Err(Failure::new(
+                    "no_source",
+                    "no participant sent video while recording",
+                ));
+            }
+            let output = self.work.join("media.webm");
+            side_by_side(&self.services, &tracks, &output).await?;
+            Ok(Take {
+                output,
+                counters: Default::default(),
+                cpu_s: 0.0,
+                realtime_factor: None,
+                tracks,
+            })
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            drop(self.ctl);
+        })
+    }
+}
+
+/// Only the room's host (or an admin) records it; the room must be open.
+/// Room recordings are WebM: the tracks as they arrived (VP8, Opus).
+pub async fn authorize(
+    state: &crate::app::AppState,
+    p: &crate::auth::Principal,
+    src: &RoomSource,
+    v: &mut tapedeck_core::request::ValidCreate,
+) -> Result<(), crate::error::ApiError> {
+    use crate::error::ApiError;
+    let (room, controls) = crate::room::load(state, p, &src.room.to_string()).await?;
+    crate::room::host_only(controls, "record the room")?;
+    if room.closed_at.is_some() {
+        return Err(ApiError::new(409, "room_closed", "the room is closed"));
+    }
+    if src.layout == tapedeck_core::recording::RoomLayout::Grid {
+        return Err(ApiError::new(
+            422,
+            "invalid_source",
+            "layout: `grid` is not available yet; use `tracks`",
+        ));
+    }
+    v.format = tapedeck_core::Format::Webm;
+    Ok(())
+}
+
+/// A room recording the server was recording when it stopped.
+pub struct Unrecovered;
+
+impl Source for Unrecovered {
+    fn control(&mut self, _: SourceControl) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        Box::pin(async {
+            Err(Failure::new(
+                "recovery_failed",
+                "the server stopped while recording the room; its track files are kept in the work folder but not recovered yet",
+            ))
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vp8_key_frames_say_their_size() {
+        // A key frame tag, the start code, 640 x 360.
+        let d = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
+        assert_eq!(vp8_size(&d), Some((640, 360)));
+        assert_eq!(vp8_size(&d[..9]), None);
+        let mut inter = d;
+        inter[0] |= 1;
+        assert_eq!(vp8_size(&inter), None);
+    }
+}
