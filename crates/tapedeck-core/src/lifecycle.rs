@@ -55,6 +55,8 @@ pub enum Input {
     QuotaUsed(u64),
     /// The source ended by itself (end of script, end of upload).
     Ended,
+    /// The source ended for a reason of its own (a room closed by its host).
+    EndedWith(EndReason),
     /// The source or a sink failed for good.
     Failed(Failure),
     /// Processing finished: stored, or failed.
@@ -195,7 +197,8 @@ impl Lifecycle {
                 self.check_limits(now_ms)
             }
             Input::Ended if live => self.stop(EndReason::SourceEnded, now_ms),
-            Input::Ended if s == Status::Pending => self.fail(
+            Input::EndedWith(reason) if live => self.stop(reason, now_ms),
+            Input::Ended | Input::EndedWith(_) if s == Status::Pending => self.fail(
                 Failure::new("no_source", "the source ended before it delivered anything"),
                 now_ms,
             ),
@@ -480,6 +483,13 @@ mod tests {
         let mut lc = started();
         lc.handle(Input::Ended, 3_000).unwrap();
         assert_eq!(lc.recording().end_reason, Some(EndReason::SourceEnded));
+        // A source may say why it ended.
+        let mut other = started();
+        other
+            .handle(Input::EndedWith(EndReason::RoomClosed), 3_000)
+            .unwrap();
+        assert_eq!(other.status(), Status::Processing);
+        assert_eq!(other.recording().end_reason, Some(EndReason::RoomClosed));
 
         let mut lc = started();
         let out = lc
@@ -571,6 +581,7 @@ mod tests {
             )),
             (0u64..6_000_000).prop_map(Input::QuotaUsed),
             Just(Input::Ended),
+            Just(Input::EndedWith(EndReason::RoomClosed)),
             Just(Input::Failed(Failure::internal("x"))),
             Just(Input::Finalized(Ok(()))),
             Just(Input::Finalized(Err(Failure::new("storage_failed", "x")))),

@@ -173,6 +173,8 @@ pub enum EndReason {
     Recovered,
     /// It failed; see `error`.
     Error,
+    /// Its room was closed by the host.
+    RoomClosed,
 }
 
 /// The source a recording records from. New kinds are new variants.

@@ -129,13 +129,37 @@ pub async fn me(p: Principal) -> Json<serde_json::Value> {
     Json(json!({"user": p.user, "admin": p.admin}))
 }
 
-/// Loads a recording the caller may see; others' are 404, like missing ones.
+/// Loads a recording the caller may see: their own (every one, for admins),
+/// or a recording of a room they are in. Others' are 404, like missing ones.
 pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<Recording, ApiError> {
+    Ok(load_with_control(s, p, id).await?.0)
+}
+
+/// Loads a recording the caller may control (pause, resume, stop, cancel,
+/// delete): a participant of its room gets 403 `not_room_host`.
+pub async fn load_to_control(s: &AppState, p: &Principal, id: &str) -> Result<Recording, ApiError> {
+    let (rec, controls) = load_with_control(s, p, id).await?;
+    crate::room::host_only(controls, "control the room's recordings")?;
+    Ok(rec)
+}
+
+async fn load_with_control(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<(Recording, bool), ApiError> {
     let id: RecordingId = id.parse()?;
-    match s.repo.get(id).await? {
-        Some(r) if p.can_see(&r.owner) => Ok(r),
-        _ => Err(ApiError::not_found()),
+    let rec = s.repo.get(id).await?.ok_or_else(ApiError::not_found)?;
+    if p.can_see(&rec.owner) {
+        return Ok((rec, true));
     }
+    if let Some(room) = crate::source::room_of(&rec)
+        && let Some(room) = s.repo.room(room).await?
+        && s.repo.is_member(&room, &p.user).await?
+    {
+        return Ok((rec, false));
+    }
+    Err(ApiError::not_found())
 }
 
 /// `POST /v1/recordings`.
@@ -293,7 +317,7 @@ pub async fn action(
     Path(id): Path<String>,
     a: Action,
 ) -> Result<Json<Recording>, ApiError> {
-    let rec = load(&s, &p, &id).await?;
+    let rec = load_to_control(&s, &p, &id).await?;
     Ok(Json(s.supervisor.act(rec, a).await?))
 }
 
@@ -313,7 +337,7 @@ pub async fn delete(
     p: Principal,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let rec = load(&s, &p, &id).await?;
+    let rec = load_to_control(&s, &p, &id).await?;
     s.supervisor.delete(&rec).await?;
     Ok(StatusCode::NO_CONTENT)
 }

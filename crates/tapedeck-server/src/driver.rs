@@ -122,6 +122,7 @@ impl Driver {
                         }
                     }
                     Some(SourceEvent::Ended) => { let _ = self.feed(Input::Ended).await; }
+                    Some(SourceEvent::EndedWith(r)) => { let _ = self.feed(Input::EndedWith(r)).await; }
                     Some(SourceEvent::Failed(f)) => { let _ = self.feed(Input::Failed(f)).await; }
                     Some(SourceEvent::Wake) => {
                         let _ = self.feed(Input::Progress(self.meter.progress())).await;

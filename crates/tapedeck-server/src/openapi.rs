@@ -244,7 +244,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             what,
             "recordings",
             json_ok("200", &format!("the recording after {after}"), recording()),
-            &[400, 404, 409],
+            &[400, 403, 404, 409],
             json!({"parameters": id}),
         )
     };
@@ -280,7 +280,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         "RegenerateRecording": {"type": "object", "additionalProperties": false, "properties": regenerate},
         "Recording": {"type": "object", "required": ["id", "owner", "status", "source", "format", "preset", "video", "created_at", "stats"], "properties": {
             "id": {"$ref": "#/components/schemas/Id"}, "owner": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
-            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", null]},
+            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", "room_closed", null]},
             "source": {"type": "object", "required": ["kind"]}, "format": {"type": "string", "enum": ["mp4", "webm", "mkv"]},
             "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"]},
             "video": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
@@ -362,8 +362,8 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                     {"name": "cursor", "in": "query", "schema": {"$ref": "#/components/schemas/Id"}, "description": "next_cursor of the previous page"}]}))
             },
             "/v1/recordings/{id}": {
-                "get": op("Get a recording (live stats while it records)", "recordings", json_ok("200", "the recording", recording()), &[400, 404], json!({"parameters": id})),
-                "delete": op("Delete a recording, its media and thumbnails (not while it records: 409)", "recordings", ("204", json!({"description": "deleted"})), &[400, 404, 409], json!({"parameters": id}))
+                "get": op("Get a recording (live stats while it records); a room recording is seen by everyone in the room", "recordings", json_ok("200", "the recording", recording()), &[400, 404], json!({"parameters": id})),
+                "delete": op("Delete a recording, its media and thumbnails (not while it records: 409; a room's participant: 403 not_room_host)", "recordings", ("204", json!({"description": "deleted"})), &[400, 403, 404, 409], json!({"parameters": id}))
             },
             "/v1/recordings/{id}/pause": {"post": action("Pause (no gap in the output)", "pause")},
             "/v1/recordings/{id}/resume": {"post": action("Resume", "resume")},

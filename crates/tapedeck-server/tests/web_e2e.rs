@@ -5,42 +5,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use support::*;
 use tapedeck_testkit::ffprobe;
-
-/// Runs a Playwright script from tests/e2e and returns its last line as JSON.
-async fn run_page_script(e2e: &Path, script: &str, args: Vec<String>) -> serde_json::Value {
-    let path = e2e.join(script);
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(path)
-            .args(args)
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "page test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn camera_page_records_a_playable_mp4() {
     let s = start(|_| {}).await;
     let token = s.key("camera-user", false).await;
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").exists(),
-        "run scripts/test.sh (npm ci in tests/e2e) first"
-    );
 
     // Keep a copy of the media before the page deletes it: watch events.
     let mut events = s.state.events.subscribe();
@@ -62,7 +33,7 @@ async fn camera_page_records_a_playable_mp4() {
         })
     };
 
-    let r = run_page_script(&e2e, "camera.mjs", vec![s.base.clone(), token.clone()]).await;
+    let r = page_script("camera.mjs", vec![s.base.clone(), token.clone()]).await;
     assert_eq!(r["timer"], "00:03");
     assert_eq!(r["thumbWidth"], 640);
     assert_eq!(r["downloadStatus"], 200);
@@ -105,9 +76,7 @@ async fn web_page_form_records_a_page() {
     )]);
     let s = start_for_site(site.port).await;
     let token = s.key("web-user", false).await;
-    let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    let r = run_page_script(
-        &e2e,
+    let r = page_script(
         "webform.mjs",
         vec![s.base.clone(), token.clone(), site.url("/")],
     )

@@ -51,6 +51,8 @@ pub enum SourceEvent {
     Started(Option<oneshot::Sender<Status>>),
     /// The source ended by itself.
     Ended,
+    /// The source ended for a reason of its own (its room was closed).
+    EndedWith(tapedeck_core::EndReason),
     /// The source or its sink failed for good.
     Failed(Failure),
     /// A count crossed a limit: look at the meter now, not at the next tick.
@@ -180,6 +182,14 @@ pub async fn authorize(
             room::authorize(state, p, &r, v).await
         }
         SourceSpec::Frames {} | SourceSpec::Web(_) => Ok(()),
+    }
+}
+
+/// The room a recording records, if it is a room recording.
+pub fn room_of(rec: &Recording) -> Option<tapedeck_core::RoomId> {
+    match &rec.source {
+        SourceSpec::Room(r) => Some(r.room),
+        SourceSpec::Frames {} | SourceSpec::Web(_) => None,
     }
 }
 

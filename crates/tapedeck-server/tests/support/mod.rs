@@ -324,3 +324,31 @@ pub fn binary_key(data: &std::path::Path, user: &str) -> String {
         .trim()
         .to_string()
 }
+
+/// Runs a Playwright script from tests/e2e with `node` and returns its last
+/// line (the script's result) as JSON; fails with what it printed.
+pub async fn page_script(script: &str, args: Vec<String>) -> Value {
+    let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
+    assert!(
+        e2e.join("node_modules/playwright-core").exists(),
+        "run scripts/test.sh (npm ci in tests/e2e) first"
+    );
+    let path = e2e.join(script);
+    let name = script.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{name} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}

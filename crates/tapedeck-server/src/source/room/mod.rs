@@ -287,7 +287,9 @@ impl RoomRecording {
                         None => {
                             // The room was closed: the call is over.
                             in_call = false;
-                            let _ = events.send(SourceEvent::Ended).await;
+                            let _ = events
+                                .send(SourceEvent::EndedWith(tapedeck_core::EndReason::RoomClosed))
+                                .await;
                         }
                     },
                     _ = tick.tick() => {
