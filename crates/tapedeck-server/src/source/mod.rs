@@ -5,11 +5,13 @@
 //! pictures for the encoding sink ([`encoding`]) or, later, encoded media
 //! units for the passthrough sink. The driver sees every source through
 //! [`Source`] and hears from it through [`SourceEvent`]s; it has no field or
-//! branch per kind. The kind is matched here, in [`open`], [`admit`] and
-//! [`recovered`], and nowhere else outside the source modules.
+//! branch per kind. The kind is matched here ([`open`], [`admit`],
+//! [`recovered`], [`authorize`], [`created`], [`room_of`]) and nowhere else
+//! outside the source modules.
 //!
 //! Adding a source: its folder here, an arm in [`open`] (and in [`admit`] if
-//! it has a slot limit, in [`recovered`] if it spools differently), and its
+//! it has a slot limit, in [`recovered`] if it spools differently, in
+//! [`authorize`] if who may record it depends on more than the key), and its
 //! HTTP routes in `app.rs`.
 
 pub mod encoding;
