@@ -14,20 +14,32 @@ use serde_json::json;
 use support::*;
 use tapedeck_server::rtc::RoomMedia;
 
+/// A new room of `host`'s; its id.
+async fn new_room(s: &Server, host: &str) -> String {
+    let (st, room) = s.post(host, "/v1/rooms", json!({"name": "call"})).await;
+    assert_eq!(st, 201, "{room}");
+    room["id"].as_str().unwrap().to_string()
+}
+
+/// A join token for a guest called `name`.
+async fn invite(s: &Server, host: &str, room: &str, name: &str) -> String {
+    let (st, inv) = s
+        .post(
+            host,
+            &format!("/v1/rooms/{room}/invites"),
+            json!({"name": name}),
+        )
+        .await;
+    assert_eq!(st, 201, "{inv}");
+    inv["token"].as_str().unwrap().to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_over_whip_and_the_room_receives_its_media() {
     let s = start(|_| {}).await;
     let host = s.key("alice", false).await;
-    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
-    let room_id = room["id"].as_str().unwrap().to_string();
-    let (_, inv) = s
-        .post(
-            &host,
-            &format!("/v1/rooms/{room_id}/invites"),
-            json!({"name": "Guest G."}),
-        )
-        .await;
-    let guest = inv["token"].as_str().unwrap().to_string();
+    let room_id = new_room(&s, &host).await;
+    let guest = invite(&s, &host, &room_id, "Guest G.").await;
 
     // What a recording of the room would read.
     let mut media = s.state.rtc.subscribe(room_id.parse().unwrap(), 4096).await;
@@ -284,21 +296,13 @@ async fn a_room_recording_writes_each_track_as_it_arrived() {
     let host = s.key("alice", false).await;
     let member = s.key("bob", false).await;
     let outsider = s.key("carol", false).await;
-    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
-    let room_id = room["id"].as_str().unwrap().to_string();
+    let room_id = new_room(&s, &host).await;
     s.state
         .repo
         .add_member(room_id.parse().unwrap(), "bob", 0)
         .await
         .unwrap();
-    let (_, inv) = s
-        .post(
-            &host,
-            &format!("/v1/rooms/{room_id}/invites"),
-            json!({"name": "Guest G."}),
-        )
-        .await;
-    let guest = inv["token"].as_str().unwrap().to_string();
+    let guest = invite(&s, &host, &room_id, "Guest G.").await;
     let body = json!({"source": {"kind": "room", "room": room_id}});
 
     // Only the host records: a participant gets 403, anyone else 404.
@@ -421,8 +425,7 @@ async fn a_room_recording_writes_each_track_as_it_arrived() {
 async fn a_paused_room_recording_has_no_gap_and_ends_when_the_room_closes() {
     let s = start(|_| {}).await;
     let host = s.key("alice", false).await;
-    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
-    let room_id = room["id"].as_str().unwrap().to_string();
+    let room_id = new_room(&s, &host).await;
     let rec = s
         .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
         .await;
@@ -519,22 +522,9 @@ fn largest_gap(path: &Path) -> f64 {
 async fn late_joiners_start_late_and_returners_continue_their_track() {
     let s = start(|_| {}).await;
     let host = s.key("alice", false).await;
-    let (_, room) = s.post(&host, "/v1/rooms", json!({"name": "call"})).await;
-    let room_id = room["id"].as_str().unwrap().to_string();
-    let invite = |name: &'static str| {
-        let (s, host, room_id) = (&s, host.clone(), room_id.clone());
-        async move {
-            let (_, inv) = s
-                .post(
-                    &host,
-                    &format!("/v1/rooms/{room_id}/invites"),
-                    json!({"name": name}),
-                )
-                .await;
-            inv["token"].as_str().unwrap().to_string()
-        }
-    };
-    let (ann, ben) = (invite("Ann").await, invite("Ben").await);
+    let room_id = new_room(&s, &host).await;
+    let ann = invite(&s, &host, &room_id, "Ann").await;
+    let ben = invite(&s, &host, &room_id, "Ben").await;
     let rec = s
         .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
         .await;
