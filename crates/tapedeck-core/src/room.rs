@@ -123,11 +123,108 @@ pub fn parse_invite(body: &[u8]) -> Result<ValidInvite, RequestError> {
     })
 }
 
+/// Largest message a call page may send (an SDP is a few kilobytes).
+pub const MAX_CALL_MESSAGE_BYTES: usize = 128 * 1024;
+
+/// What a call page sends over its socket (`GET /v1/rooms/{id}/call`), as
+/// JSON text with a `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallMessage {
+    /// The first message: the page's SDP offer (what it sends), and the
+    /// name to show (API users; a guest's name is its join token's).
+    Join {
+        /// The SDP offer.
+        offer: String,
+        /// The name in the call.
+        name: Option<String>,
+    },
+    /// The answer to the server's last offer (others' tracks to receive).
+    Answer {
+        /// The SDP answer.
+        sdp: String,
+    },
+    /// Microphone and camera on or off, for the others' tiles.
+    Media {
+        /// Microphone on.
+        audio: bool,
+        /// Camera on.
+        video: bool,
+    },
+    /// Leaving the call.
+    Leave,
+}
+
+/// Parses one message of a call page.
+pub fn parse_call_message(text: &[u8]) -> Result<CallMessage, RequestError> {
+    if text.len() > MAX_CALL_MESSAGE_BYTES {
+        return Err(bad(
+            "message",
+            format!(
+                "{} bytes; a call message is at most {MAX_CALL_MESSAGE_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let m: CallMessage = parse_json(text)?;
+    if let CallMessage::Join {
+        name: Some(name), ..
+    } = &m
+    {
+        check_name("name", name)?;
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ErrorCode;
     use proptest::prelude::*;
+
+    #[test]
+    fn call_messages_are_checked() {
+        assert_eq!(
+            parse_call_message(br#"{"type": "join", "offer": "v=0", "name": "Ann"}"#).unwrap(),
+            CallMessage::Join {
+                offer: "v=0".into(),
+                name: Some("Ann".into())
+            }
+        );
+        assert_eq!(
+            parse_call_message(br#"{"type": "media", "audio": false, "video": true}"#).unwrap(),
+            CallMessage::Media {
+                audio: false,
+                video: true
+            }
+        );
+        assert_eq!(
+            parse_call_message(br#"{"type": "leave"}"#).unwrap(),
+            CallMessage::Leave
+        );
+        for (body, code) in [
+            ("not json", "invalid_json"),
+            (r#"{"type": "dance"}"#, "invalid_request"),
+            (r#"{"type": "answer"}"#, "invalid_request"),
+            (r#"{"offer": "v=0"}"#, "invalid_request"),
+            (
+                r#"{"type": "join", "offer": "v=0", "name": ""}"#,
+                "invalid_settings",
+            ),
+        ] {
+            assert_eq!(
+                parse_call_message(body.as_bytes()).unwrap_err().code(),
+                code,
+                "{body}"
+            );
+        }
+        let huge = format!(
+            r#"{{"type": "answer", "sdp": "{}"}}"#,
+            "a".repeat(MAX_CALL_MESSAGE_BYTES)
+        );
+        let e = parse_call_message(huge.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
 
     #[test]
     fn rooms_and_invites_are_checked() {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use str0m::change::SdpOffer;
+use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::{Candidate, Rtc, RtcConfig};
 
@@ -30,6 +30,12 @@ pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, 
         .accept_offer(offer)
         .map_err(|e| format!("the SDP offer cannot be answered: {e}"))?;
     Ok((rtc, answer.to_sdp_string()))
+}
+
+/// A call page's SDP answer to the server's offer, parsed (str0m checks
+/// it against the offer when it is applied).
+pub fn parse_answer(sdp: &str) -> Result<SdpAnswer, String> {
+    SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("the SDP answer: {e}"))
 }
 
 /// Whether a depacketized frame starts a picture a decoder can begin at

@@ -59,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(ui::index))
         .route("/app.js", get(ui::script))
         .route("/style.css", get(ui::style))
+        .route("/call/{room}", get(ui::call))
+        .route("/call.js", get(ui::call_script))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -93,6 +95,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::delete(room::whip::leave),
         )
         .route("/v1/rooms/{id}/recordings", get(room::recordings))
+        .route("/v1/rooms/{id}/call", get(room::call::socket))
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)

@@ -103,7 +103,7 @@ impl Metrics {
         let rtc = Family::<CounterLabel, Gauge>::default();
         r.register(
             "rtc",
-            "The media server of rooms: peers now, and since the start datagrams_in, datagrams_stray, peers_dropped, send_dropped, frames_out",
+            "The media server of rooms: peers now, and since the start datagrams_in, datagrams_stray, peers_dropped, send_dropped, frames_out, frames_forwarded",
             rtc.clone(),
         );
         Self {
@@ -160,6 +160,7 @@ impl Metrics {
             ("peers_dropped", R::get(&rtc.peers_dropped)),
             ("send_dropped", R::get(&rtc.send_dropped)),
             ("frames_out", R::get(&rtc.frames_out)),
+            ("frames_forwarded", R::get(&rtc.frames_forwarded)),
         ] {
             self.rtc
                 .get_or_create(&CounterLabel {

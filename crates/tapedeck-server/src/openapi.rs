@@ -223,6 +223,9 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
         "/v1/rooms/{id}/whip/{peer}": {"delete": op("Leave: end a WHIP session (its own caller, the host or an admin)", "rooms",
             ("204", json!({"description": "left"})), &[400, 404], json!({"parameters": [room_id[0].clone(),
                 {"name": "peer", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^peer_[0-9]+$"}}]}))},
+        "/v1/rooms/{id}/call": {"get": op("WebSocket of the call page: join with an SDP offer, answer the server's offers of the others' tracks, see who is in the call and the room's recording events (docs/rooms.md has the messages). Token: Authorization: Bearer or ?token= (a join token for this room, or an API key); 400 not_websocket without an upgrade", "rooms",
+            ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 401, 404, 409],
+            json!({"parameters": [room_id[0].clone(), {"name": "token", "in": "query", "required": false, "schema": {"type": "string"}, "description": "the token, for browsers (a WebSocket has no headers)"}]}))},
         "/v1/rooms/{id}/recordings": {"get": op("The room's recordings, newest first", "rooms",
             json_ok("200", "recordings", json!({"type": "object", "required": ["recordings"], "properties": {"recordings": {"type": "array", "items": recording()}}})),
             &[400, 404], json!({"parameters": room_id}))}

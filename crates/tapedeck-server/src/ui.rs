@@ -25,3 +25,17 @@ pub async fn style() -> Response {
     )
         .into_response()
 }
+
+/// `GET /call/{room}`: the call page (the room is read from the path by its script).
+pub async fn call() -> Html<&'static str> {
+    Html(include_str!("../web/call.html"))
+}
+
+/// `GET /call.js`.
+pub async fn call_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../web/call.js"),
+    )
+        .into_response()
+}

@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -41,15 +40,6 @@ async fn receiver() -> (String, Receiver) {
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (url, r)
-}
-
-async fn next_event(ws: &mut Ws) -> Value {
-    let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    serde_json::from_str(m.to_text().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,7 +86,7 @@ async fn events_and_signed_webhooks() {
     ];
     let mut seen = vec![];
     while seen.len() < want.len() {
-        let ev = next_event(&mut a_ev).await;
+        let ev = next_json(&mut a_ev).await;
         assert_eq!(ev["recording"]["id"], id.as_str());
         seen.push(ev["type"].as_str().unwrap().to_string());
     }
@@ -104,7 +94,7 @@ async fn events_and_signed_webhooks() {
 
     // Bob sees only his own: create one and check it is the first thing he gets.
     let brec = s.create(&bob, json!({"source": {"kind": "frames"}})).await;
-    let ev = next_event(&mut b_ev).await;
+    let ev = next_json(&mut b_ev).await;
     assert_eq!(
         (ev["type"].as_str(), ev["recording"]["id"].as_str()),
         (Some("recording.created"), brec["id"].as_str())

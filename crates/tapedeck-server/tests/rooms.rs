@@ -153,3 +153,119 @@ async fn rooms_belong_to_their_host_and_participants() {
         .await;
     assert_eq!((st, &e["error"]["code"]), (409, &json!("room_closed")));
 }
+
+/// The recording events of a room reach everyone in it (`/v1/events`), not
+/// only the host who owns the recording; outsiders get none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_recording_events_reach_everyone_in_the_room() {
+    let s = start(|_| {}).await;
+    let alice = s.key("alice", false).await;
+    let bob = s.key("bob", false).await;
+    let carol = s.key("carol", false).await;
+    let (_, room) = s.post(&alice, "/v1/rooms", json!({"name": "x"})).await;
+    let room = room["id"].as_str().unwrap().to_string();
+    s.state
+        .repo
+        .add_member(room.parse().unwrap(), "bob", 0)
+        .await
+        .unwrap();
+    let mut bob_ev = connect(&s.ws_url("/v1/events", &bob)).await;
+    let mut carol_ev = connect(&s.ws_url("/v1/events", &carol)).await;
+    let rec = s
+        .create(&alice, json!({"source": {"kind": "room", "room": room}}))
+        .await;
+    let ev = next_json(&mut bob_ev).await;
+    assert_eq!(
+        (ev["type"].as_str(), ev["recording"]["id"].as_str()),
+        (Some("recording.created"), rec["id"].as_str())
+    );
+    // Carol's first event is her own recording's, not the room's.
+    let mine = s
+        .create(&carol, json!({"source": {"kind": "frames"}}))
+        .await;
+    let ev = next_json(&mut carol_ev).await;
+    assert_eq!(ev["recording"]["id"], mine["id"]);
+}
+
+/// The call page's socket refuses what it cannot use with a clear code,
+/// before and after the upgrade, and stays up for good messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_call_socket_refuses_bad_tokens_and_messages() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start(|_| {}).await;
+    let alice = s.key("alice", false).await;
+    let (_, room) = s.post(&alice, "/v1/rooms", json!({"name": "x"})).await;
+    let room = room["id"].as_str().unwrap().to_string();
+    let (_, other) = s.post(&alice, "/v1/rooms", json!({"name": "y"})).await;
+    let other = other["id"].as_str().unwrap().to_string();
+    let (_, inv) = s
+        .post(
+            &alice,
+            &format!("/v1/rooms/{other}/invites"),
+            json!({"name": "g"}),
+        )
+        .await;
+    let ws_base = s.base.replace("http://", "ws://");
+    let path = format!("/v1/rooms/{room}/call");
+
+    // Before the upgrade: no token, another room's join token → 401.
+    for url in [
+        format!("{ws_base}{path}"),
+        s.ws_url(&path, inv["token"].as_str().unwrap()),
+    ] {
+        match tokio_tungstenite::connect_async(&url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+                assert_eq!(r.status(), 401, "{url}")
+            }
+            other => panic!("{url}: {other:?}"),
+        }
+    }
+    // Not a WebSocket: 400 not_websocket.
+    let (st, e) = s.get(&alice, &path).await;
+    assert_eq!((st, &e["error"]["code"]), (400, &json!("not_websocket")));
+
+    // After: garbage first is an error and the end; a bad SDP is invalid_sdp.
+    let mut ws = connect(&s.ws_url(&path, &alice)).await;
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    let m = next_json(&mut ws).await;
+    assert_eq!(
+        (m["type"].as_str(), m["code"].as_str()),
+        (Some("error"), Some("invalid_json"))
+    );
+    let mut ws = connect(&s.ws_url(&path, &alice)).await;
+    ws.send(Message::Text(r#"{"type": "answer", "sdp": "v=0"}"#.into()))
+        .await
+        .unwrap();
+    let m = next_json(&mut ws).await;
+    assert_eq!(m["code"], "invalid_request", "{m}");
+    let mut ws = connect(&s.ws_url(&path, &alice)).await;
+    ws.send(Message::Text(
+        r#"{"type": "join", "offer": "v=0\r\nbogus"}"#.into(),
+    ))
+    .await
+    .unwrap();
+    let m = next_json(&mut ws).await;
+    assert_eq!(m["code"], "invalid_sdp", "{m}");
+    assert!(
+        s.state
+            .rtc
+            .participants(room.parse().unwrap())
+            .await
+            .is_empty()
+    );
+
+    // A closed room takes no one.
+    let r = s
+        .client()
+        .delete(format!("{}/v1/rooms/{room}", s.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    match tokio_tungstenite::connect_async(&s.ws_url(&path, &alice)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 409),
+        other => panic!("{other:?}"),
+    }
+}

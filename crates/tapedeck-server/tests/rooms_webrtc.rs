@@ -6,33 +6,12 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
+use support::rooms::*;
 
 use serde_json::json;
 use support::*;
 use tapedeck_server::rtc::RoomMedia;
-
-/// A new room of `host`'s; its id.
-async fn new_room(s: &Server, host: &str) -> String {
-    let (st, room) = s.post(host, "/v1/rooms", json!({"name": "call"})).await;
-    assert_eq!(st, 201, "{room}");
-    room["id"].as_str().unwrap().to_string()
-}
-
-/// A join token for a guest called `name`.
-async fn invite(s: &Server, host: &str, room: &str, name: &str) -> String {
-    let (st, inv) = s
-        .post(
-            host,
-            &format!("/v1/rooms/{room}/invites"),
-            json!({"name": name}),
-        )
-        .await;
-    assert_eq!(st, 201, "{inv}");
-    inv["token"].as_str().unwrap().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_publishes_over_whip_and_the_room_receives_its_media() {
@@ -256,40 +235,6 @@ async fn whip_refuses_what_it_cannot_use() {
     assert_eq!((st, &e["error"]["code"]), (409, &json!("room_closed")));
 }
 
-/// `ffmpeg -v error` decoding every frame of `path`: what it printed.
-fn decode_errors(path: &Path) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffmpeg decode of {}", path.display());
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Codec names of every stream of `path`, audio and video.
-fn codecs(path: &Path) -> Vec<String> {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    let mut c: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
-    c.sort();
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_recording_writes_each_track_as_it_arrived() {
     let s = start(|_| {}).await;
@@ -493,29 +438,6 @@ async fn a_paused_room_recording_has_no_gap_and_ends_when_the_room_closes() {
             assert!((p.duration_s - dur).abs() < 0.1, "{p:?} vs {t}");
         }
     }
-}
-
-/// The largest jump between consecutive packet times of `path`'s first
-/// stream, seconds.
-fn largest_gap(path: &Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "0",
-            "-show_entries",
-            "packet=pts_time",
-        ])
-        .args(["-of", "csv=p=0"])
-        .arg(path)
-        .output()
-        .unwrap();
-    let times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().trim_end_matches(',').parse().ok())
-        .collect();
-    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

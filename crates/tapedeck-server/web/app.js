@@ -20,7 +20,9 @@ async function api(method, path, body) {
 }
 
 function show(view) {
-  for (const v of ["signin-view", "recordings-view", "camera-view", "web-view"]) $(v).hidden = v !== view;
+  for (const v of ["signin-view", "recordings-view", "camera-view", "web-view", "calls-view"]) $(v).hidden = v !== view;
+  $("tab-calls").classList.toggle("active", view === "calls-view");
+  if (view === "calls-view") loadRooms();
   $("tab-recordings").classList.toggle("active", view === "recordings-view");
   $("tab-camera").classList.toggle("active", view === "camera-view");
   $("tab-web").classList.toggle("active", view === "web-view");
@@ -247,6 +249,61 @@ $("record").onclick = async () => {
   try { if (timer) { await stopRecording(); timer = null; } else await startRecording(); }
   catch (e) { $("camera-status").textContent = e.message; }
   $("record").disabled = false;
+};
+
+async function loadRooms() {
+  try {
+    const d = await api("GET", "/v1/rooms");
+    $("room-list").replaceChildren(...d.rooms.map(roomRow));
+  } catch (e) {
+    $("calls-error").textContent = e.message;
+  }
+}
+
+function roomRow(r) {
+  const li = document.createElement("li");
+  const open = document.createElement("a");
+  open.href = "/call/" + r.id;
+  open.textContent = r.name;
+  const sub = document.createElement("span");
+  sub.className = "sub";
+  sub.textContent = ` host ${r.host}` + (r.closed_at ? " · closed" : "");
+  li.append(open, sub);
+  if (!r.closed_at && r.host === $("user").textContent.split(" ")[0]) {
+    const inv = document.createElement("button");
+    inv.className = "link";
+    inv.textContent = "Invite a guest";
+    const out = document.createElement("input");
+    out.readOnly = true;
+    out.hidden = true;
+    inv.onclick = async () => {
+      const name = prompt("The guest's name in the call");
+      if (!name) return;
+      try {
+        const i = await api("POST", `/v1/rooms/${r.id}/invites`, { name, expires_in_s: 86400 });
+        out.value = i.join_url;
+        out.hidden = false;
+        out.select();
+      } catch (e) {
+        $("calls-error").textContent = e.message;
+      }
+    };
+    li.append(" ", inv, out);
+  }
+  return li;
+}
+
+$("tab-calls").onclick = () => show("calls-view");
+$("room-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("calls-error").textContent = "";
+  try {
+    const r = await api("POST", "/v1/rooms", { name: $("room-name").value });
+    $("room-name").value = "";
+    location.href = "/call/" + r.id;
+  } catch (err) {
+    $("calls-error").textContent = err.message;
+  }
 };
 
 if (token) signIn(token).catch(() => { localStorage.removeItem("tapedeck.token"); show("signin-view"); });

@@ -4,6 +4,7 @@
 //! invites to it and controls its recordings: a participant gets 403
 //! `not_room_host`.
 
+pub mod call;
 pub mod token;
 pub mod whip;
 

@@ -31,16 +31,29 @@ pub enum Caller {
     User(crate::auth::Principal),
 }
 
-/// The caller of `room`'s call routes, from the bearer token.
-pub async fn caller(s: &AppState, headers: &HeaderMap, room: RoomId) -> Result<Caller, ApiError> {
-    let bearer = headers
+/// The bearer token of a request, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(|| {
-            ApiError::unauthorized("missing bearer token (a join token or an API key)")
-        })?;
+        .map(|t| t.trim().to_string())
+}
+
+/// The caller of `room`'s call routes, from the bearer token.
+pub async fn caller(s: &AppState, headers: &HeaderMap, room: RoomId) -> Result<Caller, ApiError> {
+    caller_of_token(s, bearer(headers).as_deref(), room).await
+}
+
+/// The caller holding `token` (a join token for `room`, or an API key).
+pub async fn caller_of_token(
+    s: &AppState,
+    token: Option<&str>,
+    room: RoomId,
+) -> Result<Caller, ApiError> {
+    let bearer = token.ok_or_else(|| {
+        ApiError::unauthorized("missing bearer token (a join token or an API key)")
+    })?;
     if token::is_join_token(bearer) {
         let claims = token::verify(&s.share_key, bearer, now_ms() / 1000)
             .filter(|c| c.room == room)
@@ -53,7 +66,7 @@ pub async fn caller(s: &AppState, headers: &HeaderMap, room: RoomId) -> Result<C
 }
 
 /// The room, if it exists and takes people.
-async fn open_room(s: &AppState, id: &str) -> Result<Room, ApiError> {
+pub(super) async fn open_room(s: &AppState, id: &str) -> Result<Room, ApiError> {
     let id: RoomId = id.parse()?;
     let room = s
         .repo
@@ -114,7 +127,7 @@ pub async fn publish(
     };
     let (peer, answer) = s
         .rtc
-        .join(room.id, limits, joiner, offer.to_string())
+        .join(room.id, limits, joiner, offer.to_string(), None)
         .await?;
     let location = format!("/v1/rooms/{}/whip/{peer}", room.id);
     Ok((

@@ -18,10 +18,16 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
 
-/// One peer connection, unique for the life of the process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
+/// One peer connection, unique for the life of the process; `peer_N` in
+/// the API (the WHIP session's path, the call page's stream ids).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
+
+impl Serialize for PeerId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 impl std::fmt::Display for PeerId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +122,21 @@ pub struct Participant {
     pub tracks: Vec<TrackInfo>,
     /// Frames received from it.
     pub frames_in: u64,
+    /// Microphone on (as the call page says; WHIP publishers: true).
+    pub audio: bool,
+    /// Camera on.
+    pub video: bool,
+}
+
+/// What the media server tells a call page (over its socket).
+#[derive(Debug, Clone)]
+pub enum Signal {
+    /// An SDP offer to answer: the tracks it receives changed.
+    Offer(String),
+    /// Who is in the call now.
+    Participants(Vec<Participant>),
+    /// The peer was ended (left, dropped, or the room closed).
+    Ended(&'static str),
 }
 
 /// Counters across all peers (for `/metrics` and the benchmarks).
@@ -133,6 +154,8 @@ pub struct RtcStats {
     pub send_dropped: AtomicU64,
     /// Frames handed to subscribers.
     pub frames_out: AtomicU64,
+    /// Frames forwarded to other participants.
+    pub frames_forwarded: AtomicU64,
 }
 
 impl RtcStats {
@@ -148,7 +171,18 @@ pub(crate) enum Command {
         limits: RoomLimits,
         joiner: Joiner,
         offer: String,
+        signal: Option<mpsc::Sender<Signal>>,
         reply: oneshot::Sender<Result<(PeerId, String), ApiError>>,
+    },
+    Answer {
+        peer: PeerId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    MediaState {
+        peer: PeerId,
+        audio: bool,
+        video: bool,
     },
     Leave {
         room: RoomId,
@@ -234,12 +268,15 @@ impl Rtc {
     }
 
     /// Joins `room` with an SDP offer; returns the peer and the SDP answer.
+    /// With `signal` (a call page) the peer also receives everyone else's
+    /// tracks, renegotiated over it; without (WHIP) it only publishes.
     pub async fn join(
         &self,
         room: RoomId,
         limits: RoomLimits,
         joiner: Joiner,
         offer: String,
+        signal: Option<mpsc::Sender<Signal>>,
     ) -> Result<(PeerId, String), ApiError> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -248,11 +285,30 @@ impl Rtc {
                 limits,
                 joiner,
                 offer,
+                signal,
                 reply,
             })
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
+    }
+
+    /// A call page's answer to the server's last offer.
+    pub async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Answer { peer, sdp, reply })
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// A call page turned its microphone or camera on or off.
+    pub async fn media_state(&self, peer: PeerId, audio: bool, video: bool) {
+        let _ = self
+            .tx
+            .send(Command::MediaState { peer, audio, video })
+            .await;
     }
 
     /// Ends a peer; false if it was not in `room`.

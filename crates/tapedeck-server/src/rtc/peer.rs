@@ -4,12 +4,14 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use str0m::Rtc;
+use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
-use str0m::media::{KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use tapedeck_core::RoomId;
 use tapedeck_media::rtc::is_keyframe;
+use tokio::sync::mpsc;
 
-use super::{Frame, Joiner, Participant, PeerId, TrackInfo};
+use super::{Frame, Joiner, Participant, PeerId, Signal, TrackInfo};
 
 /// A track a peer sends.
 pub(super) struct TrackIn {
@@ -17,6 +19,40 @@ pub(super) struct TrackIn {
     pub mid: Mid,
     /// When a keyframe was last asked for (at most one a second).
     pub last_keyframe_request: Option<Instant>,
+}
+
+/// Where a track forwarded to this peer stands in the SDP exchange (the
+/// server offers, the browser answers; one offer at a time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OutState {
+    /// Waiting for the next offer.
+    ToOpen,
+    /// In the offer now out, at this mid.
+    Negotiating(Mid),
+    /// Answered: media flows on this mid.
+    Open(Mid),
+    /// Its sender left: to be stopped in the next offer.
+    ToStop(Mid),
+    /// Stopped in the offer now out.
+    NegotiatingStop(Mid),
+}
+
+/// Another participant's track forwarded to this peer.
+pub(super) struct TrackOut {
+    /// Whose track, and its mid at the sender.
+    pub from: (PeerId, Mid),
+    pub kind: MediaKind,
+    pub state: OutState,
+}
+
+impl TrackOut {
+    /// The mid it is written on, once answered.
+    pub fn open_mid(&self) -> Option<Mid> {
+        match self.state {
+            OutState::Open(m) => Some(m),
+            _ => None,
+        }
+    }
 }
 
 pub(super) struct Peer {
@@ -31,6 +67,15 @@ pub(super) struct Peer {
     pub wake_at: Option<Instant>,
     /// Remote addresses it has sent from (for routing datagrams).
     pub addrs: Vec<SocketAddr>,
+    /// The call page's socket: None for a WHIP publisher, which only sends.
+    pub signal: Option<mpsc::Sender<Signal>>,
+    /// Other participants' tracks it receives.
+    pub outs: Vec<TrackOut>,
+    /// The server's offer awaiting the browser's answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// Camera and microphone as the participant set them on the call page.
+    pub audio_on: bool,
+    pub video_on: bool,
 }
 
 /// The codec's name as the API shows it.
@@ -47,6 +92,7 @@ impl Peer {
         offer: &str,
         addr: SocketAddr,
         now: Instant,
+        signal: Option<mpsc::Sender<Signal>>,
     ) -> Result<(Self, String), String> {
         let (rtc, answer) = tapedeck_media::rtc::answer(offer, addr, now)?;
         Ok((
@@ -60,6 +106,11 @@ impl Peer {
                 frames_in: 0,
                 wake_at: None,
                 addrs: vec![],
+                signal,
+                outs: vec![],
+                pending: None,
+                audio_on: true,
+                video_on: true,
             },
             answer,
         ))
@@ -162,6 +213,104 @@ impl Peer {
             connected: self.connected,
             tracks: self.tracks.iter().map(|t| t.info.clone()).collect(),
             frames_in: self.frames_in,
+            audio: self.audio_on,
+            video: self.video_on,
         }
+    }
+
+    /// Starts receiving `from`'s track (offered in the next negotiation).
+    pub fn forward_from(&mut self, from: (PeerId, Mid), kind: MediaKind) {
+        if self.signal.is_some() && !self.outs.iter().any(|o| o.from == from) {
+            self.outs.push(TrackOut {
+                from,
+                kind,
+                state: OutState::ToOpen,
+            });
+        }
+    }
+
+    /// Stops receiving every track of `gone`.
+    pub fn unforward(&mut self, gone: PeerId) {
+        self.outs.retain_mut(|o| {
+            if o.from.0 != gone {
+                return true;
+            }
+            match o.state {
+                OutState::ToOpen => false,
+                OutState::Open(m) => {
+                    o.state = OutState::ToStop(m);
+                    true
+                }
+                // Settled when the answer comes (see `answered`).
+                _ => true,
+            }
+        });
+    }
+
+    /// Makes the next offer when tracks changed and none is out; returns
+    /// it for the call page.
+    pub fn offer(&mut self) -> Option<String> {
+        if self.signal.is_none() || self.pending.is_some() {
+            return None;
+        }
+        let mut change = self.rtc.sdp_api();
+        for o in &mut self.outs {
+            match o.state {
+                OutState::ToOpen => {
+                    let stream = o.from.0.to_string();
+                    let mid =
+                        change.add_media(o.kind, Direction::SendOnly, Some(stream), None, None);
+                    o.state = OutState::Negotiating(mid);
+                }
+                OutState::ToStop(m) => {
+                    change.stop_media(m);
+                    o.state = OutState::NegotiatingStop(m);
+                }
+                _ => {}
+            }
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some(offer.to_sdp_string())
+    }
+
+    /// The browser answered the offer: returns the tracks that opened (to
+    /// ask their senders for a keyframe).
+    pub fn answered(
+        &mut self,
+        sdp: &str,
+        live: impl Fn(PeerId) -> bool,
+    ) -> Result<Vec<(PeerId, Mid)>, String> {
+        let answer = tapedeck_media::rtc::parse_answer(sdp)?;
+        let pending = self
+            .pending
+            .take()
+            .ok_or_else(|| "no offer is waiting for an answer".to_string())?;
+        if let Err(e) = self.rtc.sdp_api().accept_answer(pending, answer) {
+            // The offer is void: what it carried goes in the next one.
+            for o in &mut self.outs {
+                o.state = match o.state {
+                    OutState::Negotiating(_) => OutState::ToOpen,
+                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
+                    s => s,
+                };
+            }
+            return Err(format!("the SDP answer cannot be applied: {e}"));
+        }
+        let mut opened = vec![];
+        self.outs.retain_mut(|o| match o.state {
+            OutState::Negotiating(m) => {
+                if live(o.from.0) {
+                    o.state = OutState::Open(m);
+                    opened.push(o.from);
+                } else {
+                    o.state = OutState::ToStop(m);
+                }
+                true
+            }
+            OutState::NegotiatingStop(_) => false,
+            _ => true,
+        });
+        Ok(opened)
     }
 }

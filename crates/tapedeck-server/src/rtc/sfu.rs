@@ -8,6 +8,14 @@
 //! loop, which at 200 peers and ~180 packets/s each is millions of calls a
 //! second.
 //!
+//! Forwarding (the SFU proper): a frame from one peer is written, as it
+//! arrived (no decoding), to every other peer of its room that joined from
+//! the call page, on a send-only m-line the server offered it over the page's
+//! socket; a receiver's keyframe request goes to the sender. Work one peer's
+//! output makes for others (frames, keyframe requests, new tracks) is queued
+//! and settled after that peer is polled, so no peer is polled inside
+//! another's poll.
+//!
 //! A peer whose input str0m refuses (bad DTLS, garbage SRTP, a broken
 //! state) is dropped and counted; no other peer is touched.
 
@@ -18,21 +26,47 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use str0m::format::PayloadParams;
+use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tapedeck_core::RoomId;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::peer::Peer;
-use super::{Command, PeerId, RoomMedia, RtcStats};
+use super::peer::{OutState, Peer};
+use super::{Command, PeerId, RoomMedia, RtcStats, Signal};
 use crate::error::ApiError;
+
+/// Work one peer's output makes for the others of its room.
+enum Propagate {
+    /// A frame to forward.
+    Media {
+        from: PeerId,
+        mid: Mid,
+        params: PayloadParams,
+        time: MediaTime,
+        arrived: Instant,
+        data: Arc<[u8]>,
+    },
+    /// A new track to offer to the others.
+    TrackAdded {
+        from: PeerId,
+        mid: Mid,
+        kind: MediaKind,
+    },
+    /// A receiver asked for a keyframe on a forwarded track.
+    Keyframe { to: PeerId, req: KeyframeRequest },
+}
 
 struct Sfu {
     socket: UdpSocket,
     local: SocketAddr,
     max_peers: u32,
     peers: HashMap<PeerId, Peer>,
+    /// The peers of each room, in join order.
+    rooms: HashMap<RoomId, Vec<PeerId>>,
+    queue: Vec<Propagate>,
     by_addr: HashMap<SocketAddr, PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     subscribers: HashMap<RoomId, Vec<mpsc::Sender<RoomMedia>>>,
@@ -53,6 +87,8 @@ pub(super) async fn run(
         local,
         max_peers,
         peers: HashMap::new(),
+        rooms: HashMap::new(),
+        queue: Vec::new(),
         by_addr: HashMap::new(),
         timers: BinaryHeap::new(),
         subscribers: HashMap::new(),
@@ -127,7 +163,7 @@ impl Sfu {
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::info!(peer = %id, error = %e, "rtc: dropping a peer whose input was refused");
             self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
-            self.remove(id);
+            self.remove(id, "failed");
             return;
         }
         self.drive(id);
@@ -150,23 +186,30 @@ impl Sfu {
             peer.wake_at = None;
             if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
                 self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
-                self.remove(id);
+                self.remove(id, "failed");
                 continue;
             }
             self.drive(id);
         }
     }
 
-    /// Polls one peer until it only waits: sends what it sends, passes on
-    /// what it receives, and sets its next timer.
+    /// Polls one peer, then settles what that made for the others.
     fn drive(&mut self, id: PeerId) {
+        self.poll(id);
+        self.settle();
+    }
+
+    /// Polls one peer until it only waits: sends what it sends, passes on
+    /// what it receives, and sets its next timer. Work for other peers goes
+    /// to the queue.
+    fn poll(&mut self, id: PeerId) {
         let now = Instant::now();
         loop {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
             };
             if !peer.rtc.is_alive() {
-                self.remove(id);
+                self.remove(id, "disconnected");
                 return;
             }
             let out = match peer.rtc.poll_output() {
@@ -174,7 +217,7 @@ impl Sfu {
                 Err(e) => {
                     tracing::info!(peer = %id, error = %e, "rtc: dropping a peer that failed");
                     self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
-                    self.remove(id);
+                    self.remove(id, "failed");
                     return;
                 }
             };
@@ -197,24 +240,186 @@ impl Sfu {
                         peer.request_keyframes(now);
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        self.remove(id);
+                        self.remove(id, "disconnected");
                         return;
                     }
                     Event::MediaAdded(m) => {
+                        // The server's own send-only m-lines come back as
+                        // MediaAdded too: only what the peer sends is a track.
+                        if peer.outs.iter().any(|o| {
+                            matches!(o.state, OutState::Negotiating(x) | OutState::Open(x) if x == m.mid)
+                        }) || !m.direction.is_receiving()
+                        {
+                            continue;
+                        }
                         peer.track_added(m.mid, m.kind);
                         if let Some(t) = peer.tracks.iter().find(|t| t.mid == m.mid) {
                             let (room, info) = (peer.room, t.info.clone());
+                            self.queue.push(Propagate::TrackAdded {
+                                from: id,
+                                mid: m.mid,
+                                kind: m.kind,
+                            });
                             self.publish(room, RoomMedia::Track(info));
                         }
                     }
                     Event::MediaData(d) => {
                         let frame = peer.frame(&d, now);
                         let room = peer.room;
+                        self.queue.push(Propagate::Media {
+                            from: id,
+                            mid: d.mid,
+                            params: d.params,
+                            time: d.time,
+                            arrived: d.network_time,
+                            data: d.data,
+                        });
                         self.publish(room, RoomMedia::Frame(frame));
+                    }
+                    Event::KeyframeRequest(req) => {
+                        self.queue.push(Propagate::Keyframe { to: id, req });
                     }
                     _ => {}
                 },
             }
+        }
+    }
+
+    /// Does the queued work, polling the peers it touches, until none is left.
+    fn settle(&mut self) {
+        while !self.queue.is_empty() {
+            for work in std::mem::take(&mut self.queue) {
+                match work {
+                    Propagate::Media {
+                        from,
+                        mid,
+                        params,
+                        time,
+                        arrived,
+                        data,
+                    } => self.forward(from, mid, params, time, arrived, &data),
+                    Propagate::TrackAdded { from, mid, kind } => {
+                        for to in self.room_peers_of(from) {
+                            if to != from
+                                && let Some(p) = self.peers.get_mut(&to)
+                            {
+                                p.forward_from((from, mid), kind);
+                            }
+                            self.negotiate(to);
+                        }
+                        self.tell_participants_of(from);
+                    }
+                    Propagate::Keyframe { to, req } => {
+                        let from = self.peers.get(&to).and_then(|p| {
+                            p.outs
+                                .iter()
+                                .find(|o| o.open_mid() == Some(req.mid))
+                                .map(|o| o.from)
+                        });
+                        if let Some((sender, smid)) = from
+                            && let Some(p) = self.peers.get_mut(&sender)
+                        {
+                            p.request_keyframe(smid, Instant::now());
+                            self.poll(sender);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The peers in the same room as `id` (itself included).
+    fn room_peers_of(&self, id: PeerId) -> Vec<PeerId> {
+        self.peers
+            .get(&id)
+            .and_then(|p| self.rooms.get(&p.room))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Writes a frame of `from`'s track to every peer receiving it.
+    fn forward(
+        &mut self,
+        from: PeerId,
+        mid: Mid,
+        params: PayloadParams,
+        time: MediaTime,
+        arrived: Instant,
+        data: &Arc<[u8]>,
+    ) {
+        let Some(room) = self.peers.get(&from).map(|p| p.room) else {
+            return;
+        };
+        let receivers = self.rooms.get(&room).cloned().unwrap_or_default();
+        for to in receivers {
+            if to == from {
+                continue;
+            }
+            let Some(p) = self.peers.get_mut(&to) else {
+                continue;
+            };
+            let Some(out_mid) = p
+                .outs
+                .iter()
+                .find(|o| o.from == (from, mid))
+                .and_then(|o| o.open_mid())
+            else {
+                continue;
+            };
+            let Some(w) = p.rtc.writer(out_mid) else {
+                continue;
+            };
+            let Some(pt) = w.match_params(params) else {
+                continue;
+            };
+            if let Err(e) = w.write(pt, arrived, time, data.clone()) {
+                tracing::debug!(peer = %to, error = %e, "rtc: forward");
+                continue;
+            }
+            self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
+            self.poll(to);
+        }
+    }
+
+    /// Sends `id`'s call page the next offer, if its tracks changed.
+    fn negotiate(&mut self, id: PeerId) {
+        let Some(p) = self.peers.get_mut(&id) else {
+            return;
+        };
+        if let Some(offer) = p.offer() {
+            self.signal(id, Signal::Offer(offer));
+            self.poll(id);
+        }
+    }
+
+    /// A message to `id`'s call page; a page that does not read its socket
+    /// is ended.
+    fn signal(&mut self, id: PeerId, s: Signal) {
+        let Some(tx) = self.peers.get(&id).and_then(|p| p.signal.clone()) else {
+            return;
+        };
+        if tx.try_send(s).is_err() {
+            tracing::info!(peer = %id, "rtc: ending a call page that does not read its socket");
+            self.remove(id, "signalling_stalled");
+        }
+    }
+
+    /// Tells every call page in `id`'s room who is there.
+    fn tell_participants_of(&mut self, id: PeerId) {
+        if let Some(room) = self.peers.get(&id).map(|p| p.room) {
+            self.tell_participants(room);
+        }
+    }
+
+    fn tell_participants(&mut self, room: RoomId) {
+        let ids = self.rooms.get(&room).cloned().unwrap_or_default();
+        let list: Vec<_> = ids
+            .iter()
+            .filter_map(|i| self.peers.get(i))
+            .map(Peer::participant)
+            .collect();
+        for id in ids {
+            self.signal(id, Signal::Participants(list.clone()));
         }
     }
 
@@ -232,15 +437,37 @@ impl Sfu {
         }
     }
 
-    fn remove(&mut self, id: PeerId) {
-        if let Some(mut peer) = self.peers.remove(&id) {
-            peer.rtc.disconnect();
-            for a in &peer.addrs {
-                self.by_addr.remove(a);
-            }
-            self.stats.peers.fetch_sub(1, Ordering::Relaxed);
-            self.publish(peer.room, RoomMedia::Left(id));
+    /// Ends a peer: its page is told why, the others stop receiving it.
+    fn remove(&mut self, id: PeerId, why: &'static str) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        peer.rtc.disconnect();
+        if let Some(tx) = &peer.signal {
+            let _ = tx.try_send(Signal::Ended(why));
         }
+        for a in &peer.addrs {
+            self.by_addr.remove(a);
+        }
+        self.stats.peers.fetch_sub(1, Ordering::Relaxed);
+        self.publish(peer.room, RoomMedia::Left(id));
+        let others = match self.rooms.get_mut(&peer.room) {
+            Some(list) => {
+                list.retain(|p| *p != id);
+                list.clone()
+            }
+            None => vec![],
+        };
+        if others.is_empty() {
+            self.rooms.remove(&peer.room);
+        }
+        for o in &others {
+            if let Some(p) = self.peers.get_mut(o) {
+                p.unforward(id);
+            }
+            self.negotiate(*o);
+        }
+        self.tell_participants(peer.room);
     }
 
     fn command(&mut self, cmd: Command, candidate: SocketAddr) {
@@ -250,9 +477,10 @@ impl Sfu {
                 limits,
                 joiner,
                 offer,
+                signal,
                 reply,
             } => {
-                let in_room = self.peers.values().filter(|p| p.room == room).count();
+                let in_room = self.rooms.get(&room).map_or(0, Vec::len);
                 let r = if self.peers.len() >= self.max_peers as usize {
                     Err(ApiError::new(
                         429,
@@ -271,11 +499,29 @@ impl Sfu {
                 } else {
                     let id = PeerId(self.next_id);
                     self.next_id += 1;
-                    match Peer::accept(id, room, joiner, &offer, candidate, Instant::now()) {
-                        Ok((peer, answer)) => {
+                    let now = Instant::now();
+                    match Peer::accept(id, room, joiner, &offer, candidate, now, signal) {
+                        Ok((mut peer, answer)) => {
+                            // It receives every track already in the call.
+                            for other in self.rooms.get(&room).into_iter().flatten() {
+                                if let Some(o) = self.peers.get(other) {
+                                    for t in &o.tracks {
+                                        let kind = if t.info.kind == "audio" {
+                                            MediaKind::Audio
+                                        } else {
+                                            MediaKind::Video
+                                        };
+                                        peer.forward_from((o.id, t.mid), kind);
+                                    }
+                                }
+                            }
                             self.peers.insert(id, peer);
+                            self.rooms.entry(room).or_default().push(id);
                             self.stats.peers.fetch_add(1, Ordering::Relaxed);
-                            self.drive(id);
+                            self.poll(id);
+                            self.negotiate(id);
+                            self.settle();
+                            self.tell_participants(room);
                             Ok((id, answer))
                         }
                         Err(m) => Err(ApiError::bad_request("invalid_sdp", m)),
@@ -286,22 +532,57 @@ impl Sfu {
             Command::Leave { room, peer, reply } => {
                 let here = self.peers.get(&peer).is_some_and(|p| p.room == room);
                 if here {
-                    self.remove(peer);
+                    self.remove(peer, "left");
                 }
                 let _ = reply.send(here);
             }
+            Command::Answer { peer, sdp, reply } => {
+                let live: Vec<PeerId> = self.peers.keys().copied().collect();
+                let r = match self.peers.get_mut(&peer) {
+                    None => Err(ApiError::new(404, "not_found", "the peer has left")),
+                    Some(p) => p
+                        .answered(&sdp, |id| live.contains(&id))
+                        .map_err(|m| ApiError::bad_request("invalid_sdp", m)),
+                };
+                if let Ok(opened) = &r {
+                    // A new receiver starts at a keyframe.
+                    let now = Instant::now();
+                    for (sender, mid) in opened.clone() {
+                        if let Some(s) = self.peers.get_mut(&sender) {
+                            s.request_keyframe(mid, now);
+                            self.poll(sender);
+                        }
+                    }
+                    self.poll(peer);
+                    self.negotiate(peer);
+                    self.settle();
+                }
+                let _ = reply.send(r.map(|_| ()));
+            }
+            Command::MediaState { peer, audio, video } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.audio_on = audio;
+                    p.video_on = video;
+                    let room = p.room;
+                    self.tell_participants(room);
+                }
+            }
             Command::Participants { room, reply } => {
-                let mut list: Vec<_> = self
-                    .peers
-                    .values()
-                    .filter(|p| p.room == room)
+                let list: Vec<_> = self
+                    .rooms
+                    .get(&room)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.peers.get(id))
                     .map(Peer::participant)
                     .collect();
-                list.sort_by_key(|p| p.peer);
                 let _ = reply.send(list);
             }
             Command::Subscribe { room, tx } => {
-                for p in self.peers.values().filter(|p| p.room == room) {
+                for id in self.rooms.get(&room).into_iter().flatten() {
+                    let Some(p) = self.peers.get(id) else {
+                        continue;
+                    };
                     for t in &p.tracks {
                         let _ = tx.try_send(RoomMedia::Track(t.info.clone()));
                     }
@@ -311,14 +592,8 @@ impl Sfu {
             }
             Command::RequestKeyframes { room } => self.request_keyframes(room),
             Command::CloseRoom { room } => {
-                let ids: Vec<_> = self
-                    .peers
-                    .values()
-                    .filter(|p| p.room == room)
-                    .map(|p| p.id)
-                    .collect();
-                for id in ids {
-                    self.remove(id);
+                for id in self.rooms.get(&room).cloned().unwrap_or_default() {
+                    self.remove(id, "room_closed");
                 }
                 self.subscribers.remove(&room);
             }
@@ -327,13 +602,7 @@ impl Sfu {
 
     fn request_keyframes(&mut self, room: RoomId) {
         let now = Instant::now();
-        let ids: Vec<_> = self
-            .peers
-            .values()
-            .filter(|p| p.room == room)
-            .map(|p| p.id)
-            .collect();
-        for id in ids {
+        for id in self.rooms.get(&room).cloned().unwrap_or_default() {
             if let Some(p) = self.peers.get_mut(&id) {
                 p.request_keyframes(now);
             }

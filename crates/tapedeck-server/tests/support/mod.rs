@@ -1,6 +1,8 @@
 //! Shared helpers: the real server on port 0, keys, frames over a real WebSocket.
 #![allow(dead_code)]
 
+pub mod rooms;
+
 use std::io::Cursor;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -54,6 +56,12 @@ pub async fn start_for_site(port: u16) -> Server {
 }
 
 pub async fn start_with(mut c: Config) -> Server {
+    if let Ok(f) = std::env::var("TAPEDECK_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(f))
+            .with_test_writer()
+            .try_init();
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     c.server.public_url = Some(format!("http://{addr}"));
@@ -179,6 +187,20 @@ impl Server {
 
 pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text message of `ws` as JSON (within a minute).
+pub async fn next_json(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a message within a minute")
+            .expect("the socket is open")
+            .expect("a message");
+        if m.is_text() {
+            return serde_json::from_str(m.to_text().unwrap()).unwrap();
+        }
+    }
+}
 
 pub async fn connect(url: &str) -> Ws {
     tokio_tungstenite::connect_async(url)

@@ -1,0 +1,165 @@
+//! The call page end to end: two people in Debian's Chromium (fake camera
+//! and microphone) join a room on `/call/ROOM`, one with an API key (the
+//! host), one with an invite link. The server forwards each one's media to
+//! the other (both decode video and receive sound), the host records,
+//! pauses, resumes and stops from the page, the guest sees the REC timer,
+//! and the recording holds four track files (each person's VP8 and Opus)
+//! that decode in full and last as long as the recording ran
+//! (tests/e2e/call.mjs drives the pages).
+
+mod support;
+
+use serde_json::json;
+use support::rooms::*;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_call_each_other_and_the_host_records_the_call() {
+    let s = start(|_| {}).await;
+    let host = s.key("ann", false).await;
+    let room = new_room(&s, &host).await;
+    let guest = invite(&s, &host, &room, "Bob (guest)").await;
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("call-page");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let out = page_script(
+        "call.mjs",
+        vec![
+            s.base.clone(),
+            room.clone(),
+            host.clone(),
+            guest,
+            shots.display().to_string(),
+        ],
+    )
+    .await;
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    println!("screenshots: {}", shots.display());
+    assert_eq!(out["pageErrors"], json!([]), "{out}");
+    assert!(out.get("guestErrors").is_none(), "{out}");
+    // The host found the room under Calls on the home page, with an invite button.
+    let listed = out["roomListed"].as_str().unwrap();
+    assert!(
+        listed.contains("host ann") && listed.contains("Invite a guest"),
+        "{listed}"
+    );
+    // An invited guest's name is the invite's, and the guest has no host controls.
+    assert_eq!(
+        out["guestNameField"],
+        json!({"value": "Bob (guest)", "disabled": true})
+    );
+    assert_eq!(out["guestIsHost"], false);
+
+    // Each sees and hears the other: video decoded, sound with energy.
+    for (who, other) in [("host", "Bob (guest)"), ("guest", "Ann (host)")] {
+        let r = &out[who];
+        let names: Vec<&str> = r["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&other), "{who} sees {names:?}");
+        let remote = r["tiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == other)
+            .unwrap();
+        assert!(remote["width"].as_u64().unwrap() > 0, "{who}: {remote}");
+        assert_eq!(remote["paused"], false, "{who}: {remote}");
+        let video = r["inbound"]["video"]["framesDecoded"].as_u64().unwrap_or(0);
+        assert!(
+            video > 100,
+            "{who} decoded {video} frames of {other}'s video"
+        );
+        let energy = r["inbound"]["audio"]["audioEnergy"].as_f64().unwrap_or(0.0);
+        assert!(energy > 0.0, "{who} heard silence from {other}: {r}");
+    }
+
+    // The REC timer showed for both, stood still while paused, and counted on.
+    for who in ["host", "guest"] {
+        let r = &out["recAfter3s"][who];
+        assert_eq!(r["shown"], true, "{who}: {r}");
+        assert!(
+            ["0:02", "0:03", "0:04"].contains(&r["text"].as_str().unwrap()),
+            "{who} after 3 s: {r}"
+        );
+    }
+    assert_eq!(out["recPaused"]["paused"], true, "{out}");
+
+    // The recording: four tracks, two people × (VP8, Opus), each decoding
+    // in full and as long as the recording ran (within 0.5 s).
+    let id = out["recordingId"].as_str().unwrap();
+    let done = s.wait_status(&host, id, "completed").await;
+    let recorded_s = out["recordedMs"].as_f64().unwrap() / 1000.0;
+    let tracks = done["tracks"].as_array().unwrap();
+    let mut who: Vec<(String, String)> = tracks
+        .iter()
+        .map(|t| {
+            (
+                t["participant"].as_str().unwrap().into(),
+                t["kind"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    who.sort();
+    assert_eq!(
+        who,
+        [
+            ("Ann (host)".into(), "audio".into()),
+            ("Ann (host)".into(), "video".into()),
+            ("Bob (guest)".into(), "audio".into()),
+            ("Bob (guest)".into(), "video".into()),
+        ],
+        "{done}"
+    );
+    for t in tracks {
+        let tid = t["id"].as_str().unwrap();
+        let file = s.data.join(format!("{tid}.webm"));
+        let r = s
+            .client()
+            .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
+            .bearer_auth(&host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        assert_eq!(decode_errors(&file), "", "{tid} decodes cleanly");
+        let dur = duration_s(&file);
+        println!("{} {}: {dur} s", t["participant"], t["kind"]);
+        assert!(
+            (dur - recorded_s).abs() < 0.5,
+            "{tid} lasts {dur} s, the recording ran {recorded_s} s: {t}"
+        );
+        if t["kind"] == "video" {
+            let p = tapedeck_testkit::ffprobe(&file);
+            assert_eq!(codecs(&file), ["vp8"]);
+            // The camera's 640x360, or a 16:9 step down Chrome chose.
+            assert!(p.width * 9 == p.height * 16 && p.width >= 320, "{p:?}");
+            // Chrome lowers its rate when the machine is busy; what it
+            // sent has no hole (the pause was cut from the timeline).
+            assert!(p.frames as f64 > recorded_s * 10.0, "{p:?}");
+            let gap = largest_gap(&file);
+            assert!(gap < 0.5, "{tid}: a {gap} s gap");
+        } else {
+            assert_eq!(codecs(&file), ["opus"]);
+        }
+    }
+    assert!(
+        out["guestList"].as_str().unwrap().contains("completed"),
+        "{out}"
+    );
+    assert_eq!(out["guestEnded"], true);
+    // Forwarding was counted.
+    let m = s.client().get(format!("{}/metrics", s.base)).send().await;
+    let text = m.unwrap().text().await.unwrap();
+    let fwd = text
+        .lines()
+        .find(|l| l.starts_with("tapedeck_rtc{counter=\"frames_forwarded\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    assert!(fwd > 300, "{fwd} frames forwarded");
+}

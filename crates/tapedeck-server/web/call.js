@@ -1,0 +1,364 @@
+// tapedeck call page: /call/ROOM[?token=JOIN_TOKEN]. Joins the room's call
+// over its socket (/v1/rooms/ROOM/call), sends the camera and microphone,
+// shows everyone else, and for the host records the call. Protocol:
+// docs/rooms.md.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
+const params = new URLSearchParams(location.search);
+const joinToken = params.get("token");
+let token = joinToken || localStorage.getItem("tapedeck.token") || "";
+
+let local = null; // MediaStream of the camera and microphone
+let localReady = null; // settles when the camera and microphone are asked for
+let pc = null;
+let ws = null;
+let me = null; // {peer, name, host}
+let queue = Promise.resolve(); // signalling messages, one at a time
+const tiles = new Map(); // peer -> {el, video, name}
+const streams = new Map(); // peer -> MediaStream received
+const recordings = new Map(); // id -> recording
+let live = null; // the room's recording that has not ended
+let rec = { elapsed: 0, since: null }; // REC timer: seconds before `since`, running from `since`
+
+function status(text) {
+  $("call-status").textContent = text;
+}
+
+async function api(method, path, body) {
+  const r = await fetch(path, {
+    method,
+    headers: { Authorization: "Bearer " + token, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  const data = text ? JSON.parse(text) : null;
+  if (!r.ok) throw new Error(data && data.error ? data.error.code + ": " + data.error.message : r.statusText);
+  return data;
+}
+
+function guestName(t) {
+  // A join token is jt_{room}.{exp}.{name, base64url}.{signature}.
+  try {
+    const b64 = t.split(".")[2].replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+    return new TextDecoder().decode(bytes);
+  } catch {
+    return null;
+  }
+}
+
+async function lobby() {
+  if (joinToken) {
+    const name = guestName(joinToken);
+    if (name) {
+      $("name").value = name;
+      $("name").disabled = true;
+      $("guest-note").hidden = false;
+    }
+  } else if (!token) {
+    $("key-row").hidden = false;
+  } else {
+    try {
+      const meInfo = await api("GET", "/v1/me");
+      $("name").value = meInfo.user;
+      const room = await api("GET", "/v1/rooms/" + roomId).catch(() => null);
+      if (room) $("room-name").textContent = room.name;
+    } catch {
+      $("key-row").hidden = false;
+    }
+  }
+  await localReady;
+}
+
+async function openDevices() {
+  try {
+    local = await navigator.mediaDevices.getUserMedia({
+      audio: true,
+      video: { width: 640, height: 360, frameRate: 30 },
+    });
+    $("preview").srcObject = local;
+  } catch (e) {
+    $("lobby-error").textContent = "No camera or microphone (" + e.name + "): you can still join to watch and listen.";
+  }
+}
+
+function waitForIce(pc) {
+  return new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") done();
+    });
+    setTimeout(done, 2000);
+  });
+}
+
+async function join(ev) {
+  ev.preventDefault();
+  $("lobby-error").textContent = "";
+  if (!$("key-row").hidden && $("key").value) {
+    token = $("key").value.trim();
+    localStorage.setItem("tapedeck.token", token);
+  }
+  $("join").disabled = true;
+  // Joining before the devices answered would send nothing.
+  await localReady;
+  pc = new RTCPeerConnection();
+  for (const kind of ["audio", "video"]) {
+    const track = local && local.getTracks().find((t) => t.kind === kind);
+    pc.addTransceiver(track || kind, { direction: "sendonly", streams: local ? [local] : [] });
+  }
+  pc.ontrack = (e) => {
+    const stream = e.streams[0];
+    if (!stream) return;
+    streams.set(stream.id, stream);
+    const t = tiles.get(stream.id);
+    if (t) attach(t, stream);
+  };
+  pc.onconnectionstatechange = () => status("Connection: " + pc.connectionState);
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForIce(pc);
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  ws = new WebSocket(`${proto}//${location.host}/v1/rooms/${roomId}/call?token=${encodeURIComponent(token)}`);
+  ws.onopen = () => ws.send(JSON.stringify({ type: "join", offer: pc.localDescription.sdp, name: $("name").value }));
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    queue = queue.then(() => handle(m)).catch((err) => status("Error: " + err.message));
+  };
+  ws.onclose = () => {
+    if (me) ended("the connection to the server closed");
+    else {
+      $("join").disabled = false;
+      if (!$("lobby-error").textContent) $("lobby-error").textContent = "Could not join (check the link or the key).";
+    }
+  };
+}
+
+async function handle(m) {
+  switch (m.type) {
+    case "joined":
+      me = m.you;
+      $("room-name").textContent = m.room.name;
+      await pc.setRemoteDescription({ type: "answer", sdp: m.answer });
+      $("lobby").hidden = true;
+      $("in-call").hidden = false;
+      document.querySelector(".host-only").hidden = !me.host;
+      if (token && !joinToken) loadRecordings();
+      break;
+    case "offer": {
+      await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
+      await pc.setLocalDescription(await pc.createAnswer());
+      ws.send(JSON.stringify({ type: "answer", sdp: pc.localDescription.sdp }));
+      break;
+    }
+    case "participants":
+      renderTiles(m.participants);
+      break;
+    case "recording":
+      onRecording(m.event, m.recording);
+      break;
+    case "error":
+      if (!me) $("lobby-error").textContent = m.code + ": " + m.message;
+      else status(m.code + ": " + m.message);
+      break;
+    case "ended":
+      ended(m.reason === "room_closed" ? "The host closed the room." : "Reason: " + m.reason);
+      break;
+  }
+}
+
+function tileFor(p) {
+  let t = tiles.get(p.peer);
+  if (t) return t;
+  const el = document.createElement("div");
+  el.className = "tile";
+  el.dataset.peer = p.peer;
+  const video = document.createElement("video");
+  video.autoplay = true;
+  video.playsInline = true;
+  const name = document.createElement("span");
+  name.className = "name";
+  const flags = document.createElement("span");
+  flags.className = "flags";
+  el.append(video, name, flags);
+  t = { el, video, name, flags };
+  tiles.set(p.peer, t);
+  $("tiles").append(el);
+  if (p.peer === me.peer) {
+    video.muted = true;
+    if (local) video.srcObject = local;
+  } else if (streams.has(p.peer)) {
+    attach(t, streams.get(p.peer));
+  }
+  return t;
+}
+
+function attach(t, stream) {
+  // A track can come in a later offer than its stream's first: the element
+  // gets a fresh stream of every track, or it may not show the new one.
+  const ids = stream.getTracks().map((x) => x.id).sort().join();
+  if (t.tracks !== ids) {
+    t.tracks = ids;
+    t.video.srcObject = new MediaStream(stream.getTracks());
+    t.video.play().catch(() => {});
+  }
+}
+
+function renderTiles(list) {
+  const here = new Set(list.map((p) => p.peer));
+  for (const [peer, t] of tiles) {
+    if (!here.has(peer)) {
+      t.el.remove();
+      tiles.delete(peer);
+      streams.delete(peer);
+    }
+  }
+  for (const p of list) {
+    const t = tileFor(p);
+    t.name.textContent = p.name + (p.peer === me.peer ? " (you)" : "");
+    const off = [];
+    if (!p.audio) off.push("mic off");
+    if (!p.video) off.push("camera off");
+    t.flags.textContent = off.join(" · ");
+    t.el.classList.toggle("camera-off", !p.video);
+  }
+  $("tiles").dataset.count = String(list.length);
+}
+
+function fmt(s) {
+  s = Math.max(0, Math.floor(s));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+function recElapsed() {
+  return rec.elapsed + (rec.since ? (Date.now() - rec.since) / 1000 : 0);
+}
+
+setInterval(() => {
+  if (!$("rec").hidden) $("rec-time").textContent = fmt(recElapsed());
+}, 250);
+
+function onRecording(event, r) {
+  recordings.set(r.id, r);
+  const running = r.status === "recording";
+  const active = ["pending", "recording", "paused"].includes(r.status);
+  if (active) {
+    if (!live || live.id !== r.id) {
+      // Joined during a recording: counted from its start (pauses before
+      // this page joined are not known to it).
+      const started = r.started_at ? Date.parse(r.started_at) : Date.now();
+      rec = { elapsed: event === "recording.live" ? Math.max(0, (Date.now() - started) / 1000) : 0, since: null };
+    }
+    live = r;
+    if (running && !rec.since) rec.since = Date.now();
+    if (!running && rec.since) rec = { elapsed: recElapsed(), since: null };
+  } else if (live && live.id === r.id) {
+    live = null;
+    rec = { elapsed: 0, since: null };
+  }
+  $("rec").hidden = !active;
+  $("rec").classList.toggle("paused", r.status === "paused" && active);
+  $("record").hidden = active;
+  $("pause").hidden = !active;
+  $("pause").textContent = r.status === "paused" ? "Resume" : "Pause";
+  $("stop").hidden = !active;
+  if (r.status === "processing") status("Saving the recording…");
+  if (r.status === "completed") status("The recording is ready.");
+  if (r.status === "failed") status("The recording failed: " + (r.error ? r.error.code : ""));
+  renderRecordings();
+}
+
+function renderRecordings() {
+  const list = [...recordings.values()].sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+  $("no-recordings").hidden = list.length > 0;
+  $("recordings").replaceChildren(
+    ...list.map((r) => {
+      const li = document.createElement("li");
+      li.dataset.id = r.id;
+      li.dataset.status = r.status;
+      const label = document.createElement("span");
+      label.textContent = `${r.title || r.id} · ${r.status}` + (r.duration_s ? ` · ${fmt(r.duration_s)}` : "") +
+        (r.tracks && r.tracks.length ? ` · ${r.tracks.length} tracks` : "");
+      li.append(label);
+      if (r.status === "completed" && token && !joinToken) {
+        const a = document.createElement("a");
+        a.href = `/v1/recordings/${r.id}/media?token=${encodeURIComponent(token)}`;
+        a.textContent = "Download";
+        li.append(" ", a);
+      }
+      return li;
+    }),
+  );
+}
+
+async function loadRecordings() {
+  try {
+    const d = await api("GET", `/v1/rooms/${roomId}/recordings`);
+    for (const r of d.recordings) if (!recordings.has(r.id)) recordings.set(r.id, r);
+    renderRecordings();
+  } catch {
+    // a guest: recordings arrive as events only
+  }
+}
+
+async function control(what) {
+  try {
+    if (what === "record") {
+      await api("POST", "/v1/recordings", {
+        title: $("room-name").textContent,
+        source: { kind: "room", room: roomId, layout: "tracks" },
+      });
+    } else if (live) {
+      await api("POST", `/v1/recordings/${live.id}/${what}`);
+    }
+  } catch (e) {
+    status(e.message);
+  }
+}
+
+function toggle(kind) {
+  const btn = $(kind === "audio" ? "mic" : "cam");
+  const on = btn.getAttribute("aria-pressed") !== "true";
+  btn.setAttribute("aria-pressed", String(on));
+  btn.textContent = (kind === "audio" ? "Mic " : "Camera ") + (on ? "on" : "off");
+  if (local) for (const t of local.getTracks()) if (t.kind === kind) t.enabled = on;
+  if (ws && ws.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify({
+      type: "media",
+      audio: $("mic").getAttribute("aria-pressed") === "true",
+      video: $("cam").getAttribute("aria-pressed") === "true",
+    }));
+  }
+}
+
+function ended(why) {
+  if (!me) return;
+  me = null;
+  if (ws && ws.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify({ type: "leave" }));
+    ws.close();
+  }
+  if (pc) pc.close();
+  for (const t of tiles.values()) t.el.remove();
+  tiles.clear();
+  streams.clear();
+  $("in-call").hidden = true;
+  $("rec").hidden = true;
+  $("ended").hidden = false;
+  $("ended-reason").textContent = why;
+}
+
+$("join-form").addEventListener("submit", join);
+$("mic").onclick = () => toggle("audio");
+$("cam").onclick = () => toggle("video");
+$("record").onclick = () => control("record");
+$("pause").onclick = () => control(live && live.status === "paused" ? "resume" : "pause");
+$("stop").onclick = () => control("stop");
+$("leave").onclick = () => ended("You left.");
+$("rejoin").onclick = () => location.reload();
+localReady = openDevices();
+lobby();
