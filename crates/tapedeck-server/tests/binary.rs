@@ -508,3 +508,117 @@ async fn kill_9_during_a_web_recording_takes_the_browser_down_too() {
     );
     assert!(r["duration_s"].as_f64().unwrap() > 0.5, "{r}");
 }
+
+/// `kill -9` while a room records a call: at the next start every track
+/// file is finalized where it was cut and the recording completes with
+/// `end_reason: recovered`, each track playing to within a second of the
+/// kill (Chromium publishes over WHIP; tests/e2e/whip.mjs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_room_records_then_recover_its_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token = key(&data, "alice");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = serve(&data, port);
+    let room = post(&base, &token, "/v1/rooms", json!({"name": "call"})).await;
+    let room = room["id"].as_str().unwrap().to_string();
+    let guest = post(
+        &base,
+        &token,
+        &format!("/v1/rooms/{room}/invites"),
+        json!({"name": "Guest"}),
+    )
+    .await;
+    let guest = guest["token"].as_str().unwrap().to_string();
+    let rec = post(
+        &base,
+        &token,
+        "/v1/recordings",
+        json!({"source": {"kind": "room", "room": room}}),
+    )
+    .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    // The publisher outlives the server; what it says afterwards is not
+    // what this test is about.
+    let publisher = tokio::spawn(page_script(
+        "whip.mjs",
+        vec![base.clone(), room.clone(), guest, "12".into()],
+    ));
+    let start = Instant::now();
+    loop {
+        let r = get(&base, &token, &format!("/v1/rooms/{room}")).await;
+        if r["participants"][0]["frames_in"].as_u64().unwrap_or(0) > 100 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no media: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let started = get(&base, &token, &format!("/v1/recordings/{id}")).await["started_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started_ms = tapedeck_core::recording::time_ms::parse(&started).unwrap();
+    let killed_ms = tapedeck_server::now_ms();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &server.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = server.0.wait();
+    let ran_s = (killed_ms - started_ms) as f64 / 1000.0;
+
+    let _server = serve(&data, port);
+    let done = wait_final(&base, &token, &id).await;
+    println!("{}", serde_json::to_string_pretty(&done["tracks"]).unwrap());
+    assert_eq!(
+        (done["status"].as_str(), done["end_reason"].as_str()),
+        (Some("completed"), Some("recovered")),
+        "{done}"
+    );
+    let tracks = done["tracks"].as_array().unwrap();
+    let mut kinds: Vec<&str> = tracks.iter().map(|t| t["kind"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["audio", "video"], "{done}");
+    for t in tracks {
+        let tid = t["id"].as_str().unwrap();
+        let bytes = reqwest::Client::new()
+            .get(format!("{base}/v1/recordings/{id}/tracks/{tid}/media"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let file = dir.path().join(format!("{tid}.webm"));
+        std::fs::write(&file, &bytes).unwrap();
+        assert_eq!(rooms::decode_errors(&file), "", "{tid} decodes cleanly");
+        let dur = rooms::duration_s(&file);
+        let end = t["start_s"].as_f64().unwrap() + dur;
+        println!(
+            "{tid} {}: ends at {end:.2} s, killed at {ran_s:.2} s",
+            t["kind"]
+        );
+        assert!(
+            end > ran_s - 1.0 && end < ran_s + 0.5,
+            "{tid} ends at {end} s on the recording's timeline; the server was killed at {ran_s} s"
+        );
+    }
+    let media = dir.path().join("media.webm");
+    let bytes = reqwest::Client::new()
+        .get(format!("{base}/v1/recordings/{id}/media"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(&media, &bytes).unwrap();
+    assert_eq!(rooms::codecs(&media), ["opus", "vp8"]);
+    publisher.abort();
+}

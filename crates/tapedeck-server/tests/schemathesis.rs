@@ -111,7 +111,15 @@ parameters = {{ "path.id" = "{done}" }}
             .arg(&config_path)
             .args(["--no-color", "run"])
             .arg(format!("{}/v1/openapi.json", s.base))
-            .args(["--checks", "all", "--max-examples"])
+            // Every check but one: closing a room (`DELETE /v1/rooms/{id}`)
+            // ends its call, and the room stays readable with `closed_at`
+            // and its recordings (people look back at their calls), which
+            // `use_after_free` takes for a deleted resource still served.
+            // (A per-operation allowance in the config file cannot undo
+            // `--checks all`.) A deleted recording is 404 afterwards:
+            // tests/frames_recording.rs.
+            .args(["--checks", "all", "--exclude-checks", "use_after_free"])
+            .arg("--max-examples")
             .arg(EXAMPLES.to_string())
             .args(["--seed", "20261129", "--generation-database", "none"])
             .args(["--request-timeout", "30"])

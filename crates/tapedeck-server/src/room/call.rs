@@ -38,7 +38,7 @@ pub async fn socket(
     Path(id): Path<String>,
     uri: Uri,
     headers: HeaderMap,
-    Upgrade(ws): Upgrade,
+    upgrade: Result<Upgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     let room_id: RoomId = id.parse()?;
     let bearer = super::whip::bearer(&headers).or_else(|| {
@@ -48,6 +48,8 @@ pub async fn socket(
     });
     let who = caller_of_token(&s, bearer.as_deref(), room_id).await?;
     let room = open_room(&s, &id).await?;
+    // Who and where first (401, 404, 409), then whether it is a WebSocket.
+    let Upgrade(ws) = upgrade?;
     Ok(ws
         .max_message_size(MAX_CALL_MESSAGE_BYTES + 1024)
         .on_upgrade(move |socket| async move {

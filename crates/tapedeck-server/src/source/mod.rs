@@ -210,9 +210,8 @@ pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
         SourceSpec::Frames {} | SourceSpec::Web(_) => {
             Box::new(encoding::FromSpool::new(services, rec))
         }
-        // Track files cut by a crash are not recovered yet: the recording
-        // fails with that reason (its files stay in the work folder).
-        SourceSpec::Room(_) => Box::new(room::Unrecovered),
+        // Track files cut by a crash are finalized where they were cut.
+        SourceSpec::Room(_) => Box::new(room::Recovered::new(services, rec.id)),
     }
 }
 

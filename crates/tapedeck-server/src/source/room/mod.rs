@@ -13,6 +13,12 @@
 //! (no gap in the files), and video resumes at a keyframe, asked for at
 //! start, at resume and after loss.
 //!
+//! Crash-safe: the track files are streaming passthrough files (a cut one
+//! plays to its last complete cluster, at most a second back), and
+//! `tracks/manifest.json` says whose each file is and where it starts, so
+//! after a `kill -9` the next start finalizes every file and makes the
+//! recording from them ([`Recovered`], `end_reason: recovered`).
+//!
 //! Written now: VP8 video and Opus audio, what browsers send by default.
 //! Other codecs are counted and named in `last_error`, not written yet.
 
@@ -185,8 +191,35 @@ impl Writer {
             }
         };
         let at_us = anchor.1 + (f.rtp_us - anchor.0);
+        let new_file = w.sink.is_none();
         if let Err(e) = w.write(&f, at_us, &self.meter) {
             self.meter.set_error(format!("track {}: {e}", w.file.id));
+        }
+        if new_file && w.sink.is_some() {
+            self.save_manifest();
+        }
+    }
+
+    /// Writes `tracks/manifest.json`: the files begun so far, whose they are
+    /// and where they start (what recovery needs; replaced atomically).
+    fn save_manifest(&self) {
+        let files: Vec<TrackFile> = self
+            .tracks
+            .iter()
+            .filter(|w| w.sink.is_some())
+            .map(|w| TrackFile {
+                start_s: w.start_us as f64 / 1e6,
+                ..w.file.clone()
+            })
+            .collect();
+        let tmp = self.dir.join("manifest.json.tmp");
+        let saved = serde_json::to_vec(&files)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(MANIFEST)));
+        if let Err(e) = saved {
+            self.meter
+                .set_error(format!("the track manifest could not be saved: {e}"));
         }
     }
 
@@ -409,20 +442,84 @@ pub async fn authorize(
     Ok(())
 }
 
-/// A room recording the server was recording when it stopped.
-pub struct Unrecovered;
+/// The track list of a recording's work folder (see [`Writer::save_manifest`]).
+const MANIFEST: &str = "manifest.json";
 
-impl Source for Unrecovered {
+/// A room recording the server was recording when it stopped: its track
+/// files are finalized where they were cut and put together as at stop.
+pub struct Recovered {
+    services: Arc<Services>,
+    work: PathBuf,
+}
+
+impl Recovered {
+    /// For recording `id`.
+    pub fn new(services: Arc<Services>, id: tapedeck_core::RecordingId) -> Self {
+        let work = services.work_dir(id);
+        Self { services, work }
+    }
+}
+
+/// Finalizes every track file the manifest in `dir` names; the ones that
+/// hold media, with their durations and sizes.
+fn recover_tracks(dir: &Path) -> Result<Vec<(TrackFile, PathBuf)>, Failure> {
+    let lost = |why: String| Failure::new("recovery_failed", why);
+    let manifest = std::fs::read(dir.join(MANIFEST)).map_err(|e| {
+        lost(format!(
+            "the server stopped while recording the room, before any track began ({e})"
+        ))
+    })?;
+    let files: Vec<TrackFile> = serde_json::from_slice(&manifest)
+        .map_err(|e| lost(format!("the track manifest is unreadable: {e}")))?;
+    let mut out = vec![];
+    for mut f in files {
+        // Ids come from this server (t1, t2, ...); anything else is not a
+        // file of ours.
+        if !f.id.starts_with('t') || !f.id[1..].chars().all(|c| c.is_ascii_digit()) {
+            return Err(lost(format!("the manifest names a track {:?}", f.id)));
+        }
+        let path = dir.join(format!("{}.webm", f.id));
+        match tapedeck_media::sink::passthrough::recover(&path) {
+            Ok(sum) if sum.units > 0 => {
+                f.duration_s = sum.duration_ms / 1e3;
+                f.size_bytes = sum.bytes;
+                out.push((f, path));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(track = %f.id, error = %e, "a track file could not be recovered")
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Source for Recovered {
     fn control(&mut self, _: SourceControl) -> BoxFuture<'_, ()> {
         Box::pin(async {})
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
-        Box::pin(async {
-            Err(Failure::new(
-                "recovery_failed",
-                "the server stopped while recording the room; its track files are kept in the work folder but not recovered yet",
-            ))
+        Box::pin(async move {
+            let dir = self.work.join("tracks");
+            let tracks = tokio::task::spawn_blocking(move || recover_tracks(&dir))
+                .await
+                .map_err(|e| Failure::internal(e.to_string()))??;
+            if !tracks.iter().any(|(t, _)| t.kind == "video") {
+                return Err(Failure::new(
+                    "recovery_failed",
+                    "the server stopped while recording the room, before any video was written",
+                ));
+            }
+            let output = self.work.join("media.webm");
+            side_by_side(&self.services, &tracks, &output).await?;
+            Ok(Take {
+                output,
+                counters: Default::default(),
+                cpu_s: 0.0,
+                realtime_factor: None,
+                tracks,
+            })
         })
     }
 
