@@ -3,7 +3,7 @@
 //! one streaming WebM or Matroska file with one track per input track.
 //!
 //! - **Streaming, crash-safe.** Units are gathered into a cluster in memory
-//!   (at most one second or 8 MB; a new one at each keyframe of the cue
+//!   (at most half a second or 8 MB; a new one at each keyframe of the cue
 //!   track) and each cluster is written whole, with its size, after the
 //!   previous one. The segment's size is left unknown until the end, so a
 //!   file cut by a crash plays up to its last complete cluster, and
@@ -53,7 +53,7 @@ const SEEK_ROOM: usize = 200;
 /// Bytes of a Duration element (2-byte ID, 8-byte size, 8-byte float).
 const DURATION_ROOM: usize = 18;
 /// A cluster is written once it spans this long (ms) ...
-const CLUSTER_MS: i64 = 1000;
+const CLUSTER_MS: i64 = 500;
 /// ... or holds this many bytes.
 const CLUSTER_BYTES: usize = 8 << 20;
 
@@ -495,8 +495,8 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len - 50).unwrap();
         let s = recover(&p).unwrap();
-        assert_eq!(s.clusters, 2, "the third cluster was cut");
-        assert_eq!(s.units, 120);
+        assert_eq!(s.clusters, 5, "the sixth cluster (half a second each) was cut");
+        assert_eq!(s.units, 150);
         assert!(s.bytes < len);
     }
 

@@ -14,7 +14,7 @@
 //! start, at resume and after loss.
 //!
 //! Crash-safe: the track files are streaming passthrough files (a cut one
-//! plays to its last complete cluster, at most a second back), and
+//! plays to its last complete cluster, at most half a second back), and
 //! `tracks/manifest.json` says whose each file is and where it starts, so
 //! after a `kill -9` the next start finalizes every file and makes the
 //! recording from them ([`Recovered`], `end_reason: recovered`).
