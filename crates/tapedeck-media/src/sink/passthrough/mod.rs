@@ -495,7 +495,10 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&p).unwrap();
         f.set_len(len - 50).unwrap();
         let s = recover(&p).unwrap();
-        assert_eq!(s.clusters, 5, "the sixth cluster (half a second each) was cut");
+        assert_eq!(
+            s.clusters, 5,
+            "the sixth cluster (half a second each) was cut"
+        );
         assert_eq!(s.units, 150);
         assert!(s.bytes < len);
     }
