@@ -13,6 +13,8 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 pkgs=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || pkgs+=(ffmpeg)
 [ -x /usr/lib/chromium/chromium-headless-shell ] || pkgs+=(chromium-headless-shell)
+# Names on a room's grid.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || pkgs+=(fonts-dejavu-core)
 if [ $want_test = 1 ]; then
   [ -x /usr/lib/chromium/chromium ] || pkgs+=(chromium)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || pkgs+=(postgresql)

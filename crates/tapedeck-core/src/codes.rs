@@ -252,6 +252,12 @@ pub const FAILURES: &[Code] = &[
         "a note, not a failure: the store refused the finished file, which is kept and stored again with backoff",
     ),
     c(
+        "grid_failed",
+        500,
+        S,
+        "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side",
+    ),
+    c(
         "browser_crashed",
         500,
         S,

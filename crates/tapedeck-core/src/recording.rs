@@ -301,6 +301,10 @@ pub struct Stats {
     /// Seconds of video per second of wall-clock time while recording (web).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realtime_factor: Option<f64>,
+    /// The share (0 to 1) done of a job after stop that takes a while (a
+    /// room's grid composite).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
 }
 
 /// What ffprobe found in the output file.

@@ -257,6 +257,9 @@ impl Driver {
             Instant::now() + Duration::from_secs(self.services.config.storage.retry_for_s);
         let mut delay = Duration::from_secs(1);
         let mut attempt = 0u32;
+        // What the recording said before (a grid that failed) is said again
+        // once the store took it.
+        let kept = self.lc.recording().note.clone();
         loop {
             let r = processing::store(&self.services, self.lc.recording_mut(), p).await;
             match r {
@@ -278,7 +281,7 @@ impl Driver {
                     delay = (delay * 2).min(Duration::from_secs(300));
                 }
                 r => {
-                    self.lc.recording_mut().note = None;
+                    self.lc.recording_mut().note = kept;
                     return r;
                 }
             }

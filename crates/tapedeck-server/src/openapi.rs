@@ -258,7 +258,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         {"type": "object", "required": ["kind", "room"], "additionalProperties": false,
          "description": "A room's call: only its host records it; the recording is WebM (each track as it arrived, VP8 and Opus)",
          "properties": {"kind": {"const": "room"}, "room": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN},
-            "layout": {"type": "string", "enum": ["tracks", "grid"], "default": "tracks", "description": "`grid` is not available yet (422)"}}}]});
+            "layout": {"type": "string", "enum": ["tracks", "grid"], "default": "tracks", "description": "`tracks`: /media is every track side by side in WebM, as received; `grid`: /media is the participants composed in a grid with their names, at the preset's size and rate, in the format asked for (made after stop; `stats.progress`)"}}}]});
     let mut regenerate = create_properties();
     regenerate["source"] = json!({"type": "object", "additionalProperties": false,
         "description": "fields merged into the original web source",
@@ -292,11 +292,12 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "created_at": {"type": "string", "format": "date-time"}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]}, "expires_at": {"type": ["string", "null"]},
             "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Failure"}]},
-            "note": {"allOf": [{"$ref": "#/components/schemas/Failure"}], "description": "present while the recording waits something out: `storage_retry` means the store refused the finished file, which is kept and stored again with backoff (status stays processing)"},
+            "note": {"allOf": [{"$ref": "#/components/schemas/Failure"}], "description": "present while the recording waits something out: `storage_retry` means the store refused the finished file, which is kept and stored again with backoff (status stays processing); on a completed room recording, `grid_failed` says its grid could not be composed (the track files are intact and /media holds them side by side in WebM)"},
             "stats": {"type": "object", "properties": {"frames_in": {"type": "integer"}, "frames_written": {"type": "integer"},
                 "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
                 "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
-                "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"}}},
+                "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "the share done of a job after stop (a room's grid composite)"}}},
             "media": {"type": ["object", "null"], "properties": {"container": {"type": "string"}, "video_codec": {"type": "string"},
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},

@@ -45,6 +45,12 @@ pub async fn prepare(
     rec.stats.realtime_factor = take.realtime_factor;
     rec.stats.cpu_s = take.cpu_s;
     rec.tracks = take.tracks.iter().map(|(t, _)| t.clone()).collect();
+    if let Some(f) = take.format {
+        rec.format = f;
+    }
+    if take.note.is_some() {
+        rec.note = take.note.clone();
+    }
     let tracks: Vec<PathBuf> = take.tracks.iter().map(|(_, p)| p.clone()).collect();
     let tools = services.tools.clone();
     let media = take.output.clone();

@@ -405,5 +405,7 @@ pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
         cpu_s: f.cpu_s,
         realtime_factor,
         tracks: vec![],
+        format: None,
+        note: None,
     }
 }

@@ -74,6 +74,11 @@ pub struct Take {
     pub realtime_factor: Option<f64>,
     /// A room recording's track files, each with where it lies.
     pub tracks: Vec<(tapedeck_core::recording::TrackFile, PathBuf)>,
+    /// The format `output` is in, when not the one asked for (a room's
+    /// grid that failed leaves its tracks side by side in WebM).
+    pub format: Option<tapedeck_core::Format>,
+    /// Something the recording should say when done (why the grid is missing).
+    pub note: Option<Failure>,
 }
 
 /// Live numbers of one recording, shared by its source, its sink and the driver.
@@ -91,6 +96,8 @@ pub struct Meter {
     pub counters: Mutex<Counters>,
     /// The last problem with a unit.
     pub last_error: Mutex<Option<String>>,
+    /// The share done of a job after stop (a room's grid).
+    pub progress: Mutex<Option<f64>>,
 }
 
 impl Meter {
@@ -112,6 +119,14 @@ impl Meter {
             cpu_s: 0.0,
             processing_s: 0.0,
             realtime_factor: None,
+            progress: *self.progress.lock().unwrap_or_else(|e| e.into_inner()),
+        }
+    }
+
+    /// Sets the share done of a job after stop.
+    pub fn set_progress(&self, p: Option<f64>) {
+        if p.is_some() {
+            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = p;
         }
     }
 
@@ -211,7 +226,7 @@ pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
             Box::new(encoding::FromSpool::new(services, rec))
         }
         // Track files cut by a crash are finalized where they were cut.
-        SourceSpec::Room(_) => Box::new(room::Recovered::new(services, rec.id)),
+        SourceSpec::Room(_) => Box::new(room::Recovered::new(services, rec)),
     }
 }
 

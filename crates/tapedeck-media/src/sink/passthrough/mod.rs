@@ -256,6 +256,8 @@ pub struct PassthroughSink {
     need_key: Vec<bool>,
     /// File size after the last cluster written.
     bytes: u64,
+    /// Units placed just after their track's previous one (see `write`).
+    retimed: u64,
 }
 
 impl PassthroughSink {
@@ -307,6 +309,7 @@ impl PassthroughSink {
             rebase: false,
             need_key,
             bytes,
+            retimed: 0,
         })
     }
 
@@ -352,6 +355,17 @@ impl PassthroughSink {
         if t_ms < 0 {
             return Ok(Placed::TooEarly);
         }
+        // Within a track, times only go forward: a unit at or before the
+        // previous one (a duplicate, two frames in one millisecond, a late
+        // packet) goes 1 ms after it, so the file stays well formed and
+        // nothing is dropped.
+        let t_ms = match self.index.last.get(unit.track).copied().flatten() {
+            Some((last, _)) if t_ms <= last => {
+                self.retimed += 1;
+                last + 1
+            }
+            _ => t_ms,
+        };
         let starts_cue = unit.track == self.cue_track && (unit.keyframe || !video);
         let split = match &self.cluster {
             None => false,
@@ -415,6 +429,12 @@ impl PassthroughSink {
         let s = write_index(&mut self.file, &self.layout, &self.index)?;
         self.file.sync_all()?;
         Ok(s)
+    }
+
+    /// Units that came at or before their track's previous one and were
+    /// placed 1 ms after it.
+    pub fn retimed(&self) -> u64 {
+        self.retimed
     }
 
     /// What is placed so far (units, duration) and written (clusters, bytes).
@@ -501,6 +521,39 @@ mod tests {
         );
         assert_eq!(s.units, 150);
         assert!(s.bytes < len);
+    }
+
+    #[test]
+    fn times_only_go_forward_within_a_track() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.webm");
+        let mut sink = PassthroughSink::create(&p, Container::Webm, tracks()).unwrap();
+        for pts_us in [0, 20_000, 20_400, 10_000, 60_000] {
+            let unit = Unit {
+                track: 1,
+                pts_us,
+                keyframe: true,
+                data: b"x",
+            };
+            assert_eq!(sink.write(unit).unwrap(), Placed::Written);
+        }
+        assert_eq!(sink.retimed(), 2);
+        sink.finalize().unwrap();
+        // As a reader sees them: 0, 20, then 21 and 22 (not 20 and 10), 60 ms.
+        let out = std::process::Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "1", "-show_entries"])
+            .args(["packet=pts_time", "-of", "csv=p=0"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        let times: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_end_matches(',').to_string())
+            .collect();
+        assert_eq!(
+            times,
+            ["0.000000", "0.020000", "0.021000", "0.022000", "0.060000"]
+        );
     }
 
     #[test]

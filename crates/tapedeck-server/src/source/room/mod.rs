@@ -31,11 +31,13 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
 use tapedeck_core::lifecycle::SourceControl;
-use tapedeck_core::recording::{RoomSource, TrackFile};
+use tapedeck_core::recording::{RoomLayout, RoomSource, TrackFile};
 use tapedeck_media::sink::passthrough::{
     Codec, Container, PassthroughSink, Placed, Track as SinkTrack, Unit,
 };
 use tokio::sync::{mpsc, oneshot};
+
+mod grid;
 
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::rtc::{Frame, PeerId, RoomMedia, TrackInfo};
@@ -44,8 +46,82 @@ use crate::services::Services;
 /// A room recording's source.
 pub struct RoomRecording {
     ctl: mpsc::Sender<Ctl>,
+    output: Output,
+}
+
+/// What a room recording makes of its track files at the end.
+struct Output {
     services: Arc<Services>,
     work: PathBuf,
+    /// Set for `layout: grid`.
+    grid: Option<grid::GridSpec>,
+    meter: Arc<Meter>,
+}
+
+impl Output {
+    fn new(
+        services: Arc<Services>,
+        rec: &tapedeck_core::recording::Recording,
+        meter: Arc<Meter>,
+    ) -> Self {
+        let grid = match &rec.source {
+            tapedeck_core::recording::SourceSpec::Room(r) if r.layout == RoomLayout::Grid => {
+                let e = super::encoding::encode_spec(&services.config, rec);
+                Some(grid::GridSpec {
+                    width: e.width,
+                    height: e.height,
+                    fps: e.fps,
+                    format: e.format,
+                    video_kbps: e.video_bitrate_kbps,
+                    audio_kbps: rec.video.audio_bitrate_kbps,
+                    x264_preset: e.x264_preset,
+                    crf: e.crf,
+                })
+            }
+            _ => None,
+        };
+        Self {
+            work: services.work_dir(rec.id),
+            services,
+            grid,
+            meter,
+        }
+    }
+
+    /// `/media` from the track files: the grid when asked for, else (or
+    /// when the grid fails, saying why) the tracks side by side in WebM.
+    async fn finish(self, tracks: Vec<(TrackFile, PathBuf)>) -> Result<Take, Failure> {
+        let mut take = Take {
+            output: self.work.join("media.webm"),
+            counters: Default::default(),
+            cpu_s: 0.0,
+            realtime_factor: None,
+            tracks,
+            format: None,
+            note: None,
+        };
+        if let Some(spec) = &self.grid {
+            match grid::compose(&self.services, spec, &take.tracks, &self.work, &self.meter).await {
+                Ok(out) => {
+                    take.output = out;
+                    return Ok(take);
+                }
+                Err(f) => {
+                    tracing::warn!(error = %f.message, "room grid: falling back to the tracks side by side");
+                    take.format = Some(tapedeck_core::Format::Webm);
+                    take.note = Some(Failure::new(
+                        "grid_failed",
+                        format!(
+                            "{}; the track files are intact, and /media holds them side by side (WebM)",
+                            f.message
+                        ),
+                    ));
+                }
+            }
+        }
+        side_by_side(&self.services, &take.tracks, &take.output).await?;
+        Ok(take)
+    }
 }
 
 enum Ctl {
@@ -245,6 +321,9 @@ impl Writer {
         let mut out = vec![];
         for w in self.tracks {
             let Some(sink) = w.sink else { continue };
+            if sink.retimed() > 0 {
+                tracing::info!(track = %w.file.id, units = sink.retimed(), "units that came out of order were placed just after the one before");
+            }
             match sink.finalize() {
                 Ok(sum) if sum.units > 0 => {
                     let mut f = w.file;
@@ -336,8 +415,7 @@ impl RoomRecording {
         });
         Ok(Self {
             ctl,
-            services: ctx.services,
-            work,
+            output: Output::new(ctx.services, &ctx.rec, ctx.meter),
         })
     }
 }
@@ -398,15 +476,7 @@ impl Source for RoomRecording {
                     "no participant sent video while recording",
                 ));
             }
-            let output = self.work.join("media.webm");
-            side_by_side(&self.services, &tracks, &output).await?;
-            Ok(Take {
-                output,
-                counters: Default::default(),
-                cpu_s: 0.0,
-                realtime_factor: None,
-                tracks,
-            })
+            self.output.finish(tracks).await
         })
     }
 
@@ -418,7 +488,8 @@ impl Source for RoomRecording {
 }
 
 /// Only the room's host (or an admin) records it; the room must be open.
-/// Room recordings are WebM: the tracks as they arrived (VP8, Opus).
+/// `layout: tracks` is WebM (the tracks as they arrived, VP8 and Opus);
+/// `layout: grid` is the format asked for.
 pub async fn authorize(
     state: &crate::app::AppState,
     p: &crate::auth::Principal,
@@ -431,14 +502,11 @@ pub async fn authorize(
     if room.closed_at.is_some() {
         return Err(ApiError::new(409, "room_closed", "the room is closed"));
     }
-    if src.layout == tapedeck_core::recording::RoomLayout::Grid {
-        return Err(ApiError::new(
-            422,
-            "invalid_source",
-            "layout: `grid` is not available yet; use `tracks`",
-        ));
+    // The tracks as they arrived go in WebM; a grid is encoded in the
+    // format asked for.
+    if src.layout == RoomLayout::Tracks {
+        v.format = tapedeck_core::Format::Webm;
     }
-    v.format = tapedeck_core::Format::Webm;
     Ok(())
 }
 
@@ -448,15 +516,15 @@ const MANIFEST: &str = "manifest.json";
 /// A room recording the server was recording when it stopped: its track
 /// files are finalized where they were cut and put together as at stop.
 pub struct Recovered {
-    services: Arc<Services>,
-    work: PathBuf,
+    output: Output,
 }
 
 impl Recovered {
-    /// For recording `id`.
-    pub fn new(services: Arc<Services>, id: tapedeck_core::RecordingId) -> Self {
-        let work = services.work_dir(id);
-        Self { services, work }
+    /// For `rec`.
+    pub fn new(services: Arc<Services>, rec: &tapedeck_core::recording::Recording) -> Self {
+        Self {
+            output: Output::new(services, rec, Arc::new(Meter::default())),
+        }
     }
 }
 
@@ -501,7 +569,7 @@ impl Source for Recovered {
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
         Box::pin(async move {
-            let dir = self.work.join("tracks");
+            let dir = self.output.work.join("tracks");
             let tracks = tokio::task::spawn_blocking(move || recover_tracks(&dir))
                 .await
                 .map_err(|e| Failure::internal(e.to_string()))??;
@@ -511,15 +579,7 @@ impl Source for Recovered {
                     "the server stopped while recording the room, before any video was written",
                 ));
             }
-            let output = self.work.join("media.webm");
-            side_by_side(&self.services, &tracks, &output).await?;
-            Ok(Take {
-                output,
-                counters: Default::default(),
-                cpu_s: 0.0,
-                realtime_factor: None,
-                tracks,
-            })
+            self.output.finish(tracks).await
         })
     }
 

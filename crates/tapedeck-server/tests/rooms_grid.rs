@@ -1,0 +1,181 @@
+//! A room recorded as a grid: two people publish from Chromium over WHIP,
+//! the second joining later; after stop ffmpeg composes them into one MP4
+//! at the preset's size and rate, in join order, names drawn, black where
+//! someone is not there yet, sound mixed. A grid that cannot be made keeps
+//! the track files and says why.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::rooms::*;
+use support::*;
+
+/// The picture of `path` at `t` seconds as RGB, `w` × `h`.
+fn frame_at(path: &Path, t: f64, w: u32, h: u32) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{t:.2}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout.len(), (w * h * 3) as usize, "a frame at {t} s");
+    out.stdout
+}
+
+/// Whether the pixel is (near) black.
+fn black(p: [u8; 3]) -> bool {
+    p.iter().all(|&c| c < 30)
+}
+
+/// Whether any pixel of the rectangle is (near) white: drawn text.
+fn has_white(f: &[u8], w: u32, x0: u32, y0: u32, x1: u32, y1: u32) -> bool {
+    (y0..y1).any(|y| (x0..x1).any(|x| px(f, w, x, y).iter().all(|&c| c > 200)))
+}
+
+async fn publish(
+    s: &Server,
+    room: &str,
+    token: &str,
+    seconds: u32,
+) -> tokio::task::JoinHandle<Value> {
+    tokio::spawn(page_script(
+        "whip.mjs",
+        vec![
+            s.base.clone(),
+            room.to_string(),
+            token.to_string(),
+            seconds.to_string(),
+        ],
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let room = new_room(&s, &host).await;
+    let ann = invite(&s, &host, &room, "Ann").await;
+    let bob = invite(&s, &host, &room, "Bob").await;
+    let rec = s
+        .create(
+            &host,
+            json!({"source": {"kind": "room", "room": room, "layout": "grid"},
+                   "format": "mp4", "preset": "low"}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["format"], "mp4");
+    let a = publish(&s, &room, &ann, 7).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let b = publish(&s, &room, &bob, 3).await;
+    assert_eq!(b.await.unwrap()["status"], 201);
+    assert_eq!(a.await.unwrap()["status"], 201);
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    println!("{}", serde_json::to_string_pretty(&done["tracks"]).unwrap());
+    assert!(done["note"].is_null(), "{done}");
+    assert_eq!(done["stats"]["progress"], 1.0, "{done}");
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 4, "{done}");
+    let start_of = |who: &str| {
+        tracks
+            .iter()
+            .filter(|t| t["participant"] == who)
+            .map(|t| t["start_s"].as_f64().unwrap())
+            .fold(f64::MAX, f64::min)
+    };
+    let (ann_at, bob_at) = (start_of("Ann"), start_of("Bob"));
+    assert!(bob_at > ann_at + 2.0, "Bob joined later: {ann_at} {bob_at}");
+    let end = tracks
+        .iter()
+        .map(|t| t["start_s"].as_f64().unwrap() + t["duration_s"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+
+    // /media: H.264 and AAC at the preset's 854x480, 24 fps, as long as the tracks.
+    let media = s.download(&host, &id, "mp4").await;
+    assert_eq!(codecs(&media), ["aac", "h264"]);
+    let p = tapedeck_testkit::ffprobe(&media);
+    println!("grid: {p:?}, tracks end at {end} s");
+    assert_eq!((p.width, p.height), (854, 480), "{p:?}");
+    assert!((p.fps - 24.0).abs() < 0.01, "{p:?}");
+    assert!((p.duration_s - end).abs() < 0.3, "{p:?} against {end}");
+    assert!(
+        (p.frames as f64 - end * 24.0).abs() <= 3.0,
+        "{} frames for {end} s",
+        p.frames
+    );
+    assert_eq!(decode_errors(&media), "");
+
+    // Two cells side by side (426 wide): Ann, who joined first, on the left.
+    let (w, h) = (854, 480);
+    let before_bob = frame_at(&media, (ann_at + bob_at) / 2.0 + 0.5, w, h);
+    assert!(!black(px(&before_bob, w, 213, 240)), "Ann's picture");
+    assert!(black(px(&before_bob, w, 639, 240)), "Bob not there yet");
+    let both = frame_at(&media, bob_at + 1.5, w, h);
+    assert!(!black(px(&both, w, 213, 240)), "Ann's picture");
+    assert!(!black(px(&both, w, 639, 240)), "Bob's picture");
+    // Each name is drawn at the bottom of its cell, on the black below the picture.
+    assert!(has_white(&both, w, 0, 400, 200, 478), "Ann's name");
+    assert!(has_white(&both, w, 426, 400, 626, 478), "Bob's name");
+    assert!(
+        !has_white(&both, w, 200, 400, 426, 478),
+        "nothing else drawn there"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grid_that_cannot_be_made_keeps_the_tracks_and_says_so() {
+    // An x264 preset that does not exist makes the composite fail (the
+    // tracks need no encoder).
+    let s = start(|c| c.encoder.x264_preset = "no-such-preset".into()).await;
+    let host = s.key("alice", false).await;
+    let room = new_room(&s, &host).await;
+    let ann = invite(&s, &host, &room, "Ann").await;
+    let rec = s
+        .create(
+            &host,
+            json!({"source": {"kind": "room", "room": room, "layout": "grid"}, "format": "mp4"}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        publish(&s, &room, &ann, 3).await.await.unwrap()["status"],
+        201
+    );
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    assert_eq!(done["note"]["code"], "grid_failed", "{done}");
+    assert!(
+        done["note"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("track files are intact"),
+        "{done}"
+    );
+    assert_eq!(done["format"], "webm", "{done}");
+    let media = s.download(&host, &id, "webm").await;
+    assert_eq!(codecs(&media), ["opus", "vp8"]);
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{done}");
+    for t in tracks {
+        let tid = t["id"].as_str().unwrap();
+        let r = s
+            .client()
+            .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
+            .bearer_auth(&host)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let file = s.data.join(format!("{tid}.webm"));
+        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        assert_eq!(decode_errors(&file), "", "{tid}");
+        assert!(duration_s(&file) > 2.5, "{tid}");
+    }
+}
