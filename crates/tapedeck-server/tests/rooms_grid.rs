@@ -70,7 +70,15 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
     let id = rec["id"].as_str().unwrap().to_string();
     assert_eq!(rec["format"], "mp4");
     let a = publish(&s, &room, &ann, 7).await;
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Bob joins once Ann has been sending for a while.
+    for _ in 0..300 {
+        let (_, r) = s.get(&host, &format!("/v1/rooms/{room}")).await;
+        if r["participants"][0]["frames_in"].as_u64().unwrap_or(0) > 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let b = publish(&s, &room, &bob, 3).await;
     assert_eq!(b.await.unwrap()["status"], 201);
     assert_eq!(a.await.unwrap()["status"], 201);
