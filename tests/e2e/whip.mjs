@@ -1,11 +1,12 @@
 // Publishes Chromium's fake camera and microphone into a room over WHIP
 // (RFC 9725) from a page on the server's own origin, for SECONDS, then
 // leaves with DELETE on the session's Location.
-//   node whip.mjs BASE ROOM TOKEN SECONDS
+//   node whip.mjs BASE ROOM TOKEN SECONDS [VIDEO_CODEC]
+// VIDEO_CODEC (e.g. VP9) is put first in the video codec preferences.
 // Prints the sender's own counts (RTCPeerConnection stats) as JSON.
 import { drive } from "./harness.mjs";
 
-const [base, room, token, seconds] = process.argv.slice(2);
+const [base, room, token, seconds, videoCodec] = process.argv.slice(2);
 
 await drive(
   [
@@ -19,14 +20,20 @@ await drive(
     Object.assign(
       result,
       await page.evaluate(
-        async ({ room, token, seconds }) => {
+        async ({ room, token, seconds, videoCodec }) => {
           const stream = await navigator.mediaDevices.getUserMedia({
             audio: true,
             video: { width: 640, height: 360, frameRate: 30 },
           });
           const pc = new RTCPeerConnection();
           for (const track of stream.getTracks()) {
-            pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+            const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+            if (track.kind === "video" && videoCodec) {
+              const want = `video/${videoCodec}`.toLowerCase();
+              const all = RTCRtpSender.getCapabilities("video").codecs;
+              const first = all.filter((c) => c.mimeType.toLowerCase() === want && !/profile-id=[^0]/.test(c.sdpFmtpLine || ""));
+              t.setCodecPreferences([...first, ...all.filter((c) => !first.includes(c))]);
+            }
           }
           await pc.setLocalDescription(await pc.createOffer());
           // Non-trickle: wait for the host candidates.
@@ -67,7 +74,7 @@ await drive(
           pc.close();
           return { status: r.status, location, connectedMs, sent, deleteStatus };
         },
-        { room, token, seconds: Number(seconds) },
+        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "" },
       ),
     );
   },

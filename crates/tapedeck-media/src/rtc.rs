@@ -13,16 +13,24 @@ use str0m::{Candidate, Rtc, RtcConfig};
 /// ICE lite: the server has a reachable address and never starts checks.
 /// Codecs: Opus; VP8, VP9, AV1, H.264 (what the passthrough sink writes).
 pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, String), String> {
+    let order = video_preference(offer);
     let offer = SdpOffer::from_sdp_string(offer).map_err(|e| format!("the SDP offer: {e}"))?;
-    let mut rtc = RtcConfig::new()
+    let mut config = RtcConfig::new()
         .set_ice_lite(true)
         .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .enable_vp9(true)
-        .enable_av1(true)
-        .enable_h264(true)
-        .build(now);
+        .enable_opus(true, false);
+    // The answer lists codecs in the order they were enabled, and the
+    // sender uses the first: enable them in the offer's order, so a client
+    // that prefers VP9 (or H.264, AV1) sends it.
+    for codec in order {
+        config = match codec {
+            Codec::Vp9 => config.enable_vp9(true),
+            Codec::Av1 => config.enable_av1(true),
+            Codec::H264 => config.enable_h264(true),
+            _ => config.enable_vp8(true),
+        };
+    }
+    let mut rtc = config.build(now);
     let host = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(host);
     let answer = rtc
@@ -36,6 +44,51 @@ pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, 
 /// it against the offer when it is applied).
 pub fn parse_answer(sdp: &str) -> Result<SdpAnswer, String> {
     SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("the SDP answer: {e}"))
+}
+
+/// The video codecs the server takes, in the order the offer's first video
+/// section lists them (those it does not list last, in the server's order).
+fn video_preference(offer: &str) -> Vec<Codec> {
+    let mut pts: Vec<&str> = vec![];
+    let mut names: Vec<(&str, Codec)> = vec![];
+    let mut in_video = false;
+    for line in offer.lines() {
+        let line = line.trim_end();
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_video {
+                break;
+            }
+            in_video = m.starts_with("video ");
+            if in_video {
+                pts = m.split_whitespace().skip(3).collect();
+            }
+        } else if in_video && let Some(map) = line.strip_prefix("a=rtpmap:") {
+            let (pt, name) = map.split_once(' ').unwrap_or((map, ""));
+            let name = name.split('/').next().unwrap_or("").to_ascii_uppercase();
+            let codec = match name.as_str() {
+                "VP8" => Codec::Vp8,
+                "VP9" => Codec::Vp9,
+                "AV1" => Codec::Av1,
+                "H264" => Codec::H264,
+                _ => continue,
+            };
+            names.push((pt, codec));
+        }
+    }
+    let mut order: Vec<Codec> = vec![];
+    for pt in pts {
+        if let Some((_, c)) = names.iter().find(|(p, _)| *p == pt)
+            && !order.contains(c)
+        {
+            order.push(*c);
+        }
+    }
+    for c in [Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::H264] {
+        if !order.contains(&c) {
+            order.push(c);
+        }
+    }
+    order
 }
 
 /// Whether a depacketized frame starts a picture a decoder can begin at
@@ -106,6 +159,21 @@ fn annexb_nal_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_offers_video_order_is_kept() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n\
+            m=video 9 UDP/TLS/RTP/SAVPF 98 96 45\r\na=rtpmap:96 VP8/90000\r\n\
+            a=rtpmap:98 VP9/90000\r\na=rtpmap:45 AV1/90000\r\n";
+        assert_eq!(
+            super::video_preference(offer),
+            [Codec::Vp9, Codec::Vp8, Codec::Av1, Codec::H264]
+        );
+        assert_eq!(
+            super::video_preference("garbage"),
+            [Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::H264]
+        );
+    }
 
     #[test]
     fn keyframes_are_told_from_other_frames() {

@@ -500,3 +500,51 @@ async fn late_joiners_start_late_and_returners_continue_their_track() {
         "both visits: {dur} s with a {gap} s gap"
     );
 }
+
+/// A participant sending VP9 is recorded in VP9, as received: the track
+/// says so, and the file is VP9 that decodes in full at the camera's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vp9_track_is_written_as_it_arrived() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let room_id = new_room(&s, &host).await;
+    let guest = invite(&s, &host, &room_id, "Nine").await;
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let out = page_script(
+        "whip.mjs",
+        vec![s.base.clone(), room_id, guest, "4".into(), "VP9".into()],
+    )
+    .await;
+    assert_eq!(out["status"], 201, "{out}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    let video = done["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "video")
+        .unwrap_or_else(|| panic!("a video track: {done}"))
+        .clone();
+    assert_eq!(video["codec"], "vp9", "{done}");
+    let tid = video["id"].as_str().unwrap();
+    let r = s
+        .client()
+        .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
+        .bearer_auth(&host)
+        .send()
+        .await
+        .unwrap();
+    let file = s.data.join("vp9.webm");
+    std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+    assert_eq!(codecs(&file), ["vp9"]);
+    assert_eq!(decode_errors(&file), "");
+    let p = tapedeck_testkit::ffprobe(&file);
+    assert!(p.width * 9 == p.height * 16 && p.width >= 320, "{p:?}");
+    assert!(p.frames > 40, "{p:?}");
+    let media = s.download(&host, &id, "webm").await;
+    assert_eq!(codecs(&media), ["opus", "vp9"]);
+}

@@ -87,6 +87,8 @@ pub struct Frame {
     pub rtp_us: i64,
     /// When it arrived.
     pub arrived: std::time::Instant,
+    /// Its codec (`opus`, `vp8`, `vp9`, `av1`, `h264`), as it arrived.
+    pub codec: &'static str,
     /// Whether a decoder can start here.
     pub keyframe: bool,
     /// False when packets before it were lost.

@@ -149,14 +149,26 @@ impl TrackWriter {
             return Ok(());
         }
         if self.sink.is_none() {
-            let track = if video {
-                let Some((w, h)) = vp8_size(&f.data) else {
-                    return Ok(());
-                };
-                SinkTrack::video(Codec::Vp8, w, h)
-            } else {
-                SinkTrack::opus(48_000, 2)
+            let track = match f.codec {
+                "opus" => SinkTrack::opus(48_000, 2),
+                "vp8" | "vp9" => {
+                    let (size, codec) = if f.codec == "vp8" {
+                        (vp8_size(&f.data), Codec::Vp8)
+                    } else {
+                        (vp9_size(&f.data), Codec::Vp9)
+                    };
+                    let Some((w, h)) = size else {
+                        return Ok(());
+                    };
+                    SinkTrack::video(codec, w, h)
+                }
+                other => {
+                    return Err(format!(
+                        "{other} is not recorded yet (VP8, VP9 and Opus are)"
+                    ));
+                }
             };
+            self.file.codec = f.codec.to_string();
             let sink = PassthroughSink::create(&self.path, Container::Webm, vec![track])
                 .map_err(|e| e.to_string())?;
             self.sink = Some(sink);
@@ -165,6 +177,13 @@ impl TrackWriter {
         let Some(sink) = self.sink.as_mut() else {
             return Ok(());
         };
+        if f.codec != self.file.codec {
+            // A participant who came back with another codec: not into this file.
+            return Err(format!(
+                "{} frames cannot go into this {} file",
+                f.codec, self.file.codec
+            ));
+        }
         let placed = sink
             .write(Unit {
                 track: 0,
@@ -180,6 +199,62 @@ impl TrackWriter {
                 .fetch_add(f.data.len() as u64, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// Width and height from a VP9 key frame's uncompressed header (VP9
+/// bitstream specification §6.2): frame marker, profile, flags, sync code,
+/// colour config, then the size.
+fn vp9_size(d: &[u8]) -> Option<(u32, u32)> {
+    let mut bits = Bits { d, at: 0 };
+    if bits.read(2)? != 2 {
+        return None;
+    }
+    let low = bits.read(1)?;
+    let profile = (bits.read(1)? << 1) | low;
+    if profile == 3 {
+        bits.read(1)?;
+    }
+    // show_existing_frame, then frame_type (0: key frame).
+    if bits.read(1)? != 0 || bits.read(1)? != 0 {
+        return None;
+    }
+    bits.read(2)?; // show_frame, error_resilient_mode
+    if bits.read(24)? != 0x49_83_42 {
+        return None;
+    }
+    if profile >= 2 {
+        bits.read(1)?; // ten_or_twelve_bit
+    }
+    let color_space = bits.read(3)?;
+    if color_space != 7 {
+        bits.read(1)?; // color_range
+        if profile == 1 || profile == 3 {
+            bits.read(3)?; // subsampling x, y, reserved
+        }
+    } else if profile == 1 || profile == 3 {
+        bits.read(1)?;
+    }
+    let w = bits.read(16)? + 1;
+    let h = bits.read(16)? + 1;
+    Some((w, h))
+}
+
+/// A big-endian bit reader over a byte slice.
+struct Bits<'a> {
+    d: &'a [u8],
+    at: usize,
+}
+
+impl Bits<'_> {
+    fn read(&mut self, n: usize) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            let byte = *self.d.get(self.at / 8)?;
+            v = (v << 1) | u32::from((byte >> (7 - self.at % 8)) & 1);
+            self.at += 1;
+        }
+        Some(v)
     }
 }
 
@@ -207,14 +282,8 @@ struct Writer {
 
 impl Writer {
     fn track(&mut self, t: TrackInfo) {
-        let supported = matches!(t.codec.as_str(), "vp8" | "opus" | "");
-        if !supported {
-            self.meter.set_error(format!(
-                "{}'s {} track is {}: only VP8 and Opus are recorded yet",
-                t.participant, t.kind, t.codec
-            ));
-            return;
-        }
+        // The codec is checked on the first frame (an offer may list
+        // several; what arrives decides).
         // A participant who comes back continues their own track.
         let again = self
             .tracks
@@ -229,7 +298,8 @@ impl Writer {
                     id,
                     participant: t.participant.clone(),
                     kind: t.kind.to_string(),
-                    codec: if t.kind == "video" { "vp8" } else { "opus" }.into(),
+                    // Set from the first frame written.
+                    codec: t.codec.clone(),
                     start_s: 0.0,
                     duration_s: 0.0,
                     size_bytes: 0,
@@ -591,6 +661,29 @@ impl Source for Recovered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vp9_key_frames_say_their_size() {
+        // What libvpx-vp9 writes first for a 640x360 profile-0 key frame.
+        let out = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=s=640x360:d=0.1",
+            ])
+            .args(["-frames:v", "1", "-c:v", "libvpx-vp9", "-f", "ivf", "-"])
+            .output()
+            .unwrap();
+        let ivf = out.stdout;
+        assert!(ivf.len() > 44, "ffmpeg made an IVF file");
+        let frame = &ivf[32 + 12..];
+        assert_eq!(vp9_size(frame), Some((640, 360)));
+        assert_eq!(vp9_size(&frame[..3]), None);
+        assert_eq!(vp9_size(b"\x00\x00\x00\x00"), None);
+    }
 
     #[test]
     fn vp8_key_frames_say_their_size() {
