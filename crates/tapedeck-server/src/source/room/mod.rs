@@ -38,6 +38,12 @@ use tapedeck_media::sink::passthrough::{
 use tokio::sync::{mpsc, oneshot};
 
 mod grid;
+mod recover;
+mod size;
+
+use recover::MANIFEST;
+pub use recover::Recovered;
+use size::{vp8_size, vp9_size};
 
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::rtc::{Frame, PeerId, RoomMedia, TrackInfo};
@@ -200,72 +206,6 @@ impl TrackWriter {
         }
         Ok(())
     }
-}
-
-/// Width and height from a VP9 key frame's uncompressed header (VP9
-/// bitstream specification §6.2): frame marker, profile, flags, sync code,
-/// colour config, then the size.
-fn vp9_size(d: &[u8]) -> Option<(u32, u32)> {
-    let mut bits = Bits { d, at: 0 };
-    if bits.read(2)? != 2 {
-        return None;
-    }
-    let low = bits.read(1)?;
-    let profile = (bits.read(1)? << 1) | low;
-    if profile == 3 {
-        bits.read(1)?;
-    }
-    // show_existing_frame, then frame_type (0: key frame).
-    if bits.read(1)? != 0 || bits.read(1)? != 0 {
-        return None;
-    }
-    bits.read(2)?; // show_frame, error_resilient_mode
-    if bits.read(24)? != 0x49_83_42 {
-        return None;
-    }
-    if profile >= 2 {
-        bits.read(1)?; // ten_or_twelve_bit
-    }
-    let color_space = bits.read(3)?;
-    if color_space != 7 {
-        bits.read(1)?; // color_range
-        if profile == 1 || profile == 3 {
-            bits.read(3)?; // subsampling x, y, reserved
-        }
-    } else if profile == 1 || profile == 3 {
-        bits.read(1)?;
-    }
-    let w = bits.read(16)? + 1;
-    let h = bits.read(16)? + 1;
-    Some((w, h))
-}
-
-/// A big-endian bit reader over a byte slice.
-struct Bits<'a> {
-    d: &'a [u8],
-    at: usize,
-}
-
-impl Bits<'_> {
-    fn read(&mut self, n: usize) -> Option<u32> {
-        let mut v = 0u32;
-        for _ in 0..n {
-            let byte = *self.d.get(self.at / 8)?;
-            v = (v << 1) | u32::from((byte >> (7 - self.at % 8)) & 1);
-            self.at += 1;
-        }
-        Some(v)
-    }
-}
-
-/// Width and height from a VP8 key frame (RFC 6386 §9.1).
-fn vp8_size(d: &[u8]) -> Option<(u32, u32)> {
-    if d.len() < 10 || d[0] & 1 != 0 || d[3..6] != [0x9d, 0x01, 0x2a] {
-        return None;
-    }
-    let w = u32::from(u16::from_le_bytes([d[6], d[7]]) & 0x3fff);
-    let h = u32::from(u16::from_le_bytes([d[8], d[9]]) & 0x3fff);
-    (w > 0 && h > 0).then_some((w, h))
 }
 
 struct Writer {
@@ -578,121 +518,4 @@ pub async fn authorize(
         v.format = tapedeck_core::Format::Webm;
     }
     Ok(())
-}
-
-/// The track list of a recording's work folder (see [`Writer::save_manifest`]).
-const MANIFEST: &str = "manifest.json";
-
-/// A room recording the server was recording when it stopped: its track
-/// files are finalized where they were cut and put together as at stop.
-pub struct Recovered {
-    output: Output,
-}
-
-impl Recovered {
-    /// For `rec`.
-    pub fn new(services: Arc<Services>, rec: &tapedeck_core::recording::Recording) -> Self {
-        Self {
-            output: Output::new(services, rec, Arc::new(Meter::default())),
-        }
-    }
-}
-
-/// Finalizes every track file the manifest in `dir` names; the ones that
-/// hold media, with their durations and sizes.
-fn recover_tracks(dir: &Path) -> Result<Vec<(TrackFile, PathBuf)>, Failure> {
-    let lost = |why: String| Failure::new("recovery_failed", why);
-    let manifest = std::fs::read(dir.join(MANIFEST)).map_err(|e| {
-        lost(format!(
-            "the server stopped while recording the room, before any track began ({e})"
-        ))
-    })?;
-    let files: Vec<TrackFile> = serde_json::from_slice(&manifest)
-        .map_err(|e| lost(format!("the track manifest is unreadable: {e}")))?;
-    let mut out = vec![];
-    for mut f in files {
-        // Ids come from this server (t1, t2, ...); anything else is not a
-        // file of ours.
-        if !f.id.starts_with('t') || !f.id[1..].chars().all(|c| c.is_ascii_digit()) {
-            return Err(lost(format!("the manifest names a track {:?}", f.id)));
-        }
-        let path = dir.join(format!("{}.webm", f.id));
-        match tapedeck_media::sink::passthrough::recover(&path) {
-            Ok(sum) if sum.units > 0 => {
-                f.duration_s = sum.duration_ms / 1e3;
-                f.size_bytes = sum.bytes;
-                out.push((f, path));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(track = %f.id, error = %e, "a track file could not be recovered")
-            }
-        }
-    }
-    Ok(out)
-}
-
-impl Source for Recovered {
-    fn control(&mut self, _: SourceControl) -> BoxFuture<'_, ()> {
-        Box::pin(async {})
-    }
-
-    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
-        Box::pin(async move {
-            let dir = self.output.work.join("tracks");
-            let tracks = tokio::task::spawn_blocking(move || recover_tracks(&dir))
-                .await
-                .map_err(|e| Failure::internal(e.to_string()))??;
-            if !tracks.iter().any(|(t, _)| t.kind == "video") {
-                return Err(Failure::new(
-                    "recovery_failed",
-                    "the server stopped while recording the room, before any video was written",
-                ));
-            }
-            self.output.finish(tracks).await
-        })
-    }
-
-    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(async {})
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn vp9_key_frames_say_their_size() {
-        // What libvpx-vp9 writes first for a 640x360 profile-0 key frame.
-        let out = std::process::Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=s=640x360:d=0.1",
-            ])
-            .args(["-frames:v", "1", "-c:v", "libvpx-vp9", "-f", "ivf", "-"])
-            .output()
-            .unwrap();
-        let ivf = out.stdout;
-        assert!(ivf.len() > 44, "ffmpeg made an IVF file");
-        let frame = &ivf[32 + 12..];
-        assert_eq!(vp9_size(frame), Some((640, 360)));
-        assert_eq!(vp9_size(&frame[..3]), None);
-        assert_eq!(vp9_size(b"\x00\x00\x00\x00"), None);
-    }
-
-    #[test]
-    fn vp8_key_frames_say_their_size() {
-        // A key frame tag, the start code, 640 x 360.
-        let d = [0x50, 0x42, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
-        assert_eq!(vp8_size(&d), Some((640, 360)));
-        assert_eq!(vp8_size(&d[..9]), None);
-        let mut inter = d;
-        inter[0] |= 1;
-        assert_eq!(vp8_size(&inter), None);
-    }
 }

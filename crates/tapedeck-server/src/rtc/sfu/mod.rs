@@ -34,9 +34,10 @@ use tapedeck_core::RoomId;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+mod command;
+
 use super::peer::{OutState, Peer};
 use super::{Command, PeerId, RoomMedia, RtcStats, Signal};
-use crate::error::ApiError;
 
 /// Work one peer's output makes for the others of its room.
 enum Propagate {
@@ -468,136 +469,6 @@ impl Sfu {
             self.negotiate(*o);
         }
         self.tell_participants(peer.room);
-    }
-
-    fn command(&mut self, cmd: Command, candidate: SocketAddr) {
-        match cmd {
-            Command::Join {
-                room,
-                limits,
-                joiner,
-                offer,
-                signal,
-                reply,
-            } => {
-                let in_room = self.rooms.get(&room).map_or(0, Vec::len);
-                let r = if self.peers.len() >= self.max_peers as usize {
-                    Err(ApiError::new(
-                        429,
-                        "too_many_peers",
-                        format!("{} peers are connected (rtc.max_peers)", self.peers.len()),
-                    ))
-                } else if in_room >= limits.max_participants as usize {
-                    Err(ApiError::new(
-                        403,
-                        "room_full",
-                        format!(
-                            "the room has {in_room} of its {} participants",
-                            limits.max_participants
-                        ),
-                    ))
-                } else {
-                    let id = PeerId(self.next_id);
-                    self.next_id += 1;
-                    let now = Instant::now();
-                    match Peer::accept(id, room, joiner, &offer, candidate, now, signal) {
-                        Ok((mut peer, answer)) => {
-                            // It receives every track already in the call.
-                            for other in self.rooms.get(&room).into_iter().flatten() {
-                                if let Some(o) = self.peers.get(other) {
-                                    for t in &o.tracks {
-                                        let kind = if t.info.kind == "audio" {
-                                            MediaKind::Audio
-                                        } else {
-                                            MediaKind::Video
-                                        };
-                                        peer.forward_from((o.id, t.mid), kind);
-                                    }
-                                }
-                            }
-                            self.peers.insert(id, peer);
-                            self.rooms.entry(room).or_default().push(id);
-                            self.stats.peers.fetch_add(1, Ordering::Relaxed);
-                            self.poll(id);
-                            self.negotiate(id);
-                            self.settle();
-                            self.tell_participants(room);
-                            Ok((id, answer))
-                        }
-                        Err(m) => Err(ApiError::bad_request("invalid_sdp", m)),
-                    }
-                };
-                let _ = reply.send(r);
-            }
-            Command::Leave { room, peer, reply } => {
-                let here = self.peers.get(&peer).is_some_and(|p| p.room == room);
-                if here {
-                    self.remove(peer, "left");
-                }
-                let _ = reply.send(here);
-            }
-            Command::Answer { peer, sdp, reply } => {
-                let live: Vec<PeerId> = self.peers.keys().copied().collect();
-                let r = match self.peers.get_mut(&peer) {
-                    None => Err(ApiError::new(404, "not_found", "the peer has left")),
-                    Some(p) => p
-                        .answered(&sdp, |id| live.contains(&id))
-                        .map_err(|m| ApiError::bad_request("invalid_sdp", m)),
-                };
-                if let Ok(opened) = &r {
-                    // A new receiver starts at a keyframe.
-                    let now = Instant::now();
-                    for (sender, mid) in opened.clone() {
-                        if let Some(s) = self.peers.get_mut(&sender) {
-                            s.request_keyframe(mid, now);
-                            self.poll(sender);
-                        }
-                    }
-                    self.poll(peer);
-                    self.negotiate(peer);
-                    self.settle();
-                }
-                let _ = reply.send(r.map(|_| ()));
-            }
-            Command::MediaState { peer, audio, video } => {
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.audio_on = audio;
-                    p.video_on = video;
-                    let room = p.room;
-                    self.tell_participants(room);
-                }
-            }
-            Command::Participants { room, reply } => {
-                let list: Vec<_> = self
-                    .rooms
-                    .get(&room)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|id| self.peers.get(id))
-                    .map(Peer::participant)
-                    .collect();
-                let _ = reply.send(list);
-            }
-            Command::Subscribe { room, tx } => {
-                for id in self.rooms.get(&room).into_iter().flatten() {
-                    let Some(p) = self.peers.get(id) else {
-                        continue;
-                    };
-                    for t in &p.tracks {
-                        let _ = tx.try_send(RoomMedia::Track(t.info.clone()));
-                    }
-                }
-                self.subscribers.entry(room).or_default().push(tx);
-                self.request_keyframes(room);
-            }
-            Command::RequestKeyframes { room } => self.request_keyframes(room),
-            Command::CloseRoom { room } => {
-                for id in self.rooms.get(&room).cloned().unwrap_or_default() {
-                    self.remove(id, "room_closed");
-                }
-                self.subscribers.remove(&room);
-            }
-        }
     }
 
     fn request_keyframes(&mut self, room: RoomId) {
