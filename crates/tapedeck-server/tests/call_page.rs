@@ -116,16 +116,7 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
     );
     for t in tracks {
         let tid = t["id"].as_str().unwrap();
-        let file = s.data.join(format!("{tid}.webm"));
-        let r = s
-            .client()
-            .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
-            .bearer_auth(&host)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        let file = download_track(&s, &host, id, tid).await;
         assert_eq!(decode_errors(&file), "", "{tid} decodes cleanly");
         let dur = duration_s(&file);
         println!("{} {}: {dur} s", t["participant"], t["kind"]);

@@ -173,16 +173,7 @@ async fn a_grid_that_cannot_be_made_keeps_the_tracks_and_says_so() {
     assert_eq!(tracks.len(), 2, "{done}");
     for t in tracks {
         let tid = t["id"].as_str().unwrap();
-        let r = s
-            .client()
-            .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
-            .bearer_auth(&host)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let file = s.data.join(format!("{tid}.webm"));
-        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        let file = download_track(&s, &host, &id, tid).await;
         assert_eq!(decode_errors(&file), "", "{tid}");
         assert!(duration_s(&file) > 2.5, "{tid}");
     }

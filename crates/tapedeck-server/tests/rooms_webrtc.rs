@@ -288,16 +288,7 @@ async fn a_room_recording_writes_each_track_as_it_arrived() {
     for t in tracks {
         assert_eq!(t["participant"], "Guest G.", "{t}");
         let tid = t["id"].as_str().unwrap();
-        let r = s
-            .client()
-            .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
-            .bearer_auth(&host)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let file = s.data.join(format!("{tid}.webm"));
-        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        let file = download_track(&s, &host, &id, tid).await;
         assert_eq!(
             std::fs::metadata(&file).unwrap().len(),
             t["size_bytes"].as_u64().unwrap()
@@ -480,15 +471,7 @@ async fn late_joiners_start_late_and_returners_continue_their_track() {
     let start = |t: &serde_json::Value| t["start_s"].as_f64().unwrap();
     assert!(start(&b) > start(&a) + 1.5, "Ben joined later: {a} {b}");
     let tid = b["id"].as_str().unwrap();
-    let r = s
-        .client()
-        .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
-        .bearer_auth(&host)
-        .send()
-        .await
-        .unwrap();
-    let file = s.data.join("ben.webm");
-    std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+    let file = download_track(&s, &host, &id, tid).await;
     assert_eq!(decode_errors(&file), "");
     // His file holds both visits with the time he was away between them.
     let gap = largest_gap(&file);
@@ -531,15 +514,7 @@ async fn a_vp9_track_is_written_as_it_arrived() {
         .clone();
     assert_eq!(video["codec"], "vp9", "{done}");
     let tid = video["id"].as_str().unwrap();
-    let r = s
-        .client()
-        .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
-        .bearer_auth(&host)
-        .send()
-        .await
-        .unwrap();
-    let file = s.data.join("vp9.webm");
-    std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+    let file = download_track(&s, &host, &id, tid).await;
     assert_eq!(codecs(&file), ["vp9"]);
     assert_eq!(decode_errors(&file), "");
     let p = tapedeck_testkit::ffprobe(&file);

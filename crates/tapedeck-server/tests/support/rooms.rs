@@ -7,6 +7,22 @@ use serde_json::json;
 
 use super::Server;
 
+/// Downloads track `tid` of recording `id` (200 asserted) into the
+/// server's data folder; the file.
+pub async fn download_track(s: &Server, token: &str, id: &str, tid: &str) -> std::path::PathBuf {
+    let r = s
+        .client()
+        .get(format!("{}/v1/recordings/{id}/tracks/{tid}/media", s.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "track {tid} of {id}");
+    let file = s.data.join(format!("{id}-{tid}.webm"));
+    std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+    file
+}
+
 /// A new room of `host`'s; its id.
 pub async fn new_room(s: &Server, host: &str) -> String {
     let (st, room) = s.post(host, "/v1/rooms", json!({"name": "call"})).await;
