@@ -3,7 +3,7 @@
 // leaves with DELETE on the session's Location.
 //   node whip.mjs BASE ROOM TOKEN SECONDS [VIDEO_CODEC]
 // VIDEO_CODEC (e.g. VP9) is put first in the video codec preferences.
-// Prints the sender's own counts (RTCPeerConnection stats) as JSON.
+// Prints the sender's own counts and codecs (RTCPeerConnection stats) as JSON.
 import { drive } from "./harness.mjs";
 
 const [base, room, token, seconds, videoCodec] = process.argv.slice(2);
@@ -61,9 +61,11 @@ await drive(
           const connectedMs = Date.now() - t0;
           await new Promise((r) => setTimeout(r, seconds * 1000));
           const sent = {};
-          (await pc.getStats()).forEach((s) => {
+          const stats = await pc.getStats();
+          stats.forEach((s) => {
             if (s.type === "outbound-rtp") {
-              sent[s.kind] = { packets: s.packetsSent, frames: s.framesEncoded, keyFrames: s.keyFramesEncoded };
+              const codec = stats.get(s.codecId)?.mimeType;
+              sent[s.kind] = { packets: s.packetsSent, frames: s.framesEncoded, keyFrames: s.keyFramesEncoded, codec };
             }
           });
           // The server may be gone by now (a test that kills it).

@@ -25,4 +25,5 @@ pub mod process;
 pub mod rtc;
 pub mod sink;
 pub mod spool;
+pub mod video_setup;
 pub mod web;

@@ -441,10 +441,10 @@ pub async fn track_media(
         .iter()
         .find(|t| t.id == track)
         .ok_or_else(|| ApiError::new(404, "not_found", "no such track in this recording"))?;
-    let mime = if t.kind == "audio" {
-        "audio/webm"
-    } else {
-        "video/webm"
+    let mime = match (t.container.as_str(), t.kind.as_str()) {
+        ("webm", "audio") => "audio/webm",
+        ("webm", _) => "video/webm",
+        _ => "video/x-matroska",
     };
     let name = Some(format!("{}-{}.{}", rec.id, t.id, t.container));
     stream_object(&s, &rec.track_key(t), mime, &headers, name).await

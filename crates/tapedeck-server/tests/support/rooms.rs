@@ -18,7 +18,11 @@ pub async fn download_track(s: &Server, token: &str, id: &str, tid: &str) -> std
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "track {tid} of {id}");
-    let file = s.data.join(format!("{id}-{tid}.webm"));
+    let ext = match r.headers()["content-type"].to_str().unwrap() {
+        "video/x-matroska" => "mkv",
+        _ => "webm",
+    };
+    let file = s.data.join(format!("{id}-{tid}.{ext}"));
     std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
     file
 }

@@ -1,9 +1,9 @@
 //! The `room` source: a call's tracks written as they arrive, without
 //! transcoding. It subscribes to the room's media at the media server
 //! ([`crate::rtc`]) and gives every participant track a passthrough file of
-//! its own (`work/ID/tracks/tN.webm`); at stop the track files are put
-//! side by side, each at its start, in one WebM with ffmpeg's stream copy
-//! (`/media`).
+//! its own (`work/ID/tracks/tN.webm`, `.mkv` for H.264); at stop the track
+//! files are put side by side, each at its start, in one WebM (Matroska
+//! when a track is H.264) with ffmpeg's stream copy (`/media`).
 //!
 //! Time: every track is placed on the recording's timeline. A track starts
 //! where its first frame arrived; within a session its frames follow their
@@ -19,8 +19,11 @@
 //! after a `kill -9` the next start finalizes every file and makes the
 //! recording from them ([`Recovered`], `end_reason: recovered`).
 //!
-//! Written now: VP8 video and Opus audio, what browsers send by default.
-//! Other codecs are counted and named in `last_error`, not written yet.
+//! Codecs: VP8, VP9, AV1 and H.264 video, Opus audio, each written as it
+//! arrived (H.264 turned from Annex B into length-prefixed units, with an
+//! `avcC` made from its SPS and PPS; AV1 with an `av1C`). Another codec is
+//! named in `last_error`, and the participant's other tracks are still
+//! recorded.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,11 +42,10 @@ use tokio::sync::{mpsc, oneshot};
 
 mod grid;
 mod recover;
-mod size;
 
 use recover::MANIFEST;
 pub use recover::Recovered;
-use size::{vp8_size, vp9_size};
+use tapedeck_media::video_setup;
 
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::rtc::{Frame, PeerId, RoomMedia, TrackInfo};
@@ -95,10 +97,16 @@ impl Output {
     }
 
     /// `/media` from the track files: the grid when asked for, else (or
-    /// when the grid fails, saying why) the tracks side by side in WebM.
+    /// when the grid fails, saying why) the tracks side by side in WebM,
+    /// or Matroska when a track is H.264.
     async fn finish(self, tracks: Vec<(TrackFile, PathBuf)>) -> Result<Take, Failure> {
+        let (side_format, container) = if tracks.iter().all(|(t, _)| t.container == "webm") {
+            (tapedeck_core::Format::Webm, "WebM")
+        } else {
+            (tapedeck_core::Format::Mkv, "Matroska")
+        };
         let mut take = Take {
-            output: self.work.join("media.webm"),
+            output: self.work.join(format!("media.{}", side_format.extension())),
             counters: Default::default(),
             cpu_s: 0.0,
             realtime_factor: None,
@@ -114,17 +122,17 @@ impl Output {
                 }
                 Err(f) => {
                     tracing::warn!(error = %f.message, "room grid: falling back to the tracks side by side");
-                    take.format = Some(tapedeck_core::Format::Webm);
                     take.note = Some(Failure::new(
                         "grid_failed",
                         format!(
-                            "{}; the track files are intact, and /media holds them side by side (WebM)",
+                            "{}; the track files are intact, and /media holds them side by side ({container})",
                             f.message
                         ),
                     ));
                 }
             }
         }
+        take.format = Some(side_format);
         side_by_side(&self.services, &take.tracks, &take.output).await?;
         Ok(take)
     }
@@ -157,25 +165,28 @@ impl TrackWriter {
         if self.sink.is_none() {
             let track = match f.codec {
                 "opus" => SinkTrack::opus(48_000, 2),
-                "vp8" | "vp9" => {
-                    let (size, codec) = if f.codec == "vp8" {
-                        (vp8_size(&f.data), Codec::Vp8)
-                    } else {
-                        (vp9_size(&f.data), Codec::Vp9)
+                name => {
+                    let Some(codec) = sink_codec(name) else {
+                        return Err(format!(
+                            "{name} is not recorded (VP8, VP9, AV1, H.264 and Opus are)"
+                        ));
                     };
-                    let Some((w, h)) = size else {
+                    // Wait for a key frame that says the size (and, for
+                    // H.264, carries the SPS and PPS).
+                    let Some(setup) = video_setup::setup(codec, &f.data) else {
                         return Ok(());
                     };
-                    SinkTrack::video(codec, w, h)
-                }
-                other => {
-                    return Err(format!(
-                        "{other} is not recorded yet (VP8, VP9 and Opus are)"
-                    ));
+                    let mut t = SinkTrack::video(codec, setup.width, setup.height);
+                    t.codec_private = setup.codec_private;
+                    t
                 }
             };
+            // H.264 goes to Matroska, everything else to WebM.
+            let container = Container::for_tracks(std::slice::from_ref(&track));
+            self.path.set_extension(container.extension());
+            self.file.container = container.extension().into();
             self.file.codec = f.codec.to_string();
-            let sink = PassthroughSink::create(&self.path, Container::Webm, vec![track])
+            let sink = PassthroughSink::create(&self.path, container, vec![track])
                 .map_err(|e| e.to_string())?;
             self.sink = Some(sink);
             self.start_us = at_us;
@@ -190,12 +201,20 @@ impl TrackWriter {
                 f.codec, self.file.codec
             ));
         }
+        // Matroska holds H.264 as length-prefixed NAL units, not Annex B.
+        let avc;
+        let data = if f.codec == "h264" {
+            avc = video_setup::annexb_to_avc(&f.data);
+            &avc[..]
+        } else {
+            &f.data[..]
+        };
         let placed = sink
             .write(Unit {
                 track: 0,
                 pts_us: at_us - self.start_us,
                 keyframe: f.keyframe || !video,
-                data: &f.data,
+                data,
             })
             .map_err(|e| e.to_string())?;
         if placed == Placed::Written {
@@ -205,6 +224,17 @@ impl TrackWriter {
                 .fetch_add(f.data.len() as u64, Ordering::Relaxed);
         }
         Ok(())
+    }
+}
+
+/// The passthrough codec of a video track's codec name.
+fn sink_codec(name: &str) -> Option<Codec> {
+    match name {
+        "vp8" => Some(Codec::Vp8),
+        "vp9" => Some(Codec::Vp9),
+        "av1" => Some(Codec::Av1),
+        "h264" => Some(Codec::H264),
+        _ => None,
     }
 }
 
@@ -430,7 +460,8 @@ impl RoomRecording {
     }
 }
 
-/// Puts every track file at its start in one WebM, by stream copy.
+/// Puts every track file at its start in one file (WebM or Matroska, as
+/// `out` is named), by stream copy.
 async fn side_by_side(
     services: &Services,
     tracks: &[(TrackFile, PathBuf)],

@@ -51,7 +51,7 @@ fn recover_tracks(dir: &Path) -> Result<Vec<(TrackFile, PathBuf)>, Failure> {
         if !f.id.starts_with('t') || !f.id[1..].chars().all(|c| c.is_ascii_digit()) {
             return Err(lost(format!("the manifest names a track {:?}", f.id)));
         }
-        let path = dir.join(format!("{}.webm", f.id));
+        let path = dir.join(format!("{}.{}", f.id, f.container));
         match tapedeck_media::sink::passthrough::recover(&path) {
             Ok(sum) if sum.units > 0 => {
                 f.duration_s = sum.duration_ms / 1e3;
