@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
-#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, s3s-fs, ffmpeg 7.0/8.0 static
+#   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, nftables, s3s-fs, ffmpeg 7.0/8.0 static
 #                             builds, schemathesis and the e2e packages (to run the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +23,8 @@ if [ $want_test = 1 ]; then
   command -v npm >/dev/null || pkgs+=(npm)
   command -v setpriv >/dev/null || pkgs+=(util-linux)
   command -v openssl >/dev/null || pkgs+=(openssl)
+  # Cutting a call's network path for a few seconds (tests/rooms_network.rs).
+  command -v nft >/dev/null || pkgs+=(nftables)
   command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
   python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 fi

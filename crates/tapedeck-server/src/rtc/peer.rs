@@ -76,7 +76,15 @@ pub(super) struct Peer {
     /// Camera and microphone as the participant set them on the call page.
     pub audio_on: bool,
     pub video_on: bool,
+    /// Since when ICE has had no working path (the network dropped): the
+    /// peer is kept for [`RECONNECT_GRACE`] so a participant whose network
+    /// comes back continues where they were.
+    pub lost_at: Option<Instant>,
 }
+
+/// How long a peer whose network path dropped is kept, waiting for it to
+/// come back, before it counts as gone (browsers give up after about 30 s).
+pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The codec's name as the API shows it.
 fn codec_name(c: Codec) -> String {
@@ -111,6 +119,7 @@ impl Peer {
                 pending: None,
                 audio_on: true,
                 video_on: true,
+                lost_at: None,
             },
             answer,
         ))

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 
 mod command;
 
-use super::peer::{OutState, Peer};
+use super::peer::{OutState, Peer, RECONNECT_GRACE};
 use super::{Command, PeerId, RoomMedia, RtcStats, Signal};
 
 /// Work one peer's output makes for the others of its room.
@@ -62,6 +62,11 @@ enum Propagate {
 
 struct Sfu {
     socket: UdpSocket,
+    /// The address in every peer's candidate: what str0m is told each
+    /// datagram was sent to. Not the socket's own address: that is
+    /// 0.0.0.0 when bound to all interfaces (and a private one behind
+    /// NAT), and ICE discards a request whose destination is not one of
+    /// its candidates.
     local: SocketAddr,
     max_peers: u32,
     peers: HashMap<PeerId, Peer>,
@@ -82,10 +87,9 @@ pub(super) async fn run(
     mut commands: mpsc::Receiver<Command>,
     stats: Arc<RtcStats>,
 ) {
-    let local = socket.local_addr().unwrap_or(candidate);
     let mut sfu = Sfu {
         socket,
-        local,
+        local: candidate,
         max_peers,
         peers: HashMap::new(),
         rooms: HashMap::new(),
@@ -180,6 +184,13 @@ impl Sfu {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
+            if peer
+                .lost_at
+                .is_some_and(|t| now.saturating_duration_since(t) >= RECONNECT_GRACE)
+            {
+                self.remove(id, "disconnected");
+                continue;
+            }
             // A stale entry: the peer asked for another time since.
             if peer.wake_at != Some(at) {
                 continue;
@@ -209,7 +220,11 @@ impl Sfu {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
             };
-            if !peer.rtc.is_alive() {
+            if !peer.rtc.is_alive()
+                || peer
+                    .lost_at
+                    .is_some_and(|at| now.saturating_duration_since(at) >= RECONNECT_GRACE)
+            {
                 self.remove(id, "disconnected");
                 return;
             }
@@ -241,8 +256,20 @@ impl Sfu {
                         peer.request_keyframes(now);
                     }
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                        self.remove(id, "disconnected");
-                        return;
+                        // The path dropped: keep the peer (and its tracks'
+                        // files) a while for the network to come back.
+                        tracing::info!(peer = %id, "rtc: a peer's network path dropped; waiting for it");
+                        peer.lost_at.get_or_insert(now);
+                        let at = now + RECONNECT_GRACE;
+                        self.timers.push(Reverse((at, id)));
+                    }
+                    Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ) if peer.lost_at.is_some() => {
+                        // Back: video restarts at a key frame.
+                        tracing::info!(peer = %id, "rtc: a peer's network path is back");
+                        peer.lost_at = None;
+                        peer.request_keyframes(now);
                     }
                     Event::MediaAdded(m) => {
                         // The server's own send-only m-lines come back as
