@@ -6,6 +6,7 @@
 //! the command that installs it.
 
 pub mod barcode;
+pub mod loadgen;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

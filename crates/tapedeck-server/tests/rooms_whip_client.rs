@@ -1,0 +1,147 @@
+//! A WHIP publisher that is not a browser: the load tool's str0m clients
+//! (`tapedeck_testkit::loadgen`, what `tapedeck-loadgen` and
+//! bench/rooms.sh run), each sending a VP8 clip and an Opus clip made by
+//! ffmpeg here, paced in real time. Every frame sent must be in its
+//! track file, placed where it was sent.
+
+mod support;
+
+use std::process::Command;
+
+use serde_json::json;
+use support::rooms::*;
+use support::*;
+use tapedeck_testkit::loadgen::{Load, publish};
+
+/// `ffmpeg -v error ARGS`, asserted to succeed.
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg {args:?}: {out:?}");
+}
+
+/// The packets of `path`'s first stream.
+fn packets(path: &std::path::Path) -> u64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "0", "-count_packets"])
+        .args(["-show_entries", "stream=nb_read_packets", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_str0m_publishers_are_recorded_frame_for_frame() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let room_id = new_room(&s, &host).await;
+    let tokens = vec![
+        invite(&s, &host, &room_id, "Pub 1").await,
+        invite(&s, &host, &room_id, "Pub 2").await,
+    ];
+    // 2 s clips, looped: VP8 640x360 at 30 fps with a key frame every
+    // second, and a tone in 20 ms Opus frames.
+    let (video, audio) = (s.data.join("clip.ivf"), s.data.join("clip.opus"));
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=s=640x360:r=30",
+        "-t",
+        "2",
+        "-c:v",
+        "libvpx",
+        "-b:v",
+        "800k",
+        "-g",
+        "30",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        video.to_str().unwrap(),
+    ]);
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=f=440:r=48000",
+        "-t",
+        "2",
+        "-ac",
+        "2",
+        "-c:a",
+        "libopus",
+        "-frame_duration",
+        "20",
+        audio.to_str().unwrap(),
+    ]);
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let sent = publish(&Load {
+        whip: format!("{}/v1/rooms/{room_id}/whip", s.base),
+        tokens,
+        video,
+        audio,
+        seconds: 4,
+        stagger_ms: 1000,
+    })
+    .await
+    .unwrap();
+    println!("{sent}");
+    assert_eq!(sent["connected"], 2, "{sent}");
+    assert_eq!(sent["failed"], json!([]), "{sent}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    let tracks = done["tracks"].as_array().unwrap();
+    println!("{}", serde_json::to_string(tracks).unwrap());
+    assert_eq!(tracks.len(), 4, "{done}");
+    let (mut video_frames, mut audio_frames) = (0, 0);
+    let (mut starts, mut ends) = (vec![], vec![]);
+    for t in tracks {
+        let file = download_track(&s, &host, &id, t["id"].as_str().unwrap()).await;
+        assert_eq!(decode_errors(&file), "", "{t}");
+        let dur = duration_s(&file);
+        if t["kind"] == "video" {
+            let p = tapedeck_testkit::ffprobe(&file);
+            assert_eq!((p.codec.as_str(), p.width, p.height), ("vp8", 640, 360));
+            video_frames += p.frames;
+            starts.push((t["participant"].clone(), t["start_s"].as_f64().unwrap()));
+        } else {
+            assert_eq!(codecs(&file), ["opus"]);
+            audio_frames += packets(&file);
+        }
+        // Every publisher stops at the same moment, at least 4 s in.
+        let start = t["start_s"].as_f64().unwrap();
+        assert!(dur > 3.9, "{t}: {dur} s");
+        ends.push(start + dur);
+    }
+    let spread = ends.iter().cloned().fold(f64::MIN, f64::max)
+        - ends.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(spread < 0.3, "the tracks end together: {ends:?}");
+    // Loopback loses nothing: every frame sent is in a file.
+    let (sv, sa) = (
+        sent["video_frames"].as_u64().unwrap(),
+        sent["audio_frames"].as_u64().unwrap(),
+    );
+    assert!(
+        video_frames + 4 >= sv && video_frames <= sv,
+        "{video_frames} of {sv}"
+    );
+    assert!(
+        audio_frames + 4 >= sa && audio_frames <= sa,
+        "{audio_frames} of {sa}"
+    );
+    // Pub 2 started 1 s after Pub 1, and is placed so.
+    starts.sort_by(|a, b| a.1.total_cmp(&b.1));
+    assert_eq!(starts[0].0, "Pub 1", "{starts:?}");
+    let offset = starts[1].1 - starts[0].1;
+    assert!((offset - 1.0).abs() < 0.3, "{starts:?}");
+}
