@@ -187,6 +187,12 @@ impl Supervisor {
         self.handle(id).map(|h| h.meter.stats())
     }
 
+    /// Seconds recorded so far by an active recording (pauses left out).
+    pub fn recorded_s(&self, id: RecordingId) -> Option<f64> {
+        self.handle(id)
+            .map(|h| h.meter.progress().recorded_us as f64 / 1e6)
+    }
+
     /// A user action on a recording the caller may control.
     pub async fn act(&self, rec: Recording, action: Action) -> Result<Recording, ApiError> {
         match self.handle(rec.id) {

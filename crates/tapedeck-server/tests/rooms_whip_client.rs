@@ -13,14 +13,27 @@ use support::rooms::*;
 use support::*;
 use tapedeck_testkit::loadgen::{Load, publish};
 
-/// `ffmpeg -v error ARGS`, asserted to succeed.
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ffmpeg {args:?}: {out:?}");
+/// 2 s clips, looped by the publishers: VP8 640x360 at 30 fps with a key
+/// frame every second, and a tone in 20 ms Opus frames.
+fn make_clips(video: &std::path::Path, audio: &std::path::Path) {
+    let ffmpeg = |args: &str, out: &std::path::Path| {
+        let r = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args.split_whitespace())
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "ffmpeg {args}: {r:?}");
+    };
+    ffmpeg(
+        "-f lavfi -i testsrc2=s=640x360:r=30 -t 2 -c:v libvpx -b:v 800k -g 30 \
+         -deadline realtime -cpu-used 8",
+        video,
+    );
+    ffmpeg(
+        "-f lavfi -i sine=f=440:r=48000 -t 2 -ac 2 -c:a libopus -frame_duration 20",
+        audio,
+    );
 }
 
 /// The packets of `path`'s first stream.
@@ -43,43 +56,8 @@ async fn two_str0m_publishers_are_recorded_frame_for_frame() {
         invite(&s, &host, &room_id, "Pub 1").await,
         invite(&s, &host, &room_id, "Pub 2").await,
     ];
-    // 2 s clips, looped: VP8 640x360 at 30 fps with a key frame every
-    // second, and a tone in 20 ms Opus frames.
     let (video, audio) = (s.data.join("clip.ivf"), s.data.join("clip.opus"));
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=s=640x360:r=30",
-        "-t",
-        "2",
-        "-c:v",
-        "libvpx",
-        "-b:v",
-        "800k",
-        "-g",
-        "30",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        video.to_str().unwrap(),
-    ]);
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=f=440:r=48000",
-        "-t",
-        "2",
-        "-ac",
-        "2",
-        "-c:a",
-        "libopus",
-        "-frame_duration",
-        "20",
-        audio.to_str().unwrap(),
-    ]);
+    make_clips(&video, &audio);
     let rec = s
         .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
         .await;
@@ -144,4 +122,84 @@ async fn two_str0m_publishers_are_recorded_frame_for_frame() {
     assert_eq!(starts[0].0, "Pub 1", "{starts:?}");
     let offset = starts[1].1 - starts[0].1;
     assert!((offset - 1.0).abs() < 0.3, "{starts:?}");
+}
+
+/// An SDP offer from a str0m client that only receives (what a call page
+/// that joins without camera or microphone sends).
+fn receive_only_offer() -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::new(std::time::Instant::now());
+    let host = str0m::Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap();
+    rtc.add_local_candidate(host);
+    let mut change = rtc.sdp_api();
+    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    offer.to_sdp_string()
+}
+
+/// A page that joins the call during a recording that was paused gets
+/// `recording.live` with the time recorded so far, pauses left out (its
+/// REC timer starts there), not the time since the recording started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_is_told_the_time_recorded_without_the_pauses() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let room_id = new_room(&s, &host).await;
+    let token = invite(&s, &host, &room_id, "Pub").await;
+    let (video, audio) = (s.data.join("clip.ivf"), s.data.join("clip.opus"));
+    make_clips(&video, &audio);
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let load = Load {
+        whip: format!("{}/v1/rooms/{room_id}/whip", s.base),
+        tokens: vec![token],
+        video,
+        audio,
+        seconds: 8,
+        stagger_ms: 0,
+    };
+    let publisher = tokio::spawn(async move { publish(&load).await });
+    let t0 = std::time::Instant::now();
+    let act = |a: &'static str| {
+        let (s, host, id) = (&s, &host, &id);
+        async move {
+            let (st, r) = s
+                .post(host, &format!("/v1/recordings/{id}/{a}"), json!({}))
+                .await;
+            assert_eq!(st, 200, "{a}: {r}");
+        }
+    };
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    act("pause").await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    act("resume").await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+
+    let mut ws = connect(&s.ws_url(&format!("/v1/rooms/{room_id}/call"), &host)).await;
+    let join = json!({"type": "join", "offer": receive_only_offer(), "name": "Late"});
+    ws.send(Message::Text(join.to_string().into()))
+        .await
+        .unwrap();
+    let live = loop {
+        let m = next_json(&mut ws).await;
+        assert_ne!(m["type"], "error", "{m}");
+        if m["event"] == "recording.live" {
+            break m;
+        }
+    };
+    let since_start = t0.elapsed().as_secs_f64();
+    let recorded = live["recorded_s"].as_f64().unwrap();
+    println!("recorded_s {recorded:.3} after {since_start:.3} s with 3 s paused");
+    assert_eq!(live["recording"]["id"], id.as_str());
+    // About 2 s before the pause and 1 s after it, of the 6 s since start.
+    assert!(
+        recorded > 1.5 && recorded < since_start - 2.5,
+        "recorded_s {recorded} after {since_start} s"
+    );
+    let sent = publisher.await.unwrap().unwrap();
+    assert_eq!(sent["connected"], 1, "{sent}");
 }

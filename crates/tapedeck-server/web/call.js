@@ -156,7 +156,7 @@ async function handle(m) {
       renderTiles(m.participants);
       break;
     case "recording":
-      onRecording(m.event, m.recording);
+      onRecording(m.event, m.recording, m.recorded_s);
       break;
     case "error":
       if (!me) $("lobby-error").textContent = m.code + ": " + m.message;
@@ -242,16 +242,15 @@ setInterval(() => {
   if (!$("rec").hidden) $("rec-time").textContent = fmt(recElapsed());
 }, 250);
 
-function onRecording(event, r) {
+function onRecording(event, r, recordedS) {
   recordings.set(r.id, r);
   const running = r.status === "recording";
   const active = ["pending", "recording", "paused"].includes(r.status);
   if (active) {
     if (!live || live.id !== r.id) {
-      // Joined during a recording: counted from its start (pauses before
-      // this page joined are not known to it).
-      const started = r.started_at ? Date.parse(r.started_at) : Date.now();
-      rec = { elapsed: event === "recording.live" ? Math.max(0, (Date.now() - started) / 1000) : 0, since: null };
+      // Joined during a recording: the timer starts at what the server
+      // has recorded so far (pauses left out).
+      rec = { elapsed: event === "recording.live" ? Math.max(0, recordedS || 0) : 0, since: null };
     }
     live = r;
     if (running && !rec.since) rec.since = Date.now();

@@ -14,7 +14,6 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 use tapedeck_core::RoomId;
-use tapedeck_core::recording::Recording;
 use tapedeck_core::room::{CallMessage, MAX_CALL_MESSAGE_BYTES, Room, parse_call_message};
 use tapedeck_core::{ErrorCode, event::Event};
 use tokio::sync::{broadcast, mpsc};
@@ -136,8 +135,7 @@ impl Call {
             self.s.rtc.leave(room, peer).await;
             return;
         }
-        for rec in live_recordings(&self.s, room).await {
-            let m = json!({"type": "recording", "event": "recording.live", "recording": rec});
+        for m in live_recordings(&self.s, room).await {
             self.send(m).await;
         }
         loop {
@@ -161,8 +159,8 @@ impl Call {
                         }
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        for rec in live_recordings(&self.s, room).await {
-                            self.send(json!({"type": "recording", "event": "recording.live", "recording": rec})).await;
+                        for m in live_recordings(&self.s, room).await {
+                            self.send(m).await;
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -227,14 +225,18 @@ async fn join(
 
 /// The room's recordings that have not ended (for a page that joins
 /// while one runs).
-async fn live_recordings(s: &AppState, room: RoomId) -> Vec<Recording> {
+/// A `recording.live` message for each of the room's active recordings,
+/// with `recorded_s` (what is recorded so far, pauses left out: where a
+/// page that joins late starts its REC timer).
+async fn live_recordings(s: &AppState, room: RoomId) -> Vec<Value> {
     let mut out = vec![];
     let ids = s.repo.room_recordings(room).await.unwrap_or_default();
     for id in ids {
         if let Ok(Some(r)) = s.repo.get(id).await
             && r.status.is_active()
         {
-            out.push(r);
+            let recorded_s = s.supervisor.recorded_s(r.id);
+            out.push(json!({"type": "recording", "event": "recording.live", "recording": r, "recorded_s": recorded_s}));
         }
     }
     out
