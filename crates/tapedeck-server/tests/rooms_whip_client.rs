@@ -13,29 +13,6 @@ use support::rooms::*;
 use support::*;
 use tapedeck_testkit::loadgen::{Load, publish};
 
-/// 2 s clips, looped by the publishers: VP8 640x360 at 30 fps with a key
-/// frame every second, and a tone in 20 ms Opus frames.
-fn make_clips(video: &std::path::Path, audio: &std::path::Path) {
-    let ffmpeg = |args: &str, out: &std::path::Path| {
-        let r = Command::new("ffmpeg")
-            .args(["-v", "error", "-y"])
-            .args(args.split_whitespace())
-            .arg(out)
-            .output()
-            .unwrap();
-        assert!(r.status.success(), "ffmpeg {args}: {r:?}");
-    };
-    ffmpeg(
-        "-f lavfi -i testsrc2=s=640x360:r=30 -t 2 -c:v libvpx -b:v 800k -g 30 \
-         -deadline realtime -cpu-used 8",
-        video,
-    );
-    ffmpeg(
-        "-f lavfi -i sine=f=440:r=48000 -t 2 -ac 2 -c:a libopus -frame_duration 20",
-        audio,
-    );
-}
-
 /// The packets of `path`'s first stream.
 fn packets(path: &std::path::Path) -> u64 {
     let out = Command::new("ffprobe")
@@ -124,19 +101,6 @@ async fn two_str0m_publishers_are_recorded_frame_for_frame() {
     assert!((offset - 1.0).abs() < 0.3, "{starts:?}");
 }
 
-/// An SDP offer from a str0m client that only receives (what a call page
-/// that joins without camera or microphone sends).
-fn receive_only_offer() -> String {
-    use str0m::media::{Direction, MediaKind};
-    let mut rtc = str0m::Rtc::new(std::time::Instant::now());
-    let host = str0m::Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap();
-    rtc.add_local_candidate(host);
-    let mut change = rtc.sdp_api();
-    change.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, _) = change.apply().unwrap();
-    offer.to_sdp_string()
-}
-
 /// A page that joins the call during a recording that was paused gets
 /// `recording.live` with the time recorded so far, pauses left out (its
 /// REC timer starts there), not the time since the recording started.
@@ -180,7 +144,8 @@ async fn a_late_joiner_is_told_the_time_recorded_without_the_pauses() {
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 
     let mut ws = connect(&s.ws_url(&format!("/v1/rooms/{room_id}/call"), &host)).await;
-    let join = json!({"type": "join", "offer": receive_only_offer(), "name": "Late"});
+    let join =
+        json!({"type": "join", "offer": offer(str0m::media::Direction::RecvOnly), "name": "Late"});
     ws.send(Message::Text(join.to_string().into()))
         .await
         .unwrap();

@@ -123,3 +123,39 @@ pub fn largest_gap(path: &Path) -> f64 {
         .collect();
     times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max)
 }
+
+/// 2 s clips, looped by the publishers: VP8 640x360 at 30 fps with a key
+/// frame every second, and a tone in 20 ms Opus frames.
+pub fn make_clips(video: &std::path::Path, audio: &std::path::Path) {
+    let ffmpeg = |args: &str, out: &std::path::Path| {
+        let r = Command::new("ffmpeg")
+            .args(["-v", "error", "-y"])
+            .args(args.split_whitespace())
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "ffmpeg {args}: {r:?}");
+    };
+    ffmpeg(
+        "-f lavfi -i testsrc2=s=640x360:r=30 -t 2 -c:v libvpx -b:v 800k -g 30 \
+         -deadline realtime -cpu-used 8",
+        video,
+    );
+    ffmpeg(
+        "-f lavfi -i sine=f=440:r=48000 -t 2 -ac 2 -c:a libopus -frame_duration 20",
+        audio,
+    );
+}
+
+/// An SDP offer with one audio section in `direction`, from a str0m
+/// client (a call page joining without devices receives only; a WHIP
+/// publisher sends).
+pub fn offer(direction: str0m::media::Direction) -> String {
+    let mut rtc = str0m::Rtc::new(std::time::Instant::now());
+    let host = str0m::Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap();
+    rtc.add_local_candidate(host);
+    let mut change = rtc.sdp_api();
+    change.add_media(str0m::media::MediaKind::Audio, direction, None, None, None);
+    let (offer, _) = change.apply().unwrap();
+    offer.to_sdp_string()
+}

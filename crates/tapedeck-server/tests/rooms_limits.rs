@@ -1,0 +1,141 @@
+//! Limits on calls refuse with a stable code and harm no one already in:
+//! a full room (`max_participants`, 403 `room_full`), a full media server
+//! (`rtc.max_peers`, 429 `too_many_peers`), and a user's concurrent
+//! recordings (room recordings count like the others, 429
+//! `too_many_recordings`). The publisher already in the call is recorded
+//! throughout, frame for frame.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::rooms::*;
+use support::*;
+use tapedeck_testkit::loadgen::{Load, publish};
+
+/// A WHIP POST of `sdp` with `token`: status and body (JSON on error).
+async fn whip(s: &Server, room: &str, token: &str, sdp: &str) -> (u16, Value) {
+    let r = s
+        .client()
+        .post(format!("{}/v1/rooms/{room}/whip", s.base))
+        .bearer_auth(token)
+        .header("content-type", "application/sdp")
+        .body(sdp.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_rooms_and_a_full_server_refuse_with_a_code_and_harm_no_one() {
+    let s = start(|c| {
+        c.rtc.max_peers = 3;
+        c.limits.max_concurrent_per_user = 1;
+    })
+    .await;
+    let host = s.key("alice", false).await;
+    let (st, one) = s
+        .post(
+            &host,
+            "/v1/rooms",
+            json!({"name": "one", "max_participants": 2}),
+        )
+        .await;
+    assert_eq!(st, 201, "{one}");
+    let one = one["id"].as_str().unwrap().to_string();
+    let two = new_room(&s, &host).await;
+    let (video, audio) = (s.data.join("clip.ivf"), s.data.join("clip.opus"));
+    make_clips(&video, &audio);
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": one}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+
+    // Ann is in room one, recorded, for 5 s.
+    let load = Load {
+        whip: format!("{}/v1/rooms/{one}/whip", s.base),
+        tokens: vec![invite(&s, &host, &one, "Ann").await],
+        video,
+        audio,
+        seconds: 5,
+        stagger_ms: 0,
+    };
+    let ann = tokio::spawn(async move { publish(&load).await });
+    for _ in 0..200 {
+        let (_, r) = s.get(&host, &format!("/v1/rooms/{one}")).await;
+        if r["participants"][0]["frames_in"].as_u64().unwrap_or(0) > 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Room one holds two participants: Bob is the second, Carl is refused
+    // (before his offer is even read).
+    let bob = invite(&s, &host, &one, "Bob").await;
+    let (st, answer) = whip(&s, &one, &bob, &offer(str0m::media::Direction::SendOnly)).await;
+    assert_eq!(st, 201, "{answer}");
+    let carl = invite(&s, &host, &one, "Carl").await;
+    let (st, e) = whip(&s, &one, &carl, "v=0\r\n").await;
+    assert_eq!((st, &e["error"]["code"]), (403, &json!("room_full")), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 of its 2"),
+        "{e}"
+    );
+
+    // The server holds three peers: Cy takes the third, Di is refused.
+    let cy = invite(&s, &host, &two, "Cy").await;
+    let (st, answer) = whip(&s, &two, &cy, &offer(str0m::media::Direction::SendOnly)).await;
+    assert_eq!(st, 201, "{answer}");
+    let di = invite(&s, &host, &two, "Di").await;
+    let (st, e) = whip(&s, &two, &di, &offer(str0m::media::Direction::SendOnly)).await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (429, &json!("too_many_peers")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rtc.max_peers")
+    );
+
+    // Alice records room one already: room two's recording is refused.
+    let (st, e) = s
+        .post(
+            &host,
+            "/v1/recordings",
+            json!({"source": {"kind": "room", "room": two}}),
+        )
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (429, &json!("too_many_recordings")),
+        "{e}"
+    );
+
+    // Ann was not harmed: every frame she sent is in her track files.
+    let sent = ann.await.unwrap().unwrap();
+    assert_eq!(sent["connected"], 1, "{sent}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    let video = done["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "video")
+        .unwrap_or_else(|| panic!("{done}"))
+        .clone();
+    let file = download_track(&s, &host, &id, video["id"].as_str().unwrap()).await;
+    assert_eq!(decode_errors(&file), "");
+    let p = tapedeck_testkit::ffprobe(&file);
+    let sv = sent["video_frames"].as_u64().unwrap();
+    assert!(p.frames + 4 >= sv && p.frames <= sv, "{p:?} of {sv}");
+}
