@@ -52,6 +52,8 @@ async fn two_str0m_publishers_are_recorded_frame_for_frame() {
     println!("{sent}");
     assert_eq!(sent["connected"], 2, "{sent}");
     assert_eq!(sent["failed"], json!([]), "{sent}");
+    // Each was asked for a keyframe as its video track came in.
+    assert!(sent["keyframe_requests"].as_u64().unwrap() >= 2, "{sent}");
     s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&host, &id, "completed").await;

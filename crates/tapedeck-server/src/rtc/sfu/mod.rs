@@ -281,6 +281,11 @@ impl Sfu {
                             continue;
                         }
                         peer.track_added(m.mid, m.kind);
+                        // A WHIP publisher's tracks come after it connected:
+                        // its video starts at a keyframe.
+                        if peer.connected {
+                            peer.request_keyframe(m.mid, now);
+                        }
                         if let Some(t) = peer.tracks.iter().find(|t| t.mid == m.mid) {
                             let (room, info) = (peer.room, t.info.clone());
                             self.queue.push(Propagate::TrackAdded {
