@@ -57,8 +57,8 @@ if [ $want_test = 1 ]; then
     python3 -m venv "$st"
     "$st/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
   fi
-  if [ ! -d tests/e2e/node_modules/playwright-core ]; then
-    echo "setup: installing playwright-core for the browser tests"
+  if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/tus-js-client ]; then
+    echo "setup: installing playwright-core and tus-js-client for the browser tests"
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

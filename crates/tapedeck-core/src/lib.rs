@@ -21,6 +21,7 @@ pub mod script;
 pub mod settings;
 pub mod timeline;
 pub mod tour;
+pub mod upload;
 pub mod web;
 
 pub use codes::Failure;

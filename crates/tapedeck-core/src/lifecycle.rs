@@ -59,6 +59,8 @@ pub enum Input {
     EndedWith(EndReason),
     /// The source or a sink failed for good.
     Failed(Failure),
+    /// The source failed for a reason of its own (an upload that expired).
+    FailedWith(EndReason, Failure),
     /// Processing finished: stored, or failed.
     Finalized(Result<(), Failure>),
     /// The server restarted while this recording was active.
@@ -203,6 +205,10 @@ impl Lifecycle {
                 now_ms,
             ),
             Input::Failed(f) if !s.is_terminal() => self.fail(f, now_ms),
+            Input::FailedWith(reason, f) if !s.is_terminal() => {
+                self.rec.end_reason = Some(reason);
+                self.fail(f, now_ms)
+            }
             Input::Finalized(Ok(())) if s == Status::Processing => {
                 self.move_to(Action::Complete, now_ms);
                 vec![Output::Save, Output::Emit(Action::Complete)]
@@ -507,6 +513,17 @@ mod tests {
         assert_eq!(
             (r.end_reason, r.completed_at),
             (Some(EndReason::Error), Some(3_000))
+        );
+        // A source may say why it failed.
+        let mut lc = started();
+        let f = Failure::new("upload_expired", "no bytes for 1 s");
+        lc.handle(Input::FailedWith(EndReason::UploadExpired, f), 3_000)
+            .unwrap();
+        assert_eq!(lc.status(), Status::Failed);
+        assert_eq!(lc.recording().end_reason, Some(EndReason::UploadExpired));
+        assert_eq!(
+            lc.recording().error.as_ref().unwrap().code,
+            "upload_expired"
         );
 
         // A failure while processing keeps why it was stopped, and there is no source to abort.

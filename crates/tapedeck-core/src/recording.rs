@@ -175,6 +175,8 @@ pub enum EndReason {
     Error,
     /// Its room was closed by the host.
     RoomClosed,
+    /// An upload received no bytes for too long and was given up.
+    UploadExpired,
 }
 
 /// The source a recording records from. New kinds are new variants.
@@ -187,6 +189,34 @@ pub enum SourceSpec {
     Web(crate::web::WebSource),
     /// A WebRTC room's call.
     Room(RoomSource),
+    /// A file uploaded with tus (created at `POST /v1/uploads`, never at
+    /// `POST /v1/recordings`).
+    Upload(UploadSource),
+}
+
+/// An uploaded file, as its client described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadSource {
+    /// The file's name on the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Its media type as the client said (`video/webm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filetype: Option<String>,
+    /// Its size (`Upload-Length`); none while the client defers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// The room it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<crate::RoomId>,
+    /// Transcode to the recording's `format` and `preset` (they were asked
+    /// for); otherwise the file is kept as it came, fixed up.
+    #[serde(default)]
+    pub transcode: bool,
+    /// SHA-256 of the bytes received (hex), once they all arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl SourceSpec {
@@ -196,6 +226,7 @@ impl SourceSpec {
             SourceSpec::Frames {} => SourceKind::Frames,
             SourceSpec::Web(_) => SourceKind::Web,
             SourceSpec::Room(_) => SourceKind::Room,
+            SourceSpec::Upload(_) => SourceKind::Upload,
         }
     }
 }

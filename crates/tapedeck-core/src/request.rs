@@ -143,6 +143,12 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
             }
             web.validate()?;
         }
+        (SourceSpec::Upload(_), _) => {
+            return Err(RequestError::Shape(
+                "an upload is created by uploading: POST /v1/uploads (tus) or POST /v1/uploads/url"
+                    .into(),
+            ));
+        }
         (_, Some(_)) => {
             return Err(RequestError::Shape(
                 "unknown field `script` in source: only web sources take a script".into(),

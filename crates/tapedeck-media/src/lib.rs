@@ -18,6 +18,7 @@
 //! that return errors, never panic.
 
 pub mod ffmpeg;
+pub mod fixup;
 pub mod h264;
 pub mod mkv;
 pub mod picture;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::HeaderMap;
 use axum::routing::{MethodRouter, get, post};
 use tapedeck_core::recording::Action;
@@ -22,6 +22,7 @@ use crate::config::{Config, StorageKind};
 use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::source::frames::socket as frames_socket;
+use crate::source::upload;
 use crate::supervisor::Supervisor;
 use crate::{api, openapi, room, ui, ws};
 
@@ -96,6 +97,19 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/rooms/{id}/recordings", get(room::recordings))
         .route("/v1/rooms/{id}/call", get(room::call::socket))
+        .route(
+            "/v1/uploads",
+            post(upload::tus::create)
+                .options(upload::tus::options)
+                .layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/uploads/{id}",
+            axum::routing::head(upload::tus::head)
+                .patch(upload::tus::patch)
+                .delete(upload::tus::delete)
+                .layer(DefaultBodyLimit::disable()),
+        )
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)

@@ -49,6 +49,25 @@ pub struct Config {
     pub web: WebConfig,
     /// WebRTC rooms.
     pub rtc: RtcConfig,
+    /// Uploads (tus).
+    pub uploads: UploadsConfig,
+}
+
+/// `[uploads]`: resumable uploads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadsConfig {
+    /// An upload that receives no bytes this long expires: its recording
+    /// fails with `end_reason: upload_expired` (`Upload-Expires` says when).
+    pub expire_after_s: u64,
+}
+
+impl Default for UploadsConfig {
+    fn default() -> Self {
+        Self {
+            expire_after_s: 86_400,
+        }
+    }
 }
 
 /// `[rtc]`: WebRTC rooms.
@@ -225,6 +244,8 @@ pub struct LimitsConfig {
     pub pending_timeout_s: u64,
     /// A recording paused this long is finalized (`end_reason: idle`).
     pub paused_timeout_s: u64,
+    /// Largest upload, bytes (`Upload-Length`, or a deferred length as it grows).
+    pub max_upload_bytes: u64,
 }
 
 /// `[retention]`
@@ -309,6 +330,7 @@ impl Default for LimitsConfig {
             idle_timeout_s: 120,
             pending_timeout_s: 300,
             paused_timeout_s: 3600,
+            max_upload_bytes: 8 * 1024 * 1024 * 1024,
         }
     }
 }

@@ -45,14 +45,16 @@ pub struct Driver {
 /// The limits of `rec` under `services`' configuration.
 pub fn limits(services: &Services, rec: &Recording) -> Limits {
     let l = &services.config.limits;
-    Limits {
+    let mut limits = Limits {
         pending_timeout_ms: (l.pending_timeout_s as i64).saturating_mul(1000),
         idle_timeout_ms: (l.idle_timeout_s as i64).saturating_mul(1000),
         paused_timeout_ms: (l.paused_timeout_s as i64).saturating_mul(1000),
         max_duration_us: i64::from(rec.max_duration_s) * 1_000_000,
         max_bytes: l.max_size_bytes,
         quota_bytes: l.user_quota_bytes,
-    }
+    };
+    crate::source::adjust_limits(&rec.source, &mut limits);
+    limits
 }
 
 impl Driver {
@@ -124,6 +126,11 @@ impl Driver {
                     Some(SourceEvent::Ended) => { let _ = self.feed(Input::Ended).await; }
                     Some(SourceEvent::EndedWith(r)) => { let _ = self.feed(Input::EndedWith(r)).await; }
                     Some(SourceEvent::Failed(f)) => { let _ = self.feed(Input::Failed(f)).await; }
+                    Some(SourceEvent::FailedWith(r, f)) => { let _ = self.feed(Input::FailedWith(r, f)).await; }
+                    Some(SourceEvent::Describe(spec)) => {
+                        self.lc.recording_mut().source = spec;
+                        let _ = self.services.repo.update(self.lc.recording()).await;
+                    }
                     Some(SourceEvent::Wake) => {
                         let _ = self.feed(Input::Progress(self.meter.progress())).await;
                     }

@@ -283,7 +283,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         "RegenerateRecording": {"type": "object", "additionalProperties": false, "properties": regenerate},
         "Recording": {"type": "object", "required": ["id", "owner", "status", "source", "format", "preset", "video", "created_at", "stats"], "properties": {
             "id": {"$ref": "#/components/schemas/Id"}, "owner": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
-            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", "room_closed", null]},
+            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", "room_closed", "upload_expired", null]},
             "source": {"type": "object", "required": ["kind"]}, "format": {"type": "string", "enum": ["mp4", "webm", "mkv"]},
             "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"]},
             "video": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},
@@ -414,10 +414,72 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "schemas": schemas
         }
     });
-    if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), rooms.as_object()) {
-        paths.extend(more.clone());
+    let uploads = upload_paths(id);
+    for more in [rooms, uploads] {
+        if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), more.as_object()) {
+            paths.extend(more.clone());
+        }
     }
     doc
+}
+
+/// tus 1.0.0 at `/v1/uploads` (docs/uploads.md).
+fn upload_paths(id: Value) -> Value {
+    let hdr = |name: &str, required: bool, schema: Value, what: &str| json!({"name": name, "in": "header", "required": required, "schema": schema, "description": what});
+    let version = hdr(
+        "Tus-Resumable",
+        true,
+        json!({"type": "string", "enum": ["1.0.0"]}),
+        "the tus version (412 tus_version otherwise)",
+    );
+    let count = json!({"type": "string", "pattern": "^[0-9]{1,19}$"});
+    let octets = json!({"required": false, "content": {"application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}}}});
+    let tus_headers = json!({
+        "Tus-Resumable": {"schema": {"type": "string"}},
+        "Upload-Offset": {"schema": {"type": "string"}},
+        "Upload-Expires": {"schema": {"type": "string"}, "description": "when it expires if nothing more arrives (HTTP date)"}});
+    // HEAD answers carry no body, errors included.
+    let bare = |codes: &[u16]| -> Value {
+        codes
+            .iter()
+            .map(|c| {
+                (
+                    c.to_string(),
+                    json!({"description": "see the status; a HEAD answer has no body"}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let mut id_and_version = id.as_array().cloned().unwrap_or_default();
+    id_and_version.push(version.clone());
+    json!({
+        "/v1/uploads": {
+            "options": op("What tus is spoken: Tus-Version, Tus-Extension (creation, creation-with-upload, creation-defer-length, termination, expiration, checksum), Tus-Checksum-Algorithm, Tus-Max-Size", "uploads",
+                ("204", json!({"description": "the capabilities, in headers"})), &[], json!({})),
+            "post": op("Create an upload (tus creation): Upload-Length, or Upload-Defer-Length: 1; Upload-Metadata (base64 values: filename, filetype, title, room, format, preset); optionally the first bytes (creation-with-upload). Creates a recording of kind upload, `recording` while bytes arrive; Location is /v1/uploads/{recording id}", "uploads",
+                ("201", json!({"description": "created", "headers": {"Location": {"schema": {"type": "string"}}, "Upload-Offset": {"schema": {"type": "string"}}, "Upload-Expires": {"schema": {"type": "string"}}}})),
+                &[400, 403, 404, 412, 413, 429], json!({"parameters": [version,
+                    hdr("Upload-Length", false, count.clone(), "the file's size in bytes (413 too_large over limits.max_upload_bytes, 403 quota_exceeded over the quota)"),
+                    hdr("Upload-Defer-Length", false, json!({"type": "string", "enum": ["1"]}), "the size is told later, with a PATCH"),
+                    hdr("Upload-Metadata", false, json!({"type": "string"}), "comma-separated KEY BASE64-VALUE pairs")],
+                    "requestBody": octets})),
+        },
+        "/v1/uploads/{id}": {
+            "head": op("Where an upload stands: Upload-Offset, Upload-Length (or Upload-Defer-Length), Upload-Expires, Upload-Metadata. A finished one answers its length as offset; a terminated or expired one 410", "uploads",
+                ("200", json!({"description": "in headers", "headers": tus_headers})), &[], json!({"parameters": id_and_version,
+                    "responses": bare(&[400, 401, 404, 410, 412])})),
+            "patch": op("Append bytes at Upload-Offset (409 offset_mismatch elsewhere); Upload-Checksum (sha1, sha256) checks the whole chunk (460 checksum_mismatch: discarded); Upload-Length for a deferred length. The last byte ends the recording, which is then processed. A connection cut mid-chunk keeps what arrived (HEAD says where to resume)", "uploads",
+                ("204", json!({"description": "appended", "headers": tus_headers})), &[400, 404, 409, 410, 412, 413, 415, 460],
+                json!({"parameters": [id_and_version[0].clone(), id_and_version[1].clone(),
+                    hdr("Upload-Offset", true, count.clone(), "where the bytes go"),
+                    hdr("Upload-Checksum", false, json!({"type": "string"}), "ALGORITHM BASE64-DIGEST of this chunk"),
+                    hdr("Upload-Length", false, count, "a deferred length")],
+                    "requestBody": octets})),
+            "delete": op("Terminate an upload: its recording is cancelled and the bytes discarded", "uploads",
+                ("204", json!({"description": "terminated"})), &[400, 404, 410, 412], json!({"parameters": id_and_version})),
+        },
+    })
 }
 
 /// `GET /v1/openapi.json`.

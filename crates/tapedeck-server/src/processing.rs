@@ -51,6 +51,9 @@ pub async fn prepare(
     if take.note.is_some() {
         rec.note = take.note.clone();
     }
+    if let Some(source) = &take.source {
+        rec.source = source.clone();
+    }
     let tracks: Vec<PathBuf> = take.tracks.iter().map(|(_, p)| p.clone()).collect();
     let tools = services.tools.clone();
     let media = take.output.clone();

@@ -1,5 +1,6 @@
 //! Recovery at start: every recording the last run left active gets a
-//! driver again. Pending ones wait for their source as before; recording,
+//! driver again. Pending ones wait for their source as before, and so do
+//! uploads that were taking bytes (their clients resume); recording,
 //! paused and processing ones are finalized from what was spooled, each on
 //! its own (one that cannot be rebuilt fails with a reason; the server
 //! starts regardless).
@@ -26,6 +27,9 @@ pub async fn recover(sup: &Supervisor) -> Result<(), ApiError> {
         let start = if rec.status == Status::Pending {
             // A slot if one is free; a restart does not refuse what was admitted.
             Start::Open(source::admit(&s.sources, &s.config, &rec.source).unwrap_or_default())
+        } else if rec.status != Status::Processing && source::resumes(&rec) {
+            // An upload takes bytes again where it was.
+            Start::Open(Default::default())
         } else {
             Start::Recover
         };

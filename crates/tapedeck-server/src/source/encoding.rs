@@ -407,5 +407,6 @@ pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
         tracks: vec![],
         format: None,
         note: None,
+        source: None,
     }
 }

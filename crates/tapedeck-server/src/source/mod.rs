@@ -17,6 +17,7 @@
 pub mod encoding;
 pub mod frames;
 pub mod room;
+pub mod upload;
 pub mod web;
 
 use std::any::Any;
@@ -57,6 +58,11 @@ pub enum SourceEvent {
     EndedWith(tapedeck_core::EndReason),
     /// The source or its sink failed for good.
     Failed(Failure),
+    /// The source failed for a reason of its own (an upload that expired).
+    FailedWith(tapedeck_core::EndReason, Failure),
+    /// The recording's source is described anew (an upload's length told
+    /// late); saved with the recording.
+    Describe(SourceSpec),
     /// A count crossed a limit: look at the meter now, not at the next tick.
     Wake,
 }
@@ -79,6 +85,9 @@ pub struct Take {
     pub format: Option<tapedeck_core::Format>,
     /// Something the recording should say when done (why the grid is missing).
     pub note: Option<Failure>,
+    /// The recording's source as the source describes it once done (an
+    /// upload's length and SHA-256).
+    pub source: Option<SourceSpec>,
 }
 
 /// Live numbers of one recording, shared by its source, its sink and the driver.
@@ -183,6 +192,7 @@ pub async fn open(ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
             let r = r.clone();
             Ok(Box::new(room::RoomRecording::open(ctx, r).await?))
         }
+        SourceSpec::Upload(_) => Ok(Box::new(upload::UploadSource::open(ctx).await?)),
     }
 }
 
@@ -198,7 +208,8 @@ pub async fn authorize(
             let r = r.clone();
             room::authorize(state, p, &r, v).await
         }
-        SourceSpec::Frames {} | SourceSpec::Web(_) => Ok(()),
+        // Uploads are created at /v1/uploads, which checks their room.
+        SourceSpec::Frames {} | SourceSpec::Web(_) | SourceSpec::Upload(_) => Ok(()),
     }
 }
 
@@ -206,6 +217,7 @@ pub async fn authorize(
 pub fn room_of(rec: &Recording) -> Option<tapedeck_core::RoomId> {
     match &rec.source {
         SourceSpec::Room(r) => Some(r.room),
+        SourceSpec::Upload(u) => u.room,
         SourceSpec::Frames {} | SourceSpec::Web(_) => None,
     }
 }
@@ -214,6 +226,10 @@ pub fn room_of(rec: &Recording) -> Option<tapedeck_core::RoomId> {
 pub async fn created(state: &crate::app::AppState, rec: &Recording) -> Result<(), ApiError> {
     match &rec.source {
         SourceSpec::Room(r) => Ok(state.repo.add_room_recording(r.room, rec.id).await?),
+        SourceSpec::Upload(u) => match u.room {
+            Some(room) => Ok(state.repo.add_room_recording(room, rec.id).await?),
+            None => Ok(()),
+        },
         SourceSpec::Frames {} | SourceSpec::Web(_) => Ok(()),
     }
 }
@@ -227,6 +243,23 @@ pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
         }
         // Track files cut by a crash are finalized where they were cut.
         SourceSpec::Room(_) => Box::new(room::Recovered::new(services, rec)),
+        // The part file is whole up to its last synced chunk.
+        SourceSpec::Upload(_) => upload::UploadSource::recovered(services, rec),
+    }
+}
+
+/// Whether a recording the server was recording when it stopped takes
+/// up again where it was (an upload: its client resumes), rather than
+/// being finalized from what was spooled.
+pub fn resumes(rec: &Recording) -> bool {
+    matches!(rec.source, SourceSpec::Upload(_))
+}
+
+/// Adjusts the lifecycle's limits for the source (uploads are not idle
+/// while their client pauses; their expiry decides).
+pub fn adjust_limits(spec: &SourceSpec, l: &mut tapedeck_core::lifecycle::Limits) {
+    if let SourceSpec::Upload(_) = spec {
+        upload::adjust_limits(l);
     }
 }
 
@@ -242,7 +275,9 @@ pub struct Admission {
 pub fn admit(shared: &Shared, config: &Config, spec: &SourceSpec) -> Result<Admission, ApiError> {
     match spec {
         SourceSpec::Web(_) => web::admit(shared, config).map(|p| Admission { _slot: Some(p) }),
-        SourceSpec::Frames {} | SourceSpec::Room(_) => Ok(Admission::default()),
+        SourceSpec::Frames {} | SourceSpec::Room(_) | SourceSpec::Upload(_) => {
+            Ok(Admission::default())
+        }
     }
 }
 

@@ -113,6 +113,7 @@ impl Output {
             tracks,
             format: None,
             note: None,
+            source: None,
         };
         if let Some(spec) = &self.grid {
             match grid::compose(&self.services, spec, &take.tracks, &self.work, &self.meter).await {

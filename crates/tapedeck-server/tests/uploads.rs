@@ -1,0 +1,456 @@
+//! Uploads over tus 1.0.0 (`/v1/uploads`): the real tus-js-client in Node
+//! through a connection killed mid-way, the protocol's refusals, expiry,
+//! and what processing makes of a MediaRecorder-style WebM (a duration,
+//! cues, a seekable file) and of a file that is not media.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+
+/// What a browser's MediaRecorder writes, made by ffmpeg: VP8 and Opus in
+/// live WebM (unknown sizes, no cues, no duration).
+fn live_webm(dir: &Path, seconds: u32) -> PathBuf {
+    let out = dir.join("camera.webm");
+    let r = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
+        .arg(format!("testsrc2=s=320x240:r=30:d={seconds}"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(format!("sine=f=440:d={seconds}"))
+        .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"])
+        .args(["-b:v", "600k", "-c:a", "libopus", "-live", "1"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    out
+}
+
+/// A tus request: `method` on `path` with `headers` and `body`.
+async fn tus(
+    s: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut r = s
+        .client()
+        .request(method.parse().unwrap(), format!("{}{path}", s.base))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0");
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    r.body(body).send().await.unwrap()
+}
+
+fn h(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}
+
+/// A new upload of `length` bytes; its path (`/v1/uploads/ID`).
+async fn create(s: &Server, token: &str, length: u64) -> String {
+    let r = tus(
+        s,
+        token,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", length.to_string()),
+            ("Upload-Metadata", "filename YS53ZWJt".into()),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    h(&r, "location")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tus_js_client_resumes_a_cut_upload_and_the_webm_gets_cues_and_a_duration() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let file = live_webm(&s.data, 6);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let out = page_script(
+        "tus_node.mjs",
+        vec![
+            s.base.clone(),
+            key.clone(),
+            file.display().to_string(),
+            (size * 2 / 5).to_string(),
+        ],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["killed"], true, "{out}");
+    // It created, sent, lost the connection, asked where to go on, and
+    // went on from the server's offset (not from 0, not from the end).
+    let reqs = out["requests"].as_array().unwrap();
+    let methods: Vec<&str> = reqs.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods[..2], ["POST", "PATCH"], "{out}");
+    assert!(methods.contains(&"HEAD"), "{out}");
+    let resumed: Vec<u64> = reqs
+        .iter()
+        .filter(|r| r["method"] == "PATCH")
+        .filter_map(|r| r["offset"].as_str()?.parse().ok())
+        .collect();
+    assert_eq!(resumed[0], 0, "{out}");
+    let last = *resumed.last().unwrap();
+    assert!(
+        last > 0 && last < size,
+        "resumed at {last} of {size}: {out}"
+    );
+
+    let url = out["url"].as_str().unwrap();
+    let id = url.rsplit('/').next().unwrap();
+    let done = s.wait_status(&key, id, "completed").await;
+    println!("{done}");
+    // Every byte arrived, in order.
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(done["source"]["sha256"], sha256_hex(&bytes), "{done}");
+    assert_eq!(done["source"]["sha256"], out["sha256"]);
+    assert_eq!(done["source"]["length"], size);
+    assert_eq!(done["source"]["kind"], "upload");
+    assert_eq!(
+        (done["format"].as_str(), done["end_reason"].as_str()),
+        (Some("webm"), Some("source_ended"))
+    );
+    // The stored file has a duration and cues, and seeking to the middle decodes.
+    let media = s.download(&key, id, "webm").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    assert_eq!((p.codec.as_str(), p.width, p.height), ("vp8", 320, 240));
+    assert!((p.duration_s - 6.0).abs() < 0.1, "{p:?}");
+    assert_eq!(p.frames, 180, "{p:?}");
+    assert!(has_cues(&media), "cues in the stored file");
+    let seek = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", "3", "-i"])
+        .arg(&media)
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(seek.status.success() && seek.stderr.is_empty(), "{seek:?}");
+    assert!(
+        (done["duration_s"].as_f64().unwrap() - 6.0).abs() < 0.1,
+        "{done}"
+    );
+    // The poster was made.
+    let (st, _) = s.get(&key, &format!("/v1/recordings/{id}/thumbnail")).await;
+    assert_eq!(st, 200);
+}
+
+/// Whether a Matroska file holds a Cues element (ID 1C 53 BB 6B).
+fn has_cues(path: &Path) -> bool {
+    let b = std::fs::read(path).unwrap();
+    b.windows(4).any(|w| w == [0x1C, 0x53, 0xBB, 0x6B])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
+    let s = start(|c| c.limits.max_upload_bytes = 1_000_000).await;
+    let key = s.key("alice", false).await;
+    let other = s.key("bob", false).await;
+
+    let r = tus(&s, &key, "OPTIONS", "/v1/uploads", &[], vec![]).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(h(&r, "tus-version"), "1.0.0");
+    assert_eq!(h(&r, "tus-max-size"), "1000000");
+    for ext in [
+        "creation",
+        "creation-with-upload",
+        "creation-defer-length",
+        "termination",
+        "expiration",
+        "checksum",
+    ] {
+        assert!(h(&r, "tus-extension").split(',').any(|e| e == ext), "{ext}");
+    }
+    assert_eq!(h(&r, "tus-checksum-algorithm"), "sha1,sha256");
+
+    // No version: 412; no length: 400; too large: 413; bad metadata: 400.
+    let r = s
+        .client()
+        .post(format!("{}/v1/uploads", s.base))
+        .bearer_auth(&key)
+        .header("Upload-Length", "10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    assert_eq!(h(&r, "tus-resumable"), "1.0.0");
+    let code = |v: &Value| v["error"]["code"].as_str().unwrap_or("").to_string();
+    let r = tus(&s, &key, "POST", "/v1/uploads", &[], vec![]).await;
+    assert_eq!(r.status(), 400);
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", "2000000".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 413);
+    assert_eq!(code(&r.json().await.unwrap()), "too_large");
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "10".into()),
+            ("Upload-Metadata", "filename !!".into()),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Upload-Metadata"),
+        "{e}"
+    );
+    // Uploads are not created at /v1/recordings.
+    let (st, e) = s
+        .post(
+            &key,
+            "/v1/recordings",
+            json!({"source": {"kind": "upload"}}),
+        )
+        .await;
+    assert_eq!(st, 400, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/uploads"),
+        "{e}"
+    );
+
+    // creation-with-upload, then PATCHes: wrong type 415, wrong offset
+    // 409, a bad checksum 460 (discarded), a good one taken.
+    let data: Vec<u8> = (0..100u8).collect();
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "100".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        data[..10].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(h(&r, "upload-offset"), "10");
+    assert!(
+        h(&r, "upload-expires").ends_with("GMT"),
+        "{:?}",
+        r.headers()
+    );
+    let path = h(&r, "location");
+    let octets = (
+        "Content-Type",
+        "application/offset+octet-stream".to_string(),
+    );
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[("Upload-Offset", "10".into())],
+        data[10..20].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 415);
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[("Upload-Offset", "5".into()), octets.clone()],
+        data[5..20].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(code(&r.json().await.unwrap()), "offset_mismatch");
+    let sha1 = |b: &[u8]| {
+        use base64::Engine;
+        use sha1::Digest;
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b))
+    };
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Offset", "10".into()),
+            octets.clone(),
+            ("Upload-Checksum", format!("sha1 {}", sha1(b"other"))),
+        ],
+        data[10..20].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 460);
+    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(
+        (
+            h(&r, "upload-offset").as_str(),
+            h(&r, "upload-length").as_str()
+        ),
+        ("10", "100")
+    );
+    assert_eq!(h(&r, "cache-control"), "no-store");
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Offset", "10".into()),
+            octets.clone(),
+            ("Upload-Checksum", format!("sha1 {}", sha1(&data[10..20]))),
+        ],
+        data[10..20].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(h(&r, "upload-offset"), "20");
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Offset", "20".into()),
+            octets.clone(),
+            ("Upload-Checksum", "md5 AAAA".into()),
+        ],
+        vec![1],
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    // Someone else's upload does not exist for them.
+    let r = tus(&s, &other, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(r.status(), 404);
+    // More than the length: the rest is refused with 413.
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[("Upload-Offset", "20".into()), octets.clone()],
+        vec![7; 200],
+    )
+    .await;
+    assert_eq!(r.status(), 413);
+    // The last byte arrived (100 of 100): it is not media, so it fails clearly.
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let failed = s.wait_status(&key, &id, "failed").await;
+    assert_eq!(failed["error"]["code"], "invalid_media", "{failed}");
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[("Upload-Offset", "100".into()), octets.clone()],
+        vec![1],
+    )
+    .await;
+    assert_eq!(r.status(), 410);
+
+    // Termination cancels the recording.
+    let path = create(&s, &key, 50).await;
+    let r = tus(&s, &key, "DELETE", &path, &[], vec![]).await;
+    assert_eq!(r.status(), 204);
+    let id = path.rsplit('/').next().unwrap().to_string();
+    s.wait_status(&key, &id, "cancelled").await;
+    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(r.status(), 410);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_gets_nothing_expires_and_a_deferred_length_is_told_late() {
+    let s = start(|c| c.uploads.expire_after_s = 2).await;
+    let key = s.key("alice", false).await;
+    let path = create(&s, &key, 1000).await;
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(r.status(), 200);
+    let failed = s.wait_status(&key, &id, "failed").await;
+    assert_eq!(failed["end_reason"], "upload_expired", "{failed}");
+    assert_eq!(failed["error"]["code"], "upload_expired", "{failed}");
+
+    // A deferred length: told with the last chunk; the file is processed.
+    let file = live_webm(&s.data, 2);
+    let bytes = std::fs::read(&file).unwrap();
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Defer-Length", "1".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let path = h(&r, "location");
+    let octets = (
+        "Content-Type",
+        "application/offset+octet-stream".to_string(),
+    );
+    let half = bytes.len() / 2;
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[("Upload-Offset", "0".into()), octets.clone()],
+        bytes[..half].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(h(&r, "upload-defer-length"), "1");
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Offset", half.to_string()),
+            ("Upload-Length", bytes.len().to_string()),
+            octets,
+        ],
+        bytes[half..].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let done = s.wait_status(&key, &id, "completed").await;
+    assert_eq!(done["source"]["length"], bytes.len());
+    assert!(
+        (done["duration_s"].as_f64().unwrap() - 2.0).abs() < 0.1,
+        "{done}"
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
