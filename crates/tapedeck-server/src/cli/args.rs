@@ -85,6 +85,14 @@ pub enum Cmd {
     },
     /// Record a web page to a file, no server needed.
     Record(RecordArgs),
+    /// Give a browser's MediaRecorder WebM its duration and cues (seekable),
+    /// frames untouched, as uploads are processed; no server needed.
+    Fixup {
+        /// The recorded file.
+        input: PathBuf,
+        /// Where to write the fixed file (WebM; Matroska for H.264).
+        output: PathBuf,
+    },
     /// Encode a folder of images as a frames recording would (for benchmarks).
     #[command(hide = true)]
     EncodeFrames {

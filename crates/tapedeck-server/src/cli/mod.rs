@@ -137,6 +137,19 @@ async fn execute(cli: Cli) -> Result<(), String> {
         }
         Cmd::Download { client, id, output } => download(&client, &id, output).await,
         Cmd::Record(args) => record(Config::load(file).map_err(|e| e.to_string())?, args).await,
+        Cmd::Fixup { input, output } => {
+            let f = tapedeck_media::fixup::fixup(&input, &output).map_err(|e| e.to_string())?;
+            let cut = f.cut.map(|c| format!(" (cut: {c})")).unwrap_or_default();
+            println!(
+                "{}: {:.3} s, {} frames in {} clusters, {} bytes{cut}",
+                output.display(),
+                f.summary.duration_ms / 1000.0,
+                f.summary.units,
+                f.summary.clusters,
+                f.summary.bytes
+            );
+            Ok(())
+        }
         Cmd::EncodeFrames {
             dir,
             input_fps,
