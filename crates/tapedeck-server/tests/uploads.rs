@@ -454,3 +454,52 @@ async fn an_upload_that_gets_nothing_expires_and_a_deferred_length_is_told_late(
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// A real MediaRecorder file: Chromium records a canvas and a tone for 4 s
+/// in 1 s chunks and uploads it with tus-js-client in the page, one PATCH
+/// cut on the way. The completed recording has the bytes the page had, a
+/// duration, cues, and decodes from the middle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chromium_mediarecorder_file_uploaded_from_the_page_becomes_seekable() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let out = page_script(
+        "mediarecorder.mjs",
+        vec![s.base.clone(), key.clone(), "4".into()],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["aborted"], true, "{out}");
+    assert!(out["chunks"].as_u64().unwrap() >= 4, "1 s chunks: {out}");
+    let reqs = out["requests"].as_array().unwrap();
+    let methods: Vec<&str> = reqs.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert!(methods.contains(&"HEAD"), "it asked where to resume: {out}");
+    let url = out["url"].as_str().unwrap();
+    let id = url.rsplit('/').next().unwrap();
+    let done = s.wait_status(&key, id, "completed").await;
+    println!("{done}");
+    assert_eq!(done["source"]["sha256"], out["sha256"], "{done}");
+    assert_eq!(done["source"]["length"], out["size"]);
+    assert_eq!(done["note"], Value::Null, "{done}");
+    let media = s.download(&key, id, "webm").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height),
+        ("vp8", 320, 240),
+        "{p:?}"
+    );
+    assert!(p.duration_s > 3.5 && p.duration_s < 4.6, "{p:?}");
+    assert!(has_cues(&media));
+    let dur = done["duration_s"].as_f64().unwrap();
+    assert!((dur - p.duration_s).abs() < 0.05, "{dur} vs {p:?}");
+    let seek = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", "2", "-i"])
+        .arg(&media)
+        .args(["-frames:v", "1", "-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(seek.status.success() && seek.stderr.is_empty(), "{seek:?}");
+    // What Chromium wrote had no duration: the fix-up gave it one.
+    let (st, _) = s.get(&key, &format!("/v1/recordings/{id}/strip")).await;
+    assert_eq!(st, 200);
+}
