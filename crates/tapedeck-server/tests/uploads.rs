@@ -12,24 +12,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::*;
 
-/// What a browser's MediaRecorder writes, made by ffmpeg: VP8 and Opus in
-/// live WebM (unknown sizes, no cues, no duration).
-fn live_webm(dir: &Path, seconds: u32) -> PathBuf {
-    let out = dir.join("camera.webm");
-    let r = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc2=s=320x240:r=30:d={seconds}"))
-        .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=f=440:d={seconds}"))
-        .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"])
-        .args(["-b:v", "600k", "-c:a", "libopus", "-live", "1"])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{r:?}");
-    out
-}
-
 /// A tus request: `method` on `path` with `headers` and `body`.
 async fn tus(
     s: &Server,
