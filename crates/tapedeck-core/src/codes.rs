@@ -199,6 +199,12 @@ pub const API: &[Code] = &[
         "the chunk does not match its Upload-Checksum; it was discarded",
     ),
     c(
+        "upload_incomplete",
+        409,
+        C,
+        "a presigned upload was completed before all its bytes arrived (or its object is missing)",
+    ),
+    c(
         "upload_closed",
         410,
         C,

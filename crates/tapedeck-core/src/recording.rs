@@ -217,6 +217,13 @@ pub struct UploadSource {
     /// SHA-256 of the bytes received (hex), once they all arrived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// Sent with one PUT to a presigned URL (the bucket's, or one signed by
+    /// tapedeck), then completed with `POST /v1/recordings/{id}/complete`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
+    /// The SHA-256 (hex) the client said the file has: checked at complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_sha256: Option<String>,
 }
 
 impl SourceSpec {

@@ -477,9 +477,15 @@ pub async fn image(
 }
 
 fn share_sig(key: &[u8], id: &str, exp: i64) -> String {
+    signature(key, &format!("{id}.{exp}"))
+}
+
+/// HMAC-SHA256 of `message` under the server's link key, hex (share links,
+/// presigned upload URLs: each signs its own message shape).
+pub(crate) fn signature(key: &[u8], message: &str) -> String {
     // HMAC takes keys of any length: this cannot fail.
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
-    mac.update(format!("{id}.{exp}").as_bytes());
+    mac.update(message.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 

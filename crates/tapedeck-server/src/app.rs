@@ -110,6 +110,15 @@ pub fn router(state: AppState) -> Router {
                 .delete(upload::tus::delete)
                 .layer(DefaultBodyLimit::disable()),
         )
+        .route("/v1/uploads/url", post(upload::direct::url))
+        .route(
+            "/v1/uploads/{id}/direct",
+            axum::routing::put(upload::direct::put).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/recordings/{id}/complete",
+            post(upload::direct::complete),
+        )
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)

@@ -60,12 +60,15 @@ pub struct UploadsConfig {
     /// An upload that receives no bytes this long expires: its recording
     /// fails with `end_reason: upload_expired` (`Upload-Expires` says when).
     pub expire_after_s: u64,
+    /// How long a presigned upload URL (`POST /v1/uploads/url`) is valid.
+    pub url_expires_s: u64,
 }
 
 impl Default for UploadsConfig {
     fn default() -> Self {
         Self {
             expire_after_s: 86_400,
+            url_expires_s: 1800,
         }
     }
 }

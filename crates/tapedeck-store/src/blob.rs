@@ -269,15 +269,32 @@ impl Blobs {
         key: &str,
         expires_in: Duration,
     ) -> Result<Option<url::Url>, BlobError> {
+        self.presign(object_store::signer::Method::GET, key, expires_in)
+            .await
+    }
+
+    /// A presigned PUT URL valid for `expires_in`: a client uploads `key`
+    /// straight to the bucket (S3 only; local storage returns None).
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<Option<url::Url>, BlobError> {
+        self.presign(object_store::signer::Method::PUT, key, expires_in)
+            .await
+    }
+
+    async fn presign(
+        &self,
+        method: object_store::signer::Method,
+        key: &str,
+        expires_in: Duration,
+    ) -> Result<Option<url::Url>, BlobError> {
         match &self.s3 {
             Some(s3) => Ok(Some(
-                s3.signed_url(
-                    object_store::signer::Method::GET,
-                    &ObjectPath::from(key),
-                    expires_in,
-                )
-                .await
-                .map_err(|e| map_err(key, e))?,
+                s3.signed_url(method, &ObjectPath::from(key), expires_in)
+                    .await
+                    .map_err(|e| map_err(key, e))?,
             )),
             None => Ok(None),
         }

@@ -20,6 +20,7 @@
 //!   (`note: invalid_media`); a file that is not media fails with
 //!   `invalid_media`.
 
+pub mod direct;
 pub mod tus;
 
 use std::path::{Path, PathBuf};
@@ -83,7 +84,7 @@ impl Endpoint {
 
     /// Notes a chunk that arrived (activity for expiry; `stats.frames_in`
     /// counts chunks).
-    fn arrived(&self) {
+    pub(super) fn arrived(&self) {
         self.last_activity_ms.store(now_ms(), Ordering::Relaxed);
         self.meter.received.fetch_add(1, Ordering::Relaxed);
     }
@@ -97,7 +98,7 @@ impl Endpoint {
     }
 
     /// The last byte arrived: the recording ends and is processed.
-    async fn finished(&self) {
+    pub(super) async fn finished(&self) {
         if !self.closed.swap(true, Ordering::Relaxed) {
             let _ = self.events.send(SourceEvent::Ended).await;
         }

@@ -176,7 +176,7 @@ async fn create_inner(
             length,
             room,
             transcode: format.is_some() || meta.preset.is_some(),
-            sha256: None,
+            ..Default::default()
         }),
         format: format.unwrap_or(Format::Webm),
         preset,
@@ -185,15 +185,7 @@ async fn create_inner(
         title: meta.title.clone().or(meta.filename.clone()),
         metadata: serde_json::json!({}),
     };
-    let rec = s.supervisor.create(new_recording(&s, &p, v, None)).await?;
-    crate::source::created(&s, &rec).await?;
-    let ep = s
-        .supervisor
-        .services
-        .sources
-        .endpoint_soon::<Endpoint>(rec.id, Duration::from_secs(10))
-        .await
-        .ok_or_else(|| ApiError::internal("the upload did not open"))?;
+    let (rec, ep) = begin(&s, &p, v).await?;
     let mut headers = vec![(
         header::LOCATION,
         HeaderValue::from_str(&format!("/v1/uploads/{}", rec.id)).map_err(ApiError::internal)?,
@@ -216,8 +208,26 @@ async fn create_inner(
     Ok(r)
 }
 
+/// Creates the recording of a new upload; it and its endpoint.
+pub(super) async fn begin(
+    s: &AppState,
+    p: &Principal,
+    v: ValidCreate,
+) -> Result<(tapedeck_core::recording::Recording, Arc<Endpoint>), ApiError> {
+    let rec = s.supervisor.create(new_recording(s, p, v, None)).await?;
+    crate::source::created(s, &rec).await?;
+    let ep = s
+        .supervisor
+        .services
+        .sources
+        .endpoint_soon::<Endpoint>(rec.id, Duration::from_secs(10))
+        .await
+        .ok_or_else(|| ApiError::internal("the upload did not open"))?;
+    Ok((rec, ep))
+}
+
 /// Refuses a size over `limits.max_upload_bytes` (413) or the user's quota (403).
-async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), ApiError> {
+pub(super) async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), ApiError> {
     let lim = &s.config.limits;
     if n > lim.max_upload_bytes {
         return Err(ApiError::new(
@@ -247,7 +257,7 @@ async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), ApiError> {
 
 /// The upload `id` of the caller: its recording and, while it takes
 /// bytes, its endpoint.
-async fn upload_of(
+pub(super) async fn upload_of(
     s: &AppState,
     p: &Principal,
     id: &str,
@@ -261,7 +271,7 @@ async fn upload_of(
     Ok((rec, ep))
 }
 
-fn closed(rec: &tapedeck_core::recording::Recording) -> ApiError {
+pub(super) fn closed(rec: &tapedeck_core::recording::Recording) -> ApiError {
     ApiError::new(
         410,
         "upload_closed",
