@@ -485,3 +485,50 @@ async fn a_chromium_mediarecorder_file_uploaded_from_the_page_becomes_seekable()
     let (st, _) = s.get(&key, &format!("/v1/recordings/{id}/strip")).await;
     assert_eq!(st, 200);
 }
+
+/// `format` and `preset` in the metadata ask for a transcode: a 320x240
+/// VP8/Opus WebM becomes H.264/AAC MP4 at the preset's size (letterboxed)
+/// and rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn format_and_preset_in_the_metadata_transcode_the_upload() {
+    use base64::Engine;
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let bytes = std::fs::read(live_webm(&s.data, 2)).unwrap();
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!("format {},preset {}", b64("mp4"), b64("low")),
+            ),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let id = h(&r, "location").rsplit('/').next().unwrap().to_string();
+    let done = s.wait_status(&key, &id, "completed").await;
+    assert_eq!(
+        (done["format"].as_str(), done["preset"].as_str()),
+        (Some("mp4"), Some("low")),
+        "{done}"
+    );
+    assert_eq!(done["source"]["transcode"], true);
+    let media = s.download(&key, &id, "mp4").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height),
+        ("h264", 854, 480),
+        "{p:?}"
+    );
+    assert!((p.fps - 24.0).abs() < 0.01, "{p:?}");
+    assert!((p.duration_s - 2.0).abs() < 0.15, "{p:?}");
+    assert_eq!(support::rooms::codecs(&media), ["aac", "h264"]);
+}

@@ -82,7 +82,17 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
     } else {
         a.extend(strings(&["-fps_mode", "vfr"]));
     }
+    a.extend(video_codec(spec));
+    a.extend(strings(&["-pix_fmt", "yuv420p", "-an"]));
+    a.extend(muxer(spec, output));
+    a
+}
+
+/// The video encoder of the spec's format: x264 for MP4/MKV, VP9 for WebM,
+/// a keyframe every 4 s.
+fn video_codec(spec: &EncodeSpec) -> Vec<String> {
     let gop = (spec.fps * 4).to_string();
+    let mut a = vec![];
     match spec.format {
         Format::Mp4 | Format::Mkv => {
             a.extend(x264(spec));
@@ -107,7 +117,12 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
             &gop,
         ])),
     }
-    a.extend(strings(&["-pix_fmt", "yuv420p", "-an"]));
+    a
+}
+
+/// The muxer of the spec's format, writing `output`.
+fn muxer(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+    let mut a = vec![];
     let muxer = match spec.format {
         Format::Mp4 => {
             a.extend(strings(&["-movflags", "+faststart"]));
@@ -117,6 +132,33 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
         Format::Mkv => "matroska",
     };
     a.extend(strings(&["-f", muxer, "-y", &output.display().to_string()]));
+    a
+}
+
+/// ffmpeg arguments to transcode a media file (an upload) to the spec:
+/// scaled to fit its size and letterboxed, at its rate, in its format's
+/// codecs (H.264/AAC for MP4 and MKV, VP9/Opus for WebM); the first video
+/// and audio streams, either may be missing.
+pub fn transcode_args(spec: &EncodeSpec, input: &Path, output: &Path) -> Vec<String> {
+    let (w, h) = (spec.width, spec.height);
+    let mut a = strings(&["-hide_banner", "-nostats", "-loglevel", "error", "-i"]);
+    a.push(input.display().to_string());
+    a.extend(strings(&["-map", "0:v:0?", "-map", "0:a:0?"]));
+    a.extend(strings(&[
+        "-vf",
+        &format!(
+            "scale={w}:{h}:force_original_aspect_ratio=decrease,pad={w}:{h}:(ow-iw)/2:(oh-ih)/2,setsar=1"
+        ),
+        "-r",
+        &spec.fps.to_string(),
+    ]));
+    a.extend(video_codec(spec));
+    a.extend(strings(&["-pix_fmt", "yuv420p"]));
+    a.extend(match spec.format {
+        Format::Webm => strings(&["-c:a", "libopus", "-b:a", "96k"]),
+        Format::Mp4 | Format::Mkv => strings(&["-c:a", "aac", "-b:a", "128k"]),
+    });
+    a.extend(muxer(spec, output));
     a
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use crate::process::ProcessError as FfmpegError;
-pub use args::{EncodeSpec, distinct_args, encode_args, mux_args};
+pub use args::{EncodeSpec, distinct_args, encode_args, mux_args, transcode_args};
 pub use audio::{AudioTrack, add_audio, audio_filter};
 pub use encoder::{EncodeReport, Encoder};
 pub use probe::{parse_bench, parse_probe, probe};

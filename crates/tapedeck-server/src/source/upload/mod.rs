@@ -32,6 +32,7 @@ use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::{Limits, SourceControl};
 use tapedeck_core::recording::{EndReason, Recording, SourceSpec, Status, UploadSource as Spec};
 use tapedeck_core::{Failure, Format, RecordingId};
+use tapedeck_media::ffmpeg::EncodeSpec;
 use tapedeck_media::fixup::{FixupError, fixup};
 use tapedeck_media::sink::passthrough::Container;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -111,6 +112,18 @@ pub struct UploadSource {
     expiry: tokio::task::JoinHandle<()>,
     work: PathBuf,
     services: Arc<Services>,
+    /// The transcode asked for (`format`/`preset` in the metadata).
+    encode: Option<EncodeSpec>,
+}
+
+/// The transcode `rec` asks for, if any.
+fn encode_of(services: &Services, rec: &Recording) -> Option<EncodeSpec> {
+    match &rec.source {
+        SourceSpec::Upload(u) if u.transcode => {
+            Some(super::encoding::encode_spec(&services.config, rec))
+        }
+        _ => None,
+    }
 }
 
 /// The work folder's part file of `id`.
@@ -167,6 +180,7 @@ impl UploadSource {
             ep,
             expiry,
             work,
+            encode: encode_of(&ctx.services, &ctx.rec),
             services: ctx.services,
         })
     }
@@ -182,6 +196,7 @@ impl UploadSource {
             services: services.clone(),
             work: services.work_dir(rec.id),
             spec,
+            encode: encode_of(&services, rec),
         })
     }
 }
@@ -225,7 +240,7 @@ impl Source for UploadSource {
             self.expiry.abort();
             // A chunk being written finishes first.
             let spec = self.ep.state.lock().await.spec.clone();
-            finish(&self.services, &self.work, spec).await
+            finish(&self.services, &self.work, spec, self.encode).await
         })
     }
 
@@ -242,6 +257,7 @@ struct Finish {
     services: Arc<Services>,
     work: PathBuf,
     spec: Spec,
+    encode: Option<EncodeSpec>,
 }
 
 impl Source for Finish {
@@ -250,7 +266,7 @@ impl Source for Finish {
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
-        Box::pin(async move { finish(&self.services, &self.work, self.spec).await })
+        Box::pin(async move { finish(&self.services, &self.work, self.spec, self.encode).await })
     }
 
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
@@ -261,7 +277,12 @@ impl Source for Finish {
 /// The file to process from the part file: fixed up in place of a
 /// MediaRecorder WebM, else remuxed by ffmpeg. The source is described
 /// with the bytes received: their length and SHA-256.
-async fn finish(services: &Services, work: &Path, mut spec: Spec) -> Result<Take, Failure> {
+async fn finish(
+    services: &Services,
+    work: &Path,
+    mut spec: Spec,
+    encode: Option<EncodeSpec>,
+) -> Result<Take, Failure> {
     let part = work.join("upload.part");
     let size = tokio::fs::metadata(&part)
         .await
@@ -335,7 +356,35 @@ async fn finish(services: &Services, work: &Path, mut spec: Spec) -> Result<Take
             take.output = out;
         }
     }
+    if let Some(e) = encode {
+        take.output = transcode(services, &take.output, work, &e).await?;
+        take.format = Some(e.format);
+    }
     Ok(take)
+}
+
+/// Transcodes `input` to `spec` (its format, size, rate and quality).
+async fn transcode(
+    services: &Services,
+    input: &Path,
+    work: &Path,
+    spec: &EncodeSpec,
+) -> Result<PathBuf, Failure> {
+    let out = work.join(format!("transcoded.{}", spec.format.extension()));
+    let args = tapedeck_media::ffmpeg::transcode_args(spec, input, &out);
+    let tools = services.tools.clone();
+    tokio::task::spawn_blocking(move || {
+        tapedeck_media::process::run(
+            "ffmpeg",
+            &tools.ffmpeg,
+            &args,
+            Duration::from_secs(6 * 3600),
+        )
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map_err(|e| Failure::new("encoder_failed", format!("the transcode failed: {e}")))?;
+    Ok(out)
 }
 
 /// Remuxes `part` by stream copy into MP4 (H.264/AAC, what Safari records)
