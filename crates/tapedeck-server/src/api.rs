@@ -480,6 +480,37 @@ fn share_sig(key: &[u8], id: &str, exp: i64) -> String {
     signature(key, &format!("{id}.{exp}"))
 }
 
+/// Checks a signed URL's `exp` (seconds since the epoch) and `sig` (what
+/// `sign` makes of `exp`): 403 `invalid_signature` or `link_expired`.
+pub(crate) fn check_signed(
+    q: &HashMap<String, String>,
+    what: &str,
+    sign: impl Fn(i64) -> String,
+) -> Result<(), ApiError> {
+    let exp: i64 = q
+        .get("exp")
+        .and_then(|e| e.parse().ok())
+        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing exp"))?;
+    let sig = q
+        .get("sig")
+        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing sig"))?;
+    if !crate::auth::ct_eq(sign(exp).as_bytes(), sig.as_bytes()) {
+        return Err(ApiError::new(
+            403,
+            "invalid_signature",
+            format!("the {what}'s signature is not valid"),
+        ));
+    }
+    if exp.saturating_mul(1000) < now_ms() {
+        return Err(ApiError::new(
+            403,
+            "link_expired",
+            format!("the {what} has expired"),
+        ));
+    }
+    Ok(())
+}
+
 /// HMAC-SHA256 of `message` under the server's link key, hex (share links,
 /// presigned upload URLs: each signs its own message shape).
 pub(crate) fn signature(key: &[u8], message: &str) -> String {
@@ -551,24 +582,9 @@ pub async fn shared(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rid: RecordingId = id.parse()?;
-    let exp: i64 = q
-        .get("exp")
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing exp"))?;
-    let sig = q
-        .get("sig")
-        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing sig"))?;
-    let want = share_sig(&s.share_key, &rid.to_string(), exp);
-    if !crate::auth::ct_eq(want.as_bytes(), sig.as_bytes()) {
-        return Err(ApiError::new(
-            403,
-            "invalid_signature",
-            "the link's signature is not valid",
-        ));
-    }
-    if exp * 1000 < now_ms() {
-        return Err(ApiError::new(403, "link_expired", "the link has expired"));
-    }
+    check_signed(&q, "link", |exp| {
+        share_sig(&s.share_key, &rid.to_string(), exp)
+    })?;
     let rec = s.repo.get(rid).await?.ok_or_else(ApiError::not_found)?;
     ensure_completed(&rec)?;
     let name = Some(format!("{}.{}", rec.id, rec.format.extension()));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::*;
 
-/// A tus request: `method` on `path` with `headers` and `body`.
+/// A tus request to `s`.
 async fn tus(
     s: &Server,
     token: &str,
@@ -21,23 +21,10 @@ async fn tus(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> reqwest::Response {
-    let mut r = s
-        .client()
-        .request(method.parse().unwrap(), format!("{}{path}", s.base))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0");
-    for (k, v) in headers {
-        r = r.header(*k, v);
-    }
-    r.body(body).send().await.unwrap()
+    tus_request(&s.base, token, method, path, headers, body).await
 }
 
-fn h(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
+use support::header as h;
 
 /// A new upload of `length` bytes; its path (`/v1/uploads/ID`).
 async fn create(s: &Server, token: &str, length: u64) -> String {

@@ -11,30 +11,7 @@ use serde_json::Value;
 use support::*;
 use tapedeck_testkit::free_port;
 
-async fn tus(
-    base: &str,
-    token: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, String)],
-    body: Vec<u8>,
-) -> reqwest::Response {
-    let mut r = reqwest::Client::new()
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .bearer_auth(token)
-        .header("Tus-Resumable", "1.0.0");
-    for (k, v) in headers {
-        r = r.header(*k, v);
-    }
-    r.body(body).send().await.unwrap()
-}
-
-fn h(r: &reqwest::Response, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default()
-}
+use support::{header as h, tus_request as tus};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_upload_then_resume_where_it_was() {

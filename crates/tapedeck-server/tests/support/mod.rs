@@ -392,3 +392,31 @@ pub fn live_webm(dir: &std::path::Path, seconds: u32) -> PathBuf {
     assert!(r.status.success(), "{r:?}");
     out
 }
+
+/// A tus request: `method` on `path` of `base` with `Tus-Resumable`,
+/// `headers` and `body`.
+pub async fn tus_request(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut r = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .bearer_auth(token)
+        .header("Tus-Resumable", "1.0.0");
+    for (k, v) in headers {
+        r = r.header(*k, v);
+    }
+    r.body(body).send().await.unwrap()
+}
+
+/// A response header as text ("" when missing).
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default()
+}

@@ -35,7 +35,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::Endpoint;
 use super::tus::{begin, check_size, closed, upload_of};
-use crate::api::signature;
+use crate::api::{check_signed, signature};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::error::ApiError;
@@ -163,28 +163,7 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let rid: RecordingId = id.parse()?;
-    let exp: i64 = q
-        .get("exp")
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing exp"))?;
-    let sig = q
-        .get("sig")
-        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing sig"))?;
-    let want = url_sig(&s.share_key, rid, exp);
-    if !crate::auth::ct_eq(want.as_bytes(), sig.as_bytes()) {
-        return Err(ApiError::new(
-            403,
-            "invalid_signature",
-            "the upload URL's signature is not valid",
-        ));
-    }
-    if exp * 1000 < now_ms() {
-        return Err(ApiError::new(
-            403,
-            "link_expired",
-            "the upload URL has expired; ask for another",
-        ));
-    }
+    check_signed(&q, "upload URL", |exp| url_sig(&s.share_key, rid, exp))?;
     let ep = s
         .supervisor
         .services
