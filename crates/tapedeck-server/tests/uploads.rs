@@ -519,3 +519,58 @@ async fn format_and_preset_in_the_metadata_transcode_the_upload() {
     assert!((p.duration_s - 2.0).abs() < 0.15, "{p:?}");
     assert_eq!(support::rooms::codecs(&media), ["aac", "h264"]);
 }
+
+/// `room` in the metadata files the upload under a room the user hosts or
+/// joined (it is listed with the room's recordings); anyone else's room is
+/// 404, and nothing is created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_may_belong_to_a_room_of_the_users() {
+    use base64::Engine;
+    let s = start(|_| {}).await;
+    let alice = s.key("alice", false).await;
+    let bob = s.key("bob", false).await;
+    let room = support::rooms::new_room(&s, &alice).await;
+    let meta = |room: &str| {
+        format!(
+            "room {}",
+            base64::engine::general_purpose::STANDARD.encode(room)
+        )
+    };
+    let r = tus(
+        &s,
+        &bob,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "10".into()),
+            ("Upload-Metadata", meta(&room)),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let (_, list) = s.get(&bob, "/v1/recordings").await;
+    assert_eq!(
+        list["recordings"].as_array().map(Vec::len),
+        Some(0),
+        "{list}"
+    );
+    let r = tus(
+        &s,
+        &alice,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "10".into()),
+            ("Upload-Metadata", meta(&room)),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let id = h(&r, "location").rsplit('/').next().unwrap().to_string();
+    let (st, recs) = s.get(&alice, &format!("/v1/rooms/{room}/recordings")).await;
+    assert_eq!(st, 200);
+    assert_eq!(recs["recordings"][0]["id"], id.as_str(), "{recs}");
+    assert_eq!(recs["recordings"][0]["source"]["room"], room.as_str());
+}
