@@ -574,3 +574,51 @@ async fn an_upload_may_belong_to_a_room_of_the_users() {
     assert_eq!(recs["recordings"][0]["id"], id.as_str(), "{recs}");
     assert_eq!(recs["recordings"][0]["source"]["room"], room.as_str());
 }
+
+/// A deferred length grows only as far as the user's quota: the bytes
+/// over it are refused with 403 quota_exceeded, those before it kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_length_stops_at_the_users_quota() {
+    let s = start(|c| c.limits.user_quota_bytes = 1000).await;
+    let key = s.key("alice", false).await;
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Defer-Length", "1".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let path = h(&r, "location");
+    let octets = (
+        "Content-Type",
+        "application/offset+octet-stream".to_string(),
+    );
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[("Upload-Offset", "0".into()), octets],
+        vec![7; 1500],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "quota_exceeded", "{e}");
+    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(h(&r, "upload-offset"), "1000");
+    // A length over the quota is refused at creation.
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", "1001".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+}

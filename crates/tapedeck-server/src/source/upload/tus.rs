@@ -453,7 +453,19 @@ async fn append(
         }
         _ => {}
     }
-    let limit = st.spec.length.unwrap_or(s.config.limits.max_upload_bytes);
+    // A deferred length grows up to the largest upload and the user's quota.
+    let lim = &s.config.limits;
+    let mut by_quota = false;
+    let limit = match st.spec.length {
+        Some(n) => n,
+        None if lim.user_quota_bytes > 0 => {
+            let used = s.repo.usage_bytes(&ep.owner).await?;
+            let left = lim.user_quota_bytes.saturating_sub(used);
+            by_quota = left < lim.max_upload_bytes;
+            left.min(lim.max_upload_bytes)
+        }
+        None => lim.max_upload_bytes,
+    };
     let mut file = tokio::fs::OpenOptions::new()
         .append(true)
         .open(&st.path)
@@ -517,6 +529,13 @@ async fn append(
     drop(st);
     if done {
         ep.finished().await;
+    }
+    if over && by_quota {
+        return Err(ApiError::new(
+            403,
+            "quota_exceeded",
+            format!("your quota leaves room for {limit} bytes; the rest of this chunk was refused"),
+        ));
     }
     if over {
         return Err(ApiError::new(
