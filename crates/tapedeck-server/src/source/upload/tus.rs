@@ -449,7 +449,7 @@ async fn append(
             }
             check_size(s, &ep.owner, n).await?;
             st.spec.length = Some(n);
-            ep.describe(&st.spec).await;
+            ep.describe(&st.spec);
         }
         _ => {}
     }
