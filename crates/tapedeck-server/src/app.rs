@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/style.css", get(ui::style))
         .route("/call/{room}", get(ui::call))
         .route("/call.js", get(ui::call_script))
+        .route("/recorder.js", get(ui::recorder_script))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))

@@ -39,3 +39,12 @@ pub async fn call_script() -> Response {
     )
         .into_response()
 }
+
+/// `GET /recorder.js`: the in-browser recorder both pages use.
+pub async fn recorder_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../web/recorder.js"),
+    )
+        .into_response()
+}

@@ -20,7 +20,8 @@ async function api(method, path, body) {
 }
 
 function show(view) {
-  for (const v of ["signin-view", "recordings-view", "camera-view", "web-view", "calls-view"]) $(v).hidden = v !== view;
+  for (const v of ["signin-view", "recordings-view", "record-view", "camera-view", "web-view", "calls-view"]) $(v).hidden = v !== view;
+  $("tab-record").classList.toggle("active", view === "record-view");
   $("tab-calls").classList.toggle("active", view === "calls-view");
   if (view === "calls-view") loadRooms();
   $("tab-recordings").classList.toggle("active", view === "recordings-view");
@@ -218,6 +219,13 @@ $("signin-form").onsubmit = async (e) => {
 $("signout").onclick = signOut;
 $("tab-recordings").onclick = () => show("recordings-view");
 $("tab-camera").onclick = () => show("camera-view");
+$("tab-record").onclick = () => show("record-view");
+$("br-record").onclick = async () => {
+  $("br-record").disabled = true;
+  try { if (br) await brStop(); else await brStart(); }
+  catch (e) { $("br-status").textContent = e.message; }
+  $("br-record").disabled = false;
+};
 $("tab-web").onclick = () => show("web-view");
 $("web-form").onsubmit = async (e) => {
   e.preventDefault();
@@ -250,6 +258,106 @@ $("record").onclick = async () => {
   catch (e) { $("camera-status").textContent = e.message; }
   $("record").disabled = false;
 };
+
+// Record tab: the camera, the screen or both, recorded in this browser
+// with MediaRecorder and uploaded while it records (recorder.js).
+let br = null; // {recorder, composed, inputs}
+
+function fmtClock(s) {
+  s = Math.max(0, Math.floor(s));
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), ss = String(s % 60).padStart(2, "0");
+  return h ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+function brShow(st) {
+  $("br-timer").textContent = fmtClock(st.seconds);
+  const mb = (n) => (n / 1e6).toFixed(1);
+  let text = st.recording ? `${mb(st.acknowledged)} of ${mb(st.recorded)} MB uploaded` : "";
+  if (st.upload === "uploading" && st.error) text = "network trouble, kept in this browser (" + st.error + "); " + text;
+  if (st.upload === "uploading" && !st.recording && !st.error) text = `finishing the upload: ${mb(st.acknowledged)} of ${mb(st.recorded)} MB`;
+  if (st.upload === "completed") text = "uploaded; processing (see Recordings)";
+  if (st.upload === "failed") text = "the upload failed (" + st.error + "): download the file below";
+  $("br-status").textContent = text;
+  $("br-status").dataset.upload = st.upload;
+}
+
+function brRelease(b) {
+  if (!b) return;
+  if (b.composed) b.composed.stop();
+  for (const s of b.inputs) if (s) for (const t of s.getTracks()) t.stop();
+  clearInterval(b.clock);
+  $("br-preview").srcObject = null;
+  $("br-indicator").hidden = true;
+  $("br-record").textContent = "Record";
+  $("br-record").classList.remove("stop");
+}
+
+async function brStart() {
+  const what = $("br-what").value;
+  $("br-download").hidden = true;
+  const media = navigator.mediaDevices;
+  const inputs = [];
+  const grab = async (p) => { const s = await p; inputs.push(s); return s; };
+  let stream, composed = null;
+  try {
+    if (what === "camera") {
+      stream = await grab(media.getUserMedia({ video: { width: 1280, height: 720 }, audio: true }));
+    } else {
+      const screen = await grab(media.getDisplayMedia({ video: { frameRate: 30 }, audio: true }));
+      const second = what === "both"
+        ? await grab(media.getUserMedia({ video: { width: 640, height: 360 }, audio: true }))
+        : await grab(media.getUserMedia({ audio: true })).catch(() => null);
+      const set = screen.getVideoTracks()[0].getSettings();
+      const scale = Math.min(1, 1920 / (set.width || 1920));
+      const even = (n) => 2 * Math.round(n / 2);
+      const sources = [
+        { video: TapedeckRecorder.videoOf(screen), stream: screen },
+        { video: what === "both" ? TapedeckRecorder.videoOf(second) : null, stream: second },
+      ];
+      composed = TapedeckRecorder.compose({
+        sources: () => sources, layout: "pip",
+        width: even((set.width || 1280) * scale), height: even((set.height || 720) * scale),
+      });
+      stream = composed.stream;
+      // The browser's own "Stop sharing" ends the recording too.
+      screen.getVideoTracks()[0].addEventListener("ended", () => { if (br) brStop(); });
+    }
+  } catch (e) {
+    for (const s of inputs) for (const t of s.getTracks()) t.stop();
+    throw new Error("could not start: " + e.message);
+  }
+  $("br-preview").srcObject = stream;
+  const title = ({ camera: "Camera", screen: "Screen", both: "Screen and camera" })[what] + " " + new Date().toLocaleString();
+  const recorder = TapedeckRecorder.record(stream, {
+    token, title, format: $("br-format").value || undefined,
+    giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,
+    onChange: brShow,
+  });
+  br = { recorder, composed, inputs, title, clock: setInterval(() => brShow(recorder.state()), 250) };
+  $("br-indicator").hidden = false;
+  $("br-record").textContent = "Stop";
+  $("br-record").classList.add("stop");
+}
+
+async function brStop() {
+  const b = br;
+  br = null;
+  clearInterval(b.clock);
+  const done = b.recorder.stop();
+  // The inputs stop once MediaRecorder has given its last chunk; the
+  // upload goes on (and may be retried) after.
+  await b.recorder.ended;
+  brRelease(b);
+  done.then(async (st) => {
+    brShow(st);
+    if (st.upload !== "failed") return;
+    const file = await b.recorder.file();
+    const a = $("br-download");
+    a.href = URL.createObjectURL(file);
+    a.download = b.title.replace(/[^\w .-]+/g, "_") + (file.type === "video/mp4" ? ".mp4" : ".webm");
+    a.hidden = false;
+  });
+}
 
 async function loadRooms() {
   try {

@@ -144,6 +144,8 @@ async function handle(m) {
       $("lobby").hidden = true;
       $("in-call").hidden = false;
       document.querySelector(".host-only").hidden = !me.host;
+      // Recording in the browser uploads as the signed-in user.
+      $("record-here").hidden = !(token && !joinToken);
       if (token && !joinToken) loadRecordings();
       break;
     case "offer": {
@@ -334,8 +336,70 @@ function toggle(kind) {
   }
 }
 
+// "Record in this browser": every tile (this person's camera and the
+// others' as this page shows them) composed into one picture, and every
+// sound mixed, recorded and uploaded as it records (recorder.js). The
+// upload is filed under the room.
+let here = null; // {recorder, composed, clock}
+
+function hereShow(st) {
+  $("here-time").textContent = fmt(st.seconds);
+  let text = "";
+  if (st.upload === "uploading" && st.error) text = "· offline, kept here";
+  else if (st.upload === "uploading" && !st.recording) text = "· uploading";
+  else if (st.upload === "completed") text = "· uploaded";
+  else if (st.upload === "failed") text = "· upload failed";
+  $("here-status").textContent = text;
+  $("here").dataset.upload = st.upload;
+}
+
+function recordHere() {
+  const composed = TapedeckRecorder.compose({
+    layout: "grid",
+    width: 1280,
+    height: 720,
+    sources: () => [...tiles.values()].map((t) => ({
+      video: t.video,
+      stream: t.video.srcObject,
+      name: t.name.textContent,
+    })),
+  });
+  const recorder = TapedeckRecorder.record(composed.stream, {
+    token,
+    title: $("room-name").textContent + " (recorded in " + $("name").value + "'s browser)",
+    room: roomId,
+    giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,
+    onChange: hereShow,
+  });
+  here = { recorder, composed, clock: setInterval(() => hereShow(recorder.state()), 250) };
+  $("here").hidden = false;
+  $("here-download").hidden = true;
+  $("record-here").textContent = "Stop browser recording";
+}
+
+async function stopHere() {
+  const h = here;
+  here = null;
+  clearInterval(h.clock);
+  $("record-here").textContent = "Record in this browser";
+  const done = h.recorder.stop();
+  await h.recorder.ended;
+  h.composed.stop();
+  const st = await done;
+  hereShow(st);
+  if (st.upload === "failed") {
+    const file = await h.recorder.file();
+    const a = $("here-download");
+    a.href = URL.createObjectURL(file);
+    a.download = "call-" + roomId + ".webm";
+    a.hidden = false;
+  }
+  return st;
+}
+
 function ended(why) {
   if (!me) return;
+  if (here) stopHere();
   me = null;
   if (ws && ws.readyState === WebSocket.OPEN) {
     ws.send(JSON.stringify({ type: "leave" }));
@@ -358,6 +422,7 @@ $("record").onclick = () => control("record");
 $("pause").onclick = () => control(live && live.status === "paused" ? "resume" : "pause");
 $("stop").onclick = () => control("stop");
 $("leave").onclick = () => ended("You left.");
+$("record-here").onclick = () => (here ? stopHere() : recordHere());
 $("rejoin").onclick = () => location.reload();
 localReady = openDevices();
 lobby();

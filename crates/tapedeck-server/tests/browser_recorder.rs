@@ -1,0 +1,352 @@
+//! The in-browser recorder (web/recorder.js) on the home page's Record tab,
+//! in Debian's Chromium with a fake camera and microphone
+//! (tests/e2e/record_tab.mjs drives the page): a 5 s network cut during
+//! the recording loses no second of it; an upload that cannot finish
+//! offers the whole file as a download; the screen with the camera in a
+//! corner is one composed picture.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::rooms::largest_gap;
+use support::*;
+
+fn has_cues(path: &Path) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.windows(4).any(|w| w == [0x1C, 0x53, 0xBB, 0x6B])
+}
+
+/// Decodes `path` in full: ffmpeg prints no error.
+fn decodes_cleanly(path: &Path) {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn audio_duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
+        .args(["packet=pts_time", "-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().trim_end_matches(',').parse::<f64>().ok())
+        .fold(0.0, f64::max)
+}
+
+fn the_upload(out: &Value) -> String {
+    let recs = out["recordings"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{out}");
+    assert_eq!(recs[0]["kind"], "upload", "{out}");
+    recs[0]["id"].as_str().unwrap().to_string()
+}
+
+/// Records 12 s of the camera with the server cut off (the browser's
+/// network emulation) from 3 s to 8 s. The page keeps recording, says it
+/// keeps the recording, and catches up: the uploaded file holds the whole
+/// 12 s, with no gap in its pictures or its sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_cut_during_recording_loses_no_second() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let out = page_script(
+        "record_tab.mjs",
+        vec![
+            s.base.clone(),
+            key.clone(),
+            "drop".into(),
+            "12".into(),
+            "3".into(),
+            "5".into(),
+        ],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["upload"], "completed", "{out}");
+    let offline = out["offlineTo"].as_f64().unwrap() - out["offlineFrom"].as_f64().unwrap();
+    assert!(offline >= 5.0, "{out}");
+    let seen = out["seen"].as_array().unwrap();
+    assert!(
+        seen.iter()
+            .any(|t| t.as_str().unwrap().contains("kept in this browser")),
+        "the page said it keeps the recording while offline: {out}"
+    );
+    let id = the_upload(&out);
+    let done = s.wait_status(&key, &id, "completed").await;
+    println!("{done}");
+    let media = s.download(&key, &id, "webm").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    println!("{p:?}");
+    let recorded = out["stoppedAt"].as_f64().unwrap();
+    // Every second recorded is there (MediaRecorder starts a little after
+    // the indicator shows, and its last chunk ends at stop).
+    assert!(
+        p.duration_s > recorded - 1.0 && p.duration_s < recorded + 1.0,
+        "{} s recorded, {p:?}",
+        recorded
+    );
+    let audio = audio_duration(&media);
+    assert!(audio > recorded - 1.0, "audio ends at {audio}");
+    let gap = largest_gap(&media);
+    println!("largest gap between pictures {gap:.3} s");
+    assert!(gap < 0.5, "a hole in the pictures: {gap} s");
+    assert!(has_cues(&media));
+    decodes_cleanly(&media);
+    assert_eq!(done["note"], Value::Null, "{done}");
+}
+
+/// The server stays out of reach from 1 s on: after stop the upload gives
+/// up (`tapedeck.giveUpMs` set to 3 s) and the page offers the whole
+/// recording as a download, which plays from start to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_that_cannot_finish_is_offered_as_a_download() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("download.webm");
+    let out = page_script(
+        "record_tab.mjs",
+        vec![
+            s.base.clone(),
+            key.clone(),
+            "fallback".into(),
+            "5".into(),
+            file.display().to_string(),
+        ],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["upload"], "failed", "{out}");
+    assert!(
+        out["downloadName"].as_str().unwrap().ends_with(".webm"),
+        "{out}"
+    );
+    let p = tapedeck_testkit::ffprobe(&file);
+    println!("{p:?}");
+    assert_eq!((p.codec.as_str(), p.width, p.height), ("vp8", 1280, 720));
+    // A live WebM has no duration of its own: the last packet's time.
+    let last = audio_duration(&file);
+    let recorded = out["stoppedAt"].as_f64().unwrap();
+    assert!(
+        last > recorded - 1.0,
+        "the file ends at {last} of {recorded} s"
+    );
+    assert!(largest_gap(&file) < 0.5);
+    decodes_cleanly(&file);
+    // The server got the first second only; its upload is still open
+    // (it expires, or the page could resume it).
+    let id = the_upload(&out);
+    let (_, rec) = s.get(&key, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(rec["status"], "recording", "{rec}");
+}
+
+/// "Screen and camera": this tab shared as the screen, with the fake
+/// camera in the bottom right corner, composed into one picture at the
+/// screen's size, with sound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_screen_and_the_camera_are_one_picture() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let out = page_script(
+        "record_tab.mjs",
+        vec![s.base.clone(), key.clone(), "both".into(), "4".into()],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["upload"], "completed", "{out}");
+    let id = the_upload(&out);
+    let done = s.wait_status(&key, &id, "completed").await;
+    let media = s.download(&key, &id, "webm").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    println!("{p:?}");
+    assert!(p.duration_s > 3.0, "{p:?}");
+    assert!(audio_duration(&media) > 3.0);
+    decodes_cleanly(&media);
+    println!("{done}");
+    let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("record-tab-both.png");
+    let r = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-ss", "2", "-i"])
+        .arg(&media)
+        .args(["-frames:v", "1"])
+        .arg(&shot)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    println!("a frame: {}", shot.display());
+    // With --use-fake-device-for-media-stream the screen is Chromium's fake
+    // capture too: a dark green picture with a bright green disc (a
+    // turning "pacman") in its middle. The camera is the same pattern at a
+    // quarter of the width in the bottom right corner: its small disc is
+    // there, where the screen alone has only background.
+    let rgb = frame_rgb(&media, 2.0, 1280, 720);
+    let bright = |x0: usize, y0: usize, x1: usize, y1: usize| {
+        (y0..y1)
+            .flat_map(|y| (x0..x1).map(move |x| (x, y)))
+            .filter(|&(x, y)| {
+                let i = (y * 1280 + x) * 3;
+                rgb[i + 1] > 200 && rgb[i] > 40 && rgb[i] < 150
+            })
+            .count()
+    };
+    let screen_disc = bright(440, 160, 840, 560);
+    let camera_disc = bright(950, 530, 1250, 690);
+    println!("bright pixels: screen's disc {screen_disc}, camera's disc {camera_disc}");
+    assert!(screen_disc > 20_000, "{screen_disc}");
+    assert!((1_500..12_000).contains(&camera_disc), "{camera_disc}");
+}
+
+/// The picture at `at_s` of `path` as RGB bytes.
+fn frame_rgb(path: &Path, at_s: f64, w: usize, h: usize) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &at_s.to_string(), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.len(), w * h * 3);
+    out.stdout
+}
+
+/// Writes `name` with ffmpeg from a lavfi source.
+fn lavfi(dir: &Path, name: &str, source: &str, extra: &[&str]) -> String {
+    let p = dir.join(name);
+    let r = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(extra)
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    p.display().to_string()
+}
+
+/// The strength of `freq` in mono PCM at `rate` (Goertzel).
+fn tone_power(pcm: &[f32], rate: f64, freq: f64) -> f64 {
+    let w = 2.0 * std::f64::consts::PI * freq / rate;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in pcm {
+        let s = x as f64 + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    (s1 * s1 + s2 * s2 - c * s1 * s2) / pcm.len() as f64
+}
+
+/// "Record in this browser" in a call, pressed by Bob, a member who is not
+/// the host. Ann's camera is red and her microphone plays 440 Hz; Bob's
+/// camera is blue and his microphone plays 1500 Hz. The upload is filed
+/// under the room, and its pictures show both (a grid of the page's tiles)
+/// and its sound has both tones (the mix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_in_this_browser_records_everyone_in_the_call() {
+    let s = start(|_| {}).await;
+    let ann = s.key("ann", false).await;
+    let bob = s.key("bob", false).await;
+    let room = support::rooms::new_room(&s, &ann).await;
+    let dir = tempfile::tempdir().unwrap();
+    let y4m = |name, colour: &str| {
+        lavfi(
+            dir.path(),
+            name,
+            &format!("color=c={colour}:s=640x360:r=30"),
+            &["-t", "1", "-pix_fmt", "yuv420p"],
+        )
+    };
+    let wav = |name, freq: u32| {
+        lavfi(
+            dir.path(),
+            name,
+            &format!("sine=f={freq}:r=48000"),
+            &["-t", "2", "-ac", "1"],
+        )
+    };
+    let out = page_script(
+        "call_record.mjs",
+        vec![
+            s.base.clone(),
+            room.clone(),
+            ann.clone(),
+            y4m("ann.y4m", "0xD02020"),
+            wav("ann.wav", 440),
+            bob.clone(),
+            y4m("bob.y4m", "0x2040E0"),
+            wav("bob.wav", 1500),
+            "6".into(),
+        ],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["annErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["bobErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["bobIsHost"], false);
+    assert_eq!(out["buttonShown"], true);
+    assert_eq!(out["upload"], "completed", "{out}");
+    let recs = out["roomRecordings"].as_array().unwrap();
+    assert_eq!(recs.len(), 1, "{out}");
+    assert_eq!(
+        (recs[0]["kind"].as_str(), recs[0]["owner"].as_str()),
+        (Some("upload"), Some("bob"))
+    );
+    let id = recs[0]["id"].as_str().unwrap();
+    let done = s.wait_status(&bob, id, "completed").await;
+    println!("{done}");
+    let media = s.download(&bob, id, "webm").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    println!("{p:?}");
+    assert_eq!((p.width, p.height), (1280, 720));
+    assert!(p.duration_s > 5.0 && p.duration_s < 7.5, "{p:?}");
+    decodes_cleanly(&media);
+
+    // Pictures: red and blue, each in a good part of the frame.
+    let rgb = frame_rgb(&media, 4.0, 1280, 720);
+    let count = |want: (u8, u8, u8)| {
+        rgb.chunks(3)
+            .filter(|px| (0..3).all(|i| px[i].abs_diff([want.0, want.1, want.2][i]) < 40))
+            .count()
+    };
+    let (red, blue) = (count((0xD0, 0x20, 0x20)), count((0x20, 0x40, 0xE0)));
+    println!("red pixels {red}, blue pixels {blue} of {}", 1280 * 720);
+    assert!(red > 100_000 && blue > 100_000, "red {red}, blue {blue}");
+
+    // Sound: both tones, well above a frequency nobody played.
+    let pcm = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", "1", "-i"])
+        .arg(&media)
+        .args([
+            "-t", "4", "-vn", "-ac", "1", "-ar", "16000", "-f", "f32le", "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(pcm.status.success(), "{pcm:?}");
+    let samples: Vec<f32> = pcm
+        .stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let [ann_tone, bob_tone, none] =
+        [440.0, 1500.0, 1000.0].map(|f| tone_power(&samples, 16000.0, f));
+    println!("tone power: 440 Hz {ann_tone:.3e}, 1500 Hz {bob_tone:.3e}, 1000 Hz {none:.3e}");
+    assert!(
+        ann_tone > 100.0 * none && bob_tone > 100.0 * none,
+        "{ann_tone} {bob_tone} {none}"
+    );
+}

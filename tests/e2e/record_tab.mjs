@@ -1,0 +1,83 @@
+// The home page's Record tab in Debian's Chromium (fake camera and
+// microphone), signed in with an API key. Scenarios:
+//   drop SECONDS OFFLINE_AT OFFLINE_S: records the camera for SECONDS; the
+//     browser's network emulation cuts the server off at OFFLINE_AT for
+//     OFFLINE_S; the page must keep recording and catch up.
+//   fallback SECONDS: goes offline after 1 s and stays offline; after stop
+//     the upload gives up (tapedeck.giveUpMs = 3000) and the page offers the
+//     file, which is saved to OUT.
+//   both SECONDS: the screen (this tab) with the camera in a corner.
+//   node record_tab.mjs BASE TOKEN SCENARIO SECONDS [OFFLINE_AT OFFLINE_S | OUT]
+// Prints JSON: the recording's id, the page's status texts seen, the
+// seconds the REC timer reached.
+import { drive } from "./harness.mjs";
+
+const [base, token, scenario, seconds, ...rest] = process.argv.slice(2);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+await drive(
+  [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--auto-accept-this-tab-capture",
+    "--auto-select-tab-capture-source-by-title=tapedeck",
+  ],
+  async (page, result) => {
+    const context = page.context();
+    await page.setViewportSize({ width: 1280, height: 720 });
+    await page.goto(base + "/");
+    if (scenario === "fallback") await page.evaluate(() => localStorage.setItem("tapedeck.giveUpMs", "3000"));
+    await page.fill("#token", token);
+    await page.click("#signin");
+    await page.waitForSelector("#nav:not([hidden])");
+    await page.click("#tab-record");
+    await page.selectOption("#br-what", scenario === "both" ? "both" : "camera");
+    const seen = new Set();
+    const watch = setInterval(async () => {
+      const t = await page.textContent("#br-status").catch(() => null);
+      if (t) seen.add(t.replace(/[\d.]+ of [\d.]+ MB/g, "N of N MB"));
+    }, 200);
+    await page.click("#br-record");
+    await page.waitForSelector("#br-indicator:not([hidden])", { timeout: 10000 });
+    const started = Date.now();
+    const at = (s) => sleep(Math.max(0, started + s * 1000 - Date.now()));
+    if (scenario === "drop") {
+      const [offlineAt, offlineS] = rest.map(Number);
+      await at(offlineAt);
+      await context.setOffline(true);
+      result.offlineFrom = (Date.now() - started) / 1000;
+      await at(offlineAt + offlineS);
+      await context.setOffline(false);
+      result.offlineTo = (Date.now() - started) / 1000;
+    } else if (scenario === "fallback") {
+      await at(1);
+      await context.setOffline(true);
+    }
+    await at(Number(seconds));
+    result.timer = await page.textContent("#br-timer");
+    await page.click("#br-record");
+    result.stoppedAt = (Date.now() - started) / 1000;
+    if (scenario === "fallback") {
+      const link = await page.waitForSelector("#br-download:not([hidden])", { timeout: 30000 });
+      const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
+      result.downloadName = download.suggestedFilename();
+      await download.saveAs(rest[0]);
+      await context.setOffline(false);
+    } else {
+      await page.waitForFunction(
+        () => ["completed", "failed"].includes(document.getElementById("br-status").dataset.upload),
+        null,
+        { timeout: 60000 },
+      );
+    }
+    clearInterval(watch);
+    result.upload = await page.evaluate(() => document.getElementById("br-status").dataset.upload);
+    result.status = await page.textContent("#br-status");
+    result.seen = [...seen];
+    result.recordings = await page.evaluate(async (token) => {
+      const r = await fetch("/v1/recordings?limit=10", { headers: { Authorization: "Bearer " + token } });
+      return (await r.json()).recordings.map((x) => ({ id: x.id, kind: x.source.kind, title: x.title }));
+    }, token);
+  },
+);
