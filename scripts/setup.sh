@@ -2,7 +2,8 @@
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
 #   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, nftables, s3s-fs, ffmpeg 7.0/8.0 static
-#                             builds, schemathesis and the e2e packages (to run the tests)
+#                             builds, schemathesis, gcp-storage-emulator, and the e2e packages (Playwright,
+#                             tus-js-client, Azurite) (to run the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 want_test=0
@@ -57,8 +58,17 @@ if [ $want_test = 1 ]; then
     python3 -m venv "$st"
     "$st/bin/pip" install --quiet --disable-pip-version-check schemathesis==4.32.5
   fi
-  if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/tus-js-client ]; then
-    echo "setup: installing playwright-core and tus-js-client for the browser tests"
+  # gcp-storage-emulator: Google Cloud Storage for the storage.kind = "gcs" tests.
+  gcs="${XDG_CACHE_HOME:-$HOME/.cache}/tapedeck/gcs-emulator"
+  if [ ! -x "$gcs/bin/gcp-storage-emulator" ]; then
+    echo "setup: installing gcp-storage-emulator 2026.7.19 for the GCS storage tests"
+    rm -rf "$gcs"
+    python3 -m venv "$gcs"
+    "$gcs/bin/pip" install --quiet --disable-pip-version-check gcp-storage-emulator==2026.7.19
+  fi
+  if [ ! -d tests/e2e/node_modules/playwright-core ] || [ ! -d tests/e2e/node_modules/tus-js-client ] \
+    || [ ! -d tests/e2e/node_modules/azurite ]; then
+    echo "setup: installing playwright-core, tus-js-client and azurite for the browser and Azure storage tests"
     (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
   fi
 fi

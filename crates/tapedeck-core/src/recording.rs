@@ -224,6 +224,44 @@ pub struct UploadSource {
     /// The SHA-256 (hex) the client said the file has: checked at complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_sha256: Option<String>,
+    /// Sent in parts, each to its own presigned URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart: Option<MultipartSpec>,
+}
+
+/// A direct upload in parts: part `n` (from 1) holds bytes
+/// `(n-1)*part_size ..` up to `part_size` of them; the last holds the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartSpec {
+    /// Bytes per part (all but the last).
+    pub part_size: u64,
+    /// How many parts.
+    pub parts: u32,
+    /// The bucket's id of the multipart upload (none on local storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_id: Option<String>,
+}
+
+impl MultipartSpec {
+    /// The parts of a `size`-byte file for a wanted `part_size`: at most
+    /// 10 000 parts (S3's limit), the size raised to fit.
+    pub fn plan(size: u64, part_size: u64) -> Self {
+        let part_size = part_size.max(size.div_ceil(10_000)).max(1);
+        Self {
+            part_size,
+            parts: size.div_ceil(part_size) as u32,
+            upload_id: None,
+        }
+    }
+
+    /// The size of part `n` (from 1) of a `size`-byte file; None outside.
+    pub fn part_len(&self, size: u64, n: u32) -> Option<u64> {
+        if n == 0 || n > self.parts {
+            return None;
+        }
+        let start = u64::from(n - 1) * self.part_size;
+        Some((size - start).min(self.part_size))
+    }
 }
 
 impl SourceSpec {
@@ -491,6 +529,31 @@ pub mod opt_time_ms {
                 .ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
         })
         .transpose()
+    }
+}
+
+#[cfg(test)]
+mod multipart_tests {
+    use super::MultipartSpec;
+
+    #[test]
+    fn parts_cover_the_file_and_stay_under_ten_thousand() {
+        let m = MultipartSpec::plan(100, 30);
+        assert_eq!((m.part_size, m.parts), (30, 4));
+        let lens: Vec<u64> = (0..=5).filter_map(|n| m.part_len(100, n)).collect();
+        assert_eq!(lens, [30, 30, 30, 10]);
+        let m = MultipartSpec::plan(90, 30);
+        assert_eq!(m.parts, 3);
+        assert_eq!(m.part_len(90, 3), Some(30));
+        let big = 1u64 << 40;
+        let m = MultipartSpec::plan(big, 16 << 20);
+        assert!(m.parts <= 10_000);
+        assert_eq!(
+            (1..=m.parts)
+                .map(|n| m.part_len(big, n).unwrap())
+                .sum::<u64>(),
+            big
+        );
     }
 }
 

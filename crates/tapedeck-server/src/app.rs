@@ -234,6 +234,17 @@ pub fn build_blobs(config: &Config) -> Result<Blobs, String> {
             access_key: config.storage.access_key.clone(),
             secret_key: config.storage.secret_key.0.clone(),
         },
+        StorageKind::Gcs => BlobConfig::Gcs {
+            bucket: config.storage.bucket.clone(),
+            credentials: config.storage.credentials.clone(),
+            endpoint: config.storage.endpoint.clone(),
+        },
+        StorageKind::Azure => BlobConfig::Azure {
+            account: config.storage.account.clone(),
+            container: config.storage.bucket.clone(),
+            access_key: Some(config.storage.secret_key.0.clone()).filter(|k| !k.is_empty()),
+            endpoint: config.storage.endpoint.clone(),
+        },
     };
     Blobs::open(&blob_cfg).map_err(|e| format!("storage: {e}"))
 }

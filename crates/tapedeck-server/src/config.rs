@@ -62,6 +62,11 @@ pub struct UploadsConfig {
     pub expire_after_s: u64,
     /// How long a presigned upload URL (`POST /v1/uploads/url`) is valid.
     pub url_expires_s: u64,
+    /// A presigned upload of more bytes than this is sent in parts, each
+    /// to its own URL (on S3 and local storage).
+    pub multipart_threshold_bytes: u64,
+    /// Bytes per part (at least 5 MiB, S3's smallest part).
+    pub part_size_bytes: u64,
 }
 
 impl Default for UploadsConfig {
@@ -69,6 +74,8 @@ impl Default for UploadsConfig {
         Self {
             expire_after_s: 86_400,
             url_expires_s: 1800,
+            multipart_threshold_bytes: 100 * 1024 * 1024,
+            part_size_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -175,24 +182,35 @@ pub enum StorageKind {
     Local,
     /// An S3-compatible bucket.
     S3,
+    /// A Google Cloud Storage bucket.
+    Gcs,
+    /// An Azure Blob Storage container.
+    Azure,
 }
 
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// `local` or `s3`.
+    /// `local`, `s3`, `gcs` or `azure`.
     pub kind: StorageKind,
-    /// Bucket (s3).
+    /// Bucket (s3, gcs) or container (azure).
     pub bucket: String,
-    /// Endpoint URL for S3-compatible servers (s3).
+    /// Endpoint URL: an S3-compatible server (s3), an emulator's base URL
+    /// (gcs), the account's URL (azure); default the cloud's own.
     pub endpoint: Option<String>,
     /// Region (s3).
     pub region: String,
     /// Access key id (s3).
     pub access_key: String,
-    /// Secret key (s3).
+    /// Secret key (s3), or the account key (azure; empty: the
+    /// environment's Azure credentials).
     pub secret_key: Secret,
+    /// Storage account (azure).
+    pub account: String,
+    /// Service account JSON file (gcs; empty: the application default
+    /// credentials). Presigned URLs need a service account's key.
+    pub credentials: Option<PathBuf>,
     /// Lifetime of share links.
     pub share_ttl_s: u64,
     /// How long a finished recording the store refuses is stored again
@@ -312,6 +330,8 @@ impl Default for StorageConfig {
             region: "us-east-1".into(),
             access_key: String::new(),
             secret_key: Secret::default(),
+            account: String::new(),
+            credentials: None,
             share_ttl_s: 3600,
             retry_for_s: 86_400,
         }
@@ -421,8 +441,16 @@ impl Config {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
-        if self.storage.kind == StorageKind::S3 && self.storage.bucket.is_empty() {
-            return bad("storage.kind = \"s3\" needs storage.bucket");
+        if self.storage.kind != StorageKind::Local && self.storage.bucket.is_empty() {
+            return bad("storage.kind = \"s3\", \"gcs\" or \"azure\" needs storage.bucket");
+        }
+        if self.uploads.part_size_bytes < 5 * 1024 * 1024 {
+            return bad(
+                "uploads.part_size_bytes must be at least 5242880 (5 MiB, S3's smallest part)",
+            );
+        }
+        if self.storage.kind == StorageKind::Azure && self.storage.account.is_empty() {
+            return bad("storage.kind = \"azure\" needs storage.account");
         }
         if self.limits.max_concurrent == 0 || self.limits.max_concurrent_per_user == 0 {
             return bad(

@@ -481,22 +481,30 @@ fn upload_paths(id: Value) -> Value {
             "delete": op("Terminate an upload: its recording is cancelled and the bytes discarded", "uploads",
                 ("204", json!({"description": "terminated"})), &[400, 404, 410, 412], json!({"parameters": id_and_version})),
         },
-        "/v1/uploads/url": {"post": op("A presigned URL to send a whole file to with one PUT: the bucket's own on S3 storage, one signed by tapedeck on local storage (valid uploads.url_expires_s). Creates the upload's recording; complete it with POST /v1/recordings/{id}/complete", "uploads",
-            json_ok("201", "where to send the file", json!({"type": "object", "required": ["recording_id", "upload_url", "method", "headers", "expires_in"], "properties": {
-                "recording_id": {"type": "string"}, "upload_url": {"type": "string"}, "method": {"const": "PUT"},
-                "headers": {"type": "object", "additionalProperties": {"type": "string"}}, "expires_in": {"type": "integer"}}})),
+        "/v1/uploads/url": {"post": op("A presigned URL to send a whole file to with one PUT: the bucket's own on S3, GCS and Azure storage, one signed by tapedeck on local storage (valid uploads.url_expires_s). Over uploads.multipart_threshold_bytes (S3 and local storage) `multipart` instead: a URL per part, each PUT answering an ETag. Creates the upload's recording; complete it with POST /v1/recordings/{id}/complete", "uploads",
+            json_ok("201", "where to send the file", json!({"type": "object", "required": ["recording_id", "method", "headers", "expires_in"], "properties": {
+                "recording_id": {"type": "string"}, "upload_url": {"type": "string", "description": "one PUT of the whole file (absent with multipart)"}, "method": {"const": "PUT"},
+                "headers": {"type": "object", "additionalProperties": {"type": "string"}}, "expires_in": {"type": "integer"},
+                "multipart": {"type": "object", "required": ["part_size", "parts"], "properties": {
+                    "part_size": {"type": "integer"},
+                    "parts": {"type": "array", "items": {"type": "object", "required": ["part_number", "url", "size"], "properties": {
+                        "part_number": {"type": "integer", "minimum": 1}, "url": {"type": "string"}, "size": {"type": "integer"}}}}}}}})),
             &[400, 403, 404, 413, 422, 429], json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["size"], "additionalProperties": false, "properties": {
                 "size": {"type": "integer", "minimum": 1}, "filename": text.clone(), "content_type": text.clone(),
                 "title": text, "room": {"type": ["string", "null"]},
                 "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{64}$", "description": "checked at complete"}}}}}}}))},
-        "/v1/uploads/{id}/direct": {"put": op("The whole file, to the URL POST /v1/uploads/url gave on local storage (signed: no token)", "uploads",
+        "/v1/uploads/{id}/direct": {"put": op("The whole file, or with `part` one part (answering its ETag), to the URL POST /v1/uploads/url gave on local storage (signed: no token)", "uploads",
             ("200", json!({"description": "stored; now complete it"})), &[400, 403, 404, 410, 413],
             json!({"security": [], "parameters": [id_and_version[0].clone(),
+                {"name": "part", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1}},
                 {"name": "exp", "in": "query", "required": true, "schema": {"type": "integer"}},
                 {"name": "sig", "in": "query", "required": true, "schema": {"type": "string"}}],
                 "requestBody": {"required": true, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}))},
-        "/v1/recordings/{id}/complete": {"post": op("Complete a presigned upload: its size (and SHA-256 when one was declared) is checked and it is processed (409 upload_incomplete, 460 checksum_mismatch)", "uploads",
-            json_ok("202", "the recording, about to be processed", recording()), &[400, 404, 409, 410, 460], json!({"parameters": id_and_version[..1].to_vec()}))},
+        "/v1/recordings/{id}/complete": {"post": op("Complete a presigned upload: its size (and SHA-256 when one was declared) is checked and it is processed (409 upload_incomplete, 460 checksum_mismatch). A multipart upload lists every part's ETag", "uploads",
+            json_ok("202", "the recording, about to be processed", recording()), &[400, 404, 409, 410, 460], json!({"parameters": id_and_version[..1].to_vec(),
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                    "parts": {"type": "array", "items": {"type": "object", "required": ["part_number", "etag"], "additionalProperties": false, "properties": {
+                        "part_number": {"type": "integer", "minimum": 1}, "etag": {"type": "string"}}}}}}}}}}))},
     })
 }
 

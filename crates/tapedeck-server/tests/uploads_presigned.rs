@@ -29,6 +29,17 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Asks for a URL, PUTs the file, completes; the completed recording.
 async fn direct_upload(s: &Server, key: &str, bytes: &[u8], want_host: &str) -> Value {
+    direct_upload_with(s, key, bytes, want_host, 200).await
+}
+
+/// As [`direct_upload`], the store answering the PUT with `put_status`.
+async fn direct_upload_with(
+    s: &Server,
+    key: &str,
+    bytes: &[u8],
+    want_host: &str,
+    put_status: u16,
+) -> Value {
     let (st, u) = s
         .post(
             key,
@@ -55,7 +66,7 @@ async fn direct_upload(s: &Server, key: &str, bytes: &[u8], want_host: &str) -> 
         "{e}"
     );
     let r = put(url, &u["headers"], bytes.to_vec()).await;
-    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(r.status(), put_status, "{:?}", r.text().await);
     let (st, r) = s
         .post(key, &format!("/v1/recordings/{id}/complete"), json!({}))
         .await;
@@ -148,4 +159,196 @@ async fn a_presigned_upload_to_s3_goes_straight_to_the_bucket() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = put(u["upload_url"].as_str().unwrap(), &json!({}), bytes.clone()).await;
     assert_eq!(r.status(), 403, "{:?}", r.text().await);
+}
+
+/// A 6 s MJPEG Matroska of about 12 MB: large enough for three parts
+/// of 5 MiB.
+fn big_media(dir: &std::path::Path) -> Vec<u8> {
+    let out = dir.join("big.mkv");
+    let r = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=1280x720:r=30",
+        ])
+        .args(["-t", "6", "-c:v", "mjpeg", "-q:v", "2"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    std::fs::read(out).unwrap()
+}
+
+/// Asks for a multipart URL set, PUTs each part (the last first), checks
+/// a complete without every part is refused, completes; the completed
+/// recording.
+async fn multipart_upload(s: &Server, key: &str, bytes: &[u8], want_host: &str) -> Value {
+    let (st, u) = s
+        .post(
+            key,
+            "/v1/uploads/url",
+            json!({"filename": "big.mkv", "content_type": "video/x-matroska",
+                   "size": bytes.len(), "sha256": sha256_hex(bytes)}),
+        )
+        .await;
+    assert_eq!(st, 201, "{u}");
+    assert!(u.get("upload_url").is_none(), "{u}");
+    let m = &u["multipart"];
+    let part_size = m["part_size"].as_u64().unwrap() as usize;
+    assert_eq!(part_size, 5 * 1024 * 1024, "{m}");
+    let parts = m["parts"].as_array().unwrap();
+    assert_eq!(parts.len(), bytes.len().div_ceil(part_size), "{m}");
+    let id = u["recording_id"].as_str().unwrap().to_string();
+    let mut etags = Vec::new();
+    for p in parts.iter().rev() {
+        let n = p["part_number"].as_u64().unwrap() as usize;
+        let url = p["url"].as_str().unwrap();
+        assert!(url.contains(want_host), "{url}");
+        let chunk = &bytes[(n - 1) * part_size..(n * part_size).min(bytes.len())];
+        assert_eq!(p["size"].as_u64(), Some(chunk.len() as u64));
+        let r = put(url, &json!({}), chunk.to_vec()).await;
+        assert_eq!(r.status(), 200, "part {n}: {:?}", r.text().await);
+        let etag = r.headers()["etag"].to_str().unwrap().to_string();
+        etags.push(json!({"part_number": n, "etag": etag}));
+        if n == parts.len() {
+            // Only the last part: complete says which are missing.
+            let (st, e) = s
+                .post(
+                    key,
+                    &format!("/v1/recordings/{id}/complete"),
+                    json!({"parts": etags}),
+                )
+                .await;
+            assert_eq!(
+                (st, e["error"]["code"].as_str()),
+                (409, Some("upload_incomplete")),
+                "{e}"
+            );
+            assert!(
+                e["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("missing: 1, 2"),
+                "{e}"
+            );
+        }
+    }
+    let (st, r) = s
+        .post(
+            key,
+            &format!("/v1/recordings/{id}/complete"),
+            json!({"parts": etags}),
+        )
+        .await;
+    assert_eq!(st, 202, "{r}");
+    let done = s.wait_status(key, &id, "completed").await;
+    assert_eq!(done["source"]["sha256"], sha256_hex(bytes), "{done}");
+    assert_eq!(done["source"]["length"], bytes.len());
+    let media = s.download(key, &id, "mkv").await;
+    let p = tapedeck_testkit::ffprobe(&media);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.frames),
+        ("mjpeg", 1280, 180),
+        "{p:?}"
+    );
+    done
+}
+
+fn small_parts(c: &mut tapedeck_server::config::Config) {
+    c.uploads.multipart_threshold_bytes = 1024 * 1024;
+    c.uploads.part_size_bytes = 5 * 1024 * 1024;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_presigned_upload_goes_in_parts_to_local_storage() {
+    let s = start(small_parts).await;
+    let key = s.key("alice", false).await;
+    let bytes = big_media(&s.data);
+    assert!(bytes.len() > 10 * 1024 * 1024, "{}", bytes.len());
+    // A part of the wrong size is refused, and a part URL is only good
+    // for its part.
+    let (_, u) = s
+        .post(&key, "/v1/uploads/url", json!({"size": bytes.len()}))
+        .await;
+    let first = u["multipart"]["parts"][0]["url"].as_str().unwrap();
+    let r = put(first, &json!({}), vec![0; 10]).await;
+    assert_eq!(r.status(), 400);
+    let r = put(&first.replace("part=1", "part=2"), &json!({}), vec![0; 10]).await;
+    assert_eq!(r.status(), 403);
+    multipart_upload(&s, &key, &bytes, &s.base).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_presigned_upload_goes_in_parts_straight_to_the_bucket() {
+    let s3 = tapedeck_testkit::s3();
+    let s = start(|c| {
+        small_parts(c);
+        c.storage.kind = StorageKind::S3;
+        c.storage.bucket = s3.bucket.clone();
+        c.storage.endpoint = Some(s3.endpoint.clone());
+        c.storage.access_key = s3.access_key.clone();
+        c.storage.secret_key = Secret(s3.secret_key.clone());
+    })
+    .await;
+    let key = s.key("alice", false).await;
+    let bytes = big_media(&s.data);
+    let endpoint = s3.endpoint.trim_start_matches("http://").to_string();
+    let done = multipart_upload(&s, &key, &bytes, &endpoint).await;
+    assert!(
+        done["source"]["multipart"]["upload_id"].is_string(),
+        "{done}"
+    );
+}
+
+/// On Azure Blob Storage (Azurite): the presigned URL is the container's
+/// own SAS URL, and the stored recording is served and deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_upload_to_azure_goes_straight_to_the_container() {
+    let az = tapedeck_testkit::azure();
+    let s = start(|c| {
+        c.storage.kind = StorageKind::Azure;
+        c.storage.account = az.account.clone();
+        c.storage.bucket = az.container.clone();
+        c.storage.endpoint = Some(az.endpoint.clone());
+        c.storage.secret_key = Secret(az.access_key.clone());
+    })
+    .await;
+    assert_eq!(s.state.blobs.kind(), "azure");
+    let key = s.key("alice", false).await;
+    let file = live_webm(&s.data, 3);
+    let bytes = std::fs::read(&file).unwrap();
+    let endpoint = az.endpoint.trim_start_matches("http://").to_string();
+    let done = direct_upload_with(&s, &key, &bytes, &endpoint, 201).await;
+    let id = done["id"].as_str().unwrap();
+    let stored = s
+        .state
+        .blobs
+        .list(&format!("recordings/{id}"))
+        .await
+        .unwrap();
+    assert!(
+        stored.iter().any(|k| k.ends_with("/media.webm")),
+        "{stored:?}"
+    );
+    assert!(s.state.blobs.list("uploads").await.unwrap().is_empty());
+    let r = s
+        .client()
+        .delete(format!("{}/v1/recordings/{id}", s.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(
+        s.state
+            .blobs
+            .list(&format!("recordings/{id}"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

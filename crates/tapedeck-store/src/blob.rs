@@ -1,4 +1,6 @@
-//! Blobs: media and thumbnails on local disk or in an S3-compatible bucket.
+//! Blobs: media and thumbnails on local disk, in an S3-compatible bucket,
+//! on Google Cloud Storage or in Azure Blob Storage (all through
+//! object_store).
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -9,10 +11,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
-use object_store::signer::Signer;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::signer::{SignedUrlOptions, Signer};
+use object_store::{
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart,
+};
 use sha2::{Digest, Sha256};
 use tapedeck_core::ErrorCode;
 use tokio::io::AsyncReadExt;
@@ -37,6 +44,28 @@ pub enum BlobConfig {
         access_key: String,
         /// Secret key.
         secret_key: String,
+    },
+    /// A Google Cloud Storage bucket.
+    Gcs {
+        /// Bucket name.
+        bucket: String,
+        /// A service account JSON file (None: the application default
+        /// credentials). Signed URLs need a service account's key.
+        credentials: Option<PathBuf>,
+        /// Base URL (None: Google's; an emulator's otherwise).
+        endpoint: Option<String>,
+    },
+    /// An Azure Blob Storage container.
+    Azure {
+        /// Storage account.
+        account: String,
+        /// Container name.
+        container: String,
+        /// The account's access key (None: the environment's credentials).
+        access_key: Option<String>,
+        /// The account's URL (None: `https://ACCOUNT.blob.core.windows.net`;
+        /// an emulator's, such as Azurite's `http://HOST:PORT/ACCOUNT`).
+        endpoint: Option<String>,
     },
 }
 
@@ -112,7 +141,25 @@ pub struct Download {
 #[derive(Clone, Debug)]
 pub struct Blobs {
     store: Arc<dyn ObjectStore>,
+    /// Presigned URLs, where the store makes them.
+    signer: Option<Arc<dyn Signer>>,
+    /// S3: presigned multipart uploads (parts signed with their query).
     s3: Option<Arc<AmazonS3>>,
+    kind: &'static str,
+}
+
+/// A multipart upload a client sends straight to the bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectMultipart {
+    /// The store's id of the upload.
+    pub upload_id: String,
+    /// A presigned `PUT` URL per part, part 1 first.
+    pub part_urls: Vec<url::Url>,
+}
+
+fn client_options(endpoint: &Option<String>) -> ClientOptions {
+    ClientOptions::new()
+        .with_allow_http(endpoint.as_ref().is_some_and(|e| e.starts_with("http://")))
 }
 
 /// Upload part size: large enough for S3's 5 MiB minimum.
@@ -130,7 +177,9 @@ impl Blobs {
                 let fs = LocalFileSystem::new_with_prefix(root)?;
                 Ok(Self {
                     store: Arc::new(fs),
+                    signer: None,
                     s3: None,
+                    kind: "local",
                 })
             }
             BlobConfig::S3 {
@@ -154,15 +203,83 @@ impl Blobs {
                 let s3 = Arc::new(b.build()?);
                 Ok(Self {
                     store: s3.clone(),
+                    signer: Some(s3.clone()),
                     s3: Some(s3),
+                    kind: "s3",
+                })
+            }
+            BlobConfig::Gcs {
+                bucket,
+                credentials,
+                endpoint,
+            } => {
+                let mut b = GoogleCloudStorageBuilder::new()
+                    .with_bucket_name(bucket)
+                    .with_client_options(client_options(endpoint));
+                if let Some(path) = credentials {
+                    b = b.with_service_account_path(path.display().to_string());
+                }
+                if let Some(ep) = endpoint {
+                    b = b.with_base_url(ep);
+                }
+                let gcs = Arc::new(b.build()?);
+                Ok(Self {
+                    store: gcs.clone(),
+                    signer: Some(gcs),
+                    s3: None,
+                    kind: "gcs",
+                })
+            }
+            BlobConfig::Azure {
+                account,
+                container,
+                access_key,
+                endpoint,
+            } => {
+                let mut b = MicrosoftAzureBuilder::new()
+                    .with_account(account)
+                    .with_container_name(container)
+                    .with_client_options(client_options(endpoint));
+                if let Some(k) = access_key {
+                    b = b.with_access_key(k);
+                }
+                if let Some(ep) = endpoint {
+                    b = b.with_endpoint(ep.clone());
+                }
+                let az = Arc::new(b.build()?);
+                Ok(Self {
+                    store: az.clone(),
+                    signer: Some(az),
+                    s3: None,
+                    kind: "azure",
                 })
             }
         }
     }
 
-    /// `local` or `s3`.
+    /// `local`, `s3`, `gcs` or `azure`.
     pub fn kind(&self) -> &'static str {
-        if self.s3.is_some() { "s3" } else { "local" }
+        self.kind
+    }
+
+    /// Whether blobs live in a bucket (not on this machine's disk).
+    pub fn is_bucket(&self) -> bool {
+        self.kind != "local"
+    }
+
+    /// The keys under `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&ObjectPath::from(prefix)))
+            .map(|m| m.map(|m| m.location.to_string()))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()
+            .map_err(|e| map_err(prefix, e))?;
+        keys.sort();
+        Ok(keys)
     }
 
     /// Streams a local file into `key` (multipart), hashing it on the way.
@@ -173,6 +290,21 @@ impl Blobs {
         };
         let mut f = tokio::fs::File::open(file).await.map_err(io)?;
         let path = ObjectPath::from(key);
+        // A file of one part goes in one request.
+        let len = f.metadata().await.map_err(io)?.len();
+        if len <= PART as u64 {
+            let mut bytes = Vec::with_capacity(len as usize);
+            f.read_to_end(&mut bytes).await.map_err(io)?;
+            let stored = Stored {
+                size: bytes.len() as u64,
+                sha256: hex::encode(Sha256::digest(&bytes)),
+            };
+            self.store
+                .put(&path, bytes.into())
+                .await
+                .map_err(|e| map_err(key, e))?;
+            return Ok(stored);
+        }
         let upload = self
             .store
             .put_multipart(&path)
@@ -263,7 +395,7 @@ impl Blobs {
         }
     }
 
-    /// A presigned GET URL valid for `expires_in` (S3 only; local storage returns None).
+    /// A presigned GET URL valid for `expires_in` (None on local storage).
     pub async fn presign_get(
         &self,
         key: &str,
@@ -274,7 +406,7 @@ impl Blobs {
     }
 
     /// A presigned PUT URL valid for `expires_in`: a client uploads `key`
-    /// straight to the bucket (S3 only; local storage returns None).
+    /// straight to the bucket (None on local storage).
     pub async fn presign_put(
         &self,
         key: &str,
@@ -290,14 +422,80 @@ impl Blobs {
         key: &str,
         expires_in: Duration,
     ) -> Result<Option<url::Url>, BlobError> {
-        match &self.s3 {
-            Some(s3) => Ok(Some(
-                s3.signed_url(method, &ObjectPath::from(key), expires_in)
+        match &self.signer {
+            Some(s) => Ok(Some(
+                s.signed_url(method, &ObjectPath::from(key), expires_in)
                     .await
                     .map_err(|e| map_err(key, e))?,
             )),
             None => Ok(None),
         }
+    }
+
+    /// Starts a multipart upload of `parts` parts to `key` a client sends
+    /// straight to the bucket, each part with its own presigned URL (S3
+    /// only: None elsewhere).
+    pub async fn presign_multipart(
+        &self,
+        key: &str,
+        parts: u32,
+        expires_in: Duration,
+    ) -> Result<Option<DirectMultipart>, BlobError> {
+        let Some(s3) = &self.s3 else {
+            return Ok(None);
+        };
+        let path = ObjectPath::from(key);
+        let upload_id = s3
+            .create_multipart(&path)
+            .await
+            .map_err(|e| map_err(key, e))?;
+        let mut part_urls = Vec::with_capacity(parts as usize);
+        for n in 1..=parts {
+            let opts = SignedUrlOptions::default().with_query([
+                ("partNumber", n.to_string()),
+                ("uploadId", upload_id.clone()),
+            ]);
+            part_urls.push(
+                s3.signed_url_opts(object_store::signer::Method::PUT, &path, expires_in, &opts)
+                    .await
+                    .map_err(|e| map_err(key, e))?,
+            );
+        }
+        Ok(Some(DirectMultipart {
+            upload_id,
+            part_urls,
+        }))
+    }
+
+    /// Completes a multipart upload of [`Blobs::presign_multipart`] from
+    /// the parts' ETags, part 1 first.
+    pub async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        etags: Vec<String>,
+    ) -> Result<(), BlobError> {
+        let Some(s3) = &self.s3 else {
+            return Err(BlobError::NotFound(key.to_string()));
+        };
+        let parts = etags
+            .into_iter()
+            .map(|content_id| PartId { content_id })
+            .collect();
+        s3.complete_multipart(&ObjectPath::from(key), &upload_id.to_string(), parts)
+            .await
+            .map_err(|e| map_err(key, e))?;
+        Ok(())
+    }
+
+    /// Drops a multipart upload's parts.
+    pub async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), BlobError> {
+        if let Some(s3) = &self.s3 {
+            s3.abort_multipart(&ObjectPath::from(key), &upload_id.to_string())
+                .await
+                .map_err(|e| map_err(key, e))?;
+        }
+        Ok(())
     }
 
     /// Checks the store accepts writes and reads (readiness).

@@ -1,4 +1,6 @@
-//! Blob storage on local disk and on a real S3 server (s3s-fs with SigV4).
+//! Blob storage on local disk, on a real S3 server (s3s-fs with SigV4), on
+//! a Google Cloud Storage emulator (gcp-storage-emulator) and on an Azure
+//! Blob Storage emulator (Azurite, Shared Key and SAS).
 
 use std::time::Duration;
 
@@ -6,9 +8,10 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tapedeck_store::blob::{BlobConfig, BlobError, Blobs};
 
-async fn contract(blobs: &Blobs) {
-    // 20 MiB: three multipart parts.
-    let data: Vec<u8> = (0..20 * 1024 * 1024u32)
+/// Stores and reads a file of `mib` MiB (over 8: in multipart parts);
+/// when `full`, lists and deletes too.
+async fn contract(blobs: &Blobs, mib: u32, full: bool) {
+    let data: Vec<u8> = (0..mib * 1024 * 1024)
         .map(|i| (i * 7 % 251) as u8)
         .collect();
     let dir = tempfile::tempdir().unwrap();
@@ -42,10 +45,22 @@ async fn contract(blobs: &Blobs) {
         .unwrap();
     assert_eq!(got.len(), data.len());
 
+    blobs
+        .put_bytes("recordings/rec_x/poster.jpg", b"poster".to_vec())
+        .await
+        .unwrap();
     assert!(matches!(
         blobs.get("recordings/nope", None).await,
         Err(BlobError::NotFound(_))
     ));
+    if !full {
+        return;
+    }
+    assert_eq!(
+        blobs.list("recordings/rec_x").await.unwrap(),
+        ["recordings/rec_x/media.mp4", "recordings/rec_x/poster.jpg"]
+    );
+    blobs.delete("recordings/rec_x/poster.jpg").await.unwrap();
     blobs.check().await.unwrap();
     blobs.delete("recordings/rec_x/media.mp4").await.unwrap();
     blobs.delete("recordings/rec_x/media.mp4").await.unwrap();
@@ -53,6 +68,7 @@ async fn contract(blobs: &Blobs) {
         blobs.size("recordings/rec_x/media.mp4").await,
         Err(BlobError::NotFound(_))
     ));
+    assert!(blobs.list("recordings/rec_x").await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -62,7 +78,8 @@ async fn local() {
         root: dir.path().join("media"),
     })
     .unwrap();
-    contract(&blobs).await;
+    contract(&blobs, 20, true).await;
+    contract(&blobs, 3, true).await;
     assert_eq!(
         blobs
             .presign_get("x", Duration::from_secs(60))
@@ -83,7 +100,7 @@ async fn s3_with_presigned_urls() {
         secret_key: s3.secret_key.clone(),
     };
     let blobs = Blobs::open(&cfg).unwrap();
-    contract(&blobs).await;
+    contract(&blobs, 20, true).await;
 
     blobs
         .put_bytes("recordings/rec_y/poster.jpg", b"poster".to_vec())
@@ -112,5 +129,76 @@ async fn s3_with_presigned_urls() {
         secret_key: "wrong".into(),
     })
     .unwrap();
+    assert!(wrong.check().await.is_err());
+}
+
+#[tokio::test]
+async fn gcs_emulator() {
+    let g = tapedeck_testkit::gcs();
+    let blobs = Blobs::open(&BlobConfig::Gcs {
+        bucket: g.bucket.clone(),
+        credentials: Some(g.credentials.clone()),
+        endpoint: Some(g.endpoint.clone()),
+    })
+    .unwrap();
+    assert_eq!(blobs.kind(), "gcs");
+    // The emulator implements little of the XML API object_store speaks
+    // (its own is the JSON API): GET and PUT, but no multipart upload, no
+    // listing and no DELETE (501). So: one part's worth, in one request,
+    // stored and read back, whole and in ranges (testkit's front fills in
+    // the headers the emulator leaves out). Real GCS does the rest; it is
+    // not tested here.
+    contract(&blobs, 6, false).await;
+}
+
+#[tokio::test]
+async fn azure_emulator_with_signed_urls() {
+    let a = tapedeck_testkit::azure();
+    let cfg = |key: &str| BlobConfig::Azure {
+        account: a.account.clone(),
+        container: a.container.clone(),
+        access_key: Some(key.to_string()),
+        endpoint: Some(a.endpoint.clone()),
+    };
+    let blobs = Blobs::open(&cfg(&a.access_key)).unwrap();
+    assert_eq!(blobs.kind(), "azure");
+    contract(&blobs, 20, true).await;
+
+    // A SAS URL made with the account key: a plain GET reads the blob, a
+    // tampered one is refused.
+    blobs
+        .put_bytes("recordings/rec_y/poster.jpg", b"poster".to_vec())
+        .await
+        .unwrap();
+    let url = blobs
+        .presign_get("recordings/rec_y/poster.jpg", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let body = reqwest::get(url.clone()).await.unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(&body.bytes().await.unwrap()[..], b"poster");
+    let u = url.as_str();
+    let at = u.find("sig=").unwrap() + "sig=".len();
+    let flipped = if &u[at..at + 1] == "A" { "B" } else { "A" };
+    let bad = format!("{}{}{}", &u[..at], flipped, &u[at + 1..]);
+    assert_eq!(reqwest::get(bad).await.unwrap().status(), 403);
+    // A presigned PUT: a client that is not tapedeck uploads with it.
+    let put = blobs
+        .presign_put("uploads/rec_z", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = reqwest::Client::new()
+        .put(put)
+        .header("x-ms-blob-type", "BlockBlob")
+        .body(vec![7u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    assert_eq!(blobs.size("uploads/rec_z").await.unwrap(), 1000);
+    // Wrong credentials are refused.
+    let wrong = Blobs::open(&cfg("d3Jvbmc=")).unwrap();
     assert!(wrong.check().await.is_err());
 }

@@ -13,6 +13,13 @@
 //!   key (no bearer token, as with a bucket's URL), so a client's code is
 //!   the same for both.
 //!
+//! - A file over `uploads.multipart_threshold_bytes` (on S3 and local
+//!   storage) goes in parts instead, each to its own presigned URL: the
+//!   bucket's multipart upload (`UploadPart` URLs), or tapedeck's
+//!   `PUT /v1/uploads/{id}/direct?part=N&exp=&sig=`. Each part's answer
+//!   has an `ETag`; complete lists them (`{"parts": [{"part_number",
+//!   "etag"}]}`) and the parts are put together.
+//!
 //! The URL is valid for `uploads.url_expires_s`; the upload itself expires
 //! like a tus one (`uploads.expire_after_s` without bytes or a complete).
 
@@ -27,7 +34,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tapedeck_core::recording::{SourceSpec, UploadSource as Spec};
+use tapedeck_core::recording::{MultipartSpec, SourceSpec, UploadSource as Spec};
 use tapedeck_core::request::ValidCreate;
 use tapedeck_core::settings::{Overrides, Preset, VideoSettings};
 use tapedeck_core::{Format, RecordingId};
@@ -61,6 +68,19 @@ pub fn object_key(id: RecordingId) -> String {
 
 fn url_sig(key: &[u8], id: RecordingId, exp: i64) -> String {
     signature(key, &format!("upload.{id}.{exp}"))
+}
+
+fn part_sig(key: &[u8], id: RecordingId, part: u32, exp: i64) -> String {
+    signature(key, &format!("upload.{id}.{exp}.part{part}"))
+}
+
+/// Where part `n` of a local multipart upload waits, and its ETag.
+fn part_paths(upload: &std::path::Path, n: u32) -> (std::path::PathBuf, std::path::PathBuf) {
+    let name = upload.file_name().unwrap_or_default().to_string_lossy();
+    (
+        upload.with_file_name(format!("{name}.part{n}")),
+        upload.with_file_name(format!("{name}.part{n}.etag")),
+    )
 }
 
 /// `POST /v1/uploads/url`.
@@ -101,6 +121,10 @@ pub async fn url(
     };
     let video = VideoSettings::resolve(Preset::default(), Overrides::default())
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let cfg = &s.config.uploads;
+    let multipart = (r.size > cfg.multipart_threshold_bytes
+        && matches!(s.blobs.kind(), "s3" | "local"))
+    .then(|| MultipartSpec::plan(r.size, cfg.part_size_bytes));
     let v = ValidCreate {
         source: SourceSpec::Upload(Spec {
             filename: r.filename.clone(),
@@ -109,6 +133,7 @@ pub async fn url(
             room,
             direct: true,
             expected_sha256: r.sha256.map(|h| h.to_ascii_lowercase()),
+            multipart: multipart.clone(),
             ..Default::default()
         }),
         format: Format::Webm,
@@ -118,40 +143,79 @@ pub async fn url(
         title: r.title.or(r.filename),
         metadata: json!({}),
     };
-    let (rec, _ep) = begin(&s, &p, v).await?;
-    let expires_in = s.config.uploads.url_expires_s;
-    let presigned = s
-        .blobs
-        .presign_put(&object_key(rec.id), Duration::from_secs(expires_in))
-        .await
-        .map_err(ApiError::internal)?;
-    let upload_url = match presigned {
-        Some(u) => u.to_string(),
-        None => {
-            let exp = now_ms() / 1000 + expires_in as i64;
-            let sig = url_sig(&s.share_key, rec.id, exp);
-            format!(
-                "{}/v1/uploads/{}/direct?exp={exp}&sig={sig}",
-                s.config.public_url(),
-                rec.id
-            )
-        }
+    let (rec, ep) = begin(&s, &p, v).await?;
+    let expires_in = cfg.url_expires_s;
+    let ttl = Duration::from_secs(expires_in);
+    let exp = now_ms() / 1000 + expires_in as i64;
+    let local_url = |query: String| {
+        format!(
+            "{}/v1/uploads/{}/direct?{query}",
+            s.config.public_url(),
+            rec.id
+        )
     };
     let mut headers = serde_json::Map::new();
     if let Some(t) = &r.content_type {
         headers.insert("Content-Type".into(), json!(t));
     }
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "recording_id": rec.id,
-            "upload_url": upload_url,
-            "method": "PUT",
-            "headers": headers,
-            "expires_in": expires_in,
-        })),
-    )
-        .into_response())
+    if s.blobs.kind() == "azure" {
+        // Azure's Put Blob names the kind of blob it makes.
+        headers.insert("x-ms-blob-type".into(), json!("BlockBlob"));
+    }
+    let mut body = json!({
+        "recording_id": rec.id,
+        "method": "PUT",
+        "headers": headers,
+        "expires_in": expires_in,
+    });
+    match multipart {
+        Some(mut m) => {
+            let urls: Vec<String> = match s
+                .blobs
+                .presign_multipart(&object_key(rec.id), m.parts, ttl)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                Some(d) => {
+                    m.upload_id = Some(d.upload_id);
+                    let mut st = ep.state.lock().await;
+                    st.spec.multipart = Some(m.clone());
+                    ep.describe(&st.spec);
+                    d.part_urls.into_iter().map(|u| u.to_string()).collect()
+                }
+                None => (1..=m.parts)
+                    .map(|n| {
+                        let sig = part_sig(&s.share_key, rec.id, n, exp);
+                        local_url(format!("part={n}&exp={exp}&sig={sig}"))
+                    })
+                    .collect(),
+            };
+            let parts: Vec<_> = urls
+                .into_iter()
+                .zip(1..)
+                .map(
+                    |(url, n)| json!({"part_number": n, "url": url, "size": m.part_len(r.size, n)}),
+                )
+                .collect();
+            body["multipart"] = json!({"part_size": m.part_size, "parts": parts});
+        }
+        None => {
+            let url = match s
+                .blobs
+                .presign_put(&object_key(rec.id), ttl)
+                .await
+                .map_err(ApiError::internal)?
+            {
+                Some(u) => u.to_string(),
+                None => {
+                    let sig = url_sig(&s.share_key, rec.id, exp);
+                    local_url(format!("exp={exp}&sig={sig}"))
+                }
+            };
+            body["upload_url"] = json!(url);
+        }
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `PUT /v1/uploads/{id}/direct?exp=&sig=`: the whole file, on local
@@ -163,7 +227,17 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let rid: RecordingId = id.parse()?;
-    check_signed(&q, "upload URL", |exp| url_sig(&s.share_key, rid, exp))?;
+    let part: Option<u32> =
+        match q.get("part") {
+            Some(n) => Some(n.parse().map_err(|_| {
+                ApiError::new(403, "invalid_signature", "part is not a part number")
+            })?),
+            None => None,
+        };
+    check_signed(&q, "upload URL", |exp| match part {
+        Some(n) => part_sig(&s.share_key, rid, n, exp),
+        None => url_sig(&s.share_key, rid, exp),
+    })?;
     let ep = s
         .supervisor
         .services
@@ -171,6 +245,9 @@ pub async fn put(
         .endpoint::<Endpoint>(rid)
         .filter(|e| !e.is_closed())
         .ok_or_else(|| ApiError::new(410, "upload_closed", "the upload takes no more bytes"))?;
+    if let Some(n) = part {
+        return put_part(&ep, n, body).await;
+    }
     let mut st = ep.state.lock().await;
     let limit = st.spec.length.unwrap_or(0);
     // A PUT replaces what an earlier one left.
@@ -202,13 +279,138 @@ pub async fn put(
     Ok(StatusCode::OK.into_response())
 }
 
+/// Part `n` of a local multipart upload, into its own file; 200 with its
+/// `ETag` (the first 128 bits of its SHA-256).
+async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiError> {
+    use sha2::Digest;
+    let (upload, spec) = {
+        let st = ep.state.lock().await;
+        (st.path.clone(), st.spec.clone())
+    };
+    let (m, size) = match (&spec.multipart, spec.length) {
+        (Some(m), Some(size)) => (m.clone(), size),
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "this upload is not in parts",
+            ));
+        }
+    };
+    let want = m.part_len(size, n).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("the upload has parts 1 to {}, not {n}", m.parts),
+        )
+    })?;
+    let (path, etag_path) = part_paths(&upload, n);
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut hash = sha2::Sha256::new();
+    let mut at = 0u64;
+    let mut stream = body.into_data_stream();
+    let refuse = |e: ApiError| async {
+        let _ = tokio::fs::remove_file(&path).await;
+        Err(e)
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                return refuse(ApiError::bad_request(
+                    "invalid_request",
+                    format!("part {n} was cut: {e}"),
+                ))
+                .await;
+            }
+        };
+        at += chunk.len() as u64;
+        if at > want {
+            return refuse(ApiError::new(
+                413,
+                "too_large",
+                format!("part {n} is {want} bytes"),
+            ))
+            .await;
+        }
+        hash.update(&chunk);
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    if at != want {
+        return refuse(ApiError::bad_request(
+            "invalid_request",
+            format!("part {n} is {want} bytes, not {at}"),
+        ))
+        .await;
+    }
+    file.sync_data().await.map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", hex::encode(&hash.finalize()[..16]));
+    tokio::fs::write(&etag_path, &etag)
+        .await
+        .map_err(ApiError::internal)?;
+    ep.arrived();
+    Ok((StatusCode::OK, [(axum::http::header::ETAG, etag)]).into_response())
+}
+
+/// The body of `POST /v1/recordings/{id}/complete` (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteRequest {
+    /// A multipart upload's parts and the ETags their PUTs answered.
+    #[serde(default)]
+    parts: Vec<CompletedPart>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompletedPart {
+    part_number: u32,
+    etag: String,
+}
+
+/// The ETags of parts 1..=`m.parts`, in order, from what the client listed.
+fn etags_in_order(m: &MultipartSpec, listed: Vec<CompletedPart>) -> Result<Vec<String>, ApiError> {
+    let mut by_number = std::collections::BTreeMap::new();
+    for p in listed {
+        by_number.insert(p.part_number, p.etag);
+    }
+    let missing: Vec<String> = (1..=m.parts)
+        .filter(|n| !by_number.contains_key(n))
+        .map(|n| n.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::new(
+            409,
+            "upload_incomplete",
+            format!(
+                "complete lists the ETag of every part; missing: {}",
+                missing.join(", ")
+            ),
+        ));
+    }
+    if by_number.len() != m.parts as usize {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("the upload has parts 1 to {}", m.parts),
+        ));
+    }
+    Ok(by_number.into_values().collect())
+}
+
 /// `POST /v1/recordings/{id}/complete`: checks a presigned upload and
 /// processes it; 202 with the recording.
 pub async fn complete(
     State(s): State<AppState>,
     p: Principal,
     UrlPath(id): UrlPath<String>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
+    let req: CompleteRequest = if body.is_empty() {
+        CompleteRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
+    };
     let (rec, ep) = upload_of(&s, &p, &id).await?;
     let ep = match ep {
         Some(ep) if !ep.is_closed() => ep,
@@ -223,7 +425,27 @@ pub async fn complete(
         ));
     }
     let want = st.spec.length.unwrap_or(0);
-    if s.blobs.kind() == "s3" {
+    if let Some(m) = st.spec.multipart.clone() {
+        let etags = etags_in_order(&m, req.parts)?;
+        match &m.upload_id {
+            // The bucket puts the parts together.
+            Some(upload_id) => s
+                .blobs
+                .complete_multipart(&object_key(rec.id), upload_id, etags)
+                .await
+                .map_err(|e| {
+                    ApiError::new(
+                        409,
+                        "upload_incomplete",
+                        format!("the bucket did not put the parts together: {e}"),
+                    )
+                })?,
+            None => {
+                st.offset = join_parts(&st.path, &m, &etags).await?;
+            }
+        }
+    }
+    if s.blobs.is_bucket() {
         // The object the client sent to the bucket, read into the work folder once.
         let key = object_key(rec.id);
         let dl = s.blobs.get(&key, None).await.map_err(|_| {
@@ -273,10 +495,53 @@ pub async fn complete(
         }
     }
     drop(st);
-    if s.blobs.kind() == "s3" {
+    if s.blobs.is_bucket() {
         let _ = s.blobs.delete(&object_key(rec.id)).await;
     }
     ep.finished().await;
     let rec = s.repo.get(rec.id).await?.unwrap_or(rec);
     Ok((StatusCode::ACCEPTED, Json(rec)).into_response())
+}
+
+/// Puts the parts of a local multipart upload together into `upload`,
+/// each checked against the ETag its PUT answered; the bytes written.
+async fn join_parts(
+    upload: &std::path::Path,
+    m: &MultipartSpec,
+    etags: &[String],
+) -> Result<u64, ApiError> {
+    for (n, want) in (1..).zip(etags) {
+        let (_, etag_path) = part_paths(upload, n);
+        let got = tokio::fs::read_to_string(&etag_path).await.ok();
+        if got.as_deref().map(|e| e.trim_matches('"')) != Some(want.trim_matches('"')) {
+            return Err(ApiError::new(
+                409,
+                "upload_incomplete",
+                match got {
+                    None => format!("part {n} has not arrived"),
+                    Some(g) => format!("part {n}'s ETag is {g}, not {want}"),
+                },
+            ));
+        }
+    }
+    let mut out = tokio::fs::File::create(upload)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut at = 0u64;
+    for n in 1..=m.parts {
+        let (path, _) = part_paths(upload, n);
+        let mut part = tokio::fs::File::open(&path)
+            .await
+            .map_err(ApiError::internal)?;
+        at += tokio::io::copy(&mut part, &mut out)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    out.sync_data().await.map_err(ApiError::internal)?;
+    for n in 1..=m.parts {
+        let (path, etag_path) = part_paths(upload, n);
+        let _ = tokio::fs::remove_file(path).await;
+        let _ = tokio::fs::remove_file(etag_path).await;
+    }
+    Ok(at)
 }

@@ -250,6 +250,19 @@ impl Source for UploadSource {
         Box::pin(async move {
             self.ep.closed.store(true, Ordering::Relaxed);
             self.expiry.abort();
+            // What a presigned upload left in the bucket goes too (parts
+            // of a multipart upload stay, billed, until aborted).
+            let spec = self.ep.state.lock().await.spec.clone();
+            let blobs = &self.services.blobs;
+            if spec.direct && blobs.is_bucket() {
+                let key = direct::object_key(self.ep.id);
+                if let Some(id) = spec.multipart.and_then(|m| m.upload_id)
+                    && let Err(e) = blobs.abort_multipart(&key, &id).await
+                {
+                    tracing::warn!(%key, error = %e, "aborting a multipart upload failed");
+                }
+                let _ = blobs.delete(&key).await;
+            }
         })
     }
 }
