@@ -1,16 +1,16 @@
 // "Record in this browser" on the call page. Two people in a call, each in
 // their own Chromium whose fake camera and microphone play a file (so each
-// has a colour and a tone of their own): Ann, the room's host, and Bob, a
-// member who is not the host. Bob records the call in his browser for
-// SECONDS, then stops; the page uploads it to the room.
-//   node call_record.mjs BASE ROOM ANN_KEY ANN_Y4M ANN_WAV BOB_KEY BOB_Y4M BOB_WAV SECONDS
-// Prints JSON: Bob's upload state and what the room lists.
+// has a colour and a tone of their own): Ann, the room's host (an API
+// key), and Bob, a guest with an invite link. Bob records the call in his
+// browser for SECONDS, then stops; the page uploads it to the room.
+//   node call_record.mjs BASE ROOM ANN_KEY ANN_Y4M ANN_WAV BOB_JOIN_TOKEN BOB_Y4M BOB_WAV SECONDS
+// Prints JSON: Bob's upload state and what the room lists (as Ann sees it).
 import { chromium } from "playwright-core";
 
-const [base, room, annKey, annY4m, annWav, bobKey, bobY4m, bobWav, seconds] = process.argv.slice(2);
+const [base, room, annKey, annY4m, annWav, bobToken, bobY4m, bobWav, seconds] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function person(key, y4m, wav, errors) {
+async function person(key, guestToken, y4m, wav, errors) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",
     headless: true,
@@ -29,9 +29,11 @@ async function person(key, y4m, wav, errors) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => errors.push(e.message));
   await page.setViewportSize({ width: 1280, height: 800 });
-  await page.goto(base + "/healthz");
-  await page.evaluate((k) => localStorage.setItem("tapedeck.token", k), key);
-  await page.goto(`${base}/call/${room}`);
+  if (key) {
+    await page.goto(base + "/healthz");
+    await page.evaluate((k) => localStorage.setItem("tapedeck.token", k), key);
+  }
+  await page.goto(`${base}/call/${room}` + (guestToken ? `?token=${encodeURIComponent(guestToken)}` : ""));
   await page.waitForFunction(() => document.getElementById("name").value !== "", null, { timeout: 10000 });
   await page.click("#join");
   await page.waitForSelector("#in-call:not([hidden])", { timeout: 20000 });
@@ -53,8 +55,8 @@ async function seesBoth(page) {
 const result = { annErrors: [], bobErrors: [] };
 let ann, bob;
 try {
-  ann = await person(annKey, annY4m, annWav, result.annErrors);
-  bob = await person(bobKey, bobY4m, bobWav, result.bobErrors);
+  ann = await person(annKey, null, annY4m, annWav, result.annErrors);
+  bob = await person(null, bobToken, bobY4m, bobWav, result.bobErrors);
   await seesBoth(ann.page);
   await seesBoth(bob.page);
   result.bobIsHost = await bob.page.evaluate(() => !document.querySelector(".host-only").hidden);
@@ -70,10 +72,11 @@ try {
     { timeout: 60000 },
   );
   result.upload = await bob.page.evaluate(() => document.getElementById("here").dataset.upload);
-  result.roomRecordings = await bob.page.evaluate(async ({ room, key }) => {
+  result.roomRecordings = await ann.page.evaluate(async ({ room, key }) => {
     const r = await fetch(`/v1/rooms/${room}/recordings`, { headers: { Authorization: "Bearer " + key } });
-    return (await r.json()).recordings.map((x) => ({ id: x.id, kind: x.source.kind, owner: x.owner, title: x.title }));
-  }, { room, key: bobKey });
+    return (await r.json()).recordings.map((x) => ({ id: x.id, kind: x.source.kind, owner: x.owner, title: x.title,
+      guest: x.source.guest }));
+  }, { room, key: annKey });
   console.log(JSON.stringify(result));
 } catch (e) {
   console.error("e2e failed:", e.message, JSON.stringify(result));

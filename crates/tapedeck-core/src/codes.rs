@@ -93,6 +93,12 @@ pub const API: &[Code] = &[
     c("link_expired", 403, C, "a share link has expired"),
     c("not_room_host", 403, C, "only the room's host may do that"),
     c(
+        "wrong_room",
+        403,
+        C,
+        "a call guest's join token opens one room; it uploads there only",
+    ),
+    c(
         "room_full",
         403,
         C,

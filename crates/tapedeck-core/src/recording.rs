@@ -227,6 +227,10 @@ pub struct UploadSource {
     /// Sent in parts, each to its own presigned URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipart: Option<MultipartSpec>,
+    /// Sent by a call's guest (their name in the call, from an invite's
+    /// join token): the upload is the room host's, filed under the room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guest: Option<String>,
 }
 
 /// A direct upload in parts: part `n` (from 1) holds bytes

@@ -251,17 +251,18 @@ fn tone_power(pcm: &[f32], rate: f64, freq: f64) -> f64 {
     (s1 * s1 + s2 * s2 - c * s1 * s2) / pcm.len() as f64
 }
 
-/// "Record in this browser" in a call, pressed by Bob, a member who is not
-/// the host. Ann's camera is red and her microphone plays 440 Hz; Bob's
-/// camera is blue and his microphone plays 1500 Hz. The upload is filed
-/// under the room, and its pictures show both (a grid of the page's tiles)
-/// and its sound has both tones (the mix).
+/// "Record in this browser" in a call, pressed by Bob, a guest with an
+/// invite link (no API key). Ann's camera is red and her microphone plays
+/// 440 Hz; Bob's camera is blue and his microphone plays 1500 Hz. The
+/// upload is filed under the room as the host's, marked as Bob's, and its
+/// pictures show both (a grid of the page's tiles) and its sound has both
+/// tones (the mix).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_in_this_browser_records_everyone_in_the_call() {
     let s = start(|_| {}).await;
     let ann = s.key("ann", false).await;
-    let bob = s.key("bob", false).await;
     let room = support::rooms::new_room(&s, &ann).await;
+    let bob = support::rooms::invite(&s, &ann, &room, "Bob").await;
     let dir = tempfile::tempdir().unwrap();
     let y4m = |name, colour: &str| {
         lavfi(
@@ -303,13 +304,17 @@ async fn record_in_this_browser_records_everyone_in_the_call() {
     let recs = out["roomRecordings"].as_array().unwrap();
     assert_eq!(recs.len(), 1, "{out}");
     assert_eq!(
-        (recs[0]["kind"].as_str(), recs[0]["owner"].as_str()),
-        (Some("upload"), Some("bob"))
+        (
+            recs[0]["kind"].as_str(),
+            recs[0]["owner"].as_str(),
+            recs[0]["guest"].as_str()
+        ),
+        (Some("upload"), Some("ann"), Some("Bob"))
     );
     let id = recs[0]["id"].as_str().unwrap();
-    let done = s.wait_status(&bob, id, "completed").await;
+    let done = s.wait_status(&ann, id, "completed").await;
     println!("{done}");
-    let media = s.download(&bob, id, "webm").await;
+    let media = s.download(&ann, id, "webm").await;
     let p = tapedeck_testkit::ffprobe(&media);
     println!("{p:?}");
     assert_eq!((p.width, p.height), (1280, 720));

@@ -575,6 +575,98 @@ async fn an_upload_may_belong_to_a_room_of_the_users() {
     assert_eq!(recs["recordings"][0]["source"]["room"], room.as_str());
 }
 
+/// A call's guest (an invite's join token, no API key) uploads into that
+/// room only, as the host's upload, and reaches only their own uploads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_uploads_into_their_room_as_the_hosts() {
+    use base64::Engine;
+    let s = start(|_| {}).await;
+    let ann = s.key("ann", false).await;
+    let room = support::rooms::new_room(&s, &ann).await;
+    let other = support::rooms::new_room(&s, &ann).await;
+    let guest = support::rooms::invite(&s, &ann, &room, "Bob").await;
+    let meta = |room: &str| {
+        format!(
+            "room {}",
+            base64::engine::general_purpose::STANDARD.encode(room)
+        )
+    };
+    let post = |token: String, meta: Option<String>| {
+        let s = &s;
+        async move {
+            let mut hs = vec![("Upload-Length", "4".to_string())];
+            hs.extend(meta.map(|m| ("Upload-Metadata", m)));
+            tus(s, &token, "POST", "/v1/uploads", &hs, vec![]).await
+        }
+    };
+    // Another room: 403 wrong_room, nothing created.
+    let r = post(guest.clone(), Some(meta(&other))).await;
+    assert_eq!(r.status(), 403);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "wrong_room", "{e}");
+    // No room named: the token's own.
+    let r = post(guest.clone(), None).await;
+    assert_eq!(r.status(), 201);
+    let path = h(&r, "location");
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let (_, rec) = s.get(&ann, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(
+        (
+            rec["owner"].as_str(),
+            rec["source"]["room"].as_str(),
+            rec["source"]["guest"].as_str()
+        ),
+        (Some("ann"), Some(room.as_str()), Some("Bob")),
+        "{rec}"
+    );
+    let r = tus(&s, &guest, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(r.status(), 200);
+    // The host's own upload in the room is not the guest's; nor is anything
+    // outside the tus routes.
+    let r = tus(
+        &s,
+        &ann,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "4".into()),
+            ("Upload-Metadata", meta(&room)),
+        ],
+        vec![],
+    )
+    .await;
+    let hosts = h(&r, "location");
+    let r = tus(&s, &guest, "HEAD", &hosts, &[], vec![]).await;
+    assert_eq!(r.status(), 404);
+    let (st, _) = s.get(&guest, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(st, 401);
+    // The guest's bytes complete it.
+    let r = tus(
+        &s,
+        &guest,
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Offset", "0".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        b"junk".to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    // A closed room takes no new uploads.
+    let r = s
+        .client()
+        .delete(format!("{}/v1/rooms/{room}", s.base))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{r:?}");
+    let r = post(guest, None).await;
+    assert_eq!(r.status(), 409);
+}
+
 /// A deferred length grows only as far as the user's quota: the bytes
 /// over it are refused with 403 quota_exceeded, those before it kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,8 +144,9 @@ async function handle(m) {
       $("lobby").hidden = true;
       $("in-call").hidden = false;
       document.querySelector(".host-only").hidden = !me.host;
-      // Recording in the browser uploads as the signed-in user.
-      $("record-here").hidden = !(token && !joinToken);
+      // Anyone in the call may record it in their browser: a user uploads
+      // as themselves, a guest (join token) into this room, as the host's.
+      $("record-here").hidden = !token;
       if (token && !joinToken) loadRecordings();
       break;
     case "offer": {

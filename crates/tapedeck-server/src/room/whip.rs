@@ -66,7 +66,7 @@ pub async fn caller_of_token(
 }
 
 /// The room, if it exists and takes people.
-pub(super) async fn open_room(s: &AppState, id: &str) -> Result<Room, ApiError> {
+pub(crate) async fn open_room(s: &AppState, id: &str) -> Result<Room, ApiError> {
     let id: RoomId = id.parse()?;
     let room = s
         .repo

@@ -41,7 +41,7 @@ use tapedeck_core::{Format, RecordingId};
 use tokio::io::AsyncWriteExt;
 
 use super::Endpoint;
-use super::tus::{begin, check_size, closed, upload_of};
+use super::tus::{Uploader, begin, check_size, closed, upload_of};
 use crate::api::{check_signed, signature};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -411,7 +411,7 @@ pub async fn complete(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
     };
-    let (rec, ep) = upload_of(&s, &p, &id).await?;
+    let (rec, ep) = upload_of(&s, &Uploader::User(p), &id).await?;
     let ep = match ep {
         Some(ep) if !ep.is_closed() => ep,
         _ => return Err(closed(&rec)),

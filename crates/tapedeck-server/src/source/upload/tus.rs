@@ -2,7 +2,9 @@
 //! the core protocol with the creation, creation-with-upload,
 //! creation-defer-length, termination, expiration and checksum (sha1,
 //! sha256) extensions. Every request is authenticated like the rest of the
-//! API, and an upload is its owner's only.
+//! API, and an upload is its owner's only. A call's guest (an invite's join
+//! token) may upload too: into that room only, as the room host's, and
+//! only their own uploads after (see [`Uploader`]).
 //!
 //! - `OPTIONS /v1/uploads`: what is spoken.
 //! - `POST /v1/uploads` (`Upload-Length` or `Upload-Defer-Length: 1`,
@@ -40,6 +42,43 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 
 const OCTETS: &str = "application/offset+octet-stream";
+
+/// Who sends an upload: a user (API key or JWT), or a call's guest (a join
+/// token), whose upload belongs to the room's host and is filed under the
+/// room ("Record in this browser" on the call page).
+pub enum Uploader {
+    /// A user.
+    User(Principal),
+    /// A guest of `room`, by their name in the call.
+    Guest {
+        /// The one room the token opens.
+        room: tapedeck_core::RoomId,
+        /// Their name.
+        name: String,
+    },
+}
+
+impl axum::extract::FromRequestParts<AppState> for Uploader {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = crate::auth::token_of(parts)
+            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        if crate::room::token::is_join_token(&token) {
+            let c = crate::room::token::verify(&s.share_key, &token, crate::now_ms() / 1000)
+                .ok_or_else(|| {
+                    ApiError::unauthorized("the join token is not valid, or has expired")
+                })?;
+            return Ok(Uploader::Guest {
+                room: c.room,
+                name: c.name,
+            });
+        }
+        Ok(Uploader::User(crate::auth::authenticate(s, &token).await?))
+    }
+}
 
 fn tus_header(name: &'static str, value: impl Into<String>) -> (HeaderName, HeaderValue) {
     let v = value.into();
@@ -101,20 +140,49 @@ pub async fn options(State(s): State<AppState>, _p: Principal) -> Response {
 /// `POST /v1/uploads`: creates the upload and its recording.
 pub async fn create(
     State(s): State<AppState>,
-    p: Principal,
+    who: Uploader,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    reply(create_inner(s, p, headers, body).await)
+    reply(create_inner(s, who, headers, body).await)
 }
 
 async fn create_inner(
     s: AppState,
-    p: Principal,
+    who: Uploader,
     h: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_version(&h)?;
+    let meta = match header_str(&h, "upload-metadata") {
+        Some(v) => upload::parse_metadata(v).map_err(bad_header)?,
+        None => Default::default(),
+    };
+    // The uploader, the room it is filed under, and the guest who sent it.
+    let (p, room, guest) = match who {
+        Uploader::User(p) => {
+            let room = match &meta.room {
+                Some(r) => Some(crate::room::load(&s, &p, r).await?.0.id),
+                None => None,
+            };
+            (p, room, None)
+        }
+        Uploader::Guest { room, name } => {
+            if meta.room.as_ref().is_some_and(|r| *r != room.to_string()) {
+                return Err(ApiError::new(
+                    403,
+                    "wrong_room",
+                    format!("this join token uploads only into room {room}"),
+                ));
+            }
+            let r = crate::room::whip::open_room(&s, &room.to_string()).await?;
+            let host = Principal {
+                user: r.host,
+                admin: false,
+            };
+            (host, Some(room), Some(name))
+        }
+    };
     let length = match (
         header_str(&h, "upload-length"),
         header_str(&h, "upload-defer-length"),
@@ -134,17 +202,6 @@ async fn create_inner(
     if let Some(n) = length {
         check_size(&s, &p.user, n).await?;
     }
-    let meta = match header_str(&h, "upload-metadata") {
-        Some(v) => upload::parse_metadata(v).map_err(bad_header)?,
-        None => Default::default(),
-    };
-    let room = match &meta.room {
-        Some(r) => {
-            let (room, _) = crate::room::load(&s, &p, r).await?;
-            Some(room.id)
-        }
-        None => None,
-    };
     let format = match meta.format.as_deref() {
         None => None,
         Some("mp4") => Some(Format::Mp4),
@@ -176,6 +233,7 @@ async fn create_inner(
             length,
             room,
             transcode: format.is_some() || meta.preset.is_some(),
+            guest,
             ..Default::default()
         }),
         format: format.unwrap_or(Format::Webm),
@@ -259,12 +317,21 @@ pub(super) async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), A
 /// bytes, its endpoint.
 pub(super) async fn upload_of(
     s: &AppState,
-    p: &Principal,
+    who: &Uploader,
     id: &str,
 ) -> Result<(tapedeck_core::recording::Recording, Option<Arc<Endpoint>>), ApiError> {
     let id: RecordingId = id.parse()?;
     let rec = s.repo.get(id).await?.ok_or_else(ApiError::not_found)?;
-    if !p.can_see(&rec.owner) || !matches!(rec.source, SourceSpec::Upload(_)) {
+    let SourceSpec::Upload(spec) = &rec.source else {
+        return Err(ApiError::not_found());
+    };
+    let theirs = match who {
+        Uploader::User(p) => p.can_see(&rec.owner),
+        Uploader::Guest { room, name } => {
+            spec.room == Some(*room) && spec.guest.as_deref() == Some(name.as_str())
+        }
+    };
+    if !theirs {
         return Err(ApiError::not_found());
     }
     let ep = s.supervisor.services.sources.endpoint::<Endpoint>(id);
@@ -288,7 +355,7 @@ pub(super) fn closed(rec: &tapedeck_core::recording::Recording) -> ApiError {
 /// `HEAD /v1/uploads/{id}`.
 pub async fn head(
     State(s): State<AppState>,
-    p: Principal,
+    p: Uploader,
     UrlPath(id): UrlPath<String>,
     h: HeaderMap,
 ) -> Response {
@@ -297,7 +364,7 @@ pub async fn head(
 
 async fn head_inner(
     s: AppState,
-    p: Principal,
+    p: Uploader,
     id: String,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -349,7 +416,7 @@ async fn head_inner(
 /// `PATCH /v1/uploads/{id}`.
 pub async fn patch(
     State(s): State<AppState>,
-    p: Principal,
+    p: Uploader,
     UrlPath(id): UrlPath<String>,
     h: HeaderMap,
     body: Body,
@@ -359,7 +426,7 @@ pub async fn patch(
 
 async fn patch_inner(
     s: AppState,
-    p: Principal,
+    p: Uploader,
     id: String,
     h: HeaderMap,
     body: Body,
@@ -563,7 +630,7 @@ async fn append(
 /// `DELETE /v1/uploads/{id}`: termination (the recording is cancelled).
 pub async fn delete(
     State(s): State<AppState>,
-    p: Principal,
+    p: Uploader,
     UrlPath(id): UrlPath<String>,
     h: HeaderMap,
 ) -> Response {
@@ -572,7 +639,7 @@ pub async fn delete(
 
 async fn delete_inner(
     s: AppState,
-    p: Principal,
+    p: Uploader,
     id: String,
     h: HeaderMap,
 ) -> Result<Response, ApiError> {
