@@ -72,6 +72,7 @@ try {
     { timeout: 60000 },
   );
   result.upload = await bob.page.evaluate(() => document.getElementById("here").dataset.upload);
+  result.recordedS = await bob.page.evaluate(() => Number(document.getElementById("here").dataset.seconds));
   result.roomRecordings = await ann.page.evaluate(async ({ room, key }) => {
     const r = await fetch(`/v1/rooms/${room}/recordings`, { headers: { Authorization: "Bearer " + key } });
     return (await r.json()).recordings.map((x) => ({ id: x.id, kind: x.source.kind, owner: x.owner, title: x.title,

@@ -5,7 +5,8 @@
 //     OFFLINE_S; the page must keep recording and catch up.
 //   fallback SECONDS: goes offline after 1 s and stays offline; after stop
 //     the upload gives up (tapedeck.giveUpMs = 3000) and the page offers the
-//     file, which is saved to OUT.
+//     file, which is saved to OUT. Then back online, the page is reloaded
+//     and the recording it kept is uploaded from its list.
 //   both SECONDS: the screen (this tab) with the camera in a corner.
 //   node record_tab.mjs BASE TOKEN SCENARIO SECONDS [OFFLINE_AT OFFLINE_S | OUT]
 // Prints JSON: the recording's id, the page's status texts seen, the
@@ -60,10 +61,23 @@ await drive(
     result.stoppedAt = (Date.now() - started) / 1000;
     if (scenario === "fallback") {
       const link = await page.waitForSelector("#br-download:not([hidden])", { timeout: 30000 });
+      result.upload = await page.evaluate(() => document.getElementById("br-status").dataset.upload);
       const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
       result.downloadName = download.suggestedFilename();
       await download.saveAs(rest[0]);
+      // Back online, a reloaded page offers what it kept; "Upload" sends
+      // the rest of it.
       await context.setOffline(false);
+      await page.reload();
+      await page.waitForSelector("#nav:not([hidden])");
+      await page.click("#tab-record");
+      await page.waitForSelector("#br-leftovers:not([hidden])", { timeout: 10000 });
+      result.leftovers = await page.$$eval("#br-leftover-list li", (l) => l.length);
+      await page.click("#br-leftover-list li button.upload");
+      await page.waitForFunction(() => document.querySelectorAll("#br-leftover-list li").length === 0, null, {
+        timeout: 60000,
+      });
+      result.leftoversAfter = await page.evaluate(async () => (await TapedeckRecorder.leftovers()).length);
     } else {
       await page.waitForFunction(
         () => ["completed", "failed"].includes(document.getElementById("br-status").dataset.upload),
@@ -72,7 +86,7 @@ await drive(
       );
     }
     clearInterval(watch);
-    result.upload = await page.evaluate(() => document.getElementById("br-status").dataset.upload);
+    result.upload ??= await page.evaluate(() => document.getElementById("br-status").dataset.upload);
     result.status = await page.textContent("#br-status");
     result.seen = [...seen];
     result.recordings = await page.evaluate(async (token) => {

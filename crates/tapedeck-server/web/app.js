@@ -28,6 +28,7 @@ function show(view) {
   $("tab-camera").classList.toggle("active", view === "camera-view");
   $("tab-web").classList.toggle("active", view === "web-view");
   if (view === "camera-view") startPreview();
+  if (view === "record-view") showLeftovers();
 }
 
 async function signIn(t) {
@@ -290,6 +291,53 @@ function brRelease(b) {
   $("br-indicator").hidden = true;
   $("br-record").textContent = "Record";
   $("br-record").classList.remove("stop");
+}
+
+// Recordings an earlier page left unfinished in this browser: upload them
+// now, save them as files, or discard them.
+async function showLeftovers() {
+  const list = await TapedeckRecorder.leftovers().catch(() => []);
+  $("br-leftovers").hidden = list.length === 0;
+  $("br-leftover-list").replaceChildren(...list.map((u) => {
+    const li = document.createElement("li");
+    li.dataset.key = u.key;
+    const label = document.createElement("span");
+    label.textContent = `${u.metadata.title || u.metadata.filename} · ${(u.bytes / 1e6).toFixed(1)} MB`;
+    const send = document.createElement("button");
+    send.textContent = "Upload";
+    send.className = "upload";
+    send.onclick = async () => {
+      send.disabled = true;
+      const up = TapedeckRecorder.resume(u, {
+        token, giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,
+        onChange: (x) => { label.textContent = `${u.metadata.title} · ${x.state}` + (x.error ? ` (${x.error})` : ""); },
+      });
+      await up.done;
+      li.dataset.upload = up.state;
+      if (up.state === "completed") li.remove();
+      else send.disabled = false;
+      $("br-leftovers").hidden = $("br-leftover-list").children.length === 0;
+    };
+    const save = document.createElement("button");
+    save.textContent = "Download";
+    save.className = "link";
+    save.onclick = async () => {
+      const a = document.createElement("a");
+      a.href = URL.createObjectURL(await TapedeckRecorder.fileOf(u));
+      a.download = (u.metadata.filename || "recording.webm");
+      a.click();
+    };
+    const drop = document.createElement("button");
+    drop.textContent = "Discard";
+    drop.className = "link danger";
+    drop.onclick = async () => {
+      if (!confirm("Discard this recording? It exists only in this browser.")) return;
+      await TapedeckRecorder.discard(u.key);
+      showLeftovers();
+    };
+    li.append(label, " ", send, " ", save, " ", drop);
+    return li;
+  }));
 }
 
 async function brStart() {

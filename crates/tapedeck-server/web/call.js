@@ -387,6 +387,7 @@ async function stopHere() {
   await h.recorder.ended;
   h.composed.stop();
   const st = await done;
+  $("here").dataset.seconds = st.seconds.toFixed(3);
   hereShow(st);
   if (st.upload === "failed") {
     const file = await h.recorder.file();

@@ -30,17 +30,28 @@ const TapedeckRecorder = (() => {
     });
   }
 
+  // Chunks under [key, seq]; each upload's state under its key (its URL,
+  // chunk sizes, metadata), so a reloaded page can resume or save it.
   async function openStore() {
     try {
-      const open = indexedDB.open("tapedeck-recorder", 1);
-      open.onupgradeneeded = () => open.result.createObjectStore("chunks");
+      const open = indexedDB.open("tapedeck-recorder", 2);
+      open.onupgradeneeded = () => {
+        const db = open.result;
+        if (!db.objectStoreNames.contains("chunks")) db.createObjectStore("chunks");
+        if (!db.objectStoreNames.contains("uploads")) db.createObjectStore("uploads");
+      };
       const db = await idb(open);
-      const tx = (mode) => db.transaction("chunks", mode).objectStore("chunks");
+      const tx = (name, mode) => db.transaction(name, mode).objectStore(name);
       return {
         kind: "indexeddb",
-        put: (key, seq, blob) => idb(tx("readwrite").put(blob, [key, seq])),
-        get: (key, seq) => idb(tx("readonly").get([key, seq])),
-        drop: (key) => idb(tx("readwrite").delete(IDBKeyRange.bound([key, 0], [key, Infinity]))),
+        put: (key, seq, blob) => idb(tx("chunks", "readwrite").put(blob, [key, seq])),
+        get: (key, seq) => idb(tx("chunks", "readonly").get([key, seq])),
+        save: (key, info) => idb(tx("uploads", "readwrite").put(info, key)),
+        all: () => idb(tx("uploads", "readonly").getAll()),
+        drop: async (key) => {
+          await idb(tx("chunks", "readwrite").delete(IDBKeyRange.bound([key, 0], [key, Infinity])));
+          await idb(tx("uploads", "readwrite").delete(key));
+        },
       };
     } catch {
       const m = new Map();
@@ -48,6 +59,8 @@ const TapedeckRecorder = (() => {
         kind: "memory",
         put: async (key, seq, blob) => void m.set(key + "/" + seq, blob),
         get: async (key, seq) => m.get(key + "/" + seq),
+        save: async () => {},
+        all: async () => [],
         drop: async (key) => { for (const k of [...m.keys()]) if (k.startsWith(key + "/")) m.delete(k); },
       };
     }
@@ -59,37 +72,49 @@ const TapedeckRecorder = (() => {
 
   // ---- the upload: a tus client for a file that grows ---------------------
 
+  const active = new Set(); // keys of the uploads running in this page
+
   class Upload {
-    constructor({ token, metadata, giveUpMs, onChange }) {
+    // `saved`: an upload a earlier page left in the store, to finish.
+    constructor({ token, metadata, giveUpMs, onChange, saved }) {
       this.token = token;
-      this.metadata = metadata;
+      this.metadata = saved ? saved.metadata : metadata;
       this.giveUpMs = giveUpMs;
       this.onChange = onChange;
-      this.key = "rec-" + Date.now() + "-" + Math.random().toString(36).slice(2);
-      this.sizes = []; // bytes of chunk i
-      this.total = 0; // bytes recorded so far
+      this.key = saved ? saved.key : "rec-" + Date.now() + "-" + Math.random().toString(36).slice(2);
+      this.sizes = saved ? saved.sizes : []; // bytes of chunk i
+      this.total = this.sizes.reduce((a, b) => a + b, 0); // bytes recorded so far
       this.offset = 0; // bytes the server acknowledged
-      this.url = null;
-      this.recordingId = null;
-      this.final = false; // every chunk is in
+      this.url = saved ? saved.url : null;
+      this.recordingId = this.url ? this.url.split("/").pop() : null;
+      this.final = !!saved; // every chunk is in
       this.state = "uploading"; // uploading | completed | failed
       this.error = null;
       this.wake = () => {};
       this.store = openStore();
-      this.done = this.run();
+      active.add(this.key);
+      // A resumed upload asks the server where it is first.
+      this.done = this.run(!!saved).finally(() => active.delete(this.key));
+    }
+
+    async save() {
+      const { key, url, sizes, metadata, final } = this;
+      await (await this.store).save(key, { key, url, sizes: [...sizes], metadata, final, at: Date.now() });
     }
 
     async add(blob) {
       const store = await this.store;
       const seq = this.sizes.length;
-      this.sizes.push(blob.size);
       await store.put(this.key, seq, blob);
+      this.sizes.push(blob.size);
       this.total += blob.size;
+      await this.save();
       this.wake();
     }
 
-    finish() {
+    async finish() {
       this.final = true;
+      await this.save();
       this.wake();
       return this.done;
     }
@@ -126,6 +151,7 @@ const TapedeckRecorder = (() => {
       if (!r.ok) throw await refusal(r);
       this.url = r.headers.get("Location");
       this.recordingId = this.url.split("/").pop();
+      await this.save();
       this.onChange(this);
     }
 
@@ -150,14 +176,15 @@ const TapedeckRecorder = (() => {
       this.sentLength = this.final && r.headers.get("Upload-Length") === String(this.total);
     }
 
-    async run() {
-      let failingSince = null;
+    async run(resuming) {
+      let failingSince = resuming && this.url ? Date.now() : null;
       let backoff = 500;
       for (;;) {
         try {
           if (!this.url) await this.create();
           else if (failingSince) await this.resync();
           failingSince = null;
+          this.error = null;
           backoff = 500;
           if (this.final && this.offset === this.total && this.sentLength) break;
           const wait = new Promise((r) => (this.wake = r));
@@ -402,5 +429,36 @@ const TapedeckRecorder = (() => {
     return v;
   }
 
-  return { record, compose, videoOf };
+  // Recordings an earlier page left unfinished in this browser (closed or
+  // reloaded while uploading, or given up): [{key, metadata, url, bytes,
+  // at}], oldest first.
+  async function leftovers() {
+    const all = await (await openStore()).all();
+    return all
+      .filter((u) => !active.has(u.key))
+      .map((u) => ({ ...u, bytes: u.sizes.reduce((a, b) => a + b, 0) }))
+      .sort((a, b) => a.at - b.at);
+  }
+
+  // Finishes the upload of a leftover (its recording goes on where the
+  // server has it, or a new one is made when it was never created).
+  // Options: token, giveUpMs, onChange(upload). Returns the Upload; its
+  // `done` settles when it completed or failed.
+  function resume(saved, o) {
+    return new Upload({ token: o.token, giveUpMs: o.giveUpMs ?? 60000, onChange: o.onChange || (() => {}), saved });
+  }
+
+  // A leftover as one file.
+  async function fileOf(saved) {
+    const store = await openStore();
+    const parts = [];
+    for (let seq = 0; seq < saved.sizes.length; seq++) parts.push(await store.get(saved.key, seq));
+    return new Blob(parts, { type: saved.metadata.filetype });
+  }
+
+  async function discard(key) {
+    await (await openStore()).drop(key);
+  }
+
+  return { record, compose, videoOf, leftovers, resume, fileOf, discard };
 })();
