@@ -62,6 +62,7 @@ await drive(
     if (scenario === "fallback") {
       const link = await page.waitForSelector("#br-download:not([hidden])", { timeout: 30000 });
       result.upload = await page.evaluate(() => document.getElementById("br-status").dataset.upload);
+      result.recordedS ??= await page.evaluate(() => Number(document.getElementById("br-status").dataset.seconds));
       const [download] = await Promise.all([page.waitForEvent("download"), link.click()]);
       result.downloadName = download.suggestedFilename();
       await download.saveAs(rest[0]);
@@ -86,6 +87,13 @@ await drive(
       );
     }
     clearInterval(watch);
+    // How long the page recorded, as it timed it (start to stop).
+    if (result.recordedS === undefined) {
+      await page.waitForFunction(() => document.getElementById("br-status").dataset.seconds !== undefined, null, {
+        timeout: 60000,
+      });
+    }
+    result.recordedS ??= await page.evaluate(() => Number(document.getElementById("br-status").dataset.seconds));
     result.upload ??= await page.evaluate(() => document.getElementById("br-status").dataset.upload);
     result.status = await page.textContent("#br-status");
     result.seen = [...seen];

@@ -96,13 +96,14 @@ async fn a_network_cut_during_recording_loses_no_second() {
     let media = s.download(&key, &id, "webm").await;
     let p = tapedeck_testkit::ffprobe(&media);
     println!("{p:?}");
-    let recorded = out["stoppedAt"].as_f64().unwrap();
-    // Every second recorded is there (MediaRecorder starts a little after
-    // the indicator shows, and its last chunk ends at stop).
+    // Every second recorded is there: as long as the page recorded, from
+    // start to stop as it timed them (on a loaded machine the test's own
+    // clock sees both late).
+    let recorded = out["recordedS"].as_f64().unwrap();
+    assert!(recorded >= 12.0, "{out}");
     assert!(
-        p.duration_s > recorded - 1.0 && p.duration_s < recorded + 1.0,
-        "{} s recorded, {p:?}",
-        recorded
+        (p.duration_s - recorded).abs() < 1.0,
+        "{recorded} s recorded, {p:?}"
     );
     let audio = audio_duration(&media);
     assert!(audio > recorded - 1.0, "audio ends at {audio}");
@@ -149,9 +150,10 @@ async fn an_upload_that_cannot_finish_is_offered_as_a_download() {
     assert_eq!((p.codec.as_str(), p.width, p.height), ("vp8", 1280, 720));
     // A live WebM has no duration of its own: the last packet's time.
     let last = audio_duration(&file);
-    let recorded = out["stoppedAt"].as_f64().unwrap();
+    let recorded = out["recordedS"].as_f64().unwrap();
+    assert!(recorded >= 5.0, "{out}");
     assert!(
-        last > recorded - 1.0,
+        (last - recorded).abs() < 1.0,
         "the file ends at {last} of {recorded} s"
     );
     assert!(largest_gap(&file) < 1.0);

@@ -397,6 +397,7 @@ async function brStop() {
   await b.recorder.ended;
   brRelease(b);
   done.then(async (st) => {
+    $("br-status").dataset.seconds = st.seconds.toFixed(3);
     brShow(st);
     if (st.upload !== "failed") return;
     const file = await b.recorder.file();
