@@ -254,9 +254,10 @@ async fn a_restart_while_waiting_for_the_store_still_completes() {
 }
 
 /// A TCP relay between the server and s3s-fs that lets everything through
-/// until it sees a multipart part upload (`partNumber=` in a request); after
-/// `stall_after` bytes of that request it stops relaying and says so, so the
-/// test can stop the store with the part half sent.
+/// until it sees the media file's upload (a `PUT` of `.../media.mp4`: the
+/// whole file, or a multipart part of a larger one); after `stall_after`
+/// bytes of that request it stops relaying and says so, so the test can
+/// stop the store with the upload half sent.
 struct StallingRelay {
     port: u16,
     stalled: Arc<tokio::sync::Notify>,
@@ -293,7 +294,8 @@ impl StallingRelay {
                         };
                         let chunk = &buf[..n];
                         if in_part.is_none()
-                            && chunk.windows(11).any(|w| w == b"partNumber=")
+                            && chunk.starts_with(b"PUT ")
+                            && chunk.windows(10).any(|w| w == b"/media.mp4")
                             && armed.load(Ordering::SeqCst)
                         {
                             in_part = Some(0);
@@ -342,7 +344,7 @@ fn noise_jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
     out.into_inner()
 }
 
-/// The store stops in the middle of the media file's upload (half a part
+/// The store stops in the middle of the media file's upload (64 KiB of it
 /// sent) and comes back a few seconds later: the recording completes, and
 /// the stored file is whole (its SHA-256 is the one reported and the one
 /// downloaded).
@@ -379,7 +381,7 @@ async fn a_store_stopped_mid_upload_and_restarted_loses_nothing() {
     s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
 
-    // Half a part is sent: the store goes down there, and comes back.
+    // Part of the file is sent: the store goes down there, and comes back.
     tokio::time::timeout(Duration::from_secs(120), relay.stalled.notified())
         .await
         .expect("the media upload reached the store");
