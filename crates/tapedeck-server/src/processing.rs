@@ -120,9 +120,21 @@ pub async fn store(services: &Services, rec: &mut Recording, p: &Prepared) -> Re
 }
 
 async fn upload_small(services: &Services, key: &str, file: &Path) -> Result<(), Failure> {
-    let bytes = tokio::fs::read(file)
-        .await
-        .map_err(|e| Failure::new("storage_failed", format!("reading {}: {e}", file.display())))?;
+    let bytes = match tokio::fs::read(file).await {
+        Ok(b) => b,
+        // No picture to make it from (sound only): there is none to store,
+        // and that is not the store's failure to retry.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(key, "no thumbnail was made (the media has no picture)");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                "storage_failed",
+                format!("reading {}: {e}", file.display()),
+            ));
+        }
+    };
     services
         .blobs
         .put_bytes(key, bytes)
