@@ -41,7 +41,8 @@ use tapedeck_core::{Format, RecordingId};
 use tokio::io::AsyncWriteExt;
 
 use super::Endpoint;
-use super::tus::{Uploader, begin, check_size, closed, upload_of};
+use super::access::{Uploader, closed, upload_of};
+use super::tus::{begin, check_size};
 use crate::api::{check_signed, signature};
 use crate::app::AppState;
 use crate::auth::Principal;

@@ -20,6 +20,7 @@
 //!   (`note: invalid_media`); a file that is not media fails with
 //!   `invalid_media`.
 
+pub mod access;
 pub mod direct;
 pub mod tus;
 
