@@ -714,3 +714,44 @@ async fn a_deferred_length_stops_at_the_users_quota() {
     .await;
     assert_eq!(r.status(), 403);
 }
+
+/// A file with sound only (a microphone recording) fails with a clear
+/// `invalid_media`, not as an encoder failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sound_only_upload_fails_as_invalid_media() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let file = s.data.join("voice.webm");
+    let r = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=440:d=3"])
+        .args(["-c:a", "libopus"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let bytes = std::fs::read(&file).unwrap();
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            ("Upload-Metadata", "filename dm9pY2Uud2VibQ==".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes,
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let id = h(&r, "location").rsplit('/').next().unwrap().to_string();
+    let done = s.wait_status(&key, &id, "failed").await;
+    assert_eq!(done["error"]["code"], "invalid_media", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sound only"),
+        "{done}"
+    );
+}

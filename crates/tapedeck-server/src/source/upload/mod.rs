@@ -372,11 +372,35 @@ async fn finish(
             take.output = out;
         }
     }
+    if !has_video(services, &take.output).await? {
+        return Err(Failure::new(
+            "invalid_media",
+            "the upload has sound only: there is no video stream (tapedeck keeps videos)",
+        ));
+    }
     if let Some(e) = encode {
         take.output = transcode(services, &take.output, work, &e).await?;
         take.format = Some(e.format);
     }
     Ok(take)
+}
+
+/// Whether `file` has a video stream (ffprobe).
+async fn has_video(services: &Services, file: &Path) -> Result<bool, Failure> {
+    let args: Vec<String> = ["-v", "error", "-select_streams", "v", "-show_entries"]
+        .into_iter()
+        .chain(["stream=index", "-of", "csv=p=0"])
+        .map(String::from)
+        .chain([file.display().to_string()])
+        .collect();
+    let tools = services.tools.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        tapedeck_media::process::run("ffprobe", &tools.ffprobe, &args, Duration::from_secs(60))
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map_err(|e| Failure::internal(format!("probing the upload: {e}")))?;
+    Ok(!String::from_utf8_lossy(&out).trim().is_empty())
 }
 
 /// Transcodes `input` to `spec` (its format, size, rate and quality).
