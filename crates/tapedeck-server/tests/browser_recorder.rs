@@ -52,6 +52,11 @@ fn audio_duration(path: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// One browser scenario at a time: each runs Chromium encoding 720p VP8
+/// in software, and two at once on a 2-core machine starve the page's
+/// composition to a frame or two a second.
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn the_upload(out: &Value) -> String {
     let recs = out["recordings"].as_array().unwrap();
     assert_eq!(recs.len(), 1, "{out}");
@@ -65,6 +70,7 @@ fn the_upload(out: &Value) -> String {
 /// 12 s, with no gap in its pictures or its sound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_cut_during_recording_loses_no_second() {
+    let _one = ONE_BROWSER.lock().await;
     let s = start(|_| {}).await;
     let key = s.key("alice", false).await;
     let out = page_script(
@@ -123,6 +129,7 @@ async fn a_network_cut_during_recording_loses_no_second() {
 /// keeps it: back online, the reloaded page lists it and uploads the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_cannot_finish_is_offered_as_a_download() {
+    let _one = ONE_BROWSER.lock().await;
     let s = start(|_| {}).await;
     let key = s.key("alice", false).await;
     let dir = tempfile::tempdir().unwrap();
@@ -182,6 +189,7 @@ async fn an_upload_that_cannot_finish_is_offered_as_a_download() {
 /// screen's size, with sound.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_screen_and_the_camera_are_one_picture() {
+    let _one = ONE_BROWSER.lock().await;
     let s = start(|_| {}).await;
     let key = s.key("alice", false).await;
     let out = page_script(
@@ -280,6 +288,7 @@ fn tone_power(pcm: &[f32], rate: f64, freq: f64) -> f64 {
 /// tones (the mix).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_in_this_browser_records_everyone_in_the_call() {
+    let _one = ONE_BROWSER.lock().await;
     let s = start(|_| {}).await;
     let ann = s.key("ann", false).await;
     let room = support::rooms::new_room(&s, &ann).await;

@@ -405,9 +405,16 @@ const TapedeckRecorder = (() => {
         }
       });
     }
-    draw();
-    const stopTicker = ticker(fps, draw);
-    const stream = new MediaStream([...canvas.captureStream(fps).getVideoTracks(), ...mix.stream.getAudioTracks()]);
+    // Each drawing is handed to the recorder as one frame (requestFrame),
+    // so the pictures follow the ticker, not the canvas's change tracking.
+    const [video] = canvas.captureStream(0).getVideoTracks();
+    const tick = () => {
+      draw();
+      if (video.requestFrame) video.requestFrame();
+    };
+    tick();
+    const stopTicker = ticker(fps, tick);
+    const stream = new MediaStream([video, ...mix.stream.getAudioTracks()]);
     return {
       stream,
       stop() {
