@@ -58,14 +58,7 @@ async fn auth_and_ownership() {
             .0,
         404
     );
-    let r = s
-        .client()
-        .delete(format!("{}/v1/recordings/{id}", s.base))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(s.delete(&bob, &format!("/v1/recordings/{id}")).await, 404);
     assert_eq!(
         s.get(&bob, "/v1/recordings").await.1["recordings"]
             .as_array()

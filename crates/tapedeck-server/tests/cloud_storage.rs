@@ -96,14 +96,7 @@ async fn a_recording_on_azure_blob_storage() {
     );
     let r = reqwest::get(url).await.unwrap();
     assert_eq!(r.status(), 200);
-    let r = s
-        .client()
-        .delete(format!("{}/v1/recordings/{id}", s.base))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(s.delete(&t, &format!("/v1/recordings/{id}")).await, 204);
     assert!(
         s.state
             .blobs

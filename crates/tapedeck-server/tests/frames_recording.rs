@@ -179,14 +179,7 @@ async fn five_fps_camera_into_a_720p30_mp4() {
     assert_eq!(r.status(), 403);
 
     // Delete removes media and thumbnails.
-    let r = s
-        .client()
-        .delete(format!("{}/v1/recordings/{id}", s.base))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(s.delete(&token, &format!("/v1/recordings/{id}")).await, 204);
     assert_eq!(s.get(&token, &format!("/v1/recordings/{id}")).await.0, 404);
     let left: Vec<_> = walk(&s.data.join("media"));
     assert!(

@@ -84,13 +84,6 @@ async fn frames_recording_on_postgres_and_s3() {
         done["size_bytes"].as_u64().unwrap()
     );
 
-    let r = s
-        .client()
-        .delete(format!("{}/v1/recordings/{id}", s.base))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(s.delete(&t, &format!("/v1/recordings/{id}")).await, 204);
     assert!(!obj.exists());
 }

@@ -316,14 +316,10 @@ async fn a_room_recording_writes_each_track_as_it_arrived() {
     // Everyone in the room reads it; only the host controls it.
     let (st, seen) = s.get(&member, &format!("/v1/recordings/{id}")).await;
     assert_eq!((st, &seen["tracks"]), (200, &done["tracks"]));
-    let r = s
-        .client()
-        .delete(format!("{}/v1/recordings/{id}", s.base))
-        .bearer_auth(&member)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    assert_eq!(
+        s.delete(&member, &format!("/v1/recordings/{id}")).await,
+        403
+    );
     assert_eq!(
         s.get(&outsider, &format!("/v1/recordings/{id}")).await.0,
         404

@@ -335,14 +335,7 @@ async fn a_presigned_upload_to_azure_goes_straight_to_the_container() {
         "{stored:?}"
     );
     assert!(s.state.blobs.list("uploads").await.unwrap().is_empty());
-    let r = s
-        .client()
-        .delete(format!("{}/v1/recordings/{id}", s.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(s.delete(&key, &format!("/v1/recordings/{id}")).await, 204);
     assert!(
         s.state
             .blobs

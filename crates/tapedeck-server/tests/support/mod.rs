@@ -137,6 +137,18 @@ impl Server {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `DELETE path` as `token`; the status.
+    pub async fn delete(&self, token: &str, path: &str) -> u16 {
+        self.client()
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     pub async fn create(&self, token: &str, body: Value) -> Value {
         let (s, v) = self.post(token, "/v1/recordings", body).await;
         assert_eq!(s, 201, "{v}");
