@@ -294,6 +294,12 @@ pub const FAILURES: &[Code] = &[
         "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side",
     ),
     c(
+        "capture_failed",
+        500,
+        S,
+        "a web page's picture of a frame could not be read; a recording never skips a frame silently",
+    ),
+    c(
         "browser_crashed",
         500,
         S,

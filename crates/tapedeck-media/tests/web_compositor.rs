@@ -14,12 +14,14 @@ use tapedeck_media::web::{Compositor, WebFrame};
 
 const FPS: u32 = 30;
 const FRAMES: u64 = 60;
+const W: u32 = 160;
+const H: u32 = 120;
 
 /// 160x120 at `FPS`, MP4 with skip pictures, as the server encodes web recordings.
 fn spec() -> EncodeSpec {
     EncodeSpec {
-        width: 160,
-        height: 120,
+        width: W,
+        height: H,
         fps: FPS,
         cfr: true,
         format: Format::Mp4,
@@ -53,7 +55,7 @@ enum Fate {
 fn encode(fate: impl Fn(u64) -> Fate) -> (Option<u64>, f64) {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec();
-    let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
+    let mut c = Compositor::new(1.0, FPS, W, H);
     let mut p =
         EncodingSink::start(Tools::default(), spec, FrameLimits::default(), dir.path()).unwrap();
     for k in 0..FRAMES {
@@ -150,7 +152,7 @@ fn decoded(video: &std::path::Path) -> Vec<Vec<u8>> {
 fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
     let dir = tempfile::tempdir().unwrap();
     let spec = spec();
-    let mut c = Compositor::new(1.0, FPS, FrameLimits::default());
+    let mut c = Compositor::new(1.0, FPS, W, H);
     let mut p = EncodingSink::start(
         Tools::default(),
         spec.clone(),
@@ -214,4 +216,52 @@ fn recovery_redraws_the_overlay_and_the_spool_keeps_each_page_once() {
     }
     // Same pictures in, same encoder: the same video.
     assert!(live_frames == back_frames, "the recovered video differs");
+}
+
+/// A 4K page of detail makes PNG screenshots far over the frames socket's
+/// 8 MiB: every one is used. An unreadable one fails the recording rather
+/// than becoming a hold of the previous picture.
+#[test]
+fn large_screenshots_are_used_and_unreadable_ones_fail() {
+    let (w, h) = (3840u32, 2160u32);
+    let mut seed = 0x2545_f491_u32;
+    let noise = image::RgbImage::from_fn(w, h, |_, _| {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        let b = seed.to_le_bytes();
+        image::Rgb([b[0], b[1], b[2]])
+    });
+    let mut shot = Cursor::new(vec![]);
+    noise.write_to(&mut shot, image::ImageFormat::Png).unwrap();
+    let shot = shot.into_inner();
+    assert!(shot.len() > 8 * 1024 * 1024, "{} bytes", shot.len());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = EncodeSpec {
+        width: w,
+        height: h,
+        ..spec()
+    };
+    let mut c = Compositor::new(1.0, FPS, w, h);
+    let mut p =
+        EncodingSink::start(Tools::default(), spec, FrameLimits::default(), dir.path()).unwrap();
+    let frame = |shot: Option<Vec<u8>>, k: i64| WebFrame {
+        shot,
+        overlay: Overlay::default(),
+        pts_us: k * 1_000_000 / i64::from(FPS),
+        force: false,
+    };
+    let outcome = c.frame(&mut p, frame(Some(shot), 0)).unwrap();
+    assert_eq!(
+        outcome,
+        Some(tapedeck_media::sink::encoding::FrameOutcome::Accepted)
+    );
+    let e = c
+        .frame(
+            &mut p,
+            frame(Some(b"\x89PNG\r\n\x1a\nnot really".to_vec()), 1),
+        )
+        .unwrap_err();
+    assert_eq!(e.failure().code, "capture_failed", "{e}");
+    assert!(e.to_string().contains("at 0.033 s"), "{e}");
 }

@@ -403,11 +403,13 @@ impl PageServer {
                     hits.lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .push(path.clone());
-                    if let Some(Page::Hang) = routes.get(&path) {
+                    // A query string is the page's business, not the route's.
+                    let route = path.split('?').next().unwrap_or("/");
+                    if let Some(Page::Hang) = routes.get(route) {
                         std::thread::sleep(Duration::from_secs(600));
                         return;
                     }
-                    let resp = match routes.get(&path) {
+                    let resp = match routes.get(route) {
                         Some(Page::Body(ct, body)) => format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
                             body.len()

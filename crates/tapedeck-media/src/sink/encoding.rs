@@ -61,6 +61,10 @@ pub enum PipelineError {
     /// Nothing was recorded.
     #[error("no frames were recorded")]
     Empty,
+    /// A picture of the source's own making (a web page's screenshot) could
+    /// not be used: the video would lack that frame.
+    #[error("{0}")]
+    Capture(String),
 }
 
 impl PipelineError {
@@ -70,6 +74,7 @@ impl PipelineError {
         match self {
             PipelineError::Empty => Failure::new("invalid_frames", "no valid frames were received"),
             PipelineError::Ffmpeg(e) => Failure::new("encoder_failed", e.to_string()),
+            PipelineError::Capture(m) => Failure::new("capture_failed", m.clone()),
             PipelineError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => Failure::new(
                 "disk_full",
                 format!("the work folder's disk is full: {e}; what was spooled before is kept"),

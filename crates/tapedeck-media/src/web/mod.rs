@@ -33,6 +33,21 @@ pub use recorder::{
     Capture, Control, FrameSink, SinkClosed, WebError, WebFrame, WebOptions, WebReport, record,
 };
 
+/// How large the browser's pictures of an output of `width`x`height` can
+/// be. Screenshots are at most the output size (the viewport times its
+/// scale), and the frames socket's byte limit does not apply: a 4K PNG of a
+/// detailed page is well over 8 MiB. The bound is an uncompressed PNG of
+/// that many RGBA pixels with its framing.
+fn screenshot_limits(width: u32, height: u32) -> FrameLimits {
+    let (w, h) = (width + 2, height + 2);
+    let raw = w as usize * h as usize * 4 + h as usize;
+    FrameLimits {
+        max_bytes: raw + raw / 32 + (1 << 20),
+        max_width: w,
+        max_height: h,
+    }
+}
+
 /// Turns [`WebFrame`]s into pictures for the frames pipeline.
 pub struct Compositor {
     painter: overlay::Painter,
@@ -52,11 +67,11 @@ pub struct Compositor {
 
 impl Compositor {
     /// A compositor for frames at `scale` device pixels per CSS pixel and
-    /// `fps` frames per second.
-    pub fn new(scale: f64, fps: u32, limits: FrameLimits) -> Self {
+    /// `fps` frames per second, for an output of `width`x`height`.
+    pub fn new(scale: f64, fps: u32, width: u32, height: u32) -> Self {
         Self {
             painter: overlay::Painter::new(scale),
-            limits,
+            limits: screenshot_limits(width, height),
             scale,
             page: None,
             page_bytes: Vec::new(),
@@ -109,7 +124,14 @@ impl Compositor {
                     self.page_bytes = shot;
                     self.page_unspooled = true;
                 }
-                Err(e) => return Ok(Some(FrameOutcome::Invalid(e))),
+                // The browser's own picture: not a bad input to count and
+                // skip, a frame the video would lack.
+                Err(e) => {
+                    return Err(PipelineError::Capture(format!(
+                        "the page's picture at {:.3} s could not be read: {e}",
+                        f.pts_us as f64 / 1e6
+                    )));
+                }
             }
         }
         let overlay_changed = self.last_overlay.as_ref() != Some(&f.overlay);

@@ -164,6 +164,9 @@ pub enum WebError {
     /// The page stopped producing frames.
     #[error("the page stopped responding (no frame within {0} s)")]
     Unresponsive(u64),
+    /// The browser drew a frame but gave no picture of it (deterministic).
+    #[error("the browser drew frame {0} but gave no picture of it")]
+    NotCaptured(u64),
     /// The page or the browser crashed.
     #[error("the browser crashed: {0}")]
     Crashed(String),
@@ -192,7 +195,7 @@ impl WebError {
             WebError::Load { reason, .. } if reason.starts_with("TLS error") => "tls_error",
             WebError::Load { .. } => "source_unreachable",
             WebError::LoadTimeout { .. } => "page_load_timeout",
-            WebError::Unresponsive(_) => "page_unresponsive",
+            WebError::Unresponsive(_) | WebError::NotCaptured(_) => "page_unresponsive",
             WebError::Script(PlayError::NotFound { .. }) | WebError::Selector { .. } => {
                 "selector_not_found"
             }
@@ -400,13 +403,28 @@ async fn run(
         }
         let shot = if capture {
             report.captured += 1;
-            let mut shot = s.begin_frame(Some(opts.capture)).await?;
+            let drawn = s.begin_frame(Some(opts.capture)).await?;
+            let mut shot = drawn.shot;
+            if deterministic && drawn.damage && shot.is_none() {
+                // Drawn but not handed over: ask again for the same instant.
+                // A frame the browser will not give fails the recording; it
+                // never becomes a hold of the previous picture.
+                for _ in 0..2 {
+                    shot = s.begin_frame(Some(opts.capture)).await?.shot;
+                    if shot.is_some() {
+                        break;
+                    }
+                }
+                if shot.is_none() {
+                    return Err(WebError::NotCaptured(plan.index));
+                }
+            }
             // Realtime: a busy renderer may have nothing drawn for the first
             // frame yet; ask again, the video starts with a picture.
             let mut tries = 0;
             while shot.is_none() && report.changed == 0 && !deterministic && tries < 10 {
                 tries += 1;
-                shot = s.begin_frame(Some(opts.capture)).await?;
+                shot = s.begin_frame(Some(opts.capture)).await?.shot;
             }
             shot
         } else {

@@ -16,6 +16,14 @@ use tapedeck_core::web::Viewport;
 
 pub(super) const CMD: Duration = Duration::from_secs(30);
 
+/// What one `beginFrame` drew.
+pub(super) struct Drawn {
+    /// The screenshot, when one was asked for and the frame was drawn.
+    pub(super) shot: Option<Vec<u8>>,
+    /// The display drew a new frame (the page or its compositing changed).
+    pub(super) damage: bool,
+}
+
 pub(super) struct Session {
     pub(super) cdp: Cdp,
     pub(super) sid: String,
@@ -145,7 +153,7 @@ impl Session {
     pub(super) async fn begin_frame(
         &mut self,
         screenshot: Option<Capture>,
-    ) -> Result<Option<Vec<u8>>, WebError> {
+    ) -> Result<Drawn, WebError> {
         let interval = 1000.0 / f64::from(self.fps);
         let mut p = json!({"interval": interval, "noDisplayUpdates": false});
         if self.deterministic {
@@ -176,9 +184,13 @@ impl Session {
             }
             Err(e) => return Err(e.into()),
         };
-        Ok(r.get("screenshotData")
-            .and_then(Value::as_str)
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()))
+        Ok(Drawn {
+            shot: r
+                .get("screenshotData")
+                .and_then(Value::as_str)
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok()),
+            damage: r.get("hasDamage").and_then(Value::as_bool).unwrap_or(false),
+        })
     }
 
     /// The latest refusal (a navigation that failed as blocked was refused last,

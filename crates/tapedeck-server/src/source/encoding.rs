@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
-use tapedeck_core::recording::Recording;
+use tapedeck_core::recording::{Recording, SourceSpec};
 use tapedeck_core::timeline::TimelineLimits;
 use tapedeck_core::{Failure, Format};
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
@@ -94,9 +94,17 @@ pub fn check_encoders(config: &Config) -> Vec<(Format, Result<(), String>)> {
 /// How far `rec`'s timeline may reach: its max duration, and how far a
 /// frame's timestamp may run ahead of the wall clock.
 pub fn timeline_limits(config: &Config, rec: &Recording) -> TimelineLimits {
+    // A web page's frame times are the recorder's own and run ahead of the
+    // wall clock whenever deterministic mode is faster than real time: the
+    // check is for live input only.
+    let live = !matches!(rec.source, SourceSpec::Web(_));
     TimelineLimits {
         max_out_us: i64::from(rec.max_duration_s) * 1_000_000,
-        max_ahead_us: i64::from(config.limits.max_timestamp_lead_s) * 1_000_000,
+        max_ahead_us: if live {
+            i64::from(config.limits.max_timestamp_lead_s) * 1_000_000
+        } else {
+            i64::MAX
+        },
     }
 }
 
@@ -232,7 +240,7 @@ fn sink_thread(
     w: Wiring,
     web_scale: Option<f64>,
 ) {
-    let mut compositor = web_scale.map(|s| Compositor::new(s, spec.fps, limits));
+    let mut compositor = web_scale.map(|s| Compositor::new(s, spec.fps, spec.width, spec.height));
     let live_file = live_output(&w.work, &w.spec);
     let mut sink = match EncodingSink::start(tools, spec, limits, &w.work) {
         Ok(mut p) => {
@@ -274,6 +282,15 @@ fn sink_thread(
                     }
                     Ok(Some(FrameOutcome::Dropped(_))) => w.metrics.frames(0, 1),
                     Ok(Some(FrameOutcome::Accepted) | None) => {}
+                    Err(e @ PipelineError::Capture(_)) => {
+                        // A frame of the page's that the video would lack:
+                        // fail rather than hold the previous picture.
+                        tracing::error!(error = %e, "web frame unusable");
+                        if !over_limit {
+                            over_limit = true;
+                            let _ = w.events.try_send(SourceEvent::Failed(e.failure()));
+                        }
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "spool write failed");
                         w.meter
