@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""Deterministic web recording speed (see bench/web_speed.sh).
+
+Each case records the rich clock page (`bench/pages/clock.html?rich=1`) for
+N seconds of video and prints the real-time factor (video seconds per wall
+second), CPU seconds (the recorder and all its children: browser, ffmpeg),
+and what the page's barcode says of the video (holds: frames repeating the
+previous page frame; jerk). Recorders:
+
+- tapedeck-png, tapedeck-jpeg: `tapedeck record` in deterministic mode,
+  capturing PNG (the default) or JPEG q90 (`web.capture_format`);
+- playwright: Playwright frame by frame, the way timecut and timesnap do it
+  (`page.clock` run one frame forward, `page.screenshot`, PNGs piped to
+  ffmpeg; bench/playwright_frames.mjs).
+
+Ratios are against Playwright in the same run.
+"""
+import argparse
+import functools
+import http.server
+import json
+import os
+import re
+import resource
+import subprocess
+import tempfile
+import threading
+import time
+
+TARGETS = {"1080p30": 1.0, "1080p60": 0.5, "2160p30": 0.2}
+
+
+def timed(cmd, env=None):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout + out.stderr
+
+
+def stats(tapedeck, video, fps):
+    reader = os.path.join(os.path.dirname(tapedeck), "tapedeck-clock-stats")
+    return json.loads(subprocess.run([reader, video, "--fps", str(fps)],
+                                     check=True, capture_output=True, text=True).stdout)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tapedeck", required=True)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--cases", default="1080p30,1080p60,2160p30")
+    ap.add_argument("--recorders", default="tapedeck-png,tapedeck-jpeg,playwright")
+    a = ap.parse_args()
+    pages = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pages")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=pages))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/clock.html?rich=1"
+    work = tempfile.mkdtemp(prefix="tapedeck-web-speed-")
+    script = os.path.join(work, "wait.json")
+    with open(script, "w") as f:
+        json.dump([{"type": "wait", "duration_ms": a.seconds * 1000}], f)
+
+    rows, summary = [], []
+    for case in a.cases.split(","):
+        h = int(case.split("p")[0])
+        fps = int(case.split("p")[1])
+        w = h * 16 // 9
+        rtf = {}
+        for rec in a.recorders.split(","):
+            out = os.path.join(work, f"{case}-{rec}.mp4")
+            if rec.startswith("tapedeck"):
+                env = dict(os.environ, TAPEDECK_WEB__CAPTURE_FORMAT=rec.split("-")[1])
+                wall, cpu, log = timed([a.tapedeck, "record", url, "-o", out, "--script", script,
+                                        "--size", f"{w}x{h}", "--fps", str(fps), "--allow-private"], env)
+                m = re.search(r"recorded at ([0-9.]+)x real time", log)
+                # The recorder's own figure: the frame loop, without browser start and file finish.
+                loop_rtf = float(m.group(1)) if m else None
+            else:
+                wall, cpu, log = timed(["node", "bench/playwright_frames.mjs", url, out,
+                                        str(w), str(h), str(fps), str(a.seconds)])
+                loop = json.loads(log.strip().splitlines()[-1])["wall_s"]
+                loop_rtf = a.seconds / loop
+            s = stats(a.tapedeck, out, fps)
+            rtf[rec] = loop_rtf
+            rows.append((case, rec, loop_rtf, a.seconds / wall, cpu, s["delivered_fps"], s["holds"],
+                         s["jerk"] * 100))
+        base = rtf.get("playwright")
+        best = max(v for k, v in rtf.items() if k.startswith("tapedeck"))
+        part = f"{case}: {best:.2f}x real time"
+        if case in TARGETS:
+            part += f" (target {TARGETS[case]:.1f}x)"
+        if base:
+            part += f", x{best / base:.2f} Playwright's {base:.2f}x"
+        summary.append(part)
+
+    print(f"| case | recorder | real-time factor (loop) | real-time factor (whole run) | CPU s | delivered fps | holds | jerk | vs Playwright |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for case, rec, loop_rtf, whole, cpu, dfps, holds, jerk in rows:
+        base = next((r[2] for r in rows if r[0] == case and r[1] == "playwright"), None)
+        ratio = f"x{loop_rtf / base:.2f}" if base else "-"
+        print(f"| {case} | {rec} | {loop_rtf:.2f}x | {whole:.2f}x | {cpu:.1f} | {dfps:.1f} | {holds} | {jerk:.1f} % | {ratio} |")
+    print("; ".join(summary))
+
+
+if __name__ == "__main__":
+    main()
