@@ -181,10 +181,16 @@ pub const API: &[Code] = &[
     ),
     c("too_many_peers", 429, C, "rtc.max_peers are connected"),
     c(
-        "too_many_web_recordings",
+        "server_busy",
         429,
         C,
-        "web.max_concurrent is reached",
+        "the server's CPU budget (limits.cpu_budget_cores) has no room for this live recording's estimated cost; try again later",
+    ),
+    c(
+        "queue_full",
+        429,
+        C,
+        "web.max_queued web recordings already wait for their turn",
     ),
     c(
         "tus_version",

@@ -5,6 +5,7 @@
 //! what the driver around it must do. That keeps it testable with synthetic
 //! time and lets the same logic replay a spool after a crash.
 
+pub mod admission;
 pub mod codes;
 pub mod error;
 pub mod event;

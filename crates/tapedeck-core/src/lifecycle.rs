@@ -65,6 +65,9 @@ pub enum Input {
     Finalized(Result<(), Failure>),
     /// The server restarted while this recording was active.
     Restarted,
+    /// A recording that waited for capacity got it: the pending clock
+    /// (`pending_timeout_ms`) starts now, not when it was queued.
+    Admitted,
     /// Time passed.
     Tick,
 }
@@ -216,6 +219,10 @@ impl Lifecycle {
             Input::Finalized(Err(f)) if s == Status::Processing => self.fail(f, now_ms),
             Input::Restarted if live => self.stop(EndReason::Recovered, now_ms),
             Input::Restarted if s == Status::Processing => vec![Output::Finalize],
+            Input::Admitted if s == Status::Pending => {
+                self.since_ms = now_ms;
+                vec![]
+            }
             Input::Tick => self.check_limits(now_ms),
             _ => vec![],
         })
@@ -313,7 +320,7 @@ mod tests {
             owner: "ann".into(),
             status: Status::Pending,
             end_reason: None,
-            source: SourceSpec::Frames {},
+            source: SourceSpec::Frames { input_fps: None },
             format: Format::Mp4,
             preset: Preset::Medium,
             video: Preset::Medium.settings(),
@@ -332,6 +339,7 @@ mod tests {
             stats: Stats::default(),
             media: None,
             regenerated_from: None,
+            queue_position: None,
             tracks: vec![],
         }
     }
@@ -407,6 +415,17 @@ mod tests {
         let out = lc.handle(Input::Tick, 160_000).unwrap();
         assert_eq!(out[0], Output::Discard);
         assert_eq!(lc.status(), Status::Cancelled);
+    }
+
+    #[test]
+    fn pending_timeout_counts_from_admission_after_a_wait_in_the_queue() {
+        let mut lc = Lifecycle::new(rec(), LIMITS, 100_000);
+        // Queued for ten minutes, then admitted.
+        assert!(lc.handle(Input::Admitted, 700_000).unwrap().is_empty());
+        assert!(lc.handle(Input::Tick, 759_999).unwrap().is_empty());
+        assert_eq!(lc.status(), Status::Pending);
+        let out = lc.handle(Input::Tick, 760_000).unwrap();
+        assert_eq!(out[0], Output::Discard);
     }
 
     #[test]

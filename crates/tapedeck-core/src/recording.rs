@@ -184,7 +184,13 @@ pub enum EndReason {
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum SourceSpec {
     /// Frames pushed over a WebSocket.
-    Frames {},
+    Frames {
+        /// The rate the client means to send at (a camera page's 5 fps):
+        /// what its admission cost is estimated from. The output rate when
+        /// not given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input_fps: Option<u32>,
+    },
     /// A web page played in headless Chromium.
     Web(crate::web::WebSource),
     /// A WebRTC room's call.
@@ -272,7 +278,7 @@ impl SourceSpec {
     /// The kind without its parameters.
     pub fn kind(&self) -> SourceKind {
         match self {
-            SourceSpec::Frames {} => SourceKind::Frames,
+            SourceSpec::Frames { .. } => SourceKind::Frames,
             SourceSpec::Web(_) => SourceKind::Web,
             SourceSpec::Room(_) => SourceKind::Room,
             SourceSpec::Upload(_) => SourceKind::Upload,
@@ -468,6 +474,10 @@ pub struct Recording {
     /// The recording this one re-records (`POST .../regenerate`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub regenerated_from: Option<RecordingId>,
+    /// Where a pending web recording waits for the server's capacity (1 is
+    /// next); shown, not stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
     /// A room recording's track files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<TrackFile>,

@@ -175,6 +175,11 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
     if r.max_duration_s == Some(0) {
         return bad("max_duration_s", "must be at least 1");
     }
+    if let SourceSpec::Frames { input_fps: Some(f) } = r.source
+        && !(1..=120).contains(&f)
+    {
+        return bad("source.input_fps", "must be 1 to 120");
+    }
     if r.title.as_ref().is_some_and(|t| t.chars().count() > 200) {
         return bad("title", "must be at most 200 characters");
     }
@@ -293,6 +298,10 @@ mod tests {
         assert_eq!((e.code(), e.status()), ("invalid_source", 422));
         assert!(e.to_string().contains("`audio`"), "{e}");
         assert!(e.to_string().contains("realtime"), "{e}");
+        let v = parse_create(br#"{"source":{"kind":"frames","input_fps":5}}"#).unwrap();
+        assert_eq!(v.source, SourceSpec::Frames { input_fps: Some(5) });
+        let e = parse_create(br#"{"source":{"kind":"frames","input_fps":0}}"#).unwrap_err();
+        assert!(e.to_string().contains("source.input_fps"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"frames","script":[]}}"#).unwrap_err();
         assert_eq!(e.code(), "invalid_request");
     }

@@ -114,7 +114,8 @@ async fn encoder_check(s: &AppState) -> Result<(), String> {
 pub async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(&s.rtc.stats),
+        s.metrics
+            .render(&s.rtc.stats, s.supervisor.services.sources.gate.figures()),
     )
         .into_response()
 }
@@ -213,6 +214,7 @@ pub fn new_recording(
         stats: Stats::default(),
         media: None,
         regenerated_from,
+        queue_position: None,
         tracks: vec![],
     }
 }
@@ -286,7 +288,10 @@ pub async fn list(
             }
         }
     }
-    let recs = s.repo.list(&f).await?;
+    let mut recs = s.repo.list(&f).await?;
+    for r in recs.iter_mut().filter(|r| r.status == Status::Pending) {
+        r.queue_position = s.supervisor.queue_position(r.id);
+    }
     let next = (recs.len() as u32 == f.limit)
         .then(|| recs.last().map(|r| r.id.to_string()))
         .flatten();
@@ -306,6 +311,7 @@ pub async fn get_one(
     {
         rec.stats = live;
     }
+    rec.queue_position = s.supervisor.queue_position(rec.id);
     Ok(Json(rec))
 }
 

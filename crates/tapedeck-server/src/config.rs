@@ -116,8 +116,10 @@ pub struct WebConfig {
     pub allow_private_networks: bool,
     /// `host` or `host:port` entries pages may always reach.
     pub allowed_hosts: Vec<String>,
-    /// Web recordings running at once (each runs a browser).
+    /// Web recordings running at once (each runs a browser); more wait in the queue.
     pub max_concurrent: u32,
+    /// Web recordings that may wait for their turn; more get 429 `queue_full`.
+    pub max_queued: u32,
     /// Longest wait for a page to load.
     pub load_timeout_s: u64,
     /// Longest wait for one frame before the page counts as hung.
@@ -145,6 +147,7 @@ impl Default for WebConfig {
             allow_private_networks: false,
             allowed_hosts: vec![],
             max_concurrent: 2,
+            max_queued: 1000,
             load_timeout_s: 30,
             frame_timeout_s: 20,
             capture_format: CaptureFormat::Png,
@@ -243,6 +246,10 @@ pub struct LimitsConfig {
     pub max_concurrent: u32,
     /// Active recordings per user.
     pub max_concurrent_per_user: u32,
+    /// CPU cores recordings may reserve by their estimated cost (0: the
+    /// machine's cores). A live source that does not fit gets 429
+    /// `server_busy`; a web recording waits its turn.
+    pub cpu_budget_cores: f64,
     /// Longest recording, seconds (a request may ask for less).
     pub max_duration_s: u32,
     /// Largest frame, bytes.
@@ -343,6 +350,7 @@ impl Default for LimitsConfig {
         Self {
             max_concurrent: 32,
             max_concurrent_per_user: 8,
+            cpu_budget_cores: 0.0,
             max_duration_s: 4 * 3600,
             max_frame_bytes: 8 * 1024 * 1024,
             max_frame_width: 7680,
@@ -451,6 +459,9 @@ impl Config {
         }
         if self.storage.kind == StorageKind::Azure && self.storage.account.is_empty() {
             return bad("storage.kind = \"azure\" needs storage.account");
+        }
+        if !(self.limits.cpu_budget_cores >= 0.0 && self.limits.cpu_budget_cores <= 4096.0) {
+            return bad("limits.cpu_budget_cores must be 0 (the machine's cores) to 4096");
         }
         if self.limits.max_concurrent == 0 || self.limits.max_concurrent_per_user == 0 {
             return bad(

@@ -155,6 +155,35 @@ impl Driver {
         self.close().await;
     }
 
+    /// Waits, `pending`, for the queue to hand over an admission, taking
+    /// commands meanwhile (a cancel ends the wait and the recording);
+    /// `None` when the recording ended before its turn.
+    pub async fn wait_turn(
+        &mut self,
+        mut turn: oneshot::Receiver<crate::source::Admission>,
+    ) -> Option<crate::source::Admission> {
+        loop {
+            tokio::select! {
+                granted = &mut turn => {
+                    let admission = granted.ok()?;
+                    let _ = self.feed(Input::Admitted).await;
+                    return Some(admission);
+                }
+                cmd = self.commands.recv() => match cmd {
+                    Some(Command::Act(a, reply)) => {
+                        let r = self.feed(Input::Command(a)).await;
+                        let _ = reply.send(r.map(|_| self.lc.recording().clone()));
+                        if self.lc.status().is_terminal() {
+                            return None;
+                        }
+                    }
+                    Some(Command::RetryNow) => {}
+                    None => return None,
+                },
+            }
+        }
+    }
+
     /// Feeds one input and carries out the outputs, in order.
     async fn feed(&mut self, input: Input) -> Result<(), ApiError> {
         let outputs = self.lc.handle(input, now_ms())?;

@@ -29,6 +29,11 @@ struct CounterLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CpuLabel {
+    what: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ProgramLabel {
     program: String,
     outcome: String,
@@ -46,6 +51,10 @@ pub struct Metrics {
     webhooks: Family<ResultLabel, Counter>,
     programs: Family<ProgramLabel, Gauge>,
     rtc: Family<CounterLabel, Gauge>,
+    cpu: Family<CpuLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    queued: Gauge,
+    /// The machine's busy and total CPU time at the last scrape (jiffies).
+    last_cpu: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl Default for Metrics {
@@ -106,8 +115,23 @@ impl Metrics {
             "The media server of rooms: peers now, and since the start datagrams_in, datagrams_stray, peers_dropped, send_dropped, frames_out, frames_forwarded",
             rtc.clone(),
         );
+        let cpu = Family::<CpuLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        r.register(
+            "cpu_cores",
+            "CPU in cores: the admission budget (budget), what running recordings reserved by their estimated cost (reserved), and what the machine used since the last scrape (used)",
+            cpu.clone(),
+        );
+        let queued = Gauge::default();
+        r.register(
+            "web_queue_length",
+            "Web recordings waiting, pending, for the server's capacity",
+            queued.clone(),
+        );
         Self {
             rtc,
+            cpu,
+            queued,
+            last_cpu: Arc::default(),
             registry: Arc::new(r),
             created,
             finished,
@@ -151,7 +175,32 @@ impl Metrics {
             .inc();
     }
     /// The text exposition.
-    pub fn render(&self, rtc: &crate::rtc::RtcStats) -> String {
+    pub fn render(
+        &self,
+        rtc: &crate::rtc::RtcStats,
+        gate: crate::source::admission::GateFigures,
+    ) -> String {
+        let cores = |what: &str, v: f64| {
+            self.cpu
+                .get_or_create(&CpuLabel { what: what.into() })
+                .set(v);
+        };
+        cores("budget", f64::from(gate.total) / 1000.0);
+        cores("reserved", f64::from(gate.reserved) / 1000.0);
+        if let Some(now) = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| cpu_jiffies(&s))
+        {
+            let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
+            let (busy0, total0) = last.unwrap_or((0, 0));
+            let (busy, total) = (now.0.saturating_sub(busy0), now.1.saturating_sub(total0));
+            if total > 0 {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                cores("used", busy as f64 / total as f64 * n as f64);
+            }
+            *last = Some(now);
+        }
+        self.queued.set(gate.queued as i64);
         use crate::rtc::RtcStats as R;
         for (name, n) in [
             ("peers", R::get(&rtc.peers)),
@@ -185,5 +234,30 @@ impl Metrics {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+}
+
+/// The machine's busy and total CPU time from `/proc/stat`'s first line
+/// (idle and iowait are not busy).
+pub fn cpu_jiffies(stat: &str) -> Option<(u64, u64)> {
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    // user nice system idle iowait irq softirq steal (guest time is in user).
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+    Some((total - idle, total))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_jiffies_count_all_but_idle_and_iowait() {
+        let stat = "cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 1 2 3 4\n";
+        assert_eq!(super::cpu_jiffies(stat), Some((160, 1000)));
+        assert_eq!(super::cpu_jiffies("intr 1 2"), None);
     }
 }

@@ -253,7 +253,8 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
     };
     let mut create = create_properties();
     create["source"] = json!({"oneOf": [
-        {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"}}},
+        {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"},
+            "input_fps": {"type": "integer", "minimum": 1, "maximum": 120, "description": "the rate the client means to send at (a camera page's 5 fps): its admission cost is estimated from it; the output rate when not given"}}},
         {"$ref": "#/components/schemas/WebSource"},
         {"type": "object", "required": ["kind", "room"], "additionalProperties": false,
          "description": "A room's call: only its host records it; the recording is WebM (each track as it arrived, VP8 and Opus)",
@@ -302,6 +303,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
             "regenerated_from": {"$ref": "#/components/schemas/Id"},
+            "queue_position": {"type": "integer", "minimum": 1, "description": "a pending web recording waiting for the server's capacity: its place in the queue (1 is next)"},
             "tracks": {"type": "array", "description": "a room recording's track files; each at /v1/recordings/{id}/tracks/{track}/media",
                 "items": {"type": "object", "required": ["id", "participant", "kind", "codec", "start_s", "duration_s", "size_bytes", "container"], "properties": {
                     "id": {"type": "string"}, "participant": {"type": "string"}, "kind": {"type": "string", "enum": ["audio", "video"]},

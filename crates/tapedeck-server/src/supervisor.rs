@@ -22,7 +22,7 @@ use crate::events::EventBus;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::services::Services;
-use crate::source::{self, Admission, Meter, OpenCtx};
+use crate::source::{self, Admission, Meter, OpenCtx, Ticket};
 
 #[derive(Clone, Debug)]
 struct DriverHandle {
@@ -34,6 +34,8 @@ struct DriverHandle {
 pub(crate) enum Start {
     /// Open the recording's source with this slot.
     Open(Admission),
+    /// Wait, pending, for the queue to hand over a slot, then open.
+    Queued(tokio::sync::oneshot::Receiver<Admission>),
     /// The server stopped while it was active: rebuild it from what was spooled.
     Recover,
 }
@@ -82,7 +84,12 @@ impl Supervisor {
         let s = &self.services;
         let lim = &s.config.limits;
         let _guard = self.create_lock.lock().await;
-        if s.repo.count_active(None).await? >= u64::from(lim.max_concurrent) {
+        // Web recordings waiting their turn do not count: they run nothing.
+        let gate = &s.sources.gate;
+        let active = |n: u64, queued: usize| n.saturating_sub(queued as u64);
+        if active(s.repo.count_active(None).await?, gate.queued(None))
+            >= u64::from(lim.max_concurrent)
+        {
             return Err(ApiError::new(
                 429,
                 "too_many_recordings",
@@ -92,7 +99,11 @@ impl Supervisor {
                 ),
             ));
         }
-        if s.repo.count_active(Some(&rec.owner)).await? >= u64::from(lim.max_concurrent_per_user) {
+        if active(
+            s.repo.count_active(Some(&rec.owner)).await?,
+            gate.queued(Some(&rec.owner)),
+        ) >= u64::from(lim.max_concurrent_per_user)
+        {
             return Err(ApiError::new(
                 429,
                 "too_many_recordings",
@@ -116,12 +127,22 @@ impl Supervisor {
             }
         }
         rec.max_duration_s = rec.max_duration_s.min(lim.max_duration_s);
-        let admission = source::admit(&s.sources, &s.config, &rec.source)?;
-        s.repo.insert(&rec).await?;
+        let ticket = gate.admit(&rec)?;
+        if let Err(e) = s.repo.insert(&rec).await {
+            if let Ticket::Queued(_) = ticket {
+                gate.withdraw(rec.id);
+            }
+            return Err(e.into());
+        }
         drop(_guard);
         s.metrics.created(rec.source.kind().as_str());
         s.events.emit("recording.created", &rec, now_ms());
-        self.spawn_driver(rec.clone(), Start::Open(admission));
+        let start = match ticket {
+            Ticket::Now(a) => Start::Open(a),
+            Ticket::Queued(turn) => Start::Queued(turn),
+        };
+        self.spawn_driver(rec.clone(), start);
+        rec.queue_position = gate.position(rec.id);
         Ok(rec)
     }
 
@@ -146,33 +167,50 @@ impl Supervisor {
         let drivers = self.drivers.clone();
         tokio::spawn(async move {
             let id = rec.id;
-            let driver = Driver::new(
-                services.clone(),
-                rec.clone(),
-                meter.clone(),
-                cmd_rx,
-                ev_rx,
-                status_tx,
-            );
-            match start {
-                Start::Open(admission) => {
-                    let opened = source::open(OpenCtx {
-                        services: services.clone(),
-                        rec,
-                        events: ev_tx,
-                        status: status_rx,
-                        meter,
-                        admission,
-                    })
-                    .await;
-                    driver.run(opened, None).await;
-                }
-                Start::Recover => {
-                    drop(ev_tx);
-                    let from_spool = source::recovered(services.clone(), &rec);
-                    driver.run(Ok(from_spool), Some(Input::Restarted)).await;
+            // The driver's life; the registry forgets it however it ends.
+            async {
+                let mut driver = Driver::new(
+                    services.clone(),
+                    rec.clone(),
+                    meter.clone(),
+                    cmd_rx,
+                    ev_rx,
+                    status_tx,
+                );
+                // What to open with: `None` recovers from the spool; a queued
+                // recording cancelled before its turn ends here.
+                let admission = match start {
+                    Start::Open(a) => Some(a),
+                    Start::Recover => None,
+                    Start::Queued(turn) => match driver.wait_turn(turn).await {
+                        Some(a) => Some(a),
+                        None => {
+                            services.sources.gate.withdraw(id);
+                            return;
+                        }
+                    },
+                };
+                match admission {
+                    Some(admission) => {
+                        let opened = source::open(OpenCtx {
+                            services: services.clone(),
+                            rec,
+                            events: ev_tx,
+                            status: status_rx,
+                            meter,
+                            admission,
+                        })
+                        .await;
+                        driver.run(opened, None).await;
+                    }
+                    None => {
+                        drop(ev_tx);
+                        let from_spool = source::recovered(services.clone(), &rec);
+                        driver.run(Ok(from_spool), Some(Input::Restarted)).await;
+                    }
                 }
             }
+            .await;
             services.sources.unregister(id);
             drivers
                 .lock()
@@ -185,6 +223,11 @@ impl Supervisor {
     /// Live numbers of an active recording (frames, duration so far).
     pub fn progress(&self, id: RecordingId) -> Option<Stats> {
         self.handle(id).map(|h| h.meter.stats())
+    }
+
+    /// Where a web recording waits for its turn (1 is next), if it does.
+    pub fn queue_position(&self, id: RecordingId) -> Option<u32> {
+        self.services.sources.gate.position(id)
     }
 
     /// Seconds recorded so far by an active recording (pauses left out).

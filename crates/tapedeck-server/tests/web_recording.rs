@@ -358,17 +358,21 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
         "{msg}"
     );
 
-    // Two at once is the limit; a third is refused.
+    // Two at once is the limit; a third waits its turn, and can be cancelled there.
     let long = json!([{"type": "wait", "duration_ms": 60000}]);
     let a = s.create(&token, run(site.url("/"), long.clone())).await;
     let b = s.create(&token, run(site.url("/"), long.clone())).await;
-    let (st, v) = s
-        .post(&token, "/v1/recordings", run(site.url("/"), long.clone()))
-        .await;
+    let third = s.create(&token, run(site.url("/"), long.clone())).await;
     assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (429, Some("too_many_web_recordings"))
+        (third["status"].as_str(), third["queue_position"].as_u64()),
+        (Some("pending"), Some(1)),
+        "{third}"
     );
+    let third = third["id"].as_str().unwrap();
+    let (st, v) = s
+        .post(&token, &format!("/v1/recordings/{third}/cancel"), json!({}))
+        .await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("cancelled")), "{v}");
     let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     s.wait_status(&token, a, "recording").await;
     s.wait_status(&token, b, "recording").await;

@@ -11,7 +11,7 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         owner: owner.into(),
         status,
         end_reason: None,
-        source: SourceSpec::Frames {},
+        source: SourceSpec::Frames { input_fps: None },
         format: Format::Mp4,
         preset: Preset::Medium,
         video: Preset::Medium.settings(),
@@ -30,6 +30,7 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         stats: Stats::default(),
         media: None,
         regenerated_from: None,
+        queue_position: None,
         tracks: vec![],
     }
 }

@@ -5,15 +5,17 @@
 //! pictures for the encoding sink ([`encoding`]) or, later, encoded media
 //! units for the passthrough sink. The driver sees every source through
 //! [`Source`] and hears from it through [`SourceEvent`]s; it has no field or
-//! branch per kind. The kind is matched here ([`open`], [`admit`],
-//! [`recovered`], [`authorize`], [`created`], [`room_of`]) and nowhere else
-//! outside the source modules.
+//! branch per kind. The kind is matched here ([`open`], [`recovered`],
+//! [`authorize`], [`created`], [`room_of`]), in the core's CPU cost
+//! estimate (`tapedeck_core::admission`), and nowhere else outside the
+//! source modules.
 //!
-//! Adding a source: its folder here, an arm in [`open`] (and in [`admit`] if
-//! it has a slot limit, in [`recovered`] if it spools differently, in
+//! Adding a source: its folder here, an arm in [`open`] and in the cost
+//! estimate (and in [`recovered`] if it spools differently, in
 //! [`authorize`] if who may record it depends on more than the key), and its
 //! HTTP routes in `app.rs`.
 
+pub mod admission;
 pub mod encoding;
 pub mod frames;
 pub mod room;
@@ -36,6 +38,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::services::Services;
+
+pub use admission::{Admission, Ticket};
 
 /// A running source, as the driver sees it.
 pub trait Source: Send {
@@ -186,7 +190,7 @@ pub struct OpenCtx {
 /// Opens the source of `ctx.rec`: the one place that matches on the kind to start one.
 pub async fn open(ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
     match &ctx.rec.source {
-        SourceSpec::Frames {} => Ok(Box::new(frames::FramesSource::open(ctx))),
+        SourceSpec::Frames { .. } => Ok(Box::new(frames::FramesSource::open(ctx))),
         SourceSpec::Web(_) => Ok(Box::new(web::WebRecording::open(ctx).await?)),
         SourceSpec::Room(r) => {
             let r = r.clone();
@@ -209,7 +213,7 @@ pub async fn authorize(
             room::authorize(state, p, &r, v).await
         }
         // Uploads are created at /v1/uploads, which checks their room.
-        SourceSpec::Frames {} | SourceSpec::Web(_) | SourceSpec::Upload(_) => Ok(()),
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) | SourceSpec::Upload(_) => Ok(()),
     }
 }
 
@@ -218,7 +222,7 @@ pub fn room_of(rec: &Recording) -> Option<tapedeck_core::RoomId> {
     match &rec.source {
         SourceSpec::Room(r) => Some(r.room),
         SourceSpec::Upload(u) => u.room,
-        SourceSpec::Frames {} | SourceSpec::Web(_) => None,
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) => None,
     }
 }
 
@@ -230,7 +234,7 @@ pub async fn created(state: &crate::app::AppState, rec: &Recording) -> Result<()
             Some(room) => Ok(state.repo.add_room_recording(room, rec.id).await?),
             None => Ok(()),
         },
-        SourceSpec::Frames {} | SourceSpec::Web(_) => Ok(()),
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) => Ok(()),
     }
 }
 
@@ -238,7 +242,7 @@ pub async fn created(state: &crate::app::AppState, rec: &Recording) -> Result<()
 /// stopped: finishing it rebuilds the output from what was spooled.
 pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
     match &rec.source {
-        SourceSpec::Frames {} | SourceSpec::Web(_) => {
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) => {
             Box::new(encoding::FromSpool::new(services, rec))
         }
         // Track files cut by a crash are finalized where they were cut.
@@ -263,29 +267,11 @@ pub fn adjust_limits(spec: &SourceSpec, l: &mut tapedeck_core::lifecycle::Limits
     }
 }
 
-/// A slot a source holds while it runs (web recordings are limited to
-/// `web.max_concurrent`); released when dropped.
-#[derive(Debug, Default)]
-pub struct Admission {
-    /// Held for its drop.
-    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-/// Reserves what a new recording of this source needs, or says why not.
-pub fn admit(shared: &Shared, config: &Config, spec: &SourceSpec) -> Result<Admission, ApiError> {
-    match spec {
-        SourceSpec::Web(_) => web::admit(shared, config).map(|p| Admission { _slot: Some(p) }),
-        SourceSpec::Frames {} | SourceSpec::Room(_) | SourceSpec::Upload(_) => {
-            Ok(Admission::default())
-        }
-    }
-}
-
 /// What the source modules share across recordings.
 #[derive(Debug)]
 pub struct Shared {
-    /// Web recordings running now.
-    pub(crate) web_slots: Arc<tokio::sync::Semaphore>,
+    /// The CPU budget and the web queue.
+    pub gate: Arc<admission::Gate>,
     endpoints: Mutex<HashMap<RecordingId, Arc<dyn Any + Send + Sync>>>,
     /// Woken when an endpoint is published or removed.
     changed: tokio::sync::Notify,
@@ -295,9 +281,7 @@ impl Shared {
     /// Empty, with slots as configured.
     pub fn new(config: &Config) -> Self {
         Self {
-            web_slots: Arc::new(tokio::sync::Semaphore::new(
-                config.web.max_concurrent as usize,
-            )),
+            gate: admission::Gate::new(config),
             endpoints: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
         }

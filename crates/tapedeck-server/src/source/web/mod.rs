@@ -18,27 +18,12 @@ use tapedeck_media::ffmpeg::{self, AudioTrack, Tools};
 use tapedeck_media::web::{
     Capture, Control, FrameSink, SinkClosed, WebError, WebFrame, WebOptions, WebReport,
 };
-use tokio::sync::{OwnedSemaphorePermit, watch};
+use tokio::sync::watch;
 
 use super::encoding::{EncodingRun, SinkMsg};
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::config::{CaptureFormat, Config};
-use crate::error::ApiError;
 use crate::services::Services;
-
-/// Reserves one of `web.max_concurrent` slots.
-pub fn admit(shared: &super::Shared, config: &Config) -> Result<OwnedSemaphorePermit, ApiError> {
-    shared.web_slots.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            429,
-            "too_many_web_recordings",
-            format!(
-                "the server already runs {} web recordings (web.max_concurrent)",
-                config.web.max_concurrent
-            ),
-        )
-    })
-}
 
 /// Web recording settings from the configuration.
 pub fn web_options(config: &Config, work: &Path) -> WebOptions {

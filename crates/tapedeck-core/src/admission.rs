@@ -1,0 +1,338 @@
+//! Admission by CPU cost, and the fair queue of batch work.
+//!
+//! Sans-IO. Each recording reserves an estimated CPU cost ([`estimate`], in
+//! thousandths of a core) from the server's budget while it runs. A live
+//! source (frames, room, upload) that does not fit is refused at once; its
+//! bytes would otherwise arrive at a server too busy to keep up. A web
+//! recording is batch work: one that does not fit waits in the [`FairQueue`]
+//! and starts when enough is released, in order within its owner and round
+//! robin across owners, so one user's 500 jobs do not starve another's one.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::recording::SourceSpec;
+use crate::settings::VideoSettings;
+use crate::web::WebMode;
+
+/// CPU in thousandths of a core.
+pub type MilliCores = u32;
+
+/// The estimated CPU cost of a recording while it records.
+///
+/// The figures were measured on the 2-core development machine:
+/// - frames: x264 `veryfast` needs about 0.29 of a core for 720p at 30
+///   distinct pictures a second (10.5 per Mpixel/s); decoding and scaling
+///   the input about a third of that; held frames are skip pictures and
+///   cost almost nothing, so the input rate is what counts
+///   (`input_fps`, the output rate when the client does not say);
+/// - web, realtime: the browser, capture and encode took 0.42 of a core at
+///   720p30 (`bench/web.sh`): 150 for the browser plus 10 per Mpixel/s;
+/// - web, deterministic: it takes what it is given and only runs longer
+///   when given less; it reserves about a core, more for larger frames, so
+///   a 4K one runs alone on a small machine;
+/// - room: every track is forwarded and written without transcoding (0.23 %
+///   of a core per stream, `bench/rooms.sh`): 50 for a call;
+/// - upload: bytes to disk while they arrive (the fix-up afterwards is
+///   processing): 10.
+pub fn estimate(spec: &SourceSpec, v: &VideoSettings) -> MilliCores {
+    let mpx = f64::from(v.width) * f64::from(v.height) / 1e6;
+    let cost = match spec {
+        SourceSpec::Frames { input_fps } => {
+            let fps = input_fps.unwrap_or(v.fps).clamp(1, v.fps.max(1));
+            10.0 + mpx * f64::from(fps) * 14.0
+        }
+        SourceSpec::Web(w) if w.mode == WebMode::Realtime => 150.0 + mpx * f64::from(v.fps) * 10.0,
+        SourceSpec::Web(_) => 600.0 + mpx * 200.0,
+        SourceSpec::Room(_) => 50.0,
+        SourceSpec::Upload(_) => 10.0,
+    };
+    cost.ceil().min(f64::from(u32::MAX)) as MilliCores
+}
+
+/// Whether a recording of this source waits for capacity (batch) rather
+/// than being refused (live).
+pub fn queues(spec: &SourceSpec) -> bool {
+    matches!(spec, SourceSpec::Web(_))
+}
+
+/// The server's CPU budget and what is reserved from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budget {
+    total: MilliCores,
+    reserved: MilliCores,
+}
+
+impl Budget {
+    /// A budget of `total` thousandths of a core, none reserved.
+    pub fn new(total: MilliCores) -> Self {
+        Self {
+            total: total.max(1),
+            reserved: 0,
+        }
+    }
+
+    /// The whole budget.
+    pub fn total(&self) -> MilliCores {
+        self.total
+    }
+
+    /// What running recordings hold.
+    pub fn reserved(&self) -> MilliCores {
+        self.reserved
+    }
+
+    /// What `cost` takes from this budget: a cost over the whole budget
+    /// takes all of it (it runs alone rather than never).
+    pub fn charge(&self, cost: MilliCores) -> MilliCores {
+        cost.min(self.total)
+    }
+
+    /// Whether `cost` fits in what is left.
+    pub fn fits(&self, cost: MilliCores) -> bool {
+        self.reserved + self.charge(cost) <= self.total
+    }
+
+    /// Reserves `cost` if it fits; returns what was reserved.
+    pub fn try_reserve(&mut self, cost: MilliCores) -> Option<MilliCores> {
+        if !self.fits(cost) {
+            return None;
+        }
+        let c = self.charge(cost);
+        self.reserved += c;
+        Some(c)
+    }
+
+    /// Gives back what [`Budget::try_reserve`] returned.
+    pub fn release(&mut self, reserved: MilliCores) {
+        self.reserved = self.reserved.saturating_sub(reserved);
+    }
+}
+
+/// Batch jobs waiting for capacity: FIFO within an owner, round robin
+/// across owners (the owner served longest ago goes first; a new owner
+/// goes before those already served).
+#[derive(Debug, Clone)]
+pub struct FairQueue<J> {
+    /// Each owner's jobs, oldest first.
+    owners: BTreeMap<String, VecDeque<J>>,
+    /// Owners in the order they are served next.
+    turn: VecDeque<String>,
+}
+
+impl<J> Default for FairQueue<J> {
+    fn default() -> Self {
+        Self {
+            owners: BTreeMap::new(),
+            turn: VecDeque::new(),
+        }
+    }
+}
+
+impl<J: PartialEq> FairQueue<J> {
+    /// Adds `job` for `owner` at the end of that owner's jobs.
+    pub fn push(&mut self, owner: &str, job: J) {
+        let jobs = self.owners.entry(owner.to_string()).or_default();
+        if jobs.is_empty() {
+            self.turn.push_back(owner.to_string());
+        }
+        jobs.push_back(job);
+    }
+
+    /// The job served next, without taking it.
+    pub fn peek(&self) -> Option<&J> {
+        let owner = self.turn.front()?;
+        self.owners.get(owner)?.front()
+    }
+
+    /// Takes the job served next; its owner goes to the back of the turn.
+    pub fn pop(&mut self) -> Option<J> {
+        let owner = self.turn.pop_front()?;
+        let jobs = self.owners.get_mut(&owner)?;
+        let job = jobs.pop_front();
+        if jobs.is_empty() {
+            self.owners.remove(&owner);
+        } else {
+            self.turn.push_back(owner);
+        }
+        job
+    }
+
+    /// Takes `job` out (cancelled or deleted); true if it was queued.
+    pub fn remove(&mut self, job: &J) -> bool {
+        let Some(owner) = self
+            .owners
+            .iter()
+            .find(|(_, jobs)| jobs.contains(job))
+            .map(|(o, _)| o.clone())
+        else {
+            return false;
+        };
+        let jobs = self.owners.get_mut(&owner).expect("found above");
+        jobs.retain(|j| j != job);
+        if jobs.is_empty() {
+            self.owners.remove(&owner);
+            self.turn.retain(|o| o != &owner);
+        }
+        true
+    }
+
+    /// Jobs waiting.
+    pub fn len(&self) -> usize {
+        self.owners.values().map(VecDeque::len).sum()
+    }
+
+    /// Nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.turn.is_empty()
+    }
+
+    /// Jobs `owner` has waiting.
+    pub fn count_of(&self, owner: &str) -> usize {
+        self.owners.get(owner).map_or(0, VecDeque::len)
+    }
+
+    /// Every job in the order it would be served (1-based position = index + 1).
+    pub fn order(&self) -> Vec<&J> {
+        let mut cursors: Vec<(&String, usize)> = self.turn.iter().map(|o| (o, 0)).collect();
+        let mut out = Vec::with_capacity(self.len());
+        while !cursors.is_empty() {
+            cursors.retain_mut(|(owner, i)| {
+                match self.owners.get(*owner).and_then(|j| j.get(*i)) {
+                    Some(job) => {
+                        out.push(job);
+                        *i += 1;
+                        true
+                    }
+                    None => false,
+                }
+            });
+        }
+        out
+    }
+
+    /// Where `job` is in the order (1 is next), if queued.
+    pub fn position(&self, job: &J) -> Option<usize> {
+        self.order().iter().position(|j| *j == job).map(|i| i + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Preset;
+    use proptest::prelude::*;
+
+    fn video(w: u32, h: u32, fps: u32) -> VideoSettings {
+        VideoSettings {
+            width: w,
+            height: h,
+            fps,
+            ..Preset::Medium.settings()
+        }
+    }
+
+    fn web(mode: &str) -> SourceSpec {
+        serde_json::from_value(
+            serde_json::json!({"kind": "web", "url": "https://example.com/", "mode": mode}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn costs_follow_kind_size_and_rate() {
+        let camera = estimate(
+            &SourceSpec::Frames { input_fps: Some(5) },
+            &video(1280, 720, 30),
+        );
+        let camera30 = estimate(
+            &SourceSpec::Frames { input_fps: None },
+            &video(1280, 720, 30),
+        );
+        let web4k = estimate(&web("deterministic"), &video(3840, 2160, 60));
+        let web720 = estimate(&web("deterministic"), &video(1280, 720, 30));
+        let live720 = estimate(&web("realtime"), &video(1280, 720, 30));
+        assert_eq!(camera, 75);
+        assert_eq!(camera30, 398);
+        assert!(web4k > 2 * web720, "{web4k} vs {web720}");
+        assert!(web4k > 25 * camera, "{web4k} vs {camera}");
+        assert_eq!(live720, 427);
+        // A client cannot claim more input than output.
+        assert_eq!(
+            estimate(
+                &SourceSpec::Frames {
+                    input_fps: Some(240)
+                },
+                &video(1280, 720, 30)
+            ),
+            camera30
+        );
+    }
+
+    #[test]
+    fn budget_reserves_what_fits_and_a_huge_cost_runs_alone() {
+        let mut b = Budget::new(2000);
+        let a = b.try_reserve(1200).unwrap();
+        assert!(b.try_reserve(900).is_none());
+        let c = b.try_reserve(800).unwrap();
+        assert_eq!(b.reserved(), 2000);
+        b.release(a);
+        b.release(c);
+        assert_eq!(b.reserved(), 0);
+        // Over the whole budget: takes all of it, only when nothing else runs.
+        assert_eq!(b.try_reserve(5000), Some(2000));
+        assert!(b.try_reserve(1).is_none());
+    }
+
+    #[test]
+    fn one_users_many_jobs_do_not_starve_anothers_one() {
+        let mut q = FairQueue::default();
+        for i in 0..500 {
+            q.push("ann", i);
+        }
+        q.push("bob", 1000);
+        assert_eq!(q.position(&1000), Some(2));
+        assert_eq!(q.pop(), Some(0));
+        assert_eq!(q.pop(), Some(1000));
+        assert_eq!(q.pop(), Some(1));
+        assert_eq!(q.len(), 498);
+        assert!(q.remove(&7));
+        assert!(!q.remove(&7));
+        assert_eq!(q.count_of("ann"), 497);
+        assert_eq!(q.count_of("bob"), 0);
+    }
+
+    proptest! {
+        /// Popping serves jobs exactly in `order()`, every job once, each
+        /// owner's in its own order, and between two jobs of one owner every
+        /// other waiting owner gets a turn.
+        #[test]
+        fn pops_follow_the_order_fairly(jobs in proptest::collection::vec(0u8..4, 0..60)) {
+            let mut q = FairQueue::default();
+            for (i, o) in jobs.iter().enumerate() {
+                q.push(&o.to_string(), (*o, i));
+            }
+            let order: Vec<(u8, usize)> = q.order().into_iter().copied().collect();
+            let mut popped = vec![];
+            while let Some(j) = q.pop() {
+                prop_assert_eq!(q.position(&j), None);
+                popped.push(j);
+            }
+            prop_assert_eq!(&popped, &order);
+            prop_assert_eq!(popped.len(), jobs.len());
+            for o in 0..4u8 {
+                let mine: Vec<usize> = popped.iter().filter(|j| j.0 == o).map(|j| j.1).collect();
+                prop_assert!(mine.windows(2).all(|w| w[0] < w[1]));
+            }
+            // Round robin: within any window of consecutive pops of the same
+            // length as the number of owners still waiting, no owner repeats.
+            let owners = jobs.iter().collect::<std::collections::BTreeSet<_>>().len();
+            for (k, w) in popped.windows(owners.max(1)).enumerate() {
+                let left: std::collections::BTreeSet<u8> = popped[k..].iter().map(|j| j.0).collect();
+                if left.len() == owners {
+                    let seen: std::collections::BTreeSet<u8> = w.iter().map(|j| j.0).collect();
+                    prop_assert_eq!(seen.len(), w.len());
+                }
+            }
+        }
+    }
+}

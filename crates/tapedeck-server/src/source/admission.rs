@@ -1,0 +1,247 @@
+//! The CPU-cost gate: every recording reserves its estimated cost
+//! ([`tapedeck_core::admission::estimate`]) from the server's budget while
+//! it runs. A live source that does not fit is refused (429
+//! `server_busy`); a web recording that does not fit (or finds
+//! `web.max_concurrent` browsers running) waits `pending` in the fair queue
+//! and is handed its [`Admission`] when enough is released.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tapedeck_core::RecordingId;
+use tapedeck_core::admission::{Budget, FairQueue, MilliCores, estimate, queues};
+use tapedeck_core::recording::Recording;
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// What a running recording holds; released when dropped.
+#[derive(Debug, Default)]
+pub struct Admission {
+    reserved: MilliCores,
+    web: bool,
+    gate: Option<Arc<Gate>>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release(self.reserved, self.web);
+        }
+    }
+}
+
+/// How a new recording gets its admission.
+pub enum Ticket {
+    /// It fits now.
+    Now(Admission),
+    /// It waits in the queue; the admission comes through here.
+    Queued(oneshot::Receiver<Admission>),
+}
+
+struct Waiter {
+    cost: MilliCores,
+    grant: oneshot::Sender<Admission>,
+}
+
+struct State {
+    budget: Budget,
+    web_running: u32,
+    queue: FairQueue<RecordingId>,
+    waiting: HashMap<RecordingId, Waiter>,
+}
+
+/// The server's budget and queue (one per server).
+pub struct Gate {
+    state: Mutex<State>,
+    total: MilliCores,
+    web_max: u32,
+    max_queued: usize,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("total", &self.total)
+            .field("reserved", &self.reserved())
+            .finish()
+    }
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateFigures {
+    /// The budget, thousandths of a core.
+    pub total: MilliCores,
+    /// What running recordings hold.
+    pub reserved: MilliCores,
+    /// Web recordings waiting.
+    pub queued: usize,
+}
+
+impl Gate {
+    /// A gate with the configured budget (`limits.cpu_budget_cores`, 0: the
+    /// machine's cores), `web.max_concurrent` and `web.max_queued`.
+    pub fn new(config: &Config) -> Arc<Self> {
+        let cores = if config.limits.cpu_budget_cores > 0.0 {
+            config.limits.cpu_budget_cores
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as f64
+        };
+        let total = (cores * 1000.0).round().clamp(1.0, f64::from(u32::MAX)) as MilliCores;
+        Arc::new(Self {
+            state: Mutex::new(State {
+                budget: Budget::new(total),
+                web_running: 0,
+                queue: FairQueue::default(),
+                waiting: HashMap::new(),
+            }),
+            total,
+            web_max: config.web.max_concurrent,
+            max_queued: config.web.max_queued as usize,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fits(&self, st: &State, cost: MilliCores, web: bool) -> bool {
+        st.budget.fits(cost) && (!web || st.web_running < self.web_max)
+    }
+
+    fn take(self: &Arc<Self>, st: &mut State, cost: MilliCores, web: bool) -> Admission {
+        let reserved = st.budget.try_reserve(cost).unwrap_or(0);
+        if web {
+            st.web_running += 1;
+        }
+        Admission {
+            reserved,
+            web,
+            gate: Some(self.clone()),
+        }
+    }
+
+    /// Admits `rec` now, queues it (web), or refuses it.
+    pub fn admit(self: &Arc<Self>, rec: &Recording) -> Result<Ticket, ApiError> {
+        let cost = estimate(&rec.source, &rec.video);
+        let web = queues(&rec.source);
+        let mut st = self.lock();
+        if web {
+            if st.queue.is_empty() && self.fits(&st, cost, true) {
+                return Ok(Ticket::Now(self.take(&mut st, cost, true)));
+            }
+            if st.queue.len() >= self.max_queued {
+                return Err(ApiError::new(
+                    429,
+                    "queue_full",
+                    format!(
+                        "{} web recordings already wait for their turn (web.max_queued)",
+                        st.queue.len()
+                    ),
+                ));
+            }
+            let (grant, rx) = oneshot::channel();
+            st.queue.push(&rec.owner, rec.id);
+            st.waiting.insert(rec.id, Waiter { cost, grant });
+            return Ok(Ticket::Queued(rx));
+        }
+        if self.fits(&st, cost, false) {
+            return Ok(Ticket::Now(self.take(&mut st, cost, false)));
+        }
+        let reserved = st.budget.reserved();
+        Err(ApiError::new(
+            429,
+            "server_busy",
+            format!(
+                "the server's CPU budget is taken: {:.2} of {:.2} cores reserved, and this recording needs about {:.2} (limits.cpu_budget_cores); try again later",
+                f64::from(reserved) / 1000.0,
+                f64::from(self.total) / 1000.0,
+                f64::from(cost.min(self.total)) / 1000.0
+            ),
+        ))
+    }
+
+    /// Admits `rec` after a restart: what was admitted before is not
+    /// refused; a web recording queues as if new (in the order given).
+    pub fn readmit(self: &Arc<Self>, rec: &Recording) -> Ticket {
+        match self.admit(rec) {
+            Ok(t) => t,
+            Err(_) => Ticket::Now(Admission::default()),
+        }
+    }
+
+    fn release(self: &Arc<Self>, reserved: MilliCores, web: bool) {
+        {
+            let mut st = self.lock();
+            st.budget.release(reserved);
+            if web {
+                st.web_running = st.web_running.saturating_sub(1);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Hands admissions to the queue's head while it fits.
+    fn dispatch(self: &Arc<Self>) {
+        loop {
+            let (admission, grant) = {
+                let mut st = self.lock();
+                let Some(&id) = st.queue.peek() else { return };
+                let cost = st.waiting.get(&id).map_or(0, |w| w.cost);
+                if !self.fits(&st, cost, true) {
+                    return;
+                }
+                st.queue.pop();
+                let Some(w) = st.waiting.remove(&id) else {
+                    continue;
+                };
+                (self.take(&mut st, cost, true), w.grant)
+            };
+            // A waiter that went away gives it back (its drop runs dispatch again).
+            drop(grant.send(admission));
+        }
+    }
+
+    /// Takes `id` out of the queue (cancelled or deleted while waiting).
+    pub fn withdraw(self: &Arc<Self>, id: RecordingId) {
+        let removed = {
+            let mut st = self.lock();
+            st.waiting.remove(&id);
+            st.queue.remove(&id)
+        };
+        if removed {
+            self.dispatch();
+        }
+    }
+
+    /// Where `id` waits (1 is next), if it does.
+    pub fn position(&self, id: RecordingId) -> Option<u32> {
+        self.lock().queue.position(&id).map(|p| p as u32)
+    }
+
+    /// Recordings waiting, of `owner` or of everyone.
+    pub fn queued(&self, owner: Option<&str>) -> usize {
+        let st = self.lock();
+        match owner {
+            Some(o) => st.queue.count_of(o),
+            None => st.queue.len(),
+        }
+    }
+
+    /// What running recordings hold.
+    pub fn reserved(&self) -> MilliCores {
+        self.lock().budget.reserved()
+    }
+
+    /// Budget, reserved and queued, for `/metrics`.
+    pub fn figures(&self) -> GateFigures {
+        let st = self.lock();
+        GateFigures {
+            total: self.total,
+            reserved: st.budget.reserved(),
+            queued: st.queue.len(),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Admission by CPU cost: with the budget set low, web recordings wait their
+//! turn (fairly across users) and all complete, never more at once than fit;
+//! a live frames recording that does not fit is refused with 429
+//! `server_busy`, and nothing running is harmed.
+
+mod support;
+
+// `/metrics` is open (as Prometheus scrapes it); the API is not.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::*;
+use tapedeck_testkit::{Page, PageServer, ffprobe};
+
+const PAGE: &str = "<body style='margin:0;background:#eee'><div id=b style='width:80px;height:80px;background:#c00'></div>
+<script>let n=0;(function f(){document.getElementById('b').style.marginLeft=(n++%400)+'px';requestAnimationFrame(f)})()</script></body>";
+
+/// A web recording at the low preset (854x480 at 24 fps): an estimated
+/// 0.682 of a core. Two fit in 1.45 cores; a third does not, and neither
+/// does a low-preset frames recording (0.148) beside two.
+const BUDGET: f64 = 1.45;
+
+fn web(url: &str) -> Value {
+    json!({"source": {"kind": "web", "url": url, "script": [{"type": "wait", "duration_ms": 500}]},
+           "preset": "low"})
+}
+
+/// Overlap of [started_at, stopped_at] intervals: the most running at once.
+fn most_at_once(recs: &[Value]) -> usize {
+    let mut edges = vec![];
+    for r in recs {
+        let t = |k: &str| {
+            r[k].as_str()
+                .unwrap_or_else(|| panic!("{k} in {r}"))
+                .to_string()
+        };
+        edges.push((t("started_at"), 1i32));
+        edges.push((t("stopped_at"), -1));
+    }
+    // RFC 3339 in UTC sorts as text; an end before a start at the same instant.
+    edges.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+fn reserved_cores(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("tapedeck_cpu_cores{what=\"reserved\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no reserved figure in {metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_busy() {
+    let site = PageServer::start(vec![("/", Page::Body("text/html", PAGE.into()))]);
+    let s = start(|c| {
+        c.web.allowed_hosts = vec![format!("127.0.0.1:{}", site.port)];
+        c.limits.cpu_budget_cores = BUDGET;
+        // The budget, not the browser count, is what binds here.
+        c.web.max_concurrent = 20;
+    })
+    .await;
+    let ann = s.key("ann", false).await;
+    let bob = s.key("bob", false).await;
+
+    let mut ids = vec![];
+    for i in 0..19 {
+        let r = s.create(&ann, web(&site.url("/"))).await;
+        let want = if i < 2 { None } else { Some(i as u64 - 1) };
+        assert_eq!(r["queue_position"].as_u64(), want, "ann's job {i}: {r}");
+        assert_eq!(r["status"], "pending");
+        ids.push((ann.clone(), r["id"].as_str().unwrap().to_string()));
+    }
+    // Bob's one job goes after ann's next one, not after all 17 of hers.
+    let r = s.create(&bob, web(&site.url("/"))).await;
+    assert_eq!(r["queue_position"], 2, "{r}");
+    let bobs = r["id"].as_str().unwrap().to_string();
+    ids.push((bob.clone(), bobs.clone()));
+    let (_, got) = s.get(&bob, &format!("/v1/recordings/{bobs}")).await;
+    assert!(
+        got["queue_position"].as_u64().is_some_and(|p| p <= 2),
+        "{got}"
+    );
+
+    // A live source does not wait: two web recordings hold the budget now.
+    let metrics = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!((reserved_cores(&metrics) - 1.364).abs() < 1e-6, "{metrics}");
+    assert!(
+        metrics.contains("tapedeck_cpu_cores{what=\"budget\"} 1.45"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tapedeck_web_queue_length 18"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tapedeck_cpu_cores{what=\"used\"}"),
+        "{metrics}"
+    );
+    let (st, v) = s
+        .post(
+            &bob,
+            "/v1/recordings",
+            json!({"source": {"kind": "frames"}, "preset": "low"}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("server_busy")),
+        "{v}"
+    );
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("1.36 of 1.45 cores") && msg.contains("0.15"),
+        "{msg}"
+    );
+
+    // Cancelling a waiting one takes it out of the queue at once.
+    let bob_entry = ids.pop().unwrap();
+    let (ann_tok, last) = ids.pop().unwrap();
+    ids.push(bob_entry);
+    let (st, v) = s
+        .post(
+            &ann_tok,
+            &format!("/v1/recordings/{last}/cancel"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((st, v["status"].as_str()), (200, Some("cancelled")), "{v}");
+    let (_, v) = s.get(&ann_tok, &format!("/v1/recordings/{last}")).await;
+    assert_eq!(v["queue_position"], Value::Null, "{v}");
+
+    // Every other one completes, whole.
+    let mut done = vec![];
+    let mut peak_reserved: f64 = 0.0;
+    for (tok, id) in &ids {
+        let r = loop {
+            let (_, r) = s.get(tok, &format!("/v1/recordings/{id}")).await;
+            let m = reqwest::get(format!("{}/metrics", s.base))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            peak_reserved = peak_reserved.max(reserved_cores(&m));
+            match r["status"].as_str() {
+                Some("completed") => break r,
+                Some("failed" | "cancelled") => panic!("{id}: {r}"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let p = ffprobe(&s.download(tok, id, "mp4").await);
+        assert_eq!((p.width, p.height, p.frames), (854, 480, 12), "{id}: {p:?}");
+        done.push(r);
+    }
+    assert_eq!(done.len(), 19);
+    assert!(peak_reserved <= BUDGET + 1e-9, "{peak_reserved}");
+    let most = most_at_once(&done);
+    assert!((1..=2).contains(&most), "{most} web recordings ran at once");
+    // Bob's job was not left for last: it ended before most of ann's.
+    let bob_done = done.last().unwrap()["completed_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let after = done[..18]
+        .iter()
+        .filter(|r| r["completed_at"].as_str().unwrap() > bob_done.as_str())
+        .count();
+    assert!(
+        after >= 10,
+        "only {after} of ann's 18 finished after bob's one"
+    );
+    // With the queue empty the budget is whole again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let m = reqwest::get(format!("{}/metrics", s.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(reserved_cores(&m), 0.0, "{m}");
+    let r = s
+        .create(&bob, json!({"source": {"kind": "frames"}, "preset": "low"}))
+        .await;
+    assert_eq!(r["status"], "pending");
+}
