@@ -108,52 +108,81 @@ impl Budget {
     }
 }
 
-/// Batch jobs waiting for capacity: FIFO within an owner, round robin
-/// across owners (the owner served longest ago goes first; a new owner
-/// goes before those already served).
+/// Batch jobs waiting for capacity: FIFO within an owner; across owners,
+/// the owner served longest ago goes next (one never served first, then the
+/// one that has waited longest), so owners take turns.
 #[derive(Debug, Clone)]
 pub struct FairQueue<J> {
     /// Each owner's jobs, oldest first.
     owners: BTreeMap<String, VecDeque<J>>,
-    /// Owners in the order they are served next.
-    turn: VecDeque<String>,
+    /// When an owner's jobs began to wait (stamp).
+    entered: BTreeMap<String, u64>,
+    /// When an owner was last served (stamp), queued or not.
+    served: BTreeMap<String, u64>,
+    clock: u64,
 }
 
 impl<J> Default for FairQueue<J> {
     fn default() -> Self {
         Self {
             owners: BTreeMap::new(),
-            turn: VecDeque::new(),
+            entered: BTreeMap::new(),
+            served: BTreeMap::new(),
+            clock: 0,
         }
     }
 }
 
-impl<J: PartialEq> FairQueue<J> {
+impl<J: PartialEq + Clone> FairQueue<J> {
+    fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
     /// Adds `job` for `owner` at the end of that owner's jobs.
     pub fn push(&mut self, owner: &str, job: J) {
-        let jobs = self.owners.entry(owner.to_string()).or_default();
-        if jobs.is_empty() {
-            self.turn.push_back(owner.to_string());
+        if !self.owners.contains_key(owner) {
+            let t = self.tick();
+            self.entered.insert(owner.to_string(), t);
         }
-        jobs.push_back(job);
+        self.owners
+            .entry(owner.to_string())
+            .or_default()
+            .push_back(job);
+    }
+
+    /// Notes that `owner` was served outside the queue (a job that fitted
+    /// at once): their next queued job waits behind other owners'.
+    pub fn served(&mut self, owner: &str) {
+        let t = self.tick();
+        self.served.insert(owner.to_string(), t);
+    }
+
+    /// The owner served next.
+    fn next_owner(&self) -> Option<&String> {
+        self.owners.keys().min_by_key(|o| {
+            (
+                self.served.get(*o).copied().unwrap_or(0),
+                self.entered.get(*o).copied().unwrap_or(0),
+            )
+        })
     }
 
     /// The job served next, without taking it.
     pub fn peek(&self) -> Option<&J> {
-        let owner = self.turn.front()?;
-        self.owners.get(owner)?.front()
+        self.owners.get(self.next_owner()?)?.front()
     }
 
-    /// Takes the job served next; its owner goes to the back of the turn.
+    /// Takes the job served next.
     pub fn pop(&mut self) -> Option<J> {
-        let owner = self.turn.pop_front()?;
+        let owner = self.next_owner()?.clone();
         let jobs = self.owners.get_mut(&owner)?;
         let job = jobs.pop_front();
         if jobs.is_empty() {
             self.owners.remove(&owner);
-        } else {
-            self.turn.push_back(owner);
+            self.entered.remove(&owner);
         }
+        self.served(&owner);
         job
     }
 
@@ -167,11 +196,12 @@ impl<J: PartialEq> FairQueue<J> {
         else {
             return false;
         };
-        let jobs = self.owners.get_mut(&owner).expect("found above");
-        jobs.retain(|j| j != job);
-        if jobs.is_empty() {
-            self.owners.remove(&owner);
-            self.turn.retain(|o| o != &owner);
+        if let Some(jobs) = self.owners.get_mut(&owner) {
+            jobs.retain(|j| j != job);
+            if jobs.is_empty() {
+                self.owners.remove(&owner);
+                self.entered.remove(&owner);
+            }
         }
         true
     }
@@ -183,7 +213,7 @@ impl<J: PartialEq> FairQueue<J> {
 
     /// Nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.turn.is_empty()
+        self.owners.is_empty()
     }
 
     /// Jobs `owner` has waiting.
@@ -191,28 +221,15 @@ impl<J: PartialEq> FairQueue<J> {
         self.owners.get(owner).map_or(0, VecDeque::len)
     }
 
-    /// Every job in the order it would be served (1-based position = index + 1).
-    pub fn order(&self) -> Vec<&J> {
-        let mut cursors: Vec<(&String, usize)> = self.turn.iter().map(|o| (o, 0)).collect();
-        let mut out = Vec::with_capacity(self.len());
-        while !cursors.is_empty() {
-            cursors.retain_mut(|(owner, i)| {
-                match self.owners.get(*owner).and_then(|j| j.get(*i)) {
-                    Some(job) => {
-                        out.push(job);
-                        *i += 1;
-                        true
-                    }
-                    None => false,
-                }
-            });
-        }
-        out
+    /// Every job in the order it would be served.
+    pub fn order(&self) -> Vec<J> {
+        let mut q = self.clone();
+        std::iter::from_fn(|| q.pop()).collect()
     }
 
     /// Where `job` is in the order (1 is next), if queued.
     pub fn position(&self, job: &J) -> Option<usize> {
-        self.order().iter().position(|j| *j == job).map(|i| i + 1)
+        self.order().iter().position(|j| j == job).map(|i| i + 1)
     }
 }
 
@@ -294,10 +311,17 @@ mod tests {
         assert_eq!(q.pop(), Some(0));
         assert_eq!(q.pop(), Some(1000));
         assert_eq!(q.pop(), Some(1));
-        assert_eq!(q.len(), 498);
+        // Ann was just served outside the queue (a job that fitted at once):
+        // a newcomer's job goes first.
+        q.served("ann");
+        q.push("cy", 2000);
+        assert_eq!(q.position(&2000), Some(1));
+        assert_eq!(q.pop(), Some(2000));
+        assert_eq!(q.pop(), Some(2));
+        assert_eq!(q.len(), 497);
         assert!(q.remove(&7));
         assert!(!q.remove(&7));
-        assert_eq!(q.count_of("ann"), 497);
+        assert_eq!(q.count_of("ann"), 496);
         assert_eq!(q.count_of("bob"), 0);
     }
 
@@ -311,7 +335,7 @@ mod tests {
             for (i, o) in jobs.iter().enumerate() {
                 q.push(&o.to_string(), (*o, i));
             }
-            let order: Vec<(u8, usize)> = q.order().into_iter().copied().collect();
+            let order: Vec<(u8, usize)> = q.order();
             let mut popped = vec![];
             while let Some(j) = q.pop() {
                 prop_assert_eq!(q.position(&j), None);

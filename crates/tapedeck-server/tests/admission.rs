@@ -78,9 +78,9 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
         assert_eq!(r["status"], "pending");
         ids.push((ann.clone(), r["id"].as_str().unwrap().to_string()));
     }
-    // Bob's one job goes after ann's next one, not after all 17 of hers.
+    // Ann has two running: bob's one job goes next, not after her 17.
     let r = s.create(&bob, web(&site.url("/"))).await;
-    assert_eq!(r["queue_position"], 2, "{r}");
+    assert_eq!(r["queue_position"], 1, "{r}");
     let bobs = r["id"].as_str().unwrap().to_string();
     ids.push((bob.clone(), bobs.clone()));
     let (_, got) = s.get(&bob, &format!("/v1/recordings/{bobs}")).await;
@@ -195,4 +195,130 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
         .create(&bob, json!({"source": {"kind": "frames"}, "preset": "low"}))
         .await;
     assert_eq!(r["status"], "pending");
+}
+
+async fn call(
+    base: &str,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    r.send().await.unwrap().json().await.unwrap()
+}
+
+/// The queue is the database's pending web recordings: after `kill -9` of
+/// the real binary, the next start queues them again in the order they were
+/// made, round robin across users, and every one completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_survives_kill_9() {
+    let site = PageServer::start(vec![("/", Page::Body("text/html", PAGE.into()))]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ann = binary_key(&data, "ann");
+    let bob = binary_key(&data, "bob");
+    let port = tapedeck_testkit::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // One low-preset web recording (0.682 of a core) at a time.
+    let env = [
+        ("TAPEDECK_LIMITS__CPU_BUDGET_CORES", "0.7"),
+        ("TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS", "true"),
+    ];
+    let mut server = serve_binary(&data, port, &env);
+    let post = reqwest::Method::POST;
+    let mut made = vec![];
+    for (i, token) in [&ann, &ann, &ann, &bob].into_iter().enumerate() {
+        let mut body = web(&site.url("/"));
+        if i == 0 {
+            // Still recording when the server dies.
+            body["source"]["script"] = json!([{"type": "wait", "duration_ms": 60000}]);
+        }
+        let r = call(&base, token, post.clone(), "/v1/recordings", Some(body)).await;
+        assert_eq!(r["status"], "pending", "{r}");
+        made.push((
+            token.clone(),
+            r["id"].as_str().unwrap().to_string(),
+            r["queue_position"].clone(),
+        ));
+    }
+    let positions: Vec<Value> = made.iter().map(|m| m.2.clone()).collect();
+    // Ann has one running, so bob's one goes next.
+    assert_eq!(positions, [Value::Null, json!(1), json!(2), json!(1)]);
+    let get = reqwest::Method::GET;
+    let third = format!("/v1/recordings/{}", made[2].1);
+    assert_eq!(
+        call(&base, &ann, get.clone(), &third, None).await["queue_position"],
+        3
+    );
+    let first = format!("/v1/recordings/{}", made[0].1);
+    while call(&base, &ann, get.clone(), &first, None).await["status"] != "recording" {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &server.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = server.0.wait();
+    let _server = serve_binary(&data, port, &env);
+
+    // Ann's second and third and bob's one waited: they queue again in the
+    // order they were made; ann's second fits at once, so bob's goes before
+    // ann's third.
+    let mut done = vec![];
+    for (token, id, _) in &made[1..] {
+        let start = std::time::Instant::now();
+        let r = loop {
+            let r = call(
+                &base,
+                token,
+                get.clone(),
+                &format!("/v1/recordings/{id}"),
+                None,
+            )
+            .await;
+            match r["status"].as_str() {
+                Some("completed") => break r,
+                Some("failed" | "cancelled") => panic!("{id}: {r}"),
+                _ if start.elapsed() > Duration::from_secs(120) => panic!("{id}: {r}"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        let media = reqwest::Client::new()
+            .get(format!("{base}/v1/recordings/{id}/media"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let path = dir.path().join(format!("{id}.mp4"));
+        std::fs::write(&path, &media).unwrap();
+        let p = ffprobe(&path);
+        assert_eq!((p.width, p.height, p.frames), (854, 480, 12), "{id}: {p:?}");
+        done.push(r);
+    }
+    let at = |r: &Value| r["started_at"].as_str().unwrap().to_string();
+    assert!(
+        at(&done[2]) < at(&done[1]),
+        "bob's started before ann's third: {done:?}"
+    );
+    assert!(
+        at(&done[0]) < at(&done[2]),
+        "ann's second started first: {done:?}"
+    );
+    // The one that was recording when the server died was finished from
+    // what it had spooled.
+    let first = call(&base, &ann, get, &first, None).await;
+    assert_eq!(first["end_reason"], "recovered", "{first}");
 }

@@ -130,6 +130,7 @@ impl Gate {
         let mut st = self.lock();
         if web {
             if st.queue.is_empty() && self.fits(&st, cost, true) {
+                st.queue.served(&rec.owner);
                 return Ok(Ticket::Now(self.take(&mut st, cost, true)));
             }
             if st.queue.len() >= self.max_queued {
