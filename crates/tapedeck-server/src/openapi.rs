@@ -254,7 +254,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
     let mut create = create_properties();
     create["source"] = json!({"oneOf": [
         {"type": "object", "required": ["kind"], "additionalProperties": false, "properties": {"kind": {"const": "frames"},
-            "input_fps": {"type": "integer", "minimum": 1, "maximum": 120, "description": "the rate the client means to send at (a camera page's 5 fps): its admission cost is estimated from it; the output rate when not given"}}},
+            "input_fps": {"type": ["integer", "null"], "minimum": 1, "maximum": 120, "description": "the rate the client means to send at (a camera page's 5 fps): its admission cost is estimated from it; the output rate when not given"}}},
         {"$ref": "#/components/schemas/WebSource"},
         {"type": "object", "required": ["kind", "room"], "additionalProperties": false,
          "description": "A room's call: only its host records it; the recording is WebM (each track as it arrived, VP8 and Opus)",

@@ -215,6 +215,19 @@ async fn multipart_upload(s: &Server, key: &str, bytes: &[u8], want_host: &str) 
         let etag = r.headers()["etag"].to_str().unwrap().to_string();
         etags.push(json!({"part_number": n, "etag": etag}));
         if n == parts.len() {
+            // A part 0 is a malformed request, whatever the upload's state.
+            let (st, e) = s
+                .post(
+                    key,
+                    &format!("/v1/recordings/{id}/complete"),
+                    json!({"parts": [{"part_number": 0, "etag": "x"}]}),
+                )
+                .await;
+            assert_eq!(
+                (st, e["error"]["code"].as_str()),
+                (400, Some("invalid_request")),
+                "{e}"
+            );
             // Only the last part: complete says which are missing.
             let (st, e) = s
                 .post(

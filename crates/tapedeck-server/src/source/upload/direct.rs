@@ -412,6 +412,17 @@ pub async fn complete(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
     };
+    // The body is checked before the upload's state: a malformed request
+    // is that whatever the upload has become.
+    if let Some(bad) = req.parts.iter().find(|p| p.part_number == 0) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!(
+                "part_number {} is not a part: parts count from 1",
+                bad.part_number
+            ),
+        ));
+    }
     let (rec, ep) = upload_of(&s, &Uploader::User(p), &id).await?;
     let ep = match ep {
         Some(ep) if !ep.is_closed() => ep,

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Many cameras at once (see bench/frames_many.sh).
+
+N concurrent frames recordings, each a camera page's stream: 720p JPEG at
+5 fps in (a moving test pattern with sensor noise), 720p30 MP4 out, for S
+seconds. tapedeck: one `tapedeck serve`, N WebSocket clients in this
+process. The peer: N OpenCV `VideoWriter` processes (mp4v, 30 fps, each
+picture written 6 times as a CFR writer must), each paced at 5 fps.
+
+CPU is read from /proc for the recorder's processes only (tapedeck and its
+ffmpeg children; the OpenCV processes), over the steady middle of the run:
+percent of one core per stream. RSS: the recorder's processes' resident
+memory at the middle, per stream. Complete: the file has every frame
+(ffprobe: S x 30 +- 1) and, for OpenCV, the writer kept pace (finished
+within 10 % of S).
+"""
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import websockets
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def tree(root):
+    """root and every descendant pid."""
+    kids = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(p))
+            except OSError:
+                pass
+    out, todo = [], list(root)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_s(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            total += int(v[11]) + int(v[12])
+        except OSError:
+            pass
+    return total / TICK
+
+
+def rss_mb(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total += int(f.read().split()[1]) * PAGE
+        except OSError:
+            pass
+    return total / 1e6
+
+
+class Window:
+    """CPU of a process tree between two instants, tracking pids that come and go."""
+
+    def __init__(self, roots):
+        self.roots = roots
+        self.seen = {}
+
+    def sample(self):
+        pids = tree(self.roots)
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    v = f.read().rsplit(")", 1)[1].split()
+                self.seen[p] = (int(v[11]) + int(v[12])) / TICK
+            except OSError:
+                pass
+        return sum(self.seen.values()), rss_mb(pids)
+
+
+def frames_of(path):
+    out = subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0",
+                          "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", path],
+                         capture_output=True, text=True).stdout.strip()
+    return int(out) if out.isdigit() else 0
+
+
+def api(base, token, method, path, body=None):
+    req = urllib.request.Request(base + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.loads(r.read() or b"null")
+
+
+async def camera(base, token, jpegs, seconds, rate, t0):
+    rec = await asyncio.to_thread(api, base, token, "POST", "/v1/recordings",
+                                  {"source": {"kind": "frames", "input_fps": rate}, "preset": "medium",
+                                   "format": "mp4"})
+    ws_url = base.replace("http", "ws") + f"/v1/recordings/{rec['id']}/frames?token={token}"
+    async with websockets.connect(ws_url, max_size=None) as ws:
+        n = seconds * rate
+        for k in range(n):
+            due = t0 + k / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await ws.send(json.dumps({"pts_ms": k * 1000 / rate}))
+            await ws.send(jpegs[k % len(jpegs)])
+    await asyncio.to_thread(api, base, token, "POST", f"/v1/recordings/{rec['id']}/stop", {})
+    return rec["id"]
+
+
+def run_tapedeck(args, jpegs, work):
+    data = os.path.join(work, "data")
+    token = subprocess.run([args.tapedeck, "keys", "create", "--user", "bench", "--data-dir", data],
+                           check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    port = 18000 + os.getpid() % 1000
+    env = dict(os.environ, TAPEDECK_LIMITS__CPU_BUDGET_CORES="1000",
+               TAPEDECK_LIMITS__MAX_CONCURRENT=str(args.streams + 10),
+               TAPEDECK_LIMITS__MAX_CONCURRENT_PER_USER=str(args.streams + 10))
+    srv = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(base + "/healthz")
+            break
+        except OSError:
+            time.sleep(0.1)
+    win = Window([srv.pid])
+
+    async def all_cameras():
+        t0 = time.monotonic() + 2
+        tasks = [asyncio.create_task(camera(base, token, jpegs, args.seconds, args.rate, t0))
+                 for _ in range(args.streams)]
+        await asyncio.sleep(2 + args.seconds * 0.2)
+        c0, _ = win.sample()
+        m0 = time.monotonic()
+        await asyncio.sleep(args.seconds * 0.3)
+        _, rss = win.sample()
+        await asyncio.sleep(args.seconds * 0.3)
+        c1, _ = win.sample()
+        m1 = time.monotonic()
+        ids = await asyncio.gather(*tasks)
+        return ids, (c1 - c0) / (m1 - m0), rss
+
+    ids, cores, rss = asyncio.run(all_cameras())
+    complete = 0
+    for i in ids:
+        for _ in range(600):
+            rec = api(base, token, "GET", f"/v1/recordings/{i}")
+            if rec["status"] in ("completed", "failed"):
+                break
+            time.sleep(0.2)
+        if rec["status"] == "completed":
+            out = os.path.join(work, f"{i}.mp4")
+            with urllib.request.urlopen(urllib.request.Request(
+                    base + f"/v1/recordings/{i}/media", headers={"Authorization": f"Bearer {token}"})) as r, \
+                    open(out, "wb") as f:
+                shutil.copyfileobj(r, f)
+            if abs(frames_of(out) - args.seconds * 30) <= 1:
+                complete += 1
+    srv.send_signal(signal.SIGTERM)
+    srv.wait(timeout=60)
+    return cores, rss, complete
+
+
+def run_opencv(args, frames_dir, work):
+    procs = []
+    started = time.monotonic()
+    for i in range(args.streams):
+        out = os.path.join(work, f"cv-{i}.mp4")
+        procs.append((subprocess.Popen([sys.executable, os.path.join(HERE, "opencv_camera.py"), frames_dir,
+                                        str(args.rate), str(args.seconds), out]), out))
+    win = Window([p.pid for p, _ in procs])
+    time.sleep(args.seconds * 0.2)
+    c0, _ = win.sample()
+    m0 = time.monotonic()
+    time.sleep(args.seconds * 0.3)
+    _, rss = win.sample()
+    time.sleep(args.seconds * 0.3)
+    c1, _ = win.sample()
+    m1 = time.monotonic()
+    complete = 0
+    for p, out in procs:
+        p.wait()
+        kept_up = time.monotonic() - started <= args.seconds * 1.1 + 2
+        if kept_up and abs(frames_of(out) - args.seconds * 30) <= 1:
+            complete += 1
+    return (c1 - c0) / (m1 - m0), rss, complete
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tapedeck", required=True)
+    ap.add_argument("--streams", default="16,50,100")
+    ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--rate", type=int, default=5)
+    ap.add_argument("--peer", default="opencv", help="opencv or none")
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="tapedeck-cams-")
+    frames_dir = os.path.join(work, "frames")
+    os.makedirs(frames_dir)
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate={a.rate}",
+                    "-vf", "noise=alls=2:allf=t", "-frames:v", str(a.seconds * a.rate), "-q:v", "3",
+                    os.path.join(frames_dir, "f%04d.jpg")], check=True)
+    jpegs = [open(os.path.join(frames_dir, f), "rb").read() for f in sorted(os.listdir(frames_dir))]
+    rows = []
+    for n in [int(x) for x in a.streams.split(",")]:
+        a.streams = n
+        for name in ["tapedeck"] + ([] if a.peer == "none" else ["opencv"]):
+            sub = tempfile.mkdtemp(dir=work)
+            cores, rss, complete = (run_tapedeck(a, jpegs, sub) if name == "tapedeck"
+                                    else run_opencv(a, frames_dir, sub))
+            rows.append((n, name, cores * 100 / n, rss / n, complete, cores * 100))
+            shutil.rmtree(sub, ignore_errors=True)
+            print(f"# {n} {name}: {cores * 100:.0f} % of a core, {rss:.0f} MB, {complete}/{n} complete",
+                  file=sys.stderr)
+    print("| streams | recorder | CPU % of a core per stream | RSS MB per stream | complete | CPU % in all | vs OpenCV |")
+    print("|---|---|---|---|---|---|---|")
+    last = []
+    for n, name, cpu, rss, complete, total in rows:
+        peer = next((r for r in rows if r[0] == n and r[1] == "opencv"), None)
+        ratio = f"x{cpu / peer[2]:.2f}" if peer and peer[2] > 0 else "-"
+        print(f"| {n} | {name} | {cpu:.2f} | {rss:.1f} | {complete}/{n} | {total:.0f} | {ratio} |")
+        if name == "tapedeck":
+            last.append(f"{n} streams: {complete}/{n} complete, {cpu:.2f} % of a core and {rss:.1f} MB each"
+                        + (f", CPU x{cpu / peer[2]:.2f} OpenCV's ({peer[4]}/{n} complete)" if peer and peer[2] > 0 else ""))
+    print("; ".join(last))
+
+
+if __name__ == "__main__":
+    main()
