@@ -9,21 +9,24 @@ picture written 6 times as a CFR writer must), each paced at 5 fps.
 
 CPU is read from /proc for the recorder's processes only (tapedeck and its
 ffmpeg children; the OpenCV processes), over the steady middle of the run:
-percent of one core per stream. RSS: the recorder's processes' resident
-memory at the middle, per stream. Complete: the file has every frame
-(ffprobe: S x 30 +- 1) and, for OpenCV, the writer kept pace (finished
-within 10 % of S).
+percent of one core per stream. Memory: the recorder's processes' proportional set size (PSS: shared
+library pages counted once) at the middle, per stream. Complete: the file has every frame
+(ffprobe: S x 30 +- 1) and every picture sent was used (tapedeck: the
+recording's frames_in is S x 5 with none dropped; OpenCV: the writer kept
+pace, finishing within 10 % of S).
 """
 import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import websockets
@@ -64,12 +67,15 @@ def cpu_s(pids):
     return total / TICK
 
 
-def rss_mb(pids):
+def pss_mb(pids):
+    """Proportional set size: shared pages (the libraries every ffmpeg maps) counted once in all."""
     total = 0
     for p in pids:
         try:
-            with open(f"/proc/{p}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
         except OSError:
             pass
     return total / 1e6
@@ -91,7 +97,7 @@ class Window:
                 self.seen[p] = (int(v[11]) + int(v[12])) / TICK
             except OSError:
                 pass
-        return sum(self.seen.values()), rss_mb(pids)
+        return sum(self.seen.values()), pss_mb(pids)
 
 
 def frames_of(path):
@@ -115,7 +121,7 @@ async def camera(base, token, jpegs, seconds, rate, t0):
                                   {"source": {"kind": "frames", "input_fps": rate}, "preset": "medium",
                                    "format": "mp4"})
     ws_url = base.replace("http", "ws") + f"/v1/recordings/{rec['id']}/frames?token={token}"
-    async with websockets.connect(ws_url, max_size=None) as ws:
+    async with websockets.connect(ws_url, max_size=None, ping_interval=None) as ws:
         n = seconds * rate
         for k in range(n):
             due = t0 + k / rate
@@ -141,6 +147,8 @@ def run_tapedeck(args, jpegs, work):
         try:
             urllib.request.urlopen(base + "/healthz")
             break
+        except urllib.error.HTTPError:
+            break
         except OSError:
             time.sleep(0.1)
     win = Window([srv.pid])
@@ -160,7 +168,11 @@ def run_tapedeck(args, jpegs, work):
         ids = await asyncio.gather(*tasks)
         return ids, (c1 - c0) / (m1 - m0), rss
 
-    ids, cores, rss = asyncio.run(all_cameras())
+    try:
+        ids, cores, rss = asyncio.run(all_cameras())
+    except BaseException:
+        srv.kill()
+        raise
     complete = 0
     for i in ids:
         for _ in range(600):
@@ -174,14 +186,25 @@ def run_tapedeck(args, jpegs, work):
                     base + f"/v1/recordings/{i}/media", headers={"Authorization": f"Bearer {token}"})) as r, \
                     open(out, "wb") as f:
                 shutil.copyfileobj(r, f)
-            if abs(frames_of(out) - args.seconds * 30) <= 1:
+            st = rec["stats"]
+            # Every picture sent arrived and was used, and the file has every frame.
+            if (st["frames_in"] == args.seconds * args.rate and st["frames_dropped"] == 0
+                    and abs(frames_of(out) - args.seconds * 30) <= 1):
                 complete += 1
+            else:
+                print(f"# {i}: {st['frames_in']} in, {st['frames_dropped']} dropped, {frames_of(out)} frames",
+                      file=sys.stderr)
+    with open(f"/proc/{srv.pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    # The server and every ffmpeg it ran and reaped, from start to the last file.
+    whole = sum(int(x) for x in v[11:15]) / TICK
     srv.send_signal(signal.SIGTERM)
     srv.wait(timeout=60)
-    return cores, rss, complete
+    return cores, rss, complete, whole
 
 
 def run_opencv(args, frames_dir, work):
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     procs = []
     started = time.monotonic()
     for i in range(args.streams):
@@ -203,7 +226,9 @@ def run_opencv(args, frames_dir, work):
         kept_up = time.monotonic() - started <= args.seconds * 1.1 + 2
         if kept_up and abs(frames_of(out) - args.seconds * 30) <= 1:
             complete += 1
-    return (c1 - c0) / (m1 - m0), rss, complete
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    whole = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return (c1 - c0) / (m1 - m0), rss, complete, whole
 
 
 def main():
@@ -226,22 +251,24 @@ def main():
         a.streams = n
         for name in ["tapedeck"] + ([] if a.peer == "none" else ["opencv"]):
             sub = tempfile.mkdtemp(dir=work)
-            cores, rss, complete = (run_tapedeck(a, jpegs, sub) if name == "tapedeck"
-                                    else run_opencv(a, frames_dir, sub))
-            rows.append((n, name, cores * 100 / n, rss / n, complete, cores * 100))
+            cores, rss, complete, whole = (run_tapedeck(a, jpegs, sub) if name == "tapedeck"
+                                           else run_opencv(a, frames_dir, sub))
+            # Over the whole run: all the CPU the recorder spent, per stream per second of video.
+            per = whole * 100 / (n * a.seconds)
+            rows.append((n, name, cores * 100 / n, rss / n, complete, cores * 100, per))
             shutil.rmtree(sub, ignore_errors=True)
             print(f"# {n} {name}: {cores * 100:.0f} % of a core, {rss:.0f} MB, {complete}/{n} complete",
                   file=sys.stderr)
-    print("| streams | recorder | CPU % of a core per stream | RSS MB per stream | complete | CPU % in all | vs OpenCV |")
-    print("|---|---|---|---|---|---|---|")
+    print("| streams | recorder | CPU % of a core per stream, steady | per stream, whole run | PSS MB per stream | complete | CPU % in all, steady | vs OpenCV (whole run) |")
+    print("|---|---|---|---|---|---|---|---|")
     last = []
-    for n, name, cpu, rss, complete, total in rows:
+    for n, name, cpu, rss, complete, total, per in rows:
         peer = next((r for r in rows if r[0] == n and r[1] == "opencv"), None)
-        ratio = f"x{cpu / peer[2]:.2f}" if peer and peer[2] > 0 else "-"
-        print(f"| {n} | {name} | {cpu:.2f} | {rss:.1f} | {complete}/{n} | {total:.0f} | {ratio} |")
+        ratio = f"x{per / peer[6]:.2f}" if peer and peer[6] > 0 else "-"
+        print(f"| {n} | {name} | {cpu:.2f} | {per:.2f} | {rss:.1f} | {complete}/{n} | {total:.0f} | {ratio} |")
         if name == "tapedeck":
-            last.append(f"{n} streams: {complete}/{n} complete, {cpu:.2f} % of a core and {rss:.1f} MB each"
-                        + (f", CPU x{cpu / peer[2]:.2f} OpenCV's ({peer[4]}/{n} complete)" if peer and peer[2] > 0 else ""))
+            last.append(f"{n} streams: {complete}/{n} complete, {per:.2f} % of a core (whole run) and {rss:.1f} MB (PSS) each"
+                        + (f", CPU x{per / peer[6]:.2f} OpenCV's ({peer[4]}/{n} complete)" if peer and peer[6] > 0 else ""))
     print("; ".join(last))
 
 
