@@ -90,12 +90,7 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
     );
 
     // A live source does not wait: two web recordings hold the budget now.
-    let metrics = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!((reserved_cores(&metrics) - 1.364).abs() < 1e-6, "{metrics}");
     assert!(
         metrics.contains("tapedeck_cpu_cores{what=\"budget\"} 1.45"),
@@ -148,12 +143,7 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
     for (tok, id) in &ids {
         let r = loop {
             let (_, r) = s.get(tok, &format!("/v1/recordings/{id}")).await;
-            let m = reqwest::get(format!("{}/metrics", s.base))
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let m = s.metrics().await;
             peak_reserved = peak_reserved.max(reserved_cores(&m));
             match r["status"].as_str() {
                 Some("completed") => break r,
@@ -184,12 +174,7 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
     );
     // With the queue empty the budget is whole again.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let m = reqwest::get(format!("{}/metrics", s.base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = s.metrics().await;
     assert_eq!(reserved_cores(&m), 0.0, "{m}");
     let r = s
         .create(&bob, json!({"source": {"kind": "frames"}, "preset": "low"}))

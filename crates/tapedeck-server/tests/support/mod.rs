@@ -125,6 +125,16 @@ impl Server {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `/metrics` as Prometheus scrapes it (no token).
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> (u16, Value) {
         let r = self
             .client()
