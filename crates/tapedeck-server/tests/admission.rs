@@ -246,14 +246,7 @@ async fn the_queue_survives_kill_9() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-9", &server.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = server.0.wait();
+    server.kill_9();
     let _server = serve_binary(&data, port, &env);
 
     // Ann's second and third and bob's one waited: they queue again in the

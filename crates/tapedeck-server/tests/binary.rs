@@ -113,15 +113,7 @@ async fn kill_9_mid_recording_then_recover() {
     let pending_id = pending["id"].as_str().unwrap().to_string();
     // The spool is synced at least every half second.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let pid = server.0.id();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = server.0.wait();
+    server.kill_9();
     drop(ws);
     drop(ws2);
     // A hostile timestamp already in the spool (as an older version let in)
@@ -484,11 +476,7 @@ async fn kill_9_during_a_web_recording_takes_the_browser_down_too() {
             .count()
     };
     assert!(browsers() >= 1, "the browser runs while recording");
-    Command::new("kill")
-        .args(["-9", &server.0.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = server.0.wait();
+    server.kill_9();
     // The browser's pipe closed: it exits by itself.
     let t0 = Instant::now();
     while browsers() > 0 {
@@ -561,14 +549,7 @@ async fn kill_9_while_a_room_records_then_recover_its_tracks() {
         .to_string();
     let started_ms = tapedeck_core::recording::time_ms::parse(&started).unwrap();
     let killed_ms = tapedeck_server::now_ms();
-    assert!(
-        Command::new("kill")
-            .args(["-9", &server.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = server.0.wait();
+    server.kill_9();
     let ran_s = (killed_ms - started_ms) as f64 / 1000.0;
 
     let _server = serve(&data, port);

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -50,14 +49,7 @@ async fn kill_9_mid_upload_then_resume_where_it_was() {
     )
     .await;
     assert_eq!(r.status(), 204);
-    assert!(
-        Command::new("kill")
-            .args(["-9", &server.0.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = server.0.wait();
+    server.kill_9();
 
     let _server = serve_binary(&data, port, &[]);
     let r = tus(&base, &token, "HEAD", &path, &[], vec![]).await;

@@ -316,6 +316,18 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_tapedeck");
 /// A child process killed (and reaped) when dropped.
 pub struct Proc(pub std::process::Child);
 
+impl Proc {
+    /// `kill -9`, as a crash or the OOM killer would, then reaps it.
+    pub fn kill_9(&mut self) {
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success(), "kill -9 failed");
+        let _ = self.0.wait();
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
