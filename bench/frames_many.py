@@ -87,6 +87,7 @@ class Window:
     def __init__(self, roots):
         self.roots = roots
         self.seen = {}
+        self.kind = {}
 
     def sample(self):
         pids = tree(self.roots)
@@ -95,9 +96,34 @@ class Window:
                 with open(f"/proc/{p}/stat") as f:
                     v = f.read().rsplit(")", 1)[1].split()
                 self.seen[p] = (int(v[11]) + int(v[12])) / TICK
+                if p not in self.kind:
+                    self.kind[p] = kind_of(p, self.roots)
             except OSError:
                 pass
         return sum(self.seen.values()), pss_mb(pids)
+
+    def by_kind(self):
+        """CPU seconds so far per kind of process."""
+        out = {}
+        for p, s in self.seen.items():
+            out[self.kind.get(p, "other")] = out.get(self.kind.get(p, "other"), 0) + s
+        return out
+
+
+def kind_of(pid, roots):
+    """The recorder itself, an encoder or a muxer (ffmpeg copying a stream)."""
+    if pid in roots:
+        return "recorder"
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return "other"
+    if b"copy" in args:
+        return "muxer"
+    if b"libx264" in args or b"libvpx-vp9" in args:
+        return "encoder"
+    return "other"
 
 
 def frames_of(path):
@@ -117,9 +143,15 @@ def api(base, token, method, path, body=None):
 
 
 async def camera(base, token, jpegs, seconds, rate, t0):
-    rec = await asyncio.to_thread(api, base, token, "POST", "/v1/recordings",
-                                  {"source": {"kind": "frames", "input_fps": rate}, "preset": "medium",
-                                   "format": "mp4"})
+    """One camera's recording; None when the server refused it as busy (429)."""
+    try:
+        rec = await asyncio.to_thread(api, base, token, "POST", "/v1/recordings",
+                                      {"source": {"kind": "frames", "input_fps": rate}, "preset": "medium",
+                                       "format": "mp4"})
+    except urllib.error.HTTPError as e:
+        if e.code == 429:
+            return None
+        raise
     ws_url = base.replace("http", "ws") + f"/v1/recordings/{rec['id']}/frames?token={token}"
     async with websockets.connect(ws_url, max_size=None, ping_interval=None) as ws:
         n = seconds * rate
@@ -137,9 +169,10 @@ def run_tapedeck(args, jpegs, work):
     token = subprocess.run([args.tapedeck, "keys", "create", "--user", "bench", "--data-dir", data],
                            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
     port = 18000 + os.getpid() % 1000
-    env = dict(os.environ, TAPEDECK_LIMITS__CPU_BUDGET_CORES="1000",
-               TAPEDECK_LIMITS__MAX_CONCURRENT=str(args.streams + 10),
+    env = dict(os.environ, TAPEDECK_LIMITS__MAX_CONCURRENT=str(args.streams + 10),
                TAPEDECK_LIMITS__MAX_CONCURRENT_PER_USER=str(args.streams + 10))
+    if args.budget:
+        env["TAPEDECK_LIMITS__CPU_BUDGET_CORES"] = args.budget
     srv = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -159,13 +192,19 @@ def run_tapedeck(args, jpegs, work):
                  for _ in range(args.streams)]
         await asyncio.sleep(2 + args.seconds * 0.2)
         c0, _ = win.sample()
+        k0 = win.by_kind()
         m0 = time.monotonic()
         await asyncio.sleep(args.seconds * 0.3)
         _, rss = win.sample()
         await asyncio.sleep(args.seconds * 0.3)
         c1, _ = win.sample()
         m1 = time.monotonic()
-        ids = await asyncio.gather(*tasks)
+        running = max(1, sum(1 for t in tasks if not t.done() or t.result() is not None))
+        split = ", ".join(f"{k} {(v - k0.get(k, 0)) * 100 / ((m1 - m0) * running):.2f}"
+                          for k, v in sorted(win.by_kind().items()))
+        print(f"# {args.streams} tapedeck, {running} admitted, steady % of a core per stream: {split}",
+              file=sys.stderr)
+        ids = [i for i in await asyncio.gather(*tasks) if i is not None]
         return ids, (c1 - c0) / (m1 - m0), rss
 
     try:
@@ -200,7 +239,7 @@ def run_tapedeck(args, jpegs, work):
     whole = sum(int(x) for x in v[11:15]) / TICK
     srv.send_signal(signal.SIGTERM)
     srv.wait(timeout=60)
-    return cores, rss, complete, whole
+    return cores, rss, complete, whole, len(ids)
 
 
 def run_opencv(args, frames_dir, work):
@@ -228,7 +267,7 @@ def run_opencv(args, frames_dir, work):
             complete += 1
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     whole = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return (c1 - c0) / (m1 - m0), rss, complete, whole
+    return (c1 - c0) / (m1 - m0), rss, complete, whole, args.streams
 
 
 def main():
@@ -238,6 +277,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--rate", type=int, default=5)
     ap.add_argument("--peer", default="opencv", help="opencv or none")
+    ap.add_argument("--budget", default="",
+                    help="tapedeck's limits.cpu_budget_cores (default: its own, the machine's cores)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tapedeck-cams-")
     frames_dir = os.path.join(work, "frames")
@@ -251,26 +292,28 @@ def main():
         a.streams = n
         for name in ["tapedeck"] + ([] if a.peer == "none" else ["opencv"]):
             sub = tempfile.mkdtemp(dir=work)
-            cores, rss, complete, whole = (run_tapedeck(a, jpegs, sub) if name == "tapedeck"
-                                           else run_opencv(a, frames_dir, sub))
+            cores, rss, complete, whole, took = (run_tapedeck(a, jpegs, sub) if name == "tapedeck"
+                                                 else run_opencv(a, frames_dir, sub))
+            took = max(took, 1)
             # Over the whole run: all the CPU the recorder spent, per stream per second of video.
-            per = whole * 100 / (n * a.seconds)
-            rows.append((n, name, cores * 100 / n, rss / n, complete, cores * 100, per))
+            per = whole * 100 / (took * a.seconds)
+            rows.append((n, name, cores * 100 / took, rss / took, complete, cores * 100, per, took))
             shutil.rmtree(sub, ignore_errors=True)
-            print(f"# {n} {name}: {cores * 100:.0f} % of a core, {rss:.0f} MB, {complete}/{n} complete",
-                  file=sys.stderr)
-    print("| streams | recorder | CPU % of a core per stream, steady | per stream, whole run | PSS MB per stream | complete | CPU % in all, steady | vs OpenCV (whole run) |")
-    print("|---|---|---|---|---|---|---|---|")
+            print(f"# {n} {name}: {took} taken, {cores * 100:.0f} % of a core, {rss:.0f} MB, "
+                  f"{complete}/{took} complete", file=sys.stderr)
+    print("| streams offered | recorder | taken (the rest refused: 429 server_busy) | CPU % of a core per stream, steady "
+          "| per stream, whole run | PSS MB per stream | complete | CPU % in all, steady | vs OpenCV (whole run) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     last = []
-    for n, name, cpu, rss, complete, total, per in rows:
+    for n, name, cpu, rss, complete, total, per, took in rows:
         peer = next((r for r in rows if r[0] == n and r[1] == "opencv"), None)
         ratio = f"x{per / peer[6]:.2f}" if peer and peer[6] > 0 else "-"
-        print(f"| {n} | {name} | {cpu:.2f} | {per:.2f} | {rss:.1f} | {complete}/{n} | {total:.0f} | {ratio} |")
+        print(f"| {n} | {name} | {took} | {cpu:.2f} | {per:.2f} | {rss:.1f} | {complete}/{took} | {total:.0f} | {ratio} |")
         if name == "tapedeck":
-            last.append(f"{n} streams: {complete}/{n} complete, {per:.2f} % of a core (whole run) and {rss:.1f} MB (PSS) each"
+            last.append(f"{n} offered: {took} taken, {complete}/{took} complete, {per:.2f} % of a core (whole run) "
+                        f"and {rss:.1f} MB (PSS) each"
                         + (f", CPU x{per / peer[6]:.2f} OpenCV's ({peer[4]}/{n} complete)" if peer and peer[6] > 0 else ""))
     print("; ".join(last))
-
 
 if __name__ == "__main__":
     main()

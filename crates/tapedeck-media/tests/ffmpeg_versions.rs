@@ -35,6 +35,7 @@ fn spec(format: Format, cfr: bool, skip_held: bool) -> EncodeSpec {
         x264_preset: "veryfast".into(),
         crf: 23,
         skip_held,
+        threads: None,
     }
 }
 
@@ -150,7 +151,7 @@ fn every_encoder_path_on_every_ffmpeg() {
             let (poster, strip) = (dir.path().join("p.jpg"), dir.path().join("s.jpg"));
             ffmpeg::poster(&t, &out, info.duration_s * 0.25, &poster)
                 .unwrap_or_else(|e| panic!("{what}: poster: {e}"));
-            ffmpeg::strip(&t, &out, info.duration_s, 10, &strip)
+            ffmpeg::strip(&t, &out, info.duration_s, 10, None, &strip)
                 .unwrap_or_else(|e| panic!("{what}: strip: {e}"));
             assert_eq!(ffprobe(&poster).width, 320, "{what}");
             assert_eq!(ffprobe(&strip).width, 1600, "{what}");

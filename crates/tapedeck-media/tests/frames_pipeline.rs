@@ -36,6 +36,7 @@ fn spec(format: Format, cfr: bool) -> EncodeSpec {
         x264_preset: "veryfast".into(),
         crf: 23,
         skip_held: false,
+        threads: None,
     }
 }
 

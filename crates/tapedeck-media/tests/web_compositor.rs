@@ -29,6 +29,7 @@ fn spec() -> EncodeSpec {
         x264_preset: "ultrafast".into(),
         crf: 23,
         skip_held: true,
+        threads: None,
     }
 }
 

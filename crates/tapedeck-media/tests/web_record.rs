@@ -88,6 +88,7 @@ async fn record_page(
         x264_preset: "ultrafast".into(),
         crf: 18,
         skip_held: true,
+        threads: None,
     };
     let (tx, rx) = channel(8);
     let scale = src.viewport_for(w, h).scale;

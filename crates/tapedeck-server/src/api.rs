@@ -96,7 +96,7 @@ async fn encoder_check(s: &AppState) -> Result<(), String> {
     let r = tokio::task::spawn_blocking(move || {
         let failed: Vec<String> = crate::source::encoding::check_encoders(&config)
             .into_iter()
-            .filter_map(|(f, r)| r.err().map(|e| format!("{}: {e}", f.extension())))
+            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
             .collect();
         if failed.is_empty() {
             Ok(())

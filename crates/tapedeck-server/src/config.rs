@@ -302,6 +302,12 @@ pub struct EncoderConfig {
     pub queue_frames: usize,
     /// CFR MP4/MKV: write held frames as skip pictures instead of encoding them again.
     pub skip_held: bool,
+    /// Once running recordings hold more than this share of the CPU budget
+    /// (`limits.cpu_budget_cores`), new encoders start at
+    /// `busy_x264_preset` with one thread each. 1 or more: never.
+    pub busy_above: f64,
+    /// The x264 preset of encoders started on a busy server.
+    pub busy_x264_preset: String,
 }
 
 /// `[webhooks]`
@@ -384,6 +390,8 @@ impl Default for EncoderConfig {
             crf: 23,
             queue_frames: 64,
             skip_held: true,
+            busy_above: 0.5,
+            busy_x264_preset: "ultrafast".into(),
         }
     }
 }
@@ -470,6 +478,9 @@ impl Config {
         }
         if self.limits.max_duration_s == 0 {
             return bad("limits.max_duration_s must be at least 1");
+        }
+        if !(self.encoder.busy_above >= 0.0 && self.encoder.busy_above.is_finite()) {
+            return bad("encoder.busy_above must be a share of the budget, 0 or more");
         }
         if self.encoder.queue_frames == 0 {
             return bad("encoder.queue_frames must be at least 1");

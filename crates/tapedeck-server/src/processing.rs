@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use tapedeck_core::Failure;
-use tapedeck_core::recording::{MediaInfo, Recording};
+use tapedeck_core::recording::{MediaInfo, Recording, SourceSpec};
 use tapedeck_media::ffmpeg;
 
 use crate::services::Services;
@@ -60,10 +60,14 @@ pub async fn prepare(
     let work = services.work_dir(rec.id);
     let (poster, strip) = (work.join("poster.jpg"), work.join("strip.jpg"));
     let (m2, p2, s2) = (media.clone(), poster.clone(), strip.clone());
+    // Frames and web recordings at a constant rate are tapedeck's own
+    // encodes with a keyframe at least every 4 s (ffmpeg/args.rs).
+    let own = matches!(rec.source, SourceSpec::Frames { .. } | SourceSpec::Web(_));
+    let keyframes = (own && rec.video.cfr).then_some(4.0);
     let info = tokio::task::spawn_blocking(move || -> Result<_, ffmpeg::FfmpegError> {
         let info = ffmpeg::probe(&tools, &m2)?;
         ffmpeg::poster(&tools, &m2, info.duration_s * 0.25, &p2)?;
-        ffmpeg::strip(&tools, &m2, info.duration_s, STRIP_COUNT, &s2)?;
+        ffmpeg::strip(&tools, &m2, info.duration_s, STRIP_COUNT, keyframes, &s2)?;
         Ok(info)
     })
     .await

@@ -182,6 +182,58 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
     assert_eq!(r["status"], "pending");
 }
 
+/// A live recording holds its estimate from creation until it has ended,
+/// whatever its kind: the next one that does not fit beside it is refused,
+/// and fits once the first has finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frames_recording_holds_its_reservation_until_it_ends() {
+    // A 720p camera at 5 fps is estimated at 0.075 of a core: one fits in
+    // 0.1, and holds more than half of it (encoder.busy_above).
+    let s = start(|c| {
+        c.limits.cpu_budget_cores = 0.1;
+        c.encoder.busy_x264_preset = "superfast".into();
+    })
+    .await;
+    let ann = s.key("ann", false).await;
+    let camera = json!({"source": {"kind": "frames", "input_fps": 5}, "preset": "medium"});
+    let first = s.create(&ann, camera.clone()).await;
+    let id = first["id"].as_str().unwrap().to_string();
+    let m = s.metrics().await;
+    assert!((reserved_cores(&m) - 0.075).abs() < 1e-6, "{m}");
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &ann)).await;
+    for k in 0..5 {
+        send_frame(&mut ws, Some(f64::from(k) * 200.0), jpeg(1280, 720, k)).await;
+    }
+    s.wait_status(&ann, &id, "recording").await;
+    let (st, v) = s.post(&ann, "/v1/recordings", camera.clone()).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("server_busy")),
+        "{v}"
+    );
+    let (st, _) = s
+        .post(&ann, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    s.wait_status(&ann, &id, "completed").await;
+    let m = s.metrics().await;
+    assert_eq!(reserved_cores(&m), 0.0, "{m}");
+    // Started on a busy server: the busy preset, one thread (x264 writes
+    // its settings into the stream).
+    let media = std::fs::read(s.download(&ann, &id, "mp4").await).unwrap();
+    let at = media
+        .windows(9)
+        .position(|w| w == b"options: ")
+        .expect("x264's settings in the stream");
+    let options = String::from_utf8_lossy(&media[at..at + 600]).to_string();
+    assert!(
+        options.contains(" threads=1 ") && options.contains(" subme=1 "),
+        "{options}"
+    );
+    let next = s.create(&ann, camera).await;
+    assert_eq!(next["status"], "pending", "{next}");
+}
+
 async fn call(
     base: &str,
     token: &str,

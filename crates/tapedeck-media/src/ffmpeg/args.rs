@@ -30,6 +30,10 @@ pub struct EncodeSpec {
     /// CFR H.264 only: encode distinct frames and write held ticks as skip
     /// pictures ([`crate::h264`]) instead of encoding repeats.
     pub skip_held: bool,
+    /// Encoder threads; `None` lets the encoder choose (several per
+    /// encoder). One when many recordings share the cores: no frame
+    /// threads' buffers, no handing work between threads.
+    pub threads: Option<u32>,
 }
 
 impl EncodeSpec {
@@ -71,7 +75,14 @@ fn x264(spec: &EncodeSpec) -> Vec<String> {
         "-bufsize",
         &format!("{}k", br * 2),
     ]));
+    a.extend(threads(spec));
     a
+}
+
+fn threads(spec: &EncodeSpec) -> Vec<String> {
+    spec.threads
+        .map(|n| strings(&["-threads", &n.to_string()]))
+        .unwrap_or_default()
 }
 
 /// ffmpeg arguments to encode a Matroska stream of raw frames from stdin to `output`.
@@ -108,7 +119,7 @@ fn video_codec(spec: &EncodeSpec) -> Vec<String> {
             "-row-mt",
             "1",
             "-threads",
-            "2",
+            &spec.threads.unwrap_or(2).to_string(),
             "-crf",
             &(spec.crf + 10).to_string(),
             "-b:v",
@@ -250,6 +261,7 @@ mod tests {
             x264_preset: "veryfast".into(),
             crf: 23,
             skip_held: false,
+            threads: None,
         };
         let a = encode_args(&spec, Path::new("o.mp4")).join(" ");
         assert!(
@@ -260,7 +272,7 @@ mod tests {
             &EncodeSpec {
                 cfr: false,
                 format: Format::Webm,
-                ..spec
+                ..spec.clone()
             },
             Path::new("o.webm"),
         )
@@ -269,5 +281,15 @@ mod tests {
             a.contains("-fps_mode vfr") && a.contains("libvpx-vp9") && !a.contains("faststart"),
             "{a}"
         );
+        let one = EncodeSpec {
+            threads: Some(1),
+            ..spec.clone()
+        };
+        assert!(
+            encode_args(&one, Path::new("o.mp4"))
+                .join(" ")
+                .contains("-threads 1"),
+        );
+        assert!(!encode_args(&spec, Path::new("o.mp4")).contains(&"-threads".to_string()));
     }
 }

@@ -49,8 +49,8 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
         ),
     }
     // Listed encoders are not enough: the arguments must work on this ffmpeg.
-    for (format, r) in crate::source::encoding::check_encoders(&config) {
-        let what = format!("encode {}", format.extension());
+    for (name, r) in crate::source::encoding::check_encoders(&config) {
+        let what = format!("encode {name}");
         match r {
             Ok(()) => line(true, &what, "a two-frame test encode works".into()),
             Err(e) => line(false, &what, e),

@@ -208,6 +208,7 @@ pub(super) fn encode_frames(
         x264_preset: config.encoder.x264_preset.clone(),
         crf: config.encoder.crf,
         skip_held: config.encoder.skip_held,
+        threads: None,
     };
     let tools = Tools {
         ffmpeg: config.encoder.ffmpeg.clone(),

@@ -48,8 +48,24 @@ pub enum SinkMsg {
     Finish(oneshot::Sender<Result<Finished, PipelineError>>),
 }
 
-/// The encoder settings of a recording.
-pub fn encode_spec(config: &Config, rec: &Recording) -> EncodeSpec {
+/// The encoder settings of a recording, started now: see [`spec_under_load`].
+pub fn encode_spec(services: &Services, rec: &Recording) -> EncodeSpec {
+    let f = services.sources.gate.figures();
+    spec_under_load(
+        &services.config,
+        rec,
+        f64::from(f.reserved) / f64::from(f.total.max(1)),
+    )
+}
+
+/// The encoder settings of a recording on a server whose running recordings
+/// hold `load` of the CPU budget (this one included). Past
+/// `encoder.busy_above`, encoders start at `encoder.busy_x264_preset` with
+/// one thread: on the 720p camera of `bench/frames_many.sh`, ultrafast
+/// costs a third of veryfast's CPU for about twice the bytes at the same
+/// SSIM. An encoder keeps the settings it started with.
+pub fn spec_under_load(config: &Config, rec: &Recording, load: f64) -> EncodeSpec {
+    let busy = load > config.encoder.busy_above;
     EncodeSpec {
         width: rec.video.width,
         height: rec.video.height,
@@ -57,38 +73,59 @@ pub fn encode_spec(config: &Config, rec: &Recording) -> EncodeSpec {
         cfr: rec.video.cfr,
         format: rec.format,
         video_bitrate_kbps: rec.video.video_bitrate_kbps,
-        x264_preset: config.encoder.x264_preset.clone(),
+        x264_preset: if busy {
+            config.encoder.busy_x264_preset.clone()
+        } else {
+            config.encoder.x264_preset.clone()
+        },
         crf: config.encoder.crf,
         skip_held: config.encoder.skip_held,
+        threads: busy.then_some(1),
     }
 }
 
 /// A real two-frame encode with the configured encoder settings, for each
-/// output path (MP4 as configured, with skip pictures when on; WebM): what
-/// `doctor` and `/readyz` check.
-pub fn check_encoders(config: &Config) -> Vec<(Format, Result<(), String>)> {
+/// output path (MP4 as configured, with skip pictures when on; WebM; MP4 at
+/// the busy preset): what `doctor` and `/readyz` check, by name.
+pub fn check_encoders(config: &Config) -> Vec<(String, Result<(), String>)> {
     let tools = Tools {
         ffmpeg: config.encoder.ffmpeg.clone(),
         ffprobe: config.encoder.ffprobe.clone(),
     };
-    [Format::Mp4, Format::Webm]
-        .into_iter()
-        .map(|format| {
-            let spec = EncodeSpec {
-                width: 64,
-                height: 64,
-                fps: 30,
-                cfr: true,
-                format,
-                video_bitrate_kbps: 1000,
-                x264_preset: config.encoder.x264_preset.clone(),
-                crf: config.encoder.crf,
-                skip_held: config.encoder.skip_held,
-            };
-            let r = tapedeck_media::ffmpeg::check_encode(&tools, &spec).map_err(|e| e.to_string());
-            (format, r)
-        })
-        .collect()
+    let busy = config.encoder.busy_x264_preset != config.encoder.x264_preset;
+    [
+        (Format::Mp4, false),
+        (Format::Webm, false),
+        (Format::Mp4, true),
+    ]
+    .into_iter()
+    .filter(|&(_, b)| !b || busy)
+    .map(|(format, busy)| {
+        let spec = EncodeSpec {
+            width: 64,
+            height: 64,
+            fps: 30,
+            cfr: true,
+            format,
+            video_bitrate_kbps: 1000,
+            x264_preset: if busy {
+                config.encoder.busy_x264_preset.clone()
+            } else {
+                config.encoder.x264_preset.clone()
+            },
+            crf: config.encoder.crf,
+            skip_held: config.encoder.skip_held,
+            threads: busy.then_some(1),
+        };
+        let r = tapedeck_media::ffmpeg::check_encode(&tools, &spec).map_err(|e| e.to_string());
+        let what = if busy {
+            format!("{} when busy", format.extension())
+        } else {
+            format.extension().to_string()
+        };
+        (what, r)
+    })
+    .collect()
 }
 
 /// How far `rec`'s timeline may reach: its max duration, and how far a
@@ -152,7 +189,7 @@ impl EncodingRun {
         let (queue, rx) = flume::bounded(services.config.encoder.queue_frames);
         let (started_tx, started_rx) = oneshot::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
-        let spec = encode_spec(&services.config, rec);
+        let spec = encode_spec(services, rec);
         let wiring = Wiring {
             meter,
             events,
@@ -373,7 +410,7 @@ impl Source for FromSpool {
         Box::pin(async move {
             let (tools, spec) = (
                 self.services.tools.clone(),
-                encode_spec(&self.services.config, &self.rec),
+                encode_spec(&self.services, &self.rec),
             );
             let work = self.services.work_dir(self.rec.id);
             let limits = timeline_limits(&self.services.config, &self.rec);

@@ -187,16 +187,49 @@ pub struct OpenCtx {
     pub admission: Admission,
 }
 
-/// Opens the source of `ctx.rec`: the one place that matches on the kind to start one.
-pub async fn open(ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
-    match &ctx.rec.source {
-        SourceSpec::Frames { .. } => Ok(Box::new(frames::FramesSource::open(ctx))),
-        SourceSpec::Web(_) => Ok(Box::new(web::WebRecording::open(ctx).await?)),
+/// Opens the source of `ctx.rec`: the one place that matches on the kind
+/// to start one. The source holds the recording's CPU reservation until it
+/// has closed or aborted, whatever its kind.
+pub async fn open(mut ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
+    let admission = std::mem::take(&mut ctx.admission);
+    let source: Box<dyn Source> = match &ctx.rec.source {
+        SourceSpec::Frames { .. } => Box::new(frames::FramesSource::open(ctx)),
+        SourceSpec::Web(_) => Box::new(web::WebRecording::open(ctx).await?),
         SourceSpec::Room(r) => {
             let r = r.clone();
-            Ok(Box::new(room::RoomRecording::open(ctx, r).await?))
+            Box::new(room::RoomRecording::open(ctx, r).await?)
         }
-        SourceSpec::Upload(_) => Ok(Box::new(upload::UploadSource::open(ctx).await?)),
+        SourceSpec::Upload(_) => Box::new(upload::UploadSource::open(ctx).await?),
+    };
+    Ok(Box::new(Reserved { source, admission }))
+}
+
+/// A source with its CPU reservation: released when it has finished.
+struct Reserved {
+    source: Box<dyn Source>,
+    admission: Admission,
+}
+
+impl Source for Reserved {
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()> {
+        self.source.control(c)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        let Self { source, admission } = *self;
+        Box::pin(async move {
+            let r = source.close().await;
+            drop(admission);
+            r
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        let Self { source, admission } = *self;
+        Box::pin(async move {
+            source.abort().await;
+            drop(admission);
+        })
     }
 }
 

@@ -74,7 +74,7 @@ impl Output {
     ) -> Self {
         let grid = match &rec.source {
             tapedeck_core::recording::SourceSpec::Room(r) if r.layout == RoomLayout::Grid => {
-                let e = super::encoding::encode_spec(&services.config, rec);
+                let e = super::encoding::encode_spec(&services, rec);
                 Some(grid::GridSpec {
                     width: e.width,
                     height: e.height,

@@ -122,9 +122,7 @@ pub struct UploadSource {
 /// The transcode `rec` asks for, if any.
 fn encode_of(services: &Services, rec: &Recording) -> Option<EncodeSpec> {
     match &rec.source {
-        SourceSpec::Upload(u) if u.transcode => {
-            Some(super::encoding::encode_spec(&services.config, rec))
-        }
+        SourceSpec::Upload(u) if u.transcode => Some(super::encoding::encode_spec(services, rec)),
         _ => None,
     }
 }

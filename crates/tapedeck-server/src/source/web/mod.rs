@@ -51,7 +51,6 @@ pub struct WebRecording {
     control: watch::Sender<Control>,
     task: tokio::task::JoinHandle<Result<WebReport, WebError>>,
     run: EncodingRun,
-    _slot: super::Admission,
 }
 
 impl WebRecording {
@@ -104,7 +103,6 @@ impl WebRecording {
             control,
             task,
             run,
-            _slot: ctx.admission,
         })
     }
 }
