@@ -35,11 +35,23 @@ pub type MilliCores = u32;
 /// - upload: bytes to disk while they arrive (the fix-up afterwards is
 ///   processing): 10.
 pub fn estimate(spec: &SourceSpec, v: &VideoSettings) -> MilliCores {
+    estimate_as(spec, v, false)
+}
+
+/// The estimated cost of a recording whose encoder starts on a busy server
+/// (one thread at the busy preset, `ultrafast`): frames cost 10 plus 6 per
+/// Mpixel/s of input (`bench/frames_many.sh`: 0.037 of a core for a 720p
+/// camera at 5 fps, against 0.075 at `veryfast`); the rest as [`estimate`].
+pub fn estimate_busy(spec: &SourceSpec, v: &VideoSettings) -> MilliCores {
+    estimate_as(spec, v, true)
+}
+
+fn estimate_as(spec: &SourceSpec, v: &VideoSettings, busy: bool) -> MilliCores {
     let mpx = f64::from(v.width) * f64::from(v.height) / 1e6;
     let cost = match spec {
         SourceSpec::Frames { input_fps } => {
             let fps = input_fps.unwrap_or(v.fps).clamp(1, v.fps.max(1));
-            10.0 + mpx * f64::from(fps) * 14.0
+            10.0 + mpx * f64::from(fps) * if busy { 6.0 } else { 14.0 }
         }
         SourceSpec::Web(w) if w.mode == WebMode::Realtime => 150.0 + mpx * f64::from(v.fps) * 10.0,
         SourceSpec::Web(_) => 600.0 + mpx * 200.0,
@@ -270,6 +282,15 @@ mod tests {
         let live720 = estimate(&web("realtime"), &video(1280, 720, 30));
         assert_eq!(camera, 75);
         assert_eq!(camera30, 398);
+        let busy = estimate_busy(
+            &SourceSpec::Frames { input_fps: Some(5) },
+            &video(1280, 720, 30),
+        );
+        assert_eq!(busy, 38);
+        assert_eq!(
+            estimate_busy(&web("realtime"), &video(1280, 720, 30)),
+            live720
+        );
         assert!(web4k > 2 * web720, "{web4k} vs {web720}");
         assert!(web4k > 25 * camera, "{web4k} vs {camera}");
         assert_eq!(live720, 427);

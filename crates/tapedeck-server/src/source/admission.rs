@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tapedeck_core::RecordingId;
-use tapedeck_core::admission::{Budget, FairQueue, MilliCores, estimate, queues};
+use tapedeck_core::admission::{Budget, FairQueue, MilliCores, estimate, estimate_busy, queues};
 use tapedeck_core::recording::Recording;
 use tokio::sync::oneshot;
 
@@ -58,6 +58,7 @@ pub struct Gate {
     total: MilliCores,
     web_max: u32,
     max_queued: usize,
+    busy_above: f64,
 }
 
 impl std::fmt::Debug for Gate {
@@ -100,6 +101,7 @@ impl Gate {
             total,
             web_max: config.web.max_concurrent,
             max_queued: config.web.max_queued as usize,
+            busy_above: config.encoder.busy_above,
         })
     }
 
@@ -125,9 +127,15 @@ impl Gate {
 
     /// Admits `rec` now, queues it (web), or refuses it.
     pub fn admit(self: &Arc<Self>, rec: &Recording) -> Result<Ticket, ApiError> {
-        let cost = estimate(&rec.source, &rec.video);
         let web = queues(&rec.source);
         let mut st = self.lock();
+        // Past `encoder.busy_above`, its encoder will start at the busy
+        // preset (`encoding::spec_under_load`): reserve what that costs.
+        let mut cost = estimate(&rec.source, &rec.video);
+        let after = f64::from(st.budget.reserved().saturating_add(cost)) / f64::from(self.total);
+        if after > self.busy_above {
+            cost = estimate_busy(&rec.source, &rec.video);
+        }
         if web {
             if st.queue.is_empty() && self.fits(&st, cost, true) {
                 st.queue.served(&rec.owner);
