@@ -142,6 +142,12 @@ def api(base, token, method, path, body=None):
         return json.loads(r.read() or b"null")
 
 
+# The latest a client sent a picture, in seconds after it was due: past a
+# fraction of a second the clients (on the same machine) did not keep pace,
+# and a late client sends its backlog in a burst.
+LATE = [0.0]
+
+
 async def camera(base, token, jpegs, seconds, rate, t0):
     """One camera's recording; None when the server refused it as busy (429)."""
     try:
@@ -153,11 +159,13 @@ async def camera(base, token, jpegs, seconds, rate, t0):
             return None
         raise
     ws_url = base.replace("http", "ws") + f"/v1/recordings/{rec['id']}/frames?token={token}"
-    async with websockets.connect(ws_url, max_size=None, ping_interval=None) as ws:
+    # A busy server may take a while to answer 100 handshakes at once.
+    async with websockets.connect(ws_url, max_size=None, ping_interval=None, open_timeout=120) as ws:
         n = seconds * rate
         for k in range(n):
             due = t0 + k / rate
             await asyncio.sleep(max(0.0, due - time.monotonic()))
+            LATE[0] = max(LATE[0], time.monotonic() - due)
             await ws.send(json.dumps({"pts_ms": k * 1000 / rate}))
             await ws.send(jpegs[k % len(jpegs)])
     await asyncio.to_thread(api, base, token, "POST", f"/v1/recordings/{rec['id']}/stop", {})
@@ -173,6 +181,8 @@ def run_tapedeck(args, jpegs, work):
                TAPEDECK_LIMITS__MAX_CONCURRENT_PER_USER=str(args.streams + 10))
     if args.budget:
         env["TAPEDECK_LIMITS__CPU_BUDGET_CORES"] = args.budget
+    if args.all_busy:
+        env["TAPEDECK_ENCODER__BUSY_ABOVE"] = "0"
     srv = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -187,6 +197,7 @@ def run_tapedeck(args, jpegs, work):
     win = Window([srv.pid])
 
     async def all_cameras():
+        LATE[0] = 0.0
         t0 = time.monotonic() + 2
         tasks = [asyncio.create_task(camera(base, token, jpegs, args.seconds, args.rate, t0))
                  for _ in range(args.streams)]
@@ -205,6 +216,7 @@ def run_tapedeck(args, jpegs, work):
         print(f"# {args.streams} tapedeck, {running} admitted, steady % of a core per stream: {split}",
               file=sys.stderr)
         ids = [i for i in await asyncio.gather(*tasks) if i is not None]
+        print(f"# {args.streams} tapedeck: the clients were at most {LATE[0]:.2f} s late", file=sys.stderr)
         return ids, (c1 - c0) / (m1 - m0), rss
 
     try:
@@ -279,6 +291,8 @@ def main():
     ap.add_argument("--peer", default="opencv", help="opencv or none")
     ap.add_argument("--budget", default="",
                     help="tapedeck's limits.cpu_budget_cores (default: its own, the machine's cores)")
+    ap.add_argument("--all-busy", action="store_true",
+                    help="every encoder at the busy preset (encoder.busy_above = 0)")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="tapedeck-cams-")
     frames_dir = os.path.join(work, "frames")

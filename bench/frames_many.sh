@@ -4,6 +4,8 @@
 # VideoWriter processes doing the same work. Prints CPU % of a core and RSS
 # per stream, and how many outputs are complete.
 # Options: --streams 16,50,100 (default) --seconds 60 --peer opencv|none
+#   --budget CORES (tapedeck's limits.cpu_budget_cores; default the machine's cores)
+#   --all-busy (every encoder at the busy preset, encoder.busy_above = 0)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
