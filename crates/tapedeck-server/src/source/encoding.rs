@@ -464,3 +464,58 @@ pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
         source: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_core::recording::{Stats, Status};
+    use tapedeck_core::settings::Preset;
+
+    fn camera() -> Recording {
+        Recording {
+            id: tapedeck_core::RecordingId::from_parts(1, 2),
+            owner: "ann".into(),
+            status: Status::Pending,
+            end_reason: None,
+            source: SourceSpec::Frames { input_fps: Some(5) },
+            format: Format::Mp4,
+            preset: Preset::Medium,
+            video: Preset::Medium.settings(),
+            max_duration_s: 30,
+            title: None,
+            metadata: serde_json::json!({}),
+            created_at: 0,
+            started_at: None,
+            stopped_at: None,
+            completed_at: None,
+            expires_at: None,
+            duration_s: None,
+            size_bytes: None,
+            error: None,
+            note: None,
+            stats: Stats::default(),
+            media: None,
+            regenerated_from: None,
+            queue_position: None,
+            tracks: vec![],
+        }
+    }
+
+    #[test]
+    fn encoders_started_past_half_the_budget_take_the_busy_preset_and_one_thread() {
+        let config = Config::default();
+        let calm = spec_under_load(&config, &camera(), 0.5);
+        assert_eq!(
+            (calm.x264_preset.as_str(), calm.threads),
+            ("veryfast", None)
+        );
+        let busy = spec_under_load(&config, &camera(), 0.51);
+        assert_eq!(
+            (busy.x264_preset.as_str(), busy.threads),
+            ("ultrafast", Some(1))
+        );
+        let mut never = Config::default();
+        never.encoder.busy_above = 1.0;
+        assert_eq!(spec_under_load(&never, &camera(), 0.99).threads, None);
+    }
+}
