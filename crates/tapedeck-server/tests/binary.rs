@@ -275,6 +275,7 @@ async fn cli_client_commands_and_doctor() {
         "storage",
         "encode mp4",
         "encode webm",
+        "encode mp4 when busy",
     ] {
         assert!(
             text.lines()
@@ -309,6 +310,22 @@ async fn cli_client_commands_and_doctor() {
             .any(|l| l.starts_with("ok") && l.contains("ffmpeg"))
             && text.contains("MISSING encode mp4")
             && !text.contains("MISSING encode webm"),
+        "{text}"
+    );
+    // The preset of encoders started on a busy server is checked too.
+    let out = Command::new(BIN)
+        .args(["doctor", "--data-dir"])
+        .arg(&data)
+        .env("TAPEDECK_ENCODER__BUSY_X264_PRESET", "no-such-preset")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("MISSING encode mp4 when busy")
+            && text
+                .lines()
+                .any(|t| t.starts_with("ok") && t.contains("encode mp4") && !t.contains("busy")),
         "{text}"
     );
     // A missing browser, and the shell wrapper instead of the real binary.

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
 use tapedeck_core::recording::{Recording, SourceSpec};
+use tapedeck_core::settings::VideoSettings;
 use tapedeck_core::timeline::TimelineLimits;
 use tapedeck_core::{Failure, Format};
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
@@ -53,26 +54,33 @@ pub fn encode_spec(services: &Services, rec: &Recording) -> EncodeSpec {
     let f = services.sources.gate.figures();
     spec_under_load(
         &services.config,
-        rec,
+        &rec.video,
+        rec.format,
         f64::from(f.reserved) / f64::from(f.total.max(1)),
     )
 }
 
-/// The encoder settings of a recording on a server whose running recordings
-/// hold `load` of the CPU budget (this one included). Past
+/// The encoder settings of a recording of `video` in `format` on a server
+/// whose running recordings hold `load` of the CPU budget (this one
+/// included). Past
 /// `encoder.busy_above`, encoders start at `encoder.busy_x264_preset` with
 /// one thread: on the 720p camera of `bench/frames_many.sh`, ultrafast
 /// costs a third of veryfast's CPU for about twice the bytes at the same
 /// SSIM. An encoder keeps the settings it started with.
-pub fn spec_under_load(config: &Config, rec: &Recording, load: f64) -> EncodeSpec {
+pub fn spec_under_load(
+    config: &Config,
+    video: &VideoSettings,
+    format: Format,
+    load: f64,
+) -> EncodeSpec {
     let busy = load > config.encoder.busy_above;
     EncodeSpec {
-        width: rec.video.width,
-        height: rec.video.height,
-        fps: rec.video.fps,
-        cfr: rec.video.cfr,
-        format: rec.format,
-        video_bitrate_kbps: rec.video.video_bitrate_kbps,
+        width: video.width,
+        height: video.height,
+        fps: video.fps,
+        cfr: video.cfr,
+        format,
+        video_bitrate_kbps: video.video_bitrate_kbps,
         x264_preset: if busy {
             config.encoder.busy_x264_preset.clone()
         } else {
@@ -92,31 +100,24 @@ pub fn check_encoders(config: &Config) -> Vec<(String, Result<(), String>)> {
         ffmpeg: config.encoder.ffmpeg.clone(),
         ffprobe: config.encoder.ffprobe.clone(),
     };
-    let busy = config.encoder.busy_x264_preset != config.encoder.x264_preset;
     [
         (Format::Mp4, false),
         (Format::Webm, false),
         (Format::Mp4, true),
     ]
     .into_iter()
-    .filter(|&(_, b)| !b || busy)
     .map(|(format, busy)| {
-        let spec = EncodeSpec {
+        let video = VideoSettings {
             width: 64,
             height: 64,
             fps: 30,
-            cfr: true,
-            format,
             video_bitrate_kbps: 1000,
-            x264_preset: if busy {
-                config.encoder.busy_x264_preset.clone()
-            } else {
-                config.encoder.x264_preset.clone()
-            },
-            crf: config.encoder.crf,
-            skip_held: config.encoder.skip_held,
-            threads: busy.then_some(1),
+            audio_bitrate_kbps: 128,
+            cfr: true,
         };
+        // A load past any `busy_above` (finite, checked), or none.
+        let load = if busy { f64::INFINITY } else { 0.0 };
+        let spec = spec_under_load(config, &video, format, load);
         let r = tapedeck_media::ffmpeg::check_encode(&tools, &spec).map_err(|e| e.to_string());
         let what = if busy {
             format!("{} when busy", format.extension())
@@ -468,54 +469,27 @@ pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_core::recording::{Stats, Status};
     use tapedeck_core::settings::Preset;
-
-    fn camera() -> Recording {
-        Recording {
-            id: tapedeck_core::RecordingId::from_parts(1, 2),
-            owner: "ann".into(),
-            status: Status::Pending,
-            end_reason: None,
-            source: SourceSpec::Frames { input_fps: Some(5) },
-            format: Format::Mp4,
-            preset: Preset::Medium,
-            video: Preset::Medium.settings(),
-            max_duration_s: 30,
-            title: None,
-            metadata: serde_json::json!({}),
-            created_at: 0,
-            started_at: None,
-            stopped_at: None,
-            completed_at: None,
-            expires_at: None,
-            duration_s: None,
-            size_bytes: None,
-            error: None,
-            note: None,
-            stats: Stats::default(),
-            media: None,
-            regenerated_from: None,
-            queue_position: None,
-            tracks: vec![],
-        }
-    }
 
     #[test]
     fn encoders_started_past_half_the_budget_take_the_busy_preset_and_one_thread() {
         let config = Config::default();
-        let calm = spec_under_load(&config, &camera(), 0.5);
+        let video = Preset::Medium.settings();
+        let calm = spec_under_load(&config, &video, Format::Mp4, 0.5);
         assert_eq!(
             (calm.x264_preset.as_str(), calm.threads),
             ("veryfast", None)
         );
-        let busy = spec_under_load(&config, &camera(), 0.51);
+        let busy = spec_under_load(&config, &video, Format::Mp4, 0.51);
         assert_eq!(
             (busy.x264_preset.as_str(), busy.threads),
             ("ultrafast", Some(1))
         );
         let mut never = Config::default();
         never.encoder.busy_above = 1.0;
-        assert_eq!(spec_under_load(&never, &camera(), 0.99).threads, None);
+        assert_eq!(
+            spec_under_load(&never, &video, Format::Mp4, 0.99).threads,
+            None
+        );
     }
 }
