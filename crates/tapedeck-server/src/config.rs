@@ -302,9 +302,10 @@ pub struct EncoderConfig {
     pub queue_frames: usize,
     /// CFR MP4/MKV: write held frames as skip pictures instead of encoding them again.
     pub skip_held: bool,
-    /// Once running recordings hold more than this share of the CPU budget
-    /// (`limits.cpu_budget_cores`), new encoders start at
-    /// `busy_x264_preset` with one thread each. 1 or more: never.
+    /// A recording admitted while the others running hold at least this
+    /// share of the CPU budget (`limits.cpu_budget_cores`) is busy: its
+    /// encoder starts at `busy_x264_preset` with one thread, and it
+    /// reserves what that costs. 0: always; more than 1: never.
     pub busy_above: f64,
     /// The x264 preset of encoders started on a busy server.
     pub busy_x264_preset: String,

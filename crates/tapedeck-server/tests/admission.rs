@@ -184,52 +184,65 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
 }
 
 /// A live recording holds its estimate from creation until it has ended,
-/// whatever its kind: the next one that does not fit beside it is refused,
-/// and fits once the first has finished.
+/// whatever its kind; one admitted while the others hold more than half the
+/// budget is busy: it reserves the busy estimate and its encoder runs at
+/// the busy preset with one thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_frames_recording_holds_its_reservation_until_it_ends() {
-    // A 720p camera at 5 fps is estimated at 0.075 of a core, more than half
-    // of 0.06 (encoder.busy_above): at the busy preset, 0.038. One fits.
+async fn live_recordings_hold_their_reservation_and_busy_ones_encode_faster() {
+    // A 720p camera at 5 fps: 0.075 of a core, 0.038 when busy. In 0.2:
+    // two calm ones (0.15), a busy third (0.188), and no room for a fourth.
     let s = start(|c| {
-        c.limits.cpu_budget_cores = 0.06;
+        c.limits.cpu_budget_cores = 0.2;
+        c.encoder.x264_preset = "ultrafast".into();
         c.encoder.busy_x264_preset = "superfast".into();
     })
     .await;
     let ann = s.key("ann", false).await;
     let camera = json!({"source": {"kind": "frames", "input_fps": 5}, "preset": "medium"});
-    let first = s.create(&ann, camera.clone()).await;
-    let id = first["id"].as_str().unwrap().to_string();
-    let m = s.metrics().await;
-    assert!((reserved_cores(&m) - 0.038).abs() < 1e-6, "{m}");
-    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &ann)).await;
-    for k in 0..5 {
-        send_frame(&mut ws, Some(f64::from(k) * 200.0), jpeg(1280, 720, k)).await;
+    let mut ids = vec![];
+    for _ in 0..3 {
+        let r = s.create(&ann, camera.clone()).await;
+        ids.push(r["id"].as_str().unwrap().to_string());
     }
-    s.wait_status(&ann, &id, "recording").await;
+    let m = s.metrics().await;
+    assert!((reserved_cores(&m) - 0.188).abs() < 1e-6, "{m}");
     let (st, v) = s.post(&ann, "/v1/recordings", camera.clone()).await;
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (429, Some("server_busy")),
         "{v}"
     );
-    let (st, _) = s
-        .post(&ann, &format!("/v1/recordings/{id}/stop"), json!({}))
-        .await;
-    assert_eq!(st, 200);
-    s.wait_status(&ann, &id, "completed").await;
+    for id in &ids {
+        let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &ann)).await;
+        for k in 0..5 {
+            send_frame(&mut ws, Some(f64::from(k) * 200.0), jpeg(1280, 720, k)).await;
+        }
+        s.wait_status(&ann, id, "recording").await;
+        let (st, _) = s
+            .post(&ann, &format!("/v1/recordings/{id}/stop"), json!({}))
+            .await;
+        assert_eq!(st, 200);
+        s.wait_status(&ann, id, "completed").await;
+    }
     let m = s.metrics().await;
     assert_eq!(reserved_cores(&m), 0.0, "{m}");
-    // Started on a busy server: the busy preset, one thread (x264 writes
-    // its settings into the stream).
-    let media = std::fs::read(s.download(&ann, &id, "mp4").await).unwrap();
-    let at = media
-        .windows(9)
-        .position(|w| w == b"options: ")
-        .expect("x264's settings in the stream");
-    let options = String::from_utf8_lossy(&media[at..at + 600]).to_string();
+    // x264 writes its settings into the stream: ultrafast has subme=0,
+    // superfast subme=1.
+    let mut options = vec![];
+    for id in &ids {
+        let media = std::fs::read(s.download(&ann, id, "mp4").await).unwrap();
+        let at = media
+            .windows(9)
+            .position(|w| w == b"options: ")
+            .expect("x264's settings in the stream");
+        options.push(String::from_utf8_lossy(&media[at..at + 600]).to_string());
+    }
+    assert!(options[0].contains(" subme=0 "), "{}", options[0]);
+    assert!(options[1].contains(" subme=0 "), "{}", options[1]);
     assert!(
-        options.contains(" threads=1 ") && options.contains(" subme=1 "),
-        "{options}"
+        options[2].contains(" subme=1 ") && options[2].contains(" threads=1 "),
+        "{}",
+        options[2]
     );
     let next = s.create(&ann, camera).await;
     assert_eq!(next["status"], "pending", "{next}");

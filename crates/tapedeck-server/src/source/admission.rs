@@ -4,6 +4,12 @@
 //! `server_busy`); a web recording that does not fit (or finds
 //! `web.max_concurrent` browsers running) waits `pending` in the fair queue
 //! and is handed its [`Admission`] when enough is released.
+//!
+//! A recording admitted while the others running hold at least
+//! `encoder.busy_above` of the budget is *busy*: its encoder starts at the
+//! busy preset with one thread (`encoding::encode_spec`), and it reserves
+//! what that costs ([`estimate_busy`]). The gate remembers the choice, so
+//! the reservation and the encoder agree.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +25,7 @@ use crate::error::ApiError;
 /// What a running recording holds; released when dropped.
 #[derive(Debug, Default)]
 pub struct Admission {
+    id: Option<RecordingId>,
     reserved: MilliCores,
     web: bool,
     gate: Option<Arc<Gate>>,
@@ -27,7 +34,7 @@ pub struct Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.release(self.reserved, self.web);
+            gate.release(self.id, self.reserved, self.web);
         }
     }
 }
@@ -41,7 +48,7 @@ pub enum Ticket {
 }
 
 struct Waiter {
-    cost: MilliCores,
+    rec: Recording,
     grant: oneshot::Sender<Admission>,
 }
 
@@ -50,6 +57,8 @@ struct State {
     web_running: u32,
     queue: FairQueue<RecordingId>,
     waiting: HashMap<RecordingId, Waiter>,
+    /// Whether each admitted recording is busy.
+    busy: HashMap<RecordingId, bool>,
 }
 
 /// The server's budget and queue (one per server).
@@ -97,6 +106,7 @@ impl Gate {
                 web_running: 0,
                 queue: FairQueue::default(),
                 waiting: HashMap::new(),
+                busy: HashMap::new(),
             }),
             total,
             web_max: config.web.max_concurrent,
@@ -113,12 +123,35 @@ impl Gate {
         st.budget.fits(cost) && (!web || st.web_running < self.web_max)
     }
 
-    fn take(self: &Arc<Self>, st: &mut State, cost: MilliCores, web: bool) -> Admission {
+    /// Whether the recordings running now hold at least `busy_above` of
+    /// the budget (0: always).
+    fn busy_now(&self, st: &State) -> bool {
+        f64::from(st.budget.reserved()) / f64::from(self.total) >= self.busy_above
+    }
+
+    /// The cost of `rec` admitted now, and whether it is busy.
+    fn cost_now(&self, st: &State, rec: &Recording) -> (MilliCores, bool) {
+        if self.busy_now(st) {
+            (estimate_busy(&rec.source, &rec.video), true)
+        } else {
+            (estimate(&rec.source, &rec.video), false)
+        }
+    }
+
+    fn take(
+        self: &Arc<Self>,
+        st: &mut State,
+        id: RecordingId,
+        (cost, busy): (MilliCores, bool),
+        web: bool,
+    ) -> Admission {
         let reserved = st.budget.try_reserve(cost).unwrap_or(0);
         if web {
             st.web_running += 1;
         }
+        st.busy.insert(id, busy);
         Admission {
+            id: Some(id),
             reserved,
             web,
             gate: Some(self.clone()),
@@ -129,17 +162,11 @@ impl Gate {
     pub fn admit(self: &Arc<Self>, rec: &Recording) -> Result<Ticket, ApiError> {
         let web = queues(&rec.source);
         let mut st = self.lock();
-        // Past `encoder.busy_above`, its encoder will start at the busy
-        // preset (`encoding::spec_under_load`): reserve what that costs.
-        let mut cost = estimate(&rec.source, &rec.video);
-        let after = f64::from(st.budget.reserved().saturating_add(cost)) / f64::from(self.total);
-        if after > self.busy_above {
-            cost = estimate_busy(&rec.source, &rec.video);
-        }
+        let (cost, busy) = self.cost_now(&st, rec);
         if web {
             if st.queue.is_empty() && self.fits(&st, cost, true) {
                 st.queue.served(&rec.owner);
-                return Ok(Ticket::Now(self.take(&mut st, cost, true)));
+                return Ok(Ticket::Now(self.take(&mut st, rec.id, (cost, busy), true)));
             }
             if st.queue.len() >= self.max_queued {
                 return Err(ApiError::new(
@@ -153,11 +180,17 @@ impl Gate {
             }
             let (grant, rx) = oneshot::channel();
             st.queue.push(&rec.owner, rec.id);
-            st.waiting.insert(rec.id, Waiter { cost, grant });
+            st.waiting.insert(
+                rec.id,
+                Waiter {
+                    rec: rec.clone(),
+                    grant,
+                },
+            );
             return Ok(Ticket::Queued(rx));
         }
         if self.fits(&st, cost, false) {
-            return Ok(Ticket::Now(self.take(&mut st, cost, false)));
+            return Ok(Ticket::Now(self.take(&mut st, rec.id, (cost, busy), false)));
         }
         let reserved = st.budget.reserved();
         Err(ApiError::new(
@@ -181,10 +214,13 @@ impl Gate {
         }
     }
 
-    fn release(self: &Arc<Self>, reserved: MilliCores, web: bool) {
+    fn release(self: &Arc<Self>, id: Option<RecordingId>, reserved: MilliCores, web: bool) {
         {
             let mut st = self.lock();
             st.budget.release(reserved);
+            if let Some(id) = id {
+                st.busy.remove(&id);
+            }
             if web {
                 st.web_running = st.web_running.saturating_sub(1);
             }
@@ -198,15 +234,19 @@ impl Gate {
             let (admission, grant) = {
                 let mut st = self.lock();
                 let Some(&id) = st.queue.peek() else { return };
-                let cost = st.waiting.get(&id).map_or(0, |w| w.cost);
-                if !self.fits(&st, cost, true) {
+                // Costed at its turn: the load then says whether it is busy.
+                let Some(cost) = st.waiting.get(&id).map(|w| self.cost_now(&st, &w.rec)) else {
+                    st.queue.pop();
+                    continue;
+                };
+                if !self.fits(&st, cost.0, true) {
                     return;
                 }
                 st.queue.pop();
                 let Some(w) = st.waiting.remove(&id) else {
                     continue;
                 };
-                (self.take(&mut st, cost, true), w.grant)
+                (self.take(&mut st, id, cost, true), w.grant)
             };
             // A waiter that went away gives it back (its drop runs dispatch again).
             drop(grant.send(admission));
@@ -237,6 +277,17 @@ impl Gate {
             Some(o) => st.queue.count_of(o),
             None => st.queue.len(),
         }
+    }
+
+    /// Whether `id`'s encoder is to start busy: as admitted, or for a
+    /// recording the gate does not hold (one being recovered), by the
+    /// load now.
+    pub fn is_busy(&self, id: RecordingId) -> bool {
+        let st = self.lock();
+        st.busy
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| self.busy_now(&st))
     }
 
     /// What running recordings hold.

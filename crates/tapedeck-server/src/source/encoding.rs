@@ -49,31 +49,25 @@ pub enum SinkMsg {
     Finish(oneshot::Sender<Result<Finished, PipelineError>>),
 }
 
-/// The encoder settings of a recording, started now: see [`spec_under_load`].
+/// The encoder settings of a recording, busy as the admission gate decided
+/// (`source::admission`): see [`spec_under_load`].
 pub fn encode_spec(services: &Services, rec: &Recording) -> EncodeSpec {
-    let f = services.sources.gate.figures();
-    spec_under_load(
-        &services.config,
-        &rec.video,
-        rec.format,
-        f64::from(f.reserved) / f64::from(f.total.max(1)),
-    )
+    let busy = services.sources.gate.is_busy(rec.id);
+    spec_under_load(&services.config, &rec.video, rec.format, busy)
 }
 
-/// The encoder settings of a recording of `video` in `format` on a server
-/// whose running recordings hold `load` of the CPU budget (this one
-/// included). Past
-/// `encoder.busy_above`, encoders start at `encoder.busy_x264_preset` with
-/// one thread: on the 720p camera of `bench/frames_many.sh`, ultrafast
-/// costs a third of veryfast's CPU for about twice the bytes at the same
-/// SSIM. An encoder keeps the settings it started with.
+/// The encoder settings of a recording of `video` in `format`. A busy one
+/// (admitted while the others held at least `encoder.busy_above` of the
+/// CPU budget) starts at `encoder.busy_x264_preset` with one thread: on the
+/// 720p camera of `bench/frames_many.sh`, ultrafast costs a third of
+/// veryfast's CPU for about twice the bytes at the same SSIM. An encoder
+/// keeps the settings it started with.
 pub fn spec_under_load(
     config: &Config,
     video: &VideoSettings,
     format: Format,
-    load: f64,
+    busy: bool,
 ) -> EncodeSpec {
-    let busy = load > config.encoder.busy_above;
     EncodeSpec {
         width: video.width,
         height: video.height,
@@ -115,9 +109,7 @@ pub fn check_encoders(config: &Config) -> Vec<(String, Result<(), String>)> {
             audio_bitrate_kbps: 128,
             cfr: true,
         };
-        // A load past any `busy_above` (finite, checked), or none.
-        let load = if busy { f64::INFINITY } else { 0.0 };
-        let spec = spec_under_load(config, &video, format, load);
+        let spec = spec_under_load(config, &video, format, busy);
         let r = tapedeck_media::ffmpeg::check_encode(&tools, &spec).map_err(|e| e.to_string());
         let what = if busy {
             format!("{} when busy", format.extension())
@@ -472,24 +464,18 @@ mod tests {
     use tapedeck_core::settings::Preset;
 
     #[test]
-    fn encoders_started_past_half_the_budget_take_the_busy_preset_and_one_thread() {
+    fn busy_encoders_take_the_busy_preset_and_one_thread() {
         let config = Config::default();
         let video = Preset::Medium.settings();
-        let calm = spec_under_load(&config, &video, Format::Mp4, 0.5);
+        let calm = spec_under_load(&config, &video, Format::Mp4, false);
         assert_eq!(
             (calm.x264_preset.as_str(), calm.threads),
             ("veryfast", None)
         );
-        let busy = spec_under_load(&config, &video, Format::Mp4, 0.51);
+        let busy = spec_under_load(&config, &video, Format::Mp4, true);
         assert_eq!(
             (busy.x264_preset.as_str(), busy.threads),
             ("ultrafast", Some(1))
-        );
-        let mut never = Config::default();
-        never.encoder.busy_above = 1.0;
-        assert_eq!(
-            spec_under_load(&never, &video, Format::Mp4, 0.99).threads,
-            None
         );
     }
 }
