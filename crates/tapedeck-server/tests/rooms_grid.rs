@@ -69,7 +69,9 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
     assert_eq!(rec["format"], "mp4");
-    let a = publish(&s, &room, &ann, 7).await;
+    // Ann publishes long enough to overlap Bob's 3 s even when his browser
+    // is slow to start (a loaded machine took 6.5 s to get him sending).
+    let a = publish(&s, &room, &ann, 10).await;
     // Bob joins once Ann has been sending for a while.
     for _ in 0..300 {
         let (_, r) = s.get(&host, &format!("/v1/rooms/{room}")).await;
@@ -99,10 +101,20 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
     };
     let (ann_at, bob_at) = (start_of("Ann"), start_of("Bob"));
     assert!(bob_at > ann_at + 2.0, "Bob joined later: {ann_at} {bob_at}");
-    let end = tracks
-        .iter()
-        .map(|t| t["start_s"].as_f64().unwrap() + t["duration_s"].as_f64().unwrap())
-        .fold(0.0, f64::max);
+    let end_of = |who: &str| {
+        tracks
+            .iter()
+            .filter(|t| who.is_empty() || t["participant"] == who)
+            .map(|t| t["start_s"].as_f64().unwrap() + t["duration_s"].as_f64().unwrap())
+            .fold(0.0, f64::max)
+    };
+    let end = end_of("");
+    // Both sent for a while: the grid shows both in the middle of that.
+    let both_until = end_of("Ann").min(end_of("Bob"));
+    assert!(
+        both_until > bob_at + 1.0,
+        "Ann left at {both_until}, Bob came at {bob_at}"
+    );
 
     // /media: H.264 and AAC at the preset's 854x480, 24 fps, as long as the tracks.
     let media = s.download(&host, &id, "mp4").await;
@@ -140,7 +152,7 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
         lit(&before_bob, 0)
     );
     assert_eq!(lit(&before_bob, 426), 0, "Bob not there yet");
-    let both = frame_at(&media, bob_at + 1.5, w, h);
+    let both = frame_at(&media, (bob_at + both_until) / 2.0, w, h);
     assert!(
         lit(&both, 0) > cell / 4,
         "Ann's picture: {} of {cell} lit",
