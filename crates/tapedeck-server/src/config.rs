@@ -246,8 +246,8 @@ pub struct LimitsConfig {
     pub max_concurrent: u32,
     /// Active recordings per user.
     pub max_concurrent_per_user: u32,
-    /// CPU cores recordings may reserve by their estimated cost (0: the
-    /// machine's cores). A live source that does not fit gets 429
+    /// CPU cores recordings may reserve by their estimated cost (0: four
+    /// fifths of the machine's cores). A live source that does not fit gets 429
     /// `server_busy`; a web recording waits its turn.
     pub cpu_budget_cores: f64,
     /// Longest recording, seconds (a request may ask for less).
