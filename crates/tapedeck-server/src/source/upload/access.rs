@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use tapedeck_core::RecordingId;
-use tapedeck_core::recording::SourceSpec;
+use tapedeck_core::recording::{SourceSpec, Status};
 
 use super::Endpoint;
 use crate::app::AppState;
@@ -70,7 +70,20 @@ pub async fn upload_of(
     if !theirs {
         return Err(ApiError::not_found());
     }
-    let ep = s.supervisor.services.sources.endpoint::<Endpoint>(id);
+    let sources = &s.supervisor.services.sources;
+    let ep = if matches!(
+        rec.status,
+        Status::Pending | Status::Recording | Status::Paused
+    ) {
+        // Just after a restart the upload's new driver may not have opened
+        // it yet: a client resuming then must not hear 410 (tus clients
+        // give up on it).
+        sources
+            .endpoint_soon::<Endpoint>(id, std::time::Duration::from_secs(5))
+            .await
+    } else {
+        sources.endpoint::<Endpoint>(id)
+    };
     Ok((rec, ep))
 }
 
