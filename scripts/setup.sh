@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
-#   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server)
+#   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server), cmake and nasm (to build it)
 #   scripts/setup.sh --test   also Chromium, PostgreSQL, Node.js, openssl, nftables, s3s-fs, ffmpeg 7.0/8.0 static
 #                             builds, schemathesis, gcp-storage-emulator, and the e2e packages (Playwright,
 #                             tus-js-client, Azurite) (to run the tests)
@@ -14,6 +14,9 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 pkgs=()
 command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null || pkgs+=(ffmpeg)
 [ -x /usr/lib/chromium/chromium-headless-shell ] || pkgs+=(chromium-headless-shell)
+# Building libjpeg-turbo from the turbojpeg crate's bundled source (the camera pictures' decoder).
+command -v cmake >/dev/null || pkgs+=(cmake)
+command -v nasm >/dev/null || pkgs+=(nasm)
 # Names on a room's grid.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || pkgs+=(fonts-dejavu-core)
 if [ $want_test = 1 ]; then

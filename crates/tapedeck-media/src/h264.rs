@@ -277,17 +277,57 @@ pub fn starts_picture(nal: &[u8]) -> bool {
 
 /// Rewrites `frame_num` of a slice NAL (type 1 or 5) in place of its bits.
 pub fn set_frame_num(nal: &[u8], sps: &Sps, frame_num: u32) -> Result<Vec<u8>, Unsupported> {
-    let mut rbsp = unescape(nal);
-    let pos = {
-        let mut r = BitReader::new(&rbsp[1..]);
-        r.ue()?; // first_mb_in_slice
-        r.ue()?; // slice_type
-        r.ue()?; // pps id
-        if sps.separate_colour_plane {
-            r.bits(2)?;
+    // The header is at the front: where no zero byte is near it, escaped
+    // and unescaped bytes are the same there, and the rest of the slice
+    // (most of the bytes) is copied as it is.
+    let head = nal.len().min(32);
+    if !nal[..head].contains(&0) {
+        let pos = frame_num_pos(&nal[..head], sps);
+        if let Ok(pos) = pos {
+            let end = (pos + sps.log2_max_frame_num as usize).div_ceil(8);
+            // Untouched non-zero bytes after the rewritten ones: no
+            // emulation-prevention byte can be needed across the seam.
+            if end + 2 <= head {
+                let mut out = nal.to_vec();
+                write_frame_num(&mut out, pos, sps, frame_num)?;
+                if !out[..end].contains(&0) {
+                    return Ok(out);
+                }
+            }
         }
-        8 + r.pos()
-    };
+    }
+    set_frame_num_unescaped(nal, sps, frame_num)
+}
+
+/// [`set_frame_num`] the long way: the whole slice unescaped, rewritten
+/// and escaped again.
+fn set_frame_num_unescaped(nal: &[u8], sps: &Sps, frame_num: u32) -> Result<Vec<u8>, Unsupported> {
+    let mut rbsp = unescape(nal);
+    let pos = frame_num_pos(&rbsp, sps)?;
+    write_frame_num(&mut rbsp, pos, sps, frame_num)?;
+    let mut out = vec![rbsp[0]];
+    out.extend(escape(&rbsp[1..]));
+    Ok(out)
+}
+
+/// The bit position of `frame_num` in a slice NAL's unescaped bytes.
+fn frame_num_pos(rbsp: &[u8], sps: &Sps) -> Result<usize, Unsupported> {
+    let mut r = BitReader::new(rbsp.get(1..).unwrap_or(&[]));
+    r.ue()?; // first_mb_in_slice
+    r.ue()?; // slice_type
+    r.ue()?; // pps id
+    if sps.separate_colour_plane {
+        r.bits(2)?;
+    }
+    Ok(8 + r.pos())
+}
+
+fn write_frame_num(
+    rbsp: &mut [u8],
+    pos: usize,
+    sps: &Sps,
+    frame_num: u32,
+) -> Result<(), Unsupported> {
     for i in 0..sps.log2_max_frame_num as usize {
         let bit = (frame_num >> (sps.log2_max_frame_num as usize - 1 - i)) & 1;
         let (byte, shift) = ((pos + i) / 8, 7 - (pos + i) % 8);
@@ -296,23 +336,14 @@ pub fn set_frame_num(nal: &[u8], sps: &Sps, frame_num: u32) -> Result<Vec<u8>, U
             .ok_or_else(|| Unsupported("truncated slice".into()))?;
         *b = (*b & !(1 << shift)) | ((bit as u8) << shift);
     }
-    let mut out = vec![rbsp[0]];
-    out.extend(escape(&rbsp[1..]));
-    Ok(out)
+    Ok(())
 }
 
 /// Splits an Annex B byte stream into NAL units; returns the NALs and the unused tail.
 pub fn split_nals(buf: &[u8]) -> (Vec<&[u8]>, usize) {
-    let mut starts = vec![];
-    let mut i = 0;
-    while i + 3 <= buf.len() {
-        if buf[i] == 0 && buf[i + 1] == 0 && buf[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
+    let starts: Vec<usize> = memchr::memmem::find_iter(buf, &[0, 0, 1])
+        .map(|i| i + 3)
+        .collect();
     let mut nals = vec![];
     for w in starts.windows(2) {
         let mut end = w[1] - 3;
@@ -364,6 +395,33 @@ mod tests {
             let e = escape(&data);
             prop_assert_eq!(unescape(&e), data);
             prop_assert!(!e.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2));
+        }
+
+        #[test]
+        fn frame_num_rewritten_in_place_matches_the_long_way(
+            first_mb in 0u32..4000,
+            slice_type in 0u32..10,
+            bits in 4u32..16,
+            old in any::<u32>(),
+            new in any::<u32>(),
+            payload in proptest::collection::vec(prop_oneof![Just(0u8), any::<u8>()], 0..120),
+        ) {
+            let sps = Sps { id: 0, log2_max_frame_num: bits, mbs: 3600, separate_colour_plane: false };
+            let mut w = BitWriter::default();
+            w.ue(first_mb);
+            w.ue(slice_type);
+            w.ue(0);
+            w.bits(bits, old & ((1 << bits) - 1));
+            for b in &payload {
+                w.bits(8, u32::from(*b));
+            }
+            let mut nal = vec![0x41];
+            nal.extend(escape(&w.finish()));
+            let fast = set_frame_num(&nal, &sps, new & ((1 << bits) - 1));
+            let long = set_frame_num_unescaped(&nal, &sps, new & ((1 << bits) - 1));
+            prop_assert_eq!(fast.as_ref().ok(), long.as_ref().ok());
+            let out = fast.unwrap();
+            prop_assert!(!out.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2));
         }
 
         #[test]

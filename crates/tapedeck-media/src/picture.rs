@@ -100,7 +100,15 @@ pub struct Picture {
     resizer: Resizer,
     canvas: Vec<u8>,
     canvas_rect: Option<(u32, u32, u32, u32)>,
+    /// libjpeg-turbo, made on the first JPEG of the output size.
+    jpeg: Option<turbojpeg::Decompressor>,
+    /// Pictures handed back ([`Picture::recycle`]) for the next ones: a new
+    /// 1.4 MB buffer per 720p picture costs its page faults and zeroing.
+    spare: Vec<Vec<u8>>,
 }
+
+/// How many returned buffers a [`Picture`] keeps.
+const SPARE_BUFFERS: usize = 3;
 
 impl Picture {
     /// A converter to `width`x`height` (both even).
@@ -112,7 +120,23 @@ impl Picture {
             resizer: Resizer::new(),
             canvas: vec![0; width as usize * height as usize * 3],
             canvas_rect: None,
+            jpeg: None,
+            spare: Vec::new(),
         }
+    }
+
+    /// Hands back a picture this converter made, to be reused.
+    pub fn recycle(&mut self, picture: Vec<u8>) {
+        if picture.len() == self.i420_len() && self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(picture);
+        }
+    }
+
+    /// A buffer for one picture; every byte of it gets overwritten.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare
+            .pop()
+            .unwrap_or_else(|| vec![0u8; self.i420_len()])
     }
 
     /// Bytes of one I420 picture.
@@ -122,14 +146,54 @@ impl Picture {
 
     /// Checks and decodes one encoded frame into I420 at the output size.
     pub fn convert(&mut self, bytes: &[u8]) -> Result<Vec<u8>, FrameError> {
-        let rgb = decode_rgb(bytes, &self.limits)?;
+        let (kind, width, height) = check(bytes, &self.limits)?;
+        if kind == ImageKind::Jpeg && (width, height) == (self.width, self.height) {
+            let mut out = self.buffer();
+            if self.jpeg_to_i420(bytes, &mut out) {
+                return Ok(out);
+            }
+            self.recycle(out);
+        }
+        let rgb = decode_checked(bytes, kind, width, height)?;
         self.convert_rgb(rgb).map_err(|e| corrupt(bytes, e))
+    }
+
+    /// A 4:2:0 YCbCr JPEG of exactly the output size, decoded by
+    /// libjpeg-turbo straight into `out` as I420; `false` for any other
+    /// JPEG, or one libjpeg-turbo refuses (the general path then decides).
+    fn jpeg_to_i420(&mut self, bytes: &[u8], out: &mut [u8]) -> bool {
+        use turbojpeg::{Colorspace, Decompressor, Subsamp, YuvImage};
+        if self.jpeg.is_none() {
+            self.jpeg = Decompressor::new().ok();
+        }
+        let Some(d) = self.jpeg.as_mut() else {
+            return false;
+        };
+        let (w, h) = (self.width as usize, self.height as usize);
+        let fits = d.read_header(bytes).is_ok_and(|hd| {
+            hd.subsamp == Subsamp::Sub2x2
+                && hd.colorspace == Colorspace::YCbCr
+                && !hd.is_lossless
+                && (hd.width, hd.height) == (w, h)
+        });
+        let image = YuvImage {
+            pixels: &mut *out,
+            width: w,
+            align: 1,
+            height: h,
+            subsamp: Subsamp::Sub2x2,
+        };
+        if !fits || d.decompress_to_yuv(bytes, image).is_err() {
+            return false;
+        }
+        full_to_limited_range(out, w * h);
+        true
     }
 
     /// Letterboxes a decoded picture into I420 at the output size.
     pub fn convert_rgb(&mut self, rgb: image::RgbImage) -> Result<Vec<u8>, String> {
         let (sw, sh) = rgb.dimensions();
-        let mut out = vec![0u8; self.i420_len()];
+        let mut out = self.buffer();
         if (sw, sh) == (self.width, self.height) {
             self.to_i420(rgb.as_raw(), &mut out);
             return Ok(out);
@@ -184,6 +248,26 @@ impl Picture {
             YuvStandardMatrix::Bt601,
             YuvConversionMode::Balanced,
         );
+    }
+}
+
+/// JPEG's YCbCr is BT.601 at full range (0-255); encoders and players
+/// expect limited range (luma 16-235, chroma 16-240), as the RGB path
+/// writes. Rescales the I420 picture in place, rounding to nearest.
+fn full_to_limited_range(i420: &mut [u8], luma_len: usize) {
+    // In u16 (every sum stays below 65535) with division by 255 as
+    // shifts, so the loops vectorize.
+    fn div255(x: u16) -> u8 {
+        ((x + 1 + (x >> 8)) >> 8) as u8
+    }
+    let (luma, chroma) = i420.split_at_mut(luma_len);
+    for p in luma {
+        // 16 + y * 219 / 255
+        *p = div255(u16::from(*p) * 219 + 16 * 255 + 127);
+    }
+    for p in chroma {
+        // 128 + (c - 128) * 224 / 255
+        *p = div255(u16::from(*p) * 224 + 128 * 31 + 127);
     }
 }
 
@@ -245,6 +329,16 @@ fn reader(bytes: &[u8], kind: ImageKind) -> ImageReader<Cursor<&[u8]>> {
 /// Decodes to packed RGB after [`check`].
 pub fn decode_rgb(bytes: &[u8], limits: &FrameLimits) -> Result<image::RgbImage, FrameError> {
     let (kind, width, height) = check(bytes, limits)?;
+    decode_checked(bytes, kind, width, height)
+}
+
+/// Decodes to packed RGB what [`check`] passed as `kind`, `width`x`height`.
+fn decode_checked(
+    bytes: &[u8],
+    kind: ImageKind,
+    width: u32,
+    height: u32,
+) -> Result<image::RgbImage, FrameError> {
     let mut r = reader(bytes, kind);
     let mut l = image::Limits::default();
     l.max_image_width = Some(width);
@@ -285,6 +379,112 @@ mod tests {
         // Black bars (Y=16) left and right, white (Y~235) in the middle.
         assert!(out[0] <= 20, "{}", out[0]);
         assert!(out[32] >= 225, "{}", out[32]);
+    }
+
+    /// A colourful 64x48 picture (gradients and blocks) as a JPEG with
+    /// the given chroma subsampling, from libjpeg-turbo's encoder.
+    fn jpeg_sampled(subsamp: turbojpeg::Subsamp) -> Vec<u8> {
+        let rgb = colourful();
+        let image = turbojpeg::Image {
+            pixels: rgb.as_raw().as_slice(),
+            width: 64,
+            pitch: 64 * 3,
+            height: 48,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        turbojpeg::compress(image, 95, subsamp).unwrap().to_vec()
+    }
+
+    fn colourful() -> image::RgbImage {
+        let (w, h) = (64usize, 48usize);
+        let rgb: Vec<u8> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = (i % w, i / w);
+                let block = (x / 16 + y / 16) % 2 == 0;
+                [(x * 4) as u8, (y * 5) as u8, if block { 220 } else { 30 }]
+            })
+            .collect();
+        image::RgbImage::from_raw(w as u32, h as u32, rgb).unwrap()
+    }
+
+    /// Mean absolute difference of two I420 pictures, per plane.
+    fn plane_diffs(a: &[u8], b: &[u8], luma: usize) -> (f64, f64) {
+        let mean = |x: &[u8], y: &[u8]| {
+            x.iter()
+                .zip(y)
+                .map(|(p, q)| f64::from(p.abs_diff(*q)))
+                .sum::<f64>()
+                / x.len() as f64
+        };
+        (mean(&a[..luma], &b[..luma]), mean(&a[luma..], &b[luma..]))
+    }
+
+    #[test]
+    fn a_camera_jpeg_goes_straight_to_i420_like_the_rgb_path() {
+        let jpeg = jpeg_sampled(turbojpeg::Subsamp::Sub2x2);
+        let mut p = Picture::new(64, 48, FrameLimits::default());
+        let mut direct = vec![0u8; p.i420_len()];
+        assert!(
+            p.jpeg_to_i420(&jpeg, &mut direct),
+            "4:2:0 at the output size"
+        );
+        assert_eq!(p.convert(&jpeg).unwrap(), direct);
+        // Against the source picture's own I420, the direct path is as
+        // close as decoding to RGB and back (closer in chroma: no
+        // upsampling and subsampling again).
+        let truth = p.convert_rgb(colourful()).unwrap();
+        let rgb = decode_rgb(&jpeg, &FrameLimits::default()).unwrap();
+        let via_rgb = p.convert_rgb(rgb).unwrap();
+        let (luma, chroma) = plane_diffs(&direct, &truth, 64 * 48);
+        let (luma_rgb, chroma_rgb) = plane_diffs(&via_rgb, &truth, 64 * 48);
+        assert!(luma < 1.5 && chroma < 2.5, "luma {luma}, chroma {chroma}");
+        assert!(
+            luma <= luma_rgb + 0.25 && chroma <= chroma_rgb + 0.25,
+            "direct {luma}/{chroma}, via RGB {luma_rgb}/{chroma_rgb}"
+        );
+        // Limited range: nothing below 16 or above 240 anywhere.
+        assert!(direct.iter().all(|&v| (16..=240).contains(&v)));
+        assert!(direct[..64 * 48].iter().all(|&v| v <= 235));
+    }
+
+    #[test]
+    fn other_jpegs_take_the_rgb_path() {
+        let mut p = Picture::new(64, 48, FrameLimits::default());
+        let mut out = vec![0u8; p.i420_len()];
+        let full_chroma = jpeg_sampled(turbojpeg::Subsamp::None);
+        assert!(!p.jpeg_to_i420(&full_chroma, &mut out), "4:4:4");
+        let gray = jpeg_sampled(turbojpeg::Subsamp::Gray);
+        assert!(!p.jpeg_to_i420(&gray, &mut out), "grey");
+        let mut smaller = Picture::new(32, 24, FrameLimits::default());
+        let jpeg = jpeg_sampled(turbojpeg::Subsamp::Sub2x2);
+        assert!(
+            !smaller.jpeg_to_i420(&jpeg, &mut out[..32 * 24 * 3 / 2]),
+            "another size"
+        );
+        for jpeg in [full_chroma, gray] {
+            let rgb = decode_rgb(&jpeg, &FrameLimits::default()).unwrap();
+            let expected = p.convert_rgb(rgb).unwrap();
+            assert_eq!(p.convert(&jpeg).unwrap(), expected);
+        }
+        assert_eq!(smaller.convert(&jpeg).unwrap().len(), 32 * 24 * 3 / 2);
+    }
+
+    #[test]
+    fn full_range_maps_onto_limited_range() {
+        let mut px = vec![0, 255, 128, 0, 255, 128];
+        full_to_limited_range(&mut px, 3);
+        assert_eq!(px, [16, 235, 126, 16, 240, 128]);
+        // Every value, against the formula in floating point.
+        let mut all: Vec<u8> = (0..=255).chain(0..=255).collect();
+        full_to_limited_range(&mut all, 256);
+        for v in 0..=255u8 {
+            let y = (16.0 + f64::from(v) * 219.0 / 255.0).round() as u8;
+            let c = (128.0 + (f64::from(v) - 128.0) * 224.0 / 255.0).round() as u8;
+            assert!(
+                all[v as usize].abs_diff(y) <= 1 && all[256 + v as usize].abs_diff(c) <= 1,
+                "{v}"
+            );
+        }
     }
 
     #[test]

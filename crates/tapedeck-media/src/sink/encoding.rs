@@ -242,7 +242,9 @@ impl EncodingSink {
             Step::Write { seq, pts_us } => {
                 if let Some(p) = self.held.remove(&seq) {
                     self.write(pts_us, &p, duration_us, false);
-                    self.last_written = Some(p);
+                    if let Some(old) = self.last_written.replace(p) {
+                        self.picture.recycle(old);
+                    }
                 }
             }
             Step::Hold { .. } | Step::Repeat { .. } => {
@@ -256,7 +258,9 @@ impl EncodingSink {
                 }
             }
             Step::Discard { seq, .. } => {
-                self.held.remove(&seq);
+                if let Some(p) = self.held.remove(&seq) {
+                    self.picture.recycle(p);
+                }
                 self.counters.frames_dropped += 1;
             }
         }
