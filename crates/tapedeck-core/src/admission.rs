@@ -25,8 +25,9 @@ pub type MilliCores = u32;
 ///   the input about a third of that; held frames are skip pictures and
 ///   cost almost nothing, so the input rate is what counts
 ///   (`input_fps`, the output rate when the client does not say): 10 plus
-///   16 per Mpixel/s, as 16 cameras at 5 fps measured (0.082 of a core
-///   each, `bench/frames_many.sh`);
+///   12 per Mpixel/s, as 8 cameras at 5 fps measured (0.061 of a core
+///   each steady, `bench/frames_many.sh`, with JPEGs decoded straight to
+///   I420);
 /// - web, realtime: the browser, capture and encode took 0.42 of a core at
 ///   720p30 (`bench/web.sh`): 150 for the browser plus 10 per Mpixel/s;
 /// - web, deterministic: it takes what it is given and only runs longer
@@ -41,9 +42,9 @@ pub fn estimate(spec: &SourceSpec, v: &VideoSettings) -> MilliCores {
 }
 
 /// The estimated cost of a recording whose encoder starts on a busy server
-/// (one thread at the busy preset, `ultrafast`): frames cost 10 plus 7 per
-/// Mpixel/s of input (`bench/frames_many.sh`: 0.037-0.040 of a core for a
-/// 720p camera at 5 fps, against 0.082 at `veryfast`); the rest as
+/// (one thread at the busy preset, `ultrafast`): frames cost 8 plus 5.5
+/// per Mpixel/s of input (`bench/frames_many.sh`: 0.032 of a core for a
+/// 720p camera at 5 fps steady, against 0.061 at `veryfast`); the rest as
 /// [`estimate`].
 pub fn estimate_busy(spec: &SourceSpec, v: &VideoSettings) -> MilliCores {
     estimate_as(spec, v, true)
@@ -54,7 +55,8 @@ fn estimate_as(spec: &SourceSpec, v: &VideoSettings, busy: bool) -> MilliCores {
     let cost = match spec {
         SourceSpec::Frames { input_fps } => {
             let fps = input_fps.unwrap_or(v.fps).clamp(1, v.fps.max(1));
-            10.0 + mpx * f64::from(fps) * if busy { 7.0 } else { 16.0 }
+            let per_mpx = if busy { 5.5 } else { 12.0 };
+            (if busy { 8.0 } else { 10.0 }) + mpx * f64::from(fps) * per_mpx
         }
         SourceSpec::Web(w) if w.mode == WebMode::Realtime => 150.0 + mpx * f64::from(v.fps) * 10.0,
         SourceSpec::Web(_) => 600.0 + mpx * 200.0,
@@ -283,13 +285,13 @@ mod tests {
         let web4k = estimate(&web("deterministic"), &video(3840, 2160, 60));
         let web720 = estimate(&web("deterministic"), &video(1280, 720, 30));
         let live720 = estimate(&web("realtime"), &video(1280, 720, 30));
-        assert_eq!(camera, 84);
-        assert_eq!(camera30, 453);
+        assert_eq!(camera, 66);
+        assert_eq!(camera30, 342);
         let busy = estimate_busy(
             &SourceSpec::Frames { input_fps: Some(5) },
             &video(1280, 720, 30),
         );
-        assert_eq!(busy, 43);
+        assert_eq!(busy, 34);
         assert_eq!(
             estimate_busy(&web("realtime"), &video(1280, 720, 30)),
             live720
