@@ -87,6 +87,13 @@ fn encode(b: &FfmpegBuild, dir: &Path, s: EncodeSpec) -> std::path::PathBuf {
         "ffmpeg {}: the live encoder failed",
         b.label
     );
+    // Skip-held mode's spliced stream is wrapped at the end and removed.
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".h264"))
+        .collect();
+    assert!(left.is_empty(), "ffmpeg {}: {left:?} left", b.label);
     done.output
 }
 

@@ -203,8 +203,9 @@ pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
     a
 }
 
-/// ffmpeg arguments that wrap the spliced Annex B stream at `fps` into the container.
-pub fn mux_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
+/// ffmpeg arguments that wrap the spliced Annex B stream in `input` at
+/// `fps` into the container.
+pub fn mux_args(spec: &EncodeSpec, input: &Path, output: &Path) -> Vec<String> {
     let mut a: Vec<String> = [
         "-hide_banner",
         "-nostats",
@@ -221,7 +222,7 @@ pub fn mux_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
     a.extend([
         spec.fps.to_string(),
         "-i".into(),
-        "pipe:0".into(),
+        input.display().to_string(),
         "-c:v".into(),
         "copy".into(),
         "-an".into(),

@@ -1,6 +1,6 @@
 //! The skip-held splicer: reads x264's Annex B stream, writes a skip
 //! picture for every output tick that has no encoded picture, renumbers
-//! `frame_num`, and passes it on to the muxing ffmpeg.
+//! `frame_num`, and writes it to the stream file the muxer wraps at the end.
 
 use std::io::{Read, Write};
 
@@ -76,7 +76,7 @@ impl<W: Write> Splicer<W> {
         self.out
             .write_all(&[0, 0, 0, 1])
             .and_then(|_| self.out.write_all(nal))
-            .map_err(|e| format!("muxer: {e}"))
+            .map_err(|e| format!("stream file: {e}"))
     }
 
     fn sps(&self) -> Result<crate::h264::Sps, String> {
@@ -174,6 +174,6 @@ impl<W: Write> Splicer<W> {
             },
         };
         self.fill(end)?;
-        self.out.flush().map_err(|e| format!("muxer: {e}"))
+        self.out.flush().map_err(|e| format!("stream file: {e}"))
     }
 }
