@@ -23,25 +23,51 @@ use tapedeck_testkit::free_port;
 struct S3Process(Child);
 
 impl S3Process {
+    /// Starts s3s-fs on `port` and waits until it answers HTTP. A bare TCP
+    /// connect is not proof: with nothing listening, a connect to a port in
+    /// the ephemeral range can connect to itself, and the port may be held
+    /// for a moment by another socket (s3s-fs then exits and is started
+    /// again).
     fn start(root: &std::path::Path, port: u16) -> Self {
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", "testkey", "--secret-key", "testsecret"])
-            .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)");
+        let spawn = || {
+            Command::new("s3s-fs")
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", "testkey", "--secret-key", "testsecret"])
+                .arg(root)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)")
+        };
+        let mut child = spawn();
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !answers_http(port) {
             assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "s3s-fs did not start"
+                start.elapsed() < Duration::from_secs(30),
+                "s3s-fs did not start on port {port}"
             );
+            if child.try_wait().ok().flatten().is_some() {
+                std::thread::sleep(Duration::from_millis(200));
+                child = spawn();
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         Self(child)
     }
+}
+
+/// Whether an HTTP server answers on `port` (a socket connected to itself
+/// reads back the request instead).
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut head = [0u8; 5];
+    c.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok()
+        && c.read_exact(&mut head).is_ok()
+        && &head == b"HTTP/"
 }
 
 impl Drop for S3Process {
