@@ -5,7 +5,11 @@
 //! (pending → recording); later sockets (a reconnect) rebase the timeline.
 //! The socket ([`socket`]) is transport only: it hands each image to its
 //! [`Attachment`], which checks it cheaply, counts it and queues it for the
-//! sink; when the queue is full the image is dropped and counted.
+//! sink. When the queue is full the newest image waits in a slot of one
+//! ([`Overflow`]) and goes first when there is room; the one it replaces is
+//! dropped and counted. So an encoder that falls behind loses pictures in
+//! the middle (held over in the video), never the last one, and the file
+//! lasts as long as the stream did.
 
 pub mod socket;
 
@@ -42,13 +46,19 @@ pub struct Endpoint {
     run: Mutex<Option<EncodingRun>>,
     closed: AtomicBool,
     epoch: Instant,
+    overflow: Overflow,
 }
+
+/// The newest image that found the sink's queue full, with its source time.
+type Overflow = Arc<std::sync::Mutex<Option<(Vec<u8>, i64)>>>;
 
 /// What a socket gets when it attaches.
 #[derive(Clone)]
 pub struct Attachment {
     /// The sink's queue.
     queue: flume::Sender<SinkMsg>,
+    /// The image waiting for room in the queue (one per recording).
+    overflow: Overflow,
     /// Shared numbers.
     pub meter: Arc<Meter>,
     /// The recording's clock for frames without timestamps.
@@ -83,17 +93,33 @@ impl Attachment {
             att.count_invalid(e.to_string());
             return Taken::Refused;
         }
+        let mut waiting = att.overflow.lock().unwrap_or_else(|e| e.into_inner());
+        // The waiting image is older than this one: it goes first, or is
+        // dropped for it.
+        if let Some((b, t)) = waiting.take() {
+            match att.queue.try_send(SinkMsg::Frame(b, t)) {
+                Ok(()) => {}
+                Err(flume::TrySendError::Full(_)) => att.count_dropped(),
+                Err(flume::TrySendError::Disconnected(_)) => return Taken::Closed,
+            }
+        }
         match att.queue.try_send(SinkMsg::Frame(bytes, src_us)) {
             Ok(()) => Taken::Queued,
-            Err(flume::TrySendError::Full(_)) => {
-                att.meter.refused.fetch_add(1, Ordering::Relaxed);
-                att.metrics.frames(0, 1);
-                att.meter
-                    .set_error("frame dropped: the encoder is behind (queue full)");
+            Err(flume::TrySendError::Full(msg)) => {
+                if let SinkMsg::Frame(b, t) = msg {
+                    *waiting = Some((b, t));
+                }
                 Taken::Queued
             }
             Err(flume::TrySendError::Disconnected(_)) => Taken::Closed,
         }
+    }
+
+    fn count_dropped(&self) {
+        self.meter.refused.fetch_add(1, Ordering::Relaxed);
+        self.metrics.frames(0, 1);
+        self.meter
+            .set_error("frame dropped: the encoder is behind (queue full)");
     }
 
     /// Counts an image that could not even be read from its message.
@@ -124,6 +150,7 @@ impl FramesSource {
             run: Mutex::new(None),
             closed: AtomicBool::new(false),
             epoch: Instant::now(),
+            overflow: Overflow::default(),
         });
         ctx.services.sources.register(inner.rec.id, inner.clone());
         Self { inner }
@@ -168,6 +195,13 @@ impl Endpoint {
         self.rec.id
     }
 
+    fn take_overflow(&self) -> Option<(Vec<u8>, i64)> {
+        self.overflow
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
     /// Attaches a socket: the first one starts the sink and the recording.
     pub async fn attach(&self) -> Result<Attachment, ApiError> {
         let first = {
@@ -180,6 +214,13 @@ impl Endpoint {
             }
             match run.as_ref() {
                 Some(r) => {
+                    // The last connection's waiting image belongs to its clock.
+                    if let Some((b, t)) = self.take_overflow()
+                        && r.queue().try_send(SinkMsg::Frame(b, t)).is_err()
+                    {
+                        self.meter.refused.fetch_add(1, Ordering::Relaxed);
+                        self.services.metrics.frames(0, 1);
+                    }
                     let _ = r.queue().try_send(SinkMsg::Rebase);
                     false
                 }
@@ -226,6 +267,7 @@ impl Endpoint {
         let queue = queue.ok_or_else(|| gone(*self.status.borrow()))?;
         Ok(Attachment {
             queue,
+            overflow: self.overflow.clone(),
             meter: self.meter.clone(),
             epoch: self.epoch,
             limits: frame_limits(&self.services.config),
@@ -249,7 +291,13 @@ impl Source for FramesSource {
             self.inner.closed.store(true, Ordering::Relaxed);
             let run = self.inner.run.lock().await.take();
             match run {
-                Some(r) => r.close().await.map(|f| super::encoding::take(f, None)),
+                Some(r) => {
+                    // The newest image, if it is still waiting, ends the video.
+                    if let Some((b, t)) = self.inner.take_overflow() {
+                        let _ = r.queue().send_async(SinkMsg::Frame(b, t)).await;
+                    }
+                    r.close().await.map(|f| super::encoding::take(f, None))
+                }
                 None => Err(Failure::new("no_source", "no source ever connected")),
             }
         })
@@ -263,5 +311,64 @@ impl Source for FramesSource {
                 r.abort().await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jpeg(level: u8) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(16, 16, image::Rgb([level, level, level]));
+        let mut out = std::io::Cursor::new(vec![]);
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    fn src_us(msg: SinkMsg) -> i64 {
+        match msg {
+            SinkMsg::Frame(_, t) => t,
+            _ => panic!("not a frame"),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_keeps_the_newest_image_waiting_and_in_order() {
+        let (tx, rx) = flume::bounded(1);
+        let (_status_tx, status) = watch::channel(Status::Recording);
+        let att = Attachment {
+            queue: tx,
+            overflow: Overflow::default(),
+            meter: Arc::new(Meter::default()),
+            epoch: Instant::now(),
+            limits: FrameLimits::default(),
+            status,
+            metrics: Metrics::new(),
+        };
+        let dropped = |att: &Attachment| att.meter.refused.load(Ordering::Relaxed);
+        // 1 is queued; 2 waits; 3 replaces it (2 is dropped).
+        for t in [1, 2, 3] {
+            assert!(matches!(att.offer(jpeg(t as u8), t), Taken::Queued));
+        }
+        assert_eq!(dropped(&att), 1);
+        assert_eq!(src_us(rx.try_recv().unwrap()), 1);
+        // Room again: the waiting 3 goes before 4, and 4 waits.
+        assert!(matches!(att.offer(jpeg(4), 4), Taken::Queued));
+        assert_eq!(src_us(rx.try_recv().unwrap()), 3);
+        assert!(rx.try_recv().is_err());
+        assert_eq!(
+            att.overflow.lock().unwrap().as_ref().map(|(_, t)| *t),
+            Some(4)
+        );
+        assert_eq!(dropped(&att), 1);
+        // Room for both: nothing waits.
+        drop(rx.try_recv());
+        let (tx, rx) = flume::bounded(4);
+        let att = Attachment { queue: tx, ..att };
+        assert!(matches!(att.offer(jpeg(5), 5), Taken::Queued));
+        let got: Vec<i64> = rx.try_iter().map(src_us).collect();
+        assert_eq!(got, [4, 5]);
+        assert!(att.overflow.lock().unwrap().is_none());
+        assert_eq!(dropped(&att), 1);
     }
 }
