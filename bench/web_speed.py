@@ -14,6 +14,11 @@ previous page frame; jerk). Recorders:
   ffmpeg; bench/playwright_frames.mjs).
 
 Ratios are against Playwright in the same run.
+
+With `--batch N`, each case is also recorded N times at once by tapedeck
+(as a server's queue runs them when they fit its CPU budget) and once
+alone, and the video seconds made per wall second (whole runs) are
+compared: the throughput of a queue of deterministic recordings.
 """
 import argparse
 import functools
@@ -52,6 +57,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--cases", default="1080p30,1080p60,2160p30")
     ap.add_argument("--recorders", default="tapedeck-png,tapedeck-jpeg,playwright")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="also record N at once against one alone (tapedeck, the first capture format in --recorders)")
     a = ap.parse_args()
     pages = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pages")
 
@@ -106,6 +113,33 @@ def main():
         base = next((r[2] for r in rows if r[0] == case and r[1] == "playwright"), None)
         ratio = f"x{loop_rtf / base:.2f}" if base else "-"
         print(f"| {case} | {rec} | {loop_rtf:.2f}x | {whole:.2f}x | {cpu:.1f} | {dfps:.1f} | {holds} | {jerk:.1f} % | {ratio} |")
+    if a.batch > 1:
+        fmt = next((r.split("-")[1] for r in a.recorders.split(",") if r.startswith("tapedeck-")), "png")
+        env = dict(os.environ, TAPEDECK_WEB__CAPTURE_FORMAT=fmt)
+        print()
+        print(f"| case | at once | wall s | video s per wall s | every file whole (holds 0) | vs one alone |")
+        print("|---|---|---|---|---|---|")
+        for case in a.cases.split(","):
+            h = int(case.split("p")[0])
+            fps = int(case.split("p")[1])
+            w = h * 16 // 9
+            rate = {}
+            for n in (1, a.batch):
+                outs = [os.path.join(work, f"{case}-batch{n}-{i}.mp4") for i in range(n)]
+                t0 = time.monotonic()
+                procs = [subprocess.Popen([a.tapedeck, "record", url, "-o", o, "--script", script,
+                                           "--size", f"{w}x{h}", "--fps", str(fps), "--allow-private"],
+                                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                         for o in outs]
+                if any(p.wait() != 0 for p in procs):
+                    raise SystemExit(f"{case}: a batch recording failed")
+                wall = time.monotonic() - t0
+                checked = [stats(a.tapedeck, o, fps) for o in outs]
+                whole = all(c["holds"] == 0 and c["frames"] == a.seconds * fps for c in checked)
+                rate[n] = n * a.seconds / wall
+                ratio = f"x{rate[n] / rate[1]:.2f}"
+                print(f"| {case} | {n} | {wall:.1f} | {rate[n]:.2f} | {'yes' if whole else 'NO'} | {ratio} |")
+            summary.append(f"{case} batch: {a.batch} at once x{rate[a.batch] / rate[1]:.2f} the throughput of one alone")
     print("; ".join(summary))
 
 

@@ -31,8 +31,13 @@ pub type MilliCores = u32;
 /// - web, realtime: the browser, capture and encode took 0.42 of a core at
 ///   720p30 (`bench/web.sh`): 150 for the browser plus 10 per Mpixel/s;
 /// - web, deterministic: it takes what it is given and only runs longer
-///   when given less; it reserves about a core, more for larger frames, so
-///   a 4K one runs alone on a small machine;
+///   when given less. Alone, one frame waits on the next (Chromium draws,
+///   reads back and encodes each frame in turn), so one 1080p30 recording
+///   leaves about a third of 2 cores idle; two at once gave 0.85 s of video
+///   a second together against 0.60 for one alone (`bench/web_speed.sh
+///   --batch 2`). It reserves 500 plus 140 per Mpixel: two 1080p ones fit
+///   in 2 cores' default budget (1.6), a 1440p one runs alone there, and a
+///   4K one takes the whole budget of a small machine;
 /// - room: every track is forwarded and written without transcoding (0.23 %
 ///   of a core per stream, `bench/rooms.sh`): 50 for a call;
 /// - upload: bytes to disk while they arrive (the fix-up afterwards is
@@ -59,7 +64,7 @@ fn estimate_as(spec: &SourceSpec, v: &VideoSettings, busy: bool) -> MilliCores {
             (if busy { 8.0 } else { 10.0 }) + mpx * f64::from(fps) * per_mpx
         }
         SourceSpec::Web(w) if w.mode == WebMode::Realtime => 150.0 + mpx * f64::from(v.fps) * 10.0,
-        SourceSpec::Web(_) => 600.0 + mpx * 200.0,
+        SourceSpec::Web(_) => 500.0 + mpx * 140.0,
         SourceSpec::Room(_) => 50.0,
         SourceSpec::Upload(_) => 10.0,
     };
@@ -297,6 +302,12 @@ mod tests {
             live720
         );
         assert!(web4k > 2 * web720, "{web4k} vs {web720}");
+        // Two 1080p deterministic recordings share 2 cores' default budget
+        // (1.6); a 1440p one does not.
+        let web1080 = estimate(&web("deterministic"), &video(1920, 1080, 30));
+        let web1440 = estimate(&web("deterministic"), &video(2560, 1440, 30));
+        assert_eq!((web720, web1080, web1440, web4k), (630, 791, 1017, 1662));
+        assert!(2 * web1080 <= 1600 && 2 * web1440 > 1600);
         assert!(web4k > 25 * camera, "{web4k} vs {camera}");
         assert_eq!(live720, 427);
         // A client cannot claim more input than output.
