@@ -181,6 +181,24 @@ pub const API: &[Code] = &[
     ),
     c("too_many_peers", 429, C, "rtc.max_peers are connected"),
     c(
+        "too_many_rooms",
+        429,
+        C,
+        "the user has limits.max_open_rooms_per_user rooms open; close one first",
+    ),
+    c(
+        "too_many_sockets",
+        429,
+        C,
+        "the user holds limits.max_event_sockets_per_user event sockets open",
+    ),
+    c(
+        "too_many_connecting",
+        429,
+        C,
+        "the caller (an API user or a join token) holds rtc.max_connecting_per_caller sessions whose ICE has not completed; each is dropped rtc.connect_timeout_s after its offer",
+    ),
+    c(
         "server_busy",
         429,
         C,
@@ -298,6 +316,12 @@ pub const FAILURES: &[Code] = &[
         500,
         S,
         "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side",
+    ),
+    c(
+        "no_video",
+        422,
+        C,
+        "a note, not a failure: nobody in the call sent video while recording; /media holds the sound",
     ),
     c(
         "capture_failed",

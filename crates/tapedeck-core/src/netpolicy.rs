@@ -15,6 +15,11 @@ pub struct NetPolicy {
     pub allow_private: bool,
     /// `host` or `host:port` entries that are always allowed (e.g. a test server).
     pub allowed_hosts: Vec<String>,
+    /// The addresses of this host's own interfaces (public ones included):
+    /// a page must not reach a service of the server's machine through
+    /// them. Read by the caller (this crate does no IO) when a recording
+    /// starts.
+    pub own_addrs: Vec<IpAddr>,
 }
 
 /// Why a request was refused.
@@ -41,11 +46,19 @@ pub enum Blocked {
     Unresolved(String),
 }
 
+/// The class of the host's own addresses.
+const OWN: &str = "this host's own";
+
 fn address_message(host: &str, addr: &IpAddr, class: &str) -> String {
-    let what = if host.trim_matches(['[', ']']) == addr.to_string() {
-        format!("{host} is a {class} address")
+    let kind = if class == OWN {
+        "one of this host's own addresses".to_string()
     } else {
-        format!("{host} resolves to {addr}, a {class} address")
+        format!("a {class} address")
+    };
+    let what = if host.trim_matches(['[', ']']) == addr.to_string() {
+        format!("{host} is {kind}")
+    } else {
+        format!("{host} resolves to {addr}, {kind}")
     };
     format!("{what}; set web.allow_private_networks to allow it")
 }
@@ -85,8 +98,13 @@ pub fn special_class(ip: IpAddr) -> Option<&'static str> {
                 Some("link-local")
             } else if s[0] & 0xfe00 == 0xfc00 {
                 Some("private (unique local)")
-            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+            } else if s[0] == 0x2001 && s[1] == 0x0db8 || s[0] & 0xfff0 == 0x3ff0 {
+                // 2001:db8::/32 and 3fff::/20.
                 Some("documentation")
+            } else if s[..4] == [0x100, 0, 0, 0] {
+                Some("discard-only")
+            } else if s[0] == 0x5f00 {
+                Some("SRv6 segment identifier")
             } else if s[0] & 0xffc0 == 0xfec0 {
                 Some("site-local")
             } else if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
@@ -105,10 +123,36 @@ pub fn special_class(ip: IpAddr) -> Option<&'static str> {
                 // Teredo: the server's IPv4 address, and the client's inverted
                 // in the last 32 bits.
                 v4_class(v4_at(s[2], s[3])).or(v4_class(v4_at(!s[6], !s[7])))
+            } else if s[0] == 0x2001 && s[1] < 0x0200 {
+                // The rest of 2001::/23: benchmarking, ORCHID, AMT, ...
+                Some("IETF protocol assignment")
             } else {
                 None
             }
         }
+    }
+}
+
+/// An IPv4-mapped IPv6 address as its IPv4 address; others as they are.
+fn canonical(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        a => a,
+    }
+}
+
+/// The IPv4 addresses an IPv6 address may carry: IPv4-compatible and
+/// -translated, NAT64, 6to4, and both of Teredo's.
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = v6.segments();
+    if s[..6] == [0; 6] || s[..6] == [0, 0, 0, 0, 0xffff, 0] || (s[0] == 0x64 && s[1] == 0xff9b) {
+        vec![v4_at(s[6], s[7])]
+    } else if s[0] == 0x2002 {
+        vec![v4_at(s[1], s[2])]
+    } else if s[0] == 0x2001 && s[1] == 0 {
+        vec![v4_at(s[2], s[3]), v4_at(!s[6], !s[7])]
+    } else {
+        vec![]
     }
 }
 
@@ -135,6 +179,17 @@ fn v4_class(v4: Ipv4Addr) -> Option<&'static str> {
         Some("protocol assignment")
     } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
         Some("benchmarking")
+    } else if matches!(
+        (o[0], o[1], o[2]),
+        (192, 0, 2) | (198, 51, 100) | (203, 0, 113)
+    ) {
+        Some("documentation")
+    } else if matches!(
+        (o[0], o[1], o[2]),
+        (192, 88, 99) | (192, 31, 196) | (192, 52, 193) | (192, 175, 48)
+    ) {
+        // 6to4 relay anycast, AS112 (two) and AMT.
+        Some("special-purpose")
     } else {
         None
     }
@@ -191,7 +246,8 @@ impl NetPolicy {
     }
 
     fn verdict_addr(&self, host: &str, addr: IpAddr) -> Verdict {
-        match special_class(addr) {
+        // The special class says more (loopback, private) when there is one.
+        match special_class(addr).or(self.is_own(addr).then_some(OWN)) {
             Some(class) => Verdict::Deny(Blocked::Address {
                 host: host.to_string(),
                 addr,
@@ -199,6 +255,15 @@ impl NetPolicy {
             }),
             None => Verdict::Allow,
         }
+    }
+
+    /// Whether `addr` is one of this host's own, also when it carries one
+    /// in IPv6 (`::ffff:a.b.c.d` and the other forms [`special_class`] reads).
+    fn is_own(&self, addr: IpAddr) -> bool {
+        let own = |a: IpAddr| self.own_addrs.iter().any(|o| canonical(*o) == a);
+        let a = canonical(addr);
+        own(a)
+            || matches!(a, IpAddr::V6(v6) if embedded_v4(v6).into_iter().any(|v4| own(IpAddr::V4(v4))))
     }
 
     /// Second check: every address a host resolved to must be public.
@@ -253,6 +318,17 @@ mod tests {
             "http://[fec0::1]/",
             "http://[64:ff9b:1::5db8:d70e]/",
             "http://localhost:3000/",
+            "http://192.0.2.10/",
+            "http://198.51.100.7:8080/",
+            "http://203.0.113.200/",
+            "http://192.88.99.1/",
+            "http://[::ffff:192.0.2.10]/",
+            "http://[::ffff:203.0.113.5]:81/",
+            "http://[3fff::1]/",
+            "http://[100::1]/",
+            "http://[2001:2::1]/",
+            "http://[2001:20::1]/",
+            "http://[5f00::1]/",
             "http://app.localhost/",
             "file:///etc/passwd",
             "ftp://example.org/",
@@ -298,16 +374,65 @@ mod tests {
     }
 
     #[test]
+    fn the_hosts_own_addresses_are_refused() {
+        let own: IpAddr = "93.184.215.99".parse().unwrap();
+        let p = NetPolicy {
+            own_addrs: vec![own, "2600:1f18::5".parse().unwrap()],
+            ..NetPolicy::default()
+        };
+        for url in [
+            "http://93.184.215.99:8000/",
+            "http://[::ffff:93.184.215.99]/",
+            "http://[::ffff:5db8:d763]/",
+            "http://[2002:5db8:d763::1]/",
+            "http://[64:ff9b::5db8:d763]/",
+            "http://[2600:1f18::5]:3000/",
+        ] {
+            let Verdict::Deny(e) = p.check_url(url) else {
+                panic!("{url} should be refused")
+            };
+            assert!(
+                e.to_string()
+                    .contains("is one of this host's own addresses"),
+                "{url}: {e}"
+            );
+        }
+        let e = p.check_addrs("me.example", &[own]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("me.example resolves to 93.184.215.99, one of this host's own"),
+            "{e}"
+        );
+        // A special address of the host's says its class.
+        let lo = NetPolicy {
+            own_addrs: vec!["127.0.0.1".parse().unwrap()],
+            ..NetPolicy::default()
+        };
+        let Verdict::Deny(e) = lo.check_url("http://127.0.0.1:1/") else {
+            panic!("loopback allowed")
+        };
+        assert!(e.to_string().contains("loopback"), "{e}");
+        // A neighbour is not the host.
+        assert_eq!(p.check_url("http://93.184.215.98/"), Verdict::Allow);
+        // Private networks allowed: the host too (a development setup).
+        let open = NetPolicy {
+            allow_private: true,
+            ..p
+        };
+        assert_eq!(open.check_url("http://93.184.215.99/"), Verdict::Allow);
+    }
+
+    #[test]
     fn configuration_opens_private_networks_or_named_hosts() {
         let open = NetPolicy {
             allow_private: true,
-            allowed_hosts: vec![],
+            ..NetPolicy::default()
         };
         assert_eq!(open.check_url("http://127.0.0.1:9/"), Verdict::Allow);
         assert!(deny(&open, "file:///etc/passwd"));
         let one = NetPolicy {
-            allow_private: false,
             allowed_hosts: vec!["127.0.0.1:8080".into()],
+            ..NetPolicy::default()
         };
         assert_eq!(one.check_url("http://127.0.0.1:8080/x"), Verdict::Allow);
         assert!(deny(&one, "http://127.0.0.1:8081/x"));

@@ -14,7 +14,12 @@ use str0m::{Candidate, Rtc, RtcConfig};
 /// Codecs: Opus; VP8, VP9, AV1, H.264 (what the passthrough sink writes).
 pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, String), String> {
     let order = video_preference(offer);
-    let offer = SdpOffer::from_sdp_string(offer).map_err(|e| format!("the SDP offer: {e}"))?;
+    let offer = SdpOffer::from_sdp_string(offer).map_err(|e| {
+        format!(
+            "the SDP offer: {}",
+            without_addresses(&e.to_string(), offer)
+        )
+    })?;
     let mut config = RtcConfig::new()
         .set_ice_lite(true)
         .clear_codecs()
@@ -43,7 +48,50 @@ pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, 
 /// A call page's SDP answer to the server's offer, parsed (str0m checks
 /// it against the offer when it is applied).
 pub fn parse_answer(sdp: &str) -> Result<SdpAnswer, String> {
-    SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("the SDP answer: {e}"))
+    SdpAnswer::from_sdp_string(sdp)
+        .map_err(|e| format!("the SDP answer: {}", without_addresses(&e.to_string(), sdp)))
+}
+
+/// str0m's parse errors name the position as a memory address
+/// (`PointerOffset(0x7f…)`): a client must not see the server's addresses.
+/// One inside `input` becomes its line; any other goes.
+fn without_addresses(message: &str, input: &str) -> String {
+    const MARK: &str = "PointerOffset(0x";
+    let base = input.as_ptr() as usize;
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let end = after.find(')').unwrap_or(after.len());
+        let place = usize::from_str_radix(&after[..end], 16)
+            .ok()
+            .and_then(|p| p.checked_sub(base))
+            .filter(|off| *off <= input.len())
+            .map(|off| format!("line {}", input[..off].matches('\n').count() + 1))
+            .unwrap_or_else(|| "a place in the text".into());
+        out.push_str(&place);
+        rest = after.get(end + 1..).unwrap_or("");
+    }
+    out.push_str(rest);
+    // Any other bare address (0x and 8 or more hex digits) goes too.
+    let mut clean = String::with_capacity(out.len());
+    let mut chars = out.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        let hex = out[i..]
+            .strip_prefix("0x")
+            .map(|h| h.chars().take_while(char::is_ascii_hexdigit).count())
+            .unwrap_or(0);
+        if c == '0' && hex >= 8 {
+            clean.push_str("an address");
+            for _ in 0..hex + 1 {
+                chars.next();
+            }
+        } else {
+            clean.push(c);
+        }
+    }
+    clean
 }
 
 /// The video codecs the server takes, in the order the offer's first video
@@ -173,6 +221,29 @@ mod tests {
             super::video_preference("garbage"),
             [Codec::Vp8, Codec::Vp9, Codec::Av1, Codec::H264]
         );
+    }
+
+    #[test]
+    fn sdp_errors_show_no_memory_address() {
+        let now = Instant::now();
+        let at: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for bad in [
+            "v=0\r\nnonsense\r\n",
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video x\r\n",
+            "garbage",
+            "",
+        ] {
+            let Err(e) = answer(bad, at, now) else {
+                panic!("{bad:?} answered")
+            };
+            assert!(!e.contains("PointerOffset") && !e.contains("0x7"), "{e}");
+            assert!(e.starts_with("the SDP offer"), "{e}");
+        }
+        let m = without_addresses("bad at PointerOffset(0x1) and 0x7f45aa01beef here", "x");
+        assert_eq!(m, "bad at a place in the text and an address here");
+        let input = "line one\nline two";
+        let p = format!("PointerOffset(0x{:x})", input.as_ptr() as usize + 10);
+        assert_eq!(without_addresses(&p, input), "line 2");
     }
 
     #[test]

@@ -61,6 +61,7 @@ fn options(dir: &std::path::Path) -> WebOptions {
         policy: NetPolicy {
             allow_private: true,
             allowed_hosts: vec![],
+            own_addrs: vec![],
         },
         load_timeout: Duration::from_secs(20),
         frame_timeout: Duration::from_secs(20),

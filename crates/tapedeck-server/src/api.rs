@@ -24,102 +24,6 @@ use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::now_ms;
 
-/// `GET /healthz`: the process answers.
-pub async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// `GET /readyz`: database, storage and ffmpeg work.
-pub async fn readyz(State(s): State<AppState>) -> Response {
-    let db = s
-        .repo
-        .ping()
-        .await
-        .map(|_| "ok".to_string())
-        .unwrap_or_else(|e| e.to_string());
-    let storage = s
-        .blobs
-        .check()
-        .await
-        .map(|_| "ok".to_string())
-        .unwrap_or_else(|e| e.to_string());
-    let ffmpeg = encoder_check(&s)
-        .await
-        .map(|_| "ok".to_string())
-        .unwrap_or_else(|e| e);
-    let work = work_check(&s.config.server.data_dir.join("work"))
-        .await
-        .map(|_| "ok".to_string())
-        .unwrap_or_else(|e| e);
-    let ok = db == "ok" && storage == "ok" && ffmpeg == "ok" && work == "ok";
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(
-            json!({"ready": ok, "database": db, "storage": storage, "ffmpeg": ffmpeg, "work": work}),
-        ),
-    )
-        .into_response()
-}
-
-/// Whether recordings can write their work files (spool, live output,
-/// thumbnails) under `work`: a file is made, written, synced and removed.
-async fn work_check(work: &std::path::Path) -> Result<(), String> {
-    use tokio::io::AsyncWriteExt;
-    let probe = work.join(format!(".readyz-{}", std::process::id()));
-    let r = async {
-        tokio::fs::create_dir_all(work).await?;
-        let mut f = tokio::fs::File::create(&probe).await?;
-        f.write_all(b"ok").await?;
-        f.sync_all().await?;
-        tokio::fs::remove_file(&probe).await
-    }
-    .await;
-    r.map_err(|e| format!("{}: {e}", work.display()))
-}
-
-/// A real two-frame encode per output path, at most every five minutes
-/// (listing ffmpeg's encoders said "fine" where every recording failed).
-async fn encoder_check(s: &AppState) -> Result<(), String> {
-    const EVERY: Duration = Duration::from_secs(300);
-    let mut last = s.encoder_check.lock().await;
-    if let Some((at, r)) = last.as_ref()
-        && at.elapsed() < EVERY
-    {
-        return r.clone();
-    }
-    let config = s.config.clone();
-    let r = tokio::task::spawn_blocking(move || {
-        let failed: Vec<String> = crate::source::encoding::check_encoders(&config)
-            .into_iter()
-            .filter_map(|(name, r)| r.err().map(|e| format!("{name}: {e}")))
-            .collect();
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(failed.join("; "))
-        }
-    })
-    .await
-    .unwrap_or_else(|e| Err(e.to_string()));
-    *last = Some((std::time::Instant::now(), r.clone()));
-    r
-}
-
-/// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics
-            .render(&s.rtc.stats, s.supervisor.services.sources.gate.figures()),
-    )
-        .into_response()
-}
-
 /// Unknown routes.
 pub async fn no_route() -> ApiError {
     ApiError::new(404, "not_found", "no such route; see /v1/openapi.json")
@@ -245,6 +149,14 @@ pub async fn retry_store(
     Ok(Json(json!({"id": rec.id, "retrying": true})))
 }
 
+/// A list's `limit` query parameter: 1 to 200.
+pub fn page_limit(v: &str) -> Result<u32, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|l| (1..=200).contains(l))
+        .ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be 1 to 200"))
+}
+
 /// `GET /v1/recordings?status=&kind=&limit=&cursor=`.
 pub async fn list(
     State(s): State<AppState>,
@@ -268,15 +180,7 @@ pub async fn list(
                     ApiError::bad_request("invalid_query", format!("unknown source kind `{v}`"))
                 })?)
             }
-            "limit" => {
-                f.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|l| (1..=200).contains(l))
-                    .ok_or_else(|| {
-                        ApiError::bad_request("invalid_query", "limit must be 1 to 200")
-                    })?
-            }
+            "limit" => f.limit = page_limit(v)?,
             "cursor" => f.before = Some(v.parse()?),
             "owner" if p.admin => f.owner = Some(v.clone()),
             "token" => {}

@@ -49,6 +49,8 @@ pub struct AppState {
     pub rtc: crate::rtc::Rtc,
     /// The last encoder check (`/readyz`): when, and what failed.
     pub encoder_check: Arc<tokio::sync::Mutex<Option<EncoderCheck>>>,
+    /// Open event sockets per user.
+    pub sockets: Arc<crate::ws::SocketCounts>,
 }
 
 /// When the encoders were last checked, and what failed.
@@ -63,9 +65,9 @@ pub fn router(state: AppState) -> Router {
         .route("/call/{room}", get(ui::call))
         .route("/call.js", get(ui::call_script))
         .route("/recorder.js", get(ui::recorder_script))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
+        .route("/healthz", get(crate::health::healthz))
+        .route("/readyz", get(crate::health::readyz))
+        .route("/metrics", get(crate::health::metrics))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/me", get(api::me))
         .route("/v1/recordings", post(api::create).get(api::list))
@@ -124,7 +126,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/shared/{id}", get(api::shared))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(axum::middleware::map_response(json_too_large))
         .with_state(state)
+}
+
+/// A body over a route's limit is refused by axum's extractor in plain
+/// text: it becomes the API's JSON error like every other.
+async fn json_too_large(r: axum::response::Response) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let json = r
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !json {
+        return crate::error::ApiError::new(
+            413,
+            "too_large",
+            "the body is larger than this route takes",
+        )
+        .into_response();
+    }
+    r
 }
 
 fn action(a: Action) -> MethodRouter<AppState> {
@@ -162,12 +184,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         Some(tx)
     };
     let events = EventBus::new(hooks);
-    let rtc = crate::rtc::Rtc::start(
-        config.rtc.udp_port,
-        candidate_ip(&config),
-        config.rtc.max_peers,
-    )
-    .await?;
+    let rtc = crate::rtc::Rtc::start(&config.rtc, candidate_ip(&config)).await?;
     let supervisor = Supervisor::new(
         config.clone(),
         repo.clone(),
@@ -176,6 +193,9 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         metrics.clone(),
         rtc.clone(),
     );
+    crate::work::sweep(&supervisor.services)
+        .await
+        .map_err(|e| format!("work folders: {e}"))?;
     supervisor
         .recover()
         .await
@@ -192,6 +212,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         metrics,
         share_key: Arc::new(share_key),
         encoder_check: Arc::default(),
+        sockets: Arc::default(),
         jwks: (!config_auth.jwks_url.is_empty()).then(|| {
             Arc::new(crate::jwks::Jwks::new(
                 &config_auth.jwks_url,
@@ -273,10 +294,83 @@ pub async fn serve(
     if let Err(e) = ffmpeg::version(&config.encoder.ffmpeg) {
         tracing::warn!(error = %e, "ffmpeg is not usable; recordings will fail (run `tapedeck doctor`)");
     }
+    let header_timeout = std::time::Duration::from_secs(config.server.header_read_timeout_s.max(1));
     let state = build_state(config).await?;
     let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| e.to_string())
+    serve_on(listener, app, header_timeout, shutdown).await;
+    Ok(())
+}
+
+/// Open files the server wants at least: every connection, WebSocket,
+/// call peer's files, upload and child process holds some.
+pub const WANTED_OPEN_FILES: u64 = 8192;
+
+/// Raises the soft limit on open files to the hard limit (systemd's default
+/// soft limit is 1024); returns the soft limit now and the hard one.
+pub fn raise_file_limit() -> std::io::Result<(u64, u64)> {
+    let soft = rlimit::increase_nofile_limit(u64::MAX)?;
+    let (_, hard) = rlimit::Resource::NOFILE.get()?;
+    Ok((soft, hard))
+}
+
+/// How long a graceful shutdown waits for connections to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `app` on `listener` (HTTP/1.1 with upgrades) until `shutdown`
+/// resolves, then lets connections finish for up to 30 s. Unlike
+/// `axum::serve` it sets a timer: a connection that sends half a request
+/// and stops, or stays idle between requests, is closed after
+/// `header_timeout` (`server.header_read_timeout_s`) instead of holding a
+/// file descriptor forever. An accept error (out of file descriptors) is
+/// logged and retried.
+pub async fn serve_on(
+    listener: TcpListener,
+    app: Router,
+    header_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let live = Arc::new(());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let svc = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = http
+            .serve_connection(TokioIo::new(stream), svc)
+            .with_upgrades();
+        let (mut stop, held) = (stop_rx.clone(), live.clone());
+        tokio::spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                // The one change is to true: shutting down.
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(held);
+        });
+    }
+    let _ = stop_tx.send(true);
+    let until = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

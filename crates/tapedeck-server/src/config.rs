@@ -60,6 +60,9 @@ pub struct UploadsConfig {
     /// An upload that receives no bytes this long expires: its recording
     /// fails with `end_reason: upload_expired` (`Upload-Expires` says when).
     pub expire_after_s: u64,
+    /// An upload that has received no byte this long after it was created
+    /// expires the same way (a presigned one gets its URL's lifetime on top).
+    pub start_timeout_s: u64,
     /// How long a presigned upload URL (`POST /v1/uploads/url`) is valid.
     pub url_expires_s: u64,
     /// A presigned upload of more bytes than this is sent in parts, each
@@ -73,6 +76,7 @@ impl Default for UploadsConfig {
     fn default() -> Self {
         Self {
             expire_after_s: 86_400,
+            start_timeout_s: 300,
             url_expires_s: 1800,
             multipart_threshold_bytes: 100 * 1024 * 1024,
             part_size_bytes: 16 * 1024 * 1024,
@@ -93,6 +97,12 @@ pub struct RtcConfig {
     pub max_participants: u32,
     /// Peers connected at once across all rooms.
     pub max_peers: u32,
+    /// A peer whose ICE and DTLS have not completed this long after its
+    /// offer is dropped (its slot freed).
+    pub connect_timeout_s: u64,
+    /// Peers not yet connected one caller (an API user, or a join token's
+    /// guest) may hold at once; more get 429 `too_many_connecting`.
+    pub max_connecting_per_caller: u32,
 }
 
 impl Default for RtcConfig {
@@ -102,6 +112,8 @@ impl Default for RtcConfig {
             public_ip: None,
             max_participants: 50,
             max_peers: 500,
+            connect_timeout_s: 10,
+            max_connecting_per_caller: 4,
         }
     }
 }
@@ -166,6 +178,9 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Base URL clients reach the server at (for share links); default from `listen`.
     pub public_url: Option<String>,
+    /// A client has this long to send a request's line and headers; a
+    /// keep-alive connection idle this long between requests is closed.
+    pub header_read_timeout_s: u64,
 }
 
 /// `[database]`
@@ -274,6 +289,13 @@ pub struct LimitsConfig {
     pub paused_timeout_s: u64,
     /// Largest upload, bytes (`Upload-Length`, or a deferred length as it grows).
     pub max_upload_bytes: u64,
+    /// Active recordings one call guest may send from their browser (they
+    /// are filed under the host but take none of the host's slots).
+    pub max_uploads_per_guest: u32,
+    /// Rooms one user may have open (not closed) at once.
+    pub max_open_rooms_per_user: u32,
+    /// `/v1/events` WebSockets one user may hold open at once.
+    pub max_event_sockets_per_user: u32,
 }
 
 /// `[retention]`
@@ -331,6 +353,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
             data_dir: PathBuf::from("data"),
             public_url: None,
+            header_read_timeout_s: 20,
         }
     }
 }
@@ -369,6 +392,9 @@ impl Default for LimitsConfig {
             pending_timeout_s: 300,
             paused_timeout_s: 3600,
             max_upload_bytes: 8 * 1024 * 1024 * 1024,
+            max_uploads_per_guest: 2,
+            max_open_rooms_per_user: 100,
+            max_event_sockets_per_user: 16,
         }
     }
 }

@@ -138,12 +138,16 @@ impl Driver {
                 },
                 _ = tick.tick() => {
                     ticks = ticks.wrapping_add(1);
+                    if ticks % QUOTA_EVERY == 1 {
+                        // What its work folder holds counts in the owner's quota.
+                        crate::work::measure(&self.services, self.lc.recording()).await;
+                    }
                     if self.lc.status() == Status::Recording
                         && self.services.config.limits.user_quota_bytes > 0
                         && ticks % QUOTA_EVERY == 1
                     {
-                        let owner = self.lc.recording().owner.clone();
-                        if let Ok(used) = self.services.repo.usage_bytes(&owner).await {
+                        let rec = self.lc.recording();
+                        if let Ok(used) = self.services.usage_bytes(&rec.owner, Some(rec.id)).await {
                             let _ = self.feed(Input::QuotaUsed(used)).await;
                         }
                     }
@@ -186,6 +190,13 @@ impl Driver {
 
     /// Feeds one input and carries out the outputs, in order.
     async fn feed(&mut self, input: Input) -> Result<(), ApiError> {
+        // What the owner reads names the problem, not the server's paths.
+        let input = match input {
+            Input::Failed(f) => Input::Failed(self.services.redact(f)),
+            Input::FailedWith(r, f) => Input::FailedWith(r, self.services.redact(f)),
+            Input::Finalized(Err(f)) => Input::Finalized(Err(self.services.redact(f))),
+            other => other,
+        };
         let outputs = self.lc.handle(input, now_ms())?;
         let mut result = Ok(());
         for o in outputs {
@@ -295,13 +306,20 @@ impl Driver {
         let mut attempt = 0u32;
         // What the recording said before (a grid that failed) is said again
         // once the store took it.
-        let kept = self.lc.recording().note.clone();
+        // (Not a retry note left from before a restart: that one is over.)
+        let kept = self
+            .lc
+            .recording()
+            .note
+            .clone()
+            .filter(|n| n.code != "storage_retry");
         loop {
             let r = processing::store(&self.services, self.lc.recording_mut(), p).await;
             match r {
                 Err(f) if f.code == "storage_failed" && Instant::now() + delay < give_up => {
                     attempt += 1;
                     tracing::warn!(id = %self.lc.recording().id, attempt, error = %f.message, "storing failed; retrying");
+                    let f = self.services.redact(f);
                     self.lc.recording_mut().note = Some(Failure::new(
                         "storage_retry",
                         format!(
@@ -350,6 +368,18 @@ impl Driver {
     async fn close(&mut self) {
         if let Some(s) = self.source.take() {
             s.abort().await;
+        }
+        // The work folder goes with a recording that no longer needs it
+        // (failed or cancelled: nothing will retry it); one that failed to
+        // be stored keeps it, counted.
+        let rec = self.lc.recording();
+        if rec.status.is_terminal() {
+            if crate::work::needed(rec) {
+                crate::work::measure(&self.services, rec).await;
+            } else {
+                let _ = tokio::fs::remove_dir_all(self.services.work_dir(rec.id)).await;
+                self.services.work.forget(rec.id);
+            }
         }
         self.commands.close();
         while let Ok(cmd) = self.commands.try_recv() {

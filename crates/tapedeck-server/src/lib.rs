@@ -13,6 +13,7 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod events;
+pub mod health;
 pub mod jwks;
 pub mod metrics;
 pub mod openapi;
@@ -26,6 +27,7 @@ pub mod source;
 pub mod supervisor;
 pub mod ui;
 pub mod webhooks;
+pub mod work;
 pub mod ws;
 
 /// Wall-clock time in unix milliseconds (the only clock reads are at the edges).

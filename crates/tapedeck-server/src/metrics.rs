@@ -112,7 +112,7 @@ impl Metrics {
         let rtc = Family::<CounterLabel, Gauge>::default();
         r.register(
             "rtc",
-            "The media server of rooms: peers now, and since the start datagrams_in, datagrams_stray, peers_dropped, send_dropped, frames_out, frames_forwarded",
+            "The media server of rooms: peers now, and since the start datagrams_in, datagrams_stray, peers_dropped, peers_timed_out, send_dropped, frames_out, frames_forwarded",
             rtc.clone(),
         );
         let cpu = Family::<CpuLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
@@ -207,6 +207,7 @@ impl Metrics {
             ("datagrams_in", R::get(&rtc.datagrams_in)),
             ("datagrams_stray", R::get(&rtc.datagrams_stray)),
             ("peers_dropped", R::get(&rtc.peers_dropped)),
+            ("peers_timed_out", R::get(&rtc.peers_timed_out)),
             ("send_dropped", R::get(&rtc.send_dropped)),
             ("frames_out", R::get(&rtc.frames_out)),
             ("frames_forwarded", R::get(&rtc.frames_forwarded)),

@@ -196,12 +196,15 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
     let room = json!({"$ref": "#/components/schemas/Room"});
     let paths = json!({
         "/v1/rooms": {
-            "post": op("Create a room; the caller is its host", "rooms", json_ok("201", "created", room.clone()), &[400, 422], json!({
+            "post": op("Create a room; the caller is its host (429 too_many_rooms past limits.max_open_rooms_per_user open rooms)", "rooms", json_ok("201", "created", room.clone()), &[400, 422, 429], json!({
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "additionalProperties": false,
                     "properties": {"name": name, "max_participants": {"type": ["integer", "null"], "minimum": 2, "maximum": rtc.max_participants,
                         "description": format!("default {}", rtc.max_participants.min(16))}}}}}}})),
-            "get": op("Rooms the caller hosts or joined, newest first", "rooms",
-                json_ok("200", "rooms", json!({"type": "object", "required": ["rooms"], "properties": {"rooms": {"type": "array", "items": room}}})), &[], json!({}))
+            "get": op("Rooms the caller hosts or joined, newest first, a page at a time", "rooms",
+                json_ok("200", "rooms", json!({"type": "object", "required": ["rooms", "next_cursor"], "properties": {"rooms": {"type": "array", "items": room},
+                    "next_cursor": {"type": ["string", "null"], "description": "the cursor of the next page; null on the last"}}})), &[400], json!({"parameters": [
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+                    {"name": "cursor", "in": "query", "schema": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}, "description": "next_cursor of the previous page"}]}))
         },
         "/v1/rooms/{id}": {
             "get": op("A room the caller hosts or joined (others: 404)", "rooms", json_ok("200", "the room", room), &[400, 404], json!({"parameters": room_id})),
@@ -397,7 +400,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails; 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
             "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; text {\"pts_ms\": N, \"image\": \"data:image/jpeg;base64,...\"} or a bare data:image/... URL is a frame as canvas.toDataURL gives it; the server sends progress JSON. 400 not_websocket without an upgrade; 409 when the recording takes no frames", "sources",
                 ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 404, 409], json!({"parameters": id}))},
-            "/v1/events": {"get": op("WebSocket of the caller's recording events; 400 not_websocket without an upgrade", "events", ("101", json!({"description": "switching to the WebSocket protocol"})), &[400], json!({}))},
+            "/v1/events": {"get": op("WebSocket of the caller's recording events; 400 not_websocket without an upgrade; 429 too_many_sockets past limits.max_event_sockets_per_user open at once", "events", ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 429], json!({}))},
             "/v1/me": {"get": op("The caller", "auth", json_ok("200", "who the token belongs to", json!({"type": "object", "required": ["user", "admin"], "properties": {"user": {"type": "string"}, "admin": {"type": "boolean"}}})), &[], json!({}))},
             "/v1/shared/{id}": {"get": op("Download through a share link; no token", "media", media_ok, &[400, 403, 404, 409, 416], json!({"security": [],
                 "parameters": download_params(json!([
@@ -406,7 +409,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                     range[0]])), "responses": partial(MEDIA_TYPES)}))},
             "/v1/openapi.json": {"get": op("This document", "meta", typed_ok("200", "OpenAPI 3.1", &["application/json"]), &[], json!({"security": []}))},
             "/healthz": {"get": op("Liveness", "meta", typed_ok("200", "ok", &["text/plain"]), &[], json!({"security": []}))},
-            "/readyz": {"get": op("Readiness: database, storage (the paths recordings write), work folder, a real encode", "meta", typed_ok("200", "ready", &["application/json"]), &[], json!({"security": [],
+            "/readyz": {"get": op("Readiness: database, storage (the paths recordings write), work folder, a real encode; each part ok or failing, and why only with an admin token", "meta", typed_ok("200", "ready", &["application/json"]), &[], json!({"security": [],
                 "responses": {"503": typed_ok("503", "not ready: what failed", &["application/json"]).1}}))},
             "/metrics": {"get": op("Prometheus metrics", "meta", typed_ok("200", "text exposition format", &["text/plain"]), &[], json!({"security": []}))}
         },

@@ -66,8 +66,11 @@ pub async fn prepare(
     let keyframes = (own && rec.video.cfr).then_some(4.0);
     let info = tokio::task::spawn_blocking(move || -> Result<_, ffmpeg::FfmpegError> {
         let info = ffmpeg::probe(&tools, &m2)?;
-        ffmpeg::poster(&tools, &m2, info.duration_s * 0.25, &p2)?;
-        ffmpeg::strip(&tools, &m2, info.duration_s, STRIP_COUNT, keyframes, &s2)?;
+        // Sound only (a call where nobody sent video): no picture to show.
+        if info.width > 0 {
+            ffmpeg::poster(&tools, &m2, info.duration_s * 0.25, &p2)?;
+            ffmpeg::strip(&tools, &m2, info.duration_s, STRIP_COUNT, keyframes, &s2)?;
+        }
         Ok(info)
     })
     .await

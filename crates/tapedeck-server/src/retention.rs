@@ -15,6 +15,7 @@ pub async fn delete_recording(s: &Services, rec: &Recording) -> Result<(), ApiEr
         s.blobs.delete(&key).await?;
     }
     let _ = tokio::fs::remove_dir_all(s.work_dir(rec.id)).await;
+    s.work.forget(rec.id);
     s.repo.delete(rec.id).await?;
     s.events.emit("recording.deleted", rec, now_ms());
     Ok(())

@@ -33,6 +33,8 @@ pub struct Services {
     pub sources: source::Shared,
     /// The media server of rooms.
     pub rtc: crate::rtc::Rtc,
+    /// What each recording's work folder holds (counted in quotas).
+    pub work: crate::work::Ledger,
 }
 
 impl Services {
@@ -58,7 +60,53 @@ impl Services {
             metrics,
             tools,
             rtc,
+            work: Default::default(),
         }
+    }
+
+    /// Bytes `owner` uses against the quota: their stored recordings, and
+    /// what their recordings hold in work folders (`except` one of them,
+    /// which counts its own).
+    pub async fn usage_bytes(
+        &self,
+        owner: &str,
+        except: Option<RecordingId>,
+    ) -> Result<u64, tapedeck_store::repo::RepoError> {
+        let stored = self.repo.usage_bytes(owner).await?;
+        Ok(stored.saturating_add(self.work.owner_bytes(owner, except)))
+    }
+
+    /// `f` without what a user should not read of the server: the data
+    /// folder's place on disk (a work file becomes `work/ID/...`) and the
+    /// store's endpoint.
+    pub fn redact(&self, mut f: tapedeck_core::Failure) -> tapedeck_core::Failure {
+        f.message = self.redact_text(&f.message);
+        f
+    }
+
+    /// [`Services::redact`] for any text.
+    pub fn redact_text(&self, text: &str) -> String {
+        let data = &self.config.server.data_dir;
+        let mut out = text.to_string();
+        let mut dirs = vec![data.display().to_string()];
+        if let Ok(abs) = std::fs::canonicalize(data) {
+            dirs.insert(0, abs.display().to_string());
+        }
+        for d in dirs.iter().filter(|d| !d.is_empty() && *d != ".") {
+            out = out
+                .replace(&format!("{d}/"), "")
+                .replace(d.as_str(), "the data folder");
+        }
+        if let Some(e) = self
+            .config
+            .storage
+            .endpoint
+            .as_deref()
+            .filter(|e| !e.is_empty())
+        {
+            out = out.replace(e.trim_end_matches('/'), "the store");
+        }
+        out
     }
 
     /// The work folder of a recording (spool, live output, thumbnails).

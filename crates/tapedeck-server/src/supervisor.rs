@@ -28,6 +28,32 @@ use crate::source::{self, Admission, Meter, OpenCtx, Ticket};
 struct DriverHandle {
     cmd: mpsc::Sender<Command>,
     meter: Arc<Meter>,
+    status: watch::Receiver<Status>,
+    /// For a call guest's in-browser recording: the host (its owner) and
+    /// the guest.
+    guest: Option<Guest>,
+}
+
+/// A call guest, and the room's host whose recordings theirs are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Guest {
+    host: String,
+    room: tapedeck_core::RoomId,
+    name: String,
+}
+
+impl Guest {
+    /// The guest who sends `rec`, if a call guest does.
+    fn of(rec: &Recording) -> Option<Self> {
+        match &rec.source {
+            tapedeck_core::recording::SourceSpec::Upload(u) => Some(Guest {
+                host: rec.owner.clone(),
+                room: u.room?,
+                name: u.guest.clone()?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// How a driver gets its source.
@@ -74,6 +100,17 @@ impl Supervisor {
             .cloned()
     }
 
+    /// Active recordings (pending, recording, paused) call guests send
+    /// that `pick` selects.
+    fn active_guest_recordings(&self, pick: impl Fn(&Guest) -> bool) -> u64 {
+        self.drivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|h| h.status.borrow().is_active() && h.guest.as_ref().is_some_and(&pick))
+            .count() as u64
+    }
+
     /// Whether `id` has a running driver.
     pub fn is_active(&self, id: RecordingId) -> bool {
         self.handle(id).is_some()
@@ -99,8 +136,25 @@ impl Supervisor {
                 ),
             ));
         }
-        if active(
-            s.repo.count_active(Some(&rec.owner)).await?,
+        // A call guest's recordings (sent from their browser, filed under
+        // the host) have a limit of their own and take none of the host's.
+        let guest = Guest::of(&rec);
+        if let Some(g) = &guest {
+            let theirs = self.active_guest_recordings(|o| o == g);
+            if theirs >= u64::from(lim.max_uploads_per_guest) {
+                return Err(ApiError::new(
+                    429,
+                    "too_many_recordings",
+                    format!(
+                        "you already send {theirs} recordings from your browser in this call (limits.max_uploads_per_guest)"
+                    ),
+                ));
+            }
+        } else if active(
+            s.repo
+                .count_active(Some(&rec.owner))
+                .await?
+                .saturating_sub(self.active_guest_recordings(|g| g.host == rec.owner)),
             gate.queued(Some(&rec.owner)),
         ) >= u64::from(lim.max_concurrent_per_user)
         {
@@ -114,7 +168,7 @@ impl Supervisor {
             ));
         }
         if lim.user_quota_bytes > 0 {
-            let used = s.repo.usage_bytes(&rec.owner).await?;
+            let used = s.usage_bytes(&rec.owner, None).await?;
             if used >= lim.user_quota_bytes {
                 return Err(ApiError::new(
                     403,
@@ -160,6 +214,8 @@ impl Supervisor {
                 DriverHandle {
                     cmd: cmd_tx,
                     meter: meter.clone(),
+                    status: status_rx.clone(),
+                    guest: Guest::of(&rec),
                 },
             );
         let services = self.services.clone();

@@ -6,6 +6,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::response::Response;
 use serde_json::json;
+use std::time::Duration;
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -30,11 +31,116 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
     }
 }
 
+/// How often a socket that has been quiet is pinged.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+/// A socket from which nothing (not even a pong) came this long is closed.
+pub const SILENT_FOR: Duration = Duration::from_secs(60);
+/// A message the client does not take this long closes the socket.
+pub const SEND_WITHIN: Duration = Duration::from_secs(15);
+
+/// Keeps a WebSocket honest: its owner pings it every [`PING_EVERY`]
+/// ([`Keepalive::ticker`]) and closes it once nothing came from the client
+/// for [`SILENT_FOR`] (a peer gone without closing: a dropped network, a
+/// half-open connection), so no socket is held forever.
+pub struct Keepalive {
+    last_heard: tokio::time::Instant,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            last_heard: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Keepalive {
+    /// The ping clock.
+    pub fn ticker() -> tokio::time::Interval {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    }
+
+    /// Something came from the client.
+    pub fn heard(&mut self) {
+        self.last_heard = tokio::time::Instant::now();
+    }
+
+    /// Whether the client has been silent too long.
+    pub fn is_silent(&self) -> bool {
+        self.last_heard.elapsed() >= SILENT_FOR
+    }
+}
+
+/// Sends `m`, giving up after [`SEND_WITHIN`] (a client that does not read).
+pub async fn send_within(socket: &mut WebSocket, m: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_WITHIN, socket.send(m)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Open event sockets per user, for `limits.max_event_sockets_per_user`.
+#[derive(Debug, Default)]
+pub struct SocketCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
+
+/// One open socket of a user's; the count goes down when it drops.
+pub struct SocketSlot {
+    counts: std::sync::Arc<SocketCounts>,
+    user: String,
+}
+
+impl SocketCounts {
+    /// A slot for `user`, unless they hold `max` already.
+    pub fn take(self: &std::sync::Arc<Self>, user: &str, max: u32) -> Result<SocketSlot, ApiError> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(user.to_string()).or_default();
+        if *n >= max {
+            return Err(ApiError::new(
+                429,
+                "too_many_sockets",
+                format!(
+                    "you have {n} event sockets open (limits.max_event_sockets_per_user); close one first"
+                ),
+            ));
+        }
+        *n += 1;
+        Ok(SocketSlot {
+            counts: self.clone(),
+            user: user.to_string(),
+        })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// `GET /v1/events`: every event of the caller's recordings (all, for
 /// admins), and of the recordings of rooms the caller is in, as JSON text.
-pub async fn events(State(s): State<AppState>, p: Principal, Upgrade(ws): Upgrade) -> Response {
+pub async fn events(
+    State(s): State<AppState>,
+    p: Principal,
+    Upgrade(ws): Upgrade,
+) -> Result<Response, ApiError> {
+    let slot = s
+        .sockets
+        .take(&p.user, s.config.limits.max_event_sockets_per_user)?;
     let rx = s.events.subscribe();
-    ws.on_upgrade(move |socket| events_loop(socket, rx, p, s))
+    Ok(ws.on_upgrade(move |socket| async move {
+        events_loop(socket, rx, p, s).await;
+        drop(slot);
+    }))
 }
 
 /// Whether `p` sees `rec`'s events: their own, or a room's they are in
@@ -72,23 +178,30 @@ async fn events_loop(
     s: AppState,
 ) {
     let mut rooms = std::collections::HashSet::new();
+    let mut alive = Keepalive::default();
+    let mut ping = Keepalive::ticker();
     loop {
         tokio::select! {
             ev = rx.recv() => match ev {
                 Ok(ev) => {
                     if !sees(&s, &p, &ev.recording, &mut rooms).await { continue; }
                     let text = serde_json::to_string(&ev).unwrap_or_default();
-                    if socket.send(Message::Text(text.into())).await.is_err() { break; }
+                    if !send_within(&mut socket, Message::Text(text.into())).await { break; }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     let m = json!({"type": "events.lagged", "missed": n}).to_string();
-                    if socket.send(Message::Text(m.into())).await.is_err() { break; }
+                    if !send_within(&mut socket, Message::Text(m.into())).await { break; }
                 }
                 Err(_) => break,
             },
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                _ => {}
+                _ => alive.heard(),
+            },
+            _ = ping.tick() => {
+                if alive.is_silent() || !send_within(&mut socket, Message::Ping(Default::default())).await {
+                    break;
+                }
             }
         }
     }

@@ -364,7 +364,34 @@ async fn openapi_health_metrics() {
     std::fs::create_dir_all(blocked.data.join("media")).unwrap();
     let _ = std::fs::remove_dir_all(blocked.data.join("media/recordings"));
     std::fs::write(blocked.data.join("media/recordings"), b"in the way").unwrap();
-    let r = reqwest::get(format!("{}/readyz", blocked.base))
+    // Without an admin's token it says which part fails, not why (the
+    // reasons name paths and hosts).
+    let plain = blocked.key("plain", false).await;
+    for token in [None, Some(plain.as_str())] {
+        let mut r = reqwest::Client::new().get(format!("{}/readyz", blocked.base));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        let text = r.text().await.unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            (
+                v["work"].as_str(),
+                v["storage"].as_str(),
+                v["database"].as_str()
+            ),
+            (Some("failing"), Some("failing"), Some("ok")),
+            "{v}"
+        );
+        assert!(!text.contains(&*blocked.data.to_string_lossy()), "{text}");
+    }
+    let root = blocked.key("root", true).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/readyz", blocked.base))
+        .bearer_auth(&root)
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
@@ -377,7 +404,11 @@ async fn openapi_health_metrics() {
     assert_eq!(v["database"], "ok", "{v}");
     // Encoder arguments this ffmpeg refuses make the server not ready.
     let broken = start(|c| c.encoder.x264_preset = "no-such-preset".into()).await;
-    let r = reqwest::get(format!("{}/readyz", broken.base))
+    let root = broken.key("root", true).await;
+    let r = reqwest::Client::new()
+        .get(format!("{}/readyz", broken.base))
+        .bearer_auth(&root)
+        .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 503);
@@ -407,4 +438,133 @@ async fn openapi_health_metrics() {
         .await
         .unwrap();
     assert!(page.contains("tapedeck"));
+}
+
+/// Connections and sockets cannot be held forever: a client that sends
+/// half a request, or stays idle between requests, is closed after
+/// `server.header_read_timeout_s`; a user holds at most
+/// `limits.max_event_sockets_per_user` event sockets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_and_sockets_have_limits() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start(|c| {
+        c.server.header_read_timeout_s = 1;
+        c.limits.max_event_sockets_per_user = 2;
+    })
+    .await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    // Half a request: closed.
+    let mut half = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    // A whole request, answered, then nothing: closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = idle.read(&mut buf).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    for (what, conn) in [
+        ("half a request", &mut half),
+        ("an idle connection", &mut idle),
+    ] {
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(got.is_ok(), "{what} is still open after 10 s");
+    }
+
+    // Event sockets: two per user, a third is refused with a code; another
+    // user is not affected; closing one frees its place.
+    let alice = s.key("alice", false).await;
+    let bob = s.key("bob", false).await;
+    let mut first = connect(&s.ws_url("/v1/events", &alice)).await;
+    let _second = connect(&s.ws_url("/v1/events", &alice)).await;
+    let third = tokio_tungstenite::connect_async(s.ws_url("/v1/events", &alice)).await;
+    match third {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 429);
+            let body = String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).to_string();
+            assert!(body.contains("too_many_sockets"), "{body}");
+        }
+        other => panic!("a third socket: {other:?}"),
+    }
+    let _bobs = connect(&s.ws_url("/v1/events", &bob)).await;
+    first.close(None).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio_tungstenite::connect_async(s.ws_url("/v1/events", &alice)).await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "{e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Rooms come a page at a time, and a user has a limited number open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_are_listed_by_page_and_limited_per_user() {
+    let s = start(|c| c.limits.max_open_rooms_per_user = 3).await;
+    let alice = s.key("alice", false).await;
+    let mut ids = vec![];
+    for i in 0..3 {
+        let (st, r) = s
+            .post(&alice, "/v1/rooms", json!({"name": format!("r{i}")}))
+            .await;
+        assert_eq!(st, 201, "{r}");
+        ids.push(r["id"].as_str().unwrap().to_string());
+    }
+    let (st, e) = s.post(&alice, "/v1/rooms", json!({"name": "r3"})).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (429, Some("too_many_rooms")),
+        "{e}"
+    );
+    // Closing one makes room for another.
+    assert_eq!(
+        s.delete(&alice, &format!("/v1/rooms/{}", ids[0])).await,
+        204
+    );
+    let (st, r) = s.post(&alice, "/v1/rooms", json!({"name": "r3"})).await;
+    assert_eq!(st, 201, "{r}");
+    // Four rooms, two a page, newest first.
+    let (st, p1) = s.get(&alice, "/v1/rooms?limit=2").await;
+    assert_eq!(st, 200, "{p1}");
+    let names = |p: &Value| -> Vec<String> {
+        p["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&p1), ["r3", "r2"]);
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let (_, p2) = s
+        .get(&alice, &format!("/v1/rooms?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(names(&p2), ["r1", "r0"]);
+    let cursor = p2["next_cursor"].as_str().unwrap();
+    let (_, p3) = s
+        .get(&alice, &format!("/v1/rooms?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(names(&p3), Vec::<String>::new());
+    assert!(p3["next_cursor"].is_null(), "{p3}");
+    let (st, e) = s.get(&alice, "/v1/rooms?limit=0").await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
 }

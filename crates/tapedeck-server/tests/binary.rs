@@ -283,6 +283,12 @@ async fn cli_client_commands_and_doctor() {
             "{what}: {text}"
         );
     }
+    // The open-files limit is reported (a warning when it is low).
+    assert!(
+        text.lines().any(|l| l.contains("open files:")
+            && (l.starts_with("ok") || l.starts_with("warning"))),
+        "{text}"
+    );
     let out = Command::new(BIN)
         .args(["doctor", "--data-dir"])
         .arg(&data)

@@ -139,3 +139,115 @@ async fn full_rooms_and_a_full_server_refuse_with_a_code_and_harm_no_one() {
     let sv = sent["video_frames"].as_u64().unwrap();
     assert!(p.frames + 4 >= sv && p.frames <= sv, "{p:?} of {sv}");
 }
+
+/// Sessions whose ICE never completes cannot take the server's slots: one
+/// caller (API key or join token) holds at most
+/// `rtc.max_connecting_per_caller` of them, each is dropped
+/// `rtc.connect_timeout_s` after its offer, and a guest's many sessions
+/// are one participant of the room, so the host still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_never_connect_take_no_one_elses_slots() {
+    let s = start(|c| {
+        c.rtc.max_peers = 10;
+        c.rtc.max_connecting_per_caller = 3;
+        c.rtc.connect_timeout_s = 2;
+    })
+    .await;
+    let mallory = s.key("mallory", false).await;
+    let alice = s.key("alice", false).await;
+    let sdp = offer(str0m::media::Direction::SendOnly);
+    let hers = new_room(&s, &mallory).await;
+    // An offer past every limit gets the API's JSON error, not plain text.
+    let (st, e) = whip(&s, &hers, &mallory, &"a".repeat(3 << 20)).await;
+    assert_eq!((st, &e["error"]["code"]), (413, &json!("too_large")), "{e}");
+    // A malformed one names the problem, not a memory address.
+    let (st, e) = whip(&s, &hers, &mallory, "v=0\r\nm=video x\r\n").await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (400, &json!("invalid_sdp")),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("0x"), "{e}");
+    for i in 0..3 {
+        let (st, e) = whip(&s, &hers, &mallory, &sdp).await;
+        assert_eq!(st, 201, "offer {i}: {e}");
+    }
+    let (st, e) = whip(&s, &hers, &mallory, &sdp).await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (429, &json!("too_many_connecting")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rtc.max_connecting_per_caller"),
+        "{e}"
+    );
+
+    // A guest of Alice's three-person room opens sessions that never connect:
+    // they are one participant, and Alice still gets in; a second guest
+    // too, a third is refused.
+    let (st, room) = s
+        .post(
+            &alice,
+            "/v1/rooms",
+            json!({"name": "two", "max_participants": 3}),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_string();
+    let guest = invite(&s, &alice, &room, "Guest").await;
+    for _ in 0..3 {
+        let (st, e) = whip(&s, &room, &guest, &sdp).await;
+        assert_eq!(st, 201, "{e}");
+    }
+    let (st, e) = whip(&s, &room, &guest, &sdp).await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (429, &json!("too_many_connecting"))
+    );
+    let (st, e) = whip(&s, &room, &alice, &sdp).await;
+    assert_eq!(st, 201, "the host is refused: {e}");
+    let other = invite(&s, &alice, &room, "Other").await;
+    let (st, e) = whip(&s, &room, &other, &sdp).await;
+    assert_eq!(st, 201, "{e}");
+    let third = invite(&s, &alice, &room, "Third").await;
+    let (st, e) = whip(&s, &room, &third, &sdp).await;
+    assert_eq!((st, &e["error"]["code"]), (403, &json!("room_full")), "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 of its 3"),
+        "{e}"
+    );
+
+    // None of them connects: within the timeout they are gone, and the
+    // slots are free again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, a) = s.get(&alice, &format!("/v1/rooms/{room}")).await;
+        let (_, m) = s.get(&mallory, &format!("/v1/rooms/{hers}")).await;
+        let left = a["participants"].as_array().unwrap().len()
+            + m["participants"].as_array().unwrap().len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sessions that never connected are still there: {a} {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (st, e) = whip(&s, &hers, &mallory, &sdp).await;
+    assert_eq!(st, 201, "{e}");
+    assert!(
+        s.metrics()
+            .await
+            .contains("tapedeck_rtc{counter=\"peers_timed_out\"} 8"),
+        "{}",
+        s.metrics().await
+    );
+}

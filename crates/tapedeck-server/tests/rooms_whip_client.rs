@@ -170,3 +170,138 @@ async fn a_late_joiner_is_told_the_time_recorded_without_the_pauses() {
     let sent = publisher.await.unwrap().unwrap();
     assert_eq!(sent["connected"], 1, "{sent}");
 }
+
+/// A room recording started the instant a publisher connects, or long
+/// after, has its video. The publisher behaves as a browser does: one
+/// keyframe when it starts, then only when asked (its clip has no other).
+/// When the recording starts just as it connects, the call's own keyframe
+/// request has just gone out and the sender's limit (one a second) drops
+/// the recording's; the recording must ask again until a keyframe comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_started_as_a_publisher_connects_has_its_video() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let (video, audio) = (s.data.join("clip.ivf"), s.data.join("clip.opus"));
+    make_clips(&video, &audio);
+    // 12 s with a keyframe at its start only.
+    let r = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=30",
+        ])
+        .args(["-t", "12", "-c:v", "libvpx", "-b:v", "300k", "-g", "1000"])
+        .args(["-deadline", "realtime", "-cpu-used", "8"])
+        .arg(&video)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    // Eight starts at the instant of connecting (before the fix, about
+    // half of them lost the video), one 2.5 s after.
+    for wait_ms in [0, 0, 0, 0, 0, 0, 0, 0, 2500] {
+        let room_id = new_room(&s, &host).await;
+        let token = invite(&s, &host, &room_id, "Pub").await;
+        let load = Load {
+            whip: format!("{}/v1/rooms/{room_id}/whip", s.base),
+            tokens: vec![token],
+            video: video.clone(),
+            audio: audio.clone(),
+            seconds: if wait_ms > 0 { 7 } else { 4 },
+            stagger_ms: 0,
+        };
+        let publisher = tokio::spawn(async move { publish(&load).await });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let (_, r) = s.get(&host, &format!("/v1/rooms/{room_id}")).await;
+            if r["participants"][0]["connected"] == true {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never connected: {r}");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+        let rec = s
+            .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+            .await;
+        let id = rec["id"].as_str().unwrap().to_string();
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+            .await;
+        let done = s.wait_status(&host, &id, "completed").await;
+        let track = done["tracks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["kind"] == "video")
+            .unwrap_or_else(|| panic!("no video track after {wait_ms} ms: {done}"))
+            .clone();
+        let file = download_track(&s, &host, &id, track["id"].as_str().unwrap()).await;
+        let p = tapedeck_testkit::ffprobe(&file);
+        assert_eq!((p.codec.as_str(), p.width, p.height), ("vp8", 320, 240));
+        // 2.5 s recorded; the video begins at most about a second in.
+        assert!(
+            p.frames >= 40,
+            "{} frames after {wait_ms} ms: {done}",
+            p.frames
+        );
+        assert_eq!(decode_errors(&file), "", "{track}");
+        let sent = publisher.await.unwrap().unwrap();
+        assert_eq!(sent["failed"], json!([]), "{sent}");
+    }
+}
+
+/// A call in which nobody sends video is recorded as its sound: the
+/// recording completes with the audio (`note: no_video`), not fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_video_keeps_its_sound() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let (video, audio) = (s.data.join("clip.ivf"), s.data.join("clip.opus"));
+    make_clips(&video, &audio);
+    // A "video" clip whose frames are not VP8 keyframes a decoder could
+    // start at: nothing is written to a video track.
+    let mut ivf = std::fs::read(&video).unwrap();
+    let header = u16::from_le_bytes([ivf[6], ivf[7]]) as usize;
+    let mut at = header;
+    while at + 12 <= ivf.len() {
+        let n = u32::from_le_bytes(ivf[at..at + 4].try_into().unwrap()) as usize;
+        if n > 0 {
+            // Bit 0 of the first byte: 1 is an inter frame.
+            ivf[at + 12] |= 1;
+        }
+        at += 12 + n;
+    }
+    std::fs::write(&video, ivf).unwrap();
+    let room_id = new_room(&s, &host).await;
+    let token = invite(&s, &host, &room_id, "Pub").await;
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let sent = publish(&Load {
+        whip: format!("{}/v1/rooms/{room_id}/whip", s.base),
+        tokens: vec![token],
+        video,
+        audio,
+        seconds: 3,
+        stagger_ms: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent["connected"], 1, "{sent}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    assert_eq!(done["note"]["code"], "no_video", "{done}");
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 1, "{done}");
+    assert_eq!(tracks[0]["kind"], "audio");
+    let media = s.download(&host, &id, "webm").await;
+    assert_eq!(codecs(&media), ["opus"]);
+    let dur = duration_s(&media);
+    assert!(dur > 2.5, "{dur} s");
+}

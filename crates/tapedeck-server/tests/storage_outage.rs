@@ -264,8 +264,10 @@ async fn a_restart_while_waiting_for_the_store_still_completes() {
         assert!(start.elapsed() < Duration::from_secs(90), "{v}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    // It keeps the reason it ended with (the user stopped it).
+    // It keeps the reason it ended with (the user stopped it), and no
+    // note of the retries that are over.
     assert_eq!(done["end_reason"], "stopped", "{done}");
+    assert!(done["note"].is_null(), "{done}");
     let object = std::fs::read(root.join("media/recordings").join(&id).join("media.mp4")).unwrap();
     let sha = hex::encode(sha2::Sha256::digest(&object));
     assert_eq!(

@@ -755,3 +755,251 @@ async fn a_sound_only_upload_fails_as_invalid_media() {
         "{done}"
     );
 }
+
+/// Uploads that fail leave nothing in `work/` and use none of the quota;
+/// the bytes of an upload in progress count against the quota while they
+/// are there; a sweep at start removes work folders nothing needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_uploads_leave_no_bytes_and_bytes_in_work_count_in_the_quota() {
+    let s = start(|c| c.limits.user_quota_bytes = 1_000_000).await;
+    let key = s.key("alice", false).await;
+    let work = s.data.join("work");
+    let junk = |n: usize| (0..n).map(|i| (i * 7 + i / 3) as u8).collect::<Vec<u8>>();
+    // Six uploads of 900 kB of junk: with the bytes of the failed ones kept,
+    // the second would already be over the quota.
+    for _ in 0..6 {
+        let r = tus(
+            &s,
+            &key,
+            "POST",
+            "/v1/uploads",
+            &[
+                ("Upload-Length", "900000".into()),
+                ("Content-Type", "application/offset+octet-stream".into()),
+            ],
+            junk(900_000),
+        )
+        .await;
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+        let id = h(&r, "location").rsplit('/').next().unwrap().to_string();
+        let done = s.wait_status(&key, &id, "failed").await;
+        assert_eq!(done["error"]["code"], "invalid_media", "{done}");
+        assert!(!work.join(&id).exists(), "work/{id} is still there");
+    }
+
+    // 600 kB of an upload arrive: while they are in work/, a new upload of
+    // 500 kB is over the quota.
+    let path = create(&s, &key, 900_000).await;
+    let r = tus(
+        &s,
+        &key,
+        "PATCH",
+        &path,
+        &[
+            ("Upload-Offset", "0".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        junk(600_000),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    // Its driver measures its folder every 2 s: wait for that.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = tus(
+            &s,
+            &key,
+            "POST",
+            "/v1/uploads",
+            &[("Upload-Length", "500000".into())],
+            vec![],
+        )
+        .await;
+        if r.status() == 403 {
+            let e: Value = r.json().await.unwrap();
+            assert_eq!(e["error"]["code"], "quota_exceeded", "{e}");
+            break;
+        }
+        assert_eq!(r.status(), 201);
+        let other = h(&r, "location");
+        assert_eq!(
+            tus(&s, &key, "DELETE", &other, &[], vec![]).await.status(),
+            204
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bytes in work/ never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Terminated: its bytes go, and the quota is free again.
+    assert_eq!(
+        tus(&s, &key, "DELETE", &path, &[], vec![]).await.status(),
+        204
+    );
+    let id = path.rsplit('/').next().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while work.join(id).exists() {
+        assert!(std::time::Instant::now() < deadline, "work/{id} stays");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", "500000".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+
+    // Left behind (a crash mid-removal, an older version): a folder of no
+    // recording and one of a failed recording go; one that is not a
+    // recording's is not touched.
+    let stray = tapedeck_core::RecordingId::from_parts(1, 7).to_string();
+    let failed = s
+        .wait_status(&key, &stray_failed(&s, &key).await, "failed")
+        .await;
+    let failed_id = failed["id"].as_str().unwrap();
+    for d in [stray.as_str(), failed_id, "not-a-recording"] {
+        std::fs::create_dir_all(work.join(d).join("x")).unwrap();
+        std::fs::write(work.join(d).join("x/part"), vec![1u8; 1000]).unwrap();
+    }
+    let removed = tapedeck_server::work::sweep(&s.state.supervisor.services)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    assert!(!work.join(&stray).exists() && !work.join(failed_id).exists());
+    assert!(work.join("not-a-recording/x/part").exists());
+}
+
+/// A recording that fails at once (an upload of junk); its id.
+async fn stray_failed(s: &Server, key: &str) -> String {
+    let r = tus(
+        s,
+        key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "1000".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        vec![9u8; 1000],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    h(&r, "location").rsplit('/').next().unwrap().to_string()
+}
+
+/// Uploads that never get a byte hold nothing for long, and a call guest's
+/// uploads take none of the host's slots: an empty file is refused at
+/// creation; an upload with no byte expires `uploads.start_timeout_s`
+/// after its creation (not a day later); a guest holds at most
+/// `limits.max_uploads_per_guest`, and the host still records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_that_never_get_a_byte_hold_nothing_for_long() {
+    use base64::Engine;
+    let s = start(|c| {
+        c.uploads.start_timeout_s = 2;
+        c.limits.max_concurrent_per_user = 2;
+        c.limits.max_uploads_per_guest = 2;
+    })
+    .await;
+    let ann = s.key("ann", false).await;
+    let r = tus(
+        &s,
+        &ann,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", "0".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_settings", "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("empty"),
+        "{e}"
+    );
+
+    // A guest of Ann's call opens uploads and sends nothing.
+    let room = support::rooms::new_room(&s, &ann).await;
+    let guest = support::rooms::invite(&s, &ann, &room, "Bob").await;
+    let meta = format!(
+        "room {}",
+        base64::engine::general_purpose::STANDARD.encode(&room)
+    );
+    let mut theirs = vec![];
+    for _ in 0..2 {
+        let r = tus(
+            &s,
+            &guest,
+            "POST",
+            "/v1/uploads",
+            &[
+                ("Upload-Length", "1000".into()),
+                ("Upload-Metadata", meta.clone()),
+            ],
+            vec![],
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+        theirs.push(h(&r, "location").rsplit('/').next().unwrap().to_string());
+    }
+    let r = tus(
+        &s,
+        &guest,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", "1000".into()),
+            ("Upload-Metadata", meta.clone()),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "too_many_recordings", "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limits.max_uploads_per_guest"),
+        "{e}"
+    );
+    // Ann's own two slots are hers: the guest's uploads are not in them.
+    let mine: Vec<Value> = futures::future::join_all((0..2).map(|_| {
+        s.post(
+            &ann,
+            "/v1/recordings",
+            json!({"source": {"kind": "frames"}}),
+        )
+    }))
+    .await
+    .into_iter()
+    .map(|(st, v)| {
+        assert_eq!(st, 201, "{v}");
+        v
+    })
+    .collect();
+    // Nothing arrives: the guest's uploads expire within seconds.
+    for id in &theirs {
+        let failed = s.wait_status(&ann, id, "failed").await;
+        assert_eq!(failed["end_reason"], "upload_expired", "{failed}");
+        assert!(
+            failed["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no byte arrived within 2 s"),
+            "{failed}"
+        );
+    }
+    for v in mine {
+        let id = v["id"].as_str().unwrap();
+        s.post(&ann, &format!("/v1/recordings/{id}/cancel"), json!({}))
+            .await;
+    }
+}

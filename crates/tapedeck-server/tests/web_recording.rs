@@ -164,7 +164,19 @@ async fn scripted_typing_and_click_change_the_page_in_the_right_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_addresses_are_refused_on_every_request_and_redirect() {
-    let canary = PageServer::start(vec![("/secret", Page::Body("text/plain", "secret".into()))]);
+    // The canary listens on every address, as a service on the host often
+    // does: it must not be reached through the host's own address either.
+    let canary = PageServer::start_on(
+        std::net::TcpListener::bind("0.0.0.0:0").unwrap(),
+        vec![("/secret", Page::Body("text/plain", "secret".into()))],
+    );
+    // The address this host reaches the world from (on the CI machine, one
+    // in a documentation range; on others, private or public).
+    let own = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .expect("this host has no route out");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let page = format!(
@@ -172,6 +184,7 @@ async fn private_addresses_are_refused_on_every_request_and_redirect() {
 <img src="http://127.0.0.1:{c}/secret?img">
 <iframe src="http://127.0.0.1:{c}/secret?frame"></iframe>
 <script>fetch("http://localhost:{c}/secret?fetch").catch(() => {{}}); new Image().src = "http://[::1]:{c}/secret?v6";
+fetch("http://{own}:{c}/secret?own").catch(() => {{}}); fetch("http://[::ffff:{own}]:{c}/secret?own-mapped").catch(() => {{}});
 new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}/ws-probe");</script>
 </body>"#,
         c = canary.port,
@@ -218,6 +231,25 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
             .as_str()
             .unwrap()
             .contains("link-local"),
+        "{failed}"
+    );
+    // So does the host's own address, given directly.
+    let url = format!("http://{own}:{}/secret?direct", canary.port);
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": url, "script": script}}),
+        )
+        .await;
+    let failed = s
+        .wait_status(&token, rec["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["error"]["code"], "source_blocked", "{failed}");
+    assert!(
+        failed["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&own.to_string()),
         "{failed}"
     );
     // The canary server was never reached, by anything, WebSockets included,

@@ -72,17 +72,42 @@ impl Repo {
         row.map(|r| room_from_row(&r)).transpose()
     }
 
-    /// Rooms `user` hosts or has joined, newest first (at most 200).
-    pub async fn rooms_of(&self, user: &str) -> Result<Vec<Room>, RepoError> {
+    /// Rooms `user` hosts or has joined, newest first: at most `limit`,
+    /// older than `before` when given (the last of the page before).
+    pub async fn rooms_of(
+        &self,
+        user: &str,
+        before: Option<RoomId>,
+        limit: u32,
+    ) -> Result<Vec<Room>, RepoError> {
         let rows = sqlx::query(
-            "SELECT doc FROM rooms WHERE host = $1
-                OR id IN (SELECT room_id FROM room_members WHERE user_name = $1)
-             ORDER BY id DESC LIMIT 200",
+            "SELECT doc FROM rooms WHERE (host = $1
+                OR id IN (SELECT room_id FROM room_members WHERE user_name = $1))
+                AND id < $2
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(user.to_string())
+        // Every room id sorts before "~" (ids are lower-case letters and digits).
+        .bind(before.map_or_else(|| "~".to_string(), |b| b.to_string()))
+        .bind(i64::from(limit))
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(room_from_row).collect()
+    }
+
+    /// How many rooms `host` has that are not closed.
+    pub async fn open_rooms_of(&self, host: &str) -> Result<u64, RepoError> {
+        let rows = sqlx::query("SELECT doc FROM rooms WHERE host = $1")
+            .bind(host.to_string())
+            .fetch_all(self.pool())
+            .await?;
+        let mut open = 0;
+        for r in &rows {
+            if room_from_row(r)?.closed_at.is_none() {
+                open += 1;
+            }
+        }
+        Ok(open)
     }
 
     /// Notes that `user` joined `room` (again is a no-op).

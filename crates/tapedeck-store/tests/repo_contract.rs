@@ -50,24 +50,40 @@ async fn rooms_contract(repo: &Repo) {
     assert_eq!(repo.room(a.id).await.unwrap(), Some(a.clone()));
     // Alice sees the room she hosts; after joining Bob's, both, newest first.
     let names = |rs: Vec<Room>| rs.into_iter().map(|r| r.name).collect::<Vec<_>>();
-    assert_eq!(names(repo.rooms_of("alice").await.unwrap()), ["room 1"]);
+    assert_eq!(
+        names(repo.rooms_of("alice", None, 200).await.unwrap()),
+        ["room 1"]
+    );
     assert!(!repo.is_member(&b, "alice").await.unwrap());
     repo.add_member(b.id, "alice", 5).await.unwrap();
     repo.add_member(b.id, "alice", 6).await.unwrap(); // again: no-op
     assert!(repo.is_member(&b, "alice").await.unwrap());
     assert!(repo.is_member(&b, "bob").await.unwrap()); // the host
     assert_eq!(
-        names(repo.rooms_of("alice").await.unwrap()),
+        names(repo.rooms_of("alice", None, 200).await.unwrap()),
         ["room 2", "room 1"]
     );
-    assert!(repo.rooms_of("carol").await.unwrap().is_empty());
-    // Closing is an update of the document.
+    assert!(repo.rooms_of("carol", None, 200).await.unwrap().is_empty());
+    // Pages: one at a time, the next after the last of the one before.
+    let first = repo.rooms_of("alice", None, 1).await.unwrap();
+    assert_eq!(names(first.clone()), ["room 2"]);
+    let second = repo.rooms_of("alice", Some(first[0].id), 1).await.unwrap();
+    assert_eq!(names(second.clone()), ["room 1"]);
+    assert!(
+        repo.rooms_of("alice", Some(second[0].id), 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Closing is an update of the document; a closed room is not open.
+    assert_eq!(repo.open_rooms_of("bob").await.unwrap(), 1);
     let closed = Room {
         closed_at: Some(9),
         ..b.clone()
     };
     repo.update_room(&closed).await.unwrap();
     assert_eq!(repo.room(b.id).await.unwrap(), Some(closed));
+    assert_eq!(repo.open_rooms_of("bob").await.unwrap(), 0);
     // A room's recordings, newest first.
     let (r1, r2) = (
         recording(11, "bob", Status::Completed),

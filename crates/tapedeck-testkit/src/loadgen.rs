@@ -1,7 +1,9 @@
 //! Room publishers for load and for tests: N WebRTC publishers in one
 //! process, each a str0m client with a UDP socket of its own, publishing
 //! over WHIP a pre-encoded VP8 clip (IVF) and an Opus clip (Ogg), looped
-//! and paced in real time (30 fps video, 20 ms audio frames). The
+//! and paced in real time (30 fps video, 20 ms audio frames); a keyframe
+//! request starts the video clip over at its first frame (a keyframe), as
+//! a browser answers one with a keyframe. The
 //! `tapedeck-loadgen` binary runs it from the command line; tests call
 //! [`publish`] as a WHIP client that is not a browser.
 
@@ -243,6 +245,9 @@ impl Publisher {
         let mut buf = vec![0u8; 2000];
         let mut connected = false;
         let (mut vi, mut ai) = (0u64, 0u64);
+        // The clip's frame `vi - vbase` goes next (a keyframe request
+        // starts it over).
+        let mut vbase = 0u64;
         let t0 = Instant::now();
         let (mut next_v, mut next_a) = (t0, t0);
         loop {
@@ -262,6 +267,9 @@ impl Publisher {
                         self.totals
                             .keyframe_requests
                             .fetch_add(1, Ordering::Relaxed);
+                        // As a browser does: the next frame is a keyframe
+                        // (the clip begins with one).
+                        vbase = vi;
                     }
                     Output::Event(_) => {}
                 }
@@ -298,12 +306,12 @@ impl Publisher {
                 () = sleep => {
                     let now = Instant::now();
                     if connected && now >= next_v {
-                        self.send(rtc, vmid, &self.video, vi, now, Codec::Vp8)?;
+                        self.send(rtc, vmid, &self.video, (vi, vi - vbase), now, Codec::Vp8)?;
                         vi += 1;
                         next_v += self.video.period;
                     }
                     if connected && now >= next_a {
-                        self.send(rtc, amid, &self.audio, ai, now, Codec::Opus)?;
+                        self.send(rtc, amid, &self.audio, (ai, ai), now, Codec::Opus)?;
                         ai += 1;
                         next_a += self.audio.period;
                     }
@@ -318,7 +326,8 @@ impl Publisher {
         rtc: &mut Rtc,
         mid: Mid,
         clip: &Clip,
-        i: u64,
+        // The frame's number in the stream (its time), and in the clip.
+        (i, at): (u64, u64),
         now: Instant,
         codec: Codec,
     ) -> Result<(), String> {
@@ -332,7 +341,7 @@ impl Publisher {
         else {
             return Err(format!("{codec:?} was not negotiated"));
         };
-        let frame = clip.frames[(i % clip.frames.len() as u64) as usize].clone();
+        let frame = clip.frames[(at % clip.frames.len() as u64) as usize].clone();
         let (freq, counter) = if codec == Codec::Vp8 {
             (Frequency::NINETY_KHZ, &self.totals.video_frames)
         } else {

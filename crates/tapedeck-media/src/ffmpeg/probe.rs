@@ -42,14 +42,25 @@ pub fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, FfmpegError> {
     })
 }
 
-/// Reads ffprobe's JSON (`-show_format -show_streams -count_packets`).
+/// Reads ffprobe's JSON (`-show_format -show_streams -count_packets`). A
+/// file with sound only gives an empty `video_codec` and a 0 × 0 size.
 pub fn parse_probe(json: &str) -> Result<MediaInfo, String> {
     let v: serde_json::Value = serde_json::from_str(json).map_err(|e| e.to_string())?;
     let streams = v["streams"].as_array().ok_or("no streams")?;
+    // A file with sound only (a call where nobody sent video) has no
+    // picture: its video fields are empty and zero.
+    let none = serde_json::Value::Null;
     let video = streams
         .iter()
         .find(|s| s["codec_type"] == "video")
-        .ok_or("no video stream")?;
+        .or_else(|| streams.iter().find(|s| s["codec_type"] == "audio"))
+        .ok_or("no video or audio stream")?;
+    let has_video = video["codec_type"] == "video";
+    let video = if has_video { video } else { &none };
+    let audio_duration = streams
+        .iter()
+        .find(|s| s["codec_type"] == "audio")
+        .map_or(&none, |a| &a["duration"]);
     let num = |x: &serde_json::Value| -> Option<f64> { x.as_str()?.parse().ok() };
     let rate = |x: &serde_json::Value| -> Option<f64> {
         let (n, d) = x.as_str()?.split_once('/')?;
@@ -58,6 +69,7 @@ pub fn parse_probe(json: &str) -> Result<MediaInfo, String> {
     };
     let duration_s = num(&v["format"]["duration"])
         .or_else(|| num(&video["duration"]))
+        .or_else(|| num(audio_duration))
         .ok_or("no duration")?;
     let frames = num(&video["nb_read_packets"])
         .or_else(|| num(&video["nb_frames"]))
@@ -114,5 +126,18 @@ mod tests {
         assert_eq!(parse_probe(j).unwrap().audio_codec.as_deref(), Some("aac"));
         assert!((m.fps - 30.0).abs() < 1e-9 && (m.duration_s - 10.0).abs() < 1e-9);
         assert!(parse_probe(r#"{"streams":[],"format":{}}"#).is_err());
+    }
+
+    #[test]
+    fn sound_only() {
+        let j = r#"{"streams":[{"codec_type":"audio","codec_name":"opus","duration":"9.5"}],
+            "format":{"format_name":"matroska,webm"}}"#;
+        let m = parse_probe(j).unwrap();
+        assert_eq!(
+            (m.video_codec.as_str(), m.width, m.height, m.frames, m.fps),
+            ("", 0, 0, None, 0.0)
+        );
+        assert_eq!(m.audio_codec.as_deref(), Some("opus"));
+        assert!((m.duration_s - 9.5).abs() < 1e-9);
     }
 }

@@ -33,6 +33,19 @@ pub use recorder::{
     Capture, Control, FrameSink, SinkClosed, WebError, WebFrame, WebOptions, WebReport, record,
 };
 
+/// The addresses of this host's interfaces now (for the network policy:
+/// a page must not reach the server's machine through one of them). A
+/// host whose interfaces cannot be read gives none, and says so in the log.
+pub fn own_addrs() -> Vec<std::net::IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(list) => list.into_iter().map(|i| i.ip()).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "the host's own addresses could not be read; pages are not kept from them");
+            vec![]
+        }
+    }
+}
+
 /// How large the browser's pictures of an output of `width`x`height` can
 /// be. Screenshots are at most the output size (the viewport times its
 /// scale), and the frames socket's byte limit does not apply: a 4K PNG of a

@@ -415,6 +415,7 @@ mod tests {
         let policy = NetPolicy {
             allow_private: false,
             allowed_hosts: vec![format!("127.0.0.1:{}", up.port())],
+            own_addrs: vec![],
         };
         let p = start(policy, Arc::default()).await.unwrap();
         let mut c = TcpStream::connect(p.addr).await.unwrap();
@@ -482,6 +483,7 @@ mod tests {
         let open = NetPolicy {
             allow_private: false,
             allowed_hosts: vec![format!("127.0.0.1:{}", up.port())],
+            own_addrs: vec![],
         };
         let p = start(open, Arc::default()).await.unwrap();
         let mut c = TcpStream::connect(p.addr).await.unwrap();

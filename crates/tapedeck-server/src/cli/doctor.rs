@@ -119,6 +119,16 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
         };
         line(ok, what, detail);
     }
+    // What `tapedeck serve` will have: it raises the soft limit to the hard one.
+    match rlimit::Resource::NOFILE.get() {
+        Ok((_, hard)) if hard < crate::app::WANTED_OPEN_FILES => println!(
+            "warning open files: the hard limit is {hard}; every connection, call peer and upload holds some, so the server refuses clients past it: raise it (LimitNOFILE=65536 in the systemd unit, or /etc/security/limits.conf)"
+        ),
+        Ok((soft, hard)) => println!(
+            "ok      open files: {hard} (the server raises its soft limit, {soft} now, to that)"
+        ),
+        Err(e) => println!("warning open files: the limit could not be read: {e}"),
+    }
     let data = &config.server.data_dir;
     let probe = data.join(".doctor");
     let writable = std::fs::create_dir_all(data)

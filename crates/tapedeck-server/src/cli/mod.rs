@@ -54,6 +54,19 @@ async fn execute(cli: Cli) -> Result<(), String> {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
+            match crate::app::raise_file_limit() {
+                Ok((soft, hard)) if soft < crate::app::WANTED_OPEN_FILES => tracing::warn!(
+                    soft,
+                    hard,
+                    "the limit on open files is low: connections beyond it are refused (raise it: LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)"
+                ),
+                Ok((soft, hard)) => {
+                    tracing::info!(soft, hard, "open files limit raised to the hard limit")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the limit on open files could not be read or raised")
+                }
+            }
             let listener = tokio::net::TcpListener::bind(config.server.listen)
                 .await
                 .map_err(|e| format!("cannot listen on {}: {e}", config.server.listen))?;

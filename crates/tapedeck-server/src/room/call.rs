@@ -57,6 +57,7 @@ pub async fn socket(
                 s,
                 room,
                 who,
+                alive: Default::default(),
             };
             call.run().await;
         }))
@@ -67,6 +68,7 @@ struct Call {
     s: AppState,
     room: Room,
     who: Caller,
+    alive: crate::ws::Keepalive,
 }
 
 fn error(e: &ApiError) -> Value {
@@ -75,16 +77,15 @@ fn error(e: &ApiError) -> Value {
 
 impl Call {
     async fn send(&mut self, v: Value) -> bool {
-        self.socket
-            .send(Message::Text(v.to_string().into()))
-            .await
-            .is_ok()
+        crate::ws::send_within(&mut self.socket, Message::Text(v.to_string().into())).await
     }
 
     /// The next message of the page; None when it closed.
     async fn next(&mut self) -> Option<Result<CallMessage, ApiError>> {
         loop {
-            match self.socket.recv().await? {
+            let m = self.socket.recv().await?;
+            self.alive.heard();
+            match m {
                 Ok(Message::Text(t)) => {
                     return Some(parse_call_message(t.as_bytes()).map_err(|e| {
                         ApiError::bad_request(e.code(), format!("call message: {e}"))
@@ -138,6 +139,7 @@ impl Call {
         for m in live_recordings(&self.s, room).await {
             self.send(m).await;
         }
+        let mut ping = crate::ws::Keepalive::ticker();
         loop {
             tokio::select! {
                 sig = signals.recv() => {
@@ -148,7 +150,12 @@ impl Call {
                             self.send(json!({"type": "ended", "reason": why})).await;
                             return;
                         }
-                        None => return,
+                        // Dropped without a word: its queue was too full
+                        // to take one (a page that does not read its socket).
+                        None => {
+                            self.send(json!({"type": "ended", "reason": "signalling_stalled"})).await;
+                            return;
+                        }
                     };
                     if !self.send(m).await { break; }
                 }
@@ -165,6 +172,11 @@ impl Call {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
+                _ = ping.tick() => {
+                    if self.alive.is_silent() || !crate::ws::send_within(&mut self.socket, Message::Ping(Default::default())).await {
+                        break;
+                    }
+                }
                 msg = self.next() => match msg {
                     None | Some(Ok(CallMessage::Leave)) => break,
                     Some(Ok(CallMessage::Answer { sdp })) => {

@@ -65,6 +65,17 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let v = parse_create_room(&body, s.config.rtc.max_participants)?;
+    let max = s.config.limits.max_open_rooms_per_user;
+    let open = s.repo.open_rooms_of(&p.user).await?;
+    if open >= u64::from(max) {
+        return Err(ApiError::new(
+            429,
+            "too_many_rooms",
+            format!(
+                "you have {open} open rooms (limits.max_open_rooms_per_user); close one (DELETE /v1/rooms/ID) first"
+            ),
+        ));
+    }
     let now = now_ms();
     let room = Room {
         id: RoomId::from_parts(now as u64, rand::random()),
@@ -84,12 +95,35 @@ pub async fn create(
         .into_response())
 }
 
-/// `GET /v1/rooms`: rooms the caller hosts or joined, newest first.
-pub async fn list(State(s): State<AppState>, p: Principal) -> Result<Json<Value>, ApiError> {
-    let rooms = s.repo.rooms_of(&p.user).await?;
-    Ok(Json(
-        json!({"rooms": rooms.iter().map(|r| view(&s, r)).collect::<Vec<_>>()}),
-    ))
+/// `GET /v1/rooms?limit=&cursor=`: rooms the caller hosts or joined,
+/// newest first, a page at a time (`next_cursor` names the next).
+pub async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let (mut limit, mut before) = (50u32, None);
+    for (k, v) in &q {
+        match k.as_str() {
+            "limit" => limit = crate::api::page_limit(v)?,
+            "cursor" => before = Some(v.parse::<RoomId>()?),
+            "token" => {}
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!("unknown query parameter `{other}`"),
+                ));
+            }
+        }
+    }
+    let rooms = s.repo.rooms_of(&p.user, before, limit).await?;
+    let next = (rooms.len() as u32 == limit)
+        .then(|| rooms.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(Json(json!({
+        "rooms": rooms.iter().map(|r| view(&s, r)).collect::<Vec<_>>(),
+        "next_cursor": next,
+    })))
 }
 
 /// `GET /v1/rooms/{id}`.

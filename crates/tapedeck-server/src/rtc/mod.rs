@@ -54,6 +54,17 @@ pub struct Joiner {
     pub user: Option<String>,
 }
 
+impl Joiner {
+    /// Who holds the session, for per-caller limits: the API user, or a
+    /// join token's guest (one name in one room).
+    pub fn caller(&self, room: RoomId) -> String {
+        match &self.user {
+            Some(u) => format!("user:{u}"),
+            None => format!("guest:{room}:{}", self.name),
+        }
+    }
+}
+
 /// A room's limits at the time of joining.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomLimits {
@@ -152,6 +163,8 @@ pub struct RtcStats {
     pub datagrams_stray: AtomicU64,
     /// Peers dropped for misbehaving (input str0m refused).
     pub peers_dropped: AtomicU64,
+    /// Peers dropped for not connecting within `rtc.connect_timeout_s`.
+    pub peers_timed_out: AtomicU64,
     /// Datagrams the socket could not take (send buffer full).
     pub send_dropped: AtomicU64,
     /// Frames handed to subscribers.
@@ -202,6 +215,10 @@ pub(crate) enum Command {
     RequestKeyframes {
         room: RoomId,
     },
+    RequestKeyframe {
+        peer: PeerId,
+        mid: String,
+    },
     CloseRoom {
         room: RoomId,
     },
@@ -247,10 +264,10 @@ impl Rtc {
     /// Binds the UDP port (`0.0.0.0:udp_port`) and starts the task; peers
     /// are told `candidate_ip` (the public address) and the bound port.
     pub async fn start(
-        udp_port: u16,
+        config: &crate::config::RtcConfig,
         candidate_ip: IpAddr,
-        max_peers: u32,
     ) -> Result<Self, String> {
+        let udp_port = config.udp_port;
         let bind = SocketAddr::new(
             if candidate_ip.is_loopback() {
                 candidate_ip
@@ -265,7 +282,12 @@ impl Rtc {
         let addr = SocketAddr::new(candidate_ip, port);
         let stats = Arc::new(RtcStats::default());
         let (tx, rx) = mpsc::channel(256);
-        tokio::spawn(sfu::run(socket, addr, max_peers, rx, stats.clone()));
+        let limits = sfu::Limits {
+            max_peers: config.max_peers,
+            max_connecting_per_caller: config.max_connecting_per_caller,
+            connect_timeout: std::time::Duration::from_secs(config.connect_timeout_s),
+        };
+        tokio::spawn(sfu::run(socket, addr, limits, rx, stats.clone()));
         Ok(Self { tx, addr, stats })
     }
 
@@ -351,6 +373,14 @@ impl Rtc {
     /// Asks every sender in `room` for a keyframe (a recording starts or resumes).
     pub async fn request_keyframes(&self, room: RoomId) {
         let _ = self.tx.send(Command::RequestKeyframes { room }).await;
+    }
+
+    /// Asks one track's sender for a keyframe (a recording waits for one
+    /// on it). Rate-limited per track at the sender (one a second); a
+    /// request refused there, or made before the track's first packet,
+    /// is for the caller to make again.
+    pub async fn request_keyframe(&self, peer: PeerId, mid: String) {
+        let _ = self.tx.send(Command::RequestKeyframe { peer, mid }).await;
     }
 
     /// Ends every peer of `room`.

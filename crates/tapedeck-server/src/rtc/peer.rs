@@ -80,6 +80,8 @@ pub(super) struct Peer {
     /// peer is kept for [`RECONNECT_GRACE`] so a participant whose network
     /// comes back continues where they were.
     pub lost_at: Option<Instant>,
+    /// When it joined (it must connect within `rtc.connect_timeout_s`).
+    pub joined_at: Instant,
 }
 
 /// How long a peer whose network path dropped is kept, waiting for it to
@@ -120,6 +122,7 @@ impl Peer {
                 audio_on: true,
                 video_on: true,
                 lost_at: None,
+                joined_at: now,
             },
             answer,
         ))

@@ -66,17 +66,18 @@ pub async fn start_with(mut c: Config) -> Server {
     let addr = listener.local_addr().unwrap();
     c.server.public_url = Some(format!("http://{addr}"));
     let data = c.server.data_dir.clone();
+    let header_timeout = std::time::Duration::from_secs(c.server.header_read_timeout_s);
     let state = tapedeck_server::app::build_state(c).await.unwrap();
     let app = tapedeck_server::app::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-    });
+    tokio::spawn(tapedeck_server::app::serve_on(
+        listener,
+        app,
+        header_timeout,
+        async {
+            let _ = rx.await;
+        },
+    ));
     Server {
         base: format!("http://{addr}"),
         data,

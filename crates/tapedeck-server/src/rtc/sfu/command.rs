@@ -1,6 +1,8 @@
 //! The media server task's commands: join, answer, leave, who is there,
 //! subscribe, keyframes, close a room.
 
+use std::cmp::Reverse;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -23,20 +25,49 @@ impl Sfu {
                 signal,
                 reply,
             } => {
-                let in_room = self.rooms.get(&room).map_or(0, Vec::len);
-                let r = if self.peers.len() >= self.max_peers as usize {
+                let caller = joiner.caller(room);
+                // A participant is a caller: their sessions (a camera over
+                // WHIP, the call page, one being replaced) are one person.
+                let in_room: HashSet<String> = self
+                    .rooms
+                    .get(&room)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.peers.get(id))
+                    .map(|p| p.joiner.caller(p.room))
+                    .collect();
+                let connecting = self
+                    .peers
+                    .values()
+                    .filter(|p| !p.connected && p.joiner.caller(p.room) == caller)
+                    .count();
+                let r = if self.peers.len() >= self.limits.max_peers as usize {
                     Err(ApiError::new(
                         429,
                         "too_many_peers",
                         format!("{} peers are connected (rtc.max_peers)", self.peers.len()),
                     ))
-                } else if in_room >= limits.max_participants as usize {
+                } else if !in_room.contains(&caller)
+                    && in_room.len() >= limits.max_participants as usize
+                {
                     Err(ApiError::new(
                         403,
                         "room_full",
                         format!(
-                            "the room has {in_room} of its {} participants",
+                            "the room has {} of its {} participants",
+                            in_room.len(),
                             limits.max_participants
+                        ),
+                    ))
+                } else if connecting >= self.limits.max_connecting_per_caller as usize {
+                    Err(ApiError::new(
+                        429,
+                        "too_many_connecting",
+                        format!(
+                            "you have {connecting} sessions that have not connected yet \
+                             (rtc.max_connecting_per_caller); each is dropped {} s after its \
+                             offer if its ICE does not complete",
+                            self.limits.connect_timeout.as_secs()
                         ),
                     ))
                 } else {
@@ -58,6 +89,9 @@ impl Sfu {
                                     }
                                 }
                             }
+                            // Its connect deadline: dropped then unless connected.
+                            self.timers
+                                .push(Reverse((now + self.limits.connect_timeout, id)));
                             self.peers.insert(id, peer);
                             self.rooms.entry(room).or_default().push(id);
                             self.stats.peers.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +168,12 @@ impl Sfu {
                 self.request_keyframes(room);
             }
             Command::RequestKeyframes { room } => self.request_keyframes(room),
+            Command::RequestKeyframe { peer, mid } => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.request_keyframe(str0m::media::Mid::from(mid.as_str()), Instant::now());
+                    self.drive(peer);
+                }
+            }
             Command::CloseRoom { room } => {
                 for id in self.rooms.get(&room).cloned().unwrap_or_default() {
                     self.remove(id, "room_closed");

@@ -60,6 +60,17 @@ enum Propagate {
     Keyframe { to: PeerId, req: KeyframeRequest },
 }
 
+/// What the media server allows.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Peers at once across all rooms.
+    pub max_peers: u32,
+    /// Peers not yet connected one caller may hold.
+    pub max_connecting_per_caller: u32,
+    /// A peer not connected this long after joining is dropped.
+    pub connect_timeout: std::time::Duration,
+}
+
 struct Sfu {
     socket: UdpSocket,
     /// The address in every peer's candidate: what str0m is told each
@@ -68,7 +79,7 @@ struct Sfu {
     /// NAT), and ICE discards a request whose destination is not one of
     /// its candidates.
     local: SocketAddr,
-    max_peers: u32,
+    limits: Limits,
     peers: HashMap<PeerId, Peer>,
     /// The peers of each room, in join order.
     rooms: HashMap<RoomId, Vec<PeerId>>,
@@ -83,14 +94,14 @@ struct Sfu {
 pub(super) async fn run(
     socket: UdpSocket,
     candidate: SocketAddr,
-    max_peers: u32,
+    limits: Limits,
     mut commands: mpsc::Receiver<Command>,
     stats: Arc<RtcStats>,
 ) {
     let mut sfu = Sfu {
         socket,
         local: candidate,
-        max_peers,
+        limits,
         peers: HashMap::new(),
         rooms: HashMap::new(),
         queue: Vec::new(),
@@ -189,6 +200,14 @@ impl Sfu {
                 .is_some_and(|t| now.saturating_duration_since(t) >= RECONNECT_GRACE)
             {
                 self.remove(id, "disconnected");
+                continue;
+            }
+            if !peer.connected
+                && now.saturating_duration_since(peer.joined_at) >= self.limits.connect_timeout
+            {
+                tracing::info!(peer = %id, "rtc: dropping a peer that did not connect in time");
+                self.stats.peers_timed_out.fetch_add(1, Ordering::Relaxed);
+                self.remove(id, "connect_timeout");
                 continue;
             }
             // A stale entry: the peer asked for another time since.

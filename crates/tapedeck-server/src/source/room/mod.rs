@@ -115,7 +115,16 @@ impl Output {
             note: None,
             source: None,
         };
-        if let Some(spec) = &self.grid {
+        let has_video = take.tracks.iter().any(|(t, _)| t.kind == "video");
+        if !has_video {
+            // Nobody sent video: the sound is what the call left, kept
+            // rather than lost with the recording.
+            take.note = Some(Failure::new(
+                "no_video",
+                "no participant sent video while recording; the sound is kept",
+            ));
+        }
+        if let Some(spec) = self.grid.as_ref().filter(|_| has_video) {
             match grid::compose(&self.services, spec, &take.tracks, &self.work, &self.meter).await {
                 Ok(out) => {
                     take.output = out;
@@ -340,6 +349,21 @@ impl Writer {
         }
     }
 
+    /// The live video tracks that wait for a keyframe.
+    fn waiting_for_keyframes(&self) -> Vec<(PeerId, String)> {
+        if self.paused_at.is_some() {
+            return vec![];
+        }
+        self.live
+            .iter()
+            .filter(|(_, i)| {
+                let w = &self.tracks[**i];
+                w.file.kind == "video" && w.need_key
+            })
+            .map(|((peer, mid), _)| (*peer, mid.clone()))
+            .collect()
+    }
+
     fn control(&mut self, c: SourceControl) {
         match c {
             SourceControl::Pause => {
@@ -436,7 +460,7 @@ impl RoomRecording {
                     m = media.recv(), if in_call => match m {
                         Some(RoomMedia::Track(t)) => writer.track(t),
                         Some(RoomMedia::Frame(f)) => writer.frame(f),
-                        Some(RoomMedia::Left(_)) => {}
+                        Some(RoomMedia::Left(peer)) => writer.live.retain(|(p, _), _| *p != peer),
                         None => {
                             // The room was closed: the call is over.
                             in_call = false;
@@ -446,6 +470,16 @@ impl RoomRecording {
                         }
                     },
                     _ = tick.tick() => {
+                        // A video track waits for a keyframe (just begun,
+                        // resumed, or joined the instant the recording
+                        // started): ask its sender again until one comes.
+                        // One request is not enough: the sender's limit
+                        // (one a second) may have spent it on the call's
+                        // own request a moment before, and a request made
+                        // before the track's first packet goes nowhere.
+                        for (peer, mid) in writer.waiting_for_keyframes() {
+                            rtc.request_keyframe(peer, mid).await;
+                        }
                         let end = writer.tracks.iter().map(TrackWriter::last_end_us).max().unwrap_or(0);
                         let mut c = writer.meter.counters();
                         c.duration_us = end;
@@ -512,10 +546,10 @@ impl Source for RoomRecording {
             let tracks = rx
                 .await
                 .map_err(|_| Failure::internal("the room recorder stopped"))?;
-            if !tracks.iter().any(|(t, _)| t.kind == "video") {
+            if tracks.is_empty() {
                 return Err(Failure::new(
                     "no_source",
-                    "no participant sent video while recording",
+                    "no participant sent audio or video while recording",
                 ));
             }
             self.output.finish(tracks).await

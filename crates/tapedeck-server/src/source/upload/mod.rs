@@ -56,6 +56,12 @@ pub struct Endpoint {
     pub state: Mutex<State>,
     /// Wall time (ms) of the last bytes, for expiry.
     last_activity_ms: AtomicI64,
+    /// When it was opened (ms since the epoch).
+    created_ms: i64,
+    /// Until when its first byte may take (ms since the epoch).
+    first_byte_by_ms: i64,
+    /// Whether any byte arrived (or a presigned upload's object is there).
+    any_bytes: AtomicBool,
     /// Finished, stopped or aborted: no more bytes.
     closed: AtomicBool,
 }
@@ -74,9 +80,15 @@ impl Endpoint {
     /// When the upload expires if nothing more arrives (ms since the epoch).
     pub fn expires_at_ms(&self) -> i64 {
         let after = self.services.config.uploads.expire_after_s as i64 * 1000;
-        self.last_activity_ms
+        let idle = self
+            .last_activity_ms
             .load(Ordering::Relaxed)
-            .saturating_add(after)
+            .saturating_add(after);
+        if self.any_bytes.load(Ordering::Relaxed) {
+            idle
+        } else {
+            idle.min(self.first_byte_by_ms)
+        }
     }
 
     /// Whether it takes no more bytes.
@@ -87,6 +99,7 @@ impl Endpoint {
     /// Notes a chunk that arrived (activity for expiry; `stats.frames_in`
     /// counts chunks).
     pub(super) fn arrived(&self) {
+        self.any_bytes.store(true, Ordering::Relaxed);
         self.last_activity_ms.store(now_ms(), Ordering::Relaxed);
         self.meter.received.fetch_add(1, Ordering::Relaxed);
     }
@@ -168,6 +181,14 @@ impl UploadSource {
                 spec: spec.clone(),
             }),
             last_activity_ms: AtomicI64::new(now_ms()),
+            first_byte_by_ms: {
+                let u = &ctx.services.config.uploads;
+                // A presigned upload's client has the URL's lifetime to begin.
+                let wait = u.start_timeout_s + if spec.direct { u.url_expires_s } else { 0 };
+                now_ms().saturating_add(wait as i64 * 1000)
+            },
+            created_ms: now_ms(),
+            any_bytes: AtomicBool::new(offset > 0),
             closed: AtomicBool::new(false),
         });
         ctx.services.sources.register(ctx.rec.id, ep.clone());
@@ -202,7 +223,26 @@ impl UploadSource {
     }
 }
 
-/// Fails the upload when nothing arrived for `uploads.expire_after_s`.
+/// Whether a presigned upload's object (or, multipart, its upload) is in
+/// the bucket: its bytes do not pass through tapedeck.
+async fn sent_to_the_bucket(ep: &Endpoint) -> bool {
+    let spec = ep.state.lock().await.spec.clone();
+    if !spec.direct || !ep.services.blobs.is_bucket() {
+        return false;
+    }
+    // The parts of a multipart upload are not visible as an object until it
+    // is completed: it is given the idle limit rather than cut short.
+    spec.multipart.is_some()
+        || ep
+            .services
+            .blobs
+            .size(&direct::object_key(ep.id))
+            .await
+            .is_ok()
+}
+
+/// Fails the upload when nothing arrived for `uploads.expire_after_s`, or
+/// no first byte within `uploads.start_timeout_s` of its creation.
 async fn expire(ep: Arc<Endpoint>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -211,14 +251,28 @@ async fn expire(ep: Arc<Endpoint>) {
             return;
         }
         if now_ms() >= ep.expires_at_ms() {
+            let never = !ep.any_bytes.load(Ordering::Relaxed);
+            if never && sent_to_the_bucket(&ep).await {
+                // A presigned upload's bytes went straight to the bucket.
+                ep.arrived();
+                continue;
+            }
             ep.closed.store(true, Ordering::Relaxed);
             let offset = ep.state.lock().await.offset;
+            let u = &ep.services.config.uploads;
             let f = Failure::new(
                 "upload_expired",
-                format!(
-                    "no bytes arrived for {} s ({offset} bytes had); the upload was given up",
-                    ep.services.config.uploads.expire_after_s
-                ),
+                if never {
+                    format!(
+                        "no byte arrived within {} s of the upload's creation; the upload was given up",
+                        (ep.first_byte_by_ms - ep.created_ms) / 1000
+                    )
+                } else {
+                    format!(
+                        "no bytes arrived for {} s ({offset} bytes had); the upload was given up",
+                        u.expire_after_s
+                    )
+                },
             );
             let _ = ep
                 .events

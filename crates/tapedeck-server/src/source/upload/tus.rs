@@ -163,6 +163,15 @@ async fn create_inner(
             ));
         }
     };
+    if length == Some(0) {
+        // tus clients send no PATCH for an empty file: it would wait for
+        // bytes that never come.
+        return Err(ApiError::new(
+            422,
+            "invalid_settings",
+            "Upload-Length is 0: an empty file is not media",
+        ));
+    }
     if let Some(n) = length {
         check_size(&s, &p.user, n).await?;
     }
@@ -262,7 +271,7 @@ pub(super) async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), A
         ));
     }
     if lim.user_quota_bytes > 0 {
-        let used = s.repo.usage_bytes(user).await?;
+        let used = s.supervisor.services.usage_bytes(user, None).await?;
         if used.saturating_add(n) > lim.user_quota_bytes {
             return Err(ApiError::new(
                 403,
@@ -451,7 +460,11 @@ async fn append(
     let limit = match st.spec.length {
         Some(n) => n,
         None if lim.user_quota_bytes > 0 => {
-            let used = s.repo.usage_bytes(&ep.owner).await?;
+            let used = s
+                .supervisor
+                .services
+                .usage_bytes(&ep.owner, Some(ep.id))
+                .await?;
             let left = lim.user_quota_bytes.saturating_sub(used);
             by_quota = left < lim.max_upload_bytes;
             left.min(lim.max_upload_bytes)

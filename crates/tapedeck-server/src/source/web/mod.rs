@@ -32,6 +32,8 @@ pub fn web_options(config: &Config, work: &Path) -> WebOptions {
         policy: tapedeck_core::netpolicy::NetPolicy {
             allow_private: config.web.allow_private_networks,
             allowed_hosts: config.web.allowed_hosts.clone(),
+            // Read now: an address the host gained since it started counts.
+            own_addrs: tapedeck_media::web::own_addrs(),
         },
         load_timeout: Duration::from_secs(config.web.load_timeout_s),
         frame_timeout: Duration::from_secs(config.web.frame_timeout_s),
