@@ -46,6 +46,17 @@ pub enum ProcessError {
         /// What was wrong.
         message: String,
     },
+    /// A picture of the input is larger than the decoding limit
+    /// ([`crate::ffmpeg::Tools::max_pixels`]): ffmpeg refused to decode it.
+    #[error("a picture is {width}x{height}, more than the {limit} pixels allowed")]
+    PictureTooLarge {
+        /// The picture's width.
+        width: u32,
+        /// The picture's height.
+        height: u32,
+        /// The limit, in pixels.
+        limit: u64,
+    },
     /// Talking to it failed.
     #[error("i/o with {program}: {source}")]
     Io {
@@ -217,25 +228,38 @@ pub fn run(
     args: &[String],
     timeout: Duration,
 ) -> Result<Vec<u8>, ProcessError> {
+    run_capture(label, program, args, timeout).0
+}
+
+/// Like [`run`], with the kept tail of stderr (its last 8 KiB) whether the
+/// program succeeded or not: what it said beside its result.
+pub fn run_capture(
+    label: &'static str,
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> (Result<Vec<u8>, ProcessError>, String) {
     let mut cmd = command(program);
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut running = spawn(label, &mut cmd)?;
+    let mut running = match spawn(label, &mut cmd) {
+        Ok(r) => r,
+        Err(e) => return (Err(e), String::new()),
+    };
     let name = running.program.clone();
-    let mut stdout = running
-        .child()
-        .stdout
-        .take()
-        .ok_or_else(|| io_err(&name, "no stdout"))?;
+    let Some(mut stdout) = running.child().stdout.take() else {
+        return (Err(io_err(&name, "no stdout")), String::new());
+    };
     let out_thread = std::thread::spawn(move || {
         let mut v = vec![];
         let _ = stdout.read_to_end(&mut v);
         v
     });
-    running.wait(timeout)?;
-    Ok(out_thread.join().unwrap_or_default())
+    let result = running.wait(timeout);
+    let out = out_thread.join().unwrap_or_default();
+    (result.map(|()| out), running.stderr_text())
 }
 
 /// An I/O error with a program.

@@ -43,6 +43,7 @@ fn tools(b: &FfmpegBuild) -> Tools {
     Tools {
         ffmpeg: b.ffmpeg.clone(),
         ffprobe: b.ffprobe.clone(),
+        ..Tools::default()
     }
 }
 

@@ -269,9 +269,11 @@ pub struct LimitsConfig {
     pub max_duration_s: u32,
     /// Largest frame, bytes.
     pub max_frame_bytes: usize,
-    /// Widest frame.
+    /// Widest picture: of a pushed frame, and of an uploaded video or a
+    /// call's track (ffmpeg refuses to decode a picture of more pixels than
+    /// `max_frame_width` x `max_frame_height`).
     pub max_frame_width: u32,
-    /// Tallest frame.
+    /// Tallest picture (as `max_frame_width`).
     pub max_frame_height: u32,
     /// Stored media per user, bytes (0: unlimited).
     pub user_quota_bytes: u64,
@@ -446,6 +448,20 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The ffmpeg and ffprobe to run. They decode at most a
+    /// `max_frame_width` x `max_frame_height` picture, and at least the
+    /// largest a recording's settings may ask for (7680 x 4320): tapedeck's
+    /// own encodes are probed and thumbnailed under the same limit.
+    pub fn tools(&self) -> tapedeck_media::ffmpeg::Tools {
+        let frame =
+            u64::from(self.limits.max_frame_width) * u64::from(self.limits.max_frame_height);
+        tapedeck_media::ffmpeg::Tools {
+            ffmpeg: self.encoder.ffmpeg.clone(),
+            ffprobe: self.encoder.ffprobe.clone(),
+            max_pixels: frame.max(tapedeck_media::ffmpeg::DEFAULT_MAX_PIXELS),
+        }
+    }
+
     /// Loads defaults, then `file` (if given or if `tapedeck.toml` exists), then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));

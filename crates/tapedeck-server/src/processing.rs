@@ -75,11 +75,16 @@ pub async fn prepare(
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?
-    .map_err(|e| {
-        Failure::new(
+    .map_err(|e| match e {
+        // A call's track or an upload with pictures past the decoding limit.
+        e @ ffmpeg::FfmpegError::PictureTooLarge { .. } => Failure::new(
+            "invalid_media",
+            format!("the video cannot be processed: {e} (limits.max_frame_width, limits.max_frame_height)"),
+        ),
+        e => Failure::new(
             "encoder_failed",
             format!("processing the video failed: {e}"),
-        )
+        ),
     })?;
     if rec.stats.achieved_fps == 0.0 && info.duration_s > 0.0 {
         rec.stats.achieved_fps = c.frames_distinct as f64 / info.duration_s;

@@ -47,10 +47,7 @@ impl Services {
         metrics: Metrics,
         rtc: crate::rtc::Rtc,
     ) -> Self {
-        let tools = Tools {
-            ffmpeg: config.encoder.ffmpeg.clone(),
-            ffprobe: config.encoder.ffprobe.clone(),
-        };
+        let tools = config.tools();
         Self {
             sources: source::Shared::new(&config),
             config,

@@ -756,6 +756,77 @@ async fn a_sound_only_upload_fails_as_invalid_media() {
     );
 }
 
+/// Uploads `bytes` in one request as `name`; its id.
+async fn upload_whole(s: &Server, key: &str, bytes: Vec<u8>) -> String {
+    let r = tus(
+        s,
+        key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            ("Upload-Metadata", "filename YS53ZWJt".into()),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes,
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    h(&r, "location").rsplit('/').next().unwrap().to_string()
+}
+
+/// A few KB that declare two 16000x16000 pictures fail as `invalid_media`
+/// naming the size, refused before anything decodes them; the same file
+/// at 256x256 completes; a lower `limits.max_frame_height` refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_of_huge_pictures_is_refused_by_its_size() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let huge = tapedeck_testkit::media::declared_size_webm(16000, 16000);
+    assert!(huge.len() < 64 * 1024, "{} bytes", huge.len());
+    let id = upload_whole(&s, &key, huge).await;
+    let done = s.wait_status(&key, &id, "failed").await;
+    assert_eq!(done["error"]["code"], "invalid_media", "{done}");
+    let message = done["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("16000x16000") && message.contains("7680x4320"),
+        "{done}"
+    );
+    let ok = upload_whole(
+        &s,
+        &key,
+        tapedeck_testkit::media::declared_size_webm(256, 256),
+    )
+    .await;
+    let done = s.wait_status(&key, &ok, "completed").await;
+    assert_eq!(
+        (
+            done["media"]["width"].as_u64(),
+            done["media"]["height"].as_u64()
+        ),
+        (Some(256), Some(256)),
+        "{done}"
+    );
+
+    let low = start(|c| c.limits.max_frame_height = 200).await;
+    let key = low.key("alice", false).await;
+    let id = upload_whole(
+        &low,
+        &key,
+        tapedeck_testkit::media::declared_size_webm(256, 256),
+    )
+    .await;
+    let done = low.wait_status(&key, &id, "failed").await;
+    assert_eq!(done["error"]["code"], "invalid_media", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("256x256"),
+        "{done}"
+    );
+}
+
 /// Uploads that fail leave nothing in `work/` and use none of the quota;
 /// the bytes of an upload in progress count against the quota while they
 /// are there; a sweep at start removes work folders nothing needs.

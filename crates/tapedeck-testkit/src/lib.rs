@@ -10,6 +10,7 @@ pub mod barcode;
 pub mod clouds;
 pub use clouds::{Azure, Gcs, azure, gcs};
 pub mod loadgen;
+pub mod media;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tapedeck_core::Format;
 
-use super::{FfmpegError, Tools, run, strings};
+use super::{FfmpegError, Tools, run_limited, strings};
 
 /// A recorded audio file to lay under a video.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +96,7 @@ pub fn add_audio(
         Format::Mkv => a.extend(strings(&["-f", "matroska"])),
     }
     a.extend(["-y".into(), out.display().to_string()]);
-    run(&tools.ffmpeg, &a, Duration::from_secs(3600)).map(|_| ())
+    run_limited(tools, &tools.ffmpeg, &a, Duration::from_secs(3600)).map(|_| ())
 }
 
 #[cfg(test)]

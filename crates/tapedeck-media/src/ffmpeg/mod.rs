@@ -20,16 +20,25 @@ pub use crate::process::ProcessError as FfmpegError;
 pub use args::{EncodeSpec, distinct_args, encode_args, mux_args, transcode_args};
 pub use audio::{AudioTrack, add_audio, audio_filter};
 pub use encoder::{EncodeReport, Encoder};
-pub use probe::{parse_bench, parse_probe, probe};
+pub use probe::{parse_bench, parse_probe, picture_size, probe};
 pub use thumbnails::{poster, strip};
 
-/// Where the programs are.
+/// The decoding limit of [`Tools::default`]: 7680 x 4320 (8K UHD), the
+/// default of the server's `limits.max_frame_width` and `max_frame_height`.
+pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
+
+/// Where the programs are, and how large a picture they may decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tools {
     /// The ffmpeg binary.
     pub ffmpeg: PathBuf,
     /// The ffprobe binary.
     pub ffprobe: PathBuf,
+    /// The most pixels a decoded picture of media from outside (an upload,
+    /// a call's track) may have: ffmpeg refuses a larger one before it
+    /// allocates it (its `-max_pixels`), so a small file that declares
+    /// 16000 x 16000 pictures costs nothing. 0: no limit.
+    pub max_pixels: u64,
 }
 
 impl Default for Tools {
@@ -37,21 +46,78 @@ impl Default for Tools {
         Self {
             ffmpeg: "ffmpeg".into(),
             ffprobe: "ffprobe".into(),
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
+    }
+}
+
+impl Tools {
+    /// The input option that limits decoding to [`Tools::max_pixels`]: to
+    /// put before each `-i` of media tapedeck did not encode itself.
+    pub fn input_limit(&self) -> Vec<String> {
+        if self.max_pixels == 0 {
+            return vec![];
+        }
+        vec!["-max_pixels".into(), self.max_pixels.to_string()]
     }
 }
 
 /// Runs ffmpeg or ffprobe to the end under `timeout`: its stdout.
 fn run(program: &Path, args: &[String], timeout: Duration) -> Result<Vec<u8>, FfmpegError> {
-    let label = if program
+    crate::process::run(label(program), program, args, timeout)
+}
+
+fn label(program: &Path) -> &'static str {
+    if program
         .file_name()
         .is_some_and(|n| n.to_string_lossy().contains("ffprobe"))
     {
         "ffprobe"
     } else {
         "ffmpeg"
-    };
-    crate::process::run(label, program, args, timeout)
+    }
+}
+
+/// Runs ffmpeg (or ffprobe) on media from outside under the decoding
+/// limit: `-max_pixels` goes before every `-i`, and a refused picture is
+/// [`FfmpegError::PictureTooLarge`] with its size, whether or not the
+/// program then failed. Its stdout.
+pub fn run_limited(
+    tools: &Tools,
+    program: &Path,
+    args: &[String],
+    timeout: Duration,
+) -> Result<Vec<u8>, FfmpegError> {
+    let mut limited = Vec::with_capacity(args.len() + 4);
+    for a in args {
+        if a == "-i" {
+            limited.extend(tools.input_limit());
+        }
+        limited.push(a.clone());
+    }
+    let (result, stderr) = crate::process::run_capture(label(program), program, &limited, timeout);
+    match refused_picture(&stderr) {
+        Some((width, height)) => Err(FfmpegError::PictureTooLarge {
+            width,
+            height,
+            limit: tools.max_pixels,
+        }),
+        None => result,
+    }
+}
+
+/// The size in ffmpeg's refusal of a picture past `-max_pixels`
+/// (`Picture size 16000x16000 exceeds specified max pixel count ...`).
+pub fn refused_picture(stderr: &str) -> Option<(u32, u32)> {
+    stderr.lines().find_map(|l| {
+        let rest = l.split("Picture size ").nth(1)?;
+        let (size, tail) = rest.split_once(' ')?;
+        if !tail.starts_with("exceeds") {
+            return None;
+        }
+        let (w, h) = size.split_once('x')?;
+        Some((w.parse().ok()?, h.parse().ok()?))
+    })
 }
 
 fn strings(items: &[&str]) -> Vec<String> {

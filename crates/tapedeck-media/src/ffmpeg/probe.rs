@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tapedeck_core::recording::MediaInfo;
 
-use super::{FfmpegError, Tools, run};
+use super::{FfmpegError, Tools, run_limited};
 
 /// CPU seconds from ffmpeg's `-benchmark` line (`bench: utime=1.2s stime=0.3s rtime=...`).
 pub fn parse_bench(stderr: &str) -> Option<f64> {
@@ -20,7 +20,10 @@ pub fn parse_bench(stderr: &str) -> Option<f64> {
     Some(field("utime=")? + field("stime=")?)
 }
 
-/// Probes a media file (demuxing only, no decoding) and hashes nothing: `sha256` is left empty.
+/// Probes a media file and hashes nothing: `sha256` is left empty. ffprobe
+/// demuxes it all and decodes a picture or two for the stream's
+/// parameters, under the decoding limit: a picture past
+/// [`Tools::max_pixels`] is [`FfmpegError::PictureTooLarge`].
 pub fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, FfmpegError> {
     let args: Vec<String> = [
         "-v",
@@ -33,13 +36,49 @@ pub fn probe(tools: &Tools, path: &Path) -> Result<MediaInfo, FfmpegError> {
     ]
     .into_iter()
     .map(String::from)
-    .chain([path.display().to_string()])
+    .chain(["-i".to_string(), path.display().to_string()])
     .collect();
-    let out = run(&tools.ffprobe, &args, Duration::from_secs(120))?;
+    let out = run_limited(tools, &tools.ffprobe, &args, Duration::from_secs(120))?;
     parse_probe(&String::from_utf8_lossy(&out)).map_err(|message| FfmpegError::Output {
         program: tools.ffprobe.display().to_string(),
         message,
     })
+}
+
+/// The largest picture of a file's video streams, width by height; `None`
+/// when it has none (sound only). Reads the streams' headers and decodes a
+/// picture or two, under the decoding limit: a picture past
+/// [`Tools::max_pixels`] is [`FfmpegError::PictureTooLarge`], refused
+/// before it is allocated.
+pub fn picture_size(tools: &Tools, path: &Path) -> Result<Option<(u32, u32)>, FfmpegError> {
+    let args: Vec<String> = [
+        "-v",
+        "error",
+        "-select_streams",
+        "v",
+        "-show_entries",
+        "stream=width,height",
+        "-of",
+        "csv=p=0",
+        "-i",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain([path.display().to_string()])
+    .collect();
+    let out = run_limited(tools, &tools.ffprobe, &args, Duration::from_secs(60))?;
+    Ok(parse_sizes(&String::from_utf8_lossy(&out)))
+}
+
+/// The largest of ffprobe's `width,height` lines (one per video stream).
+fn parse_sizes(csv: &str) -> Option<(u32, u32)> {
+    csv.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let mut it = l.trim().split(',').map(|x| x.parse::<u32>().unwrap_or(0));
+            (it.next().unwrap_or(0), it.next().unwrap_or(0))
+        })
+        .max_by_key(|(w, h)| u64::from(*w) * u64::from(*h))
 }
 
 /// Reads ffprobe's JSON (`-show_format -show_streams -count_packets`). A
@@ -126,6 +165,59 @@ mod tests {
         assert_eq!(parse_probe(j).unwrap().audio_codec.as_deref(), Some("aac"));
         assert!((m.fps - 30.0).abs() < 1e-9 && (m.duration_s - 10.0).abs() < 1e-9);
         assert!(parse_probe(r#"{"streams":[],"format":{}}"#).is_err());
+    }
+
+    #[test]
+    fn sizes_and_refusals() {
+        assert_eq!(parse_sizes("640,480\n1920,1080\n"), Some((1920, 1080)));
+        assert_eq!(parse_sizes("\n"), None);
+        let refusal = "[vp8 @ 0x55] [IMGUTILS @ 0x7f] Picture size 16000x16000 exceeds \
+                       specified max pixel count 33177600, see the documentation";
+        assert_eq!(super::super::refused_picture(refusal), Some((16000, 16000)));
+        assert_eq!(
+            super::super::refused_picture("Picture size 8x8 is odd"),
+            None
+        );
+    }
+
+    /// A VP8 WebM of 256x256 pictures whose keyframe headers and track
+    /// header are rewritten to say 16000x16000 (encoding real ones takes
+    /// 11 GB): probing refuses the picture before decoding it, names its
+    /// size, and without the limit ffprobe reads the size it declares.
+    #[test]
+    fn a_picture_past_the_limit_is_refused_with_its_size() {
+        let dir = std::env::temp_dir().join(format!("tapedeck-probe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("huge.webm");
+        std::fs::write(
+            &file,
+            tapedeck_testkit::media::declared_size_webm(16000, 16000),
+        )
+        .unwrap();
+        let tools = Tools::default();
+        match picture_size(&tools, &file) {
+            Err(FfmpegError::PictureTooLarge {
+                width,
+                height,
+                limit,
+            }) => {
+                assert_eq!((width, height, limit), (16000, 16000, 7680 * 4320));
+            }
+            other => panic!("not refused: {other:?}"),
+        }
+        assert!(matches!(
+            probe(&tools, &file),
+            Err(FfmpegError::PictureTooLarge { width: 16000, .. })
+        ));
+        let small = dir.join("small.webm");
+        std::fs::write(
+            &small,
+            tapedeck_testkit::media::declared_size_webm(256, 256),
+        )
+        .unwrap();
+        assert_eq!(picture_size(&tools, &small).unwrap(), Some((256, 256)));
+        assert_eq!(probe(&tools, &small).unwrap().width, 256);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{FfmpegError, Tools, run};
+use super::{FfmpegError, Tools, run_limited};
 
 /// Writes a JPEG poster of the frame at `at_s`, at most 640 pixels wide;
 /// of the first frame when no picture comes at or after `at_s` (a sparse
@@ -34,7 +34,7 @@ fn poster_at(tools: &Tools, media: &Path, at_s: f64, out: &Path) -> Result<(), F
         "-y".into(),
         out.display().to_string(),
     ];
-    run(&tools.ffmpeg, &args, Duration::from_secs(120)).map(|_| ())
+    run_limited(tools, &tools.ffmpeg, &args, Duration::from_secs(120)).map(|_| ())
 }
 
 /// Writes a strip of `count` thumbnails 160 pixels wide, evenly spread
@@ -71,7 +71,7 @@ pub fn strip(
         "-y".into(),
         out.display().to_string(),
     ]);
-    run(&tools.ffmpeg, &args, Duration::from_secs(300)).map(|_| ())
+    run_limited(tools, &tools.ffmpeg, &args, Duration::from_secs(300)).map(|_| ())
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tapedeck_core::Format;
-use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
+use tapedeck_media::ffmpeg::EncodeSpec;
 use tapedeck_media::picture::FrameLimits;
 use tapedeck_media::sink::encoding::EncodingSink;
 use tokio::io::AsyncWriteExt;
@@ -210,10 +210,7 @@ pub(super) fn encode_frames(
         skip_held: config.encoder.skip_held,
         threads: None,
     };
-    let tools = Tools {
-        ffmpeg: config.encoder.ffmpeg.clone(),
-        ffprobe: config.encoder.ffprobe.clone(),
-    };
+    let tools = config.tools();
     let start = Instant::now();
     let mut p = EncodingSink::start(tools, spec, FrameLimits::default(), &work)
         .map_err(|e| e.to_string())?;

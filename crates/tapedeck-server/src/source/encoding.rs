@@ -90,10 +90,7 @@ pub fn spec_under_load(
 /// output path (MP4 as configured, with skip pictures when on; WebM; MP4 at
 /// the busy preset): what `doctor` and `/readyz` check, by name.
 pub fn check_encoders(config: &Config) -> Vec<(String, Result<(), String>)> {
-    let tools = Tools {
-        ffmpeg: config.encoder.ffmpeg.clone(),
-        ffprobe: config.encoder.ffprobe.clone(),
-    };
+    let tools = config.tools();
     [
         (Format::Mp4, false),
         (Format::Webm, false),

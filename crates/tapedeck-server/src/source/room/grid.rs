@@ -327,7 +327,7 @@ pub async fn compose(
     // Long enough for a slow machine: ten times the video, at least ten minutes.
     let timeout = Duration::from_secs_f64((total * 10.0).max(600.0));
     let run = tokio::task::spawn_blocking(move || {
-        tapedeck_media::process::run("ffmpeg", &tools.ffmpeg, &argv, timeout)
+        tapedeck_media::ffmpeg::run_limited(&tools, &tools.ffmpeg, &argv, timeout)
     });
     tokio::pin!(run);
     let mut tick = tokio::time::interval(Duration::from_millis(500));

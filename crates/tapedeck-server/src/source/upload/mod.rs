@@ -33,7 +33,7 @@ use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::{Limits, SourceControl};
 use tapedeck_core::recording::{EndReason, Recording, SourceSpec, Status, UploadSource as Spec};
 use tapedeck_core::{Failure, Format, RecordingId};
-use tapedeck_media::ffmpeg::EncodeSpec;
+use tapedeck_media::ffmpeg::{self, EncodeSpec};
 use tapedeck_media::fixup::{FixupError, fixup};
 use tapedeck_media::sink::passthrough::Container;
 use tokio::sync::{Mutex, mpsc, watch};
@@ -371,6 +371,14 @@ async fn finish(
     .map_err(|e| Failure::internal(format!("reading the upload: {e}")))?;
     spec.sha256 = Some(sha);
     spec.length = Some(size);
+    // Before anything decodes it: a picture past the limits is refused by
+    // its size (a file of a few KB may declare 16000 x 16000 pictures).
+    // Bytes ffprobe cannot read are left to the fix-up and the remux,
+    // which say what is wrong with them.
+    match pictures(services, &part).await {
+        Err(f) if f.code == "invalid_media" => return Err(f),
+        _ => {}
+    }
     let (p, w) = (part.clone(), work.to_path_buf());
     let fixed = tokio::task::spawn_blocking(move || {
         let out = w.join("fixed.webm");
@@ -424,7 +432,7 @@ async fn finish(
             take.output = out;
         }
     }
-    if !has_video(services, &take.output).await? {
+    if pictures(services, &take.output).await?.is_none() {
         return Err(Failure::new(
             "invalid_media",
             "the upload has sound only: there is no video stream (tapedeck keeps videos)",
@@ -437,22 +445,47 @@ async fn finish(
     Ok(take)
 }
 
-/// Whether `file` has a video stream (ffprobe).
-async fn has_video(services: &Services, file: &Path) -> Result<bool, Failure> {
-    let args: Vec<String> = ["-v", "error", "-select_streams", "v", "-show_entries"]
-        .into_iter()
-        .chain(["stream=index", "-of", "csv=p=0"])
-        .map(String::from)
-        .chain([file.display().to_string()])
-        .collect();
+/// The size of `file`'s largest picture, `None` when it has no video
+/// stream (ffprobe): a picture past `limits.max_frame_width` x
+/// `max_frame_height` is `invalid_media` naming its size.
+async fn pictures(services: &Services, file: &Path) -> Result<Option<(u32, u32)>, Failure> {
     let tools = services.tools.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        tapedeck_media::process::run("ffprobe", &tools.ffprobe, &args, Duration::from_secs(60))
-    })
-    .await
-    .map_err(|e| Failure::internal(e.to_string()))?
-    .map_err(|e| Failure::internal(format!("probing the upload: {e}")))?;
-    Ok(!String::from_utf8_lossy(&out).trim().is_empty())
+    let file = file.to_path_buf();
+    let size = tokio::task::spawn_blocking(move || ffmpeg::picture_size(&tools, &file))
+        .await
+        .map_err(|e| Failure::internal(e.to_string()))?
+        .map_err(|e| media_failure(services, e, "probing the upload"))?;
+    let l = &services.config.limits;
+    match size {
+        Some((w, h)) if w > l.max_frame_width || h > l.max_frame_height => {
+            Err(too_large(services, w, h))
+        }
+        other => Ok(other),
+    }
+}
+
+fn too_large(services: &Services, w: u32, h: u32) -> Failure {
+    let l = &services.config.limits;
+    Failure::new(
+        "invalid_media",
+        format!(
+            "the upload's pictures are {w}x{h}, larger than the {}x{} allowed \
+             (limits.max_frame_width, limits.max_frame_height)",
+            l.max_frame_width, l.max_frame_height
+        ),
+    )
+}
+
+/// An ffmpeg error on the upload: its refusal of a picture past the
+/// decoding limit is `invalid_media` naming the size; others are `what`
+/// failing.
+fn media_failure(services: &Services, e: ffmpeg::FfmpegError, what: &str) -> Failure {
+    match e {
+        ffmpeg::FfmpegError::PictureTooLarge { width, height, .. } => {
+            too_large(services, width, height)
+        }
+        e => Failure::internal(format!("{what}: {e}")),
+    }
 }
 
 /// Transcodes `input` to `spec` (its format, size, rate and quality).
@@ -463,19 +496,17 @@ async fn transcode(
     spec: &EncodeSpec,
 ) -> Result<PathBuf, Failure> {
     let out = work.join(format!("transcoded.{}", spec.format.extension()));
-    let args = tapedeck_media::ffmpeg::transcode_args(spec, input, &out);
+    let args = ffmpeg::transcode_args(spec, input, &out);
     let tools = services.tools.clone();
     tokio::task::spawn_blocking(move || {
-        tapedeck_media::process::run(
-            "ffmpeg",
-            &tools.ffmpeg,
-            &args,
-            Duration::from_secs(6 * 3600),
-        )
+        ffmpeg::run_limited(&tools, &tools.ffmpeg, &args, Duration::from_secs(6 * 3600))
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?
-    .map_err(|e| Failure::new("encoder_failed", format!("the transcode failed: {e}")))?;
+    .map_err(|e| match e {
+        e @ ffmpeg::FfmpegError::PictureTooLarge { .. } => media_failure(services, e, "transcode"),
+        e => Failure::new("encoder_failed", format!("the transcode failed: {e}")),
+    })?;
     Ok(out)
 }
 
@@ -492,7 +523,7 @@ async fn remux(services: &Services, part: &Path, work: &Path) -> Result<(Format,
             args.extend(["-map", "0", "-c", "copy"].map(String::from));
             args.extend(extra.iter().map(|s| s.to_string()));
             args.push(out.display().to_string());
-            tapedeck_media::process::run("ffmpeg", &tools.ffmpeg, &args, Duration::from_secs(3600))
+            ffmpeg::run_limited(&tools, &tools.ffmpeg, &args, Duration::from_secs(3600))
                 .map(|_| (format, out))
                 .map_err(|e| e.to_string())
         };
