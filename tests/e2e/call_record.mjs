@@ -65,6 +65,17 @@ try {
   await bob.page.waitForSelector("#here:not([hidden])");
   await sleep(Number(seconds) * 1000);
   result.timer = await bob.page.textContent("#here-time");
+  // Bob's recording is his own: the room's REC state and the host's
+  // buttons do not change for it (they are the room recording's).
+  const roomControls = (page) => page.evaluate(() => ({
+    roomRec: !document.getElementById("rec").hidden,
+    record: !document.getElementById("record").hidden,
+    pause: !document.getElementById("pause").hidden,
+    stop: !document.getElementById("stop").hidden,
+    here: !document.getElementById("here").hidden,
+  }));
+  result.annControls = await roomControls(ann.page);
+  result.bobControls = await roomControls(bob.page);
   await bob.page.click("#record-here");
   await bob.page.waitForFunction(
     () => ["completed", "failed"].includes(document.getElementById("here").dataset.upload),

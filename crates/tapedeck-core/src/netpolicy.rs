@@ -53,7 +53,12 @@ fn address_message(host: &str, addr: &IpAddr, class: &str) -> String {
     let kind = if class == OWN {
         "one of this host's own addresses".to_string()
     } else {
-        format!("a {class} address")
+        let article = if class.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
+        format!("{article} {class} address")
     };
     let what = if host.trim_matches(['[', ']']) == addr.to_string() {
         format!("{host} is {kind}")

@@ -130,11 +130,24 @@ impl Action {
             Action::Fail => "recording.failed",
         }
     }
+
+    /// The action as a verb, for messages (`pause`, `resume`, ...).
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Pause => "pause",
+            Action::Resume => "resume",
+            Action::Stop => "stop",
+            Action::Cancel => "cancel",
+            Action::Complete => "complete",
+            Action::Fail => "fail",
+        }
+    }
 }
 
 /// An action the current status does not allow.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("cannot {action:?} a recording that is {from:?}")]
+#[error("cannot {} a recording that is {}", .action.verb(), .from.as_str())]
 pub struct InvalidTransition {
     /// The status the recording was in.
     pub from: Status,

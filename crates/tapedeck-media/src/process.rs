@@ -314,7 +314,25 @@ pub fn error_lines(stderr: &str) -> String {
         })
         .collect();
     let pick = if errors.is_empty() { &lines } else { &errors };
-    pick[pick.len().saturating_sub(4)..].join(" | ")
+    without_addresses(&pick[pick.len().saturating_sub(4)..].join(" | "))
+}
+
+/// `text` without the memory addresses ffmpeg puts in its log context
+/// (`[matroska,webm @ 0x5651...]` becomes `[matroska,webm]`): they say
+/// nothing to a user and tell an attacker where the heap is.
+fn without_addresses(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" @ 0x") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + " @ 0x".len()..];
+        let hex = after
+            .find(|c: char| !c.is_ascii_hexdigit())
+            .unwrap_or(after.len());
+        rest = &after[hex..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitStatus>> {
@@ -332,6 +350,19 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> io::Result<Option<ExitS
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_lines_carry_no_memory_address() {
+        let stderr = "[matroska,webm @ 0x56516bd0b740] Duplicate element\n\
+                      [IMGUTILS @ 0x7ffc29132330] Picture size error\n";
+        assert_eq!(error_lines(stderr), "[IMGUTILS] Picture size error");
+        let stderr = "[matroska,webm @ 0x56516bd0b740] Element at 0x67 exceeds\n\
+                      work/x: End of file\n";
+        assert_eq!(
+            error_lines(stderr),
+            "[matroska,webm] Element at 0x67 exceeds | work/x: End of file"
+        );
+    }
+
     use super::*;
 
     #[test]

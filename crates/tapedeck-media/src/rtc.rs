@@ -42,7 +42,21 @@ pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, 
         .sdp_api()
         .accept_offer(offer)
         .map_err(|e| format!("the SDP offer cannot be answered: {e}"))?;
-    Ok((rtc, answer.to_sdp_string()))
+    let answer = answer.to_sdp_string();
+    // Every media line refused (port 0): no codec in common, a session that
+    // could never carry anything.
+    let taken = answer
+        .lines()
+        .filter(|l| l.starts_with("m=audio") || l.starts_with("m=video"))
+        .filter(|l| l.split_whitespace().nth(1) != Some("0"))
+        .count();
+    if taken == 0 {
+        return Err(
+            "the SDP offer has no audio or video tapedeck takes (Opus; VP8, VP9, AV1 or H.264)"
+                .into(),
+        );
+    }
+    Ok((rtc, answer))
 }
 
 /// A call page's SDP answer to the server's offer, parsed (str0m checks
@@ -244,6 +258,34 @@ mod tests {
         let input = "line one\nline two";
         let p = format!("PointerOffset(0x{:x})", input.as_ptr() as usize + 10);
         assert_eq!(without_addresses(&p, input), "line 2");
+    }
+
+    /// An offer whose every codec is one tapedeck does not take is
+    /// refused, not answered with every line at port 0.
+    #[test]
+    fn an_offer_with_no_codec_in_common_is_refused() {
+        let mut rtc = RtcConfig::new()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host("127.0.0.1:9".parse().unwrap(), "udp").unwrap());
+        let mut change = rtc.sdp_api();
+        for kind in [
+            str0m::media::MediaKind::Audio,
+            str0m::media::MediaKind::Video,
+        ] {
+            change.add_media(kind, str0m::media::Direction::SendOnly, None, None, None);
+        }
+        let offer = change.apply().unwrap().0.to_sdp_string();
+        let at: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(answer(&offer, at, Instant::now()).is_ok());
+        let foreign = offer
+            .replace("VP8/90000", "FOO/90000")
+            .replace("opus/48000/2", "BAR/8000");
+        assert_ne!(foreign, offer);
+        let e = answer(&foreign, at, Instant::now()).err().unwrap();
+        assert!(e.contains("no audio or video tapedeck takes"), "{e}");
     }
 
     #[test]

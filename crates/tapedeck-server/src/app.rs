@@ -127,6 +127,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::map_response(json_too_large))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            std::time::Duration::from_secs(state.config.server.body_idle_timeout_s),
+        ))
         .with_state(state)
 }
 

@@ -143,7 +143,14 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, Ap
             admin: claims.admin,
         });
     }
-    Err(ApiError::unauthorized("malformed token"))
+    if token.starts_with("jt_") {
+        return Err(ApiError::unauthorized(
+            "this is a call's join token: it is taken by the call page, WHIP and the upload (tus) routes of its room only",
+        ));
+    }
+    Err(ApiError::unauthorized(
+        "malformed token (an API key starts with tdk_; a JWT has three parts)",
+    ))
 }
 
 /// Whether `path` may carry its token as `?token=`: what a browser loads
@@ -183,18 +190,34 @@ pub fn token_of(parts: &Parts) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// A caller with the token it came with: for a connection that outlives
+/// its request (a WebSocket), to check the token again as it goes.
+pub struct Authenticated(pub Principal, pub String);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = token_of(parts).ok_or_else(missing_token)?;
+        Ok(Self(authenticate(state, &token).await?, token))
+    }
+}
+
+fn missing_token() -> ApiError {
+    ApiError::unauthorized(
+        "missing bearer token (?token= is taken only on media, thumbnail, strip and WebSocket routes)",
+    )
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token =
-            token_of(parts).ok_or_else(|| {
-                ApiError::unauthorized(
-                    "missing bearer token (?token= is taken only on media, thumbnail, strip and WebSocket routes)",
-                )
-            })?;
+        let token = token_of(parts).ok_or_else(missing_token)?;
         authenticate(state, &token).await
     }
 }

@@ -181,6 +181,9 @@ pub struct ServerConfig {
     /// A client has this long to send a request's line and headers; a
     /// keep-alive connection idle this long between requests is closed.
     pub header_read_timeout_s: u64,
+    /// A request body that sends nothing for this long is cut off (a
+    /// stalled upload chunk, an offer that never arrives).
+    pub body_idle_timeout_s: u64,
 }
 
 /// `[database]`
@@ -356,6 +359,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("data"),
             public_url: None,
             header_read_timeout_s: 20,
+            body_idle_timeout_s: 30,
         }
     }
 }

@@ -74,8 +74,8 @@ impl Services {
     }
 
     /// `f` without what a user should not read of the server: the data
-    /// folder's place on disk (a work file becomes `work/ID/...`) and the
-    /// store's endpoint.
+    /// folder's place on disk (a work file becomes `work/ID/...`), the
+    /// store's endpoint and where ffmpeg and ffprobe are installed.
     pub fn redact(&self, mut f: tapedeck_core::Failure) -> tapedeck_core::Failure {
         f.message = self.redact_text(&f.message);
         f
@@ -102,6 +102,17 @@ impl Services {
             .filter(|e| !e.is_empty())
         {
             out = out.replace(e.trim_end_matches('/'), "the store");
+        }
+        // A program configured by its path is named, not placed.
+        for (path, name) in [
+            (&self.config.encoder.ffmpeg, "ffmpeg"),
+            (&self.config.encoder.ffprobe, "ffprobe"),
+            (&self.config.web.browser, "the browser"),
+        ] {
+            let p = path.display().to_string();
+            if p.contains('/') {
+                out = out.replace(&p, name);
+            }
         }
         out
     }

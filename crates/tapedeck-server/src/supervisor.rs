@@ -167,7 +167,11 @@ impl Supervisor {
                 ),
             ));
         }
-        if lim.user_quota_bytes > 0 {
+        // An upload of a declared length has reserved its bytes against
+        // the quota already (`Ledger::reserve`): its own reservation is in
+        // `used` and must not refuse it.
+        let reserved = matches!(&rec.source, tapedeck_core::recording::SourceSpec::Upload(u) if u.length.is_some());
+        if lim.user_quota_bytes > 0 && !reserved {
             let used = s.usage_bytes(&rec.owner, None).await?;
             if used >= lim.user_quota_bytes {
                 return Err(ApiError::new(

@@ -95,6 +95,23 @@ pub struct SocketSlot {
 impl SocketCounts {
     /// A slot for `user`, unless they hold `max` already.
     pub fn take(self: &std::sync::Arc<Self>, user: &str, max: u32) -> Result<SocketSlot, ApiError> {
+        self.take_kind(user, max, "event")
+    }
+
+    /// [`SocketCounts::take`] for sockets of another `kind` (`call`),
+    /// counted apart under their own `key`.
+    pub fn take_kind(
+        self: &std::sync::Arc<Self>,
+        key: &str,
+        max: u32,
+        kind: &str,
+    ) -> Result<SocketSlot, ApiError> {
+        let user = if kind == "event" {
+            key.to_string()
+        } else {
+            format!("{kind}:{key}")
+        };
+        let user = user.as_str();
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(user.to_string()).or_default();
         if *n >= max {
@@ -102,7 +119,7 @@ impl SocketCounts {
                 429,
                 "too_many_sockets",
                 format!(
-                    "you have {n} event sockets open (limits.max_event_sockets_per_user); close one first"
+                    "you have {n} {kind} sockets open (limits.max_event_sockets_per_user); close one first"
                 ),
             ));
         }
@@ -130,7 +147,7 @@ impl Drop for SocketSlot {
 /// admins), and of the recordings of rooms the caller is in, as JSON text.
 pub async fn events(
     State(s): State<AppState>,
-    p: Principal,
+    crate::auth::Authenticated(p, token): crate::auth::Authenticated,
     Upgrade(ws): Upgrade,
 ) -> Result<Response, ApiError> {
     let slot = s
@@ -138,7 +155,7 @@ pub async fn events(
         .take(&p.user, s.config.limits.max_event_sockets_per_user)?;
     let rx = s.events.subscribe();
     Ok(ws.on_upgrade(move |socket| async move {
-        events_loop(socket, rx, p, s).await;
+        events_loop(socket, rx, p, token, s).await;
         drop(slot);
     }))
 }
@@ -175,6 +192,7 @@ async fn events_loop(
     mut socket: WebSocket,
     mut rx: tokio::sync::broadcast::Receiver<tapedeck_core::event::Event>,
     p: Principal,
+    token: String,
     s: AppState,
 ) {
     let mut rooms = std::collections::HashSet::new();
@@ -199,6 +217,13 @@ async fn events_loop(
                 _ => alive.heard(),
             },
             _ = ping.tick() => {
+                // The key may have been revoked (or the JWT expired) since.
+                if let Err(e) = crate::auth::authenticate(&s, &token).await {
+                    let reason: String = format!("{}: {}", e.code, e.message).chars().take(100).collect();
+                    let close = axum::extract::ws::CloseFrame { code: 4001, reason: reason.into() };
+                    let _ = send_within(&mut socket, Message::Close(Some(close))).await;
+                    break;
+                }
                 if alive.is_silent() || !send_within(&mut socket, Message::Ping(Default::default())).await {
                     break;
                 }

@@ -446,9 +446,11 @@ async fn openapi_health_metrics() {
 /// `limits.max_event_sockets_per_user` event sockets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_and_sockets_have_limits() {
+    use futures::StreamExt;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let s = start(|c| {
         c.server.header_read_timeout_s = 1;
+        c.server.body_idle_timeout_s = 1;
         c.limits.max_event_sockets_per_user = 2;
     })
     .await;
@@ -470,9 +472,37 @@ async fn connections_and_sockets_have_limits() {
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
+    // A body that stops halfway: cut off.
+    let alice = s.key("alice", false).await;
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/recordings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {alice}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"source\":"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // A WHIP offer without a token is refused before its body is read.
+    let mut whip = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    whip.write_all(
+        b"POST /v1/rooms/room_00000000000000000000000000/whip HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/sdp\r\nContent-Length: 1000\r\n\r\nv=0\r\n",
+    )
+    .await
+    .unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), whip.read(&mut buf))
+        .await
+        .expect("WHIP without a token answered at once")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     for (what, conn) in [
         ("half a request", &mut half),
         ("an idle connection", &mut idle),
+        ("a stalled body", &mut stalled),
     ] {
         let got = tokio::time::timeout(std::time::Duration::from_secs(10), async {
             loop {
@@ -488,7 +518,6 @@ async fn connections_and_sockets_have_limits() {
 
     // Event sockets: two per user, a third is refused with a code; another
     // user is not affected; closing one frees its place.
-    let alice = s.key("alice", false).await;
     let bob = s.key("bob", false).await;
     let mut first = connect(&s.ws_url("/v1/events", &alice)).await;
     let _second = connect(&s.ws_url("/v1/events", &alice)).await;
@@ -511,6 +540,28 @@ async fn connections_and_sockets_have_limits() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+
+    // A revoked key's open socket is closed at its next check (every
+    // ping, 20 s), saying why.
+    let carol = s.key("carol", false).await;
+    let mut open = connect(&s.ws_url("/v1/events", &carol)).await;
+    let keys = s.state.repo.list_keys().await.unwrap();
+    let id = &keys.iter().find(|k| k.user == "carol").unwrap().id;
+    s.state.repo.revoke_key(id).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        loop {
+            match open.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(Some(f)))) => {
+                    return f.reason.to_string();
+                }
+                Some(Ok(_)) => {}
+                _ => return String::new(),
+            }
+        }
+    })
+    .await
+    .expect("the revoked key's socket stays open");
+    assert!(closed.contains("revoked"), "{closed}");
 }
 
 /// Rooms come a page at a time, and a user has a limited number open.

@@ -241,19 +241,6 @@ async fn the_screen_and_the_camera_are_one_picture() {
     assert!((1_500..12_000).contains(&camera_disc), "{camera_disc}");
 }
 
-/// The picture at `at_s` of `path` as RGB bytes.
-fn frame_rgb(path: &Path, at_s: f64, w: usize, h: usize) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &at_s.to_string(), "-i"])
-        .arg(path)
-        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout.len(), w * h * 3);
-    out.stdout
-}
-
 /// Writes `name` with ffmpeg from a lavfi source.
 fn lavfi(dir: &Path, name: &str, source: &str, extra: &[&str]) -> String {
     let p = dir.join(name);
@@ -331,6 +318,19 @@ async fn record_in_this_browser_records_everyone_in_the_call() {
     assert_eq!(out["bobIsHost"], false);
     assert_eq!(out["buttonShown"], true);
     assert_eq!(out["upload"], "completed", "{out}");
+    // While Bob recorded in his browser, the room showed no REC and Ann's
+    // Record button stayed Record (it used to become Pause/Stop acting on
+    // Bob's upload); only Bob's page showed his recording.
+    let controls = serde_json::json!({"roomRec": false, "record": true, "pause": false, "stop": false, "here": false});
+    assert_eq!(out["annControls"], controls, "{out}");
+    assert_eq!(
+        (
+            out["bobControls"]["roomRec"].as_bool(),
+            out["bobControls"]["here"].as_bool()
+        ),
+        (Some(false), Some(true)),
+        "{out}"
+    );
     let recs = out["roomRecordings"].as_array().unwrap();
     assert_eq!(recs.len(), 1, "{out}");
     assert_eq!(

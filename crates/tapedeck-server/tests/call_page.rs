@@ -3,7 +3,8 @@
 //! host), one with an invite link. The server forwards each one's media to
 //! the other (both decode video and receive sound), the host records,
 //! pauses, resumes and stops from the page, the guest sees the REC timer,
-//! and the recording holds four track files (each person's VP8 and Opus)
+//! and the recording plays as the call (both people in a grid, one sound)
+//! and holds four track files (each person's VP8 and Opus)
 //! that decode in full and last as long as the recording ran
 //! (tests/e2e/call.mjs drives the pages).
 
@@ -138,6 +139,40 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
             assert_eq!(codecs(&file), ["opus"]);
         }
     }
+    // The recording plays as the call: one picture with both people, side
+    // by side in a grid (each cell far from black), and one sound.
+    assert_eq!(done["source"]["layout"], "grid", "{done}");
+    let ext = done["format"].as_str().unwrap();
+    let media = s.download(&host, id, ext).await;
+    let mut streams = codecs(&media);
+    streams.sort();
+    assert_eq!(
+        streams,
+        ["aac", "h264"],
+        "one picture and one sound: {done}"
+    );
+    let p = tapedeck_testkit::ffprobe(&media);
+    let (w, h) = (p.width as usize, p.height as usize);
+    assert!(
+        (p.duration_s - recorded_s).abs() < 1.0,
+        "{p:?}, {recorded_s} s recorded"
+    );
+    let rgb = frame_rgb(&media, p.duration_s / 2.0, w, h);
+    let lit = |x0: usize, x1: usize| {
+        (h / 4..3 * h / 4)
+            .flat_map(|y| (x0..x1).map(move |x| (y * w + x) * 3))
+            .filter(|&i| rgb[i..i + 3].iter().any(|&c| c > 40))
+            .count()
+    };
+    let (left, right) = (lit(0, w / 2), lit(w / 2, w));
+    println!(
+        "lit pixels: left {left}, right {right} of {}",
+        w / 2 * h / 2
+    );
+    assert!(
+        left > w * h / 16 && right > w * h / 16,
+        "left {left}, right {right}"
+    );
     assert!(
         out["guestList"].as_str().unwrap().contains("completed"),
         "{out}"

@@ -6,25 +6,11 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::rooms::*;
 use support::*;
-
-/// The picture of `path` at `t` seconds as RGB, `w` × `h`.
-fn frame_at(path: &Path, t: f64, w: u32, h: u32) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &format!("{t:.2}"), "-i"])
-        .arg(path)
-        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .unwrap();
-    assert_eq!(out.stdout.len(), (w * h * 3) as usize, "a frame at {t} s");
-    out.stdout
-}
 
 /// Whether the pixel is (near) black.
 fn black(p: [u8; 3]) -> bool {
@@ -145,14 +131,19 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
         n
     };
     let cell = (360 / 8) * (410 / 8 + 1);
-    let before_bob = frame_at(&media, (ann_at + bob_at) / 2.0 + 0.5, w, h);
+    let before_bob = frame_rgb(
+        &media,
+        (ann_at + bob_at) / 2.0 + 0.5,
+        w as usize,
+        h as usize,
+    );
     assert!(
         lit(&before_bob, 0) > cell / 4,
         "Ann's picture: {} of {cell} lit",
         lit(&before_bob, 0)
     );
     assert_eq!(lit(&before_bob, 426), 0, "Bob not there yet");
-    let both = frame_at(&media, (bob_at + both_until) / 2.0, w, h);
+    let both = frame_rgb(&media, (bob_at + both_until) / 2.0, w as usize, h as usize);
     assert!(
         lit(&both, 0) > cell / 4,
         "Ann's picture: {} of {cell} lit",

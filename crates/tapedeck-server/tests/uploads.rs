@@ -236,6 +236,19 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
         r.headers()
     );
     let path = h(&r, "location");
+    // An upload in progress does not pause (its client pauses by not
+    // sending); it stays `recording`.
+    let id = path.rsplit('/').next().unwrap();
+    for action in ["pause", "resume"] {
+        let (st, e) = s
+            .post(&key, &format!("/v1/recordings/{id}/{action}"), json!({}))
+            .await;
+        assert_eq!((st, code(&e)), (409, "wrong_source".to_string()), "{e}");
+    }
+    assert_eq!(
+        s.get(&key, &format!("/v1/recordings/{id}")).await.1["status"],
+        "recording"
+    );
     let octets = (
         "Content-Type",
         "application/offset+octet-stream".to_string(),
@@ -754,6 +767,112 @@ async fn a_sound_only_upload_fails_as_invalid_media() {
             .contains("sound only"),
         "{done}"
     );
+}
+
+/// Bytes ffmpeg reads as a format of its own (a `[` makes them LRC lyrics)
+/// and remuxes into a file it then cannot read: `invalid_media`, with no
+/// memory address in the message (was `internal`, with ffmpeg's `@ 0x...`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_that_ffmpeg_half_reads_is_invalid_media() {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let mut junk = vec![b'['];
+    junk.extend((0u32..1023).map(|i| (i * i * 7 + 3) as u8));
+    let id = upload_whole(&s, &key, junk).await;
+    let done = s.wait_status(&key, &id, "failed").await;
+    assert_eq!(done["error"]["code"], "invalid_media", "{done}");
+    assert!(
+        !done["error"]["message"].as_str().unwrap().contains("@ 0x"),
+        "{done}"
+    );
+}
+
+/// Uploads opened side by side reserve their declared lengths: together
+/// they cannot pass the quota that each one alone fits; a stopped upload's
+/// HEAD says it takes no more (410), not that it is whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_opened_at_once_cannot_pass_the_quota_together() {
+    let s = start(|c| c.limits.user_quota_bytes = 600_000).await;
+    let key = s.key("bob", false).await;
+    let mut answers = vec![];
+    let mut paths = vec![];
+    for _ in 0..6 {
+        let r = tus(
+            &s,
+            &key,
+            "POST",
+            "/v1/uploads",
+            &[("Upload-Length", "174589".into())],
+            vec![],
+        )
+        .await;
+        answers.push(r.status().as_u16());
+        if r.status() == 201 {
+            paths.push(h(&r, "location"));
+        }
+    }
+    assert_eq!(answers, [201, 201, 201, 403, 403, 403]);
+    // Cancel one: its reservation goes with it, and one more fits.
+    let id = paths[0].rsplit('/').next().unwrap().to_string();
+    let (st, _) = s
+        .post(&key, &format!("/v1/recordings/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    s.wait_status(&key, &id, "cancelled").await;
+    let r = tus(
+        &s,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", "174589".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+
+    // A real WebM stopped halfway completes with what arrived; its HEAD
+    // is then 410, not the whole length as if every byte had come.
+    let ann = s.key("ann", false).await;
+    let file = s.data.join("half.webm");
+    let r = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=320x240:r=30",
+        ])
+        .args(["-t", "4", "-c:v", "libvpx", "-b:v", "400k"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let bytes = std::fs::read(&file).unwrap();
+    let path = create(&s, &ann, bytes.len() as u64).await;
+    let half = bytes.len() / 2;
+    let r = tus(
+        &s,
+        &ann,
+        "PATCH",
+        &path,
+        &[
+            ("Content-Type", "application/offset+octet-stream".into()),
+            ("Upload-Offset", "0".into()),
+        ],
+        bytes[..half].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let id = path.rsplit('/').next().unwrap().to_string();
+    let (st, _) = s
+        .post(&ann, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    s.wait_status(&ann, &id, "completed").await;
+    let r = tus(&s, &ann, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(r.status(), 410, "{:?}", r.headers());
 }
 
 /// Uploads `bytes` in one request as `name`; its id.

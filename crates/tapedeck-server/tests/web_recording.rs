@@ -252,6 +252,23 @@ new WebSocket("ws://127.0.0.1:{c}/secret?ws"); new WebSocket("ws://127.0.0.1:{s}
             .contains(&own.to_string()),
         "{failed}"
     );
+    // A name that does not resolve is unreachable, not blocked (a typo
+    // is not the policy's doing).
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": "http://no-such-host.invalid/", "script": script}}),
+        )
+        .await;
+    let failed = s
+        .wait_status(&token, rec["id"].as_str().unwrap(), "failed")
+        .await;
+    assert_eq!(failed["error"]["code"], "source_unreachable", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not resolve") && !message.contains("not allowed"),
+        "{failed}"
+    );
     // The canary server was never reached, by anything, WebSockets included,
     // while a WebSocket to the allowed site did get through.
     assert_eq!(canary.hits(), Vec::<String>::new());

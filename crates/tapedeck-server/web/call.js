@@ -247,6 +247,13 @@ setInterval(() => {
 
 function onRecording(event, r, recordedS) {
   recordings.set(r.id, r);
+  // The room's REC state and the host's buttons are the room recording's
+  // only: an upload filed under the room (a guest's "Record in this
+  // browser") belongs to whoever records it, shown on their page alone.
+  if (!r.source || r.source.kind !== "room") {
+    renderRecordings();
+    return;
+  }
   const running = r.status === "recording";
   const active = ["pending", "recording", "paused"].includes(r.status);
   if (active) {
@@ -312,7 +319,9 @@ async function control(what) {
     if (what === "record") {
       await api("POST", "/v1/recordings", {
         title: $("room-name").textContent,
-        source: { kind: "room", room: roomId, layout: "tracks" },
+        // Plays as the call: everyone in a grid with the sound mixed; each
+        // person's tracks are kept beside it.
+        source: { kind: "room", room: roomId, layout: "grid" },
       });
     } else if (live) {
       await api("POST", `/v1/recordings/${live.id}/${what}`);

@@ -160,6 +160,25 @@ struct Totals {
     keyframe_requests: AtomicU64,
 }
 
+/// A publisher's SDP offer (Opus and VP8, send only) whose one candidate
+/// is 127.0.0.1's discard port, where nothing answers: a WHIP session made
+/// with it never connects (for the hostile load in `bench/hostile.sh`).
+pub fn dead_offer() -> Result<String, String> {
+    let mut rtc = RtcConfig::new()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now());
+    let host = Candidate::host(([127, 0, 0, 1], 9).into(), "udp").map_err(|e| e.to_string())?;
+    rtc.add_local_candidate(host);
+    let mut change = rtc.sdp_api();
+    for kind in [MediaKind::Audio, MediaKind::Video] {
+        change.add_media(kind, Direction::SendOnly, Some("s".into()), None, None);
+    }
+    let (offer, _) = change.apply().ok_or("no offer")?;
+    Ok(offer.to_sdp_string())
+}
+
 struct Publisher {
     whip: String,
     token: String,

@@ -126,10 +126,11 @@ async fn handle(
         *cached = None;
         let addrs = match checked_addrs(policy, &host, port).await {
             Ok(a) => a,
-            Err(reason) => {
-                note_refusal(blocked, reason);
+            Err(r @ Refusal::Blocked { .. }) => {
+                note_refusal(blocked, r.to_string());
                 return refuse(StatusCode::FORBIDDEN);
             }
+            Err(Refusal::Unresolved(_)) => return refuse(StatusCode::BAD_GATEWAY),
         };
         let Ok(stream) = connect(&addrs).await else {
             return refuse(StatusCode::BAD_GATEWAY);
@@ -234,20 +235,40 @@ fn strip_hop_headers(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Why [`checked_addrs`] gives no address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The policy refuses the host or an address it resolves to.
+    #[error("{host} is not allowed: {reason}")]
+    Blocked {
+        /// `host:port` as asked.
+        host: String,
+        /// Why.
+        reason: String,
+    },
+    /// The name does not resolve (a typo, or no DNS): not the policy's doing.
+    #[error("{0} does not resolve")]
+    Unresolved(String),
+}
+
 /// Resolves `host` and returns the addresses the policy allows connecting to.
 pub async fn checked_addrs(
     policy: &NetPolicy,
     host: &str,
     port: u16,
-) -> Result<Vec<SocketAddr>, String> {
+) -> Result<Vec<SocketAddr>, Refusal> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let shown = if bare.contains(':') {
         format!("[{bare}]:{port}")
     } else {
         format!("{bare}:{port}")
     };
+    let blocked = |reason: String| Refusal::Blocked {
+        host: shown.clone(),
+        reason,
+    };
     let check_all = match policy.check_url(&format!("http://{shown}/")) {
-        Verdict::Deny(b) => return Err(format!("{shown} is not allowed: {b}")),
+        Verdict::Deny(b) => return Err(blocked(b.to_string())),
         Verdict::Allow => false,
         Verdict::Resolve { .. } => true,
     };
@@ -260,14 +281,14 @@ pub async fn checked_addrs(
         Ok(Ok(a)) => a.collect(),
         _ => vec![],
     };
+    if addrs.is_empty() {
+        return Err(Refusal::Unresolved(bare.to_string()));
+    }
     if check_all {
         let ips: Vec<_> = addrs.iter().map(SocketAddr::ip).collect();
         policy
             .check_addrs(bare, &ips)
-            .map_err(|b| format!("{shown} is not allowed: {b}"))?;
-    }
-    if addrs.is_empty() {
-        return Err(format!("{shown} does not resolve"));
+            .map_err(|b| blocked(b.to_string()))?;
     }
     Ok(addrs)
 }

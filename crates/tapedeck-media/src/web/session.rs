@@ -212,10 +212,7 @@ impl Session {
         {
             let addrs = super::proxy::checked_addrs(&self.policy, host, port)
                 .await
-                .map_err(|reason| WebError::Blocked {
-                    url: url.into(),
-                    reason,
-                })?;
+                .map_err(|r| refusal(url, r))?;
             super::proxy::connect(&addrs)
                 .await
                 .map_err(|e| WebError::Load {
@@ -327,17 +324,32 @@ impl Session {
 
 /// Checks a navigation target before the browser sees it.
 pub(super) async fn check_policy(policy: &NetPolicy, url: &str) -> Result<(), WebError> {
-    let blocked = |reason: String| WebError::Blocked {
-        url: url.to_string(),
-        reason,
-    };
     match policy.check_url(url) {
         Verdict::Allow => Ok(()),
-        Verdict::Deny(b) => Err(blocked(b.to_string())),
+        Verdict::Deny(b) => Err(WebError::Blocked {
+            url: url.to_string(),
+            reason: b.to_string(),
+        }),
         Verdict::Resolve { host, port } => super::proxy::checked_addrs(policy, &host, port)
             .await
             .map(|_| ())
-            .map_err(blocked),
+            .map_err(|r| refusal(url, r)),
+    }
+}
+
+/// A refused address as the recording's failure: the policy's refusal is
+/// `source_blocked`; a name that does not resolve is `source_unreachable`
+/// (a typo is not a block).
+fn refusal(url: &str, r: super::proxy::Refusal) -> WebError {
+    match r {
+        super::proxy::Refusal::Blocked { reason, .. } => WebError::Blocked {
+            url: url.to_string(),
+            reason,
+        },
+        super::proxy::Refusal::Unresolved(_) => WebError::Load {
+            url: url.to_string(),
+            reason: "the host name does not resolve".into(),
+        },
     }
 }
 

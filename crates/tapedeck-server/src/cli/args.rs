@@ -61,24 +61,27 @@ pub enum Cmd {
         /// Server and token.
         #[command(flatten)]
         client: ClientArgs,
-        /// Recording id.
-        id: String,
+        /// Recording id (`rec_` and 26 characters; checked before it
+        /// goes into a URL or a file name).
+        id: tapedeck_core::RecordingId,
     },
     /// Stop a recording.
     Stop {
         /// Server and token.
         #[command(flatten)]
         client: ClientArgs,
-        /// Recording id.
-        id: String,
+        /// Recording id (`rec_` and 26 characters; checked before it
+        /// goes into a URL or a file name).
+        id: tapedeck_core::RecordingId,
     },
     /// Download a recording's media, with a progress bar.
     Download {
         /// Server and token.
         #[command(flatten)]
         client: ClientArgs,
-        /// Recording id.
-        id: String,
+        /// Recording id (`rec_` and 26 characters; checked before it
+        /// goes into a URL or a file name).
+        id: tapedeck_core::RecordingId,
         /// Output file (default: ID.EXT).
         #[arg(short, long)]
         output: Option<PathBuf>,

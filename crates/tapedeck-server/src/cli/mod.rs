@@ -143,12 +143,12 @@ async fn execute(cli: Cli) -> Result<(), String> {
             .await?;
             println!(
                 "{} {}",
-                v["id"].as_str().unwrap_or(&id),
+                v["id"].as_str().unwrap_or(&id.to_string()),
                 v["status"].as_str().unwrap_or("")
             );
             Ok(())
         }
-        Cmd::Download { client, id, output } => download(&client, &id, output).await,
+        Cmd::Download { client, id, output } => download(&client, &id.to_string(), output).await,
         Cmd::Record(args) => record(Config::load(file).map_err(|e| e.to_string())?, args).await,
         Cmd::Fixup { input, output } => {
             let f = tapedeck_media::fixup::fixup(&input, &output).map_err(|e| e.to_string())?;

@@ -21,7 +21,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::whip::{Caller, caller_of_token, open_room};
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::now_ms;
+
 use crate::rtc::{Joiner, PeerId, RoomLimits, Signal};
 use crate::ws::Upgrade;
 
@@ -49,9 +49,19 @@ pub async fn socket(
     let room = open_room(&s, &id).await?;
     // Who and where first (401, 404, 409), then whether it is a WebSocket.
     let Upgrade(ws) = upgrade?;
+    // A user, or one guest of one room, holds a bounded number of call
+    // sockets (each a page in the call, or about to join it).
+    let key = match &who {
+        Caller::Guest(name) => format!("guest:{room_id}:{name}"),
+        Caller::User(p) => format!("user:{}", p.user),
+    };
+    let slot = s
+        .sockets
+        .take_kind(&key, s.config.limits.max_event_sockets_per_user, "call")?;
     Ok(ws
         .max_message_size(MAX_CALL_MESSAGE_BYTES + 1024)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let mut call = Call {
                 socket,
                 s,
@@ -216,22 +226,23 @@ async fn join(
             },
             false,
         ),
-        Caller::User(p) => {
-            s.repo.add_member(room.id, &p.user, now_ms()).await?;
-            (
-                Joiner {
-                    name: name.unwrap_or_else(|| p.user.clone()),
-                    user: Some(p.user.clone()),
-                },
-                p.admin || p.user == room.host,
-            )
-        }
+        Caller::User(p) => (
+            Joiner {
+                name: name.unwrap_or_else(|| p.user.clone()),
+                user: Some(p.user.clone()),
+            },
+            p.admin || p.user == room.host,
+        ),
     };
     let limits = RoomLimits {
         max_participants: room.max_participants,
     };
     let shown = joiner.name.clone();
+    let user = joiner.user.clone();
     let (peer, answer) = s.rtc.join(room.id, limits, joiner, offer, Some(tx)).await?;
+    if let Some(user) = user {
+        super::member_when_connected(s, room.id, user, peer);
+    }
     Ok((peer, answer, shown, host))
 }
 

@@ -201,3 +201,33 @@ pub async fn recordings(
     }
     Ok(Json(json!({"recordings": recs})))
 }
+
+/// Makes `user` a member of `room` (it lists the room and reads its
+/// recordings) once their session `peer` has connected: a join refused
+/// (room full, a bad offer) or never completed grants nothing. Watches
+/// for as long as an unconnected session may live.
+pub fn member_when_connected(s: &AppState, room: RoomId, user: String, peer: crate::rtc::PeerId) {
+    let s = s.clone();
+    let wait = std::time::Duration::from_secs(s.config.rtc.connect_timeout_s + 2);
+    tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + wait;
+        while tokio::time::Instant::now() < until {
+            let found = s
+                .rtc
+                .participants(room)
+                .await
+                .into_iter()
+                .find(|p| p.peer == peer);
+            match found {
+                Some(p) if p.connected => {
+                    if let Err(e) = s.repo.add_member(room, &user, now_ms()).await {
+                        tracing::warn!(error = %e, "room membership not recorded");
+                    }
+                    return;
+                }
+                Some(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+                None => return,
+            }
+        }
+    });
+}

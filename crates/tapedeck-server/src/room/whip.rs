@@ -84,9 +84,11 @@ pub async fn publish(
     State(s): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let room_id: RoomId = id.parse()?;
+    // Who calls, before a byte of the body is read: a caller without a
+    // token gets its 401 at once instead of holding the connection open.
     let who = caller(&s, &headers, room_id).await?;
     let room = open_room(&s, &id).await?;
     let is_sdp = headers
@@ -100,13 +102,24 @@ pub async fn publish(
             "a WHIP offer is Content-Type: application/sdp",
         ));
     }
-    if body.len() > MAX_OFFER_BYTES {
-        return Err(ApiError::new(
+    let too_large = || {
+        ApiError::new(
             413,
             "too_large",
             format!("an SDP offer is at most {MAX_OFFER_BYTES} bytes"),
-        ));
-    }
+        )
+    };
+    let body: Bytes = axum::body::to_bytes(body, MAX_OFFER_BYTES)
+        .await
+        .map_err(|e| {
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+            {
+                too_large()
+            } else {
+                ApiError::bad_request("invalid_request", format!("reading the offer: {e}"))
+            }
+        })?;
     let offer = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("invalid_sdp", "the SDP offer is not UTF-8 text"))?;
     let joiner = match &who {
@@ -114,13 +127,10 @@ pub async fn publish(
             name: name.clone(),
             user: None,
         },
-        Caller::User(p) => {
-            s.repo.add_member(room.id, &p.user, now_ms()).await?;
-            Joiner {
-                name: p.user.clone(),
-                user: Some(p.user.clone()),
-            }
-        }
+        Caller::User(p) => Joiner {
+            name: p.user.clone(),
+            user: Some(p.user.clone()),
+        },
     };
     let limits = RoomLimits {
         max_participants: room.max_participants,
@@ -129,6 +139,9 @@ pub async fn publish(
         .rtc
         .join(room.id, limits, joiner, offer.to_string(), None)
         .await?;
+    if let Caller::User(p) = &who {
+        super::member_when_connected(&s, room.id, p.user.clone(), peer);
+    }
     let location = format!("/v1/rooms/{}/whip/{peer}", room.id);
     Ok((
         StatusCode::CREATED,

@@ -455,3 +455,16 @@ pub fn header(r: &reqwest::Response, name: &str) -> String {
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default()
 }
+
+/// The picture of `path` at `at_s` seconds as RGB, `w` x `h` (ffmpeg).
+pub fn frame_rgb(path: &std::path::Path, at_s: f64, w: usize, h: usize) -> Vec<u8> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{at_s:.3}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout.len(), w * h * 3, "a frame at {at_s} s");
+    out.stdout
+}

@@ -6,7 +6,10 @@
 //!   tapedeck-loadgen --whip URL --token T [--token T2 ...] --video clip.ivf
 //!       --audio clip.opus --seconds S [--stagger-ms 20]
 //!
-//! One publisher per `--token` (a join token each, so each has a name of
+//!   tapedeck-loadgen --dead-offer
+//!
+//! prints an offer whose candidate nothing answers (a session that never
+//! connects). One publisher per `--token` (a join token each, so each has a name of
 //! its own). `--whip` is the room's WHIP endpoint (tapedeck's, or a peer's
 //! for comparison). Prints one JSON line: publishers connected, frames and
 //! bytes sent, and those that failed with why.
@@ -49,6 +52,16 @@ fn args() -> Result<Load, String> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("--dead-offer") {
+        match tapedeck_testkit::loadgen::dead_offer() {
+            Ok(sdp) => print!("{sdp}"),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let a = match args() {
         Ok(a) => a,
         Err(e) => {

@@ -42,7 +42,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::Endpoint;
 use super::access::{Uploader, closed, upload_of};
-use super::tus::{begin, check_size};
+use super::tus::{begin, reserve_size};
 use crate::api::{check_signed, signature};
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -115,7 +115,7 @@ pub async fn url(
     if r.size == 0 {
         return Err(ApiError::new(422, "invalid_settings", "size is at least 1"));
     }
-    check_size(&s, &p.user, r.size).await?;
+    let reserved = reserve_size(&s, &p.user, r.size).await?;
     let room = match &r.room {
         Some(id) => Some(crate::room::load(&s, &p, id).await?.0.id),
         None => None,
@@ -145,6 +145,7 @@ pub async fn url(
         metadata: json!({}),
     };
     let (rec, ep) = begin(&s, &p, v).await?;
+    reserved.attach(rec.id);
     let expires_in = cfg.url_expires_s;
     let ttl = Duration::from_secs(expires_in);
     let exp = now_ms() / 1000 + expires_in as i64;

@@ -432,7 +432,19 @@ async fn finish(
             take.output = out;
         }
     }
-    if pictures(services, &take.output).await?.is_none() {
+    // ffmpeg reads some junk as a format of its own (random bytes as
+    // `bin` text art) and remuxes it into a file it then cannot read.
+    let video = pictures(services, &take.output).await.map_err(|f| {
+        if f.code == "internal" {
+            Failure::new(
+                "invalid_media",
+                format!("the upload is not media that can be read ({})", f.message),
+            )
+        } else {
+            f
+        }
+    })?;
+    if video.is_none() {
         return Err(Failure::new(
             "invalid_media",
             "the upload has sound only: there is no video stream (tapedeck keeps videos)",

@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use sha1::Digest;
 use tapedeck_core::Format;
-use tapedeck_core::recording::{SourceSpec, Status, UploadSource as Spec};
+use tapedeck_core::recording::{EndReason, SourceSpec, Status, UploadSource as Spec};
 use tapedeck_core::request::ValidCreate;
 use tapedeck_core::settings::{Overrides, Preset, VideoSettings};
 use tapedeck_core::upload::{self, ChecksumAlgorithm, ChecksumError, HeaderError};
@@ -172,9 +172,10 @@ async fn create_inner(
             "Upload-Length is 0: an empty file is not media",
         ));
     }
-    if let Some(n) = length {
-        check_size(&s, &p.user, n).await?;
-    }
+    let reserved = match length {
+        Some(n) => Some(reserve_size(&s, &p.user, n).await?),
+        None => None,
+    };
     let format = match meta.format.as_deref() {
         None => None,
         Some("mp4") => Some(Format::Mp4),
@@ -217,6 +218,9 @@ async fn create_inner(
         metadata: serde_json::json!({}),
     };
     let (rec, ep) = begin(&s, &p, v).await?;
+    if let Some(r) = reserved {
+        r.attach(rec.id);
+    }
     let mut headers = vec![(
         header::LOCATION,
         HeaderValue::from_str(&format!("/v1/uploads/{}", rec.id)).map_err(ApiError::internal)?,
@@ -257,8 +261,33 @@ pub(super) async fn begin(
     Ok((rec, ep))
 }
 
-/// Refuses a size over `limits.max_upload_bytes` (413) or the user's quota (403).
-pub(super) async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), ApiError> {
+/// Refuses a declared size over `limits.max_upload_bytes` (413) or past
+/// the user's quota (403), else reserves it against the quota until its
+/// bytes arrive: uploads opened at once cannot together pass it.
+pub(super) async fn reserve_size<'a>(
+    s: &'a AppState,
+    user: &str,
+    n: u64,
+) -> Result<crate::work::Reservation<'a>, ApiError> {
+    too_large(s, n)?;
+    let lim = &s.config.limits;
+    let services = &s.supervisor.services;
+    let stored = services.repo.usage_bytes(user).await?;
+    services
+        .work
+        .reserve(user, n, stored, lim.user_quota_bytes)
+        .map_err(|used| quota_exceeded(lim.user_quota_bytes, used, n))
+}
+
+fn quota_exceeded(quota: u64, used: u64, n: u64) -> ApiError {
+    ApiError::new(
+        403,
+        "quota_exceeded",
+        format!("your recordings use {used} of your {quota} bytes; {n} more do not fit"),
+    )
+}
+
+fn too_large(s: &AppState, n: u64) -> Result<(), ApiError> {
     let lim = &s.config.limits;
     if n > lim.max_upload_bytes {
         return Err(ApiError::new(
@@ -270,17 +299,17 @@ pub(super) async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), A
             ),
         ));
     }
-    if lim.user_quota_bytes > 0 {
+    Ok(())
+}
+
+/// Refuses a size over `limits.max_upload_bytes` (413) or the user's quota (403).
+pub(super) async fn check_size(s: &AppState, user: &str, n: u64) -> Result<(), ApiError> {
+    too_large(s, n)?;
+    let quota = s.config.limits.user_quota_bytes;
+    if quota > 0 {
         let used = s.supervisor.services.usage_bytes(user, None).await?;
-        if used.saturating_add(n) > lim.user_quota_bytes {
-            return Err(ApiError::new(
-                403,
-                "quota_exceeded",
-                format!(
-                    "your recordings use {used} of your {} bytes; {n} more do not fit",
-                    lim.user_quota_bytes
-                ),
-            ));
+        if used.saturating_add(n) > quota {
+            return Err(quota_exceeded(quota, used, n));
         }
     }
     Ok(())
@@ -314,8 +343,12 @@ async fn head_inner(
             let st = ep.state.lock().await;
             (st.offset, st.spec.length, Some(ep.expires_at_ms()))
         }
-        // Every byte arrived: it is processed or done.
-        _ if matches!(rec.status, Status::Processing | Status::Completed) => {
+        // Every byte arrived (it ended by its last byte): it is processed
+        // or done. One stopped early took fewer than its length, and takes
+        // no more: 410, not an offset that says it is whole.
+        _ if matches!(rec.status, Status::Processing | Status::Completed)
+            && matches!(rec.end_reason, None | Some(EndReason::SourceEnded)) =>
+        {
             let n = spec.length.unwrap_or(0);
             (n, Some(n), None)
         }
