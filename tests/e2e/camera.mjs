@@ -36,6 +36,7 @@ await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stre
     if (v.readyState < 1) await new Promise((r) => v.addEventListener("loadedmetadata", r, { once: true }));
     return v.duration;
   });
+  await page.click("#player-close");
   const href = await page.$eval(`li[data-id='${result.id}'] a.download`, (a) => a.href);
   result.downloadStatus = await page.evaluate(async (u) => (await fetch(u)).status, href);
   await page.click(`li[data-id='${result.id}'] button.delete`);

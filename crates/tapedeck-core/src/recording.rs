@@ -430,6 +430,29 @@ pub struct MediaInfo {
     pub sha256: String,
 }
 
+/// The name a file is saved under: `title`'s letters, digits, spaces,
+/// dots, dashes and underscores (anything else a space, at most 80), then
+/// `.ext`; `fallback` when the title leaves nothing. Safe in a
+/// `Content-Disposition` header and in any file system.
+pub fn download_name(title: Option<&str>, fallback: &str, ext: &str) -> String {
+    let mut name = String::new();
+    for c in title.unwrap_or("").chars() {
+        let keep = c.is_ascii_alphanumeric() || matches!(c, ' ' | '.' | '-' | '_');
+        let c = if keep { c } else { ' ' };
+        if !(c == ' ' && (name.is_empty() || name.ends_with(' '))) {
+            name.push(c);
+        }
+    }
+    let name: String = name.trim_matches([' ', '.']).chars().take(80).collect();
+    let name = name.trim_end_matches([' ', '.']);
+    let name = if name.is_empty() { fallback } else { name };
+    // A title that already ends in the extension keeps one.
+    match name.strip_suffix(&format!(".{ext}")) {
+        Some(stem) if !stem.trim_end_matches([' ', '.']).is_empty() => format!("{stem}.{ext}"),
+        _ => format!("{name}.{ext}"),
+    }
+}
+
 /// One recording as the API shows it and the repository stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recording {
@@ -497,6 +520,15 @@ pub struct Recording {
 }
 
 impl Recording {
+    /// The name a download of the media is saved under ([`download_name`]).
+    pub fn download_name(&self) -> String {
+        download_name(
+            self.title.as_deref(),
+            &self.id.to_string(),
+            self.format.extension(),
+        )
+    }
+
     /// Object key of the media file.
     pub fn media_key(&self) -> String {
         format!("recordings/{}/media.{}", self.id, self.format.extension())
@@ -633,6 +665,19 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn download_names_come_from_the_title_and_are_safe() {
+        let n = |t: Option<&str>| download_name(t, "rec_x", "mp4");
+        assert_eq!(n(Some("Weekly standup")), "Weekly standup.mp4");
+        assert_eq!(n(Some("../../etc/passwd")), "etc passwd.mp4");
+        assert_eq!(n(Some("a\"b\r\nc; filename=x")), "a b c filename x.mp4");
+        assert_eq!(n(Some("clip.mp4")), "clip.mp4");
+        assert_eq!(n(Some("Café ☕")), "Caf.mp4");
+        assert_eq!(n(Some("☕")), "rec_x.mp4");
+        assert_eq!(n(None), "rec_x.mp4");
+        assert_eq!(n(Some(&"x".repeat(200))).len(), 84);
     }
 
     #[test]

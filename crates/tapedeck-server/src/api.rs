@@ -339,9 +339,7 @@ pub async fn media(
 ) -> Result<Response, ApiError> {
     let rec = load(&s, &p, &id).await?;
     ensure_completed(&rec)?;
-    let name = q
-        .contains_key("download")
-        .then(|| format!("{}.{}", rec.id, rec.format.extension()));
+    let name = q.contains_key("download").then(|| rec.download_name());
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
 }
 

@@ -62,6 +62,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(ui::index))
         .route("/app.js", get(ui::script))
         .route("/style.css", get(ui::style))
+        .route("/favicon.svg", get(ui::favicon))
+        .route("/favicon.ico", get(ui::favicon))
         .route("/call/{room}", get(ui::call))
         .route("/call.js", get(ui::call_script))
         .route("/recorder.js", get(ui::recorder_script))

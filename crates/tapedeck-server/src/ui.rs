@@ -1,7 +1,15 @@
-//! The UI: the web page (one HTML page, its script and style), embedded in the binary.
+//! The UI: the web page and the call page (HTML, scripts, style, icon),
+//! embedded in the binary.
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
+
+/// A file of the page with its type.
+fn asset(mime: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, mime)], body).into_response()
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
 
 /// `GET /`.
 pub async fn index() -> Html<&'static str> {
@@ -10,20 +18,17 @@ pub async fn index() -> Html<&'static str> {
 
 /// `GET /app.js`.
 pub async fn script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../web/app.js"),
-    )
-        .into_response()
+    asset(JS, include_str!("../web/app.js"))
 }
 
 /// `GET /style.css`.
 pub async fn style() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../web/style.css"),
-    )
-        .into_response()
+    asset("text/css; charset=utf-8", include_str!("../web/style.css"))
+}
+
+/// `GET /favicon.svg` (and `/favicon.ico`, which browsers ask for first).
+pub async fn favicon() -> Response {
+    asset("image/svg+xml", include_str!("../web/favicon.svg"))
 }
 
 /// `GET /call/{room}`: the call page (the room is read from the path by its script).
@@ -33,18 +38,10 @@ pub async fn call() -> Html<&'static str> {
 
 /// `GET /call.js`.
 pub async fn call_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../web/call.js"),
-    )
-        .into_response()
+    asset(JS, include_str!("../web/call.js"))
 }
 
 /// `GET /recorder.js`: the in-browser recorder both pages use.
 pub async fn recorder_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../web/recorder.js"),
-    )
-        .into_response()
+    asset(JS, include_str!("../web/recorder.js"))
 }

@@ -243,8 +243,11 @@ async fn cli_client_commands_and_doctor() {
     assert!(out.contains("cli.mp4"), "{out}");
     let m = ffprobe(&dir.path().join("cli.mp4"));
     assert_eq!((m.width, m.frames), (854, 48), "2 s at 24 fps: {m:?}");
-    let (ok, _, err) = cli(&["get", "rec_nope"]);
-    assert!(!ok && err.contains("invalid_id"), "{err}");
+    // An id is checked before it goes into a URL or a file name.
+    for bad in ["rec_nope", "../../etc"] {
+        let (ok, _, err) = cli(&["get", bad]);
+        assert!(!ok && err.contains("is not a recording id"), "{err}");
+    }
     let (ok, _, err) = Command::new(BIN)
         .args(["ls", "--server", &base, "--token", "tdk_bad"])
         .output()

@@ -99,7 +99,7 @@ function render(rec) {
     const play = document.createElement("button");
     play.textContent = "Play";
     play.className = "play";
-    play.onclick = () => { $("player").hidden = false; $("player-video").src = q("/v1/recordings/" + rec.id + "/media"); $("player-video").play(); };
+    play.onclick = () => openPlayer(rec);
     const dl = document.createElement("a");
     dl.textContent = "Download";
     dl.className = "download";
@@ -252,7 +252,16 @@ $("web-form").onsubmit = async (e) => {
     $("web-submit").disabled = false;
   }
 };
-$("player-close").onclick = () => { $("player-video").pause(); $("player").hidden = true; };
+// The player opens over the page where the user looks (a modal dialog:
+// Escape or Close shuts it), not below the whole list.
+function openPlayer(rec) {
+  $("player-title").textContent = rec.title || "Recording";
+  $("player-video").src = q("/v1/recordings/" + rec.id + "/media");
+  $("player").showModal();
+  $("player-video").play().catch(() => {});
+}
+$("player-close").onclick = () => $("player").close();
+$("player").addEventListener("close", () => { $("player-video").pause(); $("player-video").removeAttribute("src"); });
 $("record").onclick = async () => {
   $("record").disabled = true;
   try { if (timer) { await stopRecording(); timer = null; } else await startRecording(); }

@@ -385,6 +385,15 @@ pub fn binary_key(data: &std::path::Path, user: &str) -> String {
 /// Runs a Playwright script from tests/e2e with `node` and returns its last
 /// line (the script's result) as JSON; fails with what it printed.
 pub async fn page_script(script: &str, args: Vec<String>) -> Value {
+    page_script_env(script, args, &[]).await
+}
+
+/// [`page_script`] with environment variables for the script.
+pub async fn page_script_env(script: &str, args: Vec<String>, env: &[(&str, String)]) -> Value {
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
     assert!(
         e2e.join("node_modules/playwright-core").exists(),
@@ -396,6 +405,7 @@ pub async fn page_script(script: &str, args: Vec<String>) -> Value {
         std::process::Command::new("node")
             .arg(path)
             .args(args)
+            .envs(env)
             .output()
             .expect("node")
     })

@@ -1,0 +1,93 @@
+//! The web page as people use it, in Debian's Chromium at a desktop
+//! (1280x800) and a phone (390x844) size (tests/e2e/layout.mjs): no tab
+//! bar while signed out, no tab that scrolls sideways or hides a control
+//! off the screen or under another, Play opening the player where the
+//! user looks, and a download named after the recording's title.
+
+mod support;
+
+use std::process::Command;
+
+use base64::Engine;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tab_fits_a_phone_and_a_desktop() {
+    let s = start(|_| {}).await;
+    let key = s.key("ann", false).await;
+    // A completed recording to list and play, and a room to list.
+    let file = s.data.join("standup.webm");
+    let r = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=s=640x360:r=30",
+        ])
+        .args(["-t", "2", "-c:v", "libvpx", "-b:v", "500k"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    let bytes = std::fs::read(&file).unwrap();
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let r = tus_request(
+        &s.base,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!(
+                    "filename {},title {}",
+                    b64("standup.webm"),
+                    b64("Weekly standup: notes")
+                ),
+            ),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes,
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let id = header(&r, "location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    s.wait_status(&key, &id, "completed").await;
+    support::rooms::new_room(&s, &key).await;
+
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-page");
+    std::fs::create_dir_all(&shots).unwrap();
+    let out = page_script_env(
+        "layout.mjs",
+        vec![s.base.clone(), key.clone()],
+        &[("SHOTS", shots.display().to_string())],
+    )
+    .await;
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
+    for size in ["1280x800", "390x844"] {
+        let r = &out["sizes"][size];
+        assert_eq!(r["problems"], serde_json::json!([]), "{size}: {r}");
+        assert_eq!(r["navShownSignedOut"], false, "{size}: {r}");
+        let p = &r["player"];
+        assert_eq!(p["open"], true, "{size}: {p}");
+        let inside = p["top"].as_f64().unwrap() >= 0.0
+            && p["bottom"].as_f64().unwrap() <= p["height"].as_f64().unwrap()
+            && p["left"].as_f64().unwrap() >= 0.0
+            && p["right"].as_f64().unwrap() <= p["width"].as_f64().unwrap();
+        assert!(inside, "{size}: the player is not inside the screen: {p}");
+        assert_eq!(r["playerClosed"], true, "{size}: {r}");
+        assert_eq!(
+            r["downloadName"], "attachment; filename=\"Weekly standup notes.webm\"",
+            "{size}: {r}"
+        );
+    }
+}

@@ -1,0 +1,81 @@
+// Every tab of the web page at a desktop (1280x800) and a phone (390x844)
+// size: nothing scrolls sideways (the document's scrollWidth, not
+// innerWidth, which grows on a phone to fit what overflows), every
+// visible control of the tab lies inside the screen's width and is the
+// element a tap at its centre reaches; signed out, no tab bar; Play opens
+// the player inside the screen.
+//   node layout.mjs BASE TOKEN   -> JSON: {sizes: {"WxH": {problems: [...], ...}}}
+import { drive } from "./harness.mjs";
+
+const [base, token] = process.argv.slice(2);
+const SIZES = [[1280, 800], [390, 844]];
+const TABS = ["tab-recordings", "tab-record", "tab-camera", "tab-web", "tab-calls"];
+
+// Problems with the page as it stands: overflow and controls out of reach.
+async function check(page, where) {
+  return page.evaluate((where) => {
+    const out = [];
+    const doc = document.documentElement;
+    if (doc.scrollWidth > doc.clientWidth) out.push(`${where}: scrolls sideways (${doc.scrollWidth} > ${doc.clientWidth})`);
+    const view = [...document.querySelectorAll("main > section")].find((s) => !s.hidden) || document.body;
+    const controls = [...document.querySelectorAll("header button, header a"), ...view.querySelectorAll("button, a, input, select, textarea")];
+    for (const el of controls) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue; // not shown
+      const name = `${el.tagName.toLowerCase()}#${el.id || ""}${el.className ? "." + el.className : ""} "${(el.textContent || el.value || "").trim().slice(0, 30)}"`;
+      if (r.left < -1 || r.right > doc.clientWidth + 1) {
+        out.push(`${where}: ${name} is outside the screen's width (${Math.round(r.left)}..${Math.round(r.right)})`);
+        continue;
+      }
+      el.scrollIntoView({ block: "center", inline: "nearest" });
+      const c = el.getBoundingClientRect();
+      const hit = document.elementFromPoint(c.left + c.width / 2, c.top + c.height / 2);
+      if (!hit || !(hit === el || el.contains(hit) || hit.contains(el) || (el.tagName === "INPUT" && hit.closest("label")?.contains(el)))) {
+        out.push(`${where}: ${name} is covered by ${hit ? hit.tagName.toLowerCase() + "#" + hit.id : "nothing"}`);
+      }
+    }
+    window.scrollTo(0, 0);
+    return out;
+  }, where);
+}
+
+await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"], async (page, result) => {
+  result.sizes = {};
+  for (const [w, h] of SIZES) {
+    const r = { problems: [] };
+    result.sizes[`${w}x${h}`] = r;
+    await page.setViewportSize({ width: w, height: h });
+    // Signed out: the key is forgotten on a page of the origin that runs
+    // no script (the web page itself would sign in again meanwhile).
+    await page.goto(base + "/healthz");
+    await page.evaluate(() => localStorage.clear());
+    await page.goto(base + "/");
+    r.navShownSignedOut = await page.evaluate(() => getComputedStyle(document.getElementById("nav")).display !== "none");
+    r.problems.push(...(await check(page, "sign-in")));
+    await page.fill("#token", token);
+    await page.click("#signin");
+    await page.waitForSelector("#live.on");
+    await page.waitForSelector("#rec-list li[data-status='completed']");
+    for (const tab of TABS) {
+      await page.click("#" + tab);
+      await page.waitForTimeout(300);
+      r.problems.push(...(await check(page, tab)));
+    }
+    await page.click("#tab-recordings");
+    await page.click("#rec-list li[data-status='completed'] button.play");
+    await page.waitForFunction(() => document.getElementById("player-video").readyState >= 1, null, { timeout: 20000 });
+    r.player = await page.evaluate(() => {
+      const b = document.getElementById("player").getBoundingClientRect();
+      return { open: document.getElementById("player").open, top: b.top, bottom: b.bottom, left: b.left, right: b.right,
+        width: innerWidth, height: innerHeight };
+    });
+    await page.click("#player-close");
+    r.playerClosed = await page.evaluate(() => !document.getElementById("player").open);
+    r.downloadName = await page.evaluate(async () => {
+      const a = document.querySelector("#rec-list li[data-status='completed'] a.download");
+      const resp = await fetch(a.href);
+      return resp.headers.get("content-disposition");
+    });
+    await page.screenshot({ path: `${process.env.SHOTS || "/tmp"}/recordings-${w}x${h}.png` });
+  }
+});
