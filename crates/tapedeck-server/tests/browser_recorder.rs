@@ -241,19 +241,6 @@ async fn the_screen_and_the_camera_are_one_picture() {
     assert!((1_500..12_000).contains(&camera_disc), "{camera_disc}");
 }
 
-/// Writes `name` with ffmpeg from a lavfi source.
-fn lavfi(dir: &Path, name: &str, source: &str, extra: &[&str]) -> String {
-    let p = dir.join(name);
-    let r = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
-        .args(extra)
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{r:?}");
-    p.display().to_string()
-}
-
 /// The strength of `freq` in mono PCM at `rate` (Goertzel).
 fn tone_power(pcm: &[f32], rate: f64, freq: f64) -> f64 {
     let w = 2.0 * std::f64::consts::PI * freq / rate;

@@ -833,22 +833,12 @@ async fn uploads_opened_at_once_cannot_pass_the_quota_together() {
     // A real WebM stopped halfway completes with what arrived; its HEAD
     // is then 410, not the whole length as if every byte had come.
     let ann = s.key("ann", false).await;
-    let file = s.data.join("half.webm");
-    let r = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=320x240:r=30",
-        ])
-        .args(["-t", "4", "-c:v", "libvpx", "-b:v", "400k"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{r:?}");
+    let file = lavfi(
+        &s.data,
+        "half.webm",
+        "testsrc2=s=320x240:r=30",
+        &["-t", "4", "-c:v", "libvpx", "-b:v", "400k"],
+    );
     let bytes = std::fs::read(&file).unwrap();
     let path = create(&s, &ann, bytes.len() as u64).await;
     let half = bytes.len() / 2;

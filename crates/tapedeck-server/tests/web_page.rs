@@ -6,8 +6,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use base64::Engine;
 use support::*;
 
@@ -16,22 +14,12 @@ async fn every_tab_fits_a_phone_and_a_desktop() {
     let s = start(|_| {}).await;
     let key = s.key("ann", false).await;
     // A completed recording to list and play, and a room to list.
-    let file = s.data.join("standup.webm");
-    let r = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=s=640x360:r=30",
-        ])
-        .args(["-t", "2", "-c:v", "libvpx", "-b:v", "500k"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(r.status.success(), "{r:?}");
+    let file = lavfi(
+        &s.data,
+        "standup.webm",
+        "testsrc2=s=640x360:r=30",
+        &["-t", "2", "-c:v", "libvpx", "-b:v", "500k"],
+    );
     let bytes = std::fs::read(&file).unwrap();
     let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
     let r = tus_request(

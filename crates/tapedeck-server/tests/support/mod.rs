@@ -478,3 +478,17 @@ pub fn frame_rgb(path: &std::path::Path, at_s: f64, w: usize, h: usize) -> Vec<u
     assert_eq!(out.stdout.len(), w * h * 3, "a frame at {at_s} s");
     out.stdout
 }
+
+/// Writes `dir/name` with ffmpeg from a lavfi `source` (`extra`: duration,
+/// codec...); its path.
+pub fn lavfi(dir: &std::path::Path, name: &str, source: &str, extra: &[&str]) -> String {
+    let p = dir.join(name);
+    let r = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", source])
+        .args(extra)
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{r:?}");
+    p.display().to_string()
+}

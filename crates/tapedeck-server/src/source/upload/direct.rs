@@ -42,7 +42,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::Endpoint;
 use super::access::{Uploader, closed, upload_of};
-use super::tus::{begin, reserve_size};
+use super::quota::reserve_size;
+use super::tus::begin;
 use crate::api::{check_signed, signature};
 use crate::app::AppState;
 use crate::auth::Principal;

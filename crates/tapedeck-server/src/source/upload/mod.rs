@@ -22,6 +22,7 @@
 
 pub mod access;
 pub mod direct;
+pub mod quota;
 pub mod tus;
 
 use std::path::{Path, PathBuf};
