@@ -160,5 +160,24 @@ await drive(
     await waitFor(host, "the guest's tile goes", () => document.querySelectorAll("#tiles .tile").length === 1);
     result.guestEnded = await guest.evaluate(() => !document.getElementById("ended").hidden);
     await host.click("#leave");
+
+    // On the home page the call's recording lists each person's tracks,
+    // and each plays on its own: Bob's picture, then his sound.
+    await host.goto(`${base}/`);
+    const li = `#rec-list li[data-id="${result.recordingId}"]`;
+    await host.waitForSelector(`${li}[data-status="completed"]`, { timeout: 20000 });
+    await host.click(`${li} details.tracks summary`);
+    result.trackButtons = await host.$$eval(`${li} button.play-track`, (b) => b.map((x) => x.textContent));
+    result.played = {};
+    for (const kind of ["picture", "sound"]) {
+      const label = result.trackButtons.find((t) => t.startsWith("Bob (guest) · " + kind));
+      await host.click(`${li} button.play-track:has-text("${label}")`);
+      await waitFor(host, "the track plays", () => document.getElementById("player-video").currentTime > 1);
+      result.played[kind] = await host.evaluate(() => {
+        const v = document.getElementById("player-video");
+        return { title: document.getElementById("player-title").textContent, width: v.videoWidth, src: v.src.split("?")[0] };
+      });
+      await host.click("#player-close");
+    }
   },
 );

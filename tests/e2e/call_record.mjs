@@ -61,8 +61,17 @@ try {
   await seesBoth(bob.page);
   result.bobIsHost = await bob.page.evaluate(() => !document.querySelector(".host-only").hidden);
   result.buttonShown = await bob.page.evaluate(() => !document.getElementById("record-here").hidden);
+  // The names drawn into the recorded picture, as the page hands them over.
+  await bob.page.evaluate(() => {
+    const compose = TapedeckRecorder.compose;
+    TapedeckRecorder.compose = (o) => {
+      window.composedNames = () => o.sources().map((x) => x.name);
+      return compose(o);
+    };
+  });
   await bob.page.click("#record-here");
   await bob.page.waitForSelector("#here:not([hidden])");
+  result.composedNames = await bob.page.evaluate(() => window.composedNames().sort());
   await sleep(Number(seconds) * 1000);
   result.timer = await bob.page.textContent("#here-time");
   // Bob's recording is his own: the room's REC state and the host's
@@ -83,6 +92,12 @@ try {
     { timeout: 60000 },
   );
   result.upload = await bob.page.evaluate(() => document.getElementById("here").dataset.upload);
+  // Stopped: no blinking REC any more, only what became of the upload.
+  result.afterStop = await bob.page.evaluate(() => ({
+    dot: getComputedStyle(document.querySelector("#here .dot")).display,
+    label: document.getElementById("here-label").textContent,
+    recClass: document.getElementById("here").classList.contains("rec"),
+  }));
   result.recordedS = await bob.page.evaluate(() => Number(document.getElementById("here").dataset.seconds));
   result.roomRecordings = await ann.page.evaluate(async ({ room, key }) => {
     const r = await fetch(`/v1/rooms/${room}/recordings`, { headers: { Authorization: "Bearer " + key } });

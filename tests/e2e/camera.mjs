@@ -11,19 +11,32 @@ await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stre
   // A wrong token is refused with a message.
   await page.fill("#token", "tdk_wrong");
   await page.click("#signin");
-  await page.waitForSelector("#signin-error:has-text('unauthorized')");
+  await page.waitForSelector("#signin-error .details:has-text('unauthorized')");
+  result.refused = await page.textContent("#signin-error .why");
   await page.fill("#token", token);
   await page.click("#signin");
   await page.waitForSelector("#recordings-view:not([hidden])");
   await page.waitForSelector("#live.on");
+  // The camera is on while its tab shows, and off once you leave it.
+  const cameraOff = () => page.evaluate(() => window.camTracks.every((t) => t.readyState === "ended"));
+  const keepTracks = () => page.evaluate(() => { window.camTracks = document.getElementById("camera-preview").srcObject.getTracks(); });
   await page.click("#tab-camera");
   await page.waitForSelector("#camera-status:has-text('camera ready')", { timeout: 20000 });
+  await keepTracks();
+  result.cameraOnInTab = !(await cameraOff());
+  await page.click("#tab-web");
+  result.cameraOffAfterTab = await cameraOff();
+  await page.click("#tab-camera");
+  await page.waitForSelector("#camera-status:has-text('camera ready')", { timeout: 20000 });
+  await keepTracks();
   await page.click("#record");
   await page.waitForSelector("#rec-indicator:not([hidden])");
   await page.waitForFunction(() => document.querySelector("#rec-timer").textContent === "00:03", null, { timeout: 20000 });
   result.timer = await page.textContent("#rec-timer");
   result.sent = await page.textContent("#camera-status");
   await page.click("#record");
+  await page.waitForSelector("#recordings-view:not([hidden])");
+  result.cameraOffAfterStop = await cameraOff();
   // The list updates live from /v1/events: processing, then completed.
   const li = await page.waitForSelector("#rec-list li[data-status='completed']", { timeout: 60000 });
   result.id = await li.getAttribute("data-id");

@@ -77,5 +77,22 @@ await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stre
       return resp.headers.get("content-disposition");
     });
     await page.screenshot({ path: `${process.env.SHOTS || "/tmp"}/recordings-${w}x${h}.png` });
+    if (w !== SIZES[0][0]) continue;
+    // Words, not codes: the kind of each recording in plain English.
+    r.completedRow = await page.textContent("#rec-list li[data-status='completed'] .sub");
+    // A browser that stopped sending mid-upload: its recording can be
+    // stopped from the list, keeping what arrived; it then says what
+    // became of it in words, its code in a details line.
+    const stuck = "#rec-list li[data-status='recording']";
+    r.stopShown = await page.isVisible(`${stuck} button.stop-rec`);
+    const stuckId = await page.getAttribute(stuck, "data-id");
+    await page.click(`${stuck} button.stop-rec`);
+    const after = `#rec-list li[data-id='${stuckId}']`;
+    await page.waitForSelector(`${after}[data-status='failed'], ${after}[data-status='completed']`, { timeout: 30000 });
+    r.stopped = await page.evaluate((sel) => {
+      const li = document.querySelector(sel);
+      return { status: li.dataset.status, why: li.querySelector(".error .why")?.textContent ?? null,
+        details: li.querySelector(".error .details")?.textContent ?? null };
+    }, after);
   }
 });

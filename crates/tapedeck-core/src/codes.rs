@@ -91,6 +91,18 @@ pub const API: &[Code] = &[
         "a share link's signature does not match",
     ),
     c("link_expired", 403, C, "a share link has expired"),
+    c(
+        "invite_invalid",
+        401,
+        C,
+        "a call invite (join token) was changed, cut short or is for another room",
+    ),
+    c(
+        "invite_expired",
+        401,
+        C,
+        "a call invite (join token) has expired",
+    ),
     c("not_room_host", 403, C, "only the room's host may do that"),
     c(
         "wrong_room",

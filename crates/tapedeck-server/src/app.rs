@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route("/call/{room}", get(ui::call))
         .route("/call.js", get(ui::call_script))
         .route("/recorder.js", get(ui::recorder_script))
+        .route("/words.js", get(ui::words_script))
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
         .route("/metrics", get(crate::health::metrics))

@@ -45,3 +45,38 @@ pub async fn call_script() -> Response {
 pub async fn recorder_script() -> Response {
     asset(JS, include_str!("../web/recorder.js"))
 }
+
+/// `GET /words.js`: every word the pages show about the server's state.
+pub async fn words_script() -> Response {
+    asset(JS, WORDS)
+}
+
+/// The words file, for the test that checks its codes.
+pub const WORDS: &str = include_str!("../web/words.js");
+
+#[cfg(test)]
+mod tests {
+    /// Every error code the pages put in words is one the server has: a
+    /// renamed code would leave a sentence nobody sees.
+    #[test]
+    fn the_pages_words_name_codes_of_the_catalogue() {
+        let body = super::WORDS
+            .split("const errors = {")
+            .nth(1)
+            .and_then(|rest| rest.split("};").next())
+            .expect("words.js has its errors table");
+        let codes: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.trim().split_once(':').map(|(k, _)| k))
+            .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .collect();
+        assert!(codes.len() > 30, "{codes:?}");
+        for code in codes {
+            let known = tapedeck_core::codes::API
+                .iter()
+                .chain(tapedeck_core::codes::FAILURES)
+                .any(|c| c.code == code);
+            assert!(known, "words.js explains {code}, which no error carries");
+        }
+    }
+}

@@ -318,6 +318,17 @@ async fn record_in_this_browser_records_everyone_in_the_call() {
         (Some(false), Some(true)),
         "{out}"
     );
+    // The picture names each person as everyone knows them: this page's
+    // "(you)" is not burned into the recording.
+    assert_eq!(
+        out["composedNames"],
+        serde_json::json!(["Bob", "ann"]),
+        "{out}"
+    );
+    // Once stopped, the page no longer shows a blinking REC.
+    assert_eq!(out["afterStop"]["dot"], "none", "{out}");
+    assert_eq!(out["afterStop"]["recClass"], false, "{out}");
+    assert_eq!(out["afterStop"]["label"], "Your browser recording", "{out}");
     let recs = out["roomRecordings"].as_array().unwrap();
     assert_eq!(recs.len(), 1, "{out}");
     assert_eq!(

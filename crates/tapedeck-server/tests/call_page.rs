@@ -174,10 +174,35 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
         "left {left}, right {right}"
     );
     assert!(
-        out["guestList"].as_str().unwrap().contains("completed"),
+        out["guestList"].as_str().unwrap().contains("Ready"),
         "{out}"
     );
     assert_eq!(out["guestEnded"], true);
+    // Each person's tracks are listed on the home page and play one by
+    // one: Bob's picture (a video of its own) and his sound.
+    assert_eq!(
+        out["trackButtons"].as_array().map(|b| b.len()),
+        Some(4),
+        "{out}"
+    );
+    let bob_video = tracks
+        .iter()
+        .find(|t| t["participant"] == "Bob (guest)" && t["kind"] == "video")
+        .unwrap();
+    let picture = &out["played"]["picture"];
+    assert!(
+        picture["src"].as_str().unwrap().ends_with(&format!(
+            "/tracks/{}/media",
+            bob_video["id"].as_str().unwrap()
+        )),
+        "{picture}"
+    );
+    assert!(picture["width"].as_u64().unwrap() > 0, "{picture}");
+    assert!(
+        picture["title"].as_str().unwrap().contains("Bob (guest)"),
+        "{picture}"
+    );
+    assert_eq!(out["played"]["sound"]["width"], 0, "{out}");
     // Forwarding was counted.
     let m = s.client().get(format!("{}/metrics", s.base)).send().await;
     let text = m.unwrap().text().await.unwrap();
@@ -188,4 +213,85 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap();
     assert!(fwd > 300, "{fwd} frames forwarded");
+}
+
+/// Why a join failed, and why a call ended, in words (tests/e2e/call_join.mjs):
+/// a full room, an expired and a tampered invite, an unknown room and a
+/// closed one each say which it is, with the code in a details line; a
+/// guest whose room the host closed reads that the host ended the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_join_says_why_and_a_closed_room_says_the_host_ended_it() {
+    let s = start(|_| {}).await;
+    let host = s.key("ann", false).await;
+    let (st, room) = s
+        .post(
+            &host,
+            "/v1/rooms",
+            json!({"name": "two seats", "max_participants": 2}),
+        )
+        .await;
+    assert_eq!(st, 201, "{room}");
+    let room = room["id"].as_str().unwrap().to_string();
+    let cat = invite(&s, &host, &room, "Cat").await;
+    let fay = invite(&s, &host, &room, "Fay").await;
+    let dan = invite(&s, &host, &room, "Dan").await;
+    let (st, expired) = s
+        .post(
+            &host,
+            &format!("/v1/rooms/{room}/invites"),
+            json!({"name": "Eve", "expires_in_s": 1}),
+        )
+        .await;
+    assert_eq!(st, 201, "{expired}");
+    let expired = expired["token"].as_str().unwrap().to_string();
+    // A changed signature: the server did not sign this.
+    let mut tampered = dan.clone();
+    let last = if tampered.ends_with('0') { "1" } else { "0" };
+    tampered.replace_range(tampered.len() - 1.., last);
+    let unknown = tapedeck_core::RoomId::from_parts(1_700_000_000_000, 7).to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+
+    let out = page_script(
+        "call_join.mjs",
+        vec![
+            s.base.clone(),
+            room.clone(),
+            host.clone(),
+            cat,
+            fay,
+            dan,
+            expired,
+            tampered,
+            unknown,
+        ],
+    )
+    .await;
+    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    assert_eq!(out["pageErrors"], json!([]), "{out}");
+    for (attempt, words, code) in [
+        ("full", "This call is full.", "room_full"),
+        ("expired", "This invite link has expired.", "invite_expired"),
+        (
+            "tampered",
+            "This invite link does not work",
+            "invite_invalid",
+        ),
+        ("unknown", "It is not there any more", "not_found"),
+        ("closed", "This call has ended.", "room_closed"),
+    ] {
+        let a = &out[attempt];
+        let text = a["text"].as_str().unwrap_or_default();
+        assert!(text.starts_with(words), "{attempt}: {a}");
+        let details = a["details"].as_str().unwrap_or_default();
+        assert!(details.starts_with(code), "{attempt}: {a}");
+        assert!(
+            !text.contains(code),
+            "{attempt}: the code is in the sentence: {a}"
+        );
+    }
+    assert_eq!(out["closeStatus"], 204, "{out}");
+    assert_eq!(
+        out["catEnded"],
+        json!({"title": "The host ended the call.", "reason": "room_closed"})
+    );
 }

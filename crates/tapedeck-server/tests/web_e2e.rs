@@ -38,6 +38,18 @@ async fn camera_page_records_a_playable_mp4() {
     assert_eq!(r["thumbWidth"], 640);
     assert_eq!(r["downloadStatus"], 200);
     assert_eq!(r["deleted"], true);
+    // A wrong key is refused in words, its code in the details line.
+    assert!(
+        r["refused"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are signed out"),
+        "{r}"
+    );
+    // The camera turns off when its tab is left, and when a recording stops.
+    assert_eq!(r["cameraOnInTab"], true, "{r}");
+    assert_eq!(r["cameraOffAfterTab"], true, "{r}");
+    assert_eq!(r["cameraOffAfterStop"], true, "{r}");
     assert_eq!(r["pageErrors"].as_array().unwrap().len(), 0, "{r}");
     let played = r["playedDuration"].as_f64().unwrap();
     assert!(played > 2.5, "{r}");
@@ -85,7 +97,14 @@ async fn web_page_form_records_a_page() {
         r["scriptError"].as_str().unwrap().contains("selector"),
         "{r}"
     );
-    assert!(r["row"].as_str().unwrap().contains("web"), "{r}");
+    assert!(r["row"].as_str().unwrap().contains("Web page"), "{r}");
+    assert!(
+        r["scriptError"]
+            .as_str()
+            .unwrap()
+            .starts_with("The script has a mistake: script step 2"),
+        "{r}"
+    );
     assert_eq!(r["pageErrors"].as_array().unwrap().len(), 0, "{r}");
     let id = r["id"].as_str().unwrap();
     let (_, rec) = s.get(&token, &format!("/v1/recordings/{id}")).await;

@@ -39,7 +39,7 @@ async fn every_tab_fits_a_phone_and_a_desktop() {
             ),
             ("Content-Type", "application/offset+octet-stream".into()),
         ],
-        bytes,
+        bytes.clone(),
     )
     .await;
     assert_eq!(r.status(), 201);
@@ -50,6 +50,24 @@ async fn every_tab_fits_a_phone_and_a_desktop() {
         .to_string();
     s.wait_status(&key, &id, "completed").await;
     support::rooms::new_room(&s, &key).await;
+    // An upload whose browser went away after its first kilobyte.
+    let r = tus_request(
+        &s.base,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!("filename {},title {}", b64("cut.webm"), b64("Cut short")),
+            ),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes[..1000].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-page");
     std::fs::create_dir_all(&shots).unwrap();
@@ -78,4 +96,18 @@ async fn every_tab_fits_a_phone_and_a_desktop() {
             "{size}: {r}"
         );
     }
+    let r = &out["sizes"]["1280x800"];
+    let row = r["completedRow"].as_str().unwrap();
+    assert!(row.starts_with("Ready Recorded in a browser · WEBM"), "{r}");
+    assert_eq!(r["stopShown"], true, "{r}");
+    // Stopped with a kilobyte of header: nothing to play, said in words.
+    let stopped = &r["stopped"];
+    assert_eq!(stopped["status"], "failed", "{r}");
+    let why = stopped["why"].as_str().unwrap();
+    let details = stopped["details"].as_str().unwrap();
+    assert!(!why.contains('_') && why.ends_with('.'), "{stopped}");
+    assert!(
+        details.starts_with("invalid_media") || details.starts_with("no_video"),
+        "{stopped}"
+    );
 }

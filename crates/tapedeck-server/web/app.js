@@ -14,9 +14,25 @@ async function api(method, path, body) {
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await r.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!r.ok) throw new Error(data && data.error ? data.error.code + ": " + data.error.message : r.statusText);
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* a proxy's HTML page */ }
+  if (!r.ok) {
+    const err = Words.fail(r.status, data);
+    if (r.status === 401 && token) signedOut(err);
+    throw err;
+  }
   return data;
+}
+
+// The key stopped working (revoked, or the server forgot it): back to the
+// sign-in form, saying why.
+function signedOut(err) {
+  localStorage.removeItem("tapedeck.token");
+  token = "";
+  if (events) { events.onclose = null; events.close(); events = null; }
+  $("nav").hidden = true;
+  show("signin-view");
+  Words.show($("signin-error"), err);
 }
 
 function show(view) {
@@ -28,6 +44,7 @@ function show(view) {
   $("tab-camera").classList.toggle("active", view === "camera-view");
   $("tab-web").classList.toggle("active", view === "web-view");
   if (view === "camera-view") startPreview();
+  else if (!timer) stopPreview();
   if (view === "record-view") showLeftovers();
 }
 
@@ -88,10 +105,15 @@ function render(rec) {
   sub.className = "sub";
   const st = document.createElement("span");
   st.className = "status " + rec.status;
-  st.textContent = rec.status;
-  const parts = [rec.source.kind, rec.format, when, fmtDuration(rec.duration_s), fmtSize(rec.size_bytes)].filter(Boolean);
+  st.textContent = Words.status(rec.status);
+  const parts = [Words.kind(rec.source.kind), rec.format && rec.format.toUpperCase(), when, fmtDuration(rec.duration_s), fmtSize(rec.size_bytes)].filter(Boolean);
   sub.append(st, " " + parts.join(" · "));
-  if (rec.error) { const e = document.createElement("div"); e.className = "error"; e.textContent = typeof rec.error === "string" ? rec.error : rec.error.message + " (" + rec.error.code + ")"; sub.append(e); }
+  if (rec.error) {
+    const e = document.createElement("div");
+    e.className = "error";
+    Words.show(e, Words.fail(0, { error: typeof rec.error === "string" ? { code: null, message: rec.error } : rec.error }));
+    sub.append(e);
+  }
   meta.append(title, sub);
   const actions = document.createElement("div");
   actions.className = "actions";
@@ -105,6 +127,18 @@ function render(rec) {
     dl.className = "download";
     dl.href = q("/v1/recordings/" + rec.id + "/media?download=1");
     actions.append(play, dl);
+    if (rec.tracks && rec.tracks.length) actions.append(trackList(rec));
+  }
+  // A recording that has not ended can be stopped from here: a browser
+  // that stopped sending (a guest's tab closed) keeps what arrived.
+  if (["recording", "paused"].includes(rec.status)) {
+    const stop = document.createElement("button");
+    stop.textContent = "Stop";
+    stop.className = "stop-rec";
+    stop.onclick = async () => {
+      try { await api("POST", "/v1/recordings/" + rec.id + "/stop"); } catch (e) { alert(e.message); }
+    };
+    actions.append(stop);
   }
   if (["completed", "failed", "cancelled", "pending"].includes(rec.status)) {
     const del = document.createElement("button");
@@ -118,6 +152,29 @@ function render(rec) {
   }
   li.append(thumb, meta, actions);
   $("empty").hidden = rows.size > 0;
+}
+
+// Each person's tracks of a call, playable one by one.
+function trackList(rec) {
+  const box = document.createElement("details");
+  box.className = "tracks";
+  const summary = document.createElement("summary");
+  summary.textContent = "Tracks (" + rec.tracks.length + ")";
+  box.append(summary);
+  const list = document.createElement("ul");
+  for (const t of rec.tracks) {
+    const li = document.createElement("li");
+    const b = document.createElement("button");
+    b.className = "link play-track";
+    b.dataset.track = t.id;
+    const who = (t.participant || "someone") + " · " + (t.kind === "audio" ? "sound" : "picture");
+    b.textContent = who + (t.duration_s ? " (" + fmtDuration(t.duration_s) + ")" : "");
+    b.onclick = () => openPlayer(rec, { src: "/v1/recordings/" + rec.id + "/tracks/" + t.id + "/media", title: who });
+    li.append(b);
+    list.append(li);
+  }
+  box.append(list);
+  return box;
 }
 
 function remove(id) {
@@ -138,7 +195,8 @@ function connectEvents() {
   events.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
   events.onclose = () => {
     $("live").textContent = "reconnecting…"; $("live").classList.remove("on");
-    if (token) setTimeout(connectEvents, 2000);
+    // Closed for good when the key stopped working: api() signs out.
+    if (token) api("GET", "/v1/me").then(() => setTimeout(connectEvents, 2000), () => {});
   };
   events.onmessage = (m) => {
     const ev = JSON.parse(m.data);
@@ -157,10 +215,18 @@ async function startPreview() {
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 1280, height: 720 }, audio: false });
     $("camera-preview").srcObject = stream;
-    $("camera-status").textContent = "camera ready";
+    $("camera-status").textContent = "Camera ready.";
   } catch (e) {
-    $("camera-status").textContent = "no camera: " + e.message;
+    $("camera-status").textContent = "No camera: " + e.message;
   }
+}
+
+// Leaving the tab turns the camera off (unless it records).
+function stopPreview() {
+  if (!stream) return;
+  for (const t of stream.getTracks()) t.stop();
+  stream = null;
+  $("camera-preview").srcObject = null;
 }
 
 async function startRecording() {
@@ -173,7 +239,8 @@ async function startRecording() {
   socket.binaryType = "arraybuffer";
   socket.onmessage = (m) => {
     const p = JSON.parse(m.data);
-    if (p.frames_received !== undefined) $("camera-status").textContent = p.frames_received + " frames sent, " + p.frames_written + " written" + (p.last_error ? " — " + p.last_error : "");
+    if (p.frames_received === undefined) return;
+    $("camera-status").textContent = "Recording: " + p.frames_received + " pictures sent" + (p.last_error ? ". Some were refused: " + p.last_error : ".");
   };
   await new Promise((ok, fail) => { socket.onopen = ok; socket.onerror = () => fail(new Error("frames socket failed")); });
   const video = $("camera-preview");
@@ -201,21 +268,22 @@ async function startRecording() {
 
 async function stopRecording() {
   clearInterval(timer); clearInterval(clock);
+  timer = null;
   // Let the last frames leave before stopping.
   await new Promise((r) => setTimeout(r, 400));
-  try { await api("POST", "/v1/recordings/" + recId + "/stop"); } catch (e) { $("camera-status").textContent = e.message; }
+  try { await api("POST", "/v1/recordings/" + recId + "/stop"); } catch (e) { Words.show($("camera-status"), e); }
   if (socket) socket.close();
   $("rec-indicator").hidden = true;
   $("record").textContent = "Record";
   $("record").classList.remove("stop");
-  $("camera-status").textContent = "saved; processing…";
+  $("camera-status").textContent = "Saved; it will be ready in a moment.";
   show("recordings-view");
 }
 
 $("signin-form").onsubmit = async (e) => {
   e.preventDefault();
   $("signin-error").textContent = "";
-  try { await signIn($("token").value.trim()); } catch (err) { $("signin-error").textContent = "Sign in failed: " + err.message; }
+  try { await signIn($("token").value.trim()); } catch (err) { Words.show($("signin-error"), err); }
 };
 $("signout").onclick = signOut;
 $("tab-recordings").onclick = () => show("recordings-view");
@@ -224,10 +292,11 @@ $("tab-record").onclick = () => show("record-view");
 $("br-record").onclick = async () => {
   $("br-record").disabled = true;
   try { if (br) await brStop(); else await brStart(); }
-  catch (e) { $("br-status").textContent = e.message; }
+  catch (e) { Words.show($("br-status"), e); }
   $("br-record").disabled = false;
 };
 $("tab-web").onclick = () => show("web-view");
+$("to-record").onclick = (e) => { e.preventDefault(); show("record-view"); };
 $("web-form").onsubmit = async (e) => {
   e.preventDefault();
   $("web-error").textContent = "";
@@ -247,16 +316,16 @@ $("web-form").onsubmit = async (e) => {
     render(rec);
     show("recordings-view");
   } catch (err) {
-    $("web-error").textContent = err.message;
+    Words.show($("web-error"), err);
   } finally {
     $("web-submit").disabled = false;
   }
 };
 // The player opens over the page where the user looks (a modal dialog:
 // Escape or Close shuts it), not below the whole list.
-function openPlayer(rec) {
-  $("player-title").textContent = rec.title || "Recording";
-  $("player-video").src = q("/v1/recordings/" + rec.id + "/media");
+function openPlayer(rec, track) {
+  $("player-title").textContent = (rec.title || "Recording") + (track ? " · " + track.title : "");
+  $("player-video").src = q(track ? track.src : "/v1/recordings/" + rec.id + "/media");
   $("player").showModal();
   $("player-video").play().catch(() => {});
 }
@@ -264,8 +333,8 @@ $("player-close").onclick = () => $("player").close();
 $("player").addEventListener("close", () => { $("player-video").pause(); $("player-video").removeAttribute("src"); });
 $("record").onclick = async () => {
   $("record").disabled = true;
-  try { if (timer) { await stopRecording(); timer = null; } else await startRecording(); }
-  catch (e) { $("camera-status").textContent = e.message; }
+  try { if (timer) await stopRecording(); else await startRecording(); }
+  catch (e) { Words.show($("camera-status"), e); }
   $("record").disabled = false;
 };
 
@@ -422,7 +491,7 @@ async function loadRooms() {
     const d = await api("GET", "/v1/rooms");
     $("room-list").replaceChildren(...d.rooms.map(roomRow));
   } catch (e) {
-    $("calls-error").textContent = e.message;
+    Words.show($("calls-error"), e);
   }
 }
 
@@ -451,7 +520,7 @@ function roomRow(r) {
         out.hidden = false;
         out.select();
       } catch (e) {
-        $("calls-error").textContent = e.message;
+        Words.show($("calls-error"), e);
       }
     };
     li.append(" ", inv, out);
@@ -468,9 +537,9 @@ $("room-form").onsubmit = async (e) => {
     $("room-name").value = "";
     location.href = "/call/" + r.id;
   } catch (err) {
-    $("calls-error").textContent = err.message;
+    Words.show($("calls-error"), err);
   }
 };
 
-if (token) signIn(token).catch(() => { localStorage.removeItem("tapedeck.token"); show("signin-view"); });
+if (token) signIn(token).catch((e) => signedOut(e));
 else show("signin-view");

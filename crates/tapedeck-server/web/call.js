@@ -33,9 +33,22 @@ async function api(method, path, body) {
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await r.text();
-  const data = text ? JSON.parse(text) : null;
-  if (!r.ok) throw new Error(data && data.error ? data.error.code + ": " + data.error.message : r.statusText);
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { /* a proxy's HTML page */ }
+  if (!r.ok) throw Words.fail(r.status, data);
   return data;
+}
+
+// Why the call socket would not open: the same route as a plain request
+// answers with the reason (a closed or unknown room, an expired invite),
+// which a WebSocket that failed to open does not tell.
+async function whyNotJoined() {
+  try {
+    await api("GET", `/v1/rooms/${roomId}/call`);
+  } catch (e) {
+    if (e.code !== "not_websocket") return e;
+  }
+  return Words.fail(0, { error: { code: null, message: "the connection to the server closed" } });
 }
 
 function guestName(t) {
@@ -116,7 +129,7 @@ async function join(ev) {
     const t = tiles.get(stream.id);
     if (t) attach(t, stream);
   };
-  pc.onconnectionstatechange = () => status("Connection: " + pc.connectionState);
+  pc.onconnectionstatechange = () => status(Words.connection(pc.connectionState));
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIce(pc);
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
@@ -126,11 +139,13 @@ async function join(ev) {
     const m = JSON.parse(e.data);
     queue = queue.then(() => handle(m)).catch((err) => status("Error: " + err.message));
   };
-  ws.onclose = () => {
-    if (me) ended("the connection to the server closed");
+  ws.onclose = async () => {
+    // The messages before the close first (an `error` says why itself).
+    await queue.catch(() => {});
+    if (me) ended("disconnected");
     else {
       $("join").disabled = false;
-      if (!$("lobby-error").textContent) $("lobby-error").textContent = "Could not join (check the link or the key).";
+      if (!$("lobby-error").textContent) Words.show($("lobby-error"), await whyNotJoined());
     }
   };
 }
@@ -162,11 +177,10 @@ async function handle(m) {
       onRecording(m.event, m.recording, m.recorded_s);
       break;
     case "error":
-      if (!me) $("lobby-error").textContent = m.code + ": " + m.message;
-      else status(m.code + ": " + m.message);
+      Words.show(me ? $("call-status") : $("lobby-error"), Words.fail(0, { error: m }));
       break;
     case "ended":
-      ended(m.reason === "room_closed" ? "The host closed the room." : "Reason: " + m.reason);
+      ended(m.reason);
       break;
   }
 }
@@ -185,7 +199,7 @@ function tileFor(p) {
   const flags = document.createElement("span");
   flags.className = "flags";
   el.append(video, name, flags);
-  t = { el, video, name, flags };
+  t = { el, video, name, flags, person: p.name };
   tiles.set(p.peer, t);
   $("tiles").append(el);
   if (p.peer === me.peer) {
@@ -219,6 +233,7 @@ function renderTiles(list) {
   }
   for (const p of list) {
     const t = tileFor(p);
+    t.person = p.name;
     t.name.textContent = p.name + (p.peer === me.peer ? " (you)" : "");
     const off = [];
     if (!p.audio) off.push("mic off");
@@ -277,7 +292,7 @@ function onRecording(event, r, recordedS) {
   $("stop").hidden = !active;
   if (r.status === "processing") status("Saving the recording…");
   if (r.status === "completed") status("The recording is ready.");
-  if (r.status === "failed") status("The recording failed: " + (r.error ? r.error.code : ""));
+  if (r.status === "failed") Words.show($("call-status"), Words.fail(0, { error: r.error || { code: "failed" } }));
   renderRecordings();
 }
 
@@ -290,7 +305,7 @@ function renderRecordings() {
       li.dataset.id = r.id;
       li.dataset.status = r.status;
       const label = document.createElement("span");
-      label.textContent = `${r.title || r.id} · ${r.status}` + (r.duration_s ? ` · ${fmt(r.duration_s)}` : "") +
+      label.textContent = `${r.title || r.id} · ${Words.status(r.status)}` + (r.duration_s ? ` · ${fmt(r.duration_s)}` : "") +
         (r.tracks && r.tracks.length ? ` · ${r.tracks.length} tracks` : "");
       li.append(label);
       if (r.status === "completed" && token && !joinToken) {
@@ -327,7 +342,7 @@ async function control(what) {
       await api("POST", `/v1/recordings/${live.id}/${what}`);
     }
   } catch (e) {
-    status(e.message);
+    Words.show($("call-status"), e);
   }
 }
 
@@ -371,7 +386,8 @@ function recordHere() {
     sources: () => [...tiles.values()].map((t) => ({
       video: t.video,
       stream: t.video.srcObject,
-      name: t.name.textContent,
+      // The person's name as everyone knows it: "(you)" is this page's only.
+      name: t.person,
     })),
   });
   const recorder = TapedeckRecorder.record(composed.stream, {
@@ -383,6 +399,9 @@ function recordHere() {
   });
   here = { recorder, composed, clock: setInterval(() => hereShow(recorder.state()), 250) };
   $("here").hidden = false;
+  $("here").classList.add("rec");
+  $("here").querySelector(".dot").hidden = false;
+  $("here-label").textContent = "Recording in your browser";
   $("here-download").hidden = true;
   $("record-here").textContent = "Stop browser recording";
 }
@@ -392,6 +411,10 @@ async function stopHere() {
   here = null;
   clearInterval(h.clock);
   $("record-here").textContent = "Record in this browser";
+  // No longer recording: the blinking dot goes, what is left is the upload.
+  $("here").classList.remove("rec");
+  $("here").querySelector(".dot").hidden = true;
+  $("here-label").textContent = "Your browser recording";
   const done = h.recorder.stop();
   await h.recorder.ended;
   h.composed.stop();
@@ -408,7 +431,9 @@ async function stopHere() {
   return st;
 }
 
-function ended(why) {
+// Leaves the call page's call for `reason` (the server's `ended` reason, or
+// "left", "disconnected"), saying why in plain words.
+function ended(reason) {
   if (!me) return;
   if (here) stopHere();
   me = null;
@@ -423,7 +448,9 @@ function ended(why) {
   $("in-call").hidden = true;
   $("rec").hidden = true;
   $("ended").hidden = false;
-  $("ended-reason").textContent = why;
+  $("ended-title").textContent = Words.ended(reason);
+  $("ended-reason").textContent = reason === "left" ? "" : "You can join again while the call goes on.";
+  $("ended").dataset.reason = reason;
 }
 
 $("join-form").addEventListener("submit", join);
@@ -432,7 +459,7 @@ $("cam").onclick = () => toggle("video");
 $("record").onclick = () => control("record");
 $("pause").onclick = () => control(live && live.status === "paused" ? "resume" : "pause");
 $("stop").onclick = () => control("stop");
-$("leave").onclick = () => ended("You left.");
+$("leave").onclick = () => ended("left");
 $("record-here").onclick = () => (here ? stopHere() : recordHere());
 $("rejoin").onclick = () => location.reload();
 localReady = openDevices();

@@ -40,8 +40,44 @@ pub fn is_join_token(token: &str) -> bool {
     token.starts_with("jt_")
 }
 
-/// The claims of a genuine, unexpired token; None for anything else.
-pub fn verify(key: &[u8], token: &str, now_s: i64) -> Option<JoinClaims> {
+/// Why a join token opens nothing, so a guest reads which it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a token this server signed (cut short, changed, another server's).
+    Invalid,
+    /// Genuine, but past its expiry.
+    Expired,
+}
+
+impl Refusal {
+    /// The API error a caller gets (401 `invite_invalid` or `invite_expired`).
+    pub fn error(self) -> crate::error::ApiError {
+        match self {
+            Self::Invalid => crate::error::ApiError::new(
+                401,
+                "invite_invalid",
+                "the invite link is not valid (changed or cut short, or for another room)",
+            ),
+            Self::Expired => crate::error::ApiError::new(
+                401,
+                "invite_expired",
+                "the invite link has expired; the host can send a new one",
+            ),
+        }
+    }
+}
+
+/// The claims of a genuine, unexpired token.
+pub fn verify(key: &[u8], token: &str, now_s: i64) -> Result<JoinClaims, Refusal> {
+    let genuine = genuine(key, token).ok_or(Refusal::Invalid)?;
+    if genuine.exp < now_s {
+        return Err(Refusal::Expired);
+    }
+    Ok(genuine)
+}
+
+/// The claims of a token this server signed, expired or not.
+fn genuine(key: &[u8], token: &str) -> Option<JoinClaims> {
     let mut parts = token.strip_prefix("jt_")?.split('.');
     let (room, exp, name, sig) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -49,9 +85,6 @@ pub fn verify(key: &[u8], token: &str, now_s: i64) -> Option<JoinClaims> {
     }
     let exp: i64 = exp.parse().ok()?;
     if !crate::auth::ct_eq(signature(key, room, exp, name).as_bytes(), sig.as_bytes()) {
-        return None;
-    }
-    if exp < now_s {
         return None;
     }
     let name = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;
@@ -75,12 +108,16 @@ mod tests {
         };
         let t = sign(b"key", &claims);
         assert!(is_join_token(&t));
-        assert_eq!(verify(b"key", &t, 1_999), Some(claims.clone()));
-        assert_eq!(verify(b"key", &t, 2_001), None, "expired");
-        assert_eq!(verify(b"other key", &t, 0), None, "another server's");
+        assert_eq!(verify(b"key", &t, 1_999), Ok(claims.clone()));
+        assert_eq!(verify(b"key", &t, 2_001), Err(Refusal::Expired));
+        assert_eq!(
+            verify(b"other key", &t, 0),
+            Err(Refusal::Invalid),
+            "another server's"
+        );
         // Any change to what it says breaks the signature.
         let longer = t.replacen(".2000.", ".9000.", 1);
-        assert_eq!(verify(b"key", &longer, 0), None);
+        assert_eq!(verify(b"key", &longer, 0), Err(Refusal::Invalid));
         let renamed = sign(
             b"key",
             &JoinClaims {
@@ -90,9 +127,12 @@ mod tests {
         );
         let (head, _) = t.rsplit_once('.').unwrap();
         let (_, sig) = renamed.rsplit_once('.').unwrap();
-        assert_eq!(verify(b"key", &format!("{head}.{sig}"), 0), None);
+        assert_eq!(
+            verify(b"key", &format!("{head}.{sig}"), 0),
+            Err(Refusal::Invalid)
+        );
         for junk in ["", "jt_", "jt_a.b.c.d", "jt_a.1.2.3.4", "rec_x"] {
-            assert_eq!(verify(b"key", junk, 0), None, "{junk}");
+            assert_eq!(verify(b"key", junk, 0), Err(Refusal::Invalid), "{junk}");
         }
     }
 }

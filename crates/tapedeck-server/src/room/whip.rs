@@ -56,10 +56,14 @@ pub async fn caller_of_token(
     })?;
     if token::is_join_token(bearer) {
         let claims = token::verify(&s.share_key, bearer, now_ms() / 1000)
-            .filter(|c| c.room == room)
-            .ok_or_else(|| {
-                ApiError::unauthorized("the join token is not valid for this room, or has expired")
-            })?;
+            .and_then(|c| {
+                if c.room == room {
+                    Ok(c)
+                } else {
+                    Err(token::Refusal::Invalid)
+                }
+            })
+            .map_err(|r| r.error())?;
         return Ok(Caller::Guest(claims.name));
     }
     Ok(Caller::User(crate::auth::authenticate(s, bearer).await?))

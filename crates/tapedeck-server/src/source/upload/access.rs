@@ -37,9 +37,7 @@ impl axum::extract::FromRequestParts<AppState> for Uploader {
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         if crate::room::token::is_join_token(&token) {
             let c = crate::room::token::verify(&s.share_key, &token, crate::now_ms() / 1000)
-                .ok_or_else(|| {
-                    ApiError::unauthorized("the join token is not valid, or has expired")
-                })?;
+                .map_err(|r| r.error())?;
             return Ok(Uploader::Guest {
                 room: c.room,
                 name: c.name,
