@@ -4,7 +4,7 @@
 // records, pauses, resumes and stops, and the guest sees the REC timer.
 //   node call.mjs BASE ROOM HOST_KEY GUEST_TOKEN SHOT_DIR
 // Prints what each page saw as JSON; screenshots go to SHOT_DIR.
-import { drive } from "./harness.mjs";
+import { drive, sessionFor } from "./harness.mjs";
 
 const [base, room, hostKey, guestToken, shots] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -79,8 +79,7 @@ await drive(
 
     // The host is signed in on the home page, finds the room under Calls
     // and follows its link.
-    await host.goto(`${base}/healthz`);
-    await host.evaluate((k) => localStorage.setItem("tapedeck.token", k), hostKey);
+    await sessionFor(host, base, hostKey);
     await host.goto(`${base}/`);
     await host.click("#tab-calls");
     await waitFor(host, "the room listed", (id) => document.querySelector(`#room-list a[href="/call/${id}"]`) !== null, room);

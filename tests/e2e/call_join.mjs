@@ -5,7 +5,7 @@
 //   node call_join.mjs BASE ROOM HOST_KEY CAT FAY DAN EXPIRED TAMPERED UNKNOWN_ROOM
 // Prints JSON: each attempt's lobby error (sentence and details line), and
 // Cat's page after the close.
-import { drive } from "./harness.mjs";
+import { drive, sessionFor } from "./harness.mjs";
 
 const [base, room, hostKey, cat, fay, dan, expired, tampered, unknownRoom] = process.argv.slice(2);
 const url = (r, t) => `${base}/call/${r}?token=${encodeURIComponent(t)}`;
@@ -44,9 +44,9 @@ await drive(
     result.expired = await attempt(danPage, url(room, expired));
     result.tampered = await attempt(danPage, url(room, tampered));
     // A signed-in user following a link to a room that does not exist.
-    await danPage.evaluate((k) => localStorage.setItem("tapedeck.token", k), hostKey);
+    await sessionFor(danPage, base, hostKey);
     result.unknown = await attempt(danPage, `${base}/call/${unknownRoom}`);
-    await danPage.evaluate(() => localStorage.clear());
+    await danPage.context().clearCookies();
 
     // The host closes the room: Cat's page says the host ended it.
     const r = await fetch(`${base}/v1/rooms/${room}`, { method: "DELETE", headers: { Authorization: "Bearer " + hostKey } });

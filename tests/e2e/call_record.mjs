@@ -6,6 +6,7 @@
 //   node call_record.mjs BASE ROOM ANN_KEY ANN_Y4M ANN_WAV BOB_JOIN_TOKEN BOB_Y4M BOB_WAV SECONDS
 // Prints JSON: Bob's upload state and what the room lists (as Ann sees it).
 import { chromium } from "playwright-core";
+import { sessionFor } from "./harness.mjs";
 
 const [base, room, annKey, annY4m, annWav, bobToken, bobY4m, bobWav, seconds] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -29,10 +30,7 @@ async function person(key, guestToken, y4m, wav, errors) {
   const page = await browser.newPage();
   page.on("pageerror", (e) => errors.push(e.message));
   await page.setViewportSize({ width: 1280, height: 800 });
-  if (key) {
-    await page.goto(base + "/healthz");
-    await page.evaluate((k) => localStorage.setItem("tapedeck.token", k), key);
-  }
+  if (key) await sessionFor(page, base, key);
   await page.goto(`${base}/call/${room}` + (guestToken ? `?token=${encodeURIComponent(guestToken)}` : ""));
   await page.waitForFunction(() => document.getElementById("name").value !== "", null, { timeout: 10000 });
   await page.click("#join");

@@ -2,19 +2,17 @@
 // sign in, record ~3 s from the camera page, see the recording complete live,
 // play it, check the thumbnail and download, delete it.
 // Usage: node camera.mjs BASE_URL TOKEN  -> prints a JSON result line.
-import { drive } from "./harness.mjs";
+import { drive, keySignIn } from "./harness.mjs";
 
 const [base, token] = process.argv.slice(2);
 await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"], async (page, result) => {
   page.on("dialog", (d) => d.accept());
   await page.goto(base + "/");
   // A wrong token is refused with a message.
-  await page.fill("#token", "tdk_wrong");
-  await page.click("#signin");
+  await keySignIn(page, "tdk_wrong");
   await page.waitForSelector("#signin-error .details:has-text('unauthorized')");
   result.refused = await page.textContent("#signin-error .why");
-  await page.fill("#token", token);
-  await page.click("#signin");
+  await keySignIn(page, token);
   await page.waitForSelector("#recordings-view:not([hidden])");
   await page.waitForSelector("#live.on");
   // The camera is on while its tab shows, and off once you leave it.

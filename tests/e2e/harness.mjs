@@ -27,3 +27,22 @@ export async function drive(extraArgs, body) {
     await browser.close();
   }
 }
+
+// Signs `page` in with an API key the way a person does: the sign-in
+// form's "Sign in with an API key" (the page must show the form).
+export async function keySignIn(page, key) {
+  await page.evaluate(() => { document.getElementById("key-signin").open = true; });
+  await page.fill("#token", key);
+  await page.click("#key-signin-submit");
+}
+
+// Gives the browser of `page` a session for `key` (its cookie), as the
+// sign-in form would, without going through the form.
+export async function sessionFor(page, base, key) {
+  await page.goto(base + "/healthz");
+  const status = await page.evaluate(async (k) => {
+    const r = await fetch("/v1/session", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ api_key: k }) });
+    return r.status;
+  }, key);
+  if (status !== 200) throw new Error("signing in with the key: HTTP " + status);
+}

@@ -5,7 +5,7 @@
 // element a tap at its centre reaches; signed out, no tab bar; Play opens
 // the player inside the screen.
 //   node layout.mjs BASE TOKEN   -> JSON: {sizes: {"WxH": {problems: [...], ...}}}
-import { drive } from "./harness.mjs";
+import { drive, keySignIn } from "./harness.mjs";
 
 const [base, token] = process.argv.slice(2);
 const SIZES = [[1280, 800], [390, 844]];
@@ -45,15 +45,13 @@ await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stre
     const r = { problems: [] };
     result.sizes[`${w}x${h}`] = r;
     await page.setViewportSize({ width: w, height: h });
-    // Signed out: the key is forgotten on a page of the origin that runs
-    // no script (the web page itself would sign in again meanwhile).
-    await page.goto(base + "/healthz");
-    await page.evaluate(() => localStorage.clear());
+    // Signed out: no session cookie.
+    await page.context().clearCookies();
     await page.goto(base + "/");
+    await page.waitForSelector("#signin-view:not([hidden])");
     r.navShownSignedOut = await page.evaluate(() => getComputedStyle(document.getElementById("nav")).display !== "none");
     r.problems.push(...(await check(page, "sign-in")));
-    await page.fill("#token", token);
-    await page.click("#signin");
+    await keySignIn(page, token);
     await page.waitForSelector("#live.on");
     await page.waitForSelector("#rec-list li[data-status='completed']");
     for (const tab of TABS) {

@@ -11,7 +11,7 @@
 //   node record_tab.mjs BASE TOKEN SCENARIO SECONDS [OFFLINE_AT OFFLINE_S | OUT]
 // Prints JSON: the recording's id, the page's status texts seen, the
 // seconds the REC timer reached.
-import { drive } from "./harness.mjs";
+import { drive, keySignIn } from "./harness.mjs";
 
 const [base, token, scenario, seconds, ...rest] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -29,8 +29,7 @@ await drive(
     await page.setViewportSize({ width: 1280, height: 720 });
     await page.goto(base + "/");
     if (scenario === "fallback") await page.evaluate(() => localStorage.setItem("tapedeck.giveUpMs", "3000"));
-    await page.fill("#token", token);
-    await page.click("#signin");
+    await keySignIn(page, token);
     await page.waitForSelector("#nav:not([hidden])");
     await page.click("#tab-record");
     await page.selectOption("#br-what", scenario === "both" ? "both" : "camera");

@@ -2,13 +2,12 @@
 // refused with the step named, then a scripted recording of PAGE_URL is made
 // and appears in the list as completed, playable.
 // Usage: node webform.mjs BASE_URL TOKEN PAGE_URL  -> prints a JSON result line.
-import { drive } from "./harness.mjs";
+import { drive, keySignIn } from "./harness.mjs";
 
 const [base, token, pageUrl] = process.argv.slice(2);
 await drive([], async (page, result) => {
   await page.goto(base + "/");
-  await page.fill("#token", token);
-  await page.click("#signin");
+  await keySignIn(page, token);
   await page.waitForSelector("#live.on");
   await page.click("#tab-web");
   await page.fill("#web-url", pageUrl);

@@ -92,6 +92,36 @@ pub const API: &[Code] = &[
     ),
     c("link_expired", 403, C, "a share link has expired"),
     c(
+        "session_expired",
+        401,
+        C,
+        "the web page's sign-in ended (expired, signed out, its key revoked)",
+    ),
+    c(
+        "bad_credentials",
+        401,
+        C,
+        "the user name or password is wrong",
+    ),
+    c(
+        "csrf_failed",
+        403,
+        C,
+        "a change made with the session cookie lacked the X-CSRF-Token header, or a cookie WebSocket came from another site",
+    ),
+    c(
+        "too_many_attempts",
+        429,
+        C,
+        "too many wrong passwords for one user name; wait ten minutes",
+    ),
+    c(
+        "oidc_failed",
+        401,
+        C,
+        "signing in with the identity provider failed (refused, cancelled, or its answer did not check out)",
+    ),
+    c(
         "invite_invalid",
         401,
         C,

@@ -20,6 +20,7 @@ pub mod request;
 pub mod room;
 pub mod script;
 pub mod settings;
+pub mod signin;
 pub mod timeline;
 pub mod tour;
 pub mod upload;

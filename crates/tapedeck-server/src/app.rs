@@ -51,6 +51,10 @@ pub struct AppState {
     pub encoder_check: Arc<tokio::sync::Mutex<Option<EncoderCheck>>>,
     /// Open event sockets per user.
     pub sockets: Arc<crate::ws::SocketCounts>,
+    /// Failed password sign-ins per user name.
+    pub signins: Arc<crate::session::Attempts>,
+    /// The identity provider of "Sign in with ..." (`auth.oidc`).
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 /// When the encoders were last checked, and what failed.
@@ -73,6 +77,15 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::health::metrics))
         .route("/v1/openapi.json", get(openapi::document))
         .route("/v1/me", get(api::me))
+        .route(
+            "/v1/session",
+            get(crate::session::get)
+                .post(crate::session::create)
+                .delete(crate::session::delete),
+        )
+        .route("/v1/session/methods", get(crate::session::methods))
+        .route("/v1/session/oidc", get(crate::oidc::start))
+        .route("/v1/session/oidc/callback", get(crate::oidc::callback))
         .route("/v1/recordings", post(api::create).get(api::list))
         .route("/v1/recordings/{id}", get(api::get_one).delete(api::delete))
         .route("/v1/recordings/{id}/share", post(api::share))
@@ -219,6 +232,8 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         share_key: Arc::new(share_key),
         encoder_check: Arc::default(),
         sockets: Arc::default(),
+        signins: Arc::default(),
+        oidc: crate::oidc::Provider::new(&config_auth.oidc).map(Arc::new),
         jwks: (!config_auth.jwks_url.is_empty()).then(|| {
             Arc::new(crate::jwks::Jwks::new(
                 &config_auth.jwks_url,

@@ -1,8 +1,9 @@
 //! Who is calling: API keys (hashed at rest) and HS256 JWTs.
 //!
-//! The token comes from `Authorization: Bearer ...` or, for browsers' media
-//! elements and WebSockets, from `?token=`. Every route but health, metrics,
-//! the web page and signed share links needs one.
+//! The token comes from `Authorization: Bearer ...`, for browsers' media
+//! elements and WebSockets from `?token=`, and for the web page from its
+//! session cookie (`session.rs`). Every route but health, metrics, the web
+//! page, sign-in and signed share links needs one.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -96,6 +97,9 @@ struct Claims {
 
 /// Checks a token and returns the caller.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    if token.starts_with(crate::session::PREFIX) {
+        return crate::session::principal(state, token).await;
+    }
     if token.starts_with(KEY_PREFIX) {
         return match state.repo.find_key(&hash_token(token)).await? {
             Some(k) => Ok(Principal {
@@ -174,6 +178,25 @@ pub fn query_token_allowed(path: &str) -> bool {
     }
 }
 
+/// The credential of a request: its token, and whether it came from the
+/// session cookie (which needs [`crate::session::check_cookie_request`]).
+pub fn credential_of(parts: &Parts) -> Option<(String, bool)> {
+    if let Some(t) = token_of(parts) {
+        return Some((t, false));
+    }
+    crate::session::cookie_of(&parts.headers).map(|t| (t, true))
+}
+
+/// The caller of a request, by [`credential_of`]: a cookie's request is
+/// checked against cross-site use first.
+pub async fn caller_of(state: &AppState, parts: &Parts) -> Result<(Principal, String), ApiError> {
+    let (token, from_cookie) = credential_of(parts).ok_or_else(missing_token)?;
+    if from_cookie {
+        crate::session::check_cookie_request(state, &parts.method, &parts.headers, &token)?;
+    }
+    Ok((authenticate(state, &token).await?, token))
+}
+
 /// The token of a request: bearer header first, then `?token=` where
 /// [`query_token_allowed`].
 pub fn token_of(parts: &Parts) -> Option<String> {
@@ -200,14 +223,14 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = token_of(parts).ok_or_else(missing_token)?;
-        Ok(Self(authenticate(state, &token).await?, token))
+        let (p, token) = caller_of(state, parts).await?;
+        Ok(Self(p, token))
     }
 }
 
 fn missing_token() -> ApiError {
     ApiError::unauthorized(
-        "missing bearer token (?token= is taken only on media, thumbnail, strip and WebSocket routes)",
+        "missing bearer token (?token= is taken only on media, thumbnail, strip and WebSocket routes; the web page signs in with POST /v1/session)",
     )
 }
 
@@ -217,7 +240,6 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = token_of(parts).ok_or_else(missing_token)?;
-        authenticate(state, &token).await
+        Ok(caller_of(state, parts).await?.0)
     }
 }

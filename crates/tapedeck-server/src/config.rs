@@ -240,7 +240,7 @@ pub struct StorageConfig {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// HS256 secret for JWTs (`sub` = user, optional `admin: true`); empty disables JWTs.
@@ -254,6 +254,60 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
     /// With `jwks_url`: the `aud` tokens must carry (empty: not checked).
     pub jwt_audience: String,
+    /// How long a sign-in on the web page lasts, seconds.
+    pub session_ttl_s: u64,
+    /// Sign-in with the company's identity provider (OpenID Connect).
+    pub oidc: OidcConfig,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwt_secret: Secret::default(),
+            share_secret: Secret::default(),
+            jwks_url: String::new(),
+            jwt_issuer: String::new(),
+            jwt_audience: String::new(),
+            session_ttl_s: 7 * 24 * 3600,
+            oidc: OidcConfig::default(),
+        }
+    }
+}
+
+/// `[auth.oidc]`: the web page's "Sign in with ..." (the authorization code
+/// flow with PKCE). Off while `issuer` is empty.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OidcConfig {
+    /// The provider's issuer URL (its discovery document is
+    /// `{issuer}/.well-known/openid-configuration`).
+    pub issuer: String,
+    /// This server's client id at the provider.
+    pub client_id: String,
+    /// Its secret (sent as HTTP Basic); empty for a public client.
+    pub client_secret: Secret,
+    /// What the button says: "Sign in with {name}".
+    pub name: String,
+    /// The scopes asked for.
+    pub scopes: String,
+    /// The ID token claim that is the user name (falls back to `sub`).
+    pub user_claim: String,
+    /// Members of this group (in the `groups` claim) are admins; empty: none.
+    pub admin_group: String,
+}
+
+impl Default for OidcConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: Secret::default(),
+            name: "your company".into(),
+            scopes: "openid profile email".into(),
+            user_claim: "preferred_username".into(),
+            admin_group: String::new(),
+        }
+    }
 }
 
 /// `[limits]`
@@ -531,6 +585,21 @@ impl Config {
         }
         if self.encoder.queue_frames == 0 {
             return bad("encoder.queue_frames must be at least 1");
+        }
+        if self.auth.session_ttl_s < 60 {
+            return bad("auth.session_ttl_s must be at least 60");
+        }
+        let oidc = &self.auth.oidc;
+        if !oidc.issuer.is_empty() {
+            if !(oidc.issuer.starts_with("https://") || oidc.issuer.starts_with("http://")) {
+                return bad("auth.oidc.issuer must be an http(s) URL");
+            }
+            if oidc.client_id.is_empty() {
+                return bad("auth.oidc.issuer needs auth.oidc.client_id");
+            }
+            if !oidc.scopes.split_whitespace().any(|s| s == "openid") {
+                return bad("auth.oidc.scopes must include openid");
+            }
         }
         if let Some(u) = &self.database.url
             && !(u.0.starts_with("sqlite://")

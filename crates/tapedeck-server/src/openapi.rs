@@ -420,12 +420,57 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         }
     });
     let uploads = upload_paths(id);
-    for more in [rooms, uploads] {
+    for more in [rooms, uploads, session_paths()] {
         if let (Some(paths), Some(more)) = (doc["paths"].as_object_mut(), more.as_object()) {
             paths.extend(more.clone());
         }
     }
     doc
+}
+
+/// The web page's sign-in (docs/signin.md): a session cookie, never
+/// needed by programs.
+fn session_paths() -> Value {
+    let session = json!({"type": "object", "required": ["user", "admin", "via", "csrf", "expires_at"], "properties": {
+        "user": {"type": "string"}, "admin": {"type": "boolean"},
+        "via": {"type": "string", "enum": ["password", "api_key", "oidc"]},
+        "csrf": {"type": "string", "description": "send as X-CSRF-Token with every change made with the cookie"},
+        "expires_at": {"type": "string", "format": "date-time"}}});
+    let open = json!({"security": [], "requestBody": {"required": true, "content": {"application/json": {"schema": {"oneOf": [
+        {"type": "object", "required": ["user", "password"], "additionalProperties": false,
+            "properties": {"user": {"type": "string"}, "password": {"type": "string"}}},
+        {"type": "object", "required": ["api_key"], "additionalProperties": false,
+            "properties": {"api_key": {"type": "string", "description": "an API key or a JWT"}}}]}}}}});
+    let answer: Vec<Value> = ["code", "state", "error", "error_description"]
+        .iter()
+        .map(|n| json!({"name": n, "in": "query", "required": false, "schema": {"type": "string"}}))
+        .collect();
+    let redirect = |what: &str| {
+        (
+            "303",
+            json!({"description": what, "headers": {"Location": {"schema": {"type": "string"}}}}),
+        )
+    };
+    json!({
+        "/v1/session": {
+            "get": op("The browser's session (its cookie) and CSRF token; 401 session_expired when it ended", "auth", json_ok("200", "signed in", session.clone()), &[401], json!({"security": []})),
+            "post": op("Sign in (a password, or an API key or JWT): sets the HttpOnly session cookie; 401 bad_credentials, 429 too_many_attempts after 10 wrong passwords for one name in 10 minutes, 403 csrf_failed from another site", "auth",
+                json_ok("200", "signed in; Set-Cookie: tapedeck_session", session), &[400, 401, 403, 429], open),
+            "delete": op("Sign out: the session ends and its cookie goes (with the cookie, X-CSRF-Token is required)", "auth",
+                ("204", json!({"description": "signed out"})), &[403], json!({"security": []}))
+        },
+        "/v1/session/methods": {"get": op("How this server signs people in: password, API key, and the identity provider's name when OpenID Connect is configured", "auth",
+            json_ok("200", "sign-in methods", json!({"type": "object", "required": ["password", "api_key", "oidc"], "properties": {
+                "password": {"type": "boolean"}, "api_key": {"type": "boolean"},
+                "oidc": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}]}}})),
+            &[], json!({"security": []}))},
+        "/v1/session/oidc": {"get": op("Sign in with the identity provider: to its authorization endpoint (code flow, PKCE S256); 404 when not configured", "auth",
+            redirect("to the provider, or back to the sign-in form with signin_error"), &[400, 404], json!({"security": [],
+                "parameters": [{"name": "next", "in": "query", "required": false, "schema": {"type": "string"}, "description": "a path of this server to go to after"}]}))},
+        "/v1/session/oidc/callback": {"get": op("Where the provider sends the browser back: opens a session, or back to the sign-in form with ?signin_error=oidc_failed", "auth",
+            redirect("to `next`, signed in; or to /?signin_error=oidc_failed&why=..."), &[400], json!({"security": [],
+                "parameters": answer}))}
+    })
 }
 
 /// tus 1.0.0 at `/v1/uploads` (docs/uploads.md).

@@ -3,14 +3,21 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-let token = localStorage.getItem("tapedeck.token") || "";
+// The signed-in session ({user, admin, via, csrf}); the browser holds its
+// cookie (HttpOnly: this script never sees it).
+let session = null;
 let events = null;
 const rows = new Map();
+
+// Headers that go with a change: the session's CSRF token.
+function auth() {
+  return session ? { "X-CSRF-Token": session.csrf } : {};
+}
 
 async function api(method, path, body) {
   const r = await fetch(path, {
     method,
-    headers: { Authorization: "Bearer " + token, ...(body ? { "Content-Type": "application/json" } : {}) },
+    headers: { ...(method === "GET" ? {} : auth()), ...(body ? { "Content-Type": "application/json" } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await r.text();
@@ -18,20 +25,21 @@ async function api(method, path, body) {
   try { data = text ? JSON.parse(text) : null; } catch { /* a proxy's HTML page */ }
   if (!r.ok) {
     const err = Words.fail(r.status, data);
-    if (r.status === 401 && token) signedOut(err);
+    if (r.status === 401 && session) signedOut(err);
     throw err;
   }
   return data;
 }
 
-// The key stopped working (revoked, or the server forgot it): back to the
-// sign-in form, saying why.
+// The session ended (expired, signed out elsewhere, its key revoked): back
+// to the sign-in form, saying why.
 function signedOut(err) {
-  localStorage.removeItem("tapedeck.token");
-  token = "";
+  session = null;
   if (events) { events.onclose = null; events.close(); events = null; }
   $("nav").hidden = true;
-  show("signin-view");
+  rows.clear();
+  $("rec-list").replaceChildren();
+  showSignIn();
   Words.show($("signin-error"), err);
 }
 
@@ -48,26 +56,47 @@ function show(view) {
   if (view === "record-view") showLeftovers();
 }
 
-async function signIn(t) {
-  token = t;
-  const me = await api("GET", "/v1/me");
-  localStorage.setItem("tapedeck.token", token);
-  $("user").textContent = me.user + (me.admin ? " (admin)" : "");
+// Signed in: the session the server gave (sign-in, or the cookie's).
+async function enter(s) {
+  session = s;
+  Words.show($("signin-error"), null);
+  $("user").textContent = s.user + (s.admin ? " (admin)" : "");
   $("nav").hidden = false;
+  // Back where a sign-in was asked for (the call page sends people here).
+  const next = new URLSearchParams(location.search).get("next");
+  if (next && next.startsWith("/") && !next.startsWith("//")) { location.href = next; return; }
   show("recordings-view");
   await loadRecordings();
   connectEvents();
 }
 
-function signOut() {
-  localStorage.removeItem("tapedeck.token");
-  token = "";
-  if (events) events.close();
-  location.reload();
+async function signIn(body) {
+  await enter(await api("POST", "/v1/session", body));
 }
 
-function q(path) {
-  return path + (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token);
+async function signOut() {
+  try { await api("DELETE", "/v1/session"); } catch { /* signed out either way */ }
+  signedOut(null);
+  $("signin-note").textContent = "You signed out.";
+}
+
+// The sign-in form: a password, the identity provider if there is one,
+// an API key; and why the last sign-in failed, if the provider said.
+async function showSignIn() {
+  show("signin-view");
+  const m = await fetch("/v1/session/methods").then((r) => r.json()).catch(() => ({}));
+  if (m.oidc) {
+    const next = new URLSearchParams(location.search).get("next") || "/";
+    $("oidc-signin").href = "/v1/session/oidc?next=" + encodeURIComponent(next);
+    $("oidc-signin").textContent = "Sign in with " + m.oidc.name;
+    $("oidc-row").hidden = false;
+  }
+  const q = new URLSearchParams(location.search);
+  if (q.get("signin_error")) {
+    Words.show($("signin-error"), Words.fail(0, { error: { code: q.get("signin_error"), message: q.get("why") || "" } }));
+    q.delete("signin_error"); q.delete("why");
+    history.replaceState(null, "", location.pathname + (q.toString() ? "?" + q : ""));
+  }
 }
 
 function fmtDuration(s) {
@@ -94,7 +123,7 @@ function render(rec) {
   const when = new Date(rec.created_at).toLocaleString();
   li.innerHTML = "";
   const thumb = done ? document.createElement("img") : document.createElement("div");
-  if (done) { thumb.src = q("/v1/recordings/" + rec.id + "/thumbnail"); thumb.alt = "thumbnail"; thumb.className = "thumb"; }
+  if (done) { thumb.src = "/v1/recordings/" + rec.id + "/thumbnail"; thumb.alt = ""; thumb.className = "thumb"; }
   else thumb.className = "thumb-empty";
   const meta = document.createElement("div");
   meta.className = "meta";
@@ -125,7 +154,7 @@ function render(rec) {
     const dl = document.createElement("a");
     dl.textContent = "Download";
     dl.className = "download";
-    dl.href = q("/v1/recordings/" + rec.id + "/media?download=1");
+    dl.href = "/v1/recordings/" + rec.id + "/media?download=1";
     actions.append(play, dl);
     if (rec.tracks && rec.tracks.length) actions.append(trackList(rec));
   }
@@ -191,12 +220,12 @@ async function loadRecordings() {
 
 function connectEvents() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  events = new WebSocket(proto + "//" + location.host + q("/v1/events"));
+  events = new WebSocket(proto + "//" + location.host + "/v1/events");
   events.onopen = () => { $("live").textContent = "live"; $("live").classList.add("on"); };
   events.onclose = () => {
     $("live").textContent = "reconnecting…"; $("live").classList.remove("on");
-    // Closed for good when the key stopped working: api() signs out.
-    if (token) api("GET", "/v1/me").then(() => setTimeout(connectEvents, 2000), () => {});
+    // Closed for good when the session ended: api() signs out.
+    if (session) api("GET", "/v1/session").then(() => setTimeout(connectEvents, 2000), () => {});
   };
   events.onmessage = (m) => {
     const ev = JSON.parse(m.data);
@@ -235,7 +264,7 @@ async function startRecording() {
   const rec = await api("POST", "/v1/recordings", { source: { kind: "frames" }, format: "mp4", preset: "medium", title: "Camera " + new Date().toLocaleString() });
   recId = rec.id;
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  socket = new WebSocket(proto + "//" + location.host + q("/v1/recordings/" + rec.id + "/frames"));
+  socket = new WebSocket(proto + "//" + location.host + "/v1/recordings/" + rec.id + "/frames");
   socket.binaryType = "arraybuffer";
   socket.onmessage = (m) => {
     const p = JSON.parse(m.data);
@@ -282,8 +311,16 @@ async function stopRecording() {
 
 $("signin-form").onsubmit = async (e) => {
   e.preventDefault();
-  $("signin-error").textContent = "";
-  try { await signIn($("token").value.trim()); } catch (err) { Words.show($("signin-error"), err); }
+  $("signin-note").textContent = "";
+  try { await signIn({ user: $("user-name").value.trim(), password: $("password").value }); }
+  catch (err) { Words.show($("signin-error"), err); }
+  $("password").value = "";
+};
+$("key-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("signin-note").textContent = "";
+  try { await signIn({ api_key: $("token").value.trim() }); } catch (err) { Words.show($("signin-error"), err); }
+  $("token").value = "";
 };
 $("signout").onclick = signOut;
 $("tab-recordings").onclick = () => show("recordings-view");
@@ -325,7 +362,7 @@ $("web-form").onsubmit = async (e) => {
 // Escape or Close shuts it), not below the whole list.
 function openPlayer(rec, track) {
   $("player-title").textContent = (rec.title || "Recording") + (track ? " · " + track.title : "");
-  $("player-video").src = q(track ? track.src : "/v1/recordings/" + rec.id + "/media");
+  $("player-video").src = track ? track.src : "/v1/recordings/" + rec.id + "/media";
   $("player").showModal();
   $("player-video").play().catch(() => {});
 }
@@ -387,7 +424,7 @@ async function showLeftovers() {
     send.onclick = async () => {
       send.disabled = true;
       const up = TapedeckRecorder.resume(u, {
-        token, giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,
+        auth, giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,
         onChange: (x) => { label.textContent = `${u.metadata.title} · ${x.state}` + (x.error ? ` (${x.error})` : ""); },
       });
       await up.done;
@@ -455,7 +492,7 @@ async function brStart() {
   $("br-preview").srcObject = stream;
   const title = ({ camera: "Camera", screen: "Screen", both: "Screen and camera" })[what] + " " + new Date().toLocaleString();
   const recorder = TapedeckRecorder.record(stream, {
-    token, title, format: $("br-format").value || undefined,
+    auth, title, format: $("br-format").value || undefined,
     giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,
     onChange: brShow,
   });
@@ -504,7 +541,7 @@ function roomRow(r) {
   sub.className = "sub";
   sub.textContent = ` host ${r.host}` + (r.closed_at ? " · closed" : "");
   li.append(open, sub);
-  if (!r.closed_at && r.host === $("user").textContent.split(" ")[0]) {
+  if (!r.closed_at && session && r.host === session.user) {
     const inv = document.createElement("button");
     inv.className = "link";
     inv.textContent = "Invite a guest";
@@ -541,5 +578,10 @@ $("room-form").onsubmit = async (e) => {
   }
 };
 
-if (token) signIn(token).catch((e) => signedOut(e));
-else show("signin-view");
+// The key an older page kept in this browser is no longer used.
+localStorage.removeItem("tapedeck.token");
+// A session that ended (expired, its key revoked) is said; no session is not.
+api("GET", "/v1/session").then(enter, (e) => {
+  showSignIn();
+  if (e.code === "session_expired") Words.show($("signin-error"), e);
+});

@@ -8,7 +8,9 @@ const $ = (id) => document.getElementById(id);
 const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
 const params = new URLSearchParams(location.search);
 const joinToken = params.get("token");
-let token = joinToken || localStorage.getItem("tapedeck.token") || "";
+// A signed-in user's session (its cookie goes with every request; changes
+// carry its CSRF token). A guest has the join token instead.
+let session = null;
 
 let local = null; // MediaStream of the camera and microphone
 let localReady = null; // settles when the camera and microphone are asked for
@@ -29,7 +31,7 @@ function status(text) {
 async function api(method, path, body) {
   const r = await fetch(path, {
     method,
-    headers: { Authorization: "Bearer " + token, ...(body ? { "Content-Type": "application/json" } : {}) },
+    headers: { ...auth(method), ...(body ? { "Content-Type": "application/json" } : {}) },
     body: body ? JSON.stringify(body) : undefined,
   });
   const text = await r.text();
@@ -62,6 +64,13 @@ function guestName(t) {
   }
 }
 
+// What authenticates a request: a guest's join token, or the session's
+// CSRF token beside its cookie for a change.
+function auth(method) {
+  if (joinToken) return { Authorization: "Bearer " + joinToken };
+  return session && method !== "GET" ? { "X-CSRF-Token": session.csrf } : {};
+}
+
 async function lobby() {
   if (joinToken) {
     const name = guestName(joinToken);
@@ -70,16 +79,17 @@ async function lobby() {
       $("name").disabled = true;
       $("guest-note").hidden = false;
     }
-  } else if (!token) {
-    $("key-row").hidden = false;
   } else {
     try {
-      const meInfo = await api("GET", "/v1/me");
-      $("name").value = meInfo.user;
+      session = await api("GET", "/v1/session");
+      $("name").value = session.user;
       const room = await api("GET", "/v1/rooms/" + roomId).catch(() => null);
       if (room) $("room-name").textContent = room.name;
     } catch {
-      $("key-row").hidden = false;
+      // Neither invited nor signed in: sign in first, then back here.
+      $("signin-link").href = "/?next=" + encodeURIComponent(location.pathname);
+      $("signin-row").hidden = false;
+      $("join").disabled = true;
     }
   }
   await localReady;
@@ -110,10 +120,6 @@ function waitForIce(pc) {
 async function join(ev) {
   ev.preventDefault();
   $("lobby-error").textContent = "";
-  if (!$("key-row").hidden && $("key").value) {
-    token = $("key").value.trim();
-    localStorage.setItem("tapedeck.token", token);
-  }
   $("join").disabled = true;
   // Joining before the devices answered would send nothing.
   await localReady;
@@ -133,7 +139,9 @@ async function join(ev) {
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIce(pc);
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  ws = new WebSocket(`${proto}//${location.host}/v1/rooms/${roomId}/call?token=${encodeURIComponent(token)}`);
+  // A guest's join token in the URL; a user's session cookie goes by itself.
+  const query = joinToken ? "?token=" + encodeURIComponent(joinToken) : "";
+  ws = new WebSocket(`${proto}//${location.host}/v1/rooms/${roomId}/call${query}`);
   ws.onopen = () => ws.send(JSON.stringify({ type: "join", offer: pc.localDescription.sdp, name: $("name").value }));
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
@@ -161,8 +169,8 @@ async function handle(m) {
       document.querySelector(".host-only").hidden = !me.host;
       // Anyone in the call may record it in their browser: a user uploads
       // as themselves, a guest (join token) into this room, as the host's.
-      $("record-here").hidden = !token;
-      if (token && !joinToken) loadRecordings();
+      $("record-here").hidden = !(joinToken || session);
+      if (session) loadRecordings();
       break;
     case "offer": {
       await pc.setRemoteDescription({ type: "offer", sdp: m.sdp });
@@ -308,9 +316,9 @@ function renderRecordings() {
       label.textContent = `${r.title || r.id} · ${Words.status(r.status)}` + (r.duration_s ? ` · ${fmt(r.duration_s)}` : "") +
         (r.tracks && r.tracks.length ? ` · ${r.tracks.length} tracks` : "");
       li.append(label);
-      if (r.status === "completed" && token && !joinToken) {
+      if (r.status === "completed" && session) {
         const a = document.createElement("a");
-        a.href = `/v1/recordings/${r.id}/media?token=${encodeURIComponent(token)}`;
+        a.href = `/v1/recordings/${r.id}/media?download=1`;
         a.textContent = "Download";
         li.append(" ", a);
       }
@@ -391,7 +399,8 @@ function recordHere() {
     })),
   });
   const recorder = TapedeckRecorder.record(composed.stream, {
-    token,
+    token: joinToken || undefined,
+    auth: joinToken ? undefined : () => auth("POST"),
     title: $("room-name").textContent + " (recorded in " + $("name").value + "'s browser)",
     room: roomId,
     giveUpMs: Number(localStorage.getItem("tapedeck.giveUpMs")) || 60000,

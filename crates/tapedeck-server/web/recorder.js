@@ -76,8 +76,10 @@ const TapedeckRecorder = (() => {
 
   class Upload {
     // `saved`: an upload a earlier page left in the store, to finish.
-    constructor({ token, metadata, giveUpMs, onChange, saved }) {
-      this.token = token;
+    // `auth()`: the headers that authenticate a request (the web page's
+    // CSRF token beside its cookie); else `token` as a bearer token.
+    constructor({ token, auth, metadata, giveUpMs, onChange, saved }) {
+      this.auth = auth || (() => ({ Authorization: "Bearer " + token }));
       this.metadata = saved ? saved.metadata : metadata;
       this.giveUpMs = giveUpMs;
       this.onChange = onChange;
@@ -120,7 +122,7 @@ const TapedeckRecorder = (() => {
     }
 
     headers(extra) {
-      return { Authorization: "Bearer " + this.token, "Tus-Resumable": "1.0.0", ...extra };
+      return { ...this.auth(), "Tus-Resumable": "1.0.0", ...extra };
     }
 
     // The next piece to send, from the server's offset: the rest of the
@@ -213,10 +215,12 @@ const TapedeckRecorder = (() => {
           backoff = Math.min(backoff * 2, 4000);
         }
       }
+      // Forgotten by the browser before anyone hears it is done, so a
+      // page that lists what is kept never lists it after.
+      await (await this.store).drop(this.key);
       this.state = "completed";
       this.error = null;
       this.onChange(this);
-      (await this.store).drop(this.key);
     }
 
     fail(message) {
@@ -254,7 +258,8 @@ const TapedeckRecorder = (() => {
     return "";
   }
 
-  // Records `stream` and uploads it as it records. Options: token, title,
+  // Records `stream` and uploads it as it records. Options: token (or
+  // auth, a function giving the request headers), title,
   // room, format, preset, giveUpMs (after stop, how long failing uploads
   // are retried before the file is offered as a download; default 60 s),
   // onChange(state). Returns {stop(), pause(), resume(), state()}.
@@ -268,6 +273,7 @@ const TapedeckRecorder = (() => {
     const changed = () => o.onChange && o.onChange(state());
     const upload = new Upload({
       token: o.token,
+      auth: o.auth,
       giveUpMs: o.giveUpMs ?? 60000,
       metadata: {
         filename: (o.title || "recording").replace(/[^\w .-]+/g, "_") + "." + ext,
@@ -449,10 +455,10 @@ const TapedeckRecorder = (() => {
 
   // Finishes the upload of a leftover (its recording goes on where the
   // server has it, or a new one is made when it was never created).
-  // Options: token, giveUpMs, onChange(upload). Returns the Upload; its
+  // Options: token or auth, giveUpMs, onChange(upload). Returns the Upload; its
   // `done` settles when it completed or failed.
   function resume(saved, o) {
-    return new Upload({ token: o.token, giveUpMs: o.giveUpMs ?? 60000, onChange: o.onChange || (() => {}), saved });
+    return new Upload({ token: o.token, auth: o.auth, giveUpMs: o.giveUpMs ?? 60000, onChange: o.onChange || (() => {}), saved });
   }
 
   // A leftover as one file.

@@ -25,6 +25,11 @@ const Words = (() => {
   // whose message names what to fix (a form field, a script step).
   const errors = {
     unauthorized: "You are signed out, or your key or session is no longer valid. Sign in again.",
+    session_expired: "Your sign-in has ended (it expired, you signed out elsewhere, or its key was revoked). Sign in again.",
+    bad_credentials: "The user name or password is wrong.",
+    too_many_attempts: "Too many wrong passwords for this user. Wait ten minutes and try again.",
+    csrf_failed: "The page was out of date. Reload it and try again.",
+    oidc_failed: (m) => "Signing in with your company's account failed" + (m ? ": " + m : "."),
     not_found: "It is not there any more (deleted, or the link is wrong).",
     not_ready: "It is not ready yet.",
     not_admin: "Only an administrator may do that.",

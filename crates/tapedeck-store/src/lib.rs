@@ -1,6 +1,7 @@
 //! tapedeck's storage, behind two narrow types.
 //!
-//! - [`repo::Repo`]: recordings, API keys and rooms in SQL. One implementation over
+//! - [`repo::Repo`]: recordings, API keys, rooms and accounts (users,
+//!   sessions) in SQL. One implementation over
 //!   sqlx's `Any` driver serves SQLite (the embedded default) and PostgreSQL;
 //!   the same contract test runs on both.
 //! - [`blob::Blobs`]: media and thumbnails as objects, on local disk or in an
@@ -10,6 +11,7 @@
 //! Invariants: object keys are built from validated ids only (never from raw
 //! user input); every query binds its values.
 
+pub mod accounts;
 pub mod blob;
 pub mod repo;
 pub mod rooms;

@@ -128,7 +128,11 @@ impl Repo {
                 .execute(&pool)
                 .await?;
         }
-        for m in MIGRATIONS.iter().chain(crate::rooms::MIGRATIONS) {
+        for m in MIGRATIONS
+            .iter()
+            .chain(crate::rooms::MIGRATIONS)
+            .chain(crate::accounts::MIGRATIONS)
+        {
             sqlx::query(*m).execute(&pool).await?;
         }
         Ok(Self { pool, backend })

@@ -203,6 +203,74 @@ async fn contract(repo: Repo) {
     assert!(repo.revoke_key("key_1").await.unwrap());
     assert_eq!(repo.find_key("hash1").await.unwrap(), None);
     assert!(repo.list_keys().await.unwrap()[0].revoked);
+    accounts_contract(&repo).await;
+}
+
+async fn accounts_contract(repo: &Repo) {
+    use tapedeck_store::accounts::{Session, User};
+    let ann = User {
+        name: "ann".into(),
+        password_hash: "$argon2id$first".into(),
+        admin: false,
+        created_at: 1,
+    };
+    assert!(repo.put_user(&ann, false).await.unwrap());
+    // Creating again does not overwrite; replacing does.
+    let changed = User {
+        password_hash: "$argon2id$second".into(),
+        admin: true,
+        ..ann.clone()
+    };
+    assert!(!repo.put_user(&changed, false).await.unwrap());
+    assert_eq!(repo.user("ann").await.unwrap(), Some(ann.clone()));
+    assert!(repo.put_user(&changed, true).await.unwrap());
+    assert_eq!(repo.user("ann").await.unwrap(), Some(changed.clone()));
+    assert_eq!(repo.user("nobody").await.unwrap(), None);
+    assert_eq!(repo.users().await.unwrap(), [changed]);
+
+    let session = |via: &str, key_id: Option<&str>, expires_at| Session {
+        user: "ann".into(),
+        admin: false,
+        via: via.into(),
+        key_id: key_id.map(String::from),
+        created_at: 10,
+        expires_at,
+    };
+    let by_password = session("password", None, 1_000);
+    repo.create_session("s1", &by_password).await.unwrap();
+    assert_eq!(
+        repo.session("s1", 999).await.unwrap(),
+        Some(by_password.clone())
+    );
+    assert_eq!(repo.session("s1", 1_000).await.unwrap(), None, "expired");
+    assert_eq!(repo.session("s2", 0).await.unwrap(), None);
+    // A session opened with an API key ends when the key is revoked.
+    let key = ApiKey {
+        id: "key_2".into(),
+        user: "ann".into(),
+        admin: false,
+        created_at: 5,
+        revoked: false,
+    };
+    repo.create_key(&key, "hash2").await.unwrap();
+    let by_key = session("api_key", Some("key_2"), 1_000);
+    repo.create_session("s2", &by_key).await.unwrap();
+    assert_eq!(repo.session("s2", 0).await.unwrap(), Some(by_key));
+    repo.revoke_key("key_2").await.unwrap();
+    assert_eq!(repo.session("s2", 0).await.unwrap(), None, "key revoked");
+    // Signing out ends one; a new password or a deleted account ends all.
+    repo.create_session("s3", &session("oidc", None, 5_000))
+        .await
+        .unwrap();
+    repo.end_session("s3").await.unwrap();
+    assert_eq!(repo.session("s3", 0).await.unwrap(), None);
+    repo.create_session("s4", &session("password", None, 5_000))
+        .await
+        .unwrap();
+    assert_eq!(repo.sweep_sessions(2_000).await.unwrap(), 2, "s1 and s2");
+    assert!(repo.delete_user("ann").await.unwrap());
+    assert_eq!(repo.session("s4", 0).await.unwrap(), None);
+    assert_eq!(repo.user("ann").await.unwrap(), None);
 }
 
 #[tokio::test]

@@ -35,6 +35,12 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Manage the web page's local accounts (works on the database directly).
+    Users {
+        /// What to do with accounts.
+        #[command(subcommand)]
+        cmd: UsersCmd,
+    },
     /// Check ffmpeg, the database and storage, and say how to fix what is missing.
     Doctor {
         /// Data folder.
@@ -209,4 +215,43 @@ pub struct ClientArgs {
     /// Bearer token (API key or JWT).
     #[arg(long, env = "TAPEDECK_TOKEN", hide_env_values = true)]
     pub token: String,
+}
+
+/// Account commands. The password is asked for on the terminal (twice),
+/// or read as one line from standard input when that is not a terminal.
+#[derive(Debug, Subcommand)]
+pub enum UsersCmd {
+    /// Create an account.
+    Create {
+        /// The user name (1-64 letters, digits, - _ . @).
+        name: String,
+        /// The account sees every user's recordings.
+        #[arg(long)]
+        admin: bool,
+        /// Data folder.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Set an account's password; its browsers are signed out.
+    Passwd {
+        /// The user name.
+        name: String,
+        /// Data folder.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// List accounts.
+    List {
+        /// Data folder.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Delete an account (its recordings stay); its browsers are signed out.
+    Delete {
+        /// The user name.
+        name: String,
+        /// Data folder.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }

@@ -7,7 +7,9 @@ mod client;
 mod doctor;
 mod record;
 
-pub use args::{Cli, ClientArgs, Cmd, KeysCmd, RecordArgs};
+pub use args::{Cli, ClientArgs, Cmd, KeysCmd, RecordArgs, UsersCmd};
+
+mod users;
 use client::{call, download};
 use doctor::doctor;
 pub use record::record_request;
@@ -85,6 +87,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
             crate::app::serve(config, listener, shutdown_signal()).await
         }
         Cmd::Keys { cmd } => keys(file, cmd).await,
+        Cmd::Users { cmd } => users::run(file, cmd).await,
         Cmd::Doctor { data_dir } => doctor(load_config(file, data_dir)?).await,
         Cmd::Ls {
             client,

@@ -1,5 +1,6 @@
 //! The call page's socket: `GET /v1/rooms/{id}/call` (WebSocket; the token
-//! as `Authorization: Bearer` or `?token=`, a join token or an API key).
+//! as `Authorization: Bearer` or `?token=`, a join token or an API key, or
+//! the web page's session cookie).
 //!
 //! The page sends `join` with its SDP offer (what it sends), answers the
 //! server's offers (the others' tracks it receives), says when its camera
@@ -40,11 +41,18 @@ pub async fn socket(
     upgrade: Result<Upgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     let room_id: RoomId = id.parse()?;
-    let bearer = super::whip::bearer(&headers).or_else(|| {
+    let mut bearer = super::whip::bearer(&headers).or_else(|| {
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
             .find(|(k, _)| k == "token")
             .map(|(_, v)| v.into_owned())
     });
+    // The web page's signed-in user: the session cookie, from this origin only.
+    if bearer.is_none()
+        && let Some(t) = crate::session::cookie_of(&headers)
+    {
+        crate::session::check_cookie_request(&s, &axum::http::Method::GET, &headers, &t)?;
+        bearer = Some(t);
+    }
     let who = caller_of_token(&s, bearer.as_deref(), room_id).await?;
     let room = open_room(&s, &id).await?;
     // Who and where first (401, 404, 409), then whether it is a WebSocket.

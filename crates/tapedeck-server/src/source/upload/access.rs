@@ -33,8 +33,11 @@ impl axum::extract::FromRequestParts<AppState> for Uploader {
         parts: &mut axum::http::request::Parts,
         s: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = crate::auth::token_of(parts)
+        let (token, from_cookie) = crate::auth::credential_of(parts)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        if from_cookie {
+            crate::session::check_cookie_request(s, &parts.method, &parts.headers, &token)?;
+        }
         if crate::room::token::is_join_token(&token) {
             let c = crate::room::token::verify(&s.share_key, &token, crate::now_ms() / 1000)
                 .map_err(|r| r.error())?;
