@@ -1,5 +1,7 @@
-//! What a browser sends to sign in: the body of `POST /v1/session` and its
-//! `Cookie` header. Neither may panic; a cookie found is part of the header.
+//! What the web page sends beyond recordings: the body of `POST
+//! /v1/session`, its `Cookie` header, a new title (`PATCH`) and a list
+//! search (`?q=`). None may panic; a cookie found is part of the header; a
+//! title taken is 1-200 characters.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,7 +9,11 @@ use tapedeck_core::signin;
 
 fuzz_target!(|data: &[u8]| {
     let _ = signin::parse_sign_in(data);
+    if let Ok(t) = tapedeck_core::request::parse_rename(data) {
+        assert!((1..=200).contains(&t.chars().count()));
+    }
     if let Ok(s) = std::str::from_utf8(data) {
+        let _ = tapedeck_core::request::parse_search(s);
         if let Some(v) = signin::cookie([s], "tapedeck_session") {
             assert!(s.contains(v));
         }

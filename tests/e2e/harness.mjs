@@ -46,3 +46,32 @@ export async function sessionFor(page, base, key) {
   }, key);
   if (status !== 200) throw new Error("signing in with the key: HTTP " + status);
 }
+
+// Problems with the page as it stands: overflow and controls out of reach.
+export async function layoutProblems(page, where) {
+  return page.evaluate((where) => {
+    const out = [];
+    const doc = document.documentElement;
+    if (doc.scrollWidth > doc.clientWidth) out.push(`${where}: scrolls sideways (${doc.scrollWidth} > ${doc.clientWidth})`);
+    const view = [...document.querySelectorAll("main > section, main > article")].find((s) => !s.hidden) || document.body;
+    const controls = [...document.querySelectorAll("header button, header a"), ...view.querySelectorAll("button, a, input, select, textarea")];
+    for (const el of controls) {
+      const r = el.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue; // not shown
+      const name = `${el.tagName.toLowerCase()}#${el.id || ""}${el.className ? "." + el.className : ""} "${(el.textContent || el.value || "").trim().slice(0, 30)}"`;
+      if (r.left < -1 || r.right > doc.clientWidth + 1) {
+        out.push(`${where}: ${name} is outside the screen's width (${Math.round(r.left)}..${Math.round(r.right)})`);
+        continue;
+      }
+      el.scrollIntoView({ block: "center", inline: "nearest" });
+      const c = el.getBoundingClientRect();
+      const hit = document.elementFromPoint(c.left + c.width / 2, c.top + c.height / 2);
+      if (!hit || !(hit === el || el.contains(hit) || hit.contains(el) || (el.tagName === "INPUT" && hit.closest("label")?.contains(el)))) {
+        out.push(`${where}: ${name} is covered by ${hit ? hit.tagName.toLowerCase() + "#" + hit.id : "nothing"}`);
+      }
+    }
+    window.scrollTo(0, 0);
+    return out;
+  }, where);
+}
+

@@ -5,39 +5,11 @@
 // element a tap at its centre reaches; signed out, no tab bar; Play opens
 // the player inside the screen.
 //   node layout.mjs BASE TOKEN   -> JSON: {sizes: {"WxH": {problems: [...], ...}}}
-import { drive, keySignIn } from "./harness.mjs";
+import { drive, keySignIn, layoutProblems as check } from "./harness.mjs";
 
 const [base, token] = process.argv.slice(2);
 const SIZES = [[1280, 800], [390, 844]];
 const TABS = ["tab-recordings", "tab-record", "tab-camera", "tab-web", "tab-calls"];
-
-// Problems with the page as it stands: overflow and controls out of reach.
-async function check(page, where) {
-  return page.evaluate((where) => {
-    const out = [];
-    const doc = document.documentElement;
-    if (doc.scrollWidth > doc.clientWidth) out.push(`${where}: scrolls sideways (${doc.scrollWidth} > ${doc.clientWidth})`);
-    const view = [...document.querySelectorAll("main > section")].find((s) => !s.hidden) || document.body;
-    const controls = [...document.querySelectorAll("header button, header a"), ...view.querySelectorAll("button, a, input, select, textarea")];
-    for (const el of controls) {
-      const r = el.getBoundingClientRect();
-      if (r.width === 0 && r.height === 0) continue; // not shown
-      const name = `${el.tagName.toLowerCase()}#${el.id || ""}${el.className ? "." + el.className : ""} "${(el.textContent || el.value || "").trim().slice(0, 30)}"`;
-      if (r.left < -1 || r.right > doc.clientWidth + 1) {
-        out.push(`${where}: ${name} is outside the screen's width (${Math.round(r.left)}..${Math.round(r.right)})`);
-        continue;
-      }
-      el.scrollIntoView({ block: "center", inline: "nearest" });
-      const c = el.getBoundingClientRect();
-      const hit = document.elementFromPoint(c.left + c.width / 2, c.top + c.height / 2);
-      if (!hit || !(hit === el || el.contains(hit) || hit.contains(el) || (el.tagName === "INPUT" && hit.closest("label")?.contains(el)))) {
-        out.push(`${where}: ${name} is covered by ${hit ? hit.tagName.toLowerCase() + "#" + hit.id : "nothing"}`);
-      }
-    }
-    window.scrollTo(0, 0);
-    return out;
-  }, where);
-}
 
 await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"], async (page, result) => {
   result.sizes = {};

@@ -252,13 +252,17 @@ pub struct Player {
     ripples: Vec<(f64, f64, u64)>,
     hold_until: Option<u64>,
     stop_at: Option<u64>,
+    /// Frames the script's own steps take (`Script::nominal_ms`).
+    nominal: u64,
 }
 
 impl Player {
     /// A player for `script` at `fps` in a `width`x`height` CSS pixel viewport.
     pub fn new(script: Script, fps: u32, width: u32, height: u32) -> Self {
         let viewport = (f64::from(width), f64::from(height));
+        let nominal = script.nominal_ms() * u64::from(fps.max(1)) / 1000;
         Self {
+            nominal,
             steps: script.0,
             fps: fps.max(1),
             viewport,
@@ -285,6 +289,16 @@ impl Player {
     /// Frames rendered so far.
     pub fn frames(&self) -> u64 {
         self.frame
+    }
+
+    /// Frames the video is planned to have, for progress: its exact length
+    /// when set, else what the script's steps take (moves the player adds
+    /// come on top, so never fewer than rendered so far).
+    pub fn planned_frames(&self) -> u64 {
+        self.hold_until
+            .unwrap_or(self.nominal)
+            .max(self.frame)
+            .max(1)
     }
 
     /// Number of frames for a duration (at least one for a non-zero one).

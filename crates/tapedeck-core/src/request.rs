@@ -205,6 +205,28 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_new_title_is_one_to_two_hundred_characters() {
+        assert_eq!(parse_rename(br#"{"title": "  Demo  "}"#).unwrap(), "Demo");
+        for bad in [
+            &br#"{"title": "   "}"#[..],
+            br#"{"title": 5}"#,
+            br#"{"title": "x", "owner": "bob"}"#,
+            b"{}",
+        ] {
+            assert!(
+                parse_rename(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let long = format!(r#"{{"title": "{}"}}"#, "x".repeat(201));
+        assert!(parse_rename(long.as_bytes()).is_err());
+        assert_eq!(parse_search(" Demo ").unwrap(), "demo");
+        assert!(parse_search("  ").is_err());
+        assert!(parse_search(&"x".repeat(101)).is_err());
+    }
+
     use super::*;
     use crate::ErrorCode;
     use proptest::prelude::*;
@@ -312,4 +334,33 @@ mod tests {
             let _ = parse_create(&body);
         }
     }
+}
+
+/// `PATCH /v1/recordings/{id}`: a new title.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    title: String,
+}
+
+/// Parses `{"title": "..."}` (1-200 characters, not only spaces); the
+/// title trimmed.
+pub fn parse_rename(body: &[u8]) -> Result<String, RequestError> {
+    let r: Rename = parse_json(body)?;
+    let title = r.title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(RequestError::Shape(
+            "title: must be 1 to 200 characters".into(),
+        ));
+    }
+    Ok(title.to_string())
+}
+
+/// A list search (`?q=`): 1-100 characters, matched without case.
+pub fn parse_search(q: &str) -> Result<String, RequestError> {
+    let q = q.trim();
+    if q.is_empty() || q.chars().count() > 100 {
+        return Err(RequestError::Shape("q: must be 1 to 100 characters".into()));
+    }
+    Ok(q.to_lowercase())
 }

@@ -168,6 +168,7 @@ pub async fn list(
         limit: 50,
         ..Default::default()
     };
+    let mut search = None;
     for (k, v) in &q {
         match k.as_str() {
             "status" => {
@@ -183,6 +184,7 @@ pub async fn list(
             "limit" => f.limit = page_limit(v)?,
             "cursor" => f.before = Some(v.parse()?),
             "owner" if p.admin => f.owner = Some(v.clone()),
+            "q" => search = Some(tapedeck_core::request::parse_search(v)?),
             "token" => {}
             other => {
                 return Err(ApiError::bad_request(
@@ -192,13 +194,20 @@ pub async fn list(
             }
         }
     }
-    let mut recs = s.repo.list(&f).await?;
+    let (mut recs, next) = match search {
+        Some(q) => crate::library::search(&s, f, &q).await?,
+        None => {
+            let recs = s.repo.list(&f).await?;
+            let next = (recs.len() as u32 == f.limit)
+                .then(|| recs.last().map(|r| r.id))
+                .flatten();
+            (recs, next)
+        }
+    };
     for r in recs.iter_mut().filter(|r| r.status == Status::Pending) {
         r.queue_position = s.supervisor.queue_position(r.id);
     }
-    let next = (recs.len() as u32 == f.limit)
-        .then(|| recs.last().map(|r| r.id.to_string()))
-        .flatten();
+    let next = next.map(|id| id.to_string());
     Ok(Json(json!({"recordings": recs, "next_cursor": next})))
 }
 
@@ -470,25 +479,27 @@ pub async fn share(
         None => s.config.storage.share_ttl_s.clamp(1, MAX_SHARE_S),
     };
     let exp_ms = now_ms() + ttl as i64 * 1000;
+    let exp = exp_ms / 1000;
+    let sig = share_sig(&s.share_key, &rec.id.to_string(), exp);
+    // The viewer page (title, player, download) for the link's holder.
+    let page_url = format!("{}/s/{}?exp={exp}&sig={sig}", s.config.public_url(), rec.id);
     let url = match s
         .blobs
         .presign_get(&rec.media_key(), Duration::from_secs(ttl))
         .await?
     {
         Some(u) => u.to_string(),
-        None => {
-            let exp = exp_ms / 1000;
-            let id = rec.id.to_string();
-            format!(
-                "{}/v1/shared/{id}?exp={exp}&sig={}",
-                s.config.public_url(),
-                share_sig(&s.share_key, &id, exp)
-            )
-        }
+        None => format!(
+            "{}/v1/shared/{}?exp={exp}&sig={sig}",
+            s.config.public_url(),
+            rec.id
+        ),
     };
-    Ok(Json(
-        json!({"url": url, "expires_at": tapedeck_core::recording::time_ms::format(exp_ms)}),
-    ))
+    Ok(Json(json!({
+        "url": url,
+        "page_url": page_url,
+        "expires_at": tapedeck_core::recording::time_ms::format(exp_ms),
+    })))
 }
 
 /// `GET /v1/shared/{id}?exp=&sig=`: a signed, expiring download; no token needed.
@@ -499,11 +510,21 @@ pub async fn shared(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rid: RecordingId = id.parse()?;
-    check_signed(&q, "link", |exp| {
-        share_sig(&s.share_key, &rid.to_string(), exp)
-    })?;
+    check_share(&s, &rid, &q)?;
     let rec = s.repo.get(rid).await?.ok_or_else(ApiError::not_found)?;
     ensure_completed(&rec)?;
-    let name = Some(format!("{}.{}", rec.id, rec.format.extension()));
+    // Played in the viewer page; `?download=1` saves it under its title.
+    let name = q.contains_key("download").then(|| rec.download_name());
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
+}
+
+/// Checks a share link's `exp` and `sig` for recording `id`.
+pub(crate) fn check_share(
+    s: &AppState,
+    id: &RecordingId,
+    q: &HashMap<String, String>,
+) -> Result<(), ApiError> {
+    check_signed(q, "link", |exp| {
+        share_sig(&s.share_key, &id.to_string(), exp)
+    })
 }

@@ -72,6 +72,10 @@ pub fn router(state: AppState) -> Router {
         .route("/call.js", get(ui::call_script))
         .route("/recorder.js", get(ui::recorder_script))
         .route("/words.js", get(ui::words_script))
+        .route("/r/{id}", get(ui::watch))
+        .route("/watch.js", get(ui::watch_script))
+        .route("/s/{id}", get(ui::shared))
+        .route("/shared.js", get(ui::shared_script))
         .route("/healthz", get(crate::health::healthz))
         .route("/readyz", get(crate::health::readyz))
         .route("/metrics", get(crate::health::metrics))
@@ -87,7 +91,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/session/oidc", get(crate::oidc::start))
         .route("/v1/session/oidc/callback", get(crate::oidc::callback))
         .route("/v1/recordings", post(api::create).get(api::list))
-        .route("/v1/recordings/{id}", get(api::get_one).delete(api::delete))
+        .route(
+            "/v1/recordings/{id}",
+            get(api::get_one)
+                .delete(api::delete)
+                .patch(crate::library::rename),
+        )
         .route("/v1/recordings/{id}/share", post(api::share))
         .route("/v1/admin/recordings/{id}/retry", post(api::retry_store))
         .route(
@@ -140,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/events", get(ws::events))
         .route("/v1/shared/{id}", get(api::shared))
+        .route("/v1/shared/{id}/info", get(crate::library::shared_info))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::map_response(json_too_large))

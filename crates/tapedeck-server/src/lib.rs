@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod jwks;
+pub mod library;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;

@@ -245,6 +245,7 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
 /// The document, for a server with `rtc`'s room limits.
 pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
     let id = id_param();
+    let id_one = id[0].clone();
     let action = |what: &str, after: &str| {
         op(
             what,
@@ -301,7 +302,8 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
                 "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
                 "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"},
-                "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "the share done of a job after stop (a room's grid composite)"}}},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "the share done of a job after stop (a room's grid composite)"},
+                "frames_planned": {"type": "integer", "minimum": 1, "description": "a web recording: the frames its script is planned to take (progress: frames_written of this)"}}},
             "media": {"type": ["object", "null"], "properties": {"container": {"type": "string"}, "video_codec": {"type": "string"},
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
@@ -368,18 +370,22 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                     {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
                     {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["frames", "web", "room", "upload"]}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
-                    {"name": "cursor", "in": "query", "schema": {"$ref": "#/components/schemas/Id"}, "description": "next_cursor of the previous page"}]}))
+                    {"name": "cursor", "in": "query", "schema": {"$ref": "#/components/schemas/Id"}, "description": "next_cursor of the previous page"},
+                    {"name": "q", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "\\S"}, "description": "search, without case, in the title, the kind (frames, web, room, upload, or as the page names it) and the metadata's keys and values; reads at most 2000 recordings per request, next_cursor goes on"}]}))
             },
             "/v1/recordings/{id}": {
                 "get": op("Get a recording (live stats while it records); a room recording is seen by everyone in the room", "recordings", json_ok("200", "the recording", recording()), &[400, 404], json!({"parameters": id})),
-                "delete": op("Delete a recording, its media and thumbnails (not while it records: 409; a room's participant: 403 not_room_host)", "recordings", ("204", json!({"description": "deleted"})), &[400, 403, 404, 409], json!({"parameters": id}))
+                "delete": op("Delete a recording, its media and thumbnails (not while it records: 409; a room's participant: 403 not_room_host)", "recordings", ("204", json!({"description": "deleted"})), &[400, 403, 404, 409], json!({"parameters": id})),
+                "patch": op("Rename a recording that has ended (409 not_ready while it runs); emits recording.updated", "recordings", json_ok("200", "the recording", recording()), &[400, 403, 404, 409], json!({"parameters": id,
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["title"], "additionalProperties": false,
+                        "properties": {"title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}}}}}}}))
             },
             "/v1/recordings/{id}/pause": {"post": action("Pause (no gap in the output)", "pause")},
             "/v1/recordings/{id}/resume": {"post": action("Resume", "resume")},
             "/v1/recordings/{id}/stop": {"post": action("Stop and process", "stop")},
             "/v1/recordings/{id}/cancel": {"post": action("Cancel and discard", "cancel")},
             "/v1/recordings/{id}/share": {"post": op("A signed, expiring download URL (presigned on S3); 409 until the recording is completed", "recordings",
-                json_ok("200", "the link", json!({"type": "object", "required": ["url", "expires_at"], "properties": {"url": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}})),
+                json_ok("200", "the link", json!({"type": "object", "required": ["url", "page_url", "expires_at"], "properties": {"url": {"type": "string", "description": "the media itself"}, "page_url": {"type": "string", "description": "a page that plays it (title, player, download) for whoever holds the link"}, "expires_at": {"type": "string", "format": "date-time"}}})),
                 &[400, 404, 409], json!({"parameters": id,
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false,
                     "properties": {"expires_in_s": {"type": ["integer", "null"], "minimum": 1, "maximum": crate::api::MAX_SHARE_S, "description": "default storage.share_ttl_s"}}}}}}}))},
@@ -402,10 +408,19 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 404, 409], json!({"parameters": id}))},
             "/v1/events": {"get": op("WebSocket of the caller's recording events; 400 not_websocket without an upgrade; 429 too_many_sockets past limits.max_event_sockets_per_user open at once", "events", ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 429], json!({}))},
             "/v1/me": {"get": op("The caller", "auth", json_ok("200", "who the token belongs to", json!({"type": "object", "required": ["user", "admin"], "properties": {"user": {"type": "string"}, "admin": {"type": "boolean"}}})), &[], json!({}))},
+            "/v1/shared/{id}/info": {"get": op("What a share link's viewer shows: title, length, picture size, dates; no token", "media",
+                json_ok("200", "the shared recording", json!({"type": "object", "required": ["id", "title", "created_at", "duration_s", "width", "height", "format", "expires_at"], "properties": {
+                    "id": {"type": "string"}, "title": {"type": ["string", "null"]}, "created_at": {"type": "string", "format": "date-time"},
+                    "duration_s": {"type": ["number", "null"]}, "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]},
+                    "format": {"type": "string"}, "expires_at": {"type": "string", "format": "date-time"}}})),
+                &[400, 403, 404], json!({"security": [], "parameters": [id_one,
+                    {"name": "exp", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}, "description": "expiry, Unix seconds"},
+                    {"name": "sig", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "description": "HMAC-SHA256 of the id and exp"}]}))},
             "/v1/shared/{id}": {"get": op("Download through a share link; no token", "media", media_ok, &[400, 403, 404, 409, 416], json!({"security": [],
                 "parameters": download_params(json!([
                     {"name": "exp", "in": "query", "required": true, "schema": {"type": "integer", "minimum": 0}, "description": "expiry, Unix seconds"},
                     {"name": "sig", "in": "query", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}, "description": "HMAC-SHA256 of the id and exp"},
+                    {"name": "download", "in": "query", "schema": {"type": "string"}, "description": "saved under the recording's title (Content-Disposition)"},
                     range[0]])), "responses": partial(MEDIA_TYPES)}))},
             "/v1/openapi.json": {"get": op("This document", "meta", typed_ok("200", "OpenAPI 3.1", &["application/json"]), &[], json!({"security": []}))},
             "/healthz": {"get": op("Liveness", "meta", typed_ok("200", "ok", &["text/plain"]), &[], json!({"security": []}))},

@@ -46,6 +46,31 @@ pub async fn recorder_script() -> Response {
     asset(JS, include_str!("../web/recorder.js"))
 }
 
+/// `GET /r/{id}`: the watch page of one recording (read by its script).
+pub async fn watch() -> Html<&'static str> {
+    Html(include_str!("../web/watch.html"))
+}
+
+/// `GET /watch.js`.
+pub async fn watch_script() -> Response {
+    asset(JS, include_str!("../web/watch.js"))
+}
+
+/// `GET /s/{id}?exp=&sig=`: the public viewer of a share link.
+pub async fn shared() -> Response {
+    // The link's signature is in its address: it is not sent on to others.
+    (
+        [(header::REFERRER_POLICY, "no-referrer")],
+        Html(include_str!("../web/shared.html")),
+    )
+        .into_response()
+}
+
+/// `GET /shared.js`.
+pub async fn shared_script() -> Response {
+    asset(JS, include_str!("../web/shared.js"))
+}
+
 /// `GET /words.js`: every word the pages show about the server's state.
 pub async fn words_script() -> Response {
     asset(JS, WORDS)
@@ -56,6 +81,21 @@ pub const WORDS: &str = include_str!("../web/words.js");
 
 #[cfg(test)]
 mod tests {
+    /// The page names kinds as the server does when it searches.
+    #[test]
+    fn the_pages_kinds_are_the_servers_labels() {
+        use tapedeck_core::recording::SourceKind;
+        for k in [
+            SourceKind::Frames,
+            SourceKind::Web,
+            SourceKind::Room,
+            SourceKind::Upload,
+        ] {
+            let line = format!("{}: \"{}\",", k.as_str(), k.label());
+            assert!(super::WORDS.contains(&line), "words.js lacks {line}");
+        }
+    }
+
     /// Every error code the pages put in words is one the server has: a
     /// renamed code would leave a sentence nobody sees.
     #[test]

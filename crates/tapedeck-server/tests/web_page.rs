@@ -6,7 +6,6 @@
 
 mod support;
 
-use base64::Engine;
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -14,60 +13,11 @@ async fn every_tab_fits_a_phone_and_a_desktop() {
     let s = start(|_| {}).await;
     let key = s.key("ann", false).await;
     // A completed recording to list and play, and a room to list.
-    let file = lavfi(
-        &s.data,
-        "standup.webm",
-        "testsrc2=s=640x360:r=30",
-        &["-t", "2", "-c:v", "libvpx", "-b:v", "500k"],
-    );
-    let bytes = std::fs::read(&file).unwrap();
-    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
-    let r = tus_request(
-        &s.base,
-        &key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", bytes.len().to_string()),
-            (
-                "Upload-Metadata",
-                format!(
-                    "filename {},title {}",
-                    b64("standup.webm"),
-                    b64("Weekly standup: notes")
-                ),
-            ),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
-        bytes.clone(),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let id = header(&r, "location")
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
-    s.wait_status(&key, &id, "completed").await;
+    completed_upload(&s, &key, "Weekly standup: notes").await;
     support::rooms::new_room(&s, &key).await;
     // An upload whose browser went away after its first kilobyte.
-    let r = tus_request(
-        &s.base,
-        &key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", bytes.len().to_string()),
-            (
-                "Upload-Metadata",
-                format!("filename {},title {}", b64("cut.webm"), b64("Cut short")),
-            ),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
-        bytes[..1000].to_vec(),
-    )
-    .await;
-    assert_eq!(r.status(), 201);
+    let bytes = std::fs::read(s.data.join("two-seconds.webm")).unwrap();
+    upload_titled(&s, &key, "Cut short", &bytes, 1000).await;
 
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("web-page");
     std::fs::create_dir_all(&shots).unwrap();

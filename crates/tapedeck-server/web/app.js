@@ -110,15 +110,19 @@ function fmtSize(b) {
   return b > 1e6 ? (b / 1e6).toFixed(1) + " MB" : (b / 1e3).toFixed(0) + " kB";
 }
 
-function render(rec) {
+// Shows `rec` in the list: a new one on top (or at the end, for an older
+// page of the list); while a search runs, only the rows it found change.
+function render(rec, atEnd) {
   let li = rows.get(rec.id);
   if (!li) {
+    if (search && !atEnd) return;
     li = document.createElement("li");
     li.dataset.id = rec.id;
     rows.set(rec.id, li);
-    $("rec-list").prepend(li);
+    if (atEnd) $("rec-list").append(li); else $("rec-list").prepend(li);
   }
   li.dataset.status = rec.status;
+  li.dataset.kind = rec.source.kind;
   const done = rec.status === "completed";
   const when = new Date(rec.created_at).toLocaleString();
   li.innerHTML = "";
@@ -127,9 +131,10 @@ function render(rec) {
   else thumb.className = "thumb-empty";
   const meta = document.createElement("div");
   meta.className = "meta";
-  const title = document.createElement("div");
+  const title = document.createElement("a");
   title.className = "title";
-  title.textContent = rec.title || rec.id;
+  title.href = "/r/" + rec.id;
+  title.textContent = rec.title || "Untitled recording";
   const sub = document.createElement("div");
   sub.className = "sub";
   const st = document.createElement("span");
@@ -137,6 +142,19 @@ function render(rec) {
   st.textContent = Words.status(rec.status);
   const parts = [Words.kind(rec.source.kind), rec.format && rec.format.toUpperCase(), when, fmtDuration(rec.duration_s), fmtSize(rec.size_bytes)].filter(Boolean);
   sub.append(st, " " + parts.join(" · "));
+  const planned = rec.stats && rec.stats.frames_planned;
+  if (planned && ["recording", "paused"].includes(rec.status)) {
+    const p = document.createElement("div");
+    p.className = "progress";
+    const bar = document.createElement("progress");
+    const done = Math.min(rec.stats.frames_written || 0, planned);
+    bar.max = planned; bar.value = done;
+    const spent = (Date.now() - Date.parse(rec.started_at || rec.created_at)) / 1000;
+    const text = document.createElement("span");
+    text.textContent = Words.progress(done, planned, spent, done > 0 ? spent * (planned - done) / done : null);
+    p.append(bar, " ", text);
+    sub.append(p);
+  }
   if (rec.error) {
     const e = document.createElement("div");
     e.className = "error";
@@ -212,11 +230,45 @@ function remove(id) {
   $("empty").hidden = rows.size > 0;
 }
 
-async function loadRecordings() {
-  const data = await api("GET", "/v1/recordings?limit=100");
-  for (const rec of data.recordings.reverse()) render(rec);
+// The list, a page at a time (newest first), of everything or of what
+// the search finds.
+let search = "";
+let cursor = null;
+let listing = 0; // the newest list request: answers to older ones are dropped
+async function loadRecordings(more) {
+  const mine = ++listing;
+  const q = new URLSearchParams({ limit: "50" });
+  if (search) q.set("q", search);
+  if (more && cursor) q.set("cursor", cursor);
+  const data = await api("GET", "/v1/recordings?" + q);
+  if (mine !== listing) return;
+  if (!more) { rows.clear(); $("rec-list").replaceChildren(); }
+  for (const rec of data.recordings) render(rec, true);
+  cursor = data.next_cursor;
+  $("more").hidden = !cursor;
   $("empty").hidden = rows.size > 0;
+  $("empty").textContent = search ? "No recording matches “" + search + "”." :
+    "No recordings yet. Make one in the Record, Live camera, Web page or Calls tab.";
 }
+
+let searchTimer = null;
+$("search").addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    search = $("search").value.trim();
+    loadRecordings(false).catch((e) => Words.show($("list-error"), e));
+  }, 300);
+});
+$("more").onclick = () => loadRecordings(true).catch((e) => Words.show($("list-error"), e));
+
+// A web recording's progress moves between events: its row is asked for
+// again while it renders.
+setInterval(() => {
+  if (!session) return;
+  for (const li of $("rec-list").querySelectorAll('li[data-kind="web"][data-status="recording"]')) {
+    api("GET", "/v1/recordings/" + li.dataset.id).then((r) => render(r), () => {});
+  }
+}, 2000);
 
 function connectEvents() {
   const proto = location.protocol === "https:" ? "wss:" : "ws:";

@@ -102,6 +102,13 @@ const Words = (() => {
       return { text, details: [code, message].filter(Boolean).join(": ") };
     },
     connection: (state) => connection[state] ?? state,
+    // A render's progress: frames done of planned, time spent and left.
+    progress(done, planned, spentS, leftS) {
+      const clock = (s) => { s = Math.max(0, Math.round(s)); return Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0"); };
+      const pct = planned ? Math.floor((100 * done) / planned) : 0;
+      return `${pct}% · frame ${done} of ${planned} · ${clock(spentS)} so far` +
+        (leftS == null ? "" : ` · about ${clock(leftS)} left`);
+    },
     // Why a call ended for this page, as its heading says it.
     ended: (reason) => ends[reason] || "The call ended for you.",
     // The failure of a request, given what the server answered.

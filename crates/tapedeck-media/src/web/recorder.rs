@@ -107,6 +107,8 @@ pub struct WebOptions {
 pub struct WebReport {
     /// Output frames.
     pub frames: u64,
+    /// Frames the video is planned to have (progress: `frames` of this).
+    pub planned: u64,
     /// Frames captured from the page.
     pub captured: u64,
     /// Frames the page changed in.
@@ -464,6 +466,7 @@ async fn run(
             }
         }
         report.frames = plan.index + 1;
+        report.planned = player.planned_frames();
         report.video_s = report.frames as f64 / f64::from(fps);
         report.wall_s = (started.elapsed() - paused_for).as_secs_f64();
         on_frame(&report);

@@ -111,6 +111,8 @@ pub struct Meter {
     pub last_error: Mutex<Option<String>>,
     /// The share done of a job after stop (a room's grid).
     pub progress: Mutex<Option<f64>>,
+    /// Frames a web recording is planned to have (0: not known).
+    pub planned: AtomicU64,
 }
 
 impl Meter {
@@ -133,7 +135,13 @@ impl Meter {
             processing_s: 0.0,
             realtime_factor: None,
             progress: *self.progress.lock().unwrap_or_else(|e| e.into_inner()),
+            frames_planned: Some(self.planned.load(Ordering::Relaxed)).filter(|&n| n > 0),
         }
+    }
+
+    /// Sets the frames a web recording is planned to have.
+    pub fn set_planned(&self, frames: u64) {
+        self.planned.store(frames, Ordering::Relaxed);
     }
 
     /// Sets the share done of a job after stop.

@@ -492,3 +492,52 @@ pub fn lavfi(dir: &std::path::Path, name: &str, source: &str, extra: &[&str]) ->
     assert!(r.status.success(), "{r:?}");
     p.display().to_string()
 }
+
+/// Starts a tus upload of `bytes` (all of them, or the first `sent`)
+/// titled `title`; its recording id.
+pub async fn upload_titled(
+    s: &Server,
+    key: &str,
+    title: &str,
+    bytes: &[u8],
+    sent: usize,
+) -> String {
+    use base64::Engine;
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let r = tus_request(
+        &s.base,
+        key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!("filename {},title {}", b64("clip.webm"), b64(title)),
+            ),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes[..sent].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    header(&r, "location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// A 2 s 640x360 VP8 WebM uploaded whole and completed, titled `title`.
+pub async fn completed_upload(s: &Server, key: &str, title: &str) -> String {
+    let file = lavfi(
+        &s.data,
+        "two-seconds.webm",
+        "testsrc2=s=640x360:r=30",
+        &["-t", "2", "-c:v", "libvpx", "-b:v", "500k"],
+    );
+    let bytes = std::fs::read(&file).unwrap();
+    let id = upload_titled(s, key, title, &bytes, bytes.len()).await;
+    s.wait_status(key, &id, "completed").await;
+    id
+}

@@ -79,6 +79,7 @@ impl WebRecording {
             meter: ctx.meter.clone(),
         };
         let events = ctx.events.clone();
+        let planned = ctx.meter.clone();
         let task = tokio::spawn(async move {
             let r = tapedeck_media::web::record(
                 &opts,
@@ -88,7 +89,7 @@ impl WebRecording {
                 v.fps,
                 ctl_rx,
                 &mut sink,
-                &mut |_| {},
+                &mut |report| planned.set_planned(report.planned),
             )
             .await;
             let _ = events
