@@ -87,6 +87,14 @@ await drive(
     await host.click(`#room-list a[href="/call/${room}"]`);
     await host.waitForURL(`**/call/${room}`);
     await waitFor(host, "host's name filled in", () => document.getElementById("name").value !== "");
+    // The lobby: camera and microphone pickers, and the microphone's level.
+    await waitFor(host, "the devices listed", () => document.querySelectorAll("#cam-select option").length > 0 &&
+      document.querySelectorAll("#mic-select option").length > 0);
+    result.devices = await host.evaluate(() => ({
+      cameras: document.querySelectorAll("#cam-select option").length,
+      mics: document.querySelectorAll("#mic-select option").length,
+    }));
+    await waitFor(host, "the microphone meter moves", () => document.getElementById("mic-level").value > 0, undefined, 10000);
     await host.fill("#name", "Ann (host)");
     await host.click("#join");
     await waitFor(host, "host in the call", () => document.querySelectorAll("#tiles .tile").length === 1);
@@ -107,6 +115,35 @@ await drive(
     await waitFor(host, "host sees the guest", remotePlays);
     await waitFor(guest, "guest sees the host", remotePlays);
     await waitFor(host, "host sees Record", () => !document.querySelector(".host-only").hidden);
+    // The people list, and who speaks (the fake microphone beeps).
+    await waitFor(host, "the guest is heard speaking", () =>
+      [...document.querySelectorAll("#people-list li.speaking")].some((li) => li.textContent.includes("Bob")));
+    result.people = await host.$$eval("#people-list li", (l) => l.map((x) => x.textContent));
+    // Tiles share the window and grow with it; the controls stay in view.
+    result.tileWidth1280 = await host.evaluate(() => document.querySelector("#tiles .tile").getBoundingClientRect().width);
+    await host.setViewportSize({ width: 1600, height: 900 });
+    await host.waitForTimeout(200);
+    result.tileWidth1600 = await host.evaluate(() => document.querySelector("#tiles .tile").getBoundingClientRect().width);
+    await host.setViewportSize({ width: 390, height: 844 });
+    await host.waitForTimeout(200);
+    result.barOnPhone = await host.evaluate(() => {
+      window.scrollTo(0, 0);
+      const r = document.querySelector(".call-bar").getBoundingClientRect();
+      return { top: r.top, bottom: r.bottom, height: innerHeight, pageHeight: document.documentElement.scrollHeight };
+    });
+    await host.setViewportSize({ width: 1280, height: 800 });
+    // The host invites someone else from inside the call: the link is copied.
+    // (The camera and microphone are granted again: a grant replaces them,
+    // and the page's tracks would end.)
+    await host.context().grantPermissions(["clipboard-read", "clipboard-write", "camera", "microphone"], { origin: base });
+    await host.click("#invite");
+    await host.fill("#invite-name", "Gus");
+    await host.click("#invite-create");
+    await waitFor(host, "the invite link", () => document.getElementById("invite-url").value !== "");
+    result.invite = await host.evaluate(async () => ({
+      url: document.getElementById("invite-url").value,
+      clipboard: await navigator.clipboard.readText(),
+    }));
     result.guestIsHost = await guest.evaluate(() => !document.querySelector(".host-only").hidden);
 
     // The guest turns the camera off: the host's tile for them says so.
@@ -121,6 +158,10 @@ await drive(
     await host.click("#record");
     await waitFor(host, "REC on the host", () => !document.getElementById("rec").hidden);
     await waitFor(guest, "REC on the guest", () => !document.getElementById("rec").hidden);
+    result.guestNotice = await guest.evaluate(() => {
+      const n = document.getElementById("recorded-notice");
+      return n.hidden ? null : n.textContent.trim();
+    });
     const t0 = Date.now();
     await sleep(3000);
     result.recAfter3s = { host: await rec(host), guest: await rec(guest) };
@@ -142,6 +183,7 @@ await drive(
     result.recordedMs = pausedAt - t0 + (stoppedAt - resumedAt);
     await waitFor(host, "REC gone on the host", () => document.getElementById("rec").hidden);
     await waitFor(guest, "REC gone on the guest", () => document.getElementById("rec").hidden);
+    result.guestNoticeAfter = await guest.evaluate(() => document.getElementById("recorded-notice").hidden);
     await waitFor(host, "completed in the host's list",
       () => document.querySelector('#recordings li[data-status="completed"]') !== null, undefined, 60000);
     await waitFor(guest, "completed in the guest's list",

@@ -1,7 +1,8 @@
-// Why a join fails, and why a call ended, as the call page says it. Cat
-// and Fay join a room of two places; Dan then tries it full, with an expired
-// invite, a tampered invite, and (signed in) an unknown room; the host closes the room
-// (Cat reads why), and Dan tries the closed room.
+// Why a join fails, and why a call ended, as the call page says it. The
+// host, Cat and Fay join a room of three places; Dan then tries it full,
+// with an expired invite, a tampered invite, and (signed in) an unknown
+// room; the host ends the call for everyone (Cat reads why), and Dan
+// tries the closed room.
 //   node call_join.mjs BASE ROOM HOST_KEY CAT FAY DAN EXPIRED TAMPERED UNKNOWN_ROOM
 // Prints JSON: each attempt's lobby error (sentence and details line), and
 // Cat's page after the close.
@@ -30,6 +31,14 @@ await drive(
     "--disable-features=WebRtcHideLocalIpsWithMdns",
   ],
   async (catPage, result) => {
+    // The host is in the call too, to end it for everyone.
+    const hostPage = await catPage.context().browser().newPage();
+    hostPage.on("dialog", (d) => d.accept());
+    await sessionFor(hostPage, base, hostKey);
+    await hostPage.goto(`${base}/call/${room}`);
+    await hostPage.waitForFunction(() => document.getElementById("name").value !== "");
+    await hostPage.click("#join");
+    await hostPage.waitForSelector("#in-call:not([hidden])", { timeout: 20000 });
     await catPage.goto(url(room, cat));
     await catPage.click("#join");
     await catPage.waitForSelector("#in-call:not([hidden])", { timeout: 20000 });
@@ -48,9 +57,10 @@ await drive(
     result.unknown = await attempt(danPage, `${base}/call/${unknownRoom}`);
     await danPage.context().clearCookies();
 
-    // The host closes the room: Cat's page says the host ended it.
-    const r = await fetch(`${base}/v1/rooms/${room}`, { method: "DELETE", headers: { Authorization: "Bearer " + hostKey } });
-    result.closeStatus = r.status;
+    // The host ends the call for everyone: Cat's page says the host ended it.
+    result.endShown = await hostPage.isVisible("#end-all");
+    result.catSeesEnd = await catPage.isVisible("#end-all");
+    await hostPage.click("#end-all");
     await catPage.waitForSelector("#ended:not([hidden])", { timeout: 20000 });
     result.catEnded = await catPage.evaluate(() => ({
       title: document.getElementById("ended-title").textContent,

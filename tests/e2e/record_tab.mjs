@@ -7,7 +7,11 @@
 //     the upload gives up (tapedeck.giveUpMs = 3000) and the page offers the
 //     file, which is saved to OUT. Then back online, the page is reloaded
 //     and the recording it kept is uploaded from its list.
-//   both SECONDS: the screen (this tab) with the camera in a corner.
+//   both SECONDS: the screen (this tab) with the camera in a bubble, which
+//     is dragged to the top left corner halfway.
+//   pause SECONDS: the camera; paused for 2 s after 2 s of recording.
+// Every scenario: the microphone's meter before recording, the countdown
+// seen, whether the camera was previewed before Record.
 //   node record_tab.mjs BASE TOKEN SCENARIO SECONDS [OFFLINE_AT OFFLINE_S | OUT]
 // Prints JSON: the recording's id, the page's status texts seen, the
 // seconds the REC timer reached.
@@ -33,6 +37,23 @@ await drive(
     await page.waitForSelector("#nav:not([hidden])");
     await page.click("#tab-record");
     await page.selectOption("#br-what", scenario === "both" ? "both" : "camera");
+    // Before recording: the camera's preview and the microphone's level.
+    result.micMax = 0;
+    for (let i = 0; i < 30 && result.micMax === 0; i++) {
+      await sleep(100);
+      result.micMax = Math.max(result.micMax, await page.evaluate(() => document.getElementById("br-mic-level").value));
+    }
+    result.previewBefore = await page.evaluate(() => {
+      const v = document.getElementById("br-preview");
+      return !!v.srcObject && v.srcObject.getVideoTracks().length > 0;
+    });
+    await page.evaluate(() => {
+      window.countdownSeen = [];
+      new MutationObserver(() => {
+        const el = document.getElementById("br-countdown");
+        if (!el.hidden && el.textContent) window.countdownSeen.push(el.textContent);
+      }).observe(document.getElementById("br-countdown"), { childList: true, attributes: true, characterData: true, subtree: true });
+    });
     const seen = new Set();
     const watch = setInterval(async () => {
       const t = await page.textContent("#br-status").catch(() => null);
@@ -41,6 +62,7 @@ await drive(
     await page.click("#br-record");
     await page.waitForSelector("#br-indicator:not([hidden])", { timeout: 10000 });
     const started = Date.now();
+    result.countdown = await page.evaluate(() => [...new Set(window.countdownSeen)]);
     const at = (s) => sleep(Math.max(0, started + s * 1000 - Date.now()));
     if (scenario === "drop") {
       const [offlineAt, offlineS] = rest.map(Number);
@@ -53,6 +75,25 @@ await drive(
     } else if (scenario === "fallback") {
       await at(1);
       await context.setOffline(true);
+    } else if (scenario === "both") {
+      // Halfway, the camera bubble is dragged to the top left corner.
+      await at(Number(seconds) / 2);
+      const b = await page.locator("#br-bubble").boundingBox();
+      const v = await page.locator("#br-preview").boundingBox();
+      await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(v.x + 5, v.y + 5, { steps: 8 });
+      await page.mouse.up();
+      result.bubble = await page.evaluate(() => ({ ...document.getElementById("br-bubble").dataset }));
+      result.bubbleMovedAt = (Date.now() - started) / 1000;
+    } else if (scenario === "pause") {
+      await at(2);
+      await page.click("#br-pause");
+      result.pausedShown = await page.evaluate(() => document.getElementById("br-indicator").classList.contains("paused"));
+      result.pauseLabel = await page.textContent("#br-pause");
+      await at(4);
+      result.timerWhilePaused = await page.textContent("#br-timer");
+      await page.click("#br-pause");
     }
     await at(Number(seconds));
     result.timer = await page.textContent("#br-timer");

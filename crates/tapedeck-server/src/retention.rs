@@ -28,6 +28,10 @@ pub async fn sweep_forever(sup: Supervisor) {
         if let Err(e) = sweep_once(&sup).await {
             tracing::warn!(error = %e, "retention sweep");
         }
+        // Sign-ins that ended are forgotten too.
+        if let Err(e) = sup.services.repo.sweep_sessions(now_ms()).await {
+            tracing::warn!(error = %e, "sweeping ended sessions");
+        }
         tokio::time::sleep(every).await;
     }
 }

@@ -62,6 +62,12 @@ pub fn check_password(password: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A hash of a random password, for names that have no account.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&random_string(32)).unwrap_or_default())
+}
+
 fn password_matches(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|h| {
         argon2::Argon2::default()
@@ -183,8 +189,12 @@ impl Attempts {
     }
     fn failed(&self, user: &str, now: i64) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: names are 1-64 characters and a flood of them expires
-        // with the window; past 10 000 the oldest counts are dropped.
+        // Bounded: a flood of names expires with the window; past 10 000,
+        // names tried once go first, so a flood cannot wipe the count of
+        // the name it is guessing.
+        if m.len() >= 10_000 {
+            m.retain(|_, (n, _)| *n > 1);
+        }
         if m.len() >= 10_000 {
             m.clear();
         }
@@ -243,16 +253,22 @@ async fn password_sign_in(s: &AppState, user: &str, password: &str) -> Result<Pr
     } else {
         s.repo.user(user).await?
     };
-    // The hash is checked off the async threads (argon2 takes tens of ms).
-    let ok = match found.clone() {
-        Some(u) => {
-            let password = password.to_string();
-            tokio::task::spawn_blocking(move || password_matches(&u.password_hash, &password))
-                .await
-                .unwrap_or(false)
-        }
-        None => false,
+    // The hash is checked off the async threads (argon2 takes tens of
+    // ms); an unknown name is checked against a made-up hash, so the
+    // answer takes as long and does not tell which names exist.
+    let hash = match &found {
+        Some(u) => u.password_hash.clone(),
+        None => decoy_hash().to_string(),
     };
+    let typed = if password.len() > MAX_PASSWORD {
+        String::new()
+    } else {
+        password.to_string()
+    };
+    let matched = tokio::task::spawn_blocking(move || password_matches(&hash, &typed))
+        .await
+        .unwrap_or(false);
+    let ok = found.is_some() && matched;
     match found {
         Some(u) if ok => {
             s.signins.succeeded(user);

@@ -194,7 +194,7 @@ async fn the_screen_and_the_camera_are_one_picture() {
     let key = s.key("alice", false).await;
     let out = page_script(
         "record_tab.mjs",
-        vec![s.base.clone(), key.clone(), "both".into(), "4".into()],
+        vec![s.base.clone(), key.clone(), "both".into(), "6".into()],
     )
     .await;
     println!("{out}");
@@ -224,8 +224,15 @@ async fn the_screen_and_the_camera_are_one_picture() {
     // turning "pacman") in its middle. The camera is the same pattern at a
     // quarter of the width in the bottom right corner: its small disc is
     // there, where the screen alone has only background.
-    let rgb = frame_rgb(&media, 2.0, 1280, 720);
-    let bright = |x0: usize, y0: usize, x1: usize, y1: usize| {
+    // Before recording: the microphone's meter moved; a 3-2-1 countdown.
+    assert!(out["micMax"].as_f64().unwrap() > 0.0, "{out}");
+    assert_eq!(
+        out["countdown"],
+        serde_json::json!(["3", "2", "1"]),
+        "{out}"
+    );
+    let rgb = frame_rgb(&media, 1.5, 1280, 720);
+    let bright = |rgb: &[u8], x0: usize, y0: usize, x1: usize, y1: usize| {
         (y0..y1)
             .flat_map(|y| (x0..x1).map(move |x| (x, y)))
             .filter(|&(x, y)| {
@@ -234,11 +241,53 @@ async fn the_screen_and_the_camera_are_one_picture() {
             })
             .count()
     };
-    let screen_disc = bright(440, 160, 840, 560);
-    let camera_disc = bright(950, 530, 1250, 690);
+    let screen_disc = bright(&rgb, 440, 160, 840, 560);
+    let camera_disc = bright(&rgb, 950, 530, 1250, 690);
     println!("bright pixels: screen's disc {screen_disc}, camera's disc {camera_disc}");
     assert!(screen_disc > 20_000, "{screen_disc}");
     assert!((1_500..12_000).contains(&camera_disc), "{camera_disc}");
+    // Dragged to the top left corner halfway: the camera's disc is there
+    // at the end, and no longer in the bottom right.
+    let moved_at = out["bubbleMovedAt"].as_f64().unwrap();
+    assert!(moved_at < p.duration_s - 1.5, "{out}");
+    let late = frame_rgb(&media, p.duration_s - 0.8, 1280, 720);
+    let top_left = bright(&late, 20, 20, 340, 200);
+    let bottom_right = bright(&late, 950, 530, 1250, 690);
+    println!("after the drag: top left {top_left}, bottom right {bottom_right}");
+    assert!((1_500..12_000).contains(&top_left), "{top_left}: {out}");
+    assert!(bottom_right < 200, "{bottom_right}");
+}
+
+/// Pause and resume on the Record tab: the timer stands still while
+/// paused, and the file holds the recorded time only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_tab_pauses_and_resumes() {
+    let _one = ONE_BROWSER.lock().await;
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let out = page_script(
+        "record_tab.mjs",
+        vec![s.base.clone(), key.clone(), "pause".into(), "6".into()],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["upload"], "completed", "{out}");
+    assert_eq!(out["previewBefore"], true, "{out}");
+    assert_eq!(out["pausedShown"], true, "{out}");
+    assert_eq!(out["pauseLabel"], "Resume", "{out}");
+    assert_eq!(out["timerWhilePaused"], "0:02", "{out}");
+    let recorded = out["recordedS"].as_f64().unwrap();
+    assert!((3.5..5.0).contains(&recorded), "6 s with 2 paused: {out}");
+    let id = the_upload(&out);
+    s.wait_status(&key, &id, "completed").await;
+    let media = s.download(&key, &id, "webm").await;
+    let last = audio_duration(&media);
+    assert!(
+        (last - recorded).abs() < 1.0,
+        "the file ends at {last} s, {recorded} s were recorded"
+    );
+    decodes_cleanly(&media);
 }
 
 /// The strength of `freq` in mono PCM at `rate` (Goertzel).

@@ -50,6 +50,44 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
         json!({"value": "Bob (guest)", "disabled": true})
     );
     assert_eq!(out["guestIsHost"], false);
+    // The lobby offered the camera and microphone to pick, with a meter.
+    assert!(out["devices"]["cameras"].as_u64().unwrap() >= 1, "{out}");
+    assert!(out["devices"]["mics"].as_u64().unwrap() >= 1, "{out}");
+    // The people list names both (the host marked), and Bob was heard.
+    let people = out["people"].as_array().unwrap();
+    assert_eq!(people.len(), 2, "{out}");
+    assert!(
+        people
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("Ann (host) (you) · host")),
+        "{out}"
+    );
+    // Tiles grew with the window; on a phone the controls are on screen.
+    let (w1, w2) = (
+        out["tileWidth1280"].as_f64().unwrap(),
+        out["tileWidth1600"].as_f64().unwrap(),
+    );
+    assert!(w1 >= 450.0 && w2 > w1 + 100.0, "{w1} -> {w2}");
+    let bar = &out["barOnPhone"];
+    assert!(
+        bar["top"].as_f64().unwrap() >= 0.0
+            && bar["bottom"].as_f64().unwrap() <= bar["height"].as_f64().unwrap(),
+        "the control bar is off the screen: {bar}"
+    );
+    assert!(
+        bar["pageHeight"].as_f64().unwrap() > bar["height"].as_f64().unwrap(),
+        "the page is taller than the phone, so the bar is pinned: {bar}"
+    );
+    // An invite made inside the call, copied.
+    let invite = out["invite"]["url"].as_str().unwrap();
+    assert!(
+        invite.contains(&format!("/call/{room}?token=jt_")),
+        "{invite}"
+    );
+    assert_eq!(out["invite"]["clipboard"], invite);
+    // Everyone is told while the room records.
+    assert_eq!(out["guestNotice"], "This call is being recorded.");
+    assert_eq!(out["guestNoticeAfter"], true);
 
     // Each sees and hears the other: video decoded, sound with energy.
     for (who, other) in [("host", "Bob (guest)"), ("guest", "Ann (host)")] {
@@ -227,7 +265,7 @@ async fn a_failed_join_says_why_and_a_closed_room_says_the_host_ended_it() {
         .post(
             &host,
             "/v1/rooms",
-            json!({"name": "two seats", "max_participants": 2}),
+            json!({"name": "three seats", "max_participants": 3}),
         )
         .await;
     assert_eq!(st, 201, "{room}");
@@ -289,7 +327,11 @@ async fn a_failed_join_says_why_and_a_closed_room_says_the_host_ended_it() {
             "{attempt}: the code is in the sentence: {a}"
         );
     }
-    assert_eq!(out["closeStatus"], 204, "{out}");
+    // Only the host has "End for everyone".
+    assert_eq!(
+        (&out["endShown"], &out["catSeesEnd"]),
+        (&json!(true), &json!(false))
+    );
     assert_eq!(
         out["catEnded"],
         json!({"title": "The host ended the call.", "reason": "room_closed"})

@@ -162,6 +162,14 @@ async fn expired_recordings_are_swept() {
     let mut r = s.state.repo.get(rid).await.unwrap().unwrap();
     r.expires_at = Some(tapedeck_server::now_ms() - 1000);
     s.state.repo.update(&r).await.unwrap();
+    // The sweep leaves recordings whose driver is still finishing (it
+    // reports completed just before it lets go).
+    for _ in 0..100 {
+        if !s.state.supervisor.is_active(rid) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(s.state.supervisor.sweep_once().await.unwrap(), 1);
     assert_eq!(s.get(&t, &format!("/v1/recordings/{id}")).await.0, 404);
     assert!(

@@ -53,7 +53,8 @@ function show(view) {
   $("tab-web").classList.toggle("active", view === "web-view");
   if (view === "camera-view") startPreview();
   else if (!timer) stopPreview();
-  if (view === "record-view") showLeftovers();
+  if (view === "record-view") { showLeftovers(); brPreview(); }
+  else if (!br) brPreviewStop();
 }
 
 // Signed in: the session the server gave (sign-in, or the cookie's).
@@ -456,9 +457,112 @@ function brRelease(b) {
   clearInterval(b.clock);
   $("br-preview").srcObject = null;
   $("br-indicator").hidden = true;
+  $("br-indicator").classList.remove("paused");
+  $("br-pause").hidden = true;
+  $("br-bubble").hidden = true;
   $("br-record").textContent = "Record";
   $("br-record").classList.remove("stop");
+  if (!$("record-view").hidden) brPreview();
 }
+
+// Before recording: what the camera sees and how loud the microphone is,
+// so a person checks both first (a screen is chosen when Record is pressed).
+let brCheck = null; // {stream, ctx, analyser, timer}
+async function brPreview() {
+  brPreviewStop();
+  const what = $("br-what").value;
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      video: what === "screen" ? false : { width: 1280, height: 720 }, audio: true,
+    });
+    if (br || $("record-view").hidden) { for (const t of stream.getTracks()) t.stop(); return; }
+    const ctx = new AudioContext();
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 512;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const buf = new Float32Array(analyser.fftSize);
+    const timer = setInterval(() => {
+      analyser.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const x of buf) sum += x * x;
+      $("br-mic-level").value = Math.min(1, Math.sqrt(sum / buf.length) * 4);
+    }, 100);
+    brCheck = { stream, ctx, timer };
+    $("br-preview").srcObject = what === "screen" ? null : stream;
+    $("br-status").textContent = what === "screen" ? "Check your microphone; the screen is chosen when you press Record." : "Check your camera and microphone, then press Record.";
+  } catch (e) {
+    $("br-status").textContent = "No camera or microphone: " + e.message;
+  }
+}
+
+function brPreviewStop() {
+  if (!brCheck) return;
+  clearInterval(brCheck.timer);
+  for (const t of brCheck.stream.getTracks()) t.stop();
+  brCheck.ctx.close();
+  brCheck = null;
+  $("br-mic-level").value = 0;
+  if (!br) $("br-preview").srcObject = null;
+}
+
+// 3, 2, 1 over the preview before the recording starts.
+async function countdown() {
+  const el = $("br-countdown");
+  el.hidden = false;
+  for (const n of ["3", "2", "1"]) {
+    el.textContent = n;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  el.hidden = true;
+}
+
+// The camera bubble of "screen and camera": where it is (shares of the
+// picture) and its size; dragged over the preview, or moved by the keys.
+const bubble = { x: 0, y: 0, size: 0.25 };
+function bubbleHome(w, h) {
+  const m = w / 64, r = (h * bubble.size) / 2;
+  bubble.x = 1 - (m + r) / w;
+  bubble.y = 1 - (m + r) / h;
+}
+function placeBubble() {
+  const v = $("br-preview"), b = $("br-bubble");
+  if (!v.videoWidth) return;
+  // The picture's box inside the element (object-fit: contain).
+  const s = Math.min(v.clientWidth / v.videoWidth, v.clientHeight / v.videoHeight);
+  const w = v.videoWidth * s, h = v.videoHeight * s;
+  const x0 = v.offsetLeft + (v.clientWidth - w) / 2, y0 = v.offsetTop + (v.clientHeight - h) / 2;
+  const d = h * bubble.size;
+  Object.assign(b.style, { width: d + "px", height: d + "px", left: x0 + bubble.x * w - d / 2 + "px", top: y0 + bubble.y * h - d / 2 + "px" });
+  b.dataset.x = bubble.x.toFixed(3);
+  b.dataset.y = bubble.y.toFixed(3);
+}
+function moveBubble(x, y) {
+  const v = $("br-preview");
+  const rx = (v.videoHeight * bubble.size) / 2 / v.videoWidth, ry = bubble.size / 2;
+  bubble.x = Math.min(1 - rx, Math.max(rx, x));
+  bubble.y = Math.min(1 - ry, Math.max(ry, y));
+  placeBubble();
+}
+$("br-bubble").addEventListener("pointerdown", (e) => {
+  e.preventDefault();
+  const v = $("br-preview");
+  const move = (ev) => {
+    const r = v.getBoundingClientRect();
+    const s = Math.min(r.width / v.videoWidth, r.height / v.videoHeight);
+    const w = v.videoWidth * s, h = v.videoHeight * s;
+    moveBubble((ev.clientX - r.left - (r.width - w) / 2) / w, (ev.clientY - r.top - (r.height - h) / 2) / h);
+  };
+  const up = () => { window.removeEventListener("pointermove", move); window.removeEventListener("pointerup", up); };
+  window.addEventListener("pointermove", move);
+  window.addEventListener("pointerup", up);
+});
+$("br-bubble").addEventListener("keydown", (e) => {
+  const step = { ArrowLeft: [-0.05, 0], ArrowRight: [0.05, 0], ArrowUp: [0, -0.05], ArrowDown: [0, 0.05] }[e.key];
+  if (!step) return;
+  e.preventDefault();
+  moveBubble(bubble.x + step[0], bubble.y + step[1]);
+});
+window.addEventListener("resize", placeBubble);
 
 // Recordings an earlier page left unfinished in this browser: upload them
 // now, save them as files, or discard them.
@@ -510,6 +614,7 @@ async function showLeftovers() {
 async function brStart() {
   const what = $("br-what").value;
   $("br-download").hidden = true;
+  brPreviewStop();
   const media = navigator.mediaDevices;
   const inputs = [];
   const grab = async (p) => { const s = await p; inputs.push(s); return s; };
@@ -529,9 +634,11 @@ async function brStart() {
         { video: TapedeckRecorder.videoOf(screen), stream: screen },
         { video: what === "both" ? TapedeckRecorder.videoOf(second) : null, stream: second },
       ];
+      const width = even((set.width || 1280) * scale), height = even((set.height || 720) * scale);
+      bubbleHome(width, height);
       composed = TapedeckRecorder.compose({
-        sources: () => sources, layout: "pip",
-        width: even((set.width || 1280) * scale), height: even((set.height || 720) * scale),
+        sources: () => sources, layout: "pip", width, height,
+        bubble: what === "both" ? () => bubble : undefined,
       });
       stream = composed.stream;
       // The browser's own "Stop sharing" ends the recording too.
@@ -542,6 +649,7 @@ async function brStart() {
     throw new Error("could not start: " + e.message);
   }
   $("br-preview").srcObject = stream;
+  await countdown();
   const title = ({ camera: "Camera", screen: "Screen", both: "Screen and camera" })[what] + " " + new Date().toLocaleString();
   const recorder = TapedeckRecorder.record(stream, {
     auth, title, format: $("br-format").value || undefined,
@@ -550,9 +658,25 @@ async function brStart() {
   });
   br = { recorder, composed, inputs, title, clock: setInterval(() => brShow(recorder.state()), 250) };
   $("br-indicator").hidden = false;
+  $("br-pause").hidden = false;
+  $("br-pause").textContent = "Pause";
   $("br-record").textContent = "Stop";
   $("br-record").classList.add("stop");
+  if (what === "both") {
+    $("br-bubble").hidden = false;
+    const v = $("br-preview");
+    if (v.videoWidth) placeBubble(); else v.addEventListener("loadedmetadata", placeBubble, { once: true });
+  }
 }
+
+$("br-pause").onclick = () => {
+  if (!br) return;
+  const paused = br.recorder.state().paused;
+  if (paused) br.recorder.resume(); else br.recorder.pause();
+  $("br-pause").textContent = paused ? "Pause" : "Resume";
+  $("br-indicator").classList.toggle("paused", !paused);
+};
+$("br-what").onchange = () => { if (!br) brPreview(); };
 
 async function brStop() {
   const b = br;

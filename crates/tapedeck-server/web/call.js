@@ -17,6 +17,7 @@ let localReady = null; // settles when the camera and microphone are asked for
 let pc = null;
 let ws = null;
 let me = null; // {peer, name, host}
+let roomHost = null; // the host's user name
 let queue = Promise.resolve(); // signalling messages, one at a time
 const tiles = new Map(); // peer -> {el, video, name}
 const streams = new Map(); // peer -> MediaStream received
@@ -95,17 +96,74 @@ async function lobby() {
   await localReady;
 }
 
+// The camera and microphone chosen in the lobby (the first of each, until
+// the person picks another): the preview, and the microphone's level.
 async function openDevices() {
+  const cam = $("cam-select").value, mic = $("mic-select").value;
+  if (local) for (const t of local.getTracks()) t.stop();
   try {
     local = await navigator.mediaDevices.getUserMedia({
-      audio: true,
-      video: { width: 640, height: 360, frameRate: 30 },
+      audio: mic ? { deviceId: { exact: mic } } : true,
+      video: { width: 640, height: 360, frameRate: 30, ...(cam ? { deviceId: { exact: cam } } : {}) },
     });
     $("preview").srcObject = local;
+    levels.watch("me", local);
+    await listDevices();
   } catch (e) {
+    local = null;
     $("lobby-error").textContent = "No camera or microphone (" + e.name + "): you can still join to watch and listen.";
   }
 }
+
+// The pickers list what the browser has (names show once it was allowed).
+async function listDevices() {
+  const all = await navigator.mediaDevices.enumerateDevices();
+  for (const [kind, id] of [["videoinput", "cam-select"], ["audioinput", "mic-select"]]) {
+    const current = local && local.getTracks().find((t) => (kind === "videoinput" ? "video" : "audio") === t.kind);
+    const using = current ? current.getSettings().deviceId : "";
+    $(id).replaceChildren(...all.filter((d) => d.kind === kind).map((d, i) => {
+      const o = document.createElement("option");
+      o.value = d.deviceId;
+      o.textContent = d.label || (kind === "videoinput" ? "Camera " : "Microphone ") + (i + 1);
+      o.selected = d.deviceId === using;
+      return o;
+    }));
+  }
+}
+
+// Who is speaking: the level of each person's sound (the page's own
+// microphone measured here; the others' as the connection receives them),
+// held a moment so the mark does not flicker.
+const levels = (() => {
+  const ctx = new AudioContext();
+  const meters = new Map(); // key -> analyser
+  const loud = new Map(); // key -> last time above the threshold
+  return {
+    watch(key, stream) {
+      const track = stream.getAudioTracks()[0];
+      if (!track) return;
+      ctx.resume().catch(() => {});
+      const a = ctx.createAnalyser();
+      a.fftSize = 512;
+      ctx.createMediaStreamSource(new MediaStream([track])).connect(a);
+      meters.set(key, a);
+    },
+    // 0..1, the loudness now of `key`'s sound.
+    level(key) {
+      const a = meters.get(key);
+      if (!a) return 0;
+      const buf = new Float32Array(a.fftSize);
+      a.getFloatTimeDomainData(buf);
+      let sum = 0;
+      for (const x of buf) sum += x * x;
+      return Math.min(1, Math.sqrt(sum / buf.length) * 4);
+    },
+    heard(key, level) {
+      if (level > 0.02) loud.set(key, Date.now());
+    },
+    speaking: (key) => Date.now() - (loud.get(key) || 0) < 700,
+  };
+})();
 
 function waitForIce(pc) {
   return new Promise((done) => {
@@ -132,6 +190,7 @@ async function join(ev) {
     const stream = e.streams[0];
     if (!stream) return;
     streams.set(stream.id, stream);
+    if (e.track.kind === "audio") levels.watch(stream.id, new MediaStream([e.track]));
     const t = tiles.get(stream.id);
     if (t) attach(t, stream);
   };
@@ -162,11 +221,12 @@ async function handle(m) {
   switch (m.type) {
     case "joined":
       me = m.you;
+      roomHost = m.room.host;
       $("room-name").textContent = m.room.name;
       await pc.setRemoteDescription({ type: "answer", sdp: m.answer });
       $("lobby").hidden = true;
       $("in-call").hidden = false;
-      document.querySelector(".host-only").hidden = !me.host;
+      for (const el of document.querySelectorAll(".host-only")) el.hidden = !me.host;
       // Anyone in the call may record it in their browser: a user uploads
       // as themselves, a guest (join token) into this room, as the host's.
       $("record-here").hidden = !(joinToken || session);
@@ -242,6 +302,7 @@ function renderTiles(list) {
   for (const p of list) {
     const t = tileFor(p);
     t.person = p.name;
+    t.mic = p.audio;
     t.name.textContent = p.name + (p.peer === me.peer ? " (you)" : "");
     const off = [];
     if (!p.audio) off.push("mic off");
@@ -250,6 +311,22 @@ function renderTiles(list) {
     t.el.classList.toggle("camera-off", !p.video);
   }
   $("tiles").dataset.count = String(list.length);
+  // The people in the call, with their microphone and who is speaking.
+  $("people-count").textContent = String(list.length);
+  $("people-list").replaceChildren(...list.map((p) => {
+    const li = document.createElement("li");
+    li.dataset.peer = p.peer;
+    const dot = document.createElement("span");
+    dot.className = "speaking-dot";
+    dot.setAttribute("aria-hidden", "true");
+    const name = document.createElement("span");
+    name.textContent = p.name + (p.peer === me.peer ? " (you)" : "") + (p.user && p.user === roomHost ? " · host" : "");
+    const state = document.createElement("span");
+    state.className = "sub";
+    state.textContent = p.audio ? "" : " · muted";
+    li.append(dot, name, state);
+    return li;
+  }));
 }
 
 function fmt(s) {
@@ -267,6 +344,22 @@ function recElapsed() {
 setInterval(() => {
   if (!$("rec").hidden) $("rec-time").textContent = fmt(recElapsed());
 }, 250);
+
+// Speaking marks and the lobby's microphone meter, five times a second.
+setInterval(() => {
+  const mine = levels.level("me");
+  $("mic-level").value = mine;
+  if (!me) return;
+  const micOn = $("mic").getAttribute("aria-pressed") === "true";
+  levels.heard(me.peer, micOn ? mine : 0);
+  for (const [peer, t] of tiles) {
+    if (peer !== me.peer) levels.heard(peer, t.mic === false ? 0 : levels.level(peer));
+    const on = levels.speaking(peer);
+    t.el.classList.toggle("speaking", on);
+    const li = document.querySelector(`#people-list li[data-peer="${peer}"]`);
+    if (li) li.classList.toggle("speaking", on);
+  }
+}, 200);
 
 function onRecording(event, r, recordedS) {
   recordings.set(r.id, r);
@@ -293,6 +386,8 @@ function onRecording(event, r, recordedS) {
     rec = { elapsed: 0, since: null };
   }
   $("rec").hidden = !active;
+  // Everyone is told, in words, while the room records.
+  $("recorded-notice").hidden = !active;
   $("rec").classList.toggle("paused", r.status === "paused" && active);
   $("record").hidden = active;
   $("pause").hidden = !active;
@@ -470,6 +565,42 @@ $("pause").onclick = () => control(live && live.status === "paused" ? "resume" :
 $("stop").onclick = () => control("stop");
 $("leave").onclick = () => ended("left");
 $("record-here").onclick = () => (here ? stopHere() : recordHere());
+$("cam-select").onchange = () => { localReady = openDevices(); };
+$("mic-select").onchange = () => { localReady = openDevices(); };
+
+// The host invites from inside the call: a link made for a name, copied.
+$("invite").onclick = () => {
+  $("invite-box").hidden = !$("invite-box").hidden;
+  if (!$("invite-box").hidden) $("invite-name").focus();
+};
+$("invite-form").onsubmit = async (e) => {
+  e.preventDefault();
+  try {
+    const i = await api("POST", `/v1/rooms/${roomId}/invites`, { name: $("invite-name").value.trim(), expires_in_s: 86400 });
+    $("invite-url").value = i.join_url;
+    $("invite-link").hidden = false;
+    await copy($("invite-url"));
+  } catch (err) {
+    Words.show($("call-status"), err);
+  }
+};
+$("invite-copy").onclick = () => copy($("invite-url"));
+
+async function copy(input) {
+  try { await navigator.clipboard.writeText(input.value); }
+  catch { input.select(); document.execCommand("copy"); }
+  status("Link copied.");
+}
+
+// The host ends the call for everyone: the room closes.
+$("end-all").onclick = async () => {
+  if (!confirm("End the call for everyone? The room closes; its recordings are kept.")) return;
+  try {
+    await api("DELETE", `/v1/rooms/${roomId}`);
+  } catch (err) {
+    Words.show($("call-status"), err);
+  }
+};
 $("rejoin").onclick = () => location.reload();
 localReady = openDevices();
 lobby();

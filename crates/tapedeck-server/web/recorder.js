@@ -349,6 +349,15 @@ const TapedeckRecorder = (() => {
     return () => w.terminate();
   }
 
+  // Draws `v` filling (x, y, w, h), cut to it (a camera in a bubble).
+  function cover(v, x, y, w, h, g) {
+    const vw = v.videoWidth, vh = v.videoHeight;
+    if (!vw || !vh) return;
+    const s = Math.max(w / vw, h / vh);
+    const dw = vw * s, dh = vh * s;
+    g.drawImage(v, x + (w - dw) / 2, y + (h - dh) / 2, dw, dh);
+  }
+
   function fit(v, x, y, w, h, g) {
     const vw = v.videoWidth, vh = v.videoHeight;
     if (!vw || !vh) return;
@@ -359,7 +368,10 @@ const TapedeckRecorder = (() => {
 
   // Options: sources() → [{video: HTMLVideoElement, stream: MediaStream
   // (its audio is mixed), name}], layout "grid" | "pip" (the first source
-  // fills the frame, the second sits in a corner), width, height, fps.
+  // fills the frame, the second sits in a corner), width, height, fps;
+  // with "pip", bubble() → {x, y, size}: the second source in a round
+  // bubble centred at (x, y) (shares of the width and height) whose
+  // diameter is `size` of the height, read every frame (it can move).
   // Returns {stream, stop()}.
   function compose(o) {
     const width = o.width || 1280, height = o.height || 720, fps = o.fps || 30;
@@ -388,6 +400,23 @@ const TapedeckRecorder = (() => {
       g.fillStyle = "#000";
       g.fillRect(0, 0, width, height);
       const shown = list.filter((s) => s.video);
+      if (o.layout === "pip" && shown.length > 1 && o.bubble) {
+        fit(shown[0].video, 0, 0, width, height, g);
+        const b = o.bubble();
+        const d = Math.round(height * b.size), cx = b.x * width, cy = b.y * height;
+        g.save();
+        g.beginPath();
+        g.arc(cx, cy, d / 2, 0, 2 * Math.PI);
+        g.clip();
+        cover(shown[1].video, cx - d / 2, cy - d / 2, d, d, g);
+        g.restore();
+        g.lineWidth = Math.max(2, d / 40);
+        g.strokeStyle = "rgba(255,255,255,0.9)";
+        g.beginPath();
+        g.arc(cx, cy, d / 2, 0, 2 * Math.PI);
+        g.stroke();
+        return;
+      }
       if (o.layout === "pip" && shown.length > 1) {
         fit(shown[0].video, 0, 0, width, height, g);
         const w = Math.round(width / 4), h = Math.round(height / 4), m = Math.round(width / 64);
