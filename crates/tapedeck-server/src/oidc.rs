@@ -22,7 +22,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -119,11 +118,7 @@ impl Provider {
 }
 
 fn sign(key: &[u8], payload: &str) -> String {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
-    mac.update(b"oidc.");
-    mac.update(payload.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    crate::api::signature(key, &format!("oidc.{payload}"))
 }
 
 fn seal(key: &[u8], flow: &Flow) -> String {

@@ -18,9 +18,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use tapedeck_core::signin::{SignIn, parse_sign_in};
 use tapedeck_store::accounts::Session;
 
@@ -80,11 +78,7 @@ fn password_matches(hash: &str, password: &str) -> bool {
 /// key, so nothing more is stored and only a page that read
 /// `GET /v1/session` (this origin) knows it.
 pub fn csrf_of(key: &[u8], session_token: &str) -> String {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
-    mac.update(b"csrf.");
-    mac.update(session_token.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    crate::api::signature(key, &format!("csrf.{session_token}"))
 }
 
 /// The session token in a request's cookies.

@@ -21,6 +21,11 @@ pub async fn script() -> Response {
     asset(JS, include_str!("../web/app.js"))
 }
 
+/// `GET /record.js`: the home page's Record tab.
+pub async fn record_script() -> Response {
+    asset(JS, include_str!("../web/record.js"))
+}
+
 /// `GET /style.css`.
 pub async fn style() -> Response {
     asset("text/css; charset=utf-8", include_str!("../web/style.css"))
@@ -39,6 +44,11 @@ pub async fn call() -> Html<&'static str> {
 /// `GET /call.js`.
 pub async fn call_script() -> Response {
     asset(JS, include_str!("../web/call.js"))
+}
+
+/// `GET /call-levels.js`: who is speaking, the microphone meter.
+pub async fn call_levels_script() -> Response {
+    asset(JS, include_str!("../web/call-levels.js"))
 }
 
 /// `GET /recorder.js`: the in-browser recorder both pages use.
