@@ -57,6 +57,7 @@ await drive(
       await page.click("#join");
       await page.waitForSelector("#in-call:not([hidden])");
       await page.waitForTimeout(1000);
+      await page.click("#invite");
       await audit(page, "call", size, result);
       await page.click("#leave");
       const stranger = await page.context().browser().newContext();

@@ -66,6 +66,12 @@ await drive(
       title: document.getElementById("ended-title").textContent,
       reason: document.getElementById("ended").dataset.reason,
     }));
+    await hostPage.waitForSelector("#ended:not([hidden])", { timeout: 20000 });
+    result.hostEnded = await hostPage.evaluate(() => ({
+      title: document.getElementById("ended-title").textContent,
+      rejoin: !document.getElementById("rejoin").hidden,
+    }));
+    result.catRejoin = await catPage.evaluate(() => !document.getElementById("rejoin").hidden);
     result.closed = await attempt(danPage, url(room, dan));
   },
 );

@@ -30,7 +30,8 @@ try {
 
   if (mode === "password") {
     const [user, password] = rest;
-    await page.goto(base + "/");
+    // A "next" that a browser would resolve to another site is not followed.
+    await page.goto(base + "/?next=/%09/evil.example");
     await page.waitForSelector("#signin-view:not([hidden])");
     await page.fill("#user-name", user);
     await page.fill("#password", password + "-wrong");
@@ -41,6 +42,12 @@ try {
     await page.click("#signin");
     await page.waitForSelector("#live.on");
     result.user = await page.textContent("#user");
+    result.urlAfterSignIn = page.url();
+    for (const next of ["/%5Cevil.example", "//evil.example", "https://evil.example/"]) {
+      await page.goto(base + "/?next=" + next);
+      await page.waitForSelector("#live.on");
+    }
+    result.urlAfterNexts = page.url();
     const cookie = (await context.cookies()).find((c) => c.name === "tapedeck_session");
     result.cookie = cookie && { httpOnly: cookie.httpOnly, sameSite: cookie.sameSite, secure: cookie.secure, path: cookie.path, value: cookie.value };
     result.scriptSeesCookie = await page.evaluate(() => document.cookie.includes("tapedeck_session"));

@@ -483,7 +483,7 @@ fn session_paths() -> Value {
             redirect("to the provider, or back to the sign-in form with signin_error"), &[400, 404], json!({"security": [],
                 "parameters": [{"name": "next", "in": "query", "required": false, "schema": {"type": "string"}, "description": "a path of this server to go to after"}]}))},
         "/v1/session/oidc/callback": {"get": op("Where the provider sends the browser back: opens a session, or back to the sign-in form with ?signin_error=oidc_failed", "auth",
-            redirect("to `next`, signed in; or to /?signin_error=oidc_failed&why=..."), &[400], json!({"security": [],
+            redirect("to `next`, signed in; or to /?signin_error=oidc_failed (the reason is logged)"), &[400], json!({"security": [],
                 "parameters": answer}))}
     })
 }

@@ -11,9 +11,23 @@ fn asset(mime: &'static str, body: &'static str) -> Response {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// A page: never framed by another site (clickjacking), and its address
+/// (a share link's signature, an invite) not sent on as a referrer.
+fn page(body: &'static str) -> Response {
+    (
+        [
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(body),
+    )
+        .into_response()
+}
+
 /// `GET /`.
-pub async fn index() -> Html<&'static str> {
-    Html(include_str!("../web/index.html"))
+pub async fn index() -> Response {
+    page(include_str!("../web/index.html"))
 }
 
 /// `GET /app.js`.
@@ -37,8 +51,8 @@ pub async fn favicon() -> Response {
 }
 
 /// `GET /call/{room}`: the call page (the room is read from the path by its script).
-pub async fn call() -> Html<&'static str> {
-    Html(include_str!("../web/call.html"))
+pub async fn call() -> Response {
+    page(include_str!("../web/call.html"))
 }
 
 /// `GET /call.js`.
@@ -57,8 +71,8 @@ pub async fn recorder_script() -> Response {
 }
 
 /// `GET /r/{id}`: the watch page of one recording (read by its script).
-pub async fn watch() -> Html<&'static str> {
-    Html(include_str!("../web/watch.html"))
+pub async fn watch() -> Response {
+    page(include_str!("../web/watch.html"))
 }
 
 /// `GET /watch.js`.
@@ -68,12 +82,7 @@ pub async fn watch_script() -> Response {
 
 /// `GET /s/{id}?exp=&sig=`: the public viewer of a share link.
 pub async fn shared() -> Response {
-    // The link's signature is in its address: it is not sent on to others.
-    (
-        [(header::REFERRER_POLICY, "no-referrer")],
-        Html(include_str!("../web/shared.html")),
-    )
-        .into_response()
+    page(include_str!("../web/shared.html"))
 }
 
 /// `GET /shared.js`.

@@ -327,6 +327,12 @@ async fn a_failed_join_says_why_and_a_closed_room_says_the_host_ended_it() {
             "{attempt}: the code is in the sentence: {a}"
         );
     }
+    // The host reads that they ended it; nobody is offered to join again.
+    assert_eq!(
+        out["hostEnded"],
+        json!({"title": "You ended the call for everyone.", "rejoin": false})
+    );
+    assert_eq!(out["catRejoin"], false);
     // Only the host has "End for everyone".
     assert_eq!(
         (&out["endShown"], &out["catSeesEnd"]),

@@ -110,6 +110,10 @@ async fn a_local_account_signs_in_and_out_with_a_safe_cookie() {
             "details": "bad_credentials: the user name or password is wrong"})
     );
     assert_eq!(r["user"], "ann");
+    // A next that leads off the server is not followed.
+    for k in ["urlAfterSignIn", "urlAfterNexts"] {
+        assert!(r[k].as_str().unwrap().starts_with(&s.base), "{k}: {r}");
+    }
     let c = &r["cookie"];
     assert_eq!(
         (&c["httpOnly"], &c["sameSite"], &c["secure"], &c["path"]),

@@ -57,6 +57,18 @@ function show(view) {
   else if (!br) brPreviewStop();
 }
 
+// A path of this server to go to, or null: resolved the way the browser
+// would resolve it (a backslash or a tab can make "/..." another site).
+function localPath(next) {
+  if (!next || !next.startsWith("/") || /[\\\x00-\x20]/.test(next)) return null;
+  try {
+    const u = new URL(next, location.origin);
+    return u.origin === location.origin ? u.pathname + u.search + u.hash : null;
+  } catch {
+    return null;
+  }
+}
+
 // Signed in: the session the server gave (sign-in, or the cookie's).
 async function enter(s) {
   session = s;
@@ -64,8 +76,8 @@ async function enter(s) {
   $("user").textContent = s.user + (s.admin ? " (admin)" : "");
   $("nav").hidden = false;
   // Back where a sign-in was asked for (the call page sends people here).
-  const next = new URLSearchParams(location.search).get("next");
-  if (next && next.startsWith("/") && !next.startsWith("//")) { location.href = next; return; }
+  const next = localPath(new URLSearchParams(location.search).get("next"));
+  if (next) { location.href = next; return; }
   show("recordings-view");
   await loadRecordings();
   connectEvents();
@@ -87,14 +99,15 @@ async function showSignIn() {
   show("signin-view");
   const m = await fetch("/v1/session/methods").then((r) => r.json()).catch(() => ({}));
   if (m.oidc) {
-    const next = new URLSearchParams(location.search).get("next") || "/";
+    const next = localPath(new URLSearchParams(location.search).get("next")) || "/";
     $("oidc-signin").href = "/v1/session/oidc?next=" + encodeURIComponent(next);
     $("oidc-signin").textContent = "Sign in with " + m.oidc.name;
     $("oidc-row").hidden = false;
   }
   const q = new URLSearchParams(location.search);
   if (q.get("signin_error")) {
-    Words.show($("signin-error"), Words.fail(0, { error: { code: q.get("signin_error"), message: q.get("why") || "" } }));
+    // Only the code is taken from the address: its words are the page's own.
+    Words.show($("signin-error"), Words.fail(0, { error: { code: q.get("signin_error") === "oidc_failed" ? "oidc_failed" : null, message: "" } }));
     q.delete("signin_error"); q.delete("why");
     history.replaceState(null, "", location.pathname + (q.toString() ? "?" + q : ""));
   }
@@ -285,6 +298,8 @@ function connectEvents() {
     if (!ev.recording) return;
     if (ev.type === "recording.deleted") remove(ev.recording.id);
     else render(ev.recording);
+    // The camera's recording stopped elsewhere (the list, the API, a limit).
+    if (timer && ev.recording.id === recId && !["pending", "recording", "paused"].includes(ev.recording.status)) cameraStopped();
   };
 }
 
@@ -309,6 +324,7 @@ function stopPreview() {
   for (const t of stream.getTracks()) t.stop();
   stream = null;
   $("camera-preview").srcObject = null;
+  $("camera-status").textContent = "";
 }
 
 async function startRecording() {
@@ -346,6 +362,17 @@ async function startRecording() {
   $("rec-indicator").hidden = false;
   $("record").textContent = "Stop";
   $("record").classList.add("stop");
+}
+
+// The recording ended without this tab's Stop: the tab stops sending.
+function cameraStopped() {
+  clearInterval(timer); clearInterval(clock);
+  timer = null;
+  if (socket) socket.close();
+  $("rec-indicator").hidden = true;
+  $("record").textContent = "Record";
+  $("record").classList.remove("stop");
+  $("camera-status").textContent = "The recording was stopped elsewhere (the list, or a limit); it is saved.";
 }
 
 async function stopRecording() {

@@ -18,6 +18,7 @@ let pc = null;
 let ws = null;
 let me = null; // {peer, name, host}
 let roomHost = null; // the host's user name
+let endedByMe = false; // this page pressed "End for everyone"
 let queue = Promise.resolve(); // signalling messages, one at a time
 const tiles = new Map(); // peer -> {el, video, name}
 const streams = new Map(); // peer -> MediaStream received
@@ -502,8 +503,12 @@ function ended(reason) {
   $("in-call").hidden = true;
   $("rec").hidden = true;
   $("ended").hidden = false;
-  $("ended-title").textContent = Words.ended(reason);
-  $("ended-reason").textContent = reason === "left" ? "" : "You can join again while the call goes on.";
+  // The room closed: nobody joins again; the host who ended it reads so.
+  const closed = reason === "room_closed";
+  $("ended-title").textContent = closed && endedByMe ? "You ended the call for everyone." : Words.ended(reason);
+  $("ended-reason").textContent = closed ? "The room is closed; its recordings are kept." :
+    reason === "left" ? "" : "You can join again while the call goes on.";
+  $("rejoin").hidden = closed;
   $("ended").dataset.reason = reason;
 }
 
@@ -530,6 +535,7 @@ $("invite-form").onsubmit = async (e) => {
     $("invite-url").value = i.join_url;
     $("invite-link").hidden = false;
     await copy($("invite-url"));
+    setTimeout(() => { if ($("call-status").textContent === "Link copied.") status(""); }, 3000);
   } catch (err) {
     Words.show($("call-status"), err);
   }
@@ -546,6 +552,7 @@ async function copy(input) {
 $("end-all").onclick = async () => {
   if (!confirm("End the call for everyone? The room closes; its recordings are kept.")) return;
   try {
+    endedByMe = true;
     await api("DELETE", `/v1/rooms/${roomId}`);
   } catch (err) {
     Words.show($("call-status"), err);

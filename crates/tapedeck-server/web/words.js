@@ -29,7 +29,7 @@ const Words = (() => {
     bad_credentials: "The user name or password is wrong.",
     too_many_attempts: "Too many wrong passwords for this user. Wait ten minutes and try again.",
     csrf_failed: "The page was out of date. Reload it and try again.",
-    oidc_failed: (m) => "Signing in with your company's account failed" + (m ? ": " + m : "."),
+    oidc_failed: "Signing in with your company's account failed. Try again, or ask your administrator (the server's log says why).",
     not_found: "It is not there any more (deleted, or the link is wrong).",
     not_ready: "It is not ready yet.",
     not_admin: "Only an administrator may do that.",

@@ -105,9 +105,15 @@ impl Repo {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Deletes the account and ends its sessions; false if there was none.
+    /// Deletes the account, ends its sessions and revokes its API keys
+    /// (a name made again later must not inherit them); false if there
+    /// was no account.
     pub async fn delete_user(&self, name: &str) -> Result<bool, RepoError> {
         self.end_sessions_of(name).await?;
+        sqlx::query("UPDATE api_keys SET revoked = 1 WHERE user_name = $1")
+            .bind(name.to_string())
+            .execute(self.pool())
+            .await?;
         let r = sqlx::query("DELETE FROM users WHERE name = $1")
             .bind(name.to_string())
             .execute(self.pool())

@@ -268,7 +268,13 @@ async fn accounts_contract(repo: &Repo) {
         .await
         .unwrap();
     assert_eq!(repo.sweep_sessions(2_000).await.unwrap(), 2, "s1 and s2");
+    let key3 = ApiKey {
+        id: "key_3".into(),
+        ..key.clone()
+    };
+    repo.create_key(&key3, "hash3").await.unwrap();
     assert!(repo.delete_user("ann").await.unwrap());
+    assert_eq!(repo.find_key("hash3").await.unwrap(), None, "keys revoked");
     assert_eq!(repo.session("s4", 0).await.unwrap(), None);
     assert_eq!(repo.user("ann").await.unwrap(), None);
 }

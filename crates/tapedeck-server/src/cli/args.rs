@@ -246,7 +246,8 @@ pub enum UsersCmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Delete an account (its recordings stay); its browsers are signed out.
+    /// Delete an account (its recordings stay); its browsers are signed out
+    /// and its API keys revoked.
     Delete {
         /// The user name.
         name: String,

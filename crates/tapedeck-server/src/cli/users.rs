@@ -68,7 +68,9 @@ pub async fn run(file: Option<&Path>, cmd: UsersCmd) -> Result<(), String> {
         UsersCmd::Delete { name, data_dir } => {
             let r = repo(&load_config(file, data_dir)?).await?;
             if r.delete_user(&name).await.map_err(|e| e.to_string())? {
-                println!("deleted {name} (its recordings stay)");
+                println!(
+                    "deleted {name}: its sessions ended and its API keys revoked (its recordings stay)"
+                );
                 Ok(())
             } else {
                 Err(format!("no user {name}"))
