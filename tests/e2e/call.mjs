@@ -79,6 +79,10 @@ await drive(
 
     // The host is signed in on the home page, finds the room under Calls
     // and follows its link.
+    // The clipboard for the invite link, granted before the camera starts
+    // (a grant replaces every permission: the camera's and microphone's
+    // are granted with it, or their tracks end).
+    await host.context().grantPermissions(["clipboard-read", "clipboard-write", "camera", "microphone"], { origin: base });
     await sessionFor(host, base, hostKey);
     await host.goto(`${base}/`);
     await host.click("#tab-calls");
@@ -133,9 +137,6 @@ await drive(
     });
     await host.setViewportSize({ width: 1280, height: 800 });
     // The host invites someone else from inside the call: the link is copied.
-    // (The camera and microphone are granted again: a grant replaces them,
-    // and the page's tracks would end.)
-    await host.context().grantPermissions(["clipboard-read", "clipboard-write", "camera", "microphone"], { origin: base });
     await host.click("#invite");
     await host.fill("#invite-name", "Gus");
     await host.click("#invite-create");
