@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         assert!((1..=200).contains(&t.chars().count()));
     }
     if let Ok(s) = std::str::from_utf8(data) {
-        let _ = tapedeck_core::request::parse_search(s);
+        let _ = tapedeck_core::search::parse_search(s);
         if let Some(v) = signin::cookie([s], "tapedeck_session") {
             assert!(s.contains(v));
         }

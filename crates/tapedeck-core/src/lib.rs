@@ -19,6 +19,7 @@ pub mod recording;
 pub mod request;
 pub mod room;
 pub mod script;
+pub mod search;
 pub mod settings;
 pub mod signin;
 pub mod timeline;

@@ -299,7 +299,7 @@ impl Lifecycle {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::recording::{SourceSpec, Stats};
     use crate::settings::{Format, Preset};
@@ -314,7 +314,8 @@ mod tests {
         quota_bytes: 5_000_000,
     };
 
-    fn rec() -> Recording {
+    /// A pending frames recording, for tests of other modules too.
+    pub(crate) fn rec() -> Recording {
         Recording {
             id: crate::RecordingId::from_parts(1, 2),
             owner: "ann".into(),

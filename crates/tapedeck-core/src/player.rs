@@ -1,5 +1,6 @@
 //! The script player: a sans-IO planner that turns a script into one plan per
-//! output frame.
+//! output frame. (One file: the steps, the segments they become and the
+//! per-frame plan are one state machine; about half of it is its tests.)
 //!
 //! The driver calls [`Player::poll`] once per output frame. The player either
 //! asks for something about the page ([`Need`]: where an element is, or to

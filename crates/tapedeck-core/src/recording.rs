@@ -535,34 +535,6 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Whether a list search (lower case, `request::parse_search`) finds
-    /// this recording: in its title, its kind (as the API and the page
-    /// name it), or any value of its metadata.
-    pub fn matches(&self, q: &str) -> bool {
-        fn values(v: &serde_json::Value, out: &mut String) {
-            match v {
-                serde_json::Value::String(s) => out.push_str(s),
-                serde_json::Value::Array(a) => a.iter().for_each(|x| values(x, out)),
-                serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
-                    out.push_str(k);
-                    out.push('\n');
-                    values(x, out);
-                }),
-                other => out.push_str(&other.to_string()),
-            }
-            out.push('\n');
-        }
-        let kind = self.source.kind();
-        let mut text = format!(
-            "{}\n{}\n{}\n",
-            self.title.as_deref().unwrap_or(""),
-            kind.as_str(),
-            kind.label()
-        );
-        values(&self.metadata, &mut text);
-        text.to_lowercase().contains(q)
-    }
-
     /// The name a download of the media is saved under ([`download_name`]).
     pub fn download_name(&self) -> String {
         download_name(
@@ -707,52 +679,6 @@ mod tests {
                     Err(e) => prop_assert_eq!(e.from, s),
                 }
             }
-        }
-    }
-
-    #[test]
-    fn a_search_finds_the_title_the_kind_and_the_metadata() {
-        let r = Recording {
-            id: RecordingId::from_parts(1_700_000_000_000, 1),
-            owner: "ann".into(),
-            status: Status::Completed,
-            end_reason: None,
-            source: SourceSpec::Frames { input_fps: None },
-            format: Format::Mp4,
-            preset: Preset::Medium,
-            video: Preset::Medium.settings(),
-            max_duration_s: 60,
-            title: Some("Weekly Standup".into()),
-            metadata: serde_json::json!({"customer": "Acme", "tags": ["demo", 42]}),
-            created_at: 1,
-            started_at: None,
-            stopped_at: None,
-            completed_at: None,
-            expires_at: None,
-            duration_s: None,
-            size_bytes: None,
-            error: None,
-            note: None,
-            stats: Stats::default(),
-            media: None,
-            regenerated_from: None,
-            queue_position: None,
-            tracks: vec![],
-        };
-        for q in [
-            "standup",
-            "weekly st",
-            "frames",
-            "live camera",
-            "acme",
-            "customer",
-            "demo",
-            "42",
-        ] {
-            assert!(r.matches(q), "{q}");
-        }
-        for q in ["monthly", "web page", "ann", "completed"] {
-            assert!(!r.matches(q), "{q}");
         }
     }
 

@@ -222,9 +222,6 @@ mod tests {
         }
         let long = format!(r#"{{"title": "{}"}}"#, "x".repeat(201));
         assert!(parse_rename(long.as_bytes()).is_err());
-        assert_eq!(parse_search(" Demo ").unwrap(), "demo");
-        assert!(parse_search("  ").is_err());
-        assert!(parse_search(&"x".repeat(101)).is_err());
     }
 
     use super::*;
@@ -354,13 +351,4 @@ pub fn parse_rename(body: &[u8]) -> Result<String, RequestError> {
         ));
     }
     Ok(title.to_string())
-}
-
-/// A list search (`?q=`): 1-100 characters, matched without case.
-pub fn parse_search(q: &str) -> Result<String, RequestError> {
-    let q = q.trim();
-    if q.is_empty() || q.chars().count() > 100 {
-        return Err(RequestError::Shape("q: must be 1 to 100 characters".into()));
-    }
-    Ok(q.to_lowercase())
 }

@@ -184,7 +184,7 @@ pub async fn list(
             "limit" => f.limit = page_limit(v)?,
             "cursor" => f.before = Some(v.parse()?),
             "owner" if p.admin => f.owner = Some(v.clone()),
-            "q" => search = Some(tapedeck_core::request::parse_search(v)?),
+            "q" => search = Some(tapedeck_core::search::parse_search(v)?),
             "token" => {}
             other => {
                 return Err(ApiError::bad_request(

@@ -1,6 +1,10 @@
 //! Configuration: one typed tree. Defaults, then a TOML file, then
 //! `TAPEDECK_*` environment variables (`__` separates levels, e.g.
 //! `TAPEDECK_LIMITS__MAX_CONCURRENT=8`), then command-line flags.
+//!
+//! One file on purpose: it is the schema of `config/default.toml`, section
+//! by section in the same order, and its test checks the two agree; the
+//! sections are plain data with their defaults and cross-field checks.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -66,7 +66,7 @@ pub async fn search(
         for r in batch {
             scanned += 1;
             let id = r.id;
-            if r.matches(q) {
+            if tapedeck_core::search::matches(&r, q) {
                 found.push(r);
                 if found.len() == want {
                     return Ok((found, Some(id)));
