@@ -10,14 +10,31 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::{DB_COUNTER, free_port, scratch, spawn_watched, tools_cache, wait_port};
 
 /// One HTTP/1.1 request to `127.0.0.1:port` over a plain socket (the
-/// emulators' set-up calls); the status code.
+/// emulators' set-up calls); the status code. A server that has bound its
+/// port may still reset the first connections while it starts (the GCS
+/// emulator did in a full run), so a failed connection is tried again for
+/// up to 30 s before the test fails.
 fn raw_http(port: u16, head: &str, body: &[u8]) -> u16 {
     use std::io::{Read, Write};
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.write_all(head.as_bytes()).expect("write");
-    s.write_all(body).expect("write");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
+    let attempt = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", port))?;
+        s.write_all(head.as_bytes())?;
+        s.write_all(body)?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    let start = std::time::Instant::now();
+    let out = loop {
+        match attempt() {
+            Ok(out) if !out.is_empty() => break out,
+            Ok(_) if start.elapsed() < std::time::Duration::from_secs(30) => {}
+            Err(_) if start.elapsed() < std::time::Duration::from_secs(30) => {}
+            Ok(_) => panic!("port {port} closed the connection without an answer"),
+            Err(e) => panic!("port {port}: {e}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     out.split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
