@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 export PATH="$HOME/.cargo/bin:$PATH" RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --version 0.13.2 --locked --quiet
+# cargo-fuzz has no --locked: a lock file that no longer matches the
+# targets' manifest fails here instead of being rewritten in the clone.
+cargo fetch --locked --quiet
 target_dir="${CARGO_TARGET_DIR:-../target}/fuzz"
 log=$(mktemp)
 for t in $(cargo fuzz list); do

@@ -27,6 +27,9 @@ await drive([], async (page, result) => {
   await page.fill("#search", "no such thing");
   await page.waitForSelector("#empty:not([hidden])");
   result.nothing = await page.textContent("#empty");
+  await page.fill("#search", "lead:7 27");
+  await page.waitForFunction(() => document.querySelectorAll("#rec-list li").length === 1);
+  result.byMetadata = await page.$$eval("#rec-list li a.title", (l) => l.map((a) => a.textContent));
   await page.fill("#search", "standup");
   await page.waitForFunction(() => document.querySelectorAll("#rec-list li").length === 1);
 

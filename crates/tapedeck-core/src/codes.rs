@@ -17,429 +17,201 @@ pub enum Blame {
     Server,
 }
 
-/// One stable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Code {
-    /// The code clients match on.
-    pub code: &'static str,
-    /// The HTTP status of an API error with this code; a recording failure
-    /// carries the status the code would have as an API error.
-    pub status: u16,
-    /// Whose problem it is.
-    pub blame: Blame,
-    /// What it means, for people.
-    pub meaning: &'static str,
+/// Where a code is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// API errors only (`{"error": {"code", "message"}}`).
+    Api,
+    /// Failed recordings and their notes only (`"error"`, `"note"`).
+    Failure,
+    /// Both.
+    Both,
 }
 
-const fn c(code: &'static str, status: u16, blame: Blame, meaning: &'static str) -> Code {
-    Code {
-        code,
-        status,
-        blame,
-        meaning,
+/// Declares [`Code`] with each code's text, HTTP status, blame, use and
+/// meaning: the catalogue is this one table.
+macro_rules! catalogue {
+    ($($name:ident = $code:literal, $status:literal, $blame:ident, $use:ident, $meaning:literal;)*) => {
+        /// One stable code. Its text is what clients match on; its HTTP
+        /// status is an API error's (a recording failure carries the status
+        /// the code would have as an API error).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        pub enum Code {
+            $(
+                #[doc = $meaning]
+                #[serde(rename = $code)]
+                $name,
+            )*
+        }
+
+        impl Code {
+            /// Every code, API errors first, in the catalogue's order.
+            pub const ALL: &'static [Code] = &[$(Code::$name),*];
+
+            /// The text clients match on.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Code::$name => $code,)* }
+            }
+
+            /// The HTTP status of an API error with this code.
+            pub const fn status(self) -> u16 {
+                match self { $(Code::$name => $status,)* }
+            }
+
+            /// Whose problem it is.
+            pub const fn blame(self) -> Blame {
+                match self { $(Code::$name => Blame::$blame,)* }
+            }
+
+            /// What it means, for people.
+            pub const fn meaning(self) -> &'static str {
+                match self { $(Code::$name => $meaning,)* }
+            }
+
+            /// Where it is used.
+            pub const fn used(self) -> Use {
+                match self { $(Code::$name => Use::$use,)* }
+            }
+        }
+    };
+}
+
+catalogue! {
+    InvalidJson = "invalid_json", 400, Client, Api, "the body is not valid JSON";
+    InvalidRequest = "invalid_request", 400, Client, Api, "the body or a field has the wrong shape";
+    InvalidQuery = "invalid_query", 400, Client, Api, "a query parameter is not valid";
+    InvalidId = "invalid_id", 400, Client, Api, "the id is not a recording id";
+    InvalidUser = "invalid_user", 400, Client, Api, "a user name is not 1-64 letters, digits, - _ . @";
+    InvalidSdp = "invalid_sdp", 400, Client, Api, "an SDP offer that cannot be parsed or answered";
+    NotWebsocket = "not_websocket", 400, Client, Api, "a WebSocket route was called without a WebSocket upgrade";
+    BadControl = "bad_control", 400, Client, Api, "a frames socket text message is not valid";
+    Unauthorized = "unauthorized", 401, Client, Api, "no token, or a token that is not valid";
+    NotAdmin = "not_admin", 403, Client, Api, "the route is for admins";
+    InvalidSignature = "invalid_signature", 403, Client, Api, "a share link's signature does not match";
+    LinkExpired = "link_expired", 403, Client, Api, "a share link has expired";
+    SessionExpired = "session_expired", 401, Client, Api, "the web page's sign-in ended (expired, signed out, its key revoked)";
+    BadCredentials = "bad_credentials", 401, Client, Api, "the user name or password is wrong";
+    CsrfFailed = "csrf_failed", 403, Client, Api, "a change made with the session cookie lacked the X-CSRF-Token header, or a cookie WebSocket came from another site";
+    TooManyAttempts = "too_many_attempts", 429, Client, Api, "too many wrong passwords for one user name; wait ten minutes";
+    OidcFailed = "oidc_failed", 401, Client, Api, "signing in with the identity provider failed (refused, cancelled, or its answer did not check out)";
+    InviteInvalid = "invite_invalid", 401, Client, Api, "a call invite (join token) was changed, cut short or is for another room";
+    InviteExpired = "invite_expired", 401, Client, Api, "a call invite (join token) has expired";
+    NotRoomHost = "not_room_host", 403, Client, Api, "only the room's host may do that";
+    WrongRoom = "wrong_room", 403, Client, Api, "a call guest's join token opens one room; it uploads there only";
+    RoomFull = "room_full", 403, Client, Api, "the room has its max_participants in the call";
+    QuotaExceeded = "quota_exceeded", 403, Client, Api, "the user's stored media reached the quota";
+    NotFound = "not_found", 404, Client, Api, "no such route, or no such recording of the caller's";
+    MethodNotAllowed = "method_not_allowed", 405, Client, Api, "the route does not take that method (see the Allow header)";
+    InvalidTransition = "invalid_transition", 409, Client, Api, "the recording's status does not allow that";
+    WrongSource = "wrong_source", 409, Client, Api, "the recording's source does not take that";
+    NotReady = "not_ready", 409, Client, Api, "the recording has no media yet";
+    RoomClosed = "room_closed", 409, Client, Api, "the room was closed by its host";
+    NotRegenerable = "not_regenerable", 409, Client, Api, "only web recordings can be regenerated";
+    TooLarge = "too_large", 413, Client, Api, "the body is larger than the route takes";
+    UnsupportedMediaType = "unsupported_media_type", 415, Client, Api, "the body's Content-Type is not one the route takes";
+    RangeNotSatisfiable = "range_not_satisfiable", 416, Client, Api, "the Range header is outside the file";
+    InvalidSettings = "invalid_settings", 422, Client, Api, "the video settings are not valid";
+    InvalidScript = "invalid_script", 422, Client, Api, "the web script is not valid";
+    InvalidSource = "invalid_source", 422, Client, Api, "the source's fields are not valid";
+    TooManyRecordings = "too_many_recordings", 429, Client, Api, "a concurrency limit is reached";
+    TooManyPeers = "too_many_peers", 429, Client, Api, "rtc.max_peers are connected";
+    TooManyRooms = "too_many_rooms", 429, Client, Api, "the user has limits.max_open_rooms_per_user rooms open; close one first";
+    TooManySockets = "too_many_sockets", 429, Client, Api, "the user holds limits.max_event_sockets_per_user event sockets open";
+    TooManyConnecting = "too_many_connecting", 429, Client, Api, "the caller (an API user or a join token) holds rtc.max_connecting_per_caller sessions whose ICE has not completed; each is dropped rtc.connect_timeout_s after its offer";
+    ServerBusy = "server_busy", 429, Client, Api, "the server's CPU budget (limits.cpu_budget_cores) has no room for this live recording's estimated cost; try again later";
+    QueueFull = "queue_full", 429, Client, Api, "web.max_queued web recordings already wait for their turn";
+    TusVersion = "tus_version", 412, Client, Api, "an upload request without Tus-Resumable: 1.0.0 (the tus version spoken)";
+    OffsetMismatch = "offset_mismatch", 409, Client, Api, "Upload-Offset is not where the upload is (HEAD says where)";
+    ChecksumMismatch = "checksum_mismatch", 460, Client, Api, "the chunk does not match its Upload-Checksum; it was discarded";
+    UploadIncomplete = "upload_incomplete", 409, Client, Api, "a presigned upload was completed before all its bytes arrived (or its object is missing)";
+    UploadClosed = "upload_closed", 410, Client, Api, "the upload is finished, terminated or expired and takes no more bytes";
+    Internal = "internal", 500, Server, Both, "a server fault; see the server's log";
+    DatabaseError = "database_error", 503, Server, Api, "the database failed";
+    StorageError = "storage_error", 503, Server, Api, "the media store failed";
+    EncoderUnavailable = "encoder_unavailable", 503, Server, Api, "the encoder could not start";
+    SourceUnreachable = "source_unreachable", 502, Client, Failure, "the page's address could not be reached or loaded";
+    SourceBlocked = "source_blocked", 403, Client, Failure, "the address is not allowed by the network policy";
+    TlsError = "tls_error", 502, Client, Failure, "the page's TLS certificate or handshake failed";
+    PageLoadTimeout = "page_load_timeout", 504, Client, Failure, "the page did not finish loading in time";
+    PageUnresponsive = "page_unresponsive", 504, Client, Failure, "the page stopped producing frames";
+    ScriptError = "script_error", 422, Client, Failure, "a script step could not be played";
+    SelectorNotFound = "selector_not_found", 422, Client, Failure, "a script step's selector matched nothing or is not valid";
+    InvalidFrames = "invalid_frames", 422, Client, Failure, "no valid frame was received";
+    NoSource = "no_source", 409, Client, Failure, "no source ever connected";
+    EncoderFailed = "encoder_failed", 500, Server, Failure, "ffmpeg failed to encode or finish the file";
+    StorageFailed = "storage_failed", 500, Server, Failure, "the media could not be written to the store";
+    DiskFull = "disk_full", 507, Server, Failure, "the work folder's disk is full; what was spooled before is kept";
+    StorageRetry = "storage_retry", 503, Server, Failure, "a note, not a failure: the store refused the finished file, which is kept and stored again with backoff";
+    GridFailed = "grid_failed", 500, Server, Failure, "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side";
+    NoVideo = "no_video", 422, Client, Failure, "a note, not a failure: nobody in the call sent video while recording; /media holds the sound";
+    CaptureFailed = "capture_failed", 500, Server, Failure, "a web page's picture of a frame could not be read; a recording never skips a frame silently";
+    BrowserCrashed = "browser_crashed", 500, Server, Failure, "the browser could not start or crashed";
+    UploadExpired = "upload_expired", 410, Client, Failure, "an upload received no bytes for uploads.expire_after_s and was given up";
+    InvalidMedia = "invalid_media", 422, Client, Failure, "an uploaded file is not media that can be read (as a note: it was cut, and the part before the cut was kept)";
+    RecoveryFailed = "recovery_failed", 500, Server, Failure, "the recording could not be rebuilt after a restart";
+    Failed = "failed", 500, Server, Failure, "failed before failure codes were recorded";
+}
+
+impl Code {
+    /// Whether an API error may carry it.
+    pub fn is_api(self) -> bool {
+        matches!(self.used(), Use::Api | Use::Both)
+    }
+
+    /// Whether a failed recording (or its note) may carry it.
+    pub fn is_failure(self) -> bool {
+        matches!(self.used(), Use::Failure | Use::Both)
+    }
+
+    /// The API error codes, in the catalogue's order.
+    pub fn api() -> impl Iterator<Item = Code> {
+        Self::ALL.iter().copied().filter(|c| c.is_api())
+    }
+
+    /// The failure codes, in the catalogue's order.
+    pub fn failures() -> impl Iterator<Item = Code> {
+        Self::ALL.iter().copied().filter(|c| c.is_failure())
+    }
+
+    /// The code whose text is `s`.
+    pub fn parse(s: &str) -> Option<Code> {
+        Self::ALL.iter().copied().find(|c| c.as_str() == s)
     }
 }
 
-use Blame::{Client as C, Server as S};
-
-/// Codes of API errors (`{"error": {"code", "message"}}`).
-pub const API: &[Code] = &[
-    c("invalid_json", 400, C, "the body is not valid JSON"),
-    c(
-        "invalid_request",
-        400,
-        C,
-        "the body or a field has the wrong shape",
-    ),
-    c("invalid_query", 400, C, "a query parameter is not valid"),
-    c("invalid_id", 400, C, "the id is not a recording id"),
-    c(
-        "invalid_user",
-        400,
-        C,
-        "a user name is not 1-64 letters, digits, - _ . @",
-    ),
-    c(
-        "invalid_sdp",
-        400,
-        C,
-        "an SDP offer that cannot be parsed or answered",
-    ),
-    c(
-        "not_websocket",
-        400,
-        C,
-        "a WebSocket route was called without a WebSocket upgrade",
-    ),
-    c(
-        "bad_control",
-        400,
-        C,
-        "a frames socket text message is not valid",
-    ),
-    c(
-        "unauthorized",
-        401,
-        C,
-        "no token, or a token that is not valid",
-    ),
-    c("not_admin", 403, C, "the route is for admins"),
-    c(
-        "invalid_signature",
-        403,
-        C,
-        "a share link's signature does not match",
-    ),
-    c("link_expired", 403, C, "a share link has expired"),
-    c(
-        "session_expired",
-        401,
-        C,
-        "the web page's sign-in ended (expired, signed out, its key revoked)",
-    ),
-    c(
-        "bad_credentials",
-        401,
-        C,
-        "the user name or password is wrong",
-    ),
-    c(
-        "csrf_failed",
-        403,
-        C,
-        "a change made with the session cookie lacked the X-CSRF-Token header, or a cookie WebSocket came from another site",
-    ),
-    c(
-        "too_many_attempts",
-        429,
-        C,
-        "too many wrong passwords for one user name; wait ten minutes",
-    ),
-    c(
-        "oidc_failed",
-        401,
-        C,
-        "signing in with the identity provider failed (refused, cancelled, or its answer did not check out)",
-    ),
-    c(
-        "invite_invalid",
-        401,
-        C,
-        "a call invite (join token) was changed, cut short or is for another room",
-    ),
-    c(
-        "invite_expired",
-        401,
-        C,
-        "a call invite (join token) has expired",
-    ),
-    c("not_room_host", 403, C, "only the room's host may do that"),
-    c(
-        "wrong_room",
-        403,
-        C,
-        "a call guest's join token opens one room; it uploads there only",
-    ),
-    c(
-        "room_full",
-        403,
-        C,
-        "the room has its max_participants in the call",
-    ),
-    c(
-        "quota_exceeded",
-        403,
-        C,
-        "the user's stored media reached the quota",
-    ),
-    c(
-        "not_found",
-        404,
-        C,
-        "no such route, or no such recording of the caller's",
-    ),
-    c(
-        "method_not_allowed",
-        405,
-        C,
-        "the route does not take that method (see the Allow header)",
-    ),
-    c(
-        "invalid_transition",
-        409,
-        C,
-        "the recording's status does not allow that",
-    ),
-    c(
-        "wrong_source",
-        409,
-        C,
-        "the recording's source does not take that",
-    ),
-    c("not_ready", 409, C, "the recording has no media yet"),
-    c("room_closed", 409, C, "the room was closed by its host"),
-    c(
-        "not_regenerable",
-        409,
-        C,
-        "only web recordings can be regenerated",
-    ),
-    c(
-        "too_large",
-        413,
-        C,
-        "the body is larger than the route takes",
-    ),
-    c(
-        "unsupported_media_type",
-        415,
-        C,
-        "the body's Content-Type is not one the route takes",
-    ),
-    c(
-        "range_not_satisfiable",
-        416,
-        C,
-        "the Range header is outside the file",
-    ),
-    c(
-        "invalid_settings",
-        422,
-        C,
-        "the video settings are not valid",
-    ),
-    c("invalid_script", 422, C, "the web script is not valid"),
-    c(
-        "invalid_source",
-        422,
-        C,
-        "the source's fields are not valid",
-    ),
-    c(
-        "too_many_recordings",
-        429,
-        C,
-        "a concurrency limit is reached",
-    ),
-    c("too_many_peers", 429, C, "rtc.max_peers are connected"),
-    c(
-        "too_many_rooms",
-        429,
-        C,
-        "the user has limits.max_open_rooms_per_user rooms open; close one first",
-    ),
-    c(
-        "too_many_sockets",
-        429,
-        C,
-        "the user holds limits.max_event_sockets_per_user event sockets open",
-    ),
-    c(
-        "too_many_connecting",
-        429,
-        C,
-        "the caller (an API user or a join token) holds rtc.max_connecting_per_caller sessions whose ICE has not completed; each is dropped rtc.connect_timeout_s after its offer",
-    ),
-    c(
-        "server_busy",
-        429,
-        C,
-        "the server's CPU budget (limits.cpu_budget_cores) has no room for this live recording's estimated cost; try again later",
-    ),
-    c(
-        "queue_full",
-        429,
-        C,
-        "web.max_queued web recordings already wait for their turn",
-    ),
-    c(
-        "tus_version",
-        412,
-        C,
-        "an upload request without Tus-Resumable: 1.0.0 (the tus version spoken)",
-    ),
-    c(
-        "offset_mismatch",
-        409,
-        C,
-        "Upload-Offset is not where the upload is (HEAD says where)",
-    ),
-    c(
-        "checksum_mismatch",
-        460,
-        C,
-        "the chunk does not match its Upload-Checksum; it was discarded",
-    ),
-    c(
-        "upload_incomplete",
-        409,
-        C,
-        "a presigned upload was completed before all its bytes arrived (or its object is missing)",
-    ),
-    c(
-        "upload_closed",
-        410,
-        C,
-        "the upload is finished, terminated or expired and takes no more bytes",
-    ),
-    c("internal", 500, S, "a server fault; see the server's log"),
-    c("database_error", 500, S, "the database failed"),
-    c("storage_error", 500, S, "the media store failed"),
-    c("encoder_unavailable", 503, S, "the encoder could not start"),
-];
-
-/// Codes of failed recordings (`"error": {"code", "message"}`).
-pub const FAILURES: &[Code] = &[
-    c(
-        "source_unreachable",
-        502,
-        C,
-        "the page's address could not be reached or loaded",
-    ),
-    c(
-        "source_blocked",
-        403,
-        C,
-        "the address is not allowed by the network policy",
-    ),
-    c(
-        "tls_error",
-        502,
-        C,
-        "the page's TLS certificate or handshake failed",
-    ),
-    c(
-        "page_load_timeout",
-        504,
-        C,
-        "the page did not finish loading in time",
-    ),
-    c(
-        "page_unresponsive",
-        504,
-        C,
-        "the page stopped producing frames",
-    ),
-    c("script_error", 422, C, "a script step could not be played"),
-    c(
-        "selector_not_found",
-        422,
-        C,
-        "a script step's selector matched nothing or is not valid",
-    ),
-    c("invalid_frames", 422, C, "no valid frame was received"),
-    c("no_source", 409, C, "no source ever connected"),
-    c(
-        "encoder_failed",
-        500,
-        S,
-        "ffmpeg failed to encode or finish the file",
-    ),
-    c(
-        "storage_failed",
-        500,
-        S,
-        "the media could not be written to the store",
-    ),
-    c(
-        "disk_full",
-        507,
-        S,
-        "the work folder's disk is full; what was spooled before is kept",
-    ),
-    c(
-        "storage_retry",
-        503,
-        S,
-        "a note, not a failure: the store refused the finished file, which is kept and stored again with backoff",
-    ),
-    c(
-        "grid_failed",
-        500,
-        S,
-        "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side",
-    ),
-    c(
-        "no_video",
-        422,
-        C,
-        "a note, not a failure: nobody in the call sent video while recording; /media holds the sound",
-    ),
-    c(
-        "capture_failed",
-        500,
-        S,
-        "a web page's picture of a frame could not be read; a recording never skips a frame silently",
-    ),
-    c(
-        "browser_crashed",
-        500,
-        S,
-        "the browser could not start or crashed",
-    ),
-    c(
-        "upload_expired",
-        410,
-        C,
-        "an upload received no bytes for uploads.expire_after_s and was given up",
-    ),
-    c(
-        "invalid_media",
-        422,
-        C,
-        "an uploaded file is not media that can be read (as a note: it was cut, and the part before the cut was kept)",
-    ),
-    c(
-        "recovery_failed",
-        500,
-        S,
-        "the recording could not be rebuilt after a restart",
-    ),
-    c("internal", 500, S, "a server fault; see the server's log"),
-    c(
-        "failed",
-        500,
-        S,
-        "failed before failure codes were recorded",
-    ),
-];
-
-/// Looks a code up in both lists.
-pub fn find(code: &str) -> Option<&'static Code> {
-    API.iter().chain(FAILURES).find(|c| c.code == code)
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
-/// Why a recording failed: a stable code from [`FAILURES`] and a message
-/// a person can act on.
+/// Why a recording failed: a failure code and a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {
-    /// A code from [`FAILURES`].
-    pub code: String,
+    /// A code whose [`Code::is_failure`] holds.
+    pub code: Code,
     /// What happened.
     pub message: String,
 }
 
 impl Failure {
-    /// A failure with `code` (one of [`FAILURES`]) and `message`.
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(
-            FAILURES.iter().any(|c| c.code == code),
-            "{code} is not in the catalogue"
-        );
+    /// A failure with `code` and `message`.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        debug_assert!(code.is_failure(), "{code} is not a failure code");
         Self {
-            code: code.to_string(),
+            code,
             message: message.into(),
         }
     }
 
     /// A server fault of the catalogue's `internal` kind.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new("internal", message)
+        Self::new(Code::Internal, message)
     }
 
     /// Whether the user can act on it.
     pub fn blame(&self) -> Blame {
-        find(&self.code).map(|c| c.blame).unwrap_or(Blame::Server)
+        self.code.blame()
     }
 }
 
@@ -450,7 +222,8 @@ impl std::fmt::Display for Failure {
 }
 
 impl<'de> Deserialize<'de> for Failure {
-    /// Also reads the plain strings stored before failures had codes.
+    /// Also reads the plain strings stored before failures had codes, and
+    /// a code this version does not know as `failed`.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -459,9 +232,12 @@ impl<'de> Deserialize<'de> for Failure {
             Plain(String),
         }
         Ok(match Stored::deserialize(d)? {
-            Stored::Coded { code, message } => Failure { code, message },
+            Stored::Coded { code, message } => Failure {
+                code: Code::parse(&code).unwrap_or(Code::Failed),
+                message,
+            },
             Stored::Plain(message) => Failure {
-                code: "failed".into(),
+                code: Code::Failed,
                 message,
             },
         })
@@ -473,34 +249,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_unique_and_snake_case() {
-        for list in [API, FAILURES] {
-            let mut seen = std::collections::HashSet::new();
-            for c in list {
-                assert!(seen.insert(c.code), "{} twice", c.code);
-                assert!(
-                    c.code
-                        .chars()
-                        .all(|ch| ch.is_ascii_lowercase() || ch == '_'),
-                    "{}",
-                    c.code
-                );
-                assert!((400..600).contains(&c.status));
-            }
+    fn codes_are_unique_snake_case_and_in_a_list() {
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            let text = c.as_str();
+            assert!(seen.insert(text), "{text} twice");
+            assert!(
+                text.chars().all(|ch| ch.is_ascii_lowercase() || ch == '_'),
+                "{text}"
+            );
+            assert!((400..600).contains(&c.status()));
+            assert_eq!(Code::parse(text), Some(*c));
+            assert_eq!(serde_json::to_value(c).unwrap(), text);
+            assert!(c.is_api() || c.is_failure());
         }
     }
 
     #[test]
     fn failure_reads_old_and_new_forms() {
         let f: Failure = serde_json::from_str(r#""it broke""#).unwrap();
-        assert_eq!(
-            (f.code.as_str(), f.message.as_str()),
-            ("failed", "it broke")
-        );
-        let f = Failure::new("tls_error", "bad cert");
+        assert_eq!((f.code, f.message.as_str()), (Code::Failed, "it broke"));
+        let f = Failure::new(Code::TlsError, "bad cert");
         let back: Failure = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
         assert_eq!(back, f);
         assert_eq!(f.blame(), Blame::Client);
-        assert_eq!(Failure::new("encoder_failed", "x").blame(), Blame::Server);
+        assert_eq!(
+            Failure::new(Code::EncoderFailed, "x").blame(),
+            Blame::Server
+        );
+        let gone: Failure =
+            serde_json::from_str(r#"{"code": "a_code_from_the_future", "message": "m"}"#).unwrap();
+        assert_eq!(gone.code, Code::Failed);
     }
 }

@@ -1,11 +1,16 @@
 //! Stable error codes shared by every layer.
 
-/// An error that the API can show a user: a stable string code and an HTTP status.
+use crate::codes::Code;
+
+/// An error that the API can show a user: a stable code from the catalogue
+/// ([`crate::codes`]), whose HTTP status it takes.
 ///
 /// Every module's error enum implements this so the edge maps errors in one place.
 pub trait ErrorCode {
-    /// A stable, snake_case code clients can match on (`invalid_transition`, ...).
-    fn code(&self) -> &'static str;
-    /// The HTTP status this error maps to.
-    fn status(&self) -> u16;
+    /// The code clients match on (`invalid_transition`, ...).
+    fn code(&self) -> Code;
+    /// The HTTP status this error maps to: its code's.
+    fn status(&self) -> u16 {
+        self.code().status()
+    }
 }

@@ -1,6 +1,7 @@
 //! Identifiers: `rec_` (recordings) and `room_` (rooms) followed by a ULID
 //! (sortable by creation time).
 
+use crate::codes::Code;
 use std::fmt;
 use std::str::FromStr;
 
@@ -21,11 +22,8 @@ pub struct InvalidId {
 }
 
 impl crate::ErrorCode for InvalidId {
-    fn code(&self) -> &'static str {
-        "invalid_id"
-    }
-    fn status(&self) -> u16 {
-        400
+    fn code(&self) -> Code {
+        Code::InvalidId
     }
 }
 

@@ -11,6 +11,7 @@
 //! Over 600 lines: 280 of code and its inline tests (every transition and
 //! limit, and a property test), which read best beside the code they check.
 
+use crate::codes::Code;
 use crate::codes::Failure;
 use crate::recording::{Action, EndReason, InvalidTransition, Recording, Status};
 
@@ -204,7 +205,10 @@ impl Lifecycle {
             Input::Ended if live => self.stop(EndReason::SourceEnded, now_ms),
             Input::EndedWith(reason) if live => self.stop(reason, now_ms),
             Input::Ended | Input::EndedWith(_) if s == Status::Pending => self.fail(
-                Failure::new("no_source", "the source ended before it delivered anything"),
+                Failure::new(
+                    Code::NoSource,
+                    "the source ended before it delivered anything",
+                ),
                 now_ms,
             ),
             Input::Failed(f) if !s.is_terminal() => self.fail(f, now_ms),
@@ -520,7 +524,7 @@ pub(crate) mod tests {
         let mut lc = started();
         let out = lc
             .handle(
-                Input::Failed(Failure::new("page_unresponsive", "no frame in 30 s")),
+                Input::Failed(Failure::new(Code::PageUnresponsive, "no frame in 30 s")),
                 3_000,
             )
             .unwrap();
@@ -529,21 +533,21 @@ pub(crate) mod tests {
             vec![Output::Abort, Output::Save, Output::Emit(Action::Fail)]
         );
         let r = lc.recording();
-        assert_eq!(r.error.as_ref().unwrap().code, "page_unresponsive");
+        assert_eq!(r.error.as_ref().unwrap().code, Code::PageUnresponsive);
         assert_eq!(
             (r.end_reason, r.completed_at),
             (Some(EndReason::Error), Some(3_000))
         );
         // A source may say why it failed.
         let mut lc = started();
-        let f = Failure::new("upload_expired", "no bytes for 1 s");
+        let f = Failure::new(Code::UploadExpired, "no bytes for 1 s");
         lc.handle(Input::FailedWith(EndReason::UploadExpired, f), 3_000)
             .unwrap();
         assert_eq!(lc.status(), Status::Failed);
         assert_eq!(lc.recording().end_reason, Some(EndReason::UploadExpired));
         assert_eq!(
             lc.recording().error.as_ref().unwrap().code,
-            "upload_expired"
+            Code::UploadExpired
         );
 
         // A failure while processing keeps why it was stopped, and there is no source to abort.
@@ -551,7 +555,7 @@ pub(crate) mod tests {
         lc.handle(Input::Command(Action::Stop), 2_000).unwrap();
         let out = lc
             .handle(
-                Input::Finalized(Err(Failure::new("storage_failed", "disk"))),
+                Input::Finalized(Err(Failure::new(Code::StorageFailed, "disk"))),
                 3_000,
             )
             .unwrap();
@@ -561,7 +565,7 @@ pub(crate) mod tests {
         // A source that ends before it starts fails with a reason.
         let mut lc = Lifecycle::new(rec(), LIMITS, 0);
         lc.handle(Input::Ended, 10).unwrap();
-        assert_eq!(lc.recording().error.as_ref().unwrap().code, "no_source");
+        assert_eq!(lc.recording().error.as_ref().unwrap().code, Code::NoSource);
     }
 
     #[test]
@@ -621,7 +625,10 @@ pub(crate) mod tests {
             Just(Input::EndedWith(EndReason::RoomClosed)),
             Just(Input::Failed(Failure::internal("x"))),
             Just(Input::Finalized(Ok(()))),
-            Just(Input::Finalized(Err(Failure::new("storage_failed", "x")))),
+            Just(Input::Finalized(Err(Failure::new(
+                Code::StorageFailed,
+                "x"
+            )))),
             Just(Input::Restarted),
             Just(Input::Tick),
         ]

@@ -1,5 +1,6 @@
 //! The recording and its lifecycle, one state machine for every source kind.
 
+use crate::codes::Code;
 use serde::{Deserialize, Serialize};
 
 use crate::RecordingId;
@@ -156,11 +157,8 @@ pub struct InvalidTransition {
 }
 
 impl crate::ErrorCode for InvalidTransition {
-    fn code(&self) -> &'static str {
-        "invalid_transition"
-    }
-    fn status(&self) -> u16 {
-        409
+    fn code(&self) -> Code {
+        Code::InvalidTransition
     }
 }
 

@@ -1,5 +1,6 @@
 //! Parsing and validation of API request bodies (outside input).
 
+use crate::codes::Code;
 use serde::Deserialize;
 
 use crate::recording::SourceSpec;
@@ -28,21 +29,13 @@ pub enum RequestError {
 }
 
 impl crate::ErrorCode for RequestError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> Code {
         match self {
-            RequestError::Json(_) => "invalid_json",
-            RequestError::Shape(_) => "invalid_request",
+            RequestError::Json(_) => Code::InvalidJson,
+            RequestError::Shape(_) => Code::InvalidRequest,
             RequestError::Settings(e) => e.code(),
             RequestError::Script(e) => e.code(),
             RequestError::Source(e) => e.code(),
-        }
-    }
-    fn status(&self) -> u16 {
-        match self {
-            RequestError::Json(_) | RequestError::Shape(_) => 400,
-            RequestError::Settings(e) => e.status(),
-            RequestError::Script(e) => e.status(),
-            RequestError::Source(e) => e.status(),
         }
     }
 }
@@ -242,21 +235,21 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let e = parse_create(b"{nope").unwrap_err();
-        assert_eq!(e.code(), "invalid_json");
+        assert_eq!(e.code(), Code::InvalidJson);
         // 720.0 is the integer 720; 720.5 is not.
         let v = parse_create(br#"{"source": {"kind": "frames"}, "width": 720.0}"#).unwrap();
         assert_eq!(v.video.width, 720);
         let e = parse_create(br#"{"source": {"kind": "frames"}, "width": 720.5}"#).unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.code(), Code::InvalidRequest);
         let e = parse_create(br#"{"source":{"kind":"frames"},"colour":1}"#).unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.code(), Code::InvalidRequest);
         assert!(e.to_string().contains("colour"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"frames"},"preset":"extreme"}"#).unwrap_err();
         assert!(e.to_string().contains("extreme"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"tv"}}"#).unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.code(), Code::InvalidRequest);
         let e = parse_create(br#"{"source":{"kind":"frames"},"height":721}"#).unwrap_err();
-        assert_eq!((e.code(), e.status()), ("invalid_settings", 422));
+        assert_eq!((e.code(), e.status()), (Code::InvalidSettings, 422));
     }
 
     #[test]
@@ -279,7 +272,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse_create(bad.as_bytes()).unwrap_err().code(),
-                "invalid_request",
+                Code::InvalidRequest,
                 "{bad}"
             );
         }
@@ -288,7 +281,7 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.code(), Code::InvalidRequest);
     }
 
     #[test]
@@ -305,16 +298,16 @@ mod tests {
             br#"{"source":{"kind":"web","url":"https://example.org","script":[{"type":"wait","duration_ms":1},{"type":"click","selectr":"a"}]}}"#,
         )
         .unwrap_err();
-        assert_eq!((e.code(), e.status()), ("invalid_script", 422));
+        assert_eq!((e.code(), e.status()), (Code::InvalidScript, 422));
         assert!(e.to_string().contains("step 2 (click)"), "{e}");
         assert!(e.to_string().contains("selectr"), "{e}");
         let e =
             parse_create(br#"{"source":{"kind":"web","url":"file:///etc/passwd"}}"#).unwrap_err();
-        assert_eq!((e.code(), e.status()), ("invalid_source", 422));
+        assert_eq!((e.code(), e.status()), (Code::InvalidSource, 422));
         assert!(e.to_string().contains("`url`"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"web","url":"https://a.b","audio":true}}"#)
             .unwrap_err();
-        assert_eq!((e.code(), e.status()), ("invalid_source", 422));
+        assert_eq!((e.code(), e.status()), (Code::InvalidSource, 422));
         assert!(e.to_string().contains("`audio`"), "{e}");
         assert!(e.to_string().contains("realtime"), "{e}");
         let v = parse_create(br#"{"source":{"kind":"frames","input_fps":5}}"#).unwrap();
@@ -322,7 +315,7 @@ mod tests {
         let e = parse_create(br#"{"source":{"kind":"frames","input_fps":0}}"#).unwrap_err();
         assert!(e.to_string().contains("source.input_fps"), "{e}");
         let e = parse_create(br#"{"source":{"kind":"frames","script":[]}}"#).unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.code(), Code::InvalidRequest);
     }
 
     proptest! {

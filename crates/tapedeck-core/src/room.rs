@@ -179,7 +179,7 @@ pub fn parse_call_message(text: &[u8]) -> Result<CallMessage, RequestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorCode;
+    use crate::{Code, ErrorCode};
     use proptest::prelude::*;
 
     #[test]
@@ -203,13 +203,13 @@ mod tests {
             CallMessage::Leave
         );
         for (body, code) in [
-            ("not json", "invalid_json"),
-            (r#"{"type": "dance"}"#, "invalid_request"),
-            (r#"{"type": "answer"}"#, "invalid_request"),
-            (r#"{"offer": "v=0"}"#, "invalid_request"),
+            ("not json", Code::InvalidJson),
+            (r#"{"type": "dance"}"#, Code::InvalidRequest),
+            (r#"{"type": "answer"}"#, Code::InvalidRequest),
+            (r#"{"offer": "v=0"}"#, Code::InvalidRequest),
             (
                 r#"{"type": "join", "offer": "v=0", "name": ""}"#,
-                "invalid_settings",
+                Code::InvalidSettings,
             ),
         ] {
             assert_eq!(
@@ -249,18 +249,18 @@ mod tests {
             ),
         ] {
             let e = parse_create_room(body.as_bytes(), 16).unwrap_err();
-            assert_eq!(e.code(), "invalid_settings", "{body}");
+            assert_eq!(e.code(), Code::InvalidSettings, "{body}");
             assert!(e.to_string().starts_with(field), "{body}: {e}");
         }
         let e = parse_create_room(br#"{"name": "x", "colour": 1}"#, 16).unwrap_err();
-        assert_eq!(e.code(), "invalid_request");
+        assert_eq!(e.code(), Code::InvalidRequest);
         let i = parse_invite(br#"{"name": "bob", "expires_in_s": 3600}"#).unwrap();
         assert_eq!((i.name.as_str(), i.expires_in_s), ("bob", 3600));
         assert_eq!(
             parse_invite(br#"{"name": "bob", "expires_in_s": 0}"#)
                 .unwrap_err()
                 .code(),
-            "invalid_settings"
+            Code::InvalidSettings
         );
     }
 

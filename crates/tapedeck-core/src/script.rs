@@ -4,6 +4,7 @@
 //! Over 600 lines: 544 of code and its inline tests, which read best beside
 //! the planner they check.
 
+use crate::codes::Code;
 use serde::{Deserialize, Serialize};
 
 /// Most steps in one script.
@@ -290,11 +291,8 @@ impl ScriptError {
 }
 
 impl crate::ErrorCode for ScriptError {
-    fn code(&self) -> &'static str {
-        "invalid_script"
-    }
-    fn status(&self) -> u16 {
-        422
+    fn code(&self) -> Code {
+        Code::InvalidScript
     }
 }
 

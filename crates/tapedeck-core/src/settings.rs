@@ -1,5 +1,6 @@
 //! Output settings: quality presets, container formats and their overrides.
 
+use crate::codes::Code;
 use serde::{Deserialize, Serialize};
 
 /// A quality preset: size, frame rate and bitrates, each overridable.
@@ -119,11 +120,8 @@ pub struct InvalidSettings {
 }
 
 impl crate::ErrorCode for InvalidSettings {
-    fn code(&self) -> &'static str {
-        "invalid_settings"
-    }
-    fn status(&self) -> u16 {
-        422
+    fn code(&self) -> Code {
+        Code::InvalidSettings
     }
 }
 

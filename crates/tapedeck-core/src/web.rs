@@ -1,5 +1,6 @@
 //! The `web` source's parameters and their validation.
 
+use crate::codes::Code;
 use serde::{Deserialize, Serialize};
 
 use crate::script::{Script, check_web_url};
@@ -67,11 +68,8 @@ pub struct InvalidSource {
 }
 
 impl crate::ErrorCode for InvalidSource {
-    fn code(&self) -> &'static str {
-        "invalid_source"
-    }
-    fn status(&self) -> u16 {
-        422
+    fn code(&self) -> Code {
+        Code::InvalidSource
     }
 }
 

@@ -263,6 +263,6 @@ fn large_screenshots_are_used_and_unreadable_ones_fail() {
             frame(Some(b"\x89PNG\r\n\x1a\nnot really".to_vec()), 1),
         )
         .unwrap_err();
-    assert_eq!(e.failure().code, "capture_failed", "{e}");
+    assert_eq!(e.failure().code, tapedeck_core::Code::CaptureFailed, "{e}");
     assert!(e.to_string().contains("at 0.033 s"), "{e}");
 }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -26,7 +27,7 @@ use crate::now_ms;
 
 /// Unknown routes.
 pub async fn no_route() -> ApiError {
-    ApiError::new(404, "not_found", "no such route; see /v1/openapi.json")
+    ApiError::new(Code::NotFound, "no such route; see /v1/openapi.json")
 }
 
 /// `GET /v1/me`: who the token belongs to.
@@ -124,7 +125,7 @@ pub fn new_recording(
 }
 
 /// `POST /v1/admin/recordings/{id}/retry`: an admin's "store it now" for a
-/// recording waiting out a storage retry (`note.code == "storage_retry"`).
+/// recording waiting out a storage retry (`note.code == Code::StorageRetry`).
 pub async fn retry_store(
     State(s): State<AppState>,
     p: Principal,
@@ -132,17 +133,18 @@ pub async fn retry_store(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !p.admin {
         return Err(ApiError::new(
-            403,
-            "not_admin",
+            Code::NotAdmin,
             "only an admin may requeue a recording's storage",
         ));
     }
     let rec = load(&s, &p, &id).await?;
-    let waiting = rec.note.as_ref().is_some_and(|n| n.code == "storage_retry");
+    let waiting = rec
+        .note
+        .as_ref()
+        .is_some_and(|n| n.code == Code::StorageRetry);
     if !waiting || !s.supervisor.retry_store(rec.id).await {
         return Err(ApiError::new(
-            409,
-            "invalid_transition",
+            Code::InvalidTransition,
             "the recording is not waiting for the store",
         ));
     }
@@ -154,10 +156,10 @@ pub fn page_limit(v: &str) -> Result<u32, ApiError> {
     v.parse()
         .ok()
         .filter(|l| (1..=200).contains(l))
-        .ok_or_else(|| ApiError::bad_request("invalid_query", "limit must be 1 to 200"))
+        .ok_or_else(|| ApiError::new(Code::InvalidQuery, "limit must be 1 to 200"))
 }
 
-/// `GET /v1/recordings?status=&kind=&limit=&cursor=`.
+/// `GET /v1/recordings?status=&kind=&limit=&cursor=&q=&metadata.KEY=`.
 pub async fn list(
     State(s): State<AppState>,
     p: Principal,
@@ -173,22 +175,33 @@ pub async fn list(
         match k.as_str() {
             "status" => {
                 f.status = Some(Status::parse(v).ok_or_else(|| {
-                    ApiError::bad_request("invalid_query", format!("unknown status `{v}`"))
+                    ApiError::new(Code::InvalidQuery, format!("unknown status `{v}`"))
                 })?)
             }
             "kind" => {
                 f.kind = Some(SourceKind::parse(v).ok_or_else(|| {
-                    ApiError::bad_request("invalid_query", format!("unknown source kind `{v}`"))
+                    ApiError::new(Code::InvalidQuery, format!("unknown source kind `{v}`"))
                 })?)
             }
             "limit" => f.limit = page_limit(v)?,
             "cursor" => f.before = Some(v.parse()?),
             "owner" if p.admin => f.owner = Some(v.clone()),
             "q" => search = Some(tapedeck_core::search::parse_search(v)?),
+            k if k.starts_with("metadata.") => {
+                if f.metadata.len() == tapedeck_core::search::MAX_METADATA_FILTERS {
+                    return Err(ApiError::new(
+                        Code::InvalidQuery,
+                        "at most 5 metadata filters",
+                    ));
+                }
+                let m = tapedeck_core::search::parse_metadata_filter(k, v)
+                    .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?;
+                f.metadata.push(m);
+            }
             "token" => {}
             other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
                     format!("unknown query parameter `{other}`"),
                 ));
             }
@@ -241,8 +254,7 @@ pub async fn action(
     // a pause here would show a state the upload does not have.
     if matches!(a, Action::Pause | Action::Resume) && rec.source.kind() == SourceKind::Upload {
         return Err(ApiError::new(
-            409,
-            "wrong_source",
+            Code::WrongSource,
             "an upload does not pause: its client pauses by not sending (stop ends it with what arrived)",
         ));
     }
@@ -253,8 +265,7 @@ pub async fn action(
 /// `Allow` header kept.
 pub async fn method_not_allowed(method: axum::http::Method) -> ApiError {
     ApiError::new(
-        405,
-        "method_not_allowed",
+        Code::MethodNotAllowed,
         format!("this route does not take {method}; the Allow header lists what it takes"),
     )
 }
@@ -287,7 +298,7 @@ async fn stream_object(
             return Ok((
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 [(header::CONTENT_RANGE, format!("bytes */{total}"))],
-                ApiError::new(416, "range_not_satisfiable", "bad Range header").into_response(),
+                ApiError::new(Code::RangeNotSatisfiable, "bad Range header").into_response(),
             )
                 .into_response());
         }
@@ -328,8 +339,7 @@ fn ensure_completed(rec: &Recording) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            409,
-            "not_ready",
+            Code::NotReady,
             format!(
                 "the recording is {}; media exists once it is completed",
                 rec.status.as_str()
@@ -366,7 +376,7 @@ pub async fn track_media(
         .tracks
         .iter()
         .find(|t| t.id == track)
-        .ok_or_else(|| ApiError::new(404, "not_found", "no such track in this recording"))?;
+        .ok_or_else(|| ApiError::new(Code::NotFound, "no such track in this recording"))?;
     let mime = match (t.container.as_str(), t.kind.as_str()) {
         ("webm", "audio") => "audio/webm",
         ("webm", _) => "video/webm",
@@ -416,21 +426,19 @@ pub(crate) fn check_signed(
     let exp: i64 = q
         .get("exp")
         .and_then(|e| e.parse().ok())
-        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing exp"))?;
+        .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing exp"))?;
     let sig = q
         .get("sig")
-        .ok_or_else(|| ApiError::new(403, "invalid_signature", "missing sig"))?;
+        .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing sig"))?;
     if !crate::auth::ct_eq(sign(exp).as_bytes(), sig.as_bytes()) {
         return Err(ApiError::new(
-            403,
-            "invalid_signature",
+            Code::InvalidSignature,
             format!("the {what}'s signature is not valid"),
         ));
     }
     if exp.saturating_mul(1000) < now_ms() {
         return Err(ApiError::new(
-            403,
-            "link_expired",
+            Code::LinkExpired,
             format!("the {what} has expired"),
         ));
     }
@@ -470,8 +478,8 @@ pub async fn share(
     ensure_completed(&rec)?;
     let ttl = match req.expires_in_s {
         Some(t) if !(1..=MAX_SHARE_S).contains(&t) => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
+            return Err(ApiError::new(
+                Code::InvalidRequest,
                 format!("expires_in_s: {t} must be 1 to {MAX_SHARE_S} (7 days)"),
             ));
         }

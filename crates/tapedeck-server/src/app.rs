@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
+use tapedeck_core::Code;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
@@ -171,8 +172,7 @@ async fn json_too_large(r: axum::response::Response) -> axum::response::Response
         .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
     if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE && !json {
         return crate::error::ApiError::new(
-            413,
-            "too_large",
+            Code::TooLarge,
             "the body is larger than this route takes",
         )
         .into_response();

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tapedeck_core::Code;
 use tapedeck_store::repo::{ApiKey, Repo};
 
 use crate::app::AppState;
@@ -62,8 +63,8 @@ pub async fn create_key(
     now_ms: i64,
 ) -> Result<(ApiKey, String), ApiError> {
     if !valid_user_name(user) {
-        return Err(ApiError::bad_request(
-            "invalid_user",
+        return Err(ApiError::new(
+            Code::InvalidUser,
             "user names are 1-64 characters: letters, digits, - _ . @",
         ));
     }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tapedeck_core::Code;
 
 use tapedeck_core::Failure;
 use tapedeck_core::lifecycle::{Input, Lifecycle, Limits, Output};
@@ -283,7 +284,7 @@ impl Driver {
                 Err(f) => Err(f),
             },
             None => Err(tapedeck_core::Failure::new(
-                "no_source",
+                Code::NoSource,
                 "no source ever connected",
             )),
         };
@@ -312,16 +313,16 @@ impl Driver {
             .recording()
             .note
             .clone()
-            .filter(|n| n.code != "storage_retry");
+            .filter(|n| n.code != Code::StorageRetry);
         loop {
             let r = processing::store(&self.services, self.lc.recording_mut(), p).await;
             match r {
-                Err(f) if f.code == "storage_failed" && Instant::now() + delay < give_up => {
+                Err(f) if f.code == Code::StorageFailed && Instant::now() + delay < give_up => {
                     attempt += 1;
                     tracing::warn!(id = %self.lc.recording().id, attempt, error = %f.message, "storing failed; retrying");
                     let f = self.services.redact(f);
                     self.lc.recording_mut().note = Some(Failure::new(
-                        "storage_retry",
+                        Code::StorageRetry,
                         format!(
                             "{} (attempt {attempt}; next in {} s; the file is kept)",
                             f.message,

@@ -5,60 +5,53 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use tapedeck_core::ErrorCode;
+use tapedeck_core::{Code, ErrorCode};
 
-/// An error as the API returns it: `{"error": {"code", "message"}}`.
+/// An error as the API returns it: `{"error": {"code", "message"}}`, with
+/// its code's HTTP status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// HTTP status.
+    /// HTTP status (the code's).
     pub status: u16,
     /// Stable code.
-    pub code: &'static str,
+    pub code: Code,
     /// What went wrong, for people.
     pub message: String,
 }
 
 impl ApiError {
-    /// An error with any status.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        debug_assert!(
-            tapedeck_core::codes::API.iter().any(|c| c.code == code),
-            "{code} is not in the catalogue (tapedeck_core::codes::API)"
-        );
+    /// An error with `code`, at its status.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        debug_assert!(code.is_api(), "{code} is not an API error code");
         Self {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
         }
     }
-    /// 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(400, code, message)
-    }
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(401, "unauthorized", message)
+        Self::new(Code::Unauthorized, message)
     }
     /// 404 for recordings that do not exist or are not the caller's.
     pub fn not_found() -> Self {
-        Self::new(404, "not_found", "no such recording")
+        Self::new(Code::NotFound, "no such recording")
     }
     /// 500: the detail is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
-        Self::new(500, "internal", "internal server error")
+        Self::new(Code::Internal, "internal server error")
     }
     /// From any module error with a stable code; 5xx details are logged only.
     pub fn from_code<E: ErrorCode + std::fmt::Display>(e: E) -> Self {
         if e.status() >= 500 {
-            tracing::error!(error = %e, code = e.code(), "server fault");
+            tracing::error!(error = %e, code = %e.code(), "server fault");
             Self::new(
-                e.status(),
                 e.code(),
                 "the server could not complete the request; see its log",
             )
         } else {
-            Self::new(e.status(), e.code(), e.to_string())
+            Self::new(e.code(), e.to_string())
         }
     }
 }

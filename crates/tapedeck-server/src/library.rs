@@ -2,6 +2,7 @@
 //! renaming, searching the list, and what a share link's viewer shows.
 
 use std::collections::HashMap;
+use tapedeck_core::Code;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -34,8 +35,7 @@ pub async fn rename(
     let mut rec = crate::api::load_to_control(&s, &p, &id).await?;
     if !rec.status.is_terminal() {
         return Err(ApiError::new(
-            409,
-            "not_ready",
+            Code::NotReady,
             "a recording is renamed once it has ended",
         ));
     }

@@ -16,6 +16,7 @@
 //! the provider's tokens; the flow itself is two requests.
 
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -216,8 +217,7 @@ pub async fn start(
 ) -> Result<Response, ApiError> {
     let Some(provider) = &s.oidc else {
         return Err(ApiError::new(
-            404,
-            "not_found",
+            Code::NotFound,
             "signing in with an identity provider is not configured (auth.oidc.issuer)",
         ));
     };

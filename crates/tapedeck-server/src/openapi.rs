@@ -3,6 +3,7 @@
 
 use axum::Json;
 use serde_json::{Value, json};
+use tapedeck_core::Code;
 
 /// An operation: `ok` is its success response; `errors` the statuses it
 /// answers with the API's error body (401 on every route with security).
@@ -102,21 +103,23 @@ fn download_params(extra: Value) -> Value {
 
 const MEDIA_TYPES: &[&str] = &["video/mp4", "video/webm", "video/x-matroska"];
 
-fn codes(list: &[tapedeck_core::codes::Code]) -> Vec<&'static str> {
-    list.iter().map(|c| c.code).collect()
+fn codes(list: impl Iterator<Item = Code>) -> Vec<&'static str> {
+    list.map(Code::as_str).collect()
 }
 
 /// The catalogue as a Markdown table, for the schema's description.
-fn catalogue(list: &[tapedeck_core::codes::Code]) -> String {
+fn catalogue(list: impl Iterator<Item = Code>) -> String {
     let mut s = String::from("| code | status | whose | meaning |\n|---|---|---|---|\n");
     for c in list {
-        let whose = match c.blame {
+        let whose = match c.blame() {
             tapedeck_core::codes::Blame::Client => "client",
             tapedeck_core::codes::Blame::Server => "server",
         };
         s.push_str(&format!(
             "| `{}` | {} | {whose} | {} |\n",
-            c.code, c.status, c.meaning
+            c.as_str(),
+            c.status(),
+            c.meaning()
         ));
     }
     s
@@ -278,10 +281,10 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
     let mut schemas = json!({
         "Id": {"type": "string", "pattern": tapedeck_core::id::ID_PATTERN},
         "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
-            "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::API)}, "message": {"type": "string"}}}},
-            "description": catalogue(tapedeck_core::codes::API)},
-        "Failure": {"type": "object", "required": ["code", "message"], "description": catalogue(tapedeck_core::codes::FAILURES),
-            "properties": {"code": {"type": "string", "enum": codes(tapedeck_core::codes::FAILURES)}, "message": {"type": "string"}}},
+            "properties": {"code": {"type": "string", "enum": codes(Code::api())}, "message": {"type": "string"}}}},
+            "description": catalogue(Code::api())},
+        "Failure": {"type": "object", "required": ["code", "message"], "description": catalogue(Code::failures()),
+            "properties": {"code": {"type": "string", "enum": codes(Code::failures())}, "message": {"type": "string"}}},
         "Status": {"type": "string", "enum": ["pending", "recording", "paused", "processing", "completed", "failed", "cancelled"]},
         "CreateRecording": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": create,
             "description": "Cross-field rules the schema does not say: a web source takes one of script, template or auto; `audio: true` needs realtime mode; page addresses must pass the network policy. They are 422 with the field named."},
@@ -366,7 +369,9 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "/v1/recordings": {
                 "post": op("Create a recording (a room's: 404 for a room the caller is not in, 403 not_room_host for a participant, 409 room_closed)", "recordings", json_ok("201", "created", recording()), &[400, 403, 404, 409, 422, 429], json!({
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRecording"}}}}})),
-                "get": op("List own recordings, newest first", "recordings", json_ok("200", "a page of recordings", json!({"$ref": "#/components/schemas/RecordingList"})), &[400], json!({"parameters": [
+                "get": op("List own recordings, newest first", "recordings", json_ok("200", "a page of recordings", json!({"$ref": "#/components/schemas/RecordingList"})), &[400], json!({
+                    "description": "Also filters by the recordings' own metadata: `metadata.KEY=VALUE` (up to 5; KEY is 1-64 letters, digits, `_` or `-`; VALUE 1-200 characters) keeps the recordings whose metadata has a top-level KEY equal to VALUE, a string as it is or a number or boolean as JSON writes it (`?metadata.lead=42` finds `{\"lead\": 42}` and `{\"lead\": \"42\"}`); an invalid one is 400 invalid_query.",
+                    "parameters": [
                     {"name": "status", "in": "query", "schema": {"$ref": "#/components/schemas/Status"}},
                     {"name": "kind", "in": "query", "schema": {"type": "string", "enum": ["frames", "web", "room", "upload"]}},
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
@@ -578,4 +583,69 @@ pub async fn document(
     axum::extract::State(s): axum::extract::State<crate::app::AppState>,
 ) -> Json<Value> {
     Json(spec_for(&s.config.rtc))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every code an API error or a recording can carry is in the
+    /// document, and every client error's status is answered by some route.
+    #[test]
+    fn every_code_is_in_the_document() {
+        let doc = spec();
+        let schemas = &doc["components"]["schemas"];
+        let listed = |path: &str| -> Vec<String> {
+            schemas
+                .pointer(path)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let api = listed("/Error/properties/error/properties/code/enum");
+        let failures = listed("/Failure/properties/code/enum");
+        let mut statuses = std::collections::HashSet::new();
+        for item in doc["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+        {
+            for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+                for status in op["responses"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|r| r.keys())
+                {
+                    statuses.insert(status.clone());
+                }
+            }
+        }
+        for c in Code::ALL {
+            if c.is_api() {
+                assert!(api.iter().any(|a| a == c.as_str()), "{c} not in Error");
+                // Any path answers a method it does not take, and any may
+                // fail on the server's side; no route lists those.
+                if *c == Code::MethodNotAllowed || c.status() >= 500 {
+                    continue;
+                }
+                let status = c.status().to_string();
+                assert!(
+                    statuses.contains(&status),
+                    "no route answers {status} ({c})"
+                );
+            }
+            if c.is_failure() {
+                assert!(
+                    failures.iter().any(|a| a == c.as_str()),
+                    "{c} not in Failure"
+                );
+            }
+        }
+        assert_eq!(api.len(), Code::api().count());
+        assert_eq!(failures.len(), Code::failures().count());
+    }
 }

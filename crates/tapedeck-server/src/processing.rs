@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tapedeck_core::Code;
 
 use tapedeck_core::Failure;
 use tapedeck_core::recording::{MediaInfo, Recording, SourceSpec};
@@ -78,11 +79,11 @@ pub async fn prepare(
     .map_err(|e| match e {
         // A call's track or an upload with pictures past the decoding limit.
         e @ ffmpeg::FfmpegError::PictureTooLarge { .. } => Failure::new(
-            "invalid_media",
+            Code::InvalidMedia,
             format!("the video cannot be processed: {e} (limits.max_frame_width, limits.max_frame_height)"),
         ),
         e => Failure::new(
-            "encoder_failed",
+            Code::EncoderFailed,
             format!("processing the video failed: {e}"),
         ),
     })?;
@@ -107,7 +108,12 @@ pub async fn store(services: &Services, rec: &mut Recording, p: &Prepared) -> Re
         .blobs
         .put_file(&rec.media_key(), &p.media)
         .await
-        .map_err(|e| Failure::new("storage_failed", format!("storing the media failed: {e}")))?;
+        .map_err(|e| {
+            Failure::new(
+                Code::StorageFailed,
+                format!("storing the media failed: {e}"),
+            )
+        })?;
     for (key, file) in [(rec.poster_key(), &p.poster), (rec.strip_key(), &p.strip)] {
         upload_small(services, &key, file).await?;
     }
@@ -118,7 +124,7 @@ pub async fn store(services: &Services, rec: &mut Recording, p: &Prepared) -> Re
             .await
             .map_err(|e| {
                 Failure::new(
-                    "storage_failed",
+                    Code::StorageFailed,
                     format!("storing track {} failed: {e}", t.id),
                 )
             })?;
@@ -142,7 +148,7 @@ async fn upload_small(services: &Services, key: &str, file: &Path) -> Result<(),
         }
         Err(e) => {
             return Err(Failure::new(
-                "storage_failed",
+                Code::StorageFailed,
                 format!("reading {}: {e}", file.display()),
             ));
         }
@@ -151,5 +157,5 @@ async fn upload_small(services: &Services, key: &str, file: &Path) -> Result<(),
         .blobs
         .put_bytes(key, bytes)
         .await
-        .map_err(|e| Failure::new("storage_failed", format!("storing {key} failed: {e}")))
+        .map_err(|e| Failure::new(Code::StorageFailed, format!("storing {key} failed: {e}")))
 }

@@ -11,6 +11,7 @@
 //! unaffected: a program never needs a session.
 
 use std::collections::HashMap;
+use tapedeck_core::Code;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
@@ -147,7 +148,7 @@ pub fn check_cookie_request(
 }
 
 fn csrf_failed(message: &str) -> ApiError {
-    ApiError::new(403, "csrf_failed", message)
+    ApiError::new(Code::CsrfFailed, message)
 }
 
 /// The caller of a session token.
@@ -163,8 +164,7 @@ pub async fn principal(s: &AppState, token: &str) -> Result<Principal, ApiError>
 
 fn ended() -> ApiError {
     ApiError::new(
-        401,
-        "session_expired",
+        Code::SessionExpired,
         "the sign-in has ended (it expired, was signed out, or its key was revoked); sign in again",
     )
 }
@@ -237,8 +237,7 @@ async fn password_sign_in(s: &AppState, user: &str, password: &str) -> Result<Pr
     let now = now_ms();
     if s.signins.blocked(user, now) {
         return Err(ApiError::new(
-            429,
-            "too_many_attempts",
+            Code::TooManyAttempts,
             "too many wrong passwords for this user; wait ten minutes",
         ));
     }
@@ -274,8 +273,7 @@ async fn password_sign_in(s: &AppState, user: &str, password: &str) -> Result<Pr
         _ => {
             s.signins.failed(user, now);
             Err(ApiError::new(
-                401,
-                "bad_credentials",
+                Code::BadCredentials,
                 "the user name or password is wrong",
             ))
         }

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tapedeck_core::Code;
 
 use tapedeck_core::lifecycle::Input;
 use tapedeck_core::recording::{Action, Recording, Stats, Status};
@@ -128,8 +129,7 @@ impl Supervisor {
             >= u64::from(lim.max_concurrent)
         {
             return Err(ApiError::new(
-                429,
-                "too_many_recordings",
+                Code::TooManyRecordings,
                 format!(
                     "the server already runs {} recordings (limits.max_concurrent)",
                     lim.max_concurrent
@@ -143,8 +143,7 @@ impl Supervisor {
             let theirs = self.active_guest_recordings(|o| o == g);
             if theirs >= u64::from(lim.max_uploads_per_guest) {
                 return Err(ApiError::new(
-                    429,
-                    "too_many_recordings",
+                    Code::TooManyRecordings,
                     format!(
                         "you already send {theirs} recordings from your browser in this call (limits.max_uploads_per_guest)"
                     ),
@@ -159,8 +158,7 @@ impl Supervisor {
         ) >= u64::from(lim.max_concurrent_per_user)
         {
             return Err(ApiError::new(
-                429,
-                "too_many_recordings",
+                Code::TooManyRecordings,
                 format!(
                     "you already run {} recordings (limits.max_concurrent_per_user)",
                     lim.max_concurrent_per_user
@@ -175,8 +173,7 @@ impl Supervisor {
             let used = s.usage_bytes(&rec.owner, None).await?;
             if used >= lim.user_quota_bytes {
                 return Err(ApiError::new(
-                    403,
-                    "quota_exceeded",
+                    Code::QuotaExceeded,
                     format!(
                         "your recordings use {used} of your {} bytes; delete some first",
                         lim.user_quota_bytes
@@ -344,8 +341,7 @@ impl Supervisor {
         if let Some(h) = self.handle(rec.id) {
             if rec.status != Status::Pending {
                 return Err(ApiError::new(
-                    409,
-                    "invalid_transition",
+                    Code::InvalidTransition,
                     format!(
                         "the recording is {}; stop or cancel it first",
                         rec.status.as_str()
@@ -362,14 +358,11 @@ impl Supervisor {
 
 /// The recording ended while the request was on its way.
 pub(crate) fn gone() -> ApiError {
-    ApiError::new(409, "invalid_transition", "the recording has just ended")
+    ApiError::new(Code::InvalidTransition, "the recording has just ended")
 }
 
 impl ErrorCode for ApiError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> Code {
         self.code
-    }
-    fn status(&self) -> u16 {
-        self.status
     }
 }

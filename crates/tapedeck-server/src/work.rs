@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
+use tapedeck_core::Code;
 
 use tapedeck_core::RecordingId;
 use tapedeck_core::recording::{Recording, Status};
@@ -161,7 +162,7 @@ pub fn needed(rec: &Recording) -> bool {
             && rec
                 .error
                 .as_ref()
-                .is_some_and(|e| matches!(e.code.as_str(), "storage_failed" | "disk_full")))
+                .is_some_and(|e| matches!(e.code, Code::StorageFailed | Code::DiskFull)))
 }
 
 /// Measures `rec`'s work folder into the ledger (blocking IO off the runtime).

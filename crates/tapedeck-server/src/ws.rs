@@ -7,6 +7,7 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use serde_json::json;
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use crate::app::AppState;
 use crate::auth::Principal;
@@ -23,8 +24,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
             .await
             .map(Upgrade)
             .map_err(|e| {
-                ApiError::bad_request(
-                    "not_websocket",
+                ApiError::new(
+                    Code::NotWebsocket,
                     format!("this route is a WebSocket: {}", e.body_text()),
                 )
             })
@@ -116,8 +117,7 @@ impl SocketCounts {
         let n = m.entry(user.to_string()).or_default();
         if *n >= max {
             return Err(ApiError::new(
-                429,
-                "too_many_sockets",
+                Code::TooManySockets,
                 format!(
                     "you have {n} {kind} sockets open (limits.max_event_sockets_per_user); close one first"
                 ),

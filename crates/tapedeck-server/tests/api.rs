@@ -388,14 +388,7 @@ async fn openapi_health_metrics() {
         assert!(!text.contains(&*blocked.data.to_string_lossy()), "{text}");
     }
     let root = blocked.key("root", true).await;
-    let r = reqwest::Client::new()
-        .get(format!("{}/readyz", blocked.base))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    let v: Value = r.json().await.unwrap();
+    let v = not_ready(&blocked, &root).await;
     assert!(
         v["work"].as_str().is_some_and(|e| e.contains("work")),
         "{v}"
@@ -405,14 +398,7 @@ async fn openapi_health_metrics() {
     // Encoder arguments this ffmpeg refuses make the server not ready.
     let broken = start(|c| c.encoder.x264_preset = "no-such-preset".into()).await;
     let root = broken.key("root", true).await;
-    let r = reqwest::Client::new()
-        .get(format!("{}/readyz", broken.base))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    let v: Value = r.json().await.unwrap();
+    let v = not_ready(&broken, &root).await;
     assert!(
         v["ffmpeg"].as_str().is_some_and(|e| e.starts_with("mp4:")),
         "{v}"
@@ -618,4 +604,16 @@ async fn rooms_are_listed_by_page_and_limited_per_user() {
         (st, e["error"]["code"].as_str()),
         (400, Some("invalid_query"))
     );
+}
+
+/// `/readyz` of `s` as `key` sees it, which must be 503.
+async fn not_ready(s: &Server, key: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{}/readyz", s.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    r.json().await.unwrap()
 }

@@ -201,7 +201,8 @@ async fn cli_client_commands_and_doctor() {
         &base,
         &token,
         "/v1/recordings",
-        json!({"source": {"kind": "frames"}, "preset": "low", "title": "cli"}),
+        json!({"source": {"kind": "frames"}, "preset": "low", "title": "cli",
+            "metadata": {"lead": 42}}),
     )
     .await;
     let id = rec["id"].as_str().unwrap().to_string();
@@ -209,10 +210,7 @@ async fn cli_client_commands_and_doctor() {
         "ws://127.0.0.1:{port}/v1/recordings/{id}/frames?token={token}"
     ))
     .await;
-    for i in 0..10u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+    send_frames(&mut ws, 10, 200.0, |i| jpeg(854, 480, i)).await;
 
     let cli = |args: &[&str]| {
         let out = Command::new(BIN)
@@ -231,6 +229,12 @@ async fn cli_client_commands_and_doctor() {
     let (ok, out, err) = cli(&["ls"]);
     assert!(ok, "{err}");
     assert!(out.contains(&id) && out.contains("recording"), "{out}");
+    let (ok, out, err) = cli(&["ls", "--metadata", "lead=42"]);
+    assert!(ok && out.contains(&id), "{out}{err}");
+    let (ok, out, err) = cli(&["ls", "--metadata", "lead=43"]);
+    assert!(ok && !out.contains(&id), "{out}{err}");
+    let (ok, _, err) = cli(&["ls", "--metadata", "lead"]);
+    assert!(!ok && err.contains("KEY=VALUE"), "{err}");
     let (ok, out, _) = cli(&["stop", &id]);
     assert!(ok && out.contains("processing"), "{out}");
     wait_final(&base, &token, &id).await;

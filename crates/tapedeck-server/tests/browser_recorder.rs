@@ -190,16 +190,7 @@ async fn an_upload_that_cannot_finish_is_offered_as_a_download() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_screen_and_the_camera_are_one_picture() {
     let _one = ONE_BROWSER.lock().await;
-    let s = start(|_| {}).await;
-    let key = s.key("alice", false).await;
-    let out = page_script(
-        "record_tab.mjs",
-        vec![s.base.clone(), key.clone(), "both".into(), "6".into()],
-    )
-    .await;
-    println!("{out}");
-    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
-    assert_eq!(out["upload"], "completed", "{out}");
+    let (s, key, out) = record_tab("both").await;
     let id = the_upload(&out);
     let done = s.wait_status(&key, &id, "completed").await;
     let media = s.download(&key, &id, "webm").await;
@@ -263,16 +254,7 @@ async fn the_screen_and_the_camera_are_one_picture() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_record_tab_pauses_and_resumes() {
     let _one = ONE_BROWSER.lock().await;
-    let s = start(|_| {}).await;
-    let key = s.key("alice", false).await;
-    let out = page_script(
-        "record_tab.mjs",
-        vec![s.base.clone(), key.clone(), "pause".into(), "6".into()],
-    )
-    .await;
-    println!("{out}");
-    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
-    assert_eq!(out["upload"], "completed", "{out}");
+    let (s, key, out) = record_tab("pause").await;
     assert_eq!(out["previewBefore"], true, "{out}");
     assert_eq!(out["pausedShown"], true, "{out}");
     assert_eq!(out["pauseLabel"], "Resume", "{out}");
@@ -438,4 +420,21 @@ async fn record_in_this_browser_records_everyone_in_the_call() {
         ann_tone > 100.0 * none && bob_tone > 100.0 * none,
         "{ann_tone} {bob_tone} {none}"
     );
+}
+
+/// A new server and the Record tab scenario `scenario` of
+/// record_tab.mjs run on it for 6 s; its upload completed without errors
+/// on the page.
+async fn record_tab(scenario: &str) -> (Server, String, serde_json::Value) {
+    let s = start(|_| {}).await;
+    let key = s.key("alice", false).await;
+    let out = page_script(
+        "record_tab.mjs",
+        vec![s.base.clone(), key.clone(), scenario.into(), "6".into()],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
+    assert_eq!(out["upload"], "completed", "{out}");
+    (s, key, out)
 }

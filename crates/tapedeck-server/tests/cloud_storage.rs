@@ -9,7 +9,7 @@ mod support;
 
 use serde_json::json;
 use support::*;
-use tapedeck_server::config::{Secret, StorageKind};
+use tapedeck_server::config::StorageKind;
 use tapedeck_testkit::ffprobe;
 
 /// A frames recording of 15 JPEGs (3 s at 5 fps) made and completed; its id.
@@ -22,10 +22,7 @@ async fn record(s: &Server, t: &str) -> String {
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), t)).await;
-    for i in 0..15u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 15).await;
+    send_frames(&mut ws, 15, 200.0, |i| jpeg(854, 480, i)).await;
     s.post(t, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     s.wait_status(t, &id, "completed").await;
@@ -73,11 +70,7 @@ async fn stored_listed_served(s: &Server, t: &str, id: &str, store_lists: bool) 
 async fn a_recording_on_azure_blob_storage() {
     let az = tapedeck_testkit::azure();
     let s = start(|c| {
-        c.storage.kind = StorageKind::Azure;
-        c.storage.account = az.account.clone();
-        c.storage.bucket = az.container.clone();
-        c.storage.endpoint = Some(az.endpoint.clone());
-        c.storage.secret_key = Secret(az.access_key.clone());
+        on_azure(c, &az);
     })
     .await;
     assert_eq!(s.state.blobs.kind(), "azure");

@@ -64,10 +64,7 @@ async fn events_and_signed_webhooks() {
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &alice)).await;
-    for i in 0..5u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 5).await;
+    send_frames(&mut ws, 5, 200.0, |i| jpeg(854, 480, i)).await;
     s.post(&alice, &format!("/v1/recordings/{id}/pause"), json!({}))
         .await;
     s.post(&alice, &format!("/v1/recordings/{id}/resume"), json!({}))

@@ -358,10 +358,7 @@ async fn a_failed_storage_write_says_storage_failed() {
                 std::fs::write(dir.join(&id), b"in the way").unwrap();
             }
             let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), t)).await;
-            for i in 0..5u32 {
-                send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-            }
-            progress_until(&mut ws, |v| v["frames_received"] == 5).await;
+            send_frames(&mut ws, 5, 200.0, |i| jpeg(854, 480, i)).await;
             s.post(t, &format!("/v1/recordings/{id}/stop"), json!({}))
                 .await;
             id

@@ -19,35 +19,9 @@ async fn concurrency_limits() {
     let b = s.key("bob", false).await;
     let first = s.create(&a, json!({"source": {"kind": "frames"}})).await;
     s.create(&a, json!({"source": {"kind": "frames"}})).await;
-    let (st, v) = s
-        .post(&a, "/v1/recordings", json!({"source": {"kind": "frames"}}))
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (429, Some("too_many_recordings"))
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_concurrent_per_user"),
-        "{v}"
-    );
+    too_many(&s, &a, "max_concurrent_per_user").await;
     s.create(&b, json!({"source": {"kind": "frames"}})).await;
-    let (st, v) = s
-        .post(&b, "/v1/recordings", json!({"source": {"kind": "frames"}}))
-        .await;
-    assert_eq!(
-        (st, v["error"]["code"].as_str()),
-        (429, Some("too_many_recordings"))
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("limits.max_concurrent)"),
-        "{v}"
-    );
+    too_many(&s, &b, "limits.max_concurrent)").await;
     // A finished recording frees its slot.
     s.post(
         &a,
@@ -149,10 +123,7 @@ async fn expired_recordings_are_swept() {
         "default retention is 30 days"
     );
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
-    for i in 0..5u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 5).await;
+    send_frames(&mut ws, 5, 200.0, |i| jpeg(854, 480, i)).await;
     s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     s.wait_status(&t, &id, "completed").await;
@@ -264,4 +235,18 @@ async fn a_pending_recording_nobody_starts_frees_its_slot() {
         .await;
     assert_eq!(gone["end_reason"], "cancelled", "{gone}");
     s.create(&t, json!({"source": {"kind": "frames"}})).await;
+}
+
+/// Another frames recording by `key` is refused with 429
+/// too_many_recordings, naming the setting `names`.
+async fn too_many(s: &Server, key: &str, names: &str) {
+    let (st, v) = s
+        .post(key, "/v1/recordings", json!({"source": {"kind": "frames"}}))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("too_many_recordings"))
+    );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(names), "{v}");
 }

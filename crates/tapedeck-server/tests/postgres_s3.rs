@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::json;
 use support::*;
-use tapedeck_server::config::{Secret, StorageKind};
+use tapedeck_server::config::Secret;
 use tapedeck_testkit::ffprobe;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,11 +15,7 @@ async fn frames_recording_on_postgres_and_s3() {
     let s3 = tapedeck_testkit::s3();
     let s = start(|c| {
         c.database.url = Some(Secret(pg));
-        c.storage.kind = StorageKind::S3;
-        c.storage.bucket = s3.bucket.clone();
-        c.storage.endpoint = Some(s3.endpoint.clone());
-        c.storage.access_key = s3.access_key.clone();
-        c.storage.secret_key = Secret(s3.secret_key.clone());
+        on_s3(c, &s3.endpoint, &s3.bucket, &s3.access_key, &s3.secret_key);
     })
     .await;
     assert_eq!(s.state.repo.backend(), "postgres");
@@ -33,10 +29,7 @@ async fn frames_recording_on_postgres_and_s3() {
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
-    for i in 0..15u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 15).await;
+    send_frames(&mut ws, 15, 200.0, |i| jpeg(854, 480, i)).await;
     s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&t, &id, "completed").await;

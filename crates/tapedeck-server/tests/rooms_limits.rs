@@ -126,13 +126,7 @@ async fn full_rooms_and_a_full_server_refuse_with_a_code_and_harm_no_one() {
     s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&host, &id, "completed").await;
-    let video = done["tracks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["kind"] == "video")
-        .unwrap_or_else(|| panic!("{done}"))
-        .clone();
+    let video = video_track(&done);
     let file = download_track(&s, &host, &id, video["id"].as_str().unwrap()).await;
     assert_eq!(decode_errors(&file), "");
     let p = tapedeck_testkit::ffprobe(&file);

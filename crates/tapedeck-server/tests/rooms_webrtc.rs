@@ -508,13 +508,7 @@ async fn records_as_received(codec: &str, want: &str, container: &str, media_ext
     s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&host, &id, "completed").await;
-    let video = done["tracks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["kind"] == "video")
-        .unwrap_or_else(|| panic!("a video track: {done}"))
-        .clone();
+    let video = video_track(&done);
     assert_eq!(video["codec"], want, "{done}");
     assert_eq!(video["container"], container, "{done}");
     let tid = video["id"].as_str().unwrap();

@@ -232,13 +232,7 @@ async fn a_recording_started_as_a_publisher_connects_has_its_video() {
         s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
             .await;
         let done = s.wait_status(&host, &id, "completed").await;
-        let track = done["tracks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["kind"] == "video")
-            .unwrap_or_else(|| panic!("no video track after {wait_ms} ms: {done}"))
-            .clone();
+        let track = video_track(&done);
         let file = download_track(&s, &host, &id, track["id"].as_str().unwrap()).await;
         let p = tapedeck_testkit::ffprobe(&file);
         assert_eq!((p.codec.as_str(), p.width, p.height), ("vp8", 320, 240));

@@ -45,10 +45,7 @@ async fn the_openapi_document_says_what_the_server_does() {
         .await;
     let done = rec["id"].as_str().unwrap().to_string();
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{done}/frames"), &owner)).await;
-    for i in 0..6u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 100.0), jpeg(320, 240, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 6).await;
+    send_frames(&mut ws, 6, 100.0, |i| jpeg(320, 240, i)).await;
     drop(ws);
     s.post(&owner, &format!("/v1/recordings/{done}/stop"), json!({}))
         .await;

@@ -16,7 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use serde_json::json;
 use sha2::Digest;
 use support::*;
-use tapedeck_server::config::{Secret, StorageKind};
 use tapedeck_testkit::free_port;
 
 /// One s3s-fs process of this test's own, to stop and start again.
@@ -84,11 +83,13 @@ async fn a_store_that_is_down_delays_the_recording_and_loses_nothing() {
     let port = free_port();
     let s3 = S3Process::start(root.path(), port);
     let s = start(move |c| {
-        c.storage.kind = StorageKind::S3;
-        c.storage.bucket = "media".into();
-        c.storage.endpoint = Some(format!("http://127.0.0.1:{port}"));
-        c.storage.access_key = "testkey".into();
-        c.storage.secret_key = Secret("testsecret".into());
+        on_s3(
+            c,
+            &format!("http://127.0.0.1:{port}"),
+            "media",
+            "testkey",
+            "testsecret",
+        );
     })
     .await;
     let t = s.key("alice", false).await;
@@ -98,10 +99,7 @@ async fn a_store_that_is_down_delays_the_recording_and_loses_nothing() {
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
-    for i in 0..10u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+    send_frames(&mut ws, 10, 200.0, |i| jpeg(854, 480, i)).await;
 
     // The store goes down; the recording finishes.
     drop(s3);
@@ -229,10 +227,7 @@ async fn a_restart_while_waiting_for_the_store_still_completes() {
         "ws://127.0.0.1:{port}/v1/recordings/{id}/frames?token={token}"
     ))
     .await;
-    for i in 0..10u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(854, 480, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+    send_frames(&mut ws, 10, 200.0, |i| jpeg(854, 480, i)).await;
     http.post(format!("{base}/v1/recordings/{id}/stop"))
         .bearer_auth(&token)
         .json(&json!({}))
@@ -386,11 +381,13 @@ async fn a_store_stopped_mid_upload_and_restarted_loses_nothing() {
     let relay = StallingRelay::start(s3_port, STALL_AFTER).await;
     let relay_port = relay.port;
     let s = start(move |c| {
-        c.storage.kind = StorageKind::S3;
-        c.storage.bucket = "media".into();
-        c.storage.endpoint = Some(format!("http://127.0.0.1:{relay_port}"));
-        c.storage.access_key = "testkey".into();
-        c.storage.secret_key = Secret("testsecret".into());
+        on_s3(
+            c,
+            &format!("http://127.0.0.1:{relay_port}"),
+            "media",
+            "testkey",
+            "testsecret",
+        );
     })
     .await;
     let t = s.key("alice", false).await;
@@ -402,10 +399,7 @@ async fn a_store_stopped_mid_upload_and_restarted_loses_nothing() {
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &t)).await;
-    for i in 0..30u32 {
-        send_frame(&mut ws, Some(f64::from(i) * 66.0), noise_jpeg(640, 360, i)).await;
-    }
-    progress_until(&mut ws, |v| v["frames_received"] == 30).await;
+    send_frames(&mut ws, 30, 66.0, |i| noise_jpeg(640, 360, i)).await;
     s.post(&t, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
 

@@ -44,6 +44,65 @@ async fn create(s: &Server, token: &str, length: u64) -> String {
     h(&r, "location")
 }
 
+/// A new upload whose length is told later; its path.
+async fn create_deferred(s: &Server, token: &str) -> String {
+    let r = tus(
+        s,
+        token,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Defer-Length", "1".into())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    h(&r, "location")
+}
+
+/// The content type of tus PATCH (and of a creation with its first bytes).
+const OCTETS: &str = "application/offset+octet-stream";
+
+/// A tus request of `method` on `path` with `body`, typed as tus bytes,
+/// with `headers` and `extra` ones.
+async fn octets(
+    s: &Server,
+    token: &str,
+    method: &str,
+    path: &str,
+    mut headers: Vec<(&str, String)>,
+    body: Vec<u8>,
+    extra: &[(&str, String)],
+) -> reqwest::Response {
+    headers.push(("Content-Type", OCTETS.to_string()));
+    headers.extend_from_slice(extra);
+    tus(s, token, method, path, &headers, body).await
+}
+
+/// A tus PATCH of `body` at `offset`.
+async fn patch(
+    s: &Server,
+    token: &str,
+    path: &str,
+    offset: impl ToString,
+    body: Vec<u8>,
+    extra: &[(&str, String)],
+) -> reqwest::Response {
+    let at = vec![("Upload-Offset", offset.to_string())];
+    octets(s, token, "PATCH", path, at, body, extra).await
+}
+
+/// A new upload of `length` bytes created with its first `body`.
+async fn create_with(
+    s: &Server,
+    token: &str,
+    length: impl ToString,
+    body: Vec<u8>,
+    extra: &[(&str, String)],
+) -> reqwest::Response {
+    let len = vec![("Upload-Length", length.to_string())];
+    octets(s, token, "POST", "/v1/uploads", len, body, extra).await
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -216,18 +275,7 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
     // creation-with-upload, then PATCHes: wrong type 415, wrong offset
     // 409, a bad checksum 460 (discarded), a good one taken.
     let data: Vec<u8> = (0..100u8).collect();
-    let r = tus(
-        &s,
-        &key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", "100".into()),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
-        data[..10].to_vec(),
-    )
-    .await;
+    let r = create_with(&s, &key, 100, data[..10].to_vec(), &[]).await;
     assert_eq!(r.status(), 201);
     assert_eq!(h(&r, "upload-offset"), "10");
     assert!(
@@ -249,10 +297,6 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
         s.get(&key, &format!("/v1/recordings/{id}")).await.1["status"],
         "recording"
     );
-    let octets = (
-        "Content-Type",
-        "application/offset+octet-stream".to_string(),
-    );
     let r = tus(
         &s,
         &key,
@@ -263,15 +307,7 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
     )
     .await;
     assert_eq!(r.status(), 415);
-    let r = tus(
-        &s,
-        &key,
-        "PATCH",
-        &path,
-        &[("Upload-Offset", "5".into()), octets.clone()],
-        data[5..20].to_vec(),
-    )
-    .await;
+    let r = patch(&s, &key, &path, 5, data[5..20].to_vec(), &[]).await;
     assert_eq!(r.status(), 409);
     assert_eq!(code(&r.json().await.unwrap()), "offset_mismatch");
     let sha1 = |b: &[u8]| {
@@ -279,17 +315,13 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
         use sha1::Digest;
         base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(b))
     };
-    let r = tus(
+    let r = patch(
         &s,
         &key,
-        "PATCH",
         &path,
-        &[
-            ("Upload-Offset", "10".into()),
-            octets.clone(),
-            ("Upload-Checksum", format!("sha1 {}", sha1(b"other"))),
-        ],
+        10,
         data[10..20].to_vec(),
+        &[("Upload-Checksum", format!("sha1 {}", sha1(b"other")))],
     )
     .await;
     assert_eq!(r.status().as_u16(), 460);
@@ -302,32 +334,24 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
         ("10", "100")
     );
     assert_eq!(h(&r, "cache-control"), "no-store");
-    let r = tus(
+    let r = patch(
         &s,
         &key,
-        "PATCH",
         &path,
-        &[
-            ("Upload-Offset", "10".into()),
-            octets.clone(),
-            ("Upload-Checksum", format!("sha1 {}", sha1(&data[10..20]))),
-        ],
+        10,
         data[10..20].to_vec(),
+        &[("Upload-Checksum", format!("sha1 {}", sha1(&data[10..20])))],
     )
     .await;
     assert_eq!(r.status(), 204);
     assert_eq!(h(&r, "upload-offset"), "20");
-    let r = tus(
+    let r = patch(
         &s,
         &key,
-        "PATCH",
         &path,
-        &[
-            ("Upload-Offset", "20".into()),
-            octets.clone(),
-            ("Upload-Checksum", "md5 AAAA".into()),
-        ],
+        20,
         vec![1],
+        &[("Upload-Checksum", "md5 AAAA".into())],
     )
     .await;
     assert_eq!(r.status(), 400);
@@ -335,29 +359,13 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
     let r = tus(&s, &other, "HEAD", &path, &[], vec![]).await;
     assert_eq!(r.status(), 404);
     // More than the length: the rest is refused with 413.
-    let r = tus(
-        &s,
-        &key,
-        "PATCH",
-        &path,
-        &[("Upload-Offset", "20".into()), octets.clone()],
-        vec![7; 200],
-    )
-    .await;
+    let r = patch(&s, &key, &path, 20, vec![7; 200], &[]).await;
     assert_eq!(r.status(), 413);
     // The last byte arrived (100 of 100): it is not media, so it fails clearly.
     let id = path.rsplit('/').next().unwrap().to_string();
     let failed = s.wait_status(&key, &id, "failed").await;
     assert_eq!(failed["error"]["code"], "invalid_media", "{failed}");
-    let r = tus(
-        &s,
-        &key,
-        "PATCH",
-        &path,
-        &[("Upload-Offset", "100".into()), octets.clone()],
-        vec![1],
-    )
-    .await;
+    let r = patch(&s, &key, &path, 100, vec![1], &[]).await;
     assert_eq!(r.status(), 410);
 
     // Termination cancels the recording.
@@ -385,45 +393,19 @@ async fn an_upload_that_gets_nothing_expires_and_a_deferred_length_is_told_late(
     // A deferred length: told with the last chunk; the file is processed.
     let file = live_webm(&s.data, 2);
     let bytes = std::fs::read(&file).unwrap();
-    let r = tus(
-        &s,
-        &key,
-        "POST",
-        "/v1/uploads",
-        &[("Upload-Defer-Length", "1".into())],
-        vec![],
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let path = h(&r, "location");
-    let octets = (
-        "Content-Type",
-        "application/offset+octet-stream".to_string(),
-    );
+    let path = create_deferred(&s, &key).await;
     let half = bytes.len() / 2;
-    let r = tus(
-        &s,
-        &key,
-        "PATCH",
-        &path,
-        &[("Upload-Offset", "0".into()), octets.clone()],
-        bytes[..half].to_vec(),
-    )
-    .await;
+    let r = patch(&s, &key, &path, 0, bytes[..half].to_vec(), &[]).await;
     assert_eq!(r.status(), 204);
     let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
     assert_eq!(h(&r, "upload-defer-length"), "1");
-    let r = tus(
+    let r = patch(
         &s,
         &key,
-        "PATCH",
         &path,
-        &[
-            ("Upload-Offset", half.to_string()),
-            ("Upload-Length", bytes.len().to_string()),
-            octets,
-        ],
+        half,
         bytes[half..].to_vec(),
+        &[("Upload-Length", bytes.len().to_string())],
     )
     .await;
     assert_eq!(r.status(), 204);
@@ -496,20 +478,15 @@ async fn format_and_preset_in_the_metadata_transcode_the_upload() {
     let key = s.key("alice", false).await;
     let bytes = std::fs::read(live_webm(&s.data, 2)).unwrap();
     let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
-    let r = tus(
+    let r = create_with(
         &s,
         &key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", bytes.len().to_string()),
-            (
-                "Upload-Metadata",
-                format!("format {},preset {}", b64("mp4"), b64("low")),
-            ),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
+        bytes.len(),
         bytes.clone(),
+        &[(
+            "Upload-Metadata",
+            format!("format {},preset {}", b64("mp4"), b64("low")),
+        )],
     )
     .await;
     assert_eq!(r.status(), 201);
@@ -654,18 +631,7 @@ async fn a_guest_uploads_into_their_room_as_the_hosts() {
     let (st, _) = s.get(&guest, &format!("/v1/recordings/{id}")).await;
     assert_eq!(st, 401);
     // The guest's bytes complete it.
-    let r = tus(
-        &s,
-        &guest,
-        "PATCH",
-        &path,
-        &[
-            ("Upload-Offset", "0".into()),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
-        b"junk".to_vec(),
-    )
-    .await;
+    let r = patch(&s, &guest, &path, 0, b"junk".to_vec(), &[]).await;
     assert_eq!(r.status(), 204);
     // A closed room takes no new uploads.
     let r = s
@@ -686,30 +652,8 @@ async fn a_guest_uploads_into_their_room_as_the_hosts() {
 async fn a_deferred_length_stops_at_the_users_quota() {
     let s = start(|c| c.limits.user_quota_bytes = 1000).await;
     let key = s.key("alice", false).await;
-    let r = tus(
-        &s,
-        &key,
-        "POST",
-        "/v1/uploads",
-        &[("Upload-Defer-Length", "1".into())],
-        vec![],
-    )
-    .await;
-    assert_eq!(r.status(), 201);
-    let path = h(&r, "location");
-    let octets = (
-        "Content-Type",
-        "application/offset+octet-stream".to_string(),
-    );
-    let r = tus(
-        &s,
-        &key,
-        "PATCH",
-        &path,
-        &[("Upload-Offset", "0".into()), octets],
-        vec![7; 1500],
-    )
-    .await;
+    let path = create_deferred(&s, &key).await;
+    let r = patch(&s, &key, &path, 0, vec![7; 1500], &[]).await;
     assert_eq!(r.status(), 403);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "quota_exceeded", "{e}");
@@ -743,17 +687,12 @@ async fn a_sound_only_upload_fails_as_invalid_media() {
         .unwrap();
     assert!(r.status.success(), "{r:?}");
     let bytes = std::fs::read(&file).unwrap();
-    let r = tus(
+    let r = create_with(
         &s,
         &key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", bytes.len().to_string()),
-            ("Upload-Metadata", "filename dm9pY2Uud2VibQ==".into()),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
+        bytes.len(),
         bytes,
+        &[("Upload-Metadata", "filename dm9pY2Uud2VibQ==".into())],
     )
     .await;
     assert_eq!(r.status(), 201);
@@ -842,18 +781,7 @@ async fn uploads_opened_at_once_cannot_pass_the_quota_together() {
     let bytes = std::fs::read(&file).unwrap();
     let path = create(&s, &ann, bytes.len() as u64).await;
     let half = bytes.len() / 2;
-    let r = tus(
-        &s,
-        &ann,
-        "PATCH",
-        &path,
-        &[
-            ("Content-Type", "application/offset+octet-stream".into()),
-            ("Upload-Offset", "0".into()),
-        ],
-        bytes[..half].to_vec(),
-    )
-    .await;
+    let r = patch(&s, &ann, &path, 0, bytes[..half].to_vec(), &[]).await;
     assert_eq!(r.status(), 204);
     let id = path.rsplit('/').next().unwrap().to_string();
     let (st, _) = s
@@ -867,17 +795,12 @@ async fn uploads_opened_at_once_cannot_pass_the_quota_together() {
 
 /// Uploads `bytes` in one request as `name`; its id.
 async fn upload_whole(s: &Server, key: &str, bytes: Vec<u8>) -> String {
-    let r = tus(
+    let r = create_with(
         s,
         key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", bytes.len().to_string()),
-            ("Upload-Metadata", "filename YS53ZWJt".into()),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
+        bytes.len(),
         bytes,
+        &[("Upload-Metadata", "filename YS53ZWJt".into())],
     )
     .await;
     assert_eq!(r.status(), 201);
@@ -948,18 +871,7 @@ async fn failed_uploads_leave_no_bytes_and_bytes_in_work_count_in_the_quota() {
     // Six uploads of 900 kB of junk: with the bytes of the failed ones kept,
     // the second would already be over the quota.
     for _ in 0..6 {
-        let r = tus(
-            &s,
-            &key,
-            "POST",
-            "/v1/uploads",
-            &[
-                ("Upload-Length", "900000".into()),
-                ("Content-Type", "application/offset+octet-stream".into()),
-            ],
-            junk(900_000),
-        )
-        .await;
+        let r = create_with(&s, &key, 900000, junk(900_000), &[]).await;
         assert_eq!(r.status(), 201, "{:?}", r.text().await);
         let id = h(&r, "location").rsplit('/').next().unwrap().to_string();
         let done = s.wait_status(&key, &id, "failed").await;
@@ -970,18 +882,7 @@ async fn failed_uploads_leave_no_bytes_and_bytes_in_work_count_in_the_quota() {
     // 600 kB of an upload arrive: while they are in work/, a new upload of
     // 500 kB is over the quota.
     let path = create(&s, &key, 900_000).await;
-    let r = tus(
-        &s,
-        &key,
-        "PATCH",
-        &path,
-        &[
-            ("Upload-Offset", "0".into()),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
-        junk(600_000),
-    )
-    .await;
+    let r = patch(&s, &key, &path, 0, junk(600_000), &[]).await;
     assert_eq!(r.status(), 204);
     // Its driver measures its folder every 2 s: wait for that.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
@@ -1056,18 +957,7 @@ async fn failed_uploads_leave_no_bytes_and_bytes_in_work_count_in_the_quota() {
 
 /// A recording that fails at once (an upload of junk); its id.
 async fn stray_failed(s: &Server, key: &str) -> String {
-    let r = tus(
-        s,
-        key,
-        "POST",
-        "/v1/uploads",
-        &[
-            ("Upload-Length", "1000".into()),
-            ("Content-Type", "application/offset+octet-stream".into()),
-        ],
-        vec![9u8; 1000],
-    )
-    .await;
+    let r = create_with(s, key, 1000, vec![9u8; 1000], &[]).await;
     assert_eq!(r.status(), 201);
     h(&r, "location").rsplit('/').next().unwrap().to_string()
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::*;
-use tapedeck_server::config::{Secret, StorageKind};
 
 /// `PUT` of `bytes` to `url` with `headers`, as any HTTP client does.
 async fn put(url: &str, headers: &Value, bytes: Vec<u8>) -> reqwest::Response {
@@ -132,11 +131,7 @@ async fn a_presigned_upload_to_local_storage_goes_through_tapedecks_signed_url()
 async fn a_presigned_upload_to_s3_goes_straight_to_the_bucket() {
     let s3 = tapedeck_testkit::s3();
     let config = |c: &mut tapedeck_server::config::Config| {
-        c.storage.kind = StorageKind::S3;
-        c.storage.bucket = s3.bucket.clone();
-        c.storage.endpoint = Some(s3.endpoint.clone());
-        c.storage.access_key = s3.access_key.clone();
-        c.storage.secret_key = Secret(s3.secret_key.clone());
+        on_s3(c, &s3.endpoint, &s3.bucket, &s3.access_key, &s3.secret_key);
     };
     let s = start(config).await;
     let key = s.key("alice", false).await;
@@ -300,11 +295,7 @@ async fn a_large_presigned_upload_goes_in_parts_straight_to_the_bucket() {
     let s3 = tapedeck_testkit::s3();
     let s = start(|c| {
         small_parts(c);
-        c.storage.kind = StorageKind::S3;
-        c.storage.bucket = s3.bucket.clone();
-        c.storage.endpoint = Some(s3.endpoint.clone());
-        c.storage.access_key = s3.access_key.clone();
-        c.storage.secret_key = Secret(s3.secret_key.clone());
+        on_s3(c, &s3.endpoint, &s3.bucket, &s3.access_key, &s3.secret_key);
     })
     .await;
     let key = s.key("alice", false).await;
@@ -323,11 +314,7 @@ async fn a_large_presigned_upload_goes_in_parts_straight_to_the_bucket() {
 async fn a_presigned_upload_to_azure_goes_straight_to_the_container() {
     let az = tapedeck_testkit::azure();
     let s = start(|c| {
-        c.storage.kind = StorageKind::Azure;
-        c.storage.account = az.account.clone();
-        c.storage.bucket = az.container.clone();
-        c.storage.endpoint = Some(az.endpoint.clone());
-        c.storage.secret_key = Secret(az.access_key.clone());
+        on_azure(c, &az);
     })
     .await;
     assert_eq!(s.state.blobs.kind(), "azure");

@@ -29,7 +29,7 @@ async fn the_watch_page_plays_renames_shares_and_deletes() {
         r.id = RecordingId::from_parts(1_600_000_000_000 + n, u128::from(n));
         r.status = Status::Cancelled;
         r.title = Some(format!("Old clip {n}"));
-        r.metadata = json!({"customer": if n == 7 { "Acme" } else { "Other" }});
+        r.metadata = json!({"customer": if n == 7 { "Acme" } else { "Other" }, "lead": n % 20});
         s.state.repo.insert(&r).await.unwrap();
     }
 
@@ -58,6 +58,43 @@ async fn the_watch_page_plays_renames_shares_and_deletes() {
     assert_eq!(by_kind["recordings"].as_array().unwrap().len(), 61);
     let (st, e) = s.get(&key, "/v1/recordings?q=").await;
     assert_eq!((st, &e["error"]["code"]), (400, &json!("invalid_request")));
+    // Filtered by the recordings' own metadata, exactly: a number as
+    // JSON writes it, a string with its case; with a search too.
+    let titles = |v: &serde_json::Value| -> Vec<String> {
+        let list = v["recordings"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .map(|r| r["title"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let (st, lead) = s.get(&key, "/v1/recordings?metadata.lead=7").await;
+    assert_eq!(st, 200, "{lead}");
+    assert_eq!(titles(&lead), ["Old clip 47", "Old clip 27", "Old clip 7"]);
+    let (_, both) = s
+        .get(
+            &key,
+            "/v1/recordings?metadata.lead=7&metadata.customer=Acme",
+        )
+        .await;
+    assert_eq!(titles(&both), ["Old clip 7"]);
+    let (_, case) = s.get(&key, "/v1/recordings?metadata.customer=acme").await;
+    assert_eq!(titles(&case), Vec::<String>::new());
+    let (_, searched) = s
+        .get(&key, "/v1/recordings?metadata.lead=7&q=clip%2027")
+        .await;
+    assert_eq!(titles(&searched), ["Old clip 27"]);
+    for bad in [
+        "metadata.=1",
+        "metadata.a.b=1",
+        "metadata.lead=",
+        "metadata.a%20b=1",
+    ] {
+        let (st, e) = s.get(&key, &format!("/v1/recordings?{bad}")).await;
+        assert_eq!(
+            (st, &e["error"]["code"]),
+            (400, &json!("invalid_query")),
+            "{bad}: {e}"
+        );
+    }
     // Another user's search finds none of ann's.
     let bob = s.key("bob", false).await;
     let (_, none) = s.get(&bob, "/v1/recordings?q=standup").await;
@@ -146,6 +183,8 @@ async fn the_watch_page_plays_renames_shares_and_deletes() {
     assert_eq!(out["moreAfter"], false);
     assert_eq!(out["found"], "Weekly standup: notes");
     assert_eq!(out["nothing"], "No recording matches “no such thing”.");
+    // `key:value` in the search box filters by metadata.
+    assert_eq!(out["byMetadata"], json!(["Old clip 27"]), "{out}");
     // The watch page plays it, downloads it, renames it.
     let w = &out["watch"];
     assert_eq!(w["title"], "Weekly standup: notes");

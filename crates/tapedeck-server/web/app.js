@@ -251,8 +251,7 @@ let cursor = null;
 let listing = 0; // the newest list request: answers to older ones are dropped
 async function loadRecordings(more) {
   const mine = ++listing;
-  const q = new URLSearchParams({ limit: "50" });
-  if (search) q.set("q", search);
+  const q = searchQuery(search);
   if (more && cursor) q.set("cursor", cursor);
   const data = await api("GET", "/v1/recordings?" + q);
   if (mine !== listing) return;
@@ -263,6 +262,20 @@ async function loadRecordings(more) {
   $("empty").hidden = rows.size > 0;
   $("empty").textContent = search ? "No recording matches “" + search + "”." :
     "No recordings yet. Make one in the Record, Live camera, Web page or Calls tab.";
+}
+
+// The search box's words: `key:value` filters by the recordings' own
+// metadata (`metadata.key=value`), the rest is searched for.
+function searchQuery(text) {
+  const q = new URLSearchParams({ limit: "50" });
+  const words = [];
+  for (const w of text.split(/\s+/).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_-]{1,64}):(.+)$/.exec(w);
+    if (m) q.set("metadata." + m[1], m[2]);
+    else words.push(w);
+  }
+  if (words.length) q.set("q", words.join(" "));
+  return q;
 }
 
 let searchTimer = null;

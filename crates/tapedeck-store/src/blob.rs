@@ -6,6 +6,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -92,18 +93,11 @@ pub enum BlobError {
 }
 
 impl ErrorCode for BlobError {
-    fn code(&self) -> &'static str {
+    fn code(&self) -> Code {
         match self {
-            BlobError::NotFound(_) => "not_found",
-            BlobError::Range => "range_not_satisfiable",
-            _ => "storage_error",
-        }
-    }
-    fn status(&self) -> u16 {
-        match self {
-            BlobError::NotFound(_) => 404,
-            BlobError::Range => 416,
-            _ => 503,
+            BlobError::NotFound(_) => Code::NotFound,
+            BlobError::Range => Code::RangeNotSatisfiable,
+            _ => Code::StorageError,
         }
     }
 }

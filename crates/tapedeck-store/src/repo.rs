@@ -2,6 +2,7 @@
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
+use tapedeck_core::Code;
 use tapedeck_core::recording::{Recording, SourceKind, Status};
 use tapedeck_core::{ErrorCode, RecordingId};
 
@@ -25,11 +26,8 @@ pub enum RepoError {
 }
 
 impl ErrorCode for RepoError {
-    fn code(&self) -> &'static str {
-        "database_error"
-    }
-    fn status(&self) -> u16 {
-        503
+    fn code(&self) -> Code {
+        Code::DatabaseError
     }
 }
 
@@ -69,6 +67,8 @@ pub struct ListFilter {
     pub before: Option<RecordingId>,
     /// At most this many.
     pub limit: u32,
+    /// Only those whose metadata has these top-level values.
+    pub metadata: Vec<tapedeck_core::search::MetadataFilter>,
 }
 
 /// An API key as stored (the token itself is never stored, only its hash).
@@ -200,21 +200,41 @@ impl Repo {
     pub async fn list(&self, f: &ListFilter) -> Result<Vec<Recording>, RepoError> {
         let mut sql = String::from("SELECT doc FROM recordings WHERE 1 = 1");
         let mut args: Vec<String> = vec![];
-        let mut add = |cond: &str, v: String, sql: &mut String| {
+        fn add(args: &mut Vec<String>, sql: &mut String, cond: &str, v: String) {
             args.push(v);
             sql.push_str(&format!(" AND {cond} ${}", args.len()));
-        };
+        }
         if let Some(o) = &f.owner {
-            add("owner =", o.clone(), &mut sql);
+            add(&mut args, &mut sql, "owner =", o.clone());
         }
         if let Some(s) = f.status {
-            add("status =", s.as_str().into(), &mut sql);
+            add(&mut args, &mut sql, "status =", s.as_str().into());
         }
         if let Some(k) = f.kind {
-            add("source_kind =", k.as_str().into(), &mut sql);
+            add(&mut args, &mut sql, "source_kind =", k.as_str().into());
         }
         if let Some(b) = f.before {
-            add("id <", b.to_string(), &mut sql);
+            add(&mut args, &mut sql, "id <", b.to_string());
+        }
+        for m in &f.metadata {
+            // The key is letters, digits, `_` and `-` (checked in the core)
+            // and bound as a value all the same. A value is compared as
+            // text: a string as it is, a number or boolean as JSON writes it.
+            let value = if self.backend == "postgres" {
+                args.push(m.key.clone());
+                format!("(doc::jsonb -> 'metadata' ->> ${})", args.len())
+            } else {
+                let path = format!("$.metadata.\"{}\"", m.key);
+                args.extend([path.clone(), path]);
+                let (t, v) = (args.len() - 1, args.len());
+                format!(
+                    "(CASE json_type(doc, ${t}) WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+                     WHEN 'text' THEN json_extract(doc, ${v}) \
+                     WHEN 'integer' THEN CAST(json_extract(doc, ${v}) AS TEXT) \
+                     WHEN 'real' THEN CAST(json_extract(doc, ${v}) AS TEXT) END)"
+                )
+            };
+            add(&mut args, &mut sql, &format!("{value} ="), m.value.clone());
         }
         sql.push_str(&format!(
             " ORDER BY id DESC LIMIT {}",

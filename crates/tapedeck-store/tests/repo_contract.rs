@@ -204,6 +204,64 @@ async fn contract(repo: Repo) {
     assert_eq!(repo.find_key("hash1").await.unwrap(), None);
     assert!(repo.list_keys().await.unwrap()[0].revoked);
     accounts_contract(&repo).await;
+    metadata_contract(&repo).await;
+}
+
+/// `metadata.KEY=VALUE` filters: the database decides as
+/// `MetadataFilter::matches` does.
+async fn metadata_contract(repo: &Repo) {
+    use tapedeck_core::search::parse_metadata_filter;
+    let docs = [
+        serde_json::json!({"lead": "42", "team": "sales"}),
+        serde_json::json!({"lead": 42, "won": true}),
+        serde_json::json!({"lead": 4.5, "won": false, "team": "Sales"}),
+        serde_json::json!({"deep": {"lead": "42"}, "tags": ["42"]}),
+    ];
+    let mut all = vec![];
+    for (i, doc) in docs.into_iter().enumerate() {
+        let mut r = recording(100 + i as u64, "meta", Status::Completed);
+        r.metadata = doc;
+        repo.insert(&r).await.unwrap();
+        all.push(r);
+    }
+    for filters in [
+        vec![("lead", "42")],
+        vec![("lead", "4.5")],
+        vec![("won", "true")],
+        vec![("won", "false")],
+        vec![("team", "sales")],
+        vec![("lead", "42"), ("team", "sales")],
+        vec![("lead", "43")],
+        vec![("tags", "42")],
+        vec![("deep", "42")],
+    ] {
+        let metadata: Vec<_> = filters
+            .iter()
+            .map(|(k, v)| parse_metadata_filter(&format!("metadata.{k}"), v).unwrap())
+            .collect();
+        let got: Vec<_> = repo
+            .list(&ListFilter {
+                owner: Some("meta".into()),
+                limit: 10,
+                metadata: metadata.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        let want: Vec<_> = all
+            .iter()
+            .rev()
+            .filter(|r| metadata.iter().all(|m| m.matches(r)))
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(got, want, "{filters:?}");
+    }
+    // The first filter finds both the string and the number 42.
+    let lead = parse_metadata_filter("metadata.lead", "42").unwrap();
+    assert_eq!(all.iter().filter(|r| lead.matches(r)).count(), 2);
 }
 
 async fn accounts_contract(repo: &Repo) {

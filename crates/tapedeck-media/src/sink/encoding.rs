@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use tapedeck_core::Code;
 
 use tapedeck_core::timeline::{DropReason, Step, Timeline, TimelineLimits};
 
@@ -72,15 +73,17 @@ impl PipelineError {
     pub fn failure(&self) -> tapedeck_core::Failure {
         use tapedeck_core::Failure;
         match self {
-            PipelineError::Empty => Failure::new("invalid_frames", "no valid frames were received"),
-            PipelineError::Ffmpeg(e) => Failure::new("encoder_failed", e.to_string()),
-            PipelineError::Capture(m) => Failure::new("capture_failed", m.clone()),
+            PipelineError::Empty => {
+                Failure::new(Code::InvalidFrames, "no valid frames were received")
+            }
+            PipelineError::Ffmpeg(e) => Failure::new(Code::EncoderFailed, e.to_string()),
+            PipelineError::Capture(m) => Failure::new(Code::CaptureFailed, m.clone()),
             PipelineError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => Failure::new(
-                "disk_full",
+                Code::DiskFull,
                 format!("the work folder's disk is full: {e}; what was spooled before is kept"),
             ),
             PipelineError::Spool(e) => Failure::new(
-                "storage_failed",
+                Code::StorageFailed,
                 format!("the work folder could not be written: {e}"),
             ),
         }

@@ -20,6 +20,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tapedeck_core::Code;
 
 use serde_json::json;
 use tapedeck_core::netpolicy::NetPolicy;
@@ -192,17 +193,17 @@ impl WebError {
     /// The recording failure this is, with a code from the catalogue.
     pub fn failure(&self) -> tapedeck_core::Failure {
         let code = match self {
-            WebError::Browser(_) | WebError::Crashed(_) => "browser_crashed",
-            WebError::Blocked { .. } => "source_blocked",
-            WebError::Load { reason, .. } if reason.starts_with("TLS error") => "tls_error",
-            WebError::Load { .. } => "source_unreachable",
-            WebError::LoadTimeout { .. } => "page_load_timeout",
-            WebError::Unresponsive(_) | WebError::NotCaptured(_) => "page_unresponsive",
+            WebError::Browser(_) | WebError::Crashed(_) => Code::BrowserCrashed,
+            WebError::Blocked { .. } => Code::SourceBlocked,
+            WebError::Load { reason, .. } if reason.starts_with("TLS error") => Code::TlsError,
+            WebError::Load { .. } => Code::SourceUnreachable,
+            WebError::LoadTimeout { .. } => Code::PageLoadTimeout,
+            WebError::Unresponsive(_) | WebError::NotCaptured(_) => Code::PageUnresponsive,
             WebError::Script(PlayError::NotFound { .. }) | WebError::Selector { .. } => {
-                "selector_not_found"
+                Code::SelectorNotFound
             }
-            WebError::Script(_) => "script_error",
-            WebError::SinkClosed => "encoder_failed",
+            WebError::Script(_) => Code::ScriptError,
+            WebError::SinkClosed => Code::EncoderFailed,
         };
         tapedeck_core::Failure::new(code, self.to_string())
     }

@@ -61,6 +61,9 @@ pub enum Cmd {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only those whose metadata has KEY=VALUE (repeat for more).
+        #[arg(long = "metadata", value_name = "KEY=VALUE")]
+        metadata: Vec<String>,
     },
     /// Show one recording as JSON.
     Get {

@@ -1,6 +1,7 @@
 //! `tapedeck doctor`: checks the install and the configuration.
 
 use std::path::PathBuf;
+use tapedeck_core::Code;
 
 use tapedeck_media::ffmpeg;
 use tapedeck_store::repo::Repo;
@@ -165,7 +166,7 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
             .unwrap_or_default()
             .into_iter()
             .filter_map(|r| {
-                let n = r.note.filter(|n| n.code == "storage_retry")?;
+                let n = r.note.filter(|n| n.code == Code::StorageRetry)?;
                 Some(format!("{} ({})", r.id, n.message))
             })
             .collect();

@@ -94,10 +94,17 @@ async fn execute(cli: Cli) -> Result<(), String> {
             status,
             kind,
             limit,
+            metadata,
         } => {
             let mut q = vec![("limit".to_string(), limit.to_string())];
             q.extend(status.map(|s| ("status".to_string(), s)));
             q.extend(kind.map(|k| ("kind".to_string(), k)));
+            for m in metadata {
+                let Some((k, v)) = m.split_once('=') else {
+                    return Err(format!("--metadata {m}: expected KEY=VALUE"));
+                };
+                q.push((format!("metadata.{k}"), v.to_string()));
+            }
             let v = call(&client, reqwest::Method::GET, "/v1/recordings", &q).await?;
             let empty = vec![];
             let recs = v["recordings"].as_array().unwrap_or(&empty);

@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
+use tapedeck_core::Code;
 use tapedeck_core::RoomId;
 use tapedeck_core::room::{CallMessage, MAX_CALL_MESSAGE_BYTES, Room, parse_call_message};
 use tapedeck_core::{ErrorCode, event::Event};
@@ -105,13 +106,14 @@ impl Call {
             self.alive.heard();
             match m {
                 Ok(Message::Text(t)) => {
-                    return Some(parse_call_message(t.as_bytes()).map_err(|e| {
-                        ApiError::bad_request(e.code(), format!("call message: {e}"))
-                    }));
+                    return Some(
+                        parse_call_message(t.as_bytes())
+                            .map_err(|e| ApiError::new(e.code(), format!("call message: {e}"))),
+                    );
                 }
                 Ok(Message::Binary(_)) => {
-                    return Some(Err(ApiError::bad_request(
-                        "invalid_request",
+                    return Some(Err(ApiError::new(
+                        Code::InvalidRequest,
                         "call messages are JSON text",
                     )));
                 }
@@ -126,7 +128,7 @@ impl Call {
         let (offer, name) = match first {
             Ok(Some(Ok(CallMessage::Join { offer, name }))) => (offer, name),
             Ok(Some(Ok(_))) => {
-                let e = ApiError::bad_request("invalid_request", "the first message is join");
+                let e = ApiError::new(Code::InvalidRequest, "the first message is join");
                 self.send(error(&e)).await;
                 return;
             }
@@ -206,7 +208,7 @@ impl Call {
                         self.s.rtc.media_state(peer, audio, video).await;
                     }
                     Some(Ok(CallMessage::Join { .. })) => {
-                        let e = ApiError::bad_request("invalid_request", "this page has joined already");
+                        let e = ApiError::new(Code::InvalidRequest, "this page has joined already");
                         self.send(error(&e)).await;
                     }
                     Some(Err(e)) => { self.send(error(&e)).await; }

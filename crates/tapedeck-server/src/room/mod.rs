@@ -14,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use tapedeck_core::Code;
 use tapedeck_core::RoomId;
 use tapedeck_core::room::{Room, parse_create_room, parse_invite};
 
@@ -36,12 +37,12 @@ pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<(Room, bool),
         .repo
         .room(id)
         .await?
-        .ok_or_else(|| ApiError::new(404, "not_found", "no such room"))?;
+        .ok_or_else(|| ApiError::new(Code::NotFound, "no such room"))?;
     let controls = p.admin || room.host == p.user;
     if controls || s.repo.is_member(&room, &p.user).await? {
         Ok((room, controls))
     } else {
-        Err(ApiError::new(404, "not_found", "no such room"))
+        Err(ApiError::new(Code::NotFound, "no such room"))
     }
 }
 
@@ -51,8 +52,7 @@ pub fn host_only(controls: bool, what: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::new(
-            403,
-            "not_room_host",
+            Code::NotRoomHost,
             format!("only the room's host may {what}"),
         ))
     }
@@ -69,8 +69,7 @@ pub async fn create(
     let open = s.repo.open_rooms_of(&p.user).await?;
     if open >= u64::from(max) {
         return Err(ApiError::new(
-            429,
-            "too_many_rooms",
+            Code::TooManyRooms,
             format!(
                 "you have {open} open rooms (limits.max_open_rooms_per_user); close one (DELETE /v1/rooms/ID) first"
             ),
@@ -109,8 +108,8 @@ pub async fn list(
             "cursor" => before = Some(v.parse::<RoomId>()?),
             "token" => {}
             other => {
-                return Err(ApiError::bad_request(
-                    "invalid_query",
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
                     format!("unknown query parameter `{other}`"),
                 ));
             }
@@ -166,7 +165,7 @@ pub async fn invite(
     let (room, controls) = load(&s, &p, &id).await?;
     host_only(controls, "invite")?;
     if room.closed_at.is_some() {
-        return Err(ApiError::new(409, "room_closed", "the room is closed"));
+        return Err(ApiError::new(Code::RoomClosed, "the room is closed"));
     }
     let inv = parse_invite(&body)?;
     let exp_ms = now_ms() + inv.expires_in_s as i64 * 1000;

@@ -7,6 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tapedeck_core::Code;
 use tapedeck_core::RoomId;
 
 /// What a valid join token says.
@@ -54,13 +55,11 @@ impl Refusal {
     pub fn error(self) -> crate::error::ApiError {
         match self {
             Self::Invalid => crate::error::ApiError::new(
-                401,
-                "invite_invalid",
+                Code::InviteInvalid,
                 "the invite link is not valid (changed or cut short, or for another room)",
             ),
             Self::Expired => crate::error::ApiError::new(
-                401,
-                "invite_expired",
+                Code::InviteExpired,
                 "the invite link has expired; the host can send a new one",
             ),
         }

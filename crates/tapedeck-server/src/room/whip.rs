@@ -10,6 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tapedeck_core::Code;
 use tapedeck_core::RoomId;
 use tapedeck_core::room::Room;
 
@@ -76,9 +77,9 @@ pub(crate) async fn open_room(s: &AppState, id: &str) -> Result<Room, ApiError> 
         .repo
         .room(id)
         .await?
-        .ok_or_else(|| ApiError::new(404, "not_found", "no such room"))?;
+        .ok_or_else(|| ApiError::new(Code::NotFound, "no such room"))?;
     if room.closed_at.is_some() {
-        return Err(ApiError::new(409, "room_closed", "the room is closed"));
+        return Err(ApiError::new(Code::RoomClosed, "the room is closed"));
     }
     Ok(room)
 }
@@ -101,15 +102,13 @@ pub async fn publish(
         .is_some_and(|v| v.trim().starts_with("application/sdp"));
     if !is_sdp {
         return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             "a WHIP offer is Content-Type: application/sdp",
         ));
     }
     let too_large = || {
         ApiError::new(
-            413,
-            "too_large",
+            Code::TooLarge,
             format!("an SDP offer is at most {MAX_OFFER_BYTES} bytes"),
         )
     };
@@ -121,11 +120,11 @@ pub async fn publish(
             {
                 too_large()
             } else {
-                ApiError::bad_request("invalid_request", format!("reading the offer: {e}"))
+                ApiError::new(Code::InvalidRequest, format!("reading the offer: {e}"))
             }
         })?;
     let offer = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::bad_request("invalid_sdp", "the SDP offer is not UTF-8 text"))?;
+        .map_err(|_| ApiError::new(Code::InvalidSdp, "the SDP offer is not UTF-8 text"))?;
     let joiner = match &who {
         Caller::Guest(name) => Joiner {
             name: name.clone(),
@@ -167,7 +166,7 @@ pub async fn leave(
 ) -> Result<StatusCode, ApiError> {
     let room_id: RoomId = id.parse()?;
     let who = caller(&s, &headers, room_id).await?;
-    let gone = || ApiError::new(404, "not_found", "no such session in this room");
+    let gone = || ApiError::new(Code::NotFound, "no such session in this room");
     let peer: PeerId = peer.parse().map_err(|()| gone())?;
     let room = s.repo.room(room_id).await?.ok_or_else(gone)?;
     let p = s

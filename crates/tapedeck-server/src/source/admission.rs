@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use tapedeck_core::Code;
 
 use tapedeck_core::RecordingId;
 use tapedeck_core::admission::{Budget, FairQueue, MilliCores, estimate, estimate_busy, queues};
@@ -174,8 +175,7 @@ impl Gate {
             }
             if st.queue.len() >= self.max_queued {
                 return Err(ApiError::new(
-                    429,
-                    "queue_full",
+                    Code::QueueFull,
                     format!(
                         "{} web recordings already wait for their turn (web.max_queued)",
                         st.queue.len()
@@ -198,8 +198,7 @@ impl Gate {
         }
         let reserved = st.budget.reserved();
         Err(ApiError::new(
-            429,
-            "server_busy",
+            Code::ServerBusy,
             format!(
                 "the server's CPU budget is taken: {:.2} of {:.2} cores reserved, and this recording needs about {:.2} (limits.cpu_budget_cores); try again later",
                 f64::from(reserved) / 1000.0,

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
@@ -413,7 +414,7 @@ impl Source for FromSpool {
             match result {
                 Ok(f) => Ok(take(f, None)),
                 Err(PipelineError::Empty) => Err(Failure::new(
-                    "recovery_failed",
+                    Code::RecoveryFailed,
                     "the server stopped before any frame was spooled",
                 )),
                 // No spool, or one cut before its header was written.
@@ -424,12 +425,12 @@ impl Source for FromSpool {
                     ) =>
                 {
                     Err(Failure::new(
-                        "recovery_failed",
+                        Code::RecoveryFailed,
                         "the server stopped before any frame was spooled",
                     ))
                 }
                 Err(e) => Err(Failure::new(
-                    "recovery_failed",
+                    Code::RecoveryFailed,
                     format!("could not rebuild the recording from its spool: {e}"),
                 )),
             }

@@ -242,6 +242,15 @@ pub async fn send_frame(ws: &mut Ws, pts_ms: Option<f64>, bytes: Vec<u8>) {
     ws.send(Message::Binary(bytes.into())).await.unwrap();
 }
 
+/// Sends `n` pictures, `picture(i)` at `i * every_ms`, on the frames
+/// socket `ws`; returns once the server has counted them all.
+pub async fn send_frames(ws: &mut Ws, n: u32, every_ms: f64, picture: impl Fn(u32) -> Vec<u8>) {
+    for i in 0..n {
+        send_frame(ws, Some(f64::from(i) * every_ms), picture(i)).await;
+    }
+    progress_until(ws, |v| v["frames_received"] == n).await;
+}
+
 /// Sends one frame; false once the server has closed the socket.
 pub async fn try_send_frame(ws: &mut Ws, pts_ms: f64, bytes: Vec<u8>) -> bool {
     ws.send(Message::Text(json!({"pts_ms": pts_ms}).to_string().into()))
@@ -540,4 +549,24 @@ pub async fn completed_upload(s: &Server, key: &str, title: &str) -> String {
     let id = upload_titled(s, key, title, &bytes, bytes.len()).await;
     s.wait_status(key, &id, "completed").await;
     id
+}
+
+/// Points `c` at the Azurite container `az`.
+pub fn on_azure(c: &mut Config, az: &tapedeck_testkit::Azure) {
+    use tapedeck_server::config::{Secret, StorageKind};
+    c.storage.kind = StorageKind::Azure;
+    c.storage.account = az.account.clone();
+    c.storage.bucket = az.container.clone();
+    c.storage.endpoint = Some(az.endpoint.clone());
+    c.storage.secret_key = Secret(az.access_key.clone());
+}
+
+/// Points `c` at an S3 bucket at `endpoint` with the key `access`/`secret`.
+pub fn on_s3(c: &mut Config, endpoint: &str, bucket: &str, access: &str, secret: &str) {
+    use tapedeck_server::config::{Secret, StorageKind};
+    c.storage.kind = StorageKind::S3;
+    c.storage.bucket = bucket.into();
+    c.storage.endpoint = Some(endpoint.into());
+    c.storage.access_key = access.into();
+    c.storage.secret_key = Secret(secret.into());
 }

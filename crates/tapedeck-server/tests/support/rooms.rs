@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Server;
 
@@ -25,6 +25,15 @@ pub async fn download_track(s: &Server, token: &str, id: &str, tid: &str) -> std
     let file = s.data.join(format!("{id}-{tid}.{ext}"));
     std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
     file
+}
+
+/// The first video track of a completed room recording `done`.
+pub fn video_track(done: &Value) -> Value {
+    done["tracks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["kind"] == "video"))
+        .unwrap_or_else(|| panic!("no video track: {done}"))
+        .clone()
 }
 
 /// A new room of `host`'s; its id.

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
+use tapedeck_core::Code;
 
 use str0m::media::MediaKind;
 
@@ -43,16 +44,14 @@ impl Sfu {
                     .count();
                 let r = if self.peers.len() >= self.limits.max_peers as usize {
                     Err(ApiError::new(
-                        429,
-                        "too_many_peers",
+                        Code::TooManyPeers,
                         format!("{} peers are connected (rtc.max_peers)", self.peers.len()),
                     ))
                 } else if !in_room.contains(&caller)
                     && in_room.len() >= limits.max_participants as usize
                 {
                     Err(ApiError::new(
-                        403,
-                        "room_full",
+                        Code::RoomFull,
                         format!(
                             "the room has {} of its {} participants",
                             in_room.len(),
@@ -61,8 +60,7 @@ impl Sfu {
                     ))
                 } else if connecting >= self.limits.max_connecting_per_caller as usize {
                     Err(ApiError::new(
-                        429,
-                        "too_many_connecting",
+                        Code::TooManyConnecting,
                         format!(
                             "you have {connecting} sessions that have not connected yet \
                              (rtc.max_connecting_per_caller); each is dropped {} s after its \
@@ -101,7 +99,7 @@ impl Sfu {
                             self.tell_participants(room);
                             Ok((id, answer))
                         }
-                        Err(m) => Err(ApiError::bad_request("invalid_sdp", m)),
+                        Err(m) => Err(ApiError::new(Code::InvalidSdp, m)),
                     }
                 };
                 let _ = reply.send(r);
@@ -116,10 +114,10 @@ impl Sfu {
             Command::Answer { peer, sdp, reply } => {
                 let live: Vec<PeerId> = self.peers.keys().copied().collect();
                 let r = match self.peers.get_mut(&peer) {
-                    None => Err(ApiError::new(404, "not_found", "the peer has left")),
+                    None => Err(ApiError::new(Code::NotFound, "the peer has left")),
                     Some(p) => p
                         .answered(&sdp, |id| live.contains(&id))
-                        .map_err(|m| ApiError::bad_request("invalid_sdp", m)),
+                        .map_err(|m| ApiError::new(Code::InvalidSdp, m)),
                 };
                 if let Ok(opened) = &r {
                     // A new receiver starts at a keyframe.

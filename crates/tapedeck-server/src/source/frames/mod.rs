@@ -15,6 +15,7 @@ pub mod socket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use tapedeck_core::Code;
 
 use std::time::Instant;
 
@@ -159,8 +160,7 @@ impl FramesSource {
 
 fn gone(status: Status) -> ApiError {
     ApiError::new(
-        409,
-        "invalid_transition",
+        Code::InvalidTransition,
         format!(
             "the recording is {}; it takes no more frames",
             status.as_str()
@@ -173,8 +173,7 @@ impl Endpoint {
     pub async fn of(services: &Services, rec: &Recording) -> Result<Arc<Endpoint>, ApiError> {
         if rec.source.kind() != tapedeck_core::SourceKind::Frames {
             return Err(ApiError::new(
-                409,
-                "wrong_source",
+                Code::WrongSource,
                 "this recording does not take frames",
             ));
         }
@@ -241,11 +240,11 @@ impl Endpoint {
                             let _ = self
                                 .events
                                 .send(SourceEvent::Failed(Failure::new(
-                                    "encoder_failed",
+                                    Code::EncoderFailed,
                                     &message,
                                 )))
                                 .await;
-                            return Err(ApiError::new(503, "encoder_unavailable", message));
+                            return Err(ApiError::new(Code::EncoderUnavailable, message));
                         }
                     }
                     true
@@ -298,7 +297,7 @@ impl Source for FramesSource {
                     }
                     r.close().await.map(|f| super::encoding::take(f, None))
                 }
-                None => Err(Failure::new("no_source", "no source ever connected")),
+                None => Err(Failure::new(Code::NoSource, "no source ever connected")),
             }
         })
     }

@@ -7,6 +7,7 @@
 //! with progress JSON; bad frames are counted and reported, never fatal.
 
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::extract::{Path, State};
@@ -92,7 +93,7 @@ async fn frames_loop(mut socket: WebSocket, mut att: Attachment) {
                         Some(att.refuse(message))
                     }
                     Err(TextError::Control(e)) => {
-                        let m = json!({"error": {"code": "bad_control", "message": e.to_string()}}).to_string();
+                        let m = json!({"error": {"code": Code::BadControl, "message": e.to_string()}}).to_string();
                         if socket.send(Message::Text(m.into())).await.is_err() { break; }
                         None
                     }

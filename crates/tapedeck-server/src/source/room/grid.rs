@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use tapedeck_core::recording::TrackFile;
 use tapedeck_core::{Failure, Format};
@@ -303,7 +304,7 @@ pub async fn compose(
     work: &Path,
     meter: &Arc<Meter>,
 ) -> Result<PathBuf, Failure> {
-    let failed = |m: String| Failure::new("grid_failed", m);
+    let failed = |m: String| Failure::new(Code::GridFailed, m);
     let dir = work.join("grid");
     std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
     let files: Vec<TrackFile> = tracks.iter().map(|(t, _)| t.clone()).collect();

@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -120,7 +121,7 @@ impl Output {
             // Nobody sent video: the sound is what the call left, kept
             // rather than lost with the recording.
             take.note = Some(Failure::new(
-                "no_video",
+                Code::NoVideo,
                 "no participant sent video while recording; the sound is kept",
             ));
         }
@@ -133,7 +134,7 @@ impl Output {
                 Err(f) => {
                     tracing::warn!(error = %f.message, "room grid: falling back to the tracks side by side");
                     take.note = Some(Failure::new(
-                        "grid_failed",
+                        Code::GridFailed,
                         format!(
                             "{}; the track files are intact, and /media holds them side by side ({container})",
                             f.message
@@ -524,7 +525,7 @@ async fn side_by_side(
     .map(|_| ())
     .map_err(|e| {
         Failure::new(
-            "encoder_failed",
+            Code::EncoderFailed,
             format!("putting the tracks together failed: {e}"),
         )
     })
@@ -548,7 +549,7 @@ impl Source for RoomRecording {
                 .map_err(|_| Failure::internal("the room recorder stopped"))?;
             if tracks.is_empty() {
                 return Err(Failure::new(
-                    "no_source",
+                    Code::NoSource,
                     "no participant sent audio or video while recording",
                 ));
             }
@@ -576,7 +577,7 @@ pub async fn authorize(
     let (room, controls) = crate::room::load(state, p, &src.room.to_string()).await?;
     crate::room::host_only(controls, "record the room")?;
     if room.closed_at.is_some() {
-        return Err(ApiError::new(409, "room_closed", "the room is closed"));
+        return Err(ApiError::new(Code::RoomClosed, "the room is closed"));
     }
     // The tracks as they arrived go in WebM; a grid is encoded in the
     // format asked for.

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -36,7 +37,7 @@ impl Recovered {
 /// Finalizes every track file the manifest in `dir` names; the ones that
 /// hold media, with their durations and sizes.
 fn recover_tracks(dir: &Path) -> Result<Vec<(TrackFile, PathBuf)>, Failure> {
-    let lost = |why: String| Failure::new("recovery_failed", why);
+    let lost = |why: String| Failure::new(Code::RecoveryFailed, why);
     let manifest = std::fs::read(dir.join(MANIFEST)).map_err(|e| {
         lost(format!(
             "the server stopped while recording the room, before any track began ({e})"
@@ -80,7 +81,7 @@ impl Source for Recovered {
                 .map_err(|e| Failure::internal(e.to_string()))??;
             if !tracks.iter().any(|(t, _)| t.kind == "video") {
                 return Err(Failure::new(
-                    "recovery_failed",
+                    Code::RecoveryFailed,
                     "the server stopped while recording the room, before any video was written",
                 ));
             }

@@ -3,6 +3,7 @@
 //! routes only.
 
 use std::sync::Arc;
+use tapedeck_core::Code;
 
 use tapedeck_core::RecordingId;
 use tapedeck_core::recording::{SourceSpec, Status};
@@ -90,8 +91,7 @@ pub async fn upload_of(
 
 pub fn closed(rec: &tapedeck_core::recording::Recording) -> ApiError {
     ApiError::new(
-        410,
-        "upload_closed",
+        Code::UploadClosed,
         format!(
             "the upload is {}{}; it takes no more bytes",
             rec.status.as_str(),

@@ -25,6 +25,7 @@
 
 use std::collections::HashMap;
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
@@ -92,15 +93,14 @@ pub async fn url(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let r: UrlRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?;
     let text_ok = |f: &Option<String>| {
         f.as_ref()
             .is_none_or(|t| t.chars().count() <= 256 && !t.chars().any(char::is_control))
     };
     if !text_ok(&r.filename) || !text_ok(&r.content_type) || !text_ok(&r.title) {
         return Err(ApiError::new(
-            422,
-            "invalid_settings",
+            Code::InvalidSettings,
             "filename, content_type and title are at most 256 characters, without control characters",
         ));
     }
@@ -108,13 +108,12 @@ pub async fn url(
         && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         return Err(ApiError::new(
-            422,
-            "invalid_settings",
+            Code::InvalidSettings,
             "sha256 is 64 hexadecimal digits",
         ));
     }
     if r.size == 0 {
-        return Err(ApiError::new(422, "invalid_settings", "size is at least 1"));
+        return Err(ApiError::new(Code::InvalidSettings, "size is at least 1"));
     }
     let reserved = reserve_size(&s, &p.user, r.size).await?;
     let room = match &r.room {
@@ -122,7 +121,7 @@ pub async fn url(
         None => None,
     };
     let video = VideoSettings::resolve(Preset::default(), Overrides::default())
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?;
     let cfg = &s.config.uploads;
     let multipart = (r.size > cfg.multipart_threshold_bytes
         && matches!(s.blobs.kind(), "s3" | "local"))
@@ -230,13 +229,13 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let rid: RecordingId = id.parse()?;
-    let part: Option<u32> =
-        match q.get("part") {
-            Some(n) => Some(n.parse().map_err(|_| {
-                ApiError::new(403, "invalid_signature", "part is not a part number")
-            })?),
-            None => None,
-        };
+    let part: Option<u32> = match q.get("part") {
+        Some(n) => Some(
+            n.parse()
+                .map_err(|_| ApiError::new(Code::InvalidSignature, "part is not a part number"))?,
+        ),
+        None => None,
+    };
     check_signed(&q, "upload URL", |exp| match part {
         Some(n) => part_sig(&s.share_key, rid, n, exp),
         None => url_sig(&s.share_key, rid, exp),
@@ -247,7 +246,7 @@ pub async fn put(
         .sources
         .endpoint::<Endpoint>(rid)
         .filter(|e| !e.is_closed())
-        .ok_or_else(|| ApiError::new(410, "upload_closed", "the upload takes no more bytes"))?;
+        .ok_or_else(|| ApiError::new(Code::UploadClosed, "the upload takes no more bytes"))?;
     if let Some(n) = part {
         return put_part(&ep, n, body).await;
     }
@@ -260,15 +259,13 @@ pub async fn put(
     let mut at = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_request", format!("the body was cut: {e}"))
-        })?;
+        let chunk = chunk
+            .map_err(|e| ApiError::new(Code::InvalidRequest, format!("the body was cut: {e}")))?;
         if at + chunk.len() as u64 > limit {
             let _ = file.set_len(0).await;
             st.offset = 0;
             return Err(ApiError::new(
-                413,
-                "too_large",
+                Code::TooLarge,
                 format!("the upload was declared as {limit} bytes"),
             ));
         }
@@ -293,15 +290,15 @@ async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiErro
     let (m, size) = match (&spec.multipart, spec.length) {
         (Some(m), Some(size)) => (m.clone(), size),
         _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
+            return Err(ApiError::new(
+                Code::InvalidRequest,
                 "this upload is not in parts",
             ));
         }
     };
     let want = m.part_len(size, n).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_request",
+        ApiError::new(
+            Code::InvalidRequest,
             format!("the upload has parts 1 to {}, not {n}", m.parts),
         )
     })?;
@@ -320,8 +317,8 @@ async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiErro
         let chunk = match chunk {
             Ok(c) => c,
             Err(e) => {
-                return refuse(ApiError::bad_request(
-                    "invalid_request",
+                return refuse(ApiError::new(
+                    Code::InvalidRequest,
                     format!("part {n} was cut: {e}"),
                 ))
                 .await;
@@ -330,8 +327,7 @@ async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiErro
         at += chunk.len() as u64;
         if at > want {
             return refuse(ApiError::new(
-                413,
-                "too_large",
+                Code::TooLarge,
                 format!("part {n} is {want} bytes"),
             ))
             .await;
@@ -340,8 +336,8 @@ async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiErro
         file.write_all(&chunk).await.map_err(ApiError::internal)?;
     }
     if at != want {
-        return refuse(ApiError::bad_request(
-            "invalid_request",
+        return refuse(ApiError::new(
+            Code::InvalidRequest,
             format!("part {n} is {want} bytes, not {at}"),
         ))
         .await;
@@ -383,8 +379,7 @@ fn etags_in_order(m: &MultipartSpec, listed: Vec<CompletedPart>) -> Result<Vec<S
         .collect();
     if !missing.is_empty() {
         return Err(ApiError::new(
-            409,
-            "upload_incomplete",
+            Code::UploadIncomplete,
             format!(
                 "complete lists the ETag of every part; missing: {}",
                 missing.join(", ")
@@ -392,8 +387,8 @@ fn etags_in_order(m: &MultipartSpec, listed: Vec<CompletedPart>) -> Result<Vec<S
         ));
     }
     if by_number.len() != m.parts as usize {
-        return Err(ApiError::bad_request(
-            "invalid_request",
+        return Err(ApiError::new(
+            Code::InvalidRequest,
             format!("the upload has parts 1 to {}", m.parts),
         ));
     }
@@ -412,13 +407,13 @@ pub async fn complete(
         CompleteRequest::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?
+            .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?
     };
     // The body is checked before the upload's state: a malformed request
     // is that whatever the upload has become.
     if let Some(bad) = req.parts.iter().find(|p| p.part_number == 0) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
+        return Err(ApiError::new(
+            Code::InvalidRequest,
             format!(
                 "part_number {} is not a part: parts count from 1",
                 bad.part_number
@@ -433,8 +428,7 @@ pub async fn complete(
     let mut st = ep.state.lock().await;
     if !st.spec.direct {
         return Err(ApiError::new(
-            409,
-            "invalid_transition",
+            Code::InvalidTransition,
             "a tus upload completes with its last byte, not with complete",
         ));
     }
@@ -449,8 +443,7 @@ pub async fn complete(
                 .await
                 .map_err(|e| {
                     ApiError::new(
-                        409,
-                        "upload_incomplete",
+                        Code::UploadIncomplete,
                         format!("the bucket did not put the parts together: {e}"),
                     )
                 })?,
@@ -464,8 +457,7 @@ pub async fn complete(
         let key = object_key(rec.id);
         let dl = s.blobs.get(&key, None).await.map_err(|_| {
             ApiError::new(
-                409,
-                "upload_incomplete",
+                Code::UploadIncomplete,
                 format!("nothing was uploaded to the bucket at {key} yet"),
             )
         })?;
@@ -484,8 +476,7 @@ pub async fn complete(
     }
     if st.offset != want {
         return Err(ApiError::new(
-            409,
-            "upload_incomplete",
+            Code::UploadIncomplete,
             format!("{} of the {want} bytes declared have arrived", st.offset),
         ));
     }
@@ -502,8 +493,7 @@ pub async fn complete(
         .map_err(ApiError::internal)?;
         if &got != expected {
             return Err(ApiError::new(
-                460,
-                "checksum_mismatch",
+                Code::ChecksumMismatch,
                 format!("the file's SHA-256 is {got}, not the {expected} declared"),
             ));
         }
@@ -529,8 +519,7 @@ async fn join_parts(
         let got = tokio::fs::read_to_string(&etag_path).await.ok();
         if got.as_deref().map(|e| e.trim_matches('"')) != Some(want.trim_matches('"')) {
             return Err(ApiError::new(
-                409,
-                "upload_incomplete",
+                Code::UploadIncomplete,
                 match got {
                     None => format!("part {n} has not arrived"),
                     Some(g) => format!("part {n}'s ETag is {g}, not {want}"),

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::{Limits, SourceControl};
@@ -262,7 +263,7 @@ async fn expire(ep: Arc<Endpoint>) {
             let offset = ep.state.lock().await.offset;
             let u = &ep.services.config.uploads;
             let f = Failure::new(
-                "upload_expired",
+                Code::UploadExpired,
                 if never {
                     format!(
                         "no byte arrived within {} s of the upload's creation; the upload was given up",
@@ -358,7 +359,7 @@ async fn finish(
         .map(|m| m.len())
         .unwrap_or(0);
     if size == 0 {
-        return Err(Failure::new("no_source", "no bytes were uploaded"));
+        return Err(Failure::new(Code::NoSource, "no bytes were uploaded"));
     }
     let p = part.clone();
     let sha = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
@@ -377,7 +378,7 @@ async fn finish(
     // Bytes ffprobe cannot read are left to the fix-up and the remux,
     // which say what is wrong with them.
     match pictures(services, &part).await {
-        Err(f) if f.code == "invalid_media" => return Err(f),
+        Err(f) if f.code == Code::InvalidMedia => return Err(f),
         _ => {}
     }
     let (p, w) = (part.clone(), work.to_path_buf());
@@ -414,7 +415,7 @@ async fn finish(
             take.counters.duration_us = (f.summary.duration_ms * 1000.0) as i64;
             if let Some(cut) = f.cut {
                 take.note = Some(Failure::new(
-                    "invalid_media",
+                    Code::InvalidMedia,
                     format!("the upload is cut: {cut}; the part before the cut was kept"),
                 ));
             }
@@ -425,7 +426,7 @@ async fn finish(
         Err(why) => {
             let (format, out) = remux(services, &part, work).await.map_err(|e| {
                 Failure::new(
-                    "invalid_media",
+                    Code::InvalidMedia,
                     format!("the upload is not media that can be read ({why}; ffmpeg: {e})"),
                 )
             })?;
@@ -436,9 +437,9 @@ async fn finish(
     // ffmpeg reads some junk as a format of its own (random bytes as
     // `bin` text art) and remuxes it into a file it then cannot read.
     let video = pictures(services, &take.output).await.map_err(|f| {
-        if f.code == "internal" {
+        if f.code == Code::Internal {
             Failure::new(
-                "invalid_media",
+                Code::InvalidMedia,
                 format!("the upload is not media that can be read ({})", f.message),
             )
         } else {
@@ -447,7 +448,7 @@ async fn finish(
     })?;
     if video.is_none() {
         return Err(Failure::new(
-            "invalid_media",
+            Code::InvalidMedia,
             "the upload has sound only: there is no video stream (tapedeck keeps videos)",
         ));
     }
@@ -480,7 +481,7 @@ async fn pictures(services: &Services, file: &Path) -> Result<Option<(u32, u32)>
 fn too_large(services: &Services, w: u32, h: u32) -> Failure {
     let l = &services.config.limits;
     Failure::new(
-        "invalid_media",
+        Code::InvalidMedia,
         format!(
             "the upload's pictures are {w}x{h}, larger than the {}x{} allowed \
              (limits.max_frame_width, limits.max_frame_height)",
@@ -518,7 +519,7 @@ async fn transcode(
     .map_err(|e| Failure::internal(e.to_string()))?
     .map_err(|e| match e {
         e @ ffmpeg::FfmpegError::PictureTooLarge { .. } => media_failure(services, e, "transcode"),
-        e => Failure::new("encoder_failed", format!("the transcode failed: {e}")),
+        e => Failure::new(Code::EncoderFailed, format!("the transcode failed: {e}")),
     })?;
     Ok(out)
 }

@@ -5,6 +5,7 @@
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use tapedeck_core::Code;
 
 /// Refuses a declared size over `limits.max_upload_bytes` (413) or past
 /// the user's quota (403), else reserves it against the quota until its
@@ -26,8 +27,7 @@ pub async fn reserve_size<'a>(
 
 fn quota_exceeded(quota: u64, used: u64, n: u64) -> ApiError {
     ApiError::new(
-        403,
-        "quota_exceeded",
+        Code::QuotaExceeded,
         format!("your recordings use {used} of your {quota} bytes; {n} more do not fit"),
     )
 }
@@ -36,8 +36,7 @@ fn too_large(s: &AppState, n: u64) -> Result<(), ApiError> {
     let lim = &s.config.limits;
     if n > lim.max_upload_bytes {
         return Err(ApiError::new(
-            413,
-            "too_large",
+            Code::TooLarge,
             format!(
                 "{n} bytes is more than the {} an upload may have (limits.max_upload_bytes)",
                 lim.max_upload_bytes

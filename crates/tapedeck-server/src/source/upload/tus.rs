@@ -20,6 +20,7 @@
 //! whole), and `HEAD` says where to resume.
 
 use std::sync::Arc;
+use tapedeck_core::Code;
 
 use super::quota::{check_size, reserve_size};
 use std::time::{Duration, UNIX_EPOCH};
@@ -59,13 +60,13 @@ fn header_str<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn bad_header(e: HeaderError) -> ApiError {
-    ApiError::bad_request("invalid_request", e.to_string())
+    ApiError::new(Code::InvalidRequest, e.to_string())
 }
 
 /// `Tus-Resumable: 1.0.0` on every request but `OPTIONS` (412 otherwise).
 fn check_version(h: &HeaderMap) -> Result<(), ApiError> {
     upload::check_resumable(header_str(h, "tus-resumable"))
-        .map_err(|e| ApiError::new(412, "tus_version", e.to_string()))
+        .map_err(|e| ApiError::new(Code::TusVersion, e.to_string()))
 }
 
 /// `Upload-Expires` for `at_ms`.
@@ -136,8 +137,7 @@ async fn create_inner(
         Uploader::Guest { room, name } => {
             if meta.room.as_ref().is_some_and(|r| *r != room.to_string()) {
                 return Err(ApiError::new(
-                    403,
-                    "wrong_room",
+                    Code::WrongRoom,
                     format!("this join token uploads only into room {room}"),
                 ));
             }
@@ -159,8 +159,8 @@ async fn create_inner(
             None
         }
         _ => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
+            return Err(ApiError::new(
+                Code::InvalidRequest,
                 "send Upload-Length, or Upload-Defer-Length: 1 (one of them)",
             ));
         }
@@ -169,8 +169,7 @@ async fn create_inner(
         // tus clients send no PATCH for an empty file: it would wait for
         // bytes that never come.
         return Err(ApiError::new(
-            422,
-            "invalid_settings",
+            Code::InvalidSettings,
             "Upload-Length is 0: an empty file is not media",
         ));
     }
@@ -184,8 +183,8 @@ async fn create_inner(
         Some("webm") => Some(Format::Webm),
         Some("mkv") => Some(Format::Mkv),
         Some(other) => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
+            return Err(ApiError::new(
+                Code::InvalidRequest,
                 format!("Upload-Metadata: format {other:?} is not mp4, webm or mkv"),
             ));
         }
@@ -193,15 +192,15 @@ async fn create_inner(
     let preset: Option<Preset> = match meta.preset.as_deref() {
         None => None,
         Some(v) => Some(serde_json::from_value(serde_json::json!(v)).map_err(|_| {
-            ApiError::bad_request(
-                "invalid_request",
+            ApiError::new(
+                Code::InvalidRequest,
                 format!("Upload-Metadata: preset {v:?} is not a preset"),
             )
         })?),
     };
     let preset = preset.unwrap_or_default();
     let video = VideoSettings::resolve(preset, Overrides::default())
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?;
     let v = ValidCreate {
         source: SourceSpec::Upload(Spec {
             filename: meta.filename.clone(),
@@ -349,8 +348,7 @@ async fn patch_inner(
     check_version(&h)?;
     if header_str(&h, "content-type") != Some(OCTETS) {
         return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
+            Code::UnsupportedMediaType,
             format!("a PATCH body is Content-Type: {OCTETS}"),
         ));
     }
@@ -388,7 +386,7 @@ async fn append(
     let checksum = match header_str(h, "upload-checksum") {
         Some(v) => Some(upload::parse_checksum(v).map_err(|e| match e {
             ChecksumError::Unsupported(_) | ChecksumError::Invalid(_) => {
-                ApiError::bad_request("invalid_request", e.to_string())
+                ApiError::new(Code::InvalidRequest, e.to_string())
             }
         })?),
         None => None,
@@ -400,29 +398,27 @@ async fn append(
     let mut st = ep.state.lock().await;
     if ep.is_closed() {
         return Err(ApiError::new(
-            410,
-            "upload_closed",
+            Code::UploadClosed,
             "the upload takes no more bytes",
         ));
     }
     if offset != st.offset {
         return Err(ApiError::new(
-            409,
-            "offset_mismatch",
+            Code::OffsetMismatch,
             format!("Upload-Offset is {offset}, the upload is at {}", st.offset),
         ));
     }
     match (st.spec.length, new_length) {
         (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
+            return Err(ApiError::new(
+                Code::InvalidRequest,
                 format!("Upload-Length is {a} already, not {b}"),
             ));
         }
         (None, Some(n)) => {
             if n < st.offset {
-                return Err(ApiError::bad_request(
-                    "invalid_request",
+                return Err(ApiError::new(
+                    Code::InvalidRequest,
                     format!(
                         "Upload-Length {n} is less than the {} bytes already sent",
                         st.offset
@@ -518,28 +514,25 @@ async fn append(
     }
     if over && by_quota {
         return Err(ApiError::new(
-            403,
-            "quota_exceeded",
+            Code::QuotaExceeded,
             format!("your quota leaves room for {limit} bytes; the rest of this chunk was refused"),
         ));
     }
     if over {
         return Err(ApiError::new(
-            413,
-            "too_large",
+            Code::TooLarge,
             format!("the upload may have {limit} bytes; the rest of this chunk was refused"),
         ));
     }
     if let Some(e) = cut {
-        return Err(ApiError::bad_request(
-            "invalid_request",
+        return Err(ApiError::new(
+            Code::InvalidRequest,
             format!("the chunk was cut ({e}); the upload is at {at}"),
         ));
     }
     if !keep {
         return Err(ApiError::new(
-            460,
-            "checksum_mismatch",
+            Code::ChecksumMismatch,
             "the chunk does not match its Upload-Checksum; it was discarded",
         ));
     }

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
@@ -133,7 +134,7 @@ impl Source for WebRecording {
                 Err(e) => {
                     this.run.abort().await;
                     return Err(Failure::new(
-                        "browser_crashed",
+                        Code::BrowserCrashed,
                         format!("the web recorder stopped: {e}"),
                     ));
                 }

@@ -4,6 +4,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use serde_json::json;
+use tapedeck_core::Code;
 use tapedeck_core::recording::SourceSpec;
 use tapedeck_core::request::{parse_create, parse_json};
 
@@ -25,8 +26,7 @@ pub async fn regenerate(
     let orig = load(&s, &p, &id).await?;
     if !matches!(orig.source, SourceSpec::Web(_)) {
         return Err(ApiError::new(
-            409,
-            "not_regenerable",
+            Code::NotRegenerable,
             "only web recordings can be regenerated",
         ));
     }
@@ -37,8 +37,7 @@ pub async fn regenerate(
     };
     let Some(obj) = req.as_object_mut() else {
         return Err(ApiError::new(
-            400,
-            "invalid_request",
+            Code::InvalidRequest,
             "the body must be a JSON object",
         ));
     };
@@ -46,15 +45,13 @@ pub async fn regenerate(
     if let Some(over) = obj.remove("source") {
         let Some(over) = over.as_object() else {
             return Err(ApiError::new(
-                400,
-                "invalid_request",
+                Code::InvalidRequest,
                 "`source` must be an object",
             ));
         };
         if over.get("kind").is_some_and(|k| k != "web") {
             return Err(ApiError::new(
-                400,
-                "invalid_request",
+                Code::InvalidRequest,
                 "a regenerated recording records the same web page; `source.kind` must be web",
             ));
         }
