@@ -185,6 +185,46 @@ impl std::fmt::Display for Code {
     }
 }
 
+/// What the engine answers when it refuses a request or fails at one: a
+/// code from the catalogue and a message. It knows nothing of HTTP; the
+/// API's face turns it into a response with the code's status (and hides
+/// a server fault's detail, which it logs).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} ({code})")]
+pub struct Problem {
+    /// A code whose [`Code::is_api`] holds.
+    pub code: Code,
+    /// What went wrong, for people (a server fault's detail, for the log).
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem with `code` and `message`.
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        debug_assert!(code.is_api(), "{code} is not an API error code");
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A server fault; `detail` is for the log.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        Self::new(Code::Internal, detail.to_string())
+    }
+
+    /// From any error with a stable code.
+    pub fn from_code<E: crate::ErrorCode + std::fmt::Display>(e: E) -> Self {
+        Self::new(e.code(), e.to_string())
+    }
+}
+
+impl crate::ErrorCode for Problem {
+    fn code(&self) -> Code {
+        self.code
+    }
+}
+
 /// Why a recording failed: a failure code and a message a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failure {

@@ -27,6 +27,12 @@ impl crate::ErrorCode for InvalidId {
     }
 }
 
+impl From<InvalidId> for crate::Problem {
+    fn from(e: InvalidId) -> Self {
+        crate::Problem::from_code(e)
+    }
+}
+
 /// An id type: a prefix and a ULID in lower-case Crockford base32, sortable
 /// by creation time and safe in paths and object keys. Only the canonical
 /// spelling parses (what `Display` writes): the ULID decoder also takes

@@ -27,7 +27,7 @@ pub mod tour;
 pub mod upload;
 pub mod web;
 
-pub use codes::{Code, Failure};
+pub use codes::{Code, Failure, Problem};
 pub use error::ErrorCode;
 pub use id::{RecordingId, RoomId};
 pub use recording::{Action, EndReason, Recording, SourceKind, SourceSpec, Stats, Status};

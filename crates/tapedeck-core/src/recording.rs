@@ -162,6 +162,12 @@ impl crate::ErrorCode for InvalidTransition {
     }
 }
 
+impl From<InvalidTransition> for crate::Problem {
+    fn from(e: InvalidTransition) -> Self {
+        crate::Problem::from_code(e)
+    }
+}
+
 /// Why recording ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

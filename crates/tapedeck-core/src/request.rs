@@ -40,6 +40,12 @@ impl crate::ErrorCode for RequestError {
     }
 }
 
+impl From<RequestError> for crate::Problem {
+    fn from(e: RequestError) -> Self {
+        crate::Problem::from_code(e)
+    }
+}
+
 /// Parses JSON, telling syntax errors from shape errors. A number written
 /// with a zero fraction (`720.0`) is the integer it equals, as JSON Schema
 /// says: it fills integer fields.

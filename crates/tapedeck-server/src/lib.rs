@@ -1,37 +1,22 @@
 #![recursion_limit = "256"]
-//! tapedeck, the recording server: HTTP API, supervisor, web page and CLI.
+//! tapedeck, the recording server: the engine, its HTTP face, the media
+//! server of calls, and the CLI.
 //!
-//! Invariants: handlers never touch media directly (they ask the
-//! [`supervisor::Supervisor`]); every `/v1` route but signed share links
-//! authenticates; a user only ever sees their own recordings unless admin.
+//! - [`engine`]: recordings from request to stored file (supervisor,
+//!   drivers, sources, admission, processing, recovery, retention). It
+//!   knows no HTTP type: it answers with [`tapedeck_core::Problem`].
+//! - [`http`]: the face: routes, authentication, the web page, OpenAPI.
+//!   Every handler calls the engine; none touches media.
+//! - [`rtc`]: the media server of rooms.
+//!
+//! Invariants: every `/v1` route but signed share links authenticates; a
+//! user only ever sees their own recordings unless admin.
 
-pub mod api;
-pub mod app;
-pub mod auth;
 pub mod cli;
 pub mod config;
-pub mod driver;
-pub mod error;
-pub mod events;
-pub mod health;
-pub mod jwks;
-pub mod library;
-pub mod metrics;
-pub mod oidc;
-pub mod openapi;
-pub mod processing;
-pub mod recovery;
-pub mod retention;
-pub mod room;
+pub mod engine;
+pub mod http;
 pub mod rtc;
-pub mod services;
-pub mod session;
-pub mod source;
-pub mod supervisor;
-pub mod ui;
-pub mod webhooks;
-pub mod work;
-pub mod ws;
 
 /// Wall-clock time in unix milliseconds (the only clock reads are at the edges).
 pub fn now_ms() -> i64 {

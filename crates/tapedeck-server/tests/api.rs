@@ -617,3 +617,63 @@ async fn not_ready(s: &Server, key: &str) -> Value {
     assert_eq!(r.status(), 503);
     r.json().await.unwrap()
 }
+
+/// Every code an API error or a recording can carry is in the
+/// document, and every client error's status is answered by some route.
+#[test]
+fn every_code_is_in_the_document() {
+    let doc = tapedeck_server::http::openapi::spec();
+    let schemas = &doc["components"]["schemas"];
+    let listed = |path: &str| -> Vec<String> {
+        schemas
+            .pointer(path)
+            .and_then(serde_json::Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let api = listed("/Error/properties/error/properties/code/enum");
+    let failures = listed("/Failure/properties/code/enum");
+    let mut statuses = std::collections::HashSet::new();
+    for item in doc["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+    {
+        for op in item.as_object().into_iter().flat_map(|o| o.values()) {
+            for status in op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.keys())
+            {
+                statuses.insert(status.clone());
+            }
+        }
+    }
+    for c in tapedeck_core::Code::ALL {
+        if c.is_api() {
+            assert!(api.iter().any(|a| a == c.as_str()), "{c} not in Error");
+            // Any path answers a method it does not take, and any may
+            // fail on the server's side; no route lists those.
+            if *c == tapedeck_core::Code::MethodNotAllowed || c.status() >= 500 {
+                continue;
+            }
+            let status = c.status().to_string();
+            assert!(
+                statuses.contains(&status),
+                "no route answers {status} ({c})"
+            );
+        }
+        if c.is_failure() {
+            assert!(
+                failures.iter().any(|a| a == c.as_str()),
+                "{c} not in Failure"
+            );
+        }
+    }
+    assert_eq!(api.len(), tapedeck_core::Code::api().count());
+    assert_eq!(failures.len(), tapedeck_core::Code::failures().count());
+}

@@ -128,7 +128,8 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
     assert_eq!(out["recPaused"]["paused"], true, "{out}");
 
     // The recording: four tracks, two people × (VP8, Opus), each decoding
-    // in full and as long as the recording ran (within 0.5 s).
+    // in full and as long as the recording ran by the page's clock (within
+    // 0.8 s: the page times its own clicks, which a busy machine delays).
     let id = out["recordingId"].as_str().unwrap();
     let done = s.wait_status(&host, id, "completed").await;
     let recorded_s = out["recordedMs"].as_f64().unwrap() / 1000.0;
@@ -160,7 +161,7 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
         let dur = duration_s(&file);
         println!("{} {}: {dur} s", t["participant"], t["kind"]);
         assert!(
-            (dur - recorded_s).abs() < 0.5,
+            (dur - recorded_s).abs() < 0.8,
             "{tid} lasts {dur} s, the recording ran {recorded_s} s: {t}"
         );
         if t["kind"] == "video" {

@@ -97,7 +97,7 @@ async fn rooms_belong_to_their_host_and_participants() {
         .await;
     assert_eq!(st, 201, "{inv}");
     let token = inv["token"].as_str().unwrap();
-    let claims = tapedeck_server::room::token::verify(&s.state.share_key, token, 0).unwrap();
+    let claims = tapedeck_server::http::rooms::token::verify(&s.state.share_key, token, 0).unwrap();
     assert_eq!(claims.room.to_string(), id);
     assert_eq!(claims.name, "Bob B.");
     assert!(

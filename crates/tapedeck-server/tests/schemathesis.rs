@@ -139,7 +139,7 @@ parameters = {{ "path.id" = "{done}" }}
         String::from_utf8_lossy(&out.stderr)
     );
     // It really ran: every operation, thousands of cases, none failed.
-    let operations: usize = tapedeck_server::openapi::spec()["paths"]
+    let operations: usize = tapedeck_server::http::openapi::spec()["paths"]
         .as_object()
         .unwrap()
         .values()

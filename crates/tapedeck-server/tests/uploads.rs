@@ -947,7 +947,7 @@ async fn failed_uploads_leave_no_bytes_and_bytes_in_work_count_in_the_quota() {
         std::fs::create_dir_all(work.join(d).join("x")).unwrap();
         std::fs::write(work.join(d).join("x/part"), vec![1u8; 1000]).unwrap();
     }
-    let removed = tapedeck_server::work::sweep(&s.state.supervisor.services)
+    let removed = tapedeck_server::engine::work::sweep(&s.state.supervisor.services)
         .await
         .unwrap();
     assert_eq!(removed, 2);

@@ -102,6 +102,12 @@ impl ErrorCode for BlobError {
     }
 }
 
+impl From<BlobError> for tapedeck_core::Problem {
+    fn from(e: BlobError) -> Self {
+        tapedeck_core::Problem::from_code(e)
+    }
+}
+
 fn map_err(key: &str, e: object_store::Error) -> BlobError {
     match e {
         object_store::Error::NotFound { .. } => BlobError::NotFound(key.to_string()),

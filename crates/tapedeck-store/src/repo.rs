@@ -31,6 +31,12 @@ impl ErrorCode for RepoError {
     }
 }
 
+impl From<RepoError> for tapedeck_core::Problem {
+    fn from(e: RepoError) -> Self {
+        tapedeck_core::Problem::from_code(e)
+    }
+}
+
 /// Schema, in order; each statement works on SQLite and PostgreSQL alike.
 const MIGRATIONS: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS recordings (

@@ -50,7 +50,7 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
         ),
     }
     // Listed encoders are not enough: the arguments must work on this ffmpeg.
-    for (name, r) in crate::source::encoding::check_encoders(&config) {
+    for (name, r) in crate::engine::source::encoding::check_encoders(&config) {
         let what = format!("encode {name}");
         match r {
             Ok(()) => line(true, &what, "a two-frame test encode works".into()),
@@ -122,7 +122,7 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
     }
     // What `tapedeck serve` will have: it raises the soft limit to the hard one.
     match rlimit::Resource::NOFILE.get() {
-        Ok((_, hard)) if hard < crate::app::WANTED_OPEN_FILES => println!(
+        Ok((_, hard)) if hard < crate::http::app::WANTED_OPEN_FILES => println!(
             "warning open files: the hard limit is {hard}; every connection, call peer and upload holds some, so the server refuses clients past it: raise it (LimitNOFILE=65536 in the systemd unit, or /etc/security/limits.conf)"
         ),
         Ok((soft, hard)) => println!(
@@ -178,7 +178,7 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
             );
         }
     }
-    match crate::app::build_blobs(&config) {
+    match crate::http::app::build_blobs(&config) {
         Ok(b) => {
             let r = b.check().await;
             line(

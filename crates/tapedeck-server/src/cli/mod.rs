@@ -56,8 +56,8 @@ async fn execute(cli: Cli) -> Result<(), String> {
             if let Some(l) = listen {
                 config.server.listen = l;
             }
-            match crate::app::raise_file_limit() {
-                Ok((soft, hard)) if soft < crate::app::WANTED_OPEN_FILES => tracing::warn!(
+            match crate::http::app::raise_file_limit() {
+                Ok((soft, hard)) if soft < crate::http::app::WANTED_OPEN_FILES => tracing::warn!(
                     soft,
                     hard,
                     "the limit on open files is low: connections beyond it are refused (raise it: LimitNOFILE=65536 in the systemd unit, or ulimit -Hn)"
@@ -84,7 +84,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
                 listener.local_addr().map_err(|e| e.to_string())?,
                 config.server.data_dir.display()
             );
-            crate::app::serve(config, listener, shutdown_signal()).await
+            crate::http::app::serve(config, listener, shutdown_signal()).await
         }
         Cmd::Keys { cmd } => keys(file, cmd).await,
         Cmd::Users { cmd } => users::run(file, cmd).await,
@@ -215,7 +215,7 @@ async fn keys(file: Option<&Path>, cmd: KeysCmd) -> Result<(), String> {
         } => {
             let config = load_config(file, data_dir)?;
             let r = repo(&config).await?;
-            let (key, token) = crate::auth::create_key(&r, &user, admin, crate::now_ms())
+            let (key, token) = crate::http::auth::create_key(&r, &user, admin, crate::now_ms())
                 .await
                 .map_err(|e| e.message)?;
             println!(

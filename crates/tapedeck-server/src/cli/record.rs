@@ -79,15 +79,15 @@ pub(super) async fn record(mut config: Config, a: RecordArgs) -> Result<(), Stri
     // No calls here: any free port, on loopback only.
     config.rtc.udp_port = 0;
     config.rtc.public_ip = Some(std::net::Ipv4Addr::LOCALHOST.into());
-    let state = crate::app::build_state(config)
+    let state = crate::http::app::build_state(config)
         .await
         .map_err(|e| e.to_string())?;
-    let who = crate::auth::Principal {
+    let who = crate::http::auth::Principal {
         user: "cli".into(),
         admin: true,
     };
     let fps = v.video.fps;
-    let rec = crate::api::new_recording(&state, &who, v, None);
+    let rec = crate::http::recordings::new_recording(&state, &who, v, None);
     let id = rec.id;
     state
         .supervisor
@@ -244,7 +244,7 @@ impl Drop for RemoveOnDrop {
 fn tempdir_in(parent: &Path) -> Result<PathBuf, String> {
     let d = parent.join(format!(
         ".tapedeck-encode-{}",
-        crate::auth::random_string(8)
+        crate::http::auth::random_string(8)
     ));
     std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
     Ok(d)

@@ -15,7 +15,7 @@ pub async fn run(file: Option<&Path>, cmd: UsersCmd) -> Result<(), String> {
             admin,
             data_dir,
         } => {
-            if !crate::auth::valid_user_name(&name) {
+            if !crate::http::auth::valid_user_name(&name) {
                 return Err("user names are 1-64 characters: letters, digits, - _ . @".into());
             }
             let r = repo(&load_config(file, data_dir)?).await?;
@@ -84,7 +84,7 @@ pub async fn run(file: Option<&Path>, cmd: UsersCmd) -> Result<(), String> {
 fn new_password_hash() -> Result<String, String> {
     let password = if std::io::stdin().is_terminal() {
         let first = rpassword::prompt_password("Password: ").map_err(|e| e.to_string())?;
-        crate::session::check_password(&first)?;
+        crate::http::session::check_password(&first)?;
         let again = rpassword::prompt_password("Again: ").map_err(|e| e.to_string())?;
         if first != again {
             return Err("the two passwords differ".into());
@@ -98,5 +98,5 @@ fn new_password_hash() -> Result<String, String> {
             .map_err(|e| format!("reading the password from standard input: {e}"))?;
         line.trim_end_matches(['\r', '\n']).to_string()
     };
-    crate::session::hash_password(&password)
+    crate::http::session::hash_password(&password)
 }

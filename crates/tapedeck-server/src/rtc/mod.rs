@@ -16,7 +16,7 @@ use serde::Serialize;
 use tapedeck_core::RoomId;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::ApiError;
+use tapedeck_core::Problem;
 
 /// One peer connection, unique for the life of the process; `peer_N` in
 /// the API (the WHIP session's path, the call page's stream ids).
@@ -187,12 +187,12 @@ pub(crate) enum Command {
         joiner: Joiner,
         offer: String,
         signal: Option<mpsc::Sender<Signal>>,
-        reply: oneshot::Sender<Result<(PeerId, String), ApiError>>,
+        reply: oneshot::Sender<Result<(PeerId, String), Problem>>,
     },
     Answer {
         peer: PeerId,
         sdp: String,
-        reply: oneshot::Sender<Result<(), ApiError>>,
+        reply: oneshot::Sender<Result<(), Problem>>,
     },
     MediaState {
         peer: PeerId,
@@ -256,8 +256,8 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 /// Socket buffer asked for, each way.
 const BUFFER_BYTES: usize = 4 << 20;
 
-fn gone() -> ApiError {
-    ApiError::internal("the media server task has stopped")
+fn gone() -> Problem {
+    Problem::internal("the media server task has stopped")
 }
 
 impl Rtc {
@@ -301,7 +301,7 @@ impl Rtc {
         joiner: Joiner,
         offer: String,
         signal: Option<mpsc::Sender<Signal>>,
-    ) -> Result<(PeerId, String), ApiError> {
+    ) -> Result<(PeerId, String), Problem> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Join {
@@ -318,7 +318,7 @@ impl Rtc {
     }
 
     /// A call page's answer to the server's last offer.
-    pub async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), ApiError> {
+    pub async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), Problem> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Answer { peer, sdp, reply })

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 pub struct Server {
     pub base: String,
     pub data: PathBuf,
-    pub state: tapedeck_server::app::AppState,
+    pub state: tapedeck_server::http::state::AppState,
     _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -67,10 +67,10 @@ pub async fn start_with(mut c: Config) -> Server {
     c.server.public_url = Some(format!("http://{addr}"));
     let data = c.server.data_dir.clone();
     let header_timeout = std::time::Duration::from_secs(c.server.header_read_timeout_s);
-    let state = tapedeck_server::app::build_state(c).await.unwrap();
-    let app = tapedeck_server::app::router(state.clone());
+    let state = tapedeck_server::http::app::build_state(c).await.unwrap();
+    let app = tapedeck_server::http::app::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tapedeck_server::app::serve_on(
+    tokio::spawn(tapedeck_server::http::app::serve_on(
         listener,
         app,
         header_timeout,
@@ -90,7 +90,7 @@ pub async fn start_with(mut c: Config) -> Server {
 impl Server {
     /// A new API key's token.
     pub async fn key(&self, user: &str, admin: bool) -> String {
-        tapedeck_server::auth::create_key(&self.state.repo, user, admin, 0)
+        tapedeck_server::http::auth::create_key(&self.state.repo, user, admin, 0)
             .await
             .unwrap()
             .1

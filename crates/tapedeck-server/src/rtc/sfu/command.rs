@@ -11,9 +11,9 @@ use tapedeck_core::Code;
 use str0m::media::MediaKind;
 
 use super::Sfu;
-use crate::error::ApiError;
 use crate::rtc::peer::Peer;
 use crate::rtc::{Command, PeerId, RoomMedia};
+use tapedeck_core::Problem;
 
 impl Sfu {
     pub(super) fn command(&mut self, cmd: Command, candidate: SocketAddr) {
@@ -43,14 +43,14 @@ impl Sfu {
                     .filter(|p| !p.connected && p.joiner.caller(p.room) == caller)
                     .count();
                 let r = if self.peers.len() >= self.limits.max_peers as usize {
-                    Err(ApiError::new(
+                    Err(Problem::new(
                         Code::TooManyPeers,
                         format!("{} peers are connected (rtc.max_peers)", self.peers.len()),
                     ))
                 } else if !in_room.contains(&caller)
                     && in_room.len() >= limits.max_participants as usize
                 {
-                    Err(ApiError::new(
+                    Err(Problem::new(
                         Code::RoomFull,
                         format!(
                             "the room has {} of its {} participants",
@@ -59,7 +59,7 @@ impl Sfu {
                         ),
                     ))
                 } else if connecting >= self.limits.max_connecting_per_caller as usize {
-                    Err(ApiError::new(
+                    Err(Problem::new(
                         Code::TooManyConnecting,
                         format!(
                             "you have {connecting} sessions that have not connected yet \
@@ -99,7 +99,7 @@ impl Sfu {
                             self.tell_participants(room);
                             Ok((id, answer))
                         }
-                        Err(m) => Err(ApiError::new(Code::InvalidSdp, m)),
+                        Err(m) => Err(Problem::new(Code::InvalidSdp, m)),
                     }
                 };
                 let _ = reply.send(r);
@@ -114,10 +114,10 @@ impl Sfu {
             Command::Answer { peer, sdp, reply } => {
                 let live: Vec<PeerId> = self.peers.keys().copied().collect();
                 let r = match self.peers.get_mut(&peer) {
-                    None => Err(ApiError::new(Code::NotFound, "the peer has left")),
+                    None => Err(Problem::new(Code::NotFound, "the peer has left")),
                     Some(p) => p
                         .answered(&sdp, |id| live.contains(&id))
-                        .map_err(|m| ApiError::new(Code::InvalidSdp, m)),
+                        .map_err(|m| Problem::new(Code::InvalidSdp, m)),
                 };
                 if let Ok(opened) = &r {
                     // A new receiver starts at a keyframe.

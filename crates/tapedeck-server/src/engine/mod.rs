@@ -1,0 +1,16 @@
+//! The engine: a recording's life from request to stored file, with no
+//! HTTP in it. The face (`crate::http`) calls it; it answers with
+//! [`tapedeck_core::Problem`] (a code and a message) when it refuses.
+
+pub mod driver;
+pub mod events;
+pub mod metrics;
+pub mod principal;
+pub mod processing;
+pub mod recovery;
+pub mod retention;
+pub mod services;
+pub mod source;
+pub mod supervisor;
+pub mod webhooks;
+pub mod work;

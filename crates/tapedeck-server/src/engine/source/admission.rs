@@ -1,0 +1,310 @@
+//! The CPU-cost gate: every recording reserves its estimated cost
+//! ([`tapedeck_core::admission::estimate`]) from the server's budget while
+//! it runs. A live source that does not fit is refused (429
+//! `server_busy`); a web recording that does not fit (or finds
+//! `web.max_concurrent` browsers running) waits `pending` in the fair queue
+//! and is handed its [`Admission`] when enough is released.
+//!
+//! A recording admitted while the others running hold at least
+//! `encoder.busy_above` of the budget is *busy*: its encoder starts at the
+//! busy preset with one thread (`encoding::encode_spec`), and it reserves
+//! what that costs ([`estimate_busy`]). The gate remembers the choice, so
+//! the reservation and the encoder agree.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tapedeck_core::Code;
+
+use tapedeck_core::RecordingId;
+use tapedeck_core::admission::{Budget, FairQueue, MilliCores, estimate, estimate_busy, queues};
+use tapedeck_core::recording::Recording;
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use tapedeck_core::Problem;
+
+/// What a running recording holds; released when dropped.
+#[derive(Debug, Default)]
+pub struct Admission {
+    id: Option<RecordingId>,
+    reserved: MilliCores,
+    web: bool,
+    gate: Option<Arc<Gate>>,
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            gate.release(self.id, self.reserved, self.web);
+        }
+    }
+}
+
+/// How a new recording gets its admission.
+pub enum Ticket {
+    /// It fits now.
+    Now(Admission),
+    /// It waits in the queue; the admission comes through here.
+    Queued(oneshot::Receiver<Admission>),
+}
+
+struct Waiter {
+    rec: Recording,
+    grant: oneshot::Sender<Admission>,
+}
+
+struct State {
+    budget: Budget,
+    web_running: u32,
+    queue: FairQueue<RecordingId>,
+    waiting: HashMap<RecordingId, Waiter>,
+    /// Whether each admitted recording is busy.
+    busy: HashMap<RecordingId, bool>,
+}
+
+/// The server's budget and queue (one per server).
+pub struct Gate {
+    state: Mutex<State>,
+    total: MilliCores,
+    web_max: u32,
+    max_queued: usize,
+    busy_above: f64,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("total", &self.total)
+            .field("reserved", &self.reserved())
+            .finish()
+    }
+}
+
+/// Figures for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateFigures {
+    /// The budget, thousandths of a core.
+    pub total: MilliCores,
+    /// What running recordings hold.
+    pub reserved: MilliCores,
+    /// Web recordings waiting.
+    pub queued: usize,
+}
+
+impl Gate {
+    /// A gate with the configured budget (`limits.cpu_budget_cores`, 0: the
+    /// machine's cores), `web.max_concurrent` and `web.max_queued`.
+    pub fn new(config: &Config) -> Arc<Self> {
+        let cores = if config.limits.cpu_budget_cores > 0.0 {
+            config.limits.cpu_budget_cores
+        } else {
+            // Four fifths of the cores: the rest is for what reserves
+            // nothing (processing, the database, the system) and for the
+            // estimates' error. Filled to every core by estimate, 39
+            // cameras on 2 cores fell behind (`bench/frames_many.sh`).
+            std::thread::available_parallelism().map_or(1, |n| n.get()) as f64 * 0.8
+        };
+        let total = (cores * 1000.0).round().clamp(1.0, f64::from(u32::MAX)) as MilliCores;
+        Arc::new(Self {
+            state: Mutex::new(State {
+                budget: Budget::new(total),
+                web_running: 0,
+                queue: FairQueue::default(),
+                waiting: HashMap::new(),
+                busy: HashMap::new(),
+            }),
+            total,
+            web_max: config.web.max_concurrent,
+            max_queued: config.web.max_queued as usize,
+            busy_above: config.encoder.busy_above,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fits(&self, st: &State, cost: MilliCores, web: bool) -> bool {
+        st.budget.fits(cost) && (!web || st.web_running < self.web_max)
+    }
+
+    /// Whether the recordings running now hold at least `busy_above` of
+    /// the budget (0: always).
+    fn busy_now(&self, st: &State) -> bool {
+        f64::from(st.budget.reserved()) / f64::from(self.total) >= self.busy_above
+    }
+
+    /// The cost of `rec` admitted now, and whether it is busy.
+    fn cost_now(&self, st: &State, rec: &Recording) -> (MilliCores, bool) {
+        if self.busy_now(st) {
+            (estimate_busy(&rec.source, &rec.video), true)
+        } else {
+            (estimate(&rec.source, &rec.video), false)
+        }
+    }
+
+    fn take(
+        self: &Arc<Self>,
+        st: &mut State,
+        id: RecordingId,
+        (cost, busy): (MilliCores, bool),
+        web: bool,
+    ) -> Admission {
+        let reserved = st.budget.try_reserve(cost).unwrap_or(0);
+        if web {
+            st.web_running += 1;
+        }
+        st.busy.insert(id, busy);
+        Admission {
+            id: Some(id),
+            reserved,
+            web,
+            gate: Some(self.clone()),
+        }
+    }
+
+    /// Admits `rec` now, queues it (web), or refuses it.
+    pub fn admit(self: &Arc<Self>, rec: &Recording) -> Result<Ticket, Problem> {
+        let web = queues(&rec.source);
+        let mut st = self.lock();
+        let (cost, busy) = self.cost_now(&st, rec);
+        if web {
+            if st.queue.is_empty() && self.fits(&st, cost, true) {
+                st.queue.served(&rec.owner);
+                return Ok(Ticket::Now(self.take(&mut st, rec.id, (cost, busy), true)));
+            }
+            if st.queue.len() >= self.max_queued {
+                return Err(Problem::new(
+                    Code::QueueFull,
+                    format!(
+                        "{} web recordings already wait for their turn (web.max_queued)",
+                        st.queue.len()
+                    ),
+                ));
+            }
+            let (grant, rx) = oneshot::channel();
+            st.queue.push(&rec.owner, rec.id);
+            st.waiting.insert(
+                rec.id,
+                Waiter {
+                    rec: rec.clone(),
+                    grant,
+                },
+            );
+            return Ok(Ticket::Queued(rx));
+        }
+        if self.fits(&st, cost, false) {
+            return Ok(Ticket::Now(self.take(&mut st, rec.id, (cost, busy), false)));
+        }
+        let reserved = st.budget.reserved();
+        Err(Problem::new(
+            Code::ServerBusy,
+            format!(
+                "the server's CPU budget is taken: {:.2} of {:.2} cores reserved, and this recording needs about {:.2} (limits.cpu_budget_cores); try again later",
+                f64::from(reserved) / 1000.0,
+                f64::from(self.total) / 1000.0,
+                f64::from(cost.min(self.total)) / 1000.0
+            ),
+        ))
+    }
+
+    /// Admits `rec` after a restart: what was admitted before is not
+    /// refused; a web recording queues as if new (in the order given).
+    pub fn readmit(self: &Arc<Self>, rec: &Recording) -> Ticket {
+        match self.admit(rec) {
+            Ok(t) => t,
+            Err(_) => Ticket::Now(Admission::default()),
+        }
+    }
+
+    fn release(self: &Arc<Self>, id: Option<RecordingId>, reserved: MilliCores, web: bool) {
+        {
+            let mut st = self.lock();
+            st.budget.release(reserved);
+            if let Some(id) = id {
+                st.busy.remove(&id);
+            }
+            if web {
+                st.web_running = st.web_running.saturating_sub(1);
+            }
+        }
+        self.dispatch();
+    }
+
+    /// Hands admissions to the queue's head while it fits.
+    fn dispatch(self: &Arc<Self>) {
+        loop {
+            let (admission, grant) = {
+                let mut st = self.lock();
+                let Some(&id) = st.queue.peek() else { return };
+                // Costed at its turn: the load then says whether it is busy.
+                let Some(cost) = st.waiting.get(&id).map(|w| self.cost_now(&st, &w.rec)) else {
+                    st.queue.pop();
+                    continue;
+                };
+                if !self.fits(&st, cost.0, true) {
+                    return;
+                }
+                st.queue.pop();
+                let Some(w) = st.waiting.remove(&id) else {
+                    continue;
+                };
+                (self.take(&mut st, id, cost, true), w.grant)
+            };
+            // A waiter that went away gives it back (its drop runs dispatch again).
+            drop(grant.send(admission));
+        }
+    }
+
+    /// Takes `id` out of the queue (cancelled or deleted while waiting).
+    pub fn withdraw(self: &Arc<Self>, id: RecordingId) {
+        let removed = {
+            let mut st = self.lock();
+            st.waiting.remove(&id);
+            st.queue.remove(&id)
+        };
+        if removed {
+            self.dispatch();
+        }
+    }
+
+    /// Where `id` waits (1 is next), if it does.
+    pub fn position(&self, id: RecordingId) -> Option<u32> {
+        self.lock().queue.position(&id).map(|p| p as u32)
+    }
+
+    /// Recordings waiting, of `owner` or of everyone.
+    pub fn queued(&self, owner: Option<&str>) -> usize {
+        let st = self.lock();
+        match owner {
+            Some(o) => st.queue.count_of(o),
+            None => st.queue.len(),
+        }
+    }
+
+    /// Whether `id`'s encoder is to start busy: as admitted, or for a
+    /// recording the gate does not hold (one being recovered), by the
+    /// load now.
+    pub fn is_busy(&self, id: RecordingId) -> bool {
+        let st = self.lock();
+        st.busy
+            .get(&id)
+            .copied()
+            .unwrap_or_else(|| self.busy_now(&st))
+    }
+
+    /// What running recordings hold.
+    pub fn reserved(&self) -> MilliCores {
+        self.lock().budget.reserved()
+    }
+
+    /// Budget, reserved and queued, for `/metrics`.
+    pub fn figures(&self) -> GateFigures {
+        let st = self.lock();
+        GateFigures {
+            total: self.total,
+            reserved: st.budget.reserved(),
+            queued: st.queue.len(),
+        }
+    }
+}

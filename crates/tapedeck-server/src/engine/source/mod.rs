@@ -1,0 +1,380 @@
+//! The seam between a recording's driver and its source.
+//!
+//! A source is a module (one folder per kind) that owns its ingest, its
+//! options and its wiring, and turns what comes in into media for a sink:
+//! pictures for the encoding sink ([`encoding`]) or, later, encoded media
+//! units for the passthrough sink. The driver sees every source through
+//! [`Source`] and hears from it through [`SourceEvent`]s; it has no field or
+//! branch per kind. The kind is matched here ([`open`], [`recovered`],
+//! [`authorize`], [`created`], [`room_of`]), in the core's CPU cost
+//! estimate (`tapedeck_core::admission`), and nowhere else outside the
+//! source modules.
+//!
+//! Adding a source: its folder here, an arm in [`open`] and in the cost
+//! estimate (and in [`recovered`] if it spools differently, in
+//! [`authorize`] if who may record it depends on more than the key), and its
+//! HTTP routes in `app.rs`.
+
+pub mod admission;
+pub mod encoding;
+pub mod frames;
+pub mod room;
+pub mod upload;
+pub mod web;
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+use tapedeck_core::lifecycle::{Progress, SourceControl};
+use tapedeck_core::recording::{Recording, SourceSpec, Stats, Status};
+use tapedeck_core::{Failure, RecordingId};
+use tapedeck_media::sink::encoding::Counters;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::engine::services::Services;
+use tapedeck_core::Problem;
+
+pub use admission::{Admission, Ticket};
+
+/// A running source, as the driver sees it.
+pub trait Source: Send {
+    /// Pause or resume delivery; ordered with the media already delivered.
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()>;
+    /// Stops delivery and finishes the sink: the file to process.
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>>;
+    /// Stops delivery and the sink without finishing; the work files stay.
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// What a source tells its driver.
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// Media started flowing; the reply carries the status afterwards.
+    Started(Option<oneshot::Sender<Status>>),
+    /// The source ended by itself.
+    Ended,
+    /// The source ended for a reason of its own (its room was closed).
+    EndedWith(tapedeck_core::EndReason),
+    /// The source or its sink failed for good.
+    Failed(Failure),
+    /// The source failed for a reason of its own (an upload that expired).
+    FailedWith(tapedeck_core::EndReason, Failure),
+    /// The recording's source is described anew (an upload's length told
+    /// late); saved with the recording.
+    Describe(SourceSpec),
+    /// A count crossed a limit: look at the meter now, not at the next tick.
+    Wake,
+}
+
+/// What a finished sink produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Take {
+    /// The file to process and store.
+    pub output: PathBuf,
+    /// The sink's final counts.
+    pub counters: Counters,
+    /// CPU seconds spent encoding.
+    pub cpu_s: f64,
+    /// Seconds of video per wall second while recording (web).
+    pub realtime_factor: Option<f64>,
+    /// A room recording's track files, each with where it lies.
+    pub tracks: Vec<(tapedeck_core::recording::TrackFile, PathBuf)>,
+    /// The format `output` is in, when not the one asked for (a room's
+    /// grid that failed leaves its tracks side by side in WebM).
+    pub format: Option<tapedeck_core::Format>,
+    /// Something the recording should say when done (why the grid is missing).
+    pub note: Option<Failure>,
+    /// The recording's source as the source describes it once done (an
+    /// upload's length and SHA-256).
+    pub source: Option<SourceSpec>,
+}
+
+/// Live numbers of one recording, shared by its source, its sink and the driver.
+#[derive(Debug, Default)]
+pub struct Meter {
+    /// Media units received from the source.
+    pub received: AtomicU64,
+    /// Units refused before the sink (not an image, too large) or dropped because its queue was full.
+    pub refused: AtomicU64,
+    /// Of `refused`, invalid units.
+    pub refused_invalid: AtomicU64,
+    /// Output bytes so far.
+    pub bytes: AtomicU64,
+    /// The sink's counters.
+    pub counters: Mutex<Counters>,
+    /// The last problem with a unit.
+    pub last_error: Mutex<Option<String>>,
+    /// The share done of a job after stop (a room's grid).
+    pub progress: Mutex<Option<f64>>,
+    /// Frames a web recording is planned to have (0: not known).
+    pub planned: AtomicU64,
+}
+
+impl Meter {
+    /// Stats as the recording shows them.
+    pub fn stats(&self) -> Stats {
+        let c = self.counters();
+        let refused = self.refused.load(Ordering::Relaxed);
+        let dur = c.duration_us as f64 / 1e6;
+        Stats {
+            frames_in: self.received.load(Ordering::Relaxed),
+            frames_written: c.frames_out,
+            frames_dropped: c.frames_dropped + refused,
+            frames_invalid: c.frames_invalid + self.refused_invalid.load(Ordering::Relaxed),
+            achieved_fps: if dur > 0.0 {
+                c.frames_distinct as f64 / dur
+            } else {
+                0.0
+            },
+            cpu_s: 0.0,
+            processing_s: 0.0,
+            realtime_factor: None,
+            progress: *self.progress.lock().unwrap_or_else(|e| e.into_inner()),
+            frames_planned: Some(self.planned.load(Ordering::Relaxed)).filter(|&n| n > 0),
+        }
+    }
+
+    /// Sets the frames a web recording is planned to have.
+    pub fn set_planned(&self, frames: u64) {
+        self.planned.store(frames, Ordering::Relaxed);
+    }
+
+    /// Sets the share done of a job after stop.
+    pub fn set_progress(&self, p: Option<f64>) {
+        if p.is_some() {
+            *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = p;
+        }
+    }
+
+    /// What the lifecycle decides limits on.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            units_in: self.received.load(Ordering::Relaxed),
+            recorded_us: self.counters().duration_us,
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The sink's counters now.
+    pub fn counters(&self) -> Counters {
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes the last problem with a unit.
+    pub fn set_error(&self, message: impl Into<String>) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.into());
+    }
+
+    /// The last problem with a unit.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What a source gets when it is opened.
+pub struct OpenCtx {
+    /// Shared services.
+    pub services: Arc<Services>,
+    /// The recording as created.
+    pub rec: Recording,
+    /// Where to tell the driver.
+    pub events: mpsc::Sender<SourceEvent>,
+    /// The recording's status as the driver sets it.
+    pub status: watch::Receiver<Status>,
+    /// The recording's live numbers.
+    pub meter: Arc<Meter>,
+    /// The slot [`admit`] reserved.
+    pub admission: Admission,
+}
+
+/// Opens the source of `ctx.rec`: the one place that matches on the kind
+/// to start one. The source holds the recording's CPU reservation until it
+/// has closed or aborted, whatever its kind.
+pub async fn open(mut ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
+    let admission = std::mem::take(&mut ctx.admission);
+    let source: Box<dyn Source> = match &ctx.rec.source {
+        SourceSpec::Frames { .. } => Box::new(frames::FramesSource::open(ctx)),
+        SourceSpec::Web(_) => Box::new(web::WebRecording::open(ctx).await?),
+        SourceSpec::Room(r) => {
+            let r = r.clone();
+            Box::new(room::RoomRecording::open(ctx, r).await?)
+        }
+        SourceSpec::Upload(_) => Box::new(upload::UploadSource::open(ctx).await?),
+    };
+    Ok(Box::new(Reserved { source, admission }))
+}
+
+/// A source with its CPU reservation: released when it has finished.
+struct Reserved {
+    source: Box<dyn Source>,
+    admission: Admission,
+}
+
+impl Source for Reserved {
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()> {
+        self.source.control(c)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        let Self { source, admission } = *self;
+        Box::pin(async move {
+            let r = source.close().await;
+            drop(admission);
+            r
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        let Self { source, admission } = *self;
+        Box::pin(async move {
+            source.abort().await;
+            drop(admission);
+        })
+    }
+}
+
+/// Checks that the caller may record this source, and settles what the
+/// source decides (a room recording's format); before the recording exists.
+pub async fn authorize(
+    services: &Services,
+    p: &crate::engine::principal::Principal,
+    v: &mut tapedeck_core::request::ValidCreate,
+) -> Result<(), Problem> {
+    match &v.source {
+        SourceSpec::Room(r) => {
+            let r = r.clone();
+            room::authorize(services, p, &r, v).await
+        }
+        // Uploads are created at /v1/uploads, which checks their room.
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) | SourceSpec::Upload(_) => Ok(()),
+    }
+}
+
+/// The room a recording records, if it is a room recording.
+pub fn room_of(rec: &Recording) -> Option<tapedeck_core::RoomId> {
+    match &rec.source {
+        SourceSpec::Room(r) => Some(r.room),
+        SourceSpec::Upload(u) => u.room,
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) => None,
+    }
+}
+
+/// Notes a new recording where its source keeps track (a room's list).
+pub async fn created(services: &Services, rec: &Recording) -> Result<(), Problem> {
+    match &rec.source {
+        SourceSpec::Room(r) => Ok(services.repo.add_room_recording(r.room, rec.id).await?),
+        SourceSpec::Upload(u) => match u.room {
+            Some(room) => Ok(services.repo.add_room_recording(room, rec.id).await?),
+            None => Ok(()),
+        },
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) => Ok(()),
+    }
+}
+
+/// A source for a recording the server was recording or processing when it
+/// stopped: finishing it rebuilds the output from what was spooled.
+pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
+    match &rec.source {
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) => {
+            Box::new(encoding::FromSpool::new(services, rec))
+        }
+        // Track files cut by a crash are finalized where they were cut.
+        SourceSpec::Room(_) => Box::new(room::Recovered::new(services, rec)),
+        // The part file is whole up to its last synced chunk.
+        SourceSpec::Upload(_) => upload::UploadSource::recovered(services, rec),
+    }
+}
+
+/// Whether a recording the server was recording when it stopped takes
+/// up again where it was (an upload: its client resumes), rather than
+/// being finalized from what was spooled.
+pub fn resumes(rec: &Recording) -> bool {
+    matches!(rec.source, SourceSpec::Upload(_))
+}
+
+/// Adjusts the lifecycle's limits for the source (uploads are not idle
+/// while their client pauses; their expiry decides).
+pub fn adjust_limits(spec: &SourceSpec, l: &mut tapedeck_core::lifecycle::Limits) {
+    if let SourceSpec::Upload(_) = spec {
+        upload::adjust_limits(l);
+    }
+}
+
+/// What the source modules share across recordings.
+#[derive(Debug)]
+pub struct Shared {
+    /// The CPU budget and the web queue.
+    pub gate: Arc<admission::Gate>,
+    endpoints: Mutex<HashMap<RecordingId, Arc<dyn Any + Send + Sync>>>,
+    /// Woken when an endpoint is published or removed.
+    changed: tokio::sync::Notify,
+}
+
+impl Shared {
+    /// Empty, with slots as configured.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            gate: admission::Gate::new(config),
+            endpoints: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Publishes a source's endpoint (what its HTTP routes talk to) for `id`.
+    pub fn register<T: Any + Send + Sync>(&self, id: RecordingId, endpoint: Arc<T>) {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, endpoint);
+        self.changed.notify_waiters();
+    }
+
+    /// The endpoint of `id`, if its source published one of this type.
+    pub fn endpoint<T: Any + Send + Sync>(&self, id: RecordingId) -> Option<Arc<T>> {
+        let e = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()?;
+        e.downcast::<T>().ok()
+    }
+
+    /// Removes the endpoint of `id` (its driver ended).
+    pub fn unregister(&self, id: RecordingId) {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.changed.notify_waiters();
+    }
+
+    /// The endpoint of `id`, waiting up to `timeout` for its driver to
+    /// publish it (a socket may connect before the new driver has run).
+    pub async fn endpoint_soon<T: Any + Send + Sync>(
+        &self,
+        id: RecordingId,
+        timeout: std::time::Duration,
+    ) -> Option<Arc<T>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(e) = self.endpoint::<T>(id) {
+                return Some(e);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,568 @@
+//! The `room` source: a call's tracks written as they arrive, without
+//! transcoding. It subscribes to the room's media at the media server
+//! ([`crate::rtc`]) and gives every participant track a passthrough file of
+//! its own (`work/ID/tracks/tN.webm`, `.mkv` for H.264); at stop the track
+//! files are put side by side, each at its start, in one WebM (Matroska
+//! when a track is H.264) with ffmpeg's stream copy (`/media`).
+//!
+//! Time: every track is placed on the recording's timeline. A track starts
+//! where its first frame arrived; within a session its frames follow their
+//! RTP times. A participant who drops and comes back (same name, same kind
+//! of track) continues in the same file from where the new session's first
+//! frame arrives, leaving the gap. Pauses are cut out of every track alike
+//! (no gap in the files), and video resumes at a keyframe, asked for at
+//! start, at resume and after loss.
+//!
+//! Crash-safe: the track files are streaming passthrough files (a cut one
+//! plays to its last complete cluster, at most half a second back), and
+//! `tracks/manifest.json` says whose each file is and where it starts, so
+//! after a `kill -9` the next start finalizes every file and makes the
+//! recording from them ([`Recovered`], `end_reason: recovered`).
+//!
+//! Codecs: VP8, VP9, AV1 and H.264 video, Opus audio, each written as it
+//! arrived (H.264 turned from Annex B into length-prefixed units, with an
+//! `avcC` made from its SPS and PPS; AV1 with an `av1C`). Another codec is
+//! named in `last_error`, and the participant's other tracks are still
+//! recorded.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tapedeck_core::Code;
+
+use futures::future::BoxFuture;
+use tapedeck_core::Failure;
+use tapedeck_core::lifecycle::SourceControl;
+use tapedeck_core::recording::{RoomLayout, RoomSource, TrackFile};
+use tapedeck_media::sink::passthrough::{
+    Codec, Container, PassthroughSink, Placed, Track as SinkTrack, Unit,
+};
+use tokio::sync::{mpsc, oneshot};
+
+pub mod access;
+mod grid;
+mod recover;
+
+pub use access::{authorize, host_only, room_for};
+
+use recover::MANIFEST;
+pub use recover::Recovered;
+use tapedeck_media::video_setup;
+
+use super::{Meter, OpenCtx, Source, SourceEvent, Take};
+use crate::engine::services::Services;
+use crate::rtc::{Frame, PeerId, RoomMedia, TrackInfo};
+
+/// A room recording's source.
+pub struct RoomRecording {
+    ctl: mpsc::Sender<Ctl>,
+    output: Output,
+}
+
+/// What a room recording makes of its track files at the end.
+struct Output {
+    services: Arc<Services>,
+    work: PathBuf,
+    /// Set for `layout: grid`.
+    grid: Option<grid::GridSpec>,
+    meter: Arc<Meter>,
+}
+
+impl Output {
+    fn new(
+        services: Arc<Services>,
+        rec: &tapedeck_core::recording::Recording,
+        meter: Arc<Meter>,
+    ) -> Self {
+        let grid = match &rec.source {
+            tapedeck_core::recording::SourceSpec::Room(r) if r.layout == RoomLayout::Grid => {
+                let e = super::encoding::encode_spec(&services, rec);
+                Some(grid::GridSpec {
+                    width: e.width,
+                    height: e.height,
+                    fps: e.fps,
+                    format: e.format,
+                    video_kbps: e.video_bitrate_kbps,
+                    audio_kbps: rec.video.audio_bitrate_kbps,
+                    x264_preset: e.x264_preset,
+                    crf: e.crf,
+                })
+            }
+            _ => None,
+        };
+        Self {
+            work: services.work_dir(rec.id),
+            services,
+            grid,
+            meter,
+        }
+    }
+
+    /// `/media` from the track files: the grid when asked for, else (or
+    /// when the grid fails, saying why) the tracks side by side in WebM,
+    /// or Matroska when a track is H.264.
+    async fn finish(self, tracks: Vec<(TrackFile, PathBuf)>) -> Result<Take, Failure> {
+        let (side_format, container) = if tracks.iter().all(|(t, _)| t.container == "webm") {
+            (tapedeck_core::Format::Webm, "WebM")
+        } else {
+            (tapedeck_core::Format::Mkv, "Matroska")
+        };
+        let mut take = Take {
+            output: self.work.join(format!("media.{}", side_format.extension())),
+            counters: Default::default(),
+            cpu_s: 0.0,
+            realtime_factor: None,
+            tracks,
+            format: None,
+            note: None,
+            source: None,
+        };
+        let has_video = take.tracks.iter().any(|(t, _)| t.kind == "video");
+        if !has_video {
+            // Nobody sent video: the sound is what the call left, kept
+            // rather than lost with the recording.
+            take.note = Some(Failure::new(
+                Code::NoVideo,
+                "no participant sent video while recording; the sound is kept",
+            ));
+        }
+        if let Some(spec) = self.grid.as_ref().filter(|_| has_video) {
+            match grid::compose(&self.services, spec, &take.tracks, &self.work, &self.meter).await {
+                Ok(out) => {
+                    take.output = out;
+                    return Ok(take);
+                }
+                Err(f) => {
+                    tracing::warn!(error = %f.message, "room grid: falling back to the tracks side by side");
+                    take.note = Some(Failure::new(
+                        Code::GridFailed,
+                        format!(
+                            "{}; the track files are intact, and /media holds them side by side ({container})",
+                            f.message
+                        ),
+                    ));
+                }
+            }
+        }
+        take.format = Some(side_format);
+        side_by_side(&self.services, &take.tracks, &take.output).await?;
+        Ok(take)
+    }
+}
+
+enum Ctl {
+    Control(SourceControl),
+    Close(oneshot::Sender<Vec<(TrackFile, PathBuf)>>),
+}
+
+/// One track file being written.
+struct TrackWriter {
+    file: TrackFile,
+    path: PathBuf,
+    sink: Option<PassthroughSink>,
+    /// Where the file's 0 is on the recording's timeline (µs).
+    start_us: i64,
+    /// The session feeding it: its peer, and an RTP time with its place.
+    anchor: Option<(PeerId, i64, i64)>,
+    /// Video waits for a keyframe (at the start, after a resume).
+    need_key: bool,
+}
+
+impl TrackWriter {
+    fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<(), String> {
+        let video = self.file.kind == "video";
+        if video && self.need_key && !f.keyframe {
+            return Ok(());
+        }
+        if self.sink.is_none() {
+            let track = match f.codec {
+                "opus" => SinkTrack::opus(48_000, 2),
+                name => {
+                    let Some(codec) = sink_codec(name) else {
+                        return Err(format!(
+                            "{name} is not recorded (VP8, VP9, AV1, H.264 and Opus are)"
+                        ));
+                    };
+                    // Wait for a key frame that says the size (and, for
+                    // H.264, carries the SPS and PPS).
+                    let Some(setup) = video_setup::setup(codec, &f.data) else {
+                        return Ok(());
+                    };
+                    let mut t = SinkTrack::video(codec, setup.width, setup.height);
+                    t.codec_private = setup.codec_private;
+                    t
+                }
+            };
+            // H.264 goes to Matroska, everything else to WebM.
+            let container = Container::for_tracks(std::slice::from_ref(&track));
+            self.path.set_extension(container.extension());
+            self.file.container = container.extension().into();
+            self.file.codec = f.codec.to_string();
+            let sink = PassthroughSink::create(&self.path, container, vec![track])
+                .map_err(|e| e.to_string())?;
+            self.sink = Some(sink);
+            self.start_us = at_us;
+        }
+        let Some(sink) = self.sink.as_mut() else {
+            return Ok(());
+        };
+        if f.codec != self.file.codec {
+            // A participant who came back with another codec: not into this file.
+            return Err(format!(
+                "{} frames cannot go into this {} file",
+                f.codec, self.file.codec
+            ));
+        }
+        // Matroska holds H.264 as length-prefixed NAL units, not Annex B.
+        let avc;
+        let data = if f.codec == "h264" {
+            avc = video_setup::annexb_to_avc(&f.data);
+            &avc[..]
+        } else {
+            &f.data[..]
+        };
+        let placed = sink
+            .write(Unit {
+                track: 0,
+                pts_us: at_us - self.start_us,
+                keyframe: f.keyframe || !video,
+                data,
+            })
+            .map_err(|e| e.to_string())?;
+        if placed == Placed::Written {
+            self.need_key = false;
+            meter
+                .bytes
+                .fetch_add(f.data.len() as u64, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// The passthrough codec of a video track's codec name.
+fn sink_codec(name: &str) -> Option<Codec> {
+    match name {
+        "vp8" => Some(Codec::Vp8),
+        "vp9" => Some(Codec::Vp9),
+        "av1" => Some(Codec::Av1),
+        "h264" => Some(Codec::H264),
+        _ => None,
+    }
+}
+
+struct Writer {
+    room: tapedeck_core::RoomId,
+    dir: PathBuf,
+    t0: Instant,
+    paused_us: i64,
+    paused_at: Option<Instant>,
+    /// (peer, mid) → index in `tracks`.
+    live: HashMap<(PeerId, String), usize>,
+    tracks: Vec<TrackWriter>,
+    meter: Arc<Meter>,
+}
+
+impl Writer {
+    fn track(&mut self, t: TrackInfo) {
+        // The codec is checked on the first frame (an offer may list
+        // several; what arrives decides).
+        // A participant who comes back continues their own track.
+        let again = self
+            .tracks
+            .iter()
+            .position(|w| w.file.participant == t.participant && w.file.kind == t.kind);
+        let idx = again.unwrap_or_else(|| {
+            let n = self.tracks.len() + 1;
+            let id = format!("t{n}");
+            self.tracks.push(TrackWriter {
+                path: self.dir.join(format!("{id}.webm")),
+                file: TrackFile {
+                    id,
+                    participant: t.participant.clone(),
+                    kind: t.kind.to_string(),
+                    // Set from the first frame written.
+                    codec: t.codec.clone(),
+                    start_s: 0.0,
+                    duration_s: 0.0,
+                    size_bytes: 0,
+                    container: "webm".into(),
+                },
+                sink: None,
+                start_us: 0,
+                anchor: None,
+                need_key: t.kind == "video",
+            });
+            n - 1
+        });
+        self.live.insert((t.peer, t.mid), idx);
+    }
+
+    fn frame(&mut self, f: Frame) {
+        self.meter.received.fetch_add(1, Ordering::Relaxed);
+        if self.paused_at.is_some() {
+            return;
+        }
+        let Some(&idx) = self.live.get(&(f.peer, f.mid.clone())) else {
+            return;
+        };
+        let now_us =
+            f.arrived.saturating_duration_since(self.t0).as_micros() as i64 - self.paused_us;
+        let w = &mut self.tracks[idx];
+        // A new session (first frame, or the participant came back) is
+        // placed where it arrives; within it, frames follow RTP time.
+        let anchor = match w.anchor {
+            Some((peer, rtp, at)) if peer == f.peer => (rtp, at),
+            _ => {
+                let at = now_us.max(w.last_end_us());
+                w.anchor = Some((f.peer, f.rtp_us, at));
+                (f.rtp_us, at)
+            }
+        };
+        let at_us = anchor.1 + (f.rtp_us - anchor.0);
+        let new_file = w.sink.is_none();
+        if let Err(e) = w.write(&f, at_us, &self.meter) {
+            self.meter.set_error(format!("track {}: {e}", w.file.id));
+        }
+        if new_file && w.sink.is_some() {
+            self.save_manifest();
+        }
+    }
+
+    /// Writes `tracks/manifest.json`: the files begun so far, whose they are
+    /// and where they start (what recovery needs; replaced atomically).
+    fn save_manifest(&self) {
+        let files: Vec<TrackFile> = self
+            .tracks
+            .iter()
+            .filter(|w| w.sink.is_some())
+            .map(|w| TrackFile {
+                start_s: w.start_us as f64 / 1e6,
+                ..w.file.clone()
+            })
+            .collect();
+        let tmp = self.dir.join("manifest.json.tmp");
+        let saved = serde_json::to_vec(&files)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(MANIFEST)));
+        if let Err(e) = saved {
+            self.meter
+                .set_error(format!("the track manifest could not be saved: {e}"));
+        }
+    }
+
+    /// The live video tracks that wait for a keyframe.
+    fn waiting_for_keyframes(&self) -> Vec<(PeerId, String)> {
+        if self.paused_at.is_some() {
+            return vec![];
+        }
+        self.live
+            .iter()
+            .filter(|(_, i)| {
+                let w = &self.tracks[**i];
+                w.file.kind == "video" && w.need_key
+            })
+            .map(|((peer, mid), _)| (*peer, mid.clone()))
+            .collect()
+    }
+
+    fn control(&mut self, c: SourceControl) {
+        match c {
+            SourceControl::Pause => {
+                self.paused_at.get_or_insert(Instant::now());
+            }
+            SourceControl::Resume => {
+                if let Some(at) = self.paused_at.take() {
+                    self.paused_us += at.elapsed().as_micros() as i64;
+                    for w in &mut self.tracks {
+                        // Sessions re-anchor where they resume; video at a keyframe.
+                        w.anchor = None;
+                        w.need_key = w.file.kind == "video";
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Vec<(TrackFile, PathBuf)> {
+        let mut out = vec![];
+        for w in self.tracks {
+            let Some(sink) = w.sink else { continue };
+            if sink.retimed() > 0 {
+                tracing::info!(track = %w.file.id, units = sink.retimed(), "units that came out of order were placed just after the one before");
+            }
+            match sink.finalize() {
+                Ok(sum) if sum.units > 0 => {
+                    let mut f = w.file;
+                    f.start_s = w.start_us as f64 / 1e6;
+                    f.duration_s = sum.duration_ms / 1e3;
+                    f.size_bytes = sum.bytes;
+                    out.push((f, w.path));
+                }
+                Ok(_) => {}
+                Err(e) => self.meter.set_error(format!("track {}: {e}", w.file.id)),
+            }
+        }
+        out
+    }
+}
+
+impl TrackWriter {
+    /// Where what is written so far ends on the recording's timeline.
+    fn last_end_us(&self) -> i64 {
+        self.sink
+            .as_ref()
+            .map(|s| self.start_us + (s.summary().duration_ms * 1000.0) as i64)
+            .unwrap_or(0)
+    }
+}
+
+impl RoomRecording {
+    /// Subscribes to the room and starts recording at once.
+    pub async fn open(ctx: OpenCtx, src: RoomSource) -> Result<Self, Failure> {
+        let work = ctx.services.work_dir(ctx.rec.id);
+        let dir = work.join("tracks");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Failure::internal(format!("{}: {e}", dir.display())))?;
+        let rtc = ctx.services.rtc.clone();
+        let mut media = rtc.subscribe(src.room, 8192).await;
+        let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(16);
+        let mut writer = Writer {
+            room: src.room,
+            dir,
+            t0: Instant::now(),
+            paused_us: 0,
+            paused_at: None,
+            live: HashMap::new(),
+            tracks: vec![],
+            meter: ctx.meter.clone(),
+        };
+        let events = ctx.events.clone();
+        tokio::spawn(async move {
+            let _ = events.send(SourceEvent::Started(None)).await;
+            writer.t0 = Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            let mut in_call = true;
+            loop {
+                tokio::select! {
+                    c = ctl_rx.recv() => match c {
+                        Some(Ctl::Control(c)) => {
+                            writer.control(c);
+                            if c == SourceControl::Resume {
+                                rtc.request_keyframes(writer.room).await;
+                            }
+                        }
+                        Some(Ctl::Close(reply)) => {
+                            let done = tokio::task::spawn_blocking(move || writer.finish()).await;
+                            let _ = reply.send(done.unwrap_or_default());
+                            return;
+                        }
+                        None => return,
+                    },
+                    m = media.recv(), if in_call => match m {
+                        Some(RoomMedia::Track(t)) => writer.track(t),
+                        Some(RoomMedia::Frame(f)) => writer.frame(f),
+                        Some(RoomMedia::Left(peer)) => writer.live.retain(|(p, _), _| *p != peer),
+                        None => {
+                            // The room was closed: the call is over.
+                            in_call = false;
+                            let _ = events
+                                .send(SourceEvent::EndedWith(tapedeck_core::EndReason::RoomClosed))
+                                .await;
+                        }
+                    },
+                    _ = tick.tick() => {
+                        // A video track waits for a keyframe (just begun,
+                        // resumed, or joined the instant the recording
+                        // started): ask its sender again until one comes.
+                        // One request is not enough: the sender's limit
+                        // (one a second) may have spent it on the call's
+                        // own request a moment before, and a request made
+                        // before the track's first packet goes nowhere.
+                        for (peer, mid) in writer.waiting_for_keyframes() {
+                            rtc.request_keyframe(peer, mid).await;
+                        }
+                        let end = writer.tracks.iter().map(TrackWriter::last_end_us).max().unwrap_or(0);
+                        let mut c = writer.meter.counters();
+                        c.duration_us = end;
+                        *writer.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                    }
+                }
+            }
+        });
+        Ok(Self {
+            ctl,
+            output: Output::new(ctx.services, &ctx.rec, ctx.meter),
+        })
+    }
+}
+
+/// Puts every track file at its start in one file (WebM or Matroska, as
+/// `out` is named), by stream copy.
+async fn side_by_side(
+    services: &Services,
+    tracks: &[(TrackFile, PathBuf)],
+    out: &Path,
+) -> Result<(), Failure> {
+    let mut args: Vec<String> = vec!["-y".into(), "-v".into(), "error".into()];
+    for (t, path) in tracks {
+        args.extend([
+            "-itsoffset".into(),
+            format!("{:.6}", t.start_s),
+            "-i".into(),
+            path.display().to_string(),
+        ]);
+    }
+    for i in 0..tracks.len() {
+        args.extend(["-map".into(), format!("{i}:0")]);
+    }
+    args.extend(["-c".into(), "copy".into(), out.display().to_string()]);
+    let tools = services.tools.clone();
+    tokio::task::spawn_blocking(move || {
+        tapedeck_media::process::run("ffmpeg", &tools.ffmpeg, &args, Duration::from_secs(600))
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map(|_| ())
+    .map_err(|e| {
+        Failure::new(
+            Code::EncoderFailed,
+            format!("putting the tracks together failed: {e}"),
+        )
+    })
+}
+
+impl Source for RoomRecording {
+    fn control(&mut self, c: SourceControl) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let _ = self.ctl.send(Ctl::Control(c)).await;
+        })
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
+        Box::pin(async move {
+            let (tx, rx) = oneshot::channel();
+            if self.ctl.send(Ctl::Close(tx)).await.is_err() {
+                return Err(Failure::internal("the room recorder stopped"));
+            }
+            let tracks = rx
+                .await
+                .map_err(|_| Failure::internal("the room recorder stopped"))?;
+            if tracks.is_empty() {
+                return Err(Failure::new(
+                    Code::NoSource,
+                    "no participant sent audio or video while recording",
+                ));
+            }
+            self.output.finish(tracks).await
+        })
+    }
+
+    fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            drop(self.ctl);
+        })
+    }
+}

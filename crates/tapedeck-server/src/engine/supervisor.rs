@@ -1,0 +1,362 @@
+//! The supervisor: the registry of drivers and admission.
+//!
+//! Creating a recording checks the server's, the user's and the source's
+//! limits, stores it `pending` and starts its driver (`driver.rs`). Handlers
+//! reach a recording's driver only through here. Recovery after a restart
+//! is in `recovery.rs`, the retention sweep in `retention.rs`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tapedeck_core::Code;
+
+use tapedeck_core::RecordingId;
+use tapedeck_core::lifecycle::Input;
+use tapedeck_core::recording::{Action, Recording, Stats, Status};
+use tapedeck_store::blob::Blobs;
+use tapedeck_store::repo::Repo;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::engine::driver::{Command, Driver};
+use crate::engine::events::EventBus;
+use crate::engine::metrics::Metrics;
+use crate::engine::services::Services;
+use crate::engine::source::{self, Admission, Meter, OpenCtx, Ticket};
+use crate::now_ms;
+use tapedeck_core::Problem;
+
+#[derive(Clone, Debug)]
+struct DriverHandle {
+    cmd: mpsc::Sender<Command>,
+    meter: Arc<Meter>,
+    status: watch::Receiver<Status>,
+    /// For a call guest's in-browser recording: the host (its owner) and
+    /// the guest.
+    guest: Option<Guest>,
+}
+
+/// A call guest, and the room's host whose recordings theirs are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Guest {
+    host: String,
+    room: tapedeck_core::RoomId,
+    name: String,
+}
+
+impl Guest {
+    /// The guest who sends `rec`, if a call guest does.
+    fn of(rec: &Recording) -> Option<Self> {
+        match &rec.source {
+            tapedeck_core::recording::SourceSpec::Upload(u) => Some(Guest {
+                host: rec.owner.clone(),
+                room: u.room?,
+                name: u.guest.clone()?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// How a driver gets its source.
+pub(crate) enum Start {
+    /// Open the recording's source with this slot.
+    Open(Admission),
+    /// Wait, pending, for the queue to hand over a slot, then open.
+    Queued(tokio::sync::oneshot::Receiver<Admission>),
+    /// The server stopped while it was active: rebuild it from what was spooled.
+    Recover,
+}
+
+/// The supervisor.
+#[derive(Clone, Debug)]
+pub struct Supervisor {
+    /// What drivers share.
+    pub services: Arc<Services>,
+    drivers: Arc<Mutex<HashMap<RecordingId, DriverHandle>>>,
+    create_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Supervisor {
+    /// A supervisor over the given parts.
+    pub fn new(
+        config: Config,
+        repo: Repo,
+        blobs: Blobs,
+        events: EventBus,
+        metrics: Metrics,
+        rtc: crate::rtc::Rtc,
+    ) -> Self {
+        Self {
+            services: Arc::new(Services::new(config, repo, blobs, events, metrics, rtc)),
+            drivers: Arc::default(),
+            create_lock: Arc::default(),
+        }
+    }
+
+    fn handle(&self, id: RecordingId) -> Option<DriverHandle> {
+        self.drivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Active recordings (pending, recording, paused) call guests send
+    /// that `pick` selects.
+    fn active_guest_recordings(&self, pick: impl Fn(&Guest) -> bool) -> u64 {
+        self.drivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|h| h.status.borrow().is_active() && h.guest.as_ref().is_some_and(&pick))
+            .count() as u64
+    }
+
+    /// Whether `id` has a running driver.
+    pub fn is_active(&self, id: RecordingId) -> bool {
+        self.handle(id).is_some()
+    }
+
+    /// Checks limits, stores a new pending recording and starts its driver.
+    pub async fn create(&self, mut rec: Recording) -> Result<Recording, Problem> {
+        let s = &self.services;
+        let lim = &s.config.limits;
+        let _guard = self.create_lock.lock().await;
+        // Web recordings waiting their turn do not count: they run nothing.
+        let gate = &s.sources.gate;
+        let active = |n: u64, queued: usize| n.saturating_sub(queued as u64);
+        if active(s.repo.count_active(None).await?, gate.queued(None))
+            >= u64::from(lim.max_concurrent)
+        {
+            return Err(Problem::new(
+                Code::TooManyRecordings,
+                format!(
+                    "the server already runs {} recordings (limits.max_concurrent)",
+                    lim.max_concurrent
+                ),
+            ));
+        }
+        // A call guest's recordings (sent from their browser, filed under
+        // the host) have a limit of their own and take none of the host's.
+        let guest = Guest::of(&rec);
+        if let Some(g) = &guest {
+            let theirs = self.active_guest_recordings(|o| o == g);
+            if theirs >= u64::from(lim.max_uploads_per_guest) {
+                return Err(Problem::new(
+                    Code::TooManyRecordings,
+                    format!(
+                        "you already send {theirs} recordings from your browser in this call (limits.max_uploads_per_guest)"
+                    ),
+                ));
+            }
+        } else if active(
+            s.repo
+                .count_active(Some(&rec.owner))
+                .await?
+                .saturating_sub(self.active_guest_recordings(|g| g.host == rec.owner)),
+            gate.queued(Some(&rec.owner)),
+        ) >= u64::from(lim.max_concurrent_per_user)
+        {
+            return Err(Problem::new(
+                Code::TooManyRecordings,
+                format!(
+                    "you already run {} recordings (limits.max_concurrent_per_user)",
+                    lim.max_concurrent_per_user
+                ),
+            ));
+        }
+        // An upload of a declared length has reserved its bytes against
+        // the quota already (`Ledger::reserve`): its own reservation is in
+        // `used` and must not refuse it.
+        let reserved = matches!(&rec.source, tapedeck_core::recording::SourceSpec::Upload(u) if u.length.is_some());
+        if lim.user_quota_bytes > 0 && !reserved {
+            let used = s.usage_bytes(&rec.owner, None).await?;
+            if used >= lim.user_quota_bytes {
+                return Err(Problem::new(
+                    Code::QuotaExceeded,
+                    format!(
+                        "your recordings use {used} of your {} bytes; delete some first",
+                        lim.user_quota_bytes
+                    ),
+                ));
+            }
+        }
+        rec.max_duration_s = rec.max_duration_s.min(lim.max_duration_s);
+        let ticket = gate.admit(&rec)?;
+        if let Err(e) = s.repo.insert(&rec).await {
+            if let Ticket::Queued(_) = ticket {
+                gate.withdraw(rec.id);
+            }
+            return Err(e.into());
+        }
+        drop(_guard);
+        s.metrics.created(rec.source.kind().as_str());
+        s.events.emit("recording.created", &rec, now_ms());
+        let start = match ticket {
+            Ticket::Now(a) => Start::Open(a),
+            Ticket::Queued(turn) => Start::Queued(turn),
+        };
+        self.spawn_driver(rec.clone(), start);
+        rec.queue_position = gate.position(rec.id);
+        Ok(rec)
+    }
+
+    /// Starts the driver of `rec`.
+    pub(crate) fn spawn_driver(&self, rec: Recording, start: Start) {
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let (ev_tx, ev_rx) = mpsc::channel(16);
+        let (status_tx, status_rx) = watch::channel(rec.status);
+        let meter = Arc::new(Meter::default());
+        self.drivers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                rec.id,
+                DriverHandle {
+                    cmd: cmd_tx,
+                    meter: meter.clone(),
+                    status: status_rx.clone(),
+                    guest: Guest::of(&rec),
+                },
+            );
+        let services = self.services.clone();
+        services.metrics.active(1);
+        let drivers = self.drivers.clone();
+        tokio::spawn(async move {
+            let id = rec.id;
+            // The driver's life; the registry forgets it however it ends.
+            async {
+                let mut driver = Driver::new(
+                    services.clone(),
+                    rec.clone(),
+                    meter.clone(),
+                    cmd_rx,
+                    ev_rx,
+                    status_tx,
+                );
+                // What to open with: `None` recovers from the spool; a queued
+                // recording cancelled before its turn ends here.
+                let admission = match start {
+                    Start::Open(a) => Some(a),
+                    Start::Recover => None,
+                    Start::Queued(turn) => match driver.wait_turn(turn).await {
+                        Some(a) => Some(a),
+                        None => {
+                            services.sources.gate.withdraw(id);
+                            return;
+                        }
+                    },
+                };
+                match admission {
+                    Some(admission) => {
+                        let opened = source::open(OpenCtx {
+                            services: services.clone(),
+                            rec,
+                            events: ev_tx,
+                            status: status_rx,
+                            meter,
+                            admission,
+                        })
+                        .await;
+                        driver.run(opened, None).await;
+                    }
+                    None => {
+                        drop(ev_tx);
+                        let from_spool = source::recovered(services.clone(), &rec);
+                        driver.run(Ok(from_spool), Some(Input::Restarted)).await;
+                    }
+                }
+            }
+            .await;
+            services.sources.unregister(id);
+            drivers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            services.metrics.active(-1);
+        });
+    }
+
+    /// Live numbers of an active recording (frames, duration so far).
+    pub fn progress(&self, id: RecordingId) -> Option<Stats> {
+        self.handle(id).map(|h| h.meter.stats())
+    }
+
+    /// Where a web recording waits for its turn (1 is next), if it does.
+    pub fn queue_position(&self, id: RecordingId) -> Option<u32> {
+        self.services.sources.gate.position(id)
+    }
+
+    /// Seconds recorded so far by an active recording (pauses left out).
+    pub fn recorded_s(&self, id: RecordingId) -> Option<f64> {
+        self.handle(id)
+            .map(|h| h.meter.progress().recorded_us as f64 / 1e6)
+    }
+
+    /// A user action on a recording the caller may control.
+    pub async fn act(&self, rec: Recording, action: Action) -> Result<Recording, Problem> {
+        match self.handle(rec.id) {
+            Some(h) => {
+                let (tx, rx) = oneshot::channel();
+                h.cmd
+                    .send(Command::Act(action, tx))
+                    .await
+                    .map_err(|_| gone())?;
+                rx.await.map_err(|_| gone())?
+            }
+            // No driver: the recording is final.
+            None => Err(match rec.status.apply(action) {
+                Err(e) => e.into(),
+                Ok(_) => gone(),
+            }),
+        }
+    }
+
+    /// Tells the driver of `id` to store its finished file now, if it is
+    /// waiting out a storage retry; false if `id` has no driver.
+    pub async fn retry_store(&self, id: RecordingId) -> bool {
+        match self.handle(id) {
+            Some(h) => h.cmd.send(Command::RetryNow).await.is_ok(),
+            None => false,
+        }
+    }
+
+    /// Restarts drivers for what the last run left active (`recovery.rs`).
+    pub async fn recover(&self) -> Result<(), Problem> {
+        crate::engine::recovery::recover(self).await
+    }
+
+    /// One retention pass (`retention.rs`); returns how many were deleted.
+    pub async fn sweep_once(&self) -> Result<usize, Problem> {
+        crate::engine::retention::sweep_once(self).await
+    }
+
+    /// Deletes expired recordings every `retention.sweep_interval_s`.
+    pub async fn sweep_forever(self) {
+        crate::engine::retention::sweep_forever(self).await
+    }
+
+    /// Deletes a recording's media, thumbnails, work files and row.
+    pub async fn delete(&self, rec: &Recording) -> Result<(), Problem> {
+        if let Some(h) = self.handle(rec.id) {
+            if rec.status != Status::Pending {
+                return Err(Problem::new(
+                    Code::InvalidTransition,
+                    format!(
+                        "the recording is {}; stop or cancel it first",
+                        rec.status.as_str()
+                    ),
+                ));
+            }
+            let (tx, rx) = oneshot::channel();
+            let _ = h.cmd.send(Command::Act(Action::Cancel, tx)).await;
+            let _ = rx.await;
+        }
+        crate::engine::retention::delete_recording(&self.services, rec).await
+    }
+}
+
+/// The recording ended while the request was on its way.
+pub(crate) fn gone() -> Problem {
+    Problem::new(Code::InvalidTransition, "the recording has just ended")
+}

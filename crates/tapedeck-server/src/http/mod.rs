@@ -1,0 +1,22 @@
+//! The HTTP face: routes over the engine. A handler authenticates the
+//! caller, parses the request (the core's parsers), calls the engine and
+//! turns its answer into JSON or media; an engine `Problem` becomes an
+//! [`error::ApiError`] with its code's status.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod frames;
+pub mod health;
+pub mod jwks;
+pub mod library;
+pub mod oidc;
+pub mod openapi;
+pub mod recordings;
+pub mod rooms;
+pub mod session;
+pub mod state;
+pub mod ui;
+pub mod uploads;
+pub mod web;
+pub mod ws;
