@@ -74,7 +74,7 @@ fn estimate_as(spec: &SourceSpec, v: &VideoSettings, busy: bool) -> MilliCores {
 /// Whether a recording of this source waits for capacity (batch) rather
 /// than being refused (live).
 pub fn queues(spec: &SourceSpec) -> bool {
-    matches!(spec, SourceSpec::Web(_))
+    spec.traits().queues
 }
 
 /// The server's CPU budget and what is reserved from it.

@@ -322,7 +322,8 @@ pub enum RoomLayout {
     /// holding them all.
     #[default]
     Tracks,
-    /// Also a composed grid of every participant (not yet available).
+    /// A composed grid of every participant, encoded after stop in the
+    /// format asked for (the track files are kept too).
     Grid,
 }
 
@@ -384,14 +385,7 @@ impl SourceKind {
     }
     /// Parses a name produced by [`SourceKind::as_str`].
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            SourceKind::Frames,
-            SourceKind::Web,
-            SourceKind::Room,
-            SourceKind::Upload,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -301,10 +301,8 @@ impl Driver {
     /// and the store is tried again with backoff (or at once on
     /// [`Command::RetryNow`]) for `storage.retry_for_s`.
     async fn store_with_retry(&mut self, p: &processing::Prepared) -> Result<(), Failure> {
-        let give_up =
-            Instant::now() + Duration::from_secs(self.services.config.storage.retry_for_s);
-        let mut delay = Duration::from_secs(1);
-        let mut attempt = 0u32;
+        let retry_for_ms = (self.services.config.storage.retry_for_s as i64).saturating_mul(1000);
+        let mut schedule = tapedeck_core::retry::StorageRetry::new(crate::now_ms(), retry_for_ms);
         // What the recording said before (a grid that failed) is said again
         // once the store took it.
         // (Not a retry note left from before a restart: that one is over.)
@@ -317,8 +315,12 @@ impl Driver {
         loop {
             let r = processing::store(&self.services, self.lc.recording_mut(), p).await;
             match r {
-                Err(f) if f.code == Code::StorageFailed && Instant::now() + delay < give_up => {
-                    attempt += 1;
+                Err(f) if f.code == Code::StorageFailed => {
+                    let Some(retry) = schedule.failed(crate::now_ms()) else {
+                        self.lc.recording_mut().note = kept;
+                        return Err(f);
+                    };
+                    let attempt = retry.attempt;
                     tracing::warn!(id = %self.lc.recording().id, attempt, error = %f.message, "storing failed; retrying");
                     let f = self.services.redact(f);
                     self.lc.recording_mut().note = Some(Failure::new(
@@ -326,14 +328,14 @@ impl Driver {
                         format!(
                             "{} (attempt {attempt}; next in {} s; the file is kept)",
                             f.message,
-                            delay.as_secs()
+                            retry.wait_ms / 1000
                         ),
                     ));
                     if let Err(e) = self.services.repo.update(self.lc.recording()).await {
                         tracing::error!(error = %e, "saving the recording");
                     }
-                    self.wait_answering(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(300));
+                    self.wait_answering(Duration::from_millis(retry.wait_ms.max(0) as u64))
+                        .await;
                 }
                 r => {
                     self.lc.recording_mut().note = kept;

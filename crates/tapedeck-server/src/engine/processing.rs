@@ -9,7 +9,7 @@ use std::time::Instant;
 use tapedeck_core::Code;
 
 use tapedeck_core::Failure;
-use tapedeck_core::recording::{MediaInfo, Recording, SourceSpec};
+use tapedeck_core::recording::{MediaInfo, Recording};
 use tapedeck_media::ffmpeg;
 
 use crate::engine::services::Services;
@@ -61,9 +61,9 @@ pub async fn prepare(
     let work = services.work_dir(rec.id);
     let (poster, strip) = (work.join("poster.jpg"), work.join("strip.jpg"));
     let (m2, p2, s2) = (media.clone(), poster.clone(), strip.clone());
-    // Frames and web recordings at a constant rate are tapedeck's own
-    // encodes with a keyframe at least every 4 s (ffmpeg/args.rs).
-    let own = matches!(rec.source, SourceSpec::Frames { .. } | SourceSpec::Web(_));
+    // tapedeck's own encodes at a constant rate have a keyframe at least
+    // every 4 s (ffmpeg/args.rs).
+    let own = rec.source.traits().own_encode;
     let keyframes = (own && rec.video.cfr).then_some(4.0);
     let info = tokio::task::spawn_blocking(move || -> Result<_, ffmpeg::FfmpegError> {
         let info = ffmpeg::probe(&tools, &m2)?;

@@ -46,14 +46,12 @@ struct Guest {
 impl Guest {
     /// The guest who sends `rec`, if a call guest does.
     fn of(rec: &Recording) -> Option<Self> {
-        match &rec.source {
-            tapedeck_core::recording::SourceSpec::Upload(u) => Some(Guest {
-                host: rec.owner.clone(),
-                room: u.room?,
-                name: u.guest.clone()?,
-            }),
-            _ => None,
-        }
+        let g = rec.source.guest()?;
+        Some(Guest {
+            host: rec.owner.clone(),
+            room: g.room,
+            name: g.name,
+        })
     }
 }
 
@@ -168,7 +166,7 @@ impl Supervisor {
         // An upload of a declared length has reserved its bytes against
         // the quota already (`Ledger::reserve`): its own reservation is in
         // `used` and must not refuse it.
-        let reserved = matches!(&rec.source, tapedeck_core::recording::SourceSpec::Upload(u) if u.length.is_some());
+        let reserved = rec.source.reserved_quota();
         if lim.user_quota_bytes > 0 && !reserved {
             let used = s.usage_bytes(&rec.owner, None).await?;
             if used >= lim.user_quota_bytes {
@@ -295,6 +293,14 @@ impl Supervisor {
 
     /// A user action on a recording the caller may control.
     pub async fn act(&self, rec: Recording, action: Action) -> Result<Recording, Problem> {
+        // An upload's bytes come from its client, which pauses by not
+        // sending: a pause here would show a state the upload does not have.
+        if matches!(action, Action::Pause | Action::Resume) && !rec.source.traits().pauses {
+            return Err(Problem::new(
+                Code::WrongSource,
+                "an upload does not pause: its client pauses by not sending (stop ends it with what arrived)",
+            ));
+        }
         match self.handle(rec.id) {
             Some(h) => {
                 let (tx, rx) = oneshot::channel();

@@ -250,14 +250,6 @@ pub async fn action(
     a: Action,
 ) -> Result<Json<Recording>, ApiError> {
     let rec = load_to_control(&s, &p, &id).await?;
-    // An upload's bytes come from its client, which pauses by not sending:
-    // a pause here would show a state the upload does not have.
-    if matches!(a, Action::Pause | Action::Resume) && rec.source.kind() == SourceKind::Upload {
-        return Err(ApiError::new(
-            Code::WrongSource,
-            "an upload does not pause: its client pauses by not sending (stop ends it with what arrived)",
-        ));
-    }
     Ok(Json(s.supervisor.act(rec, a).await?))
 }
 

@@ -14,7 +14,7 @@ use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
-use tapedeck_core::recording::{Recording, SourceSpec};
+use tapedeck_core::recording::Recording;
 use tapedeck_core::settings::VideoSettings;
 use tapedeck_core::timeline::TimelineLimits;
 use tapedeck_core::{Failure, Format};
@@ -125,7 +125,7 @@ pub fn timeline_limits(config: &Config, rec: &Recording) -> TimelineLimits {
     // A web page's frame times are the recorder's own and run ahead of the
     // wall clock whenever deterministic mode is faster than real time: the
     // check is for live input only.
-    let live = !matches!(rec.source, SourceSpec::Web(_));
+    let live = rec.source.traits().live;
     TimelineLimits {
         max_out_us: i64::from(rec.max_duration_s) * 1_000_000,
         max_ahead_us: if live {

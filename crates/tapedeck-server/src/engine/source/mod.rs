@@ -5,15 +5,14 @@
 //! pictures for the encoding sink ([`encoding`]) or, later, encoded media
 //! units for the passthrough sink. The driver sees every source through
 //! [`Source`] and hears from it through [`SourceEvent`]s; it has no field or
-//! branch per kind. The kind is matched here ([`open`], [`recovered`],
-//! [`authorize`], [`created`], [`room_of`]), in the core's CPU cost
-//! estimate (`tapedeck_core::admission`), and nowhere else outside the
-//! source modules.
+//! branch per kind. A kind is its module's [`Kind`] (open, recover,
+//! authorize) and its table entry in the core (`SourceKind::traits`, the
+//! CPU cost estimate in `tapedeck_core::admission`); [`kind`] is the one
+//! list. Every match on a kind is exhaustive.
 //!
-//! Adding a source: its folder here, an arm in [`open`] and in the cost
-//! estimate (and in [`recovered`] if it spools differently, in
-//! [`authorize`] if who may record it depends on more than the key), and its
-//! HTTP routes in `app.rs`.
+//! Adding a source: its folder here with its `Kind`, a line in [`kind`],
+//! its `SourceSpec` variant and table entry in the core, and its HTTP
+//! routes in `crate::http`.
 
 pub mod admission;
 pub mod encoding;
@@ -30,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::{Progress, SourceControl};
-use tapedeck_core::recording::{Recording, SourceSpec, Stats, Status};
+use tapedeck_core::recording::{Recording, SourceKind, SourceSpec, Stats, Status};
 use tapedeck_core::{Failure, RecordingId};
 use tapedeck_media::sink::encoding::Counters;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -195,20 +194,43 @@ pub struct OpenCtx {
     pub admission: Admission,
 }
 
-/// Opens the source of `ctx.rec`: the one place that matches on the kind
-/// to start one. The source holds the recording's CPU reservation until it
-/// has closed or aborted, whatever its kind.
+/// One source kind as the engine drives it: how to open one, how to
+/// finish one the server was recording when it stopped, and who may
+/// record it. Every method is the kind's own (none has a default); what
+/// the engine decides by besides is the kind's table entry in the core
+/// (`SourceKind::traits`: queues, resumes, live, own encode, idle).
+pub trait Kind: Sync {
+    /// Starts delivering media for `ctx.rec`.
+    fn open(&self, ctx: OpenCtx) -> BoxFuture<'static, Result<Box<dyn Source>, Failure>>;
+    /// A source for a recording the server was recording or processing
+    /// when it stopped: finishing it rebuilds the output from what was
+    /// spooled.
+    fn recovered(&self, services: Arc<Services>, rec: &Recording) -> Box<dyn Source>;
+    /// Checks that `p` may record this source and settles what the source
+    /// decides (a room recording's format), before the recording exists.
+    fn authorize<'a>(
+        &'a self,
+        services: &'a Services,
+        p: &'a crate::engine::principal::Principal,
+        v: &'a mut tapedeck_core::request::ValidCreate,
+    ) -> BoxFuture<'a, Result<(), Problem>>;
+}
+
+/// The one list of source kinds: a new kind is its module and a line here.
+pub fn kind(k: SourceKind) -> &'static dyn Kind {
+    match k {
+        SourceKind::Frames => &frames::Frames,
+        SourceKind::Web => &web::Web,
+        SourceKind::Room => &room::Room,
+        SourceKind::Upload => &upload::Upload,
+    }
+}
+
+/// Opens the source of `ctx.rec`. The source holds the recording's CPU
+/// reservation until it has closed or aborted, whatever its kind.
 pub async fn open(mut ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
     let admission = std::mem::take(&mut ctx.admission);
-    let source: Box<dyn Source> = match &ctx.rec.source {
-        SourceSpec::Frames { .. } => Box::new(frames::FramesSource::open(ctx)),
-        SourceSpec::Web(_) => Box::new(web::WebRecording::open(ctx).await?),
-        SourceSpec::Room(r) => {
-            let r = r.clone();
-            Box::new(room::RoomRecording::open(ctx, r).await?)
-        }
-        SourceSpec::Upload(_) => Box::new(upload::UploadSource::open(ctx).await?),
-    };
+    let source = kind(ctx.rec.source.kind()).open(ctx).await?;
     Ok(Box::new(Reserved { source, admission }))
 }
 
@@ -242,69 +264,46 @@ impl Source for Reserved {
 }
 
 /// Checks that the caller may record this source, and settles what the
-/// source decides (a room recording's format); before the recording exists.
+/// source decides; before the recording exists.
 pub async fn authorize(
     services: &Services,
     p: &crate::engine::principal::Principal,
     v: &mut tapedeck_core::request::ValidCreate,
 ) -> Result<(), Problem> {
-    match &v.source {
-        SourceSpec::Room(r) => {
-            let r = r.clone();
-            room::authorize(services, p, &r, v).await
-        }
-        // Uploads are created at /v1/uploads, which checks their room.
-        SourceSpec::Frames { .. } | SourceSpec::Web(_) | SourceSpec::Upload(_) => Ok(()),
-    }
+    kind(v.source.kind()).authorize(services, p, v).await
 }
 
-/// The room a recording records, if it is a room recording.
+/// The room a recording belongs to, if any.
 pub fn room_of(rec: &Recording) -> Option<tapedeck_core::RoomId> {
-    match &rec.source {
-        SourceSpec::Room(r) => Some(r.room),
-        SourceSpec::Upload(u) => u.room,
-        SourceSpec::Frames { .. } | SourceSpec::Web(_) => None,
-    }
+    rec.source.room()
 }
 
-/// Notes a new recording where its source keeps track (a room's list).
+/// Notes a new recording in its room's list, if it belongs to a room.
 pub async fn created(services: &Services, rec: &Recording) -> Result<(), Problem> {
-    match &rec.source {
-        SourceSpec::Room(r) => Ok(services.repo.add_room_recording(r.room, rec.id).await?),
-        SourceSpec::Upload(u) => match u.room {
-            Some(room) => Ok(services.repo.add_room_recording(room, rec.id).await?),
-            None => Ok(()),
-        },
-        SourceSpec::Frames { .. } | SourceSpec::Web(_) => Ok(()),
+    if let Some(room) = rec.source.room() {
+        services.repo.add_room_recording(room, rec.id).await?;
     }
+    Ok(())
 }
 
 /// A source for a recording the server was recording or processing when it
 /// stopped: finishing it rebuilds the output from what was spooled.
 pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
-    match &rec.source {
-        SourceSpec::Frames { .. } | SourceSpec::Web(_) => {
-            Box::new(encoding::FromSpool::new(services, rec))
-        }
-        // Track files cut by a crash are finalized where they were cut.
-        SourceSpec::Room(_) => Box::new(room::Recovered::new(services, rec)),
-        // The part file is whole up to its last synced chunk.
-        SourceSpec::Upload(_) => upload::UploadSource::recovered(services, rec),
-    }
+    kind(rec.source.kind()).recovered(services, rec)
 }
 
 /// Whether a recording the server was recording when it stopped takes
 /// up again where it was (an upload: its client resumes), rather than
 /// being finalized from what was spooled.
 pub fn resumes(rec: &Recording) -> bool {
-    matches!(rec.source, SourceSpec::Upload(_))
+    rec.source.traits().resumes
 }
 
-/// Adjusts the lifecycle's limits for the source (uploads are not idle
-/// while their client pauses; their expiry decides).
+/// Adjusts the lifecycle's limits for the source (an upload is not idle
+/// while its client pauses; its expiry decides).
 pub fn adjust_limits(spec: &SourceSpec, l: &mut tapedeck_core::lifecycle::Limits) {
-    if let SourceSpec::Upload(_) = spec {
-        upload::adjust_limits(l);
+    if !spec.traits().idle_stops {
+        l.idle_timeout_ms = i64::MAX;
     }
 }
 

@@ -311,6 +311,29 @@ impl Source for FramesSource {
     }
 }
 
+/// The frames kind: pictures pushed over a WebSocket.
+pub struct Frames;
+
+impl super::Kind for Frames {
+    fn open(&self, ctx: OpenCtx) -> BoxFuture<'static, Result<Box<dyn Source>, Failure>> {
+        Box::pin(async move { Ok(Box::new(FramesSource::open(ctx)) as Box<dyn Source>) })
+    }
+
+    fn recovered(&self, services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
+        Box::new(super::encoding::FromSpool::new(services, rec))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        _services: &'a Services,
+        _p: &'a crate::engine::principal::Principal,
+        _v: &'a mut tapedeck_core::request::ValidCreate,
+    ) -> BoxFuture<'a, Result<(), tapedeck_core::Problem>> {
+        // Any key may record a camera of its own.
+        Box::pin(async { Ok(()) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

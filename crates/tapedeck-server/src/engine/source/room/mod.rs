@@ -76,8 +76,15 @@ impl Output {
         rec: &tapedeck_core::recording::Recording,
         meter: Arc<Meter>,
     ) -> Self {
-        let grid = match &rec.source {
-            tapedeck_core::recording::SourceSpec::Room(r) if r.layout == RoomLayout::Grid => {
+        // A grid when the room's recording asks for one.
+        let layout = match &rec.source {
+            tapedeck_core::recording::SourceSpec::Room(r) => r.layout,
+            tapedeck_core::recording::SourceSpec::Frames { .. }
+            | tapedeck_core::recording::SourceSpec::Web(_)
+            | tapedeck_core::recording::SourceSpec::Upload(_) => RoomLayout::Tracks,
+        };
+        let grid = match layout {
+            RoomLayout::Grid => {
                 let e = super::encoding::encode_spec(&services, rec);
                 Some(grid::GridSpec {
                     width: e.width,
@@ -90,7 +97,7 @@ impl Output {
                     crf: e.crf,
                 })
             }
-            _ => None,
+            RoomLayout::Tracks => None,
         };
         Self {
             work: services.work_dir(rec.id),
@@ -563,6 +570,45 @@ impl Source for RoomRecording {
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             drop(self.ctl);
+        })
+    }
+}
+
+/// The room kind: every track of a call, as it arrived.
+pub struct Room;
+
+impl super::Kind for Room {
+    fn open(&self, ctx: OpenCtx) -> BoxFuture<'static, Result<Box<dyn Source>, Failure>> {
+        Box::pin(async move {
+            let tapedeck_core::recording::SourceSpec::Room(r) = ctx.rec.source.clone() else {
+                return Err(Failure::internal("a room source without a room"));
+            };
+            Ok(Box::new(RoomRecording::open(ctx, r).await?) as Box<dyn Source>)
+        })
+    }
+
+    fn recovered(
+        &self,
+        services: Arc<Services>,
+        rec: &tapedeck_core::recording::Recording,
+    ) -> Box<dyn Source> {
+        // Track files cut by a crash are finalized where they were cut.
+        Box::new(Recovered::new(services, rec))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        services: &'a Services,
+        p: &'a crate::engine::principal::Principal,
+        v: &'a mut tapedeck_core::request::ValidCreate,
+    ) -> BoxFuture<'a, Result<(), tapedeck_core::Problem>> {
+        Box::pin(async move {
+            let tapedeck_core::recording::SourceSpec::Room(r) = v.source.clone() else {
+                return Err(tapedeck_core::Problem::internal(
+                    "a room source without a room",
+                ));
+            };
+            authorize(services, p, &r, v).await
         })
     }
 }

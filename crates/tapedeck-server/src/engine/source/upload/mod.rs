@@ -27,7 +27,7 @@ use std::time::Duration;
 use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
-use tapedeck_core::lifecycle::{Limits, SourceControl};
+use tapedeck_core::lifecycle::SourceControl;
 use tapedeck_core::recording::{EndReason, Recording, SourceSpec, Status, UploadSource as Spec};
 use tapedeck_core::{Failure, Format, RecordingId};
 use tapedeck_media::ffmpeg::{self, EncodeSpec};
@@ -214,7 +214,8 @@ impl UploadSource {
     pub fn recovered(services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
         let spec = match &rec.source {
             SourceSpec::Upload(s) => s.clone(),
-            _ => Spec::default(),
+            // Not an upload (a kind table mix-up): nothing described.
+            SourceSpec::Frames { .. } | SourceSpec::Web(_) | SourceSpec::Room(_) => Spec::default(),
         };
         Box::new(Finish {
             services: services.clone(),
@@ -541,12 +542,31 @@ async fn remux(services: &Services, part: &Path, work: &Path) -> Result<(Format,
     .map_err(|e| e.to_string())?
 }
 
-/// Uploads are not idle when the client pauses: expiry decides.
-pub fn adjust_limits(l: &mut Limits) {
-    l.idle_timeout_ms = i64::MAX;
-}
-
 /// The part file's path of an upload (for the routes).
 pub fn work_part(services: &Services, id: RecordingId) -> PathBuf {
     part_path(services, id)
+}
+
+/// The upload kind: a file sent in chunks (tus) or straight to the bucket.
+pub struct Upload;
+
+impl super::Kind for Upload {
+    fn open(&self, ctx: OpenCtx) -> BoxFuture<'static, Result<Box<dyn Source>, Failure>> {
+        Box::pin(async move { Ok(Box::new(UploadSource::open(ctx).await?) as Box<dyn Source>) })
+    }
+
+    fn recovered(&self, services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
+        // The part file is whole up to its last synced chunk.
+        UploadSource::recovered(services, rec)
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        _services: &'a Services,
+        _p: &'a crate::engine::principal::Principal,
+        _v: &'a mut tapedeck_core::request::ValidCreate,
+    ) -> BoxFuture<'a, Result<(), tapedeck_core::Problem>> {
+        // Uploads are created at /v1/uploads, which checks their room.
+        Box::pin(async { Ok(()) })
+    }
 }

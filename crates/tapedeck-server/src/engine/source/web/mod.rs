@@ -227,3 +227,27 @@ async fn with_audio(
         }
     }
 }
+
+/// The web kind: a page played in headless Chromium.
+pub struct Web;
+
+impl super::Kind for Web {
+    fn open(&self, ctx: OpenCtx) -> BoxFuture<'static, Result<Box<dyn Source>, Failure>> {
+        Box::pin(async move { Ok(Box::new(WebRecording::open(ctx).await?) as Box<dyn Source>) })
+    }
+
+    fn recovered(&self, services: Arc<Services>, rec: &Recording) -> Box<dyn Source> {
+        // Its spool holds the pictures rendered so far.
+        Box::new(super::encoding::FromSpool::new(services, rec))
+    }
+
+    fn authorize<'a>(
+        &'a self,
+        _services: &'a Services,
+        _p: &'a crate::engine::principal::Principal,
+        _v: &'a mut tapedeck_core::request::ValidCreate,
+    ) -> BoxFuture<'a, Result<(), tapedeck_core::Problem>> {
+        // Any key may record a page; the network policy is checked at parsing.
+        Box::pin(async { Ok(()) })
+    }
+}
