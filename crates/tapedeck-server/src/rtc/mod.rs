@@ -1,19 +1,23 @@
-//! WebRTC: the media server of rooms. One UDP socket and one task serve
-//! every peer of every room ([`sfu`]); each peer is a str0m `Rtc` (sans-IO),
-//! driven only when a datagram for it arrives, a command touches it, or its
-//! own timer is due. This module is the handle the rest of the server uses:
+//! WebRTC: the media server of rooms. [`sfu::Sfu`] is sans-IO: every
+//! peer of every room (a str0m `Rtc` each, [`peer`]) in one state machine,
+//! driven by time and input and drained of datagrams, events and its next
+//! deadline. One task ([`run`]) owns the UDP socket, the clock and the
+//! channels around it. [`Rtc`] is the handle the rest of the server uses:
 //! join with an SDP offer, leave, list who is in a room, and subscribe to a
 //! room's media (what room recordings write).
 
 mod peer;
-mod sfu;
+pub mod sfu;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use serde::Serialize;
 use tapedeck_core::RoomId;
+pub use tapedeck_core::room::TrackKind;
 use tokio::sync::{mpsc, oneshot};
 
 use tapedeck_core::Problem;
@@ -79,8 +83,8 @@ pub struct TrackInfo {
     pub peer: PeerId,
     /// Its participant's name.
     pub participant: String,
-    /// `audio` or `video`.
-    pub kind: &'static str,
+    /// Sound or picture.
+    pub kind: TrackKind,
     /// The codec as negotiated (`opus`, `vp8`, `vp9`, `av1`, `h264`).
     pub codec: String,
     /// The track within the peer (its SDP mid).
@@ -149,7 +153,38 @@ pub enum Signal {
     /// Who is in the call now.
     Participants(Vec<Participant>),
     /// The peer was ended (left, dropped, or the room closed).
-    Ended(&'static str),
+    Ended(Ended),
+}
+
+/// Why a peer was ended, as its call page is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// It left.
+    Left,
+    /// str0m refused its input or failed.
+    Failed,
+    /// Its network path stayed down past the reconnect grace.
+    Disconnected,
+    /// It did not connect within `rtc.connect_timeout_s`.
+    ConnectTimeout,
+    /// Its call page did not read its socket.
+    SignallingStalled,
+    /// The host closed the room.
+    RoomClosed,
+}
+
+impl Ended {
+    /// The word the call page gets.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ended::Left => "left",
+            Ended::Failed => "failed",
+            Ended::Disconnected => "disconnected",
+            Ended::ConnectTimeout => "connect_timeout",
+            Ended::SignallingStalled => "signalling_stalled",
+            Ended::RoomClosed => "room_closed",
+        }
+    }
 }
 
 /// Counters across all peers (for `/metrics` and the benchmarks).
@@ -180,7 +215,8 @@ impl RtcStats {
     }
 }
 
-pub(crate) enum Command {
+/// What the handle asks of the media server task.
+enum Ask {
     Join {
         room: RoomId,
         limits: RoomLimits,
@@ -227,17 +263,11 @@ pub(crate) enum Command {
 /// The handle to the media server task.
 #[derive(Clone, Debug)]
 pub struct Rtc {
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::Sender<Ask>,
     /// Where peers send media.
     pub addr: SocketAddr,
     /// Counters.
     pub stats: Arc<RtcStats>,
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("rtc command")
-    }
 }
 
 /// The media socket, with buffers for many peers' bursts: every call's
@@ -287,7 +317,7 @@ impl Rtc {
             max_connecting_per_caller: config.max_connecting_per_caller,
             connect_timeout: std::time::Duration::from_secs(config.connect_timeout_s),
         };
-        tokio::spawn(sfu::run(socket, addr, limits, rx, stats.clone()));
+        tokio::spawn(run(socket, addr, limits, rx, stats.clone()));
         Ok(Self { tx, addr, stats })
     }
 
@@ -304,7 +334,7 @@ impl Rtc {
     ) -> Result<(PeerId, String), Problem> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Join {
+            .send(Ask::Join {
                 room,
                 limits,
                 joiner,
@@ -321,7 +351,7 @@ impl Rtc {
     pub async fn answer(&self, peer: PeerId, sdp: String) -> Result<(), Problem> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Answer { peer, sdp, reply })
+            .send(Ask::Answer { peer, sdp, reply })
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -329,10 +359,7 @@ impl Rtc {
 
     /// A call page turned its microphone or camera on or off.
     pub async fn media_state(&self, peer: PeerId, audio: bool, video: bool) {
-        let _ = self
-            .tx
-            .send(Command::MediaState { peer, audio, video })
-            .await;
+        let _ = self.tx.send(Ask::MediaState { peer, audio, video }).await;
     }
 
     /// Ends a peer; false if it was not in `room`.
@@ -340,7 +367,7 @@ impl Rtc {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
-            .send(Command::Leave { room, peer, reply })
+            .send(Ask::Leave { room, peer, reply })
             .await
             .is_err()
         {
@@ -354,7 +381,7 @@ impl Rtc {
         let (reply, rx) = oneshot::channel();
         if self
             .tx
-            .send(Command::Participants { room, reply })
+            .send(Ask::Participants { room, reply })
             .await
             .is_err()
         {
@@ -366,13 +393,13 @@ impl Rtc {
     /// Receives `room`'s media from now on (first the tracks already live).
     pub async fn subscribe(&self, room: RoomId, capacity: usize) -> mpsc::Receiver<RoomMedia> {
         let (tx, rx) = mpsc::channel(capacity);
-        let _ = self.tx.send(Command::Subscribe { room, tx }).await;
+        let _ = self.tx.send(Ask::Subscribe { room, tx }).await;
         rx
     }
 
     /// Asks every sender in `room` for a keyframe (a recording starts or resumes).
     pub async fn request_keyframes(&self, room: RoomId) {
-        let _ = self.tx.send(Command::RequestKeyframes { room }).await;
+        let _ = self.tx.send(Ask::RequestKeyframes { room }).await;
     }
 
     /// Asks one track's sender for a keyframe (a recording waits for one
@@ -380,11 +407,176 @@ impl Rtc {
     /// request refused there, or made before the track's first packet,
     /// is for the caller to make again.
     pub async fn request_keyframe(&self, peer: PeerId, mid: String) {
-        let _ = self.tx.send(Command::RequestKeyframe { peer, mid }).await;
+        let _ = self.tx.send(Ask::RequestKeyframe { peer, mid }).await;
     }
 
     /// Ends every peer of `room`.
     pub async fn close_room(&self, room: RoomId) {
-        let _ = self.tx.send(Command::CloseRoom { room }).await;
+        let _ = self.tx.send(Ask::CloseRoom { room }).await;
+    }
+}
+
+/// What the loop keeps beside the media server: where its events go.
+#[derive(Default)]
+struct Routes {
+    /// Each call page's socket.
+    signals: HashMap<PeerId, mpsc::Sender<Signal>>,
+    /// Each room's recordings.
+    subscribers: HashMap<RoomId, Vec<mpsc::Sender<RoomMedia>>>,
+}
+
+/// The media server task: the UDP socket, the clock and the channels
+/// around the sans-IO [`sfu::Sfu`].
+async fn run(
+    socket: tokio::net::UdpSocket,
+    candidate: SocketAddr,
+    limits: sfu::Limits,
+    mut requests: mpsc::Receiver<Ask>,
+    stats: Arc<RtcStats>,
+) {
+    let mut sfu = sfu::Sfu::new(candidate, limits, stats.clone(), Instant::now());
+    let mut routes = Routes::default();
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let wake = drain(&mut sfu, &socket, &mut routes, &stats);
+        tokio::select! {
+            got = socket.recv_from(&mut buf) => match got {
+                Ok((n, from)) => {
+                    let _ = sfu.handle(Instant::now(), sfu::Input::Datagram { from, data: &buf[..n] });
+                }
+                Err(e) => {
+                    // ICMP port unreachable from a gone peer shows up here
+                    // on some systems: not fatal.
+                    tracing::debug!(error = %e, "rtc: recv");
+                }
+            },
+            req = requests.recv() => match req {
+                Some(req) => request(&mut sfu, &mut routes, req),
+                None => return,
+            },
+            () = tokio::time::sleep_until(wake.into()) => {
+                let _ = sfu.handle(Instant::now(), sfu::Input::Timeout);
+            }
+        }
+    }
+}
+
+/// Carries out what the media server asks until it only waits; returns
+/// when to wake it.
+fn drain(
+    sfu: &mut sfu::Sfu,
+    socket: &tokio::net::UdpSocket,
+    routes: &mut Routes,
+    stats: &RtcStats,
+) -> Instant {
+    loop {
+        match sfu.poll_output() {
+            sfu::Output::Timeout(at) => return at,
+            sfu::Output::Transmit { to, data } => {
+                if socket.try_send_to(&data, to).is_err() {
+                    stats.send_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            sfu::Output::Event(sfu::Event::Signal(peer, signal)) => {
+                let ended = matches!(signal, Signal::Ended(_));
+                let stalled = routes
+                    .signals
+                    .get(&peer)
+                    .is_some_and(|tx| tx.try_send(signal).is_err());
+                if ended {
+                    routes.signals.remove(&peer);
+                } else if stalled {
+                    let _ = sfu.handle(Instant::now(), sfu::Input::SignalStalled { peer });
+                }
+            }
+            sfu::Output::Event(sfu::Event::Media(room, m)) => {
+                // One that does not keep up loses the message (it counts
+                // a gap), never slows the call.
+                let Some(subs) = routes.subscribers.get_mut(&room) else {
+                    continue;
+                };
+                subs.retain(|s| !s.is_closed());
+                for s in subs.iter() {
+                    if s.try_send(m.clone()).is_ok() && matches!(m, RoomMedia::Frame(_)) {
+                        stats.frames_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Hands a request of the handle to the media server.
+fn request(sfu: &mut sfu::Sfu, routes: &mut Routes, req: Ask) {
+    let now = Instant::now();
+    match req {
+        Ask::Join {
+            room,
+            limits,
+            joiner,
+            offer,
+            signal,
+            reply,
+        } => {
+            let signalled = signal.is_some();
+            let input = sfu::Input::Join {
+                room,
+                limits,
+                joiner,
+                offer,
+                signalled,
+            };
+            // The join's own signals (the first offer) go out after the
+            // reply; the page's socket is in place before them.
+            let r = match sfu.handle(now, input) {
+                Ok(sfu::Reply::Joined(peer, answer)) => {
+                    if let Some(tx) = signal {
+                        routes.signals.insert(peer, tx);
+                    }
+                    Ok((peer, answer))
+                }
+                Ok(_) => Err(Problem::internal(
+                    "the media server did not answer the join",
+                )),
+                Err(e) => Err(e.into()),
+            };
+            let _ = reply.send(r);
+        }
+        Ask::Answer { peer, sdp, reply } => {
+            let r = sfu.handle(now, sfu::Input::Answer { peer, sdp });
+            let _ = reply.send(r.map(|_| ()).map_err(Problem::from));
+        }
+        Ask::MediaState { peer, audio, video } => {
+            let _ = sfu.handle(now, sfu::Input::MediaState { peer, audio, video });
+        }
+        Ask::Leave { room, peer, reply } => {
+            let left = matches!(
+                sfu.handle(now, sfu::Input::Leave { room, peer }),
+                Ok(sfu::Reply::Left(true))
+            );
+            let _ = reply.send(left);
+        }
+        Ask::Participants { room, reply } => {
+            let _ = reply.send(sfu.participants(room));
+        }
+        Ask::Subscribe { room, tx } => {
+            if let Ok(sfu::Reply::Tracks(tracks)) = sfu.handle(now, sfu::Input::Subscribe { room })
+            {
+                for t in tracks {
+                    let _ = tx.try_send(RoomMedia::Track(t));
+                }
+            }
+            routes.subscribers.entry(room).or_default().push(tx);
+        }
+        Ask::RequestKeyframes { room } => {
+            let _ = sfu.handle(now, sfu::Input::RequestKeyframes { room });
+        }
+        Ask::RequestKeyframe { peer, mid } => {
+            let _ = sfu.handle(now, sfu::Input::RequestKeyframe { peer, mid });
+        }
+        Ask::CloseRoom { room } => {
+            let _ = sfu.handle(now, sfu::Input::CloseRoom { room });
+            routes.subscribers.remove(&room);
+        }
     }
 }

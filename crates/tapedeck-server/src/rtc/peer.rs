@@ -9,9 +9,8 @@ use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use tapedeck_core::RoomId;
 use tapedeck_media::rtc::is_keyframe;
-use tokio::sync::mpsc;
 
-use super::{Frame, Joiner, Participant, PeerId, Signal, TrackInfo};
+use super::{Frame, Joiner, Participant, PeerId, TrackInfo, TrackKind};
 
 /// A track a peer sends.
 pub(super) struct TrackIn {
@@ -67,8 +66,8 @@ pub(super) struct Peer {
     pub wake_at: Option<Instant>,
     /// Remote addresses it has sent from (for routing datagrams).
     pub addrs: Vec<SocketAddr>,
-    /// The call page's socket: None for a WHIP publisher, which only sends.
-    pub signal: Option<mpsc::Sender<Signal>>,
+    /// Whether it has a call page to signal (a WHIP publisher only sends).
+    pub signalled: bool,
     /// Other participants' tracks it receives.
     pub outs: Vec<TrackOut>,
     /// The server's offer awaiting the browser's answer.
@@ -102,7 +101,7 @@ impl Peer {
         offer: &str,
         addr: SocketAddr,
         now: Instant,
-        signal: Option<mpsc::Sender<Signal>>,
+        signalled: bool,
     ) -> Result<(Self, String), String> {
         let (rtc, answer) = tapedeck_media::rtc::answer(offer, addr, now)?;
         Ok((
@@ -116,7 +115,7 @@ impl Peer {
                 frames_in: 0,
                 wake_at: None,
                 addrs: vec![],
-                signal,
+                signalled,
                 outs: vec![],
                 pending: None,
                 audio_on: true,
@@ -150,9 +149,9 @@ impl Peer {
                 peer: self.id,
                 participant: self.joiner.name.clone(),
                 kind: if kind == MediaKind::Audio {
-                    "audio"
+                    TrackKind::Audio
                 } else {
-                    "video"
+                    TrackKind::Video
                 },
                 codec,
                 mid: mid.to_string(),
@@ -201,7 +200,7 @@ impl Peer {
         let Some(t) = self
             .tracks
             .iter_mut()
-            .find(|t| t.mid == mid && t.info.kind == "video")
+            .find(|t| t.mid == mid && t.info.kind == TrackKind::Video)
         else {
             return;
         };
@@ -240,7 +239,7 @@ impl Peer {
 
     /// Starts receiving `from`'s track (offered in the next negotiation).
     pub fn forward_from(&mut self, from: (PeerId, Mid), kind: MediaKind) {
-        if self.signal.is_some() && !self.outs.iter().any(|o| o.from == from) {
+        if self.signalled && !self.outs.iter().any(|o| o.from == from) {
             self.outs.push(TrackOut {
                 from,
                 kind,
@@ -270,7 +269,7 @@ impl Peer {
     /// Makes the next offer when tracks changed and none is out; returns
     /// it for the call page.
     pub fn offer(&mut self) -> Option<String> {
-        if self.signal.is_none() || self.pending.is_some() {
+        if !self.signalled || self.pending.is_some() {
             return None;
         }
         let mut change = self.rtc.sdp_api();

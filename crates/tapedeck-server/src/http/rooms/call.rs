@@ -168,7 +168,7 @@ impl Call {
                         Some(Signal::Offer(sdp)) => json!({"type": "offer", "sdp": sdp}),
                         Some(Signal::Participants(list)) => json!({"type": "participants", "participants": list}),
                         Some(Signal::Ended(why)) => {
-                            self.send(json!({"type": "ended", "reason": why})).await;
+                            self.send(json!({"type": "ended", "reason": why.as_str()})).await;
                             return;
                         }
                         // Dropped without a word: its queue was too full

@@ -1,183 +1,288 @@
-//! The media server task's commands: join, answer, leave, who is there,
-//! subscribe, keyframes, close a room.
+//! The media server's inputs: a datagram, time passing, and the commands
+//! of the rest of the server (join, answer, leave, subscribe, keyframes,
+//! close a room).
 
-use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
-use tapedeck_core::Code;
 
 use str0m::media::MediaKind;
+use tapedeck_core::RoomId;
 
-use super::Sfu;
+use super::{Sfu, SfuError};
 use crate::rtc::peer::Peer;
-use crate::rtc::{Command, PeerId, RoomMedia};
-use tapedeck_core::Problem;
+use crate::rtc::{Ended, Joiner, Participant, PeerId, RoomLimits, TrackInfo, TrackKind};
+
+/// Something for the media server to handle.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A datagram arrived on the media socket.
+    Datagram {
+        /// Who sent it.
+        from: SocketAddr,
+        /// What it holds.
+        data: &'a [u8],
+    },
+    /// Time passed: timers due now run.
+    Timeout,
+    /// A peer joins `room` with an SDP offer. A `signalled` one (a call
+    /// page) also receives everyone else's tracks, renegotiated over
+    /// [`super::Event::Signal`]; another (WHIP) only publishes.
+    Join {
+        /// The room.
+        room: RoomId,
+        /// Its limits now.
+        limits: RoomLimits,
+        /// Who.
+        joiner: Joiner,
+        /// The offer.
+        offer: String,
+        /// Whether it has a call page to signal.
+        signalled: bool,
+    },
+    /// A call page's answer to the server's last offer.
+    Answer {
+        /// Whose.
+        peer: PeerId,
+        /// The SDP.
+        sdp: String,
+    },
+    /// A call page turned its microphone or camera on or off.
+    MediaState {
+        /// Whose.
+        peer: PeerId,
+        /// Microphone on.
+        audio: bool,
+        /// Camera on.
+        video: bool,
+    },
+    /// A peer leaves `room`.
+    Leave {
+        /// The room.
+        room: RoomId,
+        /// The peer.
+        peer: PeerId,
+    },
+    /// A recording subscribes to `room`'s media: the answer lists the
+    /// tracks live now, and every sender is asked for a keyframe.
+    Subscribe {
+        /// The room.
+        room: RoomId,
+    },
+    /// Asks every sender in `room` for a keyframe.
+    RequestKeyframes {
+        /// The room.
+        room: RoomId,
+    },
+    /// Asks one track's sender for a keyframe (at most one a second).
+    RequestKeyframe {
+        /// The sender.
+        peer: PeerId,
+        /// Its track's mid.
+        mid: String,
+    },
+    /// Ends every peer of `room`.
+    CloseRoom {
+        /// The room.
+        room: RoomId,
+    },
+    /// A call page's signal could not be delivered (it does not read its
+    /// socket): the peer is ended.
+    SignalStalled {
+        /// Whose.
+        peer: PeerId,
+    },
+}
+
+/// The media server's answer to an input.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Nothing to say.
+    Done,
+    /// The peer joined: its id and the SDP answer.
+    Joined(PeerId, String),
+    /// Whether the peer was in the room it left.
+    Left(bool),
+    /// The tracks live in a room subscribed to.
+    Tracks(Vec<TrackInfo>),
+}
 
 impl Sfu {
-    pub(super) fn command(&mut self, cmd: Command, candidate: SocketAddr) {
-        match cmd {
-            Command::Join {
+    /// Handles `input` at `now`; then drain [`Sfu::poll_output`].
+    pub fn handle(&mut self, now: Instant, input: Input<'_>) -> Result<Reply, SfuError> {
+        self.now = self.now.max(now);
+        match input {
+            Input::Datagram { from, data } => {
+                self.datagram(data, from);
+                Ok(Reply::Done)
+            }
+            Input::Timeout => {
+                self.timers_due();
+                Ok(Reply::Done)
+            }
+            Input::Join {
                 room,
                 limits,
                 joiner,
                 offer,
-                signal,
-                reply,
-            } => {
-                let caller = joiner.caller(room);
-                // A participant is a caller: their sessions (a camera over
-                // WHIP, the call page, one being replaced) are one person.
-                let in_room: HashSet<String> = self
-                    .rooms
-                    .get(&room)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|id| self.peers.get(id))
-                    .map(|p| p.joiner.caller(p.room))
-                    .collect();
-                let connecting = self
-                    .peers
-                    .values()
-                    .filter(|p| !p.connected && p.joiner.caller(p.room) == caller)
-                    .count();
-                let r = if self.peers.len() >= self.limits.max_peers as usize {
-                    Err(Problem::new(
-                        Code::TooManyPeers,
-                        format!("{} peers are connected (rtc.max_peers)", self.peers.len()),
-                    ))
-                } else if !in_room.contains(&caller)
-                    && in_room.len() >= limits.max_participants as usize
-                {
-                    Err(Problem::new(
-                        Code::RoomFull,
-                        format!(
-                            "the room has {} of its {} participants",
-                            in_room.len(),
-                            limits.max_participants
-                        ),
-                    ))
-                } else if connecting >= self.limits.max_connecting_per_caller as usize {
-                    Err(Problem::new(
-                        Code::TooManyConnecting,
-                        format!(
-                            "you have {connecting} sessions that have not connected yet \
-                             (rtc.max_connecting_per_caller); each is dropped {} s after its \
-                             offer if its ICE does not complete",
-                            self.limits.connect_timeout.as_secs()
-                        ),
-                    ))
-                } else {
-                    let id = PeerId(self.next_id);
-                    self.next_id += 1;
-                    let now = Instant::now();
-                    match Peer::accept(id, room, joiner, &offer, candidate, now, signal) {
-                        Ok((mut peer, answer)) => {
-                            // It receives every track already in the call.
-                            for other in self.rooms.get(&room).into_iter().flatten() {
-                                if let Some(o) = self.peers.get(other) {
-                                    for t in &o.tracks {
-                                        let kind = if t.info.kind == "audio" {
-                                            MediaKind::Audio
-                                        } else {
-                                            MediaKind::Video
-                                        };
-                                        peer.forward_from((o.id, t.mid), kind);
-                                    }
-                                }
-                            }
-                            // Its connect deadline: dropped then unless connected.
-                            self.timers
-                                .push(Reverse((now + self.limits.connect_timeout, id)));
-                            self.peers.insert(id, peer);
-                            self.rooms.entry(room).or_default().push(id);
-                            self.stats.peers.fetch_add(1, Ordering::Relaxed);
-                            self.poll(id);
-                            self.negotiate(id);
-                            self.settle();
-                            self.tell_participants(room);
-                            Ok((id, answer))
-                        }
-                        Err(m) => Err(Problem::new(Code::InvalidSdp, m)),
-                    }
-                };
-                let _ = reply.send(r);
-            }
-            Command::Leave { room, peer, reply } => {
-                let here = self.peers.get(&peer).is_some_and(|p| p.room == room);
-                if here {
-                    self.remove(peer, "left");
-                }
-                let _ = reply.send(here);
-            }
-            Command::Answer { peer, sdp, reply } => {
-                let live: Vec<PeerId> = self.peers.keys().copied().collect();
-                let r = match self.peers.get_mut(&peer) {
-                    None => Err(Problem::new(Code::NotFound, "the peer has left")),
-                    Some(p) => p
-                        .answered(&sdp, |id| live.contains(&id))
-                        .map_err(|m| Problem::new(Code::InvalidSdp, m)),
-                };
-                if let Ok(opened) = &r {
-                    // A new receiver starts at a keyframe.
-                    let now = Instant::now();
-                    for (sender, mid) in opened.clone() {
-                        if let Some(s) = self.peers.get_mut(&sender) {
-                            s.request_keyframe(mid, now);
-                            self.poll(sender);
-                        }
-                    }
-                    self.poll(peer);
-                    self.negotiate(peer);
-                    self.settle();
-                }
-                let _ = reply.send(r.map(|_| ()));
-            }
-            Command::MediaState { peer, audio, video } => {
+                signalled,
+            } => self.join(room, limits, joiner, &offer, signalled),
+            Input::Answer { peer, sdp } => self.answer(peer, &sdp).map(|()| Reply::Done),
+            Input::MediaState { peer, audio, video } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.audio_on = audio;
                     p.video_on = video;
                     let room = p.room;
                     self.tell_participants(room);
                 }
+                Ok(Reply::Done)
             }
-            Command::Participants { room, reply } => {
-                let list: Vec<_> = self
+            Input::Leave { room, peer } => {
+                let here = self.peers.get(&peer).is_some_and(|p| p.room == room);
+                if here {
+                    self.remove(peer, Ended::Left);
+                }
+                Ok(Reply::Left(here))
+            }
+            Input::Subscribe { room } => {
+                let tracks = self
                     .rooms
                     .get(&room)
                     .into_iter()
                     .flatten()
                     .filter_map(|id| self.peers.get(id))
-                    .map(Peer::participant)
+                    .flat_map(|p| p.tracks.iter().map(|t| t.info.clone()))
                     .collect();
-                let _ = reply.send(list);
-            }
-            Command::Subscribe { room, tx } => {
-                for id in self.rooms.get(&room).into_iter().flatten() {
-                    let Some(p) = self.peers.get(id) else {
-                        continue;
-                    };
-                    for t in &p.tracks {
-                        let _ = tx.try_send(RoomMedia::Track(t.info.clone()));
-                    }
-                }
-                self.subscribers.entry(room).or_default().push(tx);
                 self.request_keyframes(room);
+                Ok(Reply::Tracks(tracks))
             }
-            Command::RequestKeyframes { room } => self.request_keyframes(room),
-            Command::RequestKeyframe { peer, mid } => {
+            Input::RequestKeyframes { room } => {
+                self.request_keyframes(room);
+                Ok(Reply::Done)
+            }
+            Input::RequestKeyframe { peer, mid } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
-                    p.request_keyframe(str0m::media::Mid::from(mid.as_str()), Instant::now());
+                    p.request_keyframe(str0m::media::Mid::from(mid.as_str()), self.now);
                     self.drive(peer);
                 }
+                Ok(Reply::Done)
             }
-            Command::CloseRoom { room } => {
+            Input::CloseRoom { room } => {
                 for id in self.rooms.get(&room).cloned().unwrap_or_default() {
-                    self.remove(id, "room_closed");
+                    self.remove(id, Ended::RoomClosed);
                 }
-                self.subscribers.remove(&room);
+                Ok(Reply::Done)
+            }
+            Input::SignalStalled { peer } => {
+                tracing::info!(peer = %peer, "rtc: ending a call page that does not read its socket");
+                self.remove(peer, Ended::SignallingStalled);
+                Ok(Reply::Done)
             }
         }
+    }
+
+    /// Who is in `room` now.
+    pub fn participants(&self, room: RoomId) -> Vec<Participant> {
+        self.rooms
+            .get(&room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.peers.get(id))
+            .map(Peer::participant)
+            .collect()
+    }
+
+    fn join(
+        &mut self,
+        room: RoomId,
+        limits: RoomLimits,
+        joiner: Joiner,
+        offer: &str,
+        signalled: bool,
+    ) -> Result<Reply, SfuError> {
+        let caller = joiner.caller(room);
+        // A participant is a caller: their sessions (a camera over WHIP,
+        // the call page, one being replaced) are one person.
+        let in_room: HashSet<String> = self
+            .rooms
+            .get(&room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.peers.get(id))
+            .map(|p| p.joiner.caller(p.room))
+            .collect();
+        let connecting = self
+            .peers
+            .values()
+            .filter(|p| !p.connected && p.joiner.caller(p.room) == caller)
+            .count();
+        if self.peers.len() >= self.limits.max_peers as usize {
+            return Err(SfuError::TooManyPeers {
+                connected: self.peers.len(),
+            });
+        }
+        if !in_room.contains(&caller) && in_room.len() >= limits.max_participants as usize {
+            return Err(SfuError::RoomFull {
+                in_room: in_room.len(),
+                max: limits.max_participants,
+            });
+        }
+        if connecting >= self.limits.max_connecting_per_caller as usize {
+            return Err(SfuError::TooManyConnecting {
+                connecting,
+                timeout_s: self.limits.connect_timeout.as_secs(),
+            });
+        }
+        let id = PeerId(self.next_id);
+        self.next_id += 1;
+        let now = self.now;
+        let (mut peer, answer) = Peer::accept(id, room, joiner, offer, self.local, now, signalled)
+            .map_err(SfuError::InvalidSdp)?;
+        // It receives every track already in the call.
+        for other in self.rooms.get(&room).into_iter().flatten() {
+            if let Some(o) = self.peers.get(other) {
+                for t in &o.tracks {
+                    let kind = match t.info.kind {
+                        TrackKind::Audio => MediaKind::Audio,
+                        TrackKind::Video => MediaKind::Video,
+                    };
+                    peer.forward_from((o.id, t.mid), kind);
+                }
+            }
+        }
+        // Its connect deadline: dropped then unless connected.
+        self.timers
+            .push(std::cmp::Reverse((now + self.limits.connect_timeout, id)));
+        self.peers.insert(id, peer);
+        self.rooms.entry(room).or_default().push(id);
+        self.stats.peers.fetch_add(1, Ordering::Relaxed);
+        self.poll(id);
+        self.negotiate(id);
+        self.settle();
+        self.tell_participants(room);
+        Ok(Reply::Joined(id, answer))
+    }
+
+    fn answer(&mut self, peer: PeerId, sdp: &str) -> Result<(), SfuError> {
+        let live: Vec<PeerId> = self.peers.keys().copied().collect();
+        let opened = match self.peers.get_mut(&peer) {
+            None => return Err(SfuError::PeerGone),
+            Some(p) => p
+                .answered(sdp, |id| live.contains(&id))
+                .map_err(SfuError::InvalidSdp)?,
+        };
+        // A new receiver starts at a keyframe.
+        let now = self.now;
+        for (sender, mid) in opened {
+            if let Some(s) = self.peers.get_mut(&sender) {
+                s.request_keyframe(mid, now);
+                self.poll(sender);
+            }
+        }
+        self.poll(peer);
+        self.negotiate(peer);
+        self.settle();
+        Ok(())
     }
 }

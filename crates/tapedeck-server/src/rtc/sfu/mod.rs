@@ -1,4 +1,11 @@
-//! The media server task: one UDP socket, every peer, one loop.
+//! The media server, sans-IO: every peer of every room in one state
+//! machine that owns no socket, reads no clock and sends on no channel.
+//! It is driven by [`Sfu::handle`] with the time and an [`Input`] (a
+//! datagram, a command, time passing) and drained with
+//! [`Sfu::poll_output`]: datagrams to send, events (a call page's signal,
+//! a room's media for its recordings) and when to call it next. The thin
+//! loop around it (`super::run`) owns the UDP socket, the clock and the
+//! channels; the tests drive it with simulated peers in simulated time.
 //!
 //! Cost is per event, not per peer: a datagram goes to the peer its source
 //! address belongs to (a new address is matched once with `Rtc::accepts`,
@@ -20,24 +27,28 @@
 //! state) is dropped and counted; no other peer is touched.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
-use str0m::{Event, IceConnectionState, Input, Output};
+use str0m::{Event as RtcEvent, IceConnectionState, Input as RtcInput};
 use tapedeck_core::RoomId;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 mod command;
+mod error;
+#[cfg(test)]
+mod tests;
+
+pub use command::{Input, Reply};
+pub use error::SfuError;
 
 use super::peer::{OutState, Peer, RECONNECT_GRACE};
-use super::{Command, PeerId, RoomMedia, RtcStats, Signal};
+use super::{Ended, PeerId, RoomMedia, RtcStats, Signal};
 
 /// Work one peer's output makes for the others of its room.
 enum Propagate {
@@ -62,7 +73,7 @@ enum Propagate {
 
 /// What the media server allows.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
+pub struct Limits {
     /// Peers at once across all rooms.
     pub max_peers: u32,
     /// Peers not yet connected one caller may hold.
@@ -71,8 +82,36 @@ pub(crate) struct Limits {
     pub connect_timeout: std::time::Duration,
 }
 
-struct Sfu {
-    socket: UdpSocket,
+/// What the media server asks of the loop around it.
+#[derive(Debug)]
+pub enum Output {
+    /// Send `data` to `to` from the media socket.
+    Transmit {
+        /// The peer's address.
+        to: SocketAddr,
+        /// The datagram.
+        data: Vec<u8>,
+    },
+    /// Something to pass on.
+    Event(Event),
+    /// Nothing more now: call [`Sfu::handle`] with [`Input::Timeout`] at
+    /// this instant (or sooner, with other input).
+    Timeout(Instant),
+}
+
+/// What the media server tells the rest of the server.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A message for a peer's call page; one the loop cannot deliver is
+    /// answered with [`Input::SignalStalled`].
+    Signal(PeerId, Signal),
+    /// Media for `room`'s subscribers (its recordings); one that does not
+    /// keep up loses it.
+    Media(RoomId, RoomMedia),
+}
+
+/// The media server: every peer, its rooms, their timers.
+pub struct Sfu {
     /// The address in every peer's candidate: what str0m is told each
     /// datagram was sent to. Not the socket's own address: that is
     /// 0.0.0.0 when bound to all interfaces (and a private one behind
@@ -86,67 +125,59 @@ struct Sfu {
     queue: Vec<Propagate>,
     by_addr: HashMap<SocketAddr, PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
-    subscribers: HashMap<RoomId, Vec<mpsc::Sender<RoomMedia>>>,
     next_id: u64,
     stats: Arc<RtcStats>,
+    /// What `poll_output` hands out next.
+    out: VecDeque<Output>,
+    /// The time of the input being handled.
+    now: Instant,
 }
 
-pub(super) async fn run(
-    socket: UdpSocket,
-    candidate: SocketAddr,
-    limits: Limits,
-    mut commands: mpsc::Receiver<Command>,
-    stats: Arc<RtcStats>,
-) {
-    let mut sfu = Sfu {
-        socket,
-        local: candidate,
-        limits,
-        peers: HashMap::new(),
-        rooms: HashMap::new(),
-        queue: Vec::new(),
-        by_addr: HashMap::new(),
-        timers: BinaryHeap::new(),
-        subscribers: HashMap::new(),
-        next_id: 1,
-        stats,
-    };
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let next = sfu.timers.peek().map(|Reverse((at, _))| *at);
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            got = sfu.socket.recv_from(&mut buf) => match got {
-                Ok((n, from)) => sfu.datagram(&buf[..n], from),
-                Err(e) => {
-                    // ICMP port unreachable from a gone peer shows up here
-                    // on some systems: not fatal.
-                    tracing::debug!(error = %e, "rtc: recv");
-                }
-            },
-            cmd = commands.recv() => match cmd {
-                Some(cmd) => sfu.command(cmd, candidate),
-                None => return,
-            },
-            () = sleep => sfu.timers_due(),
-        }
-    }
-}
+/// How long the loop may sleep with no timer set.
+const IDLE: Duration = Duration::from_secs(3600);
 
 impl Sfu {
+    /// A media server whose peers are told `local` as its address.
+    pub fn new(local: SocketAddr, limits: Limits, stats: Arc<RtcStats>, now: Instant) -> Self {
+        Self {
+            local,
+            limits,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            queue: Vec::new(),
+            by_addr: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_id: 1,
+            stats,
+            out: VecDeque::new(),
+            now,
+        }
+    }
+
+    /// The next thing to do: a datagram to send, an event to pass on, or
+    /// when to call again.
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        // Stale heap entries (a peer gone or woken since) cost one early
+        // wake-up each; they are skipped in `timers_due`.
+        let next = self.timers.peek().map(|Reverse((at, _))| *at);
+        Output::Timeout(next.unwrap_or(self.now + IDLE))
+    }
+
+    fn transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
+        self.out.push_back(Output::Transmit { to, data });
+    }
+
     fn datagram(&mut self, data: &[u8], from: SocketAddr) {
         self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
+        let now = self.now;
         let Ok(contents) = data.try_into() else {
             self.stats.datagrams_stray.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let input = Input::Receive(
+        let input = RtcInput::Receive(
             now,
             Receive {
                 proto: Protocol::Udp,
@@ -179,14 +210,14 @@ impl Sfu {
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::info!(peer = %id, error = %e, "rtc: dropping a peer whose input was refused");
             self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
-            self.remove(id, "failed");
+            self.remove(id, Ended::Failed);
             return;
         }
         self.drive(id);
     }
 
     fn timers_due(&mut self) {
-        let now = Instant::now();
+        let now = self.now;
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -199,7 +230,7 @@ impl Sfu {
                 .lost_at
                 .is_some_and(|t| now.saturating_duration_since(t) >= RECONNECT_GRACE)
             {
-                self.remove(id, "disconnected");
+                self.remove(id, Ended::Disconnected);
                 continue;
             }
             if !peer.connected
@@ -207,7 +238,7 @@ impl Sfu {
             {
                 tracing::info!(peer = %id, "rtc: dropping a peer that did not connect in time");
                 self.stats.peers_timed_out.fetch_add(1, Ordering::Relaxed);
-                self.remove(id, "connect_timeout");
+                self.remove(id, Ended::ConnectTimeout);
                 continue;
             }
             // A stale entry: the peer asked for another time since.
@@ -215,9 +246,9 @@ impl Sfu {
                 continue;
             }
             peer.wake_at = None;
-            if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+            if peer.rtc.handle_input(RtcInput::Timeout(now)).is_err() {
                 self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
-                self.remove(id, "failed");
+                self.remove(id, Ended::Failed);
                 continue;
             }
             self.drive(id);
@@ -234,7 +265,7 @@ impl Sfu {
     /// what it receives, and sets its next timer. Work for other peers goes
     /// to the queue.
     fn poll(&mut self, id: PeerId) {
-        let now = Instant::now();
+        let now = self.now;
         loop {
             let Some(peer) = self.peers.get_mut(&id) else {
                 return;
@@ -244,7 +275,7 @@ impl Sfu {
                     .lost_at
                     .is_some_and(|at| now.saturating_duration_since(at) >= RECONNECT_GRACE)
             {
-                self.remove(id, "disconnected");
+                self.remove(id, Ended::Disconnected);
                 return;
             }
             let out = match peer.rtc.poll_output() {
@@ -252,29 +283,27 @@ impl Sfu {
                 Err(e) => {
                     tracing::info!(peer = %id, error = %e, "rtc: dropping a peer that failed");
                     self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
-                    self.remove(id, "failed");
+                    self.remove(id, Ended::Failed);
                     return;
                 }
             };
             match out {
-                Output::Timeout(at) => {
+                str0m::Output::Timeout(at) => {
                     if peer.wake_at != Some(at) {
                         peer.wake_at = Some(at);
                         self.timers.push(Reverse((at, id)));
                     }
                     return;
                 }
-                Output::Transmit(t) => {
-                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
-                        self.stats.send_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                str0m::Output::Transmit(t) => {
+                    self.transmit(t.destination, t.contents.into());
                 }
-                Output::Event(ev) => match ev {
-                    Event::Connected => {
+                str0m::Output::Event(ev) => match ev {
+                    RtcEvent::Connected => {
                         peer.connected = true;
                         peer.request_keyframes(now);
                     }
-                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         // The path dropped: keep the peer (and its tracks'
                         // files) a while for the network to come back.
                         tracing::info!(peer = %id, "rtc: a peer's network path dropped; waiting for it");
@@ -282,7 +311,7 @@ impl Sfu {
                         let at = now + RECONNECT_GRACE;
                         self.timers.push(Reverse((at, id)));
                     }
-                    Event::IceConnectionStateChange(
+                    RtcEvent::IceConnectionStateChange(
                         IceConnectionState::Connected | IceConnectionState::Completed,
                     ) if peer.lost_at.is_some() => {
                         // Back: video restarts at a key frame.
@@ -290,7 +319,7 @@ impl Sfu {
                         peer.lost_at = None;
                         peer.request_keyframes(now);
                     }
-                    Event::MediaAdded(m) => {
+                    RtcEvent::MediaAdded(m) => {
                         // The server's own send-only m-lines come back as
                         // MediaAdded too: only what the peer sends is a track.
                         if peer.outs.iter().any(|o| {
@@ -315,7 +344,7 @@ impl Sfu {
                             self.publish(room, RoomMedia::Track(info));
                         }
                     }
-                    Event::MediaData(d) => {
+                    RtcEvent::MediaData(d) => {
                         let frame = peer.frame(&d, now);
                         let room = peer.room;
                         self.queue.push(Propagate::Media {
@@ -328,7 +357,7 @@ impl Sfu {
                         });
                         self.publish(room, RoomMedia::Frame(frame));
                     }
-                    Event::KeyframeRequest(req) => {
+                    RtcEvent::KeyframeRequest(req) => {
                         self.queue.push(Propagate::Keyframe { to: id, req });
                     }
                     _ => {}
@@ -371,7 +400,7 @@ impl Sfu {
                         if let Some((sender, smid)) = from
                             && let Some(p) = self.peers.get_mut(&sender)
                         {
-                            p.request_keyframe(smid, Instant::now());
+                            p.request_keyframe(smid, self.now);
                             self.poll(sender);
                         }
                     }
@@ -444,15 +473,11 @@ impl Sfu {
         }
     }
 
-    /// A message to `id`'s call page; a page that does not read its socket
-    /// is ended.
+    /// A message to `id`'s call page (a page that does not read its
+    /// socket is ended: [`Input::SignalStalled`]).
     fn signal(&mut self, id: PeerId, s: Signal) {
-        let Some(tx) = self.peers.get(&id).and_then(|p| p.signal.clone()) else {
-            return;
-        };
-        if tx.try_send(s).is_err() {
-            tracing::info!(peer = %id, "rtc: ending a call page that does not read its socket");
-            self.remove(id, "signalling_stalled");
+        if self.peers.get(&id).is_some_and(|p| p.signalled) {
+            self.out.push_back(Output::Event(Event::Signal(id, s)));
         }
     }
 
@@ -475,28 +500,20 @@ impl Sfu {
         }
     }
 
-    /// Hands `m` to `room`'s subscribers. One that does not keep up loses
-    /// the message (it counts a gap), never slows the call.
+    /// Hands `m` to `room`'s subscribers, through the loop.
     fn publish(&mut self, room: RoomId, m: RoomMedia) {
-        let Some(subs) = self.subscribers.get_mut(&room) else {
-            return;
-        };
-        subs.retain(|s| !s.is_closed());
-        for s in subs.iter() {
-            if s.try_send(m.clone()).is_ok() && matches!(m, RoomMedia::Frame(_)) {
-                self.stats.frames_out.fetch_add(1, Ordering::Relaxed);
-            }
-        }
+        self.out.push_back(Output::Event(Event::Media(room, m)));
     }
 
     /// Ends a peer: its page is told why, the others stop receiving it.
-    fn remove(&mut self, id: PeerId, why: &'static str) {
+    fn remove(&mut self, id: PeerId, why: Ended) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
         };
         peer.rtc.disconnect();
-        if let Some(tx) = &peer.signal {
-            let _ = tx.try_send(Signal::Ended(why));
+        if peer.signalled {
+            self.out
+                .push_back(Output::Event(Event::Signal(id, Signal::Ended(why))));
         }
         for a in &peer.addrs {
             self.by_addr.remove(a);
@@ -523,7 +540,7 @@ impl Sfu {
     }
 
     fn request_keyframes(&mut self, room: RoomId) {
-        let now = Instant::now();
+        let now = self.now;
         for id in self.rooms.get(&room).cloned().unwrap_or_default() {
             if let Some(p) = self.peers.get_mut(&id) {
                 p.request_keyframes(now);

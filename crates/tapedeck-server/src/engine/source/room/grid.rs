@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tapedeck_core::Code;
+use tapedeck_core::room::TrackKind;
 
 use tapedeck_core::recording::TrackFile;
 use tapedeck_core::{Failure, Format};
@@ -79,15 +80,15 @@ pub fn cells(tracks: &[TrackFile], width: u32, height: u32) -> Vec<Cell> {
         .enumerate()
         .map(|(i, (_, name))| {
             let i = i as u32;
-            let find = |kind: &str| {
+            let find = |kind: TrackKind| {
                 tracks
                     .iter()
                     .position(|t| t.participant == name && t.kind == kind)
             };
             Cell {
                 rect: ((i % cols) * cw, (i / cols) * ch, cw, ch),
-                video: find("video"),
-                audio: find("audio"),
+                video: find(TrackKind::Video),
+                audio: find(TrackKind::Audio),
                 name,
             }
         })
@@ -352,7 +353,11 @@ mod tests {
         TrackFile {
             id: id.into(),
             participant: who.into(),
-            kind: kind.into(),
+            kind: if kind == "video" {
+                TrackKind::Video
+            } else {
+                TrackKind::Audio
+            },
             codec: if kind == "video" { "vp8" } else { "opus" }.into(),
             start_s: start,
             duration_s: dur,

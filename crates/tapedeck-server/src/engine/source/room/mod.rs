@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tapedeck_core::Code;
+use tapedeck_core::room::TrackKind;
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -126,7 +127,7 @@ impl Output {
             note: None,
             source: None,
         };
-        let has_video = take.tracks.iter().any(|(t, _)| t.kind == "video");
+        let has_video = take.tracks.iter().any(|(t, _)| t.kind == TrackKind::Video);
         if !has_video {
             // Nobody sent video: the sound is what the call left, kept
             // rather than lost with the recording.
@@ -179,7 +180,7 @@ struct TrackWriter {
 
 impl TrackWriter {
     fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<(), String> {
-        let video = self.file.kind == "video";
+        let video = self.file.kind == TrackKind::Video;
         if video && self.need_key && !f.keyframe {
             return Ok(());
         }
@@ -288,7 +289,7 @@ impl Writer {
                 file: TrackFile {
                     id,
                     participant: t.participant.clone(),
-                    kind: t.kind.to_string(),
+                    kind: t.kind,
                     // Set from the first frame written.
                     codec: t.codec.clone(),
                     start_s: 0.0,
@@ -299,7 +300,7 @@ impl Writer {
                 sink: None,
                 start_us: 0,
                 anchor: None,
-                need_key: t.kind == "video",
+                need_key: t.kind == TrackKind::Video,
             });
             n - 1
         });
@@ -369,7 +370,7 @@ impl Writer {
             .iter()
             .filter(|(_, i)| {
                 let w = &self.tracks[**i];
-                w.file.kind == "video" && w.need_key
+                w.file.kind == TrackKind::Video && w.need_key
             })
             .map(|((peer, mid), _)| (*peer, mid.clone()))
             .collect()
@@ -386,7 +387,7 @@ impl Writer {
                     for w in &mut self.tracks {
                         // Sessions re-anchor where they resume; video at a keyframe.
                         w.anchor = None;
-                        w.need_key = w.file.kind == "video";
+                        w.need_key = w.file.kind == TrackKind::Video;
                     }
                 }
             }

@@ -79,7 +79,10 @@ impl Source for Recovered {
             let tracks = tokio::task::spawn_blocking(move || recover_tracks(&dir))
                 .await
                 .map_err(|e| Failure::internal(e.to_string()))??;
-            if !tracks.iter().any(|(t, _)| t.kind == "video") {
+            if !tracks
+                .iter()
+                .any(|(t, _)| t.kind == tapedeck_core::room::TrackKind::Video)
+            {
                 return Err(Failure::new(
                     Code::RecoveryFailed,
                     "the server stopped while recording the room, before any video was written",
