@@ -148,7 +148,7 @@ def main():
                 long_files.append(os.path.relpath(path, ROOT))
             body = strip_tests(text)
             graph[mod] |= refs(mod, body, known)
-            in_source = "source" in mod[:1]
+            in_source = "source" in mod
             if not in_source:
                 arms += len(KIND_ARM.findall(body))
         comps = [c for c in sccs(graph) if len(c) > 1]

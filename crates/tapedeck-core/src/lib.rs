@@ -26,6 +26,7 @@ pub mod settings;
 pub mod signin;
 pub mod timeline;
 pub mod tour;
+pub mod track;
 pub mod upload;
 pub mod web;
 

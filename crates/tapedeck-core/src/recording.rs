@@ -335,7 +335,7 @@ pub struct TrackFile {
     /// Whose.
     pub participant: String,
     /// `audio` or `video`.
-    pub kind: crate::room::TrackKind,
+    pub kind: crate::track::TrackKind,
     /// As received (`opus`, `vp8`, `vp9`, `av1`, `h264`).
     pub codec: String,
     /// Where it starts on the recording's timeline, seconds.

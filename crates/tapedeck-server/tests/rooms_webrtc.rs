@@ -31,7 +31,7 @@ async fn chromium_publishes_over_whip_and_the_room_receives_its_media() {
                 RoomMedia::Track(t) => tracks.push((t.participant, t.kind, t.mid)),
                 RoomMedia::Frame(f) => {
                     let kind = tracks.iter().find(|(_, _, mid)| *mid == f.mid).map(|t| t.1);
-                    if kind == Some(tapedeck_core::room::TrackKind::Video) {
+                    if kind == Some(tapedeck_core::track::TrackKind::Video) {
                         first_video_key.get_or_insert(f.keyframe);
                         video += 1;
                     } else {

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tapedeck_core::RoomId;
-pub use tapedeck_core::room::TrackKind;
+pub use tapedeck_core::track::TrackKind;
 use tokio::sync::{mpsc, oneshot};
 
 use tapedeck_core::Problem;

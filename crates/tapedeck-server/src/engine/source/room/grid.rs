@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tapedeck_core::Code;
-use tapedeck_core::room::TrackKind;
+use tapedeck_core::track::TrackKind;
 
 use tapedeck_core::recording::TrackFile;
 use tapedeck_core::{Failure, Format};

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tapedeck_core::Code;
-use tapedeck_core::room::TrackKind;
+use tapedeck_core::track::TrackKind;
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -44,9 +44,11 @@ use tokio::sync::{mpsc, oneshot};
 
 pub mod access;
 mod grid;
+mod kind;
 mod recover;
 
 pub use access::{authorize, host_only, room_for};
+pub use kind::Room;
 
 use recover::MANIFEST;
 pub use recover::Recovered;
@@ -571,45 +573,6 @@ impl Source for RoomRecording {
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             drop(self.ctl);
-        })
-    }
-}
-
-/// The room kind: every track of a call, as it arrived.
-pub struct Room;
-
-impl super::Kind for Room {
-    fn open(&self, ctx: OpenCtx) -> BoxFuture<'static, Result<Box<dyn Source>, Failure>> {
-        Box::pin(async move {
-            let tapedeck_core::recording::SourceSpec::Room(r) = ctx.rec.source.clone() else {
-                return Err(Failure::internal("a room source without a room"));
-            };
-            Ok(Box::new(RoomRecording::open(ctx, r).await?) as Box<dyn Source>)
-        })
-    }
-
-    fn recovered(
-        &self,
-        services: Arc<Services>,
-        rec: &tapedeck_core::recording::Recording,
-    ) -> Box<dyn Source> {
-        // Track files cut by a crash are finalized where they were cut.
-        Box::new(Recovered::new(services, rec))
-    }
-
-    fn authorize<'a>(
-        &'a self,
-        services: &'a Services,
-        p: &'a crate::engine::principal::Principal,
-        v: &'a mut tapedeck_core::request::ValidCreate,
-    ) -> BoxFuture<'a, Result<(), tapedeck_core::Problem>> {
-        Box::pin(async move {
-            let tapedeck_core::recording::SourceSpec::Room(r) = v.source.clone() else {
-                return Err(tapedeck_core::Problem::internal(
-                    "a room source without a room",
-                ));
-            };
-            authorize(services, p, &r, v).await
         })
     }
 }

@@ -81,7 +81,7 @@ impl Source for Recovered {
                 .map_err(|e| Failure::internal(e.to_string()))??;
             if !tracks
                 .iter()
-                .any(|(t, _)| t.kind == tapedeck_core::room::TrackKind::Video)
+                .any(|(t, _)| t.kind == tapedeck_core::track::TrackKind::Video)
             {
                 return Err(Failure::new(
                     Code::RecoveryFailed,
