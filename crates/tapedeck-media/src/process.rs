@@ -137,9 +137,94 @@ pub fn spawn(label: &'static str, cmd: &mut Command) -> Result<Running, ProcessE
     })
 }
 
-/// Notes an async child that started (the browser), for the metric.
-pub fn note_started(label: &'static str) {
+/// Starts `cmd` (made by [`async_command`]): the child is counted,
+/// killed when the returned handle drops, and its stderr (if piped) kept
+/// in a tail, like [`spawn`]'s, for programs that run alongside the
+/// server's tasks (the browser).
+pub fn spawn_async(
+    label: &'static str,
+    cmd: &mut tokio::process::Command,
+) -> Result<AsyncRunning, ProcessError> {
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    let mut child = cmd.spawn().map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            ProcessError::NotFound {
+                program: program.clone(),
+            }
+        } else {
+            ProcessError::Io {
+                program: program.clone(),
+                source: e,
+            }
+        }
+    })?;
     count(label, |s| s.started += 1);
+    let tail = Arc::new(Mutex::new(Tail::default()));
+    if let Some(mut err) = child.stderr.take() {
+        let tail = tail.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                keep(&tail, &buf[..n]);
+            }
+        });
+    }
+    Ok(AsyncRunning {
+        child,
+        label,
+        program,
+        tail,
+    })
+}
+
+/// An async child that is killed when dropped (the command's
+/// `kill_on_drop`), with its stderr's tail.
+pub struct AsyncRunning {
+    child: tokio::process::Child,
+    label: &'static str,
+    program: String,
+    tail: Arc<Mutex<Tail>>,
+}
+
+impl AsyncRunning {
+    /// Its process id, while it runs.
+    pub fn id(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The program's name as it was started.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// The whole kept tail of stderr (the last 8 KiB).
+    pub fn stderr_text(&self) -> String {
+        tail_text(&self.tail)
+    }
+
+    /// Whether it has exited, with its status (a failure is counted).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        let status = self.child.try_wait().ok().flatten()?;
+        if !status.success() {
+            count(self.label, |s| s.failed += 1);
+        }
+        Some(status)
+    }
+
+    /// Kills it and waits up to `timeout` for it to be gone.
+    pub async fn kill(&mut self, timeout: Duration) {
+        let _ = self.child.start_kill();
+        if tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .is_err()
+        {
+            count(self.label, |s| s.timed_out += 1);
+        }
+    }
 }
 
 /// A running child that is killed when dropped.
@@ -283,12 +368,17 @@ fn drain(mut from: impl Read + Send + 'static, tail: Arc<Mutex<Tail>>) -> JoinHa
             if n == 0 {
                 break;
             }
-            let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-            t.0.extend(&buf[..n]);
-            let extra = t.0.len().saturating_sub(TAIL_BYTES);
-            t.0.drain(..extra);
+            keep(&tail, &buf[..n]);
         }
     })
+}
+
+/// Appends `bytes` to the tail, keeping its last [`TAIL_BYTES`].
+fn keep(tail: &Mutex<Tail>, bytes: &[u8]) {
+    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+    t.0.extend(bytes);
+    let extra = t.0.len().saturating_sub(TAIL_BYTES);
+    t.0.drain(..extra);
 }
 
 fn tail_text(tail: &Arc<Mutex<Tail>>) -> String {

@@ -101,7 +101,7 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
 
 /// The video encoder of the spec's format: x264 for MP4/MKV, VP9 for WebM,
 /// a keyframe every 4 s.
-fn video_codec(spec: &EncodeSpec) -> Vec<String> {
+pub(super) fn video_codec(spec: &EncodeSpec) -> Vec<String> {
     let gop = (spec.fps * 4).to_string();
     let mut a = vec![];
     match spec.format {
@@ -165,12 +165,22 @@ pub fn transcode_args(spec: &EncodeSpec, input: &Path, output: &Path) -> Vec<Str
     ]));
     a.extend(video_codec(spec));
     a.extend(strings(&["-pix_fmt", "yuv420p"]));
-    a.extend(match spec.format {
-        Format::Webm => strings(&["-c:a", "libopus", "-b:a", "96k"]),
-        Format::Mp4 | Format::Mkv => strings(&["-c:a", "aac", "-b:a", "128k"]),
-    });
+    let kbps = match spec.format {
+        Format::Webm => 96,
+        Format::Mp4 | Format::Mkv => 128,
+    };
+    a.extend(audio_codec(spec.format, kbps));
     a.extend(muxer(spec, output));
     a
+}
+
+/// The audio encoder of `format`: AAC for MP4/MKV, Opus for WebM.
+pub(super) fn audio_codec(format: Format, kbps: u32) -> Vec<String> {
+    let codec = match format {
+        Format::Webm => "libopus",
+        Format::Mp4 | Format::Mkv => "aac",
+    };
+    strings(&["-c:a", codec, "-b:a", &format!("{kbps}k")])
 }
 
 /// ffmpeg arguments of the skip-held mode: distinct frames in, H.264 Annex B

@@ -8,7 +8,9 @@
 
 mod args;
 mod audio;
+pub mod copy;
 mod encoder;
+pub mod grid;
 mod probe;
 mod splicer;
 mod thumbnails;
@@ -132,6 +134,20 @@ pub fn version(program: &Path) -> Result<String, FfmpegError> {
         .next()
         .unwrap_or("")
         .to_string())
+}
+
+/// The encoders recordings use: H.264 for MP4/MKV, VP9 for WebM.
+pub const ENCODERS: [&str; 2] = ["libx264", "libvpx-vp9"];
+
+/// Which of [`ENCODERS`] this ffmpeg lacks (`ffmpeg -encoders`).
+pub fn missing_encoders(program: &Path) -> Result<Vec<&'static str>, FfmpegError> {
+    let out = run(
+        program,
+        &["-hide_banner".to_string(), "-encoders".to_string()],
+        Duration::from_secs(20),
+    )?;
+    let list = String::from_utf8_lossy(&out);
+    Ok(ENCODERS.into_iter().filter(|e| !list.contains(e)).collect())
 }
 
 /// Encodes two tiny frames with `spec`'s arguments (its format, rate mode,

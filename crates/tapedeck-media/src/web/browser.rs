@@ -7,10 +7,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 
 use command_fds::{CommandFdExt, FdMapping};
-use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::cdp::{Cdp, Event};
@@ -50,9 +48,8 @@ pub enum LaunchError {
 
 /// A running browser.
 pub struct Browser {
-    child: tokio::process::Child,
+    child: crate::process::AsyncRunning,
     profile: PathBuf,
-    stderr_tail: Arc<Mutex<Vec<String>>>,
     /// Its process id.
     pub pid: Option<u32>,
 }
@@ -183,28 +180,20 @@ impl Browser {
             },
         ])
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let mut child = cmd.spawn().map_err(|source| LaunchError::Spawn {
-            path: opts.binary.clone(),
-            source,
+        let child = crate::process::spawn_async("browser", &mut cmd).map_err(|e| match e {
+            crate::process::ProcessError::Io { source, .. } => LaunchError::Spawn {
+                path: opts.binary.clone(),
+                source,
+            },
+            // Not found (the one other error spawning gives).
+            _ => LaunchError::Spawn {
+                path: opts.binary.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            },
         })?;
-        crate::process::note_started("browser");
         // The child's ends must close here so a dead browser reads as EOF.
         drop(cmd);
         let pid = child.id();
-        let stderr_tail: Arc<Mutex<Vec<String>>> = Arc::default();
-        if let Some(err) = child.stderr.take() {
-            let tail = stderr_tail.clone();
-            tokio::spawn(async move {
-                let mut lines = tokio::io::BufReader::new(err).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                    if t.len() >= 20 {
-                        t.remove(0);
-                    }
-                    t.push(line);
-                }
-            });
-        }
         let reader = tokio::net::unix::pipe::Receiver::from_owned_fd(from_browser_r.into())?;
         let writer = tokio::net::unix::pipe::Sender::from_owned_fd(to_browser_w.into())?;
         let (cdp, events, fetch) = Cdp::start(reader, writer);
@@ -212,7 +201,6 @@ impl Browser {
             Browser {
                 child,
                 profile: opts.profile.clone(),
-                stderr_tail,
                 pid,
             },
             cdp,
@@ -221,30 +209,39 @@ impl Browser {
         ))
     }
 
-    /// The browser's last lines on stderr (for crash reports).
+    /// The browser's last 20 lines on stderr (for crash reports).
     pub fn stderr_tail(&self) -> String {
-        self.stderr_tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .join("\n")
+        let text = self.child.stderr_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
     /// Whether the process has exited, with its status.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+        self.child.exited()
     }
 
-    /// Kills the browser and waits for it.
+    /// Kills the browser and waits for it (10 s at most).
     pub async fn close(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        self.child.kill(std::time::Duration::from_secs(10)).await;
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
 impl Drop for Browser {
+    /// The process wrapper kills it when its handle drops.
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// The browser's `--version` line.
+pub fn version(program: &Path) -> Result<String, crate::process::ProcessError> {
+    let out = crate::process::run(
+        "browser",
+        program,
+        &["--version".into()],
+        std::time::Duration::from_secs(20),
+    )?;
+    Ok(String::from_utf8_lossy(&out).trim().to_string())
 }

@@ -21,16 +21,7 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
     };
     match ffmpeg::version(&config.encoder.ffmpeg) {
         Ok(v) => {
-            let list = tapedeck_media::process::run(
-                "ffmpeg",
-                &config.encoder.ffmpeg,
-                &["-hide_banner".into(), "-encoders".into()],
-                std::time::Duration::from_secs(20),
-            )
-            .map(|o| String::from_utf8_lossy(&o).into_owned())
-            .unwrap_or_default();
-            let need = ["libx264", "libvpx-vp9"];
-            let missing: Vec<_> = need.iter().filter(|e| !list.contains(*e)).collect();
+            let missing = ffmpeg::missing_encoders(&config.encoder.ffmpeg).unwrap_or_default();
             line(
                 missing.is_empty(),
                 "ffmpeg",
@@ -80,14 +71,7 @@ pub(super) async fn doctor(config: Config) -> Result<(), String> {
         ),
     ] {
         let real = tapedeck_media::web::browser::resolve_binary(&path);
-        let version = tapedeck_media::process::run(
-            "browser",
-            &real,
-            &["--version".into()],
-            std::time::Duration::from_secs(20),
-        )
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o).trim().to_string());
+        let version = tapedeck_media::web::browser::version(&real).ok();
         let (ok, detail) = match version {
             _ if tapedeck_media::web::browser::is_script(&real) => (
                 false,

@@ -1,442 +1,55 @@
-//! The grid layout: after stop, ffmpeg composes a room recording's track
-//! files into one video at the preset's size and rate. Participants are
-//! placed in join order (by their first track's start), each in a cell of a
-//! near-square grid with their name drawn in it; black where a participant
-//! has no picture (not yet joined, left, no camera), and every audio track
-//! mixed, each at its place. Progress is read from ffmpeg's `-progress`
-//! file and shown on the recording (`stats.progress`).
-//!
-//! The arguments are built by [`args`], a pure function the unit tests read;
-//! [`compose`] runs them.
+//! A room recording's grid, composed after stop (the layout and ffmpeg's
+//! arguments are `tapedeck_media::ffmpeg::grid`'s); its progress shows on
+//! the recording (`stats.progress`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-use tapedeck_core::Code;
-use tapedeck_core::track::TrackKind;
 
 use tapedeck_core::recording::TrackFile;
-use tapedeck_core::{Failure, Format};
+use tapedeck_core::{Code, Failure};
+use tapedeck_media::ffmpeg::EncodeSpec;
 
 use crate::engine::services::Services;
 use crate::engine::source::Meter;
 
-/// What the grid is encoded as.
+/// What the grid is encoded as: the recording's encoder settings (MP4 and
+/// MKV are H.264/AAC, WebM is VP9/Opus) and its sound's bitrate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GridSpec {
-    /// Output width (even).
-    pub width: u32,
-    /// Output height (even).
-    pub height: u32,
-    /// Output frame rate.
-    pub fps: u32,
-    /// Container and codecs: MP4 and MKV are H.264/AAC, WebM is VP9/Opus.
-    pub format: Format,
-    /// Video bitrate cap, kbit/s.
-    pub video_kbps: u32,
+    /// Size, rate, format and quality.
+    pub spec: EncodeSpec,
     /// Audio bitrate, kbit/s.
     pub audio_kbps: u32,
-    /// x264 speed preset.
-    pub x264_preset: String,
-    /// x264 CRF.
-    pub crf: u32,
-}
-
-/// One cell of the grid: a participant and where they are drawn.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cell {
-    /// Their name.
-    pub name: String,
-    /// Left, top, width, height in the output.
-    pub rect: (u32, u32, u32, u32),
-    /// Their video track, if they sent one.
-    pub video: Option<usize>,
-    /// Their audio track, if they sent one.
-    pub audio: Option<usize>,
-}
-
-/// Columns and rows for `n` participants: near square, wider than tall.
-pub fn shape(n: usize) -> (u32, u32) {
-    let n = n.max(1) as u32;
-    let cols = (f64::from(n).sqrt().ceil() as u32).max(1);
-    let rows = n.div_ceil(cols);
-    (cols, rows)
-}
-
-/// The cells of `tracks` (indexes into it), participants in join order.
-pub fn cells(tracks: &[TrackFile], width: u32, height: u32) -> Vec<Cell> {
-    let mut people: Vec<(f64, String)> = vec![];
-    for t in tracks {
-        match people.iter_mut().find(|(_, n)| *n == t.participant) {
-            Some(p) => p.0 = p.0.min(t.start_s),
-            None => people.push((t.start_s, t.participant.clone())),
-        }
-    }
-    people.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (cols, rows) = shape(people.len());
-    let (cw, ch) = ((width / cols) & !1, (height / rows) & !1);
-    people
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, name))| {
-            let i = i as u32;
-            let find = |kind: TrackKind| {
-                tracks
-                    .iter()
-                    .position(|t| t.participant == name && t.kind == kind)
-            };
-            Cell {
-                rect: ((i % cols) * cw, (i / cols) * ch, cw, ch),
-                video: find(TrackKind::Video),
-                audio: find(TrackKind::Audio),
-                name,
-            }
-        })
-        .collect()
-}
-
-/// Escapes a value for a filter option inside a filter graph (two levels:
-/// the option, then the graph).
-fn escape(s: &str) -> String {
-    let mut once = String::new();
-    for c in s.chars() {
-        if matches!(c, '\\' | '\'' | ':') {
-            once.push('\\');
-        }
-        once.push(c);
-    }
-    let mut twice = String::new();
-    for c in once.chars() {
-        if matches!(c, '\\' | '\'' | '[' | ']' | ',' | ';') {
-            twice.push('\\');
-        }
-        twice.push(c);
-    }
-    twice
-}
-
-/// Where the grid's working files go and what it is drawn with.
-#[derive(Debug, Clone)]
-pub struct GridFiles {
-    /// Each cell's name, one text file each (`name{i}.txt`), so a name is
-    /// never parsed by ffmpeg.
-    pub names: Vec<PathBuf>,
-    /// The font, when there is one (else fontconfig's default).
-    pub font: Option<PathBuf>,
-    /// Where ffmpeg writes its progress.
-    pub progress: PathBuf,
-    /// The output file.
-    pub out: PathBuf,
-}
-
-/// The length of the grid: to the end of the last track.
-pub fn total_s(tracks: &[TrackFile]) -> f64 {
-    tracks
-        .iter()
-        .map(|t| t.start_s + t.duration_s)
-        .fold(0.0, f64::max)
-}
-
-/// ffmpeg's arguments for the grid of `tracks` (files at `paths`).
-pub fn args(
-    spec: &GridSpec,
-    tracks: &[TrackFile],
-    paths: &[PathBuf],
-    cells: &[Cell],
-    files: &GridFiles,
-) -> Vec<String> {
-    let total = total_s(tracks).max(0.1);
-    let (w, h, fps) = (spec.width, spec.height, spec.fps);
-    let mut a: Vec<String> = ["-y", "-v", "error", "-nostats", "-progress"]
-        .map(String::from)
-        .to_vec();
-    a.push(files.progress.display().to_string());
-    a.extend(["-f", "lavfi", "-i"].map(String::from));
-    a.push(format!("color=c=black:s={w}x{h}:r={fps}:d={total:.3}"));
-    for p in paths {
-        a.push("-i".into());
-        a.push(p.display().to_string());
-    }
-    let input = |track: usize| track + 1;
-    let mut graph: Vec<String> = vec![];
-    let mut base = "0:v".to_string();
-    for (i, c) in cells.iter().enumerate() {
-        let (x, y, cw, ch) = c.rect;
-        if let Some(v) = c.video {
-            let start = tracks[v].start_s;
-            graph.push(format!(
-                "[{}:v]setpts=PTS-STARTPTS+{start:.6}/TB,scale={cw}:{ch}:force_original_aspect_ratio=decrease,\
-                 pad={cw}:{ch}:(ow-iw)/2:(oh-ih)/2:black[v{i}]",
-                input(v)
-            ));
-            graph.push(format!(
-                "[{base}][v{i}]overlay={x}:{y}:eof_action=pass:repeatlast=0[o{i}]"
-            ));
-            base = format!("o{i}");
-        }
-    }
-    let size = (cells.first().map_or(h, |c| c.rect.3) / 14).clamp(14, 48);
-    let font = files
-        .font
-        .as_ref()
-        .map(|f| format!("fontfile={}:", escape(&f.display().to_string())))
-        .unwrap_or_default();
-    let texts: Vec<String> = cells
-        .iter()
-        .zip(&files.names)
-        .map(|(c, name)| {
-            let (x, y, _, ch) = c.rect;
-            format!(
-                "drawtext={font}textfile={}:x={}:y={}-th:fontsize={size}:fontcolor=white:\
-                 box=1:boxcolor=black@0.6:boxborderw={}",
-                escape(&name.display().to_string()),
-                x + size / 2,
-                y + ch - size / 2,
-                size / 4
-            )
-        })
-        .collect();
-    if texts.is_empty() {
-        graph.push(format!("[{base}]null[vout]"));
-    } else {
-        graph.push(format!("[{base}]{}[vout]", texts.join(",")));
-    }
-    let audio: Vec<usize> = cells.iter().filter_map(|c| c.audio).collect();
-    if audio.is_empty() {
-        graph.push(format!(
-            "anullsrc=r=48000:cl=stereo,atrim=0:{total:.3}[aout]"
-        ));
-    } else {
-        let mut mix = String::new();
-        for (k, t) in audio.iter().enumerate() {
-            let ms = (tracks[*t].start_s * 1000.0).round() as i64;
-            graph.push(format!(
-                "[{}:a]aresample=48000,adelay=delays={ms}:all=1[a{k}]",
-                input(*t)
-            ));
-            mix.push_str(&format!("[a{k}]"));
-        }
-        graph.push(format!(
-            "{mix}amix=inputs={}:duration=longest:normalize=0,apad,atrim=0:{total:.3}[aout]",
-            audio.len()
-        ));
-    }
-    a.push("-filter_complex".into());
-    a.push(graph.join(";"));
-    a.extend(["-map", "[vout]", "-map", "[aout]", "-t"].map(String::from));
-    a.push(format!("{total:.3}"));
-    let gop = (fps * 4).to_string();
-    match spec.format {
-        Format::Mp4 | Format::Mkv => {
-            let br = spec.video_kbps;
-            a.extend(
-                [
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    &spec.x264_preset,
-                    "-crf",
-                    &spec.crf.to_string(),
-                    "-maxrate",
-                    &format!("{br}k"),
-                    "-bufsize",
-                    &format!("{}k", br * 2),
-                    "-g",
-                    &gop,
-                    "-c:a",
-                    "aac",
-                ]
-                .map(String::from),
-            );
-        }
-        Format::Webm => a.extend(
-            [
-                "-c:v",
-                "libvpx-vp9",
-                "-deadline",
-                "realtime",
-                "-cpu-used",
-                "8",
-                "-row-mt",
-                "1",
-                "-b:v",
-                &format!("{}k", spec.video_kbps),
-                "-g",
-                &gop,
-                "-c:a",
-                "libopus",
-            ]
-            .map(String::from),
-        ),
-    }
-    a.extend(["-b:a".to_string(), format!("{}k", spec.audio_kbps)]);
-    a.extend(["-pix_fmt", "yuv420p"].map(String::from));
-    if spec.format == Format::Mp4 {
-        a.extend(["-movflags", "+faststart"].map(String::from));
-    }
-    a.push(files.out.display().to_string());
-    a
-}
-
-/// The fonts looked for, in order (Debian's `fonts-dejavu-core`).
-const FONTS: [&str; 2] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-];
-
-/// The share done, from ffmpeg's progress file.
-fn read_progress(path: &Path, total_s: f64) -> Option<f64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let us: f64 = text
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("out_time_us="))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some((us / 1e6 / total_s.max(0.1)).clamp(0.0, 1.0))
 }
 
 /// Composes the grid of `tracks` into `work/grid/media.{ext}`; the file.
 pub async fn compose(
     services: &Arc<Services>,
-    spec: &GridSpec,
+    grid: &GridSpec,
     tracks: &[(TrackFile, PathBuf)],
     work: &Path,
     meter: &Arc<Meter>,
 ) -> Result<PathBuf, Failure> {
-    let failed = |m: String| Failure::new(Code::GridFailed, m);
-    let dir = work.join("grid");
-    std::fs::create_dir_all(&dir).map_err(|e| failed(format!("{}: {e}", dir.display())))?;
     let files: Vec<TrackFile> = tracks.iter().map(|(t, _)| t.clone()).collect();
     let paths: Vec<PathBuf> = tracks.iter().map(|(_, p)| p.clone()).collect();
-    let cells = cells(&files, spec.width, spec.height);
-    let mut names = vec![];
-    for (i, c) in cells.iter().enumerate() {
-        let p = dir.join(format!("name{i}.txt"));
-        std::fs::write(&p, &c.name).map_err(|e| failed(format!("{}: {e}", p.display())))?;
-        names.push(p);
-    }
-    let g = GridFiles {
-        names,
-        font: FONTS.iter().map(PathBuf::from).find(|p| p.exists()),
-        progress: dir.join("progress.txt"),
-        out: dir.join(format!("media.{}", spec.format.extension())),
-    };
-    let argv = args(spec, &files, &paths, &cells, &g);
-    let total = total_s(&files);
-    let tools = services.tools.clone();
-    // Long enough for a slow machine: ten times the video, at least ten minutes.
-    let timeout = Duration::from_secs_f64((total * 10.0).max(600.0));
-    let run = tokio::task::spawn_blocking(move || {
-        tapedeck_media::ffmpeg::run_limited(&tools, &tools.ffmpeg, &argv, timeout)
-    });
-    tokio::pin!(run);
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let done = loop {
-        tokio::select! {
-            r = &mut run => break r,
-            _ = tick.tick() => meter.set_progress(read_progress(&g.progress, total)),
-        }
-    };
-    done.map_err(|e| Failure::internal(e.to_string()))?
-        .map_err(|e| failed(format!("composing the grid failed: {e}")))?;
-    meter.set_progress(Some(1.0));
-    Ok(g.out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(id: &str, who: &str, kind: &str, start: f64, dur: f64) -> TrackFile {
-        TrackFile {
-            id: id.into(),
-            participant: who.into(),
-            kind: if kind == "video" {
-                TrackKind::Video
-            } else {
-                TrackKind::Audio
-            },
-            codec: if kind == "video" { "vp8" } else { "opus" }.into(),
-            start_s: start,
-            duration_s: dur,
-            size_bytes: 1,
-            container: "webm".into(),
-        }
-    }
-
-    #[test]
-    fn grids_are_near_square() {
-        assert_eq!(shape(1), (1, 1));
-        assert_eq!(shape(2), (2, 1));
-        assert_eq!(shape(3), (2, 2));
-        assert_eq!(shape(4), (2, 2));
-        assert_eq!(shape(5), (3, 2));
-        assert_eq!(shape(9), (3, 3));
-        assert_eq!(shape(10), (4, 3));
-    }
-
-    #[test]
-    fn people_are_placed_in_join_order_with_their_tracks() {
-        let tracks = [
-            t("t1", "Bob", "audio", 2.0, 5.0),
-            t("t2", "Ann", "video", 0.5, 6.0),
-            t("t3", "Bob", "video", 2.1, 4.0),
-            t("t4", "Cy", "audio", 4.0, 1.0),
-        ];
-        let c = cells(&tracks, 1280, 720);
-        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["Ann", "Bob", "Cy"]);
-        assert_eq!(c[0].rect, (0, 0, 640, 360));
-        assert_eq!(c[1].rect, (640, 0, 640, 360));
-        assert_eq!(c[2].rect, (0, 360, 640, 360));
-        assert_eq!((c[0].video, c[0].audio), (Some(1), None));
-        assert_eq!((c[1].video, c[1].audio), (Some(2), Some(0)));
-        assert_eq!((c[2].video, c[2].audio), (None, Some(3)));
-        assert_eq!(total_s(&tracks), 7.0);
-    }
-
-    #[test]
-    fn the_graph_places_each_track_at_its_start() {
-        let tracks = [
-            t("t1", "Ann", "video", 0.5, 3.0),
-            t("t2", "Ann", "audio", 0.4, 3.0),
-        ];
-        let paths: Vec<PathBuf> = ["/w/t1.webm", "/w/t2.webm"].map(PathBuf::from).to_vec();
-        let spec = GridSpec {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            format: Format::Mp4,
-            video_kbps: 2500,
-            audio_kbps: 128,
-            x264_preset: "veryfast".into(),
-            crf: 23,
-        };
-        let cells = cells(&tracks, 1280, 720);
-        let files = GridFiles {
-            names: vec![PathBuf::from("/w/it's: here/name0.txt")],
-            font: None,
-            progress: "/w/p.txt".into(),
-            out: "/w/out.mp4".into(),
-        };
-        let a = args(&spec, &tracks, &paths, &cells, &files);
-        let graph = &a[a.iter().position(|x| x == "-filter_complex").unwrap() + 1];
-        assert!(
-            graph.contains("[1:v]setpts=PTS-STARTPTS+0.500000/TB"),
-            "{graph}"
-        );
-        assert!(
-            graph.contains("[2:a]aresample=48000,adelay=delays=400:all=1"),
-            "{graph}"
-        );
-        // The path's quote and colon are escaped at both levels.
-        assert!(
-            graph.contains(r"textfile=/w/it\\\'s\\: here/name0.txt"),
-            "{graph}"
-        );
-        assert!(a.windows(2).any(|w| w == ["-t", "3.500"]), "{a:?}");
-        assert!(a.contains(&"libx264".to_string()) && a.ends_with(&["/w/out.mp4".to_string()]));
-    }
+    let (tools, grid, dir, meter) = (
+        services.tools.clone(),
+        grid.clone(),
+        work.join("grid"),
+        meter.clone(),
+    );
+    tokio::task::spawn_blocking(move || {
+        tapedeck_media::ffmpeg::grid::compose(
+            &tools,
+            &grid.spec,
+            grid.audio_kbps,
+            &files,
+            &paths,
+            &dir,
+            |p| meter.set_progress(Some(p)),
+        )
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map_err(|e| Failure::new(Code::GridFailed, format!("composing the grid failed: {e}")))
 }

@@ -88,16 +88,10 @@ impl Output {
         };
         let grid = match layout {
             RoomLayout::Grid => {
-                let e = super::encoding::encode_spec(&services, rec);
+                let spec = super::encoding::encode_spec(&services, rec);
                 Some(grid::GridSpec {
-                    width: e.width,
-                    height: e.height,
-                    fps: e.fps,
-                    format: e.format,
-                    video_kbps: e.video_bitrate_kbps,
+                    spec,
                     audio_kbps: rec.video.audio_bitrate_kbps,
-                    x264_preset: e.x264_preset,
-                    crf: e.crf,
                 })
             }
             RoomLayout::Tracks => None,
@@ -516,22 +510,11 @@ async fn side_by_side(
     tracks: &[(TrackFile, PathBuf)],
     out: &Path,
 ) -> Result<(), Failure> {
-    let mut args: Vec<String> = vec!["-y".into(), "-v".into(), "error".into()];
-    for (t, path) in tracks {
-        args.extend([
-            "-itsoffset".into(),
-            format!("{:.6}", t.start_s),
-            "-i".into(),
-            path.display().to_string(),
-        ]);
-    }
-    for i in 0..tracks.len() {
-        args.extend(["-map".into(), format!("{i}:0")]);
-    }
-    args.extend(["-c".into(), "copy".into(), out.display().to_string()]);
-    let tools = services.tools.clone();
+    let inputs: Vec<(f64, PathBuf)> = tracks.iter().map(|(t, p)| (t.start_s, p.clone())).collect();
+    let (tools, out) = (services.tools.clone(), out.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        tapedeck_media::process::run("ffmpeg", &tools.ffmpeg, &args, Duration::from_secs(600))
+        let inputs: Vec<(f64, &Path)> = inputs.iter().map(|(s, p)| (*s, p.as_path())).collect();
+        tapedeck_media::ffmpeg::copy::side_by_side(&tools, &inputs, &out)
     })
     .await
     .map_err(|e| Failure::internal(e.to_string()))?

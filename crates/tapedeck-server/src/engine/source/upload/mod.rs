@@ -525,18 +525,13 @@ async fn remux(services: &Services, part: &Path, work: &Path) -> Result<(Format,
     let tools = services.tools.clone();
     let (part, work) = (part.to_path_buf(), work.to_path_buf());
     tokio::task::spawn_blocking(move || {
-        let run = |format: Format, extra: &[&str]| {
+        let run = |format: Format| {
             let out = work.join(format!("remuxed.{}", format.extension()));
-            let mut args: Vec<String> = vec!["-y".into(), "-v".into(), "error".into(), "-i".into()];
-            args.push(part.display().to_string());
-            args.extend(["-map", "0", "-c", "copy"].map(String::from));
-            args.extend(extra.iter().map(|s| s.to_string()));
-            args.push(out.display().to_string());
-            ffmpeg::run_limited(&tools, &tools.ffmpeg, &args, Duration::from_secs(3600))
-                .map(|_| (format, out))
+            ffmpeg::copy::remux(&tools, &part, format, &out)
+                .map(|()| (format, out))
                 .map_err(|e| e.to_string())
         };
-        run(Format::Mp4, &["-movflags", "+faststart"]).or_else(|_| run(Format::Mkv, &[]))
+        run(Format::Mp4).or_else(|_| run(Format::Mkv))
     })
     .await
     .map_err(|e| e.to_string())?

@@ -1,0 +1,70 @@
+//! Stream copies: files put together or rewrapped without decoding.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tapedeck_core::Format;
+
+use super::{FfmpegError, Tools, run_limited};
+
+/// Puts each input at its start (seconds) in one file, by stream copy;
+/// WebM or Matroska, as `out` is named.
+pub fn side_by_side(tools: &Tools, inputs: &[(f64, &Path)], out: &Path) -> Result<(), FfmpegError> {
+    crate::process::run(
+        "ffmpeg",
+        &tools.ffmpeg,
+        &side_by_side_args(inputs, out),
+        Duration::from_secs(600),
+    )
+    .map(|_| ())
+}
+
+/// The arguments of [`side_by_side`].
+pub fn side_by_side_args(inputs: &[(f64, &Path)], out: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec!["-y".into(), "-v".into(), "error".into()];
+    for (start_s, path) in inputs {
+        args.extend([
+            "-itsoffset".into(),
+            format!("{start_s:.6}"),
+            "-i".into(),
+            path.display().to_string(),
+        ]);
+    }
+    for i in 0..inputs.len() {
+        args.extend(["-map".into(), format!("{i}:0")]);
+    }
+    args.extend(["-c".into(), "copy".into(), out.display().to_string()]);
+    args
+}
+
+/// Rewraps every stream of `input` into `format` at `out` by stream copy
+/// (MP4 with its index at the front), decoding nothing: media from outside
+/// is still read under the picture limit.
+pub fn remux(tools: &Tools, input: &Path, format: Format, out: &Path) -> Result<(), FfmpegError> {
+    let mut args: Vec<String> = vec!["-y".into(), "-v".into(), "error".into(), "-i".into()];
+    args.push(input.display().to_string());
+    args.extend(["-map", "0", "-c", "copy"].map(String::from));
+    if format == Format::Mp4 {
+        args.extend(["-movflags", "+faststart"].map(String::from));
+    }
+    args.push(out.display().to_string());
+    run_limited(tools, &tools.ffmpeg, &args, Duration::from_secs(3600)).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_input_is_placed_at_its_start_and_copied() {
+        let (a, b) = (Path::new("/w/t1.webm"), Path::new("/w/t2.webm"));
+        let args = side_by_side_args(&[(0.0, a), (1.25, b)], Path::new("/w/media.webm"));
+        let text = args.join(" ");
+        assert!(text.contains("-itsoffset 0.000000 -i /w/t1.webm"), "{text}");
+        assert!(text.contains("-itsoffset 1.250000 -i /w/t2.webm"), "{text}");
+        assert!(
+            text.ends_with("-map 0:0 -map 1:0 -c copy /w/media.webm"),
+            "{text}"
+        );
+    }
+}
