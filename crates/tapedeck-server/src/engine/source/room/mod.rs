@@ -25,7 +25,6 @@
 //! named in `last_error`, and the participant's other tracks are still
 //! recorded.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -45,6 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 pub mod access;
 mod grid;
 mod kind;
+mod placement;
 mod recover;
 
 pub use access::{authorize, host_only, room_for};
@@ -56,7 +56,7 @@ use tapedeck_media::video_setup;
 
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::engine::services::Services;
-use crate::rtc::{Frame, PeerId, RoomMedia, TrackInfo};
+use crate::rtc::{Frame, RoomMedia, TrackInfo};
 
 /// A room recording's source.
 pub struct RoomRecording {
@@ -168,18 +168,13 @@ struct TrackWriter {
     sink: Option<PassthroughSink>,
     /// Where the file's 0 is on the recording's timeline (µs).
     start_us: i64,
-    /// The session feeding it: its peer, and an RTP time with its place.
-    anchor: Option<(PeerId, i64, i64)>,
-    /// Video waits for a keyframe (at the start, after a resume).
-    need_key: bool,
 }
 
 impl TrackWriter {
-    fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<(), String> {
+    /// Writes `f` at `at_us` (where [`placement::Placement`] put it);
+    /// whether the file took it.
+    fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<bool, String> {
         let video = self.file.kind == TrackKind::Video;
-        if video && self.need_key && !f.keyframe {
-            return Ok(());
-        }
         if self.sink.is_none() {
             let track = match f.codec {
                 "opus" => SinkTrack::opus(48_000, 2),
@@ -192,7 +187,7 @@ impl TrackWriter {
                     // Wait for a key frame that says the size (and, for
                     // H.264, carries the SPS and PPS).
                     let Some(setup) = video_setup::setup(codec, &f.data) else {
-                        return Ok(());
+                        return Ok(false);
                     };
                     let mut t = SinkTrack::video(codec, setup.width, setup.height);
                     t.codec_private = setup.codec_private;
@@ -210,7 +205,7 @@ impl TrackWriter {
             self.start_us = at_us;
         }
         let Some(sink) = self.sink.as_mut() else {
-            return Ok(());
+            return Ok(false);
         };
         if f.codec != self.file.codec {
             // A participant who came back with another codec: not into this file.
@@ -236,12 +231,11 @@ impl TrackWriter {
             })
             .map_err(|e| e.to_string())?;
         if placed == Placed::Written {
-            self.need_key = false;
             meter
                 .bytes
                 .fetch_add(f.data.len() as u64, Ordering::Relaxed);
         }
-        Ok(())
+        Ok(placed == Placed::Written)
     }
 }
 
@@ -256,14 +250,12 @@ fn sink_codec(name: &str) -> Option<Codec> {
     }
 }
 
+/// The room recording's files, placed by its [`placement::Placement`]
+/// (same indexes).
 struct Writer {
     room: tapedeck_core::RoomId,
     dir: PathBuf,
-    t0: Instant,
-    paused_us: i64,
-    paused_at: Option<Instant>,
-    /// (peer, mid) → index in `tracks`.
-    live: HashMap<(PeerId, String), usize>,
+    place: placement::Placement,
     tracks: Vec<TrackWriter>,
     meter: Arc<Meter>,
 }
@@ -272,14 +264,9 @@ impl Writer {
     fn track(&mut self, t: TrackInfo) {
         // The codec is checked on the first frame (an offer may list
         // several; what arrives decides).
-        // A participant who comes back continues their own track.
-        let again = self
-            .tracks
-            .iter()
-            .position(|w| w.file.participant == t.participant && w.file.kind == t.kind);
-        let idx = again.unwrap_or_else(|| {
-            let n = self.tracks.len() + 1;
-            let id = format!("t{n}");
+        let (idx, new) = self.place.track(&t);
+        if new {
+            let id = format!("t{}", idx + 1);
             self.tracks.push(TrackWriter {
                 path: self.dir.join(format!("{id}.webm")),
                 file: TrackFile {
@@ -295,41 +282,26 @@ impl Writer {
                 },
                 sink: None,
                 start_us: 0,
-                anchor: None,
-                need_key: t.kind == TrackKind::Video,
             });
-            n - 1
-        });
-        self.live.insert((t.peer, t.mid), idx);
+        }
     }
 
     fn frame(&mut self, f: Frame) {
         self.meter.received.fetch_add(1, Ordering::Relaxed);
-        if self.paused_at.is_some() {
-            return;
-        }
-        let Some(&idx) = self.live.get(&(f.peer, f.mid.clone())) else {
+        let placement::Decision::Write { track, at_us } = self
+            .place
+            .frame(f.peer, &f.mid, f.rtp_us, f.arrived, f.keyframe)
+        else {
             return;
         };
-        let now_us =
-            f.arrived.saturating_duration_since(self.t0).as_micros() as i64 - self.paused_us;
-        let w = &mut self.tracks[idx];
-        // A new session (first frame, or the participant came back) is
-        // placed where it arrives; within it, frames follow RTP time.
-        let anchor = match w.anchor {
-            Some((peer, rtp, at)) if peer == f.peer => (rtp, at),
-            _ => {
-                let at = now_us.max(w.last_end_us());
-                w.anchor = Some((f.peer, f.rtp_us, at));
-                (f.rtp_us, at)
-            }
-        };
-        let at_us = anchor.1 + (f.rtp_us - anchor.0);
+        let w = &mut self.tracks[track];
         let new_file = w.sink.is_none();
-        if let Err(e) = w.write(&f, at_us, &self.meter) {
-            self.meter.set_error(format!("track {}: {e}", w.file.id));
+        match w.write(&f, at_us, &self.meter) {
+            Ok(true) => self.place.written(track, w.last_end_us()),
+            Ok(false) => {}
+            Err(e) => self.meter.set_error(format!("track {}: {e}", w.file.id)),
         }
-        if new_file && w.sink.is_some() {
+        if new_file && self.tracks[track].sink.is_some() {
             self.save_manifest();
         }
     }
@@ -357,36 +329,11 @@ impl Writer {
         }
     }
 
-    /// The live video tracks that wait for a keyframe.
-    fn waiting_for_keyframes(&self) -> Vec<(PeerId, String)> {
-        if self.paused_at.is_some() {
-            return vec![];
-        }
-        self.live
-            .iter()
-            .filter(|(_, i)| {
-                let w = &self.tracks[**i];
-                w.file.kind == TrackKind::Video && w.need_key
-            })
-            .map(|((peer, mid), _)| (*peer, mid.clone()))
-            .collect()
-    }
-
     fn control(&mut self, c: SourceControl) {
+        // The clock is read here; the placement only does the arithmetic.
         match c {
-            SourceControl::Pause => {
-                self.paused_at.get_or_insert(Instant::now());
-            }
-            SourceControl::Resume => {
-                if let Some(at) = self.paused_at.take() {
-                    self.paused_us += at.elapsed().as_micros() as i64;
-                    for w in &mut self.tracks {
-                        // Sessions re-anchor where they resume; video at a keyframe.
-                        w.anchor = None;
-                        w.need_key = w.file.kind == TrackKind::Video;
-                    }
-                }
-            }
+            SourceControl::Pause => self.place.pause(Instant::now()),
+            SourceControl::Resume => self.place.resume(Instant::now()),
         }
     }
 
@@ -436,17 +383,14 @@ impl RoomRecording {
         let mut writer = Writer {
             room: src.room,
             dir,
-            t0: Instant::now(),
-            paused_us: 0,
-            paused_at: None,
-            live: HashMap::new(),
+            place: placement::Placement::new(Instant::now()),
             tracks: vec![],
             meter: ctx.meter.clone(),
         };
         let events = ctx.events.clone();
         tokio::spawn(async move {
             let _ = events.send(SourceEvent::Started(None)).await;
-            writer.t0 = Instant::now();
+            writer.place.start_at(Instant::now());
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             let mut in_call = true;
             loop {
@@ -468,7 +412,7 @@ impl RoomRecording {
                     m = media.recv(), if in_call => match m {
                         Some(RoomMedia::Track(t)) => writer.track(t),
                         Some(RoomMedia::Frame(f)) => writer.frame(f),
-                        Some(RoomMedia::Left(peer)) => writer.live.retain(|(p, _), _| *p != peer),
+                        Some(RoomMedia::Left(peer)) => writer.place.left(peer),
                         None => {
                             // The room was closed: the call is over.
                             in_call = false;
@@ -485,10 +429,10 @@ impl RoomRecording {
                         // (one a second) may have spent it on the call's
                         // own request a moment before, and a request made
                         // before the track's first packet goes nowhere.
-                        for (peer, mid) in writer.waiting_for_keyframes() {
+                        for (peer, mid) in writer.place.waiting_for_keyframes() {
                             rtc.request_keyframe(peer, mid).await;
                         }
-                        let end = writer.tracks.iter().map(TrackWriter::last_end_us).max().unwrap_or(0);
+                        let end = writer.place.end_us();
                         let mut c = writer.meter.counters();
                         c.duration_us = end;
                         *writer.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
