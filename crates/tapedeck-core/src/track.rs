@@ -19,3 +19,39 @@ impl TrackKind {
         }
     }
 }
+
+/// The codec of a call's track, as it arrives (and as it is recorded:
+/// tapedeck does not transcode a call's tracks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackCodec {
+    /// Opus sound.
+    Opus,
+    /// VP8 pictures.
+    Vp8,
+    /// VP9 pictures.
+    Vp9,
+    /// AV1 pictures.
+    Av1,
+    /// H.264 pictures.
+    H264,
+}
+
+impl TrackCodec {
+    /// `opus`, `vp8`, `vp9`, `av1` or `h264`, as the API and track files
+    /// name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackCodec::Opus => "opus",
+            TrackCodec::Vp8 => "vp8",
+            TrackCodec::Vp9 => "vp9",
+            TrackCodec::Av1 => "av1",
+            TrackCodec::H264 => "h264",
+        }
+    }
+
+    /// Whether it carries pictures.
+    pub fn is_video(self) -> bool {
+        !matches!(self, TrackCodec::Opus)
+    }
+}

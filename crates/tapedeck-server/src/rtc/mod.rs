@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tapedeck_core::RoomId;
-pub use tapedeck_core::track::TrackKind;
+pub use tapedeck_core::track::{TrackCodec, TrackKind};
 use tokio::sync::{mpsc, oneshot};
 
 use tapedeck_core::Problem;
@@ -102,8 +102,8 @@ pub struct Frame {
     pub rtp_us: i64,
     /// When it arrived.
     pub arrived: std::time::Instant,
-    /// Its codec (`opus`, `vp8`, `vp9`, `av1`, `h264`), as it arrived.
-    pub codec: &'static str,
+    /// Its codec, as it arrived.
+    pub codec: TrackCodec,
     /// Whether a decoder can start here.
     pub keyframe: bool,
     /// False when packets before it were lost.

@@ -10,7 +10,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use tapedeck_core::RoomId;
 use tapedeck_media::rtc::is_keyframe;
 
-use super::{Frame, Joiner, Participant, PeerId, TrackInfo, TrackKind};
+use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind};
 
 /// A track a peer sends.
 pub(super) struct TrackIn {
@@ -161,8 +161,9 @@ impl Peer {
         });
     }
 
-    /// A frame it sent, as subscribers get it; asks for a keyframe after loss.
-    pub fn frame(&mut self, d: &MediaData, now: Instant) -> Frame {
+    /// A frame it sent, as subscribers get it (None for a codec tapedeck
+    /// does not record); asks for a keyframe after loss.
+    pub fn frame(&mut self, d: &MediaData, now: Instant) -> Option<Frame> {
         self.frames_in += 1;
         if let Some(t) = self.tracks.iter_mut().find(|t| t.mid == d.mid) {
             // The codec as it really arrives (the offer may list several).
@@ -174,25 +175,26 @@ impl Peer {
         if !d.contiguous {
             self.request_keyframe(d.mid, now);
         }
+        let codec = match d.params.spec().codec {
+            Codec::Opus => TrackCodec::Opus,
+            Codec::Vp8 => TrackCodec::Vp8,
+            Codec::Vp9 => TrackCodec::Vp9,
+            Codec::Av1 => TrackCodec::Av1,
+            Codec::H264 => TrackCodec::H264,
+            _ => return None,
+        };
         let rate = d.time.frequency().get() as i128;
         let rtp_us = (d.time.numer() as i128 * 1_000_000 / rate.max(1)) as i64;
-        Frame {
+        Some(Frame {
             peer: self.id,
             mid: d.mid.to_string(),
             rtp_us,
             arrived: d.network_time,
-            codec: match d.params.spec().codec {
-                Codec::Opus => "opus",
-                Codec::Vp8 => "vp8",
-                Codec::Vp9 => "vp9",
-                Codec::Av1 => "av1",
-                Codec::H264 => "h264",
-                _ => "other",
-            },
+            codec,
             keyframe: is_keyframe(d.params.spec().codec, &d.data),
             contiguous: d.contiguous,
             data: d.data.clone(),
-        }
+        })
     }
 
     /// Asks for a keyframe on one of its video tracks (at most once a second).

@@ -355,7 +355,10 @@ impl Sfu {
                             arrived: d.network_time,
                             data: d.data,
                         });
-                        self.publish(room, RoomMedia::Frame(frame));
+                        // A codec tapedeck does not record is forwarded only.
+                        if let Some(frame) = frame {
+                            self.publish(room, RoomMedia::Frame(frame));
+                        }
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         self.queue.push(Propagate::Keyframe { to: id, req });

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tapedeck_core::Code;
-use tapedeck_core::track::TrackKind;
+use tapedeck_core::track::{TrackCodec, TrackKind};
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -176,14 +176,9 @@ impl TrackWriter {
     fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<bool, String> {
         let video = self.file.kind == TrackKind::Video;
         if self.sink.is_none() {
-            let track = match f.codec {
-                "opus" => SinkTrack::opus(48_000, 2),
-                name => {
-                    let Some(codec) = sink_codec(name) else {
-                        return Err(format!(
-                            "{name} is not recorded (VP8, VP9, AV1, H.264 and Opus are)"
-                        ));
-                    };
+            let track = match sink_codec(f.codec) {
+                None => SinkTrack::opus(48_000, 2),
+                Some(codec) => {
                     // Wait for a key frame that says the size (and, for
                     // H.264, carries the SPS and PPS).
                     let Some(setup) = video_setup::setup(codec, &f.data) else {
@@ -198,7 +193,7 @@ impl TrackWriter {
             let container = Container::for_tracks(std::slice::from_ref(&track));
             self.path.set_extension(container.extension());
             self.file.container = container.extension().into();
-            self.file.codec = f.codec.to_string();
+            self.file.codec = f.codec.as_str().to_string();
             let sink = PassthroughSink::create(&self.path, container, vec![track])
                 .map_err(|e| e.to_string())?;
             self.sink = Some(sink);
@@ -207,16 +202,17 @@ impl TrackWriter {
         let Some(sink) = self.sink.as_mut() else {
             return Ok(false);
         };
-        if f.codec != self.file.codec {
+        if f.codec.as_str() != self.file.codec {
             // A participant who came back with another codec: not into this file.
             return Err(format!(
                 "{} frames cannot go into this {} file",
-                f.codec, self.file.codec
+                f.codec.as_str(),
+                self.file.codec
             ));
         }
         // Matroska holds H.264 as length-prefixed NAL units, not Annex B.
         let avc;
-        let data = if f.codec == "h264" {
+        let data = if f.codec == TrackCodec::H264 {
             avc = video_setup::annexb_to_avc(&f.data);
             &avc[..]
         } else {
@@ -239,14 +235,14 @@ impl TrackWriter {
     }
 }
 
-/// The passthrough codec of a video track's codec name.
-fn sink_codec(name: &str) -> Option<Codec> {
-    match name {
-        "vp8" => Some(Codec::Vp8),
-        "vp9" => Some(Codec::Vp9),
-        "av1" => Some(Codec::Av1),
-        "h264" => Some(Codec::H264),
-        _ => None,
+/// The passthrough codec of a video track's codec (None for sound).
+fn sink_codec(codec: TrackCodec) -> Option<Codec> {
+    match codec {
+        TrackCodec::Opus => None,
+        TrackCodec::Vp8 => Some(Codec::Vp8),
+        TrackCodec::Vp9 => Some(Codec::Vp9),
+        TrackCodec::Av1 => Some(Codec::Av1),
+        TrackCodec::H264 => Some(Codec::H264),
     }
 }
 
