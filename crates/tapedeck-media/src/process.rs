@@ -109,22 +109,25 @@ pub fn async_command(program: &Path) -> tokio::process::Command {
     c
 }
 
+/// Why `program` did not start: not installed, or another IO error.
+fn spawn_error(program: &str, e: io::Error) -> ProcessError {
+    if e.kind() == io::ErrorKind::NotFound {
+        ProcessError::NotFound {
+            program: program.to_string(),
+        }
+    } else {
+        ProcessError::Io {
+            program: program.to_string(),
+            source: e,
+        }
+    }
+}
+
 /// Starts `cmd` (made by [`command`]): the child is killed when the
 /// returned handle drops, and its stderr (if piped) is kept in a tail.
 pub fn spawn(label: &'static str, cmd: &mut Command) -> Result<Running, ProcessError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            ProcessError::NotFound {
-                program: program.clone(),
-            }
-        } else {
-            ProcessError::Io {
-                program: program.clone(),
-                source: e,
-            }
-        }
-    })?;
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
     count(label, |s| s.started += 1);
     let tail = Arc::new(Mutex::new(Tail::default()));
     let drain = child.stderr.take().map(|e| drain(e, tail.clone()));
@@ -146,18 +149,7 @@ pub fn spawn_async(
     cmd: &mut tokio::process::Command,
 ) -> Result<AsyncRunning, ProcessError> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-    let mut child = cmd.spawn().map_err(|e| {
-        if e.kind() == io::ErrorKind::NotFound {
-            ProcessError::NotFound {
-                program: program.clone(),
-            }
-        } else {
-            ProcessError::Io {
-                program: program.clone(),
-                source: e,
-            }
-        }
-    })?;
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&program, e))?;
     count(label, |s| s.started += 1);
     let tail = Arc::new(Mutex::new(Tail::default()));
     if let Some(mut err) = child.stderr.take() {

@@ -330,7 +330,7 @@ impl super::Kind for Frames {
         _v: &'a mut tapedeck_core::request::ValidCreate,
     ) -> BoxFuture<'a, Result<(), tapedeck_core::Problem>> {
         // Any key may record a camera of its own.
-        Box::pin(async { Ok(()) })
+        super::any_key()
     }
 }
 
