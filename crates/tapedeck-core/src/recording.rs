@@ -327,26 +327,8 @@ pub enum RoomLayout {
     Grid,
 }
 
-/// One track file of a room recording.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrackFile {
-    /// `t1`, `t2`, ... in the order tracks began.
-    pub id: String,
-    /// Whose.
-    pub participant: String,
-    /// `audio` or `video`.
-    pub kind: crate::track::TrackKind,
-    /// As received (`opus`, `vp8`, `vp9`, `av1`, `h264`).
-    pub codec: String,
-    /// Where it starts on the recording's timeline, seconds.
-    pub start_s: f64,
-    /// Its length, seconds (gaps included).
-    pub duration_s: f64,
-    /// File size.
-    pub size_bytes: u64,
-    /// `webm` or `mkv`.
-    pub container: String,
-}
+/// One track file of a room recording (defined with the tracks).
+pub use crate::track::TrackFile;
 
 /// The kinds of source, for filters and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

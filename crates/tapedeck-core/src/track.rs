@@ -1,4 +1,5 @@
-//! A call's tracks: what one carries.
+//! A call's tracks: what one carries, in what codec, and the file it is
+//! recorded in.
 
 /// What a call's track carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -54,4 +55,25 @@ impl TrackCodec {
     pub fn is_video(self) -> bool {
         !matches!(self, TrackCodec::Opus)
     }
+}
+
+/// One track file of a room recording.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrackFile {
+    /// `t1`, `t2`, ... in the order tracks began.
+    pub id: String,
+    /// Whose.
+    pub participant: String,
+    /// `audio` or `video`.
+    pub kind: TrackKind,
+    /// As received (`opus`, `vp8`, `vp9`, `av1`, `h264`).
+    pub codec: String,
+    /// Where it starts on the recording's timeline, seconds.
+    pub start_s: f64,
+    /// Its length, seconds (gaps included).
+    pub duration_s: f64,
+    /// File size.
+    pub size_bytes: u64,
+    /// `webm` or `mkv`.
+    pub container: String,
 }

@@ -256,24 +256,30 @@ pub fn mux_args(spec: &EncodeSpec, input: &Path, output: &Path) -> Vec<String> {
     a
 }
 
+/// 720p30 MP4 at x264 veryfast, for the tests of the argument builders.
+#[cfg(test)]
+pub(super) fn test_spec() -> EncodeSpec {
+    EncodeSpec {
+        width: 1280,
+        height: 720,
+        fps: 30,
+        cfr: true,
+        format: Format::Mp4,
+        video_bitrate_kbps: 2500,
+        x264_preset: "veryfast".into(),
+        crf: 23,
+        skip_held: false,
+        threads: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn cfr_and_vfr_args() {
-        let spec = EncodeSpec {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            cfr: true,
-            format: Format::Mp4,
-            video_bitrate_kbps: 2500,
-            x264_preset: "veryfast".into(),
-            crf: 23,
-            skip_held: false,
-            threads: None,
-        };
+        let spec = test_spec();
         let a = encode_args(&spec, Path::new("o.mp4")).join(" ");
         assert!(
             a.contains("-fps_mode cfr -r 30") && a.contains("libx264") && a.contains("+faststart"),

@@ -286,7 +286,6 @@ pub fn compose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_core::Format;
 
     fn t(id: &str, who: &str, kind: &str, start: f64, dur: f64) -> TrackFile {
         TrackFile {
@@ -343,18 +342,7 @@ mod tests {
             t("t2", "Ann", "audio", 0.4, 3.0),
         ];
         let paths: Vec<PathBuf> = ["/w/t1.webm", "/w/t2.webm"].map(PathBuf::from).to_vec();
-        let spec = EncodeSpec {
-            width: 1280,
-            height: 720,
-            fps: 30,
-            cfr: true,
-            format: Format::Mp4,
-            video_bitrate_kbps: 2500,
-            x264_preset: "veryfast".into(),
-            crf: 23,
-            skip_held: false,
-            threads: None,
-        };
+        let spec = super::super::args::test_spec();
         let cells = cells(&tracks, 1280, 720);
         let files = GridFiles {
             names: vec![PathBuf::from("/w/it's: here/name0.txt")],
