@@ -4,6 +4,7 @@
 //! is exhaustive: a fifth kind does not compile until it has said each.
 
 use crate::RoomId;
+use crate::lifecycle::OnIdle;
 use crate::recording::{SourceKind, SourceSpec};
 
 /// A kind's behaviour the engine decides by.
@@ -24,10 +25,10 @@ pub struct Traits {
     /// Its owner pauses and resumes it. An upload does not pause: its
     /// client pauses by not sending.
     pub pauses: bool,
-    /// A source that delivers nothing for `limits.idle_timeout_s` is
-    /// stopped. An upload is not idle while its client pauses: its own
-    /// expiry (`uploads.expire_after_s`) decides.
-    pub idle_stops: bool,
+    /// What a source that delivers nothing for its idle time comes to: a
+    /// live source is stopped (`limits.idle_timeout_s`); an upload, whose
+    /// client pauses by not sending, expires (`uploads.expire_after_s`).
+    pub on_idle: OnIdle,
 }
 
 impl SourceKind {
@@ -40,7 +41,7 @@ impl SourceKind {
                 live: true,
                 own_encode: true,
                 pauses: true,
-                idle_stops: true,
+                on_idle: OnIdle::Stop,
             },
             SourceKind::Web => Traits {
                 queues: true,
@@ -48,7 +49,7 @@ impl SourceKind {
                 live: false,
                 own_encode: true,
                 pauses: true,
-                idle_stops: true,
+                on_idle: OnIdle::Stop,
             },
             SourceKind::Room => Traits {
                 queues: false,
@@ -56,7 +57,7 @@ impl SourceKind {
                 live: true,
                 own_encode: false,
                 pauses: true,
-                idle_stops: true,
+                on_idle: OnIdle::Stop,
             },
             SourceKind::Upload => Traits {
                 queues: false,
@@ -64,7 +65,7 @@ impl SourceKind {
                 live: true,
                 own_encode: false,
                 pauses: false,
-                idle_stops: false,
+                on_idle: OnIdle::Expire,
             },
         }
     }
@@ -142,7 +143,7 @@ mod tests {
             .collect();
         assert_eq!(resume, [SourceKind::Upload]);
         assert!(!SourceKind::Web.traits().live);
-        assert!(!SourceKind::Upload.traits().idle_stops);
+        assert_eq!(SourceKind::Upload.traits().on_idle, OnIdle::Expire);
         assert!(!SourceKind::Upload.traits().pauses);
     }
 

@@ -20,8 +20,15 @@ use crate::recording::{Action, EndReason, InvalidTransition, Recording, Status};
 pub struct Limits {
     /// A recording no source starts within this is cancelled, ms.
     pub pending_timeout_ms: i64,
-    /// A recording whose source delivers nothing this long is stopped (`idle`), ms.
+    /// A recording whose source delivers nothing this long is idle, ms
+    /// ([`Limits::on_idle`] says what follows).
     pub idle_timeout_ms: i64,
+    /// A recording whose source delivered no unit yet is idle this long
+    /// after it started, if sooner than `idle_timeout_ms` (an upload's
+    /// first byte); `None`: only `idle_timeout_ms`.
+    pub first_unit_timeout_ms: Option<i64>,
+    /// What idleness does.
+    pub on_idle: OnIdle,
     /// A recording paused this long is stopped (`idle`), ms.
     pub paused_timeout_ms: i64,
     /// Recorded time (pauses excluded) at which it is stopped (`max_duration`), µs.
@@ -30,6 +37,29 @@ pub struct Limits {
     pub max_bytes: u64,
     /// Bytes the owner may store in all; 0: no quota.
     pub quota_bytes: u64,
+}
+
+/// What an idle recording comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnIdle {
+    /// Stopped (`end_reason: idle`) and processed: what came is the
+    /// recording (a camera that went away).
+    Stop,
+    /// Failed (`upload_expired`): what came is part of a file that its
+    /// client stopped sending, not a recording.
+    Expire,
+}
+
+impl Limits {
+    /// When a recording last active at `last_activity_ms` becomes idle,
+    /// `any_unit` whether its source delivered anything yet (ms).
+    pub fn idle_at_ms(&self, last_activity_ms: i64, any_unit: bool) -> i64 {
+        let idle = last_activity_ms.saturating_add(self.idle_timeout_ms);
+        match self.first_unit_timeout_ms {
+            Some(first) if !any_unit => idle.min(last_activity_ms.saturating_add(first)),
+            _ => idle,
+        }
+    }
 }
 
 /// What the source has delivered so far.
@@ -60,8 +90,6 @@ pub enum Input {
     EndedWith(EndReason),
     /// The source or a sink failed for good.
     Failed(Failure),
-    /// The source failed for a reason of its own (an upload that expired).
-    FailedWith(EndReason, Failure),
     /// Processing finished: stored, or failed.
     Finalized(Result<(), Failure>),
     /// The server restarted while this recording was active.
@@ -212,10 +240,6 @@ impl Lifecycle {
                 now_ms,
             ),
             Input::Failed(f) if !s.is_terminal() => self.fail(f, now_ms),
-            Input::FailedWith(reason, f) if !s.is_terminal() => {
-                self.rec.end_reason = Some(reason);
-                self.fail(f, now_ms)
-            }
             Input::Finalized(Ok(())) if s == Status::Processing => {
                 self.move_to(Action::Complete, now_ms);
                 vec![Output::Save, Output::Emit(Action::Complete)]
@@ -274,6 +298,32 @@ impl Lifecycle {
         out
     }
 
+    /// Ends an idle recording as its limits say.
+    fn idle(&mut self, now_ms: i64) -> Vec<Output> {
+        match self.limits.on_idle {
+            OnIdle::Stop => self.stop(EndReason::Idle, now_ms),
+            OnIdle::Expire => {
+                let message = if self.progress.units_in == 0 {
+                    let within = self
+                        .limits
+                        .first_unit_timeout_ms
+                        .unwrap_or(self.limits.idle_timeout_ms);
+                    format!(
+                        "no byte arrived within {} s of the upload's start; the upload was given up",
+                        within / 1000
+                    )
+                } else {
+                    format!(
+                        "no bytes arrived for {} s; the upload was given up",
+                        self.limits.idle_timeout_ms / 1000
+                    )
+                };
+                self.rec.end_reason = Some(EndReason::UploadExpired);
+                self.fail(Failure::new(Code::UploadExpired, message), now_ms)
+            }
+        }
+    }
+
     fn check_limits(&mut self, now_ms: i64) -> Vec<Output> {
         let l = self.limits;
         match self.rec.status {
@@ -291,8 +341,8 @@ impl Lifecycle {
                     self.stop(EndReason::MaxSize, now_ms)
                 } else if l.quota_bytes > 0 && self.quota_used + p.bytes >= l.quota_bytes {
                     self.stop(EndReason::Quota, now_ms)
-                } else if now_ms - self.last_activity_ms >= l.idle_timeout_ms {
-                    self.stop(EndReason::Idle, now_ms)
+                } else if now_ms >= l.idle_at_ms(self.last_activity_ms, p.units_in > 0) {
+                    self.idle(now_ms)
                 } else {
                     vec![]
                 }
@@ -312,6 +362,8 @@ pub(crate) mod tests {
     const LIMITS: Limits = Limits {
         pending_timeout_ms: 60_000,
         idle_timeout_ms: 10_000,
+        first_unit_timeout_ms: None,
+        on_idle: OnIdle::Stop,
         paused_timeout_ms: 120_000,
         max_duration_us: 30_000_000,
         max_bytes: 1_000_000,
@@ -445,6 +497,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn an_idle_upload_expires_and_a_first_unit_has_its_own_time() {
+        let limits = Limits {
+            idle_timeout_ms: 50_000,
+            first_unit_timeout_ms: Some(20_000),
+            on_idle: OnIdle::Expire,
+            ..LIMITS
+        };
+        // No first unit: the shorter first-unit time applies from the start.
+        let mut lc = Lifecycle::new(rec(), limits, 0);
+        lc.handle(Input::Started, 1_000).unwrap();
+        assert_eq!(limits.idle_at_ms(1_000, false), 21_000);
+        assert!(lc.handle(Input::Tick, 20_999).unwrap().is_empty());
+        let out = lc.handle(Input::Tick, 21_000).unwrap();
+        assert_eq!(
+            out,
+            [Output::Abort, Output::Save, Output::Emit(Action::Fail)]
+        );
+        let r = lc.recording();
+        assert_eq!(
+            (r.status, r.end_reason),
+            (Status::Failed, Some(EndReason::UploadExpired))
+        );
+        let error = r.error.as_ref().unwrap();
+        assert_eq!(error.code, Code::UploadExpired);
+        assert!(error.message.contains("within 20 s"), "{}", error.message);
+        // Once a unit came, only the idle time counts, from the last one.
+        let mut lc = Lifecycle::new(rec(), limits, 0);
+        lc.handle(Input::Started, 1_000).unwrap();
+        lc.handle(progress(1, 0, 0), 15_000).unwrap();
+        assert_eq!(limits.idle_at_ms(15_000, true), 65_000);
+        assert!(lc.handle(Input::Tick, 64_999).unwrap().is_empty());
+        lc.handle(Input::Tick, 65_000).unwrap();
+        let error = lc.recording().error.as_ref().unwrap();
+        assert!(error.message.contains("for 50 s"), "{}", error.message);
+        // A first-unit time longer than the idle time does not extend it.
+        let late = Limits {
+            first_unit_timeout_ms: Some(90_000),
+            ..limits
+        };
+        assert_eq!(late.idle_at_ms(0, false), 50_000);
+    }
+
+    #[test]
     fn paused_too_long_stops_idle() {
         let mut lc = started();
         lc.handle(Input::Command(Action::Pause), 2_000).unwrap();
@@ -538,18 +633,6 @@ pub(crate) mod tests {
             (r.end_reason, r.completed_at),
             (Some(EndReason::Error), Some(3_000))
         );
-        // A source may say why it failed.
-        let mut lc = started();
-        let f = Failure::new(Code::UploadExpired, "no bytes for 1 s");
-        lc.handle(Input::FailedWith(EndReason::UploadExpired, f), 3_000)
-            .unwrap();
-        assert_eq!(lc.status(), Status::Failed);
-        assert_eq!(lc.recording().end_reason, Some(EndReason::UploadExpired));
-        assert_eq!(
-            lc.recording().error.as_ref().unwrap().code,
-            Code::UploadExpired
-        );
-
         // A failure while processing keeps why it was stopped, and there is no source to abort.
         let mut lc = started();
         lc.handle(Input::Command(Action::Stop), 2_000).unwrap();

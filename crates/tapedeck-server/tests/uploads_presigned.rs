@@ -154,6 +154,42 @@ async fn a_presigned_upload_to_s3_goes_straight_to_the_bucket() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = put(u["upload_url"].as_str().unwrap(), &json!({}), bytes.clone()).await;
     assert_eq!(r.status(), 403, "{:?}", r.text().await);
+
+    // Its bytes never pass through tapedeck: an object in the bucket is what
+    // keeps it from expiring at its first-byte time (3 s here), and one
+    // whose client never sent expires then.
+    let s = start(|c| {
+        config(c);
+        c.uploads.url_expires_s = 2;
+        c.uploads.start_timeout_s = 1;
+    })
+    .await;
+    let key = s.key("alice", false).await;
+    let (_, sent) = s
+        .post(&key, "/v1/uploads/url", json!({"size": bytes.len()}))
+        .await;
+    let (_, never) = s
+        .post(&key, "/v1/uploads/url", json!({"size": bytes.len()}))
+        .await;
+    let r = put(
+        sent["upload_url"].as_str().unwrap(),
+        &sent["headers"],
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    let never = never["recording_id"].as_str().unwrap();
+    let failed = s.wait_status(&key, never, "failed").await;
+    assert_eq!(failed["end_reason"], "upload_expired", "{failed}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let id = sent["recording_id"].as_str().unwrap();
+    let (_, r) = s.get(&key, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(r["status"], "recording", "{r}");
+    let (st, r) = s
+        .post(&key, &format!("/v1/recordings/{id}/complete"), json!({}))
+        .await;
+    assert_eq!(st, 202, "{r}");
+    s.wait_status(&key, id, "completed").await;
 }
 
 /// A 6 s MJPEG Matroska of about 12 MB: large enough for three parts

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tapedeck_core::Code;
 
 use tapedeck_core::Failure;
-use tapedeck_core::lifecycle::{Input, Lifecycle, Limits, Output};
+use tapedeck_core::lifecycle::{Input, Lifecycle, Limits, OnIdle, Output};
 use tapedeck_core::recording::{Action, Recording, Status};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -49,12 +49,14 @@ pub fn limits(services: &Services, rec: &Recording) -> Limits {
     let mut limits = Limits {
         pending_timeout_ms: (l.pending_timeout_s as i64).saturating_mul(1000),
         idle_timeout_ms: (l.idle_timeout_s as i64).saturating_mul(1000),
+        first_unit_timeout_ms: None,
+        on_idle: OnIdle::Stop,
         paused_timeout_ms: (l.paused_timeout_s as i64).saturating_mul(1000),
         max_duration_us: i64::from(rec.max_duration_s) * 1_000_000,
         max_bytes: l.max_size_bytes,
         quota_bytes: l.user_quota_bytes,
     };
-    crate::engine::source::adjust_limits(&rec.source, &mut limits);
+    crate::engine::source::adjust_limits(&services.config, &rec.source, &mut limits);
     limits
 }
 
@@ -127,7 +129,6 @@ impl Driver {
                     Some(SourceEvent::Ended) => { let _ = self.feed(Input::Ended).await; }
                     Some(SourceEvent::EndedWith(r)) => { let _ = self.feed(Input::EndedWith(r)).await; }
                     Some(SourceEvent::Failed(f)) => { let _ = self.feed(Input::Failed(f)).await; }
-                    Some(SourceEvent::FailedWith(r, f)) => { let _ = self.feed(Input::FailedWith(r, f)).await; }
                     Some(SourceEvent::Describe(spec)) => {
                         self.lc.recording_mut().source = spec;
                         let _ = self.services.repo.update(self.lc.recording()).await;
@@ -194,7 +195,6 @@ impl Driver {
         // What the owner reads names the problem, not the server's paths.
         let input = match input {
             Input::Failed(f) => Input::Failed(self.services.redact(f)),
-            Input::FailedWith(r, f) => Input::FailedWith(r, self.services.redact(f)),
             Input::Finalized(Err(f)) => Input::Finalized(Err(self.services.redact(f))),
             other => other,
         };

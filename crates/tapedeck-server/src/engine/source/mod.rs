@@ -61,8 +61,6 @@ pub enum SourceEvent {
     EndedWith(tapedeck_core::EndReason),
     /// The source or its sink failed for good.
     Failed(Failure),
-    /// The source failed for a reason of its own (an upload that expired).
-    FailedWith(tapedeck_core::EndReason, Failure),
     /// The recording's source is described anew (an upload's length told
     /// late); saved with the recording.
     Describe(SourceSpec),
@@ -304,11 +302,17 @@ pub fn resumes(rec: &Recording) -> bool {
     rec.source.traits().resumes
 }
 
-/// Adjusts the lifecycle's limits for the source (an upload is not idle
-/// while its client pauses; its expiry decides).
-pub fn adjust_limits(spec: &SourceSpec, l: &mut tapedeck_core::lifecycle::Limits) {
-    if !spec.traits().idle_stops {
-        l.idle_timeout_ms = i64::MAX;
+/// Adjusts the lifecycle's limits for the source: what idleness does, and
+/// an upload's own times (its client pauses by not sending).
+pub fn adjust_limits(
+    config: &crate::config::Config,
+    spec: &SourceSpec,
+    l: &mut tapedeck_core::lifecycle::Limits,
+) {
+    l.on_idle = spec.traits().on_idle;
+    match spec {
+        SourceSpec::Upload(u) => upload::adjust_limits(&config.uploads, u, l),
+        SourceSpec::Frames { .. } | SourceSpec::Web(_) | SourceSpec::Room(_) => {}
     }
 }
 

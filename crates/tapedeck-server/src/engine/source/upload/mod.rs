@@ -10,9 +10,12 @@
 //!   chunk, and its length is the offset: after a restart the upload opens
 //!   again where it was and the client resumes with `HEAD` + `PATCH`.
 //! - **Expiry.** An upload that receives nothing for
-//!   `uploads.expire_after_s` fails with `end_reason: upload_expired`
-//!   (`Upload-Expires` says when); the lifecycle's idle limit does not
-//!   apply to uploads.
+//!   `uploads.expire_after_s`, or no first byte within
+//!   `uploads.start_timeout_s`, fails with `end_reason: upload_expired`
+//!   (`Upload-Expires` says when): the lifecycle decides it like any idle
+//!   limit ([`adjust_limits`] gives it the upload's times). A presigned
+//!   upload's bytes go to the bucket, not through tapedeck: [`watch_bucket`]
+//!   reports its object as activity.
 //! - **Processing.** A browser's MediaRecorder WebM (no duration, no cues)
 //!   is rewritten with both by [`tapedeck_media::fixup`], frames untouched;
 //!   anything else ffmpeg reads (Safari's MP4, PCM audio) is remuxed by
@@ -27,8 +30,8 @@ use std::time::Duration;
 use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
-use tapedeck_core::lifecycle::SourceControl;
-use tapedeck_core::recording::{EndReason, Recording, SourceSpec, Status, UploadSource as Spec};
+use tapedeck_core::lifecycle::{Limits, SourceControl};
+use tapedeck_core::recording::{Recording, SourceSpec, Status, UploadSource as Spec};
 use tapedeck_core::{Failure, Format, RecordingId};
 use tapedeck_media::ffmpeg::{self, EncodeSpec};
 use tapedeck_media::fixup::{FixupError, fixup};
@@ -36,6 +39,7 @@ use tapedeck_media::sink::passthrough::Container;
 use tokio::sync::{Mutex, mpsc, watch};
 
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
+use crate::config::UploadsConfig;
 use crate::engine::services::Services;
 use crate::now_ms;
 
@@ -56,12 +60,10 @@ pub struct Endpoint {
     status: watch::Receiver<Status>,
     /// The part file and where it stands; one chunk at a time.
     pub state: Mutex<State>,
-    /// Wall time (ms) of the last bytes, for expiry.
+    /// Wall time (ms) of the last bytes (or of the opening), for expiry.
     last_activity_ms: AtomicI64,
-    /// When it was opened (ms since the epoch).
-    created_ms: i64,
-    /// Until when its first byte may take (ms since the epoch).
-    first_byte_by_ms: i64,
+    /// The lifecycle's limits of the recording (its expiry).
+    limits: Limits,
     /// Whether any byte arrived (or a presigned upload's object is there).
     any_bytes: AtomicBool,
     /// Finished, stopped or aborted: no more bytes.
@@ -80,17 +82,12 @@ pub struct State {
 
 impl Endpoint {
     /// When the upload expires if nothing more arrives (ms since the epoch).
+    /// The lifecycle decides it by the same rule ([`Limits::idle_at_ms`]).
     pub fn expires_at_ms(&self) -> i64 {
-        let after = self.services.config.uploads.expire_after_s as i64 * 1000;
-        let idle = self
-            .last_activity_ms
-            .load(Ordering::Relaxed)
-            .saturating_add(after);
-        if self.any_bytes.load(Ordering::Relaxed) {
-            idle
-        } else {
-            idle.min(self.first_byte_by_ms)
-        }
+        self.limits.idle_at_ms(
+            self.last_activity_ms.load(Ordering::Relaxed),
+            self.any_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether it takes no more bytes.
@@ -127,7 +124,7 @@ impl Endpoint {
 /// A running upload, as the driver holds it.
 pub struct UploadSource {
     ep: Arc<Endpoint>,
-    expiry: tokio::task::JoinHandle<()>,
+    bucket_watch: tokio::task::JoinHandle<()>,
     work: PathBuf,
     services: Arc<Services>,
     /// The transcode asked for (`format`/`preset` in the metadata).
@@ -183,26 +180,23 @@ impl UploadSource {
                 spec: spec.clone(),
             }),
             last_activity_ms: AtomicI64::new(now_ms()),
-            first_byte_by_ms: {
-                let u = &ctx.services.config.uploads;
-                // A presigned upload's client has the URL's lifetime to begin.
-                let wait = u.start_timeout_s + if spec.direct { u.url_expires_s } else { 0 };
-                now_ms().saturating_add(wait as i64 * 1000)
-            },
-            created_ms: now_ms(),
-            any_bytes: AtomicBool::new(offset > 0),
+            limits: crate::engine::driver::limits(&ctx.services, &ctx.rec),
+            any_bytes: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         ctx.services.sources.register(ctx.rec.id, ep.clone());
         let _ = ctx.events.send(SourceEvent::Started(None)).await;
-        // Reopened after a restart with every byte there: finish now.
-        if spec.length == Some(offset) && offset > 0 {
-            ep.finished().await;
+        if offset > 0 {
+            // Reopened after a restart: the part file is what arrived.
+            ep.arrived();
+            if spec.length == Some(offset) {
+                ep.finished().await;
+            }
         }
-        let expiry = tokio::spawn(expire(ep.clone()));
+        let bucket_watch = tokio::spawn(watch_bucket(ep.clone()));
         Ok(Self {
             ep,
-            expiry,
+            bucket_watch,
             work,
             encode: encode_of(&ctx.services, &ctx.rec),
             services: ctx.services,
@@ -226,55 +220,46 @@ impl UploadSource {
     }
 }
 
-/// Whether a presigned upload's object (or, multipart, its upload) is in
-/// the bucket: its bytes do not pass through tapedeck.
-async fn sent_to_the_bucket(ep: &Endpoint) -> bool {
-    let spec = ep.state.lock().await.spec.clone();
-    if !spec.direct || !ep.services.blobs.is_bucket() {
-        return false;
-    }
-    // The parts of a multipart upload are not visible as an object until it
-    // is completed: it is given the idle limit rather than cut short.
-    spec.multipart.is_some() || ep.services.blobs.size(&object_key(ep.id)).await.is_ok()
+/// An upload's limits: it is idle after `uploads.expire_after_s` without
+/// bytes, or `uploads.start_timeout_s` without a first one (a presigned
+/// one's client has its URL's lifetime on top; a multipart one's parts are
+/// not visible until it is completed, so it has the idle time only).
+pub fn adjust_limits(cfg: &UploadsConfig, spec: &Spec, l: &mut Limits) {
+    let ms = |s: u64| i64::try_from(s).unwrap_or(i64::MAX).saturating_mul(1000);
+    l.idle_timeout_ms = ms(cfg.expire_after_s);
+    l.first_unit_timeout_ms = match (spec.direct, spec.multipart.is_some()) {
+        (_, true) => None,
+        (true, false) => Some(ms(cfg.start_timeout_s.saturating_add(cfg.url_expires_s))),
+        (false, false) => Some(ms(cfg.start_timeout_s)),
+    };
 }
 
-/// Fails the upload when nothing arrived for `uploads.expire_after_s`, or
-/// no first byte within `uploads.start_timeout_s` of its creation.
-async fn expire(ep: Arc<Endpoint>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// How long before its first-byte time a presigned upload's object is
+/// looked for, and how often from then.
+const BUCKET_LOOK_AHEAD_MS: i64 = 10_000;
+const BUCKET_EVERY: Duration = Duration::from_secs(2);
+
+/// A presigned single-PUT upload's bytes go straight to the bucket: when
+/// its first-byte time nears, looks for its object there and reports it as
+/// activity, so that the lifecycle does not expire an upload that came.
+async fn watch_bucket(ep: Arc<Endpoint>) {
+    let direct = {
+        let st = ep.state.lock().await;
+        st.spec.direct && st.spec.multipart.is_none()
+    };
+    if !direct || !ep.services.blobs.is_bucket() {
+        return;
+    }
+    let wait = ep.expires_at_ms() - BUCKET_LOOK_AHEAD_MS - now_ms();
+    tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))).await;
+    let mut every = tokio::time::interval(BUCKET_EVERY);
     loop {
-        tick.tick().await;
-        if ep.is_closed() {
+        every.tick().await;
+        if ep.is_closed() || ep.any_bytes.load(Ordering::Relaxed) {
             return;
         }
-        if now_ms() >= ep.expires_at_ms() {
-            let never = !ep.any_bytes.load(Ordering::Relaxed);
-            if never && sent_to_the_bucket(&ep).await {
-                // A presigned upload's bytes went straight to the bucket.
-                ep.arrived();
-                continue;
-            }
-            ep.closed.store(true, Ordering::Relaxed);
-            let offset = ep.state.lock().await.offset;
-            let u = &ep.services.config.uploads;
-            let f = Failure::new(
-                Code::UploadExpired,
-                if never {
-                    format!(
-                        "no byte arrived within {} s of the upload's creation; the upload was given up",
-                        (ep.first_byte_by_ms - ep.created_ms) / 1000
-                    )
-                } else {
-                    format!(
-                        "no bytes arrived for {} s ({offset} bytes had); the upload was given up",
-                        u.expire_after_s
-                    )
-                },
-            );
-            let _ = ep
-                .events
-                .send(SourceEvent::FailedWith(EndReason::UploadExpired, f))
-                .await;
+        if ep.services.blobs.size(&object_key(ep.id)).await.is_ok() {
+            ep.arrived();
             return;
         }
     }
@@ -289,7 +274,7 @@ impl Source for UploadSource {
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
         Box::pin(async move {
             self.ep.closed.store(true, Ordering::Relaxed);
-            self.expiry.abort();
+            self.bucket_watch.abort();
             // A chunk being written finishes first.
             let spec = self.ep.state.lock().await.spec.clone();
             finish(&self.services, &self.work, spec, self.encode).await
@@ -299,7 +284,7 @@ impl Source for UploadSource {
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             self.ep.closed.store(true, Ordering::Relaxed);
-            self.expiry.abort();
+            self.bucket_watch.abort();
             // What a presigned upload left in the bucket goes too (parts
             // of a multipart upload stay, billed, until aborted).
             let spec = self.ep.state.lock().await.spec.clone();
