@@ -359,7 +359,7 @@ impl Driver {
                             .apply(a)
                             .err()
                             .map(Problem::from)
-                            .unwrap_or_else(crate::engine::supervisor::gone)));
+                            .unwrap_or_else(gone)));
                     }
                     Some(Command::RetryNow) | None => return,
                 },
@@ -394,7 +394,12 @@ impl Driver {
                 .apply(a)
                 .err()
                 .map(Problem::from)
-                .unwrap_or_else(crate::engine::supervisor::gone)));
+                .unwrap_or_else(gone)));
         }
     }
+}
+
+/// The recording ended while the request was on its way.
+pub(crate) fn gone() -> Problem {
+    Problem::new(Code::InvalidTransition, "the recording has just ended")
 }

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use tapedeck_core::RecordingId;
 use tapedeck_core::recording::Recording;
 
 use crate::engine::services::Services;
-use crate::engine::supervisor::Supervisor;
 use crate::now_ms;
 use tapedeck_core::Problem;
 
@@ -21,15 +21,16 @@ pub async fn delete_recording(s: &Services, rec: &Recording) -> Result<(), Probl
     Ok(())
 }
 
-/// Deletes expired recordings every `retention.sweep_interval_s`.
-pub async fn sweep_forever(sup: Supervisor) {
-    let every = Duration::from_secs(sup.services.config.retention.sweep_interval_s.max(1));
+/// Deletes expired recordings every `retention.sweep_interval_s`, but
+/// those still `active` (a driver holds them).
+pub async fn sweep_forever(s: &Services, active: impl Fn(RecordingId) -> bool) {
+    let every = Duration::from_secs(s.config.retention.sweep_interval_s.max(1));
     loop {
-        if let Err(e) = sweep_once(&sup).await {
+        if let Err(e) = sweep_once(s, &active).await {
             tracing::warn!(error = %e, "retention sweep");
         }
         // Sign-ins that ended are forgotten too.
-        if let Err(e) = sup.services.repo.sweep_sessions(now_ms()).await {
+        if let Err(e) = s.repo.sweep_sessions(now_ms()).await {
             tracing::warn!(error = %e, "sweeping ended sessions");
         }
         tokio::time::sleep(every).await;
@@ -37,13 +38,16 @@ pub async fn sweep_forever(sup: Supervisor) {
 }
 
 /// One retention pass; returns how many were deleted.
-pub async fn sweep_once(sup: &Supervisor) -> Result<usize, Problem> {
+pub async fn sweep_once(
+    s: &Services,
+    active: impl Fn(RecordingId) -> bool,
+) -> Result<usize, Problem> {
     let mut n = 0;
-    for rec in sup.services.repo.expired(now_ms(), 100).await? {
-        if sup.is_active(rec.id) {
+    for rec in s.repo.expired(now_ms(), 100).await? {
+        if active(rec.id) {
             continue;
         }
-        delete_recording(&sup.services, &rec).await?;
+        delete_recording(s, &rec).await?;
         n += 1;
     }
     Ok(n)

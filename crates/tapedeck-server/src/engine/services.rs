@@ -12,7 +12,7 @@ use tapedeck_store::repo::Repo;
 use crate::config::Config;
 use crate::engine::events::EventBus;
 use crate::engine::metrics::Metrics;
-use crate::engine::source;
+use crate::engine::source::shared::Shared;
 
 /// Everything a recording's driver needs.
 #[derive(Debug)]
@@ -30,11 +30,11 @@ pub struct Services {
     /// ffmpeg and ffprobe.
     pub tools: Tools,
     /// What the source modules share (their endpoints and slots).
-    pub sources: source::Shared,
+    pub sources: Shared,
     /// The media server of rooms.
     pub rtc: crate::rtc::Rtc,
     /// What each recording's work folder holds (counted in quotas).
-    pub work: crate::engine::work::Ledger,
+    pub work: crate::engine::work::ledger::Ledger,
 }
 
 impl Services {
@@ -49,7 +49,7 @@ impl Services {
     ) -> Self {
         let tools = config.tools();
         Self {
-            sources: source::Shared::new(&config),
+            sources: Shared::new(&config),
             config,
             repo,
             blobs,

@@ -17,7 +17,7 @@ use tapedeck_store::repo::Repo;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::engine::driver::{Command, Driver};
+use crate::engine::driver::{Command, Driver, gone};
 use crate::engine::events::EventBus;
 use crate::engine::metrics::Metrics;
 use crate::engine::services::Services;
@@ -327,19 +327,14 @@ impl Supervisor {
         }
     }
 
-    /// Restarts drivers for what the last run left active (`recovery.rs`).
-    pub async fn recover(&self) -> Result<(), Problem> {
-        crate::engine::recovery::recover(self).await
-    }
-
     /// One retention pass (`retention.rs`); returns how many were deleted.
     pub async fn sweep_once(&self) -> Result<usize, Problem> {
-        crate::engine::retention::sweep_once(self).await
+        crate::engine::retention::sweep_once(&self.services, |id| self.is_active(id)).await
     }
 
     /// Deletes expired recordings every `retention.sweep_interval_s`.
     pub async fn sweep_forever(self) {
-        crate::engine::retention::sweep_forever(self).await
+        crate::engine::retention::sweep_forever(&self.services, |id| self.is_active(id)).await
     }
 
     /// Deletes a recording's media, thumbnails, work files and row.
@@ -360,9 +355,4 @@ impl Supervisor {
         }
         crate::engine::retention::delete_recording(&self.services, rec).await
     }
-}
-
-/// The recording ended while the request was on its way.
-pub(crate) fn gone() -> Problem {
-    Problem::new(Code::InvalidTransition, "the recording has just ended")
 }

@@ -200,8 +200,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     crate::engine::work::sweep(&supervisor.services)
         .await
         .map_err(|e| format!("work folders: {e}"))?;
-    supervisor
-        .recover()
+    crate::engine::recovery::recover(&supervisor)
         .await
         .map_err(|e| format!("recovery: {e}"))?;
     tokio::spawn(supervisor.clone().sweep_forever());
@@ -213,7 +212,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         encoder_check: Arc::default(),
         sockets: Arc::default(),
         signins: Arc::default(),
-        oidc: crate::http::oidc::Provider::new(&config_auth.oidc).map(Arc::new),
+        oidc: crate::http::jwks::Provider::new(&config_auth.oidc).map(Arc::new),
         jwks: (!config_auth.jwks_url.is_empty()).then(|| {
             Arc::new(crate::http::jwks::Jwks::new(
                 &config_auth.jwks_url,

@@ -8,22 +8,17 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tapedeck_core::Code;
 use tapedeck_store::repo::{ApiKey, Repo};
 
 use crate::http::error::ApiError;
+use crate::http::secret::hash_token;
 use crate::http::state::AppState;
 
 pub use crate::engine::principal::{Principal, random_string};
 
 /// Prefix of API key tokens.
 pub const KEY_PREFIX: &str = "tdk_";
-
-/// SHA-256 of a token, hex: what the database stores.
-pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
 
 /// Whether `user` is a user name: 1-64 characters, letters, digits and `- _ . @`
 /// (API keys and JWT `sub` alike).
@@ -33,11 +28,6 @@ pub fn valid_user_name(user: &str) -> bool {
         && user
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
-}
-
-/// Compares two secrets in time that does not depend on where they differ.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Creates an API key for `user`; returns the stored key and the token (shown once).
@@ -74,8 +64,8 @@ struct Claims {
 
 /// Checks a token and returns the caller.
 pub async fn authenticate(state: &AppState, token: &str) -> Result<Principal, ApiError> {
-    if token.starts_with(crate::http::session::PREFIX) {
-        return crate::http::session::principal(state, token).await;
+    if token.starts_with(crate::http::cookie::PREFIX) {
+        return crate::http::cookie::principal(state, token).await;
     }
     if token.starts_with(KEY_PREFIX) {
         return match state.repo.find_key(&hash_token(token)).await? {
@@ -156,12 +146,12 @@ pub fn query_token_allowed(path: &str) -> bool {
 }
 
 /// The credential of a request: its token, and whether it came from the
-/// session cookie (which needs [`crate::http::session::check_cookie_request`]).
+/// session cookie (which needs [`crate::http::cookie::check_cookie_request`]).
 pub fn credential_of(parts: &Parts) -> Option<(String, bool)> {
     if let Some(t) = token_of(parts) {
         return Some((t, false));
     }
-    crate::http::session::cookie_of(&parts.headers).map(|t| (t, true))
+    crate::http::cookie::cookie_of(&parts.headers).map(|t| (t, true))
 }
 
 /// The caller of a request, by [`credential_of`]: a cookie's request is
@@ -169,7 +159,7 @@ pub fn credential_of(parts: &Parts) -> Option<(String, bool)> {
 pub async fn caller_of(state: &AppState, parts: &Parts) -> Result<(Principal, String), ApiError> {
     let (token, from_cookie) = credential_of(parts).ok_or_else(missing_token)?;
     if from_cookie {
-        crate::http::session::check_cookie_request(state, &parts.method, &parts.headers, &token)?;
+        crate::http::cookie::check_cookie_request(state, &parts.method, &parts.headers, &token)?;
     }
     Ok((authenticate(state, &token).await?, token))
 }

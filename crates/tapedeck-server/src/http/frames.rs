@@ -17,9 +17,9 @@ use tapedeck_core::frame_message::{Progress, TextError, TextMessage, parse_text}
 use tapedeck_core::recording::Status;
 
 use crate::engine::source::frames::{Attachment, Endpoint, Taken};
+use crate::http::access::load;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::http::recordings::load;
 use crate::http::state::AppState;
 
 /// The socket route.

@@ -11,6 +11,9 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tokio::sync::Mutex;
 
+use serde::Deserialize;
+
+use crate::config::OidcConfig;
 use crate::http::error::ApiError;
 
 const TTL: Duration = Duration::from_secs(600);
@@ -132,5 +135,76 @@ impl Jwks {
         jsonwebtoken::decode::<C>(token, &key, &v)
             .map(|d| d.claims)
             .map_err(|e| ApiError::unauthorized(format!("invalid JWT: {e}")))
+    }
+}
+
+/// What the provider's discovery document says (the parts used).
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct Discovery {
+    pub(crate) issuer: String,
+    pub(crate) authorization_endpoint: String,
+    pub(crate) token_endpoint: String,
+    pub(crate) jwks_uri: String,
+}
+
+/// The configured provider: its discovery document and keys, fetched on
+/// the first sign-in and kept.
+#[derive(Debug)]
+pub struct Provider {
+    pub(crate) config: OidcConfig,
+    pub(crate) client: reqwest::Client,
+    found: Mutex<Option<(Discovery, std::sync::Arc<Jwks>)>>,
+}
+
+impl Provider {
+    /// The provider of `config`, or None when OpenID Connect is off.
+    pub fn new(config: &OidcConfig) -> Option<Self> {
+        if config.issuer.is_empty() {
+            return None;
+        }
+        Some(Self {
+            config: config.clone(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default(),
+            found: Mutex::new(None),
+        })
+    }
+
+    /// The discovery document and keys, fetched once.
+    pub(crate) async fn discover(&self) -> Result<(Discovery, std::sync::Arc<Jwks>), String> {
+        let mut found = self.found.lock().await;
+        if let Some(f) = found.as_ref() {
+            return Ok(f.clone());
+        }
+        let issuer = self.config.issuer.trim_end_matches('/');
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let r = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("the provider's discovery document ({url}): {e}"))?;
+        if !r.status().is_success() {
+            return Err(format!(
+                "the provider's discovery document ({url}): HTTP {}",
+                r.status()
+            ));
+        }
+        let d: Discovery = r
+            .json()
+            .await
+            .map_err(|e| format!("the provider's discovery document ({url}): {e}"))?;
+        if d.issuer.trim_end_matches('/') != issuer {
+            return Err(format!(
+                "the provider says its issuer is {}, not {issuer}",
+                d.issuer
+            ));
+        }
+        let jwks = std::sync::Arc::new(Jwks::new(&d.jwks_uri, &d.issuer, &self.config.client_id));
+        *found = Some((d.clone(), jwks.clone()));
+        Ok((d, jwks))
     }
 }

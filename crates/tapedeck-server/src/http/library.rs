@@ -32,7 +32,7 @@ pub async fn rename(
     body: Bytes,
 ) -> Result<Json<Recording>, ApiError> {
     let title = tapedeck_core::request::parse_rename(&body)?;
-    let mut rec = crate::http::recordings::load_to_control(&s, &p, &id).await?;
+    let mut rec = crate::http::access::load_to_control(&s, &p, &id).await?;
     if !rec.status.is_terminal() {
         return Err(ApiError::new(
             Code::NotReady,
@@ -91,7 +91,7 @@ pub async fn shared_info(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let rid: RecordingId = id.parse()?;
-    crate::http::recordings::check_share(&s, &rid, &q)?;
+    crate::http::access::check_share(&s, &rid, &q)?;
     let rec = s.repo.get(rid).await?.ok_or_else(ApiError::not_found)?;
     let exp: i64 = q.get("exp").and_then(|e| e.parse().ok()).unwrap_or(0);
     let media = rec.media.as_ref();
@@ -105,4 +105,12 @@ pub async fn shared_info(
         "format": rec.format.extension(),
         "expires_at": tapedeck_core::recording::time_ms::format(exp.saturating_mul(1000)),
     })))
+}
+
+/// A list's `limit` query parameter: 1 to 200.
+pub fn page_limit(v: &str) -> Result<u32, ApiError> {
+    v.parse()
+        .ok()
+        .filter(|l| (1..=200).contains(l))
+        .ok_or_else(|| ApiError::new(Code::InvalidQuery, "limit must be 1 to 200"))
 }

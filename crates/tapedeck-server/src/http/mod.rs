@@ -3,8 +3,10 @@
 //! turns its answer into JSON or media; an engine `Problem` becomes an
 //! [`error::ApiError`] with its code's status.
 
+pub mod access;
 pub mod app;
 pub mod auth;
+pub mod cookie;
 pub mod error;
 pub mod frames;
 pub mod health;
@@ -14,8 +16,10 @@ pub mod oidc;
 pub mod openapi;
 pub mod recordings;
 pub mod rooms;
+pub mod secret;
 pub mod session;
 pub mod state;
+pub mod throttle;
 pub mod ui;
 pub mod uploads;
 pub mod web;

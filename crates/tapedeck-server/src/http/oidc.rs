@@ -15,7 +15,6 @@
 //! 0.13) and its own JOSE stack beside `jsonwebtoken`, which already checks
 //! the provider's tokens; the flow itself is two requests.
 
-use std::time::Duration;
 use tapedeck_core::Code;
 
 use axum::extract::{Query, State};
@@ -25,36 +24,15 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex;
 
-use crate::config::OidcConfig;
 use crate::http::auth::{Principal, random_string, valid_user_name};
 use crate::http::error::ApiError;
-use crate::http::jwks::Jwks;
 use crate::http::state::AppState;
 
 /// The cookie that carries the flow's state between the two requests.
 const FLOW_COOKIE: &str = "tapedeck_oidc";
 /// How long a sign-in at the provider may take.
 const FLOW_TTL_S: i64 = 600;
-
-/// What the provider's discovery document says (the parts used).
-#[derive(Debug, Clone, Deserialize)]
-struct Discovery {
-    issuer: String,
-    authorization_endpoint: String,
-    token_endpoint: String,
-    jwks_uri: String,
-}
-
-/// The configured provider: its discovery document and keys, fetched on
-/// the first sign-in and kept.
-#[derive(Debug)]
-pub struct Provider {
-    config: OidcConfig,
-    client: reqwest::Client,
-    found: Mutex<Option<(Discovery, std::sync::Arc<Jwks>)>>,
-}
 
 /// The flow's state, kept in the signed cookie.
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,60 +44,8 @@ struct Flow {
     exp: i64,
 }
 
-impl Provider {
-    /// The provider of `config`, or None when OpenID Connect is off.
-    pub fn new(config: &OidcConfig) -> Option<Self> {
-        if config.issuer.is_empty() {
-            return None;
-        }
-        Some(Self {
-            config: config.clone(),
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default(),
-            found: Mutex::new(None),
-        })
-    }
-
-    async fn discover(&self) -> Result<(Discovery, std::sync::Arc<Jwks>), String> {
-        let mut found = self.found.lock().await;
-        if let Some(f) = found.as_ref() {
-            return Ok(f.clone());
-        }
-        let issuer = self.config.issuer.trim_end_matches('/');
-        let url = format!("{issuer}/.well-known/openid-configuration");
-        let r = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| format!("the provider's discovery document ({url}): {e}"))?;
-        if !r.status().is_success() {
-            return Err(format!(
-                "the provider's discovery document ({url}): HTTP {}",
-                r.status()
-            ));
-        }
-        let d: Discovery = r
-            .json()
-            .await
-            .map_err(|e| format!("the provider's discovery document ({url}): {e}"))?;
-        if d.issuer.trim_end_matches('/') != issuer {
-            return Err(format!(
-                "the provider says its issuer is {}, not {issuer}",
-                d.issuer
-            ));
-        }
-        let jwks = std::sync::Arc::new(Jwks::new(&d.jwks_uri, &d.issuer, &self.config.client_id));
-        *found = Some((d.clone(), jwks.clone()));
-        Ok((d, jwks))
-    }
-}
-
 fn sign(key: &[u8], payload: &str) -> String {
-    crate::http::recordings::signature(key, &format!("oidc.{payload}"))
+    crate::http::secret::signature(key, &format!("oidc.{payload}"))
 }
 
 fn seal(key: &[u8], flow: &Flow) -> String {
@@ -129,7 +55,7 @@ fn seal(key: &[u8], flow: &Flow) -> String {
 
 fn open_seal(key: &[u8], sealed: &str, now_s: i64) -> Option<Flow> {
     let (payload, sig) = sealed.split_once('.')?;
-    if !crate::http::auth::ct_eq(sign(key, payload).as_bytes(), sig.as_bytes()) {
+    if !crate::http::secret::ct_eq(sign(key, payload).as_bytes(), sig.as_bytes()) {
         return None;
     }
     let flow: Flow = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
@@ -161,7 +87,7 @@ fn redirect_uri(s: &AppState, headers: &HeaderMap) -> String {
                 .get(header::HOST)
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or("localhost");
-            let scheme = if crate::http::session::over_https(s, headers) {
+            let scheme = if crate::http::cookie::over_https(s, headers) {
                 "https"
             } else {
                 "http"
@@ -173,7 +99,7 @@ fn redirect_uri(s: &AppState, headers: &HeaderMap) -> String {
 }
 
 fn flow_cookie(s: &AppState, headers: &HeaderMap, value: &str, max_age_s: i64) -> HeaderValue {
-    let secure = if crate::http::session::over_https(s, headers) {
+    let secure = if crate::http::cookie::over_https(s, headers) {
         "; Secure"
     } else {
         ""
@@ -324,7 +250,7 @@ async fn finish(
     let flow = open_seal(&s.share_key, sealed, crate::now_ms() / 1000)
         .ok_or("the sign-in was not started from this browser, or took over ten minutes")?;
     let state = q.state.unwrap_or_default();
-    if !crate::http::auth::ct_eq(state.as_bytes(), flow.state.as_bytes()) {
+    if !crate::http::secret::ct_eq(state.as_bytes(), flow.state.as_bytes()) {
         return Err("the answer's state is not this sign-in's".into());
     }
     let code = q.code.ok_or("the provider sent no code")?;
@@ -372,7 +298,7 @@ async fn finish(
         .await
         .map_err(|e| format!("the ID token: {}", e.message))?;
     let nonce = claims.nonce.unwrap_or_default();
-    if !crate::http::auth::ct_eq(nonce.as_bytes(), flow.nonce.as_bytes()) {
+    if !crate::http::secret::ct_eq(nonce.as_bytes(), flow.nonce.as_bytes()) {
         return Err("the ID token's nonce is not this sign-in's".into());
     }
     let named = claims

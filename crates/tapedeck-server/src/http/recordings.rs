@@ -11,17 +11,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use hmac::{Hmac, Mac};
 use serde_json::json;
-use sha2::Sha256;
 use tapedeck_core::RecordingId;
 use tapedeck_core::range::parse_range;
 use tapedeck_core::recording::{Action, Recording, SourceKind, Stats, Status};
 use tapedeck_core::request::{ValidCreate, parse_create};
 use tapedeck_store::repo::ListFilter;
 
+use crate::http::access::{check_share, load, load_to_control, share_sig};
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
+use crate::http::library::page_limit;
 use crate::http::state::AppState;
 use crate::now_ms;
 
@@ -33,39 +33,6 @@ pub async fn no_route() -> ApiError {
 /// `GET /v1/me`: who the token belongs to.
 pub async fn me(p: Principal) -> Json<serde_json::Value> {
     Json(json!({"user": p.user, "admin": p.admin}))
-}
-
-/// Loads a recording the caller may see: their own (every one, for admins),
-/// or a recording of a room they are in. Others' are 404, like missing ones.
-pub async fn load(s: &AppState, p: &Principal, id: &str) -> Result<Recording, ApiError> {
-    Ok(load_with_control(s, p, id).await?.0)
-}
-
-/// Loads a recording the caller may control (pause, resume, stop, cancel,
-/// delete): a participant of its room gets 403 `not_room_host`.
-pub async fn load_to_control(s: &AppState, p: &Principal, id: &str) -> Result<Recording, ApiError> {
-    let (rec, controls) = load_with_control(s, p, id).await?;
-    crate::http::rooms::host_only(controls, "control the room's recordings")?;
-    Ok(rec)
-}
-
-async fn load_with_control(
-    s: &AppState,
-    p: &Principal,
-    id: &str,
-) -> Result<(Recording, bool), ApiError> {
-    let id: RecordingId = id.parse()?;
-    let rec = s.repo.get(id).await?.ok_or_else(ApiError::not_found)?;
-    if p.can_see(&rec.owner) {
-        return Ok((rec, true));
-    }
-    if let Some(room) = crate::engine::source::room_of(&rec)
-        && let Some(room) = s.repo.room(room).await?
-        && s.repo.is_member(&room, &p.user).await?
-    {
-        return Ok((rec, false));
-    }
-    Err(ApiError::not_found())
 }
 
 /// `POST /v1/recordings`.
@@ -149,14 +116,6 @@ pub async fn retry_store(
         ));
     }
     Ok(Json(json!({"id": rec.id, "retrying": true})))
-}
-
-/// A list's `limit` query parameter: 1 to 200.
-pub fn page_limit(v: &str) -> Result<u32, ApiError> {
-    v.parse()
-        .ok()
-        .filter(|l| (1..=200).contains(l))
-        .ok_or_else(|| ApiError::new(Code::InvalidQuery, "limit must be 1 to 200"))
 }
 
 /// `GET /v1/recordings?status=&kind=&limit=&cursor=&q=&metadata.KEY=`.
@@ -404,48 +363,6 @@ pub async fn image(
     stream_object(&s, &key, "image/jpeg", &headers, None).await
 }
 
-fn share_sig(key: &[u8], id: &str, exp: i64) -> String {
-    signature(key, &format!("{id}.{exp}"))
-}
-
-/// Checks a signed URL's `exp` (seconds since the epoch) and `sig` (what
-/// `sign` makes of `exp`): 403 `invalid_signature` or `link_expired`.
-pub(crate) fn check_signed(
-    q: &HashMap<String, String>,
-    what: &str,
-    sign: impl Fn(i64) -> String,
-) -> Result<(), ApiError> {
-    let exp: i64 = q
-        .get("exp")
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing exp"))?;
-    let sig = q
-        .get("sig")
-        .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing sig"))?;
-    if !crate::http::auth::ct_eq(sign(exp).as_bytes(), sig.as_bytes()) {
-        return Err(ApiError::new(
-            Code::InvalidSignature,
-            format!("the {what}'s signature is not valid"),
-        ));
-    }
-    if exp.saturating_mul(1000) < now_ms() {
-        return Err(ApiError::new(
-            Code::LinkExpired,
-            format!("the {what} has expired"),
-        ));
-    }
-    Ok(())
-}
-
-/// HMAC-SHA256 of `message` under the server's link key, hex (share links,
-/// presigned upload URLs: each signs its own message shape).
-pub(crate) fn signature(key: &[u8], message: &str) -> String {
-    // HMAC takes keys of any length: this cannot fail.
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("hmac key");
-    mac.update(message.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
-
 /// The longest a share link lives.
 pub const MAX_SHARE_S: u64 = 7 * 86_400;
 
@@ -516,15 +433,4 @@ pub async fn shared(
     // Played in the viewer page; `?download=1` saves it under its title.
     let name = q.contains_key("download").then(|| rec.download_name());
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await
-}
-
-/// Checks a share link's `exp` and `sig` for recording `id`.
-pub(crate) fn check_share(
-    s: &AppState,
-    id: &RecordingId,
-    q: &HashMap<String, String>,
-) -> Result<(), ApiError> {
-    check_signed(q, "link", |exp| {
-        share_sig(&s.share_key, &id.to_string(), exp)
-    })
 }

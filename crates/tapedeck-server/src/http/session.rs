@@ -10,35 +10,29 @@
 //! cookie must come from this origin. API keys and JWTs in headers are
 //! unaffected: a program never needs a session.
 
-use std::collections::HashMap;
 use tapedeck_core::Code;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tapedeck_core::signin::{SignIn, parse_sign_in};
 use tapedeck_store::accounts::Session;
 
-use crate::http::auth::{Principal, hash_token, random_string};
+use crate::http::auth::{Principal, random_string};
+use crate::http::cookie::{
+    PREFIX, check_cookie_request, cookie, cookie_of, csrf_failed, csrf_of, ended, same_origin,
+};
 use crate::http::error::ApiError;
+use crate::http::secret::hash_token;
 use crate::http::state::AppState;
 use crate::now_ms;
 
-/// The cookie's name.
-pub const COOKIE: &str = "tapedeck_session";
-/// Prefix of session tokens.
-pub const PREFIX: &str = "tds_";
 /// Longest password taken (argon2 would hash more, slowly).
 const MAX_PASSWORD: usize = 1024;
-/// Failed sign-ins per user name before it waits.
-const MAX_FAILURES: u32 = 10;
-/// How long those failures are counted, ms.
-const FAILURE_WINDOW_MS: i64 = 10 * 60 * 1000;
-
 /// Hashes a password (argon2id, a random salt) into a PHC string.
 pub fn hash_password(password: &str) -> Result<String, String> {
     check_password(password)?;
@@ -73,133 +67,6 @@ fn password_matches(hash: &str, password: &str) -> bool {
             .verify_password(password.as_bytes(), &h)
             .is_ok()
     })
-}
-
-/// The CSRF token of a session: an HMAC of its token under the server's
-/// key, so nothing more is stored and only a page that read
-/// `GET /v1/session` (this origin) knows it.
-pub fn csrf_of(key: &[u8], session_token: &str) -> String {
-    crate::http::recordings::signature(key, &format!("csrf.{session_token}"))
-}
-
-/// The session token in a request's cookies.
-pub fn cookie_of(headers: &HeaderMap) -> Option<String> {
-    let values = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok());
-    tapedeck_core::signin::cookie(values, COOKIE)
-        .filter(|v| v.starts_with(PREFIX))
-        .map(String::from)
-}
-
-/// Whether the request came from a page of this server: its `Origin` is
-/// the server's public URL or the host it asked for.
-fn same_origin(s: &AppState, headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    if origin == s.config.public_url() {
-        return true;
-    }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let bare = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
-    matches!((bare, host), (Some(o), Some(h)) if o == h)
-}
-
-/// The checks a request authenticated by the cookie alone must pass: a
-/// change (any method but GET/HEAD) carries the session's CSRF token, and
-/// a WebSocket comes from this origin (a page elsewhere could otherwise
-/// open one with the user's cookie and read it).
-pub fn check_cookie_request(
-    s: &AppState,
-    method: &Method,
-    headers: &HeaderMap,
-    token: &str,
-) -> Result<(), ApiError> {
-    let upgrade = headers
-        .get(header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    if upgrade {
-        return if same_origin(s, headers) {
-            Ok(())
-        } else {
-            Err(csrf_failed(
-                "a WebSocket signed in by cookie must come from this server's page",
-            ))
-        };
-    }
-    if matches!(*method, Method::GET | Method::HEAD) {
-        return Ok(());
-    }
-    let sent = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if crate::http::auth::ct_eq(sent.as_bytes(), csrf_of(&s.share_key, token).as_bytes()) {
-        Ok(())
-    } else {
-        Err(csrf_failed(
-            "a change made with the session cookie needs the X-CSRF-Token header (from GET /v1/session)",
-        ))
-    }
-}
-
-fn csrf_failed(message: &str) -> ApiError {
-    ApiError::new(Code::CsrfFailed, message)
-}
-
-/// The caller of a session token.
-pub async fn principal(s: &AppState, token: &str) -> Result<Principal, ApiError> {
-    match s.repo.session(&hash_token(token), now_ms()).await? {
-        Some(sess) => Ok(Principal {
-            user: sess.user,
-            admin: sess.admin,
-        }),
-        None => Err(ended()),
-    }
-}
-
-fn ended() -> ApiError {
-    ApiError::new(
-        Code::SessionExpired,
-        "the sign-in has ended (it expired, was signed out, or its key was revoked); sign in again",
-    )
-}
-
-/// Failed password sign-ins per user name: after [`MAX_FAILURES`] in
-/// [`FAILURE_WINDOW_MS`], that name is refused until the window passes,
-/// so a password cannot be guessed at the speed of the server.
-#[derive(Debug, Default)]
-pub struct Attempts(std::sync::Mutex<HashMap<String, (u32, i64)>>);
-
-impl Attempts {
-    fn blocked(&self, user: &str, now: i64) -> bool {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.retain(|_, (_, since)| now - *since < FAILURE_WINDOW_MS);
-        m.get(user).is_some_and(|(n, _)| *n >= MAX_FAILURES)
-    }
-    fn failed(&self, user: &str, now: i64) {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: a flood of names expires with the window; past 10 000,
-        // names tried once go first, so a flood cannot wipe the count of
-        // the name it is guessing.
-        if m.len() >= 10_000 {
-            m.retain(|_, (n, _)| *n > 1);
-        }
-        if m.len() >= 10_000 {
-            m.clear();
-        }
-        m.entry(user.to_string()).or_insert((0, now)).0 += 1;
-    }
-    fn succeeded(&self, user: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(user);
-    }
 }
 
 /// `POST /v1/session` `{"user", "password"}` or `{"api_key"}` (a key or a
@@ -305,28 +172,6 @@ pub async fn open(
     Ok((StatusCode::OK, [(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
-/// The cookie that holds `token` for `max_age_s` (0: removes it).
-pub fn cookie(s: &AppState, headers: &HeaderMap, token: &str, max_age_s: u64) -> HeaderValue {
-    let secure = if over_https(s, headers) {
-        "; Secure"
-    } else {
-        ""
-    };
-    let v =
-        format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{secure}");
-    // Built from a token of letters and digits: always a valid header.
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
-}
-
-/// Whether the browser reached the server over HTTPS (its public URL, or
-/// a proxy in front saying so).
-pub fn over_https(s: &AppState, headers: &HeaderMap) -> bool {
-    s.config.public_url().starts_with("https://")
-        || headers
-            .get("x-forwarded-proto")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"))
-}
-
 fn describe(s: &AppState, token: &str, sess: &Session) -> serde_json::Value {
     json!({
         "user": sess.user,
@@ -382,35 +227,5 @@ mod tests {
         // Two hashes of one password differ (the salt).
         assert_ne!(h, hash_password("correct horse").unwrap());
         assert!(hash_password("short").is_err());
-    }
-
-    #[test]
-    fn the_cookie_is_found_among_others() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; tapedeck_session=tds_abc; b=2"),
-        );
-        assert_eq!(cookie_of(&h).as_deref(), Some("tds_abc"));
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("tapedeck_session=tdk_x"),
-        );
-        assert_eq!(cookie_of(&h), None, "only a session token");
-    }
-
-    #[test]
-    fn failures_block_a_name_for_the_window() {
-        let a = Attempts::default();
-        for _ in 0..MAX_FAILURES {
-            assert!(!a.blocked("ann", 0));
-            a.failed("ann", 0);
-        }
-        assert!(a.blocked("ann", 1));
-        assert!(!a.blocked("bob", 1), "another name is not");
-        assert!(
-            !a.blocked("ann", FAILURE_WINDOW_MS + 1),
-            "the window passed"
-        );
     }
 }

@@ -24,11 +24,11 @@ pub struct AppState {
     /// The last encoder check (`/readyz`): when, and what failed.
     pub encoder_check: Arc<tokio::sync::Mutex<Option<EncoderCheck>>>,
     /// Open event sockets per user.
-    pub sockets: Arc<crate::http::ws::SocketCounts>,
+    pub sockets: Arc<crate::http::throttle::SocketCounts>,
     /// Failed password sign-ins per user name.
-    pub signins: Arc<crate::http::session::Attempts>,
+    pub signins: Arc<crate::http::throttle::Attempts>,
     /// The identity provider of "Sign in with ..." (`auth.oidc`).
-    pub oidc: Option<Arc<crate::http::oidc::Provider>>,
+    pub oidc: Option<Arc<crate::http::jwks::Provider>>,
 }
 
 /// Handlers read the engine's parts as the state's own: the state holds

@@ -8,9 +8,10 @@ use tapedeck_core::Code;
 use tapedeck_core::recording::SourceSpec;
 use tapedeck_core::request::{parse_create, parse_json};
 
+use crate::http::access::load;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::http::recordings::{created, load, new_recording};
+use crate::http::recordings::{created, new_recording};
 use crate::http::state::AppState;
 
 /// `POST /v1/recordings/{id}/regenerate`: records the same page again as a new

@@ -83,66 +83,6 @@ pub async fn send_within(socket: &mut WebSocket, m: Message) -> bool {
     )
 }
 
-/// Open event sockets per user, for `limits.max_event_sockets_per_user`.
-#[derive(Debug, Default)]
-pub struct SocketCounts(std::sync::Mutex<std::collections::HashMap<String, u32>>);
-
-/// One open socket of a user's; the count goes down when it drops.
-pub struct SocketSlot {
-    counts: std::sync::Arc<SocketCounts>,
-    user: String,
-}
-
-impl SocketCounts {
-    /// A slot for `user`, unless they hold `max` already.
-    pub fn take(self: &std::sync::Arc<Self>, user: &str, max: u32) -> Result<SocketSlot, ApiError> {
-        self.take_kind(user, max, "event")
-    }
-
-    /// [`SocketCounts::take`] for sockets of another `kind` (`call`),
-    /// counted apart under their own `key`.
-    pub fn take_kind(
-        self: &std::sync::Arc<Self>,
-        key: &str,
-        max: u32,
-        kind: &str,
-    ) -> Result<SocketSlot, ApiError> {
-        let user = if kind == "event" {
-            key.to_string()
-        } else {
-            format!("{kind}:{key}")
-        };
-        let user = user.as_str();
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let n = m.entry(user.to_string()).or_default();
-        if *n >= max {
-            return Err(ApiError::new(
-                Code::TooManySockets,
-                format!(
-                    "you have {n} {kind} sockets open (limits.max_event_sockets_per_user); close one first"
-                ),
-            ));
-        }
-        *n += 1;
-        Ok(SocketSlot {
-            counts: self.clone(),
-            user: user.to_string(),
-        })
-    }
-}
-
-impl Drop for SocketSlot {
-    fn drop(&mut self) {
-        let mut m = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.user) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                m.remove(&self.user);
-            }
-        }
-    }
-}
-
 /// `GET /v1/events`: every event of the caller's recordings (all, for
 /// admins), and of the recordings of rooms the caller is in, as JSON text.
 pub async fn events(

@@ -49,9 +49,9 @@ pub async fn socket(
     });
     // The web page's signed-in user: the session cookie, from this origin only.
     if bearer.is_none()
-        && let Some(t) = crate::http::session::cookie_of(&headers)
+        && let Some(t) = crate::http::cookie::cookie_of(&headers)
     {
-        crate::http::session::check_cookie_request(&s, &axum::http::Method::GET, &headers, &t)?;
+        crate::http::cookie::check_cookie_request(&s, &axum::http::Method::GET, &headers, &t)?;
         bearer = Some(t);
     }
     let who = caller_of_token(&s, bearer.as_deref(), room_id).await?;

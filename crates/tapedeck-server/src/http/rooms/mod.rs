@@ -85,7 +85,7 @@ pub async fn list(
     let (mut limit, mut before) = (50u32, None);
     for (k, v) in &q {
         match k.as_str() {
-            "limit" => limit = crate::http::recordings::page_limit(v)?,
+            "limit" => limit = crate::http::library::page_limit(v)?,
             "cursor" => before = Some(v.parse::<RoomId>()?),
             "token" => {}
             other => {

@@ -83,7 +83,7 @@ fn genuine(key: &[u8], token: &str) -> Option<JoinClaims> {
         return None;
     }
     let exp: i64 = exp.parse().ok()?;
-    if !crate::http::auth::ct_eq(signature(key, room, exp, name).as_bytes(), sig.as_bytes()) {
+    if !crate::http::secret::ct_eq(signature(key, room, exp, name).as_bytes(), sig.as_bytes()) {
         return None;
     }
     let name = String::from_utf8(URL_SAFE_NO_PAD.decode(name).ok()?).ok()?;

@@ -37,7 +37,7 @@ impl axum::extract::FromRequestParts<AppState> for Uploader {
         let (token, from_cookie) = crate::http::auth::credential_of(parts)
             .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         if from_cookie {
-            crate::http::session::check_cookie_request(s, &parts.method, &parts.headers, &token)?;
+            crate::http::cookie::check_cookie_request(s, &parts.method, &parts.headers, &token)?;
         }
         if crate::http::rooms::token::is_join_token(&token) {
             let c = crate::http::rooms::token::verify(&s.share_key, &token, crate::now_ms() / 1000)

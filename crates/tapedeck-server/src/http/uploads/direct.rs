@@ -48,7 +48,7 @@ use crate::engine::source::upload::Endpoint;
 use crate::engine::source::upload::object_key;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
-use crate::http::recordings::{check_signed, signature};
+use crate::http::secret::{check_signed, signature};
 use crate::http::state::AppState;
 use crate::now_ms;
 
