@@ -67,7 +67,7 @@ pub struct TrackFile {
     /// `audio` or `video`.
     pub kind: TrackKind,
     /// As received (`opus`, `vp8`, `vp9`, `av1`, `h264`).
-    pub codec: String,
+    pub codec: TrackCodec,
     /// Where it starts on the recording's timeline, seconds.
     pub start_s: f64,
     /// Its length, seconds (gaps included).

@@ -296,7 +296,11 @@ mod tests {
             } else {
                 TrackKind::Audio
             },
-            codec: if kind == "video" { "vp8" } else { "opus" }.into(),
+            codec: if kind == "video" {
+                tapedeck_core::track::TrackCodec::Vp8
+            } else {
+                tapedeck_core::track::TrackCodec::Opus
+            },
             start_s: start,
             duration_s: dur,
             size_bytes: 1,

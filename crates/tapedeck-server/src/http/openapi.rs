@@ -315,7 +315,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "tracks": {"type": "array", "description": "a room recording's track files; each at /v1/recordings/{id}/tracks/{track}/media",
                 "items": {"type": "object", "required": ["id", "participant", "kind", "codec", "start_s", "duration_s", "size_bytes", "container"], "properties": {
                     "id": {"type": "string"}, "participant": {"type": "string"}, "kind": {"type": "string", "enum": ["audio", "video"]},
-                    "codec": {"type": "string"}, "start_s": {"type": "number", "description": "where it starts on the recording's timeline"},
+                    "codec": {"type": "string", "enum": ["opus", "vp8", "vp9", "av1", "h264"]}, "start_s": {"type": "number", "description": "where it starts on the recording's timeline"},
                     "duration_s": {"type": "number"}, "size_bytes": {"type": "integer"}, "container": {"type": "string"}}}}}},
         "RecordingList": {"type": "object", "required": ["recordings", "next_cursor"], "properties": {
             "recordings": {"type": "array", "items": recording()},

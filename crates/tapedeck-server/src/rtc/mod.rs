@@ -85,8 +85,9 @@ pub struct TrackInfo {
     pub participant: String,
     /// Sound or picture.
     pub kind: TrackKind,
-    /// The codec as negotiated (`opus`, `vp8`, `vp9`, `av1`, `h264`).
-    pub codec: String,
+    /// The codec as negotiated, then as it arrives (None: not known yet,
+    /// or one tapedeck does not record).
+    pub codec: Option<TrackCodec>,
     /// The track within the peer (its SDP mid).
     pub mid: String,
 }

@@ -88,8 +88,16 @@ pub(super) struct Peer {
 pub const RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The codec's name as the API shows it.
-fn codec_name(c: Codec) -> String {
-    format!("{c:?}").to_ascii_lowercase()
+/// The codec of a track tapedeck records (None: one it does not).
+fn track_codec(c: Codec) -> Option<TrackCodec> {
+    Some(match c {
+        Codec::Opus => TrackCodec::Opus,
+        Codec::Vp8 => TrackCodec::Vp8,
+        Codec::Vp9 => TrackCodec::Vp9,
+        Codec::Av1 => TrackCodec::Av1,
+        Codec::H264 => TrackCodec::H264,
+        _ => return None,
+    })
 }
 
 impl Peer {
@@ -142,8 +150,7 @@ impl Peer {
                     .find(|p| p.pt() == pt)
                     .map(|p| p.spec().codec)
             })
-            .map(codec_name)
-            .unwrap_or_default();
+            .and_then(track_codec);
         self.tracks.push(TrackIn {
             info: TrackInfo {
                 peer: self.id,
@@ -167,22 +174,12 @@ impl Peer {
         self.frames_in += 1;
         if let Some(t) = self.tracks.iter_mut().find(|t| t.mid == d.mid) {
             // The codec as it really arrives (the offer may list several).
-            let codec = codec_name(d.params.spec().codec);
-            if t.info.codec != codec {
-                t.info.codec = codec;
-            }
+            t.info.codec = track_codec(d.params.spec().codec);
         }
         if !d.contiguous {
             self.request_keyframe(d.mid, now);
         }
-        let codec = match d.params.spec().codec {
-            Codec::Opus => TrackCodec::Opus,
-            Codec::Vp8 => TrackCodec::Vp8,
-            Codec::Vp9 => TrackCodec::Vp9,
-            Codec::Av1 => TrackCodec::Av1,
-            Codec::H264 => TrackCodec::H264,
-            _ => return None,
-        };
+        let codec = track_codec(d.params.spec().codec)?;
         let rate = d.time.frequency().get() as i128;
         let rtp_us = (d.time.numer() as i128 * 1_000_000 / rate.max(1)) as i64;
         Some(Frame {

@@ -37,7 +37,7 @@ use tapedeck_core::Failure;
 use tapedeck_core::lifecycle::SourceControl;
 use tapedeck_core::recording::{RoomLayout, RoomSource, TrackFile};
 use tapedeck_media::sink::passthrough::{
-    Codec, Container, PassthroughSink, Placed, Track as SinkTrack, Unit,
+    Codec, Container, PassthroughSink, Placed, Summary, Track as SinkTrack, Unit,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -161,11 +161,28 @@ enum Ctl {
     Close(oneshot::Sender<Vec<(TrackFile, PathBuf)>>),
 }
 
-/// One track file being written.
+/// One track, and its file once a frame said its codec and size.
 struct TrackWriter {
-    file: TrackFile,
+    /// `t1`, `t2`, ...
+    id: String,
+    participant: String,
+    kind: TrackKind,
     path: PathBuf,
-    sink: Option<PassthroughSink>,
+    open: Option<OpenTrack>,
+}
+
+/// A track's file being written.
+struct OpenTrack {
+    sink: PassthroughSink,
+    began: Began,
+}
+
+/// What a track's first frame decided.
+#[derive(Clone, Copy)]
+struct Began {
+    /// Its codec (every frame after must be in it).
+    codec: TrackCodec,
+    container: Container,
     /// Where the file's 0 is on the recording's timeline (µs).
     start_us: i64,
 }
@@ -174,8 +191,8 @@ impl TrackWriter {
     /// Writes `f` at `at_us` (where [`placement::Placement`] put it);
     /// whether the file took it.
     fn write(&mut self, f: &Frame, at_us: i64, meter: &Meter) -> Result<bool, String> {
-        let video = self.file.kind == TrackKind::Video;
-        if self.sink.is_none() {
+        let video = self.kind == TrackKind::Video;
+        if self.open.is_none() {
             let track = match sink_codec(f.codec) {
                 None => SinkTrack::opus(48_000, 2),
                 Some(codec) => {
@@ -192,22 +209,26 @@ impl TrackWriter {
             // H.264 goes to Matroska, everything else to WebM.
             let container = Container::for_tracks(std::slice::from_ref(&track));
             self.path.set_extension(container.extension());
-            self.file.container = container.extension().into();
-            self.file.codec = f.codec.as_str().to_string();
             let sink = PassthroughSink::create(&self.path, container, vec![track])
                 .map_err(|e| e.to_string())?;
-            self.sink = Some(sink);
-            self.start_us = at_us;
+            self.open = Some(OpenTrack {
+                sink,
+                began: Began {
+                    codec: f.codec,
+                    container,
+                    start_us: at_us,
+                },
+            });
         }
-        let Some(sink) = self.sink.as_mut() else {
+        let Some(open) = self.open.as_mut() else {
             return Ok(false);
         };
-        if f.codec.as_str() != self.file.codec {
+        if f.codec != open.began.codec {
             // A participant who came back with another codec: not into this file.
             return Err(format!(
                 "{} frames cannot go into this {} file",
                 f.codec.as_str(),
-                self.file.codec
+                open.began.codec.as_str()
             ));
         }
         // Matroska holds H.264 as length-prefixed NAL units, not Annex B.
@@ -218,10 +239,11 @@ impl TrackWriter {
         } else {
             &f.data[..]
         };
-        let placed = sink
+        let placed = open
+            .sink
             .write(Unit {
                 track: 0,
-                pts_us: at_us - self.start_us,
+                pts_us: at_us - open.began.start_us,
                 keyframe: f.keyframe || !video,
                 data,
             })
@@ -265,19 +287,10 @@ impl Writer {
             let id = format!("t{}", idx + 1);
             self.tracks.push(TrackWriter {
                 path: self.dir.join(format!("{id}.webm")),
-                file: TrackFile {
-                    id,
-                    participant: t.participant.clone(),
-                    kind: t.kind,
-                    // Set from the first frame written.
-                    codec: t.codec.clone(),
-                    start_s: 0.0,
-                    duration_s: 0.0,
-                    size_bytes: 0,
-                    container: "webm".into(),
-                },
-                sink: None,
-                start_us: 0,
+                id,
+                participant: t.participant.clone(),
+                kind: t.kind,
+                open: None,
             });
         }
     }
@@ -291,13 +304,13 @@ impl Writer {
             return;
         };
         let w = &mut self.tracks[track];
-        let new_file = w.sink.is_none();
+        let new_file = w.open.is_none();
         match w.write(&f, at_us, &self.meter) {
             Ok(true) => self.place.written(track, w.last_end_us()),
             Ok(false) => {}
-            Err(e) => self.meter.set_error(format!("track {}: {e}", w.file.id)),
+            Err(e) => self.meter.set_error(format!("track {}: {e}", w.id)),
         }
-        if new_file && self.tracks[track].sink.is_some() {
+        if new_file && self.tracks[track].open.is_some() {
             self.save_manifest();
         }
     }
@@ -308,10 +321,15 @@ impl Writer {
         let files: Vec<TrackFile> = self
             .tracks
             .iter()
-            .filter(|w| w.sink.is_some())
-            .map(|w| TrackFile {
-                start_s: w.start_us as f64 / 1e6,
-                ..w.file.clone()
+            .filter_map(|w| {
+                let open = w.open.as_ref()?;
+                // Where it starts is what recovery needs; its length is
+                // read from the file.
+                Some(TrackFile {
+                    duration_s: 0.0,
+                    size_bytes: 0,
+                    ..w.file(open.began, open.sink.summary())
+                })
             })
             .collect();
         let tmp = self.dir.join("manifest.json.tmp");
@@ -335,21 +353,18 @@ impl Writer {
 
     fn finish(self) -> Vec<(TrackFile, PathBuf)> {
         let mut out = vec![];
-        for w in self.tracks {
-            let Some(sink) = w.sink else { continue };
-            if sink.retimed() > 0 {
-                tracing::info!(track = %w.file.id, units = sink.retimed(), "units that came out of order were placed just after the one before");
+        for mut w in self.tracks {
+            let Some(open) = w.open.take() else {
+                continue;
+            };
+            if open.sink.retimed() > 0 {
+                tracing::info!(track = %w.id, units = open.sink.retimed(), "units that came out of order were placed just after the one before");
             }
-            match sink.finalize() {
-                Ok(sum) if sum.units > 0 => {
-                    let mut f = w.file;
-                    f.start_s = w.start_us as f64 / 1e6;
-                    f.duration_s = sum.duration_ms / 1e3;
-                    f.size_bytes = sum.bytes;
-                    out.push((f, w.path));
-                }
+            let began = open.began;
+            match open.sink.finalize() {
+                Ok(sum) if sum.units > 0 => out.push((w.file(began, sum), w.path)),
                 Ok(_) => {}
-                Err(e) => self.meter.set_error(format!("track {}: {e}", w.file.id)),
+                Err(e) => self.meter.set_error(format!("track {}: {e}", w.id)),
             }
         }
         out
@@ -359,10 +374,25 @@ impl Writer {
 impl TrackWriter {
     /// Where what is written so far ends on the recording's timeline.
     fn last_end_us(&self) -> i64 {
-        self.sink
+        self.open
             .as_ref()
-            .map(|s| self.start_us + (s.summary().duration_ms * 1000.0) as i64)
+            .map(|o| o.began.start_us + (o.sink.summary().duration_ms * 1000.0) as i64)
             .unwrap_or(0)
+    }
+
+    /// Its file as the manifest and the recording list it, `written` of
+    /// it so far.
+    fn file(&self, began: Began, written: Summary) -> TrackFile {
+        TrackFile {
+            id: self.id.clone(),
+            participant: self.participant.clone(),
+            kind: self.kind,
+            codec: began.codec,
+            start_s: began.start_us as f64 / 1e6,
+            duration_s: written.duration_ms / 1e3,
+            size_bytes: written.bytes,
+            container: began.container.extension().into(),
+        }
     }
 }
 

@@ -206,18 +206,18 @@ impl Placement {
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tapedeck_core::track::TrackCodec;
 
     fn info(peer: u64, who: &str, kind: TrackKind, mid: &str) -> TrackInfo {
         TrackInfo {
             peer: PeerId(peer),
             participant: who.into(),
             kind,
-            codec: if kind == TrackKind::Video {
-                "vp8"
+            codec: Some(if kind == TrackKind::Video {
+                TrackCodec::Vp8
             } else {
-                "opus"
-            }
-            .into(),
+                TrackCodec::Opus
+            }),
             mid: mid.into(),
         }
     }
