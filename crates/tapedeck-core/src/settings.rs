@@ -125,6 +125,15 @@ impl crate::ErrorCode for InvalidSettings {
     }
 }
 
+/// `base`'s bitrate scaled to `s`'s size and rate: by the ratio of pixels
+/// per second to the power 0.75 (bigger pictures need fewer bits per
+/// pixel), rounded to 10 kbit/s, within the allowed 50 to 100 000.
+fn scaled_bitrate(base: &VideoSettings, s: &VideoSettings) -> u32 {
+    let rate = |v: &VideoSettings| f64::from(v.width) * f64::from(v.height) * f64::from(v.fps);
+    let kbps = f64::from(base.video_bitrate_kbps) * (rate(s) / rate(base)).powf(0.75);
+    ((kbps / 10.0).round() * 10.0).clamp(50.0, 100_000.0) as u32
+}
+
 impl VideoSettings {
     /// Applies `overrides` to `preset`, checking every value.
     pub fn resolve(preset: Preset, o: Overrides) -> Result<Self, InvalidSettings> {
@@ -151,6 +160,10 @@ impl VideoSettings {
             }
             s.fps = f;
         }
+        // The preset's bitrate is for its own size and rate: another size
+        // or rate without a bitrate of its own gets it scaled (a 720p cap
+        // starves a 4K picture: the encoder then repeats pictures).
+        s.video_bitrate_kbps = scaled_bitrate(&preset.settings(), &s);
         if let Some(b) = o.video_bitrate_kbps {
             if !(50..=100_000).contains(&b) {
                 return bad(
@@ -185,6 +198,42 @@ mod tests {
         );
         let u = Preset::Ultra.settings();
         assert_eq!((u.width, u.height, u.fps), (3840, 2160, 60));
+    }
+
+    #[test]
+    fn another_size_or_rate_scales_the_bitrate_unless_one_is_given() {
+        let same = VideoSettings::resolve(Preset::Medium, Overrides::default()).unwrap();
+        assert_eq!(same.video_bitrate_kbps, 2500);
+        let uhd = Overrides {
+            width: Some(3840),
+            height: Some(2160),
+            fps: Some(60),
+            ..Default::default()
+        };
+        // 18 times the pixels per second: 18^0.75 = 8.74 times the bits.
+        let s = VideoSettings::resolve(Preset::Medium, uhd).unwrap();
+        assert_eq!(s.video_bitrate_kbps, 21850);
+        let small = Overrides {
+            width: Some(320),
+            height: Some(180),
+            ..Default::default()
+        };
+        assert_eq!(
+            VideoSettings::resolve(Preset::Medium, small)
+                .unwrap()
+                .video_bitrate_kbps,
+            310
+        );
+        let given = Overrides {
+            video_bitrate_kbps: Some(3000),
+            ..uhd
+        };
+        assert_eq!(
+            VideoSettings::resolve(Preset::Medium, given)
+                .unwrap()
+                .video_bitrate_kbps,
+            3000
+        );
     }
 
     #[test]

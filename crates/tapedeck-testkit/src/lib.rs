@@ -376,6 +376,9 @@ pub enum Page {
     Redirect(String),
     /// Never answers (the connection stays open).
     Hang,
+    /// 200 with this content type and these bytes, after this delay (a
+    /// font or an image that loads late).
+    Late(&'static str, Vec<u8>, Duration),
 }
 
 impl PageServer {
@@ -420,6 +423,18 @@ impl PageServer {
                         std::thread::sleep(Duration::from_secs(600));
                         return;
                     }
+                    if let Some(Page::Late(ct, bytes, delay)) = routes.get(route) {
+                        std::thread::sleep(*delay);
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                            bytes.len()
+                        );
+                        let mut w = &stream;
+                        let _ = w
+                            .write_all(head.as_bytes())
+                            .and_then(|()| w.write_all(bytes));
+                        return;
+                    }
                     let resp = match routes.get(route) {
                         Some(Page::Body(ct, body)) => format!(
                             "HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
@@ -428,7 +443,7 @@ impl PageServer {
                         Some(Page::Redirect(to)) => format!(
                             "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
                         ),
-                        Some(Page::Hang) | None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                        Some(Page::Hang | Page::Late(..)) | None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
                     };
                     let mut w = &stream;
                     let _ = w.write_all(resp.as_bytes());
