@@ -24,8 +24,8 @@ pub struct Limits {
     /// ([`Limits::on_idle`] says what follows).
     pub idle_timeout_ms: i64,
     /// A recording whose source delivered no unit yet is idle this long
-    /// after it started, if sooner than `idle_timeout_ms` (an upload's
-    /// first byte); `None`: only `idle_timeout_ms`.
+    /// after it started, instead of `idle_timeout_ms` (an upload's first
+    /// byte); `None`: `idle_timeout_ms` from the start too.
     pub first_unit_timeout_ms: Option<i64>,
     /// What idleness does.
     pub on_idle: OnIdle,
@@ -54,10 +54,9 @@ impl Limits {
     /// When a recording last active at `last_activity_ms` becomes idle,
     /// `any_unit` whether its source delivered anything yet (ms).
     pub fn idle_at_ms(&self, last_activity_ms: i64, any_unit: bool) -> i64 {
-        let idle = last_activity_ms.saturating_add(self.idle_timeout_ms);
         match self.first_unit_timeout_ms {
-            Some(first) if !any_unit => idle.min(last_activity_ms.saturating_add(first)),
-            _ => idle,
+            Some(first) if !any_unit => last_activity_ms.saturating_add(first),
+            _ => last_activity_ms.saturating_add(self.idle_timeout_ms),
         }
     }
 }
@@ -531,12 +530,13 @@ pub(crate) mod tests {
         lc.handle(Input::Tick, 65_000).unwrap();
         let error = lc.recording().error.as_ref().unwrap();
         assert!(error.message.contains("for 50 s"), "{}", error.message);
-        // A first-unit time longer than the idle time does not extend it.
+        // The first unit has its own time, longer than the idle one too.
         let late = Limits {
             first_unit_timeout_ms: Some(90_000),
             ..limits
         };
-        assert_eq!(late.idle_at_ms(0, false), 50_000);
+        assert_eq!(late.idle_at_ms(0, false), 90_000);
+        assert_eq!(late.idle_at_ms(0, true), 50_000);
     }
 
     #[test]

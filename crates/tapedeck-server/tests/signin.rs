@@ -197,6 +197,14 @@ async fn guessing_a_password_is_slowed_for_that_name_only() {
         (st, &body["error"]["code"]),
         (429, &json!("too_many_attempts"))
     );
+    let r = s
+        .client()
+        .post(format!("{}/v1/session", s.base))
+        .json(&json!({"user": "ann", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["retry-after"], "600", "the failures' window");
     assert_eq!(sign_in(&s, "bob", "bobs long password").await.0, 200);
     // An unknown name answers as a wrong password does.
     let (st, _, body) = sign_in(&s, "nobody", "whatever it is").await;

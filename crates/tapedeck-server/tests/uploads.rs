@@ -275,6 +275,22 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
     // creation-with-upload, then PATCHes: wrong type 415, wrong offset
     // 409, a bad checksum 460 (discarded), a good one taken.
     let data: Vec<u8> = (0..100u8).collect();
+    // A first chunk longer than the upload: 413, and no upload left behind
+    // that its client cannot reach (it got no Location).
+    let (_, before) = s.get(&key, "/v1/recordings").await;
+    let r = create_with(&s, &key, 100, vec![7; 1000], &[]).await;
+    assert_eq!(r.status(), 413);
+    assert!(r.headers().get("location").is_none());
+    let (_, after) = s.get(&key, "/v1/recordings").await;
+    let live = |v: &Value| {
+        v["recordings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"] != "cancelled")
+            .count()
+    };
+    assert_eq!(live(&after), live(&before), "{after}");
     let r = create_with(&s, &key, 100, data[..10].to_vec(), &[]).await;
     assert_eq!(r.status(), 201);
     assert_eq!(h(&r, "upload-offset"), "10");
@@ -380,15 +396,32 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_that_gets_nothing_expires_and_a_deferred_length_is_told_late() {
-    let s = start(|c| c.uploads.expire_after_s = 2).await;
+    let s = start(|c| {
+        c.uploads.expire_after_s = 2;
+        c.uploads.start_timeout_s = 4;
+    })
+    .await;
     let key = s.key("alice", false).await;
-    let path = create(&s, &key, 1000).await;
-    let id = path.rsplit('/').next().unwrap().to_string();
-    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    // One that never gets a byte has the start time, longer than the idle
+    // one here; one whose bytes stopped has the idle time.
+    let never = create(&s, &key, 1000).await;
+    let stopped = create(&s, &key, 1000).await;
+    let r = patch(&s, &key, &stopped, 0, vec![1; 10], &[]).await;
+    assert_eq!(r.status(), 204);
+    let r = tus(&s, &key, "HEAD", &never, &[], vec![]).await;
     assert_eq!(r.status(), 200);
+    let id = stopped.rsplit('/').next().unwrap().to_string();
     let failed = s.wait_status(&key, &id, "failed").await;
     assert_eq!(failed["end_reason"], "upload_expired", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("for 2 s"), "{failed}");
+    let id = never.rsplit('/').next().unwrap().to_string();
+    let (_, v) = s.get(&key, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(v["status"], "recording", "the start time still runs: {v}");
+    let failed = s.wait_status(&key, &id, "failed").await;
     assert_eq!(failed["error"]["code"], "upload_expired", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap();
+    assert!(message.contains("within 4 s"), "{failed}");
 
     // A deferred length: told with the last chunk; the file is processed.
     let file = live_webm(&s.data, 2);

@@ -125,6 +125,42 @@ async fn a_presigned_upload_to_local_storage_goes_through_tapedecks_signed_url()
     let key = s.key("alice", false).await;
     let done = direct_upload(&s, &key, &bytes, &s.base).await;
     assert_eq!(done["source"]["direct"], true);
+
+    // A PUT that is refused (too large) or cut off leaves the whole file an
+    // earlier PUT sent, as a bucket does.
+    let (_, u) = s
+        .post(
+            &key,
+            "/v1/uploads/url",
+            json!({"size": bytes.len(), "sha256": sha256_hex(&bytes)}),
+        )
+        .await;
+    let url = u["upload_url"].as_str().unwrap().to_string();
+    assert_eq!(put(&url, &json!({}), bytes.clone()).await.status(), 200);
+    let mut more = bytes.clone();
+    more.extend_from_slice(b"0123456789");
+    assert_eq!(put(&url, &json!({}), more).await.status(), 413);
+    {
+        use tokio::io::AsyncWriteExt;
+        let rest = url.trim_start_matches("http://");
+        let (host, path) = rest.split_at(rest.find('/').unwrap());
+        let mut c = tokio::net::TcpStream::connect(host).await.unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+            bytes.len()
+        );
+        c.write_all(head.as_bytes()).await.unwrap();
+        c.write_all(&[b'A'; 5000]).await.unwrap();
+        c.shutdown().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let id = u["recording_id"].as_str().unwrap();
+    let (st, r) = s
+        .post(&key, &format!("/v1/recordings/{id}/complete"), json!({}))
+        .await;
+    assert_eq!(st, 202, "{r}");
+    let done = s.wait_status(&key, id, "completed").await;
+    assert_eq!(done["source"]["sha256"], sha256_hex(&bytes), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,9 +238,11 @@ impl Driver {
             }
         }
         let status = self.lc.status();
-        self.status
+        let changed = self
+            .status
             .send_if_modified(|s| std::mem::replace(s, status) != status);
-        if status.is_terminal() {
+        // Once: inputs that arrive after the end change nothing.
+        if changed && status.is_terminal() {
             self.services.metrics.finished(status.as_str());
             if let Some(f) = &self.lc.recording().error {
                 tracing::warn!(id = %self.lc.recording().id, code = %f.code, message = %f.message, "recording failed");

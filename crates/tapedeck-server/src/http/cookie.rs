@@ -81,9 +81,13 @@ pub fn check_cookie_request(
         .unwrap_or("");
     if ct_eq(sent.as_bytes(), csrf_of(&s.share_key, token).as_bytes()) {
         Ok(())
-    } else {
+    } else if sent.is_empty() {
         Err(csrf_failed(
             "a change made with the session cookie needs the X-CSRF-Token header (from GET /v1/session)",
+        ))
+    } else {
+        Err(csrf_failed(
+            "the X-CSRF-Token header is not this session's (read it again from GET /v1/session)",
         ))
     }
 }

@@ -17,6 +17,8 @@ pub struct ApiError {
     pub code: Code,
     /// What went wrong, for people.
     pub message: String,
+    /// Seconds to wait before asking again (`Retry-After`), if known.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -27,7 +29,14 @@ impl ApiError {
             status: code.status(),
             code,
             message: message.into(),
+            retry_after_s: None,
         }
+    }
+
+    /// The same, telling the client when to ask again.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after_s = Some(seconds);
+        self
     }
     /// 401.
     pub fn unauthorized(message: impl Into<String>) -> Self {
@@ -65,11 +74,18 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (
+        let mut r = (
             status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after_s {
+            r.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(s),
+            );
+        }
+        r
     }
 }
 

@@ -145,7 +145,12 @@ pub async fn list(
             "limit" => f.limit = page_limit(v)?,
             "cursor" => f.before = Some(v.parse()?),
             "owner" if p.admin => f.owner = Some(v.clone()),
-            "q" => search = Some(tapedeck_core::search::parse_search(v)?),
+            "q" => {
+                search = Some(
+                    tapedeck_core::search::parse_search(v)
+                        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?,
+                )
+            }
             k if k.starts_with("metadata.") => {
                 if f.metadata.len() == tapedeck_core::search::MAX_METADATA_FILTERS {
                     return Err(ApiError::new(

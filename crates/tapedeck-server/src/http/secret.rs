@@ -30,8 +30,14 @@ pub(crate) fn check_signed(
 ) -> Result<(), ApiError> {
     let exp: i64 = q
         .get("exp")
-        .and_then(|e| e.parse().ok())
-        .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing exp"))?;
+        .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing exp"))?
+        .parse()
+        .map_err(|_| {
+            ApiError::new(
+                Code::InvalidSignature,
+                "exp is not a time (whole seconds since 1970)",
+            )
+        })?;
     let sig = q
         .get("sig")
         .ok_or_else(|| ApiError::new(Code::InvalidSignature, "missing sig"))?;

@@ -106,7 +106,8 @@ async fn password_sign_in(s: &AppState, user: &str, password: &str) -> Result<Pr
         return Err(ApiError::new(
             Code::TooManyAttempts,
             "too many wrong passwords for this user; wait ten minutes",
-        ));
+        )
+        .retry_after(crate::http::throttle::FAILURE_WINDOW_MS as u64 / 1000));
     }
     let found = if password.len() > MAX_PASSWORD {
         None

@@ -10,7 +10,7 @@ use crate::http::error::ApiError;
 /// Failed sign-ins per user name before it waits.
 const MAX_FAILURES: u32 = 10;
 /// How long those failures are counted, ms.
-const FAILURE_WINDOW_MS: i64 = 10 * 60 * 1000;
+pub(crate) const FAILURE_WINDOW_MS: i64 = 10 * 60 * 1000;
 
 /// Failed password sign-ins per user name: after [`MAX_FAILURES`] in
 /// [`FAILURE_WINDOW_MS`], that name is refused until the window passes,

@@ -248,37 +248,70 @@ pub async fn put(
     }
     let mut st = ep.state.lock().await;
     let limit = st.spec.length.unwrap_or(0);
-    // A PUT replaces what an earlier one left.
-    let mut file = tokio::fs::File::create(&st.path)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut at = 0u64;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::new(Code::InvalidRequest, format!("the body was cut: {e}")))?;
-        if at + chunk.len() as u64 > limit {
-            let _ = file.set_len(0).await;
-            st.offset = 0;
-            return Err(ApiError::new(
-                Code::TooLarge,
-                format!("the upload was declared as {limit} bytes"),
-            ));
-        }
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
-        at += chunk.len() as u64;
-    }
-    file.sync_data().await.map_err(ApiError::internal)?;
+    // A whole PUT replaces what an earlier one left; a refused or cut one
+    // leaves it as it was, as a bucket does.
+    let (at, _) = replace_with_body(&st.path, body, limit, || {
+        format!("the upload was declared as {limit} bytes")
+    })
+    .await?;
     st.offset = at;
     drop(st);
     ep.arrived();
     Ok(StatusCode::OK.into_response())
 }
 
+/// Writes `body` to `path` through a file beside it, which replaces `path`
+/// only once the whole body arrived and is synced: a body over `limit`
+/// bytes (413, `too_large` saying `over()`) or cut off leaves `path` as it
+/// was. Returns the bytes written and their SHA-256.
+async fn replace_with_body(
+    path: &std::path::Path,
+    body: Body,
+    limit: u64,
+    over: impl Fn() -> String,
+) -> Result<(u64, [u8; 32]), ApiError> {
+    use sha2::Digest;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = path.with_file_name(format!("{name}.incoming"));
+    let written = async {
+        let mut file = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(ApiError::internal)?;
+        let mut hash = sha2::Sha256::new();
+        let mut at = 0u64;
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(Code::InvalidRequest, format!("the body was cut: {e}"))
+            })?;
+            at += chunk.len() as u64;
+            if at > limit {
+                return Err(ApiError::new(Code::TooLarge, over()));
+            }
+            hash.update(&chunk);
+            file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        }
+        file.sync_data().await.map_err(ApiError::internal)?;
+        Ok((at, hash.finalize().into()))
+    }
+    .await;
+    match written {
+        Ok(w) => {
+            tokio::fs::rename(&tmp, path)
+                .await
+                .map_err(ApiError::internal)?;
+            Ok(w)
+        }
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            Err(e)
+        }
+    }
+}
+
 /// Part `n` of a local multipart upload, into its own file; 200 with its
 /// `ETag` (the first 128 bits of its SHA-256).
 async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiError> {
-    use sha2::Digest;
     let (upload, spec) = {
         let st = ep.state.lock().await;
         (st.path.clone(), st.spec.clone())
@@ -299,47 +332,24 @@ async fn put_part(ep: &Endpoint, n: u32, body: Body) -> Result<Response, ApiErro
         )
     })?;
     let (path, etag_path) = part_paths(&upload, n);
-    let mut file = tokio::fs::File::create(&path)
-        .await
-        .map_err(ApiError::internal)?;
-    let mut hash = sha2::Sha256::new();
-    let mut at = 0u64;
-    let mut stream = body.into_data_stream();
-    let refuse = |e: ApiError| async {
-        let _ = tokio::fs::remove_file(&path).await;
-        Err(e)
-    };
-    while let Some(chunk) = stream.next().await {
-        let chunk = match chunk {
-            Ok(c) => c,
-            Err(e) => {
-                return refuse(ApiError::new(
-                    Code::InvalidRequest,
-                    format!("part {n} was cut: {e}"),
-                ))
-                .await;
-            }
-        };
-        at += chunk.len() as u64;
-        if at > want {
-            return refuse(ApiError::new(
-                Code::TooLarge,
-                format!("part {n} is {want} bytes"),
-            ))
-            .await;
-        }
-        hash.update(&chunk);
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
-    }
+    // A part PUT again replaces the earlier one only when whole and of its size.
+    let staged = path.with_file_name(format!(
+        "{}.staged",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let (at, hash) =
+        replace_with_body(&staged, body, want, || format!("part {n} is {want} bytes")).await?;
     if at != want {
-        return refuse(ApiError::new(
+        let _ = tokio::fs::remove_file(&staged).await;
+        return Err(ApiError::new(
             Code::InvalidRequest,
             format!("part {n} is {want} bytes, not {at}"),
-        ))
-        .await;
+        ));
     }
-    file.sync_data().await.map_err(ApiError::internal)?;
-    let etag = format!("\"{}\"", hex::encode(&hash.finalize()[..16]));
+    tokio::fs::rename(&staged, &path)
+        .await
+        .map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", hex::encode(&hash[..16]));
     tokio::fs::write(&etag_path, &etag)
         .await
         .map_err(ApiError::internal)?;

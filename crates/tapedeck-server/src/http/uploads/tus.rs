@@ -229,7 +229,18 @@ async fn create_inner(
     // creation-with-upload: the first bytes in the same request.
     let with_bytes = header_str(&h, "content-type") == Some(OCTETS);
     if with_bytes {
-        let offset = append(&s, &ep, &h, 0, body).await?;
+        let offset = match append(&s, &ep, &h, 0, body).await {
+            Ok(o) => o,
+            Err(e) => {
+                // The client learns no Location from an error: the upload
+                // it cannot reach is cancelled, not left to fail later.
+                let _ = s
+                    .supervisor
+                    .act(rec, tapedeck_core::recording::Action::Cancel)
+                    .await;
+                return Err(e);
+            }
+        };
         headers.push((
             HeaderName::from_static("upload-offset"),
             HeaderValue::from(offset),
