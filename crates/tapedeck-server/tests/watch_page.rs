@@ -57,7 +57,7 @@ async fn the_watch_page_plays_renames_shares_and_deletes() {
         .await;
     assert_eq!(by_kind["recordings"].as_array().unwrap().len(), 61);
     let (st, e) = s.get(&key, "/v1/recordings?q=").await;
-    assert_eq!((st, &e["error"]["code"]), (400, &json!("invalid_request")));
+    assert_eq!((st, &e["error"]["code"]), (400, &json!("invalid_query")));
     // Filtered by the recordings' own metadata, exactly: a number as
     // JSON writes it, a string with its case; with a search too.
     let titles = |v: &serde_json::Value| -> Vec<String> {
