@@ -24,6 +24,7 @@ pub mod script;
 pub mod search;
 pub mod settings;
 pub mod signin;
+pub mod split;
 pub mod timeline;
 pub mod tour;
 pub mod track;

@@ -68,6 +68,7 @@ fn options(dir: &std::path::Path) -> WebOptions {
         capture: tapedeck_media::web::Capture::Png,
         profile: dir.join("profile"),
         audio_path: dir.join("audio.mp4"),
+        range: tapedeck_core::split::FrameRange::ALL,
     }
 }
 
@@ -248,4 +249,95 @@ async fn realtime_720p30_runs_on_the_wall_clock() {
     // (A starved machine can lose a little of it; the mux pads to the video.)
     assert!(secs >= 3.8, "{a} {audio:?}");
     assert!((0.0..0.5).contains(&audio.lead_s), "{audio:?}");
+}
+
+/// SSIM of each frame of `b` against frame `from + i` of `a`.
+fn ssim_per_frame(
+    a: &std::path::Path,
+    b: &std::path::Path,
+    from: u64,
+    dir: &std::path::Path,
+) -> Vec<f64> {
+    let stats = dir.join("ssim.txt");
+    let graph = format!(
+        "[0:v]trim=start_frame={from},setpts=PTS-STARTPTS[a];[a][1:v]ssim=stats_file={}",
+        stats.display()
+    );
+    let ok = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", &graph, "-f", "null", "-"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split("All:").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// A range rendered by its own browser, which plays the page and script
+/// from the start without capturing up to the range, is the same video as
+/// the one-browser render of those frames: each frame shows its own
+/// instant (the barcode's clock and frame count), and the pictures match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
+    let site = PageServer::start(vec![(
+        "/",
+        Page::Body(
+            "text/html",
+            include_str!("../../../bench/pages/text.html").to_string(),
+        ),
+    )]);
+    let src: WebSource = serde_json::from_value(serde_json::json!({
+        "url": site.url("/?transitions=1&canvas=1"),
+        "script": [
+            {"type": "wait", "duration_ms": 300},
+            {"type": "scroll", "by_px": 900, "duration_ms": 1000},
+            {"type": "move", "x": 500, "y": 300, "duration_ms": 600},
+            {"type": "wait", "duration_ms": 300}
+        ]
+    }))
+    .unwrap();
+    let (w, h, fps) = (1280, 720, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let sub = |n: &str| {
+        let d = dir.path().join(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let (full_dir, range_dir) = (sub("full"), sub("range"));
+    let mut ranged = options(&range_dir);
+    ranged.range = tapedeck_core::split::FrameRange {
+        start: 40,
+        end: None,
+    };
+    let (full, part) = tokio::join!(
+        record_page(src.clone(), w, h, fps, options(&full_dir), &full_dir),
+        record_page(src.clone(), w, h, fps, ranged, &range_dir),
+    );
+    let (full, part) = (full.1.unwrap(), part.1.unwrap());
+    let total = u64::from(fps) * 2200 / 1000;
+    assert_eq!(ffprobe(&full).frames, total);
+    assert_eq!(ffprobe(&part).frames, total - 40);
+    let a = barcode::decode_video(std::path::Path::new("ffmpeg"), &full, fps).unwrap();
+    let b = barcode::decode_video(std::path::Path::new("ffmpeg"), &part, fps).unwrap();
+    for (i, m) in b.iter().enumerate() {
+        let want = a[40 + i].unwrap();
+        let got = m.unwrap();
+        assert_eq!(
+            (got.clock_us, got.counter),
+            (want.clock_us, want.counter),
+            "frame {}",
+            40 + i
+        );
+    }
+    let ssim = ssim_per_frame(&full, &part, 40, dir.path());
+    assert_eq!(ssim.len() as u64, total - 40);
+    let worst = ssim.iter().cloned().fold(1.0, f64::min);
+    assert!(worst >= 0.99, "worst SSIM {worst}: {ssim:?}");
 }

@@ -25,6 +25,7 @@ use tapedeck_core::Code;
 use serde_json::json;
 use tapedeck_core::netpolicy::NetPolicy;
 use tapedeck_core::player::{Need, Overlay, PlayError, Player, Tick};
+use tapedeck_core::split::FrameRange;
 use tapedeck_core::web::{DEFAULT_AUTO_S, WebMode, WebSource};
 use tokio::sync::{mpsc, watch};
 
@@ -101,6 +102,9 @@ pub struct WebOptions {
     pub profile: PathBuf,
     /// Where the page's audio goes when the source records it (realtime).
     pub audio_path: PathBuf,
+    /// The output frames this browser captures (deterministic mode): the
+    /// ones before are played without capturing, the browser stops after.
+    pub range: FrameRange,
 }
 
 /// How a web recording went.
@@ -231,6 +235,11 @@ pub async fn record(
     on_frame: &mut (dyn FnMut(&WebReport) + Send),
 ) -> Result<WebReport, WebError> {
     let deterministic = src.mode == WebMode::Deterministic;
+    if !deterministic && opts.range != FrameRange::ALL {
+        return Err(WebError::Browser(
+            "only a deterministic recording renders a range of its frames".into(),
+        ));
+    }
     let vp = src.viewport_for(width, height);
     let binary = resolve_binary(&opts.browser);
     if is_script(&binary) {
@@ -375,6 +384,25 @@ async fn run(
             }
             Tick::Frame(plan) => plan,
         };
+        let range = opts.range;
+        if range.is_past(plan.index) {
+            break;
+        }
+        if !range.captures(plan.index) {
+            // Before the range: the page plays this frame (its input, its
+            // time, its animation frame) and nothing is captured.
+            preroll(
+                &mut s,
+                &plan,
+                &mut buttons,
+                &mut unacked,
+                vt_start,
+                fps,
+                opts,
+            )
+            .await?;
+            continue;
+        }
         // Realtime: wait for this frame's wall-clock time; skip capture if late.
         let mut capture = true;
         if !deterministic {
@@ -466,8 +494,8 @@ async fn run(
                 report.dropped += 1;
             }
         }
-        report.frames = plan.index + 1;
-        report.planned = player.planned_frames();
+        report.frames = plan.index + 1 - opts.range.start;
+        report.planned = opts.range.len_of(player.planned_frames());
         report.video_s = report.frames as f64 / f64::from(fps);
         report.wall_s = (started.elapsed() - paused_for).as_secs_f64();
         on_frame(&report);
@@ -501,6 +529,38 @@ async fn run(
         }
     }
     Ok(report)
+}
+
+/// Plays frame `plan` before the captured range: its input, the page's
+/// time up to it, and an animation frame drawn without a picture.
+async fn preroll(
+    s: &mut Session,
+    plan: &tapedeck_core::player::FramePlan,
+    buttons: &mut u32,
+    unacked: &mut Vec<Reply>,
+    vt_start: u64,
+    fps: u32,
+    opts: &WebOptions,
+) -> Result<(), WebError> {
+    let replies = input::dispatch(s, &plan.inputs, buttons);
+    if let Some(y) = plan.scroll_to {
+        s.eval(&format!(
+            "window.scrollTo({{left: 0, top: {y}, behavior: 'instant'}})"
+        ))
+        .await?;
+    }
+    let target = vt_start + (plan.index + 1) * 1000 / u64::from(fps);
+    if !s.advance_to(target, "advance").await? {
+        return Err(WebError::Unresponsive(opts.frame_timeout.as_secs()));
+    }
+    s.begin_frame_drawn(None, false).await?;
+    for r in std::mem::replace(unacked, replies) {
+        r.wait(opts.frame_timeout).await.map_err(|e| match e {
+            CdpError::Timeout(_) => WebError::Unresponsive(opts.frame_timeout.as_secs()),
+            e => e.into(),
+        })?;
+    }
+    Ok(())
 }
 
 /// Realtime mode's check that the page's main thread still runs: the

@@ -154,8 +154,19 @@ impl Session {
         &mut self,
         screenshot: Option<Capture>,
     ) -> Result<Drawn, WebError> {
+        self.begin_frame_drawn(screenshot, true).await
+    }
+
+    /// A frame whose main-thread work (input, animation frames, layout)
+    /// runs; `display` false: nothing is drawn (a frame played before a
+    /// captured range).
+    pub(super) async fn begin_frame_drawn(
+        &mut self,
+        screenshot: Option<Capture>,
+        display: bool,
+    ) -> Result<Drawn, WebError> {
         let interval = 1000.0 / f64::from(self.fps);
-        let mut p = json!({"interval": interval, "noDisplayUpdates": false});
+        let mut p = json!({"interval": interval, "noDisplayUpdates": !display});
         if self.deterministic {
             p["frameTimeTicks"] = json!(self.frame_ticks());
         }

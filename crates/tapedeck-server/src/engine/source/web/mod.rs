@@ -42,6 +42,7 @@ pub fn web_options(config: &Config, work: &Path) -> WebOptions {
         },
         profile: work.join("browser"),
         audio_path: work.join("page-audio.mp4"),
+        range: tapedeck_core::split::FrameRange::ALL,
     }
 }
 
