@@ -399,6 +399,10 @@ pub struct Stats {
     /// beside `frames_written` for its progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames_planned: Option<u64>,
+    /// Wall seconds a web recording still needs to render its planned
+    /// frames at its pace so far (while it renders).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<f64>,
 }
 
 /// What ffprobe found in the output file.

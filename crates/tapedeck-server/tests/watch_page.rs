@@ -244,6 +244,21 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
         )
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
+    // While it renders, the API says its pace and what is left.
+    let live = loop {
+        let (_, v) = s.get(&key, &format!("/v1/recordings/{id}")).await;
+        if v["stats"]["eta_s"].is_number() || v["status"] == "completed" {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(live["status"], "recording", "{live}");
+    assert_eq!(live["stats"]["frames_planned"], 1440, "{live}");
+    assert!(
+        live["stats"]["realtime_factor"].as_f64().unwrap() > 0.0,
+        "{live}"
+    );
+    assert!(live["stats"]["eta_s"].as_f64().unwrap() > 0.0, "{live}");
     let out = page_script(
         "progress.mjs",
         vec![s.base.clone(), key.clone(), id.clone()],
@@ -267,4 +282,6 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
     }
     let done = s.wait_status(&key, &id, "completed").await;
     assert_eq!(done["stats"]["frames_written"], 1440, "{done}");
+    assert!(done["stats"].get("eta_s").is_none(), "{done}");
+    assert!(done["stats"]["realtime_factor"].as_f64().unwrap() > 0.0);
 }

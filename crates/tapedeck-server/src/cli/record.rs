@@ -120,11 +120,22 @@ pub(super) async fn record(mut config: Config, a: RecordArgs) -> Result<(), Stri
         if let Some(p) = state.supervisor.progress(id) {
             let video_s = p.frames_written as f64 / f64::from(fps.max(1));
             let wall = started.elapsed().as_secs_f64().max(1e-3);
-            bar.set_message(format!(
-                "{}: {video_s:.1} s of video ({:.2}x real time)",
-                r.status.as_str(),
-                video_s / wall
-            ));
+            let rf = p.realtime_factor.unwrap_or(video_s / wall);
+            let mut line = match p.frames_planned {
+                Some(n) => format!(
+                    "{}: frame {} of {n}, {video_s:.1} s of video ({rf:.2}x real time)",
+                    r.status.as_str(),
+                    p.frames_written.min(n)
+                ),
+                None => format!(
+                    "{}: {video_s:.1} s of video ({rf:.2}x real time)",
+                    r.status.as_str()
+                ),
+            };
+            if let Some(eta) = p.eta_s {
+                line.push_str(&format!(", about {eta:.0} s left"));
+            }
+            bar.set_message(line);
         } else {
             bar.set_message(r.status.as_str().to_string());
         }

@@ -44,6 +44,8 @@ pub async fn prepare(
     rec.stats.frames_in = rec.stats.frames_in.max(c.frames_in);
     rec.stats.frames_written = c.frames_out;
     rec.stats.realtime_factor = take.realtime_factor;
+    // Rendered: nothing is left to wait for.
+    rec.stats.eta_s = None;
     rec.stats.cpu_s = take.cpu_s;
     rec.tracks = take.tracks.iter().map(|(t, _)| t.clone()).collect();
     if let Some(f) = take.format {

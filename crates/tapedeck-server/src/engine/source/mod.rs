@@ -109,12 +109,41 @@ pub struct Meter {
     pub progress: Mutex<Option<f64>>,
     /// Frames a web recording is planned to have (0: not known).
     pub planned: AtomicU64,
+    /// A web recording's pace while it renders.
+    pub render: Mutex<Option<Render>>,
+}
+
+/// How a web recording's rendering goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Render {
+    /// Frames rendered.
+    pub done: u64,
+    /// Frames planned.
+    pub planned: u64,
+    /// Wall seconds spent rendering (pauses excluded).
+    pub wall_s: f64,
+    /// Video seconds rendered.
+    pub video_s: f64,
+}
+
+impl Render {
+    /// Video seconds per wall second so far.
+    pub fn realtime_factor(&self) -> Option<f64> {
+        (self.wall_s > 0.0 && self.done > 0).then(|| self.video_s / self.wall_s)
+    }
+
+    /// Wall seconds left at the pace so far.
+    pub fn eta_s(&self) -> Option<f64> {
+        (self.done > 0 && self.planned > 0)
+            .then(|| self.planned.saturating_sub(self.done) as f64 * self.wall_s / self.done as f64)
+    }
 }
 
 impl Meter {
     /// Stats as the recording shows them.
     pub fn stats(&self) -> Stats {
         let c = self.counters();
+        let render = *self.render.lock().unwrap_or_else(|e| e.into_inner());
         let refused = self.refused.load(Ordering::Relaxed);
         let dur = c.duration_us as f64 / 1e6;
         Stats {
@@ -129,15 +158,22 @@ impl Meter {
             },
             cpu_s: 0.0,
             processing_s: 0.0,
-            realtime_factor: None,
+            realtime_factor: render.and_then(|r| r.realtime_factor()),
             progress: *self.progress.lock().unwrap_or_else(|e| e.into_inner()),
             frames_planned: Some(self.planned.load(Ordering::Relaxed)).filter(|&n| n > 0),
+            eta_s: render.and_then(|r| r.eta_s()),
         }
     }
 
     /// Sets the frames a web recording is planned to have.
     pub fn set_planned(&self, frames: u64) {
         self.planned.store(frames, Ordering::Relaxed);
+    }
+
+    /// Notes how a web recording's rendering goes.
+    pub fn set_render(&self, r: Render) {
+        self.set_planned(r.planned);
+        *self.render.lock().unwrap_or_else(|e| e.into_inner()) = Some(r);
     }
 
     /// Sets the share done of a job after stop.

@@ -89,7 +89,14 @@ impl WebRecording {
                 v.fps,
                 ctl_rx,
                 &mut sink,
-                &mut |report| planned.set_planned(report.planned),
+                &mut |report| {
+                    planned.set_render(super::Render {
+                        done: report.frames,
+                        planned: report.planned,
+                        wall_s: report.wall_s,
+                        video_s: report.video_s,
+                    })
+                },
             )
             .await;
             let _ = events
