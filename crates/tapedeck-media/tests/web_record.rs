@@ -260,7 +260,8 @@ fn ssim_per_frame(
 ) -> Vec<f64> {
     let stats = dir.join("ssim.txt");
     let graph = format!(
-        "[0:v]trim=start_frame={from},setpts=PTS-STARTPTS[a];[a][1:v]ssim=stats_file={}",
+        // Frame by frame, whatever each file's timestamps: both by index.
+        "[0:v]trim=start_frame={from},setpts=N/FRAME_RATE/TB[a];[1:v]setpts=N/FRAME_RATE/TB[b];[a][b]ssim=shortest=1:stats_file={}",
         stats.display()
     );
     let ok = std::process::Command::new("ffmpeg")
@@ -284,6 +285,8 @@ fn ssim_per_frame(
 /// from the start without capturing up to the range, is the same video as
 /// the one-browser render of those frames: each frame shows its own
 /// instant (the barcode's clock and frame count), and the pictures match.
+/// Two ranges rendered at once and joined without re-encoding are the
+/// whole video, nothing repeated or missing at the join.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
     let site = PageServer::start(vec![(
@@ -310,17 +313,24 @@ async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
         std::fs::create_dir_all(&d).unwrap();
         d
     };
-    let (full_dir, range_dir) = (sub("full"), sub("range"));
+    let (full_dir, first_dir, range_dir) = (sub("full"), sub("first"), sub("range"));
+    let mut first = options(&first_dir);
+    first.range = tapedeck_core::split::FrameRange {
+        start: 0,
+        end: Some(40),
+    };
     let mut ranged = options(&range_dir);
     ranged.range = tapedeck_core::split::FrameRange {
         start: 40,
         end: None,
     };
-    let (full, part) = tokio::join!(
+    let (full, head, part) = tokio::join!(
         record_page(src.clone(), w, h, fps, options(&full_dir), &full_dir),
+        record_page(src.clone(), w, h, fps, first, &first_dir),
         record_page(src.clone(), w, h, fps, ranged, &range_dir),
     );
-    let (full, part) = (full.1.unwrap(), part.1.unwrap());
+    let (full, head, part) = (full.1.unwrap(), head.1.unwrap(), part.1.unwrap());
+    assert_eq!(ffprobe(&head).frames, 40);
     let total = u64::from(fps) * 2200 / 1000;
     assert_eq!(ffprobe(&full).frames, total);
     assert_eq!(ffprobe(&part).frames, total - 40);
@@ -340,4 +350,30 @@ async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
     assert_eq!(ssim.len() as u64, total - 40);
     let worst = ssim.iter().cloned().fold(1.0, f64::min);
     assert!(worst >= 0.99, "worst SSIM {worst}: {ssim:?}");
+
+    let joined = dir.path().join("joined.mp4");
+    tapedeck_media::ffmpeg::copy::join(&Tools::default(), &[&head, &part], Format::Mp4, &joined)
+        .unwrap();
+    let p = ffprobe(&joined);
+    assert_eq!((p.codec.as_str(), p.frames), ("h264", total), "{p:?}");
+    assert!(
+        (p.duration_s - total as f64 / f64::from(fps)).abs() < 0.01,
+        "{p:?}"
+    );
+    let j = barcode::decode_video(std::path::Path::new("ffmpeg"), &joined, fps).unwrap();
+    assert_eq!(j.len() as u64, total);
+    for (k, m) in j.iter().enumerate() {
+        let (got, want) = (m.unwrap(), a[k].unwrap());
+        assert_eq!(
+            (got.clock_us, got.counter),
+            (want.clock_us, want.counter),
+            "frame {k}"
+        );
+    }
+    let s = barcode::smoothness(&j, fps);
+    assert_eq!((s.holds, s.jerk), (0, 0.0), "{s:?}");
+    let ssim = ssim_per_frame(&full, &joined, 0, dir.path());
+    assert_eq!(ssim.len() as u64, total);
+    let worst = ssim.iter().cloned().fold(1.0, f64::min);
+    assert!(worst >= 0.99, "joined: worst SSIM {worst}: {ssim:?}");
 }

@@ -51,6 +51,44 @@ pub fn remux(tools: &Tools, input: &Path, format: Format, out: &Path) -> Result<
     run_limited(tools, &tools.ffmpeg, &args, Duration::from_secs(3600)).map(|_| ())
 }
 
+/// Joins files of the same encoding (the ranges of one recording, each
+/// beginning with a keyframe) end to end into `out` (its format as named)
+/// by stream copy, through ffmpeg's concat demuxer and a list written
+/// beside `out`.
+pub fn join(tools: &Tools, parts: &[&Path], format: Format, out: &Path) -> Result<(), FfmpegError> {
+    let list = out.with_extension("parts.txt");
+    std::fs::write(&list, join_list(parts)).map_err(|e| FfmpegError::Io {
+        program: "ffmpeg".into(),
+        source: e,
+    })?;
+    let mut args: Vec<String> = ["-y", "-v", "error", "-f", "concat", "-safe", "0", "-i"]
+        .map(String::from)
+        .to_vec();
+    args.push(list.display().to_string());
+    args.extend(["-map", "0", "-c", "copy"].map(String::from));
+    if format == Format::Mp4 {
+        args.extend(["-movflags", "+faststart"].map(String::from));
+    }
+    args.push(out.display().to_string());
+    let r = crate::process::run("ffmpeg", &tools.ffmpeg, &args, Duration::from_secs(3600));
+    let _ = std::fs::remove_file(&list);
+    r.map(|_| ())
+}
+
+/// The concat demuxer's list of `parts`: one `file` line each, quoted as
+/// the demuxer reads them (a `'` closes, is escaped, and opens again).
+fn join_list(parts: &[&Path]) -> String {
+    parts
+        .iter()
+        .map(|p| {
+            format!(
+                "file '{}'\n",
+                p.display().to_string().replace('\'', "'\\''")
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +104,11 @@ mod tests {
             text.ends_with("-map 0:0 -map 1:0 -c copy /w/media.webm"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_join_list_names_each_part_quoted() {
+        let list = join_list(&[Path::new("/w/r0.mkv"), Path::new("/w/it's.mkv")]);
+        assert_eq!(list, "file '/w/r0.mkv'\nfile '/w/it'\\''s.mkv'\n");
     }
 }
