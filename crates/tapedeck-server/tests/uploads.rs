@@ -374,9 +374,14 @@ async fn the_protocol_refuses_what_it_does_not_allow_with_a_code() {
     // Someone else's upload does not exist for them.
     let r = tus(&s, &other, "HEAD", &path, &[], vec![]).await;
     assert_eq!(r.status(), 404);
-    // More than the length: the rest is refused with 413.
+    // A chunk that would pass the length is refused whole with 413: the
+    // upload stays where it was.
     let r = patch(&s, &key, &path, 20, vec![7; 200], &[]).await;
     assert_eq!(r.status(), 413);
+    let r = tus(&s, &key, "HEAD", &path, &[], vec![]).await;
+    assert_eq!(h(&r, "upload-offset"), "20");
+    let r = patch(&s, &key, &path, 20, vec![7; 80], &[]).await;
+    assert_eq!(r.status(), 204);
     // The last byte arrived (100 of 100): it is not media, so it fails clearly.
     let id = path.rsplit('/').next().unwrap().to_string();
     let failed = s.wait_status(&key, &id, "failed").await;

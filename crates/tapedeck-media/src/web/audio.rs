@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use super::recorder::WebError;
+use super::options::WebError;
 use super::session::Session;
 
 /// How long the tab recording runs on after the last frame.

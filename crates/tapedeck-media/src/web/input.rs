@@ -8,7 +8,7 @@ use tapedeck_core::tour::{self, Survey};
 use tapedeck_core::web::{DEFAULT_AUTO_S, WebSource};
 
 use super::cdp::Reply;
-use super::recorder::WebError;
+use super::options::WebError;
 use super::session::Session;
 
 const SURVEY_JS: &str = include_str!("survey.js");

@@ -16,7 +16,9 @@
 mod audio;
 pub mod browser;
 pub mod cdp;
+mod heartbeat;
 mod input;
+mod options;
 pub mod overlay;
 pub mod proxy;
 pub mod recorder;

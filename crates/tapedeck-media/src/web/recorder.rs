@@ -17,14 +17,10 @@
 //! included, through the filtering [`proxy`](super::proxy), which connects
 //! only to the addresses it checked.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tapedeck_core::Code;
 
-use serde_json::json;
-use tapedeck_core::netpolicy::NetPolicy;
-use tapedeck_core::player::{Need, Overlay, PlayError, Player, Tick};
+use tapedeck_core::player::{Need, Overlay, Player, Tick};
 use tapedeck_core::split::FrameRange;
 use tapedeck_core::web::{DEFAULT_AUTO_S, WebMode, WebSource};
 use tokio::sync::{mpsc, watch};
@@ -32,7 +28,9 @@ use tokio::sync::{mpsc, watch};
 use super::audio::{save_audio, start_audio};
 use super::browser::{Browser, LaunchOptions, is_script, resolve_binary};
 use super::cdp::{Cdp, CdpError, Event, Reply};
+use super::heartbeat::Heartbeat;
 use super::input;
+pub use super::options::{Capture, WebError, WebOptions};
 use super::session::{Session, check_policy, guard_requests};
 use crate::ffmpeg::AudioTrack;
 
@@ -76,37 +74,6 @@ pub trait FrameSink: Send {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkClosed;
 
-/// The image format frames are captured in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capture {
-    /// Lossless, slower to encode and decode.
-    Png,
-    /// Lossy at this quality (1-100), fast.
-    Jpeg(u8),
-}
-
-/// Settings for web recordings.
-#[derive(Debug, Clone)]
-pub struct WebOptions {
-    /// chromium-headless-shell.
-    pub browser: PathBuf,
-    /// Which addresses pages may reach.
-    pub policy: NetPolicy,
-    /// Longest wait for a page (or a `goto`) to load.
-    pub load_timeout: Duration,
-    /// Longest wait for one frame.
-    pub frame_timeout: Duration,
-    /// How frames are taken from the browser.
-    pub capture: Capture,
-    /// Browser profile folder (removed afterwards).
-    pub profile: PathBuf,
-    /// Where the page's audio goes when the source records it (realtime).
-    pub audio_path: PathBuf,
-    /// The output frames this browser captures (deterministic mode): the
-    /// ones before are played without capturing, the browser stops after.
-    pub range: FrameRange,
-}
-
 /// How a web recording went.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WebReport {
@@ -136,90 +103,6 @@ pub struct WebReport {
     pub audio: Option<AudioTrack>,
     /// Why the page's audio is missing when it was asked for.
     pub audio_error: Option<String>,
-}
-
-/// A web recording that failed, with a reason a person can act on.
-#[derive(Debug, Clone, thiserror::Error, PartialEq)]
-pub enum WebError {
-    /// The browser could not start.
-    #[error("{0}")]
-    Browser(String),
-    /// The address is not allowed.
-    #[error("{url} is not allowed: {reason}")]
-    Blocked {
-        /// The URL.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// The page could not be loaded.
-    #[error("could not load {url}: {reason}")]
-    Load {
-        /// The URL.
-        url: String,
-        /// Why.
-        reason: String,
-    },
-    /// Loading did not finish.
-    #[error("{url} did not finish loading within {secs} s")]
-    LoadTimeout {
-        /// The URL.
-        url: String,
-        /// The limit.
-        secs: u64,
-    },
-    /// The page stopped producing frames.
-    #[error("the page stopped responding (no frame within {0} s)")]
-    Unresponsive(u64),
-    /// The browser drew a frame but gave no picture of it (deterministic).
-    #[error("the browser drew frame {0} but gave no picture of it")]
-    NotCaptured(u64),
-    /// The page or the browser crashed.
-    #[error("the browser crashed: {0}")]
-    Crashed(String),
-    /// The script failed.
-    #[error(transparent)]
-    Script(#[from] PlayError),
-    /// A selector is not valid CSS.
-    #[error("script step {step}: {message}")]
-    Selector {
-        /// 1-based.
-        step: usize,
-        /// The browser's message.
-        message: String,
-    },
-    /// The frames consumer went away.
-    #[error("the encoder stopped")]
-    SinkClosed,
-}
-
-impl WebError {
-    /// The recording failure this is, with a code from the catalogue.
-    pub fn failure(&self) -> tapedeck_core::Failure {
-        let code = match self {
-            WebError::Browser(_) | WebError::Crashed(_) => Code::BrowserCrashed,
-            WebError::Blocked { .. } => Code::SourceBlocked,
-            WebError::Load { reason, .. } if reason.starts_with("TLS error") => Code::TlsError,
-            WebError::Load { .. } => Code::SourceUnreachable,
-            WebError::LoadTimeout { .. } => Code::PageLoadTimeout,
-            WebError::Unresponsive(_) | WebError::NotCaptured(_) => Code::PageUnresponsive,
-            WebError::Script(PlayError::NotFound { .. }) | WebError::Selector { .. } => {
-                Code::SelectorNotFound
-            }
-            WebError::Script(_) => Code::ScriptError,
-            WebError::SinkClosed => Code::EncoderFailed,
-        };
-        tapedeck_core::Failure::new(code, self.to_string())
-    }
-}
-
-impl From<CdpError> for WebError {
-    fn from(e: CdpError) -> Self {
-        match e {
-            CdpError::Closed => WebError::Crashed("the browser exited unexpectedly".into()),
-            e => WebError::Browser(e.to_string()),
-        }
-    }
 }
 
 /// Records `src` until its script ends or `control` says stop, sending frames to `sink`.
@@ -561,45 +444,6 @@ async fn preroll(
         })?;
     }
     Ok(())
-}
-
-/// Realtime mode's check that the page's main thread still runs: the
-/// compositor goes on drawing the last picture of a page stuck in a script,
-/// so frames alone do not show it.
-#[derive(Default)]
-struct Heartbeat {
-    sent_at: Option<Instant>,
-    pending: Option<Reply>,
-}
-
-impl Heartbeat {
-    const EVERY: Duration = Duration::from_secs(1);
-
-    /// Fails when the last question went unanswered for the frame timeout;
-    /// asks again once it was answered and a second has passed.
-    fn beat(&mut self, s: &Session) -> Result<(), WebError> {
-        if let Some(reply) = &mut self.pending {
-            match reply.try_take() {
-                None if self.sent_at.is_some_and(|t| t.elapsed() > s.frame_timeout) => {
-                    return Err(WebError::Unresponsive(s.frame_timeout.as_secs()));
-                }
-                None => return Ok(()),
-                // An error answer (a page between documents) is still an answer.
-                Some(Err(CdpError::Closed)) => return Err(CdpError::Closed.into()),
-                Some(_) => self.pending = None,
-            }
-        }
-        if self.sent_at.is_some_and(|t| t.elapsed() < Self::EVERY) {
-            return Ok(());
-        }
-        self.pending = Some(s.cdp.send(
-            Some(&s.sid),
-            "Runtime.evaluate",
-            json!({"expression": "0", "returnByValue": true}),
-        ));
-        self.sent_at = Some(Instant::now());
-        Ok(())
-    }
 }
 
 /// Hands a frame to the sink, waiting for room if `wait`; false if dropped.

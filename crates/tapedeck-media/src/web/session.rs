@@ -11,7 +11,7 @@ use tapedeck_core::netpolicy::{NetPolicy, Verdict};
 use tokio::sync::mpsc;
 
 use super::cdp::{Cdp, CdpError, Event};
-use super::recorder::{Capture, WebError, WebOptions};
+use super::options::{Capture, WebError, WebOptions};
 use tapedeck_core::web::Viewport;
 
 pub(super) const CMD: Duration = Duration::from_secs(30);

@@ -498,17 +498,21 @@ async fn append(
         }
     }
     file.flush().await.map_err(ApiError::internal)?;
-    let keep = match &checksum {
-        // A chunk with a checksum counts only whole and matching.
-        Some((algo, want)) => {
-            let got = match algo {
-                ChecksumAlgorithm::Sha1 => sha1.finalize().to_vec(),
-                ChecksumAlgorithm::Sha256 => sha256.finalize().to_vec(),
-            };
-            cut.is_none() && !over && &got == want
-        }
-        None => true,
-    };
+    // A chunk that would pass the declared length is refused whole: its
+    // bytes cannot be the file's (a deferred length keeps what fits).
+    let declared = st.spec.length.is_some();
+    let keep = !(over && declared)
+        && match &checksum {
+            // A chunk with a checksum counts only whole and matching.
+            Some((algo, want)) => {
+                let got = match algo {
+                    ChecksumAlgorithm::Sha1 => sha1.finalize().to_vec(),
+                    ChecksumAlgorithm::Sha256 => sha256.finalize().to_vec(),
+                };
+                cut.is_none() && !over && &got == want
+            }
+            None => true,
+        };
     if !keep {
         file.set_len(start).await.map_err(ApiError::internal)?;
         at = start;
@@ -527,6 +531,12 @@ async fn append(
         return Err(ApiError::new(
             Code::QuotaExceeded,
             format!("your quota leaves room for {limit} bytes; the rest of this chunk was refused"),
+        ));
+    }
+    if over && declared {
+        return Err(ApiError::new(
+            Code::TooLarge,
+            format!("the upload is {limit} bytes; this chunk would pass that and was refused"),
         ));
     }
     if over {
