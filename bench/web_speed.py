@@ -15,6 +15,12 @@ previous page frame; jerk). Recorders:
 
 Ratios are against Playwright in the same run.
 
+With `--browsers 1,2,3`, each case is recorded once per count of browsers
+rendering it at once (`web.browsers_per_recording`, the CPU budget opened
+so the gate grants them all: the split itself is measured), and the
+factor is compared to one browser's. Every video is checked: its frame
+count and no repeated picture.
+
 With `--batch N`, each case is also recorded N times at once by tapedeck
 (as a server's queue runs them when they fit its CPU budget) and once
 alone, and the video seconds made per wall second (whole runs) are
@@ -57,6 +63,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--cases", default="1080p30,1080p60,2160p30")
     ap.add_argument("--recorders", default="tapedeck-png,tapedeck-jpeg,playwright")
+    ap.add_argument("--browsers", default="",
+                    help="also record each case by each of these counts of browsers at once, e.g. 1,2,3")
     ap.add_argument("--batch", type=int, default=0,
                     help="also record N at once against one alone (tapedeck, the first capture format in --recorders)")
     a = ap.parse_args()
@@ -113,6 +121,32 @@ def main():
         base = next((r[2] for r in rows if r[0] == case and r[1] == "playwright"), None)
         ratio = f"x{loop_rtf / base:.2f}" if base else "-"
         print(f"| {case} | {rec} | {loop_rtf:.2f}x | {whole:.2f}x | {cpu:.1f} | {dfps:.1f} | {holds} | {jerk:.1f} % | {ratio} |")
+    if a.browsers:
+        print()
+        print(f"| case | browsers | real-time factor (loop) | real-time factor (whole run) | CPU s | frames | holds | jerk | vs one browser |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for case in a.cases.split(","):
+            h = int(case.split("p")[0])
+            fps = int(case.split("p")[1])
+            w = h * 16 // 9
+            one = None
+            for n in [int(x) for x in a.browsers.split(",")]:
+                out = os.path.join(work, f"{case}-browsers{n}.mp4")
+                env = dict(os.environ, TAPEDECK_WEB__BROWSERS_PER_RECORDING=str(n),
+                           TAPEDECK_WEB__MAX_CONCURRENT=str(max(n, 2)),
+                           TAPEDECK_LIMITS__CPU_BUDGET_CORES="64")
+                wall, cpu, log = timed([a.tapedeck, "record", url, "-o", out, "--script", script,
+                                        "--size", f"{w}x{h}", "--fps", str(fps), "--allow-private"], env)
+                m = re.search(r"recorded at ([0-9.]+)x real time(?: by ([0-9]+) browsers)?", log)
+                loop_rtf = float(m.group(1)) if m else 0.0
+                used = int(m.group(2)) if m and m.group(2) else 1
+                s = stats(a.tapedeck, out, fps)
+                one = one or loop_rtf
+                whole = s["frames"] == a.seconds * fps and s["holds"] == 0
+                print(f"| {case} | {n}{'' if used == n else f' ({used} used)'} | {loop_rtf:.2f}x | {a.seconds / wall:.2f}x "
+                      f"| {cpu:.1f} | {s['frames']}{'' if whole else ' NOT WHOLE'} | {s['holds']} | {s['jerk'] * 100:.1f} % "
+                      f"| x{loop_rtf / one:.2f} |")
+                summary.append(f"{case} by {n} browsers: {loop_rtf:.2f}x")
     if a.batch > 1:
         fmt = next((r.split("-")[1] for r in a.recorders.split(",") if r.startswith("tapedeck-")), "png")
         env = dict(os.environ, TAPEDECK_WEB__CAPTURE_FORMAT=fmt)

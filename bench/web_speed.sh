@@ -3,7 +3,8 @@
 # rich clock page, tapedeck (PNG and JPEG capture) vs Playwright frame by
 # frame. Options: --seconds N (default 3), --cases 1080p30,1080p60,2160p30,
 # --recorders tapedeck-png,tapedeck-jpeg,playwright, --batch N (also N
-# recordings at once against one alone: a queue's throughput).
+# recordings at once against one alone: a queue's throughput), --browsers
+# 1,2,3 (also each case rendered by that many browsers at once, in ranges).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test

@@ -145,6 +145,7 @@ catalogue! {
     GridFailed = "grid_failed", 500, Server, Failure, "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side";
     NoVideo = "no_video", 422, Client, Failure, "a note, not a failure: nobody in the call sent video while recording; /media holds the sound";
     CaptureFailed = "capture_failed", 500, Server, Failure, "a web page's picture of a frame could not be read; a recording never skips a frame silently";
+    NotReplayable = "not_replayable", 422, Client, Failure, "a note, not a failure: the page showed another picture when a second browser played it up to the same instant (it depends on more than its virtual time), so the recording was rendered by one browser; `split: off` skips the attempt";
     BrowserCrashed = "browser_crashed", 500, Server, Failure, "the browser could not start or crashed";
     UploadExpired = "upload_expired", 410, Client, Failure, "an upload received no bytes for uploads.expire_after_s and was given up";
     InvalidMedia = "invalid_media", 422, Client, Failure, "an uploaded file is not media that can be read (as a note: it was cut, and the part before the cut was kept)";

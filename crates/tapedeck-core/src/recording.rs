@@ -403,6 +403,10 @@ pub struct Stats {
     /// frames at its pace so far (while it renders).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub eta_s: Option<f64>,
+    /// Browsers that rendered a web recording at once, each a range of
+    /// its frames (`split`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browsers: Option<u32>,
 }
 
 /// What ffprobe found in the output file.

@@ -4,15 +4,20 @@
 //! range without capturing them, then captures its range. The ranges'
 //! files, each beginning with a keyframe, are joined without re-encoding.
 //!
-//! [`FrameRange::with_probe`] adds the first frame of the next range: two
-//! renders of that frame, one by each browser, are the same picture when
-//! the page depends on virtual time only, and differ when it depends on
-//! more (the network, `Math.random`), where a join would show.
+//! A range's browser also takes the picture of the next range's first
+//! frame (the probe): two renders of that frame, one by each browser, are
+//! the same picture when the page depends on virtual time only, and differ
+//! when it depends on more (the network, `Math.random`), where a join would
+//! show. [`plan`] splits only a recording given as a script of steps, and
+//! only after its last `goto`.
 //!
 //! A range is what a job would carry between nodes: the page and script
 //! (the recording's source), its first frame and its end.
 
 use serde::{Deserialize, Serialize};
+
+use crate::script::{Script, Step};
+use crate::web::{Split, WebMode, WebSource};
 
 /// Output frames `start..end` (`end` none: to the end of the script).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -38,15 +43,6 @@ impl FrameRange {
     /// Whether frame `k` is past the range (the browser may stop).
     pub fn is_past(&self, k: u64) -> bool {
         self.end.is_some_and(|e| k >= e)
-    }
-
-    /// The same range with the next range's first frame as well (the
-    /// probe of the join), if it has an end.
-    pub fn with_probe(self) -> FrameRange {
-        FrameRange {
-            start: self.start,
-            end: self.end.map(|e| e + 1),
-        }
     }
 
     /// How many frames it captures of a recording of `total` frames.
@@ -117,6 +113,65 @@ pub fn split(
     out
 }
 
+/// How a recording may be split.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SplitLimits {
+    /// Browsers at most.
+    pub browsers: u32,
+    /// No range shorter than this many seconds.
+    pub min_range_s: u32,
+    /// Ranges start on multiples of this many frames (the keyframe interval).
+    pub align: u64,
+    /// What a frame played before a range costs against one captured.
+    pub preroll_cost: f64,
+    /// Frames at most (the recording's max duration); a script that
+    /// reaches it is not split.
+    pub max_frames: u64,
+}
+
+/// The ranges `src` is rendered in at `fps` frames per second: one
+/// ([`FrameRange::ALL`]) unless the source is deterministic, allows it
+/// (`split: auto`) and is a script of steps; no range starts before a
+/// second after the script's last `goto` (its page loads over the
+/// network, in wall time).
+pub fn plan(src: &WebSource, fps: u32, limits: SplitLimits) -> Vec<FrameRange> {
+    let Some(script) = src.script.as_ref() else {
+        return vec![FrameRange::ALL];
+    };
+    if src.mode != WebMode::Deterministic || src.split != Split::Auto || limits.browsers < 2 {
+        return vec![FrameRange::ALL];
+    }
+    let fps = u64::from(fps.max(1));
+    let planned = script.nominal_ms() * fps / 1000;
+    if planned >= limits.max_frames {
+        // The max duration ends it, not the script: one browser, whose
+        // recording stops there as any other.
+        return vec![FrameRange::ALL];
+    }
+    let safe_from = match script
+        .0
+        .iter()
+        .rposition(|s| matches!(s, Step::Goto { .. }))
+    {
+        Some(i) => Script(script.0[..=i].to_vec()).nominal_ms() * fps / 1000 + fps,
+        None => 0,
+    };
+    let min = u64::from(limits.min_range_s) * fps;
+    let mut ranges = split(
+        planned,
+        limits.browsers,
+        min,
+        limits.align,
+        limits.preroll_cost,
+    );
+    // A range that would start too early joins the one before.
+    while ranges.len() > 1 && ranges[1].start < safe_from {
+        let next = ranges.remove(1);
+        ranges[0].end = next.end;
+    }
+    ranges
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,16 +219,53 @@ mod tests {
         assert!((a - b).abs() <= 2.0 && (b - c).abs() <= 2.0, "{r:?}");
     }
 
+    fn web(script: serde_json::Value) -> WebSource {
+        serde_json::from_value(serde_json::json!({"url": "https://example.org/", "script": script}))
+            .unwrap()
+    }
+
+    const LIMITS: SplitLimits = SplitLimits {
+        browsers: 3,
+        min_range_s: 2,
+        align: 30,
+        preroll_cost: 0.1,
+        max_frames: 3600 * 30,
+    };
+
     #[test]
-    fn a_probe_adds_the_next_range_s_first_frame() {
-        let r = FrameRange {
-            start: 120,
-            end: Some(240),
+    fn a_script_is_split_after_its_last_goto_and_only_if_allowed() {
+        let wait = |ms: u32| serde_json::json!({"type": "wait", "duration_ms": ms});
+        let goto = serde_json::json!({"type": "goto", "url": "https://example.org/b"});
+        let plain = web(serde_json::json!([wait(60_000)]));
+        let r = plan(&plain, 30, LIMITS);
+        assert_eq!(r.len(), 3, "{r:?}");
+        assert_eq!(r[0].start, 0);
+        // After a goto at 40 s: no range starts before 41 s.
+        let late = web(serde_json::json!([wait(40_000), goto, wait(20_000)]));
+        let r = plan(&late, 30, LIMITS);
+        assert!(r.len() >= 2 && r[1].start >= 41 * 30, "{r:?}");
+        assert_eq!(r.iter().map(|x| x.len_of(1800)).sum::<u64>(), 1800);
+        let mut off = plain.clone();
+        off.split = Split::Off;
+        assert_eq!(plan(&off, 30, LIMITS), vec![FrameRange::ALL]);
+        let mut realtime = plain.clone();
+        realtime.mode = WebMode::Realtime;
+        assert_eq!(plan(&realtime, 30, LIMITS), vec![FrameRange::ALL]);
+        let tour: WebSource = serde_json::from_value(
+            serde_json::json!({"url": "https://example.org/", "auto": {"duration_s": 60}}),
+        )
+        .unwrap();
+        assert_eq!(plan(&tour, 30, LIMITS), vec![FrameRange::ALL]);
+        let one = SplitLimits {
+            browsers: 1,
+            ..LIMITS
         };
-        assert!(!r.captures(240));
-        assert!(r.with_probe().captures(240));
-        assert!(!r.with_probe().captures(241));
-        assert!(r.is_past(240) && !r.with_probe().is_past(240));
-        assert_eq!(FrameRange::ALL.with_probe(), FrameRange::ALL);
+        assert_eq!(plan(&plain, 30, one), vec![FrameRange::ALL]);
+        // A script as long as the max duration: the limit ends it, one browser.
+        let capped = SplitLimits {
+            max_frames: 1800,
+            ..LIMITS
+        };
+        assert_eq!(plan(&plain, 30, capped), vec![FrameRange::ALL]);
     }
 }

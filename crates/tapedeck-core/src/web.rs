@@ -17,6 +17,29 @@ pub enum WebMode {
     Realtime,
 }
 
+/// Whether a deterministic recording may be rendered by several browsers
+/// at once, each a range of its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// Where it is safe: a script given step by step, ranges after its
+    /// last `goto`, each join checked (the first frame after it, rendered
+    /// by both browsers, must match, else one browser renders it all
+    /// again).
+    #[default]
+    Auto,
+    /// One browser: for a page whose state depends on more than its
+    /// virtual time (the network while it plays, a seed from the clock).
+    Off,
+}
+
+impl Split {
+    /// Whether this is the default (left out when stored).
+    pub fn is_auto(&self) -> bool {
+        *self == Split::Auto
+    }
+}
+
 /// `auto`: a tour of the page's key elements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,6 +77,9 @@ pub struct WebSource {
     /// Record the page's audio: realtime only, where it is on unless `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<bool>,
+    /// Several browsers at once (deterministic mode).
+    #[serde(default, skip_serializing_if = "Split::is_auto")]
+    pub split: Split,
 }
 
 /// A web source field that cannot be used (the script has its own error,

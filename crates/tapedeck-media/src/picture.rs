@@ -352,10 +352,57 @@ fn decode_checked(
     Ok(img.into_rgb8())
 }
 
+/// How far two pictures of the same page are apart: the share of pixels
+/// (0.0 to 1.0) that differ by more than lossy coding can explain. Two
+/// captures of one page state by one browser build are the same bytes;
+/// this also answers for captures a codec touched.
+pub fn differing_share(a: &[u8], b: &[u8], limits: &FrameLimits) -> Result<f64, FrameError> {
+    if a == b {
+        return Ok(0.0);
+    }
+    let (a, b) = (decode_rgb(a, limits)?, decode_rgb(b, limits)?);
+    if a.dimensions() != b.dimensions() {
+        return Ok(1.0);
+    }
+    // A channel off by more than this is content, not coding noise.
+    const NOISE: u8 = 24;
+    let differing = a
+        .pixels()
+        .zip(b.pixels())
+        .filter(|(p, q)| {
+            p.0.iter()
+                .zip(q.0.iter())
+                .any(|(x, y)| x.abs_diff(*y) > NOISE)
+        })
+        .count();
+    Ok(differing as f64 / (u64::from(a.width()) * u64::from(a.height())).max(1) as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn pictures_differ_by_their_content_not_by_their_coding() {
+        let limits = FrameLimits::default();
+        let grey = jpeg(64, 64, [128, 128, 128]);
+        assert_eq!(differing_share(&grey, &grey, &limits).unwrap(), 0.0);
+        // The same picture coded again (PNG): no pixel is content apart.
+        let mut png = Vec::new();
+        decode_rgb(&grey, &limits)
+            .unwrap()
+            .write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(differing_share(&grey, &png, &limits).unwrap(), 0.0);
+        let red = jpeg(64, 64, [200, 30, 30]);
+        assert!(differing_share(&grey, &red, &limits).unwrap() > 0.9);
+        assert_eq!(
+            differing_share(&grey, &jpeg(32, 64, [128, 128, 128]), &limits).unwrap(),
+            1.0
+        );
+        assert!(differing_share(&grey, b"not a picture", &limits).is_err());
+    }
 
     fn jpeg(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
         let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));

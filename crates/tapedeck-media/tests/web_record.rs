@@ -69,6 +69,7 @@ fn options(dir: &std::path::Path) -> WebOptions {
         profile: dir.join("profile"),
         audio_path: dir.join("audio.mp4"),
         range: tapedeck_core::split::FrameRange::ALL,
+        probe: false,
     }
 }
 
@@ -251,36 +252,6 @@ async fn realtime_720p30_runs_on_the_wall_clock() {
     assert!((0.0..0.5).contains(&audio.lead_s), "{audio:?}");
 }
 
-/// SSIM of each frame of `b` against frame `from + i` of `a`.
-fn ssim_per_frame(
-    a: &std::path::Path,
-    b: &std::path::Path,
-    from: u64,
-    dir: &std::path::Path,
-) -> Vec<f64> {
-    let stats = dir.join("ssim.txt");
-    let graph = format!(
-        // Frame by frame, whatever each file's timestamps: both by index.
-        "[0:v]trim=start_frame={from},setpts=N/FRAME_RATE/TB[a];[1:v]setpts=N/FRAME_RATE/TB[b];[a][b]ssim=shortest=1:stats_file={}",
-        stats.display()
-    );
-    let ok = std::process::Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(a)
-        .arg("-i")
-        .arg(b)
-        .args(["-lavfi", &graph, "-f", "null", "-"])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    std::fs::read_to_string(&stats)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split("All:").nth(1))
-        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
-        .collect()
-}
-
 /// A range rendered by its own browser, which plays the page and script
 /// from the start without capturing up to the range, is the same video as
 /// the one-browser render of those frames: each frame shows its own
@@ -346,7 +317,7 @@ async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
             40 + i
         );
     }
-    let ssim = ssim_per_frame(&full, &part, 40, dir.path());
+    let ssim = tapedeck_testkit::ssim_per_frame(&full, &part, 40, dir.path());
     assert_eq!(ssim.len() as u64, total - 40);
     let worst = ssim.iter().cloned().fold(1.0, f64::min);
     assert!(worst >= 0.99, "worst SSIM {worst}: {ssim:?}");
@@ -372,7 +343,7 @@ async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
     }
     let s = barcode::smoothness(&j, fps);
     assert_eq!((s.holds, s.jerk), (0, 0.0), "{s:?}");
-    let ssim = ssim_per_frame(&full, &joined, 0, dir.path());
+    let ssim = tapedeck_testkit::ssim_per_frame(&full, &joined, 0, dir.path());
     assert_eq!(ssim.len() as u64, total);
     let worst = ssim.iter().cloned().fold(1.0, f64::min);
     assert!(worst >= 0.99, "joined: worst SSIM {worst}: {ssim:?}");

@@ -144,6 +144,13 @@ pub struct WebConfig {
     pub capture_format: CaptureFormat,
     /// JPEG quality of captured frames (1-100).
     pub capture_quality: u8,
+    /// Browsers one deterministic recording may be rendered by at once,
+    /// each a range of its frames (`split: auto`), when the CPU budget and
+    /// `max_concurrent` have room for them as they start; 1: never split.
+    pub browsers_per_recording: u32,
+    /// No range shorter than this (a browser plays everything before its
+    /// range first, so short ranges gain little).
+    pub min_range_s: u32,
 }
 
 /// The image format web frames are captured in.
@@ -168,6 +175,8 @@ impl Default for WebConfig {
             frame_timeout_s: 20,
             capture_format: CaptureFormat::Png,
             capture_quality: 90,
+            browsers_per_recording: 2,
+            min_range_s: 5,
         }
     }
 }

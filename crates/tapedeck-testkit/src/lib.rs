@@ -318,6 +318,31 @@ pub struct Probed {
     pub container: String,
 }
 
+/// SSIM of each frame of `b` against frame `from + i` of `a`.
+pub fn ssim_per_frame(a: &Path, b: &Path, from: u64, dir: &Path) -> Vec<f64> {
+    let stats = dir.join("ssim.txt");
+    let graph = format!(
+        // Frame by frame, whatever each file's timestamps: both by index.
+        "[0:v]trim=start_frame={from},setpts=N/FRAME_RATE/TB[a];[1:v]setpts=N/FRAME_RATE/TB[b];[a][b]ssim=shortest=1:stats_file={}",
+        stats.display()
+    );
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(a)
+        .arg("-i")
+        .arg(b)
+        .args(["-lavfi", &graph, "-f", "null", "-"])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    std::fs::read_to_string(&stats)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split("All:").nth(1))
+        .filter_map(|v| v.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
 /// Runs ffprobe on `path`.
 pub fn ffprobe(path: &Path) -> Probed {
     let out = run_ok(

@@ -39,6 +39,19 @@ pub struct Counters {
     pub spool_bytes: u64,
 }
 
+impl std::ops::AddAssign for Counters {
+    /// The counts of two pipelines whose videos are joined.
+    fn add_assign(&mut self, o: Counters) {
+        self.frames_in += o.frames_in;
+        self.frames_distinct += o.frames_distinct;
+        self.frames_out += o.frames_out;
+        self.frames_dropped += o.frames_dropped;
+        self.frames_invalid += o.frames_invalid;
+        self.duration_us += o.duration_us;
+        self.spool_bytes += o.spool_bytes;
+    }
+}
+
 /// What happened to one frame.
 #[derive(Debug, PartialEq, Eq)]
 pub enum FrameOutcome {

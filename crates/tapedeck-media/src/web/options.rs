@@ -41,6 +41,11 @@ pub struct WebOptions {
     /// The output frames this browser captures (deterministic mode): the
     /// ones before are played without capturing, the browser stops after.
     pub range: FrameRange,
+    /// With a range that ends: also take the picture of the next range's
+    /// first frame (`WebReport::probe_shot`), to check at the join that
+    /// the next browser, which played up to it without capturing, shows
+    /// the same page.
+    pub probe: bool,
 }
 
 /// A web recording that failed, with a reason a person can act on.

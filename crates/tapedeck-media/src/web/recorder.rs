@@ -103,6 +103,10 @@ pub struct WebReport {
     pub audio: Option<AudioTrack>,
     /// Why the page's audio is missing when it was asked for.
     pub audio_error: Option<String>,
+    /// A range's first picture (a range that starts after frame 0).
+    pub first_shot: Option<Vec<u8>>,
+    /// The picture of the frame after the range (`WebOptions::probe`).
+    pub probe_shot: Option<Vec<u8>>,
 }
 
 /// Records `src` until its script ends or `control` says stop, sending frames to `sink`.
@@ -231,6 +235,7 @@ async fn run(
     let mut buttons = 0u32;
     let mut last: Option<WebFrame> = None;
     let mut unacked = Vec::new();
+    let mut last_shot: Option<Vec<u8>> = None;
     let mut heartbeat = Heartbeat::default();
     loop {
         s.drain_events()?;
@@ -269,21 +274,26 @@ async fn run(
         };
         let range = opts.range;
         if range.is_past(plan.index) {
+            if opts.probe && range.end == Some(plan.index) {
+                let at = Ahead {
+                    vt_start,
+                    fps,
+                    capture: Some(opts.capture),
+                };
+                let shot = play_ahead(&mut s, &plan, &mut buttons, &mut unacked, at, opts).await?;
+                report.probe_shot = shot.or(last_shot.take());
+            }
             break;
         }
         if !range.captures(plan.index) {
             // Before the range: the page plays this frame (its input, its
             // time, its animation frame) and nothing is captured.
-            preroll(
-                &mut s,
-                &plan,
-                &mut buttons,
-                &mut unacked,
+            let at = Ahead {
                 vt_start,
                 fps,
-                opts,
-            )
-            .await?;
+                capture: None,
+            };
+            play_ahead(&mut s, &plan, &mut buttons, &mut unacked, at, opts).await?;
             continue;
         }
         // Realtime: wait for this frame's wall-clock time; skip capture if late.
@@ -359,8 +369,15 @@ async fn run(
         if !deterministic {
             heartbeat.beat(&s)?;
         }
-        if shot.is_some() {
+        if let Some(shot) = &shot {
             report.changed += 1;
+            if report.first_shot.is_none() && range.start > 0 {
+                report.first_shot = Some(shot.clone());
+            }
+            if opts.probe {
+                // The probe's picture when the page does not change at it.
+                last_shot = Some(shot.clone());
+            }
         }
         let frame = WebFrame {
             shot,
@@ -414,17 +431,33 @@ async fn run(
     Ok(report)
 }
 
-/// Plays frame `plan` before the captured range: its input, the page's
-/// time up to it, and an animation frame drawn without a picture.
-async fn preroll(
+/// How a frame outside the captured range is played.
+#[derive(Clone, Copy)]
+struct Ahead {
+    /// Virtual time of frame 0, ms.
+    vt_start: u64,
+    fps: u32,
+    /// None: drawn without a picture (before the range); some: the probe
+    /// after it, its picture taken.
+    capture: Option<Capture>,
+}
+
+/// Plays frame `plan` outside the captured range: its input, the page's
+/// time up to it, and an animation frame, drawn without a picture before
+/// the range, with one (if the page changed) for the probe after it.
+async fn play_ahead(
     s: &mut Session,
     plan: &tapedeck_core::player::FramePlan,
     buttons: &mut u32,
     unacked: &mut Vec<Reply>,
-    vt_start: u64,
-    fps: u32,
+    at: Ahead,
     opts: &WebOptions,
-) -> Result<(), WebError> {
+) -> Result<Option<Vec<u8>>, WebError> {
+    let Ahead {
+        vt_start,
+        fps,
+        capture,
+    } = at;
     let replies = input::dispatch(s, &plan.inputs, buttons);
     if let Some(y) = plan.scroll_to {
         s.eval(&format!(
@@ -436,14 +469,14 @@ async fn preroll(
     if !s.advance_to(target, "advance").await? {
         return Err(WebError::Unresponsive(opts.frame_timeout.as_secs()));
     }
-    s.begin_frame_drawn(None, false).await?;
+    let shot = s.begin_frame_drawn(capture, capture.is_some()).await?.shot;
     for r in std::mem::replace(unacked, replies) {
         r.wait(opts.frame_timeout).await.map_err(|e| match e {
             CdpError::Timeout(_) => WebError::Unresponsive(opts.frame_timeout.as_secs()),
             e => e.into(),
         })?;
     }
-    Ok(())
+    Ok(shot)
 }
 
 /// Hands a frame to the sink, waiting for room if `wait`; false if dropped.

@@ -174,7 +174,7 @@ pub(super) async fn record(mut config: Config, a: RecordArgs) -> Result<(), Stri
         .map_err(|e| format!("{}: {e}", a.output.display()))?;
     let m = rec.media.clone().unwrap_or_default();
     eprintln!(
-        "wrote {} ({}{} {}x{}, {:.2} s, {} frames; recorded at {:.2}x real time)",
+        "wrote {} ({}{} {}x{}, {:.2} s, {} frames; recorded at {:.2}x real time{})",
         a.output.display(),
         m.video_codec,
         m.audio_codec
@@ -185,7 +185,11 @@ pub(super) async fn record(mut config: Config, a: RecordArgs) -> Result<(), Stri
         m.height,
         m.duration_s,
         m.frames.unwrap_or(0),
-        rec.stats.realtime_factor.unwrap_or(0.0)
+        rec.stats.realtime_factor.unwrap_or(0.0),
+        match rec.stats.browsers {
+            Some(n) if n > 1 => format!(" by {n} browsers at once"),
+            _ => String::new(),
+        }
     );
     drop(state);
     drop(work);

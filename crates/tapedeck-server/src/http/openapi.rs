@@ -273,7 +273,8 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         "properties": nullable_props(json!({"kind": {"const": "web"}, "url": {"$ref": "#/components/schemas/WebUrl"},
             "viewport": {"$ref": "#/components/schemas/Viewport"}, "mode": {"type": "string", "enum": ["deterministic", "realtime"]},
             "script": {"$ref": "#/components/schemas/Script"}, "template": {"$ref": "#/components/schemas/Template"},
-            "auto": {"$ref": "#/components/schemas/Auto"}, "audio": {"type": "boolean"}}), &["kind", "url", "mode", "script"])});
+            "auto": {"$ref": "#/components/schemas/Auto"}, "audio": {"type": "boolean"},
+            "split": {"type": "string", "enum": ["auto", "off"]}}), &["kind", "url", "mode", "script"])});
     let range = json!([{"name": "Range", "in": "header", "required": false, "schema": {"type": "string"},
         "description": "one range, `bytes=START-END`, `bytes=START-` or `bytes=-SUFFIX`: 206; one starting past the end is 416; any other value is ignored (200, the whole file), as RFC 9110 allows"}]);
     let partial = |types: &[&str]| json!({"206": typed_ok("206", "the range asked for", types).1});
@@ -307,7 +308,8 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "realtime_factor": {"type": "number", "description": "web: seconds of video recorded per wall-clock second"},
                 "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "the share done of a job after stop (a room's grid composite)"},
                 "frames_planned": {"type": "integer", "minimum": 1, "description": "a web recording: the frames its script is planned to take (progress: frames_written of this)"},
-                "eta_s": {"type": "number", "minimum": 0, "description": "a web recording while it renders: wall seconds it still needs at its pace so far"}}},
+                "eta_s": {"type": "number", "minimum": 0, "description": "a web recording while it renders: wall seconds it still needs at its pace so far"},
+                "browsers": {"type": "integer", "minimum": 1, "description": "a web recording: browsers that rendered it at once, each a range of its frames (source split)"}}},
             "media": {"type": ["object", "null"], "properties": {"container": {"type": "string"}, "video_codec": {"type": "string"},
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
@@ -338,7 +340,8 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "script": {"$ref": "#/components/schemas/Script"},
                 "template": {"$ref": "#/components/schemas/Template"},
                 "auto": {"$ref": "#/components/schemas/Auto"},
-                "audio": {"type": "boolean", "description": "Record the page's sound (AAC in MP4, Opus otherwise). Realtime only, where it is on unless false; true with deterministic mode is 422."}}),
+                "audio": {"type": "boolean", "description": "Record the page's sound (AAC in MP4, Opus otherwise). Realtime only, where it is on unless false; true with deterministic mode is 422."},
+                "split": {"type": "string", "enum": ["auto", "off"], "default": "auto", "description": "Deterministic mode: `auto` lets several browsers render ranges of the frames at once (web.browsers_per_recording, when the CPU budget has room) for a script given step by step, the ranges after its last goto, each join checked; `off`: one browser, for a page whose state depends on more than its virtual time (the network while it plays, a seed from the wall clock)."}}),
                 &["kind", "url", "mode", "script"])}
     });
     let steps = step_schemas();

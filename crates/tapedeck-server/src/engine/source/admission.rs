@@ -208,6 +208,37 @@ impl Gate {
         ))
     }
 
+    /// Up to `want` more browsers for `rec`, admitted now (a deterministic
+    /// recording rendered in ranges, one browser each): each reserves what
+    /// `rec` reserved and counts against `web.max_concurrent`. None while
+    /// other recordings wait: a recording spreads out only on room nobody
+    /// queues for. Never waits.
+    pub fn extra_browsers(self: &Arc<Self>, rec: &Recording, want: u32) -> Vec<Admission> {
+        let mut st = self.lock();
+        if !st.queue.is_empty() {
+            return vec![];
+        }
+        let busy = st.busy.get(&rec.id).copied().unwrap_or(false);
+        let cost = if busy {
+            estimate_busy(&rec.source, &rec.video)
+        } else {
+            estimate(&rec.source, &rec.video)
+        };
+        let mut out = vec![];
+        while (out.len() as u32) < want && self.fits(&st, cost, true) {
+            let reserved = st.budget.try_reserve(cost).unwrap_or(0);
+            st.web_running += 1;
+            out.push(Admission {
+                // Not the recording's own: its release leaves `busy` be.
+                id: None,
+                reserved,
+                web: true,
+                gate: Some(self.clone()),
+            });
+        }
+        out
+    }
+
     /// Admits `rec` after a restart: what was admitted before is not
     /// refused; a web recording queues as if new (in the order given).
     pub fn readmit(self: &Arc<Self>, rec: &Recording) -> Ticket {
@@ -306,5 +337,83 @@ impl Gate {
             reserved: st.budget.reserved(),
             queued: st.queue.len(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapedeck_core::recording::{SourceSpec, Stats, Status};
+    use tapedeck_core::settings::Preset;
+
+    fn web(n: u64) -> Recording {
+        let source: tapedeck_core::web::WebSource =
+            serde_json::from_value(serde_json::json!({"url": "https://example.org/"})).unwrap();
+        Recording {
+            id: RecordingId::from_parts(n, n.into()),
+            owner: format!("user{n}"),
+            status: Status::Pending,
+            end_reason: None,
+            source: SourceSpec::Web(source),
+            format: tapedeck_core::Format::Mp4,
+            preset: Preset::Medium,
+            video: Preset::Medium.settings(),
+            max_duration_s: 60,
+            title: None,
+            metadata: serde_json::json!({}),
+            created_at: 0,
+            started_at: None,
+            stopped_at: None,
+            completed_at: None,
+            expires_at: None,
+            duration_s: None,
+            size_bytes: None,
+            error: None,
+            note: None,
+            stats: Stats::default(),
+            media: None,
+            regenerated_from: None,
+            queue_position: None,
+            tracks: vec![],
+        }
+    }
+
+    fn gate(cores: f64, browsers: u32) -> Arc<Gate> {
+        let mut c = Config::default();
+        c.limits.cpu_budget_cores = cores;
+        c.web.max_concurrent = browsers;
+        Gate::new(&c)
+    }
+
+    #[test]
+    fn extra_browsers_take_what_fits_and_never_what_a_waiting_one_needs() {
+        let cost = estimate(&web(1).source, &web(1).video);
+        // Room for three browsers' cost, four browsers allowed.
+        let g = gate(f64::from(cost * 3) / 1000.0, 4);
+        let Ok(Ticket::Now(first)) = g.admit(&web(1)) else {
+            panic!("the first fits")
+        };
+        let extra = g.extra_browsers(&web(1), 5);
+        assert_eq!(extra.len(), 2, "the budget holds three");
+        assert_eq!(g.reserved(), cost * 3);
+        // A 4K recording waits for more than the extras give back.
+        let mut big = web(2);
+        (big.video.width, big.video.height) = (3840, 2160);
+        assert!(estimate(&big.source, &big.video) > cost * 2);
+        let Ok(Ticket::Queued(mut turn)) = g.admit(&big) else {
+            panic!("the budget is full")
+        };
+        drop(extra);
+        assert!(turn.try_recv().is_err(), "still too big");
+        // Room for another browser, but someone waits: nobody spreads out.
+        assert!(g.extra_browsers(&web(1), 1).is_empty());
+        drop(first);
+        let _big = turn.try_recv().expect("the waiting one got its turn");
+        // max_concurrent counts every browser.
+        let g = gate(100.0, 2);
+        let Ok(Ticket::Now(_a)) = g.admit(&web(4)) else {
+            panic!("fits")
+        };
+        assert_eq!(g.extra_browsers(&web(4), 3).len(), 1);
     }
 }

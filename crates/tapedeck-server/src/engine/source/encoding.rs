@@ -169,13 +169,28 @@ struct Wiring {
 }
 
 impl EncodingRun {
-    /// Starts the encoder for `rec`; web frames are composed at `web_scale`.
+    /// Starts the encoder for `rec` in its work folder; web frames are
+    /// composed at `web_scale`.
     pub async fn start(
         services: &Services,
         rec: &Recording,
         meter: Arc<Meter>,
         events: mpsc::Sender<SourceEvent>,
         web_scale: Option<f64>,
+    ) -> Result<Self, Failure> {
+        let work = services.work_dir(rec.id);
+        Self::start_in(services, rec, meter, events, web_scale, work).await
+    }
+
+    /// [`EncodingRun::start`] with its spool and output in `work` (one
+    /// range of a web recording rendered by several browsers).
+    pub async fn start_in(
+        services: &Services,
+        rec: &Recording,
+        meter: Arc<Meter>,
+        events: mpsc::Sender<SourceEvent>,
+        web_scale: Option<f64>,
+        work: PathBuf,
     ) -> Result<Self, Failure> {
         let (queue, rx) = flume::bounded(services.config.encoder.queue_frames);
         let (started_tx, started_rx) = oneshot::channel();
@@ -189,7 +204,7 @@ impl EncodingRun {
             max_bytes: services.config.limits.max_size_bytes,
             timeline: timeline_limits(&services.config, rec),
             cancelled: cancelled.clone(),
-            work: services.work_dir(rec.id),
+            work,
             spec: spec.clone(),
         };
         let (tools, limits) = (services.tools.clone(), frame_limits(&services.config));

@@ -111,6 +111,8 @@ pub struct Meter {
     pub planned: AtomicU64,
     /// A web recording's pace while it renders.
     pub render: Mutex<Option<Render>>,
+    /// Browsers rendering a web recording (0: not a web recording).
+    pub browsers: AtomicU64,
 }
 
 /// How a web recording's rendering goes.
@@ -162,6 +164,7 @@ impl Meter {
             progress: *self.progress.lock().unwrap_or_else(|e| e.into_inner()),
             frames_planned: Some(self.planned.load(Ordering::Relaxed)).filter(|&n| n > 0),
             eta_s: render.and_then(|r| r.eta_s()),
+            browsers: Some(self.browsers.load(Ordering::Relaxed) as u32).filter(|&n| n > 0),
         }
     }
 
@@ -200,6 +203,46 @@ impl Meter {
     /// Notes the last problem with a unit.
     pub fn set_error(&self, message: impl Into<String>) {
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message.into());
+    }
+
+    /// Sets this meter to the sum of `parts`, the meters of the ranges
+    /// of one web recording rendered by several browsers at once: counts
+    /// add up, the pace is the video of all over the wall time of the
+    /// slowest.
+    pub fn gather(&self, parts: &[Arc<Meter>]) {
+        let sum = |f: fn(&Meter) -> &AtomicU64| -> u64 {
+            parts.iter().map(|m| f(m).load(Ordering::Relaxed)).sum()
+        };
+        self.received.store(sum(|m| &m.received), Ordering::Relaxed);
+        self.refused.store(sum(|m| &m.refused), Ordering::Relaxed);
+        self.refused_invalid
+            .store(sum(|m| &m.refused_invalid), Ordering::Relaxed);
+        self.bytes.store(sum(|m| &m.bytes), Ordering::Relaxed);
+        let mut counters = Counters::default();
+        let mut render: Option<Render> = None;
+        for m in parts {
+            counters += m.counters();
+            let r = *m.render.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(r) = r {
+                let all = render.get_or_insert(Render {
+                    done: 0,
+                    planned: 0,
+                    wall_s: 0.0,
+                    video_s: 0.0,
+                });
+                all.done += r.done;
+                all.planned += r.planned;
+                all.wall_s = all.wall_s.max(r.wall_s);
+                all.video_s += r.video_s;
+            }
+            if let Some(e) = m.last_error() {
+                self.set_error(e);
+            }
+        }
+        *self.counters.lock().unwrap_or_else(|e| e.into_inner()) = counters;
+        if let Some(r) = render {
+            self.set_render(r);
+        }
     }
 
     /// The last problem with a unit.
