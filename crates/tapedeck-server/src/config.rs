@@ -132,7 +132,8 @@ pub struct WebConfig {
     pub allow_private_networks: bool,
     /// `host` or `host:port` entries pages may always reach.
     pub allowed_hosts: Vec<String>,
-    /// Web recordings running at once (each runs a browser); more wait in the queue.
+    /// Browsers running at once (a web recording runs one, or more when it
+    /// is split); more wait in the queue.
     pub max_concurrent: u32,
     /// Web recordings that may wait for their turn; more get 429 `queue_full`.
     pub max_queued: u32,

@@ -327,6 +327,9 @@ async fn failures_have_clear_reasons_and_harm_nothing_else() {
         c.web.load_timeout_s = 3;
         c.web.frame_timeout_s = 3;
         c.web.max_concurrent = 2;
+        // The queue of whole recordings, one browser each (web_split.rs
+        // has recordings spread over several).
+        c.web.browsers_per_recording = 1;
     })
     .await;
     let token = s.key("carol", false).await;

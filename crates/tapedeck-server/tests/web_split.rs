@@ -37,12 +37,15 @@ fn body(url: &str, split: &str) -> Value {
     ]}, "width": 640, "height": 360, "fps": FPS})
 }
 
-/// Two browsers per recording, ranges of at least 2 s.
+/// Two browsers per recording, ranges of at least 2 s. A recording
+/// spread out encodes at the busy preset: here every one does, so that a
+/// one-browser render is the same encode of the same pictures.
 async fn server(port: u16) -> Server {
     start(|c| {
         c.web.allowed_hosts = vec![format!("127.0.0.1:{port}")];
         c.web.browsers_per_recording = 2;
         c.web.min_range_s = 2;
+        c.encoder.busy_above = 0.0;
     })
     .await
 }
@@ -169,4 +172,53 @@ async fn a_stop_keeps_the_part_from_the_start() {
     // frames (the second range begins seconds in).
     let first = marks[0].unwrap();
     assert!(first.counter < 30, "{first:?}");
+}
+
+/// The browsers of a recording (their profiles are in its work folder).
+fn browsers_of(data: &Path, id: &str) -> Vec<(String, String)> {
+    let needle = data.join("work").join(id).to_string_lossy().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).to_string();
+            (cmd.contains(&needle) && cmd.contains("--remote-debugging-pipe"))
+                .then(|| (e.file_name().to_string_lossy().to_string(), cmd))
+        })
+        .collect()
+}
+
+/// One range's browser dies: the recording fails as any whose browser
+/// crashed, and its other browser is stopped too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_s_browser_that_dies_fails_the_recording_and_stops_the_other() {
+    let site = site();
+    let s = server(site.port).await;
+    let token = s.key("ann", false).await;
+    let rec = s.create(&token, body(&site.url("/"), "auto")).await;
+    let id = rec["id"].as_str().unwrap();
+    let start = std::time::Instant::now();
+    let second = loop {
+        let b = browsers_of(&s.data, id);
+        if b.len() == 2 {
+            break b
+                .into_iter()
+                .find(|(_, cmd)| cmd.contains("range-1"))
+                .unwrap();
+        }
+        assert!(start.elapsed().as_secs() < 60, "{b:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    std::process::Command::new("kill")
+        .args(["-9", &second.0])
+        .status()
+        .unwrap();
+    let f = s.wait_status(&token, id, "failed").await;
+    assert_eq!(f["error"]["code"], "browser_crashed", "{f}");
+    let start = std::time::Instant::now();
+    while !browsers_of(&s.data, id).is_empty() {
+        assert!(start.elapsed().as_secs() < 30, "a browser is left");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

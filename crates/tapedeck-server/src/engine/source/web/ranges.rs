@@ -202,6 +202,15 @@ pub(super) async fn close(
             }
         }
     }
+    for (r, rep) in ranges.iter().zip(&ok) {
+        tracing::info!(
+            id = %s.rec.id,
+            start = r.range.start,
+            frames = rep.frames,
+            wall_s = rep.wall_s,
+            "range rendered"
+        );
+    }
     let stopped = ok.iter().any(|r| r.stopped);
     let (kept, mismatch) = keep(&ranges, &ok);
     let note = mismatch.then(|| {
