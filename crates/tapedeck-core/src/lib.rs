@@ -6,6 +6,7 @@
 //! time and lets the same logic replay a spool after a crash.
 
 pub mod admission;
+pub mod cluster;
 pub mod codes;
 pub mod error;
 pub mod event;

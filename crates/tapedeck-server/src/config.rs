@@ -55,6 +55,40 @@ pub struct Config {
     pub rtc: RtcConfig,
     /// Uploads (tus).
     pub uploads: UploadsConfig,
+    /// Several nodes on one PostgreSQL and one bucket.
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: this server as one node of several sharing one PostgreSQL
+/// database and one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Run as a node of a cluster (needs PostgreSQL and S3, GCS or Azure).
+    pub enabled: bool,
+    /// This node's name, unique in the cluster: letters, digits, `-`, `_`.
+    pub node_id: String,
+    /// How the other nodes reach this one (`http://10.0.0.5:8080`).
+    pub internal_url: String,
+    /// How clients reach this node directly; default `server.public_url`.
+    pub public_url: Option<String>,
+    /// Seconds between heartbeats.
+    pub heartbeat_s: u64,
+    /// A node whose last heartbeat is older than this is dead.
+    pub node_timeout_s: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            node_id: String::new(),
+            internal_url: String::new(),
+            public_url: None,
+            heartbeat_s: 2,
+            node_timeout_s: 10,
+        }
+    }
 }
 
 /// `[uploads]`: resumable uploads.
@@ -569,6 +603,51 @@ impl Config {
         Ok(cfg)
     }
 
+    /// `[cluster]`: a node needs a name, an address for the others, and
+    /// the shared database and storage.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !c.enabled {
+            return Ok(());
+        }
+        let pg =
+            self.database.url.as_ref().is_some_and(|u| {
+                u.0.starts_with("postgres://") || u.0.starts_with("postgresql://")
+            });
+        if !pg {
+            return bad(
+                "cluster.enabled needs PostgreSQL shared by every node: set database.url to postgres://... (SQLite is one node's)",
+            );
+        }
+        if self.storage.kind == StorageKind::Local {
+            return bad(
+                "cluster.enabled needs storage every node reaches: set storage.kind to \"s3\", \"gcs\" or \"azure\" (local storage is one node's)",
+            );
+        }
+        let id_ok = !c.node_id.is_empty()
+            && c.node_id.len() <= 64
+            && c.node_id
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !id_ok {
+            return bad(
+                "cluster.node_id must be set, unique in the cluster: 1-64 letters, digits, '-' or '_'",
+            );
+        }
+        if !(c.internal_url.starts_with("http://") || c.internal_url.starts_with("https://")) {
+            return bad(
+                "cluster.internal_url must be the http(s) URL the other nodes reach this one at",
+            );
+        }
+        if c.heartbeat_s == 0 || c.node_timeout_s <= c.heartbeat_s {
+            return bad(
+                "cluster.heartbeat_s must be at least 1 and cluster.node_timeout_s longer than it",
+            );
+        }
+        Ok(())
+    }
+
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
@@ -600,6 +679,7 @@ impl Config {
         if self.encoder.queue_frames == 0 {
             return bad("encoder.queue_frames must be at least 1");
         }
+        self.validate_cluster()?;
         if self.auth.session_ttl_s < 60 {
             return bad("auth.session_ttl_s must be at least 60");
         }
@@ -662,6 +742,29 @@ mod tests {
         let e = Config::from_toml("[storage]\nkind = \"s3\"").unwrap_err();
         assert!(e.to_string().contains("bucket"), "{e}");
         assert!(Config::from_toml("[server]\nlisten = \"nope\"").is_err());
+    }
+
+    #[test]
+    fn a_cluster_node_needs_the_shared_database_and_storage_and_a_name() {
+        let node = "[cluster]\nenabled = true\nnode_id = \"n1\"\ninternal_url = \"http://10.0.0.5:8080\"\n";
+        let shared = "[database]\nurl = \"postgres://db/tapedeck\"\n[storage]\nkind = \"s3\"\nbucket = \"media\"\n";
+        let e = Config::from_toml(node).unwrap_err().to_string();
+        assert!(
+            e.contains("database.url") && e.contains("PostgreSQL"),
+            "{e}"
+        );
+        let pg_only = format!("{node}[database]\nurl = \"postgres://db/tapedeck\"\n");
+        let e = Config::from_toml(&pg_only).unwrap_err().to_string();
+        assert!(e.contains("storage.kind"), "{e}");
+        assert!(Config::from_toml(&format!("{node}{shared}")).is_ok());
+        let nameless = format!("{}{shared}", node.replace("n1", "n 1"));
+        let e = Config::from_toml(&nameless).unwrap_err().to_string();
+        assert!(e.contains("cluster.node_id"), "{e}");
+        let no_url = format!("{}{shared}", node.replace("http://10.0.0.5:8080", ""));
+        let e = Config::from_toml(&no_url).unwrap_err().to_string();
+        assert!(e.contains("cluster.internal_url"), "{e}");
+        // One node alone needs none of it.
+        assert!(Config::from_toml("[cluster]\nenabled = false").is_ok());
     }
 
     #[test]

@@ -138,6 +138,7 @@ impl Repo {
             .iter()
             .chain(crate::rooms::MIGRATIONS)
             .chain(crate::accounts::MIGRATIONS)
+            .chain(crate::nodes::MIGRATIONS)
         {
             sqlx::query(*m).execute(&pool).await?;
         }

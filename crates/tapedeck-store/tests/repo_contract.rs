@@ -95,7 +95,83 @@ async fn rooms_contract(repo: &Repo) {
     assert!(repo.room_recordings(a.id).await.unwrap().is_empty());
 }
 
+async fn nodes_contract(repo: &Repo) {
+    use tapedeck_core::cluster::{NodeCpu, NodeInfo};
+    let node = |id: &str, at: i64| NodeInfo {
+        id: id.into(),
+        internal_url: format!("http://{id}.internal:8080"),
+        public_url: format!("https://{id}.example"),
+        version: "0.1.0".into(),
+        started_at: at,
+        heartbeat_at: at,
+        cpu: NodeCpu {
+            budget: 1.6,
+            reserved: 0.4,
+            used: 0.2,
+        },
+        live_sessions: 1,
+        jobs_held: 2,
+        draining: false,
+        alive: false,
+    };
+    let t = 1_000_000;
+    assert_eq!(
+        repo.claim_node(&node("n1", t), "run-a", 10_000)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // Another process with the same id while the first heartbeats: refused.
+    let held = repo
+        .claim_node(&node("n1", t + 3_000), "run-b", 10_000)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(held.heartbeat_age_ms, 3_000);
+    assert!(
+        repo.heartbeat_node(&node("n1", t + 5_000), "run-a")
+            .await
+            .unwrap()
+    );
+    // The same run claiming again (a restart of its heartbeat) keeps it.
+    assert_eq!(
+        repo.claim_node(&node("n1", t + 6_000), "run-a", 10_000)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    // Once its heartbeat is older than the timeout, a new run takes it,
+    // and the old one's heartbeats are refused from then on.
+    assert_eq!(
+        repo.claim_node(&node("n1", t + 16_001), "run-b", 10_000)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    assert!(
+        !repo
+            .heartbeat_node(&node("n1", t + 17_000), "run-a")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        repo.claim_node(&node("n2", t), "run-c", 10_000)
+            .await
+            .unwrap(),
+        Ok(())
+    );
+    let all = repo.nodes().await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|n| (n.id.as_str(), n.heartbeat_at))
+            .collect::<Vec<_>>(),
+        [("n1", t + 16_001), ("n2", t)]
+    );
+    assert_eq!(all[1], node("n2", t));
+}
+
 async fn contract(repo: Repo) {
+    nodes_contract(&repo).await;
     rooms_contract(&repo).await;
     for n in 1..=5 {
         let owner = if n % 2 == 0 { "bob" } else { "alice" };

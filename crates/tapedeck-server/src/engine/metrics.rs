@@ -54,7 +54,15 @@ pub struct Metrics {
     cpu: Family<CpuLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     queued: Gauge,
     /// The machine's busy and total CPU time at the last scrape (jiffies).
-    last_cpu: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
+    cpu_use: Arc<CpuUse>,
+    cluster_free: Gauge<f64, std::sync::atomic::AtomicU64>,
+    cluster_nodes: Family<StateLabel, Gauge>,
+}
+
+/// A node's state, alive or dead.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
 }
 
 impl Default for Metrics {
@@ -127,11 +135,25 @@ impl Metrics {
             "Web recordings waiting, pending, for the server's capacity",
             queued.clone(),
         );
+        let cluster_free = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        r.register(
+            "cluster_capacity_free",
+            "CPU cores free to reserve across the cluster's live nodes (a server alone: its own), for an autoscaler",
+            cluster_free.clone(),
+        );
+        let cluster_nodes = Family::<StateLabel, Gauge>::default();
+        r.register(
+            "cluster_nodes",
+            "The cluster's nodes by state (alive, dead)",
+            cluster_nodes.clone(),
+        );
         Self {
             rtc,
             cpu,
             queued,
-            last_cpu: Arc::default(),
+            cluster_free,
+            cluster_nodes,
+            cpu_use: Arc::default(),
             registry: Arc::new(r),
             created,
             finished,
@@ -174,6 +196,19 @@ impl Metrics {
             })
             .inc();
     }
+    /// The cluster's nodes as last heard of.
+    pub fn cluster(&self, nodes: &[tapedeck_core::cluster::NodeInfo]) {
+        let live = nodes.iter().filter(|n| n.alive);
+        self.cluster_free.set(live.map(|n| n.cpu.free()).sum());
+        for (state, alive) in [("alive", true), ("dead", false)] {
+            self.cluster_nodes
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(nodes.iter().filter(|n| n.alive == alive).count() as i64);
+        }
+    }
+
     /// The text exposition.
     pub fn render(
         &self,
@@ -187,18 +222,8 @@ impl Metrics {
         };
         cores("budget", f64::from(gate.total) / 1000.0);
         cores("reserved", f64::from(gate.reserved) / 1000.0);
-        if let Some(now) = std::fs::read_to_string("/proc/stat")
-            .ok()
-            .and_then(|s| cpu_jiffies(&s))
-        {
-            let mut last = self.last_cpu.lock().unwrap_or_else(|e| e.into_inner());
-            let (busy0, total0) = last.unwrap_or((0, 0));
-            let (busy, total) = (now.0.saturating_sub(busy0), now.1.saturating_sub(total0));
-            if total > 0 {
-                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-                cores("used", busy as f64 / total as f64 * n as f64);
-            }
-            *last = Some(now);
+        if let Some(used) = self.cpu_use.sample() {
+            cores("used", used);
         }
         self.queued.set(gate.queued as i64);
         use crate::rtc::RtcStats as R;
@@ -235,6 +260,25 @@ impl Metrics {
         let mut s = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
         s
+    }
+}
+
+/// The machine's CPU use in cores between two samples (`/proc/stat`).
+#[derive(Debug, Default)]
+pub struct CpuUse(std::sync::Mutex<Option<(u64, u64)>>);
+
+impl CpuUse {
+    /// Cores busy since the last sample (the first: since boot).
+    pub fn sample(&self) -> Option<f64> {
+        let now = std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| cpu_jiffies(&s))?;
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let (busy0, total0) = last.unwrap_or((0, 0));
+        *last = Some(now);
+        let (busy, total) = (now.0.saturating_sub(busy0), now.1.saturating_sub(total0));
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (total > 0).then(|| busy as f64 / total as f64 * n as f64)
     }
 }
 

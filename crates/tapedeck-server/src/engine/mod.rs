@@ -2,6 +2,7 @@
 //! HTTP in it. The face (`crate::http`) calls it; it answers with
 //! [`tapedeck_core::Problem`] (a code and a message) when it refuses.
 
+pub mod cluster;
 pub mod driver;
 pub mod events;
 pub mod metrics;

@@ -33,6 +33,8 @@ struct DriverHandle {
     /// For a call guest's in-browser recording: the host (its owner) and
     /// the guest.
     guest: Option<Guest>,
+    /// Its source's kind.
+    kind: tapedeck_core::recording::SourceKind,
 }
 
 /// A call guest, and the room's host whose recordings theirs are.
@@ -108,6 +110,17 @@ impl Supervisor {
             .values()
             .filter(|h| h.status.borrow().is_active() && h.guest.as_ref().is_some_and(&pick))
             .count() as u64
+    }
+
+    /// What this server holds: live sessions (frames sockets, calls'
+    /// recordings, uploads) and queued work (web recordings rendering or
+    /// waiting their turn).
+    pub fn held(&self) -> (u32, u32) {
+        let drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        let count = |pick: fn(&tapedeck_core::kinds::Traits) -> bool| {
+            drivers.values().filter(|h| pick(&h.kind.traits())).count() as u32
+        };
+        (count(|t| t.live), count(|t| t.queues))
     }
 
     /// Whether `id` has a running driver.
@@ -215,6 +228,7 @@ impl Supervisor {
                     meter: meter.clone(),
                     status: status_rx.clone(),
                     guest: Guest::of(&rec),
+                    kind: rec.source.kind(),
                 },
             );
         let services = self.services.clone();

@@ -72,6 +72,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/recordings/{id}/share", post(api::share))
         .route("/v1/admin/recordings/{id}/retry", post(api::retry_store))
+        .route("/v1/admin/nodes", get(crate::http::cluster::nodes))
         .route(
             "/v1/recordings/{id}/regenerate",
             post(crate::http::web::regenerate),
@@ -174,6 +175,9 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .await
         .map_err(|e| format!("database: {e}"))?;
     let blobs = build_blobs(&config)?;
+    // A node claims its id before it recovers anything as its own.
+    let node = Arc::new(crate::engine::cluster::Node::new(&config));
+    node.join(&repo).await?;
     let share_key = share_key(&config, data)?;
     let metrics = Metrics::new();
     let hooks = if config.webhooks.urls.is_empty() {
@@ -204,6 +208,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .await
         .map_err(|e| format!("recovery: {e}"))?;
     tokio::spawn(supervisor.clone().sweep_forever());
+    node.clone().spawn(supervisor.clone());
     let config_auth = config.auth.clone();
     Ok(AppState {
         services: supervisor.services.clone(),
@@ -213,6 +218,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         sockets: Arc::default(),
         signins: Arc::default(),
         oidc: crate::http::jwks::Provider::new(&config_auth.oidc).map(Arc::new),
+        node,
         jwks: (!config_auth.jwks_url.is_empty()).then(|| {
             Arc::new(crate::http::jwks::Jwks::new(
                 &config_auth.jwks_url,

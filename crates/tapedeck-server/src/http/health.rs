@@ -116,6 +116,10 @@ async fn encoder_check(s: &AppState) -> Result<(), String> {
 
 /// `GET /metrics`: Prometheus text.
 pub async fn metrics(State(s): State<AppState>) -> Response {
+    match s.node.all(&s.supervisor).await {
+        Ok(nodes) => s.metrics.cluster(&nodes),
+        Err(e) => tracing::warn!(error = %e, "the cluster's nodes could not be read"),
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         s.metrics

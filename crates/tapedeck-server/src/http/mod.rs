@@ -6,6 +6,7 @@
 pub mod access;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod cookie;
 pub mod error;
 pub mod frames;

@@ -401,6 +401,15 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "/v1/admin/recordings/{id}/retry": {"post": op("Admins: store now a recording waiting out a storage retry (note storage_retry); 409 when it is not waiting", "admin",
                 json_ok("200", "requeued", json!({"type": "object", "properties": {"id": {"$ref": "#/components/schemas/Id"}, "retrying": {"type": "boolean"}}})),
                 &[400, 403, 404, 409], json!({"parameters": id}))},
+            "/v1/admin/nodes": {"get": op("Admins: the cluster's nodes as each last reported (a server alone: itself, id `local`): addresses, version, start, last heartbeat, CPU budget/reserved/used in cores, live sessions, jobs held, draining, alive (heartbeat within cluster.node_timeout_s)", "admin",
+                json_ok("200", "the nodes", json!({"type": "object", "required": ["clustered", "this_node", "nodes"], "properties": {
+                    "clustered": {"type": "boolean"}, "this_node": {"type": "string"},
+                    "nodes": {"type": "array", "items": {"type": "object", "required": ["id", "internal_url", "public_url", "version", "started_at", "heartbeat_at", "cpu", "live_sessions", "jobs_held", "draining", "alive"], "properties": {
+                        "id": {"type": "string"}, "internal_url": {"type": "string"}, "public_url": {"type": "string"}, "version": {"type": "string"},
+                        "started_at": {"type": "string", "format": "date-time"}, "heartbeat_at": {"type": "string", "format": "date-time"},
+                        "cpu": {"type": "object", "properties": {"budget": {"type": "number"}, "reserved": {"type": "number"}, "used": {"type": "number"}}},
+                        "live_sessions": {"type": "integer"}, "jobs_held": {"type": "integer"}, "draining": {"type": "boolean"}, "alive": {"type": "boolean"}}}}}})),
+                &[403], json!({}))},
             "/v1/recordings/{id}/regenerate": {"post": op("Record the same web page again as a new recording (regenerated_from links it); the body is a create request whose fields replace the original's, `source` fields merged into the original source; 409 for a recording that is not a web recording", "recordings",
                 json_ok("201", "created", recording()), &[400, 403, 404, 409, 422, 429], json!({"parameters": id,
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RegenerateRecording"}}}}}))},

@@ -29,6 +29,8 @@ pub struct AppState {
     pub signins: Arc<crate::http::throttle::Attempts>,
     /// The identity provider of "Sign in with ..." (`auth.oidc`).
     pub oidc: Option<Arc<crate::http::jwks::Provider>>,
+    /// This server as a node (of a cluster, or alone).
+    pub node: Arc<crate::engine::cluster::Node>,
 }
 
 /// Handlers read the engine's parts as the state's own: the state holds

@@ -1,0 +1,171 @@
+//! This server as one node of a cluster (`[cluster]`): when it starts it
+//! claims its `node_id` in the shared database (refused while another
+//! running process holds it), then heartbeats its load every
+//! `cluster.heartbeat_s`; a node silent for `cluster.node_timeout_s` is
+//! dead. One server alone is a node too, of a cluster of one, not written
+//! anywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tapedeck_core::cluster::{NodeCpu, NodeInfo, alive};
+use tapedeck_store::repo::{Repo, RepoError};
+
+use crate::config::Config;
+use crate::engine::metrics::CpuUse;
+use crate::engine::supervisor::Supervisor;
+
+/// This node.
+#[derive(Debug)]
+pub struct Node {
+    /// `cluster.node_id`, or `local` for a server alone.
+    pub id: String,
+    /// This run of the process: a node id is held by one run at a time.
+    instance: String,
+    started_at: i64,
+    internal_url: String,
+    public_url: String,
+    /// Whether it is a node of a cluster (writes its heartbeat).
+    clustered: bool,
+    every: Duration,
+    timeout_ms: i64,
+    cpu: CpuUse,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Node {
+    /// This server as configured, before it joins.
+    pub fn new(config: &Config) -> Self {
+        let c = &config.cluster;
+        let public_url = c
+            .public_url
+            .clone()
+            .or_else(|| config.server.public_url.clone())
+            .unwrap_or_else(|| format!("http://{}", config.server.listen));
+        Self {
+            id: if c.enabled {
+                c.node_id.clone()
+            } else {
+                "local".into()
+            },
+            instance: format!("{:032x}", rand::random::<u128>()),
+            started_at: now_ms(),
+            internal_url: if c.enabled {
+                c.internal_url.clone()
+            } else {
+                public_url.clone()
+            },
+            public_url,
+            clustered: c.enabled,
+            every: Duration::from_secs(c.heartbeat_s.max(1)),
+            timeout_ms: (c.node_timeout_s as i64).saturating_mul(1000),
+            cpu: CpuUse::default(),
+        }
+    }
+
+    /// Whether this server is a node of a cluster.
+    pub fn clustered(&self) -> bool {
+        self.clustered
+    }
+
+    /// How long a silent node counts as alive, ms.
+    pub fn timeout_ms(&self) -> i64 {
+        self.timeout_ms
+    }
+
+    /// Claims this node's id in the shared database (a server alone has
+    /// nothing to claim).
+    pub async fn join(&self, repo: &Repo) -> Result<(), String> {
+        if !self.clustered {
+            return Ok(());
+        }
+        let info = self.info(NodeCpu::default(), (0, 0));
+        let claimed = repo
+            .claim_node(&info, &self.instance, self.timeout_ms)
+            .await
+            .map_err(|e| format!("database: {e}"))?;
+        claimed.map_err(|held| {
+            format!(
+                "cluster.node_id `{}` is held by a running node (its last heartbeat {:.1} s ago): give every node its own cluster.node_id, or start this one {} s after the other stopped",
+                self.id,
+                held.heartbeat_age_ms as f64 / 1000.0,
+                self.timeout_ms / 1000
+            )
+        })
+    }
+
+    /// What this node says of itself now.
+    fn info(&self, cpu: NodeCpu, (live, jobs): (u32, u32)) -> NodeInfo {
+        NodeInfo {
+            id: self.id.clone(),
+            internal_url: self.internal_url.clone(),
+            public_url: self.public_url.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: self.started_at,
+            heartbeat_at: now_ms(),
+            cpu,
+            live_sessions: live,
+            jobs_held: jobs,
+            draining: false,
+            alive: true,
+        }
+    }
+
+    /// This node's figures now (CPU used since the last heartbeat).
+    pub fn current(&self, supervisor: &Supervisor) -> NodeInfo {
+        let g = supervisor.services.sources.gate.figures();
+        let cpu = NodeCpu {
+            budget: f64::from(g.total) / 1000.0,
+            reserved: f64::from(g.reserved) / 1000.0,
+            used: self.cpu.sample().unwrap_or(0.0),
+        };
+        self.info(cpu, supervisor.held())
+    }
+
+    /// Every node of the cluster as last heard of, `alive` set; a server
+    /// alone is the one node.
+    pub async fn all(&self, supervisor: &Supervisor) -> Result<Vec<NodeInfo>, RepoError> {
+        if !self.clustered {
+            return Ok(vec![self.current(supervisor)]);
+        }
+        let now = now_ms();
+        let mut nodes = supervisor.services.repo.nodes().await?;
+        for n in &mut nodes {
+            n.alive = alive(n.heartbeat_at, now, self.timeout_ms);
+        }
+        Ok(nodes)
+    }
+
+    /// Heartbeats until the process ends. A heartbeat the database
+    /// refuses (another run took the id over, this one being thought
+    /// dead) is logged; the next ones try again.
+    pub fn spawn(self: Arc<Self>, supervisor: Supervisor) {
+        if !self.clustered {
+            return;
+        }
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(self.every).await;
+                let info = self.current(&supervisor);
+                match supervisor
+                    .services
+                    .repo
+                    .heartbeat_node(&info, &self.instance)
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => tracing::error!(
+                        node = %self.id,
+                        "another process holds this cluster.node_id now: this node was thought dead"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,97 @@
+//! The nodes of a cluster in the shared database: each claims its
+//! `node_id` when it starts and heartbeats; a second process with the same
+//! id is refused while the first one's heartbeat is fresh.
+
+use sqlx::Row;
+use tapedeck_core::cluster::NodeInfo;
+
+use crate::repo::{Repo, RepoError};
+
+/// The nodes table; each statement works on SQLite and PostgreSQL alike.
+pub(crate) const MIGRATIONS: &[&str] = &["CREATE TABLE IF NOT EXISTS nodes (
+        id TEXT PRIMARY KEY,
+        instance TEXT NOT NULL,
+        heartbeat_at BIGINT NOT NULL,
+        doc TEXT NOT NULL)"];
+
+/// A node id another running process holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeHeld {
+    /// Milliseconds since that process's last heartbeat.
+    pub heartbeat_age_ms: i64,
+}
+
+fn doc(n: &NodeInfo) -> String {
+    // Serializing our own struct cannot fail.
+    serde_json::to_string(n).unwrap_or_default()
+}
+
+impl Repo {
+    /// Claims `node.id` for this process (`instance`, unique per run): a
+    /// new id, or one whose holder's last heartbeat is older than
+    /// `timeout_ms`, is taken; one held by a live process is not.
+    pub async fn claim_node(
+        &self,
+        node: &NodeInfo,
+        instance: &str,
+        timeout_ms: i64,
+    ) -> Result<Result<(), NodeHeld>, RepoError> {
+        let stale_before = node.heartbeat_at - timeout_ms;
+        let done = sqlx::query(
+            "INSERT INTO nodes (id, instance, heartbeat_at, doc) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET instance = excluded.instance,
+                heartbeat_at = excluded.heartbeat_at, doc = excluded.doc
+             WHERE nodes.heartbeat_at < $5 OR nodes.instance = excluded.instance",
+        )
+        .bind(node.id.clone())
+        .bind(instance.to_string())
+        .bind(node.heartbeat_at)
+        .bind(doc(node))
+        .bind(stale_before)
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let row = sqlx::query("SELECT heartbeat_at FROM nodes WHERE id = $1")
+            .bind(node.id.clone())
+            .fetch_one(self.pool())
+            .await?;
+        let at: i64 = row.try_get("heartbeat_at")?;
+        Ok(Err(NodeHeld {
+            heartbeat_age_ms: node.heartbeat_at - at,
+        }))
+    }
+
+    /// This process's heartbeat with its figures; false if another
+    /// process took the id over (this one was thought dead).
+    pub async fn heartbeat_node(&self, node: &NodeInfo, instance: &str) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE nodes SET heartbeat_at = $3, doc = $4 WHERE id = $1 AND instance = $2",
+        )
+        .bind(node.id.clone())
+        .bind(instance.to_string())
+        .bind(node.heartbeat_at)
+        .bind(doc(node))
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every node that ever joined, as each last reported, by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, RepoError> {
+        let rows = sqlx::query("SELECT id, doc FROM nodes ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                let d: String = r.try_get("doc")?;
+                serde_json::from_str(&d).map_err(|e| RepoError::Corrupt {
+                    id,
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+}
