@@ -139,6 +139,7 @@ impl Repo {
             .chain(crate::rooms::MIGRATIONS)
             .chain(crate::accounts::MIGRATIONS)
             .chain(crate::nodes::MIGRATIONS)
+            .chain(crate::jobs::MIGRATIONS)
         {
             sqlx::query(*m).execute(&pool).await?;
         }

@@ -170,7 +170,72 @@ async fn nodes_contract(repo: &Repo) {
     assert_eq!(all[1], node("n2", t));
 }
 
+async fn jobs_contract(repo: &Repo) {
+    use tapedeck_store::jobs::Job;
+    let job = |id: &str, seq: i64, owner: &str, cost: i64| Job {
+        id: id.into(),
+        seq,
+        owner: owner.into(),
+        kind: "web".into(),
+        cost,
+        doc: format!("{{\"job\": \"{id}\"}}"),
+    };
+    for (i, (id, owner)) in [("a1", "ann"), ("a2", "ann"), ("a3", "ann"), ("b1", "bob")]
+        .iter()
+        .enumerate()
+    {
+        repo.enqueue(&job(id, i as i64, owner, 500)).await.unwrap();
+    }
+    // Queued twice: still once.
+    repo.enqueue(&job("a1", 0, "ann", 500)).await.unwrap();
+    assert_eq!(repo.queued_jobs(None).await.unwrap(), 4);
+    assert_eq!(repo.queued_jobs(Some("ann")).await.unwrap(), 3);
+    // Nothing fits a node with less free than a job costs.
+    assert_eq!(repo.claim("n1", 499, 10, 1_000).await.unwrap(), None);
+    // Ann's first, then bob's (never served) before ann's second.
+    let order = [
+        repo.claim("n1", 500, 10, 1_000).await.unwrap().unwrap(),
+        repo.claim("n2", 500, 11, 1_000).await.unwrap().unwrap(),
+        repo.claim("n1", 500, 12, 1_000).await.unwrap().unwrap(),
+    ];
+    assert_eq!(order[0], job("a1", 0, "ann", 500));
+    assert_eq!(
+        order.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["a1", "b1", "a2"]
+    );
+    // n1's leases are renewed; n2's lapses and its job is queued again,
+    // to be claimed before ann's third (bob was served longer ago).
+    assert_eq!(repo.renew_leases("n1", 5_000).await.unwrap(), 2);
+    assert_eq!(
+        repo.take_back_lapsed(2_000).await.unwrap(),
+        vec!["b1".to_string()]
+    );
+    assert_eq!(
+        repo.claim("n3", 500, 20, 9_000).await.unwrap().unwrap().id,
+        "b1"
+    );
+    // A draining node hands one back; a finished one goes.
+    assert!(repo.hand_back("a2", "n1").await.unwrap());
+    assert!(!repo.hand_back("a2", "n1").await.unwrap());
+    assert!(repo.finish_job("a1").await.unwrap());
+    let rest: Vec<String> = [
+        repo.claim("n1", 500, 30, 9_000).await.unwrap(),
+        repo.claim("n1", 500, 31, 9_000).await.unwrap(),
+        repo.claim("n1", 500, 32, 9_000).await.unwrap(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|j| j.id)
+    .collect();
+    assert_eq!(rest, ["a2", "a3"]);
+    for id in ["a2", "a3", "b1"] {
+        assert!(repo.finish_job(id).await.unwrap());
+    }
+    assert_eq!(repo.queued_jobs(None).await.unwrap(), 0);
+}
+
 async fn contract(repo: Repo) {
+    jobs_contract(&repo).await;
     nodes_contract(&repo).await;
     rooms_contract(&repo).await;
     for n in 1..=5 {
@@ -442,6 +507,44 @@ async fn postgres() {
     let repo = Repo::connect(&url).await.unwrap();
     assert_eq!(repo.backend(), "postgres");
     contract(repo).await;
+}
+
+/// Nodes claiming at once from one PostgreSQL: every job is claimed
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_at_once_never_take_one_job_twice() {
+    let repo = Repo::connect(&tapedeck_testkit::postgres_url())
+        .await
+        .unwrap();
+    for i in 0..60 {
+        let job = tapedeck_store::jobs::Job {
+            id: format!("j{i}"),
+            seq: i,
+            owner: format!("user{}", i % 5),
+            kind: "web".into(),
+            cost: 100,
+            doc: "{}".into(),
+        };
+        repo.enqueue(&job).await.unwrap();
+    }
+    let claimers = (0..6).map(|n| {
+        let repo = repo.clone();
+        tokio::spawn(async move {
+            let mut mine = vec![];
+            while let Some(j) = repo.claim(&format!("n{n}"), 1000, 1, 10_000).await.unwrap() {
+                mine.push(j.id);
+            }
+            mine
+        })
+    });
+    let mut all: Vec<String> = vec![];
+    for c in claimers {
+        all.extend(c.await.unwrap());
+    }
+    all.sort();
+    let mut want: Vec<String> = (0..60).map(|i| format!("j{i}")).collect();
+    want.sort();
+    assert_eq!(all, want);
 }
 
 #[tokio::test]
