@@ -33,6 +33,10 @@ pub enum Split {
     Off,
 }
 
+fn null_is_auto<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Split, D::Error> {
+    Ok(Option::<Split>::deserialize(d)?.unwrap_or_default())
+}
+
 impl Split {
     /// Whether this is the default (left out when stored).
     pub fn is_auto(&self) -> bool {
@@ -77,8 +81,12 @@ pub struct WebSource {
     /// Record the page's audio: realtime only, where it is on unless `false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio: Option<bool>,
-    /// Several browsers at once (deterministic mode).
-    #[serde(default, skip_serializing_if = "Split::is_auto")]
+    /// Several browsers at once (deterministic mode); null is the default.
+    #[serde(
+        default,
+        skip_serializing_if = "Split::is_auto",
+        deserialize_with = "null_is_auto"
+    )]
     pub split: Split,
 }
 
@@ -208,6 +216,32 @@ mod tests {
 
     fn src(v: serde_json::Value) -> WebSource {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn split_is_auto_unless_off_and_null_is_auto() {
+        let u = "https://a.b";
+        assert_eq!(src(serde_json::json!({"url": u})).split, Split::Auto);
+        assert_eq!(
+            src(serde_json::json!({"url": u, "split": null})).split,
+            Split::Auto
+        );
+        assert_eq!(
+            src(serde_json::json!({"url": u, "split": "off"})).split,
+            Split::Off
+        );
+        for bad in [
+            serde_json::json!("on"),
+            serde_json::json!("AUTO"),
+            serde_json::json!(1),
+        ] {
+            let r: Result<WebSource, _> =
+                serde_json::from_value(serde_json::json!({"url": u, "split": bad}));
+            assert!(r.is_err(), "{bad}");
+        }
+        // Stored as it was given: the default left out.
+        let v = serde_json::to_value(src(serde_json::json!({"url": u}))).unwrap();
+        assert!(v.get("split").is_none(), "{v}");
     }
 
     #[test]

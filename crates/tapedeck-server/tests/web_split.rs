@@ -136,6 +136,73 @@ async fn a_page_not_the_same_when_played_again_is_rendered_by_one_browser() {
     assert_each_frame_its_own_instant(&video, FRAMES);
 }
 
+/// Rendered again by one browser, still recording: a stop reaches it at
+/// once and keeps the part from the start, with the note.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_reaches_the_render_by_one_browser() {
+    let site = site();
+    let s = server(site.port).await;
+    let token = s.key("ann", false).await;
+    let rec = s
+        .create(&token, body(&site.url("/?seed=random"), "auto"))
+        .await;
+    let id = rec["id"].as_str().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let (_, v) = s.get(&token, &format!("/v1/recordings/{id}")).await;
+        if v["stats"]["browsers"] == 1 && v["stats"]["frames_written"].as_u64().unwrap_or(0) >= 30 {
+            assert_eq!(v["status"], "recording", "{v}");
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (code, v) = s
+        .post(&token, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (200, Some("processing")),
+        "{v}"
+    );
+    let done = s.wait_status(&token, id, "completed").await;
+    assert_eq!(done["note"]["code"], "not_replayable", "{done}");
+    let video = s.download(&token, id, "mp4").await;
+    let frames = ffprobe(&video).frames;
+    assert!((30..FRAMES).contains(&frames), "{frames}: {done}");
+    assert_each_frame_its_own_instant(&video, frames);
+}
+
+/// A script with a `goto`: the ranges start after it (the browsers that
+/// play up to a range load the next page too) and the recording
+/// completes, every frame there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_with_a_goto_completes() {
+    let site = site();
+    let s = server(site.port).await;
+    let token = s.key("ann", false).await;
+    let next = site.url("/?transitions=1");
+    let rec = s
+        .create(
+            &token,
+            json!({"source": {"kind": "web", "url": site.url("/"), "script": [
+                {"type": "wait", "duration_ms": 3000},
+                {"type": "goto", "url": next},
+                {"type": "wait", "duration_ms": 9000}
+            ]}, "width": 640, "height": 360, "fps": FPS}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap();
+    let done = s.wait_status(&token, id, "completed").await;
+    let video = s.download(&token, id, "mp4").await;
+    assert_eq!(ffprobe(&video).frames, 12 * u64::from(FPS), "{done}");
+    let marks = barcode::decode_video(Path::new("ffmpeg"), &video, FPS).unwrap();
+    assert!(
+        marks.iter().all(Option::is_some),
+        "a frame without its page"
+    );
+}
+
 /// Stopped while both browsers render: the video is the part from the
 /// start, every frame its own instant, nothing of the later range.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

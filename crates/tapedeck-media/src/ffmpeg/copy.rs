@@ -75,12 +75,14 @@ pub fn join(tools: &Tools, parts: &[&Path], format: Format, out: &Path) -> Resul
     r.map(|_| ())
 }
 
-/// The concat demuxer's list of `parts`: one `file` line each, quoted as
-/// the demuxer reads them (a `'` closes, is escaped, and opens again).
+/// The concat demuxer's list of `parts`: one `file` line each, absolute
+/// (the demuxer reads a relative one from the list's own folder), quoted
+/// as the demuxer reads them (a `'` closes, is escaped, and opens again).
 fn join_list(parts: &[&Path]) -> String {
     parts
         .iter()
         .map(|p| {
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
             format!(
                 "file '{}'\n",
                 p.display().to_string().replace('\'', "'\\''")
@@ -110,5 +112,12 @@ mod tests {
     fn the_join_list_names_each_part_quoted() {
         let list = join_list(&[Path::new("/w/r0.mkv"), Path::new("/w/it's.mkv")]);
         assert_eq!(list, "file '/w/r0.mkv'\nfile '/w/it'\\''s.mkv'\n");
+        // A relative part is named from the current folder, not the list's.
+        let here = std::env::current_dir().unwrap();
+        let list = join_list(&[Path::new("work/r0.mkv")]);
+        assert_eq!(
+            list,
+            format!("file '{}'\n", here.join("work/r0.mkv").display())
+        );
     }
 }

@@ -34,6 +34,8 @@ pub(super) struct Session {
     /// Virtual time elapsed, whole milliseconds.
     pub(super) vt_ms: u64,
     pub(super) vt_base: f64,
+    /// The last frame time given to `beginFrame`, ms.
+    last_ticks: f64,
     pub(super) frame_timeout: Duration,
     pub(super) load_timeout: Duration,
     pub(super) load_fired: bool,
@@ -146,8 +148,17 @@ impl Session {
         Ok(ok)
     }
 
-    pub(super) fn frame_ticks(&self) -> f64 {
-        self.vt_base + self.vt_ms as f64
+    /// The frame time of the next `beginFrame`: the virtual clock, and
+    /// never the same as the last one. Chromium leaves a `beginFrame` with
+    /// the previous frame's time and no screenshot unanswered, which
+    /// happens when a `goto` mid-script ran the virtual clock ahead of the
+    /// video (the frames after it catch up without advancing it). A
+    /// microsecond later, by the same rule in every browser, so a range
+    /// played up to is the same.
+    pub(super) fn frame_ticks(&mut self) -> f64 {
+        let t = (self.vt_base + self.vt_ms as f64).max(self.last_ticks + 0.001);
+        self.last_ticks = t;
+        t
     }
 
     pub(super) async fn begin_frame(
@@ -467,6 +478,7 @@ impl Session {
             deterministic,
             vt_ms: 0,
             vt_base: 0.0,
+            last_ticks: 0.0,
             frame_timeout: opts.frame_timeout,
             load_timeout: opts.load_timeout,
             load_fired: false,

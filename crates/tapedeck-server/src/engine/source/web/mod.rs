@@ -60,11 +60,11 @@ pub struct WebRecording {
     services: Arc<Services>,
     rec: Recording,
     meter: Arc<Meter>,
-    events: tokio::sync::mpsc::Sender<SourceEvent>,
     control: watch::Sender<Control>,
     ranges: Vec<ranges::RangeRun>,
-    /// Each range's browser's report, in range order, once all ended.
-    reports: tokio::task::JoinHandle<Vec<Result<WebReport, WebError>>>,
+    /// Each range's browser's report, in range order, once all ended (and
+    /// the render by one browser where a join did not hold).
+    reports: tokio::task::JoinHandle<ranges::Rendered>,
     /// Sums the ranges' meters into the recording's (several browsers).
     gather: Option<tokio::task::JoinHandle<()>>,
 }
@@ -95,6 +95,16 @@ impl WebRecording {
                 true => Arc::new(Meter::default()),
                 false => ctx.meter.clone(),
             };
+            if split {
+                // Planned from the start, so the sum is the whole from the
+                // start (a browser reports once its range begins).
+                meter.set_render(super::Render {
+                    done: 0,
+                    planned: range.len_of(ranges::planned(&src, ctx.rec.video.fps)),
+                    wall_s: 0.0,
+                    video_s: 0.0,
+                });
+            }
             let run = match EncodingRun::start_in(
                 &ctx.services,
                 &ctx.rec,
@@ -135,7 +145,6 @@ impl WebRecording {
             });
         }
         let _ = ctx.events.send(SourceEvent::Started(None)).await;
-        let reports = tokio::spawn(ranges::await_all(tasks, ctx.events.clone()));
         let gather = split.then(|| {
             let parts: Vec<Arc<Meter>> = runs.iter().map(|r| r.meter.clone()).collect();
             let meter = ctx.meter.clone();
@@ -146,11 +155,20 @@ impl WebRecording {
                 }
             })
         });
+        let later = ranges::Split {
+            services: ctx.services.clone(),
+            rec: ctx.rec.clone(),
+            meter: ctx.meter.clone(),
+            events: ctx.events.clone(),
+            control: ctl_rx.clone(),
+            gather: gather.as_ref().map(|g| g.abort_handle()),
+            ranges: runs.iter().map(|r| r.range).collect(),
+        };
+        let reports = tokio::spawn(ranges::await_all(tasks, later));
         Ok(Self {
             services: ctx.services,
             rec: ctx.rec,
             meter: ctx.meter,
-            events: ctx.events,
             control,
             ranges: runs,
             reports,
@@ -221,7 +239,11 @@ impl Source for WebRecording {
             if let Some(g) = &this.gather {
                 g.abort();
             }
-            let mut reports = match reports {
+            let ranges::Rendered {
+                mut reports,
+                once,
+                note,
+            } = match reports {
                 Ok(r) => r,
                 Err(e) => {
                     WebRecording::abort_runs(this.ranges).await;
@@ -233,14 +255,13 @@ impl Source for WebRecording {
             };
             if this.ranges.len() > 1 {
                 return ranges::close(
-                    ranges::Split {
-                        services: this.services,
-                        rec: this.rec,
-                        meter: this.meter,
-                        events: this.events,
-                    },
+                    &this.services,
+                    &this.rec,
+                    &this.meter,
                     this.ranges,
                     reports,
+                    once,
+                    note,
                 )
                 .await;
             }

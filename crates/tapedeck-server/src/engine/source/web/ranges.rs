@@ -81,6 +81,13 @@ pub(super) fn plan(
         .collect()
 }
 
+/// Frames a script of steps is planned to have at `fps`.
+pub(super) fn planned(src: &WebSource, fps: u32) -> u64 {
+    src.script
+        .as_ref()
+        .map_or(0, |s| s.nominal_ms() * u64::from(fps) / 1000)
+}
+
 /// Aborts the browsers when the recording is aborted.
 struct AbortAll(Vec<tokio::task::AbortHandle>);
 
@@ -92,14 +99,47 @@ impl Drop for AbortAll {
     }
 }
 
+/// What the rendering of a split recording needs after its ranges.
+pub(super) struct Split {
+    pub services: Arc<Services>,
+    pub rec: Recording,
+    pub meter: Arc<Meter>,
+    pub events: mpsc::Sender<SourceEvent>,
+    /// The recording's stop, pause and resume: a render by one browser
+    /// listens too.
+    pub control: watch::Receiver<Control>,
+    /// The task summing the ranges' meters (stopped for a render by one).
+    pub gather: Option<tokio::task::AbortHandle>,
+    pub ranges: Vec<FrameRange>,
+}
+
+/// The render of a whole recording by one browser, after a join that did
+/// not hold.
+pub(super) struct Once {
+    run: EncodingRun,
+    report: Result<WebReport, WebError>,
+}
+
+/// How the browsers ended.
+pub(super) struct Rendered {
+    /// Each range's report, in range order.
+    pub reports: Vec<Result<WebReport, WebError>>,
+    /// The render by one browser, if a join did not hold.
+    pub once: Option<Once>,
+    /// What the recording says of it (`not_replayable`).
+    pub note: Option<Failure>,
+}
+
 /// Waits for every range's browser, in whatever order they end: the first
-/// that fails fails the recording at once, and it ended when all did.
-/// Reports in range order.
+/// that fails fails the recording at once. When all are done and a join
+/// does not hold while the script ran to its end, one browser renders the
+/// recording again, still recording (a stop or a pause reaches it). It
+/// ended when that is done too.
 pub(super) async fn await_all(
     tasks: Vec<JoinHandle<Result<WebReport, WebError>>>,
-    events: mpsc::Sender<SourceEvent>,
-) -> Vec<Result<WebReport, WebError>> {
-    let _guard = AbortAll(tasks.iter().map(|t| t.abort_handle()).collect());
+    s: Split,
+) -> Rendered {
+    let mut guard = AbortAll(tasks.iter().map(|t| t.abort_handle()).collect());
     let n = tasks.len();
     let mut pending: FuturesUnordered<_> = tasks
         .into_iter()
@@ -115,24 +155,55 @@ pub(super) async fn await_all(
             && !failed
         {
             failed = true;
-            let _ = events.send(SourceEvent::Failed(e.failure())).await;
+            let _ = s.events.send(SourceEvent::Failed(e.failure())).await;
         }
         out[i] = Some(r);
     }
-    if !failed {
-        let _ = events.send(SourceEvent::Ended).await;
-    }
-    out.into_iter()
+    let reports: Vec<Result<WebReport, WebError>> = out
+        .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(WebError::Crashed("a browser never reported".into()))))
-        .collect()
-}
-
-/// A split recording being finished.
-pub(super) struct Split {
-    pub services: Arc<Services>,
-    pub rec: Recording,
-    pub meter: Arc<Meter>,
-    pub events: mpsc::Sender<SourceEvent>,
+        .collect();
+    let mut done = Rendered {
+        reports,
+        once: None,
+        note: None,
+    };
+    if failed {
+        return done;
+    }
+    let ok: Vec<&WebReport> = done
+        .reports
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .collect();
+    let (kept, mismatch) = keep(&s.ranges, &ok);
+    if mismatch {
+        done.note = Some(Failure::new(
+            Code::NotReplayable,
+            format!(
+                "the page showed another picture at frame {} when a second browser played it up to there; one browser rendered it",
+                s.ranges.get(kept).map_or(0, |r| r.start)
+            ),
+        ));
+        if !ok.iter().any(|r| r.stopped) {
+            match once(&s, &mut guard).await {
+                Ok(o) => {
+                    if let Err(e) = &o.report {
+                        let _ = s.events.send(SourceEvent::Failed(e.failure())).await;
+                        done.once = Some(o);
+                        return done;
+                    }
+                    done.once = Some(o);
+                }
+                Err(f) => {
+                    let _ = s.events.send(SourceEvent::Failed(f)).await;
+                    return done;
+                }
+            }
+        }
+    }
+    let _ = s.events.send(SourceEvent::Ended).await;
+    done
 }
 
 /// A join whose two sides differ by more than this share of pixels shows.
@@ -160,17 +231,14 @@ fn join_holds(before: &WebReport, after: &WebReport) -> bool {
 
 /// What to keep of the ranges: how many (from the first), and whether a
 /// join did not hold.
-fn keep(ranges: &[RangeRun], reports: &[WebReport]) -> (usize, bool) {
+fn keep(ranges: &[FrameRange], reports: &[&WebReport]) -> (usize, bool) {
     let mut keep = 0;
     for (i, (r, rep)) in ranges.iter().zip(reports).enumerate() {
         if rep.frames == 0 {
             break;
         }
         keep = i + 1;
-        let whole = r
-            .range
-            .end
-            .is_none_or(|end| rep.frames >= end - r.range.start);
+        let whole = r.end.is_none_or(|end| rep.frames >= end - r.start);
         if !whole {
             break;
         }
@@ -184,14 +252,42 @@ fn keep(ranges: &[RangeRun], reports: &[WebReport]) -> (usize, bool) {
     (keep, false)
 }
 
-/// Finishes a split recording: its whole ranges joined, or, where a join
-/// does not hold and the script ran to its end, the recording rendered
-/// again by one browser.
+/// Finishes a split recording: the render by one browser if there was
+/// one, else its ranges whole from the start (and the first one cut),
+/// joined.
 pub(super) async fn close(
-    s: Split,
+    services: &Services,
+    rec: &Recording,
+    meter: &Meter,
     ranges: Vec<RangeRun>,
     reports: Vec<Result<WebReport, WebError>>,
+    once: Option<Once>,
+    note: Option<Failure>,
 ) -> Result<Take, Failure> {
+    let spans: Vec<FrameRange> = ranges.iter().map(|r| r.range).collect();
+    let ok_now: Vec<&WebReport> = reports.iter().filter_map(|r| r.as_ref().ok()).collect();
+    let (kept, _) = keep(&spans, &ok_now);
+    let prefix: u64 = ok_now.iter().take(kept).map(|r| r.frames).sum();
+    // Stopped before it caught up with the ranges whose joins held: those
+    // are the longer part from the start.
+    let once = once.filter(|o| match &o.report {
+        Ok(r) => !(r.stopped && r.frames < prefix),
+        Err(_) => true,
+    });
+    if let Some(o) = once {
+        abort(ranges).await;
+        return match o.report {
+            Ok(report) => {
+                let mut t = take(o.run.close().await?, Some(report.realtime_factor));
+                t.note = note;
+                Ok(t)
+            }
+            Err(e) => {
+                o.run.abort().await;
+                Err(e.failure())
+            }
+        };
+    }
     let mut ok = vec![];
     for r in reports {
         match r {
@@ -204,46 +300,30 @@ pub(super) async fn close(
     }
     for (r, rep) in ranges.iter().zip(&ok) {
         tracing::info!(
-            id = %s.rec.id,
+            id = %rec.id,
             start = r.range.start,
             frames = rep.frames,
             wall_s = rep.wall_s,
             "range rendered"
         );
     }
-    let stopped = ok.iter().any(|r| r.stopped);
-    let (kept, mismatch) = keep(&ranges, &ok);
-    let note = mismatch.then(|| {
-        Failure::new(
-            Code::NotReplayable,
-            format!(
-                "the page showed another picture at frame {} when a second browser played it up to there",
-                ranges.get(kept).map_or(0, |r| r.range.start)
-            ),
-        )
-    });
-    if mismatch && !stopped {
-        abort(ranges).await;
-        let mut t = once(&s).await?;
-        t.note = note;
-        return Ok(t);
-    }
     let mut ranges = ranges;
+    meter
+        .browsers
+        .store(ranges.len() as u64, std::sync::atomic::Ordering::Relaxed);
     let dropped = ranges.split_off(kept);
     abort(dropped).await;
-    s.meter
-        .gather(&ranges.iter().map(|r| r.meter.clone()).collect::<Vec<_>>());
+    meter.gather(&ranges.iter().map(|r| r.meter.clone()).collect::<Vec<_>>());
     let mut parts: Vec<Finished> = vec![];
     for r in ranges {
         parts.push(r.run.close().await?);
     }
     let video_s: f64 = ok.iter().take(kept).map(|r| r.video_s).sum();
     let wall_s = ok.iter().map(|r| r.wall_s).fold(0.0, f64::max);
-    let out = s
-        .services
-        .work_dir(s.rec.id)
-        .join(format!("joined.{}", s.rec.format.extension()));
-    let (tools, format, o) = (s.services.tools.clone(), s.rec.format, out.clone());
+    let out = services
+        .work_dir(rec.id)
+        .join(format!("joined.{}", rec.format.extension()));
+    let (tools, format, o) = (services.tools.clone(), rec.format, out.clone());
     let files: Vec<PathBuf> = parts.iter().map(|f| f.output.clone()).collect();
     tokio::task::spawn_blocking(move || {
         let refs: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
@@ -287,17 +367,24 @@ async fn abort(ranges: Vec<RangeRun>) {
     }
 }
 
-/// The whole recording by one browser, in a folder of its own.
-async fn once(s: &Split) -> Result<Take, Failure> {
+/// The whole recording by one browser, in a folder of its own, under the
+/// recording's controls.
+async fn once(s: &Split, guard: &mut AbortAll) -> Result<Once, Failure> {
     tracing::warn!(id = %s.rec.id, "rendering the recording again with one browser");
-    use std::sync::atomic::Ordering::Relaxed;
-    s.meter.browsers.store(1, Relaxed);
-    // Counted again by the one browser.
-    s.meter.received.store(0, Relaxed);
-    s.meter.refused.store(0, Relaxed);
     let tapedeck_core::recording::SourceSpec::Web(src) = s.rec.source.clone() else {
         return Err(Failure::internal("not a web recording"));
     };
+    use std::sync::atomic::Ordering::Relaxed;
+    if let Some(g) = &s.gather {
+        g.abort();
+    }
+    s.meter.browsers.store(1, Relaxed);
+    // Counted again by the one browser, from the start.
+    s.meter.received.store(0, Relaxed);
+    s.meter.refused.store(0, Relaxed);
+    s.meter.bytes.store(0, Relaxed);
+    *s.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = Counters::default();
+    *s.meter.render.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let dir = s.services.work_dir(s.rec.id).join("once");
     let v = s.rec.video;
     let run = EncodingRun::start_in(
@@ -309,24 +396,18 @@ async fn once(s: &Split) -> Result<Take, Failure> {
         dir.clone(),
     )
     .await?;
-    // Rendered while the recording processes: no stop reaches it.
-    let (_control, rx) = watch::channel(Control::Run);
     let opts = super::web_options(&s.services.config, &dir);
-    let task = super::render(opts, src, v, (rx, run.queue()), s.meter.clone(), None);
-    let report = match task.await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            run.abort().await;
-            return Err(e.failure());
-        }
-        Err(e) => {
-            run.abort().await;
-            return Err(Failure::new(
-                Code::BrowserCrashed,
-                format!("the web recorder stopped: {e}"),
-            ));
-        }
-    };
-    let f = run.close().await?;
-    Ok(take(f, Some(report.realtime_factor)))
+    let task = super::render(
+        opts,
+        src,
+        v,
+        (s.control.clone(), run.queue()),
+        s.meter.clone(),
+        None,
+    );
+    guard.0.push(task.abort_handle());
+    let report = task
+        .await
+        .unwrap_or_else(|e| Err(WebError::Crashed(format!("the web recorder stopped: {e}"))));
+    Ok(Once { run, report })
 }
