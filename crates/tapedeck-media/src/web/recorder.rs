@@ -274,9 +274,6 @@ async fn run(
             Tick::Frame(plan) => plan,
         };
         let range = opts.range;
-        if plan.index % 30 == 0 {
-            tracing::debug!(frame = plan.index, ?range, vt = s.vt_ms, "frame");
-        }
         if range.is_past(plan.index) {
             if opts.probe && range.end == Some(plan.index) {
                 let at = Ahead {
@@ -473,8 +470,7 @@ async fn play_ahead(
     if !s.advance_to(target, "advance").await? {
         return Err(WebError::Unresponsive(opts.frame_timeout.as_secs()));
     }
-    let draw = capture.is_some() || std::env::var("TD_PREROLL_DRAW").is_ok();
-    let shot = s.begin_frame_drawn(capture, draw).await?.shot;
+    let shot = s.begin_frame_drawn(capture, capture.is_some()).await?.shot;
     for r in std::mem::replace(unacked, replies) {
         r.wait(opts.frame_timeout).await.map_err(|e| match e {
             CdpError::Timeout(_) => WebError::Unresponsive(opts.frame_timeout.as_secs()),
