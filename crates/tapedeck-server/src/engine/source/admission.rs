@@ -29,13 +29,15 @@ pub struct Admission {
     id: Option<RecordingId>,
     reserved: MilliCores,
     web: bool,
+    /// An extra browser's: borrowed room that others' admission ignores.
+    borrowed: bool,
     gate: Option<Arc<Gate>>,
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
-            gate.release(self.id, self.reserved, self.web);
+            gate.release(self.id, self.reserved, self.web, self.borrowed);
         }
     }
 }
@@ -56,6 +58,9 @@ struct Waiter {
 struct State {
     budget: Budget,
     web_running: u32,
+    /// What extra browsers borrowed (`Gate::extra_browsers`), and how many.
+    borrowed: MilliCores,
+    web_borrowed: u32,
     queue: FairQueue<RecordingId>,
     waiting: HashMap<RecordingId, Waiter>,
     /// Whether each admitted recording is busy.
@@ -109,6 +114,8 @@ impl Gate {
             state: Mutex::new(State {
                 budget: Budget::new(total),
                 web_running: 0,
+                borrowed: 0,
+                web_borrowed: 0,
                 queue: FairQueue::default(),
                 waiting: HashMap::new(),
                 busy: HashMap::new(),
@@ -159,6 +166,7 @@ impl Gate {
             id: Some(id),
             reserved,
             web,
+            borrowed: false,
             gate: Some(self.clone()),
         }
     }
@@ -209,10 +217,16 @@ impl Gate {
     }
 
     /// Up to `want` more browsers for `rec`, admitted now (a deterministic
-    /// recording rendered in ranges, one browser each): each reserves what
-    /// a busy recording like `rec` does and counts against
-    /// `web.max_concurrent`. None while other recordings wait: a recording
-    /// spreads out only on room nobody queues for. Never waits.
+    /// recording rendered in ranges, one browser each), each with what a
+    /// busy recording like `rec` costs, on room the budget and
+    /// `web.max_concurrent` have. None while other recordings wait: a
+    /// recording spreads out only on room nobody queues for. Never waits.
+    ///
+    /// The room is borrowed: the admission of any recording after it
+    /// (a camera, a call, another user's web recording) does not count it,
+    /// so a spread-out recording never makes another one wait or be
+    /// refused; for a while the machine is then over its budget, and the
+    /// ranges render slower.
     ///
     /// A recording that spreads out fills the machine: it becomes busy, so
     /// every range's encoder starts at the busy preset (all alike, so the
@@ -226,14 +240,18 @@ impl Gate {
         }
         let cost = estimate_busy(&rec.source, &rec.video);
         let mut out = vec![];
-        while (out.len() as u32) < want && self.fits(&st, cost, true) {
-            let reserved = st.budget.try_reserve(cost).unwrap_or(0);
-            st.web_running += 1;
+        while (out.len() as u32) < want
+            && st.budget.reserved() + st.borrowed + cost <= self.total
+            && st.web_running + st.web_borrowed < self.web_max
+        {
+            st.borrowed += cost;
+            st.web_borrowed += 1;
             out.push(Admission {
                 // Not the recording's own: its release leaves `busy` be.
                 id: None,
-                reserved,
+                reserved: cost,
                 web: true,
+                borrowed: true,
                 gate: Some(self.clone()),
             });
         }
@@ -252,9 +270,20 @@ impl Gate {
         }
     }
 
-    fn release(self: &Arc<Self>, id: Option<RecordingId>, reserved: MilliCores, web: bool) {
+    fn release(
+        self: &Arc<Self>,
+        id: Option<RecordingId>,
+        reserved: MilliCores,
+        web: bool,
+        borrowed: bool,
+    ) {
         {
             let mut st = self.lock();
+            if borrowed {
+                st.borrowed = st.borrowed.saturating_sub(reserved);
+                st.web_borrowed = st.web_borrowed.saturating_sub(1);
+                return;
+            }
             st.budget.release(reserved);
             if let Some(id) = id {
                 st.busy.remove(&id);
@@ -328,9 +357,10 @@ impl Gate {
             .unwrap_or_else(|| self.busy_now(&st))
     }
 
-    /// What running recordings hold.
+    /// What running recordings hold, extra browsers' borrowed room too.
     pub fn reserved(&self) -> MilliCores {
-        self.lock().budget.reserved()
+        let st = self.lock();
+        st.budget.reserved() + st.borrowed
     }
 
     /// Budget, reserved and queued, for `/metrics`.
@@ -338,7 +368,7 @@ impl Gate {
         let st = self.lock();
         GateFigures {
             total: self.total,
-            reserved: st.budget.reserved(),
+            reserved: st.budget.reserved() + st.borrowed,
             queued: st.queue.len(),
         }
     }
@@ -416,6 +446,19 @@ mod tests {
         assert!(g.extra_browsers(&web(1), 1).is_empty());
         drop(first);
         let _big = turn.try_recv().expect("the waiting one got its turn");
+        // Borrowed room gives way: a camera and another user's web
+        // recording are admitted over a recording spread out to the full.
+        let g = gate(f64::from(cost * 2) / 1000.0, 3);
+        let Ok(Ticket::Now(_a)) = g.admit(&web(5)) else {
+            panic!("fits")
+        };
+        assert_eq!(g.extra_browsers(&web(5), 3).len(), 1);
+        let mut camera = web(6);
+        camera.source = SourceSpec::Frames { input_fps: Some(5) };
+        assert!(matches!(g.admit(&camera), Ok(Ticket::Now(_))));
+        let Ok(Ticket::Now(_other)) = g.admit(&web(7)) else {
+            panic!("another user's web recording runs at once")
+        };
         // max_concurrent counts every browser.
         let g = gate(100.0, 2);
         let Ok(Ticket::Now(_a)) = g.admit(&web(4)) else {
