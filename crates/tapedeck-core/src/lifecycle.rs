@@ -397,6 +397,7 @@ pub(crate) mod tests {
             regenerated_from: None,
             queue_position: None,
             tracks: vec![],
+            node: None,
         }
     }
 

@@ -520,6 +520,10 @@ pub struct Recording {
     /// A room recording's track files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<TrackFile>,
+    /// The cluster node that holds it: its driver runs there (none on a
+    /// server alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Recording {

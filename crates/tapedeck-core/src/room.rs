@@ -25,6 +25,9 @@ pub struct Room {
     /// Closed by its host (`DELETE`), unix ms; a closed room takes no one.
     #[serde(default, with = "crate::recording::opt_time_ms")]
     pub closed_at: Option<i64>,
+    /// The cluster node that holds its call (none on a server alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Longest room or participant name, in characters.

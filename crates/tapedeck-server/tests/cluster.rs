@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::*;
 use tapedeck_server::config::Secret;
 
@@ -73,6 +73,18 @@ async fn nodes_heartbeat_are_listed_and_die_and_an_id_is_held_once() {
         c.cluster.node_timeout_s = 3;
     })
     .await;
+    // A live recording and a room made on n1 say so.
+    let ann = s.key("ann", false).await;
+    let rec = s
+        .create(&ann, json!({"source": {"kind": "frames"}, "preset": "low"}))
+        .await;
+    assert_eq!(rec["node"], "n1", "{rec}");
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &ann)).await;
+    send_frames(&mut ws, 10, 200.0, |i| jpeg(640, 360, i)).await;
+    let (code, room) = s.post(&ann, "/v1/rooms", json!({"name": "standup"})).await;
+    assert_eq!((code, room["node"].as_str()), (201, Some("n1")), "{room}");
+
     let port = tapedeck_testkit::free_port();
     let n2_url = format!("http://127.0.0.1:{port}");
     let mut n2 = serve_binary(
@@ -140,6 +152,21 @@ async fn nodes_heartbeat_are_listed_and_die_and_an_id_is_held_once() {
     assert_eq!(n2_row["draining"], false);
     assert!(n2_row["cpu"]["budget"].as_f64().unwrap() > 0.0, "{n2_row}");
     assert_eq!(n2_row["live_sessions"], 0);
+    assert_eq!(node(&seen, "n1")["live_sessions"], 1, "{seen}");
+
+    // n2 started and recovered nothing of n1's: the recording goes on
+    // there, its socket takes frames, and it completes whole.
+    for i in 10..20 {
+        send_frame(&mut ws, Some(f64::from(i) * 200.0), jpeg(640, 360, i)).await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 20).await;
+    let (code, _) = s
+        .post(&ann, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    assert_eq!(code, 200);
+    let done = s.wait_status(&ann, &id, "completed").await;
+    assert_eq!(done["node"], "n1");
+    assert_eq!(done["stats"]["frames_in"], 20, "{done}");
 
     // A second process with n2's id is refused while n2 heartbeats.
     let mut env = cluster_env(&pg, &s3, "n2", &n2_url);

@@ -32,6 +32,7 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         regenerated_from: None,
         queue_position: None,
         tracks: vec![],
+        node: None,
     }
 }
 
@@ -43,6 +44,7 @@ async fn rooms_contract(repo: &Repo) {
         max_participants: 4,
         created_at: 1_700_000_000_000 + n as i64,
         closed_at: None,
+        node: None,
     };
     let (a, b) = (room(1, "alice"), room(2, "bob"));
     repo.insert_room(&a).await.unwrap();

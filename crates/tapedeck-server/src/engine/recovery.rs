@@ -4,7 +4,8 @@
 //! uploads that were taking bytes (their clients resume); recording,
 //! paused and processing ones are finalized from what was spooled, each on
 //! its own (one that cannot be rebuilt fails with a reason; the server
-//! starts regardless).
+//! starts regardless). A node of a cluster recovers the recordings it
+//! held, not the other nodes'.
 
 use tapedeck_core::recording::Status;
 
@@ -24,7 +25,15 @@ pub async fn recover(sup: &Supervisor) -> Result<(), Problem> {
             Status::Processing,
         ])
         .await?;
-    let mut stuck = stuck;
+    // A node of a cluster recovers its own recordings only: the others'
+    // drivers run on their nodes.
+    let mut stuck: Vec<_> = match s.config.cluster.enabled {
+        true => stuck
+            .into_iter()
+            .filter(|r| r.node.as_deref() == Some(s.config.cluster.node_id.as_str()))
+            .collect(),
+        false => stuck,
+    };
     // The queue is rebuilt in the order the recordings were made.
     stuck.sort_by_key(|r| (r.created_at, r.id.to_string()));
     for rec in stuck {

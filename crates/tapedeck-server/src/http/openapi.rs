@@ -240,7 +240,8 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
         "Room": {"type": "object", "required": ["id", "name", "host", "max_participants", "created_at", "join_url"], "properties": {
             "id": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}, "name": {"type": "string"}, "host": {"type": "string"},
             "max_participants": {"type": "integer"}, "created_at": {"type": "string", "format": "date-time"},
-            "closed_at": {"type": ["string", "null"], "format": "date-time"}, "join_url": {"type": "string", "description": "the call page"}}}
+            "closed_at": {"type": ["string", "null"], "format": "date-time"}, "join_url": {"type": "string", "description": "the call page"},
+            "node": {"type": "string", "description": "a cluster's node that holds the call (absent on a server alone)"}}}
     });
     (paths, schemas)
 }
@@ -301,7 +302,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "created_at": {"type": "string", "format": "date-time"}, "started_at": {"type": ["string", "null"]},
             "stopped_at": {"type": ["string", "null"]}, "completed_at": {"type": ["string", "null"]}, "expires_at": {"type": ["string", "null"]},
             "duration_s": {"type": ["number", "null"]}, "size_bytes": {"type": ["integer", "null"]}, "error": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Failure"}]},
-            "note": {"allOf": [{"$ref": "#/components/schemas/Failure"}], "description": "present while the recording waits something out: `storage_retry` means the store refused the finished file, which is kept and stored again with backoff (status stays processing); on a completed room recording, `grid_failed` says its grid could not be composed (the track files are intact and /media holds them side by side in WebM)"},
+            "note": {"allOf": [{"$ref": "#/components/schemas/Failure"}], "description": "something the recording says beside its status: `storage_retry` while the store refuses the finished file, which is kept and stored again with backoff (status stays processing); on a completed recording, `grid_failed` (a room's grid could not be composed; the track files are intact and /media holds them side by side in WebM), `no_video` (nobody sent video), `invalid_media` (an upload was cut; the part before the cut was kept) or `not_replayable` (a web page showed another picture when a second browser played it up to a range, so one browser rendered it)"},
             "stats": {"type": "object", "properties": {"frames_in": {"type": "integer"}, "frames_written": {"type": "integer"},
                 "frames_dropped": {"type": "integer"}, "frames_invalid": {"type": "integer"}, "achieved_fps": {"type": "number"},
                 "cpu_s": {"type": "number"}, "processing_s": {"type": "number"},
@@ -314,6 +315,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
             "regenerated_from": {"$ref": "#/components/schemas/Id"},
+            "node": {"type": "string", "description": "a cluster's node that holds it: its driver runs there (absent on a server alone)"},
             "queue_position": {"type": "integer", "minimum": 1, "description": "a pending web recording waiting for the server's capacity: its place in the queue (1 is next)"},
             "tracks": {"type": "array", "description": "a room recording's track files; each at /v1/recordings/{id}/tracks/{track}/media",
                 "items": {"type": "object", "required": ["id", "participant", "kind", "codec", "start_s", "duration_s", "size_bytes", "container"], "properties": {

@@ -88,6 +88,8 @@ pub fn new_recording(
         regenerated_from,
         queue_position: None,
         tracks: vec![],
+        // Its driver runs on the node that created it.
+        node: s.node.clustered().then(|| s.node.id.clone()),
     }
 }
 

@@ -409,6 +409,7 @@ mod tests {
             regenerated_from: None,
             queue_position: None,
             tracks: vec![],
+            node: None,
         }
     }
 

@@ -64,6 +64,7 @@ pub async fn create(
         max_participants: v.max_participants,
         created_at: now,
         closed_at: None,
+        node: s.node.clustered().then(|| s.node.id.clone()),
     };
     s.repo.insert_room(&room).await?;
     let loc = format!("/v1/rooms/{}", room.id);
