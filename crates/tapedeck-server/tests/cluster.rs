@@ -12,25 +12,20 @@ use serde_json::{Value, json};
 use support::*;
 use tapedeck_server::config::Secret;
 
-fn cluster_env<'a>(
-    pg: &'a str,
-    s3: &'a tapedeck_testkit::S3,
-    id: &'a str,
-    internal: &'a str,
-) -> Vec<(&'a str, &'a str)> {
-    vec![
-        ("TAPEDECK_DATABASE__URL", pg),
-        ("TAPEDECK_STORAGE__KIND", "s3"),
-        ("TAPEDECK_STORAGE__BUCKET", &s3.bucket),
-        ("TAPEDECK_STORAGE__ENDPOINT", &s3.endpoint),
-        ("TAPEDECK_STORAGE__ACCESS_KEY", &s3.access_key),
-        ("TAPEDECK_STORAGE__SECRET_KEY", &s3.secret_key),
-        ("TAPEDECK_CLUSTER__ENABLED", "true"),
-        ("TAPEDECK_CLUSTER__NODE_ID", id),
-        ("TAPEDECK_CLUSTER__INTERNAL_URL", internal),
-        ("TAPEDECK_CLUSTER__HEARTBEAT_S", "1"),
-        ("TAPEDECK_CLUSTER__NODE_TIMEOUT_S", "3"),
-    ]
+/// [`support::cluster::cluster_env`] as borrowed pairs.
+fn cluster_env(
+    pg: &str,
+    s3: &tapedeck_testkit::S3,
+    id: &str,
+    internal: &str,
+) -> Vec<(&'static str, &'static str)> {
+    support::cluster::cluster_env(pg, s3, id, internal)
+        .into_iter()
+        .map(|(k, v)| {
+            let leak = |x: String| -> &'static str { Box::leak(x.into_boxed_str()) };
+            (leak(k), leak(v))
+        })
+        .collect()
 }
 
 /// `tapedeck serve` that must fail: its stderr.
@@ -136,7 +131,11 @@ async fn nodes_heartbeat_are_listed_and_die_and_an_id_is_held_once() {
         let a = list(s.base.clone(), admin.clone()).await;
         let b = list(n2_url.clone(), admin.clone()).await;
         let heartbeats = a["nodes"].as_array().map_or(0, |n| n.len());
-        if heartbeats == 2 && node(&a, "n2")["heartbeat_at"] != node(&a, "n2")["started_at"] {
+        // n2 heartbeated, and n1 since the recording began.
+        if heartbeats == 2
+            && node(&a, "n2")["heartbeat_at"] != node(&a, "n2")["started_at"]
+            && node(&a, "n1")["live_sessions"] == 1
+        {
             assert_eq!(a["nodes"], b["nodes"].clone(), "both read the same table");
             break a;
         }

@@ -555,3 +555,33 @@ pub fn ffmpeg_builds() -> Vec<FfmpegBuild> {
     }
     builds
 }
+
+/// HAProxy from Debian in front of `backends` (ports on 127.0.0.1): plain
+/// round robin per request, no stickiness, WebSockets tunnelled. Returns
+/// its `http://127.0.0.1:PORT`; it stops after this process.
+pub fn haproxy(backends: &[u16]) -> String {
+    let bin = find("haproxy", &["/usr/sbin"], "apt-get install -y haproxy");
+    let dir = scratch(&format!(
+        "haproxy{}",
+        DB_COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    let port = free_port();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("  server n{} 127.0.0.1:{p}\n", i + 1))
+        .collect();
+    let cfg = format!(
+        "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n  timeout tunnel 1h\n  option http-server-close\nfrontend lb\n  bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n  balance roundrobin\n{servers}"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).expect("haproxy.cfg");
+    let log = dir.join("haproxy.log");
+    spawn_watched(
+        &format!("{} -db -f {}", bin.display(), path.display()),
+        &log,
+        &dir,
+    );
+    wait_port(port, "haproxy", &log);
+    format!("http://127.0.0.1:{port}")
+}

@@ -149,8 +149,12 @@ impl Node {
             return;
         }
         tokio::spawn(async move {
+            // The first at once: the claim said nothing of the budget.
+            let mut first = true;
             loop {
-                tokio::time::sleep(self.every).await;
+                if !std::mem::take(&mut first) {
+                    tokio::time::sleep(self.every).await;
+                }
                 let info = self.current(&supervisor);
                 match supervisor
                     .services

@@ -130,6 +130,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(axum::middleware::map_response(json_too_large))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::http::forward::route,
+        ))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
             std::time::Duration::from_secs(state.config.server.body_idle_timeout_s),
         ))

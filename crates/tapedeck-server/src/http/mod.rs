@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cluster;
 pub mod cookie;
 pub mod error;
+pub mod forward;
 pub mod frames;
 pub mod health;
 pub mod jwks;

@@ -1,6 +1,7 @@
 //! Shared helpers: the real server on port 0, keys, frames over a real WebSocket.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod rooms;
 
 use std::io::Cursor;

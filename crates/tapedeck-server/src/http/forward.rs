@@ -1,0 +1,298 @@
+//! Any node answers any request: a request about a live session another
+//! node holds (a recording not yet ended, an upload in progress, a room's
+//! call) is passed to that node over its `cluster.internal_url`, streamed
+//! both ways: request and response bodies as they come, and a WebSocket
+//! upgrade joined end to end once both sides switched protocols. Nothing
+//! is buffered whole except a `POST /v1/recordings` body (JSON, under the
+//! create limit), read to place the recording: a room's recording goes to
+//! the room's node, and one refused `server_busy` here goes to the node
+//! with the most free budget.
+//!
+//! The node that answers names itself in `x-tapedeck-node`; a forwarded
+//! request carries `x-tapedeck-forwarded-by` so it is never passed on
+//! again. The holder checks the caller's credentials as it would its own.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tapedeck_core::cluster::NodeInfo;
+use tapedeck_core::{Code, RecordingId, RoomId};
+
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
+
+/// The node that answered.
+pub const NODE: HeaderName = HeaderName::from_static("x-tapedeck-node");
+/// Set on a request one node passes to another.
+pub const FORWARDED_BY: HeaderName = HeaderName::from_static("x-tapedeck-forwarded-by");
+
+/// The largest create body read to place a recording (the create route's
+/// own limit is smaller).
+const CREATE_BODY_LIMIT: usize = 2 << 20;
+
+/// The middleware: forwards what another node holds, places new
+/// recordings, and names the node that answered.
+pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if !s.node.clustered() {
+        return next.run(req).await;
+    }
+    let mut r = if req.headers().contains_key(FORWARDED_BY) {
+        next.run(req).await
+    } else if req.method() == Method::POST && req.uri().path() == "/v1/recordings" {
+        place(&s, req, next).await
+    } else {
+        match holder(&s, req.uri().path()).await {
+            Some(node) => pass(&s, &node, req).await,
+            None => next.run(req).await,
+        }
+    };
+    if !r.headers().contains_key(NODE)
+        && let Ok(v) = HeaderValue::from_str(&s.node.id)
+    {
+        r.headers_mut().insert(NODE, v);
+    }
+    r
+}
+
+/// What a path is about, if it names a live session.
+enum Session {
+    Recording(RecordingId),
+    Room(RoomId),
+}
+
+fn session_of(path: &str) -> Option<Session> {
+    let mut parts = path.trim_start_matches('/').split('/');
+    if parts.next() != Some("v1") {
+        return None;
+    }
+    match (parts.next(), parts.next()) {
+        (Some("recordings" | "uploads"), Some(id)) => id.parse().ok().map(Session::Recording),
+        (Some("rooms"), Some(id)) => id.parse().ok().map(Session::Room),
+        _ => None,
+    }
+}
+
+/// The other live node holding the session `path` names, if any. A node
+/// that stopped heartbeating holds nothing: the request is answered here.
+async fn holder(s: &AppState, path: &str) -> Option<NodeInfo> {
+    let held_by = match session_of(path)? {
+        Session::Recording(id) => {
+            let rec = s.repo.get(id).await.ok()??;
+            if rec.status.is_terminal() {
+                return None;
+            }
+            rec.node?
+        }
+        Session::Room(id) => {
+            let room = s.repo.room(id).await.ok()??;
+            if room.closed_at.is_some() {
+                return None;
+            }
+            room.node?
+        }
+    };
+    if held_by == s.node.id {
+        return None;
+    }
+    live_node(s, &held_by).await
+}
+
+async fn live_node(s: &AppState, id: &str) -> Option<NodeInfo> {
+    let nodes = s.node.all(&s.supervisor).await.ok()?;
+    nodes.into_iter().find(|n| n.id == id && n.alive)
+}
+
+/// `POST /v1/recordings`: a room's recording is made on the room's node;
+/// another is made here, or, refused `server_busy` here, on the live node
+/// with the most free budget if it has more than this one.
+async fn place(s: &AppState, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, CREATE_BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(Code::TooLarge, "the body is larger than this route takes")
+                .into_response();
+        }
+    };
+    let room_node = match room_of(&bytes) {
+        Some(room) => match s.repo.room(room).await {
+            Ok(Some(r)) if r.closed_at.is_none() => r.node.filter(|n| *n != s.node.id),
+            _ => None,
+        },
+        None => None,
+    };
+    if let Some(id) = room_node
+        && let Some(node) = live_node(s, &id).await
+    {
+        return pass(s, &node, Request::from_parts(parts, Body::from(bytes))).await;
+    }
+    let again = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let here = next
+        .run(Request::from_parts(parts, Body::from(bytes.clone())))
+        .await;
+    if here.status() != StatusCode::TOO_MANY_REQUESTS {
+        return here;
+    }
+    let (rparts, rbody) = here.into_parts();
+    let rbytes = axum::body::to_bytes(rbody, 64 << 10)
+        .await
+        .unwrap_or_default();
+    let busy = serde_json::from_slice::<serde_json::Value>(&rbytes)
+        .is_ok_and(|v| v["error"]["code"] == Code::ServerBusy.as_str());
+    if busy && let Some(node) = most_free(s).await {
+        return pass(s, &node, again).await;
+    }
+    Response::from_parts(rparts, Body::from(rbytes))
+}
+
+/// The room a create body records, if it is a room's recording.
+fn room_of(body: &[u8]) -> Option<RoomId> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if v["source"]["kind"] != "room" {
+        return None;
+    }
+    v["source"]["room"].as_str()?.parse().ok()
+}
+
+/// The live node other than this one with the most free CPU budget, if it
+/// has more than this one.
+async fn most_free(s: &AppState) -> Option<NodeInfo> {
+    let here = s.node.current(&s.supervisor).cpu.free();
+    let nodes = s.node.all(&s.supervisor).await.ok()?;
+    nodes
+        .into_iter()
+        .filter(|n| n.alive && !n.draining && n.id != s.node.id && n.cpu.free() > here)
+        .max_by(|a, b| a.cpu.free().total_cmp(&b.cpu.free()))
+}
+
+/// Hop-by-hop headers a proxy does not pass on (RFC 9110 7.6.1); an
+/// upgrade keeps `connection` and `upgrade`.
+const HOP: [&str; 6] = [
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "keep-alive",
+];
+
+/// Passes `req` to `node` and its answer back, bodies streamed; a
+/// WebSocket upgrade is joined end to end.
+async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
+    let Some((authority, uri)) = target(&node.internal_url, req.uri()) else {
+        tracing::error!(node = %node.id, url = %node.internal_url, "a node's internal_url is not an http:// URL");
+        return unreachable_node(node);
+    };
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    for h in HOP {
+        headers.remove(h);
+    }
+    if !upgrade {
+        headers.remove(header::CONNECTION);
+        headers.remove(header::UPGRADE);
+    }
+    if let Ok(v) = HeaderValue::from_str(&s.node.id) {
+        headers.insert(FORWARDED_BY, v);
+    }
+    let stream = match tokio::net::TcpStream::connect(&authority).await {
+        Ok(st) => st,
+        Err(e) => {
+            tracing::warn!(node = %node.id, error = %e, "cannot reach the node holding a session");
+            return unreachable_node(node);
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(node = %node.id, error = %e, "handshake with a node failed");
+            return unreachable_node(node);
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "a forwarded connection ended with an error");
+        }
+    });
+    let mut resp = match sender.send_request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(node = %node.id, error = %e, "a forwarded request failed");
+            return unreachable_node(node);
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_side) = client_side
+    {
+        let node_side = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            let (Ok(client), Ok(held)) = (client_side.await, node_side.await) else {
+                return;
+            };
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut held = hyper_util::rt::TokioIo::new(held);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut held).await;
+        });
+        let (parts, _) = resp.into_parts();
+        return Response::from_parts(parts, Body::empty());
+    }
+    resp.map(Body::new)
+}
+
+/// `host:port` of an `http://` internal URL, and the request's path on it.
+fn target(internal_url: &str, uri: &Uri) -> Option<(String, Uri)> {
+    let base: Uri = internal_url.parse().ok()?;
+    if base.scheme_str() != Some("http") {
+        return None;
+    }
+    let auth = base.authority()?;
+    let authority = format!("{}:{}", auth.host(), auth.port_u16().unwrap_or(80));
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Some((authority, path.parse().ok()?))
+}
+
+fn unreachable_node(node: &NodeInfo) -> Response {
+    ApiError::new(
+        Code::NodeUnreachable,
+        format!(
+            "node {} holds this session and cannot be reached now; try again",
+            node.id
+        ),
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_sessions() {
+        let id = RecordingId::from_parts(1, 2);
+        let frames = format!("/v1/recordings/{id}/frames");
+        assert!(matches!(session_of(&frames), Some(Session::Recording(r)) if r == id));
+        let upload = format!("/v1/uploads/{id}");
+        assert!(matches!(session_of(&upload), Some(Session::Recording(r)) if r == id));
+        assert!(session_of("/v1/recordings").is_none());
+        assert!(session_of("/v1/uploads/url").is_none());
+        assert!(session_of("/v1/events").is_none());
+        assert!(session_of("/v1/rooms/nope/call").is_none());
+        assert!(session_of(&format!("/v2/recordings/{id}")).is_none());
+    }
+
+    #[test]
+    fn targets_keep_the_path_and_query() {
+        let uri: Uri = "/v1/recordings/x/frames?token=a".parse().unwrap();
+        let (a, u) = target("http://10.0.0.5:8080", &uri).unwrap();
+        assert_eq!(a, "10.0.0.5:8080");
+        assert_eq!(u.to_string(), "/v1/recordings/x/frames?token=a");
+        assert_eq!(target("http://n1", &uri).unwrap().0, "n1:80");
+        assert!(target("https://n1", &uri).is_none());
+    }
+}

@@ -1,0 +1,202 @@
+//! Three nodes (the real binary) on one PostgreSQL and one s3s-fs bucket
+//! behind HAProxy, round robin with no stickiness: every call works
+//! wherever it lands. A session another node holds is forwarded to it
+//! (HTTP bodies and WebSockets streamed); a recording refused
+//! `server_busy` where it was asked for is placed on the node with room.
+
+mod support;
+
+use serde_json::json;
+use support::cluster::*;
+use support::*;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_and_an_upload_through_any_node() {
+    // n2 has almost no CPU budget: what it is asked to record goes elsewhere.
+    let c = Cluster::start(3, |i| {
+        if i == 1 {
+            vec![("TAPEDECK_LIMITS__CPU_BUDGET_CORES".into(), "0.001".into())]
+        } else {
+            vec![]
+        }
+    });
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+
+    // n2 takes one camera, which fills its budget.
+    let frames = json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"});
+    let (code, filler) = call(
+        &c.node("n2").base,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(frames.clone()),
+    )
+    .await;
+    assert_eq!(
+        (code, filler["node"].as_str()),
+        (201, Some("n2")),
+        "{filler}"
+    );
+    // The next one asked of n2 is placed on a node that has room.
+    let (code, rec, answered) = call_at(
+        &c.node("n2").base,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(frames),
+    )
+    .await;
+    if code != 201 {
+        let (_, nodes) = call(&c.node("n2").base, &admin, "GET", "/v1/admin/nodes", None).await;
+        panic!("{code} {rec} {nodes}");
+    }
+    let holder = rec["node"].as_str().unwrap().to_string();
+    assert_ne!(holder, "n2", "{rec}");
+    assert_eq!(answered, holder, "the holder answered the create");
+    let id = rec["id"].as_str().unwrap().to_string();
+    let fps = rec["video"]["fps"].as_u64().unwrap();
+
+    // Its socket opened on a node that does not hold it: joined to the
+    // holder end to end.
+    let other = c.nodes.iter().find(|n| n.id != holder).unwrap();
+    let url = format!(
+        "{}/v1/recordings/{id}/frames?token={ann}",
+        other.base.replace("http://", "ws://")
+    );
+    let (mut ws, resp) = tokio_tungstenite::connect_async(url.into_client_request().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.headers()["x-tapedeck-node"].to_str().unwrap(),
+        holder,
+        "the socket reached the holder"
+    );
+    // 3 s at 5 fps.
+    send_frames(&mut ws, 15, 200.0, |i| jpeg(640, 360, i)).await;
+    progress_until(&mut ws, |v| v["frames_received"] == 15).await;
+    // Control through the load balancer, whichever node it lands on.
+    let (code, v, _) = call_at(
+        &c.lb,
+        &ann,
+        "POST",
+        &format!("/v1/recordings/{id}/pause"),
+        None,
+    )
+    .await;
+    assert_eq!((code, v["status"].as_str()), (200, Some("paused")), "{v}");
+    let (code, v, _) = call_at(
+        &c.lb,
+        &ann,
+        "POST",
+        &format!("/v1/recordings/{id}/resume"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (200, Some("recording")),
+        "{v}"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let (code, v, node) =
+            call_at(&c.lb, &ann, "GET", &format!("/v1/recordings/{id}"), None).await;
+        assert_eq!(
+            (code, v["stats"]["frames_in"].as_u64()),
+            (200, Some(15)),
+            "live stats: {v}"
+        );
+        seen.insert(node);
+    }
+    assert_eq!(
+        seen.len(),
+        1,
+        "every read of a live recording answered by its holder: {seen:?}"
+    );
+    for i in 15..20 {
+        support::send_frame(
+            &mut ws,
+            Some(3000.0 + f64::from(i - 15) * 200.0),
+            jpeg(640, 360, i),
+        )
+        .await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 20).await;
+    let (code, _, _) = call_at(
+        &c.lb,
+        &ann,
+        "POST",
+        &format!("/v1/recordings/{id}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let _ = ws.close(None).await;
+    let done = wait_for(&c.lb, &ann, &id, "completed").await;
+    assert_eq!(done["node"], holder.as_str());
+    let file = download_at(&c.lb, &ann, &id, c.dir.path()).await;
+    let m = tapedeck_testkit::ffprobe(&file);
+    // 20 frames x 200 ms = 4 s.
+    assert_eq!((m.codec.as_str(), m.frames), ("h264", 4 * fps), "{m:?}");
+
+    // Another user cannot reach it through any node.
+    let bob = c.key("bob", false);
+    for n in &c.nodes {
+        let (code, _) = call(&n.base, &bob, "GET", &format!("/v1/recordings/{id}"), None).await;
+        assert_eq!(code, 404);
+    }
+
+    // A tus upload whose chunks land on every node in turn.
+    let file = live_webm(c.dir.path(), 3);
+    let bytes = std::fs::read(&file).unwrap();
+    let r = tus_request(
+        &c.lb,
+        &ann,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", bytes.len().to_string())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let path = header(&r, "location");
+    let path = path.trim_start_matches(&c.lb).to_string();
+    let chunk = bytes.len().div_ceil(3);
+    for (i, part) in bytes.chunks(chunk).enumerate() {
+        let base = &c.nodes[i % 3].base;
+        let offset = i * chunk;
+        let r = tus_request(base, &ann, "HEAD", &path, &[], vec![]).await;
+        assert_eq!(
+            header(&r, "upload-offset"),
+            offset.to_string(),
+            "HEAD on {base}"
+        );
+        let r = tus_request(
+            base,
+            &ann,
+            "PATCH",
+            &path,
+            &[
+                ("Upload-Offset", offset.to_string()),
+                (
+                    "Content-Type",
+                    "application/offset+octet-stream".to_string(),
+                ),
+            ],
+            part.to_vec(),
+        )
+        .await;
+        assert_eq!(r.status(), 204, "PATCH on {base}");
+    }
+    let uid = path.rsplit('/').next().unwrap();
+    let done = wait_for(&c.lb, &ann, uid, "completed").await;
+    use sha2::Digest;
+    assert_eq!(
+        done["source"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        "{done}"
+    );
+}

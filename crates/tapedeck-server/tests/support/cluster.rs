@@ -1,0 +1,213 @@
+//! A cluster on loopback: real nodes (the binary) on one PostgreSQL and one
+//! s3s-fs bucket, HAProxy in front; and a small client for any of them.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{BIN, Proc, serve_binary};
+
+/// The environment that makes `tapedeck serve` node `id` of a cluster.
+pub fn cluster_env(
+    pg: &str,
+    s3: &tapedeck_testkit::S3,
+    id: &str,
+    internal: &str,
+) -> Vec<(String, String)> {
+    [
+        ("TAPEDECK_DATABASE__URL", pg),
+        ("TAPEDECK_STORAGE__KIND", "s3"),
+        ("TAPEDECK_STORAGE__BUCKET", &s3.bucket),
+        ("TAPEDECK_STORAGE__ENDPOINT", &s3.endpoint),
+        ("TAPEDECK_STORAGE__ACCESS_KEY", &s3.access_key),
+        ("TAPEDECK_STORAGE__SECRET_KEY", &s3.secret_key),
+        ("TAPEDECK_CLUSTER__ENABLED", "true"),
+        ("TAPEDECK_CLUSTER__NODE_ID", id),
+        ("TAPEDECK_CLUSTER__INTERNAL_URL", internal),
+        ("TAPEDECK_CLUSTER__HEARTBEAT_S", "1"),
+        ("TAPEDECK_CLUSTER__NODE_TIMEOUT_S", "3"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// One node: its address and process.
+pub struct ClusterNode {
+    pub id: String,
+    pub base: String,
+    pub port: u16,
+    pub proc: Proc,
+}
+
+/// Nodes `n1..nN` behind HAProxy.
+pub struct Cluster {
+    pub pg: String,
+    pub s3: tapedeck_testkit::S3,
+    pub lb: String,
+    pub nodes: Vec<ClusterNode>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// `n` nodes; `extra(i)` adds environment to node `i` (0-based).
+    pub fn start(n: usize, extra: impl Fn(usize) -> Vec<(String, String)>) -> Self {
+        let pg = tapedeck_testkit::postgres_url();
+        let s3 = tapedeck_testkit::s3();
+        let dir = tempfile::tempdir().unwrap();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let id = format!("n{}", i + 1);
+            let port = tapedeck_testkit::free_port();
+            let base = format!("http://127.0.0.1:{port}");
+            let mut env = cluster_env(&pg, &s3, &id, &base);
+            env.extend(extra(i));
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let proc = serve_binary(&dir.path().join(&id), port, &env);
+            nodes.push(ClusterNode {
+                id,
+                base,
+                port,
+                proc,
+            });
+        }
+        let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
+        let lb = tapedeck_testkit::haproxy(&ports);
+        Self {
+            pg,
+            s3,
+            lb,
+            nodes,
+            dir,
+        }
+    }
+
+    /// An API key made with `tapedeck keys create` on the shared database.
+    pub fn key(&self, user: &str, admin: bool) -> String {
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(["keys", "create", "--user", user, "--data-dir"])
+            .arg(self.dir.path().join("keys"))
+            .env("TAPEDECK_DATABASE__URL", &self.pg);
+        if admin {
+            cmd.arg("--admin");
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    /// The node called `id`.
+    pub fn node(&self, id: &str) -> &ClusterNode {
+        self.nodes.iter().find(|n| n.id == id).unwrap()
+    }
+
+    /// Until every node lists every other alive (heartbeats seen).
+    pub async fn wait_alive(&self, admin: &str) {
+        let start = Instant::now();
+        loop {
+            let mut all = true;
+            for n in &self.nodes {
+                let (_, v) = call(&n.base, admin, "GET", "/v1/admin/nodes", None).await;
+                // Alive, and heartbeating with its figures since the claim.
+                let alive = v["nodes"].as_array().map_or(0, |l| {
+                    l.iter()
+                        .filter(|x| x["alive"] == true && x["cpu"]["budget"].as_f64() > Some(0.0))
+                        .count()
+                });
+                all &= alive == self.nodes.len();
+            }
+            if all {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "nodes never met");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// A JSON call to `base`: status, body (`null` when not JSON) and the
+/// node that answered.
+pub async fn call_at(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value, String) {
+    let mut r = reqwest::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().await.unwrap();
+    let node = r
+        .headers()
+        .get("x-tapedeck-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let code = r.status().as_u16();
+    let v = r.json().await.unwrap_or(Value::Null);
+    (code, v, node)
+}
+
+/// [`call_at`] without the node.
+pub async fn call(
+    base: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (c, v, _) = call_at(base, token, method, path, body).await;
+    (c, v)
+}
+
+/// Polls the recording through `base` until it is `want`.
+pub async fn wait_for(base: &str, token: &str, id: &str, want: &str) -> Value {
+    let start = Instant::now();
+    loop {
+        let (_, v) = call(base, token, "GET", &format!("/v1/recordings/{id}"), None).await;
+        let st = v["status"].as_str().unwrap_or("").to_string();
+        if st == want {
+            return v;
+        }
+        if ["completed", "failed", "cancelled"].contains(&st.as_str())
+            || start.elapsed() > Duration::from_secs(180)
+        {
+            panic!("recording {id} is {st}, wanted {want}: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// The media of a completed recording, through `base`, into `dir`.
+pub async fn download_at(
+    base: &str,
+    token: &str,
+    id: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/recordings/{id}/media"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p = dir.join(format!("download-{id}"));
+    std::fs::write(&p, r.bytes().await.unwrap()).unwrap();
+    p
+}
