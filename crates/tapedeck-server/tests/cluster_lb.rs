@@ -200,3 +200,151 @@ async fn frames_and_an_upload_through_any_node() {
         "{done}"
     );
 }
+
+/// Webhook deliveries as they arrive: headers' event and delivery id, and
+/// whether this one was acknowledged (the first of all is refused once).
+#[derive(Clone, Default)]
+struct Hooks {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, bool)>>>,
+}
+
+async fn hooks() -> (String, Hooks) {
+    let h = Hooks::default();
+    let h2 = h.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let h = h2.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                let mut got = h.got.lock().unwrap();
+                let ok = !got.is_empty();
+                got.push((
+                    headers["tapedeck-event"].to_str().unwrap().to_string(),
+                    v["recording"]["id"].as_str().unwrap().to_string(),
+                    headers["tapedeck-delivery"].to_str().unwrap().to_string(),
+                    ok,
+                ));
+                if ok {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, h)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_on_every_node_and_each_webhook_once() {
+    let (url, hooks) = hooks().await;
+    let c = Cluster::start(3, |_| {
+        vec![
+            ("TAPEDECK_WEBHOOKS__URLS".into(), format!("[\"{url}\"]")),
+            ("TAPEDECK_WEBHOOKS__SECRET".into(), "whsec".into()),
+            ("TAPEDECK_WEBHOOKS__RETRY_BASE_MS".into(), "100".into()),
+        ]
+    });
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+    let mut sockets = vec![];
+    for n in &c.nodes {
+        let url = format!(
+            "{}/v1/events?token={ann}",
+            n.base.replace("http://", "ws://")
+        );
+        sockets.push(connect(&url).await);
+    }
+
+    // Two cameras, on n1 and n3, each with its events.
+    let mut ids = vec![];
+    for held in ["n1", "n3"] {
+        let (code, rec) = call(
+            &c.node(held).base,
+            &ann,
+            "POST",
+            "/v1/recordings",
+            Some(json!({"source": {"kind": "frames"}, "preset": "low"})),
+        )
+        .await;
+        assert_eq!((code, rec["node"].as_str()), (201, Some(held)), "{rec}");
+        let id = rec["id"].as_str().unwrap().to_string();
+        let mut ws = connect(&format!(
+            "{}/v1/recordings/{id}/frames?token={ann}",
+            c.lb.replace("http://", "ws://")
+        ))
+        .await;
+        send_frames(&mut ws, 5, 200.0, |i| jpeg(640, 360, i)).await;
+        progress_until(&mut ws, |v| v["frames_received"] == 5).await;
+        let (code, _) = call(
+            &c.lb,
+            &ann,
+            "POST",
+            &format!("/v1/recordings/{id}/stop"),
+            None,
+        )
+        .await;
+        assert_eq!(code, 200);
+        wait_for(&c.lb, &ann, &id, "completed").await;
+        ids.push(id);
+    }
+    let want = [
+        "recording.created",
+        "recording.started",
+        "recording.stopped",
+        "recording.completed",
+    ];
+    // Every node's listener saw both recordings' events, in order.
+    for (n, ws) in c.nodes.iter().zip(sockets.iter_mut()) {
+        for id in &ids {
+            let mut seen = vec![];
+            while seen.len() < want.len() {
+                let ev = next_json(ws).await;
+                assert_eq!(ev["recording"]["id"], id.as_str(), "on {}", n.id);
+                seen.push(ev["type"].as_str().unwrap().to_string());
+            }
+            assert_eq!(seen, want, "on {}", n.id);
+        }
+    }
+
+    // Each event was acknowledged once by the receiver: 8 in all, the one
+    // refused at first sent again under the same delivery id.
+    let start = std::time::Instant::now();
+    loop {
+        let acked = hooks.got.lock().unwrap().iter().filter(|g| g.3).count();
+        if acked >= 8 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            hooks.got.lock().unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Time for a duplicate to show, if a node were to send one.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let got = hooks.got.lock().unwrap().clone();
+    for id in &ids {
+        for kind in want {
+            let acked = got
+                .iter()
+                .filter(|g| g.0 == kind && &g.1 == id && g.3)
+                .count();
+            assert_eq!(acked, 1, "{kind} of {id}: {got:?}");
+        }
+    }
+    assert_eq!(got.iter().filter(|g| g.3).count(), 8, "{got:?}");
+    let refused = &got[0];
+    assert!(!refused.3);
+    assert_eq!(
+        got.iter().filter(|g| g.2 == refused.2).count(),
+        2,
+        "retried under its delivery id: {got:?}"
+    );
+}

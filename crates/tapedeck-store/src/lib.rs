@@ -1,7 +1,8 @@
 //! tapedeck's storage, behind two narrow types.
 //!
 //! - [`repo::Repo`]: recordings, API keys, rooms, accounts (users,
-//!   sessions), a cluster's nodes and its shared queue of jobs in SQL. One implementation over
+//!   sessions), a cluster's nodes, its shared queue of jobs, leases, the
+//!   webhook outbox and signals between nodes in SQL. One implementation over
 //!   sqlx's `Any` driver serves SQLite (the embedded default) and PostgreSQL;
 //!   the same contract test runs on both.
 //! - [`blob::Blobs`]: media and thumbnails as objects, on local disk or in an
@@ -15,5 +16,6 @@ pub mod accounts;
 pub mod blob;
 pub mod jobs;
 pub mod nodes;
+pub mod outbox;
 pub mod repo;
 pub mod rooms;

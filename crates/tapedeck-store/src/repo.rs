@@ -97,6 +97,8 @@ pub struct ApiKey {
 pub struct Repo {
     pool: AnyPool,
     backend: &'static str,
+    /// What it connected to (a listener opens a connection of its own).
+    url: std::sync::Arc<str>,
 }
 
 impl Repo {
@@ -140,10 +142,15 @@ impl Repo {
             .chain(crate::accounts::MIGRATIONS)
             .chain(crate::nodes::MIGRATIONS)
             .chain(crate::jobs::MIGRATIONS)
+            .chain(crate::outbox::MIGRATIONS)
         {
             sqlx::query(*m).execute(&pool).await?;
         }
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     /// `sqlite` or `postgres`.
@@ -153,6 +160,10 @@ impl Repo {
 
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Checks the database answers.

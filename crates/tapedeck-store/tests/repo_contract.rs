@@ -236,7 +236,84 @@ async fn jobs_contract(repo: &Repo) {
     assert_eq!(repo.queued_jobs(None).await.unwrap(), 0);
 }
 
+async fn outbox_contract(repo: &Repo) {
+    use tapedeck_store::outbox::Delivery;
+    // One holder of a lease at a time; it renews; another takes it once
+    // it lapsed.
+    assert!(repo.try_lease("retention", "n1", 100, 1_000).await.unwrap());
+    assert!(!repo.try_lease("retention", "n2", 500, 1_500).await.unwrap());
+    assert!(repo.try_lease("retention", "n1", 900, 2_000).await.unwrap());
+    assert!(
+        !repo
+            .try_lease("retention", "n2", 1_999, 3_000)
+            .await
+            .unwrap()
+    );
+    assert!(
+        repo.try_lease("retention", "n2", 2_001, 3_000)
+            .await
+            .unwrap()
+    );
+    repo.drop_lease("retention", "n1").await.unwrap();
+    assert!(
+        !repo
+            .try_lease("retention", "n1", 2_002, 3_000)
+            .await
+            .unwrap()
+    );
+    repo.drop_lease("retention", "n2").await.unwrap();
+    assert!(
+        repo.try_lease("retention", "n1", 2_003, 3_000)
+            .await
+            .unwrap()
+    );
+
+    let d = |id: &str| Delivery {
+        id: id.into(),
+        url: "http://hooks/x".into(),
+        kind: "recording.completed".into(),
+        body: format!("{{\"id\": \"{id}\"}}"),
+        attempts: 0,
+    };
+    repo.queue_webhooks(&[d("w1"), d("w2")], 10).await.unwrap();
+    repo.queue_webhooks(&[d("w1")], 11).await.unwrap();
+    // Not due before its time; claimed once.
+    assert!(
+        repo.claim_webhooks("n1", 9, 100, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = repo.claim_webhooks("n1", 10, 100, 1).await.unwrap();
+    assert_eq!(got, vec![d("w1")]);
+    let got = repo.claim_webhooks("n2", 20, 100, 10).await.unwrap();
+    assert_eq!(got, vec![d("w2")]);
+    assert!(
+        repo.claim_webhooks("n2", 20, 100, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // w1 failed once: due again later; w2's node died: its lease lapses
+    // and another node takes it.
+    repo.webhook_retry("w1", 1, 200).await.unwrap();
+    let got = repo.claim_webhooks("n3", 150, 300, 10).await.unwrap();
+    assert_eq!(got, vec![d("w2")]);
+    let got = repo.claim_webhooks("n3", 200, 300, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id.as_str(), got[0].attempts), ("w1", 1));
+    repo.webhook_done("w1").await.unwrap();
+    repo.webhook_done("w2").await.unwrap();
+    assert!(
+        repo.claim_webhooks("n3", 10_000, 20_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn contract(repo: Repo) {
+    outbox_contract(&repo).await;
     jobs_contract(&repo).await;
     nodes_contract(&repo).await;
     rooms_contract(&repo).await;
@@ -486,6 +563,9 @@ async fn sqlite() {
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let repo = Repo::connect(&url).await.unwrap();
     assert_eq!(repo.backend(), "sqlite");
+    // No other node to signal on SQLite.
+    assert!(repo.listen(&["tapedeck_test"]).await.unwrap().is_none());
+    repo.signal("tapedeck_test", "hello").await.unwrap();
     contract(repo).await;
     // Reopening migrates idempotently and keeps the data (the 4 of the
     // contract that were not deleted, and its 4 with metadata).
@@ -508,6 +588,15 @@ async fn postgres() {
     let url = tapedeck_testkit::postgres_url();
     let repo = Repo::connect(&url).await.unwrap();
     assert_eq!(repo.backend(), "postgres");
+    // A signal reaches a listener of its channel, not of another.
+    let mut l = repo.listen(&["tapedeck_test"]).await.unwrap().unwrap();
+    repo.signal("elsewhere", "no").await.unwrap();
+    repo.signal("tapedeck_test", "hello").await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(10), l.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, ("tapedeck_test".to_string(), "hello".to_string()));
     contract(repo).await;
 }
 

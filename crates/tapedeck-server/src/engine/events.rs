@@ -1,4 +1,5 @@
-//! The event bus: every status change goes to `/v1/events` listeners and to webhooks.
+//! The event bus: every status change goes to `/v1/events` listeners and to webhooks;
+//! in a cluster, to the other nodes' listeners too (`engine::signals`).
 
 use tapedeck_core::event::Event;
 use tapedeck_core::recording::Recording;
@@ -9,13 +10,31 @@ use tokio::sync::{broadcast, mpsc};
 pub struct EventBus {
     live: broadcast::Sender<Event>,
     hooks: Option<mpsc::UnboundedSender<Event>>,
+    /// To the other nodes of a cluster.
+    nodes: Option<mpsc::UnboundedSender<Event>>,
 }
 
 impl EventBus {
     /// A bus; `hooks` receives every event for webhook delivery.
     pub fn new(hooks: Option<mpsc::UnboundedSender<Event>>) -> Self {
         let (live, _) = broadcast::channel(1024);
-        Self { live, hooks }
+        Self {
+            live,
+            hooks,
+            nodes: None,
+        }
+    }
+
+    /// This bus, its events also sent to `nodes` (the other nodes).
+    pub fn with_nodes(mut self, nodes: mpsc::UnboundedSender<Event>) -> Self {
+        self.nodes = Some(nodes);
+        self
+    }
+
+    /// An event another node emitted: to this node's listeners only (its
+    /// webhooks went out from the node that emitted it).
+    pub fn relay(&self, event: Event) {
+        let _ = self.live.send(event);
     }
 
     /// Publishes `kind` for `recording` at `now_ms`.
@@ -27,6 +46,9 @@ impl EventBus {
         };
         tracing::info!(id = %recording.id, event = kind, status = recording.status.as_str(), "event");
         let _ = self.live.send(event.clone());
+        if let Some(n) = &self.nodes {
+            let _ = n.send(event.clone());
+        }
         if let Some(h) = &self.hooks {
             let _ = h.send(event);
         }

@@ -11,6 +11,7 @@ pub mod processing;
 pub mod recovery;
 pub mod retention;
 pub mod services;
+pub mod signals;
 pub mod source;
 pub mod supervisor;
 pub mod webhooks;

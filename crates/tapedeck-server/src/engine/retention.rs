@@ -22,11 +22,19 @@ pub async fn delete_recording(s: &Services, rec: &Recording) -> Result<(), Probl
 }
 
 /// Deletes expired recordings every `retention.sweep_interval_s`, but
-/// those still `active` (a driver holds them).
+/// those still `active` (a driver holds them). In a cluster one node at a
+/// time sweeps, the one holding the `retention` lease (renewed at each
+/// sweep, taken over by another node two intervals after its holder
+/// stopped), and recordings that have not ended are left to their node.
 pub async fn sweep_forever(s: &Services, active: impl Fn(RecordingId) -> bool) {
     let every = Duration::from_secs(s.config.retention.sweep_interval_s.max(1));
+    let cluster = &s.config.cluster;
     loop {
-        if let Err(e) = sweep_once(s, &active).await {
+        if cluster.enabled && !holds_lease(s, &cluster.node_id, every).await {
+            tokio::time::sleep(every).await;
+            continue;
+        }
+        if let Err(e) = sweep_once(s, &active, cluster.enabled).await {
             tracing::warn!(error = %e, "retention sweep");
         }
         // Sign-ins that ended are forgotten too.
@@ -37,14 +45,30 @@ pub async fn sweep_forever(s: &Services, active: impl Fn(RecordingId) -> bool) {
     }
 }
 
-/// One retention pass; returns how many were deleted.
+/// Whether this node holds the cluster's retention lease now.
+async fn holds_lease(s: &Services, node: &str, every: Duration) -> bool {
+    let now = now_ms();
+    let until = now + 2 * every.as_millis() as i64 + 5_000;
+    match s.repo.try_lease("retention", node, now, until).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "the retention lease");
+            false
+        }
+    }
+}
+
+/// One retention pass; returns how many were deleted. With
+/// `ended_only`, recordings that have not ended are left alone (another
+/// node may hold them).
 pub async fn sweep_once(
     s: &Services,
     active: impl Fn(RecordingId) -> bool,
+    ended_only: bool,
 ) -> Result<usize, Problem> {
     let mut n = 0;
     for rec in s.repo.expired(now_ms(), 100).await? {
-        if active(rec.id) {
+        if active(rec.id) || (ended_only && !rec.status.is_terminal()) {
             continue;
         }
         delete_recording(s, &rec).await?;

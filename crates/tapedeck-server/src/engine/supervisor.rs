@@ -343,7 +343,8 @@ impl Supervisor {
 
     /// One retention pass (`retention.rs`); returns how many were deleted.
     pub async fn sweep_once(&self) -> Result<usize, Problem> {
-        crate::engine::retention::sweep_once(&self.services, |id| self.is_active(id)).await
+        let cluster = self.services.config.cluster.enabled;
+        crate::engine::retention::sweep_once(&self.services, |id| self.is_active(id), cluster).await
     }
 
     /// Deletes expired recordings every `retention.sweep_interval_s`.

@@ -1,5 +1,6 @@
 //! Webhooks: each event POSTed as JSON to every configured URL, signed and
-//! retried with exponential backoff.
+//! retried with exponential backoff; in a cluster through a shared outbox
+//! in the database, so each is sent by one node ([`run_outbox`]).
 //!
 //! Headers: `Tapedeck-Event` (type), `Tapedeck-Delivery` (id),
 //! `Tapedeck-Timestamp` (unix seconds), `Tapedeck-Signature: v1=HEX` where HEX
@@ -12,6 +13,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tapedeck_core::event::Event;
 use tokio::sync::mpsc;
+
+use tapedeck_store::outbox::Delivery;
+use tapedeck_store::repo::Repo;
 
 use crate::config::WebhooksConfig;
 use crate::engine::metrics::Metrics;
@@ -37,16 +41,7 @@ pub fn backoff(base_ms: u64, attempt: u32) -> Duration {
 
 /// Runs until the sender side closes: delivers every event to every URL.
 pub async fn run(cfg: WebhooksConfig, mut rx: mpsc::UnboundedReceiver<Event>, metrics: Metrics) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "webhook client");
-            return;
-        }
-    };
+    let Some(client) = client() else { return };
     while let Some(event) = rx.recv().await {
         let Ok(body) = serde_json::to_vec(&event) else {
             continue;
@@ -65,6 +60,14 @@ pub async fn run(cfg: WebhooksConfig, mut rx: mpsc::UnboundedReceiver<Event>, me
     }
 }
 
+fn client() -> Option<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| tracing::error!(error = %e, "webhook client"))
+        .ok()
+}
+
 async fn deliver(
     client: &reqwest::Client,
     url: &str,
@@ -75,30 +78,19 @@ async fn deliver(
 ) {
     let delivery = crate::engine::principal::random_string(16);
     for attempt in 1..=cfg.max_attempts.max(1) {
-        let ts = crate::now_ms() / 1000;
-        let res = client
-            .post(url)
-            .header("content-type", "application/json")
-            .header("tapedeck-event", kind)
-            .header("tapedeck-delivery", &delivery)
-            .header("tapedeck-timestamp", ts.to_string())
-            .header("tapedeck-signature", sign(&cfg.secret.0, ts, &body))
-            .body(body.clone())
-            .send()
-            .await;
-        match res {
-            Ok(r) if r.status().is_success() => {
-                metrics.webhook("delivered");
-                return;
-            }
-            Ok(r) => tracing::warn!(url, attempt, status = %r.status(), "webhook refused"),
-            Err(e) => tracing::warn!(url, attempt, error = %e, "webhook failed"),
+        if post(client, url, kind, &delivery, &body, cfg).await {
+            metrics.webhook("delivered");
+            return;
         }
         metrics.webhook("retried");
         if attempt < cfg.max_attempts {
             tokio::time::sleep(backoff(cfg.retry_base_ms, attempt)).await;
         }
     }
+    abandoned(url, kind, cfg, metrics);
+}
+
+fn abandoned(url: &str, kind: &str, cfg: &WebhooksConfig, metrics: &Metrics) {
     metrics.webhook("abandoned");
     tracing::error!(
         url,
@@ -106,6 +98,131 @@ async fn deliver(
         "webhook abandoned after {} attempts",
         cfg.max_attempts
     );
+}
+
+/// One attempt; whether the receiver took it (a 2xx).
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    kind: &str,
+    delivery: &str,
+    body: &[u8],
+    cfg: &WebhooksConfig,
+) -> bool {
+    let ts = crate::now_ms() / 1000;
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("tapedeck-event", kind)
+        .header("tapedeck-delivery", delivery)
+        .header("tapedeck-timestamp", ts.to_string())
+        .header("tapedeck-signature", sign(&cfg.secret.0, ts, body))
+        .body(body.to_vec())
+        .send()
+        .await;
+    match res {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!(url, status = %r.status(), "webhook refused");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(url, error = %e, "webhook failed");
+            false
+        }
+    }
+}
+
+/// How long a node holds a delivery it claimed: longer than one attempt
+/// (10 s) can take.
+const DELIVERY_LEASE_MS: i64 = 60_000;
+
+/// In a cluster: every event becomes one delivery per URL in the shared
+/// outbox, and every node delivers what it claims from it, so each is
+/// sent by one node, and one whose node died mid-way is sent again by
+/// another once its lease lapsed. Runs until the process ends.
+pub async fn run_outbox(
+    cfg: WebhooksConfig,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+    metrics: Metrics,
+    repo: Repo,
+    node: String,
+) {
+    let Some(client) = client() else { return };
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    let (r, w) = (repo.clone(), wake.clone());
+    let urls = cfg.urls.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let Ok(body) = serde_json::to_string(&event) else {
+                continue;
+            };
+            let items: Vec<Delivery> = urls
+                .iter()
+                .map(|url| Delivery {
+                    id: crate::engine::principal::random_string(16),
+                    url: url.clone(),
+                    kind: event.kind.clone(),
+                    body: body.clone(),
+                    attempts: 0,
+                })
+                .collect();
+            if let Err(e) = r.queue_webhooks(&items, crate::now_ms()).await {
+                tracing::error!(error = %e, kind = %event.kind, "webhooks not queued");
+            }
+            w.notify_one();
+        }
+    });
+    loop {
+        let now = crate::now_ms();
+        match repo
+            .claim_webhooks(&node, now, now + DELIVERY_LEASE_MS, 16)
+            .await
+        {
+            Ok(claimed) => {
+                for d in claimed {
+                    let (client, cfg, metrics, repo) =
+                        (client.clone(), cfg.clone(), metrics.clone(), repo.clone());
+                    tokio::spawn(
+                        async move { send_claimed(&client, d, &cfg, &metrics, &repo).await },
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "claiming webhooks"),
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+    }
+}
+
+/// One attempt of a claimed delivery, and what the outbox keeps of it.
+async fn send_claimed(
+    client: &reqwest::Client,
+    d: Delivery,
+    cfg: &WebhooksConfig,
+    metrics: &Metrics,
+    repo: &Repo,
+) {
+    let attempts = d.attempts + 1;
+    let done = if post(client, &d.url, &d.kind, &d.id, d.body.as_bytes(), cfg).await {
+        metrics.webhook("delivered");
+        true
+    } else if attempts >= i64::from(cfg.max_attempts.max(1)) {
+        abandoned(&d.url, &d.kind, cfg, metrics);
+        true
+    } else {
+        metrics.webhook("retried");
+        false
+    };
+    let kept = if done {
+        repo.webhook_done(&d.id).await
+    } else {
+        let wait = backoff(cfg.retry_base_ms, attempts as u32).as_millis() as i64;
+        repo.webhook_retry(&d.id, attempts, crate::now_ms() + wait)
+            .await
+    };
+    if let Err(e) = kept {
+        tracing::warn!(error = %e, id = %d.id, "the webhook outbox was not updated");
+    }
 }
 
 #[cfg(test)]

@@ -188,14 +188,29 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         None
     } else {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(crate::engine::webhooks::run(
-            config.webhooks.clone(),
-            rx,
-            metrics.clone(),
-        ));
+        if node.clustered() {
+            tokio::spawn(crate::engine::webhooks::run_outbox(
+                config.webhooks.clone(),
+                rx,
+                metrics.clone(),
+                repo.clone(),
+                node.id.clone(),
+            ));
+        } else {
+            tokio::spawn(crate::engine::webhooks::run(
+                config.webhooks.clone(),
+                rx,
+                metrics.clone(),
+            ));
+        }
         Some(tx)
     };
-    let events = EventBus::new(hooks);
+    let mut events = EventBus::new(hooks);
+    if node.clustered() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        events = events.with_nodes(tx);
+        crate::engine::signals::spawn(repo.clone(), node.id.clone(), rx, events.clone());
+    }
     let rtc = crate::rtc::Rtc::start(&config.rtc, candidate_ip(&config)).await?;
     let supervisor = Supervisor::new(
         config.clone(),

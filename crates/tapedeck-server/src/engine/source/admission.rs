@@ -377,39 +377,13 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapedeck_core::recording::{SourceSpec, Stats, Status};
-    use tapedeck_core::settings::Preset;
+    use tapedeck_core::recording::SourceSpec;
 
     fn web(n: u64) -> Recording {
-        let source: tapedeck_core::web::WebSource =
-            serde_json::from_value(serde_json::json!({"url": "https://example.org/"})).unwrap();
         Recording {
             id: RecordingId::from_parts(n, n.into()),
             owner: format!("user{n}"),
-            status: Status::Pending,
-            end_reason: None,
-            source: SourceSpec::Web(source),
-            format: tapedeck_core::Format::Mp4,
-            preset: Preset::Medium,
-            video: Preset::Medium.settings(),
-            max_duration_s: 60,
-            title: None,
-            metadata: serde_json::json!({}),
-            created_at: 0,
-            started_at: None,
-            stopped_at: None,
-            completed_at: None,
-            expires_at: None,
-            duration_s: None,
-            size_bytes: None,
-            error: None,
-            note: None,
-            stats: Stats::default(),
-            media: None,
-            regenerated_from: None,
-            queue_position: None,
-            tracks: vec![],
-            node: None,
+            ..Recording::example()
         }
     }
 
