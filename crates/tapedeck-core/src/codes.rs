@@ -129,6 +129,7 @@ catalogue! {
     DatabaseError = "database_error", 503, Server, Api, "the database failed";
     StorageError = "storage_error", 503, Server, Api, "the media store failed";
     EncoderUnavailable = "encoder_unavailable", 503, Server, Api, "the encoder could not start";
+    RecordingMoving = "recording_moving", 409, Server, Api, "a queued recording was taken by a cluster node to start while this request acted on it; try again";
     NodeUnreachable = "node_unreachable", 503, Server, Api, "the cluster node holding this session cannot be reached now (its heartbeat is recent); try again";
     SourceUnreachable = "source_unreachable", 502, Client, Failure, "the page's address could not be reached or loaded";
     SourceBlocked = "source_blocked", 403, Client, Failure, "the address is not allowed by the network policy";

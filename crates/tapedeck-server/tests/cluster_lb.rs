@@ -205,8 +205,11 @@ async fn frames_and_an_upload_through_any_node() {
 /// whether this one was acknowledged (the first of all is refused once).
 #[derive(Clone, Default)]
 struct Hooks {
-    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String, bool)>>>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Got>>>,
 }
+
+/// Event type, recording id, delivery id, acknowledged.
+type Got = (String, String, String, bool);
 
 async fn hooks() -> (String, Hooks) {
     let h = Hooks::default();
@@ -347,4 +350,144 @@ async fn events_on_every_node_and_each_webhook_once() {
         2,
         "retried under its delivery id: {got:?}"
     );
+}
+
+const PAGE: &str = "<body style='margin:0;background:#eee'><div id=b style='width:80px;height:80px;background:#c00'></div>
+<script>let n=0;(function f(){document.getElementById('b').style.marginLeft=(n++%400)+'px';requestAnimationFrame(f)})()</script></body>";
+
+fn reserved_cores(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("tapedeck_cpu_cores{what=\"reserved\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no reserved figure in {metrics}"))
+}
+
+/// A low-preset web recording is estimated at 0.558 of a core: with 0.6
+/// per node, each node renders one at a time.
+const NODE_BUDGET: f64 = 0.6;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_recordings_of_three_users_share_the_cluster_fairly() {
+    use tapedeck_testkit::{Page, PageServer};
+    let site = PageServer::start(vec![("/", Page::Body("text/html", PAGE.into()))]);
+    let hosts = format!("[\"127.0.0.1:{}\"]", site.port);
+    let c = Cluster::start(3, |_| {
+        vec![
+            ("TAPEDECK_WEB__ALLOWED_HOSTS".into(), hosts.clone()),
+            (
+                "TAPEDECK_LIMITS__CPU_BUDGET_CORES".into(),
+                NODE_BUDGET.to_string(),
+            ),
+        ]
+    });
+    let admin = c.key("root", true);
+    let users: Vec<(String, String)> = ["ann", "bob", "cat"]
+        .iter()
+        .map(|u| (u.to_string(), c.key(u, false)))
+        .collect();
+    c.wait_alive(&admin).await;
+    let body = json!({"source": {"kind": "web", "url": site.url("/"),
+        "script": [{"type": "wait", "duration_ms": 500}]}, "preset": "low"});
+
+    // Ten each, ann's all first, through the load balancer.
+    let mut ids: Vec<(usize, String)> = vec![];
+    for (u, (_, tok)) in users.iter().enumerate() {
+        for _ in 0..10 {
+            let (code, r) = call(&c.lb, tok, "POST", "/v1/recordings", Some(body.clone())).await;
+            assert_eq!((code, r["status"].as_str()), (201, Some("pending")), "{r}");
+            ids.push((u, r["id"].as_str().unwrap().to_string()));
+        }
+    }
+    // One of cat's, still waiting, cancelled through any node: out of the
+    // queue at once.
+    let (_, cat_last) = ids.pop().unwrap();
+    let (code, v) = call(
+        &c.lb,
+        &users[2].1,
+        "POST",
+        &format!("/v1/recordings/{cat_last}/cancel"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, v["status"].as_str()),
+        (200, Some("cancelled")),
+        "{v}"
+    );
+
+    // Every node's reservation stays within its budget while they run.
+    let mut peak = vec![0.0f64; 3];
+    let mut done = vec![];
+    for (u, id) in &ids {
+        let tok = &users[*u].1;
+        let r = loop {
+            let (_, r) = call(&c.lb, tok, "GET", &format!("/v1/recordings/{id}"), None).await;
+            for (i, n) in c.nodes.iter().enumerate() {
+                let m = reqwest::get(format!("{}/metrics", n.base))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                peak[i] = peak[i].max(reserved_cores(&m));
+            }
+            match r["status"].as_str() {
+                Some("completed") => break r,
+                Some("failed" | "cancelled") => panic!("{id}: {r}"),
+                _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+            }
+        };
+        done.push((*u, r));
+    }
+    for (i, p) in peak.iter().enumerate() {
+        assert!(*p <= NODE_BUDGET + 1e-9, "n{} reserved {p}", i + 1);
+    }
+    // Spread over the nodes.
+    let nodes: std::collections::BTreeSet<&str> = done
+        .iter()
+        .map(|(_, r)| r["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes.len(), 3, "{nodes:?}");
+    // Whole files.
+    for (u, r) in done.iter().step_by(7) {
+        let id = r["id"].as_str().unwrap();
+        let p =
+            tapedeck_testkit::ffprobe(&download_at(&c.lb, &users[*u].1, id, c.dir.path()).await);
+        assert_eq!((p.width, p.height, p.frames), (854, 480, 12), "{id}: {p:?}");
+    }
+    // Fair: no user's first finished after another's last (tenth, or
+    // cat's ninth).
+    let finished = |u: usize| -> Vec<String> {
+        let mut t: Vec<String> = done
+            .iter()
+            .filter(|(x, _)| *x == u)
+            .map(|(_, r)| r["completed_at"].as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    for u in 0..3 {
+        for v in 0..3 {
+            let (first, last) = (finished(u)[0].clone(), finished(v).last().unwrap().clone());
+            assert!(
+                first <= last,
+                "{}'s first finished at {first}, after {}'s last at {last}",
+                users[u].0,
+                users[v].0
+            );
+        }
+    }
+    // Nothing is left in anyone's reservation.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for n in &c.nodes {
+        let m = reqwest::get(format!("{}/metrics", n.base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(reserved_cores(&m), 0.0, "{}: {m}", n.id);
+    }
 }

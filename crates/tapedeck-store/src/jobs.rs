@@ -189,6 +189,33 @@ impl Repo {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Takes a job out of the queue if nobody claimed it yet (a recording
+    /// stopped or cancelled while it waited); whether it was there.
+    pub async fn withdraw_job(&self, id: &str) -> Result<bool, RepoError> {
+        let done = sqlx::query("DELETE FROM jobs WHERE id = $1 AND state = 'queued'")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Where a queued job stands among the queued ones, by the order they
+    /// were made in (1 is the oldest); `None` when it is not queued. The
+    /// claim may pass it over for another user's (fairness) or a smaller
+    /// one (a node's room), so this is a guide.
+    pub async fn job_position(&self, id: &str) -> Result<Option<u64>, RepoError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM jobs q, jobs mine
+             WHERE mine.id = $1 AND mine.state = 'queued' AND q.state = 'queued'
+               AND (q.seq < mine.seq OR (q.seq = mine.seq AND q.id <= mine.id))",
+        )
+        .bind(id.to_string())
+        .fetch_one(self.pool())
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        Ok((n > 0).then_some(n as u64))
+    }
+
     /// How many jobs wait, of `owner` or of everyone.
     pub async fn queued_jobs(&self, owner: Option<&str>) -> Result<u64, RepoError> {
         let row = match owner {

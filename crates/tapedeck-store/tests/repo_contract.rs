@@ -192,6 +192,9 @@ async fn jobs_contract(repo: &Repo) {
     repo.enqueue(&job("a1", 0, "ann", 500)).await.unwrap();
     assert_eq!(repo.queued_jobs(None).await.unwrap(), 4);
     assert_eq!(repo.queued_jobs(Some("ann")).await.unwrap(), 3);
+    assert_eq!(repo.job_position("a1").await.unwrap(), Some(1));
+    assert_eq!(repo.job_position("b1").await.unwrap(), Some(4));
+    assert_eq!(repo.job_position("zz").await.unwrap(), None);
     // Nothing fits a node with less free than a job costs.
     assert_eq!(repo.claim("n1", 499, 10, 1_000).await.unwrap(), None);
     // Ann's first, then bob's (never served) before ann's second.
@@ -220,6 +223,11 @@ async fn jobs_contract(repo: &Repo) {
     assert!(repo.hand_back("a2", "n1").await.unwrap());
     assert!(!repo.hand_back("a2", "n1").await.unwrap());
     assert!(repo.finish_job("a1").await.unwrap());
+    // A held job cannot be withdrawn; a queued one can, once.
+    assert!(!repo.withdraw_job("b1").await.unwrap());
+    repo.enqueue(&job("c1", 9, "cat", 500)).await.unwrap();
+    assert!(repo.withdraw_job("c1").await.unwrap());
+    assert!(!repo.withdraw_job("c1").await.unwrap());
     let rest: Vec<String> = [
         repo.claim("n1", 500, 30, 9_000).await.unwrap(),
         repo.claim("n1", 500, 31, 9_000).await.unwrap(),

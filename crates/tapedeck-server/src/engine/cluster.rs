@@ -30,6 +30,8 @@ pub struct Node {
     every: Duration,
     timeout_ms: i64,
     cpu: CpuUse,
+    /// Stopping: takes no new work (SIGTERM).
+    draining: std::sync::atomic::AtomicBool,
 }
 
 fn now_ms() -> i64 {
@@ -65,12 +67,24 @@ impl Node {
             every: Duration::from_secs(c.heartbeat_s.max(1)),
             timeout_ms: (c.node_timeout_s as i64).saturating_mul(1000),
             cpu: CpuUse::default(),
+            draining: false.into(),
         }
     }
 
     /// Whether this server is a node of a cluster.
     pub fn clustered(&self) -> bool {
         self.clustered
+    }
+
+    /// Whether this node is stopping and takes no new work.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// From now on this node takes no new work.
+    pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// How long a silent node counts as alive, ms.
@@ -111,7 +125,7 @@ impl Node {
             cpu,
             live_sessions: live,
             jobs_held: jobs,
-            draining: false,
+            draining: self.draining(),
             alive: true,
         }
     }
@@ -141,6 +155,25 @@ impl Node {
         Ok(nodes)
     }
 
+    /// Renews the leases of the jobs this node holds, and queues again
+    /// those whose node stopped renewing them (any node may; it is one
+    /// statement).
+    async fn keep_jobs(&self, supervisor: &Supervisor) {
+        let repo = &supervisor.services.repo;
+        let now = now_ms();
+        if let Err(e) = repo.renew_leases(&self.id, now + self.timeout_ms).await {
+            tracing::warn!(error = %e, "renewing job leases");
+        }
+        match repo.take_back_lapsed(now).await {
+            Ok(back) if !back.is_empty() => {
+                tracing::warn!(jobs = ?back, "jobs whose node stopped were queued again");
+                crate::engine::dispatch::wake_all(&supervisor.services).await;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "taking back lapsed jobs"),
+        }
+    }
+
     /// Heartbeats until the process ends. A heartbeat the database
     /// refuses (another run took the id over, this one being thought
     /// dead) is logged; the next ones try again.
@@ -162,7 +195,7 @@ impl Node {
                     .heartbeat_node(&info, &self.instance)
                     .await
                 {
-                    Ok(true) => {}
+                    Ok(true) => self.keep_jobs(&supervisor).await,
                     Ok(false) => tracing::error!(
                         node = %self.id,
                         "another process holds this cluster.node_id now: this node was thought dead"

@@ -83,6 +83,22 @@ impl Driver {
         }
     }
 
+    /// Applies `action` to `rec`, which no driver holds and no source was
+    /// opened for (a recording stopped or cancelled while it waited in a
+    /// cluster's queue): saved and emitted as a driver would.
+    pub async fn act_alone(
+        services: Arc<Services>,
+        rec: Recording,
+        action: Action,
+    ) -> Result<Recording, Problem> {
+        let (_cmd, commands) = mpsc::channel(1);
+        let (_ev, events) = mpsc::channel(1);
+        let (status, _) = watch::channel(rec.status);
+        let mut d = Self::new(services, rec, Arc::default(), commands, events, status);
+        d.feed(Input::Command(action)).await?;
+        Ok(d.lc.recording().clone())
+    }
+
     /// Runs until the recording is final: `source` is what was opened (or
     /// why it could not be), `first` an input to begin with (a restart).
     pub async fn run(

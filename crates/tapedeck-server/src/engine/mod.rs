@@ -3,6 +3,7 @@
 //! [`tapedeck_core::Problem`] (a code and a message) when it refuses.
 
 pub mod cluster;
+pub mod dispatch;
 pub mod driver;
 pub mod events;
 pub mod metrics;

@@ -135,8 +135,23 @@ impl Supervisor {
         let _guard = self.create_lock.lock().await;
         // Web recordings waiting their turn do not count: they run nothing.
         let gate = &s.sources.gate;
+        let clustered = s.config.cluster.enabled;
+        let in_cluster_queue = crate::engine::dispatch::queued_in_cluster(s, &rec);
+        let queued = |owner: Option<&str>| {
+            let owner = owner.map(str::to_string);
+            async move {
+                if clustered {
+                    s.repo
+                        .queued_jobs(owner.as_deref())
+                        .await
+                        .map(|n| n as usize)
+                } else {
+                    Ok(gate.queued(owner.as_deref()))
+                }
+            }
+        };
         let active = |n: u64, queued: usize| n.saturating_sub(queued as u64);
-        if active(s.repo.count_active(None).await?, gate.queued(None))
+        if active(s.repo.count_active(None).await?, queued(None).await?)
             >= u64::from(lim.max_concurrent)
         {
             return Err(Problem::new(
@@ -165,7 +180,7 @@ impl Supervisor {
                 .count_active(Some(&rec.owner))
                 .await?
                 .saturating_sub(self.active_guest_recordings(|g| g.host == rec.owner)),
-            gate.queued(Some(&rec.owner)),
+            queued(Some(&rec.owner)).await?,
         ) >= u64::from(lim.max_concurrent_per_user)
         {
             return Err(Problem::new(
@@ -193,6 +208,9 @@ impl Supervisor {
             }
         }
         rec.max_duration_s = rec.max_duration_s.min(lim.max_duration_s);
+        if in_cluster_queue {
+            return self.create_queued(rec, _guard).await;
+        }
         let ticket = gate.admit(&rec)?;
         if let Err(e) = s.repo.insert(&rec).await {
             if let Ticket::Queued(_) = ticket {
@@ -210,6 +228,47 @@ impl Supervisor {
         self.spawn_driver(rec.clone(), start);
         rec.queue_position = gate.position(rec.id);
         Ok(rec)
+    }
+
+    /// A web recording of a cluster: stored pending, with no node, and
+    /// queued as a job any node may claim (`dispatch`).
+    async fn create_queued(
+        &self,
+        mut rec: Recording,
+        guard: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<Recording, Problem> {
+        let s = &self.services;
+        let max = s.config.web.max_queued;
+        let waiting = s.repo.queued_jobs(None).await?;
+        if waiting >= max as u64 {
+            return Err(Problem::new(
+                Code::QueueFull,
+                format!("{waiting} web recordings already wait for their turn (web.max_queued)"),
+            ));
+        }
+        rec.node = None;
+        s.repo.insert(&rec).await?;
+        if let Err(e) = crate::engine::dispatch::enqueue(s, &rec).await {
+            let _ = s.repo.delete(rec.id).await;
+            return Err(e);
+        }
+        drop(guard);
+        s.metrics.created(rec.source.kind().as_str());
+        s.events.emit("recording.created", &rec, now_ms());
+        rec.queue_position = crate::engine::dispatch::position(s, rec.id).await;
+        Ok(rec)
+    }
+
+    /// Where `rec` waits for its turn (1 is next), if it does: in this
+    /// node's queue, or in the cluster's.
+    pub async fn queue_position_of(&self, rec: &Recording) -> Option<u32> {
+        if rec.status == Status::Pending
+            && rec.node.is_none()
+            && crate::engine::dispatch::queued_in_cluster(&self.services, rec)
+        {
+            return crate::engine::dispatch::position(&self.services, rec.id).await;
+        }
+        self.queue_position(rec.id)
     }
 
     /// Starts the driver of `rec`.
@@ -232,6 +291,7 @@ impl Supervisor {
                 },
             );
         let services = self.services.clone();
+        let rec_queues = rec.source.kind().traits().queues;
         services.metrics.active(1);
         let drivers = self.drivers.clone();
         tokio::spawn(async move {
@@ -281,6 +341,13 @@ impl Supervisor {
             }
             .await;
             services.sources.unregister(id);
+            if services.config.cluster.enabled && rec_queues {
+                // Its job, if it came from the cluster's queue, is done.
+                if let Err(e) = services.repo.finish_job(&id.to_string()).await {
+                    tracing::warn!(error = %e, %id, "a finished job stays in the queue");
+                }
+                crate::engine::dispatch::wake_all(&services).await;
+            }
             drivers
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -323,6 +390,16 @@ impl Supervisor {
                     .await
                     .map_err(|_| gone())?;
                 rx.await.map_err(|_| gone())?
+            }
+            // Waiting in the cluster's queue: out of it, or, claimed
+            // meanwhile, held by a node now.
+            None if rec.status == Status::Pending
+                && rec.node.is_none()
+                && crate::engine::dispatch::queued_in_cluster(&self.services, &rec) =>
+            {
+                crate::engine::dispatch::withdraw(self, rec, action)
+                    .await?
+                    .ok_or_else(crate::engine::dispatch::moving)
             }
             // No driver: the recording is final.
             None => Err(match rec.status.apply(action) {

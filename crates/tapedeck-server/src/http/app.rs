@@ -228,6 +228,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
         .map_err(|e| format!("recovery: {e}"))?;
     tokio::spawn(supervisor.clone().sweep_forever());
     node.clone().spawn(supervisor.clone());
+    crate::engine::dispatch::spawn(supervisor.clone(), node.clone());
     let config_auth = config.auth.clone();
     Ok(AppState {
         services: supervisor.services.clone(),

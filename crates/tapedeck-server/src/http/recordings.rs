@@ -184,7 +184,7 @@ pub async fn list(
         }
     };
     for r in recs.iter_mut().filter(|r| r.status == Status::Pending) {
-        r.queue_position = s.supervisor.queue_position(r.id);
+        r.queue_position = s.supervisor.queue_position_of(r).await;
     }
     let next = next.map(|id| id.to_string());
     Ok(Json(json!({"recordings": recs, "next_cursor": next})))
@@ -203,7 +203,7 @@ pub async fn get_one(
     {
         rec.stats = live;
     }
-    rec.queue_position = s.supervisor.queue_position(rec.id);
+    rec.queue_position = s.supervisor.queue_position_of(&rec).await;
     Ok(Json(rec))
 }
 

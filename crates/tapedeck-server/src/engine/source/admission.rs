@@ -171,6 +171,32 @@ impl Gate {
         }
     }
 
+    /// What a web recording claimed from a cluster's queue may cost now:
+    /// the budget left (all of it while nothing runs: a recording larger
+    /// than the budget runs alone), or `None` when no browser is free.
+    pub fn free_for_web(&self) -> Option<MilliCores> {
+        let st = self.lock();
+        if st.web_running >= self.web_max {
+            return None;
+        }
+        let taken = st.budget.reserved() + st.borrowed;
+        if taken == 0 {
+            return Some(MilliCores::MAX);
+        }
+        self.total.checked_sub(taken).filter(|f| *f > 0)
+    }
+
+    /// Admits a web recording this node claimed from a cluster's queue, if
+    /// it still fits (something may have taken the room since).
+    pub fn admit_claimed(self: &Arc<Self>, rec: &Recording) -> Option<Admission> {
+        let mut st = self.lock();
+        let (cost, busy) = self.cost_now(&st, rec);
+        if !self.fits(&st, cost, true) {
+            return None;
+        }
+        Some(self.take(&mut st, rec.id, (cost, busy), true))
+    }
+
     /// Admits `rec` now, queues it (web), or refuses it.
     pub fn admit(self: &Arc<Self>, rec: &Recording) -> Result<Ticket, Problem> {
         let web = queues(&rec.source);
