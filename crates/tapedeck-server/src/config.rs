@@ -76,6 +76,9 @@ pub struct ClusterConfig {
     pub heartbeat_s: u64,
     /// A node whose last heartbeat is older than this is dead.
     pub node_timeout_s: u64,
+    /// On SIGTERM, how long a node lets its live sessions and running
+    /// jobs finish (taking no new work) before it stops.
+    pub drain_s: u64,
 }
 
 impl Default for ClusterConfig {
@@ -87,6 +90,7 @@ impl Default for ClusterConfig {
             public_url: None,
             heartbeat_s: 2,
             node_timeout_s: 10,
+            drain_s: 60,
         }
     }
 }

@@ -418,7 +418,7 @@ async fn web_recordings_of_three_users_share_the_cluster_fairly() {
     );
 
     // Every node's reservation stays within its budget while they run.
-    let mut peak = vec![0.0f64; 3];
+    let mut peak = [0.0f64; 3];
     let mut done = vec![];
     for (u, id) in &ids {
         let tok = &users[*u].1;
@@ -490,4 +490,200 @@ async fn web_recordings_of_three_users_share_the_cluster_fairly() {
             .unwrap();
         assert_eq!(reserved_cores(&m), 0.0, "{}: {m}", n.id);
     }
+}
+
+/// Every node restarted in turn (SIGTERM, as systemd does, then started
+/// again) while web recordings wait and render, a camera records and an
+/// upload is under way: each drains (says so, takes no new work, lets its
+/// sessions end for `drain_s`) and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_loses_nothing() {
+    use tapedeck_testkit::{Page, PageServer};
+    let site = PageServer::start(vec![("/", Page::Body("text/html", PAGE.into()))]);
+    let hosts = format!("[\"127.0.0.1:{}\"]", site.port);
+    let mut c = Cluster::start(3, |_| {
+        vec![
+            ("TAPEDECK_WEB__ALLOWED_HOSTS".into(), hosts.clone()),
+            (
+                "TAPEDECK_LIMITS__CPU_BUDGET_CORES".into(),
+                NODE_BUDGET.to_string(),
+            ),
+            ("TAPEDECK_CLUSTER__DRAIN_S".into(), "4".into()),
+        ]
+    });
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+    let lb = c.lb.clone();
+
+    // A camera held by n1, its socket through the load balancer.
+    let (code, cam) = call(
+        &c.node("n1").base,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(json!({"source": {"kind": "frames"}, "preset": "low"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{cam}");
+    let cam = cam["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&format!(
+        "{}/v1/recordings/{cam}/frames?token={ann}",
+        lb.replace("http://", "ws://")
+    ))
+    .await;
+    send_frames(&mut ws, 10, 200.0, |i| jpeg(640, 360, i)).await;
+    progress_until(&mut ws, |v| v["frames_received"] == 10).await;
+
+    // Twelve web recordings, waiting and rendering throughout.
+    let body = json!({"source": {"kind": "web", "url": site.url("/"),
+        "script": [{"type": "wait", "duration_ms": 500}]}, "preset": "low"});
+    let mut webs = vec![];
+    for _ in 0..12 {
+        let (code, r) = call(&lb, &ann, "POST", "/v1/recordings", Some(body.clone())).await;
+        assert_eq!(code, 201, "{r}");
+        webs.push(r["id"].as_str().unwrap().to_string());
+    }
+
+    // An upload, a third sent before the restarts.
+    let file = live_webm(c.dir.path(), 3);
+    let bytes = std::fs::read(&file).unwrap();
+    let r = tus_request(
+        &lb,
+        &ann,
+        "POST",
+        "/v1/uploads",
+        &[("Upload-Length", bytes.len().to_string())],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let path = header(&r, "location").trim_start_matches(&lb).to_string();
+    let third = bytes.len() / 3;
+    let patch = |from: usize, to: usize| {
+        let (lb, ann, path, part) = (
+            lb.clone(),
+            ann.clone(),
+            path.clone(),
+            bytes[from..to].to_vec(),
+        );
+        async move {
+            // As a tus client does: HEAD for the offset, then PATCH, again
+            // while a node it reaches is restarting.
+            let start = std::time::Instant::now();
+            loop {
+                let r = tus_request(&lb, &ann, "HEAD", &path, &[], vec![]).await;
+                if r.status() == 200 && header(&r, "upload-offset") == from.to_string() {
+                    let r = tus_request(
+                        &lb,
+                        &ann,
+                        "PATCH",
+                        &path,
+                        &[
+                            ("Upload-Offset", from.to_string()),
+                            (
+                                "Content-Type",
+                                "application/offset+octet-stream".to_string(),
+                            ),
+                        ],
+                        part.clone(),
+                    )
+                    .await;
+                    if r.status() == 204 {
+                        return;
+                    }
+                }
+                assert!(
+                    start.elapsed() < std::time::Duration::from_secs(60),
+                    "upload stuck at {from}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            }
+        }
+    };
+    patch(0, third).await;
+
+    for i in 0..3 {
+        let id = c.nodes[i].id.clone();
+        c.nodes[i].terminate_started();
+        // It says it drains, to every node, while it finishes.
+        let start = std::time::Instant::now();
+        let other = c.nodes[(i + 1) % 3].base.clone();
+        loop {
+            let (_, v) = call(&other, &admin, "GET", "/v1/admin/nodes", None).await;
+            let me = v["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"] == id.as_str())
+                .unwrap()
+                .clone();
+            if me["draining"] == true || me["alive"] == false {
+                break;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "{v}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if i == 0 {
+            // n1 holds the camera, so it drains for drain_s: a room asked
+            // of it meanwhile is made on a node that stays.
+            let (code, r) = call(
+                &c.nodes[0].base,
+                &ann,
+                "POST",
+                "/v1/rooms",
+                Some(json!({"name": "drain"})),
+            )
+            .await;
+            assert_eq!(code, 201, "{r}");
+            assert!(r["node"] == "n2" || r["node"] == "n3", "{r}");
+        }
+        c.nodes[i].wait_stopped();
+        c.nodes[i].start_again();
+        c.wait_alive(&admin).await;
+        if i == 0 {
+            patch(third, 2 * third).await;
+        }
+    }
+    patch(2 * third, bytes.len()).await;
+    let _ = ws.close(None).await;
+
+    // The camera: finished from its spool when n1 came back, every frame
+    // it was sent in the file.
+    let r = loop {
+        let (_, r) = call(&lb, &ann, "GET", &format!("/v1/recordings/{cam}"), None).await;
+        if r["status"] == "completed" || r["status"] == "failed" {
+            break r;
+        }
+        if r["status"] == "recording" {
+            call(
+                &lb,
+                &ann,
+                "POST",
+                &format!("/v1/recordings/{cam}/stop"),
+                None,
+            )
+            .await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    assert_eq!(r["status"], "completed", "{r}");
+    assert!(r["stats"]["frames_in"].as_u64() >= Some(10), "{r}");
+    let p = tapedeck_testkit::ffprobe(&download_at(&lb, &ann, &cam, c.dir.path()).await);
+    let fps = r["video"]["fps"].as_u64().unwrap();
+    assert!(p.frames >= 2 * fps, "10 frames at 5 fps are 2 s: {p:?}");
+
+    for id in &webs {
+        let r = wait_for(&lb, &ann, id, "completed").await;
+        let p = tapedeck_testkit::ffprobe(&download_at(&lb, &ann, id, c.dir.path()).await);
+        assert_eq!(p.frames, 12, "{id}: {p:?} {r}");
+    }
+    let uid = path.rsplit('/').next().unwrap();
+    let done = wait_for(&lb, &ann, uid, "completed").await;
+    use sha2::Digest;
+    assert_eq!(
+        done["source"]["sha256"],
+        hex::encode(sha2::Sha256::digest(&bytes)),
+        "{done}"
+    );
 }

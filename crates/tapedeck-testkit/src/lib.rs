@@ -557,7 +557,8 @@ pub fn ffmpeg_builds() -> Vec<FfmpegBuild> {
 }
 
 /// HAProxy from Debian in front of `backends` (ports on 127.0.0.1): plain
-/// round robin per request, no stickiness, WebSockets tunnelled. Returns
+/// round robin per request, no stickiness, WebSockets tunnelled, a node
+/// whose `/readyz` fails left out. Returns
 /// its `http://127.0.0.1:PORT`; it stops after this process.
 pub fn haproxy(backends: &[u16]) -> String {
     let bin = find("haproxy", &["/usr/sbin"], "apt-get install -y haproxy");
@@ -569,10 +570,17 @@ pub fn haproxy(backends: &[u16]) -> String {
     let servers: String = backends
         .iter()
         .enumerate()
-        .map(|(i, p)| format!("  server n{} 127.0.0.1:{p}\n", i + 1))
+        .map(|(i, p)| {
+            format!(
+                "  server n{} 127.0.0.1:{p} check inter 1s fall 2 rise 1\n",
+                i + 1
+            )
+        })
         .collect();
+    // Health checks on /readyz (a draining node answers 503) and a
+    // request whose node refused the connection sent to another.
     let cfg = format!(
-        "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n  timeout tunnel 1h\n  option http-server-close\nfrontend lb\n  bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n  balance roundrobin\n{servers}"
+        "global\n  maxconn 4096\ndefaults\n  mode http\n  timeout connect 5s\n  timeout client 120s\n  timeout server 120s\n  timeout tunnel 1h\n  option http-server-close\n  timeout check 5s\n  retries 3\n  option redispatch\nfrontend lb\n  bind 127.0.0.1:{port}\n  default_backend nodes\nbackend nodes\n  balance roundrobin\n  option httpchk GET /readyz\n{servers}"
     );
     let path = dir.join("haproxy.cfg");
     std::fs::write(&path, cfg).expect("haproxy.cfg");

@@ -174,6 +174,33 @@ impl Node {
         }
     }
 
+    /// One heartbeat now; false if another process holds the id.
+    async fn beat(&self, supervisor: &Supervisor) -> bool {
+        let info = self.current(supervisor);
+        match supervisor
+            .services
+            .repo
+            .heartbeat_node(&info, &self.instance)
+            .await
+        {
+            Ok(true) => {
+                self.keep_jobs(supervisor).await;
+                true
+            }
+            Ok(false) => {
+                tracing::error!(
+                    node = %self.id,
+                    "another process holds this cluster.node_id now: this node was thought dead"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                true
+            }
+        }
+    }
+
     /// Heartbeats until the process ends. A heartbeat the database
     /// refuses (another run took the id over, this one being thought
     /// dead) is logged; the next ones try again.
@@ -183,26 +210,49 @@ impl Node {
         }
         tokio::spawn(async move {
             // The first at once: the claim said nothing of the budget.
-            let mut first = true;
             loop {
-                if !std::mem::take(&mut first) {
-                    tokio::time::sleep(self.every).await;
-                }
-                let info = self.current(&supervisor);
-                match supervisor
-                    .services
-                    .repo
-                    .heartbeat_node(&info, &self.instance)
-                    .await
-                {
-                    Ok(true) => self.keep_jobs(&supervisor).await,
-                    Ok(false) => tracing::error!(
-                        node = %self.id,
-                        "another process holds this cluster.node_id now: this node was thought dead"
-                    ),
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
-                }
+                self.beat(&supervisor).await;
+                tokio::time::sleep(self.every).await;
             }
         });
+    }
+
+    /// SIGTERM: takes no new work, says so at once, and waits up to
+    /// `cluster.drain_s` for its live sessions and running jobs to end.
+    pub async fn drain_for(&self, supervisor: &Supervisor, drain: Duration) {
+        self.drain();
+        self.beat(supervisor).await;
+        let until = tokio::time::Instant::now() + drain;
+        let mut held = supervisor.held();
+        tracing::info!(live = held.0, jobs = held.1, "draining: no new work taken");
+        while held != (0, 0) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            held = supervisor.held();
+        }
+        if held != (0, 0) {
+            tracing::warn!(
+                live = held.0,
+                jobs = held.1,
+                "drained for cluster.drain_s; what is still active is finalized from its spool at the next start"
+            );
+        }
+    }
+
+    /// Leaves the cluster as the process stops: its heartbeat set to
+    /// long ago, so it is dead at once and a new run may take its id.
+    pub async fn leave(&self, supervisor: &Supervisor) {
+        if !self.clustered {
+            return;
+        }
+        let mut info = self.current(supervisor);
+        info.heartbeat_at = 0;
+        if let Err(e) = supervisor
+            .services
+            .repo
+            .heartbeat_node(&info, &self.instance)
+            .await
+        {
+            tracing::warn!(error = %e, "leaving the cluster");
+        }
     }
 }

@@ -321,9 +321,21 @@ pub async fn serve(
         tracing::warn!(error = %e, "ffmpeg is not usable; recordings will fail (run `tapedeck doctor`)");
     }
     let header_timeout = std::time::Duration::from_secs(config.server.header_read_timeout_s.max(1));
+    let drain = std::time::Duration::from_secs(config.cluster.drain_s);
     let state = build_state(config).await?;
+    let (node, supervisor) = (state.node.clone(), state.supervisor.clone());
     let app = router(state);
+    // A node of a cluster drains before it stops serving: its sockets and
+    // forwarded requests go on meanwhile.
+    let (n, sup) = (node.clone(), supervisor.clone());
+    let shutdown = async move {
+        shutdown.await;
+        if n.clustered() {
+            n.drain_for(&sup, drain).await;
+        }
+    };
     serve_on(listener, app, header_timeout, shutdown).await;
+    node.leave(&supervisor).await;
     Ok(())
 }
 

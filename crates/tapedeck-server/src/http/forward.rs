@@ -5,14 +5,15 @@
 //! upgrade joined end to end once both sides switched protocols. Nothing
 //! is buffered whole except a `POST /v1/recordings` body (JSON, under the
 //! create limit), read to place the recording: a room's recording goes to
-//! the room's node, and one refused `server_busy` here goes to the node
-//! with the most free budget.
+//! the room's node, and one refused `server_busy` here goes to the other
+//! nodes, the most free budget first, until one takes it. A node that is
+//! stopping (draining) sends every new session to the others.
 //!
 //! The node that answers names itself in `x-tapedeck-node`; a forwarded
 //! request carries `x-tapedeck-forwarded-by` so it is never passed on
 //! again. The holder checks the caller's credentials as it would its own.
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
@@ -40,7 +41,13 @@ pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Respo
     }
     let mut r = if req.headers().contains_key(FORWARDED_BY) {
         next.run(req).await
-    } else if req.method() == Method::POST && req.uri().path() == "/v1/recordings" {
+    } else if s.node.draining() && creates_session(&req) && !is_create(&req) {
+        // Stopping: new sessions go to a node that stays.
+        match most_free(&s).await {
+            Some(node) => pass(&s, &node, req).await,
+            None => next.run(req).await,
+        }
+    } else if is_create(&req) {
         place(&s, req, next).await
     } else {
         match holder(&s, req.uri().path()).await {
@@ -54,6 +61,20 @@ pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Respo
         r.headers_mut().insert(NODE, v);
     }
     r
+}
+
+/// Whether `req` is `POST /v1/recordings`.
+fn is_create(req: &Request) -> bool {
+    req.method() == Method::POST && req.uri().path() == "/v1/recordings"
+}
+
+/// Whether `req` makes a new session: a recording, a room, an upload.
+fn creates_session(req: &Request) -> bool {
+    req.method() == Method::POST
+        && matches!(
+            req.uri().path(),
+            "/v1/recordings" | "/v1/rooms" | "/v1/uploads" | "/v1/uploads/url"
+        )
 }
 
 /// What a path is about, if it names a live session.
@@ -128,23 +149,54 @@ async fn place(s: &AppState, req: Request, next: Next) -> Response {
     {
         return pass(s, &node, Request::from_parts(parts, Body::from(bytes))).await;
     }
-    let again = Request::from_parts(parts.clone(), Body::from(bytes.clone()));
-    let here = next
-        .run(Request::from_parts(parts, Body::from(bytes.clone())))
-        .await;
-    if here.status() != StatusCode::TOO_MANY_REQUESTS {
-        return here;
+    let make = |b: &Bytes| Request::from_parts(parts.clone(), Body::from(b.clone()));
+    // Here first (unless this node is stopping), then the others by free
+    // budget, until one is not busy.
+    let others = others_by_free(s).await;
+    let mut last = None;
+    if !s.node.draining() || others.is_empty() {
+        let (busy, r) = refused_busy(next.run(make(&bytes)).await).await;
+        if !busy {
+            return r;
+        }
+        last = Some(r);
     }
-    let (rparts, rbody) = here.into_parts();
-    let rbytes = axum::body::to_bytes(rbody, 64 << 10)
+    for node in others {
+        let (busy, r) = refused_busy(pass(s, &node, make(&bytes)).await).await;
+        if !busy {
+            return r;
+        }
+        last = Some(r);
+    }
+    last.unwrap_or_else(|| {
+        ApiError::new(Code::NodeUnreachable, "no node could take this recording").into_response()
+    })
+}
+
+/// Whether `r` is a 429 `server_busy`, and `r` (its small body read).
+async fn refused_busy(r: Response) -> (bool, Response) {
+    if r.status() != StatusCode::TOO_MANY_REQUESTS {
+        return (false, r);
+    }
+    let (parts, body) = r.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 10)
         .await
         .unwrap_or_default();
-    let busy = serde_json::from_slice::<serde_json::Value>(&rbytes)
+    let busy = serde_json::from_slice::<serde_json::Value>(&bytes)
         .is_ok_and(|v| v["error"]["code"] == Code::ServerBusy.as_str());
-    if busy && let Some(node) = most_free(s).await {
-        return pass(s, &node, again).await;
-    }
-    Response::from_parts(rparts, Body::from(rbytes))
+    (busy, Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// The live nodes other than this one, not draining, the most free budget
+/// first.
+async fn others_by_free(s: &AppState) -> Vec<NodeInfo> {
+    let mut nodes: Vec<NodeInfo> = match s.node.all(&s.supervisor).await {
+        Ok(n) => n,
+        Err(_) => return vec![],
+    };
+    nodes.retain(|n| n.alive && !n.draining && n.id != s.node.id);
+    nodes.sort_by(|a, b| b.cpu.free().total_cmp(&a.cpu.free()));
+    nodes
 }
 
 /// The room a create body records, if it is a room's recording.
@@ -156,15 +208,10 @@ fn room_of(body: &[u8]) -> Option<RoomId> {
     v["source"]["room"].as_str()?.parse().ok()
 }
 
-/// The live node other than this one with the most free CPU budget, if it
-/// has more than this one.
+/// The live node other than this one, not draining, with the most free
+/// CPU budget.
 async fn most_free(s: &AppState) -> Option<NodeInfo> {
-    let here = s.node.current(&s.supervisor).cpu.free();
-    let nodes = s.node.all(&s.supervisor).await.ok()?;
-    nodes
-        .into_iter()
-        .filter(|n| n.alive && !n.draining && n.id != s.node.id && n.cpu.free() > here)
-        .max_by(|a, b| a.cpu.free().total_cmp(&b.cpu.free()))
+    others_by_free(s).await.into_iter().next()
 }
 
 /// Hop-by-hop headers a proxy does not pass on (RFC 9110 7.6.1); an

@@ -39,7 +39,10 @@ pub async fn readyz(State(s): State<AppState>, headers: axum::http::HeaderMap) -
         .await
         .map(|_| "ok".to_string())
         .unwrap_or_else(|e| e);
-    let ok = db == "ok" && storage == "ok" && ffmpeg == "ok" && work == "ok";
+    // A draining node (SIGTERM) is not ready: a load balancer's check
+    // sends new requests elsewhere while its sessions finish.
+    let draining = s.node.draining();
+    let ok = db == "ok" && storage == "ok" && ffmpeg == "ok" && work == "ok" && !draining;
     let status = if ok {
         StatusCode::OK
     } else {
@@ -64,7 +67,7 @@ pub async fn readyz(State(s): State<AppState>, headers: axum::http::HeaderMap) -
         status,
         Json(
             json!({"ready": ok, "database": say(db), "storage": say(storage),
-            "ffmpeg": say(ffmpeg), "work": say(work)}),
+            "ffmpeg": say(ffmpeg), "work": say(work), "draining": draining}),
         ),
     )
         .into_response()

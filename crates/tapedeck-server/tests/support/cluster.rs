@@ -38,6 +38,49 @@ pub struct ClusterNode {
     pub base: String,
     pub port: u16,
     pub proc: Proc,
+    env: Vec<(String, String)>,
+    data: std::path::PathBuf,
+}
+
+impl ClusterNode {
+    /// SIGTERM, as systemd stops a node; waits until the process exits.
+    pub fn terminate(&mut self) {
+        self.terminate_started();
+        self.wait_stopped();
+    }
+
+    /// SIGTERM, not waiting.
+    pub fn terminate_started(&mut self) {
+        let pid = self.proc.0.id().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Until the process exited.
+    pub fn wait_stopped(&mut self) {
+        let start = Instant::now();
+        while self.proc.0.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "{} did not stop",
+                self.id
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts it again with the same id, data and port.
+    pub fn start_again(&mut self) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.proc = serve_binary(&self.data, self.port, &env);
+    }
 }
 
 /// Nodes `n1..nN` behind HAProxy.
@@ -62,14 +105,17 @@ impl Cluster {
             let base = format!("http://127.0.0.1:{port}");
             let mut env = cluster_env(&pg, &s3, &id, &base);
             env.extend(extra(i));
-            let env: Vec<(&str, &str)> =
+            let data = dir.path().join(&id);
+            let pairs: Vec<(&str, &str)> =
                 env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            let proc = serve_binary(&dir.path().join(&id), port, &env);
+            let proc = serve_binary(&data, port, &pairs);
             nodes.push(ClusterNode {
                 id,
                 base,
                 port,
                 proc,
+                env,
+                data,
             });
         }
         let ports: Vec<u16> = nodes.iter().map(|n| n.port).collect();
@@ -112,6 +158,24 @@ impl Cluster {
         self.nodes.iter().find(|n| n.id == id).unwrap()
     }
 
+    /// Whether a round of requests through the load balancer reached every
+    /// node.
+    async fn lb_ready(&self) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..(2 * self.nodes.len()) {
+            let Ok(r) = reqwest::get(format!("{}/healthz", self.lb)).await else {
+                return false;
+            };
+            if r.status() != 200 {
+                return false;
+            }
+            if let Some(n) = r.headers().get("x-tapedeck-node") {
+                seen.insert(n.to_str().unwrap_or("").to_string());
+            }
+        }
+        seen.len() == self.nodes.len()
+    }
+
     /// Until every node lists every other alive (heartbeats seen).
     pub async fn wait_alive(&self, admin: &str) {
         let start = Instant::now();
@@ -127,7 +191,9 @@ impl Cluster {
                 });
                 all &= alive == self.nodes.len();
             }
-            if all {
+            // And the load balancer sends to every node (its checks of
+            // /readyz passed).
+            if all && self.lb_ready().await {
                 return;
             }
             assert!(start.elapsed() < Duration::from_secs(30), "nodes never met");
