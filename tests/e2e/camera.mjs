@@ -28,7 +28,7 @@ await drive(["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stre
   await page.waitForSelector("#camera-status:has-text('camera ready')", { timeout: 20000 });
   await keepTracks();
   await page.click("#record");
-  await page.waitForSelector("#rec-indicator:not([hidden])");
+  try { await page.waitForSelector("#rec-indicator:not([hidden])"); } catch (e) { result.statusText = await page.textContent("#camera-status"); result.t = Date.now(); throw e; }
   await page.waitForFunction(() => document.querySelector("#rec-timer").textContent === "00:03", null, { timeout: 20000 });
   result.timer = await page.textContent("#rec-timer");
   result.sent = await page.textContent("#camera-status");

@@ -116,6 +116,15 @@ async fn frames_and_an_upload_through_any_node() {
         1,
         "every read of a live recording answered by its holder: {seen:?}"
     );
+    // A client passing itself off as a node is forwarded all the same.
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/recordings/{id}", other.base))
+        .bearer_auth(&ann)
+        .header("x-tapedeck-forwarded-by", "n9 0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-tapedeck-node"].to_str().unwrap(), holder);
     for i in 15..20 {
         support::send_frame(
             &mut ws,
@@ -686,4 +695,143 @@ async fn a_rolling_restart_loses_nothing() {
         hex::encode(sha2::Sha256::digest(&bytes)),
         "{done}"
     );
+}
+
+/// A call whose two Chromium participants loaded their pages from two
+/// nodes while a third holds the room, with a WHIP publisher through the
+/// load balancer, recorded by the host through the load balancer: each
+/// sees the other, and every track decodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_across_nodes_is_recorded() {
+    use support::rooms::{codecs, decode_errors, make_clips};
+    let c = Cluster::start(3, |_| vec![]);
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+    let (code, room) = call(
+        &c.node("n3").base,
+        &ann,
+        "POST",
+        "/v1/rooms",
+        Some(json!({"name": "standup"})),
+    )
+    .await;
+    assert_eq!((code, room["node"].as_str()), (201, Some("n3")), "{room}");
+    let room = room["id"].as_str().unwrap().to_string();
+    let invite = |name: &'static str| {
+        let (lb, ann, room) = (c.lb.clone(), ann.clone(), room.clone());
+        async move {
+            let (code, v) = call(
+                &lb,
+                &ann,
+                "POST",
+                &format!("/v1/rooms/{room}/invites"),
+                Some(json!({"name": name})),
+            )
+            .await;
+            assert_eq!(code, 201, "{v}");
+            v["token"].as_str().unwrap().to_string()
+        }
+    };
+    let guest = invite("Bob (guest)").await;
+    let publisher = invite("Pub").await;
+
+    // Recorded by the host through the load balancer: made on the room's node.
+    let (code, rec, answered) = call_at(
+        &c.lb,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(json!({"source": {"kind": "room", "room": room}})),
+    )
+    .await;
+    assert_eq!(
+        (code, rec["node"].as_str(), answered.as_str()),
+        (201, Some("n3"), "n3"),
+        "{rec}"
+    );
+    let id = rec["id"].as_str().unwrap().to_string();
+
+    let (video, audio) = (
+        c.dir.path().join("clip.ivf"),
+        c.dir.path().join("clip.opus"),
+    );
+    make_clips(&video, &audio);
+    let load = tapedeck_testkit::loadgen::Load {
+        whip: format!("{}/v1/rooms/{room}/whip", c.lb),
+        tokens: vec![publisher],
+        video,
+        audio,
+        seconds: 8,
+        stagger_ms: 0,
+    };
+    let whip = tokio::spawn(async move { tapedeck_testkit::loadgen::publish(&load).await });
+    let out = page_script(
+        "call_cluster.mjs",
+        vec![
+            c.node("n1").base.clone(),
+            c.node("n2").base.clone(),
+            room.clone(),
+            ann.clone(),
+            guest,
+            "3".into(),
+        ],
+    )
+    .await;
+    println!("{out}");
+    assert_eq!(out["pageErrors"], json!([]), "{out}");
+    assert!(out.get("guestErrors").is_none(), "{out}");
+    for who in ["host", "guest"] {
+        assert!(
+            out[who]["video"]["framesDecoded"].as_u64() > Some(30),
+            "{who}: {out}"
+        );
+        assert!(
+            out[who]["audio"]["packets"].as_u64() > Some(50),
+            "{who}: {out}"
+        );
+    }
+    let sent = whip.await.unwrap().unwrap();
+    assert_eq!(sent["connected"], 1, "{sent}");
+
+    let (code, _) = call(
+        &c.lb,
+        &ann,
+        "POST",
+        &format!("/v1/recordings/{id}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let done = wait_for(&c.lb, &ann, &id, "completed").await;
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(
+        tracks.len(),
+        6,
+        "three people, a picture and a sound each: {done}"
+    );
+    for t in tracks {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "{}/v1/recordings/{id}/tracks/{}/media",
+                c.lb,
+                t["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&ann)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{t}");
+        let file = c
+            .dir
+            .path()
+            .join(format!("track-{}", t["id"].as_str().unwrap()));
+        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        assert_eq!(decode_errors(&file), "", "{t}");
+        if t["kind"] == "video" {
+            assert!(tapedeck_testkit::ffprobe(&file).frames > 30, "{t}");
+        } else {
+            assert_eq!(codecs(&file), ["opus"], "{t}");
+        }
+    }
 }

@@ -22,7 +22,6 @@ const EXAMPLES: u32 = 300;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_says_what_the_server_does() {
-    let st = tapedeck_testkit::schemathesis();
     let s = start(|c| {
         // Generated web recordings go no further than the network policy or
         // a failed lookup; one browser at a time keeps the machine calm.
@@ -54,7 +53,7 @@ async fn the_openapi_document_says_what_the_server_does() {
         .post(&owner, &format!("/v1/recordings/{done}/share"), json!({}))
         .await;
     assert_eq!(st_code, 200, "{link}");
-    let link = url::Url::parse(link["url"].as_str().unwrap()).unwrap();
+    let link = url::Url::parse(link["page_url"].as_str().unwrap()).unwrap();
     let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
 
     // A room the user hosts, so room routes are reached with a real one.
@@ -63,6 +62,35 @@ async fn the_openapi_document_says_what_the_server_does() {
         .await;
     let room = room["id"].as_str().unwrap().to_string();
 
+    run_against(
+        &s.base,
+        Keys { user, admin, owner },
+        &done,
+        &query,
+        &room,
+        EXAMPLES,
+    )
+    .await;
+}
+
+/// The three callers: the one the run acts as, an admin, and the owner of
+/// the completed recording.
+struct Keys {
+    user: String,
+    admin: String,
+    owner: String,
+}
+
+/// Runs schemathesis against `target` with `examples` per operation.
+async fn run_against(
+    target: &str,
+    Keys { user, admin, owner }: Keys,
+    done: &str,
+    query: &std::collections::HashMap<String, String>,
+    room: &str,
+    examples: u32,
+) {
+    let st = tapedeck_testkit::schemathesis();
     // The committed allowances plus this run's data.
     let dir = tempfile::tempdir().unwrap();
     let base = std::fs::read_to_string(concat!(
@@ -107,7 +135,7 @@ parameters = {{ "path.id" = "{done}" }}
             .arg("--config-file")
             .arg(&config_path)
             .args(["--no-color", "run"])
-            .arg(format!("{}/v1/openapi.json", s.base))
+            .arg(format!("{target}/v1/openapi.json"))
             // Every check but one: closing a room (`DELETE /v1/rooms/{id}`)
             // ends its call, and the room stays readable with `closed_at`
             // and its recordings (people look back at their calls), which
@@ -117,7 +145,7 @@ parameters = {{ "path.id" = "{done}" }}
             // tests/frames_recording.rs.
             .args(["--checks", "all", "--exclude-checks", "use_after_free"])
             .arg("--max-examples")
-            .arg(EXAMPLES.to_string())
+            .arg(examples.to_string())
             .args(["--seed", "20261129", "--generation-database", "none"])
             .args(["--request-timeout", "30"])
             .current_dir(dir.path())
@@ -159,6 +187,72 @@ parameters = {{ "path.id" = "{done}" }}
         .and_then(|l| l.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    assert!(cases >= 3000, "only {cases} cases: {summary}");
+    assert!(
+        cases >= u64::from(examples) * 10,
+        "only {cases} cases: {summary}"
+    );
     assert!(summary.contains(&format!("{cases} passed")), "{summary}");
+}
+
+/// The same through HAProxy in front of three nodes (on one PostgreSQL and
+/// one bucket), with fewer examples: here it is forwarding and the shared
+/// state that are checked, every request landing on any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_a_load_balancer_in_front_of_three_nodes() {
+    use support::cluster::{Cluster, call, wait_for};
+    let c = Cluster::start(3, |_| {
+        vec![("TAPEDECK_WEB__MAX_CONCURRENT".into(), "1".into())]
+    });
+    let admin = c.key("root", true);
+    let user = c.key("alice", false);
+    let owner = c.key("carol", false);
+    c.wait_alive(&admin).await;
+    let (code, rec) = call(
+        &c.lb,
+        &owner,
+        "POST",
+        "/v1/recordings",
+        Some(json!({"source": {"kind": "frames"}, "preset": "low"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{rec}");
+    let done = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&format!(
+        "{}/v1/recordings/{done}/frames?token={owner}",
+        c.lb.replace("http://", "ws://")
+    ))
+    .await;
+    send_frames(&mut ws, 6, 100.0, |i| jpeg(320, 240, i)).await;
+    progress_until(&mut ws, |v| v["frames_received"] == 6).await;
+    drop(ws);
+    call(
+        &c.lb,
+        &owner,
+        "POST",
+        &format!("/v1/recordings/{done}/stop"),
+        None,
+    )
+    .await;
+    wait_for(&c.lb, &owner, &done, "completed").await;
+    let (code, link) = call(
+        &c.lb,
+        &owner,
+        "POST",
+        &format!("/v1/recordings/{done}/share"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(code, 200, "{link}");
+    let link = url::Url::parse(link["page_url"].as_str().unwrap()).unwrap();
+    let query: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+    let (_, room) = call(
+        &c.lb,
+        &user,
+        "POST",
+        "/v1/rooms",
+        Some(json!({"name": "schemathesis"})),
+    )
+    .await;
+    let room = room["id"].as_str().unwrap().to_string();
+    run_against(&c.lb, Keys { user, admin, owner }, &done, &query, &room, 50).await;
 }

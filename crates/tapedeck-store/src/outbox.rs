@@ -1,4 +1,5 @@
-//! What a cluster's nodes share beside recordings and jobs: leases (a
+//! What a cluster's nodes share beside recordings and jobs: secrets (the
+//! key of share links and invites), leases (a
 //! sweep that runs on one node at a time), the webhook outbox (each
 //! delivery claimed by one node, retried by another if its node dies), and
 //! signals between nodes (PostgreSQL `NOTIFY`/`LISTEN`).
@@ -24,6 +25,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         lease_until BIGINT,
         created_at BIGINT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS webhook_outbox_next ON webhook_outbox (next_at)",
+    "CREATE TABLE IF NOT EXISTS cluster_secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL)",
 ];
 
 /// One webhook to deliver: an event's body to one URL.
@@ -62,6 +66,23 @@ macro_rules! claim_webhooks_sql {
 pub const SIGNAL_MAX_BYTES: usize = 7900;
 
 impl Repo {
+    /// The secret `name` every node shares: the first node to ask stores
+    /// `candidate`; every node, that one included, reads what is stored.
+    pub async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String, RepoError> {
+        sqlx::query(
+            "INSERT INTO cluster_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name.to_string())
+        .bind(candidate.to_string())
+        .execute(self.pool())
+        .await?;
+        let row = sqlx::query("SELECT value FROM cluster_secrets WHERE name = $1")
+            .bind(name.to_string())
+            .fetch_one(self.pool())
+            .await?;
+        Ok(row.try_get("value")?)
+    }
+
     /// Takes or renews the lease `name` for `holder` until `until` (unix
     /// ms) if nobody else holds it at `now`; whether `holder` holds it.
     pub async fn try_lease(

@@ -246,6 +246,9 @@ async fn jobs_contract(repo: &Repo) {
 
 async fn outbox_contract(repo: &Repo) {
     use tapedeck_store::outbox::Delivery;
+    // A shared secret is the first one offered, for every node.
+    assert_eq!(repo.shared_secret("k", "first").await.unwrap(), "first");
+    assert_eq!(repo.shared_secret("k", "second").await.unwrap(), "first");
     // One holder of a lease at a time; it renews; another takes it once
     // it lapsed.
     assert!(repo.try_lease("retention", "n1", 100, 1_000).await.unwrap());

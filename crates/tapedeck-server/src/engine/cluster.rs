@@ -130,6 +130,12 @@ impl Node {
         }
     }
 
+    /// The cores this node has left to reserve now.
+    pub fn free_cores(&self, supervisor: &Supervisor) -> f64 {
+        let g = supervisor.services.sources.gate.figures();
+        f64::from(g.total.saturating_sub(g.reserved)) / 1000.0
+    }
+
     /// This node's figures now (CPU used since the last heartbeat).
     pub fn current(&self, supervisor: &Supervisor) -> NodeInfo {
         let g = supervisor.services.sources.gate.figures();

@@ -182,7 +182,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     // A node claims its id before it recovers anything as its own.
     let node = Arc::new(crate::engine::cluster::Node::new(&config));
     node.join(&repo).await?;
-    let share_key = share_key(&config, data)?;
+    let share_key = share_key(&config, data, &repo).await?;
     let metrics = Metrics::new();
     let hooks = if config.webhooks.urls.is_empty() {
         None
@@ -296,9 +296,21 @@ pub fn build_blobs(config: &Config) -> Result<Blobs, String> {
     Blobs::open(&blob_cfg).map_err(|e| format!("storage: {e}"))
 }
 
-fn share_key(config: &Config, data: &Path) -> Result<Vec<u8>, String> {
+/// The key of share links, invites and upload URLs: `auth.share_secret`,
+/// else, in a cluster, one key every node reads from the database (a link
+/// made on one node is checked on another), else one kept in the data
+/// folder.
+async fn share_key(config: &Config, data: &Path, repo: &Repo) -> Result<Vec<u8>, String> {
     if !config.auth.share_secret.0.is_empty() {
         return Ok(config.auth.share_secret.0.as_bytes().to_vec());
+    }
+    if config.cluster.enabled {
+        let mine = crate::http::auth::random_string(48);
+        return repo
+            .shared_secret("share_key", &mine)
+            .await
+            .map(String::into_bytes)
+            .map_err(|e| format!("database: {e}"));
     }
     let path = data.join("share.key");
     if let Ok(k) = std::fs::read(&path)

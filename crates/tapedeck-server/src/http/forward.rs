@@ -6,12 +6,16 @@
 //! is buffered whole except a `POST /v1/recordings` body (JSON, under the
 //! create limit), read to place the recording: a room's recording goes to
 //! the room's node, and one refused `server_busy` here goes to the other
-//! nodes, the most free budget first, until one takes it. A node that is
-//! stopping (draining) sends every new session to the others.
+//! nodes, the most free budget first, until one takes it. A room or an
+//! upload is made where asked unless that node's budget is all taken
+//! (then on the node with the most free). A node that is stopping
+//! (draining) sends every new session to the others.
 //!
 //! The node that answers names itself in `x-tapedeck-node`; a forwarded
-//! request carries `x-tapedeck-forwarded-by` so it is never passed on
-//! again. The holder checks the caller's credentials as it would its own.
+//! request carries `x-tapedeck-forwarded-by` (the node and a mark made
+//! with the cluster's shared key) so it is never passed on again; a client
+//! sending that header without the mark is forwarded like any other. The
+//! holder checks the caller's credentials as it would its own.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -39,12 +43,19 @@ pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Respo
     if !s.node.clustered() {
         return next.run(req).await;
     }
-    let mut r = if req.headers().contains_key(FORWARDED_BY) {
+    let mut r = if from_a_node(&s, &req) {
         next.run(req).await
-    } else if s.node.draining() && creates_session(&req) && !is_create(&req) {
-        // Stopping: new sessions go to a node that stays.
-        match most_free(&s).await {
-            Some(node) => pass(&s, &node, req).await,
+    } else if creates_session(&req) && !is_create(&req) {
+        // A room or an upload: here, unless this node is stopping or its
+        // budget is all taken and another's is not.
+        let full = s.node.free_cores(&s.supervisor) <= 0.0;
+        match (s.node.draining() || full).then_some(()) {
+            Some(()) => match most_free(&s).await {
+                Some(node) if s.node.draining() || node.cpu.free() > 0.0 => {
+                    pass(&s, &node, req).await
+                }
+                _ => next.run(req).await,
+            },
             None => next.run(req).await,
         }
     } else if is_create(&req) {
@@ -61,6 +72,27 @@ pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Respo
         r.headers_mut().insert(NODE, v);
     }
     r
+}
+
+/// What a node sends in `x-tapedeck-forwarded-by`: its id and a mark only
+/// the cluster's nodes can make (an HMAC under the key they share), so a
+/// client cannot pass as a node to have a request answered where it
+/// landed.
+fn forwarded_by(s: &AppState) -> String {
+    let mark = crate::http::secret::signature(&s.share_key, "tapedeck-forwarded");
+    format!("{} {mark}", s.node.id)
+}
+
+/// Whether `req` was forwarded by a node of this cluster.
+fn from_a_node(s: &AppState, req: &Request) -> bool {
+    let Some(v) = req.headers().get(FORWARDED_BY) else {
+        return false;
+    };
+    let mark = crate::http::secret::signature(&s.share_key, "tapedeck-forwarded");
+    v.to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .is_some_and(|(_, m)| crate::http::secret::ct_eq(m.as_bytes(), mark.as_bytes()))
 }
 
 /// Whether `req` is `POST /v1/recordings`.
@@ -243,7 +275,7 @@ async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
         headers.remove(header::CONNECTION);
         headers.remove(header::UPGRADE);
     }
-    if let Ok(v) = HeaderValue::from_str(&s.node.id) {
+    if let Ok(v) = HeaderValue::from_str(&forwarded_by(s)) {
         headers.insert(FORWARDED_BY, v);
     }
     let stream = match tokio::net::TcpStream::connect(&authority).await {

@@ -426,6 +426,24 @@ pub async fn complete(
             ),
         ));
     }
+    // A recording the caller sees that is no upload: the wrong source,
+    // not a missing one.
+    if let Ok(rid) = id.parse::<tapedeck_core::RecordingId>()
+        && let Some(other) = s.repo.get(rid).await?
+        && p.can_see(&other.owner)
+        && !matches!(
+            other.source,
+            tapedeck_core::recording::SourceSpec::Upload(_)
+        )
+    {
+        return Err(ApiError::new(
+            Code::WrongSource,
+            format!(
+                "the recording is a {} recording: only an upload completes",
+                other.source.kind().as_str()
+            ),
+        ));
+    }
     let (rec, ep) = upload_of(&s, &Uploader::User(p), &id).await?;
     let ep = match ep {
         Some(ep) if !ep.is_closed() => ep,

@@ -1,0 +1,57 @@
+// A call across a cluster's nodes: the host's page is loaded from one node,
+// the guest's from another (the room is held by a third), in Debian's
+// Chromium with fake cameras and microphones. Each must see the other;
+// both stay SECONDS more.
+//   node call_cluster.mjs HOST_BASE GUEST_BASE ROOM HOST_KEY GUEST_TOKEN SECONDS
+// Prints JSON: what each page received.
+import { drive, sessionFor } from "./harness.mjs";
+
+const [hostBase, guestBase, room, hostKey, guestToken, seconds] = process.argv.slice(2);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const remotePlays = () => {
+  const t = [...document.querySelectorAll("#tiles .tile")];
+  const v = t.find((x) => !x.querySelector(".name").textContent.endsWith("(you)"));
+  return t.length === 2 && v && v.querySelector("video").videoWidth > 0 && v.querySelector("video").currentTime > 1;
+};
+
+async function inbound(page) {
+  return page.evaluate(async () => {
+    const out = {};
+    (await pc.getStats()).forEach((s) => {
+      if (s.type === "inbound-rtp") out[s.kind] = { packets: s.packetsReceived, framesDecoded: s.framesDecoded };
+    });
+    return out;
+  });
+}
+
+await drive(
+  [
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+  ],
+  async (host, result) => {
+    const guestContext = await host.context().browser().newContext();
+    const guest = await guestContext.newPage();
+    guest.on("pageerror", (e) => (result.guestErrors ||= []).push(e.message));
+    await sessionFor(host, hostBase, hostKey);
+    await host.goto(`${hostBase}/call/${room}`);
+    await host.waitForFunction(() => document.getElementById("name").value !== "");
+    await host.fill("#name", "Ann (host)");
+    await host.click("#join");
+    await host.waitForFunction(() => document.querySelectorAll("#tiles .tile").length === 1, null, { timeout: 30000 });
+    await guest.goto(`${guestBase}/call/${room}?token=${encodeURIComponent(guestToken)}`);
+    await guest.waitForFunction(() => document.getElementById("name").value !== "");
+    await guest.click("#join");
+    await host.waitForFunction(remotePlays, null, { timeout: 30000 });
+    await guest.waitForFunction(remotePlays, null, { timeout: 30000 });
+
+    await sleep(Number(seconds) * 1000);
+    result.host = await inbound(host);
+    result.guest = await inbound(guest);
+    await guestContext.close();
+  },
+);
