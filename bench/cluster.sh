@@ -14,4 +14,4 @@ if [ ! -x bench/.venv/bin/python ] || ! bench/.venv/bin/python -c 'import websoc
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install --quiet websockets
 fi
-exec bench/.venv/bin/python bench/cluster_bench.py --tapedeck target/release/tapedeck "$@"
+exec bench/.venv/bin/python bench/cluster_bench.py --tapedeck "${CARGO_TARGET_DIR:-target}/release/tapedeck" "$@"

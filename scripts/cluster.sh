@@ -23,7 +23,7 @@ NODE_PORT=${NODE_PORT:-8081}
 UDP_PORT=${UDP_PORT:-50001}
 PG_PORT=${PG_PORT:-55432}
 S3_PORT=${S3_PORT:-59000}
-BIN=${TAPEDECK_BIN:-target/release/tapedeck}
+BIN=${TAPEDECK_BIN:-${CARGO_TARGET_DIR:-target}/release/tapedeck}
 
 need() { command -v "$1" >/dev/null || [ -x "$2" ] || { echo "cluster: $1 is missing: run scripts/setup.sh --test" >&2; exit 1; }; }
 need haproxy /usr/sbin/haproxy

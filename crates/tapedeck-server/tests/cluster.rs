@@ -242,3 +242,32 @@ fn a_node_on_one_machine_s_database_or_disk_refuses_to_start() {
     let e = refused(dir.path(), &pg_only);
     assert!(e.contains("storage.kind"), "{e}");
 }
+
+/// Nodes (here six `tapedeck keys create`, which connect and migrate as a
+/// node does) started at the same instant on a new PostgreSQL database
+/// all start: one migrates at a time.
+#[test]
+fn processes_started_at_once_on_a_new_database_all_migrate_it() {
+    let pg = tapedeck_testkit::postgres_url();
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            std::process::Command::new(BIN)
+                .args(["keys", "create", "--user", &format!("u{i}"), "--data-dir"])
+                .arg(dir.path().join(format!("k{i}")))
+                .env("TAPEDECK_DATABASE__URL", &pg)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

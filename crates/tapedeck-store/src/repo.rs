@@ -136,6 +136,17 @@ impl Repo {
                 .execute(&pool)
                 .await?;
         }
+        // Nodes of a cluster may start at once on a new database, and
+        // PostgreSQL's `CREATE TABLE IF NOT EXISTS` is not safe run
+        // concurrently: one process migrates at a time (an advisory lock
+        // held by this connection).
+        let mut conn = pool.acquire().await?;
+        if !is_sqlite {
+            sqlx::query("SELECT pg_advisory_lock(7413201)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        let mut migrated = Ok(());
         for m in MIGRATIONS
             .iter()
             .chain(crate::rooms::MIGRATIONS)
@@ -144,8 +155,18 @@ impl Repo {
             .chain(crate::jobs::MIGRATIONS)
             .chain(crate::outbox::MIGRATIONS)
         {
-            sqlx::query(*m).execute(&pool).await?;
+            if let Err(e) = sqlx::query(*m).execute(&mut *conn).await {
+                migrated = Err(e);
+                break;
+            }
         }
+        if !is_sqlite {
+            sqlx::query("SELECT pg_advisory_unlock(7413201)")
+                .execute(&mut *conn)
+                .await?;
+        }
+        drop(conn);
+        migrated?;
         Ok(Self {
             pool,
             backend,
