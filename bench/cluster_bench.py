@@ -76,7 +76,7 @@ def pg_xacts(db):
 
 def start_cluster(n, work, page_port, tapedeck):
     d = os.path.join(work, f"c{n}")
-    env = dict(os.environ, NODES=str(n), CLUSTER_DIR=d, TAPEDECK_BIN=tapedeck,
+    env = dict(os.environ, NODES=str(n), CLUSTER_DIR=d, CLUSTER_BIN=tapedeck,
                TAPEDECK_LIMITS__CPU_BUDGET_CORES=f"{1.6 / n:.3f}",
                TAPEDECK_WEB__ALLOWED_HOSTS=f'["127.0.0.1:{page_port}"]',
                TAPEDECK_ENCODER__X264_PRESET="ultrafast")
@@ -228,6 +228,8 @@ def main():
     args = ap.parse_args()
     import tempfile
     work = tempfile.mkdtemp(prefix="tapedeck-cluster-bench-")
+    # PostgreSQL runs as its own user when this runs as root: it must reach its folder.
+    os.chmod(work, 0o755)
     page_dir = os.path.join(work, "pages")
     os.makedirs(page_dir)
     with open(os.path.join(page_dir, "index.html"), "wb") as f:
@@ -269,7 +271,7 @@ def main():
                 })
                 print(json.dumps(rows[-1]), flush=True)
             finally:
-                os.killpg(proc.pid, signal.SIGINT)
+                os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=60)
     finally:
         site.terminate()

@@ -23,7 +23,7 @@ NODE_PORT=${NODE_PORT:-8081}
 UDP_PORT=${UDP_PORT:-50001}
 PG_PORT=${PG_PORT:-55432}
 S3_PORT=${S3_PORT:-59000}
-BIN=${TAPEDECK_BIN:-${CARGO_TARGET_DIR:-target}/release/tapedeck}
+BIN=${CLUSTER_BIN:-${CARGO_TARGET_DIR:-target}/release/tapedeck}
 
 need() { command -v "$1" >/dev/null || [ -x "$2" ] || { echo "cluster: $1 is missing: run scripts/setup.sh --test" >&2; exit 1; }; }
 need haproxy /usr/sbin/haproxy
@@ -52,7 +52,8 @@ if [ "$(id -u)" = 0 ]; then
   chown -R postgres:postgres "$DIR/pg"
   as_pg=(setpriv --reuid=postgres --regid=postgres --clear-groups)
 fi
-"${as_pg[@]}" "$PG_BIN/initdb" -D "$DIR/pg/data" -A trust -U postgres -E UTF8 >"$DIR/logs/initdb.log"
+"${as_pg[@]}" "$PG_BIN/initdb" -D "$DIR/pg/data" -A trust -U postgres -E UTF8 >"$DIR/logs/initdb.log" 2>&1 ||
+  { cat "$DIR/logs/initdb.log" >&2; echo "cluster: initdb failed (as root, PostgreSQL runs as postgres: every folder above $DIR must be open to it)" >&2; exit 1; }
 "${as_pg[@]}" "$PG_BIN/postgres" -D "$DIR/pg/data" -p "$PG_PORT" -k "$DIR/pg" \
   -c listen_addresses=127.0.0.1 -c max_connections=200 >"$DIR/logs/postgres.log" 2>&1 &
 pids+=($!)

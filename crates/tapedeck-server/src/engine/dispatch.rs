@@ -4,7 +4,7 @@
 //! budget, then runs it as if admitted at once. Its lease is renewed with
 //! every heartbeat; a lapsed one is queued again (`Node::spawn`). Nodes
 //! are woken by a signal (`tapedeck_jobs`) when a job is queued or one
-//! ends, and look again every half second anyway.
+//! ends (NOTIFY), and look again every 2 s anyway.
 //!
 //! A server alone keeps its queue in memory (`source::admission::Gate`).
 
@@ -112,7 +112,7 @@ pub fn spawn(sup: Supervisor, node: Arc<Node>) {
     tokio::spawn(async move {
         loop {
             while !node.draining() && claim_one(&sup, &node).await {}
-            let _ = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), wake.notified()).await;
         }
     });
 }

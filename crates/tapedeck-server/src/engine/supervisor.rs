@@ -341,9 +341,10 @@ impl Supervisor {
             }
             .await;
             services.sources.unregister(id);
-            if services.config.cluster.enabled && rec_queues {
-                // Its job, if it came from the cluster's queue, is done.
-                if let Err(e) = services.repo.finish_job(&id.to_string()).await {
+            if services.config.cluster.enabled {
+                // Its job, if it came from the cluster's queue, is done;
+                // either way its room is free for a queued one.
+                if rec_queues && let Err(e) = services.repo.finish_job(&id.to_string()).await {
                     tracing::warn!(error = %e, %id, "a finished job stays in the queue");
                 }
                 crate::engine::dispatch::wake_all(&services).await;
