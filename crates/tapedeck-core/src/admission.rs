@@ -71,6 +71,16 @@ fn estimate_as(spec: &SourceSpec, v: &VideoSettings, busy: bool) -> MilliCores {
     cost.ceil().min(f64::from(u32::MAX)) as MilliCores
 }
 
+/// The estimated cost of composing a call's grid after stop (a batch
+/// job: it takes what it is given and finishes sooner with more): each
+/// participant's video decoded, and the grid encoded at the recording's
+/// size and rate. Rough, like the others, and capped at one core.
+pub fn estimate_grid(v: &VideoSettings, videos: usize) -> MilliCores {
+    let mpx = f64::from(v.width) * f64::from(v.height) / 1e6;
+    let cost = 300.0 + 60.0 * videos as f64 + mpx * f64::from(v.fps) * 12.0;
+    cost.min(1000.0).ceil() as MilliCores
+}
+
 /// Whether a recording of this source waits for capacity (batch) rather
 /// than being refused (live).
 pub fn queues(spec: &SourceSpec) -> bool {

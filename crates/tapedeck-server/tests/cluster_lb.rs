@@ -835,3 +835,107 @@ async fn a_call_across_nodes_is_recorded() {
         }
     }
 }
+
+/// A call's grid is composed by a node with room: the room's node has none
+/// left (its budget is taken by the call's recording), so another claims
+/// the grid job from the shared queue, fetches the tracks from the bucket
+/// and puts the grid back, and the recording completes with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_grid_is_composed_where_there_is_room() {
+    use support::rooms::make_clips;
+    let c = Cluster::start(3, |i| {
+        if i == 2 {
+            vec![("TAPEDECK_LIMITS__CPU_BUDGET_CORES".into(), "0.01".into())]
+        } else {
+            vec![]
+        }
+    });
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+    let (code, room) = call(
+        &c.node("n3").base,
+        &ann,
+        "POST",
+        "/v1/rooms",
+        Some(json!({"name": "grid"})),
+    )
+    .await;
+    assert_eq!((code, room["node"].as_str()), (201, Some("n3")), "{room}");
+    let room = room["id"].as_str().unwrap().to_string();
+    let mut tokens = vec![];
+    for name in ["Pub 1", "Pub 2"] {
+        let (code, v) = call(
+            &c.lb,
+            &ann,
+            "POST",
+            &format!("/v1/rooms/{room}/invites"),
+            Some(json!({"name": name})),
+        )
+        .await;
+        assert_eq!(code, 201, "{v}");
+        tokens.push(v["token"].as_str().unwrap().to_string());
+    }
+    let (code, rec) = call(
+        &c.lb,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(json!({"source": {"kind": "room", "room": room, "layout": "grid"}, "preset": "low", "format": "mp4"})),
+    )
+    .await;
+    assert_eq!((code, rec["node"].as_str()), (201, Some("n3")), "{rec}");
+    let id = rec["id"].as_str().unwrap().to_string();
+    let (video, audio) = (
+        c.dir.path().join("clip.ivf"),
+        c.dir.path().join("clip.opus"),
+    );
+    make_clips(&video, &audio);
+    let sent = tapedeck_testkit::loadgen::publish(&tapedeck_testkit::loadgen::Load {
+        whip: format!("{}/v1/rooms/{room}/whip", c.lb),
+        tokens,
+        video,
+        audio,
+        seconds: 4,
+        stagger_ms: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent["connected"], 2, "{sent}");
+    let (code, _) = call(
+        &c.lb,
+        &ann,
+        "POST",
+        &format!("/v1/recordings/{id}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let done = wait_for(&c.lb, &ann, &id, "completed").await;
+    assert!(done["note"].is_null(), "the grid was made: {done}");
+    let p = tapedeck_testkit::ffprobe(&download_at(&c.lb, &ann, &id, c.dir.path()).await);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height),
+        ("h264", 854, 480),
+        "{p:?}"
+    );
+    assert!(p.duration_s > 3.5, "{p:?}");
+    // Composed by n1 or n2, not by the room's node.
+    let ran = |base: String| async move {
+        let m = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find(|l| l.starts_with("tapedeck_cluster_jobs_run_total{kind=\"grid\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(ran(c.node("n3").base.clone()).await, 0);
+    assert_eq!(
+        ran(c.node("n1").base.clone()).await + ran(c.node("n2").base.clone()).await,
+        1
+    );
+}

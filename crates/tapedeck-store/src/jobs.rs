@@ -61,7 +61,7 @@ macro_rules! claim_sql {
         concat!(
             "WITH next AS (
                 SELECT j.id FROM jobs j LEFT JOIN queue_users u ON u.owner = j.owner
-                WHERE j.state = 'queued' AND j.cost <= $1
+                WHERE j.state = 'queued' AND j.cost <= $1 AND (j.kind <> 'web' OR $4 = 1)
                 ORDER BY COALESCE(u.served_at, 0), j.seq, j.id
                 LIMIT 1 ",
             $lock,
@@ -112,6 +112,19 @@ impl Repo {
         now: i64,
         lease_until: i64,
     ) -> Result<Option<Job>, RepoError> {
+        self.claim_fitting(node, free, now, lease_until, true).await
+    }
+
+    /// [`Repo::claim`], of a web recording only when `web` (the node has a
+    /// browser free).
+    pub async fn claim_fitting(
+        &self,
+        node: &str,
+        free: i64,
+        now: i64,
+        lease_until: i64,
+        web: bool,
+    ) -> Result<Option<Job>, RepoError> {
         // PostgreSQL: rows another claimer has locked are skipped, not
         // waited for. SQLite writes one transaction at a time anyway.
         let sql = if self.backend() == "postgres" {
@@ -124,6 +137,7 @@ impl Repo {
             .bind(free)
             .bind(node.to_string())
             .bind(lease_until)
+            .bind(i64::from(web))
             .fetch_optional(&mut *tx)
             .await?;
         let job = row.as_ref().map(job_from).transpose()?;
@@ -187,6 +201,30 @@ impl Repo {
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// A held job failed for good: kept, out of the queue, with `why` in
+    /// place of its document, for whoever waits on it to read.
+    pub async fn fail_job(&self, id: &str, why: &str) -> Result<(), RepoError> {
+        sqlx::query(
+            "UPDATE jobs SET state = 'failed', doc = $2, node = NULL, lease_until = NULL WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(why.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// A job's state (`queued`, `running`, `failed`) and document; `None`
+    /// once it is done (or was never queued).
+    pub async fn job_state(&self, id: &str) -> Result<Option<(String, String)>, RepoError> {
+        let row = sqlx::query("SELECT state, doc FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| Ok((r.try_get("state")?, r.try_get("doc")?)))
+            .transpose()
     }
 
     /// Takes a job out of the queue if nobody claimed it yet (a recording

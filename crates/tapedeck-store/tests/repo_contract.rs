@@ -223,6 +223,32 @@ async fn jobs_contract(repo: &Repo) {
     assert!(repo.hand_back("a2", "n1").await.unwrap());
     assert!(!repo.hand_back("a2", "n1").await.unwrap());
     assert!(repo.finish_job("a1").await.unwrap());
+    // A node with no browser free claims no web recording.
+    assert_eq!(
+        repo.claim_fitting("n9", i64::MAX, 39, 9_000, false)
+            .await
+            .unwrap(),
+        None
+    );
+    // A failed job is kept, out of the queue, saying why.
+    repo.enqueue(&job("f1", 8, "fay", 500)).await.unwrap();
+    assert_eq!(
+        repo.job_state("f1").await.unwrap().map(|s| s.0),
+        Some("queued".to_string())
+    );
+    let f = repo
+        .claim("n9", i64::MAX, 40, 9_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.id, "f1", "fay was never served");
+    repo.fail_job("f1", "it broke").await.unwrap();
+    assert_eq!(
+        repo.job_state("f1").await.unwrap(),
+        Some(("failed".to_string(), "it broke".to_string()))
+    );
+    assert!(repo.finish_job("f1").await.unwrap());
+    assert_eq!(repo.job_state("f1").await.unwrap(), None);
     // A held job cannot be withdrawn; a queued one can, once.
     assert!(!repo.withdraw_job("b1").await.unwrap());
     repo.enqueue(&job("c1", 9, "cat", 500)).await.unwrap();

@@ -1,5 +1,5 @@
-//! A cluster's web recordings wait in the shared queue (`store::jobs`),
-//! not in one node's: each is a job with its estimated CPU cost, and each
+//! A cluster's web recordings, and calls' grids to compose after stop,
+//! wait in the shared queue (`store::jobs`), not in one node's: each is a job with its estimated CPU cost, and each
 //! node claims the next one in the fair order whose cost fits its free
 //! budget, then runs it as if admitted at once. Its lease is renewed with
 //! every heartbeat; a lapsed one is queued again (`Node::spawn`). Nodes
@@ -18,6 +18,7 @@ use tapedeck_store::jobs::Job;
 
 use crate::engine::cluster::Node;
 use crate::engine::services::Services;
+use crate::engine::source::room::grid;
 use crate::engine::supervisor::{Start, Supervisor};
 use crate::now_ms;
 
@@ -121,13 +122,20 @@ pub fn spawn(sup: Supervisor, node: Arc<Node>) {
 async fn claim_one(sup: &Supervisor, node: &Node) -> bool {
     let s = &sup.services;
     let gate = &s.sources.gate;
-    let Some(free) = gate.free_for_web() else {
+    let Some(free) = gate.free_for_work() else {
         return false;
     };
+    let browser_free = gate.free_for_web().is_some();
     let now = now_ms();
     let job = match s
         .repo
-        .claim(&node.id, i64::from(free), now, now + node.timeout_ms())
+        .claim_fitting(
+            &node.id,
+            i64::from(free),
+            now,
+            now + node.timeout_ms(),
+            browser_free,
+        )
         .await
     {
         Ok(Some(j)) => j,
@@ -137,6 +145,9 @@ async fn claim_one(sup: &Supervisor, node: &Node) -> bool {
             return false;
         }
     };
+    if job.kind == grid::JOB {
+        return start_grid(sup, node, job);
+    }
     let rec = match job.id.parse().ok() {
         Some(id) => s.repo.get(id).await.ok().flatten(),
         None => None,
@@ -159,6 +170,37 @@ async fn claim_one(sup: &Supervisor, node: &Node) -> bool {
         return false;
     }
     tracing::info!(id = %rec.id, node = %node.id, "claimed from the cluster's queue");
+    s.metrics.job_run(&job.kind);
     sup.spawn_driver(rec, Start::Open(admission));
+    true
+}
+
+/// Composes a claimed call's grid here, its cost reserved meanwhile; the
+/// job is done (removed) or failed (kept, saying why) for the room's node.
+fn start_grid(sup: &Supervisor, node: &Node, job: Job) -> bool {
+    let s = sup.services.clone();
+    let cost = u32::try_from(job.cost).unwrap_or(u32::MAX);
+    let Some(admission) = s.sources.gate.admit_work(cost) else {
+        let (repo, id, node) = (s.repo.clone(), job.id.clone(), node.id.clone());
+        tokio::spawn(async move { repo.hand_back(&id, &node).await });
+        return false;
+    };
+    tracing::info!(job = %job.id, node = %node.id, "composing a grid for the cluster");
+    s.metrics.job_run(grid::JOB);
+    tokio::spawn(async move {
+        let done = grid::run_job(&s, &job).await;
+        drop(admission);
+        let kept = match &done {
+            Ok(()) => s.repo.finish_job(&job.id).await.map(|_| ()),
+            Err(why) => {
+                tracing::warn!(job = %job.id, error = %why, "a grid job failed");
+                s.repo.fail_job(&job.id, why).await
+            }
+        };
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, job = %job.id, "a grid job's end was not saved");
+        }
+        wake_all(&s).await;
+    });
     true
 }

@@ -57,6 +57,7 @@ pub struct Metrics {
     cpu_use: Arc<CpuUse>,
     cluster_free: Gauge<f64, std::sync::atomic::AtomicU64>,
     cluster_nodes: Family<StateLabel, Gauge>,
+    jobs_run: Family<Kind, Counter>,
 }
 
 /// A node's state, alive or dead.
@@ -147,12 +148,19 @@ impl Metrics {
             "The cluster's nodes by state (alive, dead)",
             cluster_nodes.clone(),
         );
+        let jobs_run = Family::<Kind, Counter>::default();
+        r.register(
+            "cluster_jobs_run",
+            "Jobs of the cluster's queue this node claimed and ran, by kind (web, grid)",
+            jobs_run.clone(),
+        );
         Self {
             rtc,
             cpu,
             queued,
             cluster_free,
             cluster_nodes,
+            jobs_run,
             cpu_use: Arc::default(),
             registry: Arc::new(r),
             created,
@@ -187,6 +195,12 @@ impl Metrics {
     pub fn frames(&self, received: u64, dropped: u64) {
         self.frames_in.inc_by(received);
         self.frames_dropped.inc_by(dropped);
+    }
+    /// A job of the cluster's queue claimed and run here.
+    pub fn job_run(&self, kind: &str) {
+        self.jobs_run
+            .get_or_create(&Kind { kind: kind.into() })
+            .inc();
     }
     /// A webhook attempt's result.
     pub fn webhook(&self, result: &str) {

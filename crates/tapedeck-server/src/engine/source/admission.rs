@@ -186,6 +186,30 @@ impl Gate {
         self.total.checked_sub(taken).filter(|f| *f > 0)
     }
 
+    /// The budget a batch job claimed from a cluster's queue may cost now
+    /// (all of it while nothing is reserved), `None` when nothing is left.
+    pub fn free_for_work(&self) -> Option<MilliCores> {
+        let st = self.lock();
+        let taken = st.budget.reserved() + st.borrowed;
+        if taken == 0 {
+            return Some(MilliCores::MAX);
+        }
+        self.total.checked_sub(taken).filter(|f| *f > 0)
+    }
+
+    /// Reserves `cost` for a batch job (a call's grid) this node claimed,
+    /// if it still fits; given back when the admission drops.
+    pub fn admit_work(self: &Arc<Self>, cost: MilliCores) -> Option<Admission> {
+        let reserved = self.lock().budget.try_reserve(cost)?;
+        Some(Admission {
+            id: None,
+            reserved,
+            web: false,
+            borrowed: false,
+            gate: Some(self.clone()),
+        })
+    }
+
     /// Admits a web recording this node claimed from a cluster's queue, if
     /// it still fits (something may have taken the room since).
     pub fn admit_claimed(self: &Arc<Self>, rec: &Recording) -> Option<Admission> {

@@ -42,7 +42,7 @@ use tapedeck_media::sink::passthrough::{
 use tokio::sync::{mpsc, oneshot};
 
 pub mod access;
-mod grid;
+pub(crate) mod grid;
 mod kind;
 mod placement;
 mod recover;
@@ -71,6 +71,8 @@ struct Output {
     /// Set for `layout: grid`.
     grid: Option<grid::GridSpec>,
     meter: Arc<Meter>,
+    /// The recording as it began (its id, owner, size and keys).
+    rec: tapedeck_core::recording::Recording,
 }
 
 impl Output {
@@ -101,6 +103,7 @@ impl Output {
             services,
             grid,
             meter,
+            rec: rec.clone(),
         }
     }
 
@@ -133,7 +136,16 @@ impl Output {
             ));
         }
         if let Some(spec) = self.grid.as_ref().filter(|_| has_video) {
-            match grid::compose(&self.services, spec, &take.tracks, &self.work, &self.meter).await {
+            match grid::compose_anywhere(
+                &self.services,
+                &self.rec,
+                spec,
+                &take.tracks,
+                &self.work,
+                &self.meter,
+            )
+            .await
+            {
                 Ok(out) => {
                     take.output = out;
                     return Ok(take);
