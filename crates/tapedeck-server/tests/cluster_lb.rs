@@ -939,3 +939,72 @@ async fn a_calls_grid_is_composed_where_there_is_room() {
         1
     );
 }
+
+/// An upload's transcode is done by a node with room: the upload's node has
+/// none left (the upload takes its whole budget), so another claims the
+/// transcode job, and the recording completes transcoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploads_transcode_runs_where_there_is_room() {
+    use base64::Engine;
+    let c = Cluster::start(3, |i| {
+        if i == 1 {
+            vec![("TAPEDECK_LIMITS__CPU_BUDGET_CORES".into(), "0.01".into())]
+        } else {
+            vec![]
+        }
+    });
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+    let bytes = std::fs::read(live_webm(c.dir.path(), 2)).unwrap();
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let r = tus_request(
+        &c.node("n2").base,
+        &ann,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!("format {},preset {}", b64("mp4"), b64("low")),
+            ),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let id = header(&r, "location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let done = wait_for(&c.lb, &ann, &id, "completed").await;
+    assert_eq!(done["node"], "n2", "{done}");
+    assert_eq!(done["source"]["transcode"], true, "{done}");
+    let p = tapedeck_testkit::ffprobe(&download_at(&c.lb, &ann, &id, c.dir.path()).await);
+    assert_eq!(
+        (p.codec.as_str(), p.width, p.height),
+        ("h264", 854, 480),
+        "{p:?}"
+    );
+    assert!((p.duration_s - 2.0).abs() < 0.15, "{p:?}");
+    let ran = |base: String| async move {
+        let m = reqwest::get(format!("{base}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.lines()
+            .find(|l| l.starts_with("tapedeck_cluster_jobs_run_total{kind=\"transcode\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(ran(c.node("n2").base.clone()).await, 0);
+    assert_eq!(
+        ran(c.node("n1").base.clone()).await + ran(c.node("n3").base.clone()).await,
+        1
+    );
+}

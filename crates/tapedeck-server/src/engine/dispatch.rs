@@ -1,5 +1,6 @@
-//! A cluster's web recordings, and calls' grids to compose after stop,
-//! wait in the shared queue (`store::jobs`), not in one node's: each is a job with its estimated CPU cost, and each
+//! A cluster's web recordings, and the post-processing handed to it
+//! (`engine::offload`: calls' grids, uploads' transcodes), wait in the
+//! shared queue (`store::jobs`), not in one node's: each is a job with its estimated CPU cost, and each
 //! node claims the next one in the fair order whose cost fits its free
 //! budget, then runs it as if admitted at once. Its lease is renewed with
 //! every heartbeat; a lapsed one is queued again (`Node::spawn`). Nodes
@@ -18,7 +19,6 @@ use tapedeck_store::jobs::Job;
 
 use crate::engine::cluster::Node;
 use crate::engine::services::Services;
-use crate::engine::source::room::grid;
 use crate::engine::supervisor::{Start, Supervisor};
 use crate::now_ms;
 
@@ -145,8 +145,8 @@ async fn claim_one(sup: &Supervisor, node: &Node) -> bool {
             return false;
         }
     };
-    if job.kind == grid::JOB {
-        return start_grid(sup, node, job);
+    if job.kind != "web" {
+        return start_offloaded(sup, node, job);
     }
     let rec = match job.id.parse().ok() {
         Some(id) => s.repo.get(id).await.ok().flatten(),
@@ -175,9 +175,10 @@ async fn claim_one(sup: &Supervisor, node: &Node) -> bool {
     true
 }
 
-/// Composes a claimed call's grid here, its cost reserved meanwhile; the
-/// job is done (removed) or failed (kept, saying why) for the room's node.
-fn start_grid(sup: &Supervisor, node: &Node, job: Job) -> bool {
+/// Runs a claimed piece of post-processing here (`engine::offload`), its
+/// cost reserved meanwhile; the job is done (removed) or failed (kept,
+/// saying why) for the node that waits on it.
+fn start_offloaded(sup: &Supervisor, node: &Node, job: Job) -> bool {
     let s = sup.services.clone();
     let cost = u32::try_from(job.cost).unwrap_or(u32::MAX);
     let Some(admission) = s.sources.gate.admit_work(cost) else {
@@ -185,20 +186,20 @@ fn start_grid(sup: &Supervisor, node: &Node, job: Job) -> bool {
         tokio::spawn(async move { repo.hand_back(&id, &node).await });
         return false;
     };
-    tracing::info!(job = %job.id, node = %node.id, "composing a grid for the cluster");
-    s.metrics.job_run(grid::JOB);
+    tracing::info!(job = %job.id, node = %node.id, "running a job for the cluster");
+    s.metrics.job_run(&job.kind);
     tokio::spawn(async move {
-        let done = grid::run_job(&s, &job).await;
+        let done = crate::engine::offload::run_claimed(&s, &job).await;
         drop(admission);
         let kept = match &done {
             Ok(()) => s.repo.finish_job(&job.id).await.map(|_| ()),
             Err(why) => {
-                tracing::warn!(job = %job.id, error = %why, "a grid job failed");
+                tracing::warn!(job = %job.id, error = %why, "a job failed");
                 s.repo.fail_job(&job.id, why).await
             }
         };
         if let Err(e) = kept {
-            tracing::warn!(error = %e, job = %job.id, "a grid job's end was not saved");
+            tracing::warn!(error = %e, job = %job.id, "a job's end was not saved");
         }
         wake_all(&s).await;
     });

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod driver;
 pub mod events;
 pub mod metrics;
+pub mod offload;
 pub mod principal;
 pub mod processing;
 pub mod recovery;

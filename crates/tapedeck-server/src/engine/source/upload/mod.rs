@@ -129,6 +129,8 @@ pub struct UploadSource {
     services: Arc<Services>,
     /// The transcode asked for (`format`/`preset` in the metadata).
     encode: Option<EncodeSpec>,
+    /// The recording as it began (a transcode handed to the cluster names it).
+    rec: Recording,
 }
 
 /// The transcode `rec` asks for, if any.
@@ -200,6 +202,7 @@ impl UploadSource {
             work,
             encode: encode_of(&ctx.services, &ctx.rec),
             services: ctx.services,
+            rec: ctx.rec,
         })
     }
 
@@ -216,6 +219,7 @@ impl UploadSource {
             work: services.work_dir(rec.id),
             spec,
             encode: encode_of(&services, rec),
+            rec: rec.clone(),
         })
     }
 }
@@ -277,7 +281,7 @@ impl Source for UploadSource {
             self.bucket_watch.abort();
             // A chunk being written finishes first.
             let spec = self.ep.state.lock().await.spec.clone();
-            finish(&self.services, &self.work, spec, self.encode).await
+            finish(&self.services, &self.rec, &self.work, spec, self.encode).await
         })
     }
 
@@ -308,6 +312,7 @@ struct Finish {
     work: PathBuf,
     spec: Spec,
     encode: Option<EncodeSpec>,
+    rec: Recording,
 }
 
 impl Source for Finish {
@@ -316,7 +321,16 @@ impl Source for Finish {
     }
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
-        Box::pin(async move { finish(&self.services, &self.work, self.spec, self.encode).await })
+        Box::pin(async move {
+            finish(
+                &self.services,
+                &self.rec,
+                &self.work,
+                self.spec,
+                self.encode,
+            )
+            .await
+        })
     }
 
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
@@ -329,6 +343,7 @@ impl Source for Finish {
 /// with the bytes received: their length and SHA-256.
 async fn finish(
     services: &Services,
+    rec: &Recording,
     work: &Path,
     mut spec: Spec,
     encode: Option<EncodeSpec>,
@@ -433,7 +448,7 @@ async fn finish(
         ));
     }
     if let Some(e) = encode {
-        take.output = transcode(services, &take.output, work, &e).await?;
+        take.output = transcode_anywhere(services, rec, &take.output, work, &e).await?;
         take.format = Some(e.format);
     }
     Ok(take)
@@ -480,6 +495,63 @@ fn media_failure(services: &Services, e: ffmpeg::FfmpegError, what: &str) -> Fai
         }
         e => Failure::internal(format!("{what}: {e}")),
     }
+}
+
+/// [`transcode`] here on a server alone; in a cluster, on whichever node's
+/// free budget fits it (`engine::offload`), the file going through the
+/// bucket both ways.
+async fn transcode_anywhere(
+    services: &Services,
+    rec: &Recording,
+    input: &Path,
+    work: &Path,
+    spec: &EncodeSpec,
+) -> Result<PathBuf, Failure> {
+    if !services.config.cluster.enabled {
+        return transcode(services, input, work, spec).await;
+    }
+    let in_ext = input
+        .extension()
+        .and_then(|e| e.to_str())
+        .filter(|e| e.chars().all(|c| c.is_ascii_alphanumeric()))
+        .unwrap_or("bin");
+    let out = work.join(format!("transcoded.{}", spec.format.extension()));
+    let w = crate::engine::offload::Work {
+        kind: "transcode",
+        rec,
+        // A whole file encoded at the recording's size and rate, as fast
+        // as it goes: like a camera at the output's rate.
+        cost: tapedeck_core::admission::estimate(
+            &SourceSpec::Frames { input_fps: None },
+            &rec.video,
+        ),
+        inputs: vec![crate::engine::offload::Input {
+            key: format!("recordings/{}/transcode-in.{in_ext}", rec.id),
+            local: input.to_path_buf(),
+            temporary: true,
+        }],
+        doc: serde_json::Value::Null,
+        ext: spec.format.extension(),
+    };
+    crate::engine::offload::run_anywhere(services, w, &out)
+        .await
+        .map_err(|why| Failure::new(Code::EncoderFailed, format!("the transcode failed: {why}")))?;
+    Ok(out)
+}
+
+/// A claimed transcode job: `inputs[0]` transcoded as `rec` asks, in
+/// `dir`; the file.
+pub(crate) async fn transcode_claimed(
+    services: &Services,
+    rec: &Recording,
+    inputs: &[PathBuf],
+    dir: &Path,
+) -> Result<PathBuf, String> {
+    let spec = encode_of(services, rec).ok_or("the recording asks for no transcode")?;
+    let input = inputs.first().ok_or("no file to transcode")?;
+    transcode(services, input, dir, &spec)
+        .await
+        .map_err(|f| f.message)
 }
 
 /// Transcodes `input` to `spec` (its format, size, rate and quality).
