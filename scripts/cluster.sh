@@ -37,10 +37,14 @@ if [ ! -x "$BIN" ]; then
   echo "cluster: building the release binary"
   cargo build --release --locked
 fi
+BIN=$(realpath "$BIN")
+DIR=$(realpath -m "$DIR")
 
 pids=()
 stop() {
   echo; echo "cluster: stopping"
+  # Nodes started again by hand too (their PIDs are in the files).
+  for f in "$DIR"/n*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
 }
@@ -67,17 +71,25 @@ pids+=($!)
 servers=""
 for i in $(seq "$NODES"); do
   port=$((NODE_PORT + i - 1))
-  TAPEDECK_DATABASE__URL=$DB \
-  TAPEDECK_STORAGE__KIND=s3 TAPEDECK_STORAGE__BUCKET=media \
-  TAPEDECK_STORAGE__ENDPOINT="http://127.0.0.1:$S3_PORT" \
-  TAPEDECK_STORAGE__ACCESS_KEY=cluster TAPEDECK_STORAGE__SECRET_KEY=cluster-secret \
-  TAPEDECK_CLUSTER__ENABLED=true TAPEDECK_CLUSTER__NODE_ID="n$i" \
-  TAPEDECK_CLUSTER__INTERNAL_URL="http://127.0.0.1:$port" \
-  TAPEDECK_SERVER__PUBLIC_URL="http://127.0.0.1:$LB_PORT" \
-  TAPEDECK_RTC__PUBLIC_IP=127.0.0.1 TAPEDECK_RTC__UDP_PORT=$((UDP_PORT + i - 1)) \
-    "$BIN" serve --data-dir "$DIR/n$i" --listen "127.0.0.1:$port" >"$DIR/logs/n$i.log" 2>&1 &
-  pids+=($!)
-  echo $! >"$DIR/n$i.pid"
+  # A script per node, so a node stopped by hand starts again the same way.
+  cat >"$DIR/start-n$i.sh" <<NODE
+#!/usr/bin/env bash
+# Starts node n$i of this cluster (its log appended to $DIR/logs/n$i.log).
+export TAPEDECK_DATABASE__URL=$DB
+export TAPEDECK_STORAGE__KIND=s3 TAPEDECK_STORAGE__BUCKET=media
+export TAPEDECK_STORAGE__ENDPOINT=http://127.0.0.1:$S3_PORT
+export TAPEDECK_STORAGE__ACCESS_KEY=cluster TAPEDECK_STORAGE__SECRET_KEY=cluster-secret
+export TAPEDECK_CLUSTER__ENABLED=true TAPEDECK_CLUSTER__NODE_ID=n$i
+export TAPEDECK_CLUSTER__INTERNAL_URL=http://127.0.0.1:$port
+export TAPEDECK_CLUSTER__DRAIN_S=\${TAPEDECK_CLUSTER__DRAIN_S:-10}
+export TAPEDECK_SERVER__PUBLIC_URL=http://127.0.0.1:$LB_PORT
+export TAPEDECK_RTC__PUBLIC_IP=127.0.0.1 TAPEDECK_RTC__UDP_PORT=$((UDP_PORT + i - 1))
+"$BIN" serve --data-dir "$DIR/n$i" --listen 127.0.0.1:$port >>"$DIR/logs/n$i.log" 2>&1 &
+echo \$! >"$DIR/n$i.pid"
+NODE
+  chmod +x "$DIR/start-n$i.sh"
+  "$DIR/start-n$i.sh"
+  pids+=("$(cat "$DIR/n$i.pid")")
   servers+="  server n$i 127.0.0.1:$port check inter 1s fall 2 rise 1"$'\n'
 done
 
@@ -116,7 +128,8 @@ cluster: $NODES nodes behind HAProxy at http://127.0.0.1:$LB_PORT (logs in $DIR/
   admin key:  $KEY
   the nodes:  curl -H "Authorization: Bearer $KEY" http://127.0.0.1:$LB_PORT/v1/admin/nodes
   a key:      TAPEDECK_DATABASE__URL=$DB $BIN keys create --user ann
-  stop one:   kill -TERM <pid> (it drains), or kill -9 (it dies)
+  stop one:   kill -TERM \$(cat $DIR/n1.pid) (it drains), or kill -9 (it dies)
+  start it:   $DIR/start-n1.sh
 Ctrl-C stops everything.
 EOF
 wait

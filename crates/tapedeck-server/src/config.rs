@@ -634,14 +634,18 @@ impl Config {
             && c.node_id
                 .chars()
                 .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
-        if !id_ok {
-            return bad(
-                "cluster.node_id must be set, unique in the cluster: 1-64 letters, digits, '-' or '_'",
-            );
+        if c.node_id.is_empty() {
+            return bad("cluster.node_id must be set: this node's name, unique in the cluster");
         }
-        if !(c.internal_url.starts_with("http://") || c.internal_url.starts_with("https://")) {
+        if !id_ok {
+            return bad(&format!(
+                "cluster.node_id `{}` is not a name: 1-64 letters, digits, '-' or '_'",
+                c.node_id
+            ));
+        }
+        if !c.internal_url.starts_with("http://") {
             return bad(
-                "cluster.internal_url must be the http(s) URL the other nodes reach this one at",
+                "cluster.internal_url must be the http:// URL the other nodes reach this one at (on a private network)",
             );
         }
         if c.heartbeat_s == 0 || c.node_timeout_s <= c.heartbeat_s {

@@ -252,6 +252,9 @@ impl Node {
         }
         let mut info = self.current(supervisor);
         info.heartbeat_at = 0;
+        // What it still held is recovered when it starts again, not live.
+        info.live_sessions = 0;
+        info.jobs_held = 0;
         if let Err(e) = supervisor
             .services
             .repo

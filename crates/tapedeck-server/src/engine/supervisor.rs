@@ -402,6 +402,9 @@ impl Supervisor {
                     .await?
                     .ok_or_else(crate::engine::dispatch::moving)
             }
+            // Held by another node (claimed from the queue that instant,
+            // or a request not forwarded): that node acts on it.
+            None if held_elsewhere(&self.services, &rec) => Err(crate::engine::dispatch::moving()),
             // No driver: the recording is final.
             None => Err(match rec.status.apply(action) {
                 Err(e) => e.into(),
@@ -432,6 +435,18 @@ impl Supervisor {
 
     /// Deletes a recording's media, thumbnails, work files and row.
     pub async fn delete(&self, rec: &Recording) -> Result<(), Problem> {
+        // A live recording another node holds is that node's to end first
+        // (its driver and spool are there).
+        if self.handle(rec.id).is_none() && held_elsewhere(&self.services, rec) {
+            return Err(Problem::new(
+                Code::InvalidTransition,
+                format!(
+                    "the recording is {} on node {}; stop or cancel it first",
+                    rec.status.as_str(),
+                    rec.node.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
         if let Some(h) = self.handle(rec.id) {
             if rec.status != Status::Pending {
                 return Err(Problem::new(
@@ -448,4 +463,14 @@ impl Supervisor {
         }
         crate::engine::retention::delete_recording(&self.services, rec).await
     }
+}
+
+/// Whether `rec` is live on another node of the cluster.
+fn held_elsewhere(s: &Services, rec: &Recording) -> bool {
+    s.config.cluster.enabled
+        && !rec.status.is_terminal()
+        && rec
+            .node
+            .as_deref()
+            .is_some_and(|n| n != s.config.cluster.node_id)
 }

@@ -62,8 +62,14 @@ pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Respo
         place(&s, req, next).await
     } else {
         match holder(&s, req.uri().path()).await {
-            Some(node) => pass(&s, &node, req).await,
-            None => next.run(req).await,
+            Held::There(node) => pass(&s, &node, req).await,
+            // A node that stopped holds its sessions until it starts again
+            // (and recovers them): only reading the recording is answered
+            // here; anything else is to be tried again, not refused for good.
+            Held::Stopped(node) if req.method() != Method::GET || is_upgrade(&req) => {
+                stopped_node(&node)
+            }
+            Held::Stopped(_) | Held::Here => next.run(req).await,
         }
     };
     if !r.headers().contains_key(NODE)
@@ -115,41 +121,80 @@ enum Session {
     Room(RoomId),
 }
 
+/// Segments are read as the router reads them, percent-decoded: an id
+/// spelt `%72ec_...` names the same recording as `rec_...`.
 fn session_of(path: &str) -> Option<Session> {
-    let mut parts = path.trim_start_matches('/').split('/');
-    if parts.next() != Some("v1") {
+    let mut parts = path.trim_start_matches('/').split('/').map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8()
+            .map(|d| d.into_owned())
+            .unwrap_or_default()
+    });
+    if parts.next().as_deref() != Some("v1") {
         return None;
     }
-    match (parts.next(), parts.next()) {
+    match (parts.next().as_deref(), parts.next()) {
         (Some("recordings" | "uploads"), Some(id)) => id.parse().ok().map(Session::Recording),
         (Some("rooms"), Some(id)) => id.parse().ok().map(Session::Room),
         _ => None,
     }
 }
 
-/// The other live node holding the session `path` names, if any. A node
-/// that stopped heartbeating holds nothing: the request is answered here.
-async fn holder(s: &AppState, path: &str) -> Option<NodeInfo> {
-    let held_by = match session_of(path)? {
+/// Who holds the session a path names.
+enum Held {
+    /// Nobody else: this node, none (ended, queued), or no such session.
+    Here,
+    /// Another node, alive.
+    There(NodeInfo),
+    /// Another node, which stopped heartbeating (its id).
+    Stopped(String),
+}
+
+/// Who holds the session `path` names.
+async fn holder(s: &AppState, path: &str) -> Held {
+    let Some(held_by) = held_by(s, path).await else {
+        return Held::Here;
+    };
+    if held_by == s.node.id {
+        return Held::Here;
+    }
+    match live_node(s, &held_by).await {
+        Some(n) => Held::There(n),
+        None => Held::Stopped(held_by),
+    }
+}
+
+/// The node the recording or room `path` names says holds it, while it is
+/// live.
+async fn held_by(s: &AppState, path: &str) -> Option<String> {
+    match session_of(path)? {
         Session::Recording(id) => {
             let rec = s.repo.get(id).await.ok()??;
-            if rec.status.is_terminal() {
-                return None;
-            }
-            rec.node?
+            (!rec.status.is_terminal()).then_some(rec.node).flatten()
         }
         Session::Room(id) => {
             let room = s.repo.room(id).await.ok()??;
-            if room.closed_at.is_some() {
-                return None;
-            }
-            room.node?
+            room.closed_at.is_none().then_some(room.node).flatten()
         }
-    };
-    if held_by == s.node.id {
-        return None;
     }
-    live_node(s, &held_by).await
+}
+
+fn is_upgrade(req: &Request) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+}
+
+/// 503 `node_unreachable` for a session whose node stopped.
+fn stopped_node(node: &str) -> Response {
+    let mut r = ApiError::new(
+        Code::NodeUnreachable,
+        format!(
+            "node {node} holds this session and has stopped; it takes it up again when it starts (try again later)"
+        ),
+    )
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 async fn live_node(s: &AppState, id: &str) -> Option<NodeInfo> {
@@ -264,7 +309,7 @@ async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
         tracing::error!(node = %node.id, url = %node.internal_url, "a node's internal_url is not an http:// URL");
         return unreachable_node(node);
     };
-    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let upgrade = is_upgrade(&req);
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
@@ -363,6 +408,9 @@ mod tests {
         assert!(session_of("/v1/events").is_none());
         assert!(session_of("/v1/rooms/nope/call").is_none());
         assert!(session_of(&format!("/v2/recordings/{id}")).is_none());
+        // Spelt with escapes, as the router decodes it.
+        let escaped = format!("/v1/recordings/%72{}", &id.to_string()[1..]);
+        assert!(matches!(session_of(&escaped), Some(Session::Recording(r)) if r == id));
     }
 
     #[test]
