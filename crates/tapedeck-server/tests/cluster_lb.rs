@@ -450,8 +450,9 @@ async fn web_recordings_of_three_users_share_the_cluster_fairly() {
 
     // Ten each, ann's all first, through the load balancer.
     let mut ids: Vec<(usize, String)> = vec![];
+    // Ten each that complete, and one of cat's more to cancel.
     for (u, (_, tok)) in users.iter().enumerate() {
-        for _ in 0..10 {
+        for _ in 0..(if u == 2 { 11 } else { 10 }) {
             let (code, r) = call(&c.lb, tok, "POST", "/v1/recordings", Some(body.clone())).await;
             assert_eq!((code, r["status"].as_str()), (201, Some("pending")), "{r}");
             ids.push((u, r["id"].as_str().unwrap().to_string()));
@@ -514,8 +515,7 @@ async fn web_recordings_of_three_users_share_the_cluster_fairly() {
             tapedeck_testkit::ffprobe(&download_at(&c.lb, &users[*u].1, id, c.dir.path()).await);
         assert_eq!((p.width, p.height, p.frames), (854, 480, 12), "{id}: {p:?}");
     }
-    // Fair: no user's first finished after another's last (tenth, or
-    // cat's ninth).
+    // Fair: no user's first finished after another's tenth.
     let finished = |u: usize| -> Vec<String> {
         let mut t: Vec<String> = done
             .iter()
@@ -660,6 +660,57 @@ async fn a_rolling_restart_loses_nothing() {
     };
     patch(0, third).await;
 
+    // A call held by n1, a WHIP publisher in it through the load balancer,
+    // recorded.
+    let (code, room) = call(
+        &c.node("n1").base,
+        &ann,
+        "POST",
+        "/v1/rooms",
+        Some(json!({"name": "rolling"})),
+    )
+    .await;
+    assert_eq!((code, room["node"].as_str()), (201, Some("n1")), "{room}");
+    let room = room["id"].as_str().unwrap().to_string();
+    let (code, inv) = call(
+        &lb,
+        &ann,
+        "POST",
+        &format!("/v1/rooms/{room}/invites"),
+        Some(json!({"name": "Pub"})),
+    )
+    .await;
+    assert_eq!(code, 201, "{inv}");
+    let (code, call_rec) = call(
+        &lb,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(json!({"source": {"kind": "room", "room": room}})),
+    )
+    .await;
+    assert_eq!(
+        (code, call_rec["node"].as_str()),
+        (201, Some("n1")),
+        "{call_rec}"
+    );
+    let call_rec = call_rec["id"].as_str().unwrap().to_string();
+    let (video, audio) = (
+        c.dir.path().join("clip.ivf"),
+        c.dir.path().join("clip.opus"),
+    );
+    support::rooms::make_clips(&video, &audio);
+    let load = tapedeck_testkit::loadgen::Load {
+        whip: format!("{lb}/v1/rooms/{room}/whip"),
+        tokens: vec![inv["token"].as_str().unwrap().to_string()],
+        video,
+        audio,
+        seconds: 8,
+        stagger_ms: 0,
+    };
+    let publisher = tokio::spawn(async move { tapedeck_testkit::loadgen::publish(&load).await });
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+
     for i in 0..3 {
         let id = c.nodes[i].id.clone();
         c.nodes[i].terminate_started();
@@ -734,6 +785,32 @@ async fn a_rolling_restart_loses_nothing() {
         let r = wait_for(&lb, &ann, id, "completed").await;
         let p = tapedeck_testkit::ffprobe(&download_at(&lb, &ann, id, c.dir.path()).await);
         assert_eq!(p.frames, 12, "{id}: {p:?} {r}");
+    }
+    // The call: its recording finished from its track files when n1 came
+    // back, every track decoding cleanly.
+    let sent = publisher.await.unwrap().unwrap();
+    assert_eq!(sent["connected"], 1, "{sent}");
+    let done = wait_for(&lb, &ann, &call_rec, "completed").await;
+    let tracks = done["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 2, "{done}");
+    for t in tracks {
+        let r = reqwest::Client::new()
+            .get(format!(
+                "{lb}/v1/recordings/{call_rec}/tracks/{}/media",
+                t["id"].as_str().unwrap()
+            ))
+            .bearer_auth(&ann)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{t}");
+        let file = c
+            .dir
+            .path()
+            .join(format!("rolling-{}", t["id"].as_str().unwrap()));
+        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        assert_eq!(support::rooms::decode_errors(&file), "", "{t}");
+        assert!(support::rooms::duration_s(&file) > 2.0, "{t}");
     }
     let uid = path.rsplit('/').next().unwrap();
     let done = wait_for(&lb, &ann, uid, "completed").await;
