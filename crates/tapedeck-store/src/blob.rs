@@ -501,10 +501,19 @@ impl Blobs {
     /// Checks the store accepts writes and reads (readiness).
     pub async fn check(&self) -> Result<(), BlobError> {
         // Under the prefix recordings are stored at: a writable root with a
-        // read-only `recordings/` would otherwise pass.
-        let key = "recordings/_readyz";
-        self.put_bytes(key, b"ok".to_vec()).await?;
-        self.size(key).await?;
-        self.delete(key).await
+        // read-only `recordings/` would otherwise pass. A key of this check's
+        // own: the nodes of a cluster check one bucket at once, and one's
+        // delete must not fail another's read.
+        static CHECKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let n = CHECKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = format!("recordings/_readyz-{}-{nanos}-{n}", std::process::id());
+        self.put_bytes(&key, b"ok".to_vec()).await?;
+        let read = self.size(&key).await;
+        let deleted = self.delete(&key).await;
+        read?;
+        deleted
     }
 }

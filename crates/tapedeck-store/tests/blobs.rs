@@ -193,3 +193,33 @@ async fn presigned_get_is_signed(blobs: &Blobs, param: &str) {
     let bad = format!("{}{}{}", &u[..at], flipped, &u[at + 1..]);
     assert_eq!(reqwest::get(bad).await.unwrap().status(), 403);
 }
+
+/// The readiness check of several nodes on one bucket at once: each has a
+/// key of its own, so none fails another's (one shared key did: a delete
+/// between another's write and read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checks_at_once_on_one_bucket_all_pass() {
+    let s3 = tapedeck_testkit::s3();
+    let cfg = BlobConfig::S3 {
+        bucket: s3.bucket.clone(),
+        endpoint: Some(s3.endpoint.clone()),
+        region: "us-east-1".into(),
+        access_key: s3.access_key.clone(),
+        secret_key: s3.secret_key.clone(),
+    };
+    let nodes: Vec<Blobs> = (0..3).map(|_| Blobs::open(&cfg).unwrap()).collect();
+    let mut checks = vec![];
+    for round in 0..20 {
+        for b in &nodes {
+            let b = b.clone();
+            checks.push(tokio::spawn(async move {
+                b.check().await.map_err(|e| format!("{round}: {e}"))
+            }));
+        }
+    }
+    for c in checks {
+        c.await.unwrap().unwrap();
+    }
+    // Nothing left behind.
+    assert!(nodes[0].list("recordings/").await.unwrap().is_empty());
+}
