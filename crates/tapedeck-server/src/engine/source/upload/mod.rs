@@ -38,6 +38,9 @@ use tapedeck_media::fixup::{FixupError, fixup};
 use tapedeck_media::sink::passthrough::Container;
 use tokio::sync::{Mutex, mpsc, watch};
 
+mod transcode;
+pub(crate) use transcode::claimed as transcode_claimed;
+
 use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::config::UploadsConfig;
 use crate::engine::services::Services;
@@ -134,7 +137,7 @@ pub struct UploadSource {
 }
 
 /// The transcode `rec` asks for, if any.
-fn encode_of(services: &Services, rec: &Recording) -> Option<EncodeSpec> {
+pub(super) fn encode_of(services: &Services, rec: &Recording) -> Option<EncodeSpec> {
     match &rec.source {
         SourceSpec::Upload(u) if u.transcode => Some(super::encoding::encode_spec(services, rec)),
         _ => None,
@@ -448,7 +451,7 @@ async fn finish(
         ));
     }
     if let Some(e) = encode {
-        take.output = transcode_anywhere(services, rec, &take.output, work, &e).await?;
+        take.output = transcode::anywhere(services, rec, &take.output, work, &e).await?;
         take.format = Some(e.format);
     }
     Ok(take)
@@ -495,85 +498,6 @@ fn media_failure(services: &Services, e: ffmpeg::FfmpegError, what: &str) -> Fai
         }
         e => Failure::internal(format!("{what}: {e}")),
     }
-}
-
-/// [`transcode`] here on a server alone; in a cluster, on whichever node's
-/// free budget fits it (`engine::offload`), the file going through the
-/// bucket both ways.
-async fn transcode_anywhere(
-    services: &Services,
-    rec: &Recording,
-    input: &Path,
-    work: &Path,
-    spec: &EncodeSpec,
-) -> Result<PathBuf, Failure> {
-    if !services.config.cluster.enabled {
-        return transcode(services, input, work, spec).await;
-    }
-    let in_ext = input
-        .extension()
-        .and_then(|e| e.to_str())
-        .filter(|e| e.chars().all(|c| c.is_ascii_alphanumeric()))
-        .unwrap_or("bin");
-    let out = work.join(format!("transcoded.{}", spec.format.extension()));
-    let w = crate::engine::offload::Work {
-        kind: "transcode",
-        rec,
-        // A whole file encoded at the recording's size and rate, as fast
-        // as it goes: like a camera at the output's rate.
-        cost: tapedeck_core::admission::estimate(
-            &SourceSpec::Frames { input_fps: None },
-            &rec.video,
-        ),
-        inputs: vec![crate::engine::offload::Input {
-            key: format!("recordings/{}/transcode-in.{in_ext}", rec.id),
-            local: input.to_path_buf(),
-            temporary: true,
-        }],
-        doc: serde_json::Value::Null,
-        ext: spec.format.extension(),
-    };
-    crate::engine::offload::run_anywhere(services, w, &out)
-        .await
-        .map_err(|why| Failure::new(Code::EncoderFailed, format!("the transcode failed: {why}")))?;
-    Ok(out)
-}
-
-/// A claimed transcode job: `inputs[0]` transcoded as `rec` asks, in
-/// `dir`; the file.
-pub(crate) async fn transcode_claimed(
-    services: &Services,
-    rec: &Recording,
-    inputs: &[PathBuf],
-    dir: &Path,
-) -> Result<PathBuf, String> {
-    let spec = encode_of(services, rec).ok_or("the recording asks for no transcode")?;
-    let input = inputs.first().ok_or("no file to transcode")?;
-    transcode(services, input, dir, &spec)
-        .await
-        .map_err(|f| f.message)
-}
-
-/// Transcodes `input` to `spec` (its format, size, rate and quality).
-async fn transcode(
-    services: &Services,
-    input: &Path,
-    work: &Path,
-    spec: &EncodeSpec,
-) -> Result<PathBuf, Failure> {
-    let out = work.join(format!("transcoded.{}", spec.format.extension()));
-    let args = ffmpeg::transcode_args(spec, input, &out);
-    let tools = services.tools.clone();
-    tokio::task::spawn_blocking(move || {
-        ffmpeg::run_limited(&tools, &tools.ffmpeg, &args, Duration::from_secs(6 * 3600))
-    })
-    .await
-    .map_err(|e| Failure::internal(e.to_string()))?
-    .map_err(|e| match e {
-        e @ ffmpeg::FfmpegError::PictureTooLarge { .. } => media_failure(services, e, "transcode"),
-        e => Failure::new(Code::EncoderFailed, format!("the transcode failed: {e}")),
-    })?;
-    Ok(out)
 }
 
 /// Remuxes `part` by stream copy into MP4 (H.264/AAC, what Safari records)
