@@ -354,8 +354,7 @@ impl Lifecycle {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::recording::{SourceSpec, Stats};
-    use crate::settings::{Format, Preset};
+    use crate::recording::SourceSpec;
     use proptest::prelude::*;
 
     const LIMITS: Limits = Limits {
@@ -374,30 +373,9 @@ pub(crate) mod tests {
         Recording {
             id: crate::RecordingId::from_parts(1, 2),
             owner: "ann".into(),
-            status: Status::Pending,
-            end_reason: None,
             source: SourceSpec::Frames { input_fps: None },
-            format: Format::Mp4,
-            preset: Preset::Medium,
-            video: Preset::Medium.settings(),
             max_duration_s: 30,
-            title: None,
-            metadata: serde_json::json!({}),
-            created_at: 0,
-            started_at: None,
-            stopped_at: None,
-            completed_at: None,
-            expires_at: None,
-            duration_s: None,
-            size_bytes: None,
-            error: None,
-            note: None,
-            stats: Stats::default(),
-            media: None,
-            regenerated_from: None,
-            queue_position: None,
-            tracks: vec![],
-            node: None,
+            ..Recording::example()
         }
     }
 

@@ -527,42 +527,6 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// A pending web recording of `https://example.org/` by `user1`, for
-    /// tests and examples to change what they need of.
-    pub fn example() -> Recording {
-        let source: crate::web::WebSource =
-            serde_json::from_value(serde_json::json!({"url": "https://example.org/"}))
-                .unwrap_or_else(|e| unreachable!("a fixed URL parses: {e}"));
-        Recording {
-            id: RecordingId::from_parts(1, 1),
-            owner: "user1".into(),
-            status: Status::Pending,
-            end_reason: None,
-            source: SourceSpec::Web(source),
-            format: Format::Mp4,
-            preset: Preset::Medium,
-            video: Preset::Medium.settings(),
-            max_duration_s: 60,
-            title: None,
-            metadata: serde_json::json!({}),
-            created_at: 0,
-            started_at: None,
-            stopped_at: None,
-            completed_at: None,
-            expires_at: None,
-            duration_s: None,
-            size_bytes: None,
-            error: None,
-            note: None,
-            stats: Stats::default(),
-            media: None,
-            regenerated_from: None,
-            queue_position: None,
-            tracks: vec![],
-            node: None,
-        }
-    }
-
     /// The name a download of the media is saved under ([`download_name`]).
     pub fn download_name(&self) -> String {
         download_name(
@@ -590,49 +554,9 @@ impl Recording {
     }
 }
 
-/// RFC 3339 (UTC, milliseconds) for unix-millisecond timestamps.
-pub mod time_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::{Duration, UNIX_EPOCH};
-
-    /// Formats unix milliseconds as RFC 3339.
-    pub fn format(ms: i64) -> String {
-        let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-        humantime::format_rfc3339_millis(t).to_string()
-    }
-    /// Parses RFC 3339 into unix milliseconds.
-    pub fn parse(s: &str) -> Option<i64> {
-        let t = humantime::parse_rfc3339_weak(s).ok()?;
-        Some(t.duration_since(UNIX_EPOCH).ok()?.as_millis() as i64)
-    }
-    pub(crate) fn serialize<S: Serializer>(ms: &i64, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*ms))
-    }
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
-    }
-}
-
-/// Optional variant of [`time_ms`].
-pub mod opt_time_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub(crate) fn serialize<S: Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-        match ms {
-            Some(ms) => s.serialize_str(&super::time_ms::format(*ms)),
-            None => s.serialize_none(),
-        }
-    }
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
-        let s = Option::<String>::deserialize(d)?;
-        s.map(|s| {
-            super::time_ms::parse(&s)
-                .ok_or_else(|| serde::de::Error::custom("not an RFC 3339 time"))
-        })
-        .transpose()
-    }
-}
+/// The API's times: RFC 3339 strings for unix milliseconds (their own
+/// module, `crate::times`, used by every type with a time).
+pub use crate::times::{opt_time_ms, time_ms};
 
 #[cfg(test)]
 mod multipart_tests {

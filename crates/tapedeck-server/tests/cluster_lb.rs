@@ -25,6 +25,14 @@ async fn frames_and_an_upload_through_any_node() {
     let ann = c.key("ann", false);
     c.wait_alive(&admin).await;
 
+    // A create without a key is refused where recordings are placed.
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/recordings", c.node("n2").base))
+        .body(vec![b'x'; 1 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     // n2 takes one camera, which fills its budget.
     let frames = json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"});
     let (code, filler) = call(
@@ -341,16 +349,7 @@ async fn events_on_every_node_and_each_webhook_once() {
         .await;
         send_frames(&mut ws, 5, 200.0, |i| jpeg(640, 360, i)).await;
         progress_until(&mut ws, |v| v["frames_received"] == 5).await;
-        let (code, _) = call(
-            &c.lb,
-            &ann,
-            "POST",
-            &format!("/v1/recordings/{id}/stop"),
-            None,
-        )
-        .await;
-        assert_eq!(code, 200);
-        wait_for(&c.lb, &ann, &id, "completed").await;
+        stop_and_complete(&c.lb, &ann, &id).await;
         ids.push(id);
     }
     let want = [
@@ -506,16 +505,7 @@ async fn a_call_across_nodes_is_recorded() {
     let sent = whip.await.unwrap().unwrap();
     assert_eq!(sent["connected"], 1, "{sent}");
 
-    let (code, _) = call(
-        &c.lb,
-        &ann,
-        "POST",
-        &format!("/v1/recordings/{id}/stop"),
-        None,
-    )
-    .await;
-    assert_eq!(code, 200);
-    let done = wait_for(&c.lb, &ann, &id, "completed").await;
+    let done = stop_and_complete(&c.lb, &ann, &id).await;
     let tracks = done["tracks"].as_array().unwrap();
     assert_eq!(
         tracks.len(),
@@ -523,22 +513,7 @@ async fn a_call_across_nodes_is_recorded() {
         "three people, a picture and a sound each: {done}"
     );
     for t in tracks {
-        let r = reqwest::Client::new()
-            .get(format!(
-                "{}/v1/recordings/{id}/tracks/{}/media",
-                c.lb,
-                t["id"].as_str().unwrap()
-            ))
-            .bearer_auth(&ann)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{t}");
-        let file = c
-            .dir
-            .path()
-            .join(format!("track-{}", t["id"].as_str().unwrap()));
-        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        let file = track_file(&c.lb, &ann, &id, t["id"].as_str().unwrap(), c.dir.path()).await;
         assert_eq!(decode_errors(&file), "", "{t}");
         if t["kind"] == "video" {
             assert!(tapedeck_testkit::ffprobe(&file).frames > 30, "{t}");

@@ -395,21 +395,14 @@ async fn a_rolling_restart_loses_nothing() {
     let tracks = done["tracks"].as_array().unwrap();
     assert_eq!(tracks.len(), 2, "{done}");
     for t in tracks {
-        let r = reqwest::Client::new()
-            .get(format!(
-                "{lb}/v1/recordings/{call_rec}/tracks/{}/media",
-                t["id"].as_str().unwrap()
-            ))
-            .bearer_auth(&ann)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{t}");
-        let file = c
-            .dir
-            .path()
-            .join(format!("rolling-{}", t["id"].as_str().unwrap()));
-        std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+        let file = track_file(
+            &lb,
+            &ann,
+            &call_rec,
+            t["id"].as_str().unwrap(),
+            c.dir.path(),
+        )
+        .await;
         assert_eq!(support::rooms::decode_errors(&file), "", "{t}");
         assert!(support::rooms::duration_s(&file) > 2.0, "{t}");
     }
@@ -489,16 +482,7 @@ async fn a_calls_grid_is_composed_where_there_is_room() {
     .await
     .unwrap();
     assert_eq!(sent["connected"], 2, "{sent}");
-    let (code, _) = call(
-        &c.lb,
-        &ann,
-        "POST",
-        &format!("/v1/recordings/{id}/stop"),
-        None,
-    )
-    .await;
-    assert_eq!(code, 200);
-    let done = wait_for(&c.lb, &ann, &id, "completed").await;
+    let done = stop_and_complete(&c.lb, &ann, &id).await;
     assert!(done["note"].is_null(), "the grid was made: {done}");
     let p = tapedeck_testkit::ffprobe(&download_at(&c.lb, &ann, &id, c.dir.path()).await);
     assert_eq!(
@@ -508,23 +492,9 @@ async fn a_calls_grid_is_composed_where_there_is_room() {
     );
     assert!(p.duration_s > 3.5, "{p:?}");
     // Composed by n1 or n2, not by the room's node.
-    let ran = |base: String| async move {
-        let m = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        m.lines()
-            .find(|l| l.starts_with("tapedeck_cluster_jobs_run_total{kind=\"grid\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    assert_eq!(ran(c.node("n3").base.clone()).await, 0);
-    assert_eq!(
-        ran(c.node("n1").base.clone()).await + ran(c.node("n2").base.clone()).await,
-        1
-    );
+    let ran = |n: &str| jobs_run(&c.node(n).base, "grid");
+    assert_eq!(ran("n3").await, 0);
+    assert_eq!(ran("n1").await + ran("n2").await, 1);
 }
 
 /// An upload's transcode is done by a node with room: the upload's node has
@@ -577,21 +547,7 @@ async fn an_uploads_transcode_runs_where_there_is_room() {
         "{p:?}"
     );
     assert!((p.duration_s - 2.0).abs() < 0.15, "{p:?}");
-    let ran = |base: String| async move {
-        let m = reqwest::get(format!("{base}/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        m.lines()
-            .find(|l| l.starts_with("tapedeck_cluster_jobs_run_total{kind=\"transcode\"}"))
-            .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    assert_eq!(ran(c.node("n2").base.clone()).await, 0);
-    assert_eq!(
-        ran(c.node("n1").base.clone()).await + ran(c.node("n3").base.clone()).await,
-        1
-    );
+    let ran = |n: &str| jobs_run(&c.node(n).base, "transcode");
+    assert_eq!(ran("n2").await, 0);
+    assert_eq!(ran("n1").await + ran("n3").await, 1);
 }

@@ -1,8 +1,8 @@
 //! One contract for the metadata repository, run on SQLite and on a real PostgreSQL.
 
-use tapedeck_core::recording::{Recording, SourceKind, SourceSpec, Stats, Status};
+use tapedeck_core::recording::{Recording, SourceKind, SourceSpec, Status};
 use tapedeck_core::room::Room;
-use tapedeck_core::{Format, Preset, RecordingId, RoomId};
+use tapedeck_core::{RecordingId, RoomId};
 use tapedeck_store::repo::{ApiKey, ListFilter, Repo};
 
 fn recording(n: u64, owner: &str, status: Status) -> Recording {
@@ -10,29 +10,13 @@ fn recording(n: u64, owner: &str, status: Status) -> Recording {
         id: RecordingId::from_parts(1_700_000_000_000 + n, u128::from(n)),
         owner: owner.into(),
         status,
-        end_reason: None,
         source: SourceSpec::Frames { input_fps: None },
-        format: Format::Mp4,
-        preset: Preset::Medium,
-        video: Preset::Medium.settings(),
-        max_duration_s: 60,
         title: Some(format!("r{n}")),
         metadata: serde_json::json!({"n": n}),
         created_at: 1_700_000_000_000 + n as i64,
-        started_at: None,
-        stopped_at: None,
-        completed_at: None,
         expires_at: Some(1_700_000_000_000 + n as i64 * 1000),
-        duration_s: None,
         size_bytes: Some(n * 100),
-        error: None,
-        note: None,
-        stats: Stats::default(),
-        media: None,
-        regenerated_from: None,
-        queue_position: None,
-        tracks: vec![],
-        node: None,
+        ..Recording::example()
     }
 }
 

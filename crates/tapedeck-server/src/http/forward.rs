@@ -206,7 +206,16 @@ async fn live_node(s: &AppState, id: &str) -> Option<NodeInfo> {
 /// another is made here, or, refused `server_busy` here, on the live node
 /// with the most free budget if it has more than this one.
 async fn place(s: &AppState, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // Only a caller the server knows has its body read here: anyone else
+    // is refused by the route as usual, without a body held in memory.
+    use axum::extract::FromRequestParts;
+    if crate::http::auth::Principal::from_request_parts(&mut parts, s)
+        .await
+        .is_err()
+    {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let bytes = match axum::body::to_bytes(body, CREATE_BODY_LIMIT).await {
         Ok(b) => b,
         Err(_) => {

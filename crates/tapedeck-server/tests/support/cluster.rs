@@ -138,19 +138,7 @@ impl Cluster {
         if admin {
             cmd.arg("--admin");
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .last()
-            .unwrap()
-            .trim()
-            .to_string()
+        super::key_made_by(&mut cmd)
     }
 
     /// The node called `id`.
@@ -276,4 +264,54 @@ pub async fn download_at(
     let p = dir.join(format!("download-{id}"));
     std::fs::write(&p, r.bytes().await.unwrap()).unwrap();
     p
+}
+
+/// Stops the recording through `base` (200 asserted) and waits until it
+/// completed.
+pub async fn stop_and_complete(base: &str, token: &str, id: &str) -> Value {
+    let (code, v) = call(
+        base,
+        token,
+        "POST",
+        &format!("/v1/recordings/{id}/stop"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "stop {id}: {v}");
+    wait_for(base, token, id, "completed").await
+}
+
+/// How many jobs of `kind` the node at `base` ran (its `/metrics`).
+pub async fn jobs_run(base: &str, kind: &str) -> u64 {
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("tapedeck_cluster_jobs_run_total{{kind=\"{kind}\"}}");
+    m.lines()
+        .find(|l| l.starts_with(&prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Track `tid` of recording `id`, through `base`, into `dir`.
+pub async fn track_file(
+    base: &str,
+    token: &str,
+    id: &str,
+    tid: &str,
+    dir: &std::path::Path,
+) -> std::path::PathBuf {
+    let r = reqwest::Client::new()
+        .get(format!("{base}/v1/recordings/{id}/tracks/{tid}/media"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "track {tid} of {id}");
+    let file = dir.join(format!("track-{id}-{tid}"));
+    std::fs::write(&file, r.bytes().await.unwrap()).unwrap();
+    file
 }

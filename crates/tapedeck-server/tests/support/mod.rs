@@ -373,11 +373,16 @@ pub fn serve_binary(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> 
 
 /// An API key for `user`, made with `tapedeck keys create`.
 pub fn binary_key(data: &std::path::Path, user: &str) -> String {
-    let out = std::process::Command::new(BIN)
-        .args(["keys", "create", "--user", user, "--data-dir"])
-        .arg(data)
-        .output()
-        .unwrap();
+    key_made_by(
+        std::process::Command::new(BIN)
+            .args(["keys", "create", "--user", user, "--data-dir"])
+            .arg(data),
+    )
+}
+
+/// The key `tapedeck keys create` printed (its last line), success asserted.
+pub fn key_made_by(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
