@@ -4,7 +4,7 @@
 // records, pauses, resumes and stops, and the guest sees the REC timer.
 //   node call.mjs BASE ROOM HOST_KEY GUEST_TOKEN SHOT_DIR
 // Prints what each page saw as JSON; screenshots go to SHOT_DIR.
-import { drive, sessionFor } from "./harness.mjs";
+import { CALL_ARGS, drive, sessionFor } from "./harness.mjs";
 
 const [base, room, hostKey, guestToken, shots] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -64,13 +64,7 @@ async function waitFor(page, what, fn, arg, ms = 20000) {
 }
 
 await drive(
-  [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
+  CALL_ARGS,
   async (host, result) => {
     const guest = await host.context().browser().newPage();
     guest.on("pageerror", (e) => (result.guestErrors ||= []).push(e.message));

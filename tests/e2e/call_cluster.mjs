@@ -4,7 +4,7 @@
 // both stay SECONDS more.
 //   node call_cluster.mjs HOST_BASE GUEST_BASE ROOM HOST_KEY GUEST_TOKEN SECONDS
 // Prints JSON: what each page received.
-import { drive, sessionFor } from "./harness.mjs";
+import { CALL_ARGS, drive, sessionFor } from "./harness.mjs";
 
 const [hostBase, guestBase, room, hostKey, guestToken, seconds] = process.argv.slice(2);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -26,13 +26,7 @@ async function inbound(page) {
 }
 
 await drive(
-  [
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-  ],
+  CALL_ARGS,
   async (host, result) => {
     const guestContext = await host.context().browser().newContext();
     const guest = await guestContext.newPage();

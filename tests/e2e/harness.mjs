@@ -3,6 +3,16 @@
 // last line (with `pageErrors`), or fails with what was gathered so far.
 import { chromium } from "playwright-core";
 
+// Chromium's switches for a call page: fake camera and microphone, allowed
+// without asking, loopback candidates, sound without a gesture.
+export const CALL_ARGS = [
+  "--use-fake-ui-for-media-stream",
+  "--use-fake-device-for-media-stream",
+  "--allow-loopback-in-peer-connection",
+  "--disable-features=WebRtcHideLocalIpsWithMdns",
+  "--autoplay-policy=no-user-gesture-required",
+];
+
 export async function drive(extraArgs, body) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/lib/chromium/chromium",

@@ -93,6 +93,9 @@ pub enum Input {
     Finalized(Result<(), Failure>),
     /// The server restarted while this recording was active.
     Restarted,
+    /// Another node took this recording over from the bucket after the
+    /// node that held it died: as `Restarted`, ended `node_lost`.
+    TakenOver,
     /// A recording that waited for capacity got it: the pending clock
     /// (`pending_timeout_ms`) starts now, not when it was queued.
     Admitted,
@@ -246,6 +249,8 @@ impl Lifecycle {
             Input::Finalized(Err(f)) if s == Status::Processing => self.fail(f, now_ms),
             Input::Restarted if live => self.stop(EndReason::Recovered, now_ms),
             Input::Restarted if s == Status::Processing => vec![Output::Finalize],
+            Input::TakenOver if live => self.stop(EndReason::NodeLost, now_ms),
+            Input::TakenOver if s == Status::Processing => vec![Output::Finalize],
             Input::Admitted if s == Status::Pending => {
                 self.since_ms = now_ms;
                 vec![]
@@ -643,6 +648,20 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn taken_over_ends_node_lost_or_finalizes_again() {
+        let mut lc = started();
+        let out = lc.handle(Input::TakenOver, 9_000).unwrap();
+        assert_eq!(out.last(), Some(&Output::Finalize));
+        assert_eq!(lc.recording().end_reason, Some(EndReason::NodeLost));
+        // Stopped by its user before the node died: its reason stays.
+        let mut lc = started();
+        lc.handle(Input::Command(Action::Stop), 5_000).unwrap();
+        let out = lc.handle(Input::TakenOver, 9_000).unwrap();
+        assert_eq!(out, vec![Output::Finalize]);
+        assert_eq!(lc.recording().end_reason, Some(EndReason::Stopped));
+    }
+
+    #[test]
     fn terminal_ignores_everything_but_refuses_commands() {
         let mut lc = started();
         lc.handle(Input::Command(Action::Cancel), 2_000).unwrap();
@@ -652,6 +671,7 @@ pub(crate) mod tests {
             Input::Started,
             Input::Ended,
             Input::Restarted,
+            Input::TakenOver,
             Input::Finalized(Ok(())),
             Input::Failed(Failure::internal("late")),
             progress(9, 99, 99),
@@ -692,6 +712,7 @@ pub(crate) mod tests {
                 "x"
             )))),
             Just(Input::Restarted),
+            Just(Input::TakenOver),
             Just(Input::Tick),
         ]
     }

@@ -194,6 +194,9 @@ pub enum EndReason {
     RoomClosed,
     /// An upload received no bytes for too long and was given up.
     UploadExpired,
+    /// The node that held it died; another node finalized it from what
+    /// had been shipped to the bucket (at most `cluster.segment_s` short).
+    NodeLost,
 }
 
 /// The source a recording records from. New kinds are new variants.

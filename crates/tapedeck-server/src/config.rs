@@ -79,6 +79,20 @@ pub struct ClusterConfig {
     /// On SIGTERM, how long a node lets its live sessions and running
     /// jobs finish (taking no new work) before it stops.
     pub drain_s: u64,
+    /// Ship live media to the store while it records (spools, a call's
+    /// track files, tus bytes), so a node's loss costs at most one
+    /// segment: on in a cluster, off on a server alone unless set.
+    pub ship_live: Option<bool>,
+    /// Seconds of live media per shipped segment (the most a node loss
+    /// costs a recording).
+    pub segment_s: u64,
+}
+
+impl ClusterConfig {
+    /// Whether live media is shipped to the store while it records.
+    pub fn ships(&self) -> bool {
+        self.ship_live.unwrap_or(self.enabled)
+    }
 }
 
 impl Default for ClusterConfig {
@@ -91,6 +105,8 @@ impl Default for ClusterConfig {
             heartbeat_s: 2,
             node_timeout_s: 10,
             drain_s: 60,
+            ship_live: None,
+            segment_s: 2,
         }
     }
 }
@@ -612,6 +628,9 @@ impl Config {
     fn validate_cluster(&self) -> Result<(), ConfigError> {
         let c = &self.cluster;
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if c.segment_s == 0 || c.segment_s > 60 {
+            return bad("cluster.segment_s must be 1 to 60 seconds");
+        }
         if !c.enabled {
             return Ok(());
         }

@@ -266,47 +266,6 @@ async fn frames_and_an_upload_through_any_node() {
     );
 }
 
-/// Webhook deliveries as they arrive: headers' event and delivery id, and
-/// whether this one was acknowledged (the first of all is refused once).
-#[derive(Clone, Default)]
-struct Hooks {
-    got: std::sync::Arc<std::sync::Mutex<Vec<Got>>>,
-}
-
-/// Event type, recording id, delivery id, acknowledged.
-type Got = (String, String, String, bool);
-
-async fn hooks() -> (String, Hooks) {
-    let h = Hooks::default();
-    let h2 = h.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-            let h = h2.clone();
-            async move {
-                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-                let mut got = h.got.lock().unwrap();
-                let ok = !got.is_empty();
-                got.push((
-                    headers["tapedeck-event"].to_str().unwrap().to_string(),
-                    v["recording"]["id"].as_str().unwrap().to_string(),
-                    headers["tapedeck-delivery"].to_str().unwrap().to_string(),
-                    ok,
-                ));
-                if ok {
-                    axum::http::StatusCode::OK
-                } else {
-                    axum::http::StatusCode::SERVICE_UNAVAILABLE
-                }
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (url, h)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_on_every_node_and_each_webhook_once() {
     let (url, hooks) = hooks().await;

@@ -377,6 +377,16 @@ impl Blobs {
         })
     }
 
+    /// Reads all of a small object (a manifest, a shipped segment);
+    /// `None` when there is no such object.
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        match self.store.get(&ObjectPath::from(key)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|e| map_err(key, e))?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_err(key, e)),
+        }
+    }
+
     /// Size of `key`.
     pub async fn size(&self, key: &str) -> Result<u64, BlobError> {
         Ok(self

@@ -181,6 +181,21 @@ impl Repo {
             .collect()
     }
 
+    /// Queues `job` again from the start, whatever its state (its node
+    /// died while it ran), or queues it if it is not there.
+    pub async fn requeue_job(&self, job: &Job) -> Result<(), RepoError> {
+        let done = sqlx::query(
+            "UPDATE jobs SET state = 'queued', node = NULL, lease_until = NULL WHERE id = $1",
+        )
+        .bind(job.id.clone())
+        .execute(self.pool())
+        .await?;
+        if done.rows_affected() == 0 {
+            self.enqueue(job).await?;
+        }
+        Ok(())
+    }
+
     /// Hands a held job back to the queue (a node draining).
     pub async fn hand_back(&self, id: &str, node: &str) -> Result<bool, RepoError> {
         let done = sqlx::query(

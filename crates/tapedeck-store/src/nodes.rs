@@ -4,6 +4,8 @@
 
 use sqlx::Row;
 use tapedeck_core::cluster::NodeInfo;
+use tapedeck_core::recording::Recording;
+use tapedeck_core::room::Room;
 
 use crate::repo::{Repo, RepoError};
 
@@ -93,5 +95,94 @@ impl Repo {
                 })
             })
             .collect()
+    }
+}
+
+/// A row's `doc` column, parsed.
+fn parse_doc<T: serde::de::DeserializeOwned>(row: &sqlx::any::AnyRow) -> Result<T, RepoError> {
+    let doc: String = row.try_get("doc")?;
+    serde_json::from_str(&doc).map_err(|e| RepoError::Corrupt {
+        id: doc.chars().take(40).collect(),
+        message: e.to_string(),
+    })
+}
+
+/// What a node took over from a dead one in one go.
+#[derive(Debug, Default)]
+pub struct TakenOver {
+    /// Its active recordings (pending, recording, paused, processing),
+    /// now marked as the taker's.
+    pub recordings: Vec<Recording>,
+    /// Its open rooms, now placed on the taker.
+    pub rooms: Vec<Room>,
+}
+
+impl Repo {
+    /// Moves up to `limit` active recordings, and every open room, of node
+    /// `dead` to node `me`, if `dead`'s heartbeat is still older than
+    /// `stale_before`. One transaction holding `dead`'s row: a process
+    /// claiming that id again (`claim_node`) waits for it, then finds only
+    /// what was not moved; another taker skips it meanwhile. PostgreSQL
+    /// only (a cluster's database).
+    pub async fn take_over(
+        &self,
+        dead: &str,
+        me: &str,
+        stale_before: i64,
+        limit: i64,
+    ) -> Result<TakenOver, RepoError> {
+        let mut tx = self.pool().begin().await?;
+        let held = sqlx::query(
+            "SELECT id FROM nodes WHERE id = $1 AND heartbeat_at < $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(dead.to_string())
+        .bind(stale_before)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if held.is_none() {
+            return Ok(TakenOver::default());
+        }
+        let rows = sqlx::query(
+            "SELECT doc FROM recordings
+             WHERE status IN ('pending', 'recording', 'paused', 'processing')
+               AND doc::jsonb ->> 'node' = $1
+             ORDER BY created_at LIMIT $2 FOR UPDATE",
+        )
+        .bind(dead.to_string())
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = TakenOver::default();
+        for r in &rows {
+            let mut rec: Recording = parse_doc(r)?;
+            rec.node = Some(me.to_string());
+            sqlx::query("UPDATE recordings SET doc = $2 WHERE id = $1")
+                .bind(rec.id.to_string())
+                .bind(serde_json::to_string(&rec).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            out.recordings.push(rec);
+        }
+        let rows = sqlx::query(
+            "SELECT doc FROM rooms
+             WHERE doc::jsonb ->> 'node' = $1 AND doc::jsonb -> 'closed_at' IS NULL
+                OR doc::jsonb ->> 'node' = $1 AND doc::jsonb -> 'closed_at' = 'null'::jsonb
+             FOR UPDATE",
+        )
+        .bind(dead.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in &rows {
+            let mut room: Room = parse_doc(r)?;
+            room.node = Some(me.to_string());
+            sqlx::query("UPDATE rooms SET doc = $2 WHERE id = $1")
+                .bind(room.id.to_string())
+                .bind(serde_json::to_string(&room).unwrap_or_default())
+                .execute(&mut *tx)
+                .await?;
+            out.rooms.push(room);
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 }

@@ -239,17 +239,22 @@ impl Node {
             tracing::warn!(
                 live = held.0,
                 jobs = held.1,
-                "drained for cluster.drain_s; what is still active is finalized from its spool at the next start"
+                "drained for cluster.drain_s; what is still active is taken over by another node, or finalized here at the next start"
             );
         }
     }
 
     /// Leaves the cluster as the process stops: its heartbeat set to
-    /// long ago, so it is dead at once and a new run may take its id.
+    /// long ago, so it is dead at once and a new run may take its id; what
+    /// it still held is taken over by the others (`engine::takeover`)
+    /// unless it is back first.
     pub async fn leave(&self, supervisor: &Supervisor) {
         if !self.clustered {
             return;
         }
+        // What is still live is in the store for the node that takes it
+        // over.
+        supervisor.services.shipping.finish_all().await;
         let mut info = self.current(supervisor);
         info.heartbeat_at = 0;
         // What it still held is recovered when it starts again, not live.

@@ -30,17 +30,28 @@ pub fn queued_in_cluster(s: &Services, rec: &Recording) -> bool {
     s.config.cluster.enabled && rec.source.kind().traits().queues
 }
 
-/// Queues `rec` (stored, pending) as a job.
-pub async fn enqueue(s: &Services, rec: &Recording) -> Result<(), Problem> {
-    let job = Job {
+fn job_of(rec: &Recording) -> Job {
+    Job {
         id: rec.id.to_string(),
         seq: rec.created_at,
         owner: rec.owner.clone(),
         kind: rec.source.kind().as_str().into(),
         cost: i64::from(estimate(&rec.source, &rec.video)),
         doc: String::new(),
-    };
-    s.repo.enqueue(&job).await?;
+    }
+}
+
+/// Queues `rec` (stored, pending) as a job.
+pub async fn enqueue(s: &Services, rec: &Recording) -> Result<(), Problem> {
+    s.repo.enqueue(&job_of(rec)).await?;
+    wake_all(s).await;
+    Ok(())
+}
+
+/// Queues `rec` (stored, pending again: its node died while it rendered)
+/// to run from its start, in its first place in the order.
+pub async fn requeue(s: &Services, rec: &Recording) -> Result<(), Problem> {
+    s.repo.requeue_job(&job_of(rec)).await?;
     wake_all(s).await;
     Ok(())
 }
@@ -152,9 +163,18 @@ async fn claim_one(sup: &Supervisor, node: &Node) -> bool {
         Some(id) => s.repo.get(id).await.ok().flatten(),
         None => None,
     };
-    let Some(mut rec) = rec.filter(|r| r.status == Status::Pending) else {
-        // Gone, ended, or begun by a node that died (issue: node loss).
-        tracing::warn!(job = %job.id, "a claimed job has no pending recording; dropped");
+    let rec = match rec {
+        Some(r) if r.status == Status::Pending => Some(r),
+        // Begun by a node that died, its lease lapsed before the node was
+        // taken over (`engine::takeover` queues it again, pending).
+        Some(r) if !r.status.is_terminal() => {
+            let _ = s.repo.hand_back(&job.id, &node.id).await;
+            return false;
+        }
+        _ => None,
+    };
+    let Some(mut rec) = rec else {
+        tracing::warn!(job = %job.id, "a claimed job has no recording left to run; dropped");
         let _ = s.repo.finish_job(&job.id).await;
         return true;
     };

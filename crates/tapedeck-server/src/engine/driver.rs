@@ -283,6 +283,10 @@ impl Driver {
     /// Finishes the sink, processes and stores the file, and completes or fails.
     async fn finalize(&mut self) {
         let started = Instant::now();
+        // What was shipped while it recorded is completed first: closing
+        // the source rewrites its files.
+        let id = self.lc.recording().id;
+        self.services.shipping.finish(id).await;
         let result = match self.source.take() {
             Some(s) => match s.close().await {
                 Ok(take) => {
@@ -394,12 +398,16 @@ impl Driver {
         // (failed or cancelled: nothing will retry it); one that failed to
         // be stored keeps it, counted.
         let rec = self.lc.recording();
+        self.services.shipping.stop(rec.id);
         if rec.status.is_terminal() {
             if crate::engine::work::needed(rec) {
                 crate::engine::work::measure(&self.services, rec).await;
             } else {
                 let _ = tokio::fs::remove_dir_all(self.services.work_dir(rec.id)).await;
                 self.services.work.forget(rec.id);
+                if self.services.config.cluster.ships() {
+                    crate::engine::ship::forget(&self.services, rec.id).await;
+                }
             }
         }
         self.commands.close();

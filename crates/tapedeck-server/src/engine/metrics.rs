@@ -58,6 +58,9 @@ pub struct Metrics {
     cluster_free: Gauge<f64, std::sync::atomic::AtomicU64>,
     cluster_nodes: Family<StateLabel, Gauge>,
     jobs_run: Family<Kind, Counter>,
+    shipped: Family<Kind, Counter>,
+    ship_failures: Counter,
+    taken_over: Family<Kind, Counter>,
 }
 
 /// A node's state, alive or dead.
@@ -154,7 +157,28 @@ impl Metrics {
             "Jobs of the cluster's queue this node claimed and ran, by kind (web, grid)",
             jobs_run.clone(),
         );
+        let shipped = Family::<Kind, Counter>::default();
+        r.register(
+            "shipped_bytes",
+            "Bytes of live media shipped to the store while recording, by source kind",
+            shipped.clone(),
+        );
+        let ship_failures = Counter::default();
+        r.register(
+            "ship_failures",
+            "Rounds of shipping live media the store refused (tried again)",
+            ship_failures.clone(),
+        );
+        let taken_over = Family::<Kind, Counter>::default();
+        r.register(
+            "cluster_taken_over",
+            "Recordings of dead nodes this node took over, by source kind",
+            taken_over.clone(),
+        );
         Self {
+            shipped,
+            ship_failures,
+            taken_over,
             rtc,
             cpu,
             queued,
@@ -199,6 +223,22 @@ impl Metrics {
     /// A job of the cluster's queue claimed and run here.
     pub fn job_run(&self, kind: &str) {
         self.jobs_run
+            .get_or_create(&Kind { kind: kind.into() })
+            .inc();
+    }
+    /// Live media shipped to the store.
+    pub fn shipped(&self, kind: &str, bytes: u64) {
+        self.shipped
+            .get_or_create(&Kind { kind: kind.into() })
+            .inc_by(bytes);
+    }
+    /// A round of shipping the store refused.
+    pub fn ship_failed(&self) {
+        self.ship_failures.inc();
+    }
+    /// A dead node's recording taken over here.
+    pub fn taken_over(&self, kind: &str) {
+        self.taken_over
             .get_or_create(&Kind { kind: kind.into() })
             .inc();
     }

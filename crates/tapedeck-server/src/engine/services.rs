@@ -35,6 +35,8 @@ pub struct Services {
     pub rtc: crate::rtc::Rtc,
     /// What each recording's work folder holds (counted in quotas).
     pub work: crate::engine::work::ledger::Ledger,
+    /// Live media on its way to the store.
+    pub shipping: crate::engine::ship::Shipping,
 }
 
 impl Services {
@@ -58,6 +60,7 @@ impl Services {
             tools,
             rtc,
             work: Default::default(),
+            shipping: Default::default(),
         }
     }
 

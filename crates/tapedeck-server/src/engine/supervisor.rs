@@ -65,6 +65,9 @@ pub(crate) enum Start {
     Queued(tokio::sync::oneshot::Receiver<Admission>),
     /// The server stopped while it was active: rebuild it from what was spooled.
     Recover,
+    /// Its node died: rebuild it from what was shipped (restored into
+    /// the work folder), ended `node_lost`.
+    TakeOver,
 }
 
 /// The supervisor.
@@ -308,9 +311,10 @@ impl Supervisor {
                 );
                 // What to open with: `None` recovers from the spool; a queued
                 // recording cancelled before its turn ends here.
+                let taken_over = matches!(start, Start::TakeOver);
                 let admission = match start {
                     Start::Open(a) => Some(a),
-                    Start::Recover => None,
+                    Start::Recover | Start::TakeOver => None,
                     Start::Queued(turn) => match driver.wait_turn(turn).await {
                         Some(a) => Some(a),
                         None => {
@@ -321,6 +325,7 @@ impl Supervisor {
                 };
                 match admission {
                     Some(admission) => {
+                        let shipped = rec.clone();
                         let opened = source::open(OpenCtx {
                             services: services.clone(),
                             rec,
@@ -330,12 +335,19 @@ impl Supervisor {
                             admission,
                         })
                         .await;
+                        if opened.is_ok() {
+                            services.shipping.start(&services, &shipped);
+                        }
                         driver.run(opened, None).await;
                     }
                     None => {
                         drop(ev_tx);
                         let from_spool = source::recovered(services.clone(), &rec);
-                        driver.run(Ok(from_spool), Some(Input::Restarted)).await;
+                        let first = match taken_over {
+                            true => Input::TakenOver,
+                            false => Input::Restarted,
+                        };
+                        driver.run(Ok(from_spool), Some(first)).await;
                     }
                 }
             }

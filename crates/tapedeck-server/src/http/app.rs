@@ -229,6 +229,7 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     tokio::spawn(supervisor.clone().sweep_forever());
     node.clone().spawn(supervisor.clone());
     crate::engine::dispatch::spawn(supervisor.clone(), node.clone());
+    crate::engine::takeover::spawn(supervisor.clone(), node.clone());
     let config_auth = config.auth.clone();
     Ok(AppState {
         services: supervisor.services.clone(),

@@ -188,7 +188,7 @@ fn stopped_node(node: &str) -> Response {
     let mut r = ApiError::new(
         Code::NodeUnreachable,
         format!(
-            "node {node} holds this session and has stopped; it takes it up again when it starts (try again later)"
+            "node {node} holds this session and has stopped; another node takes it over once the node's heartbeat is cluster.node_timeout_s old, or the node takes it up again if it is back first (try again in a few seconds)"
         ),
     )
     .into_response();
@@ -319,6 +319,7 @@ async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
         return unreachable_node(node);
     };
     let upgrade = is_upgrade(&req);
+    let call_socket = upgrade && req.uri().path().ends_with("/call");
     let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
@@ -368,14 +369,77 @@ async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
             let (Ok(client), Ok(held)) = (client_side.await, node_side.await) else {
                 return;
             };
-            let mut client = hyper_util::rt::TokioIo::new(client);
-            let mut held = hyper_util::rt::TokioIo::new(held);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut held).await;
+            join_sockets(client, held, call_socket.then_some(authority)).await;
         });
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, Body::empty());
     }
     resp.map(Body::new)
+}
+
+/// Joins a client's WebSocket to the node's, bytes as they come. When
+/// the node's side ends and the node is gone (a call page's socket,
+/// `call` the node's address), the client is told so as the node would
+/// have (`ended`, reason `node_lost`: the page may join again, on the node
+/// that takes the room over) before its socket is closed.
+async fn join_sockets(
+    client: hyper::upgrade::Upgraded,
+    held: hyper::upgrade::Upgraded,
+    call: Option<String>,
+) {
+    use tokio::io::AsyncWriteExt;
+    let client = hyper_util::rt::TokioIo::new(client);
+    let held = hyper_util::rt::TokioIo::new(held);
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let (mut hr, mut hw) = tokio::io::split(held);
+    let up = async {
+        let _ = tokio::io::copy(&mut cr, &mut hw).await;
+        let _ = hw.shutdown().await;
+    };
+    let down = async {
+        let _ = tokio::io::copy(&mut hr, &mut cw).await;
+        if let Some(addr) = call
+            && !answers(&addr).await
+        {
+            let _ = cw.write_all(&node_lost_frames()).await;
+        }
+        let _ = cw.shutdown().await;
+    };
+    tokio::join!(up, down);
+}
+
+/// Whether the node at `addr` answers `GET /healthz` within a second (a
+/// connection alone is not enough: a dying process's listening socket may
+/// still take one).
+async fn answers(addr: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut st = tokio::net::TcpStream::connect(addr).await.ok()?;
+        st.write_all(
+            format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .ok()?;
+        let mut head = [0u8; 12];
+        st.read_exact(&mut head).await.ok()?;
+        Some(head.starts_with(b"HTTP/1.1 200"))
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(1), ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
+}
+
+/// A server's WebSocket text frame `{"type":"ended","reason":"node_lost"}`
+/// and a close frame (1001, going away), unmasked as a server sends them.
+fn node_lost_frames() -> Vec<u8> {
+    let text = br#"{"type":"ended","reason":"node_lost"}"#;
+    let mut out = vec![0x81, text.len() as u8];
+    out.extend_from_slice(text);
+    out.extend_from_slice(&[0x88, 0x02, 0x03, 0xE9]);
+    out
 }
 
 /// `host:port` of an `http://` internal URL, and the request's path on it.

@@ -297,7 +297,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         "RegenerateRecording": {"type": "object", "additionalProperties": false, "properties": regenerate},
         "Recording": {"type": "object", "required": ["id", "owner", "status", "source", "format", "preset", "video", "created_at", "stats"], "properties": {
             "id": {"$ref": "#/components/schemas/Id"}, "owner": {"type": "string"}, "status": {"$ref": "#/components/schemas/Status"},
-            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", "room_closed", "upload_expired", null]},
+            "end_reason": {"type": ["string", "null"], "enum": ["stopped", "max_duration", "max_size", "quota", "idle", "source_ended", "cancelled", "recovered", "error", "room_closed", "upload_expired", "node_lost", null]},
             "source": {"type": "object", "required": ["kind"]}, "format": {"type": "string", "enum": ["mp4", "webm", "mkv"]},
             "preset": {"type": "string", "enum": ["low", "medium", "high", "ultra"]},
             "video": {"type": "object", "properties": {"width": {"type": "integer"}, "height": {"type": "integer"}, "fps": {"type": "integer"},

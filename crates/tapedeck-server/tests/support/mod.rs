@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod pages;
+#[allow(unused_imports)]
+pub use pages::*;
 pub mod rooms;
 
 use std::io::Cursor;
@@ -395,44 +398,6 @@ pub fn key_made_by(cmd: &mut std::process::Command) -> String {
         .unwrap()
         .trim()
         .to_string()
-}
-
-/// Runs a Playwright script from tests/e2e with `node` and returns its last
-/// line (the script's result) as JSON; fails with what it printed.
-pub async fn page_script(script: &str, args: Vec<String>) -> Value {
-    page_script_env(script, args, &[]).await
-}
-
-/// [`page_script`] with environment variables for the script.
-pub async fn page_script_env(script: &str, args: Vec<String>, env: &[(&str, String)]) -> Value {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    let e2e = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e");
-    assert!(
-        e2e.join("node_modules/playwright-core").exists(),
-        "run scripts/test.sh (npm ci in tests/e2e) first"
-    );
-    let path = e2e.join(script);
-    let name = script.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(path)
-            .args(args)
-            .envs(env)
-            .output()
-            .expect("node")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{name} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
 /// What a browser's MediaRecorder writes, made by ffmpeg: VP8 and Opus in

@@ -85,8 +85,14 @@ pub async fn sweep(services: &Services) -> Result<usize, tapedeck_core::Problem>
             // Not a recording's folder: nothing of ours.
             None => continue,
         };
+        // In a cluster, a recording another node took over is not this
+        // node's to keep.
+        let here = |r: &Recording| {
+            !services.config.cluster.enabled
+                || r.node.as_deref() == Some(services.config.cluster.node_id.as_str())
+        };
         match rec {
-            Some(r) if needed(&r) => measure(services, &r).await,
+            Some(r) if needed(&r) && here(&r) => measure(services, &r).await,
             _ => {
                 if tokio::fs::remove_dir_all(&path).await.is_ok() {
                     removed += 1;

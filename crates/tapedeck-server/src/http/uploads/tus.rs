@@ -518,6 +518,15 @@ async fn append(
         at = start;
     }
     file.sync_data().await.map_err(ApiError::internal)?;
+    // In a cluster the chunk is in the store before it is acknowledged.
+    if at > start
+        && let Err(e) = s.services.shipping.now(ep.id).await
+    {
+        file.set_len(start).await.map_err(ApiError::internal)?;
+        tracing::warn!(id = %ep.id, error = %e, "an upload's chunk was not shipped");
+        let m = format!("the store did not take the chunk; the upload is at {start}");
+        return Err(ApiError::new(Code::StorageError, m));
+    }
     st.offset = at;
     if at > start {
         ep.arrived();
