@@ -335,10 +335,15 @@ async fn a_range_rendered_by_its_own_browser_is_the_same_video() {
     assert_eq!(j.len() as u64, total);
     for (k, m) in j.iter().enumerate() {
         let (got, want) = (m.unwrap(), a[k].unwrap());
-        assert_eq!(
-            (got.clock_us, got.counter),
-            (want.clock_us, want.counter),
-            "frame {k}"
+        // The page's clock is `performance.now()`, which Chromium coarsens
+        // to 100 us with jitter at the boundary: two renders of one
+        // instant may read one step apart. The frame counter is exact.
+        assert_eq!(got.counter, want.counter, "frame {k}");
+        assert!(
+            got.clock_us.abs_diff(want.clock_us) <= 100,
+            "frame {k}: {} us, the whole render read {} us",
+            got.clock_us,
+            want.clock_us
         );
     }
     let s = barcode::smoothness(&j, fps);

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{BIN, Proc, serve_binary};
+use super::{BIN, Proc, metric, serve_binary};
 
 /// The environment that makes `tapedeck serve` node `id` of a cluster.
 pub fn cluster_env(
@@ -283,17 +283,11 @@ pub async fn stop_and_complete(base: &str, token: &str, id: &str) -> Value {
 
 /// How many jobs of `kind` the node at `base` ran (its `/metrics`).
 pub async fn jobs_run(base: &str, kind: &str) -> u64 {
-    let m = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("tapedeck_cluster_jobs_run_total{{kind=\"{kind}\"}}");
-    m.lines()
-        .find(|l| l.starts_with(&prefix))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    metric(
+        base,
+        &format!("tapedeck_cluster_jobs_run_total{{kind=\"{kind}\"}}"),
+    )
+    .await
 }
 
 /// Track `tid` of recording `id`, through `base`, into `dir`.

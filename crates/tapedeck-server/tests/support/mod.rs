@@ -374,6 +374,21 @@ pub fn serve_binary(data: &std::path::Path, port: u16, env: &[(&str, &str)]) -> 
     Proc(child)
 }
 
+/// The value of the metric `series` (its name and labels as printed) at
+/// `base`'s `/metrics`, 0 when it is not there.
+pub async fn metric(base: &str, series: &str) -> u64 {
+    let m = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    m.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// An API key for `user`, made with `tapedeck keys create`.
 pub fn binary_key(data: &std::path::Path, user: &str) -> String {
     key_made_by(
