@@ -410,6 +410,11 @@ pub struct Stats {
     /// its frames (`split`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub browsers: Option<u32>,
+    /// Seconds of a camera's recording received but not encoded yet: one
+    /// accepted beyond the CPU budget is spooled as it arrives and encoded
+    /// when there is room, after stop if need be.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encode_lag_s: Option<f64>,
 }
 
 /// What ffprobe found in the output file.

@@ -388,8 +388,13 @@ pub struct LimitsConfig {
     pub max_concurrent_per_user: u32,
     /// CPU cores recordings may reserve by their estimated cost (0: four
     /// fifths of the machine's cores). A live source that does not fit gets 429
-    /// `server_busy`; a web recording waits its turn.
+    /// `server_busy` (a camera is spooled and encoded later instead, see
+    /// `max_deferred_cameras`); a web recording waits its turn.
     pub cpu_budget_cores: f64,
+    /// Cameras (frames recordings) accepted beyond the CPU budget at once:
+    /// their pictures are spooled as they arrive and encoded when there
+    /// is room, after stop if need be (0: refuse them with `server_busy`).
+    pub max_deferred_cameras: u32,
     /// Longest recording, seconds (a request may ask for less).
     pub max_duration_s: u32,
     /// Largest frame, bytes.
@@ -516,6 +521,7 @@ impl Default for LimitsConfig {
             user_quota_bytes: 20 * 1024 * 1024 * 1024,
             max_size_bytes: 0,
             max_timestamp_lead_s: 60,
+            max_deferred_cameras: 500,
             idle_timeout_s: 120,
             pending_timeout_s: 300,
             paused_timeout_s: 3600,

@@ -1,7 +1,8 @@
 //! Admission by CPU cost: with the budget set low, web recordings wait their
 //! turn (fairly across users) and all complete, never more at once than fit;
 //! a live frames recording that does not fit is refused with 429
-//! `server_busy`, and nothing running is harmed.
+//! `server_busy` (where cameras are not deferred), and nothing running is
+//! harmed.
 
 mod support;
 
@@ -66,6 +67,8 @@ async fn web_recordings_wait_their_turn_fairly_and_live_ones_are_refused_when_bu
         c.limits.cpu_budget_cores = BUDGET;
         // The budget, not the browser count, is what binds here.
         c.web.max_concurrent = 20;
+        // Cameras are refused when busy, not spooled for later (tests/deferred.rs).
+        c.limits.max_deferred_cameras = 0;
     })
     .await;
     let ann = s.key("ann", false).await;
@@ -195,6 +198,7 @@ async fn live_recordings_hold_their_reservation_and_busy_ones_encode_faster() {
     let s = start(|c| {
         c.limits.cpu_budget_cores = 0.18;
         c.encoder.x264_preset = "ultrafast".into();
+        c.limits.max_deferred_cameras = 0;
         c.encoder.busy_x264_preset = "superfast".into();
     })
     .await;

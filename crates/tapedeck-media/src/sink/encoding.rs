@@ -126,6 +126,8 @@ pub struct EncodingSink {
     spool: SpoolWriter,
     encoder: Option<Encoder>,
     encoder_error: Option<FfmpegError>,
+    /// Spool only: nothing decoded or encoded until the finish.
+    deferred: bool,
     held: HashMap<u64, Vec<u8>>,
     last_written: Option<Vec<u8>>,
     seq: u64,
@@ -162,6 +164,41 @@ impl EncodingSink {
             spool,
             encoder: Some(encoder),
             encoder_error: None,
+            deferred: false,
+            held: HashMap::new(),
+            last_written: None,
+            seq: 0,
+            counters: Counters::default(),
+            last_sync: Instant::now(),
+            cpu_at_start: thread_cpu_s(),
+            epoch: Instant::now(),
+            limits: TimelineLimits::default(),
+        })
+    }
+
+    /// A sink that only spools (a camera accepted beyond the CPU budget):
+    /// frames are placed on the timeline and appended to the spool as
+    /// received, not decoded; [`EncodingSink::finish_video`] encodes the
+    /// file from the spool ([`recover`]), pictures that do not decode
+    /// counted as invalid then.
+    pub fn start_deferred(
+        tools: Tools,
+        spec: EncodeSpec,
+        limits: FrameLimits,
+        work_dir: &Path,
+    ) -> Result<Self, PipelineError> {
+        std::fs::create_dir_all(work_dir)?;
+        let spool = SpoolWriter::open(&work_dir.join(SPOOL_FILE))?;
+        Ok(Self {
+            picture: Picture::new(spec.width, spec.height, limits),
+            timeline: Timeline::new(spec.fps, spec.cfr),
+            tools,
+            spec,
+            work_dir: work_dir.to_path_buf(),
+            spool,
+            encoder: None,
+            encoder_error: None,
+            deferred: true,
             held: HashMap::new(),
             last_written: None,
             seq: 0,
@@ -184,6 +221,9 @@ impl EncodingSink {
     /// Handles one frame with its source timestamp.
     pub fn frame(&mut self, bytes: &[u8], src_us: i64) -> Result<FrameOutcome, PipelineError> {
         self.counters.frames_in += 1;
+        if self.deferred {
+            return self.place(Vec::new(), bytes, src_us);
+        }
         let picture = match self.picture.convert(bytes) {
             Ok(p) => p,
             Err(e) => {
@@ -367,7 +407,9 @@ impl EncodingSink {
                 rebuilt_from_spool: false,
             }),
             Err(e) => {
-                tracing::warn!(error = %e, "live encode failed; rebuilding from the spool");
+                if !self.deferred {
+                    tracing::warn!(error = %e, "live encode failed; rebuilding from the spool");
+                }
                 let mut f = recover(
                     &self.tools,
                     &self.spec,
@@ -375,9 +417,17 @@ impl EncodingSink {
                     self.limits,
                     timeout,
                 )?;
+                // Deferred, the pictures were first decoded now: those that
+                // did not decode are invalid, beside what the timeline
+                // dropped as they came.
+                let undecoded = if self.deferred {
+                    f.counters.frames_dropped
+                } else {
+                    0
+                };
                 f.counters.frames_in = self.counters.frames_in;
-                f.counters.frames_invalid = self.counters.frames_invalid;
-                f.counters.frames_dropped = self.counters.frames_dropped;
+                f.counters.frames_invalid = self.counters.frames_invalid + undecoded;
+                f.counters.frames_dropped = self.counters.frames_dropped + undecoded;
                 f.cpu_s += own_cpu;
                 Ok(f)
             }

@@ -333,6 +333,7 @@ impl Supervisor {
                             status: status_rx,
                             meter,
                             admission,
+                            deferred: false,
                         })
                         .await;
                         if opened.is_ok() {

@@ -183,7 +183,11 @@ pub async fn list(
             (recs, next)
         }
     };
-    for r in recs.iter_mut().filter(|r| r.status == Status::Pending) {
+    // Waiting: a web recording for its turn, a camera's spool for its encode.
+    for r in recs
+        .iter_mut()
+        .filter(|r| matches!(r.status, Status::Pending | Status::Processing))
+    {
         r.queue_position = s.supervisor.queue_position_of(r).await;
     }
     let next = next.map(|id| id.to_string());

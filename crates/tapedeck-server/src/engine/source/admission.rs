@@ -31,16 +31,39 @@ pub struct Admission {
     web: bool,
     /// An extra browser's: borrowed room that others' admission ignores.
     borrowed: bool,
+    /// A camera's accepted beyond the budget: spooled, encoded later.
+    deferred: bool,
     gate: Option<Arc<Gate>>,
+}
+
+impl Admission {
+    /// Whether the recording was accepted beyond the budget: its pictures
+    /// are only spooled, and encoded once [`Gate::queue_encode`] grants.
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
         if let Some(gate) = self.gate.take() {
+            if self.deferred {
+                let mut st = gate.lock();
+                st.deferred -= 1;
+                if let Some(id) = self.id {
+                    st.busy.remove(&id);
+                }
+                return;
+            }
             gate.release(self.id, self.reserved, self.web, self.borrowed);
         }
     }
 }
+
+/// What encoding a deferred camera's spool reserves: a batch encode runs
+/// flat out (the busy preset, one thread, and its decoding), about half a
+/// core; three at once on the default budget of two cores.
+const DEFERRED_ENCODE: MilliCores = 500;
 
 /// How a new recording gets its admission.
 pub enum Ticket {
@@ -53,6 +76,8 @@ pub enum Ticket {
 struct Waiter {
     rec: Recording,
     grant: oneshot::Sender<Admission>,
+    /// A web recording (it needs a browser), else a deferred encode.
+    web: bool,
 }
 
 struct State {
@@ -65,6 +90,8 @@ struct State {
     waiting: HashMap<RecordingId, Waiter>,
     /// Whether each admitted recording is busy.
     busy: HashMap<RecordingId, bool>,
+    /// Cameras accepted beyond the budget, spooling or waiting to encode.
+    deferred: u32,
 }
 
 /// The server's budget and queue (one per server).
@@ -74,6 +101,7 @@ pub struct Gate {
     web_max: u32,
     max_queued: usize,
     busy_above: f64,
+    deferred_max: u32,
 }
 
 impl std::fmt::Debug for Gate {
@@ -119,11 +147,13 @@ impl Gate {
                 queue: FairQueue::default(),
                 waiting: HashMap::new(),
                 busy: HashMap::new(),
+                deferred: 0,
             }),
             total,
             web_max: config.web.max_concurrent,
             max_queued: config.web.max_queued as usize,
             busy_above: config.encoder.busy_above,
+            deferred_max: config.limits.max_deferred_cameras,
         })
     }
 
@@ -167,6 +197,7 @@ impl Gate {
             reserved,
             web,
             borrowed: false,
+            deferred: false,
             gate: Some(self.clone()),
         }
     }
@@ -206,6 +237,7 @@ impl Gate {
             reserved,
             web: false,
             borrowed: false,
+            deferred: false,
             gate: Some(self.clone()),
         })
     }
@@ -247,12 +279,28 @@ impl Gate {
                 Waiter {
                     rec: rec.clone(),
                     grant,
+                    web: true,
                 },
             );
             return Ok(Ticket::Queued(rx));
         }
         if self.fits(&st, cost, false) {
             return Ok(Ticket::Now(self.take(&mut st, rec.id, (cost, busy), false)));
+        }
+        // A camera's pictures can wait on disk: accepted, spooled only,
+        // encoded when there is room (`queue_encode`), busy.
+        if rec.source.kind() == tapedeck_core::SourceKind::Frames && st.deferred < self.deferred_max
+        {
+            st.deferred += 1;
+            st.busy.insert(rec.id, true);
+            return Ok(Ticket::Now(Admission {
+                id: Some(rec.id),
+                reserved: 0,
+                web: false,
+                borrowed: false,
+                deferred: true,
+                gate: Some(self.clone()),
+            }));
         }
         let reserved = st.budget.reserved();
         Err(Problem::new(
@@ -302,6 +350,7 @@ impl Gate {
                 reserved: cost,
                 web: true,
                 borrowed: true,
+                deferred: false,
                 gate: Some(self.clone()),
             });
         }
@@ -352,22 +401,58 @@ impl Gate {
                 let mut st = self.lock();
                 let Some(&id) = st.queue.peek() else { return };
                 // Costed at its turn: the load then says whether it is busy.
-                let Some(cost) = st.waiting.get(&id).map(|w| self.cost_now(&st, &w.rec)) else {
+                let Some((cost, web)) = st.waiting.get(&id).map(|w| match w.web {
+                    true => (self.cost_now(&st, &w.rec), true),
+                    false => ((self.encode_cost(), true), false),
+                }) else {
                     st.queue.pop();
                     continue;
                 };
-                if !self.fits(&st, cost.0, true) {
+                if !self.fits(&st, cost.0, web) {
                     return;
                 }
                 st.queue.pop();
                 let Some(w) = st.waiting.remove(&id) else {
                     continue;
                 };
-                (self.take(&mut st, id, cost, true), w.grant)
+                (self.take(&mut st, id, cost, web), w.grant)
             };
             // A waiter that went away gives it back (its drop runs dispatch again).
             drop(grant.send(admission));
         }
+    }
+
+    /// What encoding a deferred camera reserves (all of a smaller budget).
+    fn encode_cost(&self) -> MilliCores {
+        DEFERRED_ENCODE.min(self.total)
+    }
+
+    /// Queues the encode of deferred camera `rec` (it stopped; its spool
+    /// is whole) in the fair queue beside web recordings; its admission
+    /// reserves [`DEFERRED_ENCODE`] and says busy.
+    pub fn queue_encode(self: &Arc<Self>, rec: &Recording) -> Ticket {
+        let mut st = self.lock();
+        let cost = self.encode_cost();
+        if st.queue.is_empty() && self.fits(&st, cost, false) {
+            st.queue.served(&rec.owner);
+            return Ticket::Now(self.take(&mut st, rec.id, (cost, true), false));
+        }
+        let (grant, rx) = oneshot::channel();
+        st.queue.push(&rec.owner, rec.id);
+        st.waiting.insert(
+            rec.id,
+            Waiter {
+                rec: rec.clone(),
+                grant,
+                web: false,
+            },
+        );
+        Ticket::Queued(rx)
+    }
+
+    /// Cameras accepted beyond the budget now.
+    pub fn deferred(&self) -> u32 {
+        self.lock().deferred
     }
 
     /// Takes `id` out of the queue (cancelled or deleted while waiting).

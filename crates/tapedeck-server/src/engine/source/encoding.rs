@@ -166,20 +166,23 @@ struct Wiring {
     cancelled: Arc<AtomicBool>,
     work: PathBuf,
     spec: EncodeSpec,
+    /// Spool only; encode at the finish.
+    deferred: bool,
 }
 
 impl EncodingRun {
-    /// Starts the encoder for `rec` in its work folder; web frames are
-    /// composed at `web_scale`.
+    /// Starts a camera's sink in its work folder: the encoder, or, for one
+    /// accepted beyond the budget (`deferred`), the spool alone (the file
+    /// is encoded from it when it is finished).
     pub async fn start(
         services: &Services,
         rec: &Recording,
         meter: Arc<Meter>,
         events: mpsc::Sender<SourceEvent>,
-        web_scale: Option<f64>,
+        deferred: bool,
     ) -> Result<Self, Failure> {
         let work = services.work_dir(rec.id);
-        Self::start_in(services, rec, meter, events, web_scale, work).await
+        Self::spawn(services, rec, (meter, events), None, work, deferred).await
     }
 
     /// [`EncodingRun::start`] with its spool and output in `work` (one
@@ -191,6 +194,17 @@ impl EncodingRun {
         events: mpsc::Sender<SourceEvent>,
         web_scale: Option<f64>,
         work: PathBuf,
+    ) -> Result<Self, Failure> {
+        Self::spawn(services, rec, (meter, events), web_scale, work, false).await
+    }
+
+    async fn spawn(
+        services: &Services,
+        rec: &Recording,
+        (meter, events): (Arc<Meter>, mpsc::Sender<SourceEvent>),
+        web_scale: Option<f64>,
+        work: PathBuf,
+        deferred: bool,
     ) -> Result<Self, Failure> {
         let (queue, rx) = flume::bounded(services.config.encoder.queue_frames);
         let (started_tx, started_rx) = oneshot::channel();
@@ -206,6 +220,7 @@ impl EncodingRun {
             cancelled: cancelled.clone(),
             work,
             spec: spec.clone(),
+            deferred,
         };
         let (tools, limits) = (services.tools.clone(), frame_limits(&services.config));
         let thread = std::thread::Builder::new()
@@ -285,7 +300,11 @@ fn sink_thread(
 ) {
     let mut compositor = web_scale.map(|s| Compositor::new(s, spec.fps, spec.width, spec.height));
     let live_file = live_output(&w.work, &w.spec);
-    let mut sink = match EncodingSink::start(tools, spec, limits, &w.work) {
+    let started_sink = match w.deferred {
+        true => EncodingSink::start_deferred(tools, spec, limits, &w.work),
+        false => EncodingSink::start(tools, spec, limits, &w.work),
+    };
+    let mut sink = match started_sink {
         Ok(mut p) => {
             p.set_limits(w.timeline);
             let _ = started.send(Ok(()));

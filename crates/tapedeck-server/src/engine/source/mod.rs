@@ -113,6 +113,8 @@ pub struct Meter {
     pub render: Mutex<Option<Render>>,
     /// Browsers rendering a web recording (0: not a web recording).
     pub browsers: AtomicU64,
+    /// A camera accepted beyond the budget whose spool is not encoded yet.
+    pub deferred: std::sync::atomic::AtomicBool,
 }
 
 /// How a web recording's rendering goes.
@@ -165,6 +167,7 @@ impl Meter {
             frames_planned: Some(self.planned.load(Ordering::Relaxed)).filter(|&n| n > 0),
             eta_s: render.and_then(|r| r.eta_s()),
             browsers: Some(self.browsers.load(Ordering::Relaxed) as u32).filter(|&n| n > 0),
+            encode_lag_s: self.deferred.load(Ordering::Relaxed).then_some(dur),
         }
     }
 
@@ -268,6 +271,8 @@ pub struct OpenCtx {
     pub meter: Arc<Meter>,
     /// The slot [`admit`] reserved.
     pub admission: Admission,
+    /// Accepted beyond the budget: spool only, encode later (a camera).
+    pub deferred: bool,
 }
 
 /// One source kind as the engine drives it: how to open one, how to
@@ -311,6 +316,7 @@ pub fn kind(k: SourceKind) -> &'static dyn Kind {
 /// reservation until it has closed or aborted, whatever its kind.
 pub async fn open(mut ctx: OpenCtx) -> Result<Box<dyn Source>, Failure> {
     let admission = std::mem::take(&mut ctx.admission);
+    ctx.deferred = admission.is_deferred();
     let source = kind(ctx.rec.source.kind()).open(ctx).await?;
     Ok(Box::new(Reserved { source, admission }))
 }

@@ -25,7 +25,7 @@ use tapedeck_media::picture::{self, FrameLimits};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::encoding::{EncodingRun, SinkMsg, frame_limits};
-use super::{Meter, OpenCtx, Source, SourceEvent, Take};
+use super::{Meter, OpenCtx, Source, SourceEvent, Take, Ticket};
 use crate::engine::metrics::Metrics;
 use crate::engine::services::Services;
 use tapedeck_core::Problem;
@@ -46,6 +46,8 @@ pub struct Endpoint {
     closed: AtomicBool,
     epoch: Instant,
     overflow: Overflow,
+    /// Accepted beyond the budget: spooled only, encoded at the finish.
+    deferred: bool,
 }
 
 /// The newest image that found the sink's queue full, with its source time.
@@ -150,7 +152,9 @@ impl FramesSource {
             closed: AtomicBool::new(false),
             epoch: Instant::now(),
             overflow: Overflow::default(),
+            deferred: ctx.deferred,
         });
+        inner.meter.deferred.store(ctx.deferred, Ordering::Relaxed);
         ctx.services.sources.register(inner.rec.id, inner.clone());
         Self { inner }
     }
@@ -227,7 +231,7 @@ impl Endpoint {
                         &self.rec,
                         self.meter.clone(),
                         self.events.clone(),
-                        None,
+                        self.deferred,
                     )
                     .await;
                     match started {
@@ -293,7 +297,24 @@ impl Source for FramesSource {
                     if let Some((b, t)) = self.inner.take_overflow() {
                         let _ = r.queue().send_async(SinkMsg::Frame(b, t)).await;
                     }
-                    r.close().await.map(|f| super::encoding::take(f, None))
+                    // A camera accepted beyond the budget is encoded from
+                    // its spool when its turn comes (`queue_position`).
+                    let _encode = match self.inner.deferred {
+                        true => match self
+                            .inner
+                            .services
+                            .sources
+                            .gate
+                            .queue_encode(&self.inner.rec)
+                        {
+                            Ticket::Now(a) => Some(a),
+                            Ticket::Queued(turn) => turn.await.ok(),
+                        },
+                        false => None,
+                    };
+                    let r = r.close().await.map(|f| super::encoding::take(f, None));
+                    self.inner.meter.deferred.store(false, Ordering::Relaxed);
+                    r
                 }
                 None => Err(Failure::new(Code::NoSource, "no source ever connected")),
             }

@@ -1,0 +1,109 @@
+//! Cameras beyond the CPU budget wait rather than being refused: each is
+//! accepted, its pictures spooled as they arrive (nothing decoded or
+//! encoded), and encoded from the spool after stop when the budget has
+//! room, in the fair queue (`queue_position`, `stats.encode_lag_s`); only
+//! past `limits.max_deferred_cameras` is one refused with `server_busy`.
+
+mod support;
+
+use serde_json::json;
+use support::*;
+use tapedeck_testkit::ffprobe;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cameras_beyond_the_budget_are_spooled_and_encoded_after() {
+    // A 720p camera at 5 fps costs 0.066 of a core (0.034 more when busy):
+    // one fits in 0.09.
+    let s = start(|c| {
+        c.limits.cpu_budget_cores = 0.09;
+        c.limits.max_deferred_cameras = 4;
+    })
+    .await;
+    let ann = s.key("ann", false).await;
+    let bob = s.key("bob", false).await;
+    let camera = json!({"source": {"kind": "frames", "input_fps": 5}, "preset": "medium"});
+    let mut cams = vec![];
+    for i in 0..5 {
+        let who = if i % 2 == 0 { &ann } else { &bob };
+        let r = s.create(who, camera.clone()).await;
+        assert_eq!(r["status"], "pending", "{r}");
+        cams.push((who.clone(), r["id"].as_str().unwrap().to_string()));
+    }
+    // One live, four deferred: the sixth is refused, the spool's limit.
+    let (st, v) = s.post(&ann, "/v1/recordings", camera.clone()).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("server_busy")),
+        "{v}"
+    );
+    let m = s.metrics().await;
+    assert!(
+        m.contains("tapedeck_cpu_cores{what=\"reserved\"} 0.066"),
+        "{m}"
+    );
+
+    // 12 s of pictures each (60 at 5 fps), the same for all.
+    let mut sockets = vec![];
+    for (who, id) in &cams {
+        let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), who)).await;
+        send_frames(&mut ws, 60, 200.0, |k| jpeg(1280, 720, k)).await;
+        sockets.push(ws);
+    }
+    // A deferred one says how far behind it is while it records.
+    let (who, last) = &cams[4];
+    let (_, r) = s.get(who, &format!("/v1/recordings/{last}")).await;
+    assert_eq!(r["status"], "recording", "{r}");
+    assert!(r["stats"]["encode_lag_s"].as_f64() > Some(11.0), "{r}");
+    let (who, first) = &cams[0];
+    let (_, r) = s.get(who, &format!("/v1/recordings/{first}")).await;
+    assert!(
+        r["stats"].get("encode_lag_s").is_none(),
+        "encoded live: {r}"
+    );
+
+    // All stopped at once: the encodes wait their turn in the queue.
+    for (who, id) in &cams {
+        let (st, _) = s
+            .post(who, &format!("/v1/recordings/{id}/stop"), json!({}))
+            .await;
+        assert_eq!(st, 200);
+    }
+    // Polled together until all are done: some wait, processing, with a
+    // place in the queue and their lag.
+    let mut seen_waiting = false;
+    let mut done = std::collections::HashMap::new();
+    while done.len() < cams.len() {
+        for (who, id) in &cams {
+            if done.contains_key(id) {
+                continue;
+            }
+            let (_, r) = s.get(who, &format!("/v1/recordings/{id}")).await;
+            if r["queue_position"].as_u64().is_some() {
+                assert_eq!(r["status"], "processing", "{r}");
+                assert!(r["stats"]["encode_lag_s"].as_f64() > Some(11.0), "{r}");
+                seen_waiting = true;
+            }
+            if r["status"] == "completed" || r["status"] == "failed" {
+                done.insert(id.clone(), r);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (who, id) in &cams {
+        let done = &done[id];
+        assert_eq!(done["status"], "completed", "{done}");
+        assert!(done["stats"].get("encode_lag_s").is_none(), "{done}");
+        assert_eq!(done["stats"]["frames_in"], 60, "{done}");
+        // Every picture in the file: 12 s at the preset's 30 fps.
+        let p = ffprobe(&s.download(who, id, "mp4").await);
+        assert_eq!(
+            (p.width, p.height, p.frames),
+            (1280, 720, 360),
+            "{id}: {p:?}"
+        );
+    }
+    assert!(seen_waiting, "no encode was seen waiting for its turn");
+    let m = s.metrics().await;
+    assert!(m.contains("tapedeck_cpu_cores{what=\"reserved\"} 0"), "{m}");
+    drop(sockets);
+}
