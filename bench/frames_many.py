@@ -146,6 +146,14 @@ def api(base, token, method, path, body=None):
 # fraction of a second the clients (on the same machine) did not keep pace,
 # and a late client sends its backlog in a burst.
 LATE = [0.0]
+# When the last camera was stopped (monotonic seconds).
+STOPPED = [0.0]
+# The recordings made, as they are made.
+MADE = []
+# How many were deferred (spooled, encoded after), seen mid-run.
+DEFERRED = [0]
+# Seconds from the last stop to the last completed.
+AFTER = [0.0]
 
 
 async def camera(base, token, jpegs, seconds, rate, t0):
@@ -158,6 +166,7 @@ async def camera(base, token, jpegs, seconds, rate, t0):
         if e.code == 429:
             return None
         raise
+    MADE.append(rec["id"])
     ws_url = base.replace("http", "ws") + f"/v1/recordings/{rec['id']}/frames?token={token}"
     # A busy server may take a while to answer 100 handshakes at once.
     async with websockets.connect(ws_url, max_size=None, ping_interval=None, open_timeout=120) as ws:
@@ -169,6 +178,7 @@ async def camera(base, token, jpegs, seconds, rate, t0):
             await ws.send(json.dumps({"pts_ms": k * 1000 / rate}))
             await ws.send(jpegs[k % len(jpegs)])
     await asyncio.to_thread(api, base, token, "POST", f"/v1/recordings/{rec['id']}/stop", {})
+    STOPPED[0] = max(STOPPED[0], time.monotonic())
     return rec["id"]
 
 
@@ -198,6 +208,9 @@ def run_tapedeck(args, jpegs, work):
 
     async def all_cameras():
         LATE[0] = 0.0
+        STOPPED[0] = 0.0
+        MADE.clear()
+        DEFERRED[0] = 0
         t0 = time.monotonic() + 2
         tasks = [asyncio.create_task(camera(base, token, jpegs, args.seconds, args.rate, t0))
                  for _ in range(args.streams)]
@@ -207,6 +220,10 @@ def run_tapedeck(args, jpegs, work):
         m0 = time.monotonic()
         await asyncio.sleep(args.seconds * 0.3)
         _, rss = win.sample()
+        # Cameras accepted beyond the budget say how far behind their encode is.
+        recs = await asyncio.gather(*[asyncio.to_thread(api, base, token, "GET", f"/v1/recordings/{i}")
+                                      for i in list(MADE)])
+        DEFERRED[0] = sum(1 for r in recs if "encode_lag_s" in r["stats"])
         await asyncio.sleep(args.seconds * 0.3)
         c1, _ = win.sample()
         m1 = time.monotonic()
@@ -225,12 +242,22 @@ def run_tapedeck(args, jpegs, work):
         srv.kill()
         raise
     complete = 0
-    for i in ids:
-        for _ in range(600):
+    done, last_done = {}, STOPPED[0]
+    deadline = time.monotonic() + 1800
+    while len(done) < len(ids) and time.monotonic() < deadline:
+        for i in ids:
+            if i in done:
+                continue
             rec = api(base, token, "GET", f"/v1/recordings/{i}")
             if rec["status"] in ("completed", "failed"):
-                break
-            time.sleep(0.2)
+                done[i] = rec
+                last_done = time.monotonic()
+        time.sleep(0.2)
+    print(f"# {args.streams} tapedeck: {DEFERRED[0]} deferred; from the last stop to the last completed "
+          f"{last_done - STOPPED[0]:.1f} s", file=sys.stderr)
+    AFTER[0] = last_done - STOPPED[0]
+    for i in ids:
+        rec = done.get(i) or api(base, token, "GET", f"/v1/recordings/{i}")
         if rec["status"] == "completed":
             out = os.path.join(work, f"{i}.mp4")
             with urllib.request.urlopen(urllib.request.Request(
@@ -311,18 +338,21 @@ def main():
             took = max(took, 1)
             # Over the whole run: all the CPU the recorder spent, per stream per second of video.
             per = whole * 100 / (took * a.seconds)
-            rows.append((n, name, cores * 100 / took, rss / took, complete, cores * 100, per, took))
+            after = f"{AFTER[0]:.1f} ({DEFERRED[0]} deferred)" if name == "tapedeck" else "-"
+            rows.append((n, name, cores * 100 / took, rss / took, complete, cores * 100, per, took, after))
             shutil.rmtree(sub, ignore_errors=True)
             print(f"# {n} {name}: {took} taken, {cores * 100:.0f} % of a core, {rss:.0f} MB, "
                   f"{complete}/{took} complete", file=sys.stderr)
     print("| streams offered | recorder | taken (the rest refused: 429 server_busy) | CPU % of a core per stream, steady "
-          "| per stream, whole run | PSS MB per stream | complete | CPU % in all, steady | vs OpenCV (whole run) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| per stream, whole run | PSS MB per stream | complete | CPU % in all, steady | vs OpenCV (whole run) "
+          "| last stop to last completed, s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     last = []
-    for n, name, cpu, rss, complete, total, per, took in rows:
+    for n, name, cpu, rss, complete, total, per, took, after in rows:
         peer = next((r for r in rows if r[0] == n and r[1] == "opencv"), None)
         ratio = f"x{per / peer[6]:.2f}" if peer and peer[6] > 0 else "-"
-        print(f"| {n} | {name} | {took} | {cpu:.2f} | {per:.2f} | {rss:.1f} | {complete}/{took} | {total:.0f} | {ratio} |")
+        print(f"| {n} | {name} | {took} | {cpu:.2f} | {per:.2f} | {rss:.1f} | {complete}/{took} | {total:.0f} | {ratio} "
+              f"| {after} |")
         if name == "tapedeck":
             last.append(f"{n} offered: {took} taken, {complete}/{took} complete, {per:.2f} % of a core (whole run) "
                         f"and {rss:.1f} MB (PSS) each"

@@ -186,3 +186,18 @@ impl Repo {
         Ok(out)
     }
 }
+
+impl Repo {
+    /// Live and processing recordings marked as `node`'s (PostgreSQL
+    /// only): what it should be driving.
+    pub async fn live_on(&self, node: &str) -> Result<Vec<Recording>, RepoError> {
+        let rows = sqlx::query(
+            "SELECT doc FROM recordings
+             WHERE status IN ('recording', 'paused', 'processing') AND doc::jsonb ->> 'node' = $1",
+        )
+        .bind(node.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(parse_doc).collect()
+    }
+}

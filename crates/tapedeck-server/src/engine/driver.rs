@@ -144,7 +144,14 @@ impl Driver {
                     }
                     Some(SourceEvent::Ended) => { let _ = self.feed(Input::Ended).await; }
                     Some(SourceEvent::EndedWith(r)) => { let _ = self.feed(Input::EndedWith(r)).await; }
-                    Some(SourceEvent::Failed(f)) => { let _ = self.feed(Input::Failed(f)).await; }
+                    Some(SourceEvent::Failed(f)) => {
+                        if f.code == Code::DiskFull && self.hand_over().await {
+                            // Another node finishes it; this driver ends
+                            // with the recording as it is.
+                            break;
+                        }
+                        let _ = self.feed(Input::Failed(f)).await;
+                    }
                     Some(SourceEvent::Describe(spec)) => {
                         self.lc.recording_mut().source = spec;
                         let _ = self.services.repo.update(self.lc.recording()).await;
@@ -175,6 +182,48 @@ impl Driver {
             }
         }
         self.close().await;
+    }
+
+    /// A cluster node whose disk filled hands a live recording over
+    /// rather than failing it: what is on disk is shipped, the source is
+    /// stopped, and the recording is marked as another live node's, which
+    /// finishes it from the bucket as it would a dead node's
+    /// (`engine::takeover`); the work folder goes, freeing the disk.
+    /// False (fail it here) outside a cluster that ships, or with no other
+    /// node alive.
+    async fn hand_over(&mut self) -> bool {
+        let s = self.services.clone();
+        let live = matches!(self.lc.status(), Status::Recording | Status::Paused);
+        if !s.config.cluster.enabled || !s.config.cluster.ships() || !live {
+            return false;
+        }
+        let me = s.config.cluster.node_id.clone();
+        let timeout_ms = (s.config.cluster.node_timeout_s as i64).saturating_mul(1000);
+        let now = now_ms();
+        let target = match s.repo.nodes().await {
+            Ok(nodes) => nodes
+                .into_iter()
+                .filter(|n| n.id != me && !n.draining)
+                .filter(|n| tapedeck_core::cluster::alive(n.heartbeat_at, now, timeout_ms))
+                .max_by(|a, b| a.cpu.free().total_cmp(&b.cpu.free())),
+            Err(_) => None,
+        };
+        let Some(target) = target else {
+            return false;
+        };
+        let id = self.lc.recording().id;
+        s.shipping.finish(id).await;
+        if let Some(src) = self.source.take() {
+            src.abort().await;
+        }
+        self.lc.recording_mut().node = Some(target.id.clone());
+        if let Err(e) = s.repo.update(self.lc.recording()).await {
+            tracing::error!(%id, error = %e, "handing a recording over");
+        }
+        tracing::warn!(%id, to = %target.id, "the disk is full: the recording is handed over");
+        let _ = tokio::fs::remove_dir_all(s.work_dir(id)).await;
+        s.work.forget(id);
+        true
     }
 
     /// Waits, `pending`, for the queue to hand over an admission, taking

@@ -370,6 +370,11 @@ impl Supervisor {
         });
     }
 
+    /// Whether a driver here holds `id`.
+    pub fn drives(&self, id: RecordingId) -> bool {
+        self.handle(id).is_some()
+    }
+
     /// Live numbers of an active recording (frames, duration so far).
     pub fn progress(&self, id: RecordingId) -> Option<Stats> {
         self.handle(id).map(|h| h.meter.stats())

@@ -15,7 +15,8 @@
 //! - a pending one waits for its source here.
 //!
 //! A room taken over is placed on this node: its next join starts the
-//! call here.
+//! call here. A recording handed over by a node whose disk filled (marked
+//! as this node's, no driver here) is taken the same way.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,9 +49,30 @@ pub fn spawn(sup: Supervisor, node: Arc<Node>) {
     });
 }
 
+/// Recordings marked as this node's that no driver here holds: handed
+/// over by a node whose disk filled (`Driver::hand_over`), or left by a
+/// driver that died. Taken as a dead node's are.
+async fn orphans(sup: &Supervisor, node: &Node) -> bool {
+    let mine = match sup.services.repo.live_on(&node.id).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing this node's recordings");
+            return false;
+        }
+    };
+    let mut any = false;
+    for rec in mine.into_iter().filter(|r| !sup.drives(r.id)) {
+        tracing::warn!(id = %rec.id, "a recording marked as this node's has no driver: taking it over");
+        any = true;
+        take(sup, rec).await;
+    }
+    any
+}
+
 /// One look; whether anything was taken (then look again at once).
 async fn round(sup: &Supervisor, node: &Node) -> bool {
     let s = &sup.services;
+    let handed = orphans(sup, node).await;
     let stale_before = now_ms() - node.timeout_ms();
     let nodes = match s.repo.nodes().await {
         Ok(n) => n,
@@ -59,7 +81,7 @@ async fn round(sup: &Supervisor, node: &Node) -> bool {
             return false;
         }
     };
-    let mut any = false;
+    let mut any = handed;
     for n in nodes
         .iter()
         .filter(|n| n.heartbeat_at < stale_before && n.id != node.id)

@@ -39,7 +39,7 @@ pub struct ClusterNode {
     pub port: u16,
     pub proc: Proc,
     env: Vec<(String, String)>,
-    data: std::path::PathBuf,
+    pub data: std::path::PathBuf,
 }
 
 impl ClusterNode {
