@@ -214,6 +214,12 @@ impl Supervisor {
         if in_cluster_queue {
             return self.create_queued(rec, _guard).await;
         }
+        // In a cluster a camera that does not fit here is recorded live
+        // where it fits (the face places it there on `server_busy`); it
+        // is spooled for later only where no node has room.
+        if s.config.cluster.enabled && gate.would_defer(&rec) && room_elsewhere(s, &rec).await {
+            return Err(gate.busy(&rec));
+        }
         let ticket = gate.admit(&rec)?;
         if let Err(e) = s.repo.insert(&rec).await {
             if let Ticket::Queued(_) = ticket {
@@ -484,6 +490,23 @@ impl Supervisor {
 }
 
 /// Whether `rec` is live on another node of the cluster.
+/// Whether another live node of the cluster has the CPU budget to record
+/// `rec` live.
+async fn room_elsewhere(s: &Services, rec: &Recording) -> bool {
+    let me = s.config.cluster.node_id.as_str();
+    let need = f64::from(tapedeck_core::admission::estimate(&rec.source, &rec.video)) / 1000.0;
+    let timeout_ms = (s.config.cluster.node_timeout_s as i64).saturating_mul(1000);
+    let now = now_ms();
+    s.repo.nodes().await.is_ok_and(|nodes| {
+        nodes.iter().any(|n| {
+            n.id != me
+                && !n.draining
+                && tapedeck_core::cluster::alive(n.heartbeat_at, now, timeout_ms)
+                && n.cpu.free() >= need
+        })
+    })
+}
+
 fn held_elsewhere(s: &Services, rec: &Recording) -> bool {
     s.config.cluster.enabled
         && !rec.status.is_terminal()

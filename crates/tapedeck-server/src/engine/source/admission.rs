@@ -302,16 +302,36 @@ impl Gate {
                 gate: Some(self.clone()),
             }));
         }
-        let reserved = st.budget.reserved();
-        Err(Problem::new(
+        Err(self.busy_problem(&st, cost))
+    }
+
+    fn busy_problem(&self, st: &State, cost: MilliCores) -> Problem {
+        Problem::new(
             Code::ServerBusy,
             format!(
                 "the server's CPU budget is taken: {:.2} of {:.2} cores reserved, and this recording needs about {:.2} (limits.cpu_budget_cores); try again later",
-                f64::from(reserved) / 1000.0,
+                f64::from(st.budget.reserved()) / 1000.0,
                 f64::from(self.total) / 1000.0,
                 f64::from(cost.min(self.total)) / 1000.0
             ),
-        ))
+        )
+    }
+
+    /// Whether live `rec` (a camera) would be accepted deferred now: it
+    /// does not fit the budget and deferral has room.
+    pub fn would_defer(&self, rec: &Recording) -> bool {
+        let st = self.lock();
+        let (cost, _) = self.cost_now(&st, rec);
+        rec.source.kind() == tapedeck_core::SourceKind::Frames
+            && !self.fits(&st, cost, false)
+            && st.deferred < self.deferred_max
+    }
+
+    /// The `server_busy` problem for `rec` now.
+    pub fn busy(&self, rec: &Recording) -> Problem {
+        let st = self.lock();
+        let (cost, _) = self.cost_now(&st, rec);
+        self.busy_problem(&st, cost)
     }
 
     /// Up to `want` more browsers for `rec`, admitted now (a deterministic
