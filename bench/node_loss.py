@@ -23,7 +23,9 @@ ROOT = os.path.dirname(HERE)
 
 
 def start_cluster(n, d, tapedeck, extra):
-    env = dict(os.environ, NODES=str(n), CLUSTER_DIR=d, CLUSTER_BIN=tapedeck, **extra)
+    env = dict(os.environ, NODES=str(n), CLUSTER_DIR=d, CLUSTER_BIN=tapedeck,
+               TAPEDECK_LIMITS__MAX_CONCURRENT="500", TAPEDECK_LIMITS__MAX_CONCURRENT_PER_USER="500",
+               TAPEDECK_CLUSTER__DRAIN_S="1", **extra)
     p = subprocess.Popen([os.path.join(ROOT, "scripts/cluster.sh")], env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.monotonic()
@@ -36,9 +38,25 @@ def start_cluster(n, d, tapedeck, extra):
     return p, db
 
 
-def stop_cluster(p):
+def stop_cluster(p, d):
     os.killpg(p.pid, signal.SIGINT)
     p.wait(timeout=120)
+    # The nodes are not the script's children (each has a start script):
+    # gone before the next cluster takes their ports.
+    for f in os.listdir(d):
+        if f.endswith(".pid"):
+            pid = int(open(os.path.join(d, f)).read())
+            for _ in range(100):
+                try:
+                    os.kill(pid, 0)
+                except OSError:
+                    break
+                time.sleep(0.1)
+            else:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
 
 
 def shipped(base):
@@ -106,7 +124,7 @@ def cost(args, work, pics):
             for i in ids:
                 api.call("POST", f"/v1/recordings/{i}/stop")
         finally:
-            stop_cluster(p)
+            stop_cluster(p, d)
     (_, off, _), (_, on, per) = rows
     print(f"# cost: {args.cameras} cameras for {args.seconds} s on one node: {off * 100:.1f} % of a core with "
           f"shipping off, {on * 100:.1f} % with it on (x{on / off:.3f}); {per / 1024:.1f} KiB shipped per "
@@ -165,8 +183,11 @@ def loss(args, work, pics):
                                 f"{work}/clip.opus", "--seconds", str(args.seconds * 4), "--whip",
                                 f"{n1}/v1/rooms/{room['id']}/whip"] + toks,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # An upload of 64 MiB of noise, 1 MiB a second.
-        blob = os.urandom(64 << 20)
+        # An upload of a 720p VP8 WebM (about 40 MiB), 1 MiB a second.
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=30", "-t", "40",
+                        "-c:v", "libvpx", "-b:v", "8M", "-deadline", "realtime", "-cpu-used", "8",
+                        f"{work}/upload.webm"], check=True)
+        blob = open(f"{work}/upload.webm", "rb").read()
         req = urllib.request.Request(n1 + "/v1/uploads", method="POST", headers={
             "Authorization": f"Bearer {token}", "Tus-Resumable": "1.0.0", "Upload-Length": str(len(blob))})
         with urllib.request.urlopen(req) as r:
@@ -222,7 +243,7 @@ def loss(args, work, pics):
         pub.kill()
         return elapsed, by_kind, resumed, done, len(cams)
     finally:
-        stop_cluster(p)
+        stop_cluster(p, d)
 
 
 def main():
@@ -234,6 +255,8 @@ def main():
     a.tapedeck = os.path.realpath(os.path.join(a.bin, "tapedeck"))
     a.bin = os.path.realpath(a.bin)
     work = tempfile.mkdtemp(prefix="tapedeck-loss-")
+    # PostgreSQL runs as its own user (scripts/cluster.sh, as root).
+    os.chmod(work, 0o755)
     pics = jpegs(work, a.seconds)
     off, on, per = cost(a, work, pics)
     elapsed, by_kind, resumed, done, ncams = loss(a, work, pics)
@@ -247,7 +270,8 @@ def main():
         print(f"| shipped per recording-second before the kill, {kind} | {b / secs[kind] / 1024:.1f} KiB |")
     print(f"| kill -9 to the upload answering HEAD on another node | {resumed:.1f} s |")
     for i, (kind, r, t) in sorted(done.items(), key=lambda x: x[1][2]):
-        print(f"| kill -9 to {kind} {r['status']} ({r.get('end_reason')}) | {t:.1f} s |")
+        why = r.get("end_reason") if r["status"] == "completed" else (r.get("error") or {}).get("code")
+        print(f"| kill -9 to {kind} {r['status']} ({why}) | {t:.1f} s |")
 
 
 if __name__ == "__main__":

@@ -186,8 +186,39 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
         assert!(tries < 20, "no web recording was claimed by {doomed}");
     };
 
+    // The call's recording has both participants' pictures (a loaded
+    // machine may take a while to send the first key frames), shipped a
+    // segment later.
+    let tracks = c.nodes[x].data.join("work").join(&call_rec).join("tracks");
+    let start = std::time::Instant::now();
+    loop {
+        let videos = std::fs::read(tracks.join("manifest.json"))
+            .ok()
+            .and_then(|m| serde_json::from_slice::<Vec<Value>>(&m).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t["kind"] == "video")
+            .filter(|t| {
+                let name = format!(
+                    "{}.{}",
+                    t["id"].as_str().unwrap_or(""),
+                    t["container"].as_str().unwrap_or("")
+                );
+                let f = tracks.join(name);
+                std::fs::metadata(f).map_or(0, |m| m.len()) > 100_000
+            })
+            .count();
+        if videos >= 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no pictures in {tracks:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     // The call goes on a few seconds, then the node dies.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let r = get(&lb, &ann, &web).await;
     assert_eq!(
         r["status"], "recording",
