@@ -395,6 +395,9 @@ pub struct LimitsConfig {
     /// their pictures are spooled as they arrive and encoded when there
     /// is room, after stop if need be (0: refuse them with `server_busy`).
     pub max_deferred_cameras: u32,
+    /// A camera is accepted beyond the budget only while the data folder's
+    /// disk has this many bytes free (its pictures wait there).
+    pub min_free_disk_bytes: u64,
     /// Longest recording, seconds (a request may ask for less).
     pub max_duration_s: u32,
     /// Largest frame, bytes.
@@ -522,6 +525,7 @@ impl Default for LimitsConfig {
             max_size_bytes: 0,
             max_timestamp_lead_s: 60,
             max_deferred_cameras: 500,
+            min_free_disk_bytes: 1 << 30,
             idle_timeout_s: 120,
             pending_timeout_s: 300,
             paused_timeout_s: 3600,

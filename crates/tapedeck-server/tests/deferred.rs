@@ -2,7 +2,8 @@
 //! accepted, its pictures spooled as they arrive (nothing decoded or
 //! encoded), and encoded from the spool after stop when the budget has
 //! room, in the fair queue (`queue_position`, `stats.encode_lag_s`); only
-//! past `limits.max_deferred_cameras` is one refused with `server_busy`.
+//! past `limits.max_deferred_cameras`, or without
+//! `limits.min_free_disk_bytes` free, is one refused with `server_busy`.
 
 mod support;
 
@@ -106,4 +107,26 @@ async fn cameras_beyond_the_budget_are_spooled_and_encoded_after() {
     let m = s.metrics().await;
     assert!(m.contains("tapedeck_cpu_cores{what=\"reserved\"} 0"), "{m}");
     drop(sockets);
+}
+
+/// Pictures wait on the data folder's disk: without the free space
+/// `limits.min_free_disk_bytes` asks for, a camera beyond the budget is
+/// refused as before, and one that fits is still taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_is_not_deferred_onto_a_full_disk() {
+    let s = start(|c| {
+        c.limits.cpu_budget_cores = 0.09;
+        c.limits.min_free_disk_bytes = u64::MAX;
+    })
+    .await;
+    let ann = s.key("ann", false).await;
+    let camera = json!({"source": {"kind": "frames", "input_fps": 5}, "preset": "medium"});
+    let r = s.create(&ann, camera.clone()).await;
+    assert_eq!(r["status"], "pending", "{r}");
+    let (st, v) = s.post(&ann, "/v1/recordings", camera).await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (429, Some("server_busy")),
+        "{v}"
+    );
 }

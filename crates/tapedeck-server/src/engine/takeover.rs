@@ -133,6 +133,9 @@ async fn take(sup: &Supervisor, mut rec: Recording) {
     let s = &sup.services;
     s.metrics.taken_over(rec.source.kind().as_str());
     if renders_again(&rec) {
+        // Rendered again from nothing: what the dead node shipped of it
+        // is not this run's.
+        crate::engine::ship::forget(s, rec.id).await;
         rec.status = Status::Pending;
         rec.node = None;
         rec.stats = Default::default();

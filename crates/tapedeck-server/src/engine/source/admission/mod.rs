@@ -21,6 +21,8 @@ use tapedeck_core::recording::Recording;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
+
+mod deferred;
 use tapedeck_core::Problem;
 
 /// What a running recording holds; released when dropped.
@@ -60,11 +62,6 @@ impl Drop for Admission {
     }
 }
 
-/// What encoding a deferred camera's spool reserves: a batch encode runs
-/// flat out (the busy preset, one thread, and its decoding), about half a
-/// core; three at once on the default budget of two cores.
-const DEFERRED_ENCODE: MilliCores = 500;
-
 /// How a new recording gets its admission.
 pub enum Ticket {
     /// It fits now.
@@ -102,6 +99,9 @@ pub struct Gate {
     max_queued: usize,
     busy_above: f64,
     deferred_max: u32,
+    /// Where deferred cameras' pictures wait, and the free bytes it must keep.
+    data_dir: std::path::PathBuf,
+    min_free: u64,
 }
 
 impl std::fmt::Debug for Gate {
@@ -154,6 +154,8 @@ impl Gate {
             max_queued: config.web.max_queued as usize,
             busy_above: config.encoder.busy_above,
             deferred_max: config.limits.max_deferred_cameras,
+            data_dir: config.server.data_dir.clone(),
+            min_free: config.limits.min_free_disk_bytes,
         })
     }
 
@@ -289,8 +291,7 @@ impl Gate {
         }
         // A camera's pictures can wait on disk: accepted, spooled only,
         // encoded when there is room (`queue_encode`), busy.
-        if rec.source.kind() == tapedeck_core::SourceKind::Frames && st.deferred < self.deferred_max
-        {
+        if self.may_defer(&st, rec) {
             st.deferred += 1;
             st.busy.insert(rec.id, true);
             return Ok(Ticket::Now(Admission {
@@ -315,23 +316,6 @@ impl Gate {
                 f64::from(cost.min(self.total)) / 1000.0
             ),
         )
-    }
-
-    /// Whether live `rec` (a camera) would be accepted deferred now: it
-    /// does not fit the budget and deferral has room.
-    pub fn would_defer(&self, rec: &Recording) -> bool {
-        let st = self.lock();
-        let (cost, _) = self.cost_now(&st, rec);
-        rec.source.kind() == tapedeck_core::SourceKind::Frames
-            && !self.fits(&st, cost, false)
-            && st.deferred < self.deferred_max
-    }
-
-    /// The `server_busy` problem for `rec` now.
-    pub fn busy(&self, rec: &Recording) -> Problem {
-        let st = self.lock();
-        let (cost, _) = self.cost_now(&st, rec);
-        self.busy_problem(&st, cost)
     }
 
     /// Up to `want` more browsers for `rec`, admitted now (a deterministic
@@ -440,39 +424,6 @@ impl Gate {
             // A waiter that went away gives it back (its drop runs dispatch again).
             drop(grant.send(admission));
         }
-    }
-
-    /// What encoding a deferred camera reserves (all of a smaller budget).
-    fn encode_cost(&self) -> MilliCores {
-        DEFERRED_ENCODE.min(self.total)
-    }
-
-    /// Queues the encode of deferred camera `rec` (it stopped; its spool
-    /// is whole) in the fair queue beside web recordings; its admission
-    /// reserves [`DEFERRED_ENCODE`] and says busy.
-    pub fn queue_encode(self: &Arc<Self>, rec: &Recording) -> Ticket {
-        let mut st = self.lock();
-        let cost = self.encode_cost();
-        if st.queue.is_empty() && self.fits(&st, cost, false) {
-            st.queue.served(&rec.owner);
-            return Ticket::Now(self.take(&mut st, rec.id, (cost, true), false));
-        }
-        let (grant, rx) = oneshot::channel();
-        st.queue.push(&rec.owner, rec.id);
-        st.waiting.insert(
-            rec.id,
-            Waiter {
-                rec: rec.clone(),
-                grant,
-                web: false,
-            },
-        );
-        Ticket::Queued(rx)
-    }
-
-    /// Cameras accepted beyond the budget now.
-    pub fn deferred(&self) -> u32 {
-        self.lock().deferred
     }
 
     /// Takes `id` out of the queue (cancelled or deleted while waiting).

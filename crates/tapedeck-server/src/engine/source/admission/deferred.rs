@@ -1,0 +1,83 @@
+//! Cameras beyond the budget (`limits.max_deferred_cameras`): accepted
+//! while the data folder's disk has room, spooled only, and their encode
+//! queued after stop in the same fair queue as web recordings.
+
+use std::sync::Arc;
+
+use tapedeck_core::Problem;
+use tapedeck_core::admission::MilliCores;
+use tapedeck_core::recording::Recording;
+use tokio::sync::oneshot;
+
+use super::{Gate, State, Ticket, Waiter};
+
+/// What encoding a deferred camera's spool reserves: a batch encode runs
+/// flat out (the busy preset, one thread, and its decoding), about half a
+/// core; three at once on the default budget of two cores.
+const DEFERRED_ENCODE: MilliCores = 500;
+
+/// Bytes free to an unprivileged writer on the disk holding `dir` (its
+/// nearest existing ancestor); `None` when that cannot be read.
+fn free_disk(dir: &std::path::Path) -> Option<u64> {
+    let dir = dir.ancestors().find(|d| d.exists())?;
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+impl Gate {
+    /// What encoding a deferred camera reserves (all of a smaller budget).
+    pub(super) fn encode_cost(&self) -> MilliCores {
+        DEFERRED_ENCODE.min(self.total)
+    }
+
+    /// Queues the encode of deferred camera `rec` (it stopped; its spool
+    /// is whole) in the fair queue beside web recordings; its admission
+    /// reserves [`DEFERRED_ENCODE`] and says busy.
+    pub fn queue_encode(self: &Arc<Self>, rec: &Recording) -> Ticket {
+        let mut st = self.lock();
+        let cost = self.encode_cost();
+        if st.queue.is_empty() && self.fits(&st, cost, false) {
+            st.queue.served(&rec.owner);
+            return Ticket::Now(self.take(&mut st, rec.id, (cost, true), false));
+        }
+        let (grant, rx) = oneshot::channel();
+        st.queue.push(&rec.owner, rec.id);
+        st.waiting.insert(
+            rec.id,
+            Waiter {
+                rec: rec.clone(),
+                grant,
+                web: false,
+            },
+        );
+        Ticket::Queued(rx)
+    }
+
+    /// Cameras accepted beyond the budget now.
+    pub fn deferred(&self) -> u32 {
+        self.lock().deferred
+    }
+
+    /// Whether live `rec` (a camera) would be accepted deferred now: it
+    /// does not fit the budget and deferral has room.
+    pub fn would_defer(&self, rec: &Recording) -> bool {
+        let st = self.lock();
+        let (cost, _) = self.cost_now(&st, rec);
+        !self.fits(&st, cost, false) && self.may_defer(&st, rec)
+    }
+
+    /// Whether camera `rec` may be accepted beyond the budget: deferral
+    /// has room, and so has the disk its pictures wait on.
+    pub(super) fn may_defer(&self, st: &State, rec: &Recording) -> bool {
+        rec.source.kind() == tapedeck_core::SourceKind::Frames
+            && st.deferred < self.deferred_max
+            && free_disk(&self.data_dir).is_none_or(|free| free >= self.min_free)
+    }
+
+    /// The `server_busy` problem for `rec` now.
+    pub fn busy(&self, rec: &Recording) -> Problem {
+        let st = self.lock();
+        let (cost, _) = self.cost_now(&st, rec);
+        self.busy_problem(&st, cost)
+    }
+}
