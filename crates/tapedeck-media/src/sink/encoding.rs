@@ -153,27 +153,8 @@ impl EncodingSink {
         work_dir: &Path,
     ) -> Result<Self, PipelineError> {
         std::fs::create_dir_all(work_dir)?;
-        let spool = SpoolWriter::open(&work_dir.join(SPOOL_FILE))?;
         let encoder = Encoder::spawn(&tools, &spec, &live_output(work_dir, &spec))?;
-        Ok(Self {
-            picture: Picture::new(spec.width, spec.height, limits),
-            timeline: Timeline::new(spec.fps, spec.cfr),
-            tools,
-            spec,
-            work_dir: work_dir.to_path_buf(),
-            spool,
-            encoder: Some(encoder),
-            encoder_error: None,
-            deferred: false,
-            held: HashMap::new(),
-            last_written: None,
-            seq: 0,
-            counters: Counters::default(),
-            last_sync: Instant::now(),
-            cpu_at_start: thread_cpu_s(),
-            epoch: Instant::now(),
-            limits: TimelineLimits::default(),
-        })
+        Self::with(tools, spec, limits, work_dir, Some(encoder))
     }
 
     /// A sink that only spools (a camera accepted beyond the CPU budget):
@@ -188,6 +169,17 @@ impl EncodingSink {
         work_dir: &Path,
     ) -> Result<Self, PipelineError> {
         std::fs::create_dir_all(work_dir)?;
+        Self::with(tools, spec, limits, work_dir, None)
+    }
+
+    /// A sink around `encoder` (none: deferred) with its spool in `work_dir`.
+    fn with(
+        tools: Tools,
+        spec: EncodeSpec,
+        limits: FrameLimits,
+        work_dir: &Path,
+        encoder: Option<Encoder>,
+    ) -> Result<Self, PipelineError> {
         let spool = SpoolWriter::open(&work_dir.join(SPOOL_FILE))?;
         Ok(Self {
             picture: Picture::new(spec.width, spec.height, limits),
@@ -196,9 +188,9 @@ impl EncodingSink {
             spec,
             work_dir: work_dir.to_path_buf(),
             spool,
-            encoder: None,
+            deferred: encoder.is_none(),
+            encoder,
             encoder_error: None,
-            deferred: true,
             held: HashMap::new(),
             last_written: None,
             seq: 0,

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod disk;
 pub mod pages;
 #[allow(unused_imports)]
 pub use pages::*;
