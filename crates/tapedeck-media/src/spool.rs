@@ -143,6 +143,64 @@ impl<R: Read> Iterator for SpoolReader<R> {
     }
 }
 
+/// How a [`Tail`] ends: when its writer says the spool is whole, or when
+/// its reader is no longer wanted.
+#[derive(Debug, Default)]
+pub struct TailEnd {
+    whole: std::sync::atomic::AtomicBool,
+    cancelled: std::sync::atomic::AtomicBool,
+}
+
+impl TailEnd {
+    /// The writer synced its last record: the reader ends at the file's end.
+    pub fn whole(&self) {
+        self.whole.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The reader stops at its next read.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// A spool file read while it is still written: at its end a read waits
+/// for more until [`TailEnd::whole`] (then it ends) or
+/// [`TailEnd::cancel`] (then it fails). Wrapped in a [`SpoolReader`], a
+/// record torn by a write in progress is waited for, not taken as damage.
+pub struct Tail {
+    file: File,
+    end: std::sync::Arc<TailEnd>,
+}
+
+impl Tail {
+    /// Follows the spool at `path`.
+    pub fn open(path: &Path, end: std::sync::Arc<TailEnd>) -> io::Result<Self> {
+        Ok(Self {
+            file: File::open(path)?,
+            end,
+        })
+    }
+}
+
+impl Read for Tail {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        loop {
+            // Whole is read before the file: a read after it sees every byte.
+            let whole = self.end.whole.load(Ordering::Acquire);
+            let n = self.file.read(buf)?;
+            if n > 0 || whole || buf.is_empty() {
+                return Ok(n);
+            }
+            if self.end.cancelled.load(Ordering::Acquire) {
+                return Err(io::Error::other("no longer wanted"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(40));
+        }
+    }
+}
+
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -183,6 +241,40 @@ mod tests {
         let mut w = SpoolWriter::open(&path).unwrap();
         assert!(!w.is_empty());
         w.sync().unwrap();
+    }
+
+    #[test]
+    fn a_tail_reads_records_as_they_are_written_and_ends_when_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut w = SpoolWriter::open(&path).unwrap();
+        w.sync().unwrap();
+        let end = std::sync::Arc::new(TailEnd::default());
+        let (e, p) = (end.clone(), path.clone());
+        let reader = std::thread::spawn(move || {
+            let mut r = SpoolReader::new(Tail::open(&p, e).unwrap()).unwrap();
+            let got: Vec<i64> = r.by_ref().map(|rec| rec.out_us).collect();
+            (got, r.damaged)
+        });
+        for i in 0..20 {
+            w.append(i * 1000, &vec![i as u8; 5000]).unwrap();
+            // Records reach the file in bursts: the reader waits between.
+            if i % 3 == 0 {
+                w.sync().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+        }
+        w.sync().unwrap();
+        end.whole();
+        let (got, damaged) = reader.join().unwrap();
+        assert_eq!(got, (0..20).map(|i| i * 1000).collect::<Vec<_>>());
+        assert!(!damaged);
+        // Cancelled, a reader waiting at the end stops.
+        let end = std::sync::Arc::new(TailEnd::default());
+        let mut r = SpoolReader::new(Tail::open(&path, end.clone()).unwrap()).unwrap();
+        assert_eq!(r.by_ref().take(20).count(), 20);
+        end.cancel();
+        assert!(r.next().is_none());
     }
 
     proptest! {

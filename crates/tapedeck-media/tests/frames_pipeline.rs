@@ -372,3 +372,72 @@ fn hostile_timestamps_cannot_make_an_endless_video() {
     assert_eq!(m.frames, Some(60), "{m:?}");
     assert!(m.duration_s <= 10.0, "{m:?}");
 }
+
+/// A deferred sink promoted while it records: an encoder follows the spool
+/// as it grows, the lag falls to two pictures (the newest waits for the
+/// next to be placed), and the file is the
+/// one the same spool encoded after stop makes, picture for picture.
+#[test]
+fn a_deferred_sink_promoted_mid_way_makes_the_file_an_encode_after_stop_makes() {
+    let feed = |p: &mut EncodingSink, range: std::ops::Range<u64>, pace: bool| {
+        for i in range {
+            let f = if i == 7 {
+                b"\xFF\xD8\xFFgarbage".to_vec()
+            } else {
+                jpeg(320, 240, (i * 9) as u8)
+            };
+            // Deferred, nothing is decoded as it arrives: all are taken.
+            assert_eq!(
+                p.frame(&f, i as i64 * 200_000).unwrap(),
+                FrameOutcome::Accepted
+            );
+            if pace {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    let sink = |dir: &Path| {
+        EncodingSink::start_deferred(
+            Tools::default(),
+            spec(Format::Mp4, true),
+            FrameLimits::default(),
+            dir,
+        )
+        .unwrap()
+    };
+    let (early, late) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut promoted = sink(early.path());
+    feed(&mut promoted, 0..20, false);
+    assert_eq!(
+        promoted.encode_lag_us(),
+        Some(promoted.counters().duration_us)
+    );
+    promoted.promote(Duration::from_secs(60)).unwrap();
+    feed(&mut promoted, 20..60, true);
+    // The encoder catches up with the spool while pictures still come.
+    let start = std::time::Instant::now();
+    while promoted.encode_lag_us() > Some(400_000) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never caught up: {:?} of {}",
+            promoted.encode_lag_us(),
+            promoted.counters().duration_us
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        promoted.sync().unwrap();
+    }
+    feed(&mut promoted, 60..70, true);
+    let a = promoted.finish_video(Duration::from_secs(60)).unwrap();
+
+    let mut after = sink(late.path());
+    feed(&mut after, 0..70, false);
+    let b = after.finish_video(Duration::from_secs(60)).unwrap();
+    // 69 pictures decoded, the corrupt one counted invalid, 14 s at 30 fps.
+    for f in [&a, &b] {
+        assert_eq!(f.counters.frames_in, 70, "{f:?}");
+        assert_eq!(f.counters.frames_invalid, 1, "{f:?}");
+        assert_eq!(probe(&f.output).frames, Some(420), "{f:?}");
+    }
+    assert_eq!(a.counters, b.counters);
+    assert_eq!(frame_md5s(&a.output), frame_md5s(&b.output));
+}

@@ -130,3 +130,65 @@ async fn a_camera_is_not_deferred_onto_a_full_disk() {
         "{v}"
     );
 }
+
+/// A deferred camera whose budget frees up while it records begins its
+/// encode then: the encoder follows its spool from the start, the lag
+/// falls to about a picture, and stop no longer waits for a turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_camera_is_encoded_while_it_records_once_there_is_room() {
+    let s = start(|c| c.limits.cpu_budget_cores = 0.09).await;
+    let ann = s.key("ann", false).await;
+    let camera = json!({"source": {"kind": "frames", "input_fps": 5}, "preset": "medium"});
+    let live = s.create(&ann, camera.clone()).await;
+    let late = s.create(&ann, camera).await;
+    let (live, late) = (live["id"].as_str().unwrap(), late["id"].as_str().unwrap());
+    let mut ws_live = connect(&s.ws_url(&format!("/v1/recordings/{live}/frames"), &ann)).await;
+    let mut ws_late = connect(&s.ws_url(&format!("/v1/recordings/{late}/frames"), &ann)).await;
+    send_frames(&mut ws_live, 30, 200.0, |k| jpeg(1280, 720, k)).await;
+    send_frames(&mut ws_late, 30, 200.0, |k| jpeg(1280, 720, k)).await;
+    let (_, r) = s.get(&ann, &format!("/v1/recordings/{late}")).await;
+    assert!(r["stats"]["encode_lag_s"].as_f64() > Some(5.0), "{r}");
+
+    // The live camera ends: its budget is free for the deferred encode.
+    let (st, _) = s
+        .post(&ann, &format!("/v1/recordings/{live}/stop"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    s.wait_status(&ann, live, "completed").await;
+    let mut caught_up = None;
+    for i in 30..90u32 {
+        send_frame(&mut ws_late, Some(f64::from(i) * 200.0), jpeg(1280, 720, i)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, r) = s.get(&ann, &format!("/v1/recordings/{late}")).await;
+        assert_eq!(r["status"], "recording", "{r}");
+        let lag = r["stats"]["encode_lag_s"].as_f64().unwrap();
+        if i > 40 && lag < 1.0 {
+            caught_up = Some(u64::from(i) + 1);
+            break;
+        }
+    }
+    let sent = caught_up.expect("the deferred encode never caught up while recording");
+    let (st, _) = s
+        .post(&ann, &format!("/v1/recordings/{late}/stop"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    // Stopped, it has no turn to wait for.
+    let done = loop {
+        let (_, r) = s.get(&ann, &format!("/v1/recordings/{late}")).await;
+        assert!(r.get("queue_position").is_none_or(|p| p.is_null()), "{r}");
+        if r["status"] == "completed" || r["status"] == "failed" {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["stats"]["frames_in"].as_u64(), Some(sent), "{done}");
+    // Every picture: `sent` at 5 fps, 30 fps out.
+    let p = ffprobe(&s.download(&ann, late, "mp4").await);
+    assert_eq!(
+        (p.width, p.height, p.frames),
+        (1280, 720, sent * 6),
+        "{p:?}"
+    );
+    drop((ws_live, ws_late));
+}

@@ -7,7 +7,10 @@
 //! the output from it; the same happens at the next start after a crash.
 
 use std::collections::HashMap;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tapedeck_core::Code;
 
@@ -15,13 +18,13 @@ use tapedeck_core::timeline::{DropReason, Step, Timeline, TimelineLimits};
 
 use crate::ffmpeg::{EncodeSpec, Encoder, FfmpegError, Tools};
 use crate::picture::{FrameError, FrameLimits, Picture};
-use crate::spool::{SpoolReader, SpoolWriter};
+use crate::spool::{SpoolReader, SpoolWriter, Tail, TailEnd};
 
 /// The spool file name inside a recording's work folder.
 pub const SPOOL_FILE: &str = "frames.spool";
 
 /// Counters of one pipeline.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Frames received.
     pub frames_in: u64,
@@ -75,6 +78,9 @@ pub enum PipelineError {
     /// Nothing was recorded.
     #[error("no frames were recorded")]
     Empty,
+    /// The spool was encoded elsewhere (another node) and that failed.
+    #[error("{0}")]
+    Elsewhere(String),
     /// A picture of the source's own making (a web page's screenshot) could
     /// not be used: the video would lack that frame.
     #[error("{0}")]
@@ -91,6 +97,7 @@ impl PipelineError {
             }
             PipelineError::Ffmpeg(e) => Failure::new(Code::EncoderFailed, e.to_string()),
             PipelineError::Capture(m) => Failure::new(Code::CaptureFailed, m.clone()),
+            PipelineError::Elsewhere(m) => Failure::new(Code::EncoderFailed, m.clone()),
             PipelineError::Spool(e) if e.kind() == std::io::ErrorKind::StorageFull => Failure::new(
                 Code::DiskFull,
                 format!("the work folder's disk is full: {e}; what was spooled before is kept"),
@@ -116,6 +123,68 @@ pub struct Finished {
     pub rebuilt_from_spool: bool,
 }
 
+/// Encodes a whole spool somewhere else (another node), given the spool
+/// file; what [`recover`] would return.
+pub type SpoolEncoder = Box<dyn FnOnce(&Path) -> Result<Finished, PipelineError> + Send>;
+
+/// A deferred sink's encode begun while it records: the spool followed
+/// as it grows ([`Tail`]) by an encoder on a thread of its own.
+struct CatchUp {
+    end: Arc<TailEnd>,
+    encoded_us: Arc<AtomicI64>,
+    thread: Option<std::thread::JoinHandle<Result<Finished, PipelineError>>>,
+}
+
+impl CatchUp {
+    fn start(
+        tools: Tools,
+        spec: EncodeSpec,
+        work_dir: &Path,
+        limits: TimelineLimits,
+        timeout: Duration,
+    ) -> Result<Self, PipelineError> {
+        let end = Arc::new(TailEnd::default());
+        let encoded_us = Arc::new(AtomicI64::new(0));
+        let reader = SpoolReader::new(BufReader::new(Tail::open(
+            &work_dir.join(SPOOL_FILE),
+            end.clone(),
+        )?));
+        let output = recovered_output(work_dir, &spec);
+        let progress = encoded_us.clone();
+        let thread = std::thread::Builder::new()
+            .name("catch-up".into())
+            .spawn(move || {
+                encode_spool(&tools, &spec, reader?, &output, limits, timeout, &progress)
+            })?;
+        Ok(Self {
+            end,
+            encoded_us,
+            thread: Some(thread),
+        })
+    }
+
+    /// The spool is whole: the encode ends at its end.
+    fn finish(mut self) -> Result<Finished, PipelineError> {
+        self.end.whole();
+        let died = || {
+            Err(PipelineError::Spool(std::io::Error::other(
+                "the catch-up encoder died",
+            )))
+        };
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| died()),
+            None => died(),
+        }
+    }
+}
+
+impl Drop for CatchUp {
+    fn drop(&mut self) {
+        // A sink dropped without its finish (cancelled): the thread stops.
+        self.end.cancel();
+    }
+}
+
 /// A live frames pipeline.
 pub struct EncodingSink {
     tools: Tools,
@@ -126,8 +195,10 @@ pub struct EncodingSink {
     spool: SpoolWriter,
     encoder: Option<Encoder>,
     encoder_error: Option<FfmpegError>,
-    /// Spool only: nothing decoded or encoded until the finish.
+    /// Spool only: nothing decoded here (encoded at the finish, or by
+    /// `catch_up` once promoted).
     deferred: bool,
+    catch_up: Option<CatchUp>,
     held: HashMap<u64, Vec<u8>>,
     last_written: Option<Vec<u8>>,
     seq: u64,
@@ -189,6 +260,7 @@ impl EncodingSink {
             work_dir: work_dir.to_path_buf(),
             spool,
             deferred: encoder.is_none(),
+            catch_up: None,
             encoder,
             encoder_error: None,
             held: HashMap::new(),
@@ -354,6 +426,40 @@ impl EncodingSink {
         self.timeline.rebase();
     }
 
+    /// Begins encoding a deferred sink's spool now, while it records:
+    /// an encoder follows the spool as it grows (from its first record),
+    /// and the finish only waits for it to reach the end. The file is the
+    /// one [`recover`] would make after stop. Nothing for a live sink or
+    /// one already promoted.
+    pub fn promote(&mut self, timeout: Duration) -> Result<(), PipelineError> {
+        if !self.deferred || self.catch_up.is_some() {
+            return Ok(());
+        }
+        self.sync()?;
+        self.catch_up = Some(CatchUp::start(
+            self.tools.clone(),
+            self.spec.clone(),
+            &self.work_dir,
+            self.limits,
+            timeout,
+        )?);
+        Ok(())
+    }
+
+    /// Microseconds of output not encoded yet: all of it for a deferred
+    /// sink, what the catch-up encoder has still to reach once promoted;
+    /// `None` for a live sink.
+    pub fn encode_lag_us(&self) -> Option<i64> {
+        if !self.deferred {
+            return None;
+        }
+        let done = self
+            .catch_up
+            .as_ref()
+            .map_or(0, |c| c.encoded_us.load(Ordering::Relaxed));
+        Some((self.counters.duration_us - done).max(0))
+    }
+
     /// Current counters.
     pub fn counters(&self) -> Counters {
         self.counters
@@ -371,7 +477,17 @@ impl EncodingSink {
     }
 
     /// Ends the timeline and finishes the file (from the spool if the live encoder failed).
-    pub fn finish_video(mut self, timeout: Duration) -> Result<Finished, PipelineError> {
+    pub fn finish_video(self, timeout: Duration) -> Result<Finished, PipelineError> {
+        self.finish_video_with(timeout, None)
+    }
+
+    /// [`EncodingSink::finish_video`], a deferred sink's spool (not
+    /// promoted) encoded by `elsewhere` when given.
+    pub fn finish_video_with(
+        mut self,
+        timeout: Duration,
+        elsewhere: Option<SpoolEncoder>,
+    ) -> Result<Finished, PipelineError> {
         let steps = self.timeline.end();
         let last = last_write_index(&steps);
         let frame_us = end_frame_us(&self.spec);
@@ -402,13 +518,19 @@ impl EncodingSink {
                 if !self.deferred {
                     tracing::warn!(error = %e, "live encode failed; rebuilding from the spool");
                 }
-                let mut f = recover(
-                    &self.tools,
-                    &self.spec,
-                    &self.work_dir,
-                    self.limits,
-                    timeout,
-                )?;
+                let mut f = match (self.catch_up.take(), elsewhere) {
+                    (Some(c), _) => c.finish()?,
+                    (None, Some(encode)) if self.deferred => {
+                        encode(&self.work_dir.join(SPOOL_FILE))?
+                    }
+                    _ => recover(
+                        &self.tools,
+                        &self.spec,
+                        &self.work_dir,
+                        self.limits,
+                        timeout,
+                    )?,
+                };
                 // Deferred, the pictures were first decoded now: those that
                 // did not decode are invalid, beside what the timeline
                 // dropped as they came.
@@ -440,10 +562,37 @@ pub fn recover(
     limits: TimelineLimits,
     timeout: Duration,
 ) -> Result<Finished, PipelineError> {
-    let cpu_start = thread_cpu_s();
     let reader = SpoolReader::open(&work_dir.join(SPOOL_FILE))?;
-    let output = work_dir.join(format!("recovered.{}", spec.format.extension()));
-    let mut encoder = Encoder::spawn(tools, spec, &output)?;
+    let output = recovered_output(work_dir, spec);
+    encode_spool(
+        tools,
+        spec,
+        reader,
+        &output,
+        limits,
+        timeout,
+        &AtomicI64::new(0),
+    )
+}
+
+/// Where [`recover`] puts the file it makes.
+fn recovered_output(work_dir: &Path, spec: &EncodeSpec) -> PathBuf {
+    work_dir.join(format!("recovered.{}", spec.format.extension()))
+}
+
+/// Encodes the records of `reader` into `output`, replayed on a timeline
+/// under `limits`; `encoded_us` follows the output time written so far.
+fn encode_spool<R: Read>(
+    tools: &Tools,
+    spec: &EncodeSpec,
+    reader: SpoolReader<R>,
+    output: &Path,
+    limits: TimelineLimits,
+    timeout: Duration,
+    encoded_us: &AtomicI64,
+) -> Result<Finished, PipelineError> {
+    let cpu_start = thread_cpu_s();
+    let mut encoder = Encoder::spawn(tools, spec, output)?;
     let mut picture = Picture::new(
         spec.width,
         spec.height,
@@ -469,6 +618,7 @@ pub fn recover(
                 Step::Write { seq, pts_us } => {
                     if let Some(p) = held.remove(&seq) {
                         encoder.write_frame(pts_us, &p, dur, false)?;
+                        encoded_us.store(pts_us, Ordering::Relaxed);
                         last = Some(p);
                     }
                 }
@@ -478,6 +628,7 @@ pub fn recover(
                         while let Some(pts_us) = times.next() {
                             let d = dur.filter(|_| times.peek().is_none());
                             encoder.write_frame(pts_us, p, d, true)?;
+                            encoded_us.store(pts_us, Ordering::Relaxed);
                         }
                     }
                 }
@@ -515,7 +666,7 @@ pub fn recover(
     counters.frames_out = timeline.frames_out();
     counters.duration_us = timeline.duration_us();
     Ok(Finished {
-        output,
+        output: output.to_path_buf(),
         counters,
         cpu_s: report.cpu_s + (thread_cpu_s() - cpu_start).max(0.0),
         rebuilt_from_spool: true,

@@ -65,7 +65,12 @@ pub async fn wake_all(s: &Services) {
 
 /// Where `rec` waits in the cluster's queue, if it does.
 pub async fn position(s: &Services, id: RecordingId) -> Option<u32> {
-    match s.repo.job_position(&id.to_string()).await {
+    job_position(s, &id.to_string()).await
+}
+
+/// Where job `job` waits in the cluster's queue, if it does.
+pub async fn job_position(s: &Services, job: &str) -> Option<u32> {
+    match s.repo.job_position(job).await {
         Ok(p) => p.map(|p| p as u32),
         Err(e) => {
             tracing::warn!(error = %e, "reading a queue position");

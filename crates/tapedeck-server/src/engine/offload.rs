@@ -5,9 +5,10 @@
 //! work reads go through the bucket, and so does the file it makes. On a
 //! server alone nothing is handed over: the caller runs the work itself.
 //!
-//! Kinds: `grid` (a call's grid after stop, `source::room::grid`) and
+//! Kinds: `grid` (a call's grid after stop, `source::room::grid`),
 //! `transcode` (an upload transcoded as its metadata asked,
-//! `source::upload`).
+//! `source::upload`) and `encode` (a deferred camera's spool,
+//! `source::frames`). A kind may send back a report beside its file.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,9 +67,14 @@ fn job_id(kind: &str, rec: &Recording) -> String {
 }
 
 /// Runs `w` on whichever node has room, waiting until it is done; the
-/// file it made lands at `out`. Errors say why (the kind's own words
-/// when the node that ran it failed).
-pub async fn run_anywhere(services: &Services, w: Work<'_>, out: &Path) -> Result<(), String> {
+/// file it made lands at `out`, and its report, if its kind makes one,
+/// is returned. Errors say why (the kind's own words when the node that
+/// ran it failed).
+pub async fn run_anywhere(
+    services: &Services,
+    w: Work<'_>,
+    out: &Path,
+) -> Result<Option<serde_json::Value>, String> {
     for i in &w.inputs {
         services
             .blobs
@@ -117,10 +123,14 @@ pub async fn run_anywhere(services: &Services, w: Work<'_>, out: &Path) -> Resul
         }
     };
     let fetched = match done {
-        Ok(()) => fetch(services, &out_key, out).await,
+        Ok(()) => match fetch(services, &out_key, out).await {
+            Ok(()) => Ok(report(services, &out_key).await),
+            Err(why) => Err(why),
+        },
         Err(why) => Err(why),
     };
     let _ = services.blobs.delete(&out_key).await;
+    let _ = services.blobs.delete(&report_key(&out_key)).await;
     for i in w.inputs.iter().filter(|i| i.temporary) {
         let _ = services.blobs.delete(&i.key).await;
     }
@@ -157,19 +167,33 @@ pub async fn run_claimed(services: &std::sync::Arc<Services>, job: &Job) -> Resu
             fetch(services, key, &path).await?;
             inputs.push(path);
         }
-        let made = match job.kind.as_str() {
-            "grid" => {
+        let (made, made_report) = match job.kind.as_str() {
+            "grid" => (
                 crate::engine::source::room::grid::run_claimed(
                     services, &rec, &inputs, &doc.doc, &dir,
                 )
-                .await?
-            }
-            "transcode" => {
+                .await?,
+                None,
+            ),
+            "transcode" => (
                 crate::engine::source::upload::transcode_claimed(services, &rec, &inputs, &dir)
-                    .await?
+                    .await?,
+                None,
+            ),
+            "encode" => {
+                let (file, r) =
+                    crate::engine::source::encoding::encode_claimed(services, &rec, &dir).await?;
+                (file, Some(r))
             }
             other => return Err(format!("no such kind of job: {other}")),
         };
+        if let Some(r) = made_report {
+            services
+                .blobs
+                .put_bytes(&report_key(&doc.out), r.to_string().into_bytes())
+                .await
+                .map_err(|e| format!("storing the report: {e}"))?;
+        }
         services
             .blobs
             .put_file(&doc.out, &made)
@@ -180,6 +204,21 @@ pub async fn run_claimed(services: &std::sync::Arc<Services>, job: &Job) -> Resu
     .await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     result
+}
+
+/// Where the report of the job whose file goes to `out_key` is kept.
+fn report_key(out_key: &str) -> String {
+    format!("{out_key}.report.json")
+}
+
+/// The report beside the file at `out_key`, if its kind made one.
+async fn report(services: &Services, out_key: &str) -> Option<serde_json::Value> {
+    let bytes = services
+        .blobs
+        .get_bytes(&report_key(out_key))
+        .await
+        .ok()??;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Object `key` into the file `to`.

@@ -277,6 +277,16 @@ impl Supervisor {
         {
             return crate::engine::dispatch::position(&self.services, rec.id).await;
         }
+        // A deferred camera's encode waiting in the cluster's queue.
+        if rec.status == Status::Processing
+            && self.services.config.cluster.enabled
+            && rec.source.kind() == tapedeck_core::SourceKind::Frames
+        {
+            let job = format!("encode-{}", rec.id);
+            if let Some(p) = crate::engine::dispatch::job_position(&self.services, &job).await {
+                return Some(p);
+            }
+        }
         self.queue_position(rec.id)
     }
 
@@ -489,7 +499,6 @@ impl Supervisor {
     }
 }
 
-/// Whether `rec` is live on another node of the cluster.
 /// Whether another live node of the cluster has the CPU budget to record
 /// `rec` live.
 async fn room_elsewhere(s: &Services, rec: &Recording) -> bool {

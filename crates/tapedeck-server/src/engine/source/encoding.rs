@@ -21,7 +21,7 @@ use tapedeck_core::{Failure, Format};
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
 use tapedeck_media::picture::FrameLimits;
 use tapedeck_media::sink::encoding::{
-    self, EncodingSink, Finished, FrameOutcome, PipelineError, live_output,
+    self, EncodingSink, Finished, FrameOutcome, PipelineError, SpoolEncoder, live_output,
 };
 use tapedeck_media::web::{Compositor, WebFrame};
 use tokio::sync::{mpsc, oneshot};
@@ -46,8 +46,14 @@ pub enum SinkMsg {
     Resume,
     /// The source reconnected: its clock may have restarted.
     Rebase,
-    /// Finish the file and report.
-    Finish(oneshot::Sender<Result<Finished, PipelineError>>),
+    /// Begin encoding a deferred sink's spool now (the budget has room).
+    Promote,
+    /// Finish the file and report; a deferred sink's spool encoded by the
+    /// encoder given, if one is.
+    Finish(
+        oneshot::Sender<Result<Finished, PipelineError>>,
+        Option<SpoolEncoder>,
+    ),
 }
 
 /// The encoder settings of a recording, busy as the admission gate decided
@@ -252,10 +258,25 @@ impl EncodingRun {
         let _ = self.queue.send_async(msg).await;
     }
 
+    /// Begins encoding a deferred sink's spool while it records
+    /// ([`EncodingSink::promote`]), in order with the frames queued.
+    pub async fn promote(&self) {
+        let _ = self.queue.send_async(SinkMsg::Promote).await;
+    }
+
     /// Ends the timeline and finishes the file.
-    pub async fn close(mut self) -> Result<Finished, Failure> {
+    pub async fn close(self) -> Result<Finished, Failure> {
+        self.close_with(None).await
+    }
+
+    /// [`EncodingRun::close`], a deferred sink's spool encoded by
+    /// `elsewhere` (another node) when given.
+    pub async fn close_with(
+        mut self,
+        elsewhere: Option<SpoolEncoder>,
+    ) -> Result<Finished, Failure> {
         let (tx, rx) = oneshot::channel();
-        let result = match self.queue.send_async(SinkMsg::Finish(tx)).await {
+        let result = match self.queue.send_async(SinkMsg::Finish(tx, elsewhere)).await {
             Ok(()) => rx.await.unwrap_or_else(|_| {
                 Err(PipelineError::Spool(std::io::Error::other(
                     "the encoder thread died",
@@ -369,6 +390,7 @@ fn sink_thread(
                 }
                 let c = sink.counters();
                 *w.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = c;
+                w.meter.note_lag(sink.encode_lag_us());
                 if c.duration_us >= w.max_us && !over_limit {
                     // The lifecycle stops the recording; until then nothing more is taken.
                     over_limit = true;
@@ -378,8 +400,14 @@ fn sink_thread(
             Ok(SinkMsg::Pause) => sink.pause(),
             Ok(SinkMsg::Resume) => sink.resume(),
             Ok(SinkMsg::Rebase) => sink.rebase(),
-            Ok(SinkMsg::Finish(reply)) => {
-                let r = sink.finish_video(FINISH_TIMEOUT);
+            Ok(SinkMsg::Promote) => {
+                if let Err(e) = sink.promote(FINISH_TIMEOUT) {
+                    // It is encoded after stop instead, as if never promoted.
+                    tracing::warn!(error = %e, "the deferred encode could not begin early");
+                }
+            }
+            Ok(SinkMsg::Finish(reply, elsewhere)) => {
+                let r = sink.finish_video_with(FINISH_TIMEOUT, elsewhere);
                 if let Ok(f) = &r {
                     *w.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = f.counters;
                 }
@@ -387,6 +415,7 @@ fn sink_thread(
                 return;
             }
             Err(flume::RecvTimeoutError::Timeout) => {
+                w.meter.note_lag(sink.encode_lag_us());
                 if let Err(e) = sink.sync() {
                     tracing::error!(error = %e, "spool sync failed");
                 }
@@ -474,6 +503,26 @@ impl Source for FromSpool {
     fn abort(self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async {})
     }
+}
+
+/// A claimed `encode` job (`engine::offload`): the spool fetched into
+/// `dir` encoded as `rec` asks; the file, and a report of its counts.
+pub async fn encode_claimed(
+    services: &Services,
+    rec: &Recording,
+    dir: &std::path::Path,
+) -> Result<(PathBuf, serde_json::Value), String> {
+    let (tools, spec) = (services.tools.clone(), encode_spec(services, rec));
+    let limits = timeline_limits(&services.config, rec);
+    let dir = dir.to_path_buf();
+    let f = tokio::task::spawn_blocking(move || {
+        encoding::recover(&tools, &spec, &dir, limits, FINISH_TIMEOUT)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    let report = serde_json::json!({"counters": f.counters, "cpu_s": f.cpu_s});
+    Ok((f.output, report))
 }
 
 /// Turns a finished sink into a take.

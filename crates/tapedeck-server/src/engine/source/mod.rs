@@ -115,6 +115,9 @@ pub struct Meter {
     pub browsers: AtomicU64,
     /// A camera accepted beyond the budget whose spool is not encoded yet.
     pub deferred: std::sync::atomic::AtomicBool,
+    /// Of such a camera, microseconds of output not encoded yet (all of
+    /// it until its encode begins).
+    pub lag_us: std::sync::atomic::AtomicI64,
 }
 
 /// How a web recording's rendering goes.
@@ -167,7 +170,17 @@ impl Meter {
             frames_planned: Some(self.planned.load(Ordering::Relaxed)).filter(|&n| n > 0),
             eta_s: render.and_then(|r| r.eta_s()),
             browsers: Some(self.browsers.load(Ordering::Relaxed) as u32).filter(|&n| n > 0),
-            encode_lag_s: self.deferred.load(Ordering::Relaxed).then_some(dur),
+            encode_lag_s: self
+                .deferred
+                .load(Ordering::Relaxed)
+                .then(|| self.lag_us.load(Ordering::Relaxed) as f64 / 1e6),
+        }
+    }
+
+    /// Notes a sink's encode lag (`None`: encoded live).
+    pub fn note_lag(&self, lag_us: Option<i64>) {
+        if let Some(l) = lag_us {
+            self.lag_us.store(l, Ordering::Relaxed);
         }
     }
 

@@ -9,7 +9,7 @@ use tapedeck_core::admission::MilliCores;
 use tapedeck_core::recording::Recording;
 use tokio::sync::oneshot;
 
-use super::{Gate, State, Ticket, Waiter};
+use super::{Admission, Gate, State, Ticket, Waiter};
 
 /// What encoding a deferred camera's spool reserves: a batch encode runs
 /// flat out (the busy preset, one thread, and its decoding), about half a
@@ -26,7 +26,7 @@ fn free_disk(dir: &std::path::Path) -> Option<u64> {
 
 impl Gate {
     /// What encoding a deferred camera reserves (all of a smaller budget).
-    pub(super) fn encode_cost(&self) -> MilliCores {
+    pub fn encode_cost(&self) -> MilliCores {
         DEFERRED_ENCODE.min(self.total)
     }
 
@@ -35,10 +35,8 @@ impl Gate {
     /// reserves [`DEFERRED_ENCODE`] and says busy.
     pub fn queue_encode(self: &Arc<Self>, rec: &Recording) -> Ticket {
         let mut st = self.lock();
-        let cost = self.encode_cost();
-        if st.queue.is_empty() && self.fits(&st, cost, false) {
-            st.queue.served(&rec.owner);
-            return Ticket::Now(self.take(&mut st, rec.id, (cost, true), false));
+        if let Some(a) = self.encode_if_room(&mut st, rec) {
+            return Ticket::Now(a);
         }
         let (grant, rx) = oneshot::channel();
         st.queue.push(&rec.owner, rec.id);
@@ -51,6 +49,22 @@ impl Gate {
             },
         );
         Ticket::Queued(rx)
+    }
+
+    /// The encode of deferred camera `rec` admitted now, while it still
+    /// records, if the budget has room and nothing waits before it.
+    pub fn encode_now(self: &Arc<Self>, rec: &Recording) -> Option<Admission> {
+        let mut st = self.lock();
+        self.encode_if_room(&mut st, rec)
+    }
+
+    fn encode_if_room(self: &Arc<Self>, st: &mut State, rec: &Recording) -> Option<Admission> {
+        let cost = self.encode_cost();
+        if !st.queue.is_empty() || !self.fits(st, cost, false) {
+            return None;
+        }
+        st.queue.served(&rec.owner);
+        Some(self.take(st, rec.id, (cost, true), false))
     }
 
     /// Cameras accepted beyond the budget now.

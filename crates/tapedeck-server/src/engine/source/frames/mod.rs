@@ -9,7 +9,10 @@
 //! ([`Overflow`]) and goes first when there is room; the one it replaces is
 //! dropped and counted. So an encoder that falls behind loses pictures in
 //! the middle (held over in the video), never the last one, and the file
-//! lasts as long as the stream did.
+//! lasts as long as the stream did. A camera accepted beyond the budget is
+//! spooled only; [`deferred`] says when and where it is encoded.
+
+mod deferred;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +28,7 @@ use tapedeck_media::picture::{self, FrameLimits};
 use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::encoding::{EncodingRun, SinkMsg, frame_limits};
-use super::{Meter, OpenCtx, Source, SourceEvent, Take, Ticket};
+use super::{Meter, OpenCtx, Source, SourceEvent, Take};
 use crate::engine::metrics::Metrics;
 use crate::engine::services::Services;
 use tapedeck_core::Problem;
@@ -48,6 +51,8 @@ pub struct Endpoint {
     overflow: Overflow,
     /// Accepted beyond the budget: spooled only, encoded at the finish.
     deferred: bool,
+    /// Such a camera's encode, admitted while it records (`deferred`).
+    encode: std::sync::Mutex<Option<super::admission::Admission>>,
 }
 
 /// The newest image that found the sink's queue full, with its source time.
@@ -153,6 +158,7 @@ impl FramesSource {
             epoch: Instant::now(),
             overflow: Overflow::default(),
             deferred: ctx.deferred,
+            encode: std::sync::Mutex::new(None),
         });
         inner.meter.deferred.store(ctx.deferred, Ordering::Relaxed);
         ctx.services.sources.register(inner.rec.id, inner.clone());
@@ -204,7 +210,7 @@ impl Endpoint {
     }
 
     /// Attaches a socket: the first one starts the sink and the recording.
-    pub async fn attach(&self) -> Result<Attachment, Problem> {
+    pub async fn attach(self: &Arc<Self>) -> Result<Attachment, Problem> {
         let first = {
             let mut run = self.run.lock().await;
             let status = *self.status.borrow();
@@ -253,6 +259,9 @@ impl Endpoint {
                 }
             }
         };
+        if first && self.deferred {
+            deferred::promote_when_room(self);
+        }
         // Not under the lock: the driver may abort the source meanwhile.
         if first {
             let (tx, rx) = oneshot::channel();
@@ -298,21 +307,12 @@ impl Source for FramesSource {
                         let _ = r.queue().send_async(SinkMsg::Frame(b, t)).await;
                     }
                     // A camera accepted beyond the budget is encoded from
-                    // its spool when its turn comes (`queue_position`).
-                    let _encode = match self.inner.deferred {
-                        true => match self
-                            .inner
-                            .services
-                            .sources
-                            .gate
-                            .queue_encode(&self.inner.rec)
-                        {
-                            Ticket::Now(a) => Some(a),
-                            Ticket::Queued(turn) => turn.await.ok(),
-                        },
-                        false => None,
-                    };
-                    let r = r.close().await.map(|f| super::encoding::take(f, None));
+                    // its spool when and where its turn comes.
+                    let (_encode, elsewhere) = deferred::encode_turn(&self.inner).await;
+                    let r = r
+                        .close_with(elsewhere)
+                        .await
+                        .map(|f| super::encoding::take(f, None));
                     self.inner.meter.deferred.store(false, Ordering::Relaxed);
                     r
                 }
