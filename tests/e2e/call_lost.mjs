@@ -7,7 +7,9 @@
 // Prints JSON: why each page's call ended, and that both rejoined.
 import { CALL_ARGS, drive, sessionFor } from "./harness.mjs";
 
-const [base, room, hostKey, guestToken] = process.argv.slice(2);
+// The guest comes through `guestBase` (the load balancer): its call socket
+// may reach the room's node straight or through another node.
+const [base, room, hostKey, guestToken, guestBase = base] = process.argv.slice(2);
 
 const remotePlays = () => {
   const t = [...document.querySelectorAll("#tiles .tile")];
@@ -36,7 +38,7 @@ await drive(
     await host.goto(`${base}/call/${room}`);
     await join(host, "Ann (host)");
     await host.waitForFunction(() => document.querySelectorAll("#tiles .tile").length === 1, null, { timeout: 30000 });
-    await guest.goto(`${base}/call/${room}?token=${encodeURIComponent(guestToken)}`);
+    await guest.goto(`${guestBase}/call/${room}?token=${encodeURIComponent(guestToken)}`);
     await join(guest, "Bob (guest)");
     await host.waitForFunction(remotePlays, null, { timeout: 30000 });
     await guest.waitForFunction(remotePlays, null, { timeout: 30000 });

@@ -55,6 +55,22 @@ async function whyNotJoined() {
   return Words.fail(0, { error: { code: null, message: "the connection to the server closed" } });
 }
 
+// Why the call's socket closed without the server's `ended`: when the
+// server that held the call stopped (another server answers the call's
+// route with `node_unreachable`), it is `node_lost`, as that server would
+// have said, and joining again starts the call on the server taking it
+// over; else this page's own connection dropped.
+async function whyLost() {
+  for (let i = 0; i < 3; i++) {
+    const e = await whyNotJoined();
+    if (e.code === "node_unreachable") return "node_lost";
+    // The route answered as it does when the call's server is there.
+    if (e.code === null) return "disconnected";
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  return "disconnected";
+}
+
 function guestName(t) {
   // A join token is jt_{room}.{exp}.{name, base64url}.{signature}.
   try {
@@ -176,7 +192,7 @@ async function join(ev) {
   ws.onclose = async () => {
     // The messages before the close first (an `error` says why itself).
     await queue.catch(() => {});
-    if (me) ended("disconnected");
+    if (me) ended(await whyLost());
     else {
       $("join").disabled = false;
       if (!$("lobby-error").textContent) Words.show($("lobby-error"), await whyNotJoined());

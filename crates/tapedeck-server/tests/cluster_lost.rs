@@ -3,6 +3,9 @@
 //! a camera, a web recording rendering, a call with two Chromium
 //! participants being recorded and a tus upload halfway: another node
 //! takes each over from what was shipped to the bucket and finishes it.
+//! The host's call page is on a surviving node (its socket forwarded); the
+//! guest's comes through the load balancer (its socket may reach the
+//! doomed node straight): both must end with `node_lost`.
 
 mod support;
 
@@ -82,6 +85,7 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
             room.clone(),
             ann.clone(),
             inv["token"].as_str().unwrap().to_string(),
+            lb.clone(),
         ],
     );
     pages.wait_line("joined", 90).await;
