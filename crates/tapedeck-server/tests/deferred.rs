@@ -37,6 +37,8 @@ async fn cameras_beyond_the_budget_are_spooled_and_encoded_after() {
         (429, Some("server_busy")),
         "{v}"
     );
+    let why = v["error"]["message"].as_str().unwrap();
+    assert!(why.contains("limits.max_deferred_cameras"), "{why}");
     let m = s.metrics().await;
     assert!(
         m.contains("tapedeck_cpu_cores{what=\"reserved\"} 0.066"),
@@ -129,6 +131,8 @@ async fn a_camera_is_not_deferred_onto_a_full_disk() {
         (429, Some("server_busy")),
         "{v}"
     );
+    let why = v["error"]["message"].as_str().unwrap();
+    assert!(why.contains("limits.min_free_disk_bytes"), "{why}");
 }
 
 /// A deferred camera whose budget frees up while it records begins its
@@ -191,4 +195,47 @@ async fn a_deferred_camera_is_encoded_while_it_records_once_there_is_room() {
         "{p:?}"
     );
     drop((ws_live, ws_late));
+}
+
+/// A deferred camera stopped while its pictures still come takes none
+/// after the stop, though its encode waits for its turn: its socket is
+/// closed, and the file holds the pictures before the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_deferred_camera_takes_no_more_pictures() {
+    let s = start(|c| c.limits.cpu_budget_cores = 0.09).await;
+    let ann = s.key("ann", false).await;
+    let camera = json!({"source": {"kind": "frames", "input_fps": 5}, "preset": "medium"});
+    // A pending camera holds the budget: the second is deferred, and its
+    // encode cannot run until the first is gone.
+    let holder = s.create(&ann, camera.clone()).await;
+    let late = s.create(&ann, camera).await;
+    let (holder, late) = (holder["id"].as_str().unwrap(), late["id"].as_str().unwrap());
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{late}/frames"), &ann)).await;
+    send_frames(&mut ws, 25, 200.0, |k| jpeg(1280, 720, k)).await;
+    let (st, r) = s
+        .post(&ann, &format!("/v1/recordings/{late}/stop"), json!({}))
+        .await;
+    assert_eq!((st, r["status"].as_str()), (200, Some("processing")), "{r}");
+    // More pictures: refused, the socket closes.
+    let mut closed = false;
+    for k in 25..200u32 {
+        if !try_send_frame(&mut ws, f64::from(k) * 200.0, jpeg(1280, 720, k)).await {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(closed, "the socket of a stopped camera stayed open");
+    let (_, r) = s.get(&ann, &format!("/v1/recordings/{late}")).await;
+    assert_eq!(r["status"], "processing", "{r}");
+    assert_eq!(r["queue_position"], 1, "{r}");
+    // The holder goes: the encode runs, with the 25 pictures before stop.
+    let (st, _) = s
+        .post(&ann, &format!("/v1/recordings/{holder}/cancel"), json!({}))
+        .await;
+    assert_eq!(st, 200);
+    s.wait_status(&ann, late, "completed").await;
+    // 25 pictures at 5 fps, 30 fps out.
+    let p = ffprobe(&s.download(&ann, late, "mp4").await);
+    assert_eq!(p.frames, 150, "{p:?}");
 }

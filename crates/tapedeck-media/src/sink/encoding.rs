@@ -78,7 +78,7 @@ pub enum PipelineError {
     /// Nothing was recorded.
     #[error("no frames were recorded")]
     Empty,
-    /// The spool was encoded elsewhere (another node) and that failed.
+    /// The spool's encoder of the owner's arranging failed (another node).
     #[error("{0}")]
     Elsewhere(String),
     /// A picture of the source's own making (a web page's screenshot) could
@@ -123,8 +123,9 @@ pub struct Finished {
     pub rebuilt_from_spool: bool,
 }
 
-/// Encodes a whole spool somewhere else (another node), given the spool
-/// file; what [`recover`] would return.
+/// Encodes a deferred sink's whole spool, given the spool file, as its
+/// owner arranges (after a turn in a queue, on another node); what
+/// [`recover`] would return.
 pub type SpoolEncoder = Box<dyn FnOnce(&Path) -> Result<Finished, PipelineError> + Send>;
 
 /// A deferred sink's encode begun while it records: the spool followed
@@ -482,11 +483,11 @@ impl EncodingSink {
     }
 
     /// [`EncodingSink::finish_video`], a deferred sink's spool (not
-    /// promoted) encoded by `elsewhere` when given.
+    /// promoted) encoded by `encoder` when given.
     pub fn finish_video_with(
         mut self,
         timeout: Duration,
-        elsewhere: Option<SpoolEncoder>,
+        encoder: Option<SpoolEncoder>,
     ) -> Result<Finished, PipelineError> {
         let steps = self.timeline.end();
         let last = last_write_index(&steps);
@@ -518,7 +519,7 @@ impl EncodingSink {
                 if !self.deferred {
                     tracing::warn!(error = %e, "live encode failed; rebuilding from the spool");
                 }
-                let mut f = match (self.catch_up.take(), elsewhere) {
+                let mut f = match (self.catch_up.take(), encoder) {
                     (Some(c), _) => c.finish()?,
                     (None, Some(encode)) if self.deferred => {
                         encode(&self.work_dir.join(SPOOL_FILE))?

@@ -101,6 +101,9 @@ pub struct Frame {
     pub mid: String,
     /// Its RTP time in microseconds (continuous within the track).
     pub rtp_us: i64,
+    /// When it was captured on the sender's clock (NTP, µs), from its
+    /// track's latest RTCP sender report; `None` before the first.
+    pub sender_us: Option<i64>,
     /// When it arrived.
     pub arrived: std::time::Instant,
     /// Its codec, as it arrived.

@@ -186,6 +186,7 @@ impl Peer {
             peer: self.id,
             mid: d.mid.to_string(),
             rtp_us,
+            sender_us: d.last_sender_info.as_ref().map(|sr| sender_us(d, sr)),
             arrived: d.network_time,
             codec,
             keyframe: is_keyframe(d.params.spec().codec, &d.data),
@@ -331,4 +332,19 @@ impl Peer {
         });
         Ok(opened)
     }
+}
+
+/// When frame `d` was captured on its sender's clock (µs since 1970), from
+/// sender report `sr`: the report's NTP time plus the RTP time between the
+/// report and the frame. RTP times are 32 bits on the wire (the report's)
+/// and wrap: the difference is taken modulo 2^32, which holds for frames
+/// within 6 hours of their report at 90 kHz.
+fn sender_us(d: &MediaData, sr: &str0m::rtp::rtcp::SenderInfo) -> i64 {
+    let ntp_us = sr
+        .ntp_time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_micros() as i64);
+    let ticks = (d.time.numer() as u32).wrapping_sub(sr.rtp_time.numer() as u32) as i32;
+    let rate = i64::from(d.time.frequency().get()).max(1);
+    ntp_us + i64::from(ticks) * 1_000_000 / rate
 }

@@ -49,7 +49,7 @@ pub enum SinkMsg {
     /// Begin encoding a deferred sink's spool now (the budget has room).
     Promote,
     /// Finish the file and report; a deferred sink's spool encoded by the
-    /// encoder given, if one is.
+    /// encoder given, if one is (after its turn, or on another node).
     Finish(
         oneshot::Sender<Result<Finished, PipelineError>>,
         Option<SpoolEncoder>,
@@ -270,13 +270,10 @@ impl EncodingRun {
     }
 
     /// [`EncodingRun::close`], a deferred sink's spool encoded by
-    /// `elsewhere` (another node) when given.
-    pub async fn close_with(
-        mut self,
-        elsewhere: Option<SpoolEncoder>,
-    ) -> Result<Finished, Failure> {
+    /// `encoder` when given.
+    pub async fn close_with(mut self, encoder: Option<SpoolEncoder>) -> Result<Finished, Failure> {
         let (tx, rx) = oneshot::channel();
-        let result = match self.queue.send_async(SinkMsg::Finish(tx, elsewhere)).await {
+        let result = match self.queue.send_async(SinkMsg::Finish(tx, encoder)).await {
             Ok(()) => rx.await.unwrap_or_else(|_| {
                 Err(PipelineError::Spool(std::io::Error::other(
                     "the encoder thread died",
@@ -406,8 +403,12 @@ fn sink_thread(
                     tracing::warn!(error = %e, "the deferred encode could not begin early");
                 }
             }
-            Ok(SinkMsg::Finish(reply, elsewhere)) => {
-                let r = sink.finish_video_with(FINISH_TIMEOUT, elsewhere);
+            Ok(SinkMsg::Finish(reply, encoder)) => {
+                // Nothing more is taken from here on: the socket learns
+                // so at its next picture, even while a deferred camera's
+                // encode waits for its turn.
+                drop(rx);
+                let r = sink.finish_video_with(FINISH_TIMEOUT, encoder);
                 if let Ok(f) = &r {
                     *w.meter.counters.lock().unwrap_or_else(|e| e.into_inner()) = f.counters;
                 }
@@ -462,18 +463,15 @@ impl Source for FromSpool {
 
     fn close(self: Box<Self>) -> BoxFuture<'static, Result<Take, Failure>> {
         Box::pin(async move {
-            let (tools, spec) = (
-                self.services.tools.clone(),
-                encode_spec(&self.services, &self.rec),
-            );
             let work = self.services.work_dir(self.rec.id);
-            let limits = timeline_limits(&self.services.config, &self.rec);
             tracing::info!(id = %self.rec.id, "recovering from the spool");
-            let result = tokio::task::spawn_blocking(move || {
-                encoding::recover(&tools, &spec, &work, limits, FINISH_TIMEOUT)
-            })
-            .await
-            .unwrap_or_else(|e| Err(PipelineError::Spool(std::io::Error::other(e.to_string()))));
+            let (services, rec) = (self.services.clone(), self.rec.clone());
+            let result =
+                tokio::task::spawn_blocking(move || encode_from_spool(&services, &rec, &work))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(PipelineError::Spool(std::io::Error::other(e.to_string())))
+                    });
             match result {
                 Ok(f) => Ok(take(f, None)),
                 Err(PipelineError::Empty) => Err(Failure::new(
@@ -505,22 +503,30 @@ impl Source for FromSpool {
     }
 }
 
+/// Encodes `rec`'s file from the spool in `work` as its settings ask
+/// ([`encoding::recover`]); blocks.
+pub fn encode_from_spool(
+    services: &Services,
+    rec: &Recording,
+    work: &std::path::Path,
+) -> Result<Finished, PipelineError> {
+    let spec = encode_spec(services, rec);
+    let limits = timeline_limits(&services.config, rec);
+    encoding::recover(&services.tools, &spec, work, limits, FINISH_TIMEOUT)
+}
+
 /// A claimed `encode` job (`engine::offload`): the spool fetched into
 /// `dir` encoded as `rec` asks; the file, and a report of its counts.
 pub async fn encode_claimed(
-    services: &Services,
+    services: &Arc<Services>,
     rec: &Recording,
     dir: &std::path::Path,
 ) -> Result<(PathBuf, serde_json::Value), String> {
-    let (tools, spec) = (services.tools.clone(), encode_spec(services, rec));
-    let limits = timeline_limits(&services.config, rec);
-    let dir = dir.to_path_buf();
-    let f = tokio::task::spawn_blocking(move || {
-        encoding::recover(&tools, &spec, &dir, limits, FINISH_TIMEOUT)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    let (s, r, dir) = (services.clone(), rec.clone(), dir.to_path_buf());
+    let f = tokio::task::spawn_blocking(move || encode_from_spool(&s, &r, &dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     let report = serde_json::json!({"counters": f.counters, "cpu_s": f.cpu_s});
     Ok((f.output, report))
 }

@@ -84,14 +84,34 @@ impl Gate {
     /// has room, and so has the disk its pictures wait on.
     pub(super) fn may_defer(&self, st: &State, rec: &Recording) -> bool {
         rec.source.kind() == tapedeck_core::SourceKind::Frames
-            && st.deferred < self.deferred_max
-            && free_disk(&self.data_dir).is_none_or(|free| free >= self.min_free)
+            && self.why_not_deferred(st, rec).is_none()
+    }
+
+    /// Why camera `rec` may not wait beyond the budget (`None` for
+    /// another kind, or when it may).
+    pub(super) fn why_not_deferred(&self, st: &State, rec: &Recording) -> Option<String> {
+        if rec.source.kind() != tapedeck_core::SourceKind::Frames {
+            return None;
+        }
+        if st.deferred >= self.deferred_max {
+            return Some(format!(
+                "{} cameras already wait beyond it, the most limits.max_deferred_cameras allows",
+                st.deferred
+            ));
+        }
+        match free_disk(&self.data_dir) {
+            Some(free) if free < self.min_free => Some(format!(
+                "the data folder's disk has {} MiB free, under limits.min_free_disk_bytes",
+                free >> 20
+            )),
+            _ => None,
+        }
     }
 
     /// The `server_busy` problem for `rec` now.
     pub fn busy(&self, rec: &Recording) -> Problem {
         let st = self.lock();
         let (cost, _) = self.cost_now(&st, rec);
-        self.busy_problem(&st, cost)
+        self.busy_problem(&st, cost, rec)
     }
 }

@@ -303,14 +303,18 @@ impl Gate {
                 gate: Some(self.clone()),
             }));
         }
-        Err(self.busy_problem(&st, cost))
+        Err(self.busy_problem(&st, cost, rec))
     }
 
-    fn busy_problem(&self, st: &State, cost: MilliCores) -> Problem {
+    fn busy_problem(&self, st: &State, cost: MilliCores, rec: &Recording) -> Problem {
+        // A camera beyond the budget would have waited on disk: say why not.
+        let wait = self
+            .why_not_deferred(st, rec)
+            .map_or(String::new(), |why| format!(", and it cannot wait: {why}"));
         Problem::new(
             Code::ServerBusy,
             format!(
-                "the server's CPU budget is taken: {:.2} of {:.2} cores reserved, and this recording needs about {:.2} (limits.cpu_budget_cores); try again later",
+                "the server's CPU budget is taken: {:.2} of {:.2} cores reserved, and this recording needs about {:.2} (limits.cpu_budget_cores){wait}; try again later",
                 f64::from(st.budget.reserved()) / 1000.0,
                 f64::from(self.total) / 1000.0,
                 f64::from(cost.min(self.total)) / 1000.0

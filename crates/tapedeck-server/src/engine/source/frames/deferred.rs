@@ -20,8 +20,8 @@ use tapedeck_media::sink::encoding::{Counters, Finished, PipelineError, SpoolEnc
 use super::Endpoint;
 use crate::engine::offload;
 use crate::engine::services::Services;
-use crate::engine::source::Ticket;
 use crate::engine::source::admission::Admission;
+use crate::engine::source::{Ticket, encoding};
 
 /// How often a deferred camera looks for room to begin its encode.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -51,9 +51,11 @@ pub(super) fn promote_when_room(ep: &Arc<Endpoint>) {
     });
 }
 
-/// At stop: the admission `ep`'s encode runs under here, once its turn
-/// comes, or the encoder that runs it on another node.
-pub(super) async fn encode_turn(ep: &Endpoint) -> (Option<Admission>, Option<SpoolEncoder>) {
+/// At stop: the admission `ep`'s encode runs under (held since it was
+/// promoted), or the encoder of its spool: one that waits for its turn in
+/// this node's queue, or one that runs it on another node. Either encoder
+/// runs on the sink's thread after the sink took its last picture.
+pub(super) fn encode_turn(ep: &Endpoint) -> (Option<Admission>, Option<SpoolEncoder>) {
     if !ep.deferred {
         return (None, None);
     }
@@ -61,14 +63,22 @@ pub(super) async fn encode_turn(ep: &Endpoint) -> (Option<Admission>, Option<Spo
     if promoted.is_some() {
         return (promoted, None);
     }
-    if ep.services.config.cluster.enabled {
-        return (None, Some(elsewhere(ep.services.clone(), ep.rec.clone())));
+    let (services, rec) = (ep.services.clone(), ep.rec.clone());
+    if services.config.cluster.enabled {
+        return (None, Some(elsewhere(services, rec)));
     }
-    let turn = match ep.services.sources.gate.queue_encode(&ep.rec) {
-        Ticket::Now(a) => Some(a),
-        Ticket::Queued(turn) => turn.await.ok(),
-    };
-    (turn, None)
+    // Queued now, so that its place shows while it waits.
+    let ticket = services.sources.gate.queue_encode(&rec);
+    let handle = tokio::runtime::Handle::current();
+    let here: SpoolEncoder = Box::new(move |spool: &Path| {
+        let _turn = match ticket {
+            Ticket::Now(a) => Some(a),
+            Ticket::Queued(turn) => handle.block_on(turn).ok(),
+        };
+        let work = spool.parent().unwrap_or(Path::new("."));
+        encoding::encode_from_spool(&services, &rec, work)
+    });
+    (None, Some(here))
 }
 
 /// Encodes a spool as a job of the cluster's queue, on the sink's thread
@@ -76,7 +86,7 @@ pub(super) async fn encode_turn(ep: &Endpoint) -> (Option<Admission>, Option<Spo
 fn elsewhere(services: Arc<Services>, rec: Recording) -> SpoolEncoder {
     let handle = tokio::runtime::Handle::current();
     Box::new(move |spool: &Path| {
-        let spec = super::super::encoding::encode_spec(&services, &rec);
+        let spec = encoding::encode_spec(&services, &rec);
         let out = spool.with_file_name(format!("recovered.{}", spec.format.extension()));
         let work = offload::Work {
             kind: "encode",

@@ -308,9 +308,9 @@ impl Source for FramesSource {
                     }
                     // A camera accepted beyond the budget is encoded from
                     // its spool when and where its turn comes.
-                    let (_encode, elsewhere) = deferred::encode_turn(&self.inner).await;
+                    let (_encode, encoder) = deferred::encode_turn(&self.inner);
                     let r = r
-                        .close_with(elsewhere)
+                        .close_with(encoder)
                         .await
                         .map(|f| super::encoding::take(f, None));
                     self.inner.meter.deferred.store(false, Ordering::Relaxed);

@@ -44,7 +44,7 @@ use tokio::sync::{mpsc, oneshot};
 pub mod access;
 pub(crate) mod grid;
 mod kind;
-mod placement;
+pub(crate) mod placement;
 mod recover;
 
 pub use access::{authorize, host_only, room_for};
@@ -309,10 +309,7 @@ impl Writer {
 
     fn frame(&mut self, f: Frame) {
         self.meter.received.fetch_add(1, Ordering::Relaxed);
-        let placement::Decision::Write { track, at_us } = self
-            .place
-            .frame(f.peer, &f.mid, f.rtp_us, f.arrived, f.keyframe)
-        else {
+        let placement::Decision::Write { track, at_us } = self.place.frame(&f) else {
             return;
         };
         let w = &mut self.tracks[track];

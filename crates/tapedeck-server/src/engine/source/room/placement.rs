@@ -8,6 +8,13 @@
 //!   and comes back (a new peer) continues the same file after a gap.
 //! - A session is placed where its first frame arrives (never before where
 //!   the file already ends); within it, frames follow RTP time.
+//! - Lip sync: once a track's RTCP sender reports tie its RTP time to the
+//!   sender's clock (NTP), its frames are placed by that clock, through one
+//!   offset per participant's session (set by the first such frame, where
+//!   arrival placed it). Sound and picture captured at the same instant then
+//!   lie at the same place however differently they travelled, and the
+//!   reports (about one a second) correct each RTP clock's drift against
+//!   the sender's. Until a track's first report it follows arrival.
 //! - Pause cuts the same time from every track; after a resume every
 //!   session is placed anew and video starts again at a keyframe.
 
@@ -16,7 +23,7 @@ use std::time::Instant;
 
 use tapedeck_core::track::TrackKind;
 
-use crate::rtc::{PeerId, TrackInfo};
+use crate::rtc::{Frame, PeerId, TrackInfo};
 
 /// What to do with a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +74,8 @@ pub struct Placement {
     /// (peer, mid) → index in `tracks`.
     live: HashMap<(PeerId, String), usize>,
     tracks: Vec<TrackPlace>,
+    /// Per session: the timeline's µs minus the sender's clock's µs.
+    clocks: HashMap<PeerId, i64>,
 }
 
 impl Placement {
@@ -78,6 +87,7 @@ impl Placement {
             paused_at: None,
             live: HashMap::new(),
             tracks: vec![],
+            clocks: HashMap::new(),
         }
     }
 
@@ -113,43 +123,47 @@ impl Placement {
     /// A peer left: its tracks take no more frames.
     pub fn left(&mut self, peer: PeerId) {
         self.live.retain(|(p, _), _| *p != peer);
+        self.clocks.remove(&peer);
     }
 
-    /// Where a frame of `peer`'s track `mid` goes: RTP time `rtp_us`,
-    /// arrived at `arrived`.
-    pub fn frame(
-        &mut self,
-        peer: PeerId,
-        mid: &str,
-        rtp_us: i64,
-        arrived: Instant,
-        keyframe: bool,
-    ) -> Decision {
+    /// Where frame `f` goes: by the sender's clock when its track's
+    /// reports give it (`f.sender_us`), else by its RTP time from where its
+    /// session's first frame arrived.
+    pub fn frame(&mut self, f: &Frame) -> Decision {
         if self.paused_at.is_some() {
             return Decision::Skip(Skip::Paused);
         }
-        let Some(&idx) = self.live.get(&(peer, mid.to_string())) else {
+        let Some(&idx) = self.live.get(&(f.peer, f.mid.clone())) else {
             return Decision::Skip(Skip::Unknown);
         };
-        let now_us = arrived.saturating_duration_since(self.t0).as_micros() as i64 - self.paused_us;
+        let now_us =
+            f.arrived.saturating_duration_since(self.t0).as_micros() as i64 - self.paused_us;
         let w = &mut self.tracks[idx];
         // A new session (first frame, or the participant came back) is
         // placed where it arrives; within it, frames follow RTP time.
         let (rtp0, at0) = match w.anchor {
-            Some((p, rtp, at)) if p == peer => (rtp, at),
+            Some((p, rtp, at)) if p == f.peer => (rtp, at),
             _ => {
                 let at = now_us.max(w.end_us);
-                w.anchor = Some((peer, rtp_us, at));
-                (rtp_us, at)
+                w.anchor = Some((f.peer, f.rtp_us, at));
+                (f.rtp_us, at)
             }
         };
-        if w.need_key && !keyframe {
+        let by_rtp = at0 + (f.rtp_us - rtp0);
+        let at_us = match f.sender_us {
+            Some(sent) => {
+                let offset = *self.clocks.entry(f.peer).or_insert(by_rtp - sent);
+                let at = sent + offset;
+                // Re-anchored: should the reports stop, RTP time goes on from here.
+                w.anchor = Some((f.peer, f.rtp_us, at));
+                at
+            }
+            None => by_rtp,
+        };
+        if w.need_key && !f.keyframe {
             return Decision::Skip(Skip::WaitingForKey);
         }
-        Decision::Write {
-            track: idx,
-            at_us: at0 + (rtp_us - rtp0),
-        }
+        Decision::Write { track: idx, at_us }
     }
 
     /// The writer put a frame into track `track`'s file, whose content now
@@ -175,6 +189,7 @@ impl Placement {
                 w.anchor = None;
                 w.need_key = w.kind == TrackKind::Video;
             }
+            self.clocks.clear();
         }
     }
 
@@ -231,7 +246,30 @@ mod tests {
         at: Instant,
         key: bool,
     ) -> Decision {
-        let d = p.frame(PeerId(peer), mid, rtp_us, at, key);
+        put_sent(p, peer, mid, (rtp_us, None), at, key)
+    }
+
+    /// [`put`] of a frame the sender's reports place at `sent` µs.
+    fn put_sent(
+        p: &mut Placement,
+        peer: u64,
+        mid: &str,
+        (rtp_us, sent): (i64, Option<i64>),
+        at: Instant,
+        key: bool,
+    ) -> Decision {
+        let f = Frame {
+            peer: PeerId(peer),
+            mid: mid.into(),
+            rtp_us,
+            sender_us: sent,
+            arrived: at,
+            codec: TrackCodec::Opus,
+            keyframe: key,
+            contiguous: true,
+            data: std::sync::Arc::from(&[][..]),
+        };
+        let d = p.frame(&f);
         if let Decision::Write { track, at_us } = d {
             p.written(track, at_us + 20_000);
         }
@@ -379,5 +417,166 @@ mod tests {
             }
         );
         assert_eq!(p.end_us(), 4_040_000);
+    }
+
+    /// A participant's picture arrives 300 ms later than its sound
+    /// captured at the same instant (a longer path, a jitter buffer):
+    /// placed by arrival they would be 300 ms apart; placed by the sender's
+    /// clock they lie together, and stay so.
+    #[test]
+    fn sender_reports_put_sound_and_picture_captured_together_together() {
+        let t0 = Instant::now();
+        let mut p = Placement::new(t0);
+        p.track(&info(1, "Ann", TrackKind::Audio, "0"));
+        p.track(&info(1, "Ann", TrackKind::Video, "1"));
+        // Sender's clock: 1e12 µs at capture time 0. Audio and video RTP
+        // times start anywhere.
+        let sent = |ms: i64| Some(1_000_000_000_000 + ms * 1000);
+        let at = |d: Decision| match d {
+            Decision::Write { at_us, .. } => at_us,
+            other => panic!("{other:?}"),
+        };
+        let a0 = at(put_sent(
+            &mut p,
+            1,
+            "0",
+            (5_000_000, sent(0)),
+            ms(t0, 100),
+            true,
+        ));
+        let v0 = at(put_sent(
+            &mut p,
+            1,
+            "1",
+            (9_000_000, sent(0)),
+            ms(t0, 400),
+            true,
+        ));
+        assert_eq!((a0, v0), (100_000, 100_000));
+        for k in 1..100i64 {
+            let a = at(put_sent(
+                &mut p,
+                1,
+                "0",
+                (5_000_000 + k * 20_000, sent(k * 20)),
+                ms(t0, 100 + k as u64 * 20),
+                true,
+            ));
+            let v = at(put_sent(
+                &mut p,
+                1,
+                "1",
+                (9_000_000 + k * 20_000, sent(k * 20)),
+                ms(t0, 400 + k as u64 * 20),
+                false,
+            ));
+            assert_eq!(a, v, "frame {k}");
+        }
+        // Before its first report a track follows arrival; its place
+        // moves to the sender's clock once the report comes.
+        p.track(&info(2, "Bob", TrackKind::Audio, "0"));
+        p.track(&info(2, "Bob", TrackKind::Video, "1"));
+        assert_eq!(
+            at(put_sent(&mut p, 2, "0", (0, sent(0)), ms(t0, 1_000), true)),
+            1_000_000
+        );
+        assert_eq!(
+            at(put_sent(&mut p, 2, "1", (0, None), ms(t0, 1_250), true)),
+            1_250_000
+        );
+        assert_eq!(
+            at(put_sent(
+                &mut p,
+                2,
+                "1",
+                (40_000, sent(40)),
+                ms(t0, 1_290),
+                false
+            )),
+            1_040_000
+        );
+        // After a pause every session is placed anew, still in sync.
+        p.pause(ms(t0, 3_000));
+        p.resume(ms(t0, 5_000));
+        let a = at(put_sent(
+            &mut p,
+            1,
+            "0",
+            (5_000_000 + 4_800_000, sent(4_800)),
+            ms(t0, 4_900),
+            true,
+        ));
+        let v = at(put_sent(
+            &mut p,
+            1,
+            "1",
+            (9_000_000 + 4_800_000, sent(4_800)),
+            ms(t0, 5_150),
+            true,
+        ));
+        assert_eq!((a, v), (2_900_000, 2_900_000));
+    }
+
+    /// The sender's sound clock runs 100 ppm fast against its picture
+    /// clock (both against its wall clock): over an hour RTP time alone
+    /// would put them 360 ms apart; the reports (one a second per track)
+    /// keep them within 40 ms.
+    #[test]
+    fn a_100_ppm_skew_between_sound_and_picture_clocks_stays_in_sync_over_an_hour() {
+        let t0 = Instant::now();
+        let hour_ms = 3_600_000i64;
+        // RTP µs of each clock at wall ms `w`: sound 100 ppm fast.
+        let audio_rtp = |w: i64| w * 1000 + w / 10;
+        let video_rtp = |w: i64| w * 1000;
+        let run = |reports: bool| {
+            let mut p = Placement::new(t0);
+            p.track(&info(1, "Ann", TrackKind::Audio, "0"));
+            p.track(&info(1, "Ann", TrackKind::Video, "1"));
+            let (mut last_a, mut last_v) = (0, 0);
+            let mut sr_a = (0i64, 0i64);
+            let mut sr_v = (0i64, 0i64);
+            for w in (0..=hour_ms).step_by(20) {
+                if w % 1000 == 0 {
+                    // The reports: the wall clock and each RTP clock now.
+                    sr_a = (w * 1000, audio_rtp(w));
+                    sr_v = (w * 1000, video_rtp(w));
+                }
+                let sent = |(ntp, rtp): (i64, i64), r: i64| reports.then_some(ntp + (r - rtp));
+                // Arrival: 30 ms for sound, 80 ms for picture, each with
+                // some jitter.
+                let arr_a = ms(t0, (w + 30 + (w / 20) % 7) as u64);
+                let arr_v = ms(t0, (w + 80 + (w / 20) % 11) as u64);
+                let d = put_sent(
+                    &mut p,
+                    1,
+                    "0",
+                    (audio_rtp(w), sent(sr_a, audio_rtp(w))),
+                    arr_a,
+                    true,
+                );
+                if let Decision::Write { at_us, .. } = d {
+                    last_a = at_us;
+                }
+                if w % 40 == 0 {
+                    let d = put_sent(
+                        &mut p,
+                        1,
+                        "1",
+                        (video_rtp(w), sent(sr_v, video_rtp(w))),
+                        arr_v,
+                        true,
+                    );
+                    if let Decision::Write { at_us, .. } = d {
+                        last_v = at_us;
+                    }
+                }
+            }
+            // Both last frames were captured at the same wall instant.
+            (last_a - last_v).abs()
+        };
+        let synced = run(true);
+        assert!(synced <= 40_000, "{synced} µs apart after an hour");
+        let unsynced = run(false);
+        assert!(unsynced > 300_000, "RTP alone: {unsynced} µs apart");
     }
 }
