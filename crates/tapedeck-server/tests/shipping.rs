@@ -1,6 +1,8 @@
 //! Live media shipped to the store while it records (`cluster.ship_live`,
 //! here on a server alone): the store goes away for 10 s mid-way and
-//! nothing is lost; shipping catches up when it is back.
+//! nothing is lost; shipping catches up when it is back. And a node that
+//! dies while the store is away: its recording waits for the store that
+//! holds what was shipped, rather than failing.
 
 mod support;
 
@@ -166,4 +168,66 @@ async fn shipping_catches_up_after_the_store_was_away() {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_nodes_recording_waits_for_the_store_that_holds_it() {
+    use support::cluster::{Cluster, call, wait_for};
+    let mut store = tapedeck_testkit::StoppableS3::start();
+    let mut c = Cluster::start_on(store.s3.clone(), 2, |_| {
+        vec![("TAPEDECK_CLUSTER__SEGMENT_S".into(), "1".into())]
+    });
+    let admin = c.key("root", true);
+    let ann = c.key("ann", false);
+    c.wait_alive(&admin).await;
+    let n1 = c.node("n1").base.clone();
+    let (code, cam) = call(
+        &n1,
+        &ann,
+        "POST",
+        "/v1/recordings",
+        Some(json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"})),
+    )
+    .await;
+    assert_eq!((code, cam["node"].as_str()), (201, Some("n1")), "{cam}");
+    let id = cam["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&format!(
+        "{}/v1/recordings/{id}/frames?token={ann}",
+        n1.replace("http://", "ws://")
+    ))
+    .await;
+    // 4 s of pictures, all shipped.
+    send_frames(&mut ws, 20, 200.0, |k| jpeg(640, 360, k)).await;
+    let start = std::time::Instant::now();
+    while shipped(&store, &id).is_none_or(|m| m["packs"].as_u64() < Some(2)) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "nothing shipped"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let before = shipped(&store, &id).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The store goes away, then the node dies.
+    store.stop();
+    c.nodes[0].proc.kill_9();
+    drop(ws);
+    // n2 takes it over and cannot read the store: the recording waits.
+    let n2 = c.node("n2").base.clone();
+    let taken = "tapedeck_cluster_taken_over_total{kind=\"frames\"}";
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    let (_, r) = call(&n2, &ann, "GET", &format!("/v1/recordings/{id}"), None).await;
+    assert_eq!(r["status"], "recording", "{r}");
+    assert_eq!(r["node"], "n2", "{r}");
+    assert_eq!(metric(&n2, taken).await, 0);
+    // The store is back: finished from what it holds.
+    store.resume();
+    let done = wait_for(&n2, &ann, &id, "completed").await;
+    assert_eq!(done["end_reason"], "node_lost", "{done}");
+    assert_eq!(metric(&n2, taken).await, 1);
+    let p = tapedeck_testkit::ffprobe(
+        &support::cluster::download_at(&n2, &ann, &id, c.dir.path()).await,
+    );
+    // All 20 pictures were shipped before the store went: 4 s.
+    assert!(p.duration_s >= 3.8, "{p:?} from {before}");
 }

@@ -25,6 +25,7 @@ use tapedeck_core::recording::{Recording, SourceSpec, Status};
 use tapedeck_core::web::WebMode;
 
 use crate::engine::cluster::Node;
+use crate::engine::ship::RestoreError;
 use crate::engine::source;
 use crate::engine::supervisor::{Start, Supervisor};
 use crate::now_ms;
@@ -63,8 +64,7 @@ async fn orphans(sup: &Supervisor, node: &Node) -> bool {
     let mut any = false;
     for rec in mine.into_iter().filter(|r| !sup.drives(r.id)) {
         tracing::warn!(id = %rec.id, "a recording marked as this node's has no driver: taking it over");
-        any = true;
-        take(sup, rec).await;
+        any |= take(sup, rec).await;
     }
     any
 }
@@ -104,9 +104,8 @@ async fn round(sup: &Supervisor, node: &Node) -> bool {
             tracing::warn!(room = %room.id, dead = %d, "a dead node's room is placed here");
         }
         for rec in taken.recordings {
-            any = true;
             tracing::warn!(id = %rec.id, dead = %d, status = rec.status.as_str(), "taking over a dead node's recording");
-            take(sup, rec).await;
+            any |= take(sup, rec).await;
         }
     }
     any
@@ -129,10 +128,13 @@ fn renders_again(rec: &Recording) -> bool {
         && rec.status != Status::Processing
 }
 
-async fn take(sup: &Supervisor, mut rec: Recording) {
+/// Takes `rec` over here; whether it was (not when the store that holds
+/// what was shipped cannot be read now: it stays this node's, taken again
+/// at the next heartbeat).
+async fn take(sup: &Supervisor, mut rec: Recording) -> bool {
     let s = &sup.services;
-    s.metrics.taken_over(rec.source.kind().as_str());
     if renders_again(&rec) {
+        s.metrics.taken_over(rec.source.kind().as_str());
         // Rendered again from nothing: what the dead node shipped of it
         // is not this run's.
         crate::engine::ship::forget(s, rec.id).await;
@@ -147,7 +149,7 @@ async fn take(sup: &Supervisor, mut rec: Recording) {
         if let Err(e) = requeued {
             tracing::error!(id = %rec.id, error = %e, "a dead node's web recording was not queued again");
         }
-        return;
+        return true;
     }
     if s.config.cluster.ships() {
         match crate::engine::ship::restore(s, rec.id).await {
@@ -155,9 +157,19 @@ async fn take(sup: &Supervisor, mut rec: Recording) {
                 tracing::info!(id = %rec.id, packs = m.packs, bytes = m.bytes, "rebuilt from what was shipped")
             }
             Ok(None) => tracing::warn!(id = %rec.id, "nothing of it was shipped"),
-            Err(e) => tracing::error!(id = %rec.id, error = %e, "rebuilding from what was shipped"),
+            Err(e @ RestoreError::Store(_)) => {
+                // It stays this node's, with no driver: taken again at the
+                // next heartbeat (`orphans`) until the store answers. Its
+                // media is in the store; finishing without it would lose it.
+                tracing::warn!(id = %rec.id, error = %e, "the store holds what was shipped and cannot be read now; trying again at the next heartbeat");
+                return false;
+            }
+            Err(e @ RestoreError::Damaged(_)) => {
+                tracing::error!(id = %rec.id, error = %e, "rebuilding from what was shipped")
+            }
         }
     }
+    s.metrics.taken_over(rec.source.kind().as_str());
     let start = match rec.status {
         Status::Pending => match s.sources.gate.readmit(&rec) {
             source::Ticket::Now(a) => Start::Open(a),
@@ -170,4 +182,5 @@ async fn take(sup: &Supervisor, mut rec: Recording) {
         _ => Start::TakeOver,
     };
     sup.spawn_driver(rec, start);
+    true
 }

@@ -95,8 +95,16 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes; `extra(i)` adds environment to node `i` (0-based).
     pub fn start(n: usize, extra: impl Fn(usize) -> Vec<(String, String)>) -> Self {
+        Self::start_on(tapedeck_testkit::s3(), n, extra)
+    }
+
+    /// [`Cluster::start`] on the bucket `s3` (one the test may stop).
+    pub fn start_on(
+        s3: tapedeck_testkit::S3,
+        n: usize,
+        extra: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Self {
         let pg = tapedeck_testkit::postgres_url();
-        let s3 = tapedeck_testkit::s3();
         let dir = tempfile::tempdir().unwrap();
         let mut nodes = Vec::new();
         for i in 0..n {

@@ -64,36 +64,52 @@ fn pack_key(id: RecordingId, seq: u64) -> String {
     format!("live/{id}/pack-{seq:08}")
 }
 
+/// Why [`restore`] did not rebuild a work folder.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// The store could not be read now (away, refusing): try again later;
+    /// what it holds is still there.
+    #[error("the store cannot be read now: {0}")]
+    Store(String),
+    /// What was shipped is damaged, or this node's disk failed: finish
+    /// with what the work folder has.
+    #[error("{0}")]
+    Damaged(String),
+}
+
 /// Rebuilds `id`'s work folder from what was shipped; `None` when nothing
 /// was. A file already in `work` longer than what was shipped is kept as
 /// it is (this node wrote it); one shorter gets what the store has.
-pub async fn restore(services: &Services, id: RecordingId) -> Result<Option<Manifest>, String> {
+pub async fn restore(
+    services: &Services,
+    id: RecordingId,
+) -> Result<Option<Manifest>, RestoreError> {
     let blobs = &services.blobs;
-    let Some(m) = blobs
-        .get_bytes(&manifest_key(id))
-        .await
-        .map_err(|e| e.to_string())?
-    else {
+    let store = |e: tapedeck_store::blob::BlobError| RestoreError::Store(e.to_string());
+    let damaged = |e: String| RestoreError::Damaged(e);
+    let Some(m) = blobs.get_bytes(&manifest_key(id)).await.map_err(store)? else {
         return Ok(None);
     };
-    let m: Manifest = serde_json::from_slice(&m).map_err(|e| format!("the manifest: {e}"))?;
+    let m: Manifest =
+        serde_json::from_slice(&m).map_err(|e| damaged(format!("the manifest: {e}")))?;
     let work = services.work_dir(id);
     let fresh = work.join("shipped.tmp");
     let _ = tokio::fs::remove_dir_all(&fresh).await;
     tokio::fs::create_dir_all(&fresh)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| damaged(e.to_string()))?;
     for seq in 0..m.packs {
         let key = pack_key(id, seq);
         let pack = blobs
             .get_bytes(&key)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("{key} is missing"))?;
+            .map_err(store)?
+            .ok_or_else(|| damaged(format!("{key} is missing")))?;
         let dir = fresh.clone();
         tokio::task::spawn_blocking(move || apply(&dir, &pack))
             .await
-            .map_err(|e| e.to_string())??;
+            .map_err(|e| damaged(e.to_string()))?
+            .map_err(damaged)?;
     }
     let (w, f, files) = (work.clone(), fresh.clone(), m.files.clone());
     tokio::task::spawn_blocking(move || -> std::io::Result<()> {
@@ -112,8 +128,8 @@ pub async fn restore(services: &Services, id: RecordingId) -> Result<Option<Mani
         std::fs::remove_dir_all(&f)
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| damaged(e.to_string()))?
+    .map_err(|e| damaged(e.to_string()))?;
     Ok(Some(m))
 }
 
