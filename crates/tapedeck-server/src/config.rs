@@ -658,6 +658,23 @@ impl Config {
                 "cluster.enabled needs storage every node reaches: set storage.kind to \"s3\", \"gcs\" or \"azure\" (local storage is one node's)",
             );
         }
+        if c.heartbeat_s == 0 || c.node_timeout_s <= c.heartbeat_s {
+            return bad(
+                "cluster.heartbeat_s must be at least 1 and cluster.node_timeout_s longer than it",
+            );
+        }
+        Ok(())
+    }
+
+    /// What a node that serves needs beyond [`Config::validate`]: in a
+    /// cluster, its name and the address the others reach it at (the
+    /// other commands, `tapedeck keys` on any machine, need neither).
+    pub fn validate_node(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !c.enabled {
+            return Ok(());
+        }
         let id_ok = !c.node_id.is_empty()
             && c.node_id.len() <= 64
             && c.node_id
@@ -675,11 +692,6 @@ impl Config {
         if !c.internal_url.starts_with("http://") {
             return bad(
                 "cluster.internal_url must be the http:// URL the other nodes reach this one at (on a private network)",
-            );
-        }
-        if c.heartbeat_s == 0 || c.node_timeout_s <= c.heartbeat_s {
-            return bad(
-                "cluster.heartbeat_s must be at least 1 and cluster.node_timeout_s longer than it",
             );
         }
         Ok(())
@@ -794,11 +806,18 @@ mod tests {
         let e = Config::from_toml(&pg_only).unwrap_err().to_string();
         assert!(e.contains("storage.kind"), "{e}");
         assert!(Config::from_toml(&format!("{node}{shared}")).is_ok());
+        // A node that serves needs a name and an address; `tapedeck keys`
+        // with the same settings on any machine needs neither.
+        let node_check = |toml: &str| Config::from_toml(toml).unwrap().validate_node();
+        assert!(node_check(&format!("{node}{shared}")).is_ok());
         let nameless = format!("{}{shared}", node.replace("n1", "n 1"));
-        let e = Config::from_toml(&nameless).unwrap_err().to_string();
+        let e = node_check(&nameless).unwrap_err().to_string();
         assert!(e.contains("cluster.node_id"), "{e}");
+        let unnamed = format!("{}{shared}", node.replace("node_id = \"n1\"\n", ""));
+        let e = node_check(&unnamed).unwrap_err().to_string();
+        assert!(e.contains("cluster.node_id must be set"), "{e}");
         let no_url = format!("{}{shared}", node.replace("http://10.0.0.5:8080", ""));
-        let e = Config::from_toml(&no_url).unwrap_err().to_string();
+        let e = node_check(&no_url).unwrap_err().to_string();
         assert!(e.contains("cluster.internal_url"), "{e}");
         // One node alone needs none of it.
         assert!(Config::from_toml("[cluster]\nenabled = false").is_ok());

@@ -235,6 +235,7 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
     // be reached: try again, not gone.
     let r = tus_request(&yb, &ann, "HEAD", &path, &[], vec![]).await;
     assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(header(&r, "retry-after"), "5");
 
     // The upload continues on another node from the bucket's offset.
     let offset = loop {

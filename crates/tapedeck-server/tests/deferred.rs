@@ -229,6 +229,18 @@ async fn a_stopped_deferred_camera_takes_no_more_pictures() {
     let (_, r) = s.get(&ann, &format!("/v1/recordings/{late}")).await;
     assert_eq!(r["status"], "processing", "{r}");
     assert_eq!(r["queue_position"], 1, "{r}");
+    // Being finished, it takes no action: answered at once, not once the
+    // encode has run.
+    let path = format!("/v1/recordings/{late}/cancel");
+    let cancel = s.post(&ann, &path, json!({}));
+    let (st, v) = tokio::time::timeout(std::time::Duration::from_secs(5), cancel)
+        .await
+        .expect("the cancel was answered at once");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "{v}"
+    );
     // The holder goes: the encode runs, with the 25 pictures before stop.
     let (st, _) = s
         .post(&ann, &format!("/v1/recordings/{holder}/cancel"), json!({}))

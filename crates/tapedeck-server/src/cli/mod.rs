@@ -53,6 +53,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
     match cli.cmd {
         Cmd::Serve { data_dir, listen } => {
             let mut config = load_config(file, data_dir)?;
+            config.validate_node().map_err(|e| e.to_string())?;
             if let Some(l) = listen {
                 config.server.listen = l;
             }

@@ -417,6 +417,13 @@ impl Supervisor {
                 "an upload does not pause: its client pauses by not sending (stop ends it with what arrived)",
             ));
         }
+        // A recording being finished takes no user action (its driver,
+        // busy finishing, might answer only once the file is done): say so now.
+        if rec.status == Status::Processing
+            && let Err(e) = rec.status.apply(action)
+        {
+            return Err(e.into());
+        }
         match self.handle(rec.id) {
             Some(h) => {
                 let (tx, rx) = oneshot::channel();

@@ -455,14 +455,17 @@ fn target(internal_url: &str, uri: &Uri) -> Option<(String, Uri)> {
 }
 
 fn unreachable_node(node: &NodeInfo) -> Response {
-    ApiError::new(
+    let mut r = ApiError::new(
         Code::NodeUnreachable,
         format!(
-            "node {} holds this session and cannot be reached now; try again",
+            "node {} holds this session and cannot be reached now; if it stopped, another node takes it over once its heartbeat is cluster.node_timeout_s old (try again in a few seconds)",
             node.id
         ),
     )
-    .into_response()
+    .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r
 }
 
 #[cfg(test)]

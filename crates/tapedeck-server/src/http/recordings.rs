@@ -220,7 +220,10 @@ pub async fn action(
     a: Action,
 ) -> Result<Json<Recording>, ApiError> {
     let rec = load_to_control(&s, &p, &id).await?;
-    Ok(Json(s.supervisor.act(rec, a).await?))
+    let mut rec = s.supervisor.act(rec, a).await?;
+    // A stopped camera whose encode waits for its turn says where it is.
+    rec.queue_position = s.supervisor.queue_position_of(&rec).await;
+    Ok(Json(rec))
 }
 
 /// A route's method is not one it takes: the API's error body, with axum's

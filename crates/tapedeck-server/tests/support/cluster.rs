@@ -137,12 +137,18 @@ impl Cluster {
         }
     }
 
-    /// An API key made with `tapedeck keys create` on the shared database.
+    /// An API key made with `tapedeck keys create` on the shared database,
+    /// with the cluster's settings but no node's name (as on an admin's
+    /// machine).
     pub fn key(&self, user: &str, admin: bool) -> String {
         let mut cmd = std::process::Command::new(BIN);
         cmd.args(["keys", "create", "--user", user, "--data-dir"])
-            .arg(self.dir.path().join("keys"))
-            .env("TAPEDECK_DATABASE__URL", &self.pg);
+            .arg(self.dir.path().join("keys"));
+        for (k, v) in cluster_env(&self.pg, &self.s3, "", "") {
+            if !k.starts_with("TAPEDECK_CLUSTER__NODE_ID") && !k.contains("INTERNAL_URL") {
+                cmd.env(k, v);
+            }
+        }
         if admin {
             cmd.arg("--admin");
         }
