@@ -37,6 +37,19 @@ async fn a_deferred_cameras_encode_runs_on_the_node_with_room() {
     let (a, on_a) = create(n1.clone()).await;
     let (b, on_b) = create(n2.clone()).await;
     assert_eq!((on_a.as_str(), on_b.as_str()), ("n1", "n2"));
+    // At once, before the heartbeats say the nodes are full: taken (the
+    // node it is placed on defers it), not refused.
+    let (code, r) = call(&c.lb, &ann, "POST", "/v1/recordings", Some(CAMERA())).await;
+    assert_eq!(code, 201, "refused before the heartbeats: {r}");
+    let (code, _) = call(
+        &c.lb,
+        &ann,
+        "POST",
+        &format!("/v1/recordings/{}/cancel", r["id"].as_str().unwrap()),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(code, 200);
     wait_full(&n1, &admin).await;
     // A third has no room anywhere: taken on n1, spooled only.
     let (late, on_late) = create(n1.clone()).await;

@@ -132,7 +132,15 @@ impl Supervisor {
     }
 
     /// Checks limits, stores a new pending recording and starts its driver.
-    pub async fn create(&self, mut rec: Recording) -> Result<Recording, Problem> {
+    pub async fn create(&self, rec: Recording) -> Result<Recording, Problem> {
+        self.create_as(rec, false).await
+    }
+
+    /// [`Supervisor::create`]; `placed` when another node of the cluster
+    /// placed it here having looked for room: a camera that does not fit
+    /// is then taken deferred, not sent on again (the others' figures may
+    /// be a heartbeat old).
+    pub async fn create_as(&self, mut rec: Recording, placed: bool) -> Result<Recording, Problem> {
         let s = &self.services;
         let lim = &s.config.limits;
         let _guard = self.create_lock.lock().await;
@@ -217,7 +225,11 @@ impl Supervisor {
         // In a cluster a camera that does not fit here is recorded live
         // where it fits (the face places it there on `server_busy`); it
         // is spooled for later only where no node has room.
-        if s.config.cluster.enabled && gate.would_defer(&rec) && room_elsewhere(s, &rec).await {
+        if s.config.cluster.enabled
+            && !placed
+            && gate.would_defer(&rec)
+            && room_elsewhere(s, &rec).await
+        {
             return Err(gate.busy(&rec));
         }
         let ticket = gate.admit(&rec)?;

@@ -39,11 +39,12 @@ const CREATE_BODY_LIMIT: usize = 2 << 20;
 
 /// The middleware: forwards what another node holds, places new
 /// recordings, and names the node that answered.
-pub async fn route(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn route(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
     if !s.node.clustered() {
         return next.run(req).await;
     }
     let mut r = if from_a_node(&s, &req) {
+        req.extensions_mut().insert(PlacedByNode);
         next.run(req).await
     } else if creates_session(&req) && !is_create(&req) {
         // A room or an upload: here, unless this node is stopping or its
@@ -88,6 +89,12 @@ fn forwarded_by(s: &AppState) -> String {
     let mark = crate::http::secret::signature(&s.share_key, "tapedeck-forwarded");
     format!("{} {mark}", s.node.id)
 }
+
+/// Marks a request another node of the cluster forwarded here: a create
+/// it placed here, having asked where there is room (so this node takes
+/// a camera deferred rather than sending it on again).
+#[derive(Debug, Clone, Copy)]
+pub struct PlacedByNode;
 
 /// Whether `req` was forwarded by a node of this cluster.
 fn from_a_node(s: &AppState, req: &Request) -> bool {

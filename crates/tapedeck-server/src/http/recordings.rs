@@ -39,11 +39,13 @@ pub async fn me(p: Principal) -> Json<serde_json::Value> {
 pub async fn create(
     State(s): State<AppState>,
     p: Principal,
+    placed: Option<axum::Extension<crate::http::forward::PlacedByNode>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let mut v = parse_create(&body)?;
     crate::engine::source::authorize(&s.supervisor.services, &p, &mut v).await?;
-    let rec = s.supervisor.create(new_recording(&s, &p, v, None)).await?;
+    let rec = new_recording(&s, &p, v, None);
+    let rec = s.supervisor.create_as(rec, placed.is_some()).await?;
     crate::engine::source::created(&s.supervisor.services, &rec).await?;
     created(rec)
 }
