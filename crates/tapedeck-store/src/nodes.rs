@@ -188,6 +188,25 @@ impl Repo {
 }
 
 impl Repo {
+    /// [`Repo::update`] of a recording `holder` drives, only while the
+    /// stored one is still marked as `holder`'s (PostgreSQL only): false,
+    /// nothing written, when another node took it over meanwhile.
+    pub async fn update_held(&self, r: &Recording, holder: &str) -> Result<bool, RepoError> {
+        let done = sqlx::query(
+            "UPDATE recordings SET status = $2, expires_at = $3, size_bytes = $4, doc = $5
+             WHERE id = $1 AND doc::jsonb ->> 'node' = $6",
+        )
+        .bind(r.id.to_string())
+        .bind(r.status.as_str())
+        .bind(r.expires_at)
+        .bind(r.size_bytes.map(|s| s as i64))
+        .bind(crate::repo::to_doc(r))
+        .bind(holder.to_string())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Live and processing recordings marked as `node`'s (PostgreSQL
     /// only): what it should be driving.
     pub async fn live_on(&self, node: &str) -> Result<Vec<Recording>, RepoError> {

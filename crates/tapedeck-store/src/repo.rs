@@ -400,7 +400,7 @@ fn key_from_row(r: &sqlx::any::AnyRow) -> Result<ApiKey, RepoError> {
     })
 }
 
-fn to_doc(r: &Recording) -> String {
+pub(crate) fn to_doc(r: &Recording) -> String {
     // Serializing our own struct cannot fail.
     serde_json::to_string(r).unwrap_or_default()
 }

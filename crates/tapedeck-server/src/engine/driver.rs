@@ -24,6 +24,10 @@ pub enum Command {
     Act(Action, oneshot::Sender<Result<Recording, Problem>>),
     /// An operator's "store it now" for a recording waiting out a storage retry.
     RetryNow,
+    /// Another node of the cluster took the recording over (this node was
+    /// cut off or stalled past `node_timeout_s`): let go of it, writing
+    /// nothing.
+    Fence,
 }
 
 /// How often limits are looked at.
@@ -41,6 +45,8 @@ pub struct Driver {
     events: mpsc::Receiver<SourceEvent>,
     status: watch::Sender<Status>,
     finalize_due: bool,
+    /// Held by another node now: nothing more is written or sent.
+    fenced: bool,
 }
 
 /// The limits of `rec` under `services`' configuration.
@@ -80,6 +86,7 @@ impl Driver {
             events,
             status,
             finalize_due: false,
+            fenced: false,
         }
     }
 
@@ -119,10 +126,14 @@ impl Driver {
         let mut ticks: u32 = 0;
         let mut events_open = true;
         loop {
+            if self.fenced {
+                // Another node finishes it; this driver ends as it is.
+                break;
+            }
             if std::mem::take(&mut self.finalize_due) {
                 self.finalize().await;
             }
-            if self.lc.status().is_terminal() {
+            if self.lc.status().is_terminal() || self.fenced {
                 break;
             }
             tokio::select! {
@@ -133,6 +144,7 @@ impl Driver {
                     }
                     // Nothing is waiting to be stored outside a finalize.
                     Some(Command::RetryNow) => {}
+                    Some(Command::Fence) => self.let_go(),
                     None => break,
                 },
                 ev = self.events.recv(), if events_open => match ev {
@@ -154,7 +166,7 @@ impl Driver {
                     }
                     Some(SourceEvent::Describe(spec)) => {
                         self.lc.recording_mut().source = spec;
-                        let _ = self.services.repo.update(self.lc.recording()).await;
+                        let _ = self.save().await;
                     }
                     Some(SourceEvent::Wake) => {
                         let _ = self.feed(Input::Progress(self.meter.progress())).await;
@@ -217,7 +229,7 @@ impl Driver {
             src.abort().await;
         }
         self.lc.recording_mut().node = Some(target.id.clone());
-        if let Err(e) = s.repo.update(self.lc.recording()).await {
+        if let Err(e) = self.save().await {
             tracing::error!(%id, error = %e, "handing a recording over");
         }
         tracing::warn!(%id, to = %target.id, "the disk is full: the recording is handed over");
@@ -249,6 +261,10 @@ impl Driver {
                         }
                     }
                     Some(Command::RetryNow) => {}
+                    Some(Command::Fence) => {
+                        self.let_go();
+                        return None;
+                    }
                     None => return None,
                 },
             }
@@ -272,9 +288,13 @@ impl Driver {
                         // Live numbers until the sink has finished; processing sets the final ones.
                         self.note_stats();
                     }
-                    if let Err(e) = self.services.repo.update(self.lc.recording()).await {
+                    if let Err(e) = self.save().await {
                         tracing::error!(id = %self.lc.recording().id, error = %e, "saving the recording");
-                        result = Err(e.into());
+                        result = Err(e);
+                    }
+                    if self.fenced {
+                        // Not this node's to announce or carry on.
+                        return Ok(());
                     }
                 }
                 Output::Emit(a) => {
@@ -402,7 +422,7 @@ impl Driver {
                             retry.wait_ms / 1000
                         ),
                     ));
-                    if let Err(e) = self.services.repo.update(self.lc.recording()).await {
+                    if let Err(e) = self.save().await {
                         tracing::error!(error = %e, "saving the recording");
                     }
                     self.wait_answering(Duration::from_millis(retry.wait_ms.max(0) as u64))
@@ -432,16 +452,53 @@ impl Driver {
                             .map(Problem::from)
                             .unwrap_or_else(gone)));
                     }
+                    Some(Command::Fence) => {
+                        self.let_go();
+                        return;
+                    }
                     Some(Command::RetryNow) | None => return,
                 },
             }
         }
     }
 
+    /// Saves the recording: in a cluster only while it is still this
+    /// node's (`Repo::update_held`); when another node took it over, this
+    /// driver lets go instead ([`Driver::let_go`]).
+    async fn save(&mut self) -> Result<(), Problem> {
+        let s = &self.services;
+        if !s.config.cluster.enabled {
+            return Ok(s.repo.update(self.lc.recording()).await?);
+        }
+        let me = s.config.cluster.node_id.clone();
+        if !s.repo.update_held(self.lc.recording(), &me).await? {
+            self.let_go();
+        }
+        Ok(())
+    }
+
+    /// Another node holds the recording now: nothing more is written,
+    /// announced or sent; the source stops at the loop's next turn.
+    fn let_go(&mut self) {
+        if !self.fenced {
+            tracing::warn!(id = %self.lc.recording().id, "another node took this recording over while this one was cut off or stalled: letting go of it");
+        }
+        self.fenced = true;
+    }
+
     /// Stops anything left running and answers late commands with the final state.
     async fn close(&mut self) {
         if let Some(s) = self.source.take() {
             s.abort().await;
+        }
+        if self.fenced {
+            // Its files here are not the recording's any more.
+            let id = self.lc.recording().id;
+            self.services.shipping.stop(id);
+            let _ = tokio::fs::remove_dir_all(self.services.work_dir(id)).await;
+            self.services.work.forget(id);
+            self.commands.close();
+            return;
         }
         // The work folder goes with a recording that no longer needs it
         // (failed or cancelled: nothing will retry it); one that failed to

@@ -403,6 +403,19 @@ impl Supervisor {
         self.handle(id).is_some()
     }
 
+    /// The recordings this node has a driver for.
+    pub fn driven(&self) -> Vec<RecordingId> {
+        let drivers = self.drivers.lock().unwrap_or_else(|e| e.into_inner());
+        drivers.keys().copied().collect()
+    }
+
+    /// Tells `id`'s driver that another node took the recording over.
+    pub async fn fence(&self, id: RecordingId) {
+        if let Some(h) = self.handle(id) {
+            let _ = h.cmd.send(Command::Fence).await;
+        }
+    }
+
     /// Live numbers of an active recording (frames, duration so far).
     pub fn progress(&self, id: RecordingId) -> Option<Stats> {
         self.handle(id).map(|h| h.meter.stats())

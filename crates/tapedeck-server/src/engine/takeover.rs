@@ -69,9 +69,32 @@ async fn orphans(sup: &Supervisor, node: &Node) -> bool {
     any
 }
 
+/// Recordings this node drives that the database says another node took
+/// over (this node was cut off from it, or stalled, past `node_timeout_s`):
+/// their drivers let go, so that a camera's socket here is closed rather
+/// than taking pictures no file will hold, and nothing here overwrites
+/// what the taker wrote (`Repo::update_held` refuses that too).
+async fn let_go_of_taken(sup: &Supervisor, node: &Node) {
+    let s = &sup.services;
+    let Ok(mine) = s.repo.live_on(&node.id).await else {
+        return;
+    };
+    let mine: std::collections::HashSet<_> = mine.iter().map(|r| r.id).collect();
+    for id in sup.driven().into_iter().filter(|id| !mine.contains(id)) {
+        let Ok(Some(rec)) = s.repo.get(id).await else {
+            continue;
+        };
+        if rec.node.as_deref().is_some_and(|n| n != node.id) {
+            tracing::warn!(%id, holder = ?rec.node, "a recording driven here is another node's now");
+            sup.fence(id).await;
+        }
+    }
+}
+
 /// One look; whether anything was taken (then look again at once).
 async fn round(sup: &Supervisor, node: &Node) -> bool {
     let s = &sup.services;
+    let_go_of_taken(sup, node).await;
     let handed = orphans(sup, node).await;
     let stale_before = now_ms() - node.timeout_ms();
     let nodes = match s.repo.nodes().await {

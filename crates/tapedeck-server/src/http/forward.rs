@@ -81,6 +81,11 @@ pub async fn route(State(s): State<AppState>, mut req: Request, next: Next) -> R
     r
 }
 
+/// How long connecting to another node may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How often a forwarded request's node is asked whether it still answers.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a node sends in `x-tapedeck-forwarded-by`: its id and a mark only
 /// the cluster's nodes can make (an HMAC under the key they share), so a
 /// client cannot pass as a node to have a request answered where it
@@ -340,10 +345,15 @@ async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
     if let Ok(v) = HeaderValue::from_str(&forwarded_by(s)) {
         headers.insert(FORWARDED_BY, v);
     }
-    let stream = match tokio::net::TcpStream::connect(&authority).await {
-        Ok(st) => st,
-        Err(e) => {
+    let connect = tokio::net::TcpStream::connect(&authority);
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(st)) => st,
+        Ok(Err(e)) => {
             tracing::warn!(node = %node.id, error = %e, "cannot reach the node holding a session");
+            return unreachable_node(node);
+        }
+        Err(_) => {
+            tracing::warn!(node = %node.id, "connecting to the node holding a session timed out");
             return unreachable_node(node);
         }
     };
@@ -361,7 +371,23 @@ async fn pass(s: &AppState, node: &NodeInfo, mut req: Request) -> Response {
             tracing::debug!(error = %e, "a forwarded connection ended with an error");
         }
     });
-    let mut resp = match sender.send_request(req).await {
+    // A node that stalls (stopped, swapping) still takes connections: the
+    // answer is awaited while the node answers `/healthz`, not forever.
+    // No fixed timeout: a long upload chunk is answered only once read.
+    let sent = sender.send_request(req);
+    tokio::pin!(sent);
+    let answered = loop {
+        tokio::select! {
+            r = &mut sent => break r,
+            _ = tokio::time::sleep(STALL_CHECK) => {
+                if !answers(&authority).await {
+                    tracing::warn!(node = %node.id, "the node holding a session stopped answering");
+                    return unreachable_node(node);
+                }
+            }
+        }
+    };
+    let mut resp = match answered {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(node = %node.id, error = %e, "a forwarded request failed");
