@@ -145,6 +145,7 @@ catalogue! {
     DiskFull = "disk_full", 507, Server, Failure, "the work folder's disk is full; what was spooled before is kept";
     StorageRetry = "storage_retry", 503, Server, Failure, "a note, not a failure: the store refused the finished file, which is kept and stored again with backoff";
     GridFailed = "grid_failed", 500, Server, Failure, "a note, not a failure: a room's grid could not be composed; the track files are intact and /media holds them side by side";
+    AudioMissing = "audio_missing", 500, Server, Failure, "a note, not a failure: a web page's sound could not be recorded or laid under the video; the video is whole, without sound";
     NoVideo = "no_video", 422, Client, Failure, "a note, not a failure: nobody in the call sent video while recording; /media holds the sound";
     CaptureFailed = "capture_failed", 500, Server, Failure, "a web page's picture of a frame could not be read; a recording never skips a frame silently";
     NotReplayable = "not_replayable", 422, Client, Failure, "a note, not a failure: the page showed another picture when a second browser played it up to the same instant (it depends on more than its virtual time), so the recording was rendered by one browser; `split: off` skips the attempt";

@@ -277,9 +277,10 @@ impl Source for WebRecording {
                 return Err(Failure::internal("a web recording without an encoder"));
             };
             let mut f = only.run.close().await?;
+            let mut missing = report.audio_error;
             if let Some(track) = report.audio {
                 let r = &this.rec;
-                f.output = with_audio(
+                let (out, why) = with_audio(
                     &this.services.tools,
                     f.output,
                     track,
@@ -287,8 +288,13 @@ impl Source for WebRecording {
                     r.video.audio_bitrate_kbps,
                 )
                 .await;
+                f.output = out;
+                missing = missing.or(why);
             }
-            Ok(super::encoding::take(f, Some(report.realtime_factor)))
+            let mut take = super::encoding::take(f, Some(report.realtime_factor));
+            // A video without the page's sound says so (it is whole otherwise).
+            take.note = missing.map(|why| Failure::new(Code::AudioMissing, why));
+            Ok(take)
         })
     }
 
@@ -338,14 +344,14 @@ impl FrameSink for Queue {
 }
 
 /// Lays the page's audio under the finished video; on failure the video
-/// stays as it is (without sound) and the reason is logged.
+/// stays as it is (without sound), and why is returned beside it.
 async fn with_audio(
     tools: &Tools,
     video: std::path::PathBuf,
     track: AudioTrack,
     format: Format,
     kbps: u32,
-) -> std::path::PathBuf {
+) -> (std::path::PathBuf, Option<String>) {
     let tools = tools.clone();
     let out = video.with_file_name(format!("with-audio.{}", format.extension()));
     let (v, o) = (video.clone(), out.clone());
@@ -354,20 +360,19 @@ async fn with_audio(
         ffmpeg::add_audio(&tools, &v, &track, format, kbps, duration, &o)
     })
     .await;
-    match r {
+    let why = match r {
         Ok(Ok(())) => {
             let _ = tokio::fs::remove_file(&video).await;
-            out
+            return (out, None);
         }
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "the page's audio could not be added");
-            video
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the page's audio could not be added");
-            video
-        }
-    }
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(error = %why, "the page's audio could not be added");
+    (
+        video,
+        Some(format!("the page's audio could not be added: {why}")),
+    )
 }
 
 /// The web kind: a page played in headless Chromium.
