@@ -240,7 +240,7 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
         .create(
             &key,
             json!({"title": "Slow render", "preset": "low", "source": {"kind": "web", "url": site.url("/"),
-                "mode": "deterministic", "script": [{"type": "wait", "duration_ms": 60000}]}}),
+                "mode": "deterministic", "script": [{"type": "wait", "duration_ms": 180000}]}}),
         )
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
@@ -253,7 +253,7 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
     assert_eq!(live["status"], "recording", "{live}");
-    assert_eq!(live["stats"]["frames_planned"], 1440, "{live}");
+    assert_eq!(live["stats"]["frames_planned"], 4320, "{live}");
     assert!(
         live["stats"]["realtime_factor"].as_f64().unwrap() > 0.0,
         "{live}"
@@ -266,13 +266,14 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
     .await;
     println!("{}", serde_json::to_string_pretty(&out).unwrap());
     assert_eq!(out["pageErrors"], json!([]), "{out}");
-    // 60 s at 24 fps: 1440 frames planned; seen part way, on both pages.
+    // 180 s at 24 fps: 4320 frames planned; seen part way, on both pages
+    // (it renders in about 20 s: long enough for the pages to load first).
     for page in ["list", "watch"] {
         let seen = out[page].as_array().unwrap();
         assert!(!seen.is_empty(), "{page}: {out}");
         for text in seen {
             let t = text.as_str().unwrap();
-            assert!(t.contains(" of 1440 · "), "{page}: {t}");
+            assert!(t.contains(" of 4320 · "), "{page}: {t}");
         }
         let first = seen[0].as_str().unwrap();
         assert!(
@@ -281,7 +282,7 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
         );
     }
     let done = s.wait_status(&key, &id, "completed").await;
-    assert_eq!(done["stats"]["frames_written"], 1440, "{done}");
+    assert_eq!(done["stats"]["frames_written"], 4320, "{done}");
     assert!(done["stats"].get("eta_s").is_none(), "{done}");
     assert!(done["stats"]["realtime_factor"].as_f64().unwrap() > 0.0);
 }
