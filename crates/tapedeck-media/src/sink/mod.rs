@@ -7,3 +7,4 @@
 
 pub mod encoding;
 pub mod passthrough;
+mod replay;
