@@ -31,20 +31,12 @@ async fn a_full_disk_hands_its_recordings_over() {
         }
     };
     let n1 = c.node("n1").base.clone();
-    let (code, cam) = call(
+    let (id, mut ws) = camera_on(
         &n1,
+        "n1",
         &ann,
-        "POST",
-        "/v1/recordings",
-        Some(json!({"source": {"kind": "frames"}, "preset": "low"})),
+        json!({"source": {"kind": "frames"}, "preset": "low"}),
     )
-    .await;
-    assert_eq!((code, cam["node"].as_str()), (201, Some("n1")), "{cam}");
-    let id = cam["id"].as_str().unwrap().to_string();
-    let mut ws = connect(&format!(
-        "{}/v1/recordings/{id}/frames?token={ann}",
-        n1.replace("http://", "ws://")
-    ))
     .await;
     // Pictures until the disk is full and the recording is handed over.
     let start = std::time::Instant::now();

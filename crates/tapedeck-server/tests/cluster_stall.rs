@@ -27,20 +27,12 @@ async fn a_stalled_node_lets_go_of_what_was_taken_over() {
     let ann = c.key("ann", false);
     c.wait_alive(&admin).await;
     let (n1, n2) = (c.node("n1").base.clone(), c.node("n2").base.clone());
-    let (code, cam) = call(
+    let (id, mut ws) = camera_on(
         &n1,
+        "n1",
         &ann,
-        "POST",
-        "/v1/recordings",
-        Some(json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"})),
+        json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"}),
     )
-    .await;
-    assert_eq!((code, cam["node"].as_str()), (201, Some("n1")), "{cam}");
-    let id = cam["id"].as_str().unwrap().to_string();
-    let mut ws = connect(&format!(
-        "{}/v1/recordings/{id}/frames?token={ann}",
-        n1.replace("http://", "ws://")
-    ))
     .await;
     send_frames(&mut ws, 20, 200.0, |k| jpeg(640, 360, k)).await;
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;

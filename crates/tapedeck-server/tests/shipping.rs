@@ -172,7 +172,7 @@ async fn shipping_catches_up_after_the_store_was_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_recording_waits_for_the_store_that_holds_it() {
-    use support::cluster::{Cluster, call, wait_for};
+    use support::cluster::{Cluster, call, camera_on, wait_for};
     let mut store = tapedeck_testkit::StoppableS3::start();
     let mut c = Cluster::start_on(store.s3.clone(), 2, |_| {
         vec![("TAPEDECK_CLUSTER__SEGMENT_S".into(), "1".into())]
@@ -181,20 +181,12 @@ async fn a_dead_nodes_recording_waits_for_the_store_that_holds_it() {
     let ann = c.key("ann", false);
     c.wait_alive(&admin).await;
     let n1 = c.node("n1").base.clone();
-    let (code, cam) = call(
+    let (id, mut ws) = camera_on(
         &n1,
+        "n1",
         &ann,
-        "POST",
-        "/v1/recordings",
-        Some(json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"})),
+        json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"}),
     )
-    .await;
-    assert_eq!((code, cam["node"].as_str()), (201, Some("n1")), "{cam}");
-    let id = cam["id"].as_str().unwrap().to_string();
-    let mut ws = connect(&format!(
-        "{}/v1/recordings/{id}/frames?token={ann}",
-        n1.replace("http://", "ws://")
-    ))
     .await;
     // 4 s of pictures, all shipped.
     send_frames(&mut ws, 20, 200.0, |k| jpeg(640, 360, k)).await;

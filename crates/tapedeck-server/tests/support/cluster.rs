@@ -364,3 +364,17 @@ pub async fn hooks() -> (String, Hooks) {
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
     (url, h)
 }
+
+/// A camera (`body`) made at node `node` (`base`), which must hold it, and
+/// its frames socket opened on that node: its id and the socket.
+pub async fn camera_on(base: &str, node: &str, token: &str, body: Value) -> (String, super::Ws) {
+    let (code, cam) = call(base, token, "POST", "/v1/recordings", Some(body)).await;
+    assert_eq!((code, cam["node"].as_str()), (201, Some(node)), "{cam}");
+    let id = cam["id"].as_str().unwrap().to_string();
+    let ws = super::connect(&format!(
+        "{}/v1/recordings/{id}/frames?token={token}",
+        base.replace("http://", "ws://")
+    ))
+    .await;
+    (id, ws)
+}
