@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server), cmake and nasm (to build it)
-#   scripts/setup.sh --test   also Chromium, PostgreSQL, HAProxy, Node.js, openssl, nftables, s3s-fs, ffmpeg 7.0/8.0 static
+#   scripts/setup.sh --test   also Chromium, PostgreSQL, HAProxy, Node.js, openssl, nftables, coturn, s3s-fs, ffmpeg 7.0/8.0 static
 #                             builds, schemathesis, gcp-storage-emulator, and the e2e packages (Playwright,
 #                             tus-js-client, Azurite) (to run the tests)
 set -euo pipefail
@@ -29,6 +29,8 @@ if [ $want_test = 1 ]; then
   command -v openssl >/dev/null || pkgs+=(openssl)
   # Cutting a call's network path for a few seconds (tests/rooms_network.rs).
   command -v nft >/dev/null || pkgs+=(nftables)
+  # A TURN relay for calls through a firewall that blocks UDP (tests/rooms_firewall.rs).
+  command -v turnserver >/dev/null || pkgs+=(coturn)
   # The load balancer in front of a cluster's nodes (tests/cluster_lb.rs).
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
   command -v python3 >/dev/null || pkgs+=(python3 python3-pip)

@@ -15,7 +15,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(offer) = std::str::from_utf8(rest) {
         let _ = tapedeck_media::rtc::answer(
             offer,
-            "127.0.0.1:8700".parse().unwrap(),
+            tapedeck_media::rtc::Endpoints {
+                udp: "127.0.0.1:8700".parse().unwrap(),
+                tcp: Some("127.0.0.1:8700".parse().unwrap()),
+            },
             std::time::Instant::now(),
         );
     }

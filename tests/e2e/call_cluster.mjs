@@ -1,9 +1,9 @@
 // A call across a cluster's nodes: the host's page is loaded from one node,
 // the guest's from another (the room is held by a third), in Debian's
 // Chromium with fake cameras and microphones. Each must see the other;
-// both stay SECONDS more.
+// both stay SECONDS more. (Also a call on one server: both bases the same.)
 //   node call_cluster.mjs HOST_BASE GUEST_BASE ROOM HOST_KEY GUEST_TOKEN SECONDS
-// Prints JSON: what each page received.
+// Prints JSON: what each page received, and the network path it took.
 import { CALL_ARGS, drive, sessionFor } from "./harness.mjs";
 
 const [hostBase, guestBase, room, hostKey, guestToken, seconds] = process.argv.slice(2);
@@ -15,11 +15,18 @@ const remotePlays = () => {
   return t.length === 2 && v && v.querySelector("video").videoWidth > 0 && v.querySelector("video").currentTime > 1;
 };
 
+// What the page received (per kind; sound's energy: it was heard), and the
+// path its media took (the selected candidate pair's local end).
 async function inbound(page) {
   return page.evaluate(async () => {
     const out = {};
-    (await pc.getStats()).forEach((s) => {
-      if (s.type === "inbound-rtp") out[s.kind] = { packets: s.packetsReceived, framesDecoded: s.framesDecoded };
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === "inbound-rtp") out[s.kind] = { packets: s.packetsReceived, framesDecoded: s.framesDecoded, energy: s.totalAudioEnergy };
+      if (s.type === "transport" && s.selectedCandidatePairId) {
+        const local = stats.get(stats.get(s.selectedCandidatePairId)?.localCandidateId);
+        if (local) out.path = { protocol: local.protocol, type: local.candidateType, relayProtocol: local.relayProtocol || null };
+      }
     });
     return out;
   });

@@ -3,10 +3,12 @@
 // leaves with DELETE on the session's Location.
 //   node whip.mjs BASE ROOM TOKEN SECONDS [VIDEO_CODEC]
 // VIDEO_CODEC (e.g. VP9) is put first in the video codec preferences.
+// WHIP_MUTED=1: the microphone's track is disabled (it sends silence).
 // Prints the sender's own counts and codecs (RTCPeerConnection stats) as JSON.
 import { drive } from "./harness.mjs";
 
 const [base, room, token, seconds, videoCodec] = process.argv.slice(2);
+const muted = process.env.WHIP_MUTED === "1";
 
 await drive(
   [
@@ -20,11 +22,12 @@ await drive(
     Object.assign(
       result,
       await page.evaluate(
-        async ({ room, token, seconds, videoCodec }) => {
+        async ({ room, token, seconds, videoCodec, muted }) => {
           const stream = await navigator.mediaDevices.getUserMedia({
             audio: true,
             video: { width: 640, height: 360, frameRate: 30 },
           });
+          if (muted) stream.getAudioTracks().forEach((t) => (t.enabled = false));
           const pc = new RTCPeerConnection();
           for (const track of stream.getTracks()) {
             const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
@@ -62,6 +65,16 @@ await drive(
           await new Promise((r) => setTimeout(r, seconds * 1000));
           const sent = {};
           const stats = await pc.getStats();
+          // The path the media took: the selected pair's local candidate.
+          let path = null;
+          stats.forEach((s) => {
+            if (s.type === "transport" && s.selectedCandidatePairId) {
+              const pair = stats.get(s.selectedCandidatePairId);
+              const local = pair && stats.get(pair.localCandidateId);
+              const remote = pair && stats.get(pair.remoteCandidateId);
+              if (local) path = { protocol: local.protocol, type: local.candidateType, relayProtocol: local.relayProtocol || null, remoteProtocol: remote?.protocol, remoteType: remote?.candidateType };
+            }
+          });
           stats.forEach((s) => {
             if (s.type === "outbound-rtp") {
               const codec = stats.get(s.codecId)?.mimeType;
@@ -74,9 +87,9 @@ await drive(
             headers: { Authorization: `Bearer ${token}` },
           }).then((d) => d.status, () => null);
           pc.close();
-          return { status: r.status, location, connectedMs, sent, deleteStatus };
+          return { status: r.status, location, connectedMs, sent, path, deleteStatus };
         },
-        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "" },
+        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "", muted },
       ),
     );
   },

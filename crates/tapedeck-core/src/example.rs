@@ -37,6 +37,7 @@ impl Recording {
             regenerated_from: None,
             queue_position: None,
             tracks: vec![],
+            speakers: vec![],
             node: None,
         }
     }

@@ -26,6 +26,7 @@ pub mod script;
 pub mod search;
 pub mod settings;
 pub mod signin;
+pub mod speakers;
 pub mod split;
 pub mod timeline;
 pub mod times;

@@ -528,6 +528,9 @@ pub struct Recording {
     /// A room recording's track files.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<TrackFile>,
+    /// A room recording's speaker timeline: who spoke when.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speakers: Vec<crate::track::Speech>,
     /// The cluster node that holds it: its driver runs there (none on a
     /// server alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -28,6 +28,68 @@ pub struct Room {
     /// The cluster node that holds its call (none on a server alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
+    /// Recorded by itself: a recording with these settings (a recording's
+    /// create body without `source`, plus the room's `layout`) starts when
+    /// someone publishes and none runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_record: Option<serde_json::Value>,
+    /// Its recordings stop by themselves once the call has been empty
+    /// this long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_stop_s: Option<u32>,
+    /// The longest any recording of the room runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_s: Option<u32>,
+}
+
+/// How long an auto-recorded room's recording waits in an empty call
+/// before it stops, unless the room says.
+pub const DEFAULT_IDLE_STOP_S: u32 = 30;
+
+/// Longest `idle_stop_s`.
+pub const MAX_IDLE_STOP_S: u32 = 86_400;
+
+impl Room {
+    /// The create body of the recording this room starts by itself, if
+    /// it records itself. Its `max_duration_s` is the room's when
+    /// smaller.
+    pub fn auto_record_body(&self) -> Option<Vec<u8>> {
+        let settings = self.auto_record.as_ref()?;
+        let mut body = auto_body(self.id, settings, self.max_duration_s);
+        // Titled after the room unless its settings say.
+        if body.get("title").is_none() {
+            body["title"] = self.name.chars().take(200).collect::<String>().into();
+        }
+        Some(body.to_string().into_bytes())
+    }
+
+    /// A recording of this room runs at most this long: what it asked,
+    /// capped by the room's `max_duration_s`.
+    pub fn cap_duration(&self, asked: Option<u32>) -> Option<u32> {
+        match (asked, self.max_duration_s) {
+            (Some(a), Some(m)) => Some(a.min(m)),
+            (a, m) => a.or(m),
+        }
+    }
+}
+
+/// `settings` (an `auto_record` object) as a recording's create body for
+/// `room`.
+fn auto_body(room: RoomId, settings: &serde_json::Value, cap: Option<u32>) -> serde_json::Value {
+    let mut body = settings.as_object().cloned().unwrap_or_default();
+    let layout = body
+        .remove("layout")
+        .unwrap_or_else(|| serde_json::Value::from("tracks"));
+    body.insert(
+        "source".into(),
+        serde_json::json!({"kind": "room", "room": room.to_string(), "layout": layout}),
+    );
+    if let Some(cap) = cap {
+        let asked = body.get("max_duration_s").and_then(|v| v.as_u64());
+        let capped = asked.map_or(u64::from(cap), |a| a.min(u64::from(cap)));
+        body.insert("max_duration_s".into(), capped.into());
+    }
+    serde_json::Value::Object(body)
 }
 
 /// Longest room or participant name, in characters.
@@ -42,6 +104,9 @@ pub const MAX_INVITE_S: u64 = 30 * 86_400;
 struct CreateRoom {
     name: String,
     max_participants: Option<u32>,
+    auto_record: Option<serde_json::Value>,
+    idle_stop_s: Option<u32>,
+    max_duration_s: Option<u32>,
 }
 
 /// A create-room request that passed validation.
@@ -51,6 +116,12 @@ pub struct ValidRoom {
     pub name: String,
     /// Most people at once.
     pub max_participants: u32,
+    /// The settings of the recording it starts by itself.
+    pub auto_record: Option<serde_json::Value>,
+    /// Empty this long, its recordings stop.
+    pub idle_stop_s: Option<u32>,
+    /// Its recordings' longest run.
+    pub max_duration_s: Option<u32>,
 }
 
 /// `POST /v1/rooms/{id}/invites` as sent.
@@ -103,10 +174,58 @@ pub fn parse_create_room(body: &[u8], cap: u32) -> Result<ValidRoom, RequestErro
             format!("{max} must be between 2 and {cap}"),
         ));
     }
+    if let Some(i) = r.idle_stop_s
+        && !(1..=MAX_IDLE_STOP_S).contains(&i)
+    {
+        return Err(bad(
+            "idle_stop_s",
+            format!("{i} must be between 1 and {MAX_IDLE_STOP_S}"),
+        ));
+    }
+    if r.max_duration_s == Some(0) {
+        return Err(bad("max_duration_s", "must be at least 1".into()));
+    }
+    if let Some(a) = &r.auto_record {
+        check_auto_record(a)?;
+    }
+    let idle = match (&r.auto_record, r.idle_stop_s) {
+        (Some(_), None) => Some(DEFAULT_IDLE_STOP_S),
+        (_, i) => i,
+    };
     Ok(ValidRoom {
         name: r.name,
         max_participants: max,
+        auto_record: r.auto_record,
+        idle_stop_s: idle,
+        max_duration_s: r.max_duration_s,
     })
+}
+
+/// An `auto_record` object is a recording's create body without its
+/// source, plus `layout`: checked as the recording it makes would be.
+fn check_auto_record(a: &serde_json::Value) -> Result<(), RequestError> {
+    let Some(fields) = a.as_object() else {
+        return Err(bad(
+            "auto_record",
+            "must be an object: the recording's settings (layout, format, preset, ...)".into(),
+        ));
+    };
+    if fields.contains_key("source") {
+        return Err(bad(
+            "auto_record",
+            "takes no source: the recording's source is the room".into(),
+        ));
+    }
+    let probe = auto_body(RoomId::from_parts(0, 0), a, None);
+    match crate::request::parse_create(probe.to_string().as_bytes()) {
+        Ok(_) => Ok(()),
+        Err(RequestError::Settings(e)) => Err(bad(
+            "auto_record",
+            format!("{}: {}", e.field.trim_start_matches("source."), e.message),
+        )),
+        Err(RequestError::Shape(m)) => Err(bad("auto_record", m)),
+        Err(e) => Err(bad("auto_record", e.to_string())),
+    }
 }
 
 /// Parses `POST /v1/rooms/{id}/invites`.
@@ -184,6 +303,75 @@ mod tests {
     use super::*;
     use crate::{Code, ErrorCode};
     use proptest::prelude::*;
+
+    #[test]
+    fn a_room_that_records_itself_makes_the_recording_its_settings_say() {
+        let v = parse_create_room(
+            br#"{"name": "standup", "auto_record": {"layout": "grid", "format": "mp4", "preset": "medium", "max_duration_s": 7200}, "max_duration_s": 3600}"#,
+            50,
+        )
+        .unwrap();
+        assert_eq!(v.idle_stop_s, Some(DEFAULT_IDLE_STOP_S), "by default");
+        let room = Room {
+            id: RoomId::from_parts(1_700_000_000_000, 3),
+            name: v.name,
+            host: "ann".into(),
+            max_participants: v.max_participants,
+            created_at: 0,
+            closed_at: None,
+            node: None,
+            auto_record: v.auto_record,
+            idle_stop_s: v.idle_stop_s,
+            max_duration_s: v.max_duration_s,
+        };
+        let body = room.auto_record_body().unwrap();
+        let made = crate::request::parse_create(&body).unwrap();
+        let crate::recording::SourceSpec::Room(src) = made.source else {
+            panic!("a room source");
+        };
+        assert_eq!(src.room, room.id);
+        assert_eq!(src.layout, crate::recording::RoomLayout::Grid);
+        assert_eq!(made.format, crate::Format::Mp4);
+        assert_eq!(made.title.as_deref(), Some("standup"));
+        // The room's cap wins over the longer one asked.
+        assert_eq!(made.max_duration_s, Some(3600));
+        assert_eq!(room.cap_duration(None), Some(3600));
+        assert_eq!(room.cap_duration(Some(60)), Some(60));
+        // A room that does not record itself makes nothing.
+        let plain = parse_create_room(br#"{"name": "x", "idle_stop_s": 5}"#, 50).unwrap();
+        assert_eq!((plain.auto_record, plain.idle_stop_s), (None, Some(5)));
+    }
+
+    #[test]
+    fn bad_auto_record_settings_name_the_field() {
+        for (body, says) in [
+            (
+                r#"{"name": "x", "auto_record": {"layout": "mosaic"}}"#,
+                "mosaic",
+            ),
+            (r#"{"name": "x", "auto_record": {"preset": "8k"}}"#, "8k"),
+            (r#"{"name": "x", "auto_record": {"fps": 1000}}"#, "fps"),
+            (
+                r#"{"name": "x", "auto_record": {"source": {"kind": "frames"}}}"#,
+                "takes no source",
+            ),
+            (
+                r#"{"name": "x", "auto_record": "yes"}"#,
+                "must be an object",
+            ),
+            (
+                r#"{"name": "x", "auto_record": {"colour": "red"}}"#,
+                "colour",
+            ),
+            (r#"{"name": "x", "idle_stop_s": 0}"#, "idle_stop_s"),
+            (r#"{"name": "x", "idle_stop_s": 100000}"#, "idle_stop_s"),
+            (r#"{"name": "x", "max_duration_s": 0}"#, "max_duration_s"),
+        ] {
+            let e = parse_create_room(body.as_bytes(), 50).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidSettings, "{body}: {e}");
+            assert!(e.to_string().contains(says), "{body}: {e}");
+        }
+    }
 
     #[test]
     fn call_messages_are_checked() {

@@ -77,3 +77,16 @@ pub struct TrackFile {
     /// `webm` or `mkv`.
     pub container: String,
 }
+
+/// A stretch of a call in which one participant spoke, on the recording's
+/// timeline (a room recording's `speakers`, from the audio-level header
+/// extension, RFC 6464).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Speech {
+    /// Who.
+    pub participant: String,
+    /// From, seconds.
+    pub start_s: f64,
+    /// To, seconds.
+    pub end_s: f64,
+}

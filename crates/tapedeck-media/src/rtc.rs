@@ -7,12 +7,29 @@ use std::time::Instant;
 
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
+use str0m::net::TcpType;
 use str0m::{Candidate, Rtc, RtcConfig};
 
-/// A peer's `Rtc` answering `offer` from `candidate`, and the SDP answer.
+/// Where peers reach the media server: its UDP port, and the passive TCP
+/// port (ICE-TCP, RFC 6544) for networks that block UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The UDP candidate's address.
+    pub udp: SocketAddr,
+    /// The TCP candidate's address, if the server listens on TCP.
+    pub tcp: Option<SocketAddr>,
+}
+
+impl From<SocketAddr> for Endpoints {
+    fn from(udp: SocketAddr) -> Self {
+        Self { udp, tcp: None }
+    }
+}
+
+/// A peer's `Rtc` answering `offer` from `at`, and the SDP answer.
 /// ICE lite: the server has a reachable address and never starts checks.
 /// Codecs: Opus; VP8, VP9, AV1, H.264 (what the passthrough sink writes).
-pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, String), String> {
+pub fn answer(offer: &str, at: Endpoints, now: Instant) -> Result<(Rtc, String), String> {
     let order = video_preference(offer);
     let offer = SdpOffer::from_sdp_string(offer).map_err(|e| {
         format!(
@@ -36,8 +53,19 @@ pub fn answer(offer: &str, candidate: SocketAddr, now: Instant) -> Result<(Rtc, 
         };
     }
     let mut rtc = config.build(now);
-    let host = Candidate::host(candidate, "udp").map_err(|e| e.to_string())?;
+    let host = Candidate::host(at.udp, "udp").map_err(|e| e.to_string())?;
     rtc.add_local_candidate(host);
+    if let Some(tcp) = at.tcp {
+        // Passive: the peer connects. Its lower type preference (str0m's
+        // default for TCP) keeps UDP first wherever UDP gets through.
+        let tcp = Candidate::builder()
+            .tcp()
+            .host(tcp)
+            .tcptype(TcpType::Passive)
+            .build()
+            .map_err(|e| e.to_string())?;
+        rtc.add_local_candidate(tcp);
+    }
     let answer = rtc
         .sdp_api()
         .accept_offer(offer)
@@ -247,7 +275,7 @@ mod tests {
             "garbage",
             "",
         ] {
-            let Err(e) = answer(bad, at, now) else {
+            let Err(e) = answer(bad, at.into(), now) else {
                 panic!("{bad:?} answered")
             };
             assert!(!e.contains("PointerOffset") && !e.contains("0x7"), "{e}");
@@ -279,12 +307,12 @@ mod tests {
         }
         let offer = change.apply().unwrap().0.to_sdp_string();
         let at: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        assert!(answer(&offer, at, Instant::now()).is_ok());
+        assert!(answer(&offer, at.into(), Instant::now()).is_ok());
         let foreign = offer
             .replace("VP8/90000", "FOO/90000")
             .replace("opus/48000/2", "BAR/8000");
         assert_ne!(foreign, offer);
-        let e = answer(&foreign, at, Instant::now()).err().unwrap();
+        let e = answer(&foreign, at.into(), Instant::now()).err().unwrap();
         assert!(e.contains("no audio or video tapedeck takes"), "{e}");
     }
 

@@ -158,13 +158,25 @@ function waitForIce(pc) {
   });
 }
 
+// The STUN and TURN servers to reach the server through (a network that
+// blocks UDP); none when the server names none or cannot say.
+async function iceServers() {
+  const query = joinToken ? "?token=" + encodeURIComponent(joinToken) : "";
+  try {
+    const r = await fetch(`/v1/rooms/${roomId}/ice-servers${query}`, { credentials: "same-origin" });
+    return r.ok ? (await r.json()).ice_servers : [];
+  } catch {
+    return [];
+  }
+}
+
 async function join(ev) {
   ev.preventDefault();
   $("lobby-error").textContent = "";
   $("join").disabled = true;
   // Joining before the devices answered would send nothing.
   await localReady;
-  pc = new RTCPeerConnection();
+  pc = new RTCPeerConnection({ iceServers: await iceServers() });
   for (const kind of ["audio", "video"]) {
     const track = local && local.getTracks().find((t) => t.kind === kind);
     pc.addTransceiver(track || kind, { direction: "sendonly", streams: local ? [local] : [] });

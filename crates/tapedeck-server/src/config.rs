@@ -148,6 +148,11 @@ impl Default for UploadsConfig {
 pub struct RtcConfig {
     /// The one UDP port every peer's media uses (open it in the firewall).
     pub udp_port: u16,
+    /// Also take media over TCP (ICE-TCP, RFC 6544): every answer carries
+    /// a passive TCP candidate, used by peers whose network blocks UDP.
+    pub tcp: bool,
+    /// The TCP port for that (None: the UDP port's number).
+    pub tcp_port: Option<u16>,
     /// The address put in ICE candidates, where peers reach the UDP port
     /// (None: the listen address, or this host's own when that is 0.0.0.0).
     pub public_ip: Option<std::net::IpAddr>,
@@ -161,17 +166,22 @@ pub struct RtcConfig {
     /// Peers not yet connected one caller (an API user, or a join token's
     /// guest) may hold at once; more get 429 `too_many_connecting`.
     pub max_connecting_per_caller: u32,
+    /// STUN and TURN servers handed to participants (`[[rtc.ice_servers]]`).
+    pub ice_servers: Vec<crate::rtc::ice::IceServer>,
 }
 
 impl Default for RtcConfig {
     fn default() -> Self {
         Self {
             udp_port: 8700,
+            tcp: true,
+            tcp_port: None,
             public_ip: None,
             max_participants: 50,
             max_peers: 500,
             connect_timeout_s: 10,
             max_connecting_per_caller: 4,
+            ice_servers: vec![],
         }
     }
 }
@@ -700,6 +710,9 @@ impl Config {
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if let Some(p) = self.rtc.ice_servers.iter().find_map(|s| s.problem()) {
+            return bad(&p);
+        }
         if self.storage.kind != StorageKind::Local && self.storage.bucket.is_empty() {
             return bad("storage.kind = \"s3\", \"gcs\" or \"azure\" needs storage.bucket");
         }

@@ -1,8 +1,9 @@
 //! A room recorded as a grid: two people publish from Chromium over WHIP,
 //! the second joining later; after stop ffmpeg composes them into one MP4
 //! at the preset's size and rate, in join order, names drawn, black where
-//! someone is not there yet, sound mixed. A grid that cannot be made keeps
-//! the track files and says why.
+//! someone is not there yet, sound mixed, the one speaking framed (the
+//! speaker timeline). A grid that cannot be made keeps the track files
+//! and says why.
 
 mod support;
 
@@ -28,15 +29,25 @@ async fn publish(
     token: &str,
     seconds: u32,
 ) -> tokio::task::JoinHandle<Value> {
-    tokio::spawn(page_script(
-        "whip.mjs",
-        vec![
-            s.base.clone(),
-            room.to_string(),
-            token.to_string(),
-            seconds.to_string(),
-        ],
-    ))
+    publish_muted(s, room, token, seconds, false).await
+}
+
+/// `muted`: the microphone's track disabled (silence is sent).
+async fn publish_muted(
+    s: &Server,
+    room: &str,
+    token: &str,
+    seconds: u32,
+    muted: bool,
+) -> tokio::task::JoinHandle<Value> {
+    let env = [("WHIP_MUTED", if muted { "1" } else { "0" }.to_string())];
+    let args = vec![
+        s.base.clone(),
+        room.to_string(),
+        token.to_string(),
+        seconds.to_string(),
+    ];
+    tokio::spawn(async move { page_script_env("whip.mjs", args, &env).await })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -67,14 +78,23 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let b = publish(&s, &room, &bob, 3).await;
+    // Bob's microphone is off: he is in the call and never speaks.
+    let b = publish_muted(&s, &room, &bob, 3, true).await;
     assert_eq!(b.await.unwrap()["status"], 201);
     assert_eq!(a.await.unwrap()["status"], 201);
     s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&host, &id, "completed").await;
     println!("{}", serde_json::to_string_pretty(&done["tracks"]).unwrap());
+    println!("speakers: {}", done["speakers"]);
     assert!(done["note"].is_null(), "{done}");
+    // The speaker timeline: Ann's fake microphone beeps; Bob's is off.
+    let speech = done["speakers"].as_array().cloned().unwrap_or_default();
+    assert!(!speech.is_empty(), "{done}");
+    assert!(
+        speech.iter().all(|s| s["participant"] == "Ann"),
+        "{speech:?}"
+    );
     assert_eq!(done["stats"]["progress"], 1.0, "{done}");
     let tracks = done["tracks"].as_array().unwrap();
     assert_eq!(tracks.len(), 4, "{done}");
@@ -154,6 +174,18 @@ async fn a_grid_recording_composes_everyone_in_join_order_with_names() {
         "Bob's picture: {} of {cell} lit",
         lit(&both, 426)
     );
+    // The one speaking (Ann, throughout) is framed in green; Bob is not.
+    let green = |f: &[u8], x0: u32| {
+        (x0 + 20..x0 + 400)
+            .step_by(4)
+            .filter(|&x| {
+                let [r, g, b] = px(f, w, x, 2);
+                g > 150 && r < 120 && b < 170
+            })
+            .count()
+    };
+    assert!(green(&both, 0) > 80, "Ann framed: {}", green(&both, 0));
+    assert_eq!(green(&both, 426), 0, "Bob, silent, not framed");
     // Each name is drawn at the bottom of its cell, on the black below the picture.
     assert!(has_white(&both, w, 0, 400, 200, 478), "Ann's name");
     assert!(has_white(&both, w, 426, 400, 626, 478), "Bob's name");

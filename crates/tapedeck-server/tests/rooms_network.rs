@@ -2,57 +2,18 @@
 //! path drops for a while and comes back, and a server whose candidates
 //! name its public address rather than the one it is bound to. The
 //! publisher is Debian's Chromium over WHIP (tests/e2e/whip.mjs); the path
-//! is cut with an nftables rule dropping every datagram to and from the
-//! server's UDP port (root, as CI runs).
+//! is cut with an nftables rule dropping every packet to and from the
+//! server's media ports, UDP and ICE-TCP (root, as CI runs).
 
 mod support;
 
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use support::firewall::Cut;
 use support::rooms::*;
 use support::*;
-
-/// An nftables table dropping UDP to and from one port while it lives.
-struct Cut {
-    table: String,
-}
-
-impl Cut {
-    fn udp_port(port: u16) -> Self {
-        let table = format!("tapedeck_test_cut_{port}");
-        let script = format!(
-            "add table inet {table}\n\
-             add chain inet {table} input {{ type filter hook input priority 0; }}\n\
-             add rule inet {table} input udp dport {port} drop\n\
-             add rule inet {table} input udp sport {port} drop\n"
-        );
-        nft(&["-f", "-"], Some(&script));
-        Self { table }
-    }
-}
-
-impl Drop for Cut {
-    fn drop(&mut self) {
-        nft(&["delete", "table", "inet", &self.table], None);
-    }
-}
-
-fn nft(args: &[&str], stdin: Option<&str>) {
-    use std::io::Write;
-    let mut child = Command::new("nft")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("nft (scripts/setup.sh --test installs nftables)");
-    if let Some(s) = stdin {
-        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
-    }
-    drop(child.stdin.take());
-    assert!(child.wait().unwrap().success(), "nft {args:?}");
-}
 
 /// The room's participants now.
 async fn participants(s: &Server, host: &str, room: &str) -> Vec<Value> {
@@ -87,7 +48,10 @@ async fn drop_and_return(cut_s: u64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let frames = |p: &[Value]| p.first().and_then(|p| p["frames_in"].as_u64());
     {
-        let _cut = Cut::udp_port(s.state.rtc.addr.port());
+        // Both ways in: with only UDP cut, the call would go on over
+        // ICE-TCP (tests/rooms_firewall.rs).
+        let tcp = s.state.rtc.tcp_addr.map(|a| a.port());
+        let _cut = Cut::media(s.state.rtc.addr.port(), tcp);
         tokio::time::sleep(Duration::from_millis(cut_s * 1000 - 500)).await;
         // Half a second before the path comes back: still in the call.
         let during = participants(&s, &host, &room_id).await;

@@ -29,6 +29,10 @@ async fn rooms_contract(repo: &Repo) {
         created_at: 1_700_000_000_000 + n as i64,
         closed_at: None,
         node: None,
+        // Kept as stored: a room that records itself, and one that does not.
+        auto_record: (n == 1).then(|| serde_json::json!({"layout": "grid", "format": "mp4"})),
+        idle_stop_s: (n == 1).then_some(30),
+        max_duration_s: (n == 1).then_some(600),
     };
     let (a, b) = (room(1, "alice"), room(2, "bob"));
     repo.insert_room(&a).await.unwrap();

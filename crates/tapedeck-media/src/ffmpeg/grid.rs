@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tapedeck_core::recording::TrackFile;
-use tapedeck_core::track::TrackKind;
+use tapedeck_core::track::{Speech, TrackKind};
 
 use super::{EncodeSpec, FfmpegError, Tools};
 
@@ -29,6 +29,8 @@ pub struct Cell {
     pub video: Option<usize>,
     /// Their audio track, if they sent one.
     pub audio: Option<usize>,
+    /// When they spoke (seconds, from and to): their cell is framed then.
+    pub speaking: Vec<(f64, f64)>,
 }
 
 /// Columns and rows for `n` participants: near square, wider than tall.
@@ -65,10 +67,43 @@ pub fn cells(tracks: &[TrackFile], width: u32, height: u32) -> Vec<Cell> {
                 rect: ((i % cols) * cw, (i / cols) * ch, cw, ch),
                 video: find(TrackKind::Video),
                 audio: find(TrackKind::Audio),
+                speaking: vec![],
                 name,
             }
         })
         .collect()
+}
+
+/// Most stretches one cell's frame is switched on for: more are merged
+/// (a long call's expression stays cheap to evaluate every picture).
+const MAX_STRETCHES: usize = 400;
+
+/// Marks when each cell's participant spoke (from the recording's speaker
+/// timeline): stretches less than half a second apart are one, so the
+/// frame does not flicker between words.
+pub fn mark_speakers(cells: &mut [Cell], speech: &[Speech]) {
+    for c in cells {
+        let mut gap = 0.5;
+        let mut m = merged(tapedeck_core::speakers::of(speech, &c.name), gap);
+        while m.len() > MAX_STRETCHES {
+            gap *= 2.0;
+            m = merged(m, gap);
+        }
+        c.speaking = m;
+    }
+}
+
+/// `v` sorted, with stretches less than `gap` apart joined.
+fn merged(mut v: Vec<(f64, f64)>, gap: f64) -> Vec<(f64, f64)> {
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f64, f64)> = vec![];
+    for (a, b) in v {
+        match out.last_mut() {
+            Some(last) if a - last.1 < gap => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
 }
 
 /// Escapes a value for a filter option inside a filter graph (two levels:
@@ -158,10 +193,24 @@ pub fn args(
         .as_ref()
         .map(|f| format!("fontfile={}:", escape(&f.display().to_string())))
         .unwrap_or_default();
-    let texts: Vec<String> = cells
-        .iter()
-        .zip(&files.names)
-        .map(|(c, name)| {
+    // The one speaking is framed while they speak.
+    let frames = cells.iter().filter(|c| !c.speaking.is_empty()).map(|c| {
+        let (x, y, cw, ch) = c.rect;
+        let on: Vec<String> = c
+            .speaking
+            .iter()
+            .map(|(a, b)| format!("between(t,{a:.3},{b:.3})"))
+            .collect();
+        format!(
+            "drawbox=x={x}:y={y}:w={cw}:h={ch}:color=0x2ecc71:t={}:enable='{}'",
+            (ch / 60).max(3),
+            on.join("+")
+        )
+    });
+    let texts: Vec<String> = frames
+        .collect::<Vec<_>>()
+        .into_iter()
+        .chain(cells.iter().zip(&files.names).map(|(c, name)| {
             let (x, y, _, ch) = c.rect;
             format!(
                 "drawtext={font}textfile={}:x={}:y={}-th:fontsize={size}:fontcolor=white:\
@@ -171,7 +220,7 @@ pub fn args(
                 y + ch - size / 2,
                 size / 4
             )
-        })
+        }))
         .collect();
     if texts.is_empty() {
         graph.push(format!("[{base}]null[vout]"));
@@ -231,24 +280,40 @@ fn read_progress(path: &Path, total_s: f64) -> Option<f64> {
     Some((us / 1e6 / total_s.max(0.1)).clamp(0.0, 1.0))
 }
 
-/// Composes the grid of `tracks` (files at `paths`) into
+/// What a grid is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    /// The track files as the recording lists them.
+    pub tracks: &'a [TrackFile],
+    /// Where each is, in the same order.
+    pub paths: &'a [PathBuf],
+    /// Who spoke when.
+    pub speech: &'a [Speech],
+}
+
+/// Composes the grid of `call`'s tracks into
 /// `dir/media.{ext}`, calling `progress` with the share done about twice a
 /// second; the file. Blocking: run it on a thread of its own.
 pub fn compose(
     tools: &Tools,
     spec: &EncodeSpec,
     audio_kbps: u32,
-    tracks: &[TrackFile],
-    paths: &[PathBuf],
+    call: Call<'_>,
     dir: &Path,
     progress: impl Fn(f64),
 ) -> Result<PathBuf, FfmpegError> {
+    let Call {
+        tracks,
+        paths,
+        speech,
+    } = call;
     let io = |p: &Path, e: std::io::Error| FfmpegError::Io {
         program: format!("the grid's file {}", p.display()),
         source: e,
     };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let cells = cells(tracks, spec.width, spec.height);
+    let mut cells = cells(tracks, spec.width, spec.height);
+    mark_speakers(&mut cells, speech);
     let mut names = vec![];
     for (i, c) in cells.iter().enumerate() {
         let p = dir.join(format!("name{i}.txt"));
@@ -306,6 +371,58 @@ mod tests {
             size_bytes: 1,
             container: "webm".into(),
         }
+    }
+
+    #[test]
+    fn the_one_speaking_is_framed_while_they_speak() {
+        let tracks = [
+            t("t1", "Ann", "video", 0.0, 9.0),
+            t("t2", "Bob", "video", 0.0, 9.0),
+        ];
+        let speech = |who: &str, a: f64, b: f64| Speech {
+            participant: who.into(),
+            start_s: a,
+            end_s: b,
+        };
+        let mut c = cells(&tracks, 1280, 720);
+        // Ann's words 0.3 s apart are one stretch; Bob's 2 s apart are two.
+        mark_speakers(
+            &mut c,
+            &[
+                speech("Ann", 1.0, 2.0),
+                speech("Ann", 2.3, 3.0),
+                speech("Bob", 4.0, 5.0),
+                speech("Bob", 7.0, 8.0),
+            ],
+        );
+        assert_eq!(c[0].speaking, [(1.0, 3.0)]);
+        assert_eq!(c[1].speaking, [(4.0, 5.0), (7.0, 8.0)]);
+        let files = GridFiles {
+            names: vec!["/w/n0.txt".into(), "/w/n1.txt".into()],
+            font: None,
+            progress: "/w/p.txt".into(),
+            out: "/w/out.mp4".into(),
+        };
+        let paths: Vec<PathBuf> = ["/w/t1.webm", "/w/t2.webm"].map(PathBuf::from).to_vec();
+        let a = args(
+            &super::super::args::test_spec(),
+            128,
+            &tracks,
+            &paths,
+            &c,
+            &files,
+        );
+        let graph = &a[a.iter().position(|x| x == "-filter_complex").unwrap() + 1];
+        assert!(
+            graph.contains("drawbox=x=640:y=0:w=640:h=720:color=0x2ecc71:t=12:enable='between(t,4.000,5.000)+between(t,7.000,8.000)'"),
+            "{graph}"
+        );
+        // Hundreds of words make at most MAX_STRETCHES stretches.
+        let many: Vec<Speech> = (0..2000)
+            .map(|i| speech("Ann", i as f64, i as f64 + 0.1))
+            .collect();
+        mark_speakers(&mut c, &many);
+        assert!(!c[0].speaking.is_empty() && c[0].speaking.len() <= MAX_STRETCHES);
     }
 
     #[test]

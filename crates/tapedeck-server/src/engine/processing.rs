@@ -48,6 +48,7 @@ pub async fn prepare(
     rec.stats.eta_s = None;
     rec.stats.cpu_s = take.cpu_s;
     rec.tracks = take.tracks.iter().map(|(t, _)| t.clone()).collect();
+    rec.speakers = take.speakers.clone();
     if let Some(f) = take.format {
         rec.format = f;
     }

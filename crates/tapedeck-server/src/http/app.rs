@@ -92,7 +92,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/rooms", post(room::create).get(room::list))
         .route("/v1/rooms/{id}", get(room::get_one).delete(room::close))
         .route("/v1/rooms/{id}/invites", post(room::invite))
-        .route("/v1/rooms/{id}/whip", post(room::whip::publish))
+        .route(
+            "/v1/rooms/{id}/whip",
+            post(room::whip::publish).options(room::whip::options),
+        )
+        .route("/v1/rooms/{id}/ice-servers", get(room::call::ice_servers))
         .route(
             "/v1/rooms/{id}/whip/{peer}",
             axum::routing::delete(room::whip::leave),
@@ -230,6 +234,10 @@ pub async fn build_state(config: Config) -> Result<AppState, String> {
     node.clone().spawn(supervisor.clone());
     crate::engine::dispatch::spawn(supervisor.clone(), node.clone());
     crate::engine::takeover::spawn(supervisor.clone(), node.clone());
+    crate::engine::source::room::auto::spawn(
+        supervisor.clone(),
+        node.clustered().then(|| node.id.clone()),
+    );
     let config_auth = config.auth.clone();
     Ok(AppState {
         services: supervisor.services.clone(),

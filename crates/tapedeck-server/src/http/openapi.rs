@@ -201,12 +201,21 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
         "schema": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}}]);
     let name = json!({"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": NAME_PATTERN});
     let room = json!({"$ref": "#/components/schemas/Room"});
+    let mut auto_props = create_properties();
+    auto_props["layout"] =
+        json!({"type": "string", "enum": ["tracks", "grid"], "default": "tracks"});
+    let auto_record = json!({"type": ["object", "null"], "additionalProperties": false, "properties": auto_props,
+        "description": "the room records itself: a recording with these settings (a recording's create fields without source, plus layout; titled after the room by default) starts when someone publishes and none runs, owned by the host and listed under the room's recordings"});
     let paths = json!({
         "/v1/rooms": {
             "post": op("Create a room; the caller is its host (429 too_many_rooms past limits.max_open_rooms_per_user open rooms)", "rooms", json_ok("201", "created", room.clone()), &[400, 422, 429], json!({
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "additionalProperties": false,
                     "properties": {"name": name, "max_participants": {"type": ["integer", "null"], "minimum": 2, "maximum": rtc.max_participants,
-                        "description": format!("default {}", rtc.max_participants.min(16))}}}}}}})),
+                        "description": format!("default {}", rtc.max_participants.min(16))},
+                        "auto_record": auto_record.clone(),
+                        "idle_stop_s": {"type": ["integer", "null"], "minimum": 1, "maximum": tapedeck_core::room::MAX_IDLE_STOP_S,
+                            "description": format!("its recordings stop by themselves (end_reason idle) once the call has been empty this long; default {} with auto_record, else never", tapedeck_core::room::DEFAULT_IDLE_STOP_S)},
+                        "max_duration_s": {"type": ["integer", "null"], "minimum": 1, "maximum": u32::MAX, "description": "the longest any recording of the room runs"}}}}}}})),
             "get": op("Rooms the caller hosts or joined, newest first, a page at a time", "rooms",
                 json_ok("200", "rooms", json!({"type": "object", "required": ["rooms", "next_cursor"], "properties": {"rooms": {"type": "array", "items": room},
                     "next_cursor": {"type": ["string", "null"], "description": "the cursor of the next page; null on the last"}}})), &[400], json!({"parameters": [
@@ -225,11 +234,20 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
             &[400, 403, 404, 409, 422], json!({"parameters": room_id,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["name"], "additionalProperties": false,
                     "properties": {"name": name, "expires_in_s": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_INVITE_S, "description": "default a day"}}}}}}}))},
-        "/v1/rooms/{id}/whip": {"post": op("WHIP (RFC 9725): publish into the call. Bearer: a join token for this room, or an API key (the user joins the room). The answer's candidate is the one UDP port (rtc.udp_port); the server is ICE lite, so no trickle.", "rooms",
-            ("201", json!({"description": "the SDP answer; Location is the session", "headers": {"Location": {"schema": {"type": "string"}}},
+        "/v1/rooms/{id}/whip": {"post": op("WHIP (RFC 9725): publish into the call. Bearer: a join token for this room, or an API key (the user joins the room). The answer's candidates are the one UDP port (rtc.udp_port) and, with rtc.tcp, a passive TCP one (ICE-TCP, for networks that block UDP); the server is ICE lite, so no trickle. Link headers name the configured STUN/TURN servers (rtc.ice_servers).", "rooms",
+            ("201", json!({"description": "the SDP answer; Location is the session", "headers": {"Location": {"schema": {"type": "string"}},
+                "Link": {"schema": {"type": "string"}, "description": "an ice-server each (RFC 9725 §4.6), with its TURN credentials"}},
                 "content": {"application/sdp": {"schema": {"type": "string"}}}})),
             &[400, 403, 404, 409, 413, 415, 429], json!({"parameters": room_id, "security": [{"bearer": []}],
-                "requestBody": {"required": true, "content": {"application/sdp": {"schema": {"type": "string", "description": "an SDP offer (at most 64 KiB)"}}}}}))},
+                "requestBody": {"required": true, "content": {"application/sdp": {"schema": {"type": "string", "description": "an SDP offer (at most 64 KiB)"}}}}})),
+            "options": op("The STUN/TURN servers to gather candidates with before the offer, as Link headers (RFC 9725 §4.6). Bearer: as for POST.", "rooms",
+                ("204", json!({"description": "Link: an ice-server each, with TURN credentials made for this caller",
+                    "headers": {"Link": {"schema": {"type": "string"}}}})), &[400, 403, 404, 409], json!({"parameters": room_id, "security": [{"bearer": []}]}))},
+        "/v1/rooms/{id}/ice-servers": {"get": op("The STUN/TURN servers (rtc.ice_servers) for a caller's peer connection, as RTCIceServer objects; TURN credentials made for this caller when the server has a shared secret. Token as for the call socket.", "rooms",
+            json_ok("200", "servers", json!({"type": "object", "required": ["ice_servers"], "properties": {"ice_servers": {"type": "array", "items": {"type": "object", "required": ["urls"], "properties": {
+                "urls": {"type": "array", "items": {"type": "string"}}, "username": {"type": "string"}, "credential": {"type": "string"}}}}}})),
+            &[400, 403, 404, 409],
+            json!({"parameters": [room_id[0].clone(), {"name": "token", "in": "query", "required": false, "schema": {"type": "string"}, "description": "a join token or an API key (or the session cookie)"}]}))},
         "/v1/rooms/{id}/whip/{peer}": {"delete": op("Leave: end a WHIP session (its own caller, the host or an admin)", "rooms",
             ("204", json!({"description": "left"})), &[400, 404], json!({"parameters": [room_id[0].clone(),
                 {"name": "peer", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^peer_[0-9]+$"}}]}))},
@@ -245,7 +263,10 @@ fn room_paths(rtc: &crate::config::RtcConfig) -> (Value, Value) {
             "id": {"type": "string", "pattern": tapedeck_core::id::ROOM_ID_PATTERN}, "name": {"type": "string"}, "host": {"type": "string"},
             "max_participants": {"type": "integer"}, "created_at": {"type": "string", "format": "date-time"},
             "closed_at": {"type": ["string", "null"], "format": "date-time"}, "join_url": {"type": "string", "description": "the call page"},
-            "node": {"type": "string", "description": "a cluster's node that holds the call (absent on a server alone)"}}}
+            "node": {"type": "string", "description": "a cluster's node that holds the call (absent on a server alone)"},
+            "auto_record": {"type": "object", "description": "the settings of the recording the room starts by itself (absent: it does not)"},
+            "idle_stop_s": {"type": "integer", "description": "its recordings stop once the call has been empty this long"},
+            "max_duration_s": {"type": "integer", "description": "the longest any recording of the room runs"}}}
     });
     (paths, schemas)
 }
@@ -326,7 +347,10 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "items": {"type": "object", "required": ["id", "participant", "kind", "codec", "start_s", "duration_s", "size_bytes", "container"], "properties": {
                     "id": {"type": "string"}, "participant": {"type": "string"}, "kind": {"type": "string", "enum": ["audio", "video"]},
                     "codec": {"type": "string", "enum": ["opus", "vp8", "vp9", "av1", "h264"]}, "start_s": {"type": "number", "description": "where it starts on the recording's timeline"},
-                    "duration_s": {"type": "number"}, "size_bytes": {"type": "integer"}, "container": {"type": "string"}}}}}},
+                    "duration_s": {"type": "number"}, "size_bytes": {"type": "integer"}, "container": {"type": "string"}}}},
+            "speakers": {"type": "array", "description": "a room recording's speaker timeline: who spoke when (from the senders' audio-level header extension), in the order they began",
+                "items": {"type": "object", "required": ["participant", "start_s", "end_s"], "properties": {
+                    "participant": {"type": "string"}, "start_s": {"type": "number"}, "end_s": {"type": "number"}}}}}},
         "RecordingList": {"type": "object", "required": ["recordings", "next_cursor"], "properties": {
             "recordings": {"type": "array", "items": recording()},
             "next_cursor": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Id"}]}}},

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde_json::json;
 use tapedeck_core::RecordingId;
 use tapedeck_core::range::parse_range;
-use tapedeck_core::recording::{Action, Recording, SourceKind, Stats, Status};
+use tapedeck_core::recording::{Action, Recording, SourceKind, Status};
 use tapedeck_core::request::{ValidCreate, parse_create};
 use tapedeck_store::repo::ListFilter;
 
@@ -55,44 +55,16 @@ pub(crate) fn created(rec: Recording) -> Result<Response, ApiError> {
     Ok((StatusCode::CREATED, [(header::LOCATION, loc)], Json(rec)).into_response())
 }
 
-/// A new pending recording of `p` from a validated request.
+/// A new pending recording of `p` from a validated request, held by this
+/// node.
 pub fn new_recording(
     s: &AppState,
     p: &Principal,
     v: ValidCreate,
     regenerated_from: Option<RecordingId>,
 ) -> Recording {
-    let now = now_ms();
-    Recording {
-        id: RecordingId::from_parts(now as u64, rand::random()),
-        owner: p.user.clone(),
-        status: Status::Pending,
-        end_reason: None,
-        source: v.source,
-        format: v.format,
-        preset: v.preset,
-        video: v.video,
-        max_duration_s: v.max_duration_s.unwrap_or(s.config.limits.max_duration_s),
-        title: v.title,
-        metadata: v.metadata,
-        created_at: now,
-        started_at: None,
-        stopped_at: None,
-        completed_at: None,
-        expires_at: (s.config.retention.days > 0)
-            .then(|| now + i64::from(s.config.retention.days) * 86_400_000),
-        duration_s: None,
-        size_bytes: None,
-        error: None,
-        note: None,
-        stats: Stats::default(),
-        media: None,
-        regenerated_from,
-        queue_position: None,
-        tracks: vec![],
-        // Its driver runs on the node that created it.
-        node: s.node.clustered().then(|| s.node.id.clone()),
-    }
+    let node = s.node.clustered().then(|| s.node.id.clone());
+    crate::engine::source::new_recording(&s.config, &p.user, v, regenerated_from, node)
 }
 
 /// `POST /v1/admin/recordings/{id}/retry`: an admin's "store it now" for a

@@ -1,19 +1,20 @@
 //! WebRTC: the media server of rooms. [`sfu::Sfu`] is sans-IO: every
 //! peer of every room (a str0m `Rtc` each, [`peer`]) in one state machine,
 //! driven by time and input and drained of datagrams, events and its next
-//! deadline. One task ([`run`]) owns the UDP socket, the clock and the
+//! deadline. One task (`io::run`) owns the UDP socket, the TCP side, the clock and the
 //! channels around it. [`Rtc`] is the handle the rest of the server uses:
 //! join with an SDP offer, leave, list who is in a room, and subscribe to a
 //! room's media (what room recordings write).
 
+pub mod ice;
+mod io;
 mod peer;
 pub mod sfu;
+mod tcp;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use serde::Serialize;
 use tapedeck_core::RoomId;
@@ -106,6 +107,9 @@ pub struct Frame {
     pub sender_us: Option<i64>,
     /// When it arrived.
     pub arrived: std::time::Instant,
+    /// A sound frame's level as its sender measured it (RFC 6464: 0 the
+    /// loudest, 127 silence, -dBov), when it sends the extension.
+    pub audio_level: Option<u8>,
     /// Its codec, as it arrived.
     pub codec: TrackCodec,
     /// Whether a decoder can start here.
@@ -114,6 +118,14 @@ pub struct Frame {
     pub contiguous: bool,
     /// The encoded frame.
     pub data: Arc<[u8]>,
+}
+
+/// What happens to a room's call, for what acts on calls beginning (a
+/// room that records itself): sent for every room, cheap (no frames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// A participant began sending a track.
+    Published(RoomId),
 }
 
 /// What a room's subscribers receive.
@@ -147,6 +159,9 @@ pub struct Participant {
     pub audio: bool,
     /// Camera on.
     pub video: bool,
+    /// How its media reaches the server: `udp`, or `tcp` (ICE-TCP, where
+    /// UDP is blocked). A TURN relay's media comes from the relay, over UDP.
+    pub transport: &'static str,
 }
 
 /// What the media server tells a call page (over its socket).
@@ -270,8 +285,11 @@ pub struct Rtc {
     tx: mpsc::Sender<Ask>,
     /// Where peers send media.
     pub addr: SocketAddr,
+    /// Where peers whose network blocks UDP connect (ICE-TCP), if on.
+    pub tcp_addr: Option<SocketAddr>,
     /// Counters.
     pub stats: Arc<RtcStats>,
+    activity: tokio::sync::broadcast::Sender<Activity>,
 }
 
 /// The media socket, with buffers for many peers' bursts: every call's
@@ -314,15 +332,56 @@ impl Rtc {
             .map_err(|e| format!("rtc: cannot bind UDP {bind}: {e} (set rtc.udp_port)"))?;
         let port = socket.local_addr().map_err(|e| e.to_string())?.port();
         let addr = SocketAddr::new(candidate_ip, port);
+        let tcp = if config.tcp {
+            // The UDP port's number by default; an ephemeral UDP port (0,
+            // tests) takes any free TCP port when its number is taken.
+            let want = SocketAddr::new(bind.ip(), config.tcp_port.unwrap_or(port));
+            let listener = match tokio::net::TcpListener::bind(want).await {
+                Ok(l) => l,
+                Err(_) if config.tcp_port.is_none() && udp_port == 0 => {
+                    tokio::net::TcpListener::bind(SocketAddr::new(bind.ip(), 0))
+                        .await
+                        .map_err(|e| format!("rtc: cannot bind TCP {}: {e}", bind.ip()))?
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "rtc: cannot bind TCP {want}: {e} (set rtc.tcp_port, or rtc.tcp = false)"
+                    ));
+                }
+            };
+            let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+            Some((listener, SocketAddr::new(candidate_ip, port)))
+        } else {
+            None
+        };
+        let tcp_addr = tcp.as_ref().map(|(_, a)| *a);
+        let tcp = tcp.map(|(l, _)| tcp::TcpSide::new(l, config.max_peers as usize * 4));
         let stats = Arc::new(RtcStats::default());
         let (tx, rx) = mpsc::channel(256);
+        let (activity, _) = tokio::sync::broadcast::channel(1024);
         let limits = sfu::Limits {
             max_peers: config.max_peers,
             max_connecting_per_caller: config.max_connecting_per_caller,
             connect_timeout: std::time::Duration::from_secs(config.connect_timeout_s),
         };
-        tokio::spawn(run(socket, addr, limits, rx, stats.clone()));
-        Ok(Self { tx, addr, stats })
+        let at = tapedeck_media::rtc::Endpoints {
+            udp: addr,
+            tcp: tcp_addr,
+        };
+        let loop_side = io::Loop {
+            socket,
+            tcp,
+            activity: activity.clone(),
+            stats: stats.clone(),
+        };
+        tokio::spawn(io::run(loop_side, at, limits, rx));
+        Ok(Self {
+            tx,
+            addr,
+            tcp_addr,
+            stats,
+            activity,
+        })
     }
 
     /// Joins `room` with an SDP offer; returns the peer and the SDP answer.
@@ -414,173 +473,13 @@ impl Rtc {
         let _ = self.tx.send(Ask::RequestKeyframe { peer, mid }).await;
     }
 
+    /// What happens in every room's call from now on.
+    pub fn activity(&self) -> tokio::sync::broadcast::Receiver<Activity> {
+        self.activity.subscribe()
+    }
+
     /// Ends every peer of `room`.
     pub async fn close_room(&self, room: RoomId) {
         let _ = self.tx.send(Ask::CloseRoom { room }).await;
-    }
-}
-
-/// What the loop keeps beside the media server: where its events go.
-#[derive(Default)]
-struct Routes {
-    /// Each call page's socket.
-    signals: HashMap<PeerId, mpsc::Sender<Signal>>,
-    /// Each room's recordings.
-    subscribers: HashMap<RoomId, Vec<mpsc::Sender<RoomMedia>>>,
-}
-
-/// The media server task: the UDP socket, the clock and the channels
-/// around the sans-IO [`sfu::Sfu`].
-async fn run(
-    socket: tokio::net::UdpSocket,
-    candidate: SocketAddr,
-    limits: sfu::Limits,
-    mut requests: mpsc::Receiver<Ask>,
-    stats: Arc<RtcStats>,
-) {
-    let mut sfu = sfu::Sfu::new(candidate, limits, stats.clone(), Instant::now());
-    let mut routes = Routes::default();
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let wake = drain(&mut sfu, &socket, &mut routes, &stats);
-        tokio::select! {
-            got = socket.recv_from(&mut buf) => match got {
-                Ok((n, from)) => {
-                    let _ = sfu.handle(Instant::now(), sfu::Input::Datagram { from, data: &buf[..n] });
-                }
-                Err(e) => {
-                    // ICMP port unreachable from a gone peer shows up here
-                    // on some systems: not fatal.
-                    tracing::debug!(error = %e, "rtc: recv");
-                }
-            },
-            req = requests.recv() => match req {
-                Some(req) => request(&mut sfu, &mut routes, req),
-                None => return,
-            },
-            () = tokio::time::sleep_until(wake.into()) => {
-                let _ = sfu.handle(Instant::now(), sfu::Input::Timeout);
-            }
-        }
-    }
-}
-
-/// Carries out what the media server asks until it only waits; returns
-/// when to wake it.
-fn drain(
-    sfu: &mut sfu::Sfu,
-    socket: &tokio::net::UdpSocket,
-    routes: &mut Routes,
-    stats: &RtcStats,
-) -> Instant {
-    loop {
-        match sfu.poll_output() {
-            sfu::Output::Timeout(at) => return at,
-            sfu::Output::Transmit { to, data } => {
-                if socket.try_send_to(&data, to).is_err() {
-                    stats.send_dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            sfu::Output::Event(sfu::Event::Signal(peer, signal)) => {
-                let ended = matches!(signal, Signal::Ended(_));
-                let stalled = routes
-                    .signals
-                    .get(&peer)
-                    .is_some_and(|tx| tx.try_send(signal).is_err());
-                if ended {
-                    routes.signals.remove(&peer);
-                } else if stalled {
-                    let _ = sfu.handle(Instant::now(), sfu::Input::SignalStalled { peer });
-                }
-            }
-            sfu::Output::Event(sfu::Event::Media(room, m)) => {
-                // One that does not keep up loses the message (it counts
-                // a gap), never slows the call.
-                let Some(subs) = routes.subscribers.get_mut(&room) else {
-                    continue;
-                };
-                subs.retain(|s| !s.is_closed());
-                for s in subs.iter() {
-                    if s.try_send(m.clone()).is_ok() && matches!(m, RoomMedia::Frame(_)) {
-                        stats.frames_out.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Hands a request of the handle to the media server.
-fn request(sfu: &mut sfu::Sfu, routes: &mut Routes, req: Ask) {
-    let now = Instant::now();
-    match req {
-        Ask::Join {
-            room,
-            limits,
-            joiner,
-            offer,
-            signal,
-            reply,
-        } => {
-            let signalled = signal.is_some();
-            let input = sfu::Input::Join {
-                room,
-                limits,
-                joiner,
-                offer,
-                signalled,
-            };
-            // The join's own signals (the first offer) go out after the
-            // reply; the page's socket is in place before them.
-            let r = match sfu.handle(now, input) {
-                Ok(sfu::Reply::Joined(peer, answer)) => {
-                    if let Some(tx) = signal {
-                        routes.signals.insert(peer, tx);
-                    }
-                    Ok((peer, answer))
-                }
-                Ok(_) => Err(Problem::internal(
-                    "the media server did not answer the join",
-                )),
-                Err(e) => Err(e.into()),
-            };
-            let _ = reply.send(r);
-        }
-        Ask::Answer { peer, sdp, reply } => {
-            let r = sfu.handle(now, sfu::Input::Answer { peer, sdp });
-            let _ = reply.send(r.map(|_| ()).map_err(Problem::from));
-        }
-        Ask::MediaState { peer, audio, video } => {
-            let _ = sfu.handle(now, sfu::Input::MediaState { peer, audio, video });
-        }
-        Ask::Leave { room, peer, reply } => {
-            let left = matches!(
-                sfu.handle(now, sfu::Input::Leave { room, peer }),
-                Ok(sfu::Reply::Left(true))
-            );
-            let _ = reply.send(left);
-        }
-        Ask::Participants { room, reply } => {
-            let _ = reply.send(sfu.participants(room));
-        }
-        Ask::Subscribe { room, tx } => {
-            if let Ok(sfu::Reply::Tracks(tracks)) = sfu.handle(now, sfu::Input::Subscribe { room })
-            {
-                for t in tracks {
-                    let _ = tx.try_send(RoomMedia::Track(t));
-                }
-            }
-            routes.subscribers.entry(room).or_default().push(tx);
-        }
-        Ask::RequestKeyframes { room } => {
-            let _ = sfu.handle(now, sfu::Input::RequestKeyframes { room });
-        }
-        Ask::RequestKeyframe { peer, mid } => {
-            let _ = sfu.handle(now, sfu::Input::RequestKeyframe { peer, mid });
-        }
-        Ask::CloseRoom { room } => {
-            let _ = sfu.handle(now, sfu::Input::CloseRoom { room });
-            routes.subscribers.remove(&room);
-        }
     }
 }

@@ -7,8 +7,9 @@ use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::net::Protocol;
 use tapedeck_core::RoomId;
-use tapedeck_media::rtc::is_keyframe;
+use tapedeck_media::rtc::{Endpoints, is_keyframe};
 
 use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind};
 
@@ -64,8 +65,11 @@ pub(super) struct Peer {
     pub frames_in: u64,
     /// The instant its `Rtc` last asked to be woken at.
     pub wake_at: Option<Instant>,
-    /// Remote addresses it has sent from (for routing datagrams).
-    pub addrs: Vec<SocketAddr>,
+    /// Remote addresses it has sent from, and over which protocol (for
+    /// routing datagrams).
+    pub addrs: Vec<(Protocol, SocketAddr)>,
+    /// The protocol its latest datagram came over (its media's path).
+    pub transport: Protocol,
     /// Whether it has a call page to signal (a WHIP publisher only sends).
     pub signalled: bool,
     /// Other participants' tracks it receives.
@@ -107,11 +111,11 @@ impl Peer {
         room: RoomId,
         joiner: Joiner,
         offer: &str,
-        addr: SocketAddr,
+        at: Endpoints,
         now: Instant,
         signalled: bool,
     ) -> Result<(Self, String), String> {
-        let (rtc, answer) = tapedeck_media::rtc::answer(offer, addr, now)?;
+        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now)?;
         Ok((
             Self {
                 id,
@@ -123,6 +127,7 @@ impl Peer {
                 frames_in: 0,
                 wake_at: None,
                 addrs: vec![],
+                transport: Protocol::Udp,
                 signalled,
                 outs: vec![],
                 pending: None,
@@ -188,6 +193,8 @@ impl Peer {
             rtp_us,
             sender_us: d.last_sender_info.as_ref().map(|sr| sender_us(d, sr)),
             arrived: d.network_time,
+            // str0m gives it negated (0 to -127).
+            audio_level: d.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127)),
             codec,
             keyframe: is_keyframe(d.params.spec().codec, &d.data),
             contiguous: d.contiguous,
@@ -234,6 +241,10 @@ impl Peer {
             frames_in: self.frames_in,
             audio: self.audio_on,
             video: self.video_on,
+            transport: match self.transport {
+                Protocol::Udp => "udp",
+                _ => "tcp",
+            },
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod disk;
+pub mod firewall;
 pub mod pages;
 #[allow(unused_imports)]
 pub use pages::*;

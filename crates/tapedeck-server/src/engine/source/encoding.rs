@@ -539,6 +539,7 @@ pub fn take(f: Finished, realtime_factor: Option<f64>) -> Take {
         cpu_s: f.cpu_s,
         realtime_factor,
         tracks: vec![],
+        speakers: vec![],
         format: None,
         note: None,
         source: None,

@@ -80,6 +80,8 @@ pub struct Take {
     pub realtime_factor: Option<f64>,
     /// A room recording's track files, each with where it lies.
     pub tracks: Vec<(tapedeck_core::recording::TrackFile, PathBuf)>,
+    /// A room recording's speaker timeline.
+    pub speakers: Vec<tapedeck_core::track::Speech>,
     /// The format `output` is in, when not the one asked for (a room's
     /// grid that failed leaves its tracks side by side in WebM).
     pub format: Option<tapedeck_core::Format>,
@@ -371,6 +373,48 @@ pub async fn authorize(
     v: &mut tapedeck_core::request::ValidCreate,
 ) -> Result<(), Problem> {
     kind(v.source.kind()).authorize(services, p, v).await
+}
+
+/// A new pending recording of `owner` from a validated request; `node`:
+/// the cluster node that creates it (its driver runs there).
+pub fn new_recording(
+    config: &crate::config::Config,
+    owner: &str,
+    v: tapedeck_core::request::ValidCreate,
+    regenerated_from: Option<tapedeck_core::RecordingId>,
+    node: Option<String>,
+) -> Recording {
+    let now = crate::now_ms();
+    Recording {
+        id: tapedeck_core::RecordingId::from_parts(now as u64, rand::random()),
+        owner: owner.to_string(),
+        status: tapedeck_core::Status::Pending,
+        end_reason: None,
+        source: v.source,
+        format: v.format,
+        preset: v.preset,
+        video: v.video,
+        max_duration_s: v.max_duration_s.unwrap_or(config.limits.max_duration_s),
+        title: v.title,
+        metadata: v.metadata,
+        created_at: now,
+        started_at: None,
+        stopped_at: None,
+        completed_at: None,
+        expires_at: (config.retention.days > 0)
+            .then(|| now + i64::from(config.retention.days) * 86_400_000),
+        duration_s: None,
+        size_bytes: None,
+        error: None,
+        note: None,
+        stats: Default::default(),
+        media: None,
+        regenerated_from,
+        queue_position: None,
+        tracks: vec![],
+        speakers: vec![],
+        node,
+    }
 }
 
 /// The room a recording belongs to, if any.

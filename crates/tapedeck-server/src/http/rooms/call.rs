@@ -33,6 +33,47 @@ const JOIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 /// Messages the media server may queue for one page before it is ended.
 const SIGNAL_QUEUE: usize = 64;
 
+/// Who a call page is: its token (`Authorization: Bearer` or `?token=`),
+/// or the signed-in user's session cookie, from this origin only.
+async fn page_caller(
+    s: &AppState,
+    uri: &Uri,
+    headers: &HeaderMap,
+    room: RoomId,
+) -> Result<Caller, ApiError> {
+    let mut bearer = super::whip::bearer(headers).or_else(|| {
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    if bearer.is_none()
+        && let Some(t) = crate::http::cookie::cookie_of(headers)
+    {
+        crate::http::cookie::check_cookie_request(s, &axum::http::Method::GET, headers, &t)?;
+        bearer = Some(t);
+    }
+    caller_of_token(s, bearer.as_deref(), room).await
+}
+
+/// `GET /v1/rooms/{id}/ice-servers`: the STUN and TURN servers the call
+/// page hands its peer connection (TURN credentials made for this caller).
+pub async fn ice_servers(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let room_id: RoomId = id.parse()?;
+    let who = page_caller(&s, &uri, &headers, room_id).await?;
+    open_room(&s, &id).await?;
+    let handed = crate::rtc::ice::hand_all(
+        &s.config.rtc.ice_servers,
+        &who.key(room_id),
+        crate::now_ms() / 1000,
+    );
+    Ok(axum::Json(json!({ "ice_servers": handed })))
+}
+
 /// `GET /v1/rooms/{id}/call`.
 pub async fn socket(
     State(s): State<AppState>,
@@ -42,28 +83,13 @@ pub async fn socket(
     upgrade: Result<Upgrade, ApiError>,
 ) -> Result<Response, ApiError> {
     let room_id: RoomId = id.parse()?;
-    let mut bearer = super::whip::bearer(&headers).or_else(|| {
-        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v.into_owned())
-    });
-    // The web page's signed-in user: the session cookie, from this origin only.
-    if bearer.is_none()
-        && let Some(t) = crate::http::cookie::cookie_of(&headers)
-    {
-        crate::http::cookie::check_cookie_request(&s, &axum::http::Method::GET, &headers, &t)?;
-        bearer = Some(t);
-    }
-    let who = caller_of_token(&s, bearer.as_deref(), room_id).await?;
+    let who = page_caller(&s, &uri, &headers, room_id).await?;
     let room = open_room(&s, &id).await?;
     // Who and where first (401, 404, 409), then whether it is a WebSocket.
     let Upgrade(ws) = upgrade?;
     // A user, or one guest of one room, holds a bounded number of call
     // sockets (each a page in the call, or about to join it).
-    let key = match &who {
-        Caller::Guest(name) => format!("guest:{room_id}:{name}"),
-        Caller::User(p) => format!("user:{}", p.user),
-    };
+    let key = who.key(room_id);
     let slot = s
         .sockets
         .take_kind(&key, s.config.limits.max_event_sockets_per_user, "call")?;

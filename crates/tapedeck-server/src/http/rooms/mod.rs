@@ -65,6 +65,9 @@ pub async fn create(
         created_at: now,
         closed_at: None,
         node: s.node.clustered().then(|| s.node.id.clone()),
+        auto_record: v.auto_record,
+        idle_stop_s: v.idle_stop_s,
+        max_duration_s: v.max_duration_s,
     };
     s.repo.insert_room(&room).await?;
     let loc = format!("/v1/rooms/{}", room.id);

@@ -32,6 +32,17 @@ pub enum Caller {
     User(crate::http::auth::Principal),
 }
 
+impl Caller {
+    /// Who holds the session in `room`, for per-caller limits and TURN
+    /// usernames: `user:NAME`, or `guest:ROOM:NAME`.
+    pub fn key(&self, room: RoomId) -> String {
+        match self {
+            Caller::Guest(name) => format!("guest:{room}:{name}"),
+            Caller::User(p) => format!("user:{}", p.user),
+        }
+    }
+}
+
 /// The bearer token of a request, if it has one.
 pub fn bearer(headers: &HeaderMap) -> Option<String> {
     headers
@@ -148,7 +159,7 @@ pub async fn publish(
         super::member_when_connected(&s, room.id, p.user.clone(), peer);
     }
     let location = format!("/v1/rooms/{}/whip/{peer}", room.id);
-    Ok((
+    let mut response = (
         StatusCode::CREATED,
         [
             (header::CONTENT_TYPE, "application/sdp".to_string()),
@@ -156,7 +167,35 @@ pub async fn publish(
         ],
         answer,
     )
-        .into_response())
+        .into_response();
+    ice_links(&s, &who, room.id, response.headers_mut());
+    Ok(response)
+}
+
+/// The configured ICE servers as `Link` headers (RFC 9725 §4.6).
+fn ice_links(s: &AppState, who: &Caller, room: RoomId, headers: &mut HeaderMap) {
+    let handed =
+        crate::rtc::ice::hand_all(&s.config.rtc.ice_servers, &who.key(room), now_ms() / 1000);
+    for link in crate::rtc::ice::link_headers(&handed) {
+        if let Ok(v) = header::HeaderValue::from_str(&link) {
+            headers.append(header::LINK, v);
+        }
+    }
+}
+
+/// `OPTIONS /v1/rooms/{id}/whip`: the ICE servers to gather candidates
+/// with before the offer (RFC 9725 §4.6), for a caller of this room.
+pub async fn options(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let room_id: RoomId = id.parse()?;
+    let who = caller(&s, &headers, room_id).await?;
+    open_room(&s, &id).await?;
+    let mut response = (StatusCode::NO_CONTENT, [(header::ALLOW, "OPTIONS, POST")]).into_response();
+    ice_links(&s, &who, room_id, response.headers_mut());
+    Ok(response)
 }
 
 /// `DELETE /v1/rooms/{id}/whip/{peer}`: the peer leaves. Its own caller

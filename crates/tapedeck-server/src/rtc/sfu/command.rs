@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use str0m::media::MediaKind;
+use str0m::net::Protocol;
 use tapedeck_core::RoomId;
 
 use super::{Sfu, SfuError};
@@ -19,6 +20,8 @@ use crate::rtc::{Ended, Joiner, Participant, PeerId, RoomLimits, TrackInfo, Trac
 pub enum Input<'a> {
     /// A datagram arrived on the media socket.
     Datagram {
+        /// Over UDP, or a peer's TCP connection (RFC 4571 frames unwrapped).
+        proto: Protocol,
         /// Who sent it.
         from: SocketAddr,
         /// What it holds.
@@ -113,8 +116,8 @@ impl Sfu {
     pub fn handle(&mut self, now: Instant, input: Input<'_>) -> Result<Reply, SfuError> {
         self.now = self.now.max(now);
         match input {
-            Input::Datagram { from, data } => {
-                self.datagram(data, from);
+            Input::Datagram { proto, from, data } => {
+                self.datagram(proto, data, from);
                 Ok(Reply::Done)
             }
             Input::Timeout => {

@@ -38,6 +38,7 @@ use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event as RtcEvent, IceConnectionState, Input as RtcInput};
 use tapedeck_core::RoomId;
+use tapedeck_media::rtc::Endpoints;
 
 mod command;
 mod error;
@@ -85,8 +86,11 @@ pub struct Limits {
 /// What the media server asks of the loop around it.
 #[derive(Debug)]
 pub enum Output {
-    /// Send `data` to `to` from the media socket.
+    /// Send `data` to `to` from the media socket (UDP) or on the peer's
+    /// TCP connection (`proto` TCP, framed by the loop).
     Transmit {
+        /// Which of the two.
+        proto: Protocol,
         /// The peer's address.
         to: SocketAddr,
         /// The datagram.
@@ -117,13 +121,13 @@ pub struct Sfu {
     /// 0.0.0.0 when bound to all interfaces (and a private one behind
     /// NAT), and ICE discards a request whose destination is not one of
     /// its candidates.
-    local: SocketAddr,
+    local: Endpoints,
     limits: Limits,
     peers: HashMap<PeerId, Peer>,
     /// The peers of each room, in join order.
     rooms: HashMap<RoomId, Vec<PeerId>>,
     queue: Vec<Propagate>,
-    by_addr: HashMap<SocketAddr, PeerId>,
+    by_addr: HashMap<(Protocol, SocketAddr), PeerId>,
     timers: BinaryHeap<Reverse<(Instant, PeerId)>>,
     next_id: u64,
     stats: Arc<RtcStats>,
@@ -137,8 +141,8 @@ pub struct Sfu {
 const IDLE: Duration = Duration::from_secs(3600);
 
 impl Sfu {
-    /// A media server whose peers are told `local` as its address.
-    pub fn new(local: SocketAddr, limits: Limits, stats: Arc<RtcStats>, now: Instant) -> Self {
+    /// A media server whose peers are told `local` as its addresses.
+    pub fn new(local: Endpoints, limits: Limits, stats: Arc<RtcStats>, now: Instant) -> Self {
         Self {
             local,
             limits,
@@ -166,27 +170,38 @@ impl Sfu {
         Output::Timeout(next.unwrap_or(self.now + IDLE))
     }
 
-    fn transmit(&mut self, to: SocketAddr, data: Vec<u8>) {
-        self.out.push_back(Output::Transmit { to, data });
+    fn transmit(&mut self, proto: Protocol, to: SocketAddr, data: Vec<u8>) {
+        self.out.push_back(Output::Transmit { proto, to, data });
     }
 
-    fn datagram(&mut self, data: &[u8], from: SocketAddr) {
+    /// Whether a datagram from `from` over `proto` belongs to a peer (the
+    /// loop closes a TCP connection nobody owns).
+    pub fn knows(&self, proto: Protocol, from: SocketAddr) -> bool {
+        self.by_addr.contains_key(&(proto, from))
+    }
+
+    fn datagram(&mut self, proto: Protocol, data: &[u8], from: SocketAddr) {
         self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         let now = self.now;
-        let Ok(contents) = data.try_into() else {
+        let destination = match proto {
+            Protocol::Udp => Some(self.local.udp),
+            Protocol::Tcp => self.local.tcp,
+            _ => None,
+        };
+        let (Some(destination), Ok(contents)) = (destination, data.try_into()) else {
             self.stats.datagrams_stray.fetch_add(1, Ordering::Relaxed);
             return;
         };
         let input = RtcInput::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source: from,
-                destination: self.local,
+                destination,
                 contents,
             },
         );
-        let id = match self.by_addr.get(&from) {
+        let id = match self.by_addr.get(&(proto, from)) {
             Some(id) => Some(*id),
             // A new address: its first packet is a STUN check naming the
             // peer's ICE username; only then is every peer asked.
@@ -203,10 +218,11 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        if !peer.addrs.contains(&from) {
-            peer.addrs.push(from);
-            self.by_addr.insert(from, id);
+        if !peer.addrs.contains(&(proto, from)) {
+            peer.addrs.push((proto, from));
+            self.by_addr.insert((proto, from), id);
         }
+        peer.transport = proto;
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::info!(peer = %id, error = %e, "rtc: dropping a peer whose input was refused");
             self.stats.peers_dropped.fetch_add(1, Ordering::Relaxed);
@@ -296,7 +312,7 @@ impl Sfu {
                     return;
                 }
                 str0m::Output::Transmit(t) => {
-                    self.transmit(t.destination, t.contents.into());
+                    self.transmit(t.proto, t.destination, t.contents.into());
                 }
                 str0m::Output::Event(ev) => match ev {
                     RtcEvent::Connected => {

@@ -55,5 +55,6 @@ pub async fn authorize(
     if src.layout == RoomLayout::Tracks {
         v.format = tapedeck_core::Format::Webm;
     }
+    v.max_duration_s = room.cap_duration(v.max_duration_s);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tapedeck_core::recording::{Recording, TrackFile};
-use tapedeck_core::track::TrackKind;
+use tapedeck_core::track::{Speech, TrackKind};
 use tapedeck_core::{Code, Failure};
 use tapedeck_media::ffmpeg::EncodeSpec;
 
@@ -30,29 +30,42 @@ pub struct GridSpec {
     pub audio_kbps: u32,
 }
 
-/// Composes the grid of `tracks` into `work/grid/media.{ext}`; the file.
+/// What the grid is made of: the track files, and who spoke when (their
+/// cell is framed then).
+pub struct Call<'a> {
+    /// Each track and its file.
+    pub tracks: &'a [(TrackFile, PathBuf)],
+    /// The speaker timeline.
+    pub speakers: &'a [Speech],
+}
+
+/// Composes the grid of `call` into `work/grid/media.{ext}`; the file.
 pub async fn compose(
     services: &Arc<Services>,
     grid: &GridSpec,
-    tracks: &[(TrackFile, PathBuf)],
+    call: Call<'_>,
     work: &Path,
     meter: &Arc<Meter>,
 ) -> Result<PathBuf, Failure> {
-    let files: Vec<TrackFile> = tracks.iter().map(|(t, _)| t.clone()).collect();
-    let paths: Vec<PathBuf> = tracks.iter().map(|(_, p)| p.clone()).collect();
-    let (tools, grid, dir, meter) = (
+    let files: Vec<TrackFile> = call.tracks.iter().map(|(t, _)| t.clone()).collect();
+    let paths: Vec<PathBuf> = call.tracks.iter().map(|(_, p)| p.clone()).collect();
+    let (tools, grid, dir, meter, speech) = (
         services.tools.clone(),
         grid.clone(),
         work.join("grid"),
         meter.clone(),
+        call.speakers.to_vec(),
     );
     tokio::task::spawn_blocking(move || {
         tapedeck_media::ffmpeg::grid::compose(
             &tools,
             &grid.spec,
             grid.audio_kbps,
-            &files,
-            &paths,
+            tapedeck_media::ffmpeg::grid::Call {
+                tracks: &files,
+                paths: &paths,
+                speech: &speech,
+            },
             &dir,
             |p| meter.set_progress(Some(p)),
         )
@@ -73,13 +86,14 @@ pub async fn compose_anywhere(
     services: &Arc<Services>,
     rec: &Recording,
     grid: &GridSpec,
-    tracks: &[(TrackFile, PathBuf)],
+    call: Call<'_>,
     work: &Path,
     meter: &Arc<Meter>,
 ) -> Result<PathBuf, Failure> {
     if !services.config.cluster.enabled {
-        return compose(services, grid, tracks, work, meter).await;
+        return compose(services, grid, call, work, meter).await;
     }
+    let tracks = call.tracks;
     let files: Vec<TrackFile> = tracks.iter().map(|(t, _)| t.clone()).collect();
     let videos = files.iter().filter(|t| t.kind == TrackKind::Video).count();
     let ext = grid.spec.format.extension();
@@ -96,7 +110,7 @@ pub async fn compose_anywhere(
                 temporary: false,
             })
             .collect(),
-        doc: serde_json::to_value(&files).map_err(|e| Failure::internal(e.to_string()))?,
+        doc: serde_json::json!({"tracks": files, "speakers": call.speakers}),
         ext,
     };
     crate::engine::offload::run_anywhere(services, w, &out)
@@ -119,7 +133,14 @@ pub async fn run_claimed(
     doc: &serde_json::Value,
     dir: &Path,
 ) -> Result<PathBuf, String> {
-    let files: Vec<TrackFile> = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    // `{"tracks", "speakers"}`; a job queued by an older node is the
+    // track list alone.
+    let (files, speakers) = match doc.get("tracks") {
+        Some(t) => (t.clone(), doc.get("speakers").cloned().unwrap_or_default()),
+        None => (doc.clone(), serde_json::Value::Null),
+    };
+    let files: Vec<TrackFile> = serde_json::from_value(files).map_err(|e| e.to_string())?;
+    let speakers: Vec<Speech> = serde_json::from_value(speakers).unwrap_or_default();
     if files.len() != inputs.len() {
         return Err("the job's tracks and files differ".into());
     }
@@ -129,7 +150,11 @@ pub async fn run_claimed(
         audio_kbps: rec.video.audio_bitrate_kbps,
     };
     let meter = Arc::new(Meter::default());
-    compose(services, &grid, &tracks, dir, &meter)
+    let call = Call {
+        tracks: &tracks,
+        speakers: &speakers,
+    };
+    compose(services, &grid, call, dir, &meter)
         .await
         .map_err(|f| f.message)
 }

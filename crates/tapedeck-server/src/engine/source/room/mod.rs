@@ -30,7 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tapedeck_core::Code;
-use tapedeck_core::track::{TrackCodec, TrackKind};
+use tapedeck_core::speakers::Speakers;
+use tapedeck_core::track::{Speech, TrackCodec, TrackKind};
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -42,7 +43,9 @@ use tapedeck_media::sink::passthrough::{
 use tokio::sync::{mpsc, oneshot};
 
 pub mod access;
+pub mod auto;
 pub(crate) mod grid;
+mod idle;
 mod kind;
 pub(crate) mod placement;
 mod recover;
@@ -110,7 +113,11 @@ impl Output {
     /// `/media` from the track files: the grid when asked for, else (or
     /// when the grid fails, saying why) the tracks side by side in WebM,
     /// or Matroska when a track is H.264.
-    async fn finish(self, tracks: Vec<(TrackFile, PathBuf)>) -> Result<Take, Failure> {
+    async fn finish(
+        self,
+        tracks: Vec<(TrackFile, PathBuf)>,
+        speakers: Vec<Speech>,
+    ) -> Result<Take, Failure> {
         let (side_format, container) = if tracks.iter().all(|(t, _)| t.container == "webm") {
             (tapedeck_core::Format::Webm, "WebM")
         } else {
@@ -122,6 +129,7 @@ impl Output {
             cpu_s: 0.0,
             realtime_factor: None,
             tracks,
+            speakers,
             format: None,
             note: None,
             source: None,
@@ -136,11 +144,15 @@ impl Output {
             ));
         }
         if let Some(spec) = self.grid.as_ref().filter(|_| has_video) {
+            let call = grid::Call {
+                tracks: &take.tracks,
+                speakers: &take.speakers,
+            };
             match grid::compose_anywhere(
                 &self.services,
                 &self.rec,
                 spec,
-                &take.tracks,
+                call,
                 &self.work,
                 &self.meter,
             )
@@ -170,13 +182,17 @@ impl Output {
 
 enum Ctl {
     Control(SourceControl),
-    Close(oneshot::Sender<Vec<(TrackFile, PathBuf)>>),
+    Close(oneshot::Sender<Closed>),
 }
+
+/// What a room recording's writer leaves: its track files and who spoke when.
+type Closed = (Vec<(TrackFile, PathBuf)>, Vec<Speech>);
 
 /// One track, and its file once a frame said its codec and size.
 struct TrackWriter {
     /// `t1`, `t2`, ...
     id: String,
+    peer: crate::rtc::PeerId,
     participant: String,
     kind: TrackKind,
     path: PathBuf,
@@ -288,6 +304,7 @@ struct Writer {
     place: placement::Placement,
     tracks: Vec<TrackWriter>,
     meter: Arc<Meter>,
+    speakers: Speakers,
 }
 
 impl Writer {
@@ -300,6 +317,7 @@ impl Writer {
             self.tracks.push(TrackWriter {
                 path: self.dir.join(format!("{id}.webm")),
                 id,
+                peer: t.peer,
                 participant: t.participant.clone(),
                 kind: t.kind,
                 open: None,
@@ -313,6 +331,9 @@ impl Writer {
             return;
         };
         let w = &mut self.tracks[track];
+        if w.kind == TrackKind::Audio {
+            self.speakers.sound(&w.participant, at_us, f.audio_level);
+        }
         let new_file = w.open.is_none();
         match w.write(&f, at_us, &self.meter) {
             Ok(true) => self.place.written(track, w.last_end_us()),
@@ -355,12 +376,24 @@ impl Writer {
     fn control(&mut self, c: SourceControl) {
         // The clock is read here; the placement only does the arithmetic.
         match c {
-            SourceControl::Pause => self.place.pause(Instant::now()),
+            SourceControl::Pause => {
+                self.place.pause(Instant::now());
+                self.speakers.quiet_all();
+            }
             SourceControl::Resume => self.place.resume(Instant::now()),
         }
     }
 
-    fn finish(self) -> Vec<(TrackFile, PathBuf)> {
+    /// A peer left: its tracks end, and what its participant was saying.
+    fn left(&mut self, peer: crate::rtc::PeerId) {
+        self.place.left(peer);
+        if let Some(w) = self.tracks.iter().find(|w| w.peer == peer) {
+            self.speakers.quiet(&w.participant);
+        }
+    }
+
+    fn finish(self) -> Closed {
+        let speakers = self.speakers.finish();
         let mut out = vec![];
         for mut w in self.tracks {
             let Some(open) = w.open.take() else {
@@ -376,7 +409,7 @@ impl Writer {
                 Err(e) => self.meter.set_error(format!("track {}: {e}", w.id)),
             }
         }
-        out
+        (out, speakers)
     }
 }
 
@@ -413,6 +446,16 @@ impl RoomRecording {
         std::fs::create_dir_all(&dir)
             .map_err(|e| Failure::internal(format!("{}: {e}", dir.display())))?;
         let rtc = ctx.services.rtc.clone();
+        // The room's idle_stop_s: the recording stops once the call has
+        // been empty that long.
+        let idle_stop_s = match ctx.services.repo.room(src.room).await {
+            Ok(room) => room.and_then(|r| r.idle_stop_s),
+            Err(e) => {
+                tracing::warn!(error = %e, "the room's idle_stop_s could not be read");
+                None
+            }
+        };
+        let mut empty = idle::EmptyCall::new(idle_stop_s);
         let mut media = rtc.subscribe(src.room, 8192).await;
         let (ctl, mut ctl_rx) = mpsc::channel::<Ctl>(16);
         let mut writer = Writer {
@@ -421,6 +464,7 @@ impl RoomRecording {
             place: placement::Placement::new(Instant::now()),
             tracks: vec![],
             meter: ctx.meter.clone(),
+            speakers: Speakers::default(),
         };
         let events = ctx.events.clone();
         tokio::spawn(async move {
@@ -447,7 +491,7 @@ impl RoomRecording {
                     m = media.recv(), if in_call => match m {
                         Some(RoomMedia::Track(t)) => writer.track(t),
                         Some(RoomMedia::Frame(f)) => writer.frame(f),
-                        Some(RoomMedia::Left(peer)) => writer.place.left(peer),
+                        Some(RoomMedia::Left(peer)) => writer.left(peer),
                         None => {
                             // The room was closed: the call is over.
                             in_call = false;
@@ -466,6 +510,14 @@ impl RoomRecording {
                         // before the track's first packet goes nowhere.
                         for (peer, mid) in writer.place.waiting_for_keyframes() {
                             rtc.request_keyframe(peer, mid).await;
+                        }
+                        if let Some(e) = &mut empty {
+                            let anyone = !rtc.participants(writer.room).await.is_empty();
+                            if e.observe(anyone, Instant::now()) {
+                                let _ = events
+                                    .send(SourceEvent::EndedWith(tapedeck_core::EndReason::Idle))
+                                    .await;
+                            }
                         }
                         let end = writer.place.end_us();
                         let mut c = writer.meter.counters();
@@ -519,7 +571,7 @@ impl Source for RoomRecording {
             if self.ctl.send(Ctl::Close(tx)).await.is_err() {
                 return Err(Failure::internal("the room recorder stopped"));
             }
-            let tracks = rx
+            let (tracks, speakers) = rx
                 .await
                 .map_err(|_| Failure::internal("the room recorder stopped"))?;
             if tracks.is_empty() {
@@ -528,7 +580,7 @@ impl Source for RoomRecording {
                     "no participant sent audio or video while recording",
                 ));
             }
-            self.output.finish(tracks).await
+            self.output.finish(tracks, speakers).await
         })
     }
 

@@ -264,6 +264,7 @@ mod tests {
             rtp_us,
             sender_us: sent,
             arrived: at,
+            audio_level: None,
             codec: TrackCodec::Opus,
             keyframe: key,
             contiguous: true,

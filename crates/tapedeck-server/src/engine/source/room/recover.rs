@@ -88,7 +88,8 @@ impl Source for Recovered {
                     "the server stopped while recording the room, before any video was written",
                 ));
             }
-            self.output.finish(tracks).await
+            // Who spoke when is not kept across a crash.
+            self.output.finish(tracks, vec![]).await
         })
     }
 

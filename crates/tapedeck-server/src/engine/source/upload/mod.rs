@@ -393,6 +393,7 @@ async fn finish(
         cpu_s: 0.0,
         realtime_factor: None,
         tracks: vec![],
+        speakers: vec![],
         format: None,
         note: None,
         source: Some(SourceSpec::Upload(spec)),

@@ -9,19 +9,31 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::{Candidate, Event as RtcEvent, Input as RtcInput, Output as RtcOutput, Rtc, RtcConfig};
 use tapedeck_core::RoomId;
 
 use super::{Event, Input, Limits, Output, Reply, Sfu, SfuError};
+use tapedeck_media::rtc::Endpoints;
+
 use crate::rtc::{Ended, Joiner, PeerId, RoomLimits, RoomMedia, RtcStats, Signal, TrackKind};
 
 const SERVER: &str = "10.0.0.1:40000";
+
+/// The server's addresses: UDP, and TCP at the same port number.
+fn server() -> Endpoints {
+    Endpoints {
+        udp: SERVER.parse().unwrap(),
+        tcp: Some(SERVER.parse().unwrap()),
+    }
+}
 
 /// A participant's browser or WHIP client: a str0m peer at `addr`.
 struct Client {
     name: &'static str,
     addr: SocketAddr,
+    /// UDP, or TCP only (a network that blocks UDP).
+    proto: Protocol,
     rtc: Rtc,
     /// Its id at the server, once joined.
     peer: Option<PeerId>,
@@ -41,17 +53,29 @@ struct Client {
 }
 
 impl Client {
-    fn new(name: &'static str, port: u16, now: Instant) -> Self {
+    fn new(name: &'static str, port: u16, proto: Protocol, now: Instant) -> Self {
         let addr: SocketAddr = format!("10.0.0.2:{port}").parse().unwrap();
         let mut rtc = RtcConfig::new()
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let local = match proto {
+            Protocol::Udp => Candidate::host(addr, "udp").unwrap(),
+            // As a browser does: an active TCP candidate, which connects
+            // to the server's passive one.
+            _ => Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Active)
+                .build()
+                .unwrap(),
+        };
+        rtc.add_local_candidate(local);
         Self {
             name,
             addr,
+            proto,
             rtc,
             peer: None,
             sends: None,
@@ -156,7 +180,7 @@ impl World {
         let now = Instant::now();
         let stats = Arc::new(RtcStats::default());
         Self {
-            sfu: Sfu::new(SERVER.parse().unwrap(), limits, stats.clone(), now),
+            sfu: Sfu::new(server(), limits, stats.clone(), now),
             now,
             clients: vec![],
             events: vec![],
@@ -166,8 +190,12 @@ impl World {
     }
 
     fn client(&mut self, name: &'static str) -> usize {
+        self.client_over(name, Protocol::Udp)
+    }
+
+    fn client_over(&mut self, name: &'static str, proto: Protocol) -> usize {
         let port = 5000 + self.clients.len() as u16;
-        self.clients.push(Client::new(name, port, self.now));
+        self.clients.push(Client::new(name, port, proto, self.now));
         self.clients.len() - 1
     }
 
@@ -207,10 +235,14 @@ impl World {
                         self.server_wake = at;
                         break;
                     }
-                    Output::Transmit { to, data } => {
+                    Output::Transmit { proto, to, data } => {
                         quiet = false;
                         let now = self.now;
-                        let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) else {
+                        let Some(c) = self
+                            .clients
+                            .iter_mut()
+                            .find(|c| c.addr == to && c.proto == proto)
+                        else {
                             continue;
                         };
                         if !c.online {
@@ -219,7 +251,7 @@ impl World {
                         let input = RtcInput::Receive(
                             now,
                             Receive {
-                                proto: Protocol::Udp,
+                                proto,
                                 source: SERVER.parse().unwrap(),
                                 destination: to,
                                 contents: data.as_slice().try_into().unwrap(),
@@ -244,11 +276,14 @@ impl World {
                         RtcOutput::Transmit(t) => {
                             quiet = false;
                             if self.clients[i].online {
-                                let from = self.clients[i].addr;
+                                let (from, proto) = (self.clients[i].addr, t.proto);
                                 let data: Vec<u8> = t.contents.into();
-                                let _ = self
-                                    .sfu
-                                    .handle(self.now, Input::Datagram { from, data: &data });
+                                let input = Input::Datagram {
+                                    proto,
+                                    from,
+                                    data: &data,
+                                };
+                                let _ = self.sfu.handle(self.now, input);
                             }
                         }
                         RtcOutput::Event(ev) => {
@@ -429,78 +464,6 @@ fn a_publisher_is_forwarded_to_a_call_page_and_recorded_from_a_keyframe() {
 }
 
 #[test]
-fn a_full_room_and_a_full_server_refuse_with_their_reasons() {
-    let mut w = World::new(Limits {
-        max_peers: 2,
-        ..limits()
-    });
-    let ann = w.client("Ann");
-    let bob = w.client("Bob");
-    let cy = w.client("Cy");
-    w.join(ann, 1, false).unwrap();
-    assert_eq!(
-        w.join(bob, 1, false).unwrap_err(),
-        SfuError::RoomFull { in_room: 1, max: 1 }
-    );
-    // The same person's second session is not another participant.
-    let ann2 = w.client("Ann");
-    w.join(ann2, 1, false).unwrap();
-    assert_eq!(
-        w.join(cy, 5, false).unwrap_err(),
-        SfuError::TooManyPeers { connected: 2 }
-    );
-    assert_eq!(w.sfu.participants(room()).len(), 2);
-}
-
-#[test]
-fn a_peer_that_never_connects_is_dropped_at_its_deadline() {
-    let mut w = World::new(limits());
-    let ann = w.client("Ann");
-    w.clients[ann].online = false;
-    let peer = w.join(ann, 4, true).unwrap();
-    w.run(9_000, false);
-    assert_eq!(
-        w.sfu.participants(room()).len(),
-        1,
-        "kept until its deadline"
-    );
-    w.run(2_000, false);
-    assert_eq!(w.sfu.participants(room()).len(), 0);
-    assert_eq!(w.ended(peer), Some(Ended::ConnectTimeout));
-    assert_eq!(
-        w.stats
-            .peers_timed_out
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-}
-
-#[test]
-fn a_caller_holds_few_unconnected_sessions() {
-    let mut w = World::new(Limits {
-        max_connecting_per_caller: 2,
-        ..limits()
-    });
-    for _ in 0..2 {
-        let c = w.client("Ann");
-        w.clients[c].online = false;
-        w.join(c, 4, false).unwrap();
-    }
-    let c = w.client("Ann");
-    let e = w.join(c, 4, false).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            SfuError::TooManyConnecting {
-                connecting: 2,
-                timeout_s: 10
-            }
-        ),
-        "{e:?}"
-    );
-}
-
-#[test]
 fn junk_datagrams_harm_no_call() {
     let mut w = World::new(limits());
     let ann = w.client("Ann");
@@ -519,6 +482,7 @@ fn junk_datagrams_harm_no_call() {
         let r = w.sfu.handle(
             w.now,
             Input::Datagram {
+                proto: Protocol::Udp,
                 from: stranger,
                 data,
             },
@@ -584,4 +548,6 @@ fn a_peer_whose_network_drops_is_kept_for_the_grace_then_ended() {
     );
 }
 
+mod limits;
 mod sync;
+mod tcp;
