@@ -260,6 +260,10 @@ pub enum CallMessage {
         offer: String,
         /// The name in the call.
         name: Option<String>,
+        /// The offer's media lines kept for sharing a screen (its picture,
+        /// its sound): their tracks are `screen` and `screen_audio`.
+        #[serde(default)]
+        screen: Vec<String>,
     },
     /// The answer to the server's last offer (others' tracks to receive).
     Answer {
@@ -272,6 +276,9 @@ pub enum CallMessage {
         audio: bool,
         /// Camera on.
         video: bool,
+        /// Sharing a screen.
+        #[serde(default)]
+        screen: bool,
     },
     /// Leaving the call.
     Leave,
@@ -289,11 +296,17 @@ pub fn parse_call_message(text: &[u8]) -> Result<CallMessage, RequestError> {
         ));
     }
     let m: CallMessage = parse_json(text)?;
-    if let CallMessage::Join {
-        name: Some(name), ..
-    } = &m
-    {
-        check_name("name", name)?;
+    if let CallMessage::Join { name, screen, .. } = &m {
+        if let Some(name) = name {
+            check_name("name", name)?;
+        }
+        if screen.len() > 2 || screen.iter().any(|m| m.is_empty() || m.len() > 32) {
+            return Err(bad(
+                "screen",
+                "at most two media ids (the screen's picture and sound), each 1 to 32 characters"
+                    .into(),
+            ));
+        }
     }
     Ok(m)
 }
@@ -379,14 +392,16 @@ mod tests {
             parse_call_message(br#"{"type": "join", "offer": "v=0", "name": "Ann"}"#).unwrap(),
             CallMessage::Join {
                 offer: "v=0".into(),
-                name: Some("Ann".into())
+                name: Some("Ann".into()),
+                screen: vec![],
             }
         );
         assert_eq!(
             parse_call_message(br#"{"type": "media", "audio": false, "video": true}"#).unwrap(),
             CallMessage::Media {
                 audio: false,
-                video: true
+                video: true,
+                screen: false,
             }
         );
         assert_eq!(

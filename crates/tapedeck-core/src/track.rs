@@ -21,6 +21,38 @@ impl TrackKind {
     }
 }
 
+/// Where a call's track comes from: a person's camera and microphone, or
+/// a screen they share (with its sound, when the browser gives it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    /// A camera (every picture a WHIP client sends).
+    Camera,
+    /// A microphone (every sound a WHIP client sends).
+    Microphone,
+    /// A shared screen's picture.
+    Screen,
+    /// A shared screen's sound.
+    ScreenAudio,
+}
+
+impl TrackSource {
+    /// The source of a `kind` track, shared from a screen or not.
+    pub fn of(kind: TrackKind, screen: bool) -> Self {
+        match (kind, screen) {
+            (TrackKind::Video, false) => TrackSource::Camera,
+            (TrackKind::Audio, false) => TrackSource::Microphone,
+            (TrackKind::Video, true) => TrackSource::Screen,
+            (TrackKind::Audio, true) => TrackSource::ScreenAudio,
+        }
+    }
+
+    /// Whether it is a shared screen's picture or sound.
+    pub fn is_screen(self) -> bool {
+        matches!(self, TrackSource::Screen | TrackSource::ScreenAudio)
+    }
+}
+
 /// The codec of a call's track, as it arrives (and as it is recorded:
 /// tapedeck does not transcode a call's tracks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -57,6 +89,13 @@ impl TrackCodec {
     }
 }
 
+impl TrackFile {
+    /// Whether it is a shared screen's.
+    pub fn is_screen(&self) -> bool {
+        self.source.is_some_and(TrackSource::is_screen)
+    }
+}
+
 /// One track file of a room recording.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrackFile {
@@ -66,6 +105,10 @@ pub struct TrackFile {
     pub participant: String,
     /// `audio` or `video`.
     pub kind: TrackKind,
+    /// Camera, microphone, or a shared screen (absent in recordings made
+    /// before sources were told apart: camera and microphone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TrackSource>,
     /// As received (`opus`, `vp8`, `vp9`, `av1`, `h264`).
     pub codec: TrackCodec,
     /// Where it starts on the recording's timeline, seconds.

@@ -21,7 +21,8 @@ let roomHost = null; // the host's user name
 let endedByMe = false; // this page pressed "End for everyone"
 let queue = Promise.resolve(); // signalling messages, one at a time
 const tiles = new Map(); // peer -> {el, video, name}
-const streams = new Map(); // peer -> MediaStream received
+const streams = new Map(); // peer (or `peer-screen`) -> MediaStream received
+let lastList = []; // the participants as the server last said
 const recordings = new Map(); // id -> recording
 let live = null; // the room's recording that has not ended
 let rec = { elapsed: 0, since: null }; // REC timer: seconds before `since`, running from `since`
@@ -181,10 +182,12 @@ async function join(ev) {
     const track = local && local.getTracks().find((t) => t.kind === kind);
     pc.addTransceiver(track || kind, { direction: "sendonly", streams: local ? [local] : [] });
   }
+  screen.keep(pc);
   pc.ontrack = (e) => {
     const stream = e.streams[0];
     if (!stream) return;
     streams.set(stream.id, stream);
+    if (stream.id.endsWith("-screen")) return screen.render(lastList);
     if (e.track.kind === "audio") levels.watch(stream.id, new MediaStream([e.track]));
     const t = tiles.get(stream.id);
     if (t) attach(t, stream);
@@ -196,7 +199,7 @@ async function join(ev) {
   // A guest's join token in the URL; a user's session cookie goes by itself.
   const query = joinToken ? "?token=" + encodeURIComponent(joinToken) : "";
   ws = new WebSocket(`${proto}//${location.host}/v1/rooms/${roomId}/call${query}`);
-  ws.onopen = () => ws.send(JSON.stringify({ type: "join", offer: pc.localDescription.sdp, name: $("name").value }));
+  ws.onopen = () => ws.send(JSON.stringify({ type: "join", offer: pc.localDescription.sdp, name: $("name").value, screen: screen.mids() }));
   ws.onmessage = (e) => {
     const m = JSON.parse(e.data);
     queue = queue.then(() => handle(m)).catch((err) => status("Error: " + err.message));
@@ -234,7 +237,9 @@ async function handle(m) {
       break;
     }
     case "participants":
+      lastList = m.participants;
       renderTiles(m.participants);
+      screen.render(m.participants);
       break;
     case "recording":
       onRecording(m.event, m.recording, m.recorded_s);
@@ -439,6 +444,7 @@ function toggle(kind) {
       type: "media",
       audio: $("mic").getAttribute("aria-pressed") === "true",
       video: $("cam").getAttribute("aria-pressed") === "true",
+      screen: screen.sharing(),
     }));
   }
 }
@@ -519,6 +525,7 @@ async function stopHere() {
 function ended(reason) {
   if (!me) return;
   if (here) stopHere();
+  screen.clear();
   me = null;
   if (ws && ws.readyState === WebSocket.OPEN) {
     ws.send(JSON.stringify({ type: "leave" }));
@@ -543,6 +550,7 @@ function ended(reason) {
 $("join-form").addEventListener("submit", join);
 $("mic").onclick = () => toggle("audio");
 $("cam").onclick = () => toggle("video");
+$("share").onclick = () => screen.toggle();
 $("record").onclick = () => control("record");
 $("pause").onclick = () => control(live && live.status === "paused" ? "resume" : "pause");
 $("stop").onclick = () => control("stop");

@@ -3,8 +3,9 @@
 //! placed in join order (by their first track's start), each in a cell of
 //! a near-square grid with their name drawn in it; black where a
 //! participant has no picture (not yet joined, left, no camera), and every
-//! audio track mixed, each at its place. Progress is read from ffmpeg's
-//! `-progress` file.
+//! audio track mixed, each at its place. When someone shared a screen, the
+//! screen takes the big cell (the top three quarters) and the people are
+//! a strip below it. Progress is read from ffmpeg's `-progress` file.
 //!
 //! The arguments are built by [`args`], a pure function the unit tests
 //! read; [`compose`] runs them. The codecs are the encoder's own
@@ -25,10 +26,11 @@ pub struct Cell {
     pub name: String,
     /// Left, top, width, height in the output.
     pub rect: (u32, u32, u32, u32),
-    /// Their video track, if they sent one.
-    pub video: Option<usize>,
-    /// Their audio track, if they sent one.
-    pub audio: Option<usize>,
+    /// Their picture tracks (a camera; every session's, when they joined
+    /// again; the screen cell: every shared screen), drawn in turn.
+    pub videos: Vec<usize>,
+    /// Their sound tracks (microphone; the screen cell: the screens').
+    pub audios: Vec<usize>,
     /// When they spoke (seconds, from and to): their cell is framed then.
     pub speaking: Vec<(f64, f64)>,
 }
@@ -41,37 +43,60 @@ pub fn shape(n: usize) -> (u32, u32) {
     (cols, rows)
 }
 
-/// The cells of `tracks` (indexes into it), participants in join order.
+/// The cells of `tracks` (indexes into it), participants in join order;
+/// a screen shared, the big cell first.
 pub fn cells(tracks: &[TrackFile], width: u32, height: u32) -> Vec<Cell> {
     let mut people: Vec<(f64, String)> = vec![];
-    for t in tracks {
+    for t in tracks.iter().filter(|t| !t.is_screen()) {
         match people.iter_mut().find(|(_, n)| *n == t.participant) {
             Some(p) => p.0 = p.0.min(t.start_s),
             None => people.push((t.start_s, t.participant.clone())),
         }
     }
     people.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (cols, rows) = shape(people.len());
-    let (cw, ch) = ((width / cols) & !1, (height / rows) & !1);
-    people
-        .into_iter()
-        .enumerate()
-        .map(|(i, (_, name))| {
-            let i = i as u32;
-            let find = |kind: TrackKind| {
-                tracks
-                    .iter()
-                    .position(|t| t.participant == name && t.kind == kind)
-            };
-            Cell {
-                rect: ((i % cols) * cw, (i / cols) * ch, cw, ch),
-                video: find(TrackKind::Video),
-                audio: find(TrackKind::Audio),
-                speaking: vec![],
-                name,
+    let of = |pick: &dyn Fn(&TrackFile) -> bool| -> Vec<usize> {
+        let mut v: Vec<usize> = (0..tracks.len()).filter(|&i| pick(&tracks[i])).collect();
+        v.sort_by(|a, b| tracks[*a].start_s.total_cmp(&tracks[*b].start_s));
+        v
+    };
+    let screens = of(&|t| t.is_screen() && t.kind == TrackKind::Video);
+    let mut out = vec![];
+    // The screen's big cell, and the strip of people below it; or the
+    // people alone in a near-square grid.
+    let (area_y, area_h, cols, rows) = if screens.is_empty() {
+        let (cols, rows) = shape(people.len());
+        (0, height, cols, rows)
+    } else {
+        let strip = (height / 4) & !1;
+        let mut sharers: Vec<&str> = vec![];
+        for &i in &screens {
+            if !sharers.contains(&tracks[i].participant.as_str()) {
+                sharers.push(&tracks[i].participant);
             }
-        })
-        .collect()
+        }
+        out.push(Cell {
+            name: format!("{} (screen)", sharers.join(", ")),
+            rect: (0, 0, width & !1, height - strip),
+            videos: screens,
+            audios: of(&|t| t.is_screen() && t.kind == TrackKind::Audio),
+            speaking: vec![],
+        });
+        (height - strip, strip, people.len().max(1) as u32, 1)
+    };
+    let (cw, ch) = ((width / cols) & !1, (area_h / rows) & !1);
+    for (i, (_, name)) in people.into_iter().enumerate() {
+        let i = i as u32;
+        let mine =
+            |kind: TrackKind| of(&|t| t.participant == name && t.kind == kind && !t.is_screen());
+        out.push(Cell {
+            rect: ((i % cols) * cw, area_y + (i / cols) * ch, cw, ch),
+            videos: mine(TrackKind::Video),
+            audios: mine(TrackKind::Audio),
+            speaking: vec![],
+            name,
+        });
+    }
+    out
 }
 
 /// Most stretches one cell's frame is switched on for: more are merged
@@ -174,20 +199,24 @@ pub fn args(
     let mut base = "0:v".to_string();
     for (i, c) in cells.iter().enumerate() {
         let (x, y, cw, ch) = c.rect;
-        if let Some(v) = c.video {
-            let start = tracks[v].start_s;
+        for (k, &v) in c.videos.iter().enumerate() {
+            // Half a picture early: each output picture shows the input
+            // picture nearest its time, not the last one before it (which
+            // made pictures a half picture late on average against the
+            // sound: lip sync).
+            let start = tracks[v].start_s - 0.5 / f64::from(fps.max(1));
             graph.push(format!(
-                "[{}:v]setpts=PTS-STARTPTS+{start:.6}/TB,scale={cw}:{ch}:force_original_aspect_ratio=decrease,\
-                 pad={cw}:{ch}:(ow-iw)/2:(oh-ih)/2:black[v{i}]",
+                "[{}:v]setpts=PTS-STARTPTS{start:+.6}/TB,scale={cw}:{ch}:force_original_aspect_ratio=decrease,\
+                 pad={cw}:{ch}:(ow-iw)/2:(oh-ih)/2:black[v{i}_{k}]",
                 input(v)
             ));
             graph.push(format!(
-                "[{base}][v{i}]overlay={x}:{y}:eof_action=pass:repeatlast=0[o{i}]"
+                "[{base}][v{i}_{k}]overlay={x}:{y}:eof_action=pass:repeatlast=0[o{i}_{k}]"
             ));
-            base = format!("o{i}");
+            base = format!("o{i}_{k}");
         }
     }
-    let size = (cells.first().map_or(h, |c| c.rect.3) / 14).clamp(14, 48);
+    let size = (cells.iter().map(|c| c.rect.3).min().unwrap_or(h) / 14).clamp(14, 48);
     let font = files
         .font
         .as_ref()
@@ -227,7 +256,10 @@ pub fn args(
     } else {
         graph.push(format!("[{base}]{}[vout]", texts.join(",")));
     }
-    let audio: Vec<usize> = cells.iter().filter_map(|c| c.audio).collect();
+    let audio: Vec<usize> = cells
+        .iter()
+        .flat_map(|c| c.audios.iter().copied())
+        .collect();
     if audio.is_empty() {
         graph.push(format!(
             "anullsrc=r=48000:cl=stereo,atrim=0:{total:.3}[aout]"
@@ -361,6 +393,7 @@ mod tests {
             } else {
                 TrackKind::Audio
             },
+            source: None,
             codec: if kind == "video" {
                 tapedeck_core::track::TrackCodec::Vp8
             } else {
@@ -426,6 +459,71 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_screen_takes_the_big_cell_and_the_people_a_strip_below() {
+        use tapedeck_core::track::TrackSource;
+        let screen = |id: &str, who: &str, kind: &str, start: f64| TrackFile {
+            source: Some(if kind == "video" {
+                TrackSource::Screen
+            } else {
+                TrackSource::ScreenAudio
+            }),
+            ..t(id, who, kind, start, 2.0)
+        };
+        let tracks = [
+            t("t1", "Ann", "video", 0.0, 9.0),
+            t("t2", "Ann", "audio", 0.0, 9.0),
+            t("t3", "Bob", "video", 1.0, 8.0),
+            screen("t4", "Ann", "video", 3.0),
+            screen("t5", "Ann", "audio", 3.0),
+            // Ann joined again: her second session's camera, in her cell.
+            t("t6", "Ann", "video", 6.0, 3.0),
+        ];
+        let c = cells(&tracks, 1280, 720);
+        let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["Ann (screen)", "Ann", "Bob"]);
+        assert_eq!(c[0].rect, (0, 0, 1280, 540));
+        assert_eq!((&c[0].videos[..], &c[0].audios[..]), (&[3][..], &[4][..]));
+        assert_eq!(c[1].rect, (0, 540, 640, 180));
+        assert_eq!(c[2].rect, (640, 540, 640, 180));
+        assert_eq!(
+            (&c[1].videos[..], &c[1].audios[..]),
+            (&[0, 5][..], &[1][..])
+        );
+        let files = GridFiles {
+            names: (0..3).map(|i| format!("/w/n{i}.txt").into()).collect(),
+            font: None,
+            progress: "/w/p.txt".into(),
+            out: "/w/out.mp4".into(),
+        };
+        let paths: Vec<PathBuf> = (1..=6).map(|i| format!("/w/t{i}.webm").into()).collect();
+        let a = args(
+            &super::super::args::test_spec(),
+            128,
+            &tracks,
+            &paths,
+            &c,
+            &files,
+        );
+        let graph = &a[a.iter().position(|x| x == "-filter_complex").unwrap() + 1];
+        // The screen fills the big cell; every sound is mixed, the screen's
+        // too (Bob sent none).
+        assert!(
+            graph.contains("[4:v]setpts=PTS-STARTPTS+2.983333/TB,scale=1280:540"),
+            "{graph}"
+        );
+        assert!(
+            graph.contains("[5:a]aresample=48000,adelay=delays=3000"),
+            "{graph}"
+        );
+        assert!(graph.contains("amix=inputs=2"), "{graph}");
+        // A track from the start is shown half a picture early too.
+        assert!(
+            graph.contains("[1:v]setpts=PTS-STARTPTS-0.016667/TB"),
+            "{graph}"
+        );
+    }
+
+    #[test]
     fn grids_are_near_square() {
         assert_eq!(shape(1), (1, 1));
         assert_eq!(shape(2), (2, 1));
@@ -450,9 +548,9 @@ mod tests {
         assert_eq!(c[0].rect, (0, 0, 640, 360));
         assert_eq!(c[1].rect, (640, 0, 640, 360));
         assert_eq!(c[2].rect, (0, 360, 640, 360));
-        assert_eq!((c[0].video, c[0].audio), (Some(1), None));
-        assert_eq!((c[1].video, c[1].audio), (Some(2), Some(0)));
-        assert_eq!((c[2].video, c[2].audio), (None, Some(3)));
+        assert_eq!((&c[0].videos[..], &c[0].audios[..]), (&[1][..], &[][..]));
+        assert_eq!((&c[1].videos[..], &c[1].audios[..]), (&[2][..], &[0][..]));
+        assert_eq!((&c[2].videos[..], &c[2].audios[..]), (&[][..], &[3][..]));
         assert_eq!(total_s(&tracks), 7.0);
     }
 
@@ -474,7 +572,8 @@ mod tests {
         let a = args(&spec, 128, &tracks, &paths, &cells, &files);
         let graph = &a[a.iter().position(|x| x == "-filter_complex").unwrap() + 1];
         assert!(
-            graph.contains("[1:v]setpts=PTS-STARTPTS+0.500000/TB"),
+            // At its start, half a picture (1/60 s at 30 fps) early.
+            graph.contains("[1:v]setpts=PTS-STARTPTS+0.483333/TB"),
             "{graph}"
         );
         assert!(

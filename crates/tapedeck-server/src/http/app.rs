@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/call/{room}", get(ui::call))
         .route("/call.js", get(ui::call_script))
         .route("/call-levels.js", get(ui::call_levels_script))
+        .route("/call-screen.js", get(ui::call_screen_script))
         .route("/recorder.js", get(ui::recorder_script))
         .route("/words.js", get(ui::words_script))
         .route("/r/{id}", get(ui::watch))

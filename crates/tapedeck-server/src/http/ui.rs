@@ -68,6 +68,11 @@ pub async fn call_levels_script() -> Response {
     asset(JS, include_str!("../../assets/call-levels.js"))
 }
 
+/// `GET /call-screen.js`: sharing a screen in a call.
+pub async fn call_screen_script() -> Response {
+    asset(JS, include_str!("../../assets/call-screen.js"))
+}
+
 /// `GET /recorder.js`: the in-browser recorder both pages use.
 pub async fn recorder_script() -> Response {
     asset(JS, include_str!("../../assets/recorder.js"))

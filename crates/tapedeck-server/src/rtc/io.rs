@@ -181,8 +181,19 @@ fn request(sfu: &mut sfu::Sfu, routes: &mut Routes, req: Ask) {
             let r = sfu.handle(now, sfu::Input::Answer { peer, sdp });
             let _ = reply.send(r.map(|_| ()).map_err(Problem::from));
         }
-        Ask::MediaState { peer, audio, video } => {
-            let _ = sfu.handle(now, sfu::Input::MediaState { peer, audio, video });
+        Ask::MediaState {
+            peer,
+            audio,
+            video,
+            screen,
+        } => {
+            let input = sfu::Input::MediaState {
+                peer,
+                audio,
+                video,
+                screen,
+            };
+            let _ = sfu.handle(now, input);
         }
         Ask::Leave { room, peer, reply } => {
             let left = matches!(

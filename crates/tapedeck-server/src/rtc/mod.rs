@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use tapedeck_core::RoomId;
-pub use tapedeck_core::track::{TrackCodec, TrackKind};
+pub use tapedeck_core::track::{TrackCodec, TrackKind, TrackSource};
 use tokio::sync::{mpsc, oneshot};
 
 use tapedeck_core::Problem;
@@ -70,6 +70,25 @@ impl Joiner {
     }
 }
 
+/// A peer's SDP offer, and which of its media lines carry a shared
+/// screen (a call page keeps two for it; a WHIP client has none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offer {
+    /// The SDP.
+    pub sdp: String,
+    /// The mids of the screen's picture and sound.
+    pub screen: Vec<String>,
+}
+
+impl From<String> for Offer {
+    fn from(sdp: String) -> Self {
+        Self {
+            sdp,
+            screen: vec![],
+        }
+    }
+}
+
 /// A room's limits at the time of joining.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomLimits {
@@ -86,6 +105,8 @@ pub struct TrackInfo {
     pub participant: String,
     /// Sound or picture.
     pub kind: TrackKind,
+    /// Camera, microphone, or a shared screen.
+    pub source: TrackSource,
     /// The codec as negotiated, then as it arrives (None: not known yet,
     /// or one tapedeck does not record).
     pub codec: Option<TrackCodec>,
@@ -159,6 +180,8 @@ pub struct Participant {
     pub audio: bool,
     /// Camera on.
     pub video: bool,
+    /// Sharing a screen (its tracks' `source` is `screen`).
+    pub screen: bool,
     /// How its media reaches the server: `udp`, or `tcp` (ICE-TCP, where
     /// UDP is blocked). A TURN relay's media comes from the relay, over UDP.
     pub transport: &'static str,
@@ -240,7 +263,7 @@ enum Ask {
         room: RoomId,
         limits: RoomLimits,
         joiner: Joiner,
-        offer: String,
+        offer: Offer,
         signal: Option<mpsc::Sender<Signal>>,
         reply: oneshot::Sender<Result<(PeerId, String), Problem>>,
     },
@@ -253,6 +276,7 @@ enum Ask {
         peer: PeerId,
         audio: bool,
         video: bool,
+        screen: bool,
     },
     Leave {
         room: RoomId,
@@ -392,7 +416,7 @@ impl Rtc {
         room: RoomId,
         limits: RoomLimits,
         joiner: Joiner,
-        offer: String,
+        offer: Offer,
         signal: Option<mpsc::Sender<Signal>>,
     ) -> Result<(PeerId, String), Problem> {
         let (reply, rx) = oneshot::channel();
@@ -420,9 +444,16 @@ impl Rtc {
         rx.await.map_err(|_| gone())?
     }
 
-    /// A call page turned its microphone or camera on or off.
-    pub async fn media_state(&self, peer: PeerId, audio: bool, video: bool) {
-        let _ = self.tx.send(Ask::MediaState { peer, audio, video }).await;
+    /// A call page turned its microphone, camera or screen sharing on or
+    /// off.
+    pub async fn media_state(&self, peer: PeerId, audio: bool, video: bool, screen: bool) {
+        let ask = Ask::MediaState {
+            peer,
+            audio,
+            video,
+            screen,
+        };
+        let _ = self.tx.send(ask).await;
     }
 
     /// Ends a peer; false if it was not in `room`.

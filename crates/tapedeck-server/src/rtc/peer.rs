@@ -11,7 +11,7 @@ use str0m::net::Protocol;
 use tapedeck_core::RoomId;
 use tapedeck_media::rtc::{Endpoints, is_keyframe};
 
-use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind};
+use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind, TrackSource};
 
 /// A track a peer sends.
 pub(super) struct TrackIn {
@@ -41,6 +41,9 @@ pub(super) enum OutState {
 pub(super) struct TrackOut {
     /// Whose track, and its mid at the sender.
     pub from: (PeerId, Mid),
+    /// Whether it is a shared screen's (offered in a stream of its own,
+    /// `peer_N-screen`, so the page shows it apart from the camera).
+    pub screen: bool,
     pub kind: MediaKind,
     pub state: OutState,
 }
@@ -65,6 +68,8 @@ pub(super) struct Peer {
     pub frames_in: u64,
     /// The instant its `Rtc` last asked to be woken at.
     pub wake_at: Option<Instant>,
+    /// The media lines its page keeps for sharing a screen.
+    pub screen: Vec<Mid>,
     /// Remote addresses it has sent from, and over which protocol (for
     /// routing datagrams).
     pub addrs: Vec<(Protocol, SocketAddr)>,
@@ -79,6 +84,8 @@ pub(super) struct Peer {
     /// Camera and microphone as the participant set them on the call page.
     pub audio_on: bool,
     pub video_on: bool,
+    /// Sharing a screen, as its page says.
+    pub screen_on: bool,
     /// Since when ICE has had no working path (the network dropped): the
     /// peer is kept for [`RECONNECT_GRACE`] so a participant whose network
     /// comes back continues where they were.
@@ -127,12 +134,14 @@ impl Peer {
                 frames_in: 0,
                 wake_at: None,
                 addrs: vec![],
+                screen: vec![],
                 transport: Protocol::Udp,
                 signalled,
                 outs: vec![],
                 pending: None,
                 audio_on: true,
                 video_on: true,
+                screen_on: false,
                 lost_at: None,
                 joined_at: now,
             },
@@ -156,15 +165,17 @@ impl Peer {
                     .map(|p| p.spec().codec)
             })
             .and_then(track_codec);
+        let kind = if kind == MediaKind::Audio {
+            TrackKind::Audio
+        } else {
+            TrackKind::Video
+        };
         self.tracks.push(TrackIn {
             info: TrackInfo {
                 peer: self.id,
                 participant: self.joiner.name.clone(),
-                kind: if kind == MediaKind::Audio {
-                    TrackKind::Audio
-                } else {
-                    TrackKind::Video
-                },
+                kind,
+                source: TrackSource::of(kind, self.screen.contains(&mid)),
                 codec,
                 mid: mid.to_string(),
             },
@@ -191,7 +202,14 @@ impl Peer {
             peer: self.id,
             mid: d.mid.to_string(),
             rtp_us,
-            sender_us: d.last_sender_info.as_ref().map(|sr| sender_us(d, sr)),
+            // A report sent before the track's first packet (a call
+            // page's screen, kept silent until shared) ties no RTP time
+            // the frames use: only reports of a sending track count.
+            sender_us: d
+                .last_sender_info
+                .as_ref()
+                .filter(|sr| sr.sender_packet_count > 0)
+                .map(|sr| sender_us(d, sr)),
             arrived: d.network_time,
             // str0m gives it negated (0 to -127).
             audio_level: d.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127)),
@@ -241,6 +259,7 @@ impl Peer {
             frames_in: self.frames_in,
             audio: self.audio_on,
             video: self.video_on,
+            screen: self.screen_on,
             transport: match self.transport {
                 Protocol::Udp => "udp",
                 _ => "tcp",
@@ -249,10 +268,11 @@ impl Peer {
     }
 
     /// Starts receiving `from`'s track (offered in the next negotiation).
-    pub fn forward_from(&mut self, from: (PeerId, Mid), kind: MediaKind) {
+    pub fn forward_from(&mut self, from: (PeerId, Mid), kind: MediaKind, screen: bool) {
         if self.signalled && !self.outs.iter().any(|o| o.from == from) {
             self.outs.push(TrackOut {
                 from,
+                screen,
                 kind,
                 state: OutState::ToOpen,
             });
@@ -287,7 +307,11 @@ impl Peer {
         for o in &mut self.outs {
             match o.state {
                 OutState::ToOpen => {
-                    let stream = o.from.0.to_string();
+                    let stream = if o.screen {
+                        format!("{}-screen", o.from.0)
+                    } else {
+                        o.from.0.to_string()
+                    };
                     let mid =
                         change.add_media(o.kind, Direction::SendOnly, Some(stream), None, None);
                     o.state = OutState::Negotiating(mid);

@@ -8,6 +8,7 @@ pub mod pages;
 #[allow(unused_imports)]
 pub use pages::*;
 pub mod rooms;
+pub mod sync;
 
 use std::io::Cursor;
 use std::path::PathBuf;

@@ -25,7 +25,7 @@ use crate::http::error::ApiError;
 use crate::http::state::AppState;
 
 use crate::http::ws::Upgrade;
-use crate::rtc::{Joiner, PeerId, RoomLimits, Signal};
+use crate::rtc::{Joiner, Offer, PeerId, RoomLimits, Signal};
 
 /// How long a page has to send `join` after connecting.
 const JOIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
@@ -153,7 +153,11 @@ impl Call {
     async fn run(&mut self) {
         let first = tokio::time::timeout(JOIN_WITHIN, self.next()).await;
         let (offer, name) = match first {
-            Ok(Some(Ok(CallMessage::Join { offer, name }))) => (offer, name),
+            Ok(Some(Ok(CallMessage::Join {
+                offer,
+                name,
+                screen,
+            }))) => (Offer { sdp: offer, screen }, name),
             Ok(Some(Ok(_))) => {
                 let e = ApiError::new(Code::InvalidRequest, "the first message is join");
                 self.send(error(e)).await;
@@ -231,8 +235,12 @@ impl Call {
                             self.send(error(e)).await;
                         }
                     }
-                    Some(Ok(CallMessage::Media { audio, video })) => {
-                        self.s.rtc.media_state(peer, audio, video).await;
+                    Some(Ok(CallMessage::Media {
+                        audio,
+                        video,
+                        screen,
+                    })) => {
+                        self.s.rtc.media_state(peer, audio, video, screen).await;
                     }
                     Some(Ok(CallMessage::Join { .. })) => {
                         let e = ApiError::new(Code::InvalidRequest, "this page has joined already");
@@ -251,7 +259,7 @@ async fn join(
     s: &AppState,
     room: &Room,
     who: &Caller,
-    offer: String,
+    offer: Offer,
     name: Option<String>,
     tx: mpsc::Sender<Signal>,
 ) -> Result<(PeerId, String, String, bool), ApiError> {

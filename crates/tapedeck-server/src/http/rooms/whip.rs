@@ -153,7 +153,7 @@ pub async fn publish(
     };
     let (peer, answer) = s
         .rtc
-        .join(room.id, limits, joiner, offer.to_string(), None)
+        .join(room.id, limits, joiner, offer.to_string().into(), None)
         .await?;
     if let Caller::User(p) = &who {
         super::member_when_connected(&s, room.id, p.user.clone(), peer);

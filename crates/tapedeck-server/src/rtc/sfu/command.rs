@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Mid};
 use str0m::net::Protocol;
 use tapedeck_core::RoomId;
 
 use super::{Sfu, SfuError};
 use crate::rtc::peer::Peer;
-use crate::rtc::{Ended, Joiner, Participant, PeerId, RoomLimits, TrackInfo, TrackKind};
+use crate::rtc::{Ended, Joiner, Offer, Participant, PeerId, RoomLimits, TrackInfo, TrackKind};
 
 /// Something for the media server to handle.
 #[derive(Debug)]
@@ -39,8 +39,8 @@ pub enum Input<'a> {
         limits: RoomLimits,
         /// Who.
         joiner: Joiner,
-        /// The offer.
-        offer: String,
+        /// The offer, and its screen's media lines.
+        offer: Offer,
         /// Whether it has a call page to signal.
         signalled: bool,
     },
@@ -59,6 +59,8 @@ pub enum Input<'a> {
         audio: bool,
         /// Camera on.
         video: bool,
+        /// Sharing a screen.
+        screen: bool,
     },
     /// A peer leaves `room`.
     Leave {
@@ -130,12 +132,18 @@ impl Sfu {
                 joiner,
                 offer,
                 signalled,
-            } => self.join(room, limits, joiner, &offer, signalled),
+            } => self.join(room, limits, joiner, offer, signalled),
             Input::Answer { peer, sdp } => self.answer(peer, &sdp).map(|()| Reply::Done),
-            Input::MediaState { peer, audio, video } => {
+            Input::MediaState {
+                peer,
+                audio,
+                video,
+                screen,
+            } => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.audio_on = audio;
                     p.video_on = video;
+                    p.screen_on = screen;
                     let room = p.room;
                     self.tell_participants(room);
                 }
@@ -201,7 +209,7 @@ impl Sfu {
         room: RoomId,
         limits: RoomLimits,
         joiner: Joiner,
-        offer: &str,
+        offer: Offer,
         signalled: bool,
     ) -> Result<Reply, SfuError> {
         let caller = joiner.caller(room);
@@ -240,8 +248,10 @@ impl Sfu {
         let id = PeerId(self.next_id);
         self.next_id += 1;
         let now = self.now;
-        let (mut peer, answer) = Peer::accept(id, room, joiner, offer, self.local, now, signalled)
-            .map_err(SfuError::InvalidSdp)?;
+        let (mut peer, answer) =
+            Peer::accept(id, room, joiner, &offer.sdp, self.local, now, signalled)
+                .map_err(SfuError::InvalidSdp)?;
+        peer.screen = offer.screen.iter().map(|m| Mid::from(m.as_str())).collect();
         // It receives every track already in the call.
         for other in self.rooms.get(&room).into_iter().flatten() {
             if let Some(o) = self.peers.get(other) {
@@ -250,7 +260,7 @@ impl Sfu {
                         TrackKind::Audio => MediaKind::Audio,
                         TrackKind::Video => MediaKind::Video,
                     };
-                    peer.forward_from((o.id, t.mid), kind);
+                    peer.forward_from((o.id, t.mid), kind, t.info.source.is_screen());
                 }
             }
         }

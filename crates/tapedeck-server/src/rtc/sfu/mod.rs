@@ -67,6 +67,7 @@ enum Propagate {
         from: PeerId,
         mid: Mid,
         kind: MediaKind,
+        screen: bool,
     },
     /// A receiver asked for a keyframe on a forwarded track.
     Keyframe { to: PeerId, req: KeyframeRequest },
@@ -356,6 +357,7 @@ impl Sfu {
                                 from: id,
                                 mid: m.mid,
                                 kind: m.kind,
+                                screen: info.source.is_screen(),
                             });
                             self.publish(room, RoomMedia::Track(info));
                         }
@@ -398,12 +400,17 @@ impl Sfu {
                         arrived,
                         data,
                     } => self.forward(from, mid, params, time, arrived, &data),
-                    Propagate::TrackAdded { from, mid, kind } => {
+                    Propagate::TrackAdded {
+                        from,
+                        mid,
+                        kind,
+                        screen,
+                    } => {
                         for to in self.room_peers_of(from) {
                             if to != from
                                 && let Some(p) = self.peers.get_mut(&to)
                             {
-                                p.forward_from((from, mid), kind);
+                                p.forward_from((from, mid), kind, screen);
                             }
                             self.negotiate(to);
                         }

@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tapedeck_core::Code;
 use tapedeck_core::speakers::Speakers;
-use tapedeck_core::track::{Speech, TrackCodec, TrackKind};
+use tapedeck_core::track::{Speech, TrackCodec, TrackKind, TrackSource};
 
 use futures::future::BoxFuture;
 use tapedeck_core::Failure;
@@ -195,6 +195,7 @@ struct TrackWriter {
     peer: crate::rtc::PeerId,
     participant: String,
     kind: TrackKind,
+    source: TrackSource,
     path: PathBuf,
     open: Option<OpenTrack>,
 }
@@ -320,6 +321,7 @@ impl Writer {
                 peer: t.peer,
                 participant: t.participant.clone(),
                 kind: t.kind,
+                source: t.source,
                 open: None,
             });
         }
@@ -331,7 +333,7 @@ impl Writer {
             return;
         };
         let w = &mut self.tracks[track];
-        if w.kind == TrackKind::Audio {
+        if w.source == TrackSource::Microphone {
             self.speakers.sound(&w.participant, at_us, f.audio_level);
         }
         let new_file = w.open.is_none();
@@ -429,6 +431,7 @@ impl TrackWriter {
             id: self.id.clone(),
             participant: self.participant.clone(),
             kind: self.kind,
+            source: Some(self.source),
             codec: began.codec,
             start_s: began.start_us as f64 / 1e6,
             duration_s: written.duration_ms / 1e3,

@@ -212,7 +212,7 @@ impl World {
             room: room(),
             limits: RoomLimits { max_participants },
             joiner: joiner(self.clients[c].name),
-            offer,
+            offer: offer.into(),
             signalled,
         };
         let Reply::Joined(peer, answer) = self.sfu.handle(self.now, input)? else {
