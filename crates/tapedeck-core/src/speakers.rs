@@ -21,6 +21,11 @@ pub const HANGOVER_US: i64 = 800_000;
 /// A sound packet's length when not known, µs (Opus in WebRTC: 20 ms).
 const PACKET_US: i64 = 20_000;
 
+/// Most stretches kept per participant: past it, each new one joins their
+/// last (a sender whose level flips on and off on purpose cannot grow the
+/// recording's document without end).
+pub const MAX_PER_PARTICIPANT: usize = 2_000;
+
 #[derive(Debug, Default)]
 struct Open {
     start_us: i64,
@@ -32,6 +37,9 @@ struct Open {
 pub struct Speakers {
     open: HashMap<String, Open>,
     done: Vec<Speech>,
+    /// Per participant: how many stretches are in `done`, and where
+    /// their last is.
+    kept: HashMap<String, (usize, usize)>,
 }
 
 impl Speakers {
@@ -78,10 +86,20 @@ impl Speakers {
     }
 
     fn close(&mut self, participant: &str, o: Open) {
+        let end_s = o.last_loud_end_us as f64 / 1e6;
+        if let Some((n, last)) = self.kept.get(participant).copied()
+            && n >= MAX_PER_PARTICIPANT
+        {
+            self.done[last].end_s = end_s;
+            return;
+        }
+        let (n, last) = self.kept.entry(participant.to_string()).or_default();
+        *n += 1;
+        *last = self.done.len();
         self.done.push(Speech {
             participant: participant.to_string(),
             start_s: o.start_us as f64 / 1e6,
-            end_s: o.last_loud_end_us as f64 / 1e6,
+            end_s,
         });
     }
 
@@ -149,6 +167,27 @@ mod tests {
             s.sound("Cat", t * 20_000, None);
         }
         assert!(s.finish().is_empty());
+    }
+
+    #[test]
+    fn a_level_flipping_on_and_off_keeps_a_bounded_timeline() {
+        let mut s = Speakers::default();
+        // A packet loud, then 0.9 s quiet, for 3 hours: 12,000 stretches.
+        for k in 0..12_000i64 {
+            s.sound("Mallory", k * 900_000, Some(0));
+            s.sound("Mallory", k * 900_000 + 880_000, Some(127));
+        }
+        talk(&mut s, "Ann", 0, 2000, 20);
+        let got = s.finish();
+        let mallory: Vec<_> = got.iter().filter(|x| x.participant == "Mallory").collect();
+        assert_eq!(mallory.len(), MAX_PER_PARTICIPANT);
+        // The last one reaches the end of the last flip.
+        assert!(
+            mallory.last().unwrap().end_s > 10_799.0,
+            "{:?}",
+            mallory.last()
+        );
+        assert_eq!(of(&got, "Ann").len(), 1, "others unaffected");
     }
 
     #[test]

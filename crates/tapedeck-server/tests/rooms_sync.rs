@@ -105,7 +105,21 @@ async fn record(audio_delay_s: u64, pause_at_s: Option<u64>) -> Measured {
     assert_eq!(out["status"], 201, "{out}");
     s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
-    let done = s.wait_status(&host, &id, "completed").await;
+    // The grid takes a while after a long call.
+    let waited = std::time::Instant::now();
+    let done = loop {
+        let (_, v) = s.get(&host, &format!("/v1/recordings/{id}")).await;
+        if v["status"] != "processing" && v["status"] != "recording" {
+            break v;
+        }
+        assert!(
+            waited.elapsed().as_secs() < 120 + secs,
+            "still {}: {v}",
+            v["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
     println!("tracks: {}", done["tracks"]);
     assert!(done["note"].is_null(), "{done}");
     let track = |kind: &str| {
@@ -164,5 +178,8 @@ async fn record(audio_delay_s: u64, pause_at_s: Option<u64>) -> Measured {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sound_and_picture_stay_within_40_ms_also_starting_2_s_apart_and_across_a_pause() {
     record(0, None).await;
-    record(2, Some(4)).await;
+    // `LIPSYNC_ONLY=plain`: the first alone (the long run of bench/lipsync.sh).
+    if std::env::var("LIPSYNC_ONLY").as_deref() != Ok("plain") {
+        record(2, Some(4)).await;
+    }
 }

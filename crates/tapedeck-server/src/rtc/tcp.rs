@@ -25,6 +25,10 @@ const IDLE: Duration = Duration::from_secs(30);
 const PER_IP: usize = 64;
 /// Datagrams queued towards one connection before more are dropped.
 const OUT_QUEUE: usize = 512;
+/// The largest datagram taken: ICE, DTLS and SRTP keep theirs under an
+/// MTU. A longer frame closes the connection (what a peer may hold in the
+/// loop's queue stays small).
+const MAX_FRAME: u16 = 4096;
 
 /// What the listener and the connections tell the loop.
 pub(super) enum TcpIn {
@@ -150,9 +154,13 @@ async fn connection(
     let _ = to_loop.send(TcpIn::Closed(from)).await;
 }
 
-/// One RFC 4571 frame: None at the end of the stream or on an error.
+/// One RFC 4571 frame: None at the end of the stream, on an error, or for
+/// a frame over [`MAX_FRAME`].
 async fn read_frame(r: &mut (impl AsyncReadExt + Unpin)) -> Option<Vec<u8>> {
     let len = r.read_u16().await.ok()?;
+    if len > MAX_FRAME {
+        return None;
+    }
     let mut data = vec![0; usize::from(len)];
     r.read_exact(&mut data).await.ok()?;
     Some(data)
@@ -175,16 +183,24 @@ mod tests {
     #[tokio::test]
     async fn frames_go_through_whole_and_in_order_however_the_stream_splits_them() {
         let mut bytes = vec![];
-        for n in [0usize, 1, 1200, 65535] {
+        for n in [0usize, 1, 1200, 4096] {
             bytes.extend(frame(&vec![n as u8; n]));
         }
         // Read back one byte at a time: a frame may arrive in pieces.
         let (mut a, mut b) = tokio::io::duplex(1);
         tokio::spawn(async move { a.write_all(&bytes).await.unwrap() });
-        for n in [0usize, 1, 1200, 65535] {
+        for n in [0usize, 1, 1200, 4096] {
             assert_eq!(read_frame(&mut b).await.unwrap(), vec![n as u8; n]);
         }
         assert_eq!(read_frame(&mut b).await, None, "the end of the stream");
+    }
+
+    #[tokio::test]
+    async fn a_frame_longer_than_any_datagram_ends_the_connection() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 17);
+        a.write_all(&frame(&vec![1; 4097])).await.unwrap();
+        a.write_all(&frame(&[2; 10])).await.unwrap();
+        assert_eq!(read_frame(&mut b).await, None);
     }
 
     #[tokio::test]
