@@ -33,6 +33,7 @@ pub mod times;
 pub mod tour;
 pub mod track;
 pub mod upload;
+pub mod uploaded;
 pub mod web;
 
 pub use codes::{Code, Failure, Problem};
