@@ -23,8 +23,10 @@ const FIRST_WITHIN: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_secs(30);
 /// Connections one remote address may hold at once.
 const PER_IP: usize = 64;
-/// Datagrams queued towards one connection before more are dropped.
-const OUT_QUEUE: usize = 512;
+/// Datagrams queued towards one connection before more are dropped: a
+/// peer that stops reading holds at most this many (about 380 KiB), a few
+/// hundred ms of a call's media on top of the kernel's socket buffer.
+const OUT_QUEUE: usize = 256;
 /// The largest datagram taken: ICE, DTLS and SRTP keep theirs under an
 /// MTU. A longer frame closes the connection (what a peer may hold in the
 /// loop's queue stays small).
