@@ -140,7 +140,7 @@ pub async fn record(
     let proxy = super::proxy::start(opts.policy.clone(), blocked.clone())
         .await
         .map_err(|e| WebError::Browser(format!("could not start the request filter: {e}")))?;
-    let (browser, cdp, events, fetch) = Browser::launch(&LaunchOptions {
+    let (mut browser, cdp, events, fetch) = Browser::launch(&LaunchOptions {
         binary,
         begin_frame_control: true,
         width: vp.width,
@@ -174,6 +174,16 @@ pub async fn record(
     } else {
         None
     };
+    // The browser died saving the page's sound (Chromium 156 does, now and
+    // then, in Page.stopScreenRecording): the video is whole, the log says why.
+    if let Ok(r) = &result
+        && r.audio_error
+            .as_deref()
+            .is_some_and(|e| e.contains("crashed"))
+    {
+        crate::process::note_failure("browser");
+        tracing::warn!(status = ?browser.exited(), tail = %browser.stderr_tail(), "browser crashed saving the page's audio");
+    }
     browser.close().await;
     match (result, crashed_tail) {
         (Err(WebError::Crashed(m)), Some(tail)) if !tail.is_empty() => {
