@@ -29,7 +29,14 @@ impl From<SocketAddr> for Endpoints {
 /// A peer's `Rtc` answering `offer` from `at`, and the SDP answer.
 /// ICE lite: the server has a reachable address and never starts checks.
 /// Codecs: Opus; VP8, VP9, AV1, H.264 (what the passthrough sink writes).
-pub fn answer(offer: &str, at: Endpoints, now: Instant) -> Result<(Rtc, String), String> {
+/// `bwe`: estimate the peer's bandwidth (TWCC), from this many bits per
+/// second, for what is sent to it.
+pub fn answer(
+    offer: &str,
+    at: Endpoints,
+    now: Instant,
+    bwe: Option<u64>,
+) -> Result<(Rtc, String), String> {
     let order = video_preference(offer);
     let offer = SdpOffer::from_sdp_string(offer).map_err(|e| {
         format!(
@@ -51,6 +58,9 @@ pub fn answer(offer: &str, at: Endpoints, now: Instant) -> Result<(Rtc, String),
             Codec::H264 => config.enable_h264(true),
             _ => config.enable_vp8(true),
         };
+    }
+    if let Some(start) = bwe {
+        config = config.enable_bwe(Some(str0m::bwe::Bitrate::bps(start)));
     }
     let mut rtc = config.build(now);
     let host = Candidate::host(at.udp, "udp").map_err(|e| e.to_string())?;
@@ -205,6 +215,20 @@ pub fn is_keyframe(codec: Codec, data: &[u8]) -> bool {
     }
 }
 
+/// The picture size (width × height) a key frame of `codec` carries, as
+/// depacketized (H.264 in Annex B); None when it holds none readable.
+pub fn key_pixels(codec: Codec, data: &[u8]) -> Option<u64> {
+    use crate::sink::passthrough::Codec as Track;
+    let track = match codec {
+        Codec::Vp8 => Track::Vp8,
+        Codec::Vp9 => Track::Vp9,
+        Codec::Av1 => Track::Av1,
+        Codec::H264 => Track::H264,
+        _ => return None,
+    };
+    crate::video_setup::setup(track, data).map(|s| u64::from(s.width) * u64::from(s.height))
+}
+
 /// The OBU types of an AV1 temporal unit (low-overhead format, each OBU
 /// with its size; a unit without a size ends the walk).
 fn av1_obu_types(data: &[u8]) -> impl Iterator<Item = u8> + '_ {
@@ -275,7 +299,7 @@ mod tests {
             "garbage",
             "",
         ] {
-            let Err(e) = answer(bad, at.into(), now) else {
+            let Err(e) = answer(bad, at.into(), now, None) else {
                 panic!("{bad:?} answered")
             };
             assert!(!e.contains("PointerOffset") && !e.contains("0x7"), "{e}");
@@ -307,12 +331,14 @@ mod tests {
         }
         let offer = change.apply().unwrap().0.to_sdp_string();
         let at: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        assert!(answer(&offer, at.into(), Instant::now()).is_ok());
+        assert!(answer(&offer, at.into(), Instant::now(), None).is_ok());
         let foreign = offer
             .replace("VP8/90000", "FOO/90000")
             .replace("opus/48000/2", "BAR/8000");
         assert_ne!(foreign, offer);
-        let e = answer(&foreign, at.into(), Instant::now()).err().unwrap();
+        let e = answer(&foreign, at.into(), Instant::now(), None)
+            .err()
+            .unwrap();
         assert!(e.contains("no audio or video tapedeck takes"), "{e}");
     }
 

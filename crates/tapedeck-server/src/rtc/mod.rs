@@ -10,6 +10,7 @@ pub mod ice;
 mod io;
 mod peer;
 pub mod sfu;
+mod simulcast;
 mod tcp;
 
 use std::net::{IpAddr, SocketAddr};

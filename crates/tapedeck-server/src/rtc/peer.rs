@@ -6,10 +6,12 @@ use std::time::Instant;
 use str0m::Rtc;
 use str0m::change::SdpPendingOffer;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::net::Protocol;
 use tapedeck_core::RoomId;
-use tapedeck_media::rtc::{Endpoints, is_keyframe};
+use tapedeck_media::rtc::{Endpoints, is_keyframe, key_pixels};
+
+use super::simulcast::{Follow, Layers};
 
 use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind, TrackSource};
 
@@ -17,8 +19,26 @@ use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind
 pub(super) struct TrackIn {
     pub info: TrackInfo,
     pub mid: Mid,
-    /// When a keyframe was last asked for (at most one a second).
-    pub last_keyframe_request: Option<Instant>,
+    /// When a keyframe was last asked for, per layer (at most one a second).
+    pub last_keyframe_request: Vec<(Option<Rid>, Instant)>,
+    /// Its simulcast layers, once a frame with a rid came (none for a
+    /// track sent as one stream).
+    pub layers: Option<Layers>,
+    /// The layer the recording keeps: the best one alive.
+    pub recorded: Follow,
+}
+
+/// A frame as the others get it, with what forwarding needs to follow a
+/// simulcast layer.
+pub(super) struct Sent {
+    /// What the recording gets (None for a codec tapedeck does not record,
+    /// or a simulcast layer it does not keep).
+    pub frame: Option<Frame>,
+    /// Its simulcast layer.
+    pub rid: Option<Rid>,
+    pub keyframe: bool,
+    /// Its RTP time on its own layer (µs).
+    pub rtp_us: i64,
 }
 
 /// Where a track forwarded to this peer stands in the SDP exchange (the
@@ -46,6 +66,8 @@ pub(super) struct TrackOut {
     pub screen: bool,
     pub kind: MediaKind,
     pub state: OutState,
+    /// The simulcast layer it gets (its sender's track has layers).
+    pub follow: Follow,
 }
 
 impl TrackOut {
@@ -92,6 +114,14 @@ pub(super) struct Peer {
     pub lost_at: Option<Instant>,
     /// When it joined (it must connect within `rtc.connect_timeout_s`).
     pub joined_at: Instant,
+    /// Its latest bandwidth estimate (bits per second), for the simulcast
+    /// layers it gets.
+    pub estimate: Option<u64>,
+    /// What the media it gets would take at the best layers, as last told
+    /// to its estimator.
+    pub desired: Option<u64>,
+    /// When its simulcast layers were last chosen (again each second).
+    pub allocated_at: Option<Instant>,
 }
 
 /// How long a peer whose network path dropped is kept, waiting for it to
@@ -122,7 +152,10 @@ impl Peer {
         now: Instant,
         signalled: bool,
     ) -> Result<(Self, String), String> {
-        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now)?;
+        // A call page receives the others: its bandwidth is estimated
+        // (TWCC) to choose their simulcast layers. A WHIP publisher only sends.
+        let bwe = signalled.then_some(super::sfu::INITIAL_ESTIMATE_BPS);
+        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now, bwe)?;
         Ok((
             Self {
                 id,
@@ -144,6 +177,9 @@ impl Peer {
                 screen_on: false,
                 lost_at: None,
                 joined_at: now,
+                estimate: None,
+                desired: None,
+                allocated_at: None,
             },
             answer,
         ))
@@ -180,48 +216,109 @@ impl Peer {
                 mid: mid.to_string(),
             },
             mid,
-            last_keyframe_request: None,
+            last_keyframe_request: vec![],
+            layers: None,
+            recorded: Follow::default(),
         });
     }
 
-    /// A frame it sent, as subscribers get it (None for a codec tapedeck
-    /// does not record); asks for a keyframe after loss.
-    pub fn frame(&mut self, d: &MediaData, now: Instant) -> Option<Frame> {
+    /// A frame it sent, as the recording and the others get it; asks for
+    /// a keyframe after loss.
+    pub fn frame(&mut self, d: &MediaData, now: Instant) -> Sent {
         self.frames_in += 1;
+        let spec = d.params.spec().codec;
         if let Some(t) = self.tracks.iter_mut().find(|t| t.mid == d.mid) {
             // The codec as it really arrives (the offer may list several).
-            t.info.codec = track_codec(d.params.spec().codec);
+            t.info.codec = track_codec(spec);
         }
         if !d.contiguous {
-            self.request_keyframe(d.mid, now);
+            self.request_layer_keyframe(d.mid, d.rid, now);
         }
-        let codec = track_codec(d.params.spec().codec)?;
+        let keyframe = is_keyframe(spec, &d.data);
         let rate = d.time.frequency().get() as i128;
         let rtp_us = (d.time.numer() as i128 * 1_000_000 / rate.max(1)) as i64;
-        Some(Frame {
+        // A report sent before the track's first packet (a call page's
+        // screen, kept silent until shared) ties no RTP time the frames
+        // use: only reports of a sending track count.
+        let sender = d
+            .last_sender_info
+            .as_ref()
+            .filter(|sr| sr.sender_packet_count > 0)
+            .map(|sr| sender_us(d, sr));
+        let mut sent = Sent {
+            frame: None,
+            rid: d.rid,
+            keyframe,
+            rtp_us,
+        };
+        let Some(codec) = track_codec(spec) else {
+            return sent;
+        };
+        // A simulcast layer: the recording keeps the best one alive as one
+        // track, switching at key frames, its time going on across.
+        let mut recorded_us = rtp_us;
+        if let Some(rid) = d.rid {
+            let Some(t) = self.tracks.iter_mut().find(|t| t.mid == d.mid) else {
+                return sent;
+            };
+            let layers = t.layers.get_or_insert_with(Layers::default);
+            let pixels = keyframe.then(|| key_pixels(spec, &d.data)).flatten();
+            layers.frame(rid, pixels, d.data.len(), sender.map(|s| s - rtp_us), now);
+            if !layers.settled(now) {
+                return sent;
+            }
+            if let Some(best) = layers.ranked(now).first() {
+                t.recorded.want(*best);
+            }
+            let clocks = layers.clocks();
+            let taken = t
+                .recorded
+                .frame(rid, keyframe, rtp_us, d.network_time, &clocks);
+            // The layer switched to starts at its next key frame: ask for it.
+            if let Some(next) = t.recorded.target() {
+                self.request_layer_keyframe(d.mid, Some(next), now);
+            }
+            match taken {
+                Some(at) => recorded_us = at,
+                None => return sent,
+            }
+        }
+        sent.frame = Some(Frame {
             peer: self.id,
             mid: d.mid.to_string(),
-            rtp_us,
-            // A report sent before the track's first packet (a call
-            // page's screen, kept silent until shared) ties no RTP time
-            // the frames use: only reports of a sending track count.
-            sender_us: d
-                .last_sender_info
-                .as_ref()
-                .filter(|sr| sr.sender_packet_count > 0)
-                .map(|sr| sender_us(d, sr)),
+            rtp_us: recorded_us,
+            sender_us: sender,
             arrived: d.network_time,
             // str0m gives it negated (0 to -127).
             audio_level: d.ext_vals.audio_level.map(|l| l.unsigned_abs().min(127)),
             codec,
-            keyframe: is_keyframe(d.params.spec().codec, &d.data),
+            keyframe,
             contiguous: d.contiguous,
             data: d.data.clone(),
-        })
+        });
+        sent
     }
 
-    /// Asks for a keyframe on one of its video tracks (at most once a second).
+    /// Asks for a keyframe on one of its video tracks: on every layer of
+    /// a simulcast track (at most once a second each).
     pub fn request_keyframe(&mut self, mid: Mid, now: Instant) {
+        let rids: Vec<Option<Rid>> = match self
+            .tracks
+            .iter()
+            .find(|t| t.mid == mid)
+            .and_then(|t| t.layers.as_ref())
+        {
+            Some(l) => l.ranked(now).into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        for rid in rids {
+            self.request_layer_keyframe(mid, rid, now);
+        }
+    }
+
+    /// Asks for a keyframe on one layer of a video track (`rid` None: a
+    /// track without layers), at most once a second.
+    pub fn request_layer_keyframe(&mut self, mid: Mid, rid: Option<Rid>, now: Instant) {
         let Some(t) = self
             .tracks
             .iter_mut()
@@ -229,15 +326,15 @@ impl Peer {
         else {
             return;
         };
-        if t.last_keyframe_request
-            .is_some_and(|at| now.saturating_duration_since(at).as_millis() < 1000)
-        {
+        let last = t.last_keyframe_request.iter().find(|(r, _)| *r == rid);
+        if last.is_some_and(|(_, at)| now.saturating_duration_since(*at).as_millis() < 1000) {
             return;
         }
         if let Some(mut w) = self.rtc.writer(mid)
-            && w.request_keyframe(None, KeyframeRequestKind::Pli).is_ok()
+            && w.request_keyframe(rid, KeyframeRequestKind::Pli).is_ok()
         {
-            t.last_keyframe_request = Some(now);
+            t.last_keyframe_request.retain(|(r, _)| *r != rid);
+            t.last_keyframe_request.push((rid, now));
         }
     }
 
@@ -275,6 +372,7 @@ impl Peer {
                 screen,
                 kind,
                 state: OutState::ToOpen,
+                follow: Follow::default(),
             });
         }
     }

@@ -33,8 +33,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::format::PayloadParams;
-use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid};
+use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Event as RtcEvent, IceConnectionState, Input as RtcInput};
 use tapedeck_core::RoomId;
@@ -49,6 +50,7 @@ pub use command::{Input, Reply};
 pub use error::SfuError;
 
 use super::peer::{OutState, Peer, RECONNECT_GRACE};
+use super::simulcast;
 use super::{Ended, PeerId, RoomMedia, RtcStats, Signal};
 
 /// Work one peer's output makes for the others of its room.
@@ -61,7 +63,14 @@ enum Propagate {
         time: MediaTime,
         arrived: Instant,
         data: Arc<[u8]>,
+        /// Its simulcast layer, whether it is a key frame, and its RTP time
+        /// on its layer (µs).
+        rid: Option<Rid>,
+        keyframe: bool,
+        rtp_us: i64,
     },
+    /// A receiver's bandwidth estimate changed: its layers are chosen again.
+    Allocate(PeerId),
     /// A new track to offer to the others.
     TrackAdded {
         from: PeerId,
@@ -72,6 +81,21 @@ enum Propagate {
     /// A receiver asked for a keyframe on a forwarded track.
     Keyframe { to: PeerId, req: KeyframeRequest },
 }
+
+/// A simulcast frame's layer, as forwarding follows it.
+#[derive(Debug, Clone, Copy)]
+struct Layer {
+    rid: Rid,
+    keyframe: bool,
+    rtp_us: i64,
+}
+
+/// A receiver's bandwidth before its first estimate (str0m's estimate
+/// starts here too): enough for a middle layer.
+pub const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
+
+/// How often a receiver's simulcast layers are chosen again.
+const REALLOCATE: Duration = Duration::from_secs(1);
 
 /// What the media server allows.
 #[derive(Debug, Clone, Copy)]
@@ -235,11 +259,18 @@ impl Sfu {
 
     fn timers_due(&mut self) {
         let now = self.now;
+        // Those due now, each woken once: a peer that asks to be woken at
+        // this same instant again (str0m's pacer sending padding does) is
+        // woken on the next call, at a later time, not in a loop here.
+        let mut due = vec![];
         while let Some(Reverse((at, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
+            due.push((at, id));
+        }
+        for (at, id) in due {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
@@ -363,7 +394,7 @@ impl Sfu {
                         }
                     }
                     RtcEvent::MediaData(d) => {
-                        let frame = peer.frame(&d, now);
+                        let sent = peer.frame(&d, now);
                         let room = peer.room;
                         self.queue.push(Propagate::Media {
                             from: id,
@@ -372,11 +403,21 @@ impl Sfu {
                             time: d.time,
                             arrived: d.network_time,
                             data: d.data,
+                            rid: sent.rid,
+                            keyframe: sent.keyframe,
+                            rtp_us: sent.rtp_us,
                         });
-                        // A codec tapedeck does not record is forwarded only.
-                        if let Some(frame) = frame {
+                        // A codec tapedeck does not record (or a simulcast
+                        // layer it does not keep) is forwarded only.
+                        if let Some(frame) = sent.frame {
                             self.publish(room, RoomMedia::Frame(frame));
                         }
+                    }
+                    RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
+                        if peer.estimate != Some(estimate.as_u64()) =>
+                    {
+                        peer.estimate = Some(estimate.as_u64());
+                        self.queue.push(Propagate::Allocate(id));
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         self.queue.push(Propagate::Keyframe { to: id, req });
@@ -399,7 +440,18 @@ impl Sfu {
                         time,
                         arrived,
                         data,
-                    } => self.forward(from, mid, params, time, arrived, &data),
+                        rid,
+                        keyframe,
+                        rtp_us,
+                    } => {
+                        let layer = rid.map(|rid| Layer {
+                            rid,
+                            keyframe,
+                            rtp_us,
+                        });
+                        self.forward(from, mid, params, time, arrived, &data, layer)
+                    }
+                    Propagate::Allocate(to) => self.allocate(to),
                     Propagate::TrackAdded {
                         from,
                         mid,
@@ -417,16 +469,20 @@ impl Sfu {
                         self.tell_participants_of(from);
                     }
                     Propagate::Keyframe { to, req } => {
+                        // A simulcast receiver asks for the layer it gets.
                         let from = self.peers.get(&to).and_then(|p| {
                             p.outs
                                 .iter()
                                 .find(|o| o.open_mid() == Some(req.mid))
-                                .map(|o| o.from)
+                                .map(|o| (o.from, o.follow.current().or(o.follow.target())))
                         });
-                        if let Some((sender, smid)) = from
+                        if let Some(((sender, smid), rid)) = from
                             && let Some(p) = self.peers.get_mut(&sender)
                         {
-                            p.request_keyframe(smid, self.now);
+                            match rid {
+                                Some(rid) => p.request_layer_keyframe(smid, Some(rid), self.now),
+                                None => p.request_keyframe(smid, self.now),
+                            }
                             self.poll(sender);
                         }
                     }
@@ -444,7 +500,9 @@ impl Sfu {
             .unwrap_or_default()
     }
 
-    /// Writes a frame of `from`'s track to every peer receiving it.
+    /// Writes a frame of `from`'s track to every peer receiving it; a
+    /// simulcast layer's frame only to those that get that layer.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         from: PeerId,
@@ -453,10 +511,22 @@ impl Sfu {
         time: MediaTime,
         arrived: Instant,
         data: &Arc<[u8]>,
+        layer: Option<Layer>,
     ) {
-        let Some(room) = self.peers.get(&from).map(|p| p.room) else {
+        let Some(sender) = self.peers.get(&from) else {
             return;
         };
+        let room = sender.room;
+        // The layers alive and their clocks, to follow one.
+        let layers = layer.and_then(|_| {
+            sender
+                .tracks
+                .iter()
+                .find(|t| t.mid == mid)
+                .and_then(|t| t.layers.as_ref())
+                .filter(|l| l.settled(self.now))
+                .map(|l| (l.ranked(self.now), l.clocks()))
+        });
         let receivers = self.rooms.get(&room).cloned().unwrap_or_default();
         for to in receivers {
             if to == from {
@@ -465,12 +535,45 @@ impl Sfu {
             let Some(p) = self.peers.get_mut(&to) else {
                 continue;
             };
-            let Some(out_mid) = p
-                .outs
-                .iter()
-                .find(|o| o.from == (from, mid))
-                .and_then(|o| o.open_mid())
-            else {
+            let Some(o) = p.outs.iter_mut().find(|o| o.from == (from, mid)) else {
+                continue;
+            };
+            let Some(out_mid) = o.open_mid() else {
+                continue;
+            };
+            let mut time = time;
+            if layer.is_some() && layers.is_none() {
+                // Its layers are not known yet.
+                continue;
+            }
+            if let (Some(l), Some((alive, clocks))) = (layer, &layers) {
+                // A receiver on no layer, or on one that stopped, is
+                // given one (it starts at that layer's next key frame);
+                // each second the layers are chosen again (the sender's
+                // rates change).
+                let lost = o.follow.current().is_none_or(|c| !alive.contains(&c))
+                    && o.follow.target().is_none_or(|t| !alive.contains(&t));
+                let due = p
+                    .allocated_at
+                    .is_none_or(|t| self.now.saturating_duration_since(t) >= REALLOCATE);
+                if lost || due {
+                    self.allocate(to);
+                }
+                let Some(p) = self.peers.get_mut(&to) else {
+                    continue;
+                };
+                let Some(o) = p.outs.iter_mut().find(|o| o.from == (from, mid)) else {
+                    continue;
+                };
+                let Some(at_us) = o.follow.frame(l.rid, l.keyframe, l.rtp_us, arrived, clocks)
+                else {
+                    continue;
+                };
+                let hz = i128::from(time.frequency().get());
+                let ticks = (i128::from(at_us) * hz + 500_000).div_euclid(1_000_000);
+                time = MediaTime::new(ticks.max(0) as u64, time.frequency());
+            }
+            let Some(p) = self.peers.get_mut(&to) else {
                 continue;
             };
             let Some(w) = p.rtc.writer(out_mid) else {
@@ -486,6 +589,80 @@ impl Sfu {
             self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
             self.poll(to);
         }
+    }
+
+    /// Chooses the simulcast layer of each video track `to` receives, to
+    /// fit its bandwidth estimate (see [`simulcast::allocate`]); a layer
+    /// newly chosen is asked of its sender as a key frame. The estimate
+    /// is told what the best layers would take, so str0m probes for it.
+    fn allocate(&mut self, to: PeerId) {
+        let now = self.now;
+        let Some(p) = self.peers.get(&to) else {
+            return;
+        };
+        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE_BPS);
+        let settled = |l: &&simulcast::Layers| l.settled(now);
+        let mut audio = 0;
+        let mut videos = vec![];
+        let mut layered = vec![];
+        let mut desired = 0;
+        for (i, o) in p.outs.iter().enumerate() {
+            if o.open_mid().is_none() {
+                continue;
+            }
+            if o.kind == MediaKind::Audio {
+                audio += 1;
+                continue;
+            }
+            let Some(layers) = self
+                .peers
+                .get(&o.from.0)
+                .and_then(|s| s.tracks.iter().find(|t| t.mid == o.from.1))
+                .and_then(|t| t.layers.as_ref())
+                .filter(settled)
+            else {
+                continue;
+            };
+            let ranked = layers.ranked(now);
+            if ranked.is_empty() {
+                continue;
+            }
+            let rates: Vec<u64> = ranked.iter().map(|r| layers.rate_bps(*r, now)).collect();
+            desired += rates[0];
+            videos.push(rates);
+            layered.push((i, ranked));
+        }
+        desired += audio as u64 * simulcast::AUDIO_BPS;
+        let picks = simulcast::allocate(estimate, audio, &videos);
+        let Some(p) = self.peers.get_mut(&to) else {
+            return;
+        };
+        p.allocated_at = Some(now);
+        let mut asks = vec![];
+        for ((i, ranked), k) in layered.into_iter().zip(picks) {
+            let o = &mut p.outs[i];
+            let before = o.follow.target();
+            o.follow.want(ranked[k]);
+            if let Some(t) = o.follow.target()
+                && before != Some(t)
+            {
+                asks.push((o.from, t));
+            }
+        }
+        // Told again only when it changed: str0m answers with an estimate.
+        if desired > 0 && p.desired != Some(desired) {
+            p.desired = Some(desired);
+            p.rtc
+                .bwe()
+                .set_bitrate(Bitrate::bps(desired.min(estimate)), Bitrate::bps(desired));
+        }
+        for ((sender, mid), rid) in asks {
+            if let Some(s) = self.peers.get_mut(&sender) {
+                s.request_layer_keyframe(mid, Some(rid), now);
+                self.poll(sender);
+            }
+        }
+        self.poll(to);
     }
 
     /// Sends `id`'s call page the next offer, if its tracks changed.

@@ -50,6 +50,13 @@ struct Client {
     written: u64,
     /// How many ppm its sound's RTP clock runs fast against its picture's.
     audio_ppm: u64,
+    /// Its picture's simulcast layers (rid, width, height, bytes a frame);
+    /// none: one stream.
+    layers: Vec<(&'static str, u16, u16, usize)>,
+    /// Layers it stopped sending (its encoder dropped them).
+    layers_off: Vec<&'static str>,
+    /// Pictures it received: mid, size, RTP time.
+    pictures: Vec<(Mid, usize, MediaTime)>,
 }
 
 impl Client {
@@ -85,6 +92,9 @@ impl Client {
             online: true,
             written: 0,
             audio_ppm: 0,
+            layers: vec![],
+            layers_off: vec![],
+            pictures: vec![],
         }
     }
 
@@ -98,12 +108,20 @@ impl Client {
             None,
             None,
         );
+        let simulcast = (!self.layers.is_empty()).then(|| str0m::media::Simulcast {
+            send: self
+                .layers
+                .iter()
+                .map(|l| str0m::media::SimulcastLayer::new(l.0))
+                .collect(),
+            recv: vec![],
+        });
         let v = change.add_media(
             MediaKind::Video,
             Direction::SendOnly,
             Some("s".into()),
             None,
-            None,
+            simulcast,
         );
         self.sends = Some((a, v));
         let (offer, pending) = change.apply().unwrap();
@@ -119,13 +137,21 @@ impl Client {
         let i = self.written;
         self.written += 1;
         let key = i.is_multiple_of(key_every);
+        if !self.layers.is_empty() {
+            self.send_layers(now, vmid, key);
+        }
         // A VP8 frame tag: bit 0 clear on a key frame.
         let mut picture = vec![if key { 0x10 } else { 0x11 }, 0x02, 0x00, 0x9d, 0x01, 0x2a];
         picture.extend(std::iter::repeat_n(i as u8, 300));
-        for (mid, codec, data, rate) in [
-            (vmid, Codec::Vp8, picture, 90_000u64),
-            (amid, Codec::Opus, vec![0xfc; 40], 48_000),
-        ] {
+        let video = self
+            .layers
+            .is_empty()
+            .then_some((vmid, Codec::Vp8, picture, 90_000u64));
+        for (mid, codec, data, rate) in
+            video
+                .into_iter()
+                .chain([(amid, Codec::Opus, vec![0xfc; 40], 48_000)])
+        {
             let ppm = if codec == Codec::Opus {
                 self.audio_ppm
             } else {
@@ -142,6 +168,42 @@ impl Client {
             let freq = str0m::media::Frequency::new(rate as u32).unwrap();
             let ticks = i * rate * (1_000_000 + ppm) / 30 / 1_000_000;
             w.write(pt, now, MediaTime::new(ticks, freq), data).unwrap();
+        }
+    }
+}
+
+impl Client {
+    /// Writes one picture on each simulcast layer still on: a VP8 key
+    /// frame carries its size. Each layer's RTP time starts at its own
+    /// offset, as a browser's do.
+    fn send_layers(&mut self, now: Instant, vmid: Mid, key: bool) {
+        let i = self.written - 1;
+        let layers = self.layers.clone();
+        for (n, (rid, width, height, bytes)) in layers.into_iter().enumerate() {
+            if self.layers_off.contains(&rid) {
+                continue;
+            }
+            let mut picture = if key {
+                let mut p = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
+                p.extend(width.to_le_bytes());
+                p.extend(height.to_le_bytes());
+                p
+            } else {
+                vec![0x11, 0x02, 0x00]
+            };
+            picture.resize(bytes, i as u8);
+            let Some(w) = self.rtc.writer(vmid) else {
+                return;
+            };
+            let pt = w
+                .payload_params()
+                .find(|p| p.spec().codec == Codec::Vp8)
+                .map(|p| p.pt())
+                .unwrap();
+            let ticks = 1_000_000 * (n as u64 + 1) + i * 3_000;
+            w.rid(rid.into())
+                .write(pt, now, MediaTime::from_90khz(ticks), picture)
+                .unwrap();
         }
     }
 }
@@ -293,6 +355,9 @@ impl World {
                                 RtcEvent::MediaData(d) => {
                                     c.got
                                         .push((d.mid, d.data.first().is_some_and(|b| b & 1 == 0)));
+                                    if d.params.spec().codec == Codec::Vp8 {
+                                        c.pictures.push((d.mid, d.data.len(), d.time));
+                                    }
                                 }
                                 RtcEvent::KeyframeRequest(r) => c.pli.push(r.mid),
                                 _ => {}
@@ -549,5 +614,6 @@ fn a_peer_whose_network_drops_is_kept_for_the_grace_then_ended() {
 }
 
 mod limits;
+mod simulcast;
 mod sync;
 mod tcp;
