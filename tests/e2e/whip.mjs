@@ -4,11 +4,16 @@
 //   node whip.mjs BASE ROOM TOKEN SECONDS [VIDEO_CODEC]
 // VIDEO_CODEC (e.g. VP9) is put first in the video codec preferences.
 // WHIP_MUTED=1: the microphone's track is disabled (it sends silence).
+// WHIP_SIMULCAST=1: the camera at 1280x720 in three layers (rids q, h, f:
+// a quarter, half and full size); WHIP_TOP_OFF="4,3": the top layer is
+// switched off 4 s in, for 3 s (as an encoder short of bandwidth drops it).
 // Prints the sender's own counts and codecs (RTCPeerConnection stats) as JSON.
 import { drive } from "./harness.mjs";
 
 const [base, room, token, seconds, videoCodec] = process.argv.slice(2);
 const muted = process.env.WHIP_MUTED === "1";
+const simulcast = process.env.WHIP_SIMULCAST === "1";
+const [topOffAt, topOffFor] = (process.env.WHIP_TOP_OFF || "").split(",").map(Number);
 
 await drive(
   [
@@ -22,15 +27,24 @@ await drive(
     Object.assign(
       result,
       await page.evaluate(
-        async ({ room, token, seconds, videoCodec, muted }) => {
+        async ({ room, token, seconds, videoCodec, muted, simulcast, topOffAt, topOffFor }) => {
           const stream = await navigator.mediaDevices.getUserMedia({
             audio: true,
-            video: { width: 640, height: 360, frameRate: 30 },
+            video: simulcast ? { width: 1280, height: 720, frameRate: 30 } : { width: 640, height: 360, frameRate: 30 },
           });
           if (muted) stream.getAudioTracks().forEach((t) => (t.enabled = false));
           const pc = new RTCPeerConnection();
+          let videoSender = null;
           for (const track of stream.getTracks()) {
-            const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+            const layers = simulcast && track.kind === "video"
+              ? { sendEncodings: [
+                  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000 },
+                  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000 },
+                  { rid: "f", maxBitrate: 1500000 },
+                ] }
+              : {};
+            const t = pc.addTransceiver(track, { direction: "sendonly", streams: [stream], ...layers });
+            if (track.kind === "video") videoSender = t.sender;
             if (track.kind === "video" && videoCodec) {
               const want = `video/${videoCodec}`.toLowerCase();
               const all = RTCRtpSender.getCapabilities("video").codecs;
@@ -62,7 +76,33 @@ await drive(
             await new Promise((r) => setTimeout(r, 50));
           }
           const connectedMs = Date.now() - t0;
-          await new Promise((r) => setTimeout(r, seconds * 1000));
+          const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+          const layerStats = async () => {
+            const out = {};
+            (await pc.getStats()).forEach((s) => {
+              if (s.type === "outbound-rtp" && s.kind === "video" && s.rid)
+                out[s.rid] = { width: s.frameWidth, frames: s.framesEncoded, keyFrames: s.keyFramesEncoded, limit: s.qualityLimitationReason };
+            });
+            return out;
+          };
+          const layers = [];
+          if (topOffAt) {
+            const top = async (active) => {
+              const p = videoSender.getParameters();
+              p.encodings.find((e) => e.rid === "f").active = active;
+              await videoSender.setParameters(p);
+            };
+            await sleep(topOffAt * 1000);
+            layers.push({ at: "top off", ...(await layerStats()) });
+            await top(false);
+            await sleep(topOffFor * 1000);
+            layers.push({ at: "top on", ...(await layerStats()) });
+            await top(true);
+            await sleep((seconds - topOffAt - topOffFor) * 1000);
+          } else {
+            await sleep(seconds * 1000);
+          }
+          layers.push({ at: "end", ...(await layerStats()) });
           const sent = {};
           const stats = await pc.getStats();
           // The path the media took: the selected pair's local candidate.
@@ -87,9 +127,9 @@ await drive(
             headers: { Authorization: `Bearer ${token}` },
           }).then((d) => d.status, () => null);
           pc.close();
-          return { status: r.status, location, connectedMs, sent, path, deleteStatus };
+          return { status: r.status, location, connectedMs, sent, path, deleteStatus, layers };
         },
-        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "", muted },
+        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "", muted, simulcast, topOffAt: topOffAt || 0, topOffFor: topOffFor || 0 },
       ),
     );
   },
