@@ -117,9 +117,8 @@ pub(super) struct Peer {
     /// Its latest bandwidth estimate (bits per second), for the simulcast
     /// layers it gets.
     pub estimate: Option<u64>,
-    /// What the media it gets would take at the best layers, as last told
-    /// to its estimator.
-    pub desired: Option<u64>,
+    /// The minimum and desired rates last told to its estimator.
+    pub desired: Option<(u64, u64)>,
     /// When its simulcast layers were last chosen (again each second).
     pub allocated_at: Option<Instant>,
 }

@@ -24,8 +24,14 @@ pub const LAYERS_SETTLE: Duration = Duration::from_millis(300);
 const RATE_WINDOW: Duration = Duration::from_secs(2);
 
 /// A receiver's share of its bandwidth estimate that its forwarded media
-/// may take; the rest is headroom for the estimate's error and RTCP.
+/// may take to go up a layer; the rest is headroom for the estimate's
+/// error and RTCP.
 const USE_OF_ESTIMATE: f64 = 0.85;
+
+/// The share a layer it already gets may take before it goes down: the
+/// gap to [`USE_OF_ESTIMATE`] keeps an estimate that wavers around a
+/// layer's rate from switching it up and down every second.
+const KEEP_OF_ESTIMATE: f64 = 0.95;
 
 /// What a receiver is assumed to need for each forwarded audio track.
 pub const AUDIO_BPS: u64 = 48_000;
@@ -223,14 +229,36 @@ impl Follow {
     }
 }
 
+/// The layers a receiver gets, and what its bandwidth estimator is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    /// For each video track, the index of its layer (0: the best).
+    pub picks: Vec<usize>,
+    /// The rate to keep up with media and padding (bits per second): what
+    /// one more layer would need, so the estimate can grow to it; 0 when
+    /// every track has its best layer.
+    pub minimum_bps: u64,
+    /// The rate to probe for: every track at its best layer.
+    pub desired_bps: u64,
+}
+
 /// A receiver's video tracks to fit in its bandwidth: for each, its
-/// layers' bitrates, best first (one entry for a track without layers).
-/// Returns the index of the layer each gets: all start on their lowest,
-/// then the tracks are raised in turn, one layer at a time, while the sum
-/// fits in `estimate_bps` (less the audio's share and headroom).
-pub fn allocate(estimate_bps: u64, audio_tracks: usize, videos: &[Vec<u64>]) -> Vec<usize> {
-    let budget = (estimate_bps as f64 * USE_OF_ESTIMATE) as u64;
-    let mut used = audio_tracks as u64 * AUDIO_BPS;
+/// layers' bitrates, best first (one entry for a track without layers),
+/// and the layer it gets now (if any). All start on their lowest, then the
+/// tracks are raised in turn, one layer at a time, while the sum fits in
+/// `estimate_bps` (less the audio's share and headroom; a little more
+/// room to keep a layer than to go up to it).
+pub fn allocate(
+    estimate_bps: u64,
+    audio_tracks: usize,
+    videos: &[(Vec<u64>, Option<usize>)],
+) -> Allocation {
+    let up = (estimate_bps as f64 * USE_OF_ESTIMATE) as u64;
+    let keep = (estimate_bps as f64 * KEEP_OF_ESTIMATE) as u64;
+    let (videos, now): (Vec<&Vec<u64>>, Vec<Option<usize>>) =
+        videos.iter().map(|(v, n)| (v, *n)).unzip();
+    let audio = audio_tracks as u64 * AUDIO_BPS;
+    let mut used = audio;
     let mut pick: Vec<usize> = videos.iter().map(|l| l.len().saturating_sub(1)).collect();
     for (v, &i) in videos.iter().zip(&pick) {
         used += v.get(i).copied().unwrap_or(0);
@@ -242,6 +270,11 @@ pub fn allocate(estimate_bps: u64, audio_tracks: usize, videos: &[Vec<u64>]) -> 
                 continue;
             }
             let more = v[pick[t] - 1].saturating_sub(v[pick[t]]);
+            let budget = if now[t].is_some_and(|n| n <= pick[t] - 1) {
+                keep
+            } else {
+                up
+            };
             if used + more <= budget {
                 used += more;
                 pick[t] -= 1;
@@ -249,8 +282,22 @@ pub fn allocate(estimate_bps: u64, audio_tracks: usize, videos: &[Vec<u64>]) -> 
             }
         }
         if !raised {
-            return pick;
+            break;
         }
+    }
+    // What the estimate must reach for the next layer up (the cheapest).
+    let next = videos
+        .iter()
+        .zip(&pick)
+        .filter(|(_, p)| **p > 0)
+        .map(|(v, p)| v[p - 1].saturating_sub(v[*p]))
+        .min();
+    let gross = |bps: u64| (bps as f64 / USE_OF_ESTIMATE) as u64;
+    let best: u64 = videos.iter().filter_map(|v| v.first()).sum();
+    Allocation {
+        picks: pick,
+        minimum_bps: next.map_or(0, |n| gross(used + n)),
+        desired_bps: gross(audio + best),
     }
 }
 
@@ -371,20 +418,46 @@ mod tests {
         );
     }
 
+    /// Tracks none of which has a layer yet.
+    fn fresh(v: &[Vec<u64>]) -> Vec<(Vec<u64>, Option<usize>)> {
+        v.iter().map(|l| (l.clone(), None)).collect()
+    }
+
     #[test]
     fn bandwidth_buys_layers_in_turn() {
         let cam = vec![1_500_000, 500_000, 150_000];
+        let picks = |est, audio, v: &[Vec<u64>]| allocate(est, audio, &fresh(v)).picks;
         // Plenty: both cameras at the top.
-        assert_eq!(allocate(5_000_000, 2, &[cam.clone(), cam.clone()]), [0, 0]);
+        assert_eq!(picks(5_000_000, 2, &[cam.clone(), cam.clone()]), [0, 0]);
         // 1.5 Mbps: both in the middle (2 × 500 k + 96 k ≤ 1.275 M).
-        assert_eq!(allocate(1_500_000, 2, &[cam.clone(), cam.clone()]), [1, 1]);
+        assert_eq!(picks(1_500_000, 2, &[cam.clone(), cam.clone()]), [1, 1]);
         // 300 kbps: the lowest, even if it does not fit.
-        assert_eq!(allocate(300_000, 2, &[cam.clone(), cam.clone()]), [2, 2]);
+        assert_eq!(picks(300_000, 2, &[cam.clone(), cam.clone()]), [2, 2]);
         // A track without layers costs what it costs.
-        assert_eq!(
-            allocate(2_600_000, 1, &[cam.clone(), vec![600_000]]),
-            [0, 0]
-        );
-        assert_eq!(allocate(2_000_000, 1, &[cam, vec![600_000]]), [1, 0]);
+        assert_eq!(picks(2_600_000, 1, &[cam.clone(), vec![600_000]]), [0, 0]);
+        assert_eq!(picks(2_000_000, 1, &[cam.clone(), vec![600_000]]), [1, 0]);
+    }
+
+    #[test]
+    fn a_layer_held_is_kept_a_little_longer_than_one_gone_up_to() {
+        let cam = vec![1_500_000, 500_000, 150_000];
+        // 1.7 Mbps: 1.548 M needed; 0.85 × 1.7 M = 1.445 M does not go up
+        // to the top, 0.95 × 1.7 M = 1.615 M keeps it.
+        assert_eq!(allocate(1_700_000, 1, &[(cam.clone(), Some(1))]).picks, [1]);
+        assert_eq!(allocate(1_700_000, 1, &[(cam.clone(), Some(0))]).picks, [0]);
+        // Below that, even the top layer held goes.
+        assert_eq!(allocate(1_500_000, 1, &[(cam, Some(0))]).picks, [1]);
+    }
+
+    #[test]
+    fn the_estimator_is_asked_to_grow_to_the_next_layer() {
+        let cam = vec![1_500_000, 500_000, 150_000];
+        // In the middle: 500 k + 48 k used; the top needs 1 M more.
+        let a = allocate(1_000_000, 1, &fresh(std::slice::from_ref(&cam)));
+        assert_eq!(a.picks, [1]);
+        assert_eq!(a.minimum_bps, ((548_000 + 1_000_000) as f64 / 0.85) as u64);
+        assert_eq!(a.desired_bps, ((1_548_000) as f64 / 0.85) as u64);
+        // At the top: nothing more to grow to.
+        assert_eq!(allocate(5_000_000, 1, &fresh(&[cam])).minimum_bps, 0);
     }
 }

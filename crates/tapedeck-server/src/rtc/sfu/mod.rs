@@ -593,8 +593,9 @@ impl Sfu {
 
     /// Chooses the simulcast layer of each video track `to` receives, to
     /// fit its bandwidth estimate (see [`simulcast::allocate`]); a layer
-    /// newly chosen is asked of its sender as a key frame. The estimate
-    /// is told what the best layers would take, so str0m probes for it.
+    /// newly chosen is asked of its sender as a key frame. The estimator
+    /// is told what the next layer up and the best layers would take, so
+    /// str0m pads and probes toward them.
     fn allocate(&mut self, to: PeerId) {
         let now = self.now;
         let Some(p) = self.peers.get(&to) else {
@@ -605,7 +606,6 @@ impl Sfu {
         let mut audio = 0;
         let mut videos = vec![];
         let mut layered = vec![];
-        let mut desired = 0;
         for (i, o) in p.outs.iter().enumerate() {
             if o.open_mid().is_none() {
                 continue;
@@ -628,33 +628,43 @@ impl Sfu {
                 continue;
             }
             let rates: Vec<u64> = ranked.iter().map(|r| layers.rate_bps(*r, now)).collect();
-            desired += rates[0];
-            videos.push(rates);
+            let held = o
+                .follow
+                .current()
+                .and_then(|c| ranked.iter().position(|r| *r == c));
+            videos.push((rates, held));
             layered.push((i, ranked));
         }
-        desired += audio as u64 * simulcast::AUDIO_BPS;
-        let picks = simulcast::allocate(estimate, audio, &videos);
+        let alloc = simulcast::allocate(estimate, audio, &videos);
         let Some(p) = self.peers.get_mut(&to) else {
             return;
         };
         p.allocated_at = Some(now);
         let mut asks = vec![];
-        for ((i, ranked), k) in layered.into_iter().zip(picks) {
+        for ((i, ranked), k) in layered.into_iter().zip(&alloc.picks) {
             let o = &mut p.outs[i];
             let before = o.follow.target();
-            o.follow.want(ranked[k]);
+            o.follow.want(ranked[*k]);
             if let Some(t) = o.follow.target()
                 && before != Some(t)
             {
                 asks.push((o.from, t));
             }
         }
-        // Told again only when it changed: str0m answers with an estimate.
-        if desired > 0 && p.desired != Some(desired) {
-            p.desired = Some(desired);
-            p.rtc
-                .bwe()
-                .set_bitrate(Bitrate::bps(desired.min(estimate)), Bitrate::bps(desired));
+        // The estimator is told again only on a change of more than a
+        // tenth (rates move every second; each rise of the desired rate
+        // sends a probe).
+        let told = (alloc.minimum_bps, alloc.desired_bps);
+        let moved = |a: u64, b: u64| a.abs_diff(b) * 10 > b.max(1);
+        if alloc.desired_bps > 0
+            && p.desired
+                .is_none_or(|(m, d)| moved(m, told.0) || moved(d, told.1))
+        {
+            p.desired = Some(told);
+            p.rtc.bwe().set_bitrate(
+                Bitrate::bps(alloc.minimum_bps),
+                Bitrate::bps(alloc.desired_bps),
+            );
         }
         for ((sender, mid), rid) in asks {
             if let Some(s) = self.peers.get_mut(&sender) {
