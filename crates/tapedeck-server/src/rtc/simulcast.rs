@@ -270,7 +270,7 @@ pub fn allocate(
                 continue;
             }
             let more = v[pick[t] - 1].saturating_sub(v[pick[t]]);
-            let budget = if now[t].is_some_and(|n| n <= pick[t] - 1) {
+            let budget = if now[t].is_some_and(|n| n < pick[t]) {
                 keep
             } else {
                 up

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::{Bitrate, BweKind};
+use str0m::bwe::BweKind;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -43,14 +43,16 @@ use tapedeck_media::rtc::Endpoints;
 
 mod command;
 mod error;
+mod forward;
 #[cfg(test)]
 mod tests;
 
 pub use command::{Input, Reply};
 pub use error::SfuError;
+pub use forward::INITIAL_ESTIMATE_BPS;
+use forward::Layer;
 
 use super::peer::{OutState, Peer, RECONNECT_GRACE};
-use super::simulcast;
 use super::{Ended, PeerId, RoomMedia, RtcStats, Signal};
 
 /// Work one peer's output makes for the others of its room.
@@ -81,21 +83,6 @@ enum Propagate {
     /// A receiver asked for a keyframe on a forwarded track.
     Keyframe { to: PeerId, req: KeyframeRequest },
 }
-
-/// A simulcast frame's layer, as forwarding follows it.
-#[derive(Debug, Clone, Copy)]
-struct Layer {
-    rid: Rid,
-    keyframe: bool,
-    rtp_us: i64,
-}
-
-/// A receiver's bandwidth before its first estimate (str0m's estimate
-/// starts here too): enough for a middle layer.
-pub const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
-
-/// How often a receiver's simulcast layers are chosen again.
-const REALLOCATE: Duration = Duration::from_secs(1);
 
 /// What the media server allows.
 #[derive(Debug, Clone, Copy)]
@@ -498,181 +485,6 @@ impl Sfu {
             .and_then(|p| self.rooms.get(&p.room))
             .cloned()
             .unwrap_or_default()
-    }
-
-    /// Writes a frame of `from`'s track to every peer receiving it; a
-    /// simulcast layer's frame only to those that get that layer.
-    #[allow(clippy::too_many_arguments)]
-    fn forward(
-        &mut self,
-        from: PeerId,
-        mid: Mid,
-        params: PayloadParams,
-        time: MediaTime,
-        arrived: Instant,
-        data: &Arc<[u8]>,
-        layer: Option<Layer>,
-    ) {
-        let Some(sender) = self.peers.get(&from) else {
-            return;
-        };
-        let room = sender.room;
-        // The layers alive and their clocks, to follow one.
-        let layers = layer.and_then(|_| {
-            sender
-                .tracks
-                .iter()
-                .find(|t| t.mid == mid)
-                .and_then(|t| t.layers.as_ref())
-                .filter(|l| l.settled(self.now))
-                .map(|l| (l.ranked(self.now), l.clocks()))
-        });
-        let receivers = self.rooms.get(&room).cloned().unwrap_or_default();
-        for to in receivers {
-            if to == from {
-                continue;
-            }
-            let Some(p) = self.peers.get_mut(&to) else {
-                continue;
-            };
-            let Some(o) = p.outs.iter_mut().find(|o| o.from == (from, mid)) else {
-                continue;
-            };
-            let Some(out_mid) = o.open_mid() else {
-                continue;
-            };
-            let mut time = time;
-            if layer.is_some() && layers.is_none() {
-                // Its layers are not known yet.
-                continue;
-            }
-            if let (Some(l), Some((alive, clocks))) = (layer, &layers) {
-                // A receiver on no layer, or on one that stopped, is
-                // given one (it starts at that layer's next key frame);
-                // each second the layers are chosen again (the sender's
-                // rates change).
-                let lost = o.follow.current().is_none_or(|c| !alive.contains(&c))
-                    && o.follow.target().is_none_or(|t| !alive.contains(&t));
-                let due = p
-                    .allocated_at
-                    .is_none_or(|t| self.now.saturating_duration_since(t) >= REALLOCATE);
-                if lost || due {
-                    self.allocate(to);
-                }
-                let Some(p) = self.peers.get_mut(&to) else {
-                    continue;
-                };
-                let Some(o) = p.outs.iter_mut().find(|o| o.from == (from, mid)) else {
-                    continue;
-                };
-                let Some(at_us) = o.follow.frame(l.rid, l.keyframe, l.rtp_us, arrived, clocks)
-                else {
-                    continue;
-                };
-                let hz = i128::from(time.frequency().get());
-                let ticks = (i128::from(at_us) * hz + 500_000).div_euclid(1_000_000);
-                time = MediaTime::new(ticks.max(0) as u64, time.frequency());
-            }
-            let Some(p) = self.peers.get_mut(&to) else {
-                continue;
-            };
-            let Some(w) = p.rtc.writer(out_mid) else {
-                continue;
-            };
-            let Some(pt) = w.match_params(params) else {
-                continue;
-            };
-            if let Err(e) = w.write(pt, arrived, time, data.clone()) {
-                tracing::debug!(peer = %to, error = %e, "rtc: forward");
-                continue;
-            }
-            self.stats.frames_forwarded.fetch_add(1, Ordering::Relaxed);
-            self.poll(to);
-        }
-    }
-
-    /// Chooses the simulcast layer of each video track `to` receives, to
-    /// fit its bandwidth estimate (see [`simulcast::allocate`]); a layer
-    /// newly chosen is asked of its sender as a key frame. The estimator
-    /// is told what the next layer up and the best layers would take, so
-    /// str0m pads and probes toward them.
-    fn allocate(&mut self, to: PeerId) {
-        let now = self.now;
-        let Some(p) = self.peers.get(&to) else {
-            return;
-        };
-        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE_BPS);
-        let settled = |l: &&simulcast::Layers| l.settled(now);
-        let mut audio = 0;
-        let mut videos = vec![];
-        let mut layered = vec![];
-        for (i, o) in p.outs.iter().enumerate() {
-            if o.open_mid().is_none() {
-                continue;
-            }
-            if o.kind == MediaKind::Audio {
-                audio += 1;
-                continue;
-            }
-            let Some(layers) = self
-                .peers
-                .get(&o.from.0)
-                .and_then(|s| s.tracks.iter().find(|t| t.mid == o.from.1))
-                .and_then(|t| t.layers.as_ref())
-                .filter(settled)
-            else {
-                continue;
-            };
-            let ranked = layers.ranked(now);
-            if ranked.is_empty() {
-                continue;
-            }
-            let rates: Vec<u64> = ranked.iter().map(|r| layers.rate_bps(*r, now)).collect();
-            let held = o
-                .follow
-                .current()
-                .and_then(|c| ranked.iter().position(|r| *r == c));
-            videos.push((rates, held));
-            layered.push((i, ranked));
-        }
-        let alloc = simulcast::allocate(estimate, audio, &videos);
-        let Some(p) = self.peers.get_mut(&to) else {
-            return;
-        };
-        p.allocated_at = Some(now);
-        let mut asks = vec![];
-        for ((i, ranked), k) in layered.into_iter().zip(&alloc.picks) {
-            let o = &mut p.outs[i];
-            let before = o.follow.target();
-            o.follow.want(ranked[*k]);
-            if let Some(t) = o.follow.target()
-                && before != Some(t)
-            {
-                asks.push((o.from, t));
-            }
-        }
-        // The estimator is told again only on a change of more than a
-        // tenth (rates move every second; each rise of the desired rate
-        // sends a probe).
-        let told = (alloc.minimum_bps, alloc.desired_bps);
-        let moved = |a: u64, b: u64| a.abs_diff(b) * 10 > b.max(1);
-        if alloc.desired_bps > 0
-            && p.desired
-                .is_none_or(|(m, d)| moved(m, told.0) || moved(d, told.1))
-        {
-            p.desired = Some(told);
-            p.rtc.bwe().set_bitrate(
-                Bitrate::bps(alloc.minimum_bps),
-                Bitrate::bps(alloc.desired_bps),
-            );
-        }
-        for ((sender, mid), rid) in asks {
-            if let Some(s) = self.peers.get_mut(&sender) {
-                s.request_layer_keyframe(mid, Some(rid), now);
-                self.poll(sender);
-            }
-        }
-        self.poll(to);
     }
 
     /// Sends `id`'s call page the next offer, if its tracks changed.

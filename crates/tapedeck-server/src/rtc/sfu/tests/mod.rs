@@ -172,42 +172,6 @@ impl Client {
     }
 }
 
-impl Client {
-    /// Writes one picture on each simulcast layer still on: a VP8 key
-    /// frame carries its size. Each layer's RTP time starts at its own
-    /// offset, as a browser's do.
-    fn send_layers(&mut self, now: Instant, vmid: Mid, key: bool) {
-        let i = self.written - 1;
-        let layers = self.layers.clone();
-        for (n, (rid, width, height, bytes)) in layers.into_iter().enumerate() {
-            if self.layers_off.contains(&rid) {
-                continue;
-            }
-            let mut picture = if key {
-                let mut p = vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a];
-                p.extend(width.to_le_bytes());
-                p.extend(height.to_le_bytes());
-                p
-            } else {
-                vec![0x11, 0x02, 0x00]
-            };
-            picture.resize(bytes, i as u8);
-            let Some(w) = self.rtc.writer(vmid) else {
-                return;
-            };
-            let pt = w
-                .payload_params()
-                .find(|p| p.spec().codec == Codec::Vp8)
-                .map(|p| p.pt())
-                .unwrap();
-            let ticks = 1_000_000 * (n as u64 + 1) + i * 3_000;
-            w.rid(rid.into())
-                .write(pt, now, MediaTime::from_90khz(ticks), picture)
-                .unwrap();
-        }
-    }
-}
-
 /// The server and its peers on a simulated network, at a simulated time.
 struct World {
     sfu: Sfu,
