@@ -33,6 +33,10 @@ const USE_OF_ESTIMATE: f64 = 0.85;
 /// layer's rate from switching it up and down every second.
 const KEEP_OF_ESTIMATE: f64 = 0.95;
 
+/// How far (µs) the layers' sender reports may place a switch from where
+/// its frame arrived before they are not believed.
+const MAX_CLOCK_SKEW_US: u64 = 5_000_000;
+
 /// What a receiver is assumed to need for each forwarded audio track.
 pub const AUDIO_BPS: u64 = 48_000;
 
@@ -205,16 +209,22 @@ impl Follow {
                     let by_clock = clocks
                         .of(rid)
                         .zip(clocks.of(cur))
-                        .map(|(new, old)| self.offset_us + new - old);
+                        .map(|(new, old)| self.offset_us.saturating_add(new.saturating_sub(old)));
                     // Without both layers' reports: as far on as it arrived.
                     let by_arrival = last_us
-                        + arrived.saturating_duration_since(last_at).as_micros() as i64
-                        - rtp_us;
-                    let offset = by_clock.unwrap_or(by_arrival);
+                        .saturating_add(
+                            arrived.saturating_duration_since(last_at).as_micros() as i64
+                        )
+                        .saturating_sub(rtp_us);
+                    // Reports that put the switch seconds from where it
+                    // arrived are not this sender's clock: arrival places it.
+                    let offset = by_clock
+                        .filter(|c| c.abs_diff(by_arrival) < MAX_CLOCK_SKEW_US)
+                        .unwrap_or(by_arrival);
                     // Never at or before the frame passed last.
-                    offset.max(last_us + 1_000 - rtp_us)
+                    offset.max(last_us.saturating_add(1_000).saturating_sub(rtp_us))
                 }
-                (_, Some((last_us, _))) => last_us + 1_000 - rtp_us,
+                (_, Some((last_us, _))) => last_us.saturating_add(1_000).saturating_sub(rtp_us),
                 _ => 0,
             };
             self.current = Some(rid);
@@ -223,7 +233,8 @@ impl Follow {
         if self.current != Some(rid) {
             return None;
         }
-        let at = rtp_us + self.offset_us;
+        // Saturating: the times come from the sender (RTP, its reports).
+        let at = rtp_us.saturating_add(self.offset_us);
         self.last = Some((at, arrived));
         Some(at)
     }
@@ -395,26 +406,44 @@ mod tests {
         assert_eq!(f.current().map(|r| r.to_string()).as_deref(), Some("f"));
     }
 
-    #[test]
-    fn with_sender_reports_a_switch_lines_the_layers_up_by_them() {
+    /// Follows h (its key frame at RTP 1 s, at t0), then switches to f at
+    /// f's key frame of RTP time `f_rtp_us` arriving `f_ms` after: where
+    /// that frame goes, with each layer's clock (sender minus RTP time).
+    fn switch_h_to_f(h: i64, f: i64, f_rtp_us: i64, f_ms: u64) -> (Follow, Option<i64>) {
         let t0 = Instant::now();
-        // h's RTP time + 50 s is the sender's time; f's + 10 s.
-        let clocks = Clocks(vec![
-            ("h".into(), Some(50_000_000)),
-            ("f".into(), Some(10_000_000)),
-        ]);
-        let mut f = Follow::default();
-        f.want("h".into());
+        let clocks = Clocks(vec![("h".into(), Some(h)), ("f".into(), Some(f))]);
+        let mut follow = Follow::default();
+        follow.want("h".into());
         assert_eq!(
-            f.frame("h".into(), true, 1_000_000, at(t0, 0), &clocks),
+            follow.frame("h".into(), true, 1_000_000, t0, &clocks),
             Some(1_000_000)
         );
-        f.want("f".into());
-        // f's frame of capture 41.033 s (sender time 51.033 s) arrives late:
-        // placed by the reports, not by arrival.
-        assert_eq!(
-            f.frame("f".into(), true, 41_033_000, at(t0, 200), &clocks),
-            Some(1_033_000)
+        follow.want("f".into());
+        let at = follow.frame("f".into(), true, f_rtp_us, at(t0, f_ms), &clocks);
+        (follow, at)
+    }
+
+    #[test]
+    fn with_sender_reports_a_switch_lines_the_layers_up_by_them() {
+        // h's RTP time + 50 s is the sender's time; f's + 10 s. f's frame
+        // of capture 41.033 s (sender time 51.033 s) arrives late: placed
+        // by the reports, not by arrival.
+        let (_, at) = switch_h_to_f(50_000_000, 10_000_000, 41_033_000, 200);
+        assert_eq!(at, Some(1_033_000));
+    }
+
+    #[test]
+    fn reports_that_place_a_switch_seconds_away_are_not_followed() {
+        // f's reports claim its frames were taken an hour from h's.
+        let (mut follow, at) = switch_h_to_f(0, 3_600_000_000, 7_000_000, 40);
+        assert_eq!(at, Some(1_040_000));
+        // Times near the ends of i64 saturate rather than wrap.
+        let later = Instant::now() + Duration::from_millis(80);
+        let clocks = Clocks::default();
+        assert!(
+            follow
+                .frame("f".into(), false, i64::MAX, later, &clocks)
+                .is_some()
         );
     }
 
