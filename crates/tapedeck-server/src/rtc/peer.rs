@@ -151,10 +151,12 @@ impl Peer {
         now: Instant,
         signalled: bool,
     ) -> Result<(Self, String), String> {
-        // A call page receives the others: its bandwidth is estimated
-        // (TWCC) to choose their simulcast layers. A WHIP publisher only sends.
-        let bwe = signalled.then_some(super::sfu::INITIAL_ESTIMATE_BPS);
-        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now, bwe)?;
+        // No bandwidth estimate: str0m's estimator paces all a page gets
+        // at 1.1 × its estimate, and a page's single-layer cameras (which
+        // cannot go down a layer) were starved by it: in a cluster test a
+        // host got 2 packets of a guest's video. Each page gets the best
+        // simulcast layer alive until that is solved.
+        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now, None)?;
         Ok((
             Self {
                 id,

@@ -23,9 +23,9 @@ pub(super) struct Layer {
     pub rtp_us: i64,
 }
 
-/// A receiver's bandwidth before its first estimate (str0m's estimate
-/// starts here too): enough for a middle layer.
-pub const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
+/// A receiver's bandwidth without an estimate (none is made yet, see
+/// `Peer::accept`): every layer fits, so each gets the best one alive.
+const INITIAL_ESTIMATE_BPS: u64 = 1_000_000_000_000;
 
 /// How often a receiver's simulcast layers are chosen again.
 const REALLOCATE: Duration = Duration::from_secs(1);

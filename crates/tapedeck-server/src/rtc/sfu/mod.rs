@@ -49,7 +49,6 @@ mod tests;
 
 pub use command::{Input, Reply};
 pub use error::SfuError;
-pub use forward::INITIAL_ESTIMATE_BPS;
 use forward::Layer;
 
 use super::peer::{OutState, Peer, RECONNECT_GRACE};
