@@ -320,11 +320,15 @@ impl Shipper {
                 self.whole_seen.clone(),
             );
             let rules = rules(self.kind);
-            let (pieces, data, more) =
-                tokio::task::spawn_blocking(move || collect(&work, rules, &files, &seen))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| format!("reading the work folder: {e}"))?;
+            let pack::Collected {
+                pieces,
+                data,
+                more,
+                seen,
+            } = tokio::task::spawn_blocking(move || collect(&work, rules, &files, &seen))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("reading the work folder: {e}"))?;
             if pieces.is_empty() {
                 return Ok(());
             }
@@ -348,14 +352,7 @@ impl Shipper {
                 .await
                 .map_err(|e| e.to_string())?;
             self.m = next;
-            let work = self.services.work_dir(self.id);
-            for p in pieces.iter().filter(|p| p.whole) {
-                if let Ok(meta) = std::fs::metadata(work.join(&p.path))
-                    && let Ok(t) = meta.modified()
-                {
-                    self.whole_seen.insert(p.path.clone(), (meta.len(), t));
-                }
-            }
+            self.whole_seen.extend(seen);
             self.services.metrics.shipped(self.kind.as_str(), bytes);
             if !more {
                 return Ok(());

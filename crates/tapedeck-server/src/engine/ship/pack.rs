@@ -59,15 +59,29 @@ pub(super) fn safe_rel(path: &str) -> Option<PathBuf> {
     plain.then(|| p.to_path_buf())
 }
 
-/// The pieces due now in `work` and their bytes, at most [`PACK_MAX`]
-/// (more: true when some were left for the next pack). `whole_seen` is
-/// what each whole file looked like when it was last shipped.
+/// What a whole file looked like: its length and when it was written.
+pub(super) type Seen = (u64, std::time::SystemTime);
+
+/// What [`collect`] found due.
+pub(super) struct Collected {
+    pub(super) pieces: Vec<Piece>,
+    pub(super) data: Vec<u8>,
+    /// Some were left for the next pack.
+    pub(super) more: bool,
+    /// What each whole file shipped looked like when it was read (from the
+    /// handle it was read through: a file replaced after that is new).
+    pub(super) seen: Vec<(String, Seen)>,
+}
+
+/// The pieces due now in `work` and their bytes, at most [`PACK_MAX`].
+/// `whole_seen` is what each whole file looked like when it was last
+/// shipped.
 pub(super) fn collect(
     work: &Path,
     rules: &[Rule],
     shipped: &BTreeMap<String, u64>,
-    whole_seen: &HashMap<String, (u64, std::time::SystemTime)>,
-) -> std::io::Result<(Vec<Piece>, Vec<u8>, bool)> {
+    whole_seen: &HashMap<String, Seen>,
+) -> std::io::Result<Collected> {
     let mut files: Vec<(String, bool)> = vec![];
     for r in rules {
         match r {
@@ -88,13 +102,17 @@ pub(super) fn collect(
             }
         }
     }
-    let (mut pieces, mut data, mut more) = (vec![], vec![], false);
+    let (mut pieces, mut data, mut more, mut seen_now) = (vec![], vec![], false, vec![]);
     for (path, whole) in files {
-        let Ok(meta) = std::fs::metadata(work.join(&path)) else {
-            continue;
-        };
         let room = PACK_MAX.saturating_sub(data.len() as u64);
         if whole {
+            // Its length, time and bytes all from one handle: the file is
+            // replaced by a rename, and what is remembered as shipped must
+            // be the version whose bytes were read.
+            let Ok(mut f) = std::fs::File::open(work.join(&path)) else {
+                continue;
+            };
+            let meta = f.metadata()?;
             let seen = (meta.len(), meta.modified()?);
             if whole_seen.get(&path) == Some(&seen) {
                 continue;
@@ -103,16 +121,21 @@ pub(super) fn collect(
                 more = true;
                 continue;
             }
-            let bytes = std::fs::read(work.join(&path))?;
+            let mut bytes = vec![];
+            f.read_to_end(&mut bytes)?;
             pieces.push(Piece {
-                path,
+                path: path.clone(),
                 offset: 0,
                 len: bytes.len() as u64,
                 whole: true,
             });
             data.extend_from_slice(&bytes);
+            seen_now.push((path, seen));
             continue;
         }
+        let Ok(meta) = std::fs::metadata(work.join(&path)) else {
+            continue;
+        };
         let from = shipped.get(&path).copied().unwrap_or(0);
         // A file shorter than what was shipped was cut (a chunk refused
         // after shipping failed): it is shipped again from its new end.
@@ -136,7 +159,12 @@ pub(super) fn collect(
             whole: false,
         });
     }
-    Ok((pieces, data, more))
+    Ok(Collected {
+        pieces,
+        data,
+        more,
+        seen: seen_now,
+    })
 }
 
 pub(super) fn encode(pieces: &[Piece], data: Vec<u8>) -> Vec<u8> {
@@ -227,20 +255,17 @@ mod tests {
                 format!("{{\"round\":{round}}}"),
             )
             .unwrap();
-            let (pieces, data, more) = collect(src.path(), rules, &shipped, &seen).unwrap();
-            assert!(!more);
-            for p in &pieces {
+            let c = collect(src.path(), rules, &shipped, &seen).unwrap();
+            assert!(!c.more);
+            for p in &c.pieces {
                 shipped.insert(p.path.clone(), p.offset + p.len);
-                if p.whole {
-                    let m = std::fs::metadata(src.path().join(&p.path)).unwrap();
-                    seen.insert(p.path.clone(), (m.len(), m.modified().unwrap()));
-                }
             }
-            packs.push(encode(&pieces, data));
+            seen.extend(c.seen);
+            packs.push(encode(&c.pieces, c.data));
         }
         // Nothing new: nothing to ship.
-        let (pieces, _, _) = collect(src.path(), rules, &shipped, &seen).unwrap();
-        assert!(pieces.is_empty(), "{pieces:?}");
+        let c = collect(src.path(), rules, &shipped, &seen).unwrap();
+        assert!(c.pieces.is_empty(), "{:?}", c.pieces);
         for p in &packs {
             apply(dst.path(), p).unwrap();
         }
@@ -251,6 +276,27 @@ mod tests {
                 "{f}"
             );
         }
+    }
+
+    #[test]
+    fn a_whole_file_replaced_after_it_was_read_is_shipped_again() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("tracks")).unwrap();
+        let rules = rules(SourceKind::Room);
+        let m = src.path().join("tracks/manifest.json");
+        std::fs::write(&m, "[\"audio\"]").unwrap();
+        let first = collect(src.path(), rules, &BTreeMap::new(), &HashMap::new()).unwrap();
+        // Replaced (as the room source does) while the first was shipping.
+        let tmp = src.path().join("tracks/manifest.json.tmp");
+        std::fs::write(&tmp, "[\"audio\",\"video\"]").unwrap();
+        std::fs::rename(&tmp, &m).unwrap();
+        let seen: HashMap<_, _> = first.seen.into_iter().collect();
+        let next = collect(src.path(), rules, &BTreeMap::new(), &seen).unwrap();
+        assert_eq!(next.data, b"[\"audio\",\"video\"]", "{:?}", next.pieces);
+        // Then it is known as shipped.
+        let seen: HashMap<_, _> = next.seen.into_iter().collect();
+        let last = collect(src.path(), rules, &BTreeMap::new(), &seen).unwrap();
+        assert!(last.pieces.is_empty(), "{:?}", last.pieces);
     }
 
     #[test]
