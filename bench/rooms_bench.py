@@ -240,7 +240,12 @@ def main():
     ap.add_argument("--publishers", nargs="+", type=int, required=True)
     ap.add_argument("--seconds", type=int, default=60)
     ap.add_argument("--peer", default="")
+    ap.add_argument("--calls", action="store_true")
     args = ap.parse_args()
+    if args.calls:
+        import calls_bench
+        calls_bench.main(args)
+        return
     rows = []
     for n in args.publishers:
         r = run_tapedeck(args, n)

@@ -434,6 +434,7 @@ async fn a_call_across_nodes_is_recorded() {
         audio,
         seconds: 8,
         stagger_ms: 0,
+        call: false,
     };
     let whip = tokio::spawn(async move { tapedeck_testkit::loadgen::publish(&load).await });
     let out = page_script(

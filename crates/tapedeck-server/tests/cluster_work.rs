@@ -308,6 +308,7 @@ async fn a_rolling_restart_loses_nothing() {
         audio,
         seconds: 8,
         stagger_ms: 0,
+        call: false,
     };
     let publisher = tokio::spawn(async move { tapedeck_testkit::loadgen::publish(&load).await });
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -478,6 +479,7 @@ async fn a_calls_grid_is_composed_where_there_is_room() {
         audio,
         seconds: 4,
         stagger_ms: 0,
+        call: false,
     })
     .await
     .unwrap();

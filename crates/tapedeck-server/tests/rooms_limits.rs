@@ -62,6 +62,7 @@ async fn full_rooms_and_a_full_server_refuse_with_a_code_and_harm_no_one() {
         audio,
         seconds: 5,
         stagger_ms: 0,
+        call: false,
     };
     let ann = tokio::spawn(async move { publish(&load).await });
     for _ in 0..200 {

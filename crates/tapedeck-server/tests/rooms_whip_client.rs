@@ -46,6 +46,7 @@ async fn two_str0m_publishers_are_recorded_frame_for_frame() {
         audio,
         seconds: 4,
         stagger_ms: 1000,
+        call: false,
     })
     .await
     .unwrap();
@@ -127,6 +128,7 @@ async fn a_late_joiner_is_told_the_time_recorded_without_the_pauses() {
         audio,
         seconds: 8,
         stagger_ms: 0,
+        call: false,
     };
     let publisher = tokio::spawn(async move { publish(&load).await });
     let t0 = std::time::Instant::now();
@@ -212,6 +214,7 @@ async fn a_recording_started_as_a_publisher_connects_has_its_video() {
             audio: audio.clone(),
             seconds: if wait_ms > 0 { 7 } else { 4 },
             stagger_ms: 0,
+            call: false,
         };
         let publisher = tokio::spawn(async move { publish(&load).await });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -283,6 +286,7 @@ async fn a_call_without_video_keeps_its_sound() {
         audio,
         seconds: 3,
         stagger_ms: 0,
+        call: false,
     })
     .await
     .unwrap();

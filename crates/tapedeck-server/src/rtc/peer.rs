@@ -11,7 +11,7 @@ use str0m::net::Protocol;
 use tapedeck_core::RoomId;
 use tapedeck_media::rtc::{Endpoints, is_keyframe, key_pixels};
 
-use super::simulcast::{Follow, Layers};
+use super::simulcast::{Follow, Layers, Rate};
 
 use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind, TrackSource};
 
@@ -26,6 +26,9 @@ pub(super) struct TrackIn {
     pub layers: Option<Layers>,
     /// The layer the recording keeps: the best one alive.
     pub recorded: Follow,
+    /// Its bitrate as received, all layers together (what a receiver's
+    /// bandwidth must carry of a track without layers).
+    pub rate: Rate,
 }
 
 /// A frame as the others get it, with what forwarding needs to follow a
@@ -219,6 +222,7 @@ impl Peer {
             mid,
             last_keyframe_request: vec![],
             layers: None,
+            rate: Rate::default(),
             recorded: Follow::default(),
         });
     }
@@ -258,6 +262,9 @@ impl Peer {
         // A simulcast layer: the recording keeps the best one alive as one
         // track, switching at key frames, its time going on across.
         let mut recorded_us = rtp_us;
+        if let Some(t) = self.tracks.iter_mut().find(|t| t.mid == d.mid) {
+            t.rate.add(d.data.len(), now);
+        }
         if let Some(rid) = d.rid {
             let Some(t) = self.tracks.iter_mut().find(|t| t.mid == d.mid) else {
                 return sent;

@@ -40,6 +40,46 @@ const MAX_CLOCK_SKEW_US: u64 = 5_000_000;
 /// What a receiver is assumed to need for each forwarded audio track.
 pub const AUDIO_BPS: u64 = 48_000;
 
+/// A stream's bitrate: bytes received over the last [`RATE_WINDOW`].
+#[derive(Debug, Default, Clone)]
+pub struct Rate {
+    window: VecDeque<(Instant, usize)>,
+    bytes: u64,
+    first_at: Option<Instant>,
+}
+
+impl Rate {
+    /// `bytes` arrived at `now`.
+    pub fn add(&mut self, bytes: usize, now: Instant) {
+        self.first_at.get_or_insert(now);
+        self.window.push_back((now, bytes));
+        self.bytes += bytes as u64;
+        while let Some(&(at, b)) = self.window.front() {
+            if now.saturating_duration_since(at) <= RATE_WINDOW {
+                break;
+            }
+            self.window.pop_front();
+            self.bytes -= b as u64;
+        }
+    }
+
+    /// Bits per second over the last two seconds, or since the stream
+    /// began if that is less (at least [`LAYERS_SETTLE`]).
+    pub fn bps(&self, now: Instant) -> u64 {
+        let span = self
+            .first_at
+            .map_or(RATE_WINDOW, |t| now.saturating_duration_since(t))
+            .clamp(LAYERS_SETTLE, RATE_WINDOW);
+        let bytes: u64 = self
+            .window
+            .iter()
+            .filter(|(at, _)| now.saturating_duration_since(*at) <= RATE_WINDOW)
+            .map(|(_, b)| *b as u64)
+            .sum();
+        bytes * 8 * 1000 / span.as_millis().max(1) as u64
+    }
+}
+
 /// One layer as it arrives.
 #[derive(Debug, Clone)]
 struct Layer {
@@ -47,9 +87,7 @@ struct Layer {
     /// Width × height of its last key frame (0 before one came).
     pixels: u64,
     last_at: Instant,
-    /// Bytes received, with when, over the last [`RATE_WINDOW`].
-    window: VecDeque<(Instant, usize)>,
-    bytes: u64,
+    rate: Rate,
     /// Its frames' sender time minus RTP time (µs), from its sender
     /// reports: the same capture instant lines up across layers by it.
     clock: Option<i64>,
@@ -86,8 +124,7 @@ impl Layers {
                     rid,
                     pixels: 0,
                     last_at: now,
-                    window: VecDeque::new(),
-                    bytes: 0,
+                    rate: Rate::default(),
                     clock: None,
                 });
                 let i = self.layers.len() - 1;
@@ -101,15 +138,7 @@ impl Layers {
             l.clock = clock;
         }
         l.last_at = now;
-        l.window.push_back((now, bytes));
-        l.bytes += bytes as u64;
-        while let Some(&(at, b)) = l.window.front() {
-            if now.saturating_duration_since(at) <= RATE_WINDOW {
-                break;
-            }
-            l.window.pop_front();
-            l.bytes -= b as u64;
-        }
+        l.rate.add(bytes, now);
     }
 
     /// Whether its layers have had time to show themselves.
@@ -127,24 +156,19 @@ impl Layers {
             .filter(|l| now.saturating_duration_since(l.last_at) < LAYER_GONE)
             .collect();
         live.sort_by(|a, b| {
-            (b.pixels, b.bytes)
-                .cmp(&(a.pixels, a.bytes))
+            (b.pixels, b.rate.bytes)
+                .cmp(&(a.pixels, a.rate.bytes))
                 .then_with(|| (*a.rid).cmp(&*b.rid))
         });
         live.into_iter().map(|l| l.rid).collect()
     }
 
-    /// Layer `rid`'s bitrate over the last two seconds, or since the
-    /// track began if that is less (bits per second).
+    /// Layer `rid`'s bitrate (bits per second; see [`Rate::bps`]).
     pub fn rate_bps(&self, rid: Rid, now: Instant) -> u64 {
-        let span = self
-            .first_at
-            .map_or(RATE_WINDOW, |t| now.saturating_duration_since(t))
-            .clamp(LAYERS_SETTLE, RATE_WINDOW);
         self.layers
             .iter()
             .find(|l| l.rid == rid)
-            .map_or(0, |l| l.bytes * 8 * 1000 / span.as_millis().max(1) as u64)
+            .map_or(0, |l| l.rate.bps(now))
     }
 
     /// The layers' sender-time offsets, for [`Follow::frame`].

@@ -6,6 +6,11 @@
 //!   tapedeck-loadgen --whip URL --token T [--token T2 ...] --video clip.ivf
 //!       --audio clip.opus --seconds S [--stagger-ms 20]
 //!
+//!   tapedeck-loadgen --call ws://HOST/v1/rooms/ID/call --token T... (as above)
+//!
+//! joins each as a call page does instead: publishing, and receiving the
+//! others' tracks (what arrived is under `received` in the output).
+//!
 //!   tapedeck-loadgen --dead-offer
 //!
 //! prints an offer whose candidate nothing answers (a session that never
@@ -24,12 +29,17 @@ fn args() -> Result<Load, String> {
         audio: Default::default(),
         seconds: 60,
         stagger_ms: 20,
+        call: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         let mut v = || it.next().ok_or(format!("{k} needs a value"));
         match k.as_str() {
             "--whip" => a.whip = v()?,
+            "--call" => {
+                a.whip = v()?;
+                a.call = true;
+            }
             "--token" => a.tokens.push(v()?),
             "--video" => a.video = v()?.into(),
             "--audio" => a.audio = v()?.into(),
@@ -45,7 +55,7 @@ fn args() -> Result<Load, String> {
         || a.video.as_os_str().is_empty()
         || a.audio.as_os_str().is_empty()
     {
-        return Err("usage: tapedeck-loadgen --whip URL --token T... --video clip.ivf --audio clip.opus [--seconds S]".into());
+        return Err("usage: tapedeck-loadgen --whip URL|--call URL --token T... --video clip.ivf --audio clip.opus [--seconds S]".into());
     }
     Ok(a)
 }

@@ -123,7 +123,8 @@ impl Sfu {
     }
 
     /// Chooses the simulcast layer of each video track `to` receives, to
-    /// fit its bandwidth estimate (see [`simulcast::allocate`]); a layer
+    /// fit its bandwidth estimate with the tracks sent whole (see
+    /// [`simulcast::allocate`]); a layer
     /// newly chosen is asked of its sender as a key frame. The estimator
     /// is told what the next layer up and the best layers would take, so
     /// str0m pads and probes toward them.
@@ -133,9 +134,10 @@ impl Sfu {
             return;
         };
         let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE_BPS);
-        let settled = |l: &&simulcast::Layers| l.settled(now);
         let mut audio = 0;
         let mut videos = vec![];
+        // Per entry of `videos`: the out it is and its layers, best first
+        // (None: a track without layers, which is forwarded whole).
         let mut layered = vec![];
         for (i, o) in p.outs.iter().enumerate() {
             if o.open_mid().is_none() {
@@ -145,26 +147,34 @@ impl Sfu {
                 audio += 1;
                 continue;
             }
-            let Some(layers) = self
+            let Some(track) = self
                 .peers
                 .get(&o.from.0)
                 .and_then(|s| s.tracks.iter().find(|t| t.mid == o.from.1))
-                .and_then(|t| t.layers.as_ref())
-                .filter(settled)
             else {
                 continue;
             };
-            let ranked = layers.ranked(now);
-            if ranked.is_empty() {
-                continue;
+            match track.layers.as_ref() {
+                // Not settled yet: it is chosen again when it is.
+                Some(layers) if !layers.settled(now) => continue,
+                Some(layers) => {
+                    let ranked = layers.ranked(now);
+                    if ranked.is_empty() {
+                        continue;
+                    }
+                    let rates: Vec<u64> = ranked.iter().map(|r| layers.rate_bps(*r, now)).collect();
+                    let held = o
+                        .follow
+                        .current()
+                        .and_then(|c| ranked.iter().position(|r| *r == c));
+                    videos.push((rates, held));
+                    layered.push(Some((i, ranked)));
+                }
+                None => {
+                    videos.push((vec![track.rate.bps(now)], Some(0)));
+                    layered.push(None);
+                }
             }
-            let rates: Vec<u64> = ranked.iter().map(|r| layers.rate_bps(*r, now)).collect();
-            let held = o
-                .follow
-                .current()
-                .and_then(|c| ranked.iter().position(|r| *r == c));
-            videos.push((rates, held));
-            layered.push((i, ranked));
         }
         let alloc = simulcast::allocate(estimate, audio, &videos);
         let Some(p) = self.peers.get_mut(&to) else {
@@ -172,7 +182,10 @@ impl Sfu {
         };
         p.allocated_at = Some(now);
         let mut asks = vec![];
-        for ((i, ranked), k) in layered.into_iter().zip(&alloc.picks) {
+        for (entry, k) in layered.into_iter().zip(&alloc.picks) {
+            let Some((i, ranked)) = entry else {
+                continue;
+            };
             let o = &mut p.outs[i];
             let before = o.follow.target();
             o.follow.want(ranked[*k]);

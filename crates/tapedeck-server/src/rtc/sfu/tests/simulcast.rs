@@ -140,3 +140,23 @@ fn a_receiver_gets_one_layer_at_a_time_on_one_timeline() {
     }
     assert!(max_step <= 90 * 1_800, "a step of {max_step} ticks");
 }
+
+#[test]
+fn a_recording_started_as_the_publisher_connects_holds_only_the_top_layer() {
+    let mut w = World::new(limits());
+    let ann = w.client("Ann");
+    w.clients[ann].layers = vec![("q", 320, 180, Q), ("h", 640, 360, H), ("f", 1280, 720, F)];
+    let ann_peer = w.join(ann, 4, false).unwrap();
+    // The recording is asked for before Ann's connection is up; she sends
+    // all three layers from the instant it is (a key frame first, then one
+    // a second; this sender does not answer requests).
+    let Ok(Reply::Tracks(_)) = w.sfu.handle(w.now, Input::Subscribe { room: room() }) else {
+        panic!("subscribing lists the tracks");
+    };
+    w.run(3_000, true);
+    let got = recorded(&w, ann_peer);
+    // Not the first layer to arrive: the top one, from its key frame one
+    // second in (the layers settle first), to the end.
+    assert!(got.iter().all(|(n, _)| *n == F), "{got:?}");
+    assert!(got.len() >= 55, "{} of the top layer's pictures", got.len());
+}

@@ -6,6 +6,10 @@
 //! a browser answers one with a keyframe. The
 //! `tapedeck-loadgen` binary runs it from the command line; tests call
 //! [`publish`] as a WHIP client that is not a browser.
+//!
+//! With [`Load::call`] each one joins as the call page does instead
+//! ([`call`]): it publishes the same clips and receives every other
+//! participant's tracks, counting what arrives.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +22,8 @@ use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
+
+mod call;
 
 /// What to publish, where, for how long.
 #[derive(Debug, Clone)]
@@ -34,6 +40,9 @@ pub struct Load {
     pub seconds: u64,
     /// Publisher `i` starts `i * stagger_ms` after the first.
     pub stagger_ms: u64,
+    /// `whip` is the room's call page socket (`ws://.../v1/rooms/ID/call`):
+    /// each joins as a call page, publishing and receiving the others.
+    pub call: bool,
 }
 
 /// Runs every publisher to the end; the totals as JSON: publishers,
@@ -70,6 +79,7 @@ pub async fn publish(a: &Load) -> Result<serde_json::Value, String> {
             totals: totals.clone(),
             start: Duration::from_millis(a.stagger_ms * i as u64),
             stop_at: until,
+            call: a.call,
         };
         tasks.push(tokio::spawn(p.run()));
     }
@@ -89,6 +99,13 @@ pub async fn publish(a: &Load) -> Result<serde_json::Value, String> {
         "audio_frames": g(&totals.audio_frames),
         "bytes": g(&totals.bytes),
         "keyframe_requests": g(&totals.keyframe_requests),
+        "received": {
+            "video_frames": g(&totals.recv_video_frames),
+            "audio_frames": g(&totals.recv_audio_frames),
+            "packets": g(&totals.recv_packets),
+            "packets_lost": g(&totals.recv_lost),
+            "offers": g(&totals.offers),
+        },
         "failed": failed,
     }))
 }
@@ -158,6 +175,13 @@ struct Totals {
     audio_frames: AtomicU64,
     bytes: AtomicU64,
     keyframe_requests: AtomicU64,
+    /// What call participants received of the others: frames, packets in
+    /// them, packets missing from each track's sequence, offers answered.
+    recv_video_frames: AtomicU64,
+    recv_audio_frames: AtomicU64,
+    recv_packets: AtomicU64,
+    recv_lost: AtomicU64,
+    offers: AtomicU64,
 }
 
 /// A publisher's SDP offer (Opus and VP8, send only) whose one candidate
@@ -188,6 +212,7 @@ struct Publisher {
     totals: Arc<Totals>,
     start: Duration,
     stop_at: Instant,
+    call: bool,
 }
 
 impl Publisher {
@@ -220,6 +245,17 @@ impl Publisher {
             None,
         );
         let (offer, pending) = change.apply().ok_or("no offer")?;
+        if self.call {
+            let (answer, mut signal) = call::join(&self.whip, &self.token, offer).await?;
+            rtc.sdp_api()
+                .accept_answer(pending, answer)
+                .map_err(|e| format!("the answer: {e}"))?;
+            let result = self
+                .stream(&mut rtc, &socket, local, amid, vmid, Some(&mut signal))
+                .await;
+            signal.leave().await;
+            return result;
+        }
         let r = self
             .http
             .post(&self.whip)
@@ -243,7 +279,9 @@ impl Publisher {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| format!("the answer: {e}"))?;
-        let result = self.stream(&mut rtc, &socket, local, amid, vmid).await;
+        let result = self
+            .stream(&mut rtc, &socket, local, amid, vmid, None)
+            .await;
         if let Some(loc) = location {
             let url = reqwest::Url::parse(&self.whip)
                 .and_then(|base| base.join(&loc))
@@ -260,8 +298,14 @@ impl Publisher {
         local: SocketAddr,
         amid: Mid,
         vmid: Mid,
+        mut signal: Option<&mut call::Signal>,
     ) -> Result<(), String> {
         let mut buf = vec![0u8; 2000];
+        let mut received = call::Received::default();
+        // A keyframe request waiting for the next whole second of the
+        // stream (call participants: the clip's flashes stay on whole
+        // seconds, where its beeps are).
+        let mut keyframe_due = false;
         let mut connected = false;
         let (mut vi, mut ai) = (0u64, 0u64);
         // The clip's frame `vi - vbase` goes next (a keyframe request
@@ -288,13 +332,19 @@ impl Publisher {
                             .fetch_add(1, Ordering::Relaxed);
                         // As a browser does: the next frame is a keyframe
                         // (the clip begins with one).
-                        vbase = vi;
+                        if self.call {
+                            keyframe_due = true;
+                        } else {
+                            vbase = vi;
+                        }
                     }
+                    Output::Event(Event::MediaData(d)) => received.frame(&d, &self.totals),
                     Output::Event(_) => {}
                 }
             };
             let now = Instant::now();
             if now >= self.stop_at {
+                received.finish(&self.totals);
                 return if connected {
                     Ok(())
                 } else {
@@ -322,9 +372,17 @@ impl Publisher {
                         rtc.handle_input(input).map_err(|e| e.to_string())?;
                     }
                 }
+                msg = call::next(&mut signal) => {
+                    if let Some(s) = signal.as_deref_mut() {
+                        s.handle(msg, rtc, &self.totals).await?;
+                    }
+                }
                 () = sleep => {
                     let now = Instant::now();
                     if connected && now >= next_v {
+                        if keyframe_due && vi % 30 == 0 {
+                            (vbase, keyframe_due) = (vi, false);
+                        }
                         self.send(rtc, vmid, &self.video, (vi, vi - vbase), now, Codec::Vp8)?;
                         vi += 1;
                         next_v += self.video.period;
