@@ -2,7 +2,9 @@
 //! layers over WHIP (tests/e2e/whip.mjs, `WHIP_SIMULCAST`). The recording
 //! holds one video track, the best layer alive: the top one, the middle
 //! one while the top one is switched off, the top one again after, with
-//! its time going on across each switch.
+//! its time going on across each switch. Two guests on the call page
+//! watch her: each gets the top layer until one's network is throttled
+//! (nftables), then she gets a lower one and her picture goes on playing.
 
 mod support;
 
@@ -12,6 +14,10 @@ use std::process::Command;
 use serde_json::json;
 use support::rooms::*;
 use support::*;
+
+/// One test at a time: each has Chromium encode three layers of 720p on
+/// the machine's two cores, and a sender short of CPU drops its top layer.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Each decoded picture of `path`'s video: (width, time in s).
 fn pictures(path: &Path) -> Vec<(u64, f64)> {
@@ -45,6 +51,7 @@ fn pictures(path: &Path) -> Vec<(u64, f64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_recording_holds_the_best_layer_alive_as_one_track() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let s = start(|_| {}).await;
     let host = s.key("alice", false).await;
     let room = new_room(&s, &host).await;
@@ -146,4 +153,67 @@ async fn the_recording_holds_the_best_layer_alive_as_one_track() {
         "{} pictures recorded of {sent} sent on the layers kept",
         pics.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_receiver_gets_a_lower_layer_and_keeps_playing() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let room = new_room(&s, &host).await;
+    let ann = invite(&s, &host, &room, "Ann").await;
+    let bob = invite(&s, &host, &room, "Bob").await;
+    let cat = invite(&s, &host, &room, "Cat").await;
+    let whip = {
+        // Longer than the page script at its slowest (joins, 30 s for the
+        // top layer, 20 s throttled); awaited, so no Chromium outlives the test.
+        let args = vec![s.base.clone(), room.clone(), ann, "60".into()];
+        let env = [("WHIP_SIMULCAST", "1".to_string())];
+        tokio::spawn(async move { page_script_env("whip.mjs", args, &env).await })
+    };
+    let table = format!("tapedeck_test_simulcast_{}", std::process::id());
+    let _cut = support::firewall::Cut::table(&table);
+    // 90 kbytes/s (720 kbps): Ann's top layer (up to 1.5 Mbps) does not
+    // fit, her middle one (up to 500 kbps) does.
+    let out = page_script(
+        "call_simulcast.mjs",
+        vec![
+            s.base.clone(),
+            room.clone(),
+            bob,
+            cat,
+            table.clone(),
+            "90".into(),
+        ],
+    )
+    .await;
+    println!("{out}");
+    let samples = out["samples"].as_array().unwrap();
+    let at = |i: usize, who: &str, what: &str| samples[i][who][what].as_f64().unwrap();
+    // Bob, not throttled, keeps the top layer and plays on.
+    for (i, sm) in samples.iter().enumerate() {
+        assert_eq!(sm["bob"]["width"], 1280, "Bob at {} s: {out}", i + 1);
+    }
+    let n = samples.len() - 1;
+    assert!(
+        at(n, "bob", "decoded") - at(0, "bob", "decoded") > 100.0,
+        "{out}"
+    );
+    // Cat falls to a lower layer and stays there while throttled.
+    for sm in &samples[n - 5..] {
+        let w = sm["cat"]["width"].as_u64().unwrap();
+        assert!(w == 640 || w == 320, "Cat's picture {w} wide: {out}");
+    }
+    // Her picture goes on: the last ten seconds decoded more than 5 s of
+    // pictures and played on.
+    assert!(
+        at(n, "cat", "decoded") - at(n - 10, "cat", "decoded") > 100.0,
+        "{out}"
+    );
+    assert!(
+        at(n, "cat", "time") - at(n - 10, "cat", "time") > 8.0,
+        "{out}"
+    );
+    let published = whip.await.unwrap();
+    assert_eq!(published["status"], 201, "{published}");
 }

@@ -8,6 +8,7 @@
 
 pub mod ice;
 mod io;
+mod loss;
 mod peer;
 pub mod sfu;
 mod simulcast;

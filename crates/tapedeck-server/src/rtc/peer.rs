@@ -11,7 +11,9 @@ use str0m::net::Protocol;
 use tapedeck_core::RoomId;
 use tapedeck_media::rtc::{Endpoints, is_keyframe, key_pixels};
 
+use super::loss::{LossEstimate, Reports};
 use super::simulcast::{Follow, Layers, Rate};
+use tapedeck_media::rtc::Feedback;
 
 use super::{Frame, Joiner, Participant, PeerId, TrackCodec, TrackInfo, TrackKind, TrackSource};
 
@@ -117,11 +119,12 @@ pub(super) struct Peer {
     pub lost_at: Option<Instant>,
     /// When it joined (it must connect within `rtc.connect_timeout_s`).
     pub joined_at: Instant,
-    /// Its latest bandwidth estimate (bits per second), for the simulcast
-    /// layers it gets.
-    pub estimate: Option<u64>,
-    /// The minimum and desired rates last told to its estimator.
-    pub desired: Option<(u64, u64)>,
+    /// Its bandwidth estimate (bits per second), for the simulcast
+    /// layers it gets: from the loss its receiver reports give (None while
+    /// they show none).
+    pub estimate: LossEstimate,
+    /// Its receiver reports since the estimate was last updated.
+    pub reports: Reports,
     /// When its simulcast layers were last chosen (again each second).
     pub allocated_at: Option<Instant>,
 }
@@ -154,12 +157,15 @@ impl Peer {
         now: Instant,
         signalled: bool,
     ) -> Result<(Self, String), String> {
-        // No bandwidth estimate: str0m's estimator paces all a page gets
-        // at 1.1 × its estimate, and a page's single-layer cameras (which
-        // cannot go down a layer) were starved by it: in a cluster test a
-        // host got 2 packets of a guest's video. Each page gets the best
-        // simulcast layer alive until that is solved.
-        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now, None)?;
+        // A call page receives the others: its receiver reports give the
+        // loss its bandwidth estimate comes from (see `rtc::loss`). A WHIP
+        // publisher only sends.
+        let feedback = if signalled {
+            Feedback::Reports
+        } else {
+            Feedback::None
+        };
+        let (rtc, answer) = tapedeck_media::rtc::answer(offer, at, now, feedback)?;
         Ok((
             Self {
                 id,
@@ -181,8 +187,8 @@ impl Peer {
                 screen_on: false,
                 lost_at: None,
                 joined_at: now,
-                estimate: None,
-                desired: None,
+                estimate: LossEstimate::default(),
+                reports: Reports::default(),
                 allocated_at: None,
             },
             answer,

@@ -269,12 +269,6 @@ impl Follow {
 pub struct Allocation {
     /// For each video track, the index of its layer (0: the best).
     pub picks: Vec<usize>,
-    /// The rate to keep up with media and padding (bits per second): what
-    /// one more layer would need, so the estimate can grow to it; 0 when
-    /// every track has its best layer.
-    pub minimum_bps: u64,
-    /// The rate to probe for: every track at its best layer.
-    pub desired_bps: u64,
 }
 
 /// A receiver's video tracks to fit in its bandwidth: for each, its
@@ -320,20 +314,7 @@ pub fn allocate(
             break;
         }
     }
-    // What the estimate must reach for the next layer up (the cheapest).
-    let next = videos
-        .iter()
-        .zip(&pick)
-        .filter(|(_, p)| **p > 0)
-        .map(|(v, p)| v[p - 1].saturating_sub(v[*p]))
-        .min();
-    let gross = |bps: u64| (bps as f64 / USE_OF_ESTIMATE) as u64;
-    let best: u64 = videos.iter().filter_map(|v| v.first()).sum();
-    Allocation {
-        picks: pick,
-        minimum_bps: next.map_or(0, |n| gross(used + n)),
-        desired_bps: gross(audio + best),
-    }
+    Allocation { picks: pick }
 }
 
 #[cfg(test)]
@@ -500,17 +481,5 @@ mod tests {
         assert_eq!(allocate(1_700_000, 1, &[(cam.clone(), Some(0))]).picks, [0]);
         // Below that, even the top layer held goes.
         assert_eq!(allocate(1_500_000, 1, &[(cam, Some(0))]).picks, [1]);
-    }
-
-    #[test]
-    fn the_estimator_is_asked_to_grow_to_the_next_layer() {
-        let cam = vec![1_500_000, 500_000, 150_000];
-        // In the middle: 500 k + 48 k used; the top needs 1 M more.
-        let a = allocate(1_000_000, 1, &fresh(std::slice::from_ref(&cam)));
-        assert_eq!(a.picks, [1]);
-        assert_eq!(a.minimum_bps, ((548_000 + 1_000_000) as f64 / 0.85) as u64);
-        assert_eq!(a.desired_bps, ((1_548_000) as f64 / 0.85) as u64);
-        // At the top: nothing more to grow to.
-        assert_eq!(allocate(5_000_000, 1, &fresh(&[cam])).minimum_bps, 0);
     }
 }

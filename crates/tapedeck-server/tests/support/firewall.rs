@@ -33,6 +33,12 @@ impl Cut {
         )
     }
 
+    /// An empty table `table` with an input chain, for a page script to
+    /// add its rule to (it knows its own port).
+    pub fn table(table: &str) -> Self {
+        Self::with(table, "")
+    }
+
     fn with(table: &str, rules: &str) -> Self {
         let mut script = format!(
             "add table inet {table}\n\

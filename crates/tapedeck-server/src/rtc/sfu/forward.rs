@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::Bitrate;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, MediaTime, Mid, Rid};
 
@@ -23,9 +22,9 @@ pub(super) struct Layer {
     pub rtp_us: i64,
 }
 
-/// A receiver's bandwidth without an estimate (none is made yet, see
-/// `Peer::accept`): every layer fits, so each gets the best one alive.
-const INITIAL_ESTIMATE_BPS: u64 = 1_000_000_000_000;
+/// A receiver's bandwidth while its reports show no loss: every layer
+/// fits, so each gets the best one alive.
+const UNLIMITED_BPS: u64 = 1_000_000_000_000;
 
 /// How often a receiver's simulcast layers are chosen again.
 const REALLOCATE: Duration = Duration::from_secs(1);
@@ -130,10 +129,16 @@ impl Sfu {
     /// str0m pads and probes toward them.
     pub(super) fn allocate(&mut self, to: PeerId) {
         let now = self.now;
+        let Some(p) = self.peers.get_mut(&to) else {
+            return;
+        };
+        if p.estimate.update(&mut p.reports, now) {
+            tracing::debug!(peer = %to, estimate = ?p.estimate.bps(), "rtc: a receiver's estimate changed");
+        }
+        let estimate = p.estimate.bps().unwrap_or(UNLIMITED_BPS);
         let Some(p) = self.peers.get(&to) else {
             return;
         };
-        let estimate = p.estimate.unwrap_or(INITIAL_ESTIMATE_BPS);
         let mut audio = 0;
         let mut videos = vec![];
         // Per entry of `videos`: the out it is and its layers, best first
@@ -194,21 +199,6 @@ impl Sfu {
             {
                 asks.push((o.from, t));
             }
-        }
-        // The estimator is told again only on a change of more than a
-        // tenth (rates move every second; each rise of the desired rate
-        // sends a probe).
-        let told = (alloc.minimum_bps, alloc.desired_bps);
-        let moved = |a: u64, b: u64| a.abs_diff(b) * 10 > b.max(1);
-        if alloc.desired_bps > 0
-            && p.desired
-                .is_none_or(|(m, d)| moved(m, told.0) || moved(d, told.1))
-        {
-            p.desired = Some(told);
-            p.rtc.bwe().set_bitrate(
-                Bitrate::bps(alloc.minimum_bps),
-                Bitrate::bps(alloc.desired_bps),
-            );
         }
         for ((sender, mid), rid) in asks {
             if let Some(s) = self.peers.get_mut(&sender) {

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use str0m::bwe::BweKind;
 use str0m::format::PayloadParams;
 use str0m::media::{KeyframeRequest, MediaKind, MediaTime, Mid, Rid};
 use str0m::net::{Protocol, Receive};
@@ -70,8 +69,6 @@ enum Propagate {
         keyframe: bool,
         rtp_us: i64,
     },
-    /// A receiver's bandwidth estimate changed: its layers are chosen again.
-    Allocate(PeerId),
     /// A new track to offer to the others.
     TrackAdded {
         from: PeerId,
@@ -399,11 +396,9 @@ impl Sfu {
                             self.publish(room, RoomMedia::Frame(frame));
                         }
                     }
-                    RtcEvent::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
-                        if peer.estimate != Some(estimate.as_u64()) =>
-                    {
-                        peer.estimate = Some(estimate.as_u64());
-                        self.queue.push(Propagate::Allocate(id));
+                    RtcEvent::MediaEgressStats(st) => {
+                        peer.reports
+                            .egress(st.mid, st.bytes, st.packets, st.loss, now);
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         self.queue.push(Propagate::Keyframe { to: id, req });
@@ -437,7 +432,6 @@ impl Sfu {
                         });
                         self.forward(from, mid, params, time, arrived, &data, layer)
                     }
-                    Propagate::Allocate(to) => self.allocate(to),
                     Propagate::TrackAdded {
                         from,
                         mid,
