@@ -2,7 +2,8 @@
 //! (`tapedeck_testkit::loadgen`, what `tapedeck-loadgen` and
 //! bench/rooms.sh run), each sending a VP8 clip and an Opus clip made by
 //! ffmpeg here, paced in real time. Every frame sent must be in its
-//! track file, placed where it was sent.
+//! track file, placed where it was sent. And libdatachannel, the stack
+//! OBS Studio's WHIP output is built on (tests/e2e/whip_ldc.mjs).
 
 mod support;
 
@@ -302,4 +303,52 @@ async fn a_call_without_video_keeps_its_sound() {
     assert_eq!(codecs(&media), ["opus"]);
     let dur = duration_s(&media);
     assert!(dur > 2.5, "{dur} s");
+}
+
+/// libdatachannel (node-datachannel's prebuilt binding: OBS Studio's WHIP
+/// output uses this library) publishes H.264 and Opus that ffmpeg encoded
+/// to RTP, passed on packet by packet: its DTLS and SDP are taken, and the
+/// recording holds both, decoding cleanly at the picture's size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn libdatachannel_publishes_h264_and_opus_and_is_recorded() {
+    let s = start(|_| {}).await;
+    let host = s.key("alice", false).await;
+    let room_id = new_room(&s, &host).await;
+    let token = invite(&s, &host, &room_id, "OBS").await;
+    let rec = s
+        .create(&host, json!({"source": {"kind": "room", "room": room_id}}))
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let whip = format!("{}/v1/rooms/{room_id}/whip", s.base);
+    let out = page_script("whip_ldc.mjs", vec![whip, token, "5".into()]).await;
+    assert_eq!(out["status"], 201, "{out}");
+    assert_eq!(out["errors"], json!([]), "{out}");
+    assert_eq!(out["deleted"], 204, "{out}");
+    // 5 s of 30 fps and 50 Opus frames a second, in packets.
+    assert!(out["packets"]["video"].as_u64() > Some(150), "{out}");
+    assert!(out["packets"]["audio"].as_u64() > Some(240), "{out}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    let video = video_track(&done);
+    assert_eq!(video["codec"], "h264", "{done}");
+    let file = download_track(&s, &host, &id, video["id"].as_str().unwrap()).await;
+    assert_eq!(decode_errors(&file), "");
+    let p = tapedeck_testkit::ffprobe(&file);
+    println!("libdatachannel's picture as recorded: {p:?}; sent {out}");
+    assert_eq!((p.width, p.height), (640, 360), "{p:?}");
+    // 150 pictures encoded; the first key frame comes at once.
+    assert!(p.frames >= 140, "{p:?}");
+    let audio = done["tracks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "audio")
+        .unwrap_or_else(|| panic!("no sound track: {done}"));
+    assert_eq!(audio["codec"], "opus", "{done}");
+    let file = download_track(&s, &host, &id, audio["id"].as_str().unwrap()).await;
+    assert_eq!(decode_errors(&file), "");
+    let n = packets(&file);
+    println!("its sound as recorded: {n} Opus packets");
+    assert!(n >= 240, "{audio}");
 }
