@@ -20,7 +20,11 @@ fuzz_target!(|data: &[u8]| {
                 tcp: Some("127.0.0.1:8700".parse().unwrap()),
             },
             std::time::Instant::now(),
-            (selector & 1 == 1).then_some(1_000_000),
+            if selector & 1 == 1 {
+                tapedeck_media::rtc::Feedback::Reports
+            } else {
+                tapedeck_media::rtc::Feedback::None
+            },
         );
     }
 });
