@@ -117,6 +117,7 @@ catalogue! {
     TooManyPeers = "too_many_peers", 429, Client, Api, "rtc.max_peers are connected";
     TooManyRooms = "too_many_rooms", 429, Client, Api, "the user has limits.max_open_rooms_per_user rooms open; close one first";
     TooManySockets = "too_many_sockets", 429, Client, Api, "the user holds limits.max_event_sockets_per_user event sockets open";
+    TooManySessions = "too_many_sessions", 429, Client, Api, "the caller (an API user or a join token's guest) holds rtc.max_sessions_per_caller sessions in this room";
     TooManyConnecting = "too_many_connecting", 429, Client, Api, "the caller (an API user or a join token) holds rtc.max_connecting_per_caller sessions whose ICE has not completed; each is dropped rtc.connect_timeout_s after its offer";
     ServerBusy = "server_busy", 429, Client, Api, "the server's CPU budget (limits.cpu_budget_cores) has no room for this live recording's estimated cost; try again later";
     QueueFull = "queue_full", 429, Client, Api, "web.max_queued web recordings already wait for their turn";

@@ -46,6 +46,7 @@ const Words = (() => {
     too_many_rooms: "You have as many open rooms as you may. Close one first.",
     too_many_sockets: "This account has too many pages open. Close some tabs.",
     too_many_connecting: "Too many people are joining at once. Try again in a moment.",
+    too_many_sessions: "You are already in this call in other tabs or devices. Leave one of them first.",
     server_busy: "The server is busy. Try again in a minute.",
     queue_full: "The server has too much waiting. Try again later.",
     source_blocked: "That address is not allowed: it is a private or local address.",

@@ -166,6 +166,10 @@ pub struct RtcConfig {
     /// Peers not yet connected one caller (an API user, or a join token's
     /// guest) may hold at once; more get 429 `too_many_connecting`.
     pub max_connecting_per_caller: u32,
+    /// Sessions one caller may hold in one room, connected or not (a call
+    /// page, a WHIP camera, one reconnecting); more get 429
+    /// `too_many_sessions`.
+    pub max_sessions_per_caller: u32,
     /// STUN and TURN servers handed to participants (`[[rtc.ice_servers]]`).
     pub ice_servers: Vec<crate::rtc::ice::IceServer>,
 }
@@ -181,6 +185,7 @@ impl Default for RtcConfig {
             max_peers: 500,
             connect_timeout_s: 10,
             max_connecting_per_caller: 4,
+            max_sessions_per_caller: 6,
             ice_servers: vec![],
         }
     }

@@ -388,6 +388,7 @@ impl Rtc {
         let limits = sfu::Limits {
             max_peers: config.max_peers,
             max_connecting_per_caller: config.max_connecting_per_caller,
+            max_sessions_per_caller: config.max_sessions_per_caller,
             connect_timeout: std::time::Duration::from_secs(config.connect_timeout_s),
         };
         let at = tapedeck_media::rtc::Endpoints {

@@ -228,6 +228,16 @@ impl Sfu {
             .values()
             .filter(|p| !p.connected && p.joiner.caller(p.room) == caller)
             .count();
+        // Their sessions count once against the room, so they are
+        // bounded here: one join token cannot take the server's slots.
+        let sessions = self
+            .rooms
+            .get(&room)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.peers.get(id))
+            .filter(|p| p.joiner.caller(p.room) == caller)
+            .count();
         if self.peers.len() >= self.limits.max_peers as usize {
             return Err(SfuError::TooManyPeers {
                 connected: self.peers.len(),
@@ -238,6 +248,9 @@ impl Sfu {
                 in_room: in_room.len(),
                 max: limits.max_participants,
             });
+        }
+        if sessions >= self.limits.max_sessions_per_caller as usize {
+            return Err(SfuError::TooManySessions { sessions });
         }
         if connecting >= self.limits.max_connecting_per_caller as usize {
             return Err(SfuError::TooManyConnecting {

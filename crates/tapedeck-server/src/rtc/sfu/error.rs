@@ -32,6 +32,15 @@ pub enum SfuError {
         /// `rtc.connect_timeout_s`.
         timeout_s: u64,
     },
+    /// The caller holds `rtc.max_sessions_per_caller` sessions in the room.
+    #[error(
+        "you have {sessions} sessions in this room (rtc.max_sessions_per_caller); \
+         leave one first"
+    )]
+    TooManySessions {
+        /// The caller's sessions in the room, connected or not.
+        sessions: usize,
+    },
     /// An offer or answer that cannot be parsed or applied.
     #[error("{0}")]
     InvalidSdp(String),
@@ -46,6 +55,7 @@ impl ErrorCode for SfuError {
             SfuError::TooManyPeers { .. } => Code::TooManyPeers,
             SfuError::RoomFull { .. } => Code::RoomFull,
             SfuError::TooManyConnecting { .. } => Code::TooManyConnecting,
+            SfuError::TooManySessions { .. } => Code::TooManySessions,
             SfuError::InvalidSdp(_) => Code::InvalidSdp,
             SfuError::PeerGone => Code::NotFound,
         }

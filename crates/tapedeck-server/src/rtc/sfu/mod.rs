@@ -87,6 +87,8 @@ pub struct Limits {
     pub max_peers: u32,
     /// Peers not yet connected one caller may hold.
     pub max_connecting_per_caller: u32,
+    /// Peers one caller may hold in one room, connected or not.
+    pub max_sessions_per_caller: u32,
     /// A peer not connected this long after joining is dropped.
     pub connect_timeout: std::time::Duration,
 }

@@ -74,3 +74,27 @@ fn a_caller_holds_few_unconnected_sessions() {
         "{e:?}"
     );
 }
+
+#[test]
+fn a_caller_holds_few_sessions_in_a_room() {
+    let mut w = World::new(Limits {
+        max_sessions_per_caller: 3,
+        ..limits()
+    });
+    // Ann's sessions connect (each counts, connected or not).
+    for _ in 0..3 {
+        let c = w.client("Ann");
+        w.join(c, 4, false).unwrap();
+        w.run(500, false);
+    }
+    assert_eq!(w.sfu.participants(room()).len(), 3);
+    let c = w.client("Ann");
+    let e = w.join(c, 4, false).unwrap_err();
+    assert!(
+        matches!(e, SfuError::TooManySessions { sessions: 3 }),
+        "{e:?}"
+    );
+    // Someone else still gets in.
+    let bob = w.client("Bob");
+    w.join(bob, 4, false).unwrap();
+}

@@ -186,6 +186,7 @@ fn limits() -> Limits {
     Limits {
         max_peers: 10,
         max_connecting_per_caller: 3,
+        max_sessions_per_caller: 6,
         connect_timeout: Duration::from_secs(10),
     }
 }
