@@ -248,6 +248,9 @@ pub fn parse_invite(body: &[u8]) -> Result<ValidInvite, RequestError> {
 /// Largest message a call page may send (an SDP is a few kilobytes).
 pub const MAX_CALL_MESSAGE_BYTES: usize = 128 * 1024;
 
+/// Largest SDP offer or answer taken, over WHIP or the call page's socket.
+pub const MAX_SDP_BYTES: usize = 64 * 1024;
+
 /// What a call page sends over its socket (`GET /v1/rooms/{id}/call`), as
 /// JSON text with a `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -296,6 +299,19 @@ pub fn parse_call_message(text: &[u8]) -> Result<CallMessage, RequestError> {
         ));
     }
     let m: CallMessage = parse_json(text)?;
+    let sdp = match &m {
+        CallMessage::Join { offer, .. } => Some(("offer", offer)),
+        CallMessage::Answer { sdp } => Some(("sdp", sdp)),
+        _ => None,
+    };
+    if let Some((field, sdp)) = sdp
+        && sdp.len() > MAX_SDP_BYTES
+    {
+        return Err(bad(
+            field,
+            format!("{} bytes; an SDP is at most {MAX_SDP_BYTES}", sdp.len()),
+        ));
+    }
     if let CallMessage::Join { name, screen, .. } = &m {
         if let Some(name) = name {
             check_name("name", name)?;
@@ -316,6 +332,25 @@ mod tests {
     use super::*;
     use crate::{Code, ErrorCode};
     use proptest::prelude::*;
+
+    #[test]
+    fn an_sdp_over_64_kib_is_refused_naming_its_field() {
+        let big = "v".repeat(MAX_SDP_BYTES + 1);
+        for (msg, field) in [
+            (json_msg("join", "offer", &big), "offer"),
+            (json_msg("answer", "sdp", &big), "sdp"),
+        ] {
+            let e = parse_call_message(msg.as_bytes()).unwrap_err();
+            assert_eq!(e.code(), Code::InvalidSettings, "{e}");
+            assert!(e.to_string().contains(field), "{e}");
+        }
+        let ok = "v".repeat(MAX_SDP_BYTES);
+        assert!(parse_call_message(json_msg("answer", "sdp", &ok).as_bytes()).is_ok());
+    }
+
+    fn json_msg(kind: &str, field: &str, value: &str) -> String {
+        serde_json::json!({"type": kind, field: value}).to_string()
+    }
 
     #[test]
     fn a_room_that_records_itself_makes_the_recording_its_settings_say() {

@@ -229,7 +229,11 @@ impl Call {
                     }
                 }
                 msg = self.next() => match msg {
-                    None | Some(Ok(CallMessage::Leave)) => break,
+                    None => break,
+                    Some(Ok(CallMessage::Leave)) => {
+                        self.send(json!({"type": "ended", "reason": "left"})).await;
+                        break;
+                    }
                     Some(Ok(CallMessage::Answer { sdp })) => {
                         if let Err(e) = self.s.rtc.answer(peer, sdp).await {
                             self.send(error(e)).await;

@@ -21,7 +21,7 @@ use crate::now_ms;
 use crate::rtc::{Joiner, PeerId, RoomLimits};
 
 /// Largest SDP offer taken.
-const MAX_OFFER_BYTES: usize = 64 * 1024;
+const MAX_OFFER_BYTES: usize = tapedeck_core::room::MAX_SDP_BYTES;
 
 /// Who is calling a room route: a guest with a join token, or an API user.
 #[derive(Debug, Clone)]
