@@ -57,16 +57,27 @@ await drive(CALL_ARGS, async (bob, result) => {
   const cat = await bob.context().browser().newPage();
   await join(bob, bobToken);
   await join(cat, catToken);
-  // Both get Ann's top layer (their estimates ramp up first).
+  // Both get Ann's top layer first.
   const top = () => {
     const tile = [...document.querySelectorAll("#tiles .tile")].find((t) => t.querySelector(".name").textContent.startsWith("Ann"));
     return tile && tile.querySelector("video").videoWidth === 1280;
   };
   for (const [name, page] of [["Bob", bob], ["Cat", cat]]) {
     try {
-      await page.waitForFunction(top, undefined, { timeout: 30000, polling: 200 });
+      await page.waitForFunction(top, undefined, { timeout: 45000, polling: 200 });
     } catch (e) {
-      throw new Error(`${name} never got the top layer: ${JSON.stringify(await ann(page))}`);
+      // What the page has: its tiles, and each picture it receives.
+      const seen = await page.evaluate(async () => {
+        const tiles = [...document.querySelectorAll("#tiles .tile")].map((t) => t.querySelector(".name").textContent);
+        const videos = [];
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "inbound-rtp" && s.kind === "video") {
+            videos.push({ mid: s.mid, width: s.frameWidth, decoded: s.framesDecoded, bytes: s.bytesReceived });
+          }
+        });
+        return { tiles, videos };
+      });
+      throw new Error(`${name} never got the top layer: ${JSON.stringify(await ann(page))} ${JSON.stringify(seen)}`);
     }
   }
   result.before = { bob: await ann(bob), cat: await ann(cat) };

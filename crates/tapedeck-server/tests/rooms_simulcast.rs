@@ -165,12 +165,34 @@ async fn a_throttled_receiver_gets_a_lower_layer_and_keeps_playing() {
     let bob = invite(&s, &host, &room, "Bob").await;
     let cat = invite(&s, &host, &room, "Cat").await;
     let whip = {
-        // Longer than the page script at its slowest (joins, 30 s for the
+        // Longer than the page script at its slowest (joins, 45 s for the
         // top layer, 20 s throttled); awaited, so no Chromium outlives the test.
-        let args = vec![s.base.clone(), room.clone(), ann, "60".into()];
+        let args = vec![s.base.clone(), room.clone(), ann, "90".into()];
         let env = [("WHIP_SIMULCAST", "1".to_string())];
         tokio::spawn(async move { page_script_env("whip.mjs", args, &env).await })
     };
+    // The pages join once Ann's layers are arriving (her Chromium starts
+    // and encodes three layers of 720p; on a loaded machine that is slow).
+    let started = std::time::Instant::now();
+    loop {
+        let (_, r) = s.get(&host, &format!("/v1/rooms/{room}")).await;
+        let frames = r["participants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["name"] == "Ann")
+            .filter_map(|p| p["frames_in"].as_u64())
+            .max()
+            .unwrap_or(0);
+        if frames > 100 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60) && !whip.is_finished(),
+            "Ann is not publishing: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     let table = format!("tapedeck_test_simulcast_{}", std::process::id());
     let _cut = support::firewall::Cut::table(&table);
     // 90 kbytes/s (720 kbps): Ann's top layer (up to 1.5 Mbps) does not
