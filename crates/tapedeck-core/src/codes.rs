@@ -113,6 +113,7 @@ catalogue! {
     InvalidSettings = "invalid_settings", 422, Client, Api, "the video settings are not valid";
     InvalidScript = "invalid_script", 422, Client, Api, "the web script is not valid";
     InvalidSource = "invalid_source", 422, Client, Api, "the source's fields are not valid";
+    InvalidOutput = "invalid_output", 422, Client, Api, "an output (hls, images, rtmp, srt) is not valid: its kind, a field, its URL or address, or one too many";
     TooManyRecordings = "too_many_recordings", 429, Client, Api, "a concurrency limit is reached";
     TooManyPeers = "too_many_peers", 429, Client, Api, "rtc.max_peers are connected";
     TooManyRooms = "too_many_rooms", 429, Client, Api, "the user has limits.max_open_rooms_per_user rooms open; close one first";

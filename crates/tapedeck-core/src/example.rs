@@ -38,6 +38,7 @@ impl Recording {
             queue_position: None,
             tracks: vec![],
             speakers: vec![],
+            outputs: vec![],
             node: None,
         }
     }

@@ -16,6 +16,7 @@ pub mod id;
 pub mod kinds;
 pub mod lifecycle;
 pub mod netpolicy;
+pub mod output;
 pub mod player;
 pub mod range;
 pub mod recording;

@@ -227,17 +227,27 @@ impl NetPolicy {
             url::Host::Ipv4(a) => a.to_string(),
             url::Host::Ipv6(a) => a.to_string(),
         };
+        self.check_host(&name, port)
+    }
+
+    /// The check of a host (a name, or a literal address as `url` writes
+    /// it without brackets) and port, before any lookup: for other
+    /// protocols' URLs (a stream output's RTMP or SRT).
+    pub fn check_host(&self, name: &str, port: u16) -> Verdict {
+        let name = name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
         if self.host_allowed(&name, port)
             || self.host_allowed(&format!("[{name}]"), port)
             || self.allow_private
         {
             return Verdict::Allow;
         }
-        match host {
-            url::Host::Ipv4(a) => self.verdict_addr(&name, IpAddr::V4(a)),
-            url::Host::Ipv6(a) => self.verdict_addr(&name, IpAddr::V6(a)),
-            url::Host::Domain(d) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
+        match name.parse::<IpAddr>() {
+            Ok(a) => self.verdict_addr(&name, a),
+            Err(_) => {
+                let d = name.trim_end_matches('.').to_ascii_lowercase();
                 if d == "localhost" || d.ends_with(".localhost") {
                     return Verdict::Deny(Blocked::Address {
                         host: name,

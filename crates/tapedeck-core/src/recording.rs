@@ -459,6 +459,9 @@ pub struct Recording {
     /// A room recording's speaker timeline: who spoke when.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub speakers: Vec<crate::track::Speech>,
+    /// Live outputs (HLS, pictures, streams) and what each is doing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<crate::output::Output>,
     /// The cluster node that holds it: its driver runs there (none on a
     /// server alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -26,6 +26,9 @@ pub enum RequestError {
     /// A web source field (url, viewport, audio, ...) that cannot be used.
     #[error(transparent)]
     Source(#[from] InvalidSource),
+    /// An output that cannot be used.
+    #[error(transparent)]
+    Output(#[from] crate::output::InvalidOutput),
 }
 
 impl crate::ErrorCode for RequestError {
@@ -36,6 +39,7 @@ impl crate::ErrorCode for RequestError {
             RequestError::Settings(e) => e.code(),
             RequestError::Script(e) => e.code(),
             RequestError::Source(e) => e.code(),
+            RequestError::Output(e) => e.code(),
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct CreateRecording {
     pub title: Option<String>,
     /// A JSON object kept with the recording.
     pub metadata: Option<serde_json::Value>,
+    /// Live outputs (`core::output`), checked on their own so an error
+    /// names the output.
+    pub outputs: Option<serde_json::Value>,
 }
 
 /// A create request that passed validation.
@@ -120,6 +127,8 @@ pub struct ValidCreate {
     pub title: Option<String>,
     /// A JSON object.
     pub metadata: serde_json::Value,
+    /// Live outputs.
+    pub outputs: Vec<crate::output::OutputSpec>,
 }
 
 /// Largest serialized `metadata` accepted.
@@ -191,7 +200,12 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
     if metadata.to_string().len() > MAX_METADATA_BYTES {
         return bad("metadata", "must be at most 16 KiB");
     }
+    let outputs = match r.outputs {
+        Some(v) => crate::output::parse_list(v, &r.source)?,
+        None => vec![],
+    };
     Ok(ValidCreate {
+        outputs,
         source: r.source,
         format: r.format,
         preset: r.preset,

@@ -36,6 +36,7 @@ fn spec(format: Format, cfr: bool, skip_held: bool) -> EncodeSpec {
         crf: 23,
         skip_held,
         threads: None,
+        live: Default::default(),
     }
 }
 

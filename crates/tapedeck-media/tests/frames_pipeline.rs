@@ -37,6 +37,7 @@ fn spec(format: Format, cfr: bool) -> EncodeSpec {
         crf: 23,
         skip_held: false,
         threads: None,
+        live: Default::default(),
     }
 }
 

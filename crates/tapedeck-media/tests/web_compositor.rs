@@ -30,6 +30,7 @@ fn spec() -> EncodeSpec {
         crf: 23,
         skip_held: true,
         threads: None,
+        live: Default::default(),
     }
 }
 

@@ -92,6 +92,7 @@ async fn record_page(
         crf: 18,
         skip_held: true,
         threads: None,
+        live: Default::default(),
     };
     let (tx, rx) = channel(8);
     let scale = src.viewport_for(w, h).scale;

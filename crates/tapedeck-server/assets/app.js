@@ -192,6 +192,14 @@ function render(rec, atEnd) {
   }
   // A recording that has not ended can be stopped from here: a browser
   // that stopped sending (a guest's tab closed) keeps what arrived.
+  if (["recording", "paused"].includes(rec.status) && (rec.outputs || []).some((o) => o.kind === "hls")) {
+    // Its watch page plays what is being recorded now.
+    const watch = document.createElement("a");
+    watch.textContent = "Watch live";
+    watch.className = "watch-live button-like";
+    watch.href = "/r/" + rec.id;
+    actions.append(watch);
+  }
   if (["recording", "paused"].includes(rec.status)) {
     const stop = document.createElement("button");
     stop.textContent = "Stop";

@@ -1,6 +1,8 @@
 // The watch page of one recording, /r/ID (signed in): its title, player,
 // each person's tracks, download, share, rename, delete, and while a web
-// recording renders, its progress. Live from the events socket.
+// recording renders, its progress; while one with an HLS output records,
+// its live picture (hls.js, served by the server, where the browser does
+// not play HLS itself). Live from the events socket.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -47,8 +49,11 @@ function render(r) {
   $("watch-share").hidden = !done;
   if (done) {
     $("watch-download").href = `/v1/recordings/${r.id}/media?download=1`;
-    if (first || $("watch-video").hidden) play(`/v1/recordings/${r.id}/media`, null);
+    if (first || $("watch-video").hidden || live) play(`/v1/recordings/${r.id}/media`, null);
+  } else if (!live && ["recording", "paused"].includes(r.status) && (r.outputs || []).some((o) => o.kind === "hls")) {
+    playLive(`/v1/recordings/${r.id}/hls/index.m3u8`);
   }
+  $("watch-live").hidden = !live;
   tracks(r);
 }
 
@@ -67,7 +72,48 @@ function progress(r) {
   $("progress-text").textContent = Words.progress(done, planned, elapsed, left);
 }
 
+// The HLS player while the recording records (null otherwise).
+let live = null;
+
+function stopLive() {
+  if (live && live.destroy) live.destroy();
+  live = null;
+}
+
+function loadHls() {
+  if (window.Hls) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const s = document.createElement("script");
+    s.src = "/vendor/hls.js";
+    s.onload = resolve;
+    s.onerror = reject;
+    document.head.append(s);
+  });
+}
+
+// Plays the live playlist two segments behind its edge: natively where
+// the browser plays HLS (Safari), else with hls.js.
+async function playLive(src) {
+  const v = $("watch-video");
+  v.hidden = false;
+  v.muted = true;
+  live = { destroy: null };
+  if (v.canPlayType("application/vnd.apple.mpegurl")) {
+    v.src = src;
+  } else {
+    try { await loadHls(); } catch { live = null; return; }
+    if (!window.Hls.isSupported()) { live = null; return; }
+    const hls = new window.Hls({ liveSyncDurationCount: 2 });
+    live = hls;
+    hls.loadSource(src);
+    hls.attachMedia(v);
+  }
+  v.play().catch(() => { /* the viewer presses play */ });
+  $("watch-live").hidden = false;
+}
+
 function play(src, title) {
+  stopLive();
   const v = $("watch-video");
   v.hidden = false;
   v.src = src;

@@ -58,6 +58,7 @@ const Words = (() => {
     invalid_script: (m) => "The script has a mistake: " + m,
     script_error: (m) => "The script could not be played: " + m,
     invalid_source: (m) => "Check the form: " + m,
+    invalid_output: (m) => "Check the outputs: " + m,
     invalid_settings: (m) => "Check the form: " + m,
     invalid_request: (m) => "Check the form: " + m,
     invalid_media: "The recording could not be read as video.",

@@ -57,6 +57,18 @@ pub struct Config {
     pub uploads: UploadsConfig,
     /// Several nodes on one PostgreSQL and one bucket.
     pub cluster: ClusterConfig,
+    /// Live outputs (HLS, pictures, RTMP/SRT streams).
+    pub outputs: OutputsConfig,
+}
+
+/// `[outputs]`: where a recording's streams may be pushed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutputsConfig {
+    /// Let RTMP/SRT outputs reach private, loopback and link-local addresses.
+    pub allow_private_networks: bool,
+    /// `host` or `host:port` entries outputs may always reach.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// `[cluster]`: this server as one node of several sharing one PostgreSQL

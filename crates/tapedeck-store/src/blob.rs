@@ -146,6 +146,8 @@ pub struct Blobs {
     /// S3: presigned multipart uploads (parts signed with their query).
     s3: Option<Arc<AmazonS3>>,
     kind: &'static str,
+    /// A local store's folder.
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// A multipart upload a client sends straight to the bucket.
@@ -176,6 +178,7 @@ impl Blobs {
                 })?;
                 let fs = LocalFileSystem::new_with_prefix(root)?;
                 Ok(Self {
+                    local_root: Some(root.clone()),
                     store: Arc::new(fs),
                     signer: None,
                     s3: None,
@@ -206,6 +209,7 @@ impl Blobs {
                     signer: Some(s3.clone()),
                     s3: Some(s3),
                     kind: "s3",
+                    local_root: None,
                 })
             }
             BlobConfig::Gcs {
@@ -228,6 +232,7 @@ impl Blobs {
                     signer: Some(gcs),
                     s3: None,
                     kind: "gcs",
+                    local_root: None,
                 })
             }
             BlobConfig::Azure {
@@ -252,9 +257,21 @@ impl Blobs {
                     signer: Some(az),
                     s3: None,
                     kind: "azure",
+                    local_root: None,
                 })
             }
         }
+    }
+
+    /// Where `key` is on this machine's disk, for a local store (a
+    /// program that reads files, as ffmpeg does, is given the path).
+    pub fn local_path(&self, key: &str) -> Option<std::path::PathBuf> {
+        let root = self.local_root.as_ref()?;
+        let path = ObjectPath::parse(key).ok()?;
+        Some(
+            path.parts()
+                .fold(root.clone(), |p, part| p.join(part.as_ref())),
+        )
     }
 
     /// `local`, `s3`, `gcs` or `azure`.

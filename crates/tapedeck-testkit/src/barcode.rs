@@ -138,6 +138,45 @@ pub fn smoothness(marks: &[Option<Mark>], fps: u32) -> Smoothness {
     s
 }
 
+/// Draws the clock page's barcode of `clock_us` and `counter` across the
+/// top 3% of a `width` x `height` RGB picture (what [`decode_video`]
+/// reads): 56 blocks, a set bit black, a clear one white; the rest of the
+/// picture `background`. For pictures sent as frames.
+pub fn picture(
+    width: u32,
+    height: u32,
+    clock_us: u32,
+    counter: u16,
+    background: [u8; 3],
+) -> Vec<u8> {
+    let check = check_byte(clock_us, counter);
+    let bits: Vec<bool> = (0..56)
+        .map(|i| match i {
+            0..=31 => clock_us >> (31 - i) & 1 == 1,
+            32..=47 => counter >> (47 - i) & 1 == 1,
+            _ => check >> (55 - i) & 1 == 1,
+        })
+        .collect();
+    let strip = (height * 3).div_ceil(100).max(8);
+    let mut rgb = Vec::with_capacity((width * height * 3) as usize);
+    for y in 0..height {
+        for x in 0..width {
+            let px = if y < strip {
+                let block = ((x * 56) / width) as usize;
+                if bits[block] {
+                    [0, 0, 0]
+                } else {
+                    [255, 255, 255]
+                }
+            } else {
+                background
+            };
+            rgb.extend_from_slice(&px);
+        }
+    }
+    rgb
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

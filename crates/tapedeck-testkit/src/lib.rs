@@ -335,6 +335,49 @@ pub fn ffprobe(path: &Path) -> Probed {
     }
 }
 
+/// What decoding the first video stream of a file or URL gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Pictures decoded (edit lists honoured: a clip's pre-roll is not counted).
+    pub frames: u64,
+    /// Its codec.
+    pub codec: String,
+    /// The container's duration, seconds.
+    pub duration_s: f64,
+}
+
+/// Decodes the first video stream of `input` (a path, or a URL such as an
+/// HLS playlist) with ffprobe `-count_frames`.
+pub fn decode_count(input: &str) -> Decoded {
+    let out = run_ok(
+        Command::new("ffprobe").args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,codec_name:format=duration",
+            "-of",
+            "json",
+            input,
+        ]),
+        &format!("ffprobe {input}"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    Decoded {
+        frames: v["streams"][0]["nb_read_frames"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+        codec: v["streams"][0]["codec_name"].as_str().unwrap_or("").into(),
+        duration_s: v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+    }
+}
+
 /// A tiny HTTP/1.1 server for pages a test records: fixed routes, every hit
 /// counted. Runs on its own threads until the test process ends.
 pub struct PageServer {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use tapedeck_core::Format;
 
+use super::live::{self, LiveSpec};
 use super::strings;
 
 /// What to encode: output size, rate, format and quality.
@@ -34,6 +35,9 @@ pub struct EncodeSpec {
     /// encoder). One when many recordings share the cores: no frame
     /// threads' buffers, no handing work between threads.
     pub threads: Option<u32>,
+    /// What the live encode writes besides its file (HLS, pictures); the
+    /// encoder then runs in the output's folder.
+    pub live: LiveSpec,
 }
 
 impl EncodeSpec {
@@ -82,6 +86,11 @@ fn x264(spec: &EncodeSpec) -> Vec<String> {
         "45",
     ]));
     a.extend(threads(spec));
+    if spec.live.hls_segment_s.is_some() {
+        // Keyframes only where segments begin: every segment as long as
+        // asked (x264 would add one at each scene cut).
+        a.extend(strings(&["-sc_threshold", "0"]));
+    }
     a
 }
 
@@ -101,15 +110,56 @@ pub fn encode_args(spec: &EncodeSpec, output: &Path) -> Vec<String> {
     }
     a.extend(video_codec(spec));
     a.extend(strings(&["-pix_fmt", "yuv420p", "-an"]));
-    a.extend(muxer(spec, output));
+    match spec.live.hls_segment_s {
+        // One encode, two muxers: the file and the HLS segments.
+        Some(seg) => {
+            let name = file_name(output);
+            let (muxer, opts) = match spec.format {
+                Format::Mp4 => ("mp4", ":movflags=+faststart"),
+                Format::Webm => ("webm", ""),
+                Format::Mkv => ("matroska", ""),
+            };
+            a.extend(strings(&["-map", "0:v", "-f", "tee"]));
+            a.push(format!(
+                "[f={muxer}{opts}]{name}|{}",
+                live::hls_tee_slave(seg)
+            ));
+        }
+        None if spec.live.any() => a.extend(muxer(spec, Path::new(&file_name(output)))),
+        None => a.extend(muxer(spec, output)),
+    }
+    a.extend(images(spec));
     a
 }
 
+/// The output's file name: with live outputs ffmpeg runs in its folder.
+fn file_name(output: &Path) -> String {
+    output
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The pictures output, when asked for.
+fn images(spec: &EncodeSpec) -> Vec<String> {
+    spec.live
+        .images
+        .map(|(every_s, width)| live::images_output(every_s, width))
+        .unwrap_or_default()
+}
+
 /// The video encoder of the spec's format: x264 for MP4/MKV, VP9 for WebM,
-/// a keyframe every 4 s.
+/// a keyframe every 4 s (with HLS, at the start of every segment).
 pub(super) fn video_codec(spec: &EncodeSpec) -> Vec<String> {
-    let gop = (spec.fps * 4).to_string();
+    let key_s = spec.live.keyframe_s();
+    let gop = (spec.fps * key_s).to_string();
     let mut a = vec![];
+    if spec.live.hls_segment_s.is_some() {
+        a.extend(strings(&[
+            "-force_key_frames",
+            &format!("expr:gte(t,n_forced*{key_s})"),
+        ]));
+    }
     match spec.format {
         Format::Mp4 | Format::Mkv => {
             a.extend(x264(spec));
@@ -211,11 +261,12 @@ pub fn distinct_args(spec: &EncodeSpec) -> Vec<String> {
         "-g",
         "100000",
         "-force_key_frames",
-        "expr:gte(t,n_forced*4)",
+        &format!("expr:gte(t,n_forced*{})", spec.live.keyframe_s()),
     ]));
     a.extend(strings(&[
         "-pix_fmt", "yuv420p", "-an", "-f", "h264", "pipe:1",
     ]));
+    a.extend(images(spec));
     a
 }
 
@@ -276,6 +327,7 @@ pub(super) fn test_spec() -> EncodeSpec {
         crf: 23,
         skip_held: false,
         threads: None,
+        live: LiveSpec::default(),
     }
 }
 

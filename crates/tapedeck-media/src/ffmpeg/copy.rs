@@ -91,6 +91,42 @@ fn join_list(parts: &[&Path]) -> String {
         .collect()
 }
 
+/// `duration_s` of `input` (a file or a URL ffmpeg reads) from `start_s`,
+/// as an MP4 at `out`, without decoding: the packets from the keyframe
+/// before `start_s`, and an edit list that makes playback begin exactly at
+/// `start_s` (ffmpeg writes it for an input seek with stream copy).
+pub fn clip(
+    tools: &Tools,
+    input: &str,
+    start_s: f64,
+    duration_s: f64,
+    out: &Path,
+) -> Result<(), FfmpegError> {
+    let args: Vec<String> = vec![
+        "-hide_banner".into(),
+        "-nostats".into(),
+        "-loglevel".into(),
+        "error".into(),
+        "-ss".into(),
+        format!("{start_s:.6}"),
+        "-i".into(),
+        input.into(),
+        "-t".into(),
+        format!("{duration_s:.6}"),
+        "-map".into(),
+        "0".into(),
+        "-c".into(),
+        "copy".into(),
+        "-movflags".into(),
+        "+faststart".into(),
+        "-f".into(),
+        "mp4".into(),
+        "-y".into(),
+        out.display().to_string(),
+    ];
+    run_limited(tools, &tools.ffmpeg, &args, Duration::from_secs(600)).map(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

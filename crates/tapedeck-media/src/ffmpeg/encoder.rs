@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::live;
 use super::splicer::{TickMsg, splice};
 use super::{EncodeSpec, FfmpegError, Tools, distinct_args, encode_args, mux_args, parse_bench};
 use crate::mkv;
@@ -40,6 +41,8 @@ struct Held {
     mux_args: Vec<String>,
     fps: i64,
     next_tick: i64,
+    /// The HLS remuxer fed by the splicer, while recording.
+    remux: Option<Running>,
 }
 
 /// What an encoder run cost.
@@ -56,6 +59,15 @@ impl Encoder {
         let skip = spec.uses_skip_held();
         let written = Arc::new(AtomicU64::new(0));
         let mut cmd = process::command(&tools.ffmpeg);
+        let dir = output.parent().unwrap_or(Path::new("."));
+        if spec.live.any() {
+            // Live outputs are written beside the file, named relative to it.
+            live::prepare(dir, &spec.live).map_err(|e| FfmpegError::Io {
+                program: program.clone(),
+                source: e,
+            })?;
+            cmd.current_dir(dir);
+        }
         if skip {
             cmd.args(distinct_args(spec)).stdout(Stdio::piped());
         } else {
@@ -77,7 +89,27 @@ impl Encoder {
             let (tx, rx) = std::sync::mpsc::channel();
             let count = written.clone();
             let out = std::io::BufWriter::with_capacity(256 * 1024, file);
-            let splicer = std::thread::spawn(move || splice(h264, out, rx, count));
+            let (remux, live_in) = match spec.live.hls_segment_s {
+                Some(seg) => {
+                    let mut r = process::command(&tools.ffmpeg);
+                    r.args(live::hls_remux_args(spec.fps, seg))
+                        .current_dir(dir)
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped());
+                    let mut remux = process::spawn("ffmpeg", &mut r)?;
+                    let stdin = remux
+                        .child()
+                        .stdin
+                        .take()
+                        .ok_or_else(|| io_err(&program, "no remuxer stdin"))?;
+                    let live: Box<dyn Write + Send> =
+                        Box::new(std::io::BufWriter::with_capacity(256 * 1024, stdin));
+                    (Some(remux), Some(live))
+                }
+                None => (None, None),
+            };
+            let splicer = std::thread::spawn(move || splice(h264, out, live_in, rx, count));
             Some(Held {
                 ticks: tx,
                 splicer: Some(splicer),
@@ -86,6 +118,7 @@ impl Encoder {
                 ffmpeg: tools.ffmpeg.clone(),
                 fps: i64::from(spec.fps.max(1)),
                 next_tick: 0,
+                remux,
             })
         } else {
             None
@@ -194,6 +227,14 @@ impl Held {
             .splicer
             .take()
             .map(|t| t.join().unwrap_or_else(|_| Err("splicer panicked".into())));
+        if let Some(mut remux) = self.remux.take() {
+            // The splicer dropped its input: the remuxer writes the last
+            // segment and ends the playlist. Its failure costs only the
+            // live HLS (made from the file after).
+            if let Err(e) = remux.wait(timeout) {
+                tracing::warn!(error = %e, "the HLS remuxer failed");
+            }
+        }
         if let Some(Err(e)) = spliced {
             return Err(FfmpegError::Output {
                 program: program.to_string(),
@@ -241,6 +282,7 @@ mod tests {
             crf: 23,
             skip_held: true,
             threads: Some(1),
+            live: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ mod audio;
 pub mod copy;
 mod encoder;
 pub mod grid;
+pub mod live;
 mod probe;
 mod splicer;
 mod thumbnails;
@@ -22,6 +23,7 @@ pub use crate::process::ProcessError as FfmpegError;
 pub use args::{EncodeSpec, distinct_args, encode_args, mux_args, transcode_args};
 pub use audio::{AudioTrack, add_audio, audio_filter};
 pub use encoder::{EncodeReport, Encoder};
+pub use live::LiveSpec;
 pub use probe::{parse_bench, parse_probe, picture_size, probe};
 pub use thumbnails::{poster, strip};
 

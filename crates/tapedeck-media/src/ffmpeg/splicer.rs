@@ -1,6 +1,7 @@
 //! The skip-held splicer: reads x264's Annex B stream, writes a skip
 //! picture for every output tick that has no encoded picture, renumbers
-//! `frame_num`, and writes it to the stream file the muxer wraps at the end.
+//! `frame_num`, and writes it to the stream file the muxer wraps at the end
+//! (and, with HLS, to the remuxer that segments it while recording).
 
 use std::io::{Read, Write};
 
@@ -17,11 +18,13 @@ pub(super) enum TickMsg {
 pub(super) fn splice(
     mut h264: impl Read,
     out: impl Write,
+    live: Option<Box<dyn Write + Send>>,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), String> {
     let mut s = Splicer {
         out,
+        live,
         ticks,
         written,
         sps: None,
@@ -58,6 +61,9 @@ pub(super) fn splice(
 /// State of [`splice`]: the access unit being gathered and the numbering.
 struct Splicer<W: Write> {
     out: W,
+    /// The HLS remuxer's input: each picture as it is written. Dropped if
+    /// it fails (the file goes on; HLS is made from it after).
+    live: Option<Box<dyn Write + Send>>,
     /// Bytes passed on to the muxer.
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
@@ -73,6 +79,17 @@ impl<W: Write> Splicer<W> {
     fn write(&mut self, nal: &[u8]) -> Result<(), String> {
         self.written
             .fetch_add(4 + nal.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(live) = self.live.as_mut()
+            && live
+                .write_all(&[0, 0, 0, 1])
+                .and_then(|_| live.write_all(nal))
+                .is_err()
+        {
+            tracing::warn!(
+                "the HLS remuxer stopped taking the stream; HLS is made after the recording"
+            );
+            self.live = None;
+        }
         self.out
             .write_all(&[0, 0, 0, 1])
             .and_then(|_| self.out.write_all(nal))
@@ -110,6 +127,7 @@ impl<W: Write> Splicer<W> {
             self.next_frame_num(&sps);
             self.last_tick += 1;
         }
+        self.flush_live();
         Ok(())
     }
 
@@ -157,7 +175,17 @@ impl<W: Write> Splicer<W> {
         }
         self.au_has_slice = false;
         self.last_tick = tick;
+        self.flush_live();
         Ok(())
+    }
+
+    /// Passes what the remuxer was given on at once (live latency).
+    fn flush_live(&mut self) {
+        if let Some(live) = self.live.as_mut()
+            && live.flush().is_err()
+        {
+            self.live = None;
+        }
     }
 
     /// Flushes the last picture and fills the held ticks up to the end.

@@ -224,6 +224,7 @@ pub(super) fn encode_frames(
         crf: config.encoder.crf,
         skip_held: config.encoder.skip_held,
         threads: None,
+        live: Default::default(),
     };
     let tools = config.tools();
     let start = Instant::now();

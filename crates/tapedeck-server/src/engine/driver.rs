@@ -284,6 +284,11 @@ impl Driver {
         for o in outputs {
             match o {
                 Output::Save => {
+                    if self.lc.status() == tapedeck_core::Status::Recording
+                        && self.lc.recording().source.traits().own_encode
+                    {
+                        crate::engine::outputs::started(self.lc.recording_mut());
+                    }
                     if self.source.is_some() {
                         // Live numbers until the sink has finished; processing sets the final ones.
                         self.note_stats();

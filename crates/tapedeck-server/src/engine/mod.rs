@@ -8,6 +8,7 @@ pub mod driver;
 pub mod events;
 pub mod metrics;
 pub mod offload;
+pub mod outputs;
 pub mod principal;
 pub mod processing;
 pub mod recovery;

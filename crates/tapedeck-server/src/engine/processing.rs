@@ -1,7 +1,8 @@
 //! Processing after the sink finished: [`prepare`] probes the file and makes
 //! the poster and strip in the work folder; [`store`] puts all three in the
 //! media store (the driver retries it with backoff while the store fails,
-//! the local files kept). The driver turns the result into `completed` or
+//! the local files kept), with what the outputs made (`engine::outputs`:
+//! HLS, pictures). The driver turns the result into `completed` or
 //! `failed`.
 
 use std::path::{Path, PathBuf};
@@ -93,6 +94,7 @@ pub async fn prepare(
     if rec.stats.achieved_fps == 0.0 && info.duration_s > 0.0 {
         rec.stats.achieved_fps = c.frames_distinct as f64 / info.duration_s;
     }
+    crate::engine::outputs::finish(services, rec, &media, &info).await;
     rec.stats.processing_s = started.elapsed().as_secs_f64();
     Ok(Prepared {
         media,
@@ -132,6 +134,7 @@ pub async fn store(services: &Services, rec: &mut Recording, p: &Prepared) -> Re
                 )
             })?;
     }
+    crate::engine::outputs::store(services, rec).await?;
     let mut info = p.info.clone();
     info.sha256 = stored.sha256;
     rec.duration_s = Some(info.duration_s);

@@ -14,6 +14,10 @@ pub async fn delete_recording(s: &Services, rec: &Recording) -> Result<(), Probl
     for key in [rec.media_key(), rec.poster_key(), rec.strip_key()] {
         s.blobs.delete(&key).await?;
     }
+    // Track files, HLS segments, pictures: whatever else is kept under it.
+    for key in s.blobs.list(&format!("recordings/{}/", rec.id)).await? {
+        s.blobs.delete(&key).await?;
+    }
     let _ = tokio::fs::remove_dir_all(s.work_dir(rec.id)).await;
     s.work.forget(rec.id);
     s.repo.delete(rec.id).await?;

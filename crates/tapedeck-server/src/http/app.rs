@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/call-screen.js", get(ui::call_screen_script))
         .route("/recorder.js", get(ui::recorder_script))
         .route("/words.js", get(ui::words_script))
+        .route("/vendor/hls.js", get(ui::hls_script))
         .route("/r/{id}", get(ui::watch))
         .route("/watch.js", get(ui::watch_script))
         .route("/s/{id}", get(ui::shared))
@@ -84,6 +85,18 @@ pub fn router(state: AppState) -> Router {
             get(api::track_media),
         )
         .route("/v1/recordings/{id}/frames", get(frames_socket::frames))
+        .route(
+            "/v1/recordings/{id}/hls/{name}",
+            get(crate::http::outputs::hls_file),
+        )
+        .route(
+            "/v1/recordings/{id}/images",
+            get(crate::http::outputs::image_list),
+        )
+        .route(
+            "/v1/recordings/{id}/images/{name}",
+            get(crate::http::outputs::image_file),
+        )
         .route("/v1/recordings/{id}/pause", action(Action::Pause))
         .route("/v1/recordings/{id}/resume", action(Action::Resume))
         .route("/v1/recordings/{id}/stop", action(Action::Stop))

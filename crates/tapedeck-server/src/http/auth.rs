@@ -136,6 +136,8 @@ pub fn query_token_allowed(path: &str) -> bool {
     };
     match rest.split_once('/').map(|(_, tail)| tail) {
         Some("media" | "thumbnail" | "strip" | "frames") => true,
+        // What a player or an <img> loads: HLS files, pictures.
+        Some(tail) if tail.starts_with("hls/") || tail.starts_with("images/") => true,
         // A room recording's track file: tracks/{track}/media.
         Some(tail) => tail
             .strip_prefix("tracks/")

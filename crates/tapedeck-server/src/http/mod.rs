@@ -16,6 +16,7 @@ pub mod jwks;
 pub mod library;
 pub mod oidc;
 pub mod openapi;
+pub mod outputs;
 pub mod recordings;
 pub mod rooms;
 pub mod secret;

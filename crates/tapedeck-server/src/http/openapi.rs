@@ -180,9 +180,26 @@ fn create_properties() -> Value {
         "cfr": {"type": "boolean", "default": true},
         "max_duration_s": {"type": "integer", "minimum": 1, "maximum": u32::MAX, "description": "capped at limits.max_duration_s"},
         "title": {"type": "string", "maxLength": 200},
-        "metadata": {"type": "object", "description": "any JSON object of at most 16 KiB"}}),
+        "metadata": {"type": "object", "description": "any JSON object of at most 16 KiB"},
+        "outputs": {"type": "array", "maxItems": tapedeck_core::output::MAX_OUTPUTS, "items": {"$ref": "#/components/schemas/OutputSpec"},
+            "description": "live outputs: at most one hls and one images; a room recording takes hls, rtmp and srt only with layout grid"}}),
         &["format", "preset"],
     )
+}
+
+/// One output as asked for: its kind and fields.
+fn output_spec() -> Value {
+    let url = |what: &str| json!({"type": "string", "maxLength": tapedeck_core::output::MAX_URL_LEN, "description": what});
+    json!({"oneOf": [
+        {"type": "object", "required": ["kind"], "additionalProperties": false, "description": "CMAF segments and a playlist at /hls/index.m3u8: live while recording, VOD after",
+         "properties": {"kind": {"const": "hls"}, "segment_s": {"type": "integer", "minimum": 1, "maximum": 10, "default": tapedeck_core::output::DEFAULT_SEGMENT_S}}},
+        {"type": "object", "required": ["kind"], "additionalProperties": false, "description": "a JPEG every every_s seconds of recording time, listed at /images",
+         "properties": {"kind": {"const": "images"}, "every_s": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 10},
+                        "width": {"type": "integer", "minimum": 16, "maximum": 3840, "multipleOf": 2, "default": 640}}},
+        {"type": "object", "required": ["kind", "url"], "additionalProperties": false, "description": "the live encode pushed to an RTMP server",
+         "properties": {"kind": {"const": "rtmp"}, "url": url("rtmp:// or rtmps://; no user name or password; its address must pass outputs' network policy")}},
+        {"type": "object", "required": ["kind", "url"], "additionalProperties": false, "description": "the live encode pushed as MPEG-TS to an SRT listener",
+         "properties": {"kind": {"const": "srt"}, "url": url("srt://host:port; its address must pass outputs' network policy")}}]})
 }
 
 /// The document.
@@ -313,6 +330,11 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
         "Failure": {"type": "object", "required": ["code", "message"], "description": catalogue(Code::failures()),
             "properties": {"code": {"type": "string", "enum": codes(Code::failures())}, "message": {"type": "string"}}},
         "Status": {"type": "string", "enum": ["pending", "recording", "paused", "processing", "completed", "failed", "cancelled"]},
+        "OutputSpec": output_spec(),
+        "Output": {"allOf": [{"$ref": "#/components/schemas/OutputSpec"}, {"type": "object", "required": ["id", "state"], "properties": {
+            "id": {"type": "string", "pattern": "^o[0-9]+$"},
+            "state": {"type": "string", "enum": ["pending", "active", "retrying", "stopped", "completed", "failed"]},
+            "last_error": {"type": "string"}}}]},
         "CreateRecording": {"type": "object", "required": ["source"], "additionalProperties": false, "properties": create,
             "description": "Cross-field rules the schema does not say: a web source takes one of script, template or auto; `audio: true` needs realtime mode; page addresses must pass the network policy. They are 422 with the field named."},
         "RegenerateRecording": {"type": "object", "additionalProperties": false, "properties": regenerate},
@@ -341,6 +363,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "audio_codec": {"type": "string", "description": "absent without sound"}, "width": {"type": "integer"}, "height": {"type": "integer"},
                 "fps": {"type": "number"}, "frames": {"type": ["integer", "null"]}, "duration_s": {"type": "number"}, "sha256": {"type": "string"}}},
             "regenerated_from": {"$ref": "#/components/schemas/Id"},
+            "outputs": {"type": "array", "items": {"$ref": "#/components/schemas/Output"}},
             "node": {"type": "string", "description": "a cluster's node that holds it: its driver runs there (absent on a server alone)"},
             "queue_position": {"type": "integer", "minimum": 1, "description": "a pending web recording waiting for the server's capacity, or a camera accepted beyond the budget waiting, processing, for its encode: its place in the queue (1 is next)"},
             "tracks": {"type": "array", "description": "a room recording's track files; each at /v1/recordings/{id}/tracks/{track}/media",
@@ -444,8 +467,11 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "/v1/recordings/{id}/regenerate": {"post": op("Record the same web page again as a new recording (regenerated_from links it); the body is a create request whose fields replace the original's, `source` fields merged into the original source; 409 for a recording that is not a web recording", "recordings",
                 json_ok("201", "created", recording()), &[400, 403, 404, 409, 422, 429], json!({"parameters": id,
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RegenerateRecording"}}}}}))},
-            "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment; 409 until completed", "media", media_ok.clone(), &[400, 404, 409, 416],
-                json!({"parameters": download_params(json!([{"name": "download", "in": "query", "schema": {"type": "string"}}, range[0]])),
+            "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment; 409 until completed. With start and/or duration: that time range as an MP4, cut at the keyframe before start without re-encoding and trimmed exactly by an edit list; a recording in progress is cut from its HLS segments (it needs an hls output; 409 otherwise)", "media", media_ok.clone(), &[400, 404, 409, 416],
+                json!({"parameters": download_params(json!([{"name": "download", "in": "query", "schema": {"type": "string"}},
+                    {"name": "start", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "seconds from the recording's start (default 0); past the end (or the live edge) is 400"},
+                    {"name": "duration", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": crate::engine::outputs::clip::MAX_DURATION_S}, "description": "seconds (default: to the end)"},
+                    range[0]])),
                        "responses": partial(MEDIA_TYPES)}))},
             "/v1/recordings/{id}/tracks/{track}/media": {"get": op("One track file of a room recording, as it arrived; HTTP Range supported; 409 until completed", "media",
                 typed_ok("200", "the track (WebM)", &["video/webm", "audio/webm"]), &[400, 404, 409, 416],
@@ -453,6 +479,18 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                        "responses": partial(&["video/webm", "audio/webm"])}))},
             "/v1/recordings/{id}/thumbnail": {"get": op("Poster JPEG (frame at 25%); 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
             "/v1/recordings/{id}/strip": {"get": op("Strip of small thumbnails; 409 until completed", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416], json!({"parameters": download_params(range.clone()), "responses": partial(&["image/jpeg"])}))},
+            "/v1/recordings/{id}/hls/{name}": {"get": op("A recording's HLS (an hls output): index.m3u8 (an event playlist growing while it records, then VOD; a ?token= given is carried into every URI it lists), init.mp4 and the sNNNNN.m4s segments; 404 without an hls output, 409 for a recording that failed or was cancelled", "media",
+                typed_ok("200", "the playlist or a segment", &["application/vnd.apple.mpegurl", "video/mp4", "video/iso.segment"]), &[400, 404, 409, 416],
+                json!({"parameters": download_params(json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^(index\\.m3u8|init\\.mp4|s[0-9]{5,9}\\.m4s)$"}}, range[0]])),
+                       "responses": partial(&["video/mp4", "video/iso.segment"])}))},
+            "/v1/recordings/{id}/images": {"get": op("The pictures of an images output so far (while it records too), each with its time", "media",
+                json_ok("200", "the pictures", json!({"type": "object", "required": ["every_s", "images"], "properties": {"every_s": {"type": "integer"},
+                    "images": {"type": "array", "items": {"type": "object", "required": ["name", "at_s", "url"], "properties": {
+                        "name": {"type": "string"}, "at_s": {"type": "integer"}, "url": {"type": "string"}}}}}})),
+                &[400, 404, 409], json!({"parameters": id}))},
+            "/v1/recordings/{id}/images/{name}": {"get": op("One picture of an images output (JPEG)", "media", typed_ok("200", "JPEG", &["image/jpeg"]), &[400, 404, 409, 416],
+                json!({"parameters": download_params(json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9]{5,9}\\.jpg$"}}, range[0]])),
+                       "responses": partial(&["image/jpeg"])}))},
             "/v1/recordings/{id}/frames": {"get": op("WebSocket: binary messages are JPEG/PNG/WebP frames; text {\"pts_ms\": N} sets the next frame's timestamp; text {\"pts_ms\": N, \"image\": \"data:image/jpeg;base64,...\"} or a bare data:image/... URL is a frame as canvas.toDataURL gives it; the server sends progress JSON. 400 not_websocket without an upgrade; 409 when the recording takes no frames", "sources",
                 ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 404, 409], json!({"parameters": id}))},
             "/v1/events": {"get": op("WebSocket of the caller's recording events; 400 not_websocket without an upgrade; 429 too_many_sockets past limits.max_event_sockets_per_user open at once", "events", ("101", json!({"description": "switching to the WebSocket protocol"})), &[400, 429], json!({}))},

@@ -220,7 +220,7 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn stream_object(
+pub(crate) async fn stream_object(
     s: &AppState,
     key: &str,
     mime: &str,
@@ -296,6 +296,10 @@ pub async fn media(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rec = load(&s, &p, &id).await?;
+    if q.contains_key("start") || q.contains_key("duration") {
+        // A time range, cut without re-encoding (live ones too).
+        return crate::http::outputs::range(&s, &rec, &q).await;
+    }
     ensure_completed(&rec)?;
     let name = q.contains_key("download").then(|| rec.download_name());
     stream_object(&s, &rec.media_key(), rec.format.mime(), &headers, name).await

@@ -98,6 +98,20 @@ pub async fn shared_script() -> Response {
     asset(JS, include_str!("../../assets/shared.js"))
 }
 
+/// `GET /vendor/hls.js`: hls.js 1.7.4 (light build, from npm; see
+/// `assets/vendor/README.md`), which plays a recording's HLS where the
+/// browser does not.
+pub async fn hls_script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, JS),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../assets/vendor/hls.light.min.js"),
+    )
+        .into_response()
+}
+
 /// `GET /words.js`: every word the pages show about the server's state.
 pub async fn words_script() -> Response {
     asset(JS, WORDS)

@@ -155,6 +155,20 @@ impl Server {
         (s, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of `GET path` (a path on the server, or a whole URL), as
+    /// `token` when given.
+    pub async fn bytes(&self, token: Option<&str>, path: &str) -> Vec<u8> {
+        let url = match path.starts_with("http") {
+            true => path.to_string(),
+            false => format!("{}{path}", self.base),
+        };
+        let mut req = self.client().get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap().bytes().await.unwrap().to_vec()
+    }
+
     /// `DELETE path` as `token`; the status.
     pub async fn delete(&self, token: &str, path: &str) -> u16 {
         self.client()

@@ -90,6 +90,7 @@ pub fn spec_under_load(
         crf: config.encoder.crf,
         skip_held: config.encoder.skip_held,
         threads: busy.then_some(1),
+        live: Default::default(),
     }
 }
 
@@ -215,7 +216,12 @@ impl EncodingRun {
         let (queue, rx) = flume::bounded(services.config.encoder.queue_frames);
         let (started_tx, started_rx) = oneshot::channel();
         let cancelled = Arc::new(AtomicBool::new(false));
-        let spec = encode_spec(services, rec);
+        let mut spec = encode_spec(services, rec);
+        // The live outputs come from the one live encode of the whole
+        // recording: not a deferred camera's, nor one range of several.
+        if !deferred && work == services.work_dir(rec.id) {
+            spec.live = crate::engine::outputs::live_spec(rec);
+        }
         let wiring = Wiring {
             meter,
             events,

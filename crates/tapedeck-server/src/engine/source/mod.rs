@@ -372,6 +372,18 @@ pub async fn authorize(
     p: &crate::engine::principal::Principal,
     v: &mut tapedeck_core::request::ValidCreate,
 ) -> Result<(), Problem> {
+    for (i, o) in v.outputs.iter().enumerate() {
+        if let Some(url) = o.stream_url() {
+            crate::engine::outputs::check_address(&services.config, url)
+                .await
+                .map_err(|message| {
+                    Problem::from(tapedeck_core::output::InvalidOutput {
+                        field: format!("outputs[{i}].url"),
+                        message,
+                    })
+                })?;
+        }
+    }
     kind(v.source.kind()).authorize(services, p, v).await
 }
 
@@ -413,6 +425,12 @@ pub fn new_recording(
         queue_position: None,
         tracks: vec![],
         speakers: vec![],
+        outputs: v
+            .outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| tapedeck_core::output::Output::new(format!("o{}", i + 1), spec))
+            .collect(),
         node,
     }
 }

@@ -123,6 +123,7 @@ pub async fn url(
         && matches!(s.blobs.kind(), "s3" | "local"))
     .then(|| MultipartSpec::plan(r.size, cfg.part_size_bytes));
     let v = ValidCreate {
+        outputs: vec![],
         source: SourceSpec::Upload(Spec {
             filename: r.filename.clone(),
             filetype: r.content_type.clone(),

@@ -202,6 +202,7 @@ async fn create_inner(
     let video = VideoSettings::resolve(preset, Overrides::default())
         .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?;
     let v = ValidCreate {
+        outputs: vec![],
         source: SourceSpec::Upload(Spec {
             filename: meta.filename.clone(),
             filetype: meta.filetype.clone(),

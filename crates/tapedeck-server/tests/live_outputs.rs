@@ -1,0 +1,297 @@
+//! Live outputs end to end: a frames recording with HLS and pictures
+//! played while it records by hls.js (served by the binary) in Debian's
+//! Chromium, its barcode read from the player's picture; the VOD playlist
+//! read by ffprobe after; pictures listed and fetched; time ranges cut
+//! without re-encoding, live and completed, their first picture the one
+//! asked for; bad outputs refused.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::pages::{LiveScript, page_script};
+use support::*;
+use tapedeck_testkit::barcode;
+
+const FPS: u32 = 10;
+const W: u32 = 640;
+const H: u32 = 360;
+
+/// Frame `i`: its barcode (clock = its time in µs, counter = i) on a
+/// colour that changes each second.
+fn frame(i: u32) -> Vec<u8> {
+    let shade = [[200, 40, 40], [40, 160, 60], [40, 60, 200]][(i / FPS % 3) as usize];
+    let rgb = barcode::picture(W, H, i * 1_000_000 / FPS, i as u16, shade);
+    let img = image::RgbImage::from_raw(W, H, rgb).unwrap();
+    let mut out = std::io::Cursor::new(vec![]);
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap();
+    out.into_inner()
+}
+
+/// ffprobe's frame count and duration of `url` (a file or a URL).
+fn probe(url: &str) -> (u64, f64) {
+    let d = tapedeck_testkit::decode_count(url);
+    (d.frames, d.duration_s)
+}
+
+/// Fetches a range of `id` into a file: its frame count, duration, and
+/// the counter of its first picture.
+async fn range(
+    s: &Server,
+    key: &str,
+    id: &str,
+    q: &str,
+    dir: &std::path::Path,
+) -> (u64, f64, Option<u16>) {
+    let r = s
+        .client()
+        .get(format!("{}/v1/recordings/{id}/media?{q}", s.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "{q}: {}",
+        r.text().await.unwrap_or_default()
+    );
+    assert_eq!(header(&r, "content-type"), "video/mp4");
+    let path = dir.join(format!("range-{}.mp4", q.replace(['=', '&', '.'], "_")));
+    std::fs::write(&path, r.bytes().await.unwrap()).unwrap();
+    let (frames, duration) = probe(&path.display().to_string());
+    let marks = barcode::decode_video(std::path::Path::new("ffmpeg"), &path, FPS).unwrap();
+    (
+        frames,
+        duration,
+        marks.first().copied().flatten().map(|m| m.counter),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_frames_recording_plays_in_hls_js_and_is_kept_as_vod() {
+    let s = start(|_| {}).await;
+    let key = s.key("ann", false).await;
+    let rec = s
+        .create(
+            &key,
+            json!({"source": {"kind": "frames"}, "width": W, "height": H, "fps": FPS,
+                   "outputs": [{"kind": "hls", "segment_s": 1}, {"kind": "images", "every_s": 2, "width": 320}]}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    assert_eq!(rec["outputs"][0]["id"], "o1", "{rec}");
+    assert_eq!(rec["outputs"][0]["state"], "pending", "{rec}");
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &key)).await;
+    // Frames in real time: the playlist grows as they come.
+    let total = 32 * FPS;
+    let pusher = tokio::spawn(async move {
+        let start = std::time::Instant::now();
+        for i in 0..total {
+            let due = std::time::Duration::from_millis(u64::from(i) * 1000 / u64::from(FPS));
+            tokio::time::sleep(due.saturating_sub(start.elapsed())).await;
+            send_frame(
+                &mut ws,
+                Some(f64::from(i) * 1000.0 / f64::from(FPS)),
+                frame(i),
+            )
+            .await;
+        }
+        progress_until(&mut ws, |v| v["frames_received"] == total).await;
+    });
+
+    // hls.js plays it while it records.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (_, live) = s.get(&key, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(live["status"], "recording", "{live}");
+    assert_eq!(live["outputs"][0]["state"], "active", "{live}");
+    let player = LiveScript::start(
+        "hls_live.mjs",
+        vec![s.base.clone(), id.clone(), key.clone(), "14".into()],
+    );
+
+    // A range of the recording while it records, from its segments.
+    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (frames, duration, first) = range(&s, &key, &id, "start=3&duration=2", dir.path()).await;
+    assert_eq!(first, Some(30), "the live range's first picture is at 3 s");
+    assert_eq!(frames, 20, "2 s at {FPS} fps");
+    assert!((duration - 2.0).abs() < 0.05, "{duration}");
+
+    let readings = player.finish().await;
+    assert_eq!(readings["errors"], json!([]), "{readings}");
+    // The web page: "Watch live" in the list opens the watch page, which
+    // plays it (hls.js there too).
+    let page = page_script(
+        "watch_live.mjs",
+        vec![s.base.clone(), key.clone(), id.clone(), "4".into()],
+    )
+    .await;
+    assert_eq!(page["pageErrors"], json!([]), "{page}");
+    let seen: Vec<u64> = page["counters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert!(seen.len() >= 4 && seen.last() > seen.first(), "{page}");
+    let (_, now) = s.get(&key, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(now["status"], "recording", "the page played it live: {now}");
+    pusher.await.unwrap();
+    s.post(&key, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&key, &id, "completed").await;
+    assert_eq!(done["outputs"][0]["state"], "completed", "{done}");
+    assert_eq!(done["outputs"][1]["state"], "completed", "{done}");
+    let frames_total = done["media"]["frames"].as_u64().unwrap();
+    let duration_s = done["duration_s"].as_f64().unwrap();
+
+    // The VOD playlist: every picture of the file.
+    let url = format!("{}/v1/recordings/{id}/hls/index.m3u8?token={key}", s.base);
+    let text = String::from_utf8(s.bytes(None, &url).await).unwrap();
+    assert!(
+        text.contains("#EXT-X-PLAYLIST-TYPE:VOD") && text.contains("#EXT-X-ENDLIST"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("s00000.m4s?token={key}")), "{text}");
+    let (vod_frames, vod_duration) = probe(&url);
+    assert_eq!(vod_frames, frames_total, "{text}");
+    assert!(
+        (vod_duration - duration_s).abs() < 0.1,
+        "{vod_duration} vs {duration_s}"
+    );
+
+    // Pictures every 2 s, 320 wide.
+    let (st, images) = s.get(&key, &format!("/v1/recordings/{id}/images")).await;
+    assert_eq!(st, 200, "{images}");
+    let list = images["images"].as_array().unwrap();
+    assert_eq!(list.len(), (duration_s / 2.0).ceil() as usize, "{images}");
+    assert_eq!(list[1]["at_s"], 2);
+    let jpeg = s.bytes(Some(&key), list[1]["url"].as_str().unwrap()).await;
+    let img = image::load_from_memory(&jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), (320, 180));
+
+    // A range of the completed file: exact, not re-encoded.
+    let (frames, duration, first) = range(&s, &key, &id, "start=2.5&duration=3", dir.path()).await;
+    assert_eq!(first, Some(25), "the range's first picture is at 2.5 s");
+    assert_eq!(frames, 30);
+    assert!((duration - 3.0).abs() < 0.05, "{duration}");
+
+    // What the player showed while it recorded: barcodes that move on,
+    // never more than two segments (and one of slack) behind the edge.
+    let mut counters = vec![];
+    let mut behind = vec![];
+    let lines = readings["lines"].as_array().cloned().unwrap_or_default();
+    for r in &lines {
+        if let Some(c) = r["counter"].as_u64() {
+            counters.push(c);
+            if let (Some(e), Some(cur)) = (r["edge"].as_f64(), r["current"].as_f64()) {
+                behind.push(e - cur);
+            }
+        }
+    }
+    assert!(counters.len() >= 10, "{readings}");
+    assert!(counters.windows(2).all(|w| w[1] >= w[0]), "{counters:?}");
+    assert!(counters.last() > counters.first(), "{counters:?}");
+    behind.sort_by(f64::total_cmp);
+    let median = behind[behind.len() / 2];
+    eprintln!(
+        "hls.js: {} pictures read, from {:?} to {:?}; median {median:.2} s behind the live edge",
+        counters.len(),
+        counters.first(),
+        counters.last()
+    );
+    assert!(
+        median <= 3.0,
+        "median {median} s behind the live edge: {behind:?}"
+    );
+
+    // Other users, bad names and bad ranges.
+    let bob = s.key("bob", false).await;
+    let (st, _) = s
+        .get(&bob, &format!("/v1/recordings/{id}/hls/index.m3u8"))
+        .await;
+    assert_eq!(st, 404);
+    let (st, _) = s.get(&bob, &format!("/v1/recordings/{id}/images")).await;
+    assert_eq!(st, 404);
+    for bad in ["hls/..%2Findex.m3u8", "hls/x.m4s", "images/..%2F00001.jpg"] {
+        let (st, e) = s.get(&key, &format!("/v1/recordings/{id}/{bad}")).await;
+        assert_eq!(
+            (st, &e["error"]["code"]),
+            (404, &json!("not_found")),
+            "{bad}: {e}"
+        );
+    }
+    for bad in ["start=-1", "start=abc", "start=1&duration=0", "start=9999"] {
+        let (st, e) = s
+            .get(&key, &format!("/v1/recordings/{id}/media?{bad}"))
+            .await;
+        assert_eq!(
+            (st, &e["error"]["code"]),
+            (400, &json!("invalid_query")),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_outputs_are_refused_with_a_code() {
+    let s = start(|_| {}).await;
+    let key = s.key("ann", false).await;
+    let many: Vec<Value> = (0..10_000)
+        .map(|i| json!({"kind": "rtmp", "url": format!("rtmp://live.example.org/a/{i}")}))
+        .collect();
+    for (outputs, field) in [
+        (
+            json!([{"kind": "rtmp", "url": "file:///etc/passwd"}]),
+            "outputs[0].url",
+        ),
+        (
+            json!([{"kind": "srt", "url": "srt://example.org"}]),
+            "outputs[0].url",
+        ),
+        (
+            json!([{"kind": "rtmp", "url": "rtmp://127.0.0.1/live/k"}]),
+            "outputs[0].url",
+        ),
+        (
+            json!([{"kind": "srt", "url": "srt://[::1]:9000"}]),
+            "outputs[0].url",
+        ),
+        (
+            json!([{"kind": "rtmp", "url": "rtmp://localhost/live/k"}]),
+            "outputs[0].url",
+        ),
+        (json!([{"kind": "hls"}, {"kind": "hls"}]), "outputs[1].kind"),
+        (
+            json!([{"kind": "images", "every_s": 0}]),
+            "outputs[0].every_s",
+        ),
+        (Value::Array(many), "outputs"),
+    ] {
+        let (st, e) = s
+            .post(
+                &key,
+                "/v1/recordings",
+                json!({"source": {"kind": "frames"}, "outputs": outputs}),
+            )
+            .await;
+        assert_eq!(
+            (st, &e["error"]["code"]),
+            (422, &json!("invalid_output")),
+            "{e}"
+        );
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(field),
+            "{e}"
+        );
+    }
+    // A recording without the output has none of its files.
+    let rec = s.create(&key, json!({"source": {"kind": "frames"}})).await;
+    let id = rec["id"].as_str().unwrap();
+    let (st, _) = s
+        .get(&key, &format!("/v1/recordings/{id}/hls/index.m3u8"))
+        .await;
+    assert_eq!(st, 404);
+}
