@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tapedeck needs on Debian, only what is missing.
 #   scripts/setup.sh          ffmpeg and chromium-headless-shell (to run the server), cmake and nasm (to build it)
-#   scripts/setup.sh --test   also Chromium, PostgreSQL, HAProxy, Node.js, openssl, nftables, coturn, s3s-fs, ffmpeg 7.0/8.0 static
+#   scripts/setup.sh --test   also Chromium, PostgreSQL, HAProxy, nginx with RTMP, Node.js, openssl, nftables, coturn, s3s-fs, ffmpeg 7.0/8.0 static
 #                             builds, schemathesis, gcp-storage-emulator, and the e2e packages (Playwright,
 #                             tus-js-client, Azurite) (to run the tests)
 set -euo pipefail
@@ -33,6 +33,8 @@ if [ $want_test = 1 ]; then
   command -v turnserver >/dev/null || pkgs+=(coturn)
   # The load balancer in front of a cluster's nodes (tests/cluster_lb.rs).
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
+  # An RTMP server for the stream outputs' tests (not started as a service by them).
+  [ -f /usr/lib/nginx/modules/ngx_rtmp_module.so ] || pkgs+=(nginx-core libnginx-mod-rtmp)
   command -v python3 >/dev/null || pkgs+=(python3 python3-pip)
   python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 fi

@@ -3,11 +3,13 @@
 // 250 ms: one JSON line per reading ({counter, current, edge}), then
 // {"done": true, ...} after SECONDS.
 //
-// node hls_live.mjs BASE ID TOKEN SECONDS
+// node hls_live.mjs BASE ID TOKEN SECONDS [PLAYLIST_URL]
+// (bench/outputs_bench.py gives another server's playlist, and reads each
+// line's `at`, the reader's clock when it read the picture.)
 import { chromium } from 'playwright-core';
 import { readVideoBarcode } from './barcode.mjs';
 
-const [base, id, token, seconds] = process.argv.slice(2);
+const [base, id, token, seconds, other] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/lib/chromium/chromium',
   headless: true,
@@ -22,7 +24,7 @@ try {
   await page.route(`${base}/hls-player-test`, (r) => r.fulfill({ body: html, contentType: 'text/html' }));
   await page.goto(`${base}/hls-player-test`);
   await page.waitForFunction(() => typeof window.Hls === 'function');
-  const src = `${base}/v1/recordings/${id}/hls/index.m3u8?token=${encodeURIComponent(token)}`;
+  const src = other || `${base}/v1/recordings/${id}/hls/index.m3u8?token=${encodeURIComponent(token)}`;
   const supported = await page.evaluate((src) => {
     const v = document.getElementById('v');
     if (!window.Hls.isSupported()) return false;
@@ -45,7 +47,7 @@ try {
       const edge = window.hls.levels?.[window.hls.currentLevel]?.details?.edge ?? null;
       // eslint-disable-next-line no-new-func
       const counter = new Function(`return (${read})`)()('v');
-      return { counter, current: v.currentTime, edge, width: v.videoWidth };
+      return { counter, current: v.currentTime, edge, width: v.videoWidth, at: Date.now() };
     }, readVideoBarcode.toString());
     lines.push(r);
     console.log(JSON.stringify(r));

@@ -207,6 +207,15 @@ impl AsyncRunning {
         Some(status)
     }
 
+    /// Waits for it to exit (a failure is counted).
+    pub async fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.child.wait().await?;
+        if !status.success() {
+            count(self.label, |s| s.failed += 1);
+        }
+        Ok(status)
+    }
+
     /// Kills it and waits up to `timeout` for it to be gone.
     pub async fn kill(&mut self, timeout: Duration) {
         let _ = self.child.start_kill();

@@ -295,3 +295,177 @@ async fn bad_outputs_are_refused_with_a_code() {
         .await;
     assert_eq!(st, 404);
 }
+
+/// Polls `id` until output `oid` is in `state`; the recording then.
+async fn output_state(s: &Server, key: &str, id: &str, oid: &str, state: &str) -> Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        let (_, rec) = s.get(key, &format!("/v1/recordings/{id}")).await;
+        let outs = rec["outputs"].as_array().cloned().unwrap_or_default();
+        if outs.iter().any(|o| o["id"] == oid && o["state"] == state) {
+            return rec;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{oid} never {state}: {}",
+            rec["outputs"]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_go_out_over_rtmp_and_srt_added_removed_and_retried() {
+    use tapedeck_testkit::receivers::{NginxRtmp, SrtListener};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nginx")).unwrap();
+    let mut nginx = NginxRtmp::start(&dir.path().join("nginx"));
+    let mut srt = SrtListener::start(&dir.path().join("srt.ts"));
+    let allowed = vec![
+        format!("127.0.0.1:{}", nginx.port),
+        format!("127.0.0.1:{}", srt.port),
+    ];
+    let s = start(move |c| c.outputs.allowed_hosts = allowed).await;
+    let key = s.key("ann", false).await;
+    // Another loopback port is still refused.
+    let (st, e) = s
+        .post(
+            &key,
+            "/v1/recordings",
+            json!({"source": {"kind": "frames"}, "outputs": [{"kind": "rtmp", "url": "rtmp://127.0.0.1:1/live/x"}]}),
+        )
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (422, &json!("invalid_output")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("outputs.allow_private_networks"),
+        "{e}"
+    );
+
+    let rec = s
+        .create(
+            &key,
+            json!({"source": {"kind": "frames"}, "width": W, "height": H, "fps": FPS,
+                   "outputs": [{"kind": "rtmp", "url": nginx.url("cam")}]}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &key)).await;
+    let total = 40 * FPS;
+    let pusher = tokio::spawn(async move {
+        let start = std::time::Instant::now();
+        for i in 0..total {
+            let due = std::time::Duration::from_millis(u64::from(i) * 1000 / u64::from(FPS));
+            tokio::time::sleep(due.saturating_sub(start.elapsed())).await;
+            send_frame(
+                &mut ws,
+                Some(f64::from(i) * 1000.0 / f64::from(FPS)),
+                frame(i),
+            )
+            .await;
+        }
+        progress_until(&mut ws, |v| v["frames_received"] == total).await;
+    });
+    output_state(&s, &key, &id, "o1", "active").await;
+
+    // An SRT output added while it records, then removed.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let path = format!("/v1/recordings/{id}/outputs");
+    let (st, o2) = s
+        .post(&key, &path, json!({"kind": "srt", "url": srt.url()}))
+        .await;
+    assert_eq!((st, &o2["id"]), (201, &json!("o2")), "{o2}");
+    output_state(&s, &key, &id, "o2", "active").await;
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert_eq!(s.delete(&key, &format!("{path}/o2")).await, 204);
+    output_state(&s, &key, &id, "o2", "stopped").await;
+    assert!(
+        srt.ended(std::time::Duration::from_secs(15)),
+        "the SRT listener saw its caller go"
+    );
+    let got = tapedeck_testkit::decode_count(&srt.file.display().to_string());
+    assert_eq!(got.codec, "h264", "{got:?}");
+    assert!(got.frames >= 2 * u64::from(FPS), "{got:?}");
+    let marks = barcode::decode_video(std::path::Path::new("ffmpeg"), &srt.file, FPS).unwrap();
+    assert!(
+        marks.iter().flatten().count() as u64 >= 2 * u64::from(FPS),
+        "barcodes over SRT"
+    );
+
+    // The RTMP server killed mid-stream: retried with backoff, then
+    // pushing again once it is back; the recording goes on.
+    nginx.kill();
+    let retrying = output_state(&s, &key, &id, "o1", "retrying").await;
+    let o1 = &retrying["outputs"][0];
+    assert!(
+        o1["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{o1}"
+    );
+    assert_eq!(retrying["status"], "recording");
+    nginx.restart();
+    output_state(&s, &key, &id, "o1", "active").await;
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+
+    // Checks of adding and removing.
+    let (st, e) = s
+        .post(
+            &key,
+            &path,
+            json!({"kind": "rtmp", "url": "file:///etc/passwd"}),
+        )
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (422, &json!("invalid_output")),
+        "{e}"
+    );
+    let (st, e) = s.post(&key, &path, json!({"kind": "hls"})).await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (409, &json!("invalid_transition")),
+        "{e}"
+    );
+    assert_eq!(s.delete(&key, &format!("{path}/o9")).await, 404);
+    let bob = s.key("bob", false).await;
+    let (st, _) = s
+        .post(&bob, &path, json!({"kind": "srt", "url": srt.url()}))
+        .await;
+    assert_eq!(st, 404);
+
+    pusher.await.unwrap();
+    s.post(&key, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&key, &id, "completed").await;
+    assert_eq!(done["media"]["frames"], json!(total), "{done}");
+    assert_eq!(done["outputs"][0]["state"], "stopped", "{done}");
+    let (st, e) = s
+        .post(&key, &path, json!({"kind": "srt", "url": srt.url()}))
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (409, &json!("invalid_transition")),
+        "{e}"
+    );
+
+    // What nginx recorded: a file before the kill and one after, H.264,
+    // the barcodes moving on in the last.
+    nginx.kill();
+    let files = nginx.recorded();
+    assert!(files.len() >= 2, "{files:?}");
+    for f in &files {
+        let got = tapedeck_testkit::decode_count(&f.display().to_string());
+        assert_eq!(got.codec, "h264", "{f:?}: {got:?}");
+        assert!(got.frames > u64::from(FPS), "{f:?}: {got:?}");
+    }
+    let last =
+        barcode::decode_video(std::path::Path::new("ffmpeg"), files.last().unwrap(), FPS).unwrap();
+    let counters: Vec<u16> = last.iter().flatten().map(|m| m.counter).collect();
+    assert!(counters.len() as u64 > u64::from(FPS), "{counters:?}");
+    assert!(counters.windows(2).all(|w| w[1] >= w[0]), "{counters:?}");
+}

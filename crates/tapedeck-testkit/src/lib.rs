@@ -11,6 +11,7 @@ pub mod clouds;
 pub use clouds::{Azure, Gcs, azure, gcs};
 pub mod loadgen;
 pub mod media;
+pub mod receivers;
 mod s3;
 pub use s3::{S3, StoppableS3, s3};
 

@@ -229,6 +229,66 @@ pub fn hls_remux_args(fps: u32, segment_s: u32) -> Vec<String> {
     a
 }
 
+/// How a stream output is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// FLV over RTMP(S).
+    Rtmp,
+    /// MPEG-TS over SRT (as a caller).
+    Srt,
+}
+
+/// ffmpeg's arguments that push the live HLS `playlist` (an event
+/// playlist the live encode grows) to `url` by stream copy, from its
+/// newest segment on, at its own pace, until the playlist ends.
+pub fn push_args(playlist: &Path, url: &str, kind: StreamKind) -> Vec<String> {
+    let mut a = strings(&[
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-re",
+        "-live_start_index",
+        "-1",
+        "-i",
+    ]);
+    a.push(playlist.display().to_string());
+    a.extend(strings(&["-map", "0:v", "-map", "0:a?", "-c", "copy"]));
+    match kind {
+        StreamKind::Rtmp => a.extend(strings(&[
+            "-flvflags",
+            "no_duration_filesize",
+            "-rw_timeout",
+            "10000000",
+            "-f",
+            "flv",
+        ])),
+        StreamKind::Srt => a.extend(strings(&["-f", "mpegts"])),
+    }
+    a.push(match kind {
+        // A caller, 1316-byte packets (seven TS packets), 5 s to connect.
+        StreamKind::Srt => srt_caller(url),
+        StreamKind::Rtmp => url.to_string(),
+    });
+    a
+}
+
+/// `url` with the SRT options a push needs, unless it sets them itself.
+fn srt_caller(url: &str) -> String {
+    let mut u = url.to_string();
+    for (k, v) in [
+        ("mode", "caller"),
+        ("pkt_size", "1316"),
+        ("connect_timeout", "5000"),
+    ] {
+        if !u.contains(&format!("{k}=")) {
+            u.push(if u.contains('?') { '&' } else { '?' });
+            u.push_str(&format!("{k}={v}"));
+        }
+    }
+    u
+}
+
 /// Makes the folders the outputs write into, in `work`.
 pub fn prepare(work: &Path, live: &LiveSpec) -> std::io::Result<()> {
     if live.hls_segment_s.is_some() {

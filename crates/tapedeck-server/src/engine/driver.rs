@@ -12,6 +12,7 @@ use tapedeck_core::lifecycle::{Input, Lifecycle, Limits, OnIdle, Output};
 use tapedeck_core::recording::{Action, Recording, Status};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::engine::outputs;
 use crate::engine::processing;
 use crate::engine::services::Services;
 use crate::engine::source::{Meter, Source, SourceEvent};
@@ -28,6 +29,11 @@ pub enum Command {
     /// cut off or stalled past `node_timeout_s`): let go of it, writing
     /// nothing.
     Fence,
+    /// Add or remove a stream output; the reply is the output.
+    Output(
+        outputs::stream::Command,
+        oneshot::Sender<Result<tapedeck_core::output::Output, Problem>>,
+    ),
 }
 
 /// How often limits are looked at.
@@ -47,6 +53,8 @@ pub struct Driver {
     finalize_due: bool,
     /// Held by another node now: nothing more is written or sent.
     fenced: bool,
+    /// Its stream outputs' tasks.
+    streams: outputs::stream::Streams,
 }
 
 /// The limits of `rec` under `services`' configuration.
@@ -87,6 +95,7 @@ impl Driver {
             status,
             finalize_due: false,
             fenced: false,
+            streams: Default::default(),
         }
     }
 
@@ -145,8 +154,14 @@ impl Driver {
                     // Nothing is waiting to be stored outside a finalize.
                     Some(Command::RetryNow) => {}
                     Some(Command::Fence) => self.let_go(),
+                    Some(Command::Output(c, reply)) => self.output(c, reply).await,
                     None => break,
                 },
+                r = self.streams.next() => {
+                    if outputs::stream::apply(self.lc.recording_mut(), r) {
+                        let _ = self.save().await;
+                    }
+                }
                 ev = self.events.recv(), if events_open => match ev {
                     Some(SourceEvent::Started(reply)) => {
                         let _ = self.feed(Input::Started).await;
@@ -265,10 +280,25 @@ impl Driver {
                         self.let_go();
                         return None;
                     }
+                    Some(Command::Output(c, reply)) => self.output(c, reply).await,
                     None => return None,
                 },
             }
         }
+    }
+
+    /// Adds or removes an output; saved when it changed.
+    async fn output(
+        &mut self,
+        c: outputs::stream::Command,
+        reply: oneshot::Sender<Result<tapedeck_core::output::Output, Problem>>,
+    ) {
+        let s = self.services.clone();
+        let r = outputs::stream::command(&s, &mut self.streams, self.lc.recording_mut(), c).await;
+        if r.is_ok() {
+            let _ = self.save().await;
+        }
+        let _ = reply.send(r);
     }
 
     /// Feeds one input and carries out the outputs, in order.
@@ -287,7 +317,9 @@ impl Driver {
                     if self.lc.status() == tapedeck_core::Status::Recording
                         && self.lc.recording().source.traits().own_encode
                     {
-                        crate::engine::outputs::started(self.lc.recording_mut());
+                        outputs::started(self.lc.recording_mut());
+                        let s = self.services.clone();
+                        self.streams.start(&s, self.lc.recording());
                     }
                     if self.source.is_some() {
                         // Live numbers until the sink has finished; processing sets the final ones.
@@ -461,6 +493,8 @@ impl Driver {
                         self.let_go();
                         return;
                     }
+                    // Refused: it is being stored, not recorded.
+                    Some(Command::Output(c, reply)) => self.output(c, reply).await,
                     Some(Command::RetryNow) | None => return,
                 },
             }
@@ -496,6 +530,8 @@ impl Driver {
         if let Some(s) = self.source.take() {
             s.abort().await;
         }
+        // Streams push the playlist's end, then stop.
+        self.streams.finish(Duration::from_secs(10)).await;
         if self.fenced {
             // Its files here are not the recording's any more.
             let id = self.lc.recording().id;

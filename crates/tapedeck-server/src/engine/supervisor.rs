@@ -479,6 +479,29 @@ impl Supervisor {
         }
     }
 
+    /// Adds or removes a stream output of `rec` while it records.
+    pub async fn output(
+        &self,
+        rec: &Recording,
+        cmd: crate::engine::outputs::stream::Command,
+    ) -> Result<tapedeck_core::output::Output, Problem> {
+        let Some(h) = self.handle(rec.id) else {
+            return Err(Problem::new(
+                Code::InvalidTransition,
+                format!(
+                    "the recording is {}; outputs change only while it records",
+                    rec.status.as_str()
+                ),
+            ));
+        };
+        let (tx, rx) = oneshot::channel();
+        h.cmd
+            .send(Command::Output(cmd, tx))
+            .await
+            .map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
     /// Tells the driver of `id` to store its finished file now, if it is
     /// waiting out a storage retry; false if `id` has no driver.
     pub async fn retry_store(&self, id: RecordingId) -> bool {

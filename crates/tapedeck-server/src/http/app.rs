@@ -94,6 +94,14 @@ pub fn router(state: AppState) -> Router {
             get(crate::http::outputs::image_list),
         )
         .route(
+            "/v1/recordings/{id}/outputs",
+            post(crate::http::outputs::add),
+        )
+        .route(
+            "/v1/recordings/{id}/outputs/{oid}",
+            axum::routing::delete(crate::http::outputs::remove),
+        )
+        .route(
             "/v1/recordings/{id}/images/{name}",
             get(crate::http::outputs::image_file),
         )

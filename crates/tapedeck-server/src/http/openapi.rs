@@ -483,6 +483,12 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 typed_ok("200", "the playlist or a segment", &["application/vnd.apple.mpegurl", "video/mp4", "video/iso.segment"]), &[400, 404, 409, 416],
                 json!({"parameters": download_params(json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^(index\\.m3u8|init\\.mp4|s[0-9]{5,9}\\.m4s)$"}}, range[0]])),
                        "responses": partial(&["video/mp4", "video/iso.segment"])}))},
+            "/v1/recordings/{id}/outputs": {"post": op("Add a stream output (rtmp, srt) while the recording is pending or records; it starts pushing at once from the live HLS segments (the recording needs an hls or stream output from its creation: 409 not_ready otherwise). 409 invalid_transition for hls/images (given at creation) or a recording that ended; 422 invalid_output for a bad output", "recordings",
+                json_ok("201", "the output", json!({"$ref": "#/components/schemas/Output"})), &[400, 403, 404, 409, 422],
+                json!({"parameters": id, "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OutputSpec"}}}}}))},
+            "/v1/recordings/{id}/outputs/{oid}": {"delete": op("Remove a stream output while the recording records: its push stops, its state is stopped. 404 for no such output, 409 for hls/images or a recording that ended", "recordings",
+                ("204", json!({"description": "removed"})), &[400, 403, 404, 409],
+                json!({"parameters": download_params(json!([{"name": "oid", "in": "path", "required": true, "schema": {"type": "string"}}]))}))},
             "/v1/recordings/{id}/images": {"get": op("The pictures of an images output so far (while it records too), each with its time", "media",
                 json_ok("200", "the pictures", json!({"type": "object", "required": ["every_s", "images"], "properties": {"every_s": {"type": "integer"},
                     "images": {"type": "array", "items": {"type": "object", "required": ["name", "at_s", "url"], "properties": {

@@ -268,3 +268,34 @@ pub async fn range(
     }
     Ok(resp)
 }
+
+/// `POST /v1/recordings/{id}/outputs`: adds a stream output (rtmp, srt)
+/// while the recording records; 201 with the output.
+pub async fn add(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let rec = crate::http::access::load_to_control(&s, &p, &id).await?;
+    let value: serde_json::Value =
+        tapedeck_core::request::parse_json(&body).map_err(tapedeck_core::Problem::from)?;
+    let out = s
+        .supervisor
+        .output(&rec, crate::engine::outputs::stream::Command::Add(value))
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(out)).into_response())
+}
+
+/// `DELETE /v1/recordings/{id}/outputs/{oid}`: stops a stream output; 204.
+pub async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((id, oid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let rec = crate::http::access::load_to_control(&s, &p, &id).await?;
+    s.supervisor
+        .output(&rec, crate::engine::outputs::stream::Command::Remove(oid))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

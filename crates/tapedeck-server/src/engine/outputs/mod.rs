@@ -10,6 +10,7 @@
 pub mod clip;
 pub mod hls;
 pub mod images;
+pub mod stream;
 
 use std::path::Path;
 
@@ -30,6 +31,10 @@ pub fn live_spec(rec: &Recording) -> LiveSpec {
             OutputSpec::Images { every_s, width } => live.images = Some((every_s, width)),
             OutputSpec::Rtmp { .. } | OutputSpec::Srt { .. } => {}
         }
+    }
+    // Streams are pushed from the live segments.
+    if live.hls_segment_s.is_none() && rec.outputs.iter().any(|o| o.spec.stream_url().is_some()) {
+        live.hls_segment_s = Some(output::DEFAULT_SEGMENT_S);
     }
     live
 }
@@ -58,7 +63,13 @@ pub async fn finish(services: &Services, rec: &mut Recording, media: &Path, info
             OutputSpec::Images { every_s, width } => {
                 images::finish(services, &work, media, info, every_s, width).await
             }
-            OutputSpec::Rtmp { .. } | OutputSpec::Srt { .. } => continue,
+            OutputSpec::Rtmp { .. } | OutputSpec::Srt { .. } => {
+                // The recording ended: so did its streams.
+                if o.state != OutputState::Failed {
+                    o.state = OutputState::Stopped;
+                }
+                continue;
+            }
         };
         match made {
             Ok(()) => o.state = OutputState::Completed,

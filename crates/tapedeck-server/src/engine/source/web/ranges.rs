@@ -52,7 +52,12 @@ pub(super) fn plan(
     let web = &services.config.web;
     let fps = rec.video.fps;
     let limits = SplitLimits {
-        browsers: web.browsers_per_recording,
+        // A recording watched or streamed while it records is rendered in
+        // order by one browser: its live encode is the whole recording.
+        browsers: match crate::engine::outputs::live_spec(rec).hls_segment_s {
+            Some(_) => 1,
+            None => web.browsers_per_recording,
+        },
         min_range_s: web.min_range_s,
         // Whole seconds: every range's file begins with a keyframe anyway.
         align: u64::from(fps),
