@@ -89,6 +89,39 @@ def tree_cpu(pids):
     return total / TICK
 
 
+def role(pid):
+    """What one of tapedeck's ffmpegs does, by its arguments."""
+    try:
+        args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+    except OSError:
+        return None
+    if b"ffmpeg" not in args[0]:
+        return None
+    if b"flv" in args or b"mpegts" in args:
+        return "push"
+    if b"hls" in args and b"h264" in args:
+        return "hls remux"
+    return "encoder"
+
+
+def output_cpu(root):
+    """CPU seconds so far of root's ffmpeg children, by role."""
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:
+            r = role(int(d))
+            if r:
+                out[r] = out.get(r, 0) + (int(fields[11]) + int(fields[12])) / TICK
+    return out
+
+
 def start_nginx(work):
     port = free_port()
     d = os.path.join(work, f"nginx-{port}")
@@ -154,6 +187,11 @@ def latencies(seen, sent):
 
 async def push(url, frames, seconds, sent):
     async with websockets.connect(url, max_size=None) as ws:
+        async def drain():
+            # The server's progress messages, read so its socket flows.
+            async for _ in ws:
+                pass
+        reader = asyncio.ensure_future(drain())
         t0 = time.time()
         for i in range(seconds * FPS):
             due = t0 + i / FPS
@@ -161,6 +199,7 @@ async def push(url, frames, seconds, sent):
             sent[i] = time.time()
             await ws.send(json.dumps({"pts_ms": i * 1000 / FPS}))
             await ws.send(frames[i])
+        reader.cancel()
 
 
 def run_tapedeck(args, frames, outputs, tag, nginx_port):
@@ -169,7 +208,7 @@ def run_tapedeck(args, frames, outputs, tag, nginx_port):
                          capture_output=True, text=True, check=True).stdout
     key = next(w for w in out.split() if w.startswith("tdk_"))
     port = free_port()
-    env = dict(os.environ, TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_LOG="warn",
+    env = dict(os.environ, TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0",
                TAPEDECK_LIMITS__MAX_DURATION_S="3600")
     proc = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
                             env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(args.work, f"{tag}.log"), "w"))
@@ -193,13 +232,20 @@ def run_tapedeck(args, frames, outputs, tag, nginx_port):
         if any(o["kind"] == "rtmp" for o in outputs):
             readers["rtmp"] = RtmpReader(f"rtmp://127.0.0.1:{nginx_port}/live/{tag}")
             readers["rtmp"].start()
-        c1, t1 = tree_cpu([proc.pid]), time.time()
+        c1, t1, r1 = tree_cpu([proc.pid]), time.time(), output_cpu(proc.pid)
         time.sleep(args.seconds - 16)
-        result["cpu_pct"] = 100 * (tree_cpu([proc.pid]) - c1) / (time.time() - t1)
+        dt = time.time() - t1
+        result["cpu_pct"] = 100 * (tree_cpu([proc.pid]) - c1) / dt
+        r2 = output_cpu(proc.pid)
+        result["by_process_pct"] = {k: round(100 * (v - r1.get(k, 0)) / dt, 2) for k, v in r2.items()}
 
     m = threading.Thread(target=measure)
     m.start()
-    asyncio.run(push(f"ws://127.0.0.1:{port}/v1/recordings/{rid}/frames?token={key}", frames, args.seconds, sent))
+    try:
+        asyncio.run(push(f"ws://127.0.0.1:{port}/v1/recordings/{rid}/frames?token={key}", frames, args.seconds, sent))
+    except BaseException:
+        proc.kill()
+        raise
     m.join()
     if "hls" in readers:
         result["hls"] = latencies(hls_seen(readers["hls"]), sent)
@@ -324,10 +370,11 @@ def main():
     finally:
         nginx.kill()
     base = rows[0]["cpu_pct"]
-    print(f"\n{'output':<8} {'tapedeck CPU % (added)':>24} {'latency p50 / p95':>26}")
+    print(f"\n{'output':<8} {'tapedeck CPU % (added)':>24} {'latency p50 / p95':>26}  its own processes, CPU %")
     for r in rows:
         lat = r.get("hls") or r.get("rtmp")
-        print(f"{r['tag']:<8} {r['cpu_pct']:>10.1f} ({r['cpu_pct'] - base:+6.1f}) {fmt(lat):>30}")
+        own = {k: v for k, v in r.get("by_process_pct", {}).items() if k != "encoder"}
+        print(f"{r['tag']:<8} {r['cpu_pct']:>10.1f} ({r['cpu_pct'] - base:+6.1f}) {fmt(lat):>30}  {own}")
     print(f"\n{'peer (ffmpeg, an encode per output)':<36} {'CPU %':>8} {'latency p50 / p95':>26}")
     for p in peer:
         print(f"{p['tag']:<36} {p['cpu_pct']:>8.1f} {fmt(p.get('hls') or p.get('rtmp')):>30}")

@@ -157,8 +157,8 @@ impl From<InvalidOutput> for crate::Problem {
 }
 
 /// Which sources take which outputs: HLS and pictures from every source
-/// (a room's as its grid), streams from the live encodes (web, frames, a
-/// room's grid).
+/// (a room's as its grid), streams from the live encodes (web, frames; a
+/// call's grid is composed after stop, so not yet from a room).
 pub fn check_source(spec: &OutputSpec, source: &SourceSpec) -> Result<(), String> {
     let grid = match source {
         SourceSpec::Room(r) => r.layout == RoomLayout::Grid,
@@ -172,15 +172,27 @@ pub fn check_source(spec: &OutputSpec, source: &SourceSpec) -> Result<(), String
             ))
         }
         OutputSpec::Rtmp { .. } | OutputSpec::Srt { .. }
-            if matches!(source, SourceSpec::Upload(_)) =>
+            if matches!(source, SourceSpec::Upload(_) | SourceSpec::Room(_)) =>
         {
             Err(format!(
-                "an upload has no live picture to stream; {} is for web, frames and room-grid recordings",
+                "{} streams a live encode: web and frames recordings have one; an upload has none, and a call's grid is composed after stop",
                 spec.kind()
             ))
         }
         _ => Ok(()),
     }
+}
+
+/// Streams carry the live encode as it is: H.264 (FLV and MPEG-TS as
+/// players take them), so not a WebM (VP9) recording's.
+pub fn check_format(spec: &OutputSpec, format: crate::Format) -> Result<(), String> {
+    if spec.stream_url().is_some() && format == crate::Format::Webm {
+        return Err(format!(
+            "{} carries H.264, and a webm recording is VP9: record as mp4 or mkv to stream it",
+            spec.kind()
+        ));
+    }
+    Ok(())
 }
 
 /// Parses one output (`value`, the `index`th of the list) and checks its
@@ -249,6 +261,7 @@ pub fn parse_one(
 pub fn parse_list(
     value: serde_json::Value,
     source: &SourceSpec,
+    format: crate::Format,
 ) -> Result<Vec<OutputSpec>, InvalidOutput> {
     let serde_json::Value::Array(items) = value else {
         return Err(InvalidOutput {
@@ -268,6 +281,10 @@ pub fn parse_list(
     let mut out: Vec<OutputSpec> = Vec::with_capacity(items.len());
     for (i, v) in items.into_iter().enumerate() {
         let spec = parse_one(v, Some(i), source, &out)?;
+        check_format(&spec, format).map_err(|message| InvalidOutput {
+            field: format!("outputs[{i}].kind"),
+            message,
+        })?;
         out.push(spec);
     }
     Ok(out)
@@ -372,7 +389,7 @@ mod tests {
     }
 
     fn parse(v: serde_json::Value) -> Result<Vec<OutputSpec>, InvalidOutput> {
-        parse_list(v, &frames())
+        parse_list(v, &frames(), crate::Format::Mp4)
     }
 
     #[test]
@@ -441,6 +458,9 @@ mod tests {
         assert!(e.message.contains("10000"), "{e}");
         use crate::ErrorCode;
         assert_eq!((e.code(), e.status()), (Code::InvalidOutput, 422));
+        let srt = json!([{"kind": "srt", "url": "srt://x.org:9000"}]);
+        let e = parse_list(srt, &frames(), crate::Format::Webm).unwrap_err();
+        assert_eq!(e.field, "outputs[0].kind");
     }
 
     #[test]
@@ -448,10 +468,19 @@ mod tests {
         let id = crate::RoomId::from_parts(1_700_000_000_000, 1);
         let room = |layout| SourceSpec::Room(crate::recording::RoomSource { room: id, layout });
         let hls = json!([{"kind": "hls"}]);
-        assert!(parse_list(hls.clone(), &room(RoomLayout::Grid)).is_ok());
-        let e = parse_list(hls, &room(RoomLayout::Tracks)).unwrap_err();
+        assert!(parse_list(hls.clone(), &room(RoomLayout::Grid), crate::Format::Mp4).is_ok());
+        let e = parse_list(hls, &room(RoomLayout::Tracks), crate::Format::Mp4).unwrap_err();
         assert!(e.message.contains("grid"), "{e}");
-        assert!(parse_list(json!([{"kind": "images"}]), &room(RoomLayout::Tracks)).is_ok());
+        assert!(
+            parse_list(
+                json!([{"kind": "images"}]),
+                &room(RoomLayout::Tracks),
+                crate::Format::Mp4
+            )
+            .is_ok()
+        );
+        let rtmp = json!([{"kind": "rtmp", "url": "rtmp://x.org/a/k"}]);
+        assert!(parse_list(rtmp, &room(RoomLayout::Grid), crate::Format::Mp4).is_err());
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub fn parse_create(body: &[u8]) -> Result<ValidCreate, RequestError> {
         return bad("metadata", "must be at most 16 KiB");
     }
     let outputs = match r.outputs {
-        Some(v) => crate::output::parse_list(v, &r.source)?,
+        Some(v) => crate::output::parse_list(v, &r.source, r.format)?,
         None => vec![],
     };
     Ok(ValidCreate {

@@ -207,6 +207,11 @@ impl AsyncRunning {
         Some(status)
     }
 
+    /// Its stdin (if piped), taken.
+    pub fn take_stdin(&mut self) -> Option<tokio::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// Waits for it to exit (a failure is counted).
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait().await?;

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use tapedeck_core::Format;
+use tapedeck_media::ffmpeg::tap::TapHandle;
 use tapedeck_media::ffmpeg::{EncodeSpec, Encoder, LiveSpec, Tools, live};
 
 fn spec(format: Format, skip_held: bool, live: LiveSpec) -> EncodeSpec {
@@ -48,10 +49,29 @@ fn picture(i: u32) -> Vec<u8> {
 fn encode(format: Format, skip_held: bool) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join(format!("live.{}", format.extension()));
+    let tap = TapHandle::default();
     let live = LiveSpec {
         hls_segment_s: Some(2),
         images: Some((2, 160)),
+        tap: Some(tap.clone()),
     };
+    // A stream's subscriber from the start: every picture, as made.
+    let (_, units) = tap.0.subscribe(1000).unwrap();
+    let stream = dir.path().join("tapped.h264");
+    let file = stream.clone();
+    let reader = std::thread::spawn(move || {
+        let mut all = vec![];
+        let mut first_is_key = None;
+        for u in units {
+            first_is_key.get_or_insert(
+                u.windows(5)
+                    .any(|w| w[..4] == [0, 0, 0, 1] && w[4] & 0x1f == 5),
+            );
+            all.extend_from_slice(&u);
+        }
+        std::fs::write(file, all).unwrap();
+        first_is_key
+    });
     let mut enc = Encoder::spawn(&Tools::default(), &spec(format, skip_held, live), &out).unwrap();
     for i in 0..210u32 {
         let held = (60..90).contains(&i);
@@ -61,6 +81,15 @@ fn encode(format: Format, skip_held: bool) -> (tempfile::TempDir, std::path::Pat
             .unwrap();
     }
     enc.end_input_and_wait(Duration::from_secs(120)).unwrap();
+    let first_is_key = reader.join().unwrap();
+    if skip_held {
+        // The tap ended with the encode, and had every picture.
+        assert_eq!(first_is_key, Some(true));
+        assert_eq!(frames(&stream), (210, "h264".to_string()));
+    } else {
+        assert_eq!(first_is_key, None, "only skip-held mode is tapped");
+    }
+    assert!(tap.0.is_closed());
     (dir, out)
 }
 

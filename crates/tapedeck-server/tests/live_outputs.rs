@@ -29,6 +29,17 @@ fn frame(i: u32) -> Vec<u8> {
     out.into_inner()
 }
 
+/// Sends frames 0..n at FPS in real time; returns once all were counted.
+async fn send_realtime(ws: &mut Ws, n: u32) {
+    let start = std::time::Instant::now();
+    for i in 0..n {
+        let due = std::time::Duration::from_millis(u64::from(i) * 1000 / u64::from(FPS));
+        tokio::time::sleep(due.saturating_sub(start.elapsed())).await;
+        send_frame(ws, Some(f64::from(i) * 1000.0 / f64::from(FPS)), frame(i)).await;
+    }
+    progress_until(ws, |v| v["frames_received"] == n).await;
+}
+
 /// ffprobe's frame count and duration of `url` (a file or a URL).
 fn probe(url: &str) -> (u64, f64) {
     let d = tapedeck_testkit::decode_count(url);
@@ -87,18 +98,7 @@ async fn a_live_frames_recording_plays_in_hls_js_and_is_kept_as_vod() {
     // Frames in real time: the playlist grows as they come.
     let total = 32 * FPS;
     let pusher = tokio::spawn(async move {
-        let start = std::time::Instant::now();
-        for i in 0..total {
-            let due = std::time::Duration::from_millis(u64::from(i) * 1000 / u64::from(FPS));
-            tokio::time::sleep(due.saturating_sub(start.elapsed())).await;
-            send_frame(
-                &mut ws,
-                Some(f64::from(i) * 1000.0 / f64::from(FPS)),
-                frame(i),
-            )
-            .await;
-        }
-        progress_until(&mut ws, |v| v["frames_received"] == total).await;
+        send_realtime(&mut ws, total).await;
     });
 
     // hls.js plays it while it records.
@@ -359,18 +359,7 @@ async fn streams_go_out_over_rtmp_and_srt_added_removed_and_retried() {
     let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{id}/frames"), &key)).await;
     let total = 40 * FPS;
     let pusher = tokio::spawn(async move {
-        let start = std::time::Instant::now();
-        for i in 0..total {
-            let due = std::time::Duration::from_millis(u64::from(i) * 1000 / u64::from(FPS));
-            tokio::time::sleep(due.saturating_sub(start.elapsed())).await;
-            send_frame(
-                &mut ws,
-                Some(f64::from(i) * 1000.0 / f64::from(FPS)),
-                frame(i),
-            )
-            .await;
-        }
-        progress_until(&mut ws, |v| v["frames_received"] == total).await;
+        send_realtime(&mut ws, total).await;
     });
     output_state(&s, &key, &id, "o1", "active").await;
 
@@ -453,10 +442,47 @@ async fn streams_go_out_over_rtmp_and_srt_added_removed_and_retried() {
         "{e}"
     );
 
+    // A variable-rate recording's stream goes from its live segments.
+    let vfr = s
+        .create(
+            &key,
+            json!({"source": {"kind": "frames"}, "width": W, "height": H, "fps": FPS, "cfr": false,
+                   "outputs": [{"kind": "rtmp", "url": nginx.url("vfr")}]}),
+        )
+        .await;
+    let vid = vfr["id"].as_str().unwrap().to_string();
+    let mut ws = connect(&s.ws_url(&format!("/v1/recordings/{vid}/frames"), &key)).await;
+    let n = 12 * FPS;
+    send_realtime(&mut ws, n).await;
+    output_state(&s, &key, &vid, "o1", "active").await;
+    s.post(&key, &format!("/v1/recordings/{vid}/stop"), json!({}))
+        .await;
+    s.wait_status(&key, &vid, "completed").await;
+    // A WebM recording is VP9: no stream.
+    let (st, e) = s
+        .post(
+            &key,
+            "/v1/recordings",
+            json!({"source": {"kind": "frames"}, "format": "webm", "outputs": [{"kind": "rtmp", "url": nginx.url("x")}]}),
+        )
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (422, &json!("invalid_output")),
+        "{e}"
+    );
+
     // What nginx recorded: a file before the kill and one after, H.264,
-    // the barcodes moving on in the last.
+    // the barcodes moving on in the last; the variable-rate one.
     nginx.kill();
-    let files = nginx.recorded();
+    let all = nginx.recorded();
+    let (vfr_files, files): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|p| p.file_name().unwrap().to_string_lossy().starts_with("vfr"));
+    assert_eq!(vfr_files.len(), 1, "{vfr_files:?}");
+    let got = tapedeck_testkit::decode_count(&vfr_files[0].display().to_string());
+    assert_eq!(got.codec, "h264", "{got:?}");
+    assert!(got.frames > 2 * u64::from(FPS), "{got:?}");
     assert!(files.len() >= 2, "{files:?}");
     for f in &files {
         let got = tapedeck_testkit::decode_count(&f.display().to_string());

@@ -75,6 +75,11 @@ impl Encoder {
         }
         cmd.stdin(Stdio::piped()).stderr(Stdio::piped());
         let mut child = process::spawn("ffmpeg", &mut cmd)?;
+        if let (false, Some(t)) = (skip, &spec.live.tap) {
+            // Only the spliced stream is tapped: streams of this encode
+            // are pushed from its segments instead.
+            t.0.close();
+        }
         let held = if skip {
             let stream = output.with_extension("h264");
             let file = std::fs::File::create(&stream).map_err(|e| FfmpegError::Io {
@@ -109,7 +114,15 @@ impl Encoder {
                 }
                 None => (None, None),
             };
-            let splicer = std::thread::spawn(move || splice(h264, out, live_in, rx, count));
+            let tap = spec.live.tap.as_ref().map(|t| t.0.clone());
+            let splicer = std::thread::spawn(move || {
+                let r = splice(h264, out, live_in, tap.clone(), rx, count);
+                // Ended, well or not: the streams' queues end too.
+                if let Some(t) = tap {
+                    t.close();
+                }
+                r
+            });
             Some(Held {
                 ticks: tx,
                 splicer: Some(splicer),

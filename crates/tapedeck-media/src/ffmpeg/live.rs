@@ -26,6 +26,9 @@ pub struct LiveSpec {
     pub hls_segment_s: Option<u32>,
     /// A picture every `.0` seconds, `.1` pixels wide.
     pub images: Option<(u32, u32)>,
+    /// Where the encoded pictures go as they are made (streams), in
+    /// skip-held mode.
+    pub tap: Option<super::tap::TapHandle>,
 }
 
 impl LiveSpec {
@@ -204,12 +207,20 @@ pub fn list(dir: &Path, keep: fn(&str) -> bool) -> Vec<String> {
 /// The remuxer of the skip-held mode: the spliced H.264 stream at `fps` on
 /// stdin, copied into HLS segments (no second encode).
 pub fn hls_remux_args(fps: u32, segment_s: u32) -> Vec<String> {
-    let mut a = strings(&[
+    let mut a = spliced_input(fps);
+    a.extend(hls_output(segment_s));
+    a
+}
+
+/// The spliced H.264 stream at `fps` on stdin, copied (the start of the
+/// remuxer's and a tapped push's arguments).
+fn spliced_input(fps: u32) -> Vec<String> {
+    strings(&[
         "-hide_banner",
         "-nostats",
         "-loglevel",
         "error",
-        // Segments from the first picture on: probing the default 5 MB
+        // Output from the first picture on: probing the default 5 MB
         // first held the first segment back (measured: 5.2 s for a 2 s
         // segment at 640x360, 2.2 s without; 4K streams still parse).
         "-probesize",
@@ -224,9 +235,7 @@ pub fn hls_remux_args(fps: u32, segment_s: u32) -> Vec<String> {
         "pipe:0",
         "-c",
         "copy",
-    ]);
-    a.extend(hls_output(segment_s));
-    a
+    ])
 }
 
 /// How a stream output is carried.
@@ -254,17 +263,32 @@ pub fn push_args(playlist: &Path, url: &str, kind: StreamKind) -> Vec<String> {
     ]);
     a.push(playlist.display().to_string());
     a.extend(strings(&["-map", "0:v", "-map", "0:a?", "-c", "copy"]));
-    match kind {
-        StreamKind::Rtmp => a.extend(strings(&[
+    a.extend(sink_args(url, kind));
+    a
+}
+
+/// ffmpeg's arguments that push the live encode's pictures, handed to its
+/// stdin as they are made ([`super::tap`]: H.264 Annex B at `fps`, from a
+/// keyframe), to `url` by stream copy.
+pub fn push_tapped_args(fps: u32, url: &str, kind: StreamKind) -> Vec<String> {
+    let mut a = spliced_input(fps);
+    a.extend(sink_args(url, kind));
+    a
+}
+
+/// The muxer and URL of a push.
+fn sink_args(url: &str, kind: StreamKind) -> Vec<String> {
+    let mut a = match kind {
+        StreamKind::Rtmp => strings(&[
             "-flvflags",
             "no_duration_filesize",
             "-rw_timeout",
             "10000000",
             "-f",
             "flv",
-        ])),
-        StreamKind::Srt => a.extend(strings(&["-f", "mpegts"])),
-    }
+        ]),
+        StreamKind::Srt => strings(&["-f", "mpegts"]),
+    };
     a.push(match kind {
         // A caller, 1316-byte packets (seven TS packets), 5 s to connect.
         StreamKind::Srt => srt_caller(url),

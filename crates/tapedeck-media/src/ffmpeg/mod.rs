@@ -14,6 +14,7 @@ pub mod grid;
 pub mod live;
 mod probe;
 mod splicer;
+pub mod tap;
 mod thumbnails;
 
 use std::path::{Path, PathBuf};

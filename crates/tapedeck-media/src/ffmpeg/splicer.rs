@@ -19,12 +19,15 @@ pub(super) fn splice(
     mut h264: impl Read,
     out: impl Write,
     live: Option<Box<dyn Write + Send>>,
+    tap: Option<std::sync::Arc<super::tap::Tap>>,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<(), String> {
     let mut s = Splicer {
         out,
         live,
+        tap,
+        unit: None,
         ticks,
         written,
         sps: None,
@@ -64,6 +67,10 @@ struct Splicer<W: Write> {
     /// The HLS remuxer's input: each picture as it is written. Dropped if
     /// it fails (the file goes on; HLS is made from it after).
     live: Option<Box<dyn Write + Send>>,
+    /// Streams' subscribers, handed each picture whole.
+    tap: Option<std::sync::Arc<super::tap::Tap>>,
+    /// The picture being gathered for them, while anyone listens.
+    unit: Option<Vec<u8>>,
     /// Bytes passed on to the muxer.
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
@@ -76,7 +83,27 @@ struct Splicer<W: Write> {
 }
 
 impl<W: Write> Splicer<W> {
+    /// Begins gathering a picture for the tap, if anyone listens.
+    fn begin_unit(&mut self) {
+        self.unit = self
+            .tap
+            .as_ref()
+            .filter(|t| t.wanted())
+            .map(|_| Vec::with_capacity(64 * 1024));
+    }
+
+    /// Hands the gathered picture to the tap.
+    fn end_unit(&mut self, key: bool) {
+        if let (Some(tap), Some(unit)) = (self.tap.as_ref(), self.unit.take()) {
+            tap.publish(unit, key);
+        }
+    }
+
     fn write(&mut self, nal: &[u8]) -> Result<(), String> {
+        if let Some(u) = self.unit.as_mut() {
+            u.extend_from_slice(&[0, 0, 0, 1]);
+            u.extend_from_slice(nal);
+        }
         self.written
             .fetch_add(4 + nal.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(live) = self.live.as_mut()
@@ -123,7 +150,9 @@ impl<W: Write> Splicer<W> {
         }
         let sps = self.sps()?;
         while self.last_tick + 1 < until {
+            self.begin_unit();
             self.write(&crate::h264::skip_slice(&sps, self.frame_num))?;
+            self.end_unit(false);
             self.next_frame_num(&sps);
             self.last_tick += 1;
         }
@@ -145,9 +174,11 @@ impl<W: Write> Splicer<W> {
             }
         };
         self.fill(tick)?;
-        if self.au.iter().any(|n| h264::nal_type(n) == 5) {
+        let key = self.au.iter().any(|n| h264::nal_type(n) == 5);
+        if key {
             self.frame_num = 0;
         }
+        self.begin_unit();
         let mut is_ref = false;
         for nal in std::mem::take(&mut self.au) {
             match h264::nal_type(&nal) {
@@ -173,6 +204,7 @@ impl<W: Write> Splicer<W> {
             let sps = self.sps()?;
             self.next_frame_num(&sps);
         }
+        self.end_unit(key);
         self.au_has_slice = false;
         self.last_tick = tick;
         self.flush_live();
@@ -202,6 +234,9 @@ impl<W: Write> Splicer<W> {
             },
         };
         self.fill(end)?;
+        if let Some(tap) = &self.tap {
+            tap.close();
+        }
         self.out.flush().map_err(|e| format!("stream file: {e}"))
     }
 }

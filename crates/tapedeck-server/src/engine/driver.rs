@@ -532,6 +532,7 @@ impl Driver {
         }
         // Streams push the playlist's end, then stop.
         self.streams.finish(Duration::from_secs(10)).await;
+        self.services.sources.set_tap(self.lc.recording().id, None);
         if self.fenced {
             // Its files here are not the recording's any more.
             let id = self.lc.recording().id;

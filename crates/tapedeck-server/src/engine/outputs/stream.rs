@@ -1,6 +1,8 @@
 //! Streams pushed out while a recording records (RTMP, SRT): one task per
-//! output runs an ffmpeg that copies the live HLS segments (from the newest
-//! one, at their own pace) to the receiver. A receiver that goes away is
+//! output runs an ffmpeg that copies the live encode to the receiver: its
+//! pictures as they are made (the encode's tap, in the usual skip-held
+//! MP4 mode: a second or so behind), else its live HLS segments (from the
+//! newest one, at their own pace: a segment or two behind). A receiver that goes away is
 //! tried again with backoff (1 s doubling to 30 s, from 1 s again after a
 //! minute of pushing); the recording never waits for or fails with a
 //! stream. Outputs are added and removed while it records (the driver's
@@ -70,7 +72,7 @@ impl Streams {
                 let (stop, stopped) = oneshot::channel();
                 let task = tokio::spawn(push(
                     services.clone(),
-                    rec.id,
+                    (rec.id, rec.video.fps),
                     o.clone(),
                     self.tx.clone(),
                     stopped,
@@ -149,6 +151,12 @@ pub async fn command(
         Command::Add(value) => {
             let existing: Vec<OutputSpec> = rec.outputs.iter().map(|o| o.spec.clone()).collect();
             let spec = output::parse_one(value, None, &rec.source, &existing)?;
+            output::check_format(&spec, rec.format).map_err(|message| {
+                Problem::from(output::InvalidOutput {
+                    field: "kind".into(),
+                    message,
+                })
+            })?;
             let Some(url) = spec.stream_url() else {
                 return Err(Problem::new(
                     Code::InvalidTransition,
@@ -200,7 +208,7 @@ pub async fn command(
 /// the playlist ends or it is stopped.
 async fn push(
     services: Arc<Services>,
-    id: tapedeck_core::RecordingId,
+    (id, fps): (tapedeck_core::RecordingId, u32),
     out: Output,
     reports: mpsc::UnboundedSender<Report>,
     mut stopped: oneshot::Receiver<()>,
@@ -235,7 +243,7 @@ async fn push(
         };
         let started = tokio::time::Instant::now();
         let failure = tokio::select! {
-            r = run_once(&services, &playlist, &target, kind, &report) => r,
+            r = run_once(&services, (id, fps), &playlist, &target, kind, &report) => r,
             _ = &mut stopped => return,
         };
         match failure {
@@ -259,20 +267,85 @@ async fn push(
     }
 }
 
-/// One push: waits for the playlist's first segment, runs ffmpeg until it
-/// ends; `None` when the playlist ended, else why it stopped.
+/// Pictures a stream may lag behind the live encode before it is dropped
+/// (and pushed again from the next keyframe): four seconds' worth.
+const TAP_DEPTH_S: usize = 4;
+
+/// One push straight from the live encode's tap: `None` when the encode
+/// ended, else why it stopped.
+async fn run_tapped(
+    services: &Services,
+    tap: &tapedeck_media::ffmpeg::tap::Tap,
+    fps: u32,
+    url: &str,
+    kind: StreamKind,
+    report: &impl Fn(OutputState, Option<String>),
+) -> Option<String> {
+    let (sub, units) = tap.subscribe(TAP_DEPTH_S * fps.max(1) as usize)?;
+    let mut cmd = tapedeck_media::process::async_command(&services.tools.ffmpeg);
+    cmd.args(live::push_tapped_args(fps, url, kind))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match tapedeck_media::process::spawn_async("ffmpeg", &mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            tap.unsubscribe(sub);
+            return Some(e.to_string());
+        }
+    };
+    let Some(stdin) = child.take_stdin().and_then(|s| s.into_owned_fd().ok()) else {
+        tap.unsubscribe(sub);
+        return Some("ffmpeg has no stdin".into());
+    };
+    // The queue is read on a thread of its own: a receiver that stalls
+    // fills it, and the tap drops it (the encode never waits).
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut out = std::fs::File::from(stdin);
+        for unit in units {
+            if out.write_all(&unit).is_err() {
+                break;
+            }
+        }
+    });
+    report(OutputState::Active, None);
+    let status = child.wait().await;
+    tap.unsubscribe(sub);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if tap.is_closed() {
+        return None;
+    }
+    let tail = tapedeck_media::process::error_lines(&child.stderr_text());
+    Some(match status {
+        Ok(s) if s.success() => "the stream fell behind the live encode".to_string(),
+        Ok(s) => format!("ffmpeg {s}: {}", redact_urls(&tail, url)),
+        Err(e) => e.to_string(),
+    })
+}
+
+/// One push: from the tap where the live encode has one, else from the
+/// live segments (waiting for the first); `None` when the recording's
+/// encode ended, else why it stopped.
 async fn run_once(
     services: &Services,
+    rec: (tapedeck_core::RecordingId, u32),
     playlist: &std::path::Path,
     url: &str,
     kind: StreamKind,
     report: &impl Fn(OutputState, Option<String>),
 ) -> Option<String> {
-    while tokio::fs::read_to_string(playlist)
-        .await
-        .map_or(true, |t| live::segments(&t).is_empty())
+    let (id, fps) = rec;
+    // The encode may not have started yet (a pending recording).
+    while services.sources.tap(id).is_none()
+        && tokio::fs::read_to_string(playlist)
+            .await
+            .map_or(true, |t| live::segments(&t).is_empty())
     {
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    if let Some(tap) = services.sources.tap(id) {
+        return run_tapped(services, &tap, fps, url, kind, report).await;
     }
     let mut cmd = tapedeck_media::process::async_command(&services.tools.ffmpeg);
     cmd.args(live::push_args(playlist, url, kind))

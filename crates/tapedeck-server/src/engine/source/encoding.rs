@@ -221,6 +221,12 @@ impl EncodingRun {
         // recording: not a deferred camera's, nor one range of several.
         if !deferred && work == services.work_dir(rec.id) {
             spec.live = crate::engine::outputs::live_spec(rec);
+            if spec.live.hls_segment_s.is_some() {
+                // Streams (given now or added later) take the pictures as made.
+                let tap = tapedeck_media::ffmpeg::tap::TapHandle::default();
+                services.sources.set_tap(rec.id, Some(tap.0.clone()));
+                spec.live.tap = Some(tap);
+            }
         }
         let wiring = Wiring {
             meter,

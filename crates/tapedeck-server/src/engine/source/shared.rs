@@ -18,6 +18,8 @@ pub struct Shared {
     endpoints: Mutex<HashMap<RecordingId, Arc<dyn Any + Send + Sync>>>,
     /// Woken when an endpoint is published or removed.
     changed: tokio::sync::Notify,
+    /// Each live encode's pictures, for its streams.
+    taps: Mutex<HashMap<RecordingId, Arc<tapedeck_media::ffmpeg::tap::Tap>>>,
 }
 
 impl Shared {
@@ -27,7 +29,23 @@ impl Shared {
             gate: admission::Gate::new(config),
             endpoints: Mutex::new(HashMap::new()),
             changed: tokio::sync::Notify::new(),
+            taps: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Publishes the live encode's tap of `id` (none: removes it).
+    pub fn set_tap(&self, id: RecordingId, tap: Option<Arc<tapedeck_media::ffmpeg::tap::Tap>>) {
+        let mut taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        match tap {
+            Some(t) => taps.insert(id, t),
+            None => taps.remove(&id),
+        };
+    }
+
+    /// The live encode's tap of `id`, while it runs.
+    pub fn tap(&self, id: RecordingId) -> Option<Arc<tapedeck_media::ffmpeg::tap::Tap>> {
+        let taps = self.taps.lock().unwrap_or_else(|e| e.into_inner());
+        taps.get(&id).filter(|t| !t.is_closed()).cloned()
     }
 
     /// Publishes a source's endpoint (what its HTTP routes talk to) for `id`.
