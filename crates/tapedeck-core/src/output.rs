@@ -366,6 +366,46 @@ pub fn pinned(url: &str, addr: std::net::IpAddr) -> Option<String> {
     Some(u.to_string())
 }
 
+/// Where a push connects: the URL given to ffmpeg, and for RTMP the
+/// `tcUrl` the server is told (the name it was given, so a server that
+/// routes by host still sees it when the connection goes to the checked
+/// address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// What ffmpeg connects to.
+    pub connect: String,
+    /// RTMP's tcUrl, when the host was replaced by its address.
+    pub tc_url: Option<String>,
+}
+
+/// The push target of `url` once its host was checked and resolved to
+/// `addr` (none: the policy let any address through). SRT and RTMP go to
+/// the checked address; RTMPS keeps the name, which TLS needs (server
+/// name, certificate), and is checked again just before it connects.
+pub fn target(url: &str, addr: Option<std::net::IpAddr>) -> Target {
+    let keep = Target {
+        connect: url.to_string(),
+        tc_url: None,
+    };
+    let Some(addr) = addr else {
+        return keep;
+    };
+    if url.starts_with("rtmps:") {
+        return keep;
+    }
+    let Some(connect) = pinned(url, addr) else {
+        return keep;
+    };
+    let tc_url = url
+        .starts_with("rtmp:")
+        .then(|| {
+            let base = url.split('?').next().unwrap_or(url);
+            base.rsplit_once('/').map(|(app, _)| app.to_string())
+        })
+        .flatten();
+    Target { connect, tc_url }
+}
+
 /// `url` with the path and query hidden past the application (RTMP stream
 /// keys, SRT passphrases): what logs and errors may show.
 pub fn redacted(url: &str) -> String {
@@ -518,6 +558,17 @@ mod tests {
             "rtmp://203.0.113.5:1935/app/key"
         );
         assert_eq!(redacted("rtmp://x.org/app/secret"), "rtmp://x.org/…");
+        let ip: std::net::IpAddr = "203.0.113.5".parse().unwrap();
+        let t = target("rtmp://live.example.org/app/key", Some(ip));
+        assert_eq!(t.connect, "rtmp://203.0.113.5:1935/app/key");
+        assert_eq!(t.tc_url.as_deref(), Some("rtmp://live.example.org/app"));
+        let t = target("rtmps://live.example.org:443/app/key", Some(ip));
+        assert_eq!(
+            (t.connect.as_str(), t.tc_url),
+            ("rtmps://live.example.org:443/app/key", None)
+        );
+        let t = target("srt://ingest.example.org:9000?streamid=a", Some(ip));
+        assert_eq!(t.connect, "srt://203.0.113.5:9000?streamid=a");
         assert_eq!(next_id(&[]), "o1");
         let o = Output::new("o7".into(), OutputSpec::Hls { segment_s: 2 });
         assert_eq!(next_id(&[o]), "o8");

@@ -141,6 +141,8 @@ pub struct UploadMetadata {
     pub format: Option<String>,
     /// A quality preset for the transcode.
     pub preset: Option<String>,
+    /// Outputs made from the file (`[{"kind": "hls"}]`), as JSON.
+    pub outputs: Option<String>,
 }
 
 /// `Upload-Metadata`: comma-separated `KEY BASE64-VALUE` pairs (the value
@@ -177,6 +179,7 @@ pub fn parse_metadata(value: &str) -> Result<UploadMetadata, HeaderError> {
             "room" => &mut m.room,
             "format" => &mut m.format,
             "preset" => &mut m.preset,
+            "outputs" => &mut m.outputs,
             _ => continue,
         };
         let bytes = match encoded {
@@ -211,6 +214,7 @@ pub fn format_metadata(m: &UploadMetadata) -> String {
         ("room", &m.room),
         ("format", &m.format),
         ("preset", &m.preset),
+        ("outputs", &m.outputs),
     ]
     .iter()
     .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {}", STANDARD.encode(v))))

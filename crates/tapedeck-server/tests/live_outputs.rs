@@ -223,7 +223,15 @@ async fn a_live_frames_recording_plays_in_hls_js_and_is_kept_as_vod() {
             "{bad}: {e}"
         );
     }
-    for bad in ["start=-1", "start=abc", "start=1&duration=0", "start=9999"] {
+    let (st, e) = s
+        .get(&key, &format!("/v1/recordings/{id}/media?start=9999"))
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (416, &json!("range_not_satisfiable")),
+        "{e}"
+    );
+    for bad in ["start=-1", "start=abc", "start=1&duration=0"] {
         let (st, e) = s
             .get(&key, &format!("/v1/recordings/{id}/media?{bad}"))
             .await;
@@ -494,4 +502,77 @@ async fn streams_go_out_over_rtmp_and_srt_added_removed_and_retried() {
     let counters: Vec<u16> = last.iter().flatten().map(|m| m.counter).collect();
     assert!(counters.len() as u64 > u64::from(FPS), "{counters:?}");
     assert!(counters.windows(2).all(|w| w[1] >= w[0]), "{counters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_gets_hls_and_pictures_from_its_file() {
+    use base64::Engine;
+    let s = start(|_| {}).await;
+    let key = s.key("ann", false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(live_webm(dir.path(), 7)).unwrap();
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let outputs = r#"[{"kind": "hls"}, {"kind": "images", "every_s": 3, "width": 160}]"#;
+    let r = tus_request(
+        &s.base,
+        &key,
+        "POST",
+        "/v1/uploads",
+        &[
+            ("Upload-Length", bytes.len().to_string()),
+            (
+                "Upload-Metadata",
+                format!("filename {},outputs {}", b64("clip.webm"), b64(outputs)),
+            ),
+            ("Content-Type", "application/offset+octet-stream".into()),
+        ],
+        bytes.clone(),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let id = header(&r, "location")
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let done = s.wait_status(&key, &id, "completed").await;
+    assert_eq!(done["outputs"][0]["state"], "completed", "{done}");
+    // Every picture of the file in CMAF segments.
+    let url = format!("{}/v1/recordings/{id}/hls/index.m3u8?token={key}", s.base);
+    let got = tapedeck_testkit::decode_count(&url);
+    assert_eq!(
+        got.codec, "h264",
+        "VP8 is not in CMAF: encoded for HLS: {got:?}"
+    );
+    assert_eq!(
+        got.frames,
+        done["media"]["frames"].as_u64().unwrap(),
+        "{got:?}"
+    );
+    let (_, images) = s.get(&key, &format!("/v1/recordings/{id}/images")).await;
+    assert_eq!(images["images"].as_array().unwrap().len(), 3, "{images}");
+    // A stream has nothing to stream from an upload; bad JSON is named.
+    for (outputs, code) in [
+        (
+            r#"[{"kind": "srt", "url": "srt://x.org:9000"}]"#,
+            "invalid_output",
+        ),
+        ("[{", "invalid_request"),
+    ] {
+        let r = tus_request(
+            &s.base,
+            &key,
+            "POST",
+            "/v1/uploads",
+            &[
+                ("Upload-Length", "10".into()),
+                ("Upload-Metadata", format!("outputs {}", b64(outputs))),
+            ],
+            vec![],
+        )
+        .await;
+        let st = r.status().as_u16();
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], code, "{st} {e}");
+    }
 }

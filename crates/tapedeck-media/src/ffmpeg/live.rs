@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{FfmpegError, Tools, run_limited, strings};
+pub use tapedeck_core::output::Target;
 
 /// The HLS folder's name in the work folder (and under the recording's key).
 pub const HLS_DIR: &str = "hls";
@@ -161,15 +162,59 @@ fn from_file(
 
 /// Makes `work`'s HLS folder anew as a VOD playlist from the finished
 /// `media` (its first video and first audio stream copied, cut at its
-/// keyframes): for what the live encode did not segment.
+/// keyframes): for what the live encode did not segment. Video CMAF cannot
+/// carry (VP8, as MediaRecorder uploads often are) is encoded instead:
+/// H.264 with a keyframe every `segment_s`, AAC.
 pub fn hls_from_file(
     tools: &Tools,
     media: &Path,
     work: &Path,
     segment_s: u32,
 ) -> Result<(), FfmpegError> {
+    let copied = hls_from_file_with(tools, media, work, segment_s, &["-c", "copy"]);
+    match copied {
+        // Refused by the muxer: a codec CMAF does not take.
+        Err(FfmpegError::Failed { .. }) => {
+            let key = format!("expr:gte(t,n_forced*{segment_s})");
+            hls_from_file_with(
+                tools,
+                media,
+                work,
+                segment_s,
+                &[
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "veryfast",
+                    "-crf",
+                    "23",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-force_key_frames",
+                    &key,
+                    "-sc_threshold",
+                    "0",
+                    "-c:a",
+                    "aac",
+                    "-b:a",
+                    "128k",
+                ],
+            )
+        }
+        other => other,
+    }
+}
+
+fn hls_from_file_with(
+    tools: &Tools,
+    media: &Path,
+    work: &Path,
+    segment_s: u32,
+    codecs: &[&str],
+) -> Result<(), FfmpegError> {
     let (dir, mut a) = from_file(tools, media, work, HLS_DIR)?;
-    a.extend(strings(&["-map", "0:v:0", "-map", "0:a:0?", "-c", "copy"]));
+    a.extend(strings(&["-map", "0:v:0", "-map", "0:a:0?"]));
+    a.extend(strings(codecs));
     a.extend(hls_output_in(segment_s, &pattern(&dir), "vod"));
     run_limited(tools, &tools.ffmpeg, &a, Duration::from_secs(3600)).map(|_| ())
 }
@@ -250,7 +295,7 @@ pub enum StreamKind {
 /// ffmpeg's arguments that push the live HLS `playlist` (an event
 /// playlist the live encode grows) to `url` by stream copy, from its
 /// newest segment on, at its own pace, until the playlist ends.
-pub fn push_args(playlist: &Path, url: &str, kind: StreamKind) -> Vec<String> {
+pub fn push_args(playlist: &Path, to: &Target, kind: StreamKind) -> Vec<String> {
     let mut a = strings(&[
         "-hide_banner",
         "-nostats",
@@ -263,36 +308,44 @@ pub fn push_args(playlist: &Path, url: &str, kind: StreamKind) -> Vec<String> {
     ]);
     a.push(playlist.display().to_string());
     a.extend(strings(&["-map", "0:v", "-map", "0:a?", "-c", "copy"]));
-    a.extend(sink_args(url, kind));
+    a.extend(sink_args(to, kind));
     a
 }
 
 /// ffmpeg's arguments that push the live encode's pictures, handed to its
 /// stdin as they are made ([`super::tap`]: H.264 Annex B at `fps`, from a
 /// keyframe), to `url` by stream copy.
-pub fn push_tapped_args(fps: u32, url: &str, kind: StreamKind) -> Vec<String> {
+pub fn push_tapped_args(fps: u32, to: &Target, kind: StreamKind) -> Vec<String> {
     let mut a = spliced_input(fps);
-    a.extend(sink_args(url, kind));
+    a.extend(sink_args(to, kind));
     a
 }
 
 /// The muxer and URL of a push.
-fn sink_args(url: &str, kind: StreamKind) -> Vec<String> {
+fn sink_args(to: &Target, kind: StreamKind) -> Vec<String> {
     let mut a = match kind {
         StreamKind::Rtmp => strings(&[
             "-flvflags",
             "no_duration_filesize",
             "-rw_timeout",
             "10000000",
-            "-f",
-            "flv",
         ]),
-        StreamKind::Srt => strings(&["-f", "mpegts"]),
+        StreamKind::Srt => vec![],
     };
+    if let (StreamKind::Rtmp, Some(tc)) = (kind, &to.tc_url) {
+        a.extend(strings(&["-rtmp_tcurl", tc]));
+    }
+    a.extend(strings(&[
+        "-f",
+        match kind {
+            StreamKind::Rtmp => "flv",
+            StreamKind::Srt => "mpegts",
+        },
+    ]));
     a.push(match kind {
         // A caller, 1316-byte packets (seven TS packets), 5 s to connect.
-        StreamKind::Srt => srt_caller(url),
-        StreamKind::Rtmp => url.to_string(),
+        StreamKind::Srt => srt_caller(&to.connect),
+        StreamKind::Rtmp => to.connect.clone(),
     });
     a
 }

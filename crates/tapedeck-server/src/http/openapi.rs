@@ -469,7 +469,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RegenerateRecording"}}}}}))},
             "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment; 409 until completed. With start and/or duration: that time range as an MP4, cut at the keyframe before start without re-encoding and trimmed exactly by an edit list; a recording in progress is cut from its HLS segments (it needs an hls output; 409 otherwise)", "media", media_ok.clone(), &[400, 404, 409, 416],
                 json!({"parameters": download_params(json!([{"name": "download", "in": "query", "schema": {"type": "string"}},
-                    {"name": "start", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "seconds from the recording's start (default 0); past the end (or the live edge) is 400"},
+                    {"name": "start", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "seconds from the recording's start (default 0); past the end (or the live edge) is 416"},
                     {"name": "duration", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": crate::engine::outputs::clip::MAX_DURATION_S}, "description": "seconds (default: to the end)"},
                     range[0]])),
                        "responses": partial(MEDIA_TYPES)}))},
@@ -617,7 +617,7 @@ fn upload_paths(id: Value) -> Value {
         "/v1/uploads": {
             "options": op("What tus is spoken: Tus-Version, Tus-Extension (creation, creation-with-upload, creation-defer-length, termination, expiration, checksum), Tus-Checksum-Algorithm, Tus-Max-Size", "uploads",
                 ("204", json!({"description": "the capabilities, in headers"})), &[], json!({})),
-            "post": op("Create an upload (tus creation): Upload-Length, or Upload-Defer-Length: 1; Upload-Metadata (base64 values: filename, filetype, title, room, format, preset); optionally the first bytes (creation-with-upload). Creates a recording of kind upload, `recording` while bytes arrive; Location is /v1/uploads/{recording id}", "uploads",
+            "post": op("Create an upload (tus creation): Upload-Length, or Upload-Defer-Length: 1; Upload-Metadata (base64 values: filename, filetype, title, room, format, preset, outputs: a JSON list of hls and images outputs made from the file); optionally the first bytes (creation-with-upload). Creates a recording of kind upload, `recording` while bytes arrive; Location is /v1/uploads/{recording id}", "uploads",
                 ("201", json!({"description": "created", "headers": {"Location": {"schema": {"type": "string"}}, "Upload-Offset": {"schema": {"type": "string"}}, "Upload-Expires": {"schema": {"type": "string"}}}})),
                 &[400, 403, 404, 412, 413, 422, 429], json!({"parameters": [version,
                     hdr("Upload-Length", false, json!({"type": "string", "pattern": "^[0-9]{0,18}[1-9][0-9]{0,18}$", "maxLength": 19}), "the file's size in bytes, at least 1 (0: 422 invalid_settings; 413 too_large over limits.max_upload_bytes, 403 quota_exceeded over the quota)"),
@@ -650,7 +650,9 @@ fn upload_paths(id: Value) -> Value {
             &[400, 403, 404, 413, 422, 429], json!({"requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["size"], "additionalProperties": false, "properties": {
                 "size": {"type": "integer", "minimum": 1}, "filename": text.clone(), "content_type": text.clone(),
                 "title": text, "room": {"type": ["string", "null"]},
-                "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{64}$", "description": "checked at complete"}}}}}}}))},
+                "sha256": {"type": ["string", "null"], "pattern": "^[0-9a-fA-F]{64}$", "description": "checked at complete"},
+                "outputs": {"type": ["array", "null"], "maxItems": tapedeck_core::output::MAX_OUTPUTS, "items": {"$ref": "#/components/schemas/OutputSpec"},
+                    "description": "hls and images, made from the file once processed (422 invalid_output for streams or a bad one)"}}}}}}}))},
         "/v1/uploads/{id}/direct": {"put": op("The whole file, or with `part` one part (answering its ETag), to the URL POST /v1/uploads/url gave on local storage (signed: no token)", "uploads",
             ("200", json!({"description": "stored; now complete it"})), &[400, 403, 404, 410, 413],
             json!({"security": [], "parameters": [id_and_version[0].clone(),

@@ -121,7 +121,7 @@ pub async fn clip(
 
 fn past(start_s: f64, total: f64, what: &str) -> Problem {
     Problem::new(
-        Code::InvalidQuery,
+        Code::RangeNotSatisfiable,
         format!("start: {start_s} s is past {what} ({total:.3} s)"),
     )
 }

@@ -117,24 +117,33 @@ pub async fn check_address(
     config: &crate::config::Config,
     url: &str,
 ) -> Result<Option<std::net::IpAddr>, String> {
+    check_address_why(config, url).await.map_err(|(_, m)| m)
+}
+
+/// [`check_address`], telling a refused address (true) from a name that
+/// did not resolve (false: it may, later).
+pub async fn check_address_why(
+    config: &crate::config::Config,
+    url: &str,
+) -> Result<Option<std::net::IpAddr>, (bool, String)> {
     let policy = policy(config);
-    match output::check_endpoint(&policy, url) {
-        Verdict::Allow => Ok(None),
-        Verdict::Deny(b) => Err(b.to_string().replace(
+    let said = |b: tapedeck_core::netpolicy::Blocked| {
+        let refused = !matches!(b, tapedeck_core::netpolicy::Blocked::Unresolved(_));
+        let m = b.to_string().replace(
             "web.allow_private_networks",
             "outputs.allow_private_networks",
-        )),
+        );
+        (refused, m)
+    };
+    match output::check_endpoint(&policy, url) {
+        Verdict::Allow => Ok(None),
+        Verdict::Deny(b) => Err(said(b)),
         Verdict::Resolve { host, port } => {
             let addrs: Vec<std::net::IpAddr> = tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map(|a| a.map(|s| s.ip()).collect())
                 .unwrap_or_default();
-            policy.check_addrs(&host, &addrs).map_err(|b| {
-                b.to_string().replace(
-                    "web.allow_private_networks",
-                    "outputs.allow_private_networks",
-                )
-            })?;
+            policy.check_addrs(&host, &addrs).map_err(said)?;
             Ok(addrs.first().copied())
         }
     }

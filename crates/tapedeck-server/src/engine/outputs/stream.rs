@@ -233,18 +233,22 @@ async fn push(
     loop {
         // Checked again each time: a name may resolve elsewhere now. What
         // was checked is what ffmpeg connects to.
-        let target = match super::check_address(&services.config, &url).await {
-            Ok(Some(ip)) => output::pinned(&url, ip).unwrap_or(url.clone()),
-            Ok(None) => url.clone(),
-            Err(e) => {
+        let started = tokio::time::Instant::now();
+        let failure = match super::check_address_why(&services.config, &url).await {
+            Ok(addr) => {
+                let target = output::target(&url, addr);
+                tokio::select! {
+                    r = run_once(&services, (id, fps), &playlist, &target, kind, &report) => r,
+                    _ = &mut stopped => return,
+                }
+            }
+            // Refused now (the name moved to a private address): for good.
+            Err((true, e)) => {
                 report(OutputState::Failed, Some(e));
                 return;
             }
-        };
-        let started = tokio::time::Instant::now();
-        let failure = tokio::select! {
-            r = run_once(&services, (id, fps), &playlist, &target, kind, &report) => r,
-            _ = &mut stopped => return,
+            // Not resolving now: tried again.
+            Err((false, e)) => Some(e),
         };
         match failure {
             None => {
@@ -277,13 +281,13 @@ async fn run_tapped(
     services: &Services,
     tap: &tapedeck_media::ffmpeg::tap::Tap,
     fps: u32,
-    url: &str,
+    to: &output::Target,
     kind: StreamKind,
     report: &impl Fn(OutputState, Option<String>),
 ) -> Option<String> {
     let (sub, units) = tap.subscribe(TAP_DEPTH_S * fps.max(1) as usize)?;
     let mut cmd = tapedeck_media::process::async_command(&services.tools.ffmpeg);
-    cmd.args(live::push_tapped_args(fps, url, kind))
+    cmd.args(live::push_tapped_args(fps, to, kind))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -319,7 +323,7 @@ async fn run_tapped(
     let tail = tapedeck_media::process::error_lines(&child.stderr_text());
     Some(match status {
         Ok(s) if s.success() => "the stream fell behind the live encode".to_string(),
-        Ok(s) => format!("ffmpeg {s}: {}", redact_urls(&tail, url)),
+        Ok(s) => format!("ffmpeg {s}: {}", redact_urls(&tail, &to.connect)),
         Err(e) => e.to_string(),
     })
 }
@@ -331,7 +335,7 @@ async fn run_once(
     services: &Services,
     rec: (tapedeck_core::RecordingId, u32),
     playlist: &std::path::Path,
-    url: &str,
+    to: &output::Target,
     kind: StreamKind,
     report: &impl Fn(OutputState, Option<String>),
 ) -> Option<String> {
@@ -345,10 +349,10 @@ async fn run_once(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     if let Some(tap) = services.sources.tap(id) {
-        return run_tapped(services, &tap, fps, url, kind, report).await;
+        return run_tapped(services, &tap, fps, to, kind, report).await;
     }
     let mut cmd = tapedeck_media::process::async_command(&services.tools.ffmpeg);
-    cmd.args(live::push_args(playlist, url, kind))
+    cmd.args(live::push_args(playlist, to, kind))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -361,7 +365,7 @@ async fn run_once(
         Ok(s) if s.success() => None,
         Ok(s) => {
             let tail = tapedeck_media::process::error_lines(&child.stderr_text());
-            Some(format!("ffmpeg {s}: {}", redact_urls(&tail, url)))
+            Some(format!("ffmpeg {s}: {}", redact_urls(&tail, &to.connect)))
         }
         Err(e) => Some(e.to_string()),
     }

@@ -63,6 +63,8 @@ struct UrlRequest {
     title: Option<String>,
     /// The file's SHA-256, hex: checked at complete.
     sha256: Option<String>,
+    /// Outputs made from the file once processed (hls, images).
+    outputs: Option<serde_json::Value>,
 }
 
 fn url_sig(key: &[u8], id: RecordingId, exp: i64) -> String {
@@ -122,7 +124,7 @@ pub async fn url(
     let multipart = (r.size > cfg.multipart_threshold_bytes
         && matches!(s.blobs.kind(), "s3" | "local"))
     .then(|| MultipartSpec::plan(r.size, cfg.part_size_bytes));
-    let v = ValidCreate {
+    let mut v = ValidCreate {
         outputs: vec![],
         source: SourceSpec::Upload(Spec {
             filename: r.filename.clone(),
@@ -141,6 +143,7 @@ pub async fn url(
         title: r.title.or(r.filename),
         metadata: json!({}),
     };
+    v.outputs = super::outputs_of(r.outputs, &v)?;
     let (rec, ep) = begin(&s, &p, v).await?;
     reserved.attach(rec.id);
     let expires_in = cfg.url_expires_s;

@@ -201,7 +201,7 @@ async fn create_inner(
     let preset = preset.unwrap_or_default();
     let video = VideoSettings::resolve(preset, Overrides::default())
         .map_err(|e| ApiError::new(Code::InvalidRequest, e.to_string()))?;
-    let v = ValidCreate {
+    let mut v = ValidCreate {
         outputs: vec![],
         source: SourceSpec::Upload(Spec {
             filename: meta.filename.clone(),
@@ -219,6 +219,18 @@ async fn create_inner(
         title: meta.title.clone().or(meta.filename.clone()),
         metadata: serde_json::json!({}),
     };
+    let outputs = meta
+        .outputs
+        .as_deref()
+        .map(serde_json::from_str)
+        .transpose()
+        .map_err(|e| {
+            ApiError::new(
+                Code::InvalidRequest,
+                format!("Upload-Metadata: outputs is not JSON: {e}"),
+            )
+        })?;
+    v.outputs = super::outputs_of(outputs, &v)?;
     let (rec, ep) = begin(&s, &p, v).await?;
     if let Some(r) = reserved {
         r.attach(rec.id);
