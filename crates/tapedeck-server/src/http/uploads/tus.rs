@@ -6,6 +6,10 @@
 //! token) may upload too: into that room only, as the room host's, and
 //! only their own uploads after (see [`Uploader`]).
 //!
+//! One file past 600 lines on purpose: it is the one protocol's handlers
+//! (create, HEAD, PATCH, DELETE, OPTIONS) and the header checks they share;
+//! what is not tus (access, quota, the engine's upload) lives elsewhere.
+//!
 //! - `OPTIONS /v1/uploads`: what is spoken.
 //! - `POST /v1/uploads` (`Upload-Length` or `Upload-Defer-Length: 1`,
 //!   `Upload-Metadata`, optionally the first bytes): creates the recording;
