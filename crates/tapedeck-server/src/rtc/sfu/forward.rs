@@ -124,7 +124,7 @@ impl Sfu {
     /// Chooses the simulcast layer of each video track `to` receives, to
     /// fit its bandwidth estimate with the tracks sent whole (see
     /// [`simulcast::allocate`]); a layer
-    /// newly chosen is asked of its sender as a key frame. The estimator
+    /// chosen and not yet reached is asked of its sender as a key frame. The estimator
     /// is told what the next layer up and the best layers would take, so
     /// str0m pads and probes toward them.
     pub(super) fn allocate(&mut self, to: PeerId) {
@@ -192,11 +192,12 @@ impl Sfu {
                 continue;
             };
             let o = &mut p.outs[i];
-            let before = o.follow.target();
             o.follow.want(ranked[*k]);
-            if let Some(t) = o.follow.target()
-                && before != Some(t)
-            {
+            // Asked again each time while it waits: the sender sends a
+            // key frame only when asked, a request within a second of
+            // another receiver's is not sent (so one joining just after
+            // another would wait for ever), and a request can be lost.
+            if let Some(t) = o.follow.target() {
                 asks.push((o.from, t));
             }
         }
