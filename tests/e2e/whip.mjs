@@ -7,12 +7,16 @@
 // WHIP_SIMULCAST=1: the camera at 1280x720 in three layers (rids q, h, f:
 // a quarter, half and full size); WHIP_TOP_OFF="4,3": the top layer is
 // switched off 4 s in, for 3 s (as an encoder short of bandwidth drops it).
+// WHIP_BARCODE=1: the video is a 640x360 canvas at 30 fps instead of the
+// camera, white with the clock barcode across its top (barcode.mjs reads
+// it: clock = the page's time in µs, counter = the picture's number).
 // Prints the sender's own counts and codecs (RTCPeerConnection stats) as JSON.
 import { drive } from "./harness.mjs";
 
 const [base, room, token, seconds, videoCodec] = process.argv.slice(2);
 const muted = process.env.WHIP_MUTED === "1";
 const simulcast = process.env.WHIP_SIMULCAST === "1";
+const barcode = process.env.WHIP_BARCODE === "1";
 const [topOffAt, topOffFor] = (process.env.WHIP_TOP_OFF || "").split(",").map(Number);
 
 await drive(
@@ -27,11 +31,38 @@ await drive(
     Object.assign(
       result,
       await page.evaluate(
-        async ({ room, token, seconds, videoCodec, muted, simulcast, topOffAt, topOffFor }) => {
+        async ({ room, token, seconds, videoCodec, muted, simulcast, topOffAt, topOffFor, barcode }) => {
           const stream = await navigator.mediaDevices.getUserMedia({
             audio: true,
             video: simulcast ? { width: 1280, height: 720, frameRate: 30 } : { width: 640, height: 360, frameRate: 30 },
           });
+          if (barcode) {
+            const c = document.createElement("canvas");
+            c.width = 640; c.height = 360;
+            const g = c.getContext("2d");
+            let n = 0;
+            const draw = () => {
+              const w = c.width, h = c.height, strip = Math.max(8, Math.ceil(h * 3 / 100));
+              g.fillStyle = "#fff"; g.fillRect(0, 0, w, h);
+              g.fillStyle = "#2a6"; g.fillRect((n * 6) % (w - 60), h / 2 - 30, 60, 60);
+              const clock = Math.floor(performance.now() * 1000) >>> 0, counter = n & 0xffff;
+              const c8 = (clock ^ (clock >>> 8) ^ (clock >>> 16) ^ (clock >>> 24)) >>> 0;
+              const check = (c8 ^ counter ^ (counter >>> 8) ^ 0xa5) & 0xff;
+              const bits = [];
+              for (let i = 31; i >= 0; i--) bits.push((clock >>> i) & 1);
+              for (let i = 15; i >= 0; i--) bits.push((counter >> i) & 1);
+              for (let i = 7; i >= 0; i--) bits.push((check >> i) & 1);
+              g.fillStyle = "#000";
+              bits.forEach((b, i) => {
+                if (b) g.fillRect(Math.floor(i * w / 56), 0, Math.floor((i + 1) * w / 56) - Math.floor(i * w / 56), strip);
+              });
+              n++;
+            };
+            draw();
+            setInterval(draw, 33);
+            stream.getVideoTracks().forEach((t) => { stream.removeTrack(t); t.stop(); });
+            stream.addTrack(c.captureStream(30).getVideoTracks()[0]);
+          }
           if (muted) stream.getAudioTracks().forEach((t) => (t.enabled = false));
           const pc = new RTCPeerConnection();
           let videoSender = null;
@@ -129,7 +160,7 @@ await drive(
           pc.close();
           return { status: r.status, location, connectedMs, sent, path, deleteStatus, layers };
         },
-        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "", muted, simulcast, topOffAt: topOffAt || 0, topOffFor: topOffFor || 0 },
+        { room, token, seconds: Number(seconds), videoCodec: videoCodec || "", muted, simulcast, topOffAt: topOffAt || 0, topOffFor: topOffFor || 0, barcode },
       ),
     );
   },

@@ -157,8 +157,8 @@ impl From<InvalidOutput> for crate::Problem {
 }
 
 /// Which sources take which outputs: HLS and pictures from every source
-/// (a room's as its grid), streams from the live encodes (web, frames; a
-/// call's grid is composed after stop, so not yet from a room).
+/// (a room's as its grid), streams from the live encodes (web, frames, a
+/// call's grid composed while it runs); an upload has none.
 pub fn check_source(spec: &OutputSpec, source: &SourceSpec) -> Result<(), String> {
     let grid = match source {
         SourceSpec::Room(r) => r.layout == RoomLayout::Grid,
@@ -172,10 +172,10 @@ pub fn check_source(spec: &OutputSpec, source: &SourceSpec) -> Result<(), String
             ))
         }
         OutputSpec::Rtmp { .. } | OutputSpec::Srt { .. }
-            if matches!(source, SourceSpec::Upload(_) | SourceSpec::Room(_)) =>
+            if matches!(source, SourceSpec::Upload(_)) =>
         {
             Err(format!(
-                "{} streams a live encode: web and frames recordings have one; an upload has none, and a call's grid is composed after stop",
+                "{} streams a live encode: web, frames and room (grid) recordings have one; an upload has none",
                 spec.kind()
             ))
         }
@@ -519,8 +519,10 @@ mod tests {
             )
             .is_ok()
         );
+        // Streams of the grid composed while the call runs; not of tracks.
         let rtmp = json!([{"kind": "rtmp", "url": "rtmp://x.org/a/k"}]);
-        assert!(parse_list(rtmp, &room(RoomLayout::Grid), crate::Format::Mp4).is_err());
+        assert!(parse_list(rtmp.clone(), &room(RoomLayout::Grid), crate::Format::Mp4).is_ok());
+        assert!(parse_list(rtmp, &room(RoomLayout::Tracks), crate::Format::Mp4).is_err());
     }
 
     #[test]

@@ -69,6 +69,19 @@ impl Speakers {
         }
     }
 
+    /// Who is speaking at `at_us` (their last loud packet at most
+    /// [`HANGOVER_US`] before).
+    pub fn speaking_at(&self, at_us: i64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, o)| at_us - o.last_loud_end_us <= HANGOVER_US)
+            .map(|(p, _)| p.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
     /// `participant` left or the recording paused: what they were saying
     /// ends at their last loud packet.
     pub fn quiet(&mut self, participant: &str) {
@@ -156,6 +169,18 @@ mod tests {
                 "{g:?}"
             );
         }
+    }
+
+    #[test]
+    fn who_speaks_now_is_known_while_they_speak_and_a_moment_after() {
+        let mut s = Speakers::default();
+        talk(&mut s, "Ann", 0, 1000, 20);
+        talk(&mut s, "Bob", 0, 1000, 127);
+        assert_eq!(s.speaking_at(1_000_000), ["Ann"]);
+        assert_eq!(s.speaking_at(1_500_000), ["Ann"], "the hangover");
+        assert!(s.speaking_at(2_000_000).is_empty());
+        talk(&mut s, "Bob", 1000, 2000, 10);
+        assert_eq!(s.speaking_at(2_000_000), ["Bob"]);
     }
 
     #[test]

@@ -576,3 +576,135 @@ async fn an_upload_gets_hls_and_pictures_from_its_file() {
         assert_eq!(e["error"]["code"], code, "{st} {e}");
     }
 }
+
+/// A call's grid composed while the call runs: hls.js plays it live (the
+/// publisher's barcode read off the player's picture), nginx records an
+/// RTMP push of it, pictures come every 2 s; after stop the VOD is cut
+/// from the grid made then (with its sound).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_grid_plays_live_in_hls_js_and_streams_over_rtmp() {
+    use support::rooms::{invite, new_room};
+    use tapedeck_testkit::receivers::NginxRtmp;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nginx")).unwrap();
+    let mut nginx = NginxRtmp::start(&dir.path().join("nginx"));
+    let allowed = vec![format!("127.0.0.1:{}", nginx.port)];
+    let s = start(move |c| c.outputs.allowed_hosts = allowed).await;
+    let host = s.key("alice", false).await;
+    let room = new_room(&s, &host).await;
+    let ann = invite(&s, &host, &room, "Ann").await;
+    let rec = s
+        .create(
+            &host,
+            json!({"source": {"kind": "room", "room": room, "layout": "grid"},
+                   "width": 640, "height": 360, "fps": 15,
+                   "outputs": [{"kind": "hls", "segment_s": 1},
+                               {"kind": "images", "every_s": 2, "width": 320},
+                               {"kind": "rtmp", "url": nginx.url("call")}]}),
+        )
+        .await;
+    let id = rec["id"].as_str().unwrap().to_string();
+    // Ann sends the barcode (muted: a speaking frame would cover it).
+    let publisher = {
+        let args = vec![s.base.clone(), room.clone(), ann, "26".into()];
+        let env = [
+            ("WHIP_BARCODE", "1".to_string()),
+            ("WHIP_MUTED", "1".to_string()),
+        ];
+        tokio::spawn(async move { page_script_env("whip.mjs", args, &env).await })
+    };
+    output_state(&s, &host, &id, "o1", "active").await;
+    output_state(&s, &host, &id, "o3", "active").await;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let player = LiveScript::start(
+        "hls_live.mjs",
+        vec![s.base.clone(), id.clone(), host.clone(), "12".into()],
+    );
+    let readings = player.finish().await;
+    let (_, live) = s.get(&host, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(
+        live["status"], "recording",
+        "played while recording: {live}"
+    );
+    let published = publisher.await.unwrap();
+    assert_eq!(published["status"], 201, "{published}");
+    s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
+        .await;
+    let done = s.wait_status(&host, &id, "completed").await;
+    assert_eq!(done["outputs"][0]["state"], "completed", "{done}");
+    assert_eq!(done["outputs"][1]["state"], "completed", "{done}");
+    assert_eq!(done["outputs"][2]["state"], "stopped", "{done}");
+
+    // What the player showed while the call ran: Ann's barcodes, moving on.
+    assert_eq!(readings["errors"], json!([]), "{readings}");
+    let lines = readings["lines"].as_array().cloned().unwrap_or_default();
+    let counters: Vec<u64> = lines.iter().filter_map(|r| r["counter"].as_u64()).collect();
+    let mut behind: Vec<f64> = lines
+        .iter()
+        .filter_map(|r| Some(r["edge"].as_f64()? - r["current"].as_f64()?))
+        .collect();
+    behind.sort_by(f64::total_cmp);
+    eprintln!(
+        "the live grid in hls.js: {} of {} readings, median {:.2} s behind the live edge",
+        counters.len(),
+        lines.len(),
+        behind.get(behind.len() / 2).copied().unwrap_or(-1.0)
+    );
+    assert!(counters.len() >= 10, "{readings}");
+    assert!(counters.windows(2).all(|w| w[1] >= w[0]), "{counters:?}");
+    assert!(
+        counters.last().unwrap() > &(counters[0] + 60),
+        "{counters:?}"
+    );
+
+    // The VOD: the grid's every picture, its sound too.
+    let url = format!("{}/v1/recordings/{id}/hls/index.m3u8?token={host}", s.base);
+    let (vod_frames, vod_duration) = probe(&url);
+    assert_eq!(
+        vod_frames,
+        done["media"]["frames"].as_u64().unwrap(),
+        "{done}"
+    );
+    let duration_s = done["duration_s"].as_f64().unwrap();
+    assert!(
+        (vod_duration - duration_s).abs() < 0.2,
+        "{vod_duration} vs {duration_s}"
+    );
+    let codecs = std::process::Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    let codecs = String::from_utf8_lossy(&codecs.stdout).to_string();
+    assert!(codecs.lines().any(|c| c == "aac"), "{codecs}");
+    let (_, images) = s.get(&host, &format!("/v1/recordings/{id}/images")).await;
+    let n = images["images"].as_array().map_or(0, Vec::len);
+    assert!(
+        n as f64 >= duration_s / 2.0 - 1.0,
+        "{n} pictures for {duration_s} s"
+    );
+
+    // nginx recorded the grid as it was pushed: H.264, Ann's barcodes.
+    nginx.kill();
+    let files = nginx.recorded();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let got = tapedeck_testkit::decode_count(&files[0].display().to_string());
+    assert_eq!(got.codec, "h264", "{got:?}");
+    let marks = barcode::decode_video(std::path::Path::new("ffmpeg"), &files[0], 15).unwrap();
+    let read: Vec<u16> = marks.iter().flatten().map(|m| m.counter).collect();
+    eprintln!("nginx: {} of {} pictures read", read.len(), marks.len());
+    assert!(
+        read.len() > 60,
+        "{} of {} pictures read",
+        read.len(),
+        marks.len()
+    );
+    assert!(read.windows(2).all(|w| w[1] >= w[0]), "{read:?}");
+}

@@ -133,7 +133,7 @@ fn merged(mut v: Vec<(f64, f64)>, gap: f64) -> Vec<(f64, f64)> {
 
 /// Escapes a value for a filter option inside a filter graph (two levels:
 /// the option, then the graph).
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut once = String::new();
     for c in s.chars() {
         if matches!(c, '\\' | '\'' | ':') {
@@ -216,7 +216,7 @@ pub fn args(
             base = format!("o{i}_{k}");
         }
     }
-    let size = (cells.iter().map(|c| c.rect.3).min().unwrap_or(h) / 14).clamp(14, 48);
+    let size = name_size(cells, h);
     let font = files
         .font
         .as_ref()
@@ -293,6 +293,16 @@ pub fn args(
     a
 }
 
+/// The names' font size: a fourteenth of the shortest cell.
+pub fn name_size(cells: &[Cell], height: u32) -> u32 {
+    (cells.iter().map(|c| c.rect.3).min().unwrap_or(height) / 14).clamp(14, 48)
+}
+
+/// The font names are drawn in, when there is one.
+pub fn font() -> Option<PathBuf> {
+    FONTS.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
 /// The fonts looked for, in order (Debian's `fonts-dejavu-core`).
 const FONTS: [&str; 2] = [
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -354,7 +364,7 @@ pub fn compose(
     }
     let g = GridFiles {
         names,
-        font: FONTS.iter().map(PathBuf::from).find(|p| p.exists()),
+        font: font(),
         progress: dir.join("progress.txt"),
         out: dir.join(format!("media.{}", spec.format.extension())),
     };

@@ -11,6 +11,7 @@ mod audio;
 pub mod copy;
 mod encoder;
 pub mod grid;
+pub mod grid_live;
 pub mod live;
 mod probe;
 mod splicer;

@@ -315,7 +315,7 @@ impl Driver {
             match o {
                 Output::Save => {
                     if self.lc.status() == tapedeck_core::Status::Recording
-                        && self.lc.recording().source.traits().own_encode
+                        && outputs::live_encode(self.lc.recording())
                     {
                         outputs::started(self.lc.recording_mut());
                         let s = self.services.clone();

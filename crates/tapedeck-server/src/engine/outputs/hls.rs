@@ -37,19 +37,23 @@ fn live_vod(dir: &Path) -> Option<String> {
     whole.then_some(vod)
 }
 
-/// Completes the HLS folder in `work` from the final `media`.
+/// Completes the HLS folder in `work` from the final `media` (the live
+/// segments stand when `live_is_file`: the live encode made the file, and
+/// it has no sound laid under after).
 pub async fn finish(
     services: &Services,
     work: &Path,
     media: &Path,
     info: &MediaInfo,
     segment_s: u32,
+    live_is_file: bool,
 ) -> Result<(), String> {
     let dir = work.join(live::HLS_DIR);
     if info.width == 0 {
         return Err("the recording has no picture to segment".into());
     }
-    if info.audio_codec.is_none()
+    if live_is_file
+        && info.audio_codec.is_none()
         && let Some(vod) = live_vod(&dir)
     {
         return std::fs::write(dir.join(live::PLAYLIST), vod).map_err(|e| e.to_string());

@@ -17,7 +17,7 @@ use std::path::Path;
 use tapedeck_core::Failure;
 use tapedeck_core::netpolicy::{NetPolicy, Verdict};
 use tapedeck_core::output::{self, OutputSpec, OutputState};
-use tapedeck_core::recording::{MediaInfo, Recording};
+use tapedeck_core::recording::{MediaInfo, Recording, RoomLayout, SourceSpec};
 use tapedeck_media::ffmpeg::LiveSpec;
 
 use crate::engine::services::Services;
@@ -39,6 +39,14 @@ pub fn live_spec(rec: &Recording) -> LiveSpec {
     live
 }
 
+/// Whether `rec`'s outputs come from a live encode while it records: a
+/// web or frames recording's own, or a call's grid composed while it runs
+/// (`source::room::live`) when it has a live output.
+pub fn live_encode(rec: &Recording) -> bool {
+    let grid = matches!(&rec.source, SourceSpec::Room(r) if r.layout == RoomLayout::Grid);
+    rec.source.traits().own_encode || (grid && live_spec(rec).any())
+}
+
 /// Marks the outputs the live encode writes as active (it started).
 pub fn started(rec: &mut Recording) {
     for o in &mut rec.outputs {
@@ -58,7 +66,10 @@ pub async fn finish(services: &Services, rec: &mut Recording, media: &Path, info
     for o in &mut rec.outputs {
         let made = match o.spec {
             OutputSpec::Hls { segment_s } => {
-                hls::finish(services, &work, media, info, segment_s).await
+                // A call's live grid has no sound and was composed as the
+                // media arrived: its VOD is cut from the grid made after.
+                let live_is_file = rec.source.traits().own_encode;
+                hls::finish(services, &work, media, info, segment_s, live_is_file).await
             }
             OutputSpec::Images { every_s, width } => {
                 images::finish(services, &work, media, info, every_s, width).await

@@ -1,6 +1,7 @@
 //! A room recording's grid, composed after stop (the layout and ffmpeg's
 //! arguments are `tapedeck_media::ffmpeg::grid`'s); its progress shows on
-//! the recording (`stats.progress`).
+//! the recording (`stats.progress`). Without a grid (or when it fails),
+//! the tracks are put side by side ([`side_by_side`]).
 //!
 //! In a cluster the composing is a job in the shared queue
 //! ([`compose_anywhere`], `engine::offload`): the track files go to the
@@ -157,4 +158,28 @@ pub async fn run_claimed(
     compose(services, &grid, call, dir, &meter)
         .await
         .map_err(|f| f.message)
+}
+
+/// Puts every track file at its start in one file (WebM or Matroska, as
+/// `out` is named), by stream copy.
+pub(super) async fn side_by_side(
+    services: &Services,
+    tracks: &[(TrackFile, PathBuf)],
+    out: &Path,
+) -> Result<(), Failure> {
+    let inputs: Vec<(f64, PathBuf)> = tracks.iter().map(|(t, p)| (t.start_s, p.clone())).collect();
+    let (tools, out) = (services.tools.clone(), out.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let inputs: Vec<(f64, &Path)> = inputs.iter().map(|(s, p)| (*s, p.as_path())).collect();
+        tapedeck_media::ffmpeg::copy::side_by_side(&tools, &inputs, &out)
+    })
+    .await
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .map(|_| ())
+    .map_err(|e| {
+        Failure::new(
+            Code::EncoderFailed,
+            format!("putting the tracks together failed: {e}"),
+        )
+    })
 }

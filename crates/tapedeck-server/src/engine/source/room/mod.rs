@@ -25,7 +25,7 @@
 //! named in `last_error`, and the participant's other tracks are still
 //! recorded.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -47,6 +47,7 @@ pub mod auto;
 pub(crate) mod grid;
 mod idle;
 mod kind;
+mod live;
 pub(crate) mod placement;
 mod recover;
 
@@ -175,7 +176,7 @@ impl Output {
             }
         }
         take.format = Some(side_format);
-        side_by_side(&self.services, &take.tracks, &take.output).await?;
+        grid::side_by_side(&self.services, &take.tracks, &take.output).await?;
         Ok(take)
     }
 }
@@ -306,6 +307,8 @@ struct Writer {
     tracks: Vec<TrackWriter>,
     meter: Arc<Meter>,
     speakers: Speakers,
+    /// The grid composed while the call runs, for the live outputs.
+    live: Option<tapedeck_media::ffmpeg::grid_live::LiveGrid>,
 }
 
 impl Writer {
@@ -344,6 +347,7 @@ impl Writer {
         }
         if new_file && self.tracks[track].open.is_some() {
             self.save_manifest();
+            self.show_tracks();
         }
     }
 
@@ -384,6 +388,9 @@ impl Writer {
             }
             SourceControl::Resume => self.place.resume(Instant::now()),
         }
+        if let Some(live) = &self.live {
+            live.paused(c == SourceControl::Pause);
+        }
     }
 
     /// A peer left: its tracks end, and what its participant was saying.
@@ -394,7 +401,8 @@ impl Writer {
         }
     }
 
-    fn finish(self) -> Closed {
+    fn finish(mut self) -> Closed {
+        self.end_live();
         let speakers = self.speakers.finish();
         let mut out = vec![];
         for mut w in self.tracks {
@@ -468,6 +476,7 @@ impl RoomRecording {
             tracks: vec![],
             meter: ctx.meter.clone(),
             speakers: Speakers::default(),
+            live: live::start(&ctx.services, &ctx.rec),
         };
         let events = ctx.events.clone();
         tokio::spawn(async move {
@@ -522,6 +531,7 @@ impl RoomRecording {
                                     .await;
                             }
                         }
+                        writer.show_speakers();
                         let end = writer.place.end_us();
                         let mut c = writer.meter.counters();
                         c.duration_us = end;
@@ -535,30 +545,6 @@ impl RoomRecording {
             output: Output::new(ctx.services, &ctx.rec, ctx.meter),
         })
     }
-}
-
-/// Puts every track file at its start in one file (WebM or Matroska, as
-/// `out` is named), by stream copy.
-async fn side_by_side(
-    services: &Services,
-    tracks: &[(TrackFile, PathBuf)],
-    out: &Path,
-) -> Result<(), Failure> {
-    let inputs: Vec<(f64, PathBuf)> = tracks.iter().map(|(t, p)| (t.start_s, p.clone())).collect();
-    let (tools, out) = (services.tools.clone(), out.to_path_buf());
-    tokio::task::spawn_blocking(move || {
-        let inputs: Vec<(f64, &Path)> = inputs.iter().map(|(s, p)| (*s, p.as_path())).collect();
-        tapedeck_media::ffmpeg::copy::side_by_side(&tools, &inputs, &out)
-    })
-    .await
-    .map_err(|e| Failure::internal(e.to_string()))?
-    .map(|_| ())
-    .map_err(|e| {
-        Failure::new(
-            Code::EncoderFailed,
-            format!("putting the tracks together failed: {e}"),
-        )
-    })
 }
 
 impl Source for RoomRecording {
