@@ -56,6 +56,36 @@ pub(crate) fn ebml_header(out: &mut Vec<u8>, doc_type: &[u8]) {
 
 /// The header: EBML, segment of unknown size, info, the one track.
 pub fn header(width: u32, height: u32) -> Vec<u8> {
+    stream_header(&[raw_video(1, width, height)])
+}
+
+/// [`header`] with a second track (2): 48 kHz stereo 16-bit PCM, its
+/// blocks written with [`block_prefix`].
+pub fn header_with_pcm(width: u32, height: u32) -> Vec<u8> {
+    let mut audio = vec![];
+    float(&mut audio, 0xB5, 48_000.0); // SamplingFrequency
+    uint(&mut audio, 0x9F, 2); // Channels
+    uint(&mut audio, 0x6264, 16); // BitDepth
+    let pcm = track(2, 2, b"A_PCM/INT/LIT", None, 0xE1, &audio);
+    stream_header(&[raw_video(1, width, height), pcm])
+}
+
+/// A stream of one Opus track (48 kHz, two channels, as WebRTC sends it),
+/// each packet written with [`block_prefix`]: what a decoder reads.
+pub fn opus_header() -> Vec<u8> {
+    let mut head = b"OpusHead".to_vec();
+    head.extend_from_slice(&[1, 2, 0, 0]); // version, channels, pre-skip
+    head.extend_from_slice(&48_000u32.to_le_bytes()); // input rate
+    head.extend_from_slice(&[0, 0, 0]); // gain, mapping family 0
+    let mut audio = vec![];
+    float(&mut audio, 0xB5, 48_000.0);
+    uint(&mut audio, 0x9F, 2);
+    stream_header(&[track(1, 2, b"A_OPUS", Some(&head), 0xE1, &audio)])
+}
+
+/// The EBML header, a segment of unknown size (a stream), its info at
+/// 1 µs a tick, and `tracks`.
+fn stream_header(tracks: &[Vec<u8>]) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     ebml_header(&mut out, b"matroska");
 
@@ -68,20 +98,59 @@ pub fn header(width: u32, height: u32) -> Vec<u8> {
     element(&mut info, 0x5741, b"tapedeck"); // WritingApp
     element(&mut out, 0x1549_A966, &info);
 
+    let mut all = vec![];
+    for t in tracks {
+        element(&mut all, 0xAE, t); // TrackEntry
+    }
+    element(&mut out, 0x1654_AE6B, &all);
+    out
+}
+
+/// Track `number`'s raw I420 video.
+fn raw_video(number: u64, width: u32, height: u32) -> Vec<u8> {
     let mut video = vec![];
     uint(&mut video, 0xB0, u64::from(width)); // PixelWidth
     uint(&mut video, 0xBA, u64::from(height)); // PixelHeight
     element(&mut video, 0x2EB524, b"I420"); // ColourSpace
+    track(number, 1, b"V_UNCOMPRESSED", None, 0xE0, &video)
+}
+
+/// A track entry's body: its number (and UID), type (1 video, 2 audio),
+/// codec, and its Video (0xE0) or Audio (0xE1) element.
+fn track(
+    number: u64,
+    kind: u64,
+    codec: &[u8],
+    private: Option<&[u8]>,
+    settings_id: u32,
+    settings: &[u8],
+) -> Vec<u8> {
     let mut track = vec![];
-    uint(&mut track, 0xD7, 1); // TrackNumber
-    uint(&mut track, 0x73C5, 1); // TrackUID
-    uint(&mut track, 0x83, 1); // TrackType: video
+    uint(&mut track, 0xD7, number); // TrackNumber
+    uint(&mut track, 0x73C5, number); // TrackUID
+    uint(&mut track, 0x83, kind); // TrackType
     uint(&mut track, 0x9C, 0); // FlagLacing
-    element(&mut track, 0x86, b"V_UNCOMPRESSED"); // CodecID
-    element(&mut track, 0xE0, &video);
-    let mut tracks = vec![];
-    element(&mut tracks, 0xAE, &track);
-    element(&mut out, 0x1654_AE6B, &tracks);
+    element(&mut track, 0x86, codec); // CodecID
+    if let Some(p) = private {
+        element(&mut track, 0x63A2, p); // CodecPrivate
+    }
+    element(&mut track, settings_id, settings);
+    track
+}
+
+/// The bytes before a block of `track` (1-15) at `pts_us`, `len` bytes
+/// long: a cluster holding one SimpleBlock (the bytes follow).
+pub fn block_prefix(track: u8, pts_us: i64, len: usize) -> Vec<u8> {
+    let mut cluster_head = vec![];
+    uint(&mut cluster_head, 0xE7, pts_us.max(0) as u64); // Cluster Timestamp
+    let block_len = 4 + len;
+    let mut out = Vec::with_capacity(64);
+    put_id(&mut out, 0x1F43_B675); // Cluster
+    put_size(&mut out, (cluster_head.len() + 1 + 8 + block_len) as u64);
+    out.extend_from_slice(&cluster_head);
+    put_id(&mut out, 0xA3);
+    put_size(&mut out, block_len as u64);
+    out.extend_from_slice(&[0x80 | (track & 0x0F), 0x00, 0x00, 0x80]);
     out
 }
 
@@ -96,14 +165,8 @@ pub fn frame_prefix(pts_us: i64, frame_len: usize, duration_us: Option<i64>) -> 
     let mut out = Vec::with_capacity(64);
     put_id(&mut out, 0x1F43_B675); // Cluster
     match duration_us {
-        None => {
-            // SimpleBlock: track 1 (0x81), relative timestamp 0, flags keyframe.
-            put_size(&mut out, (cluster_head.len() + 1 + 8 + block_len) as u64);
-            out.extend_from_slice(&cluster_head);
-            put_id(&mut out, 0xA3);
-            put_size(&mut out, block_len as u64);
-            out.extend_from_slice(&[0x81, 0x00, 0x00, 0x80]);
-        }
+        // SimpleBlock: track 1 (0x81), relative timestamp 0, flags keyframe.
+        None => return block_prefix(1, pts_us, frame_len),
         Some(d) => {
             let mut dur = vec![];
             uint(&mut dur, 0x9B, d.max(1) as u64); // BlockDuration

@@ -340,14 +340,23 @@ impl Writer {
             self.speakers.sound(&w.participant, at_us, f.audio_level);
         }
         let new_file = w.open.is_none();
-        match w.write(&f, at_us, &self.meter) {
-            Ok(true) => self.place.written(track, w.last_end_us()),
-            Ok(false) => {}
-            Err(e) => self.meter.set_error(format!("track {}: {e}", w.id)),
-        }
+        let written = match w.write(&f, at_us, &self.meter) {
+            Ok(true) => {
+                self.place.written(track, w.last_end_us());
+                true
+            }
+            Ok(false) => false,
+            Err(e) => {
+                self.meter.set_error(format!("track {}: {e}", w.id));
+                false
+            }
+        };
         if new_file && self.tracks[track].open.is_some() {
             self.save_manifest();
             self.show_tracks();
+        }
+        if written {
+            self.show_frame(track, &f, at_us);
         }
     }
 
