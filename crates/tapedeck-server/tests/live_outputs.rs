@@ -607,6 +607,18 @@ async fn an_upload_gets_hls_and_pictures_from_its_file() {
 /// after stop the VOD is cut from the grid made then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_grid_plays_live_in_hls_js_and_streams_over_rtmp() {
+    call_grid_live(None).await;
+}
+
+/// The same from an H.264 camera (its decoder reads Annex B, not IVF).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_grid_from_an_h264_camera_plays_live() {
+    call_grid_live(Some("H264")).await;
+}
+
+/// A call with Ann publishing (her camera in `codec`, else Chromium's
+/// first choice, VP8) and a grid recording with live outputs.
+async fn call_grid_live(codec: Option<&str>) {
     use support::rooms::{invite, new_room};
     use tapedeck_testkit::receivers::NginxRtmp;
     let dir = tempfile::tempdir().unwrap();
@@ -630,7 +642,8 @@ async fn a_call_grid_plays_live_in_hls_js_and_streams_over_rtmp() {
     let id = rec["id"].as_str().unwrap().to_string();
     // Ann sends the barcode (muted: a speaking frame would cover it).
     let publisher = {
-        let args = vec![s.base.clone(), room.clone(), ann, "26".into()];
+        let mut args = vec![s.base.clone(), room.clone(), ann, "26".into()];
+        args.extend(codec.map(str::to_string));
         let env = [
             ("WHIP_BARCODE", "1".to_string()),
             ("WHIP_MUTED", "1".to_string()),
@@ -656,6 +669,12 @@ async fn a_call_grid_plays_live_in_hls_js_and_streams_over_rtmp() {
     );
     let published = publisher.await.unwrap();
     assert_eq!(published["status"], 201, "{published}");
+    let sent = published["sent"]["video"]["codec"].as_str().unwrap_or("");
+    assert_eq!(
+        sent,
+        format!("video/{}", codec.unwrap_or("VP8")),
+        "{published}"
+    );
     s.post(&host, &format!("/v1/recordings/{id}/stop"), json!({}))
         .await;
     let done = s.wait_status(&host, &id, "completed").await;
