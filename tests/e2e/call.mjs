@@ -160,6 +160,22 @@ await drive(
     const t0 = Date.now();
     await sleep(3000);
     result.recAfter3s = { host: await rec(host), guest: await rec(guest) };
+    // The host sees a preview of the grid being recorded (its live
+    // segments); the guest does not.
+    const previewing = () => {
+      const v = document.getElementById("rec-preview-video");
+      return !document.getElementById("rec-preview").hidden && v.videoWidth > 0 && v.currentTime > 0.5;
+    };
+    try {
+      await waitFor(host, "the host's preview plays", previewing, undefined, 20000);
+    } catch { /* reported below */ }
+    result.preview = await host.evaluate(() => {
+      const v = document.getElementById("rec-preview-video");
+      const b = v.buffered;
+      return { shown: !document.getElementById("rec-preview").hidden, width: v.videoWidth, height: v.videoHeight, time: v.currentTime,
+        paused: v.paused, ready: v.readyState, buffered: b.length ? [b.start(0), b.end(b.length - 1)] : [] };
+    });
+    result.guestPreviewShown = await guest.evaluate(() => !document.getElementById("rec-preview").hidden);
     await host.screenshot({ path: `${shots}/call-host.png` });
     await guest.screenshot({ path: `${shots}/call-guest.png` });
 

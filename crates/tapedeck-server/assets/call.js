@@ -377,10 +377,34 @@ function onRecording(event, r, recordedS) {
   $("pause").hidden = !active;
   $("pause").textContent = r.status === "paused" ? "Resume" : "Pause";
   $("stop").hidden = !active;
+  // From its start: a pending recording has no segments to play yet.
+  preview(running || r.status === "paused" ? r : null);
   if (r.status === "processing") status("Saving the recording…");
   if (r.status === "completed") status("The recording is ready.");
   if (r.status === "failed") Words.show($("call-status"), Words.fail(0, { error: r.error || { code: "failed" } }));
   renderRecordings();
+}
+
+// The host sees the grid being recorded, from its live segments
+// (live-player.js), while the room records with an hls output.
+let previewing = null; // {id, handle}
+
+async function preview(r) {
+  const want = r && !joinToken && (r.outputs || []).some((o) => o.kind === "hls") ? r.id : null;
+  if (previewing && previewing.id === want) return;
+  if (previewing && previewing.handle) previewing.handle.stop();
+  previewing = null;
+  $("rec-preview").hidden = !want;
+  if (!want) return;
+  const mine = { id: want, handle: null };
+  previewing = mine;
+  const handle = await TapedeckLive.play($("rec-preview-video"), `/v1/recordings/${want}/hls/index.m3u8`);
+  if (previewing !== mine) {
+    if (handle) handle.stop();
+    return;
+  }
+  mine.handle = handle;
+  if (!handle) $("rec-preview").hidden = true;
 }
 
 function renderRecordings() {
@@ -424,6 +448,9 @@ async function control(what) {
         // Plays as the call: everyone in a grid with the sound mixed; each
         // person's tracks are kept beside it.
         source: { kind: "room", room: roomId, layout: "grid" },
+        // Its live segments show the host what is recorded (below), and
+        // stay with it as a stream any player plays.
+        outputs: [{ kind: "hls", segment_s: 1 }],
       });
     } else if (live) {
       await api("POST", `/v1/recordings/${live.id}/${what}`);

@@ -76,40 +76,24 @@ function progress(r) {
 let live = null;
 
 function stopLive() {
-  if (live && live.destroy) live.destroy();
+  if (live && live.stop) live.stop();
   live = null;
 }
 
-function loadHls() {
-  if (window.Hls) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const s = document.createElement("script");
-    s.src = "/vendor/hls.js";
-    s.onload = resolve;
-    s.onerror = reject;
-    document.head.append(s);
-  });
-}
-
-// Plays the live playlist two segments behind its edge: natively where
-// the browser plays HLS (Safari), else with hls.js.
+// Plays the live playlist (live-player.js).
 async function playLive(src) {
   const v = $("watch-video");
   v.hidden = false;
-  v.muted = true;
-  live = { destroy: null };
-  if (v.canPlayType("application/vnd.apple.mpegurl")) {
-    v.src = src;
-  } else {
-    try { await loadHls(); } catch { live = null; return; }
-    if (!window.Hls.isSupported()) { live = null; return; }
-    const hls = new window.Hls({ liveSyncDurationCount: 2 });
-    live = hls;
-    hls.loadSource(src);
-    hls.attachMedia(v);
+  const pending = { stop: null };
+  live = pending;
+  const handle = await TapedeckLive.play(v, src);
+  if (live !== pending) {
+    // Stopped while hls.js loaded.
+    if (handle) handle.stop();
+    return;
   }
-  v.play().catch(() => { /* the viewer presses play */ });
-  $("watch-live").hidden = false;
+  live = handle;
+  if (handle) $("watch-live").hidden = false;
 }
 
 function play(src, title) {

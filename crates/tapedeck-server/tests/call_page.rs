@@ -2,7 +2,8 @@
 //! and microphone) join a room on `/call/ROOM`, one with an API key (the
 //! host), one with an invite link. The server forwards each one's media to
 //! the other (both decode video and receive sound), the host records,
-//! pauses, resumes and stops from the page, the guest sees the REC timer,
+//! pauses, resumes and stops from the page (seeing what is recorded in a
+//! live preview), the guest sees the REC timer,
 //! and the recording plays as the call (both people in a grid, one sound)
 //! and holds four track files (each person's VP8 and Opus)
 //! that decode in full and last as long as the recording ran
@@ -126,6 +127,13 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
         );
     }
     assert_eq!(out["recPaused"]["paused"], true, "{out}");
+    // The host saw the grid being recorded, playing (the live grid's
+    // segments, 1280x720 as the page records); the guest was shown none.
+    let p = &out["preview"];
+    assert_eq!(p["shown"], true, "{out}");
+    assert_eq!((&p["width"], &p["height"]), (&json!(1280), &json!(720)), "{p}");
+    assert!(p["time"].as_f64().unwrap() > 0.5, "{p}");
+    assert_eq!(out["guestPreviewShown"], false, "{out}");
 
     // The recording: four tracks, two people × (VP8, Opus), each decoding
     // in full and as long as the recording ran by the page's clock (within

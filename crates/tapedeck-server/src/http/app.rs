@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/vendor/hls.js", get(ui::hls_script))
         .route("/r/{id}", get(ui::watch))
         .route("/watch.js", get(ui::watch_script))
+        .route("/live-player.js", get(ui::live_player_script))
         .route("/s/{id}", get(ui::shared))
         .route("/shared.js", get(ui::shared_script))
         .route("/healthz", get(crate::http::health::healthz))

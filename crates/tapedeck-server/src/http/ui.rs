@@ -88,6 +88,12 @@ pub async fn watch_script() -> Response {
     asset(JS, include_str!("../../assets/watch.js"))
 }
 
+/// `GET /live-player.js`: plays a live HLS playlist (the watch page, the
+/// call page's preview).
+pub async fn live_player_script() -> Response {
+    asset(JS, include_str!("../../assets/live-player.js"))
+}
+
 /// `GET /s/{id}?exp=&sig=`: the public viewer of a share link.
 pub async fn shared() -> Response {
     page(include_str!("../../assets/shared.html"))
