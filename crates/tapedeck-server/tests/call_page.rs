@@ -131,7 +131,11 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
     // segments, 1280x720 as the page records); the guest was shown none.
     let p = &out["preview"];
     assert_eq!(p["shown"], true, "{out}");
-    assert_eq!((&p["width"], &p["height"]), (&json!(1280), &json!(720)), "{p}");
+    assert_eq!(
+        (&p["width"], &p["height"]),
+        (&json!(1280), &json!(720)),
+        "{p}"
+    );
     assert!(p["time"].as_f64().unwrap() > 0.5, "{p}");
     assert_eq!(out["guestPreviewShown"], false, "{out}");
 
