@@ -182,7 +182,7 @@ fn create_properties() -> Value {
         "title": {"type": "string", "maxLength": 200},
         "metadata": {"type": "object", "description": "any JSON object of at most 16 KiB"},
         "outputs": {"type": "array", "maxItems": tapedeck_core::output::MAX_OUTPUTS, "items": {"$ref": "#/components/schemas/OutputSpec"},
-            "description": "live outputs: at most one hls and one images; a room recording takes hls, rtmp and srt only with layout grid"}}),
+            "description": "live outputs: at most one hls and one images; a room recording takes hls, rtmp and srt only with layout grid (its grid is composed live while the call runs); an upload takes no stream"}}),
         &["format", "preset"],
     )
 }
