@@ -4,6 +4,8 @@ per output with ffmpeg alone."""
 
 import argparse
 import asyncio
+import functools
+import http.server
 import json
 import os
 import shutil
@@ -57,14 +59,14 @@ def make_frames(d, n):
 
 
 def decode_strip(buf):
-    """The counter in a 448x8 gray strip, or None."""
+    """(clock, counter) in a 448x8 gray strip, or None."""
     bits = []
     for i in range(56):
         s = sum(buf[y * 448 + i * 8 + x] for y in range(2, 6) for x in range(2, 6))
         bits.append(1 if s / 16 < 128 else 0)
     take = lambda a, n: int("".join(map(str, bits[a:a + n])), 2)  # noqa: E731
     clock, counter, chk = take(0, 32), take(32, 16), take(48, 8)
-    return counter if check_byte(clock, counter) == chk else None
+    return (clock, counter) if check_byte(clock, counter) == chk else None
 
 
 def tree_cpu(pids):
@@ -141,7 +143,7 @@ class RtmpReader(threading.Thread):
 
     def __init__(self, url):
         super().__init__(daemon=True)
-        self.url, self.seen, self.proc = url, [], None
+        self.url, self.seen, self.clocks, self.proc = url, [], [], None
 
     def run(self):
         while self.proc is None or self.proc.poll() is not None:
@@ -153,9 +155,10 @@ class RtmpReader(threading.Thread):
                 buf = self.proc.stdout.read(448 * 8)
                 if len(buf) < 448 * 8:
                     break
-                c = decode_strip(buf)
-                if c is not None:
-                    self.seen.append((c, time.time()))
+                m = decode_strip(buf)
+                if m is not None:
+                    self.seen.append((m[1], time.time()))
+                    self.clocks.append((m[0], time.time()))
             if self.seen:
                 return
             time.sleep(0.5)
@@ -175,6 +178,26 @@ def hls_seen(proc):
     out, _ = proc.communicate()
     last = json.loads(out.strip().splitlines()[-1])
     return [(r["counter"], r["at"] / 1000) for r in last["lines"] if r.get("counter") is not None]
+
+
+def hls_clocks(proc):
+    out, _ = proc.communicate()
+    last = json.loads(out.strip().splitlines()[-1])
+    return [(r["clock"], r["at"] / 1000) for r in last["lines"] if r.get("clock") is not None]
+
+
+def wall_latencies(clocks):
+    """Latency of each reading of the clock page's wall clock (?wall=1:
+    Date.now in µs, modulo 2^32) against the reader's time, same machine."""
+    ls = [(((round(t * 1e6) % 2**32) - c) % 2**32) / 1e6 for c, t in clocks]
+    return summary(ls)
+
+
+def summary(ls):
+    if not ls:
+        return None
+    ls.sort()
+    return {"n": len(ls), "p50": statistics.median(ls), "p95": ls[int(len(ls) * 0.95) - 1]}
 
 
 def latencies(seen, sent):
@@ -269,6 +292,59 @@ def run_tapedeck(args, frames, outputs, tag, nginx_port):
     return result
 
 
+def run_web(args, nginx_port):
+    """A realtime web recording of the clock page (?wall=1) at 720p30 with
+    HLS (2 s) and RTMP outputs: glass to glass, page to player, capture
+    included."""
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                          functools.partial(Quiet, directory=os.path.join(HERE, "pages")))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/clock.html?wall=1"
+    data = os.path.join(args.work, "data-web")
+    out = subprocess.run([args.tapedeck, "keys", "create", "--user", "bench", "--data-dir", data],
+                         capture_output=True, text=True, check=True).stdout
+    key = next(w for w in out.split() if w.startswith("tdk_"))
+    port = free_port()
+    env = dict(os.environ, TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS="true",
+               TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0")
+    proc = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(args.work, "web.log"), "w"))
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    rec = api(base, key, "POST", "/v1/recordings", {
+        "source": {"kind": "web", "url": url, "mode": "realtime", "audio": False,
+                   "script": [{"type": "wait", "duration_ms": args.seconds * 1000}]},
+        "width": W, "height": H, "fps": FPS,
+        "outputs": [{"kind": "hls", "segment_s": 2}, {"kind": "rtmp", "url": f"rtmp://127.0.0.1:{nginx_port}/live/web"}]})
+    rid = rec["id"]
+    time.sleep(8)
+    hls = hls_reader(base, f"{base}/v1/recordings/{rid}/hls/index.m3u8?token={key}", args.seconds - 16)
+    rtmp = RtmpReader(f"rtmp://127.0.0.1:{nginx_port}/live/web")
+    rtmp.start()
+    result = {"tag": "web (clock page, realtime)", "hls": wall_latencies(hls_clocks(hls))}
+    rtmp.stop()
+    result["rtmp"] = wall_latencies(rtmp.clocks)
+    for _ in range(600):
+        r = api(base, key, "GET", f"/v1/recordings/{rid}")
+        if r["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.5)
+    result["status"] = r["status"]
+    proc.terminate()
+    proc.wait()
+    srv.shutdown()
+    return result
+
+
 def run_peer(args, frames, kinds, nginx_port):
     """ffmpeg alone: one libx264 encode per output of the same frames."""
     d = os.path.join(args.work, "peer-" + "-".join(kinds))
@@ -338,8 +414,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tapedeck", required=True)
     ap.add_argument("--seconds", type=int, default=60)
+    ap.add_argument("--web-only", action="store_true", help="only the clock page's glass-to-glass latency")
     args = ap.parse_args()
     args.work = tempfile.mkdtemp(prefix="tapedeck-outputs-")
+    if args.web_only:
+        nginx, nport = start_nginx(args.work)
+        try:
+            print(json.dumps(run_web(args, nport)), flush=True)
+        finally:
+            nginx.kill()
+        return
     frames = make_frames(os.path.join(args.work, "frames"), args.seconds * FPS)
     nginx, nport = start_nginx(args.work)
     srt_port = free_port()
@@ -367,6 +451,8 @@ def main():
         peer = [run_peer(args, frames, ["hls"], nport), run_peer(args, frames, ["rtmp"], nport)]
         for p in peer:
             print(json.dumps(p), flush=True)
+        web = run_web(args, nport)
+        print(json.dumps(web), flush=True)
     finally:
         nginx.kill()
     base = rows[0]["cpu_pct"]
@@ -386,6 +472,7 @@ def main():
         added = td["cpu_pct"] - base
         print(f"{kind}: CPU added tapedeck/peer x{added / pr['cpu_pct']:.3f}; latency p50 tapedeck/peer "
               f"x{(td[kind] or {}).get('p50', float('nan')) / (pr[kind] or {}).get('p50', float('nan')):.2f}")
+    print(f"\nthe clock page recorded in realtime (web), page to player: hls {fmt(web['hls'])}, rtmp {fmt(web['rtmp'])}")
     shutil.rmtree(os.path.join(args.work, "frames"), ignore_errors=True)
 
 

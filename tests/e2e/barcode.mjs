@@ -1,7 +1,7 @@
 // Reads the clock barcode (bench/pages/clock.html's, and the frames tests
 // draw: 56 blocks across the top 3% of the picture, clock µs 32 bits,
-// counter 16, check 8) off a <video> in the page: the counter, or null.
-export function readVideoBarcode(videoId) {
+// counter 16, check 8) off a <video> in the page: {clock, counter}, or null.
+export function readVideoMark(videoId) {
   const v = document.getElementById(videoId);
   const w = v.videoWidth, h = v.videoHeight;
   if (!w || v.readyState < 2) return null;
@@ -19,5 +19,5 @@ export function readVideoBarcode(videoId) {
   const take = (from, n) => bits.slice(from, from + n).reduce((a, b) => a * 2 + b, 0);
   const clock = take(0, 32), counter = take(32, 16), check = take(48, 8);
   const c8 = (clock ^ (clock >>> 8) ^ (clock >>> 16) ^ (clock >>> 24)) >>> 0;
-  return ((c8 ^ counter ^ (counter >>> 8) ^ 0xa5) & 0xff) === check ? counter : null;
+  return ((c8 ^ counter ^ (counter >>> 8) ^ 0xa5) & 0xff) === check ? { clock, counter } : null;
 }

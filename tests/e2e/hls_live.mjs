@@ -1,13 +1,13 @@
 // Plays a recording's live HLS with hls.js (served by the binary) in
 // Debian's Chromium and reads the barcode of the picture on screen every
-// 250 ms: one JSON line per reading ({counter, current, edge}), then
+// 250 ms: one JSON line per reading ({counter, clock, current, edge, at}), then
 // {"done": true, ...} after SECONDS.
 //
 // node hls_live.mjs BASE ID TOKEN SECONDS [PLAYLIST_URL]
 // (bench/outputs_bench.py gives another server's playlist, and reads each
 // line's `at`, the reader's clock when it read the picture.)
 import { chromium } from 'playwright-core';
-import { readVideoBarcode } from './barcode.mjs';
+import { readVideoMark } from './barcode.mjs';
 
 const [base, id, token, seconds, other] = process.argv.slice(2);
 const browser = await chromium.launch({
@@ -46,9 +46,9 @@ try {
       const v = document.getElementById('v');
       const edge = window.hls.levels?.[window.hls.currentLevel]?.details?.edge ?? null;
       // eslint-disable-next-line no-new-func
-      const counter = new Function(`return (${read})`)()('v');
-      return { counter, current: v.currentTime, edge, width: v.videoWidth, at: Date.now() };
-    }, readVideoBarcode.toString());
+      const mark = new Function(`return (${read})`)()('v');
+      return { counter: mark ? mark.counter : null, clock: mark ? mark.clock : null, current: v.currentTime, edge, width: v.videoWidth, at: Date.now() };
+    }, readVideoMark.toString());
     lines.push(r);
     console.log(JSON.stringify(r));
   }

@@ -3,7 +3,7 @@
 //   node watch_live.mjs BASE KEY ID SECONDS
 // Prints JSON: the barcode counters read off the page's player.
 import { drive, sessionFor } from "./harness.mjs";
-import { readVideoBarcode } from "./barcode.mjs";
+import { readVideoMark } from "./barcode.mjs";
 
 const [base, key, id, seconds] = process.argv.slice(2);
 
@@ -20,7 +20,7 @@ await drive(["--autoplay-policy=no-user-gesture-required"], async (page, result)
   const until = Date.now() + Number(seconds) * 1000;
   while (Date.now() < until) {
     await page.waitForTimeout(250);
-    const c = await page.evaluate((read) => new Function(`return (${read})`)()("watch-video"), readVideoBarcode.toString());
-    if (c !== null) result.counters.push(c);
+    const m = await page.evaluate((read) => new Function(`return (${read})`)()("watch-video"), readVideoMark.toString());
+    if (m !== null) result.counters.push(m.counter);
   }
 });

@@ -406,6 +406,17 @@ pub fn target(url: &str, addr: Option<std::net::IpAddr>) -> Target {
     Target { connect, tc_url }
 }
 
+/// Hides what each stream output's URL carries past its host (stream
+/// keys, SRT passphrases and stream ids): a recording as someone other
+/// than its owner sees it (a participant of its call).
+pub fn hide_secrets(outputs: &mut [Output]) {
+    for o in outputs {
+        if let OutputSpec::Rtmp { url } | OutputSpec::Srt { url } = &mut o.spec {
+            *url = redacted(url);
+        }
+    }
+}
+
 /// `url` with the path and query hidden past the application (RTMP stream
 /// keys, SRT passphrases): what logs and errors may show.
 pub fn redacted(url: &str) -> String {
@@ -523,6 +534,35 @@ mod tests {
         let rtmp = json!([{"kind": "rtmp", "url": "rtmp://x.org/a/k"}]);
         assert!(parse_list(rtmp.clone(), &room(RoomLayout::Grid), crate::Format::Mp4).is_ok());
         assert!(parse_list(rtmp, &room(RoomLayout::Tracks), crate::Format::Mp4).is_err());
+    }
+
+    #[test]
+    fn others_see_streams_without_their_keys() {
+        let mut outs = vec![
+            Output::new("o1".into(), OutputSpec::Hls { segment_s: 2 }),
+            Output::new(
+                "o2".into(),
+                OutputSpec::Rtmp {
+                    url: "rtmp://a.example.org/live/SECRETKEY".into(),
+                },
+            ),
+            Output::new(
+                "o3".into(),
+                OutputSpec::Srt {
+                    url: "srt://b.example.org:9000?passphrase=hush".into(),
+                },
+            ),
+        ];
+        hide_secrets(&mut outs);
+        let text = serde_json::to_string(&outs).unwrap();
+        assert!(
+            !text.contains("SECRETKEY") && !text.contains("hush"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rtmp://a.example.org/") && text.contains("srt://b.example.org:9000/"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_belong_to_their_host_and_participants() {
-    let s = start(|_| {}).await;
+    let s = start(|c| c.outputs.allow_private_networks = true).await;
     let alice = s.key("alice", false).await;
     let bob = s.key("bob", false).await;
     let carol = s.key("carol", false).await;
@@ -86,6 +86,38 @@ async fn rooms_belong_to_their_host_and_participants() {
         s.get(&carol, &format!("/v1/rooms/{id}/recordings")).await.1["recordings"],
         json!([])
     );
+    // She sees the host's recording of the call, not its stream's key.
+    let rec = s
+        .create(
+            &alice,
+            json!({"source": {"kind": "room", "room": id, "layout": "grid"},
+                   "outputs": [{"kind": "rtmp", "url": "rtmp://127.0.0.1:1/live/SECRETKEY"},
+                               {"kind": "srt", "url": "srt://127.0.0.1:2?passphrase=hushhushhush"}]}),
+        )
+        .await;
+    let rid = rec["id"].as_str().unwrap();
+    assert_eq!(
+        rec["outputs"][0]["url"], "rtmp://127.0.0.1:1/live/SECRETKEY",
+        "the owner sees it whole"
+    );
+    for path in [
+        format!("/v1/rooms/{id}/recordings"),
+        format!("/v1/recordings/{rid}"),
+    ] {
+        let (st, seen) = s.get(&carol, &path).await;
+        let text = seen.to_string();
+        assert_eq!(st, 200, "{path}: {text}");
+        assert!(
+            text.contains("rtmp://127.0.0.1:1/")
+                && !text.contains("SECRETKEY")
+                && !text.contains("hush"),
+            "{path}: {text}"
+        );
+    }
+    let (st, _) = s
+        .post(&alice, &format!("/v1/recordings/{rid}/cancel"), json!({}))
+        .await;
+    assert_eq!(st, 200);
 
     // The host invites a guest: a join token for this room, with a link.
     let (st, inv) = s

@@ -40,6 +40,9 @@ async fn load_with_control(
         && let Some(room) = s.repo.room(room).await?
         && s.repo.is_member(&room, &p.user).await?
     {
+        // A participant sees the recording, not the host's stream keys.
+        let mut rec = rec;
+        tapedeck_core::output::hide_secrets(&mut rec.outputs);
         return Ok((rec, false));
     }
     Err(ApiError::not_found())

@@ -143,7 +143,14 @@ async fn events_loop(
             ev = rx.recv() => match ev {
                 Ok(ev) => {
                     if !sees(&s, &p, &ev.recording, &mut rooms).await { continue; }
-                    let text = serde_json::to_string(&ev).unwrap_or_default();
+                    let text = if p.can_see(&ev.recording.owner) {
+                        serde_json::to_string(&ev).unwrap_or_default()
+                    } else {
+                        // A participant of its call: not the host's stream keys.
+                        let mut ev = ev;
+                        tapedeck_core::output::hide_secrets(&mut ev.recording.outputs);
+                        serde_json::to_string(&ev).unwrap_or_default()
+                    };
                     if !send_within(&mut socket, Message::Text(text.into())).await { break; }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

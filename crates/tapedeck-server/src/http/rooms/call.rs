@@ -304,9 +304,11 @@ async fn live_recordings(s: &AppState, room: RoomId) -> Vec<Value> {
     let mut out = vec![];
     let ids = s.repo.room_recordings(room).await.unwrap_or_default();
     for id in ids {
-        if let Ok(Some(r)) = s.repo.get(id).await
+        if let Ok(Some(mut r)) = s.repo.get(id).await
             && r.status.is_active()
         {
+            // Everyone in the call gets it: not the host's stream keys.
+            tapedeck_core::output::hide_secrets(&mut r.outputs);
             let recorded_s = s.supervisor.recorded_s(r.id);
             out.push(json!({"type": "recording", "event": "recording.live", "recording": r, "recorded_s": recorded_s}));
         }
@@ -315,5 +317,7 @@ async fn live_recordings(s: &AppState, room: RoomId) -> Vec<Value> {
 }
 
 fn recording_event(ev: &Event) -> Value {
-    json!({"type": "recording", "event": ev.kind, "at": ev.at, "recording": ev.recording})
+    let mut rec = ev.recording.clone();
+    tapedeck_core::output::hide_secrets(&mut rec.outputs);
+    json!({"type": "recording", "event": ev.kind, "at": ev.at, "recording": rec})
 }

@@ -179,7 +179,10 @@ pub async fn recordings(
     let (room, _) = load(&s, &p, &id).await?;
     let mut recs = vec![];
     for rid in s.repo.room_recordings(room.id).await? {
-        if let Some(r) = s.repo.get(rid).await? {
+        if let Some(mut r) = s.repo.get(rid).await? {
+            if !p.can_see(&r.owner) {
+                tapedeck_core::output::hide_secrets(&mut r.outputs);
+            }
             recs.push(r);
         }
     }
