@@ -179,6 +179,17 @@ async fn a_live_frames_recording_plays_in_hls_js_and_is_kept_as_vod() {
         "{text}"
     );
     assert!(text.contains(&format!("s00000.m4s?token={key}")), "{text}");
+    // A query token that did not let the caller in (a bearer header did)
+    // is not carried into the playlist.
+    let other = format!(
+        "{}/v1/recordings/{id}/hls/index.m3u8?token=not-a-key",
+        s.base
+    );
+    let text2 = String::from_utf8(s.bytes(Some(&key), &other).await).unwrap();
+    assert!(
+        text2.contains("s00000.m4s") && !text2.contains("not-a-key"),
+        "{text2}"
+    );
     let (vod_frames, vod_duration) = probe(&url);
     assert_eq!(vod_frames, frames_total, "{text}");
     assert!(
@@ -255,7 +266,13 @@ async fn a_live_frames_recording_plays_in_hls_js_and_is_kept_as_vod() {
         (416, &json!("range_not_satisfiable")),
         "{e}"
     );
-    for bad in ["start=-1", "start=abc", "start=1&duration=0"] {
+    for bad in [
+        "start=-1",
+        "start=abc",
+        "start=1&duration=0",
+        "start=1&duration=1e-320",
+        "start=NaN",
+    ] {
         let (st, e) = s
             .get(&key, &format!("/v1/recordings/{id}/media?{bad}"))
             .await;

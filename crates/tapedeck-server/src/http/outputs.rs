@@ -26,6 +26,8 @@ use crate::http::state::AppState;
 const M3U8: &str = "application/vnd.apple.mpegurl";
 
 fn no_such(what: &str) -> ApiError {
+    // A name from the request is shown, but not at any length.
+    let what: String = what.chars().take(120).collect();
     ApiError::new(Code::NotFound, format!("this recording has no {what}"))
 }
 
@@ -70,7 +72,12 @@ pub async fn hls_file(
     }
     let from = source_of(&rec)?;
     let playlist = name == live::PLAYLIST;
-    let token = q.get("token").map(|t| format!("token={}", urlencoding(t)));
+    // The query's token is carried into the playlist's URIs only when it
+    // is what let the caller in (a bearer header is checked before it).
+    let token = q
+        .get("token")
+        .filter(|_| !headers.contains_key(header::AUTHORIZATION))
+        .map(|t| format!("token={}", urlencoding(t)));
     match from {
         From::Store if playlist => {
             let key = format!("{}/{name}", hls::prefix(rec.id));

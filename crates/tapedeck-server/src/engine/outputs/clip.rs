@@ -28,7 +28,7 @@ impl Drop for Clip {
     }
 }
 
-/// Checks a range: `start` at or after 0, `duration` above 0 and at most
+/// Checks a range: `start` at or after 0, `duration` at least 1 ms and at most
 /// [`MAX_DURATION_S`].
 pub fn check(start_s: f64, duration_s: f64) -> Result<(), Problem> {
     if !start_s.is_finite() || start_s < 0.0 {
@@ -37,10 +37,13 @@ pub fn check(start_s: f64, duration_s: f64) -> Result<(), Problem> {
             "start: must be a number of seconds, 0 or more",
         ));
     }
-    if !duration_s.is_finite() || duration_s <= 0.0 || duration_s > MAX_DURATION_S {
+    // At least a millisecond: anything shorter holds no picture.
+    if !(0.001..=MAX_DURATION_S).contains(&duration_s) {
         return Err(Problem::new(
             Code::InvalidQuery,
-            format!("duration: must be a number of seconds above 0, at most {MAX_DURATION_S}"),
+            format!(
+                "duration: must be a number of seconds, 0.001 or more, at most {MAX_DURATION_S}"
+            ),
         ));
     }
     Ok(())
@@ -122,7 +125,7 @@ pub async fn clip(
 fn past(start_s: f64, total: f64, what: &str) -> Problem {
     Problem::new(
         Code::RangeNotSatisfiable,
-        format!("start: {start_s} s is past {what} ({total:.3} s)"),
+        format!("start: {start_s:.3} s is past {what} ({total:.3} s)"),
     )
 }
 
