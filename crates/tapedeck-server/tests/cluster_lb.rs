@@ -48,13 +48,16 @@ async fn frames_and_an_upload_through_any_node() {
         (201, Some("n2")),
         "{filler}"
     );
-    // The next one asked of n2 is placed on a node that has room.
+    // The next one asked of n2 is placed on a node that has room; it
+    // writes live HLS.
+    let mut with_hls = frames;
+    with_hls["outputs"] = json!([{"kind": "hls", "segment_s": 1}]);
     let (code, rec, answered) = call_at(
         &c.node("n2").base,
         &ann,
         "POST",
         "/v1/recordings",
-        Some(frames),
+        Some(with_hls),
     )
     .await;
     if code != 201 {
@@ -124,6 +127,23 @@ async fn frames_and_an_upload_through_any_node() {
         1,
         "every read of a live recording answered by its holder: {seen:?}"
     );
+    // Its live playlist, asked of any node, comes from the holder's work
+    // folder (where the segments are).
+    for base in [&c.lb, &other.base] {
+        let r = reqwest::Client::new()
+            .get(format!("{base}/v1/recordings/{id}/hls/index.m3u8"))
+            .bearer_auth(&ann)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-tapedeck-node"].to_str().unwrap(), holder);
+        let text = r.text().await.unwrap();
+        assert!(
+            text.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && text.contains("s00000.m4s"),
+            "{text}"
+        );
+    }
     // A client passing itself off as a node is forwarded all the same.
     let r = reqwest::Client::new()
         .get(format!("{}/v1/recordings/{id}", other.base))
@@ -206,6 +226,17 @@ async fn frames_and_an_upload_through_any_node() {
     let m = tapedeck_testkit::ffprobe(&file);
     // 20 frames x 200 ms = 4 s.
     assert_eq!((m.codec.as_str(), m.frames), ("h264", 4 * fps), "{m:?}");
+    // Its VOD playlist and segments, from the bucket, through every node.
+    for n in &c.nodes {
+        let url = format!("{}/v1/recordings/{id}/hls/index.m3u8?token={ann}", n.base);
+        let got = tapedeck_testkit::decode_count(&url);
+        assert_eq!(
+            (got.codec.as_str(), got.frames),
+            ("h264", 4 * fps),
+            "{} {got:?}",
+            n.id
+        );
+    }
 
     // Another user cannot reach it through any node.
     let bob = c.key("bob", false);
