@@ -6,6 +6,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+
 use super::super::Tools;
 use super::super::grid::{self, Cell};
 use crate::process;
@@ -50,8 +53,8 @@ impl Picture {
         }
     }
 
-    /// Draws `pic` into `rect`, scaled to fit it whole (nearest picture
-    /// element), centred; the rest of `rect` is left as it was.
+    /// Draws `pic` into `rect`, scaled to fit it whole, centred; the rest
+    /// of `rect` is left as it was.
     pub fn draw(&mut self, rect: (u32, u32, u32, u32), pic: &Picture) {
         if pic.width == 0 || pic.height == 0 || rect.2 == 0 || rect.3 == 0 {
             return;
@@ -68,6 +71,21 @@ impl Picture {
         if w == 0 || h == 0 {
             return;
         }
+        // A decoder makes pictures at its cell's size when it started; a
+        // cell resized since (someone joined or left) gets them scaled
+        // (bilinear: picking every other picture element aliases).
+        let resized;
+        let pic = if (pic.width, pic.height) != (dw, dh) {
+            match scaled(pic, dw, dh) {
+                Some(p) => {
+                    resized = p;
+                    &resized
+                }
+                None => pic,
+            }
+        } else {
+            pic
+        };
         let src = pic.planes();
         for (p, (off, pw, _)) in self.planes().into_iter().enumerate() {
             let s = if p == 0 { 1 } else { 2 };
@@ -138,6 +156,27 @@ impl Picture {
             }
         }
     }
+}
+
+/// `pic` scaled to `w` × `h` (even), each plane bilinear.
+fn scaled(pic: &Picture, w: u32, h: u32) -> Option<Picture> {
+    let mut out = Picture::black(w, h);
+    let mut resizer = Resizer::new();
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let (from, to) = (pic.planes(), out.planes());
+    for ((so, sw, sh), (to_off, tw, th)) in from.into_iter().zip(to) {
+        let src = ImageRef::new(
+            sw as u32,
+            sh as u32,
+            pic.data.get(so..so + sw * sh)?,
+            PixelType::U8,
+        )
+        .ok()?;
+        let buf = out.data.get_mut(to_off..to_off + tw * th)?;
+        let mut dst = Image::from_slice_u8(tw as u32, th as u32, buf, PixelType::U8).ok()?;
+        resizer.resize(&src, &mut dst, &opts).ok()?;
+    }
+    Some(out)
 }
 
 /// `rect` cut to the picture, corners even.
@@ -299,6 +338,20 @@ mod tests {
         let mut c = Picture::black(64, 32);
         c.draw((0, 0, 64, 32), &solid(32, 16, 90));
         assert!(c.data[..64 * 32].iter().all(|&v| v == 90));
+    }
+
+    #[test]
+    fn a_picture_larger_than_its_cell_is_scaled_not_decimated() {
+        // Stripes one picture element wide: decimated, they would be all
+        // one value; scaled, they average out.
+        let mut big = Picture::black(64, 32);
+        for (i, v) in big.data[..64 * 32].iter_mut().enumerate() {
+            *v = if i % 2 == 0 { 40 } else { 200 };
+        }
+        let mut c = Picture::black(32, 16);
+        c.draw((0, 0, 32, 16), &big);
+        let mid = c.data[8 * 32 + 16];
+        assert!((100..=140).contains(&mid), "{mid}");
     }
 
     #[test]
