@@ -81,6 +81,16 @@ pub fn estimate_grid(v: &VideoSettings, videos: usize) -> MilliCores {
     cost.min(1000.0).ceil() as MilliCores
 }
 
+/// The estimated cost of a call's grid composed while it runs (for its
+/// live outputs), on top of the room's own: the grid encoded at the
+/// recording's size and rate, each camera decoded, the pictures put
+/// together. `bench/call_grid.sh` measured 0.36 of a core for one person
+/// and 0.41 for three at 720p30: 100 plus 11 per Mpixel/s.
+pub fn estimate_live_grid(v: &VideoSettings) -> MilliCores {
+    let mpx = f64::from(v.width) * f64::from(v.height) / 1e6;
+    (100.0 + mpx * f64::from(v.fps) * 11.0).min(2000.0).ceil() as MilliCores
+}
+
 /// Whether a recording of this source waits for capacity (batch) rather
 /// than being refused (live).
 pub fn queues(spec: &SourceSpec) -> bool {
@@ -302,6 +312,9 @@ mod tests {
         let live720 = estimate(&web("realtime"), &video(1280, 720, 30));
         assert_eq!(camera, 66);
         assert_eq!(camera30, 342);
+        // A call's live grid at 720p30: about what a 720p30 camera costs.
+        assert_eq!(estimate_live_grid(&video(1280, 720, 30)), 405);
+        assert_eq!(estimate_live_grid(&video(3840, 2160, 60)), 2000);
         let busy = estimate_busy(
             &SourceSpec::Frames { input_fps: Some(5) },
             &video(1280, 720, 30),

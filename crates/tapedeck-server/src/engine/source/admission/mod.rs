@@ -175,10 +175,19 @@ impl Gate {
 
     /// The cost of `rec` admitted now, and whether it is busy.
     fn cost_now(&self, st: &State, rec: &Recording) -> (MilliCores, bool) {
+        // A call's grid composed live is an encode of its own.
+        let live_grid = match &rec.source {
+            tapedeck_core::recording::SourceSpec::Room(_)
+                if crate::engine::outputs::live_encode(rec) =>
+            {
+                tapedeck_core::admission::estimate_live_grid(&rec.video)
+            }
+            _ => 0,
+        };
         if self.busy_now(st) {
-            (estimate_busy(&rec.source, &rec.video), true)
+            (estimate_busy(&rec.source, &rec.video) + live_grid, true)
         } else {
-            (estimate(&rec.source, &rec.video), false)
+            (estimate(&rec.source, &rec.video) + live_grid, false)
         }
     }
 
