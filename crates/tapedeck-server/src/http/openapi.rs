@@ -470,7 +470,7 @@ pub fn spec_for(rtc: &crate::config::RtcConfig) -> Value {
             "/v1/recordings/{id}/media": {"get": op("The media file; HTTP Range supported; ?download=1 for an attachment; 409 until completed. With start and/or duration: that time range as an MP4, cut at the keyframe before start without re-encoding and trimmed exactly by an edit list; a recording in progress is cut from its HLS segments (it needs an hls output; 409 otherwise)", "media", media_ok.clone(), &[400, 404, 409, 416],
                 json!({"parameters": download_params(json!([{"name": "download", "in": "query", "schema": {"type": "string"}},
                     {"name": "start", "in": "query", "schema": {"type": "number", "minimum": 0}, "description": "seconds from the recording's start (default 0); past the end (or the live edge) is 416"},
-                    {"name": "duration", "in": "query", "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": crate::engine::outputs::clip::MAX_DURATION_S}, "description": "seconds (default: to the end)"},
+                    {"name": "duration", "in": "query", "schema": {"type": "number", "minimum": 0.001, "maximum": crate::engine::outputs::clip::MAX_DURATION_S}, "description": "seconds, at least 0.001 (default: to the end)"},
                     range[0]])),
                        "responses": partial(MEDIA_TYPES)}))},
             "/v1/recordings/{id}/tracks/{track}/media": {"get": op("One track file of a room recording, as it arrived; HTTP Range supported; 409 until completed", "media",
