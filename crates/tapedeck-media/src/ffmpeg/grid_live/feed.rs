@@ -71,6 +71,25 @@ impl Pipe {
     }
 }
 
+/// Starts a decoder: `cmd` reading its stdin (fed `header`, then what
+/// its [`Pipe`] is given) and writing to its stdout.
+fn decoder(
+    cmd: &mut std::process::Command,
+    header: Vec<u8>,
+) -> Result<(Running, std::process::ChildStdout, Pipe), FfmpegError> {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = process::spawn("ffmpeg", cmd)?;
+    let out = child
+        .child()
+        .stdout
+        .take()
+        .ok_or_else(|| process::io_err("ffmpeg", "no decoder stdout"))?;
+    let pipe = Pipe::start(&mut child, header)?;
+    Ok((child, out, pipe))
+}
+
 /// ffmpeg's demuxer for a video track's frames, and the stream header.
 fn video_input(codec: TrackCodec) -> Option<(&'static str, Vec<u8>)> {
     let fourcc: &[u8; 4] = match codec {
@@ -138,17 +157,8 @@ impl VideoFeed {
                 "scale={w}:{h}:force_original_aspect_ratio=decrease,\
                  pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:black,format=yuv420p"
             ))
-            .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = process::spawn("ffmpeg", &mut cmd)?;
-        let mut out = child
-            .child()
-            .stdout
-            .take()
-            .ok_or_else(|| process::io_err("ffmpeg", "no decoder stdout"))?;
-        let pipe = Pipe::start(&mut child, header)?;
+            .args(["-f", "rawvideo", "-pix_fmt", "yuv420p", "pipe:1"]);
+        let (child, mut out, pipe) = decoder(&mut cmd, header)?;
         let latest: Latest = Arc::default();
         let put = latest.clone();
         let len = w as usize * h as usize * 3 / 2;
@@ -251,17 +261,8 @@ impl SoundFeed {
         cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin"])
             .args(["-probesize", "32", "-analyzeduration", "0"])
             .args(["-f", "matroska", "-i", "pipe:0", "-map", "0:a:0", "-vn"])
-            .args(["-f", "s16le", "-ar", "48000", "-ac", "2", "pipe:1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = process::spawn("ffmpeg", &mut cmd)?;
-        let mut out = child
-            .child()
-            .stdout
-            .take()
-            .ok_or_else(|| process::io_err("ffmpeg", "no decoder stdout"))?;
-        let pipe = Pipe::start(&mut child, mkv::opus_header())?;
+            .args(["-f", "s16le", "-ar", "48000", "-ac", "2", "pipe:1"]);
+        let (child, mut out, pipe) = decoder(&mut cmd, mkv::opus_header())?;
         let buf: Arc<Mutex<SoundBuf>> = Arc::default();
         let put = buf.clone();
         std::thread::spawn(move || {
