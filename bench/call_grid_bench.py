@@ -14,14 +14,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from rooms_bench import api, free_port  # noqa: E402
+from rooms_bench import api, serve  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -72,21 +70,7 @@ def cpu_by_role(root):
 
 def run(args, n, live):
     tag = f"{n}-{'live' if live else 'none'}"
-    data = os.path.join(args.work, f"data-{tag}")
-    out = subprocess.run([args.tapedeck, "keys", "create", "--user", "bench", "--data-dir", data],
-                         capture_output=True, text=True, check=True).stdout
-    key = next(w for w in out.split() if w.startswith("tdk_"))
-    port = free_port()
-    env = dict(os.environ, TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0")
-    proc = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(args.work, f"{tag}.log"), "w"))
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    proc, base, key = serve(args.tapedeck, args.work, tag, TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0")
     room = api(base, key, "POST", "/v1/rooms", {"name": "bench"})["id"]
     body = {"source": {"kind": "room", "room": room, "layout": "grid"}, "width": 1280, "height": 720, "fps": 30}
     if live:

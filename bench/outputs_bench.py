@@ -15,14 +15,13 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 
 import websockets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from rooms_bench import api, free_port  # noqa: E402
+from rooms_bench import api, free_port, serve  # noqa: E402
 
 W, H, FPS = 1280, 720, 30
 STRIP = -(-H * 3 // 100)
@@ -227,21 +226,8 @@ async def push(url, frames, seconds, sent):
 
 def run_tapedeck(args, frames, outputs, tag, nginx_port):
     data = os.path.join(args.work, f"data-{tag}")
-    out = subprocess.run([args.tapedeck, "keys", "create", "--user", "bench", "--data-dir", data],
-                         capture_output=True, text=True, check=True).stdout
-    key = next(w for w in out.split() if w.startswith("tdk_"))
-    port = free_port()
-    env = dict(os.environ, TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0",
-               TAPEDECK_LIMITS__MAX_DURATION_S="3600")
-    proc = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(args.work, f"{tag}.log"), "w"))
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    proc, base, key = serve(args.tapedeck, args.work, tag, TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true",
+                            TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0", TAPEDECK_LIMITS__MAX_DURATION_S="3600")
     rec = api(base, key, "POST", "/v1/recordings", {"source": {"kind": "frames"}, "width": W, "height": H,
                                                    "fps": FPS, "outputs": outputs})
     rid, sent = rec["id"], {}
@@ -304,22 +290,9 @@ def run_web(args, nginx_port):
                                           functools.partial(Quiet, directory=os.path.join(HERE, "pages")))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{srv.server_address[1]}/clock.html?wall=1"
-    data = os.path.join(args.work, "data-web")
-    out = subprocess.run([args.tapedeck, "keys", "create", "--user", "bench", "--data-dir", data],
-                         capture_output=True, text=True, check=True).stdout
-    key = next(w for w in out.split() if w.startswith("tdk_"))
-    port = free_port()
-    env = dict(os.environ, TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS="true",
-               TAPEDECK_LOG="warn", TAPEDECK_RTC__UDP_PORT="0")
-    proc = subprocess.Popen([args.tapedeck, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(args.work, "web.log"), "w"))
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(base + "/healthz", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.1)
+    proc, base, key = serve(args.tapedeck, args.work, "web", TAPEDECK_OUTPUTS__ALLOW_PRIVATE_NETWORKS="true",
+                            TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_LOG="warn",
+                            TAPEDECK_RTC__UDP_PORT="0")
     rec = api(base, key, "POST", "/v1/recordings", {
         "source": {"kind": "web", "url": url, "mode": "realtime", "audio": False,
                    "script": [{"type": "wait", "duration_ms": args.seconds * 1000}]},

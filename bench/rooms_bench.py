@@ -28,6 +28,28 @@ def api(base, key, method, path, body=None):
         return json.loads(text) if text else None
 
 
+def serve(binary, work, tag, **env):
+    """A tapedeck server on a free loopback port with its own data folder
+    (`work/data-TAG`, log `work/TAG.log`) and an API key for user `bench`,
+    `env` added to its environment once it answers: (process, base URL, key)."""
+    data = os.path.join(work, f"data-{tag}")
+    out = subprocess.run([binary, "keys", "create", "--user", "bench", "--data-dir", data],
+                         capture_output=True, text=True, check=True).stdout
+    key = next(w for w in out.split() if w.startswith("tdk_"))
+    port = free_port()
+    proc = subprocess.Popen([binary, "serve", "--data-dir", data, "--listen", f"127.0.0.1:{port}"],
+                            env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+                            stderr=open(os.path.join(work, f"{tag}.log"), "w"))
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(base + "/healthz", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    return proc, base, key
+
+
 def cpu_ticks(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
