@@ -36,7 +36,8 @@ async fn every_page_passes_axe_and_fits_at_both_sizes() {
         &[("SHOTS", shots.clone())],
     )
     .await;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    // One line: a failure's message then shows right after it.
+    println!("{out}");
     println!("screenshots: {shots}");
     assert_eq!(out["pageErrors"], json!([]), "{out}");
     let pages = out["pages"].as_object().unwrap();

@@ -35,7 +35,8 @@ async fn two_people_call_each_other_and_the_host_records_the_call() {
         ],
     )
     .await;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    // One line: a failure's message then shows right after it.
+    println!("{out}");
     println!("screenshots: {}", shots.display());
     assert_eq!(out["pageErrors"], json!([]), "{out}");
     assert!(out.get("guestErrors").is_none(), "{out}");
@@ -317,7 +318,8 @@ async fn a_failed_join_says_why_and_a_closed_room_says_the_host_ended_it() {
         ],
     )
     .await;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    // One line: a failure's message then shows right after it.
+    println!("{out}");
     assert_eq!(out["pageErrors"], json!([]), "{out}");
     for (attempt, words, code) in [
         ("full", "This call is full.", "room_full"),

@@ -173,7 +173,8 @@ async fn the_watch_page_plays_renames_shares_and_deletes() {
     );
 
     let out = page_script("watch.mjs", vec![s.base.clone(), key.clone(), id.clone()]).await;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    // One line: a failure's message then shows right after it.
+    println!("{out}");
     assert_eq!(out["pageErrors"], json!([]), "{out}");
     // The list: 50 at first, the rest on asking; the search finds one.
     assert_eq!(out["firstPage"], 50);
@@ -264,7 +265,8 @@ async fn a_web_recording_shows_its_progress_while_it_renders() {
         vec![s.base.clone(), key.clone(), id.clone()],
     )
     .await;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    // One line: a failure's message then shows right after it.
+    println!("{out}");
     assert_eq!(out["pageErrors"], json!([]), "{out}");
     // 180 s at 24 fps: 4320 frames planned; seen part way, on both pages
     // (it renders in about 20 s: long enough for the pages to load first).

@@ -27,7 +27,8 @@ async fn every_tab_fits_a_phone_and_a_desktop() {
         &[("SHOTS", shots.display().to_string())],
     )
     .await;
-    println!("{}", serde_json::to_string_pretty(&out).unwrap());
+    // One line: a failure's message then shows right after it.
+    println!("{out}");
     assert_eq!(out["pageErrors"], serde_json::json!([]), "{out}");
     for size in ["1280x800", "390x844"] {
         let r = &out["sizes"][size];
