@@ -103,6 +103,7 @@ fn call_on(tools: &Tools) {
             hls_segment_s: Some(1),
             images: Some((1, 320)),
             tap: None,
+            sound: None,
         },
     };
     let work = dir.path().join("work");

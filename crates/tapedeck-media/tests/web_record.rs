@@ -70,6 +70,7 @@ fn options(dir: &std::path::Path) -> WebOptions {
         audio_path: dir.join("audio.mp4"),
         range: tapedeck_core::split::FrameRange::ALL,
         probe: false,
+        live_sound: None,
     }
 }
 

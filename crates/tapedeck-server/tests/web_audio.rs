@@ -1,6 +1,8 @@
 //! A realtime web recording with the page's sound, through the API in the
-//! real chromium-headless-shell. Its own test binary, so no other browser
-//! test shares the two cores with it: realtime capture runs on the wall clock.
+//! real chromium-headless-shell: in its file, and live (HLS and an RTMP
+//! push to nginx). Its own test binary, its tests one at a time, so no
+//! other browser shares the two cores: realtime capture runs on the wall
+//! clock.
 
 mod support;
 
@@ -26,6 +28,9 @@ document.getElementById('go').addEventListener('click', () => {
 });
 </script></body></html>"##;
 
+/// One realtime browser at a time in this binary.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The audio track as mono 48 kHz samples.
 fn samples(video: &Path) -> Vec<i16> {
     let out = Command::new("ffmpeg")
@@ -46,14 +51,28 @@ fn samples(video: &Path) -> Vec<i16> {
 /// A realtime recording of the tone page, paused for a second in its first
 /// wait; returns it completed.
 async fn record(s: &Server, token: &str, url: String) -> serde_json::Value {
+    let id = start_recording(s, token, url, 1500, json!([])).await;
+    s.wait_status(token, &id, "completed").await
+}
+
+/// Starts a realtime recording of the tone page (the click 1.5 s in, then
+/// `then_ms` of tone) with `outputs`, and pauses it for a second in its
+/// first wait: its id, once resumed.
+async fn start_recording(
+    s: &Server,
+    token: &str,
+    url: String,
+    then_ms: u32,
+    outputs: serde_json::Value,
+) -> String {
     let rec = s
         .create(
             token,
             json!({"source": {"kind": "web", "url": url, "mode": "realtime", "script": [
                 {"type": "wait", "duration_ms": 1500},
                 {"type": "click", "selector": "#go"},
-                {"type": "wait", "duration_ms": 1500}
-            ]}, "preset": "low", "format": "mp4"}),
+                {"type": "wait", "duration_ms": then_ms}
+            ]}, "preset": "low", "format": "mp4", "outputs": outputs}),
         )
         .await;
     let id = rec["id"].as_str().unwrap();
@@ -69,11 +88,33 @@ async fn record(s: &Server, token: &str, url: String) -> serde_json::Value {
         .post(token, &format!("/v1/recordings/{id}/resume"), json!({}))
         .await;
     assert_eq!(st, 200);
-    s.wait_status(token, id, "completed").await
+    id.to_string()
+}
+
+/// The first frame (24 fps) where the page turned white, and the tone's
+/// onset, both in seconds; the audio's and the video's length.
+fn onsets(video: &Path) -> ((f64, f64), (f64, f64)) {
+    let p = ffprobe(video);
+    let (w, h) = (p.width as u32, p.height as u32);
+    let f = frames(video, w, h);
+    let white = f
+        .iter()
+        .position(|fr| px(fr, w, 40, 400)[0] > 240)
+        .expect("the click never showed");
+    let a = samples(video);
+    let onset = a
+        .iter()
+        .position(|x| x.unsigned_abs() > 3000)
+        .expect("no tone in the audio");
+    (
+        (white as f64 / 24.0, onset as f64 / 48000.0),
+        (f.len() as f64 / 24.0, a.len() as f64 / 48000.0),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn realtime_records_the_page_audio_in_sync_across_a_pause() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let site = PageServer::start(vec![("/", Page::Body("text/html", TONE_PAGE.into()))]);
     let s = start_for_site(site.port).await;
     let token = s.key("alice", false).await;
@@ -140,4 +181,136 @@ async fn realtime_records_the_page_audio_in_sync_across_a_pause() {
         "the audio stops {:.3} s early",
         (a.len() - last) as f64 / 48000.0
     );
+}
+
+/// The page's sound goes live: the live segments, read while the page
+/// records, and nginx's copy of the RTMP push carry the tone (AAC), which
+/// starts where the page turned white, across a second's pause, as in the
+/// file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_sound_is_in_the_live_segments_and_the_stream() {
+    use tapedeck_testkit::receivers::NginxRtmp;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let site = PageServer::start(vec![("/", Page::Body("text/html", TONE_PAGE.into()))]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("nginx")).unwrap();
+    let mut nginx = NginxRtmp::start(&dir.path().join("nginx"));
+    let hosts = (
+        format!("127.0.0.1:{}", site.port),
+        format!("127.0.0.1:{}", nginx.port),
+    );
+    let s = start(move |c| {
+        c.web.allowed_hosts = vec![hosts.0];
+        c.outputs.allowed_hosts = vec![hosts.1];
+    })
+    .await;
+    let token = s.key("alice", false).await;
+    let outputs =
+        json!([{"kind": "hls", "segment_s": 1}, {"kind": "rtmp", "url": nginx.url("page")}]);
+    let id = start_recording(&s, &token, site.url("/"), 10_000, outputs).await;
+
+    // While it records: the live playlist once it holds 7 s, and its
+    // segments so far, copied here.
+    let live = dir.path().join("live");
+    std::fs::create_dir_all(&live).unwrap();
+    let get = |name: String| {
+        let (s, token, id) = (&s, &token, &id);
+        async move {
+            let r = s
+                .client()
+                .get(format!("{}/v1/recordings/{id}/hls/{name}", s.base))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{name}");
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    let playlist = loop {
+        let text = String::from_utf8(get("index.m3u8".into()).await).unwrap();
+        let held: f64 = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXTINF:"))
+            .filter_map(|l| l.trim_end_matches(',').parse::<f64>().ok())
+            .sum();
+        if held >= 7.0 {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    };
+    let (_, now) = s.get(&token, &format!("/v1/recordings/{id}")).await;
+    assert_eq!(now["status"], "recording", "read while recording: {now}");
+    assert!(!playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    std::fs::write(live.join("init.mp4"), get("init.mp4".into()).await).unwrap();
+    for seg in playlist.lines().filter(|l| l.ends_with(".m4s")) {
+        std::fs::write(live.join(seg), get(seg.to_string()).await).unwrap();
+    }
+    std::fs::write(live.join("index.m3u8"), &playlist).unwrap();
+    let local = live.join("index.m3u8");
+    let mut c = codecs(&local);
+    c.sort();
+    assert_eq!(c, ["aac", "h264"], "{playlist}");
+    let ((shown, heard), (video_s, audio_s)) = onsets(&local);
+    eprintln!(
+        "live: white at {shown:.3} s, tone at {heard:.3} s; video {video_s:.3} s, audio {audio_s:.3} s"
+    );
+    assert!(heard > 1.0, "sound before the click: {heard}");
+    assert!(
+        (heard - shown).abs() < 0.15,
+        "live: tone at {heard:.3} s, page turned white at {shown:.3} s"
+    );
+    assert!(
+        (audio_s - video_s).abs() < 0.2,
+        "live: audio {audio_s:.3} s under {video_s:.3} s of video"
+    );
+    // The tone goes on under the rest of what was segmented.
+    let a = samples(&local);
+    let tail = &a[a.len() - 48_000..a.len() - 4_800];
+    let loud = tail.iter().filter(|x| x.unsigned_abs() > 3000).count();
+    assert!(
+        loud > tail.len() / 4,
+        "the live tone fades: {loud} loud samples"
+    );
+
+    let done = s.wait_status(&token, &id, "completed").await;
+    assert_eq!(done["media"]["audio_codec"], "aac", "{done}");
+    // nginx recorded the push: H.264 and the tone in AAC, in sync.
+    nginx.kill();
+    let files = nginx.recorded();
+    let flv = files
+        .iter()
+        .max_by_key(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .expect("nginx recorded nothing");
+    let mut c = codecs(flv);
+    c.sort();
+    assert_eq!(c, ["aac", "h264"], "{files:?}");
+    let a = samples(flv);
+    let loud = a.iter().filter(|x| x.unsigned_abs() > 3000).count();
+    assert!(
+        loud as f64 / 48_000.0 > 4.0,
+        "{:.2} s of tone in the stream",
+        loud as f64 / 48_000.0
+    );
+}
+
+/// The codecs of `file`'s streams, as ffprobe names them.
+fn codecs(file: &Path) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }

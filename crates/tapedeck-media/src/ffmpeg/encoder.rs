@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::live;
 use super::splicer::{TickMsg, splice};
 use super::{EncodeSpec, FfmpegError, Tools, distinct_args, encode_args, mux_args, parse_bench};
+use super::{live, live_mux, live_sound};
 use crate::mkv;
 use crate::process::{self, Running, io_err};
 
@@ -43,7 +43,15 @@ struct Held {
     next_tick: i64,
     /// The HLS remuxer fed by the splicer, while recording.
     remux: Option<Running>,
+    /// The live muxer (pictures with the page's sound), between them.
+    mux: Option<JoinHandle<()>>,
+    /// The page's sound being decoded for it (killed when dropped).
+    _sound_decoder: Option<Running>,
 }
+
+/// Pieces queued for the live muxer: pictures and sound wait there for
+/// each other up to `live_mux::WAIT` (8 s of 60 fps, and the sound).
+const MUX_QUEUE: usize = 2048;
 
 /// What an encoder run cost.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -94,10 +102,21 @@ impl Encoder {
             let (tx, rx) = std::sync::mpsc::channel();
             let count = written.clone();
             let out = std::io::BufWriter::with_capacity(256 * 1024, file);
+            // A web page's sound goes live with the pictures: both through
+            // the live muxer, which feeds the remuxer and the streams.
+            let sound = spec
+                .live
+                .sound
+                .as_ref()
+                .filter(|_| spec.live.hls_segment_s.is_some());
             let (remux, live_in) = match spec.live.hls_segment_s {
                 Some(seg) => {
                     let mut r = process::command(&tools.ffmpeg);
-                    r.args(live::hls_remux_args(spec.fps, seg))
+                    let args = match sound {
+                        Some(_) => live::hls_remux_sound_args(seg),
+                        None => live::hls_remux_args(spec.fps, seg),
+                    };
+                    r.args(args)
                         .current_dir(dir)
                         .stdin(Stdio::piped())
                         .stdout(Stdio::null())
@@ -115,8 +134,28 @@ impl Encoder {
                 None => (None, None),
             };
             let tap = spec.live.tap.as_ref().map(|t| t.0.clone());
+            let (live_in, tap, mux, sound_decoder) = match sound {
+                Some(handle) => {
+                    let (tx, rx) = std::sync::mpsc::sync_channel(MUX_QUEUE);
+                    let decoder = match live_sound::start_decoder(tools, handle, tx.clone()) {
+                        Ok(d) => d,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the live sound's decoder did not start; silence live");
+                            None
+                        }
+                    };
+                    let il = live_mux::Interleaver::new(spec.fps, spec.width, spec.height);
+                    let thread = std::thread::spawn(move || live_mux::run(il, rx, live_in, tap));
+                    (None, None, Some((tx, thread)), decoder)
+                }
+                None => (live_in, tap, None, None),
+            };
+            let (mux_in, mux_thread) = match mux {
+                Some((tx, thread)) => (Some(tx), Some(thread)),
+                None => (None, None),
+            };
             let splicer = std::thread::spawn(move || {
-                let r = splice(h264, out, live_in, tap.clone(), rx, count);
+                let r = splice(h264, out, (live_in, mux_in), tap.clone(), rx, count);
                 // Ended, well or not: the streams' queues end too.
                 if let Some(t) = tap {
                     t.close();
@@ -132,6 +171,8 @@ impl Encoder {
                 fps: i64::from(spec.fps.max(1)),
                 next_tick: 0,
                 remux,
+                mux: mux_thread,
+                _sound_decoder: sound_decoder,
             })
         } else {
             None
@@ -240,6 +281,10 @@ impl Held {
             .splicer
             .take()
             .map(|t| t.join().unwrap_or_else(|_| Err("splicer panicked".into())));
+        if let Some(m) = self.mux.take() {
+            // Ends once the sound reached the last picture (or stopped).
+            let _ = m.join();
+        }
         if let Some(mut remux) = self.remux.take() {
             // The splicer dropped its input: the remuxer writes the last
             // segment and ends the playlist. Its failure costs only the

@@ -30,6 +30,9 @@ pub struct LiveSpec {
     /// Where the encoded pictures go as they are made (streams), in
     /// skip-held mode.
     pub tap: Option<super::tap::TapHandle>,
+    /// The page's sound as the web recorder reads it, laid under the live
+    /// segments and streams (skip-held mode, with HLS; `live_mux`).
+    pub sound: Option<super::live_sound::SoundHandle>,
 }
 
 impl LiveSpec {
@@ -257,6 +260,44 @@ pub fn hls_remux_args(fps: u32, segment_s: u32) -> Vec<String> {
     a
 }
 
+/// The remuxer of the skip-held mode with the page's sound: the live
+/// muxer's Matroska stream on stdin, the pictures copied, the sound
+/// encoded to AAC, into HLS segments.
+pub fn hls_remux_sound_args(segment_s: u32) -> Vec<String> {
+    let mut a = muxed_input();
+    a.extend(hls_output(segment_s));
+    a
+}
+
+/// The live muxer's stream (`live_mux`: H.264 and PCM in Matroska) on
+/// stdin, the pictures copied and the sound encoded to AAC.
+fn muxed_input() -> Vec<String> {
+    strings(&[
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-probesize",
+        "32",
+        "-analyzeduration",
+        "0",
+        "-f",
+        "matroska",
+        "-i",
+        "pipe:0",
+        "-map",
+        "0:v",
+        "-map",
+        "0:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
+    ])
+}
+
 /// The spliced H.264 stream at `fps` on stdin, copied (the start of the
 /// remuxer's and a tapped push's arguments).
 fn spliced_input(fps: u32) -> Vec<String> {
@@ -317,6 +358,14 @@ pub fn push_args(playlist: &Path, to: &Target, kind: StreamKind) -> Vec<String> 
 /// keyframe), to `url` by stream copy.
 pub fn push_tapped_args(fps: u32, to: &Target, kind: StreamKind) -> Vec<String> {
     let mut a = spliced_input(fps);
+    a.extend(sink_args(to, kind));
+    a
+}
+
+/// [`push_tapped_args`] for a tap of the live muxer's stream (pictures
+/// with the page's sound, `tap::Tap::is_matroska`): the sound as AAC.
+pub fn push_muxed_args(to: &Target, kind: StreamKind) -> Vec<String> {
+    let mut a = muxed_input();
     a.extend(sink_args(to, kind));
     a
 }

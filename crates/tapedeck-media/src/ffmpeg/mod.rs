@@ -13,6 +13,8 @@ mod encoder;
 pub mod grid;
 pub mod grid_live;
 pub mod live;
+mod live_mux;
+pub mod live_sound;
 mod probe;
 mod splicer;
 pub mod tap;

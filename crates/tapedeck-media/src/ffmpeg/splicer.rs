@@ -18,7 +18,7 @@ pub(super) enum TickMsg {
 pub(super) fn splice(
     mut h264: impl Read,
     out: impl Write,
-    live: Option<Box<dyn Write + Send>>,
+    (live, mux): (Option<Box<dyn Write + Send>>, Option<MuxLine>),
     tap: Option<std::sync::Arc<super::tap::Tap>>,
     ticks: std::sync::mpsc::Receiver<TickMsg>,
     written: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -26,6 +26,7 @@ pub(super) fn splice(
     let mut s = Splicer {
         out,
         live,
+        mux,
         tap,
         unit: None,
         ticks,
@@ -58,7 +59,28 @@ pub(super) fn splice(
             break;
         }
     }
-    s.write_tail()
+    let mux = s.mux.clone();
+    let r = s.write_tail();
+    if let Some(m) = mux {
+        video_ended(&m);
+    }
+    r
+}
+
+/// The live muxer's queue (pictures with the page's sound).
+pub(super) type MuxLine = std::sync::mpsc::SyncSender<super::live_mux::MuxIn>;
+
+/// Tells the live muxer the pictures ended; if its queue stays full for
+/// two seconds it learns it when the sound ends too.
+fn video_ended(m: &MuxLine) {
+    for _ in 0..20 {
+        match m.try_send(super::live_mux::MuxIn::VideoEnd) {
+            Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            _ => return,
+        }
+    }
 }
 
 /// State of [`splice`]: the access unit being gathered and the numbering.
@@ -67,6 +89,10 @@ struct Splicer<W: Write> {
     /// The HLS remuxer's input: each picture as it is written. Dropped if
     /// it fails (the file goes on; HLS is made from it after).
     live: Option<Box<dyn Write + Send>>,
+    /// The live muxer, handed each picture whole (instead of `live` and
+    /// `tap`, when the page's sound goes live too). Dropped if it falls
+    /// behind.
+    mux: Option<MuxLine>,
     /// Streams' subscribers, handed each picture whole.
     tap: Option<std::sync::Arc<super::tap::Tap>>,
     /// The picture being gathered for them, while anyone listens.
@@ -85,16 +111,21 @@ struct Splicer<W: Write> {
 impl<W: Write> Splicer<W> {
     /// Begins gathering a picture for the tap, if anyone listens.
     fn begin_unit(&mut self) {
-        self.unit = self
-            .tap
-            .as_ref()
-            .filter(|t| t.wanted())
-            .map(|_| Vec::with_capacity(64 * 1024));
+        let wanted = self.mux.is_some() || self.tap.as_ref().is_some_and(|t| t.wanted());
+        self.unit = wanted.then(|| Vec::with_capacity(64 * 1024));
     }
 
-    /// Hands the gathered picture to the tap.
+    /// Hands the gathered picture to the live muxer or the tap.
     fn end_unit(&mut self, key: bool) {
-        if let (Some(tap), Some(unit)) = (self.tap.as_ref(), self.unit.take()) {
+        let Some(unit) = self.unit.take() else {
+            return;
+        };
+        if let Some(m) = self.mux.as_ref() {
+            if m.try_send(super::live_mux::MuxIn::Video(unit)).is_err() {
+                tracing::warn!("the live muxer fell behind; the live outputs stop here");
+                self.mux = None;
+            }
+        } else if let Some(tap) = self.tap.as_ref() {
             tap.publish(unit, key);
         }
     }

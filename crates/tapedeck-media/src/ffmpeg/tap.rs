@@ -18,6 +18,10 @@ pub struct Tap {
     sinks: Mutex<Vec<Sink>>,
     next: AtomicU64,
     closed: AtomicBool,
+    /// The units are Matroska clusters with the page's sound (a web
+    /// recording's, `live_mux`), after this stream header.
+    header: Mutex<Option<Unit>>,
+    matroska: bool,
 }
 
 struct Sink {
@@ -54,7 +58,35 @@ impl std::fmt::Debug for TapHandle {
     }
 }
 
+impl TapHandle {
+    /// A tap of Matroska clusters (pictures with the page's sound, from
+    /// `live_mux`): a subscriber writes [`Tap::header`] first.
+    pub fn matroska() -> Self {
+        Self(Arc::new(Tap {
+            matroska: true,
+            ..Tap::default()
+        }))
+    }
+}
+
 impl Tap {
+    /// Whether the units are Matroska clusters (else H.264 Annex B).
+    pub fn is_matroska(&self) -> bool {
+        self.matroska
+    }
+
+    /// The Matroska stream's header, once known (before the first unit).
+    pub fn header(&self) -> Option<Unit> {
+        self.header
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_header(&self, header: Vec<u8>) {
+        *self.header.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(header));
+    }
+
     /// A subscriber with room for `depth` pictures; its first is a
     /// keyframe. `None` once the encode has ended.
     pub fn subscribe(&self, depth: usize) -> Option<(u64, Receiver<Unit>)> {

@@ -62,12 +62,27 @@ pub fn header(width: u32, height: u32) -> Vec<u8> {
 /// [`header`] with a second track (2): 48 kHz stereo 16-bit PCM, its
 /// blocks written with [`block_prefix`].
 pub fn header_with_pcm(width: u32, height: u32) -> Vec<u8> {
+    stream_header(&[raw_video(1, width, height), pcm_track(2)])
+}
+
+/// A stream of H.264 video (track 1: `avcc`, its decoder configuration;
+/// blocks of length-prefixed NAL units) over 48 kHz stereo 16-bit PCM
+/// (track 2), each block written with [`block_prefix_key`].
+pub fn header_h264_pcm(width: u32, height: u32, avcc: &[u8]) -> Vec<u8> {
+    let mut video = vec![];
+    uint(&mut video, 0xB0, u64::from(width)); // PixelWidth
+    uint(&mut video, 0xBA, u64::from(height)); // PixelHeight
+    let h264 = track(1, 1, b"V_MPEG4/ISO/AVC", Some(avcc), 0xE0, &video);
+    stream_header(&[h264, pcm_track(2)])
+}
+
+/// Track `number`'s 48 kHz stereo 16-bit PCM.
+fn pcm_track(number: u64) -> Vec<u8> {
     let mut audio = vec![];
     float(&mut audio, 0xB5, 48_000.0); // SamplingFrequency
     uint(&mut audio, 0x9F, 2); // Channels
     uint(&mut audio, 0x6264, 16); // BitDepth
-    let pcm = track(2, 2, b"A_PCM/INT/LIT", None, 0xE1, &audio);
-    stream_header(&[raw_video(1, width, height), pcm])
+    track(number, 2, b"A_PCM/INT/LIT", None, 0xE1, &audio)
 }
 
 /// A stream of one Opus track (48 kHz, two channels, as WebRTC sends it),
@@ -141,6 +156,12 @@ fn track(
 /// The bytes before a block of `track` (1-15) at `pts_us`, `len` bytes
 /// long: a cluster holding one SimpleBlock (the bytes follow).
 pub fn block_prefix(track: u8, pts_us: i64, len: usize) -> Vec<u8> {
+    block_prefix_key(track, pts_us, len, true)
+}
+
+/// [`block_prefix`] for a block that is a key frame or not (H.264's
+/// pictures between key pictures are not).
+pub fn block_prefix_key(track: u8, pts_us: i64, len: usize, key: bool) -> Vec<u8> {
     let mut cluster_head = vec![];
     uint(&mut cluster_head, 0xE7, pts_us.max(0) as u64); // Cluster Timestamp
     let block_len = 4 + len;
@@ -150,7 +171,8 @@ pub fn block_prefix(track: u8, pts_us: i64, len: usize) -> Vec<u8> {
     out.extend_from_slice(&cluster_head);
     put_id(&mut out, 0xA3);
     put_size(&mut out, block_len as u64);
-    out.extend_from_slice(&[0x80 | (track & 0x0F), 0x00, 0x00, 0x80]);
+    let flags = if key { 0x80 } else { 0x00 };
+    out.extend_from_slice(&[0x80 | (track & 0x0F), 0x00, 0x00, flags]);
     out
 }
 

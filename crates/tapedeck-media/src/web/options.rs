@@ -46,6 +46,9 @@ pub struct WebOptions {
     /// the next browser, which played up to it without capturing, shows
     /// the same page.
     pub probe: bool,
+    /// Where the page's sound goes as it is read, for the live outputs
+    /// (closed when it ends or cannot be had).
+    pub live_sound: Option<crate::ffmpeg::live_sound::SoundHandle>,
 }
 
 /// A web recording that failed, with a reason a person can act on.

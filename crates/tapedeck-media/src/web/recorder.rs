@@ -33,6 +33,7 @@ use super::input;
 pub use super::options::{Capture, WebError, WebOptions};
 use super::session::{Session, check_policy, guard_requests};
 use crate::ffmpeg::AudioTrack;
+use crate::ffmpeg::live_sound::SoundNews;
 
 /// What the recording's owner wants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +168,10 @@ pub async fn record(
         blocked,
     )
     .await;
+    // However it ended, the live outputs wait no more for the page's sound.
+    if let Some(l) = &opts.live_sound {
+        l.close();
+    }
     drop(proxy);
     let crashed_tail = if matches!(result, Err(WebError::Crashed(_))) {
         crate::process::note_failure("browser");
@@ -228,10 +233,14 @@ async fn run(
 
     let mut report = WebReport::default();
     let audio = if src.wants_audio() {
-        match start_audio(&s).await {
+        match start_audio(&s, &opts.audio_path, opts.live_sound.clone()).await {
             Ok(t) => Some(t),
             Err(e) => {
                 report.audio_error = Some(e.to_string());
+                // The live outputs go on without it (silence).
+                if let Some(l) = &opts.live_sound {
+                    l.close();
+                }
                 None
             }
         }
@@ -239,6 +248,9 @@ async fn run(
         None
     };
     let started = Instant::now();
+    if let Some(a) = &audio {
+        a.tell(|a| SoundNews::Lead(a.at(started)));
+    }
     let mut paused_for = Duration::ZERO;
     let mut pauses: Vec<(Instant, Instant)> = Vec::new();
     let vt_start = s.vt_ms;
@@ -253,6 +265,9 @@ async fn run(
         let mut c = *control.borrow();
         if c == Control::Pause {
             let paused_at = Instant::now();
+            if let Some(a) = &audio {
+                a.tell(|a| SoundNews::Paused(a.at(paused_at)));
+            }
             while c == Control::Pause {
                 if control.changed().await.is_err() {
                     c = Control::Stop;
@@ -261,7 +276,11 @@ async fn run(
                 c = *control.borrow();
             }
             paused_for += paused_at.elapsed();
-            pauses.push((paused_at, Instant::now()));
+            let resumed = Instant::now();
+            pauses.push((paused_at, resumed));
+            if let Some(a) = &audio {
+                a.tell(|a| SoundNews::Resumed(a.at(resumed)));
+            }
         }
         if c == Control::Stop {
             report.stopped = true;
@@ -422,9 +441,10 @@ async fn run(
         0.0
     };
     report.blocked = blocked.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if let Some(began) = audio {
+    if let Some(rec) = audio {
+        let began = rec.began;
         let secs = |t: Instant| t.saturating_duration_since(began).as_secs_f64();
-        match save_audio(&mut s, &opts.audio_path).await {
+        match save_audio(&mut s, rec).await {
             Ok(()) => {
                 report.audio = Some(AudioTrack {
                     path: opts.audio_path.clone(),

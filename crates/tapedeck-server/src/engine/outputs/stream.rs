@@ -279,7 +279,7 @@ const TAP_DEPTH_S: usize = 4;
 /// ended, else why it stopped.
 async fn run_tapped(
     services: &Services,
-    tap: &tapedeck_media::ffmpeg::tap::Tap,
+    tap: &std::sync::Arc<tapedeck_media::ffmpeg::tap::Tap>,
     fps: u32,
     to: &output::Target,
     kind: StreamKind,
@@ -287,7 +287,12 @@ async fn run_tapped(
 ) -> Option<String> {
     let (sub, units) = tap.subscribe(TAP_DEPTH_S * fps.max(1) as usize)?;
     let mut cmd = tapedeck_media::process::async_command(&services.tools.ffmpeg);
-    cmd.args(live::push_tapped_args(fps, to, kind))
+    let args = if tap.is_matroska() {
+        live::push_muxed_args(to, kind)
+    } else {
+        live::push_tapped_args(fps, to, kind)
+    };
+    cmd.args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
@@ -304,10 +309,17 @@ async fn run_tapped(
     };
     // The queue is read on a thread of its own: a receiver that stalls
     // fills it, and the tap drops it (the encode never waits).
+    // A Matroska tap's units follow its header, set before the first.
+    let mut header = tap.is_matroska().then(|| tap.clone());
     let writer = std::thread::spawn(move || {
         use std::io::Write;
         let mut out = std::fs::File::from(stdin);
         for unit in units {
+            if let Some(h) = header.take().and_then(|t| t.header())
+                && out.write_all(&h).is_err()
+            {
+                break;
+            }
             if out.write_all(&unit).is_err() {
                 break;
             }

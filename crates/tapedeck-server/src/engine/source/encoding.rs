@@ -14,10 +14,12 @@ use tapedeck_core::Code;
 
 use futures::future::BoxFuture;
 use tapedeck_core::lifecycle::SourceControl;
-use tapedeck_core::recording::Recording;
+use tapedeck_core::recording::{Recording, SourceSpec};
 use tapedeck_core::settings::VideoSettings;
 use tapedeck_core::timeline::TimelineLimits;
 use tapedeck_core::{Failure, Format};
+use tapedeck_media::ffmpeg::live_sound::SoundHandle;
+use tapedeck_media::ffmpeg::tap::TapHandle;
 use tapedeck_media::ffmpeg::{EncodeSpec, Tools};
 use tapedeck_media::picture::FrameLimits;
 use tapedeck_media::sink::encoding::{
@@ -158,6 +160,9 @@ pub struct EncodingRun {
     queue: flume::Sender<SinkMsg>,
     cancelled: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Where a web page's sound goes live (its live outputs lay it under
+    /// the pictures), for the web recorder.
+    pub sound: Option<SoundHandle>,
 }
 
 /// Where the sink thread reports.
@@ -222,12 +227,23 @@ impl EncodingRun {
         if !deferred && work == services.work_dir(rec.id) {
             spec.live = crate::engine::outputs::live_spec(rec);
             if spec.live.hls_segment_s.is_some() {
+                // A web page's sound goes live with the pictures where they
+                // are spliced (MP4 and MKV at a constant rate).
+                if matches!(&rec.source, SourceSpec::Web(w) if w.wants_audio())
+                    && spec.uses_skip_held()
+                {
+                    spec.live.sound = Some(SoundHandle::default());
+                }
                 // Streams (given now or added later) take the pictures as made.
-                let tap = tapedeck_media::ffmpeg::tap::TapHandle::default();
+                let tap = match spec.live.sound {
+                    Some(_) => TapHandle::matroska(),
+                    None => TapHandle::default(),
+                };
                 services.sources.set_tap(rec.id, Some(tap.0.clone()));
                 spec.live.tap = Some(tap);
             }
         }
+        let sound = spec.live.sound.clone();
         let wiring = Wiring {
             meter,
             events,
@@ -250,6 +266,7 @@ impl EncodingRun {
                 queue,
                 cancelled,
                 thread: Some(thread),
+                sound,
             }),
             Ok(Err(e)) => Err(e.failure()),
             Err(_) => Err(Failure::internal("the encoder thread died")),

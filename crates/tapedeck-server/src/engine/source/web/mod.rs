@@ -46,6 +46,7 @@ pub fn web_options(config: &Config, work: &Path) -> WebOptions {
         audio_path: work.join("page-audio.mp4"),
         range: tapedeck_core::split::FrameRange::ALL,
         probe: false,
+        live_sound: None,
     }
 }
 
@@ -127,6 +128,7 @@ impl WebRecording {
                 }
             };
             let mut opts = web_options(&ctx.services.config, &dir);
+            opts.live_sound = run.sound.clone();
             opts.range = range;
             opts.probe = range.end.is_some();
             tasks.push(render(
