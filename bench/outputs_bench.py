@@ -278,10 +278,11 @@ def run_tapedeck(args, frames, outputs, tag, nginx_port):
     return result
 
 
-def run_web(args, nginx_port):
+def run_web(args, nginx_port, sound=False):
     """A realtime web recording of the clock page (?wall=1) at 720p30 with
     HLS (2 s) and RTMP outputs: glass to glass, page to player, capture
-    included."""
+    included; with `sound`, the page's sound recorded (and laid under the
+    live outputs, the pictures waiting for it)."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *a):
             pass
@@ -294,7 +295,7 @@ def run_web(args, nginx_port):
                             TAPEDECK_WEB__ALLOW_PRIVATE_NETWORKS="true", TAPEDECK_LOG="warn",
                             TAPEDECK_RTC__UDP_PORT="0")
     rec = api(base, key, "POST", "/v1/recordings", {
-        "source": {"kind": "web", "url": url, "mode": "realtime", "audio": False,
+        "source": {"kind": "web", "url": url, "mode": "realtime", "audio": sound,
                    "script": [{"type": "wait", "duration_ms": args.seconds * 1000}]},
         "width": W, "height": H, "fps": FPS,
         "outputs": [{"kind": "hls", "segment_s": 2}, {"kind": "rtmp", "url": f"rtmp://127.0.0.1:{nginx_port}/live/web"}]})
@@ -303,7 +304,8 @@ def run_web(args, nginx_port):
     hls = hls_reader(base, f"{base}/v1/recordings/{rid}/hls/index.m3u8?token={key}", args.seconds - 16)
     rtmp = RtmpReader(f"rtmp://127.0.0.1:{nginx_port}/live/web")
     rtmp.start()
-    result = {"tag": "web (clock page, realtime)", "hls": wall_latencies(hls_clocks(hls))}
+    tag = "web (clock page, realtime, with its sound)" if sound else "web (clock page, realtime)"
+    result = {"tag": tag, "hls": wall_latencies(hls_clocks(hls))}
     rtmp.stop()
     result["rtmp"] = wall_latencies(rtmp.clocks)
     for _ in range(600):
@@ -393,7 +395,8 @@ def main():
     if args.web_only:
         nginx, nport = start_nginx(args.work)
         try:
-            print(json.dumps(run_web(args, nport)), flush=True)
+            for sound in (False, True):
+                print(json.dumps(run_web(args, nport, sound)), flush=True)
         finally:
             nginx.kill()
         return
@@ -426,6 +429,8 @@ def main():
             print(json.dumps(p), flush=True)
         web = run_web(args, nport)
         print(json.dumps(web), flush=True)
+        web_sound = run_web(args, nport, True)
+        print(json.dumps(web_sound), flush=True)
     finally:
         nginx.kill()
     base = rows[0]["cpu_pct"]
@@ -446,6 +451,7 @@ def main():
         print(f"{kind}: CPU added tapedeck/peer x{added / pr['cpu_pct']:.3f}; latency p50 tapedeck/peer "
               f"x{(td[kind] or {}).get('p50', float('nan')) / (pr[kind] or {}).get('p50', float('nan')):.2f}")
     print(f"\nthe clock page recorded in realtime (web), page to player: hls {fmt(web['hls'])}, rtmp {fmt(web['rtmp'])}")
+    print(f"the same with its sound live: hls {fmt(web_sound['hls'])}, rtmp {fmt(web_sound['rtmp'])}")
     shutil.rmtree(os.path.join(args.work, "frames"), ignore_errors=True)
 
 

@@ -285,7 +285,9 @@ async fn run_tapped(
     kind: StreamKind,
     report: &impl Fn(OutputState, Option<String>),
 ) -> Option<String> {
-    let (sub, units) = tap.subscribe(TAP_DEPTH_S * fps.max(1) as usize)?;
+    // A Matroska tap also carries the sound, 50 blocks a second.
+    let per_s = fps.max(1) as usize + if tap.is_matroska() { 50 } else { 0 };
+    let (sub, units) = tap.subscribe(TAP_DEPTH_S * per_s)?;
     let mut cmd = tapedeck_media::process::async_command(&services.tools.ffmpeg);
     let args = if tap.is_matroska() {
         live::push_muxed_args(to, kind)
