@@ -12,6 +12,26 @@ use crate::recording::{RoomLayout, SourceSpec};
 
 /// Most outputs one recording may have (added while it records included).
 pub const MAX_OUTPUTS: usize = 8;
+
+/// Outputs a recording lists, stopped streams included (each added and
+/// removed while it records stays listed with its state).
+pub const MAX_LISTED: usize = 32;
+
+/// The SRT options a stream URL may carry: what a receiver asks of its
+/// callers. Others (`mode=listener`, `localport`, ...) would make the
+/// server listen or bind where it was not asked to.
+const SRT_OPTIONS: &[&str] = &[
+    "streamid",
+    "passphrase",
+    "pbkeylen",
+    "latency",
+    "peerlatency",
+    "rcvlatency",
+    "maxbw",
+    "connect_timeout",
+    "pkt_size",
+    "payload_size",
+];
 /// Longest stream URL taken.
 pub const MAX_URL_LEN: usize = 2048;
 /// The HLS segment length when none is asked for, seconds.
@@ -322,8 +342,34 @@ fn check_url(spec: &OutputSpec, url: &str) -> Result<(), String> {
     if u.password().is_some() || !u.username().is_empty() {
         return Err("must not carry a user name or password (put a stream key in the path)".into());
     }
-    if matches!(spec, OutputSpec::Srt { .. }) && u.port().is_none() {
-        return Err("an SRT URL needs a port (srt://host:port)".into());
+    if u.port() == Some(0) {
+        return Err("port 0 is not a port to connect to".into());
+    }
+    match spec {
+        OutputSpec::Srt { .. } => {
+            if u.port().is_none() {
+                return Err("an SRT URL needs a port (srt://host:port)".into());
+            }
+            if !matches!(u.path(), "" | "/") {
+                return Err("an SRT URL has no path (srt://host:port?streamid=...)".into());
+            }
+            for (k, v) in u.query_pairs() {
+                let caller = k == "mode" && v == "caller";
+                if !caller && !SRT_OPTIONS.contains(&k.as_ref()) {
+                    return Err(format!(
+                        "the SRT option `{k}` is not taken (a push is a caller; it may carry {})",
+                        SRT_OPTIONS.join(", ")
+                    ));
+                }
+            }
+        }
+        _ => {
+            if u.path().trim_matches('/').is_empty() {
+                return Err(
+                    "an RTMP URL names the application and stream key (rtmp://host/app/key)".into(),
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -496,6 +542,24 @@ mod tests {
             "outputs[1].kind"
         );
         assert_eq!(field(json!({"kind": "hls"})), "outputs");
+        for (bad, says) in [
+            ("srt://x.org:9000?mode=listener", "`mode`"),
+            ("srt://x.org:9000?localport=18929", "`localport`"),
+            ("srt://x.org:9000/path", "no path"),
+            ("srt://x.org:0", "port 0"),
+            ("rtmp://x.org", "application"),
+            ("rtmp://x.org:0/app/key", "port 0"),
+        ] {
+            let e = parse(
+                json!([{"kind": if bad.starts_with("srt") { "srt" } else { "rtmp" }, "url": bad}]),
+            )
+            .unwrap_err();
+            assert!(e.message.contains(says), "{bad}: {e}");
+        }
+        assert!(
+            parse(json!([{"kind": "srt", "url": "srt://x.org:9000?mode=caller&streamid=a&latency=200"}]))
+                .is_ok()
+        );
         let long = format!("rtmp://x.org/{}", "k".repeat(3000));
         assert_eq!(
             field(json!([{"kind": "rtmp", "url": long}])),

@@ -343,6 +343,58 @@ async fn bad_outputs_are_refused_with_a_code() {
         .get(&key, &format!("/v1/recordings/{id}/hls/index.m3u8"))
         .await;
     assert_eq!(st, 404);
+    // Nor does it take a stream later, pending or not: its encode writes
+    // no live segments to push from.
+    let outs = format!("/v1/recordings/{id}/outputs");
+    let (st, e) = s
+        .post(
+            &key,
+            &outs,
+            json!({"kind": "rtmp", "url": "rtmp://8.8.8.8/live/k"}),
+        )
+        .await;
+    assert_eq!((st, &e["error"]["code"]), (409, &json!("not_ready")), "{e}");
+    // A range's start or duration is given once.
+    let (st, e) = s
+        .get(&key, &format!("/v1/recordings/{id}/media?start=1&start=2"))
+        .await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (400, &json!("invalid_query")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("start is given 2 times"),
+        "{e}"
+    );
+
+    // Removed streams stay listed but free their place among the 8.
+    let rec = s
+        .create(
+            &key,
+            json!({"source": {"kind": "frames"}, "outputs": [{"kind": "hls"}]}),
+        )
+        .await;
+    let outs = format!("/v1/recordings/{}/outputs", rec["id"].as_str().unwrap());
+    let add = |i: u32| json!({"kind": "rtmp", "url": format!("rtmp://8.8.8.8/live/k{i}")});
+    for i in 0..7 {
+        let (st, o) = s.post(&key, &outs, add(i)).await;
+        assert_eq!(st, 201, "{o}");
+    }
+    let (st, e) = s.post(&key, &outs, add(7)).await;
+    assert_eq!(
+        (st, &e["error"]["code"]),
+        (422, &json!("invalid_output")),
+        "{e}"
+    );
+    for oid in ["o2", "o3"] {
+        assert_eq!(s.delete(&key, &format!("{outs}/{oid}")).await, 204);
+    }
+    let (st, o) = s.post(&key, &outs, add(8)).await;
+    assert_eq!(st, 201, "{o}");
 }
 
 /// Polls `id` until output `oid` is in `state`; the recording then.

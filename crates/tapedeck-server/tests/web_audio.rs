@@ -279,6 +279,14 @@ async fn the_page_sound_is_in_the_live_segments_and_the_stream() {
 
     let done = s.wait_status(&token, &id, "completed").await;
     assert_eq!(done["media"]["audio_codec"], "aac", "{done}");
+    // The file's sound lines up as the live one did.
+    let file = s.download(&token, &id, "mp4").await;
+    let ((shown, heard), _) = onsets(&file);
+    eprintln!("file: white at {shown:.3} s, tone at {heard:.3} s");
+    assert!(
+        (heard - shown).abs() < 0.15,
+        "file: tone at {heard:.3} s, page turned white at {shown:.3} s"
+    );
     // nginx recorded the push: H.264 and the tone in AAC, in sync.
     nginx.kill();
     let files = nginx.recorded();

@@ -199,7 +199,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
 fn missing_token() -> ApiError {
     ApiError::unauthorized(
-        "missing bearer token (?token= is taken only on media, thumbnail, strip and WebSocket routes; the web page signs in with POST /v1/session)",
+        "missing bearer token (?token= is taken only where a player, an <img> or a WebSocket loads: media, thumbnail, strip, hls/..., images/NNNNN.jpg, a track's media, frames and events; the web page signs in with POST /v1/session)",
     )
 }
 

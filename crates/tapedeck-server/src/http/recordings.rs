@@ -293,10 +293,23 @@ pub async fn media(
     p: Principal,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let rec = load(&s, &p, &id).await?;
     if q.contains_key("start") || q.contains_key("duration") {
+        // One of each: `start=1&start=2` would silently take one.
+        for k in ["start", "duration"] {
+            let n = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                .filter(|(key, _)| key == k)
+                .count();
+            if n > 1 {
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("{k} is given {n} times; give it once"),
+                ));
+            }
+        }
         // A time range, cut without re-encoding (live ones too).
         return crate::http::outputs::range(&s, &rec, &q).await;
     }

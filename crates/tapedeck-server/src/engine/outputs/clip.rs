@@ -123,9 +123,15 @@ pub async fn clip(
 }
 
 fn past(start_s: f64, total: f64, what: &str) -> Problem {
+    // To the millisecond; a huge one in exponent form (1e308 has 309 digits).
+    let start = if start_s < 1e9 {
+        format!("{start_s:.3}")
+    } else {
+        format!("{start_s:e}")
+    };
     Problem::new(
         Code::RangeNotSatisfiable,
-        format!("start: {start_s:.3} s is past {what} ({total:.3} s)"),
+        format!("start: {start} s is past {what} ({total:.3} s)"),
     )
 }
 

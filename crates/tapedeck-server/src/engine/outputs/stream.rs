@@ -149,8 +149,24 @@ pub async fn command(
     }
     match cmd {
         Command::Add(value) => {
-            let existing: Vec<OutputSpec> = rec.outputs.iter().map(|o| o.spec.clone()).collect();
-            let spec = output::parse_one(value, None, &rec.source, &existing)?;
+            // Stopped streams stay listed but take no place among the
+            // outputs a recording may run.
+            let running: Vec<OutputSpec> = rec
+                .outputs
+                .iter()
+                .filter(|o| o.state != OutputState::Stopped)
+                .map(|o| o.spec.clone())
+                .collect();
+            let spec = output::parse_one(value, None, &rec.source, &running)?;
+            if rec.outputs.len() >= output::MAX_LISTED {
+                return Err(Problem::from(output::InvalidOutput {
+                    field: "output".into(),
+                    message: format!(
+                        "a recording lists at most {} outputs, stopped ones included",
+                        output::MAX_LISTED
+                    ),
+                }));
+            }
             output::check_format(&spec, rec.format).map_err(|message| {
                 Problem::from(output::InvalidOutput {
                     field: "kind".into(),
@@ -163,7 +179,10 @@ pub async fn command(
                     "hls and images outputs are given when the recording is created; rtmp and srt ones may be added while it records",
                 ));
             };
-            if rec.status != Status::Pending && super::live_spec(rec).hls_segment_s.is_none() {
+            // Its encode, started or about to be (a pending recording's
+            // source is open), writes live segments only if it was created
+            // with an output that needs them.
+            if super::live_spec(rec).hls_segment_s.is_none() {
                 return Err(Problem::new(
                     Code::NotReady,
                     "a stream is pushed from the live HLS segments, which this recording's encoder does not write: create it with an hls or a stream output to add streams while it records",
