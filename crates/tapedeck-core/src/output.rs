@@ -234,13 +234,16 @@ pub fn parse_one(
         field: at(field),
         message,
     };
+    let shape = "an output is {\"kind\": \"hls\" | \"images\" | \"rtmp\" | \"srt\", ...}";
+    if !value.is_object() {
+        return Err(bad("", format!("not a JSON object ({shape})")));
+    }
     let spec: OutputSpec = serde_json::from_value(value).map_err(|e| {
-        bad(
-            "",
-            format!(
-                "{e} (an output is {{\"kind\": \"hls\" | \"images\" | \"rtmp\" | \"srt\", ...}})"
-            ),
-        )
+        // Serde names Rust's integer types; a person reads numbers.
+        let e = e
+            .to_string()
+            .replace("expected u32", "expected a whole number");
+        bad("", format!("{e} ({shape})"))
     })?;
     match &spec {
         OutputSpec::Hls { segment_s } if !(1..=10).contains(segment_s) => {
@@ -542,6 +545,10 @@ mod tests {
             "outputs[1].kind"
         );
         assert_eq!(field(json!({"kind": "hls"})), "outputs");
+        let e = parse(json!([[{"kind": "hls"}]])).unwrap_err();
+        assert!(e.message.contains("not a JSON object"), "{e}");
+        let e = parse(json!([{"kind": "hls", "segment_s": 1.5}])).unwrap_err();
+        assert!(e.message.contains("expected a whole number"), "{e}");
         for (bad, says) in [
             ("srt://x.org:9000?mode=listener", "`mode`"),
             ("srt://x.org:9000?localport=18929", "`localport`"),
