@@ -689,11 +689,15 @@ async fn a_call_grid_from_an_h264_camera_plays_live() {
 /// first choice, VP8) and a grid recording with live outputs.
 async fn call_grid_live(codec: Option<&str>) {
     use support::rooms::{invite, new_room};
-    use tapedeck_testkit::receivers::NginxRtmp;
+    use tapedeck_testkit::receivers::{NginxRtmp, SrtListener};
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("nginx")).unwrap();
     let mut nginx = NginxRtmp::start(&dir.path().join("nginx"));
-    let allowed = vec![format!("127.0.0.1:{}", nginx.port)];
+    let mut srt = SrtListener::start(&dir.path().join("call.ts"));
+    let allowed = vec![
+        format!("127.0.0.1:{}", nginx.port),
+        format!("127.0.0.1:{}", srt.port),
+    ];
     let s = start(move |c| c.outputs.allowed_hosts = allowed).await;
     let host = s.key("alice", false).await;
     let room = new_room(&s, &host).await;
@@ -705,7 +709,8 @@ async fn call_grid_live(codec: Option<&str>) {
                    "width": 640, "height": 360, "fps": 15,
                    "outputs": [{"kind": "hls", "segment_s": 1},
                                {"kind": "images", "every_s": 2, "width": 320},
-                               {"kind": "rtmp", "url": nginx.url("call")}]}),
+                               {"kind": "rtmp", "url": nginx.url("call")},
+                               {"kind": "srt", "url": srt.url()}]}),
         )
         .await;
     let id = rec["id"].as_str().unwrap().to_string();
@@ -792,6 +797,19 @@ async fn call_grid_live(codec: Option<&str>) {
     assert!(
         n as f64 >= duration_s / 2.0 - 1.0,
         "{n} pictures for {duration_s} s"
+    );
+
+    // The SRT listener got the grid with its sound, and ended with it.
+    assert!(
+        srt.ended(std::time::Duration::from_secs(20)),
+        "the SRT push never ended"
+    );
+    let ts = dir.path().join("call.ts").display().to_string();
+    assert_eq!(codecs(&ts), ["h264", "aac"]);
+    let got = tapedeck_testkit::decode_count(&ts);
+    assert!(
+        got.frames as f64 > duration_s * 15.0 / 2.0,
+        "{got:?} over {duration_s} s"
     );
 
     // nginx recorded the grid as it was pushed: H.264, Ann's barcodes.
