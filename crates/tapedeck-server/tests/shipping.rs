@@ -188,8 +188,16 @@ async fn a_dead_nodes_recording_waits_for_the_store_that_holds_it() {
         json!({"source": {"kind": "frames"}, "preset": "low", "format": "mp4"}),
     )
     .await;
-    // 4 s of pictures, all shipped.
-    send_frames(&mut ws, 20, 200.0, |k| jpeg(640, 360, k)).await;
+    // 4 s of pictures, all shipped: in two halves a second and a half
+    // apart, so at least two rounds ship (a fast build takes all 20 within
+    // one second, which one round would ship whole).
+    for k in 0..20u32 {
+        if k == 10 {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        }
+        send_frame(&mut ws, Some(f64::from(k) * 200.0), jpeg(640, 360, k)).await;
+    }
+    progress_until(&mut ws, |v| v["frames_received"] == 20).await;
     let start = std::time::Instant::now();
     while shipped(&store, &id).is_none_or(|m| m["packs"].as_u64() < Some(2)) {
         assert!(
