@@ -94,7 +94,13 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
         &ann,
         "POST",
         "/v1/recordings",
-        Some(json!({"source": {"kind": "room", "room": room}})),
+        // A grid with a live output: its grid is composed live too when
+        // the node dies.
+        Some(
+            json!({"source": {"kind": "room", "room": room, "layout": "grid"},
+                    "width": 640, "height": 360, "fps": 15,
+                    "outputs": [{"kind": "hls", "segment_s": 1}]}),
+        ),
     )
     .await;
     assert_eq!(
@@ -221,8 +227,22 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    // The call goes on a few seconds, then the node dies.
+    // The call goes on a few seconds (its grid composed live: a live
+    // segment is out), then the node dies.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let live = reqwest::Client::new()
+        .get(format!("{lb}/v1/recordings/{call_rec}/hls/index.m3u8"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        live.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && live.contains(".m4s"),
+        "the live grid before the kill: {live}"
+    );
     let r = get(&lb, &ann, &web).await;
     assert_eq!(
         r["status"], "recording",
@@ -322,6 +342,21 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
         assert_eq!(decode_errors(&file), "", "{t}");
         assert!(support::rooms::duration_s(&file) > 1.0, "{t}");
     }
+    // Its grid made from them after, and its VOD cut from that.
+    assert_eq!(r["media"]["video_codec"], "h264", "{r}");
+    let vod = reqwest::Client::new()
+        .get(format!("{lb}/v1/recordings/{call_rec}/hls/index.m3u8"))
+        .bearer_auth(&ann)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains(".m4s"),
+        "{vod}"
+    );
     // Both pages were told the call's node was lost, and joined again on
     // the node that took the room.
     let out = pages.finish().await;
