@@ -149,7 +149,9 @@ await drive(
     await waitFor(host, "camera on again", () =>
       [...document.querySelectorAll("#tiles .flags")].every((f) => !f.textContent.includes("camera off")));
 
-    // Record: both pages show REC.
+    // Record: both pages show REC. Each step's time is taken as the host
+    // clicks and as the pages show it: the server acted in between.
+    const recordClickAt = Date.now();
     await host.click("#record");
     await waitFor(host, "REC on the host", () => !document.getElementById("rec").hidden);
     await waitFor(guest, "REC on the guest", () => !document.getElementById("rec").hidden);
@@ -179,11 +181,13 @@ await drive(
     await host.screenshot({ path: `${shots}/call-host.png` });
     await guest.screenshot({ path: `${shots}/call-guest.png` });
 
+    const pauseClickAt = Date.now();
     await host.click("#pause");
     await waitFor(guest, "guest sees the pause", () => document.getElementById("rec").classList.contains("paused"));
     const pausedAt = Date.now();
     await sleep(1500);
     result.recPaused = await rec(guest);
+    const resumeClickAt = Date.now();
     await host.click("#pause"); // now "Resume"
     await waitFor(guest, "guest sees the resume", () => !document.getElementById("rec").classList.contains("paused"));
     const resumedAt = Date.now();
@@ -193,6 +197,11 @@ await drive(
     const stoppedAt = Date.now();
     result.recordedMs = pausedAt - t0 + (stoppedAt - resumedAt);
     await waitFor(host, "REC gone on the host", () => document.getElementById("rec").hidden);
+    const stopSeenAt = Date.now();
+    // What the server recorded lies between: started after the click and
+    // before both pages showed it, and so on for each step.
+    result.recordedMinMs = (pauseClickAt - t0) + (stoppedAt - resumedAt);
+    result.recordedMaxMs = (pausedAt - recordClickAt) + (stopSeenAt - resumeClickAt);
     await waitFor(guest, "REC gone on the guest", () => document.getElementById("rec").hidden);
     result.guestNoticeAfter = await guest.evaluate(() => document.getElementById("recorded-notice").hidden);
     await waitFor(host, "completed in the host's list",
