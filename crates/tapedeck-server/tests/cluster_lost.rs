@@ -19,6 +19,19 @@ const PAGE: &str = "<body style='margin:0;background:#eee'><div id=b style='widt
 /// Seconds of the web recording's script.
 const WEB_S: u64 = 40;
 
+/// Recording `id`'s HLS playlist, as text.
+async fn playlist(base: &str, token: &str, id: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/recordings/{id}/hls/index.m3u8"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 async fn get(base: &str, token: &str, id: &str) -> Value {
     call(base, token, "GET", &format!("/v1/recordings/{id}"), None)
         .await
@@ -230,15 +243,7 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
     // The call goes on a few seconds (its grid composed live: a live
     // segment is out), then the node dies.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let live = reqwest::Client::new()
-        .get(format!("{lb}/v1/recordings/{call_rec}/hls/index.m3u8"))
-        .bearer_auth(&ann)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let live = playlist(&lb, &ann, &call_rec).await;
     assert!(
         live.contains("#EXT-X-PLAYLIST-TYPE:EVENT") && live.contains(".m4s"),
         "the live grid before the kill: {live}"
@@ -344,15 +349,7 @@ async fn a_dead_nodes_work_is_finished_elsewhere() {
     }
     // Its grid made from them after, and its VOD cut from that.
     assert_eq!(r["media"]["video_codec"], "h264", "{r}");
-    let vod = reqwest::Client::new()
-        .get(format!("{lb}/v1/recordings/{call_rec}/hls/index.m3u8"))
-        .bearer_auth(&ann)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let vod = playlist(&lb, &ann, &call_rec).await;
     assert!(
         vod.contains("#EXT-X-PLAYLIST-TYPE:VOD") && vod.contains(".m4s"),
         "{vod}"

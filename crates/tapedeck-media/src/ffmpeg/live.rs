@@ -272,6 +272,17 @@ pub fn hls_remux_sound_args(segment_s: u32) -> Vec<String> {
 /// The live muxer's stream (`live_mux`: H.264 and PCM in Matroska) on
 /// stdin, the pictures copied and the sound encoded to AAC.
 fn muxed_input() -> Vec<String> {
+    let mut a = piped_input_head();
+    a.extend(strings(&[
+        "-f", "matroska", "-i", "pipe:0", "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-c:a",
+        "aac", "-b:a", "128k",
+    ]));
+    a
+}
+
+/// What every reader of a live pipe starts with: quiet, and output from
+/// the first packet on (no probing ahead).
+fn piped_input_head() -> Vec<String> {
     strings(&[
         "-hide_banner",
         "-nostats",
@@ -281,38 +292,17 @@ fn muxed_input() -> Vec<String> {
         "32",
         "-analyzeduration",
         "0",
-        "-f",
-        "matroska",
-        "-i",
-        "pipe:0",
-        "-map",
-        "0:v",
-        "-map",
-        "0:a",
-        "-c:v",
-        "copy",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "128k",
     ])
 }
 
 /// The spliced H.264 stream at `fps` on stdin, copied (the start of the
 /// remuxer's and a tapped push's arguments).
 fn spliced_input(fps: u32) -> Vec<String> {
-    strings(&[
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "error",
-        // Output from the first picture on: probing the default 5 MB
-        // first held the first segment back (measured: 5.2 s for a 2 s
-        // segment at 640x360, 2.2 s without; 4K streams still parse).
-        "-probesize",
-        "32",
-        "-analyzeduration",
-        "0",
+    // Output from the first picture on: probing the default 5 MB first
+    // held the first segment back (measured: 5.2 s for a 2 s segment at
+    // 640x360, 2.2 s without; 4K streams still parse).
+    let mut a = piped_input_head();
+    a.extend(strings(&[
         "-f",
         "h264",
         "-framerate",
@@ -321,7 +311,8 @@ fn spliced_input(fps: u32) -> Vec<String> {
         "pipe:0",
         "-c",
         "copy",
-    ])
+    ]));
+    a
 }
 
 /// How a stream output is carried.
